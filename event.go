@@ -1,0 +1,327 @@
+package audittrail
+
+import (
+	"maps"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// EventType classifies events. The values are those of the wire enum.
+type EventType int32
+
+const (
+	TypeUnspecified EventType = 0
+	TypeAPI         EventType = 1
+	TypeSystem      EventType = 2
+)
+
+// Valid reports whether t is one of the known types.
+func (t EventType) Valid() bool { return t >= TypeUnspecified && t <= TypeSystem }
+
+// Status is the outcome of the audited request.
+type Status struct {
+	Code    int32 // a google.rpc.Code value by convention
+	Message string
+}
+
+// Event is one audited action. Fields marked "server" are set by the service,
+// whatever a producer sent.
+type Event struct {
+	ID                string    // UUIDv4; the resource name is "events/" + ID
+	EventTime         time.Time // when it happened
+	ReceiveTime       time.Time // server: when the server received it
+	EventSource       string
+	Action            string
+	ReadOnly          bool
+	Status            *Status // nil: the event carries no status (matches status_code_regex "^$")
+	Principal         string
+	LoginPrincipal    string // server: resolved at search time
+	SourceIP          string
+	UserAgent         string
+	Resource          string
+	Workspace         string // server: the override if given, else derived from Resource
+	RequestParameters map[string]string
+	Metadata          map[string]string
+	Type              EventType
+	// Seq is the event's position in the log: gap-free and increasing in
+	// commit order, starting at 1. Set by the store.
+	Seq uint64
+}
+
+// Name returns the resource name of the event.
+func (e *Event) Name() string { return "events/" + e.ID }
+
+// StatusCodeString is what status_code_regex matches: the decimal code, or
+// "" when the event has no status.
+func (e *Event) StatusCodeString() string {
+	if e.Status == nil {
+		return ""
+	}
+	return itoa(int64(e.Status.Code))
+}
+
+// SameContent reports whether e and o describe the same event, ignoring the
+// fields the server sets on receipt (ReceiveTime, Seq, LoginPrincipal). It
+// decides whether a create with a used id is an idempotent retry.
+func (e *Event) SameContent(o *Event) bool {
+	if (e.Status == nil) != (o.Status == nil) || (e.Status != nil && *e.Status != *o.Status) {
+		return false
+	}
+	return e.ID == o.ID && e.EventTime.Equal(o.EventTime) && e.EventSource == o.EventSource &&
+		e.Action == o.Action && e.ReadOnly == o.ReadOnly && e.Principal == o.Principal &&
+		e.SourceIP == o.SourceIP && e.UserAgent == o.UserAgent && e.Resource == o.Resource &&
+		e.Workspace == o.Workspace && e.Type == o.Type &&
+		mapsEqual(e.RequestParameters, o.RequestParameters) && mapsEqual(e.Metadata, o.Metadata)
+}
+
+func mapsEqual(a, b map[string]string) bool { return len(a) == len(b) && maps.Equal(a, b) }
+
+// Limits on what an event may hold. They keep one event small enough to index
+// and return in a page of 1000, and are documented in docs/limits.md.
+const (
+	MaxFieldLen        = 1024      // event_source, action, principal, source_ip_address, user_agent
+	MaxResourceLen     = 2048      // resource and workspace
+	MaxMapEntries      = 64        // metadata and request_parameters, each
+	MaxMapKeyLen       = 256       // request_parameters keys (metadata keys are limited to 63 by their rule)
+	MaxMapValueLen     = 4096      // metadata and request_parameters values
+	MaxStatusMessage   = 4096      // status.message
+	MaxEventBytes      = 64 << 10  // all strings of one event together
+	MaxBatch           = 1000      // requests in one BatchCreateEvents
+	MaxRequestBodySize = 100 << 20 // bytes of one HTTP or gRPC request (a full batch of large events fits)
+)
+
+// Times outside this range cannot be stored (they do not fit the 64-bit
+// nanosecond clock the storage orders by).
+var (
+	MinEventTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxEventTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+var metadataKeyRE = regexp.MustCompile(`^[a-z]([a-z0-9_]{0,61}[a-z0-9])?$`)
+
+// ValidateEventID checks that id is a UUIDv4 in its canonical text form.
+func ValidateEventID(id string) error {
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 4 || len(id) != 36 || u.String() != strings.ToLower(id) {
+		return Errorf(EInvalid, "event_id must be in UUIDv4 format")
+	}
+	return nil
+}
+
+// NewEvent is what a producer sends: the event and, optionally, an explicit
+// workspace that overrides the derivation from the resource.
+type NewEvent struct {
+	Event             Event
+	WorkspaceOverride *string
+}
+
+// PrepareNewEvent validates a producer's event and returns the event to store:
+// server-set fields are overwritten (ID, Workspace, ReceiveTime; LoginPrincipal
+// and Seq cleared), and private source addresses are redacted when asked.
+func PrepareNewEvent(id string, in NewEvent, receivedAt time.Time, redactPrivateIPs bool) (*Event, error) {
+	if err := ValidateEventID(id); err != nil {
+		return nil, err
+	}
+	e := in.Event
+	e.ID = strings.ToLower(id)
+	e.ReceiveTime = receivedAt.UTC()
+	e.LoginPrincipal = ""
+	e.Seq = 0
+	if in.WorkspaceOverride != nil {
+		e.Workspace = *in.WorkspaceOverride
+	} else {
+		e.Workspace = DeriveWorkspace(e.Resource)
+	}
+	if e.Status != nil {
+		s := *e.Status
+		e.Status = &s
+	}
+	e.RequestParameters = maps.Clone(e.RequestParameters)
+	e.Metadata = maps.Clone(e.Metadata)
+	if err := validateEvent(&e); err != nil {
+		return nil, err
+	}
+	if redactPrivateIPs {
+		e.SourceIP = RedactIP(e.SourceIP)
+	}
+	e.EventTime = e.EventTime.UTC()
+	return &e, nil
+}
+
+func validateEvent(e *Event) error {
+	if e.EventTime.IsZero() {
+		return Errorf(EInvalid, "event.event_time is required")
+	}
+	if e.EventTime.Before(MinEventTime) || !e.EventTime.Before(MaxEventTime) {
+		return Errorf(EInvalid, "event.event_time %s is out of range: it must be from %s to before %s",
+			e.EventTime.UTC().Format(time.RFC3339Nano), MinEventTime.Format(time.RFC3339), MaxEventTime.Format(time.RFC3339))
+	}
+	required := []struct{ name, value string }{
+		{"event.event_source", e.EventSource},
+		{"event.action", e.Action},
+		{"event.principal", e.Principal},
+		{"event.source_ip_address", e.SourceIP},
+	}
+	for _, f := range required {
+		if f.value == "" {
+			return Errorf(EInvalid, "%s is required", f.name)
+		}
+	}
+	strs := []struct {
+		name, value string
+		max         int
+	}{
+		{"event.event_source", e.EventSource, MaxFieldLen},
+		{"event.action", e.Action, MaxFieldLen},
+		{"event.principal", e.Principal, MaxFieldLen},
+		{"event.source_ip_address", e.SourceIP, MaxFieldLen},
+		{"event.user_agent", e.UserAgent, MaxFieldLen},
+		{"event.resource", e.Resource, MaxResourceLen},
+		{"event.workspace_override", e.Workspace, MaxResourceLen},
+	}
+	total := 0
+	for _, f := range strs {
+		if err := checkString(f.name, f.value, f.max); err != nil {
+			return err
+		}
+		total += len(f.value)
+	}
+	if e.SourceIP != "private" {
+		if _, err := netip.ParseAddr(e.SourceIP); err != nil {
+			return Errorf(EInvalid, "event.source_ip_address %q is not an IPv4 or IPv6 address (or \"private\")", clip(e.SourceIP))
+		}
+	}
+	if e.Workspace != "" && !strings.HasPrefix(e.Workspace, "workspaces/") {
+		return Errorf(EInvalid, "event.workspace_override %q must have the form \"workspaces/*\"", clip(e.Workspace))
+	}
+	if !e.Type.Valid() {
+		return Errorf(EInvalid, "event.type %d is not a known event type", e.Type)
+	}
+	if e.Status != nil {
+		if err := checkString("event.status.message", e.Status.Message, MaxStatusMessage); err != nil {
+			return err
+		}
+		total += len(e.Status.Message)
+	}
+	n, err := checkMap("event.metadata", e.Metadata, func(k string) error {
+		if !metadataKeyRE.MatchString(k) {
+			return Errorf(EInvalid, "event.metadata key %q is invalid: keys have 1-63 characters of a-z, 0-9 and _, start with a letter and end with a letter or digit", clip(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	total += n
+	n, err = checkMap("event.request_parameters", e.RequestParameters, func(k string) error {
+		if k == "" {
+			return Errorf(EInvalid, "event.request_parameters has an empty key")
+		}
+		return checkString("event.request_parameters key", k, MaxMapKeyLen)
+	})
+	if err != nil {
+		return err
+	}
+	total += n
+	if total > MaxEventBytes {
+		return Errorf(EInvalid, "event is too large: its strings add up to %d bytes, the limit is %d", total, MaxEventBytes)
+	}
+	return nil
+}
+
+func checkMap(name string, m map[string]string, checkKey func(string) error) (int, error) {
+	if len(m) > MaxMapEntries {
+		return 0, Errorf(EInvalid, "%s has %d entries, the limit is %d", name, len(m), MaxMapEntries)
+	}
+	n := 0
+	for k, v := range m {
+		if err := checkKey(k); err != nil {
+			return 0, err
+		}
+		if err := checkString(name+"["+clip(k)+"]", v, MaxMapValueLen); err != nil {
+			return 0, err
+		}
+		n += len(k) + len(v)
+	}
+	return n, nil
+}
+
+func checkString(name, v string, max int) error {
+	if len(v) > max {
+		return Errorf(EInvalid, "%s is too long: %d bytes, the limit is %d", name, len(v), max)
+	}
+	if !utf8.ValidString(v) {
+		return Errorf(EInvalid, "%s is not valid UTF-8", name)
+	}
+	return nil
+}
+
+// clip shortens s for quoting in an error message.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "..."
+}
+
+// DeriveWorkspace returns "workspaces/<id>" for the first "workspaces/<id>"
+// segment pair of a resource name, or "" when there is none. Both relative
+// names ("workspaces/w1/daiEngines/e1") and full names
+// ("//engine-manager/workspaces/w1/daiEngines/e1") are understood.
+func DeriveWorkspace(resource string) string {
+	segs := strings.Split(resource, "/")
+	for i := 0; i+1 < len(segs); i++ {
+		if segs[i] == "workspaces" && segs[i+1] != "" {
+			// In "//service/..." the first two segments are empty and the
+			// third is the service name; a service called "workspaces" is
+			// not a workspace segment.
+			if strings.HasPrefix(resource, "//") && i == 2 {
+				continue
+			}
+			return "workspaces/" + segs[i+1]
+		}
+	}
+	return ""
+}
+
+// RedactIP returns "private" for private, loopback, link-local and unique
+// local addresses (RFC 1918, RFC 4193), and the address unchanged otherwise.
+func RedactIP(s string) string {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return s
+	}
+	a = a.Unmap()
+	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() {
+		return "private"
+	}
+	return s
+}
+
+func itoa(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	u := uint64(n)
+	if neg {
+		u = uint64(-n)
+	}
+	for u > 0 {
+		i--
+		b[i] = byte('0' + u%10)
+		u /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,170 @@
+package audittrail
+
+import (
+	"context"
+	"time"
+)
+
+// Service applies the rules of the audit event API on top of a Store:
+// validation, server-set fields, page sizes and page tokens. Transports
+// convert their wire types to and from the types here and call it; they hold
+// no rules of their own.
+type Service struct {
+	Store Store
+	// PageTokenKey authenticates page tokens. Every replica serving the same
+	// data must use the same key, and it must survive restarts.
+	PageTokenKey []byte
+	// RedactPrivateIPs stores private, loopback and link-local source
+	// addresses as "private".
+	RedactPrivateIPs bool
+	// MaxScan bounds the work of one search request; 0 means DefaultMaxScan.
+	MaxScan int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Page sizes of SearchEvents.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// CreateEvent validates and stores one event. A retry with the same id and
+// content returns the stored event; another event under a used id fails with
+// EConflict.
+func (s *Service) CreateEvent(ctx context.Context, id string, in NewEvent) (*Event, error) {
+	e, err := PrepareNewEvent(id, in, s.now(), s.RedactPrivateIPs)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Store.Append(ctx, []*Event{e})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].Event, res[0].Err
+}
+
+// CreateRequest is one item of a batch.
+type CreateRequest struct {
+	EventID string
+	Event   NewEvent
+}
+
+// BatchResult is the outcome of BatchCreateEvents.
+type BatchResult struct {
+	Events []*Event       // stored events in request order
+	Failed map[int]*Error // failures by 0-based request index
+}
+
+// BatchCreateEvents stores the valid events of reqs and reports the others by
+// index. More than MaxBatch requests fail as a whole, with nothing written.
+func (s *Service) BatchCreateEvents(ctx context.Context, reqs []CreateRequest) (*BatchResult, error) {
+	if len(reqs) > MaxBatch {
+		return nil, Errorf(EInvalid, "requests has %d items, the limit is %d per batch", len(reqs), MaxBatch)
+	}
+	now := s.now()
+	out := &BatchResult{Failed: map[int]*Error{}}
+	events := make([]*Event, 0, len(reqs))
+	index := make([]int, 0, len(reqs))
+	for i, r := range reqs {
+		e, err := PrepareNewEvent(r.EventID, r.Event, now, s.RedactPrivateIPs)
+		if err != nil {
+			out.Failed[i] = asError(err)
+			continue
+		}
+		events = append(events, e)
+		index = append(index, i)
+	}
+	if len(events) == 0 {
+		return out, nil
+	}
+	res, err := s.Store.Append(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
+		if r.Err != nil {
+			out.Failed[index[j]] = asError(r.Err)
+			continue
+		}
+		out.Events = append(out.Events, r.Event)
+	}
+	return out, nil
+}
+
+func asError(err error) *Error {
+	return &Error{Code: ErrorCode(err), Message: ErrorMessage(err)}
+}
+
+// SearchRequest is a SearchEvents call.
+type SearchEventsRequest struct {
+	Filter    Filter
+	PageSize  int
+	PageToken string
+}
+
+// SearchEventsResponse is one page of a search.
+type SearchEventsResponse struct {
+	Events        []*Event
+	NextPageToken string
+	SearchedUntil time.Time
+}
+
+// SearchEvents runs one page of a search for the caller in ctx.
+func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*SearchEventsResponse, error) {
+	size := req.PageSize
+	switch {
+	case size < 0:
+		return nil, Errorf(EInvalid, "page_size must not be negative (got %d); 0 means the default of %d", size, DefaultPageSize)
+	case size == 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	var caller string
+	if p := PrincipalFromContext(ctx); p != nil {
+		caller = p.Name
+	}
+	fp := req.Filter.Fingerprint()
+	end := s.now()
+	var after *Cursor
+	if req.PageToken != "" {
+		t, err := openPageToken(s.PageTokenKey, req.PageToken)
+		if err != nil {
+			return nil, err
+		}
+		if t.Filter != fp {
+			return nil, Errorf(EInvalid, "page_token was issued for a different filter: repeat the filter of the first page, or start again without a page_token")
+		}
+		if t.Principal != principalDigest(caller) {
+			return nil, Errorf(EInvalid, "page_token was issued to another caller")
+		}
+		end = timeFromNanos(t.End)
+		after = &t.Cursor
+	}
+	q, err := req.Filter.Compile(end)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Store.Search(ctx, SearchRequest{Query: q, After: after, Limit: size, MaxScan: s.MaxScan})
+	if err != nil {
+		return nil, err
+	}
+	out := &SearchEventsResponse{Events: res.Events, SearchedUntil: res.SearchedUntil(q)}
+	if res.Next != nil {
+		out.NextPageToken = sealPageToken(s.PageTokenKey, pageToken{
+			Cursor:    *res.Next,
+			End:       q.End.UnixNano(),
+			Filter:    fp,
+			Principal: principalDigest(caller),
+		})
+	}
+	return out, nil
+}
