@@ -1,0 +1,57 @@
+# The two commands of README.md: `make run` and `make test`.
+# Everything else here is what they are made of.
+
+GO        ?= go
+BIN       := bin/audittrail
+VENV      := .venv
+PYTHON    ?= python3
+BUF_VERSION := v1.75.0
+# How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
+FUZZTIME  ?= 5s
+
+.PHONY: run build test go-test fuzz python-test generate check-generate lint bench clean
+
+## run: start the service on the embedded store in dev mode (data in .data/)
+run: build
+	./$(BIN) serve --dev --data-dir .data
+
+## build: compile the one binary
+build:
+	$(GO) build -o $(BIN) ./cmd/audittrail
+
+## test: every test (Go unit, conformance, end-to-end, fuzz briefly, the official Python client)
+test: build go-test fuzz python-test
+
+go-test:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# Each fuzz target runs briefly; `go test -fuzz` takes one target per run.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+$(VENV)/.installed: tests/compat/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r tests/compat/requirements.txt
+	touch $@
+
+python-test: build $(VENV)/.installed
+	AUDITTRAIL_BIN=$(CURDIR)/$(BIN) $(VENV)/bin/python -m pytest -q tests/compat
+
+## generate: regenerate Go code and the OpenAPI document from proto/ (needs only the Go toolchain)
+generate:
+	$(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) lint proto
+	$(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate --path proto/ai
+
+## check-generate: fail if the committed generated code differs from a fresh generation
+check-generate: generate
+	git diff --exit-code -- internal/gen docs/api
+
+clean:
+	rm -rf bin $(VENV)
