@@ -1,0 +1,309 @@
+package merkle
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// AuditReport is the outcome of a full audit.
+type AuditReport struct {
+	// Leaves is the number of events audited, Root the recomputed root of
+	// their tree.
+	Leaves uint64
+	Root   tlog.Hash
+	// Checked counts the checkpoints compared with the recomputed tree;
+	// Unchecked those larger than the audited log.
+	Checked, Unchecked int
+	// Divergence is the first disagreement between the events and the
+	// checkpoints, nil when every checked checkpoint agrees.
+	Divergence *Divergence
+	// Disagreeing counts the checked checkpoints whose root is not the
+	// recomputed one.
+	Disagreeing int
+	// Horizon lists leaves that contradict a checkpoint's ReceivedBefore
+	// (at most 100; HorizonCount has the total).
+	Horizon      []HorizonViolation
+	HorizonCount int
+	// ReceiveOrder is the index of the first leaf received before the leaf
+	// preceding it (the log promises ReceiveTime nondecreasing in Seq), or
+	// -1 when there is none.
+	ReceiveOrder int64
+}
+
+// OK reports whether the audit found nothing wrong.
+func (r *AuditReport) OK() bool {
+	return r.Divergence == nil && r.HorizonCount == 0 && r.ReceiveOrder < 0
+}
+
+// Divergence locates the first disagreement between the audited events and
+// the log's signed checkpoints.
+type Divergence struct {
+	// Checkpoint is the smallest checkpoint whose root differs from Root,
+	// the root recomputed from the first Checkpoint.Size events.
+	Checkpoint *Checkpoint
+	Root       tlog.Hash
+	// FirstLeaf is the index (Seq-1) of the first divergent leaf when Exact,
+	// else a lower bound: the first divergent leaf lies in
+	// [FirstLeaf, Checkpoint.Size), FirstLeaf being the size of the largest
+	// agreeing checkpoint below.
+	FirstLeaf uint64
+	// Exact is set when the log's hashes proved the position: the log's
+	// first FirstLeaf leaves are the audited ones (consistency proof against
+	// Checkpoint) and its leaf FirstLeaf is LogLeaf (inclusion proof against
+	// Checkpoint), not Leaf, the hash of the audited event.
+	Exact   bool
+	LogLeaf tlog.Hash
+	Leaf    tlog.Hash
+	// Note says why the position is not exact, when it is not.
+	Note string
+}
+
+// HorizonViolation is a leaf on the wrong side of a checkpoint's horizon:
+// inside the tree but received at or after ReceivedBefore, or outside it but
+// received before.
+type HorizonViolation struct {
+	Checkpoint  *Checkpoint
+	LeafIndex   uint64
+	ReceiveTime time.Time
+}
+
+const maxHorizonReports = 100
+
+// Auditor recomputes the log's tree from its events, in sequence order, and
+// compares it with signed checkpoints. Add every event, then call Finish.
+type Auditor struct {
+	tree    HashStore
+	size    uint64 // leaves added
+	tsize   uint64 // leaves integrated into tree
+	pending []tlog.Hash
+
+	cps  []*Checkpoint // sorted by size
+	next int           // first checkpoint not yet compared
+
+	lastRT    time.Time
+	maxRT     time.Time
+	maxRTLeaf uint64
+	floorRT   time.Time   // largest horizon of the compared checkpoints
+	floorCP   *Checkpoint // the checkpoint with that horizon
+	agreeSize uint64      // size of the largest agreeing checkpoint before the divergence
+	report    AuditReport
+}
+
+// NewAuditor returns an auditor for verified checkpoints of one log. tree
+// receives the recomputed hashes; it must be empty, and nil means a new
+// MemStore (about 64 bytes per event).
+func NewAuditor(checkpoints []*Checkpoint, tree HashStore) (*Auditor, error) {
+	if tree == nil {
+		tree = &MemStore{}
+	}
+	cps := slices.Clone(checkpoints)
+	for _, c := range cps {
+		if !c.Verified() {
+			return nil, errNotVerified
+		}
+		if c.Origin != cps[0].Origin {
+			return nil, fmt.Errorf("merkle: checkpoints of different logs (%q, %q)", cps[0].Origin, c.Origin)
+		}
+	}
+	slices.SortStableFunc(cps, func(a, b *Checkpoint) int {
+		switch {
+		case a.Size < b.Size:
+			return -1
+		case a.Size > b.Size:
+			return 1
+		}
+		return a.ReceivedBefore.Compare(b.ReceivedBefore)
+	})
+	a := &Auditor{tree: tree, cps: cps, report: AuditReport{ReceiveOrder: -1}}
+	if err := a.compare(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Add audits the next event. Its Seq must be one more than the previous
+// event's (1 for the first): the audit needs the whole log, in order.
+func (a *Auditor) Add(e *audittrail.Event) error {
+	if e == nil {
+		return errors.New("merkle: audit: nil event")
+	}
+	if a.size >= MaxTreeSize || e.Seq != a.size+1 {
+		return fmt.Errorf("merkle: audit: event %s has seq %d, want %d (events must be complete and in sequence order)", e.ID, e.Seq, a.size+1)
+	}
+	i := a.size
+	rt := e.ReceiveTime
+	if i > 0 && rt.Before(a.lastRT) && a.report.ReceiveOrder < 0 {
+		a.report.ReceiveOrder = int64(i)
+	}
+	a.lastRT = rt
+	if a.floorCP != nil && rt.Before(a.floorRT) {
+		a.horizon(a.floorCP, i, rt)
+	}
+	if i == 0 || rt.After(a.maxRT) {
+		a.maxRT, a.maxRTLeaf = rt, i
+	}
+	a.pending = append(a.pending, LeafHash(e))
+	a.size++
+	if len(a.pending) >= 4096 {
+		if err := a.flush(); err != nil {
+			return err
+		}
+	}
+	return a.compare()
+}
+
+func (a *Auditor) horizon(c *Checkpoint, leaf uint64, rt time.Time) {
+	a.report.HorizonCount++
+	if len(a.report.Horizon) < maxHorizonReports {
+		a.report.Horizon = append(a.report.Horizon, HorizonViolation{Checkpoint: c, LeafIndex: leaf, ReceiveTime: rt})
+	}
+}
+
+func (a *Auditor) flush() error {
+	if len(a.pending) == 0 {
+		return nil
+	}
+	if _, err := Integrate(a.tree, a.tsize, a.pending); err != nil {
+		return err
+	}
+	a.tsize += uint64(len(a.pending))
+	a.pending = a.pending[:0]
+	return nil
+}
+
+// compare checks the checkpoints of the current size.
+func (a *Auditor) compare() error {
+	for a.next < len(a.cps) && a.cps[a.next].Size == a.size {
+		c := a.cps[a.next]
+		a.next++
+		if err := a.flush(); err != nil {
+			return err
+		}
+		root, err := TreeRoot(a.tree, a.size)
+		if err != nil {
+			return err
+		}
+		a.report.Checked++
+		if root != c.Root {
+			a.report.Disagreeing++
+			if a.report.Divergence == nil {
+				a.report.Divergence = &Divergence{Checkpoint: c, Root: root, FirstLeaf: a.agreeSize}
+			}
+		} else if a.report.Divergence == nil {
+			a.agreeSize = a.size
+		}
+		// Every leaf so far must precede the horizon...
+		if a.size > 0 && !a.maxRT.Before(c.ReceivedBefore) {
+			a.horizon(c, a.maxRTLeaf, a.maxRT)
+		}
+		// ...and every later leaf must not (checked in Add).
+		if a.floorCP == nil || c.ReceivedBefore.After(a.floorRT) {
+			a.floorRT, a.floorCP = c.ReceivedBefore, c
+		}
+	}
+	return nil
+}
+
+// Finish ends the audit and returns its report. When a checkpoint disagrees
+// and logHashes (the log's stored hashes, as served by the log, untrusted)
+// is not nil, Finish uses proofs built from them, each checked against the
+// disagreeing checkpoint, to find the exact first divergent leaf.
+func (a *Auditor) Finish(logHashes tlog.HashReader) (*AuditReport, error) {
+	if err := a.flush(); err != nil {
+		return nil, err
+	}
+	root, err := TreeRoot(a.tree, a.size)
+	if err != nil {
+		return nil, err
+	}
+	r := a.report
+	r.Leaves, r.Root = a.size, root
+	r.Unchecked = len(a.cps) - a.next
+	if d := r.Divergence; d != nil {
+		d2 := *d
+		r.Divergence = &d2
+		if logHashes == nil {
+			r.Divergence.Note = "no log hashes given: the first divergent leaf is in [FirstLeaf, Checkpoint.Size)"
+		} else {
+			a.pinpoint(r.Divergence, logHashes)
+		}
+	}
+	return &r, nil
+}
+
+// pinpoint narrows d to one leaf: the largest k for which the log proves
+// that its first k leaves are the audited ones, then the log's leaf k.
+func (a *Auditor) pinpoint(d *Divergence, log tlog.HashReader) {
+	c := d.Checkpoint
+	agrees := func(k uint64) bool {
+		if k == 0 {
+			return true
+		}
+		ours, err := TreeRoot(a.tree, k)
+		if err != nil {
+			return false
+		}
+		p, err := ConsistencyProof(log, k, c.Size)
+		if err != nil {
+			return false
+		}
+		if k == c.Size {
+			return ours == c.Root
+		}
+		return tlog.CheckTree(p.Hashes, int64(c.Size), c.Root, int64(k), ours) == nil
+	}
+	lo, hi := d.FirstLeaf, c.Size // agrees(lo) is known true; agrees(hi) false
+	if !agrees(lo) {
+		d.Note = "the log's hashes do not prove the agreeing prefix: they do not match its own checkpoint"
+		return
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if agrees(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	ours, err := a.tree.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(lo))})
+	if err != nil {
+		d.Note = "reading the recomputed leaf: " + err.Error()
+		return
+	}
+	theirs, err := log.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(lo))})
+	if err != nil || len(theirs) != 1 {
+		d.Note = "the log's hashes lack leaf " + fmt.Sprint(lo)
+		return
+	}
+	p, err := InclusionProof(log, lo, c.Size)
+	if err != nil || tlog.CheckRecord(p.Hashes, int64(c.Size), c.Root, int64(lo), theirs[0]) != nil {
+		d.Note = "the log's hashes do not prove its leaf " + fmt.Sprint(lo) + " against its checkpoint"
+		return
+	}
+	if theirs[0] == ours[0] {
+		d.Note = "the log's hashes are inconsistent: no divergent leaf could be proven"
+		return
+	}
+	d.FirstLeaf, d.Exact, d.LogLeaf, d.Leaf, d.Note = lo, true, theirs[0], ours[0], ""
+}
+
+// Audit is Add for each event and Finish: it recomputes the tree of events
+// (complete, in sequence order) and compares it with the verified
+// checkpoints; logHashes, optional, lets it prove the first divergent leaf.
+func Audit(events []*audittrail.Event, checkpoints []*Checkpoint, logHashes tlog.HashReader) (*AuditReport, error) {
+	a, err := NewAuditor(checkpoints, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events {
+		if err := a.Add(e); err != nil {
+			return nil, err
+		}
+	}
+	return a.Finish(logHashes)
+}
