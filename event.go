@@ -102,12 +102,14 @@ var (
 	MaxEventTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+var workspaceRE = regexp.MustCompile(`^workspaces/[^/]+$`)
+
 var metadataKeyRE = regexp.MustCompile(`^[a-z]([a-z0-9_]{0,61}[a-z0-9])?$`)
 
 // ValidateEventID checks that id is a UUIDv4 in its canonical text form.
 func ValidateEventID(id string) error {
 	u, err := uuid.Parse(id)
-	if err != nil || u.Version() != 4 || len(id) != 36 || u.String() != strings.ToLower(id) {
+	if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 || len(id) != 36 || u.String() != strings.ToLower(id) {
 		return Errorf(EInvalid, "event_id must be in UUIDv4 format")
 	}
 	return nil
@@ -196,7 +198,7 @@ func validateEvent(e *Event) error {
 			return Errorf(EInvalid, "event.source_ip_address %q is not an IPv4 or IPv6 address (or \"private\")", clip(e.SourceIP))
 		}
 	}
-	if e.Workspace != "" && !strings.HasPrefix(e.Workspace, "workspaces/") {
+	if e.Workspace != "" && !workspaceRE.MatchString(e.Workspace) {
 		return Errorf(EInvalid, "event.workspace_override %q must have the form \"workspaces/*\"", clip(e.Workspace))
 	}
 	if !e.Type.Valid() {

@@ -69,8 +69,11 @@ var errBadPageToken = Errorf(EInvalid, "page_token is invalid: pass the next_pag
 
 func openPageToken(key []byte, s string) (pageToken, error) {
 	var t pageToken
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != pageTokenBody+pageTokenMAC || b[0] != pageTokenVersion {
+	// Strict decoding rejects the forms the lenient decoder would accept for
+	// the same bytes (line breaks, non-zero padding bits): a token is valid
+	// only exactly as it was issued.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != pageTokenBody+pageTokenMAC || b[0] != pageTokenVersion || base64.RawURLEncoding.EncodeToString(b) != s {
 		return t, errBadPageToken
 	}
 	m := hmac.New(sha256.New, key)
