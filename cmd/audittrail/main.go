@@ -2,4 +2,98 @@
 // "serve" runs the server, "search" and "create" talk to a running one.
 package main
 
-func main() {}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is the version of the build, set by the linker:
+// go build -ldflags "-X main.version=v1.2.3". Without it, the module version
+// of the build (or "dev") is used.
+var version string
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+const mainUsage = `usage: audittrail <command> [flags]
+
+Commands:
+  serve     run the server (public and internal listeners, embedded store)
+  search    search the events of a running server
+  create    create events on a running server (internal listener)
+  version   print the version
+  help      print this help, or "help <command>" for a command's
+
+"audittrail <command> -h" prints the flags of a command.
+`
+
+// command is a subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+	Usage() string
+}
+
+func commands(stdout, stderr io.Writer) map[string]command {
+	return map[string]command{
+		"serve":  &ServeCommand{Stdout: stdout, Stderr: stderr},
+		"search": &SearchCommand{Stdout: stdout, Stderr: stderr},
+		"create": &CreateCommand{Stdout: stdout, Stderr: stderr},
+	}
+}
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns the exit status: 0 success, 1
+// failure, 2 bad usage (or what an error asks for with ExitCode).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return 2
+	}
+	cmds := commands(stdout, stderr)
+	name, rest := args[0], args[1:]
+	switch name {
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "audittrail %s\n", buildVersion())
+		return 0
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, mainUsage)
+			return 0
+		}
+		c, ok := cmds[rest[0]]
+		if !ok {
+			fmt.Fprintf(stderr, "audittrail: unknown command %q\n\n%s", rest[0], mainUsage)
+			return 2
+		}
+		fmt.Fprint(stdout, c.Usage())
+		return 0
+	}
+	c, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "audittrail: unknown command %q\n\n%s", name, mainUsage)
+		return 2
+	}
+	if err := c.Run(ctx, rest); err != nil {
+		fmt.Fprintf(stderr, "audittrail %s: %v\n", name, err)
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
+		return 1
+	}
+	return 0
+}

@@ -3,18 +3,347 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
 )
 
-// SearchCommand implements "audittrail search". (Skeleton: being written.)
+// SearchCommand implements "audittrail search": it searches the events of a
+// server (its public listener) and prints them, newest first.
 type SearchCommand struct {
 	Stdout, Stderr io.Writer
 }
 
+const searchSynopsis = `usage: audittrail search [flags]
+
+Searches the audit events of a server, newest first, and prints them.
+Every filter flag narrows the search; given together they must all hold.
+Regular expressions are RE2 and unanchored: use ^ and $ to match whole
+values (--status-code-regex '^$' finds events without a status).
+
+Without --all or --limit one page is printed; when more remain, the flags
+for the next page are printed on stderr. Times are RFC 3339
+(2026-01-02T15:04:05Z) or durations before now (30m, 24h, 7d).
+
+Examples:
+  audittrail search --since 24h --principal users/42 -o table
+  audittrail search --action-regex '/DELETE$' --status-code-regex '^(7|13)$' --all -o jsonl
+  audittrail search --metadata region=eu-west-1 --type API --limit 100 -o json
+
+Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
+`
+
 // Usage returns the help text.
-func (c *SearchCommand) Usage() string { return "usage: audittrail search [flags]\n" }
+func (c *SearchCommand) Usage() string {
+	return usageText(searchSynopsis, newSearchFlags(&searchFlags{}))
+}
+
+// searchFlags holds the flags of search as given.
+type searchFlags struct {
+	addr, token, caFile string
+
+	exact, regex               [audittrail.NumFields]string
+	statusRegex                string
+	readOnly                   optionalBool
+	metadata, metadataRegex    keyValues
+	includeTypes, excludeTypes eventTypes
+	since, start, until        string
+	pageSize, limit            int
+	pageToken                  string
+	all                        bool
+	format                     string
+}
+
+// flagNames are the names of the exact-match flags per field; the regex
+// flag of each adds "-regex".
+var flagNames = [audittrail.NumFields]string{
+	audittrail.FieldEventSource: "event-source",
+	audittrail.FieldResource:    "resource",
+	audittrail.FieldPrincipal:   "principal",
+	audittrail.FieldSourceIP:    "source-ip",
+	audittrail.FieldWorkspace:   "workspace",
+	audittrail.FieldAction:      "action",
+}
+
+func newSearchFlags(f *searchFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("search", flag.ContinueOnError)
+	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public listener")
+	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
+	fs.StringVar(&f.caFile, "ca-file", "", "connect with TLS, trusting the CA certificates in this PEM `file`")
+	for _, field := range []audittrail.Field{audittrail.FieldPrincipal, audittrail.FieldAction, audittrail.FieldResource,
+		audittrail.FieldWorkspace, audittrail.FieldEventSource, audittrail.FieldSourceIP} {
+		name := flagNames[field]
+		fs.StringVar(&f.exact[field], name, "", "events whose "+field.String()+" is exactly this `value`")
+		fs.StringVar(&f.regex[field], name+"-regex", "", "events whose "+field.String()+" matches this RE2 `regex`")
+	}
+	fs.StringVar(&f.statusRegex, "status-code-regex", "", "events whose status code (decimal; \"\" without status) matches this `regex`")
+	fs.Var(&f.readOnly, "read-only", "`true` for read-only events, false for the others")
+	fs.Var(&f.metadata, "metadata", "events with metadata `key=value` (repeatable)")
+	fs.Var(&f.metadataRegex, "metadata-regex", "events with a metadata value matching: `key=regex` (repeatable)")
+	fs.Var(&f.includeTypes, "type", "events of this `type`: API, SYSTEM or UNSPECIFIED (repeatable: any of them)")
+	fs.Var(&f.excludeTypes, "exclude-type", "events not of this `type` (repeatable)")
+	fs.StringVar(&f.since, "since", "", "events of the last `duration` (24h, 7d); instead of --start")
+	fs.StringVar(&f.start, "start", "", "events at or after this `time` (default 2025-07-01T00:00:00Z)")
+	fs.StringVar(&f.until, "until", "", "events before this `time` (default now)")
+	fs.IntVar(&f.pageSize, "page-size", 0, "events per `page` (server default 50, at most 1000; 1000 with --all or --limit)")
+	fs.StringVar(&f.pageToken, "page-token", "", "continue a search from this `token` (repeat its other flags unchanged)")
+	fs.BoolVar(&f.all, "all", false, "follow every page to the end")
+	fs.IntVar(&f.limit, "limit", 0, "stop after `n` events, following pages as needed (0: no limit)")
+	fs.StringVar(&f.format, "o", formatTable, "output `format`: table, json (the REST response) or jsonl (one event per line)")
+	return fs
+}
+
+// searchPlan is what a search command line asks for, checked.
+type searchPlan struct {
+	addr, token, caFile string
+	req                 audittrail.SearchEventsRequest
+	follow              bool // fetch pages until the end or the limit
+	limit               int  // 0: none
+	format              string
+	// resume holds the time flags that repeat this search exactly (a
+	// relative time resolved to the instant used), for the next-page hint.
+	resume []string
+}
+
+// parseSearch turns the arguments of search into a plan, resolving relative
+// times against now.
+func parseSearch(args []string, now time.Time, stdout io.Writer) (*searchPlan, error) {
+	var f searchFlags
+	fs := newSearchFlags(&f)
+	if err := parseFlags(fs, args, (&SearchCommand{}).Usage(), stdout); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErrorf("unexpected argument %q: search takes only flags (see -h)", fs.Arg(0))
+	}
+	p := &searchPlan{addr: f.addr, token: f.token, caFile: f.caFile, follow: f.all || f.limit > 0, limit: f.limit, format: f.format}
+	if _, err := newEventWriter(io.Discard, f.format); err != nil {
+		return nil, usageErrorf("-o: %v", err)
+	}
+	filter := &p.req.Filter
+	filter.Exact, filter.Regex = f.exact, f.regex
+	filter.StatusCodeRegex = f.statusRegex
+	filter.ReadOnly = f.readOnly.value
+	filter.MetadataExact, filter.MetadataRegex = f.metadata.m, f.metadataRegex.m
+	filter.IncludeTypes, filter.ExcludeTypes = f.includeTypes, f.excludeTypes
+
+	switch {
+	case f.since != "" && f.start != "":
+		return nil, usageErrorf("--since and --start both give the start of the search: use one")
+	case f.since != "":
+		d, err := parseAgo(f.since)
+		if err != nil {
+			return nil, usageErrorf("--since: %v", err)
+		}
+		t := now.Add(-d)
+		filter.StartTime = &t
+		p.resume = append(p.resume, "--start", t.UTC().Format(time.RFC3339Nano))
+	case f.start != "":
+		t, err := parseTime(f.start, now)
+		if err != nil {
+			return nil, usageErrorf("--start: %v", err)
+		}
+		filter.StartTime = &t
+		p.resume = append(p.resume, "--start", t.UTC().Format(time.RFC3339Nano))
+	}
+	if f.until != "" {
+		t, err := parseTime(f.until, now)
+		if err != nil {
+			return nil, usageErrorf("--until: %v", err)
+		}
+		filter.EndTime = &t
+		p.resume = append(p.resume, "--until", t.UTC().Format(time.RFC3339Nano))
+	}
+	// The server checks the filter too; checking here, with the same code,
+	// turns a bad regex or an empty range into a usage error before any
+	// connection is made.
+	if _, err := filter.Compile(now); err != nil {
+		return nil, usageErrorf("bad filter: %s", audittrail.ErrorMessage(err))
+	}
+
+	switch {
+	case f.pageSize < 0 || f.pageSize > audittrail.MaxPageSize:
+		return nil, usageErrorf("--page-size %d is out of range: it must be from 0 (the server default) to %d", f.pageSize, audittrail.MaxPageSize)
+	case f.pageSize == 0 && p.follow:
+		p.req.PageSize = audittrail.MaxPageSize
+	default:
+		p.req.PageSize = f.pageSize
+	}
+	if f.limit < 0 {
+		return nil, usageErrorf("--limit %d is negative", f.limit)
+	}
+	p.req.PageToken = f.pageToken
+	return p, nil
+}
 
 // Run runs the command with the arguments after "search".
 func (c *SearchCommand) Run(ctx context.Context, args []string) error {
-	return errors.New("search: not implemented yet")
+	p, err := parseSearch(args, time.Now(), c.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	cl, err := dial(ctx, p.addr, p.token, p.caFile)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	out, _ := newEventWriter(c.Stdout, p.format)
+	req, n := p.req, 0
+	var last *audittrail.SearchEventsResponse
+	for {
+		if p.limit > 0 {
+			// Ask for no more than the limit leaves, so that the output
+			// ends on a page boundary and the last token resumes exactly
+			// after the last event printed.
+			size := req.PageSize
+			if size == 0 {
+				size = audittrail.DefaultPageSize
+			}
+			req.PageSize = min(size, p.limit-n)
+		}
+		resp, err := cl.SearchEvents(ctx, req)
+		if err != nil {
+			if n > 0 {
+				// Keep what was printed readable (and a table aligned).
+				_ = out.close(last)
+			}
+			return err
+		}
+		last = resp
+		for _, e := range resp.Events {
+			if err := out.write(e); err != nil {
+				return err
+			}
+		}
+		n += len(resp.Events)
+		if resp.NextPageToken == "" || !p.follow || (p.limit > 0 && n >= p.limit) {
+			break
+		}
+		req.PageToken = resp.NextPageToken
+	}
+	if err := out.close(last); err != nil {
+		return err
+	}
+	if last.NextPageToken != "" {
+		fmt.Fprintf(c.Stderr, "more events remain (searched back to %s); for the next page repeat the search with: %s--page-token %s\n",
+			last.SearchedUntil.UTC().Format(time.RFC3339), resumeFlags(p.resume), last.NextPageToken)
+	}
+	return nil
+}
+
+func resumeFlags(flags []string) string {
+	var b strings.Builder
+	for _, f := range flags {
+		b.WriteString(f)
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+// dial connects to the server for a subcommand.
+func dial(ctx context.Context, addr, token, caFile string) (*client.Client, error) {
+	var opts []client.Option
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
+	}
+	if caFile != "" {
+		opts = append(opts, client.WithTLS(caFile))
+	}
+	c, err := client.Dial(ctx, addr, opts...)
+	if err != nil {
+		return nil, usageErrorf("--addr: %s", audittrail.ErrorMessage(err))
+	}
+	return c, nil
+}
+
+// optionalBool is a flag that may be unset, true or false.
+type optionalBool struct{ value *bool }
+
+func (o *optionalBool) String() string {
+	if o == nil || o.value == nil {
+		return ""
+	}
+	return strconv.FormatBool(*o.value)
+}
+
+func (o *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	o.value = &v
+	return nil
+}
+
+// keyValues is a repeatable key=value flag.
+type keyValues struct{ m map[string]string }
+
+func (kv *keyValues) String() string {
+	if kv == nil {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(kv.m)) {
+		parts = append(parts, k+"="+kv.m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (kv *keyValues) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not key=value", s)
+	}
+	if _, dup := kv.m[k]; dup {
+		return fmt.Errorf("key %q given twice", k)
+	}
+	if kv.m == nil {
+		kv.m = map[string]string{}
+	}
+	kv.m[k] = v
+	return nil
+}
+
+// eventTypes is a repeatable event type flag.
+type eventTypes []audittrail.EventType
+
+var typeNames = map[string]audittrail.EventType{
+	"UNSPECIFIED": audittrail.TypeUnspecified,
+	"API":         audittrail.TypeAPI,
+	"SYSTEM":      audittrail.TypeSystem,
+}
+
+func (ts *eventTypes) String() string {
+	if ts == nil {
+		return ""
+	}
+	var parts []string
+	for _, t := range *ts {
+		for name, v := range typeNames {
+			if v == t {
+				parts = append(parts, name)
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (ts *eventTypes) Set(s string) error {
+	t, ok := typeNames[strings.TrimPrefix(strings.ToUpper(s), "TYPE_")]
+	if !ok {
+		return fmt.Errorf("%q is not an event type: use API, SYSTEM or UNSPECIFIED", s)
+	}
+	*ts = append(*ts, t)
+	return nil
 }

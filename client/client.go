@@ -1,0 +1,304 @@
+// Package client is the Go client of the audit trail service. It talks gRPC
+// to either listener of `audittrail serve` and speaks the domain's language:
+// it takes and returns the types of package audittrail, and every error it
+// returns is an *audittrail.Error whose Code says what went wrong
+// (audittrail.EInvalid, audittrail.EUnavailable, ...), converted from the gRPC
+// status by the same table the server uses (package internal/wire).
+//
+// Searches go to the public listener and need a token with the auditor role;
+// creates go to the internal listener and need a token with the producer role:
+//
+//	c, err := client.Dial(ctx, "127.0.0.1:8080", client.WithToken(token))
+//	if err != nil { ... }
+//	defer c.Close()
+//	for e, err := range c.Events(ctx, audittrail.Filter{}, 0) {
+//		if err != nil { ... }
+//		fmt.Println(e.EventTime, e.Principal, e.Action)
+//	}
+//
+// Calls that fail because the server is unreachable or overloaded
+// (UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry delay) are retried with
+// exponential backoff and jitter; see WithRetry.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"iter"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
+)
+
+// Client is a connection to an audit trail server. It is safe for concurrent
+// use; create one per server and reuse it.
+type Client struct {
+	conn  *grpc.ClientConn
+	rpc   pb.EventServiceClient
+	retry retryPolicy
+}
+
+// Option configures Dial.
+type Option func(*config)
+
+type config struct {
+	token  string
+	tls    bool
+	caFile string
+	retry  retryPolicy
+}
+
+// WithToken sends token as "authorization: Bearer <token>" with every call.
+func WithToken(token string) Option {
+	return func(c *config) { c.token = token }
+}
+
+// WithTLS connects over TLS. caFile names a PEM file with the certificates
+// that may sign the server's certificate; "" means the system's roots.
+// Without this option the connection is plaintext (HTTP/2 cleartext), which
+// is what `audittrail serve` speaks today.
+func WithTLS(caFile string) Option {
+	return func(c *config) { c.tls, c.caFile = true, caFile }
+}
+
+// WithRetry sets how often a call is tried (attempts, at least 1; 1 turns
+// retries off) and the backoff before the first retry (base; it doubles with
+// each further retry, up to MaxBackoff, with random jitter). The default is
+// DefaultAttempts and DefaultBackoff.
+func WithRetry(attempts int, base time.Duration) Option {
+	return func(c *config) {
+		c.retry.attempts = max(attempts, 1)
+		if base > 0 {
+			c.retry.base = base
+		}
+	}
+}
+
+// Retry defaults.
+const (
+	DefaultAttempts = 5
+	DefaultBackoff  = 100 * time.Millisecond
+	// MaxBackoff bounds the wait between two attempts, including a delay
+	// the server asks for.
+	MaxBackoff = 10 * time.Second
+)
+
+// maxMessageSize bounds the size of a response the client accepts: a page
+// of 1000 events at their size limit, or a full batch echoed back.
+const maxMessageSize = audittrail.MaxRequestBodySize + 1<<20
+
+// Dial returns a client of the server at addr ("host:port"; a leading
+// "http://" is ignored and "https://" implies WithTLS("")). The connection is
+// made lazily, at the first call, and re-made when it breaks, so Dial fails
+// only on bad options; ctx is not used yet.
+func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	cfg := config{retry: retryPolicy{attempts: DefaultAttempts, base: DefaultBackoff, max: MaxBackoff}}
+	switch {
+	case strings.HasPrefix(addr, "http://"):
+		addr = strings.TrimPrefix(addr, "http://")
+	case strings.HasPrefix(addr, "https://"):
+		addr = strings.TrimPrefix(addr, "https://")
+		cfg.tls = true
+	}
+	addr = strings.TrimSuffix(addr, "/")
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if addr == "" {
+		return nil, audittrail.Errorf(audittrail.EInvalid, "server address is empty")
+	}
+	creds := insecure.NewCredentials()
+	if cfg.tls {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.caFile != "" {
+			pem, err := os.ReadFile(cfg.caFile)
+			if err != nil {
+				return nil, audittrail.Errorf(audittrail.EInvalid, "reading the CA file: %v", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, audittrail.Errorf(audittrail.EInvalid, "CA file %s holds no PEM certificate", cfg.caFile)
+			}
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)),
+		// gRPC's own reconnection backoff starts at one second; while it
+		// waits, calls fail at once. Keep it in step with our retries so
+		// that a retry after a server restart finds a fresh connection.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: cfg.retry.base, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.retry.max},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
+	if cfg.token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: cfg.token, secure: cfg.tls}))
+	}
+	conn, err := grpc.NewClient(addr, dialOpts...)
+	if err != nil {
+		return nil, audittrail.Errorf(audittrail.EInvalid, "server address %q: %v", addr, err)
+	}
+	return &Client{conn: conn, rpc: pb.NewEventServiceClient(conn), retry: cfg.retry}, nil
+}
+
+// Close closes the connection. Calls in flight fail.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// bearer adds the token to every call.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity is false when the client was dialed without TLS:
+// the server speaks plaintext today (local and in-cluster use), and a token
+// has to go with it.
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
+
+// CreateEvent stores one event under id (a UUIDv4 the producer chooses) and
+// returns it as stored, with the fields the server sets. Retrying with the
+// same id and content is safe: the server returns the stored event. Another
+// event under a used id fails with audittrail.EConflict.
+func (c *Client) CreateEvent(ctx context.Context, id string, e audittrail.NewEvent) (*audittrail.Event, error) {
+	req := &pb.CreateEventRequest{EventId: id, Event: wire.NewEventToProto(&e)}
+	var resp *pb.CreateEventResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.rpc.CreateEvent(ctx, req, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return eventFromProto(resp.GetEvent())
+}
+
+// BatchCreateEvents stores up to audittrail.MaxBatch events in one call.
+// Items fail one by one (BatchResult.Failed, by request index) while the
+// others are stored; the error is for the call as a whole. A retried batch
+// is safe for the same reason as a retried CreateEvent.
+func (c *Client) BatchCreateEvents(ctx context.Context, reqs []audittrail.CreateRequest) (*audittrail.BatchResult, error) {
+	req := &pb.BatchCreateEventsRequest{Requests: make([]*pb.CreateEventRequest, len(reqs))}
+	for i := range reqs {
+		req.Requests[i] = &pb.CreateEventRequest{EventId: reqs[i].EventID, Event: wire.NewEventToProto(&reqs[i].Event)}
+	}
+	var resp *pb.BatchCreateEventsResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.rpc.BatchCreateEvents(ctx, req, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &audittrail.BatchResult{Events: make([]*audittrail.Event, 0, len(resp.GetEvents())), Failed: map[int]*audittrail.Error{}}
+	for _, p := range resp.GetEvents() {
+		e, err := eventFromProto(p)
+		if err != nil {
+			return nil, err
+		}
+		out.Events = append(out.Events, e)
+	}
+	for i, s := range resp.GetFailedRequests() {
+		out.Failed[int(i)] = &audittrail.Error{Code: wire.DomainCode(codeOf(s.GetCode())), Message: s.GetMessage()}
+	}
+	return out, nil
+}
+
+// SearchEvents returns one page of the events matching req.Filter, newest
+// first. Pass the response's NextPageToken, with the same filter, to get the
+// next page; an empty NextPageToken means there is none. A page may hold
+// fewer events than asked for, even none, while a token is returned: the
+// server bounds the work of one request. Events pages through all of it.
+func (c *Client) SearchEvents(ctx context.Context, req audittrail.SearchEventsRequest) (*audittrail.SearchEventsResponse, error) {
+	if req.PageSize < 0 || req.PageSize > 1<<31-1 {
+		return nil, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", req.PageSize)
+	}
+	preq := &pb.SearchEventsRequest{
+		Filter:    wire.FilterToProto(&req.Filter),
+		PageSize:  int32(req.PageSize),
+		PageToken: req.PageToken,
+	}
+	var resp *pb.SearchEventsResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.rpc.SearchEvents(ctx, preq, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &audittrail.SearchEventsResponse{
+		Events:        make([]*audittrail.Event, 0, len(resp.GetEvents())),
+		NextPageToken: resp.GetNextPageToken(),
+		SearchedUntil: timeOf(resp.GetSearchedUntilTime()),
+	}
+	for _, p := range resp.GetEvents() {
+		e, err := eventFromProto(p)
+		if err != nil {
+			return nil, err
+		}
+		out.Events = append(out.Events, e)
+	}
+	return out, nil
+}
+
+// Events returns every event matching filter, newest first, fetching pages
+// of pageSize (0: the server's default) as the loop goes on. It ends after
+// the last page, or after yielding an error. All pages belong to one
+// search: events created after the first page are not included.
+func (c *Client) Events(ctx context.Context, filter audittrail.Filter, pageSize int) iter.Seq2[*audittrail.Event, error] {
+	return func(yield func(*audittrail.Event, error) bool) {
+		req := audittrail.SearchEventsRequest{Filter: filter, PageSize: pageSize}
+		for {
+			resp, err := c.SearchEvents(ctx, req)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, e := range resp.Events {
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if resp.NextPageToken == "" {
+				return
+			}
+			req.PageToken = resp.NextPageToken
+		}
+	}
+}
+
+func eventFromProto(p *pb.Event) (*audittrail.Event, error) {
+	if p == nil {
+		return nil, audittrail.Errorf(audittrail.EInternal, "the server returned no event")
+	}
+	e, err := wire.EventFromOutputProto(p)
+	if err != nil {
+		// A server that returns an event it cannot have stored is broken;
+		// this is not the caller's fault.
+		return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a bad event %s: %s", p.GetName(), audittrail.ErrorMessage(err))
+	}
+	return e, nil
+}
+
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}

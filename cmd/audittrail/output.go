@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
+)
+
+// This file holds what the client subcommands (search, create) share: exit
+// statuses, flag helpers and the output formats.
+
+// Exit statuses of the client subcommands: 0 success, 1 the server refused or
+// failed (part of) the work, 2 bad flags or input (nothing was sent).
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// exitError is an error with the exit status the command asks for. main
+// finds it with errors.As and an interface{ ExitCode() int }.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// ExitCode is the process exit status for the error.
+func (e *exitError) ExitCode() int { return e.code }
+
+// usageErrorf reports bad flags or input: exit status 2.
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// parseFlags parses args into fs. Errors come back as usage errors, for main
+// to print once (the flag package's own printing is turned off); -h prints
+// the usage to stdout and returns flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return flag.ErrHelp
+	}
+	if err != nil {
+		return usageErrorf("%v (see -h)", err)
+	}
+	return nil
+}
+
+// usageText is the help of a command: its synopsis, then its flags.
+func usageText(synopsis string, fs *flag.FlagSet) string {
+	var b strings.Builder
+	b.WriteString(synopsis)
+	b.WriteString("\nFlags:\n")
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}
+
+// envDefault returns the first non-empty of the environment variables, or def.
+func envDefault(def string, vars ...string) string {
+	for _, v := range vars {
+		if s := os.Getenv(v); s != "" {
+			return s
+		}
+	}
+	return def
+}
+
+// parseAgo parses a relative time such as "24h", "90m" or "7d" (days are
+// 24 hours; "1d12h" works too) as a positive duration.
+func parseAgo(s string) (time.Duration, error) {
+	rest, days := s, int64(0)
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.ParseInt(s[:i], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
+		}
+		days, rest = n, s[i+1:]
+	}
+	var d time.Duration
+	if rest != "" {
+		var err error
+		if d, err = time.ParseDuration(rest); err != nil {
+			return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
+		}
+	}
+	d += time.Duration(days) * 24 * time.Hour
+	if d <= 0 || days < 0 {
+		return 0, fmt.Errorf("%q: the duration must be positive", s)
+	}
+	return d, nil
+}
+
+// parseTime parses an RFC 3339 time, or a relative one ("24h": that long
+// before now).
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := parseAgo(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration before now (24h, 7d)", s)
+	}
+	return now.Add(-d), nil
+}
+
+// Output formats of search.
+const (
+	formatTable = "table"
+	formatJSON  = "json"
+	formatJSONL = "jsonl"
+)
+
+// eventWriter writes search results in one of the formats.
+type eventWriter interface {
+	// write outputs one event.
+	write(e *audittrail.Event) error
+	// close ends the output; last is the last response of the search.
+	close(last *audittrail.SearchEventsResponse) error
+}
+
+func newEventWriter(w io.Writer, format string) (eventWriter, error) {
+	switch format {
+	case formatTable:
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tPRINCIPAL\tACTION\tRESOURCE\tSTATUS")
+		return &tableWriter{tw: tw}, nil
+	case formatJSONL:
+		return &jsonlWriter{w: w}, nil
+	case formatJSON:
+		return &jsonWriter{w: w}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q: use table, json or jsonl", format)
+}
+
+// jsonOptions give the JSON of the REST API (grpc-gateway's defaults):
+// lowerCamelCase keys, every field present.
+var jsonOptions = protojson.MarshalOptions{EmitUnpopulated: true}
+
+// marshalEvent returns the event as one line of API JSON. protojson varies
+// its spacing on purpose; compacting makes the output stable.
+func marshalEvent(e *audittrail.Event) ([]byte, error) {
+	raw, err := jsonOptions.Marshal(wire.EventToProto(e))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+type tableWriter struct{ tw *tabwriter.Writer }
+
+func (t *tableWriter) write(e *audittrail.Event) error {
+	status := "-"
+	if e.Status != nil {
+		status = strconv.Itoa(int(e.Status.Code))
+	}
+	_, err := fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\t%s\n", e.EventTime.UTC().Format("2006-01-02T15:04:05.000Z"),
+		cell(e.Principal), cell(e.Action), cell(e.Resource), status)
+	return err
+}
+
+func (t *tableWriter) close(*audittrail.SearchEventsResponse) error { return t.tw.Flush() }
+
+// cell keeps a value on one line and one column.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+type jsonlWriter struct{ w io.Writer }
+
+func (j *jsonlWriter) write(e *audittrail.Event) error {
+	b, err := marshalEvent(e)
+	if err != nil {
+		return err
+	}
+	_, err = j.w.Write(append(b, '\n'))
+	return err
+}
+
+func (j *jsonlWriter) close(*audittrail.SearchEventsResponse) error { return nil }
+
+// jsonWriter writes one SearchEventsResponse as the REST API would return
+// it, holding every event of the search, and the token and progress of the
+// last page. It keeps the events until the end: use jsonl for big outputs.
+type jsonWriter struct {
+	w      io.Writer
+	events []*pb.Event
+}
+
+func (j *jsonWriter) write(e *audittrail.Event) error {
+	j.events = append(j.events, wire.EventToProto(e))
+	return nil
+}
+
+func (j *jsonWriter) close(last *audittrail.SearchEventsResponse) error {
+	resp := &pb.SearchEventsResponse{Events: j.events}
+	if last != nil {
+		resp.NextPageToken = last.NextPageToken
+		resp.SearchedUntilTime = timestamppb.New(last.SearchedUntil)
+	}
+	raw, err := jsonOptions.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return err
+	}
+	b.WriteByte('\n')
+	_, err = j.w.Write(b.Bytes())
+	return err
+}

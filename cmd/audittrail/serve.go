@@ -1,0 +1,422 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/pebblestore"
+	"github.com/audittrail/audittrail/server"
+)
+
+// ServeCommand implements "audittrail serve": it runs a Main until SIGINT or
+// SIGTERM, then shuts it down gracefully. A second signal ends the process at
+// once.
+type ServeCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+const serveSynopsis = `usage: audittrail serve [flags]
+
+Runs the audit trail server on the embedded store in --data-dir, with two
+listeners, each serving gRPC and REST on one port:
+
+  public    SearchEvents, GET /version, /healthz, /readyz
+            (the REST create paths answer 405, gRPC create UNIMPLEMENTED)
+  internal  CreateEvent, BatchCreateEvents, SearchEvents, /healthz, /readyz,
+            /metrics
+
+Requests authenticate with "Authorization: Bearer <token>": the reader token
+may search, the producer token may create. Without tokens the server refuses
+to start, unless --dev generates them.
+
+When both listeners are up, one line goes to standard output:
+  audittrail: ready public=http://HOST:PORT internal=http://HOST:PORT
+Logs go to standard error. Every flag can also be set by the environment
+variable named in its description; a flag given on the command line wins.
+`
+
+// Usage returns the help text.
+func (c *ServeCommand) Usage() string {
+	return usageText(serveSynopsis, NewMain().flagSet())
+}
+
+// Run runs the command with the arguments after "serve".
+func (c *ServeCommand) Run(ctx context.Context, args []string) error {
+	m := NewMain()
+	m.Stdout, m.Stderr = c.Stdout, c.Stderr
+	if err := m.ParseFlags(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := m.Run(ctx); err != nil {
+		return errors.Join(err, m.Close())
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		stop() // from now on a signal ends the process
+		m.log.InfoContext(ctx, "shutting down: finishing requests in flight", "timeout", m.Config.ShutdownTimeout)
+	case serveErr = <-m.server.Err():
+		m.log.ErrorContext(ctx, "a listener failed, shutting down", "err", serveErr)
+	}
+	return errors.Join(serveErr, m.Close())
+}
+
+// Config is the configuration of serve.
+type Config struct {
+	DataDir          string
+	PublicAddr       string
+	InternalAddr     string
+	ReaderToken      string
+	ProducerToken    string
+	Dev              bool
+	LogLevel         slog.Level
+	LogFormat        string // "text" or "json"
+	RedactPrivateIPs bool
+	MaxScan          int
+	ShutdownTimeout  time.Duration
+}
+
+// Files in the data directory.
+const (
+	pageTokenKeyFile = "page-token.key"
+	storeDir         = "pebble"
+)
+
+// Main is the server program: ParseFlags fills Config, Run opens the store
+// and starts the listeners, Close shuts them down gracefully and closes the
+// store. It is all of serve but the signal handling, so tests run it in
+// process.
+type Main struct {
+	Config Config
+
+	Stdout, Stderr io.Writer
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+
+	// Set by Run: the listeners' URLs.
+	PublicURL, InternalURL string
+
+	log    *slog.Logger
+	store  *pebblestore.Store
+	server *server.Server
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{
+		Config: Config{
+			DataDir:          "./data",
+			PublicAddr:       "127.0.0.1:8080",
+			InternalAddr:     "127.0.0.1:8081",
+			LogLevel:         slog.LevelInfo,
+			LogFormat:        "text",
+			RedactPrivateIPs: true,
+			MaxScan:          audittrail.DefaultMaxScan,
+			ShutdownTimeout:  30 * time.Second,
+		},
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+	}
+}
+
+// serveEnv names the environment variable of each flag.
+var serveEnv = map[string]string{
+	"data-dir":           "AUDITTRAIL_DATA_DIR",
+	"public-addr":        "AUDITTRAIL_PUBLIC_ADDR",
+	"internal-addr":      "AUDITTRAIL_INTERNAL_ADDR",
+	"reader-token":       "AUDITTRAIL_READER_TOKEN",
+	"producer-token":     "AUDITTRAIL_PRODUCER_TOKEN",
+	"dev":                "AUDITTRAIL_DEV",
+	"log-level":          "AUDITTRAIL_LOG_LEVEL",
+	"log-format":         "AUDITTRAIL_LOG_FORMAT",
+	"redact-private-ips": "AUDITTRAIL_REDACT_PRIVATE_IPS",
+	"max-scan":           "AUDITTRAIL_MAX_SCAN",
+	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
+}
+
+// flagSet returns the flags of serve, bound to m.Config; the defaults are
+// the values in m.Config.
+func (m *Main) flagSet() *flag.FlagSet {
+	c := &m.Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	env := func(name, usage string) string { return usage + " (" + serveEnv[name] + ")" }
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
+	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
+	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
+	fs.StringVar(&c.ReaderToken, "reader-token", c.ReaderToken, env("reader-token", "bearer `token` of the auditor (users/reader), who may search; prefer the environment variable, flags show in ps"))
+	fs.StringVar(&c.ProducerToken, "producer-token", c.ProducerToken, env("producer-token", "bearer `token` of the producer (services/producer), who may create"))
+	fs.BoolVar(&c.Dev, "dev", c.Dev, env("dev", "development mode: generate the tokens that are not given, and print how to use them"))
+	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, env("log-level", "log `level`: debug (one line per request), info, warn or error"))
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, env("log-format", "log `format`: text or json"))
+	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
+	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
+	return fs
+}
+
+// ParseFlags sets m.Config from the command line args and the environment.
+// A flag given in args wins over its environment variable.
+func (m *Main) ParseFlags(args []string) error {
+	getenv := m.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	fs := m.flagSet()
+	if err := parseFlags(fs, args, usageText(serveSynopsis, m.flagSet()), m.Stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(serveEnv[f.Name])
+		if err != nil || given[f.Name] || v == "" {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = usageErrorf("%s=%q: %v", serveEnv[f.Name], v, e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return m.Config.validate()
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.DataDir == "":
+		return usageErrorf("--data-dir must not be empty")
+	case c.MaxScan < 1:
+		return usageErrorf("--max-scan %d must be positive", c.MaxScan)
+	case c.ShutdownTimeout <= 0:
+		return usageErrorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return usageErrorf("--log-format %q must be text or json", c.LogFormat)
+	case c.ReaderToken != "" && c.ReaderToken == c.ProducerToken:
+		return usageErrorf("--reader-token and --producer-token must differ: a token names one principal")
+	case !c.Dev && (c.ReaderToken == "" || c.ProducerToken == ""):
+		return usageErrorf("no tokens: give --reader-token and --producer-token (or AUDITTRAIL_READER_TOKEN and " +
+			"AUDITTRAIL_PRODUCER_TOKEN), or run with --dev to generate them for local use")
+	}
+	return nil
+}
+
+// Run opens the store, starts both listeners and, once they are up, prints
+// the ready line (and in dev mode how to authenticate). It returns when the
+// server is serving; Close stops it.
+func (m *Main) Run(ctx context.Context) error {
+	c := &m.Config
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(m.Stderr, opts)
+	if c.LogFormat == "json" {
+		h = slog.NewJSONHandler(m.Stderr, opts)
+	}
+	m.log = slog.New(h)
+
+	generated := false
+	if c.Dev {
+		for _, t := range []*string{&c.ReaderToken, &c.ProducerToken} {
+			if *t == "" {
+				*t, generated = randomToken(), true
+			}
+		}
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	key, err := m.pageTokenKey(ctx)
+	if err != nil {
+		return err
+	}
+	store, err := pebblestore.Open(ctx, pebblestore.Config{
+		Dir:    filepath.Join(c.DataDir, storeDir),
+		Logger: m.log,
+	})
+	if err != nil {
+		return err
+	}
+	m.store = store
+	metrics := server.NewMetrics(func() uint64 { return store.Stats().Events })
+	srv, err := server.New(server.Config{
+		Service: &audittrail.Service{
+			Store:            metrics.InstrumentStore(store),
+			PageTokenKey:     key,
+			RedactPrivateIPs: c.RedactPrivateIPs,
+			MaxScan:          c.MaxScan,
+		},
+		Authenticator: server.NewStaticTokens(c.ReaderToken, c.ProducerToken),
+		Logger:        m.log,
+		Metrics:       metrics,
+		Version:       buildVersion(),
+	})
+	if err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	public, err := lc.Listen(ctx, "tcp", c.PublicAddr)
+	if err != nil {
+		return fmt.Errorf("public listener: %w", err)
+	}
+	internal, err := lc.Listen(ctx, "tcp", c.InternalAddr)
+	if err != nil {
+		public.Close()
+		return fmt.Errorf("internal listener: %w", err)
+	}
+	srv.Start(public, internal)
+	m.server = srv
+	m.PublicURL, m.InternalURL = listenerURL(public.Addr()), listenerURL(internal.Addr())
+	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
+		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan)
+	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
+	if c.Dev {
+		m.printDevHelp(generated)
+	}
+	return nil
+}
+
+// Close shuts the server down gracefully (requests in flight finish, for at
+// most Config.ShutdownTimeout) and then closes the store. It may be called
+// more than once, and after a failed Run.
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+		cancel()
+		m.server = nil
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the store: %w", err))
+		}
+		m.store = nil
+		m.log.InfoContext(context.Background(), "stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// pageTokenKey reads the key that authenticates page tokens from the data
+// directory, creating it on the first start. It must survive restarts, or
+// the page tokens handed out before become invalid.
+func (m *Main) pageTokenKey(ctx context.Context) ([]byte, error) {
+	path := filepath.Join(m.Config.DataDir, pageTokenKeyFile)
+	key, err := os.ReadFile(path)
+	if err == nil {
+		if len(key) != audittrail.PageTokenKeySize {
+			return nil, fmt.Errorf("%s has %d bytes, a key has %d: restore it, or delete it to create a new one "+
+				"(page tokens issued before then become invalid)", path, len(key), audittrail.PageTokenKeySize)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			m.log.WarnContext(ctx, "the page token key is readable by other users: chmod 600 it", "path", path, "mode", fi.Mode().Perm())
+		}
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("page token key: %w", err)
+	}
+	key = make([]byte, audittrail.PageTokenKeySize)
+	rand.Read(key)
+	// Write a temporary file and link it into place, so that the key file
+	// is never seen half written, and two servers starting on the same
+	// directory agree on one key.
+	tmp, err := os.CreateTemp(m.Config.DataDir, ".page-token.key-*") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("page token key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(key)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), path)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return m.pageTokenKey(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("page token key: %w", err)
+	}
+	if d, err := os.Open(m.Config.DataDir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	m.log.InfoContext(ctx, "created the page token key", "path", path)
+	return key, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// listenerURL is the URL to reach a listener: an unspecified address (all
+// interfaces) is reached on the loopback address.
+func listenerURL(a net.Addr) string {
+	host, port := a.String(), ""
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip := t.IP
+		if ip.IsUnspecified() {
+			ip = net.IPv4(127, 0, 0, 1)
+		}
+		host, port = ip.String(), strconv.Itoa(t.Port)
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func (m *Main) printDevHelp(generated bool) {
+	c := &m.Config
+	pub, internal := hostPort(m.PublicURL), hostPort(m.InternalURL)
+	w := m.Stdout
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "  Development mode: not for production.")
+	if generated {
+		fmt.Fprintln(w, "  Tokens generated for this run (give --reader-token/--producer-token to keep them):")
+	}
+	fmt.Fprintf(w, "    reader token   (search, public listener):  %s\n", c.ReaderToken)
+	fmt.Fprintf(w, "    producer token (create, internal listener): %s\n", c.ProducerToken)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "  Try it:")
+	fmt.Fprintf(w, "    audittrail create --addr %s --token %s --sample 100\n", internal, c.ProducerToken)
+	fmt.Fprintf(w, "    audittrail search --addr %s --token %s --since 30d\n", pub, c.ReaderToken)
+	fmt.Fprintf(w, "    curl -s -H 'Authorization: Bearer %s' -d '{\"pageSize\": 5}' %s/v1/events:search\n", c.ReaderToken, m.PublicURL)
+	fmt.Fprintf(w, "    curl -s -H 'Authorization: Bearer %s' -d '{\"eventTime\": \"%s\", \"eventSource\": \"h2oai-my-service\", "+
+		"\"action\": \"actions/my-service/create\", \"readOnly\": false, \"status\": {\"code\": 0}, \"principal\": \"users/jane\", "+
+		"\"sourceIpAddress\": \"1.1.1.1\"}' '%s/v1/events?eventId=%s'\n",
+		c.ProducerToken, time.Now().UTC().Format(time.RFC3339), m.InternalURL, uuid.NewString())
+	fmt.Fprintf(w, "    curl -s %s/metrics | grep ^audittrail_\n", m.InternalURL)
+	fmt.Fprintln(w)
+}
+
+func hostPort(url string) string { return url[len("http://"):] }

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+)
+
+func newTestMain(env map[string]string) (*Main, *bytes.Buffer) {
+	m := NewMain()
+	var out bytes.Buffer
+	m.Stdout, m.Stderr = &out, io.Discard
+	m.Getenv = func(k string) string { return env[k] }
+	return m, &out
+}
+
+func TestServeParseFlagsDefaults(t *testing.T) {
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--reader-token", "r", "--producer-token", "p"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		DataDir: "./data", PublicAddr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8081",
+		ReaderToken: "r", ProducerToken: "p", LogLevel: slog.LevelInfo, LogFormat: "text",
+		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, ShutdownTimeout: 30 * time.Second,
+	}
+	if m.Config != want {
+		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
+	}
+}
+
+func TestServeParseFlagsEnvironment(t *testing.T) {
+	env := map[string]string{
+		"AUDITTRAIL_DATA_DIR":           "/env/data",
+		"AUDITTRAIL_PUBLIC_ADDR":        "0.0.0.0:9000",
+		"AUDITTRAIL_INTERNAL_ADDR":      "0.0.0.0:9001",
+		"AUDITTRAIL_READER_TOKEN":       "env-reader",
+		"AUDITTRAIL_PRODUCER_TOKEN":     "env-producer",
+		"AUDITTRAIL_LOG_LEVEL":          "debug",
+		"AUDITTRAIL_LOG_FORMAT":         "json",
+		"AUDITTRAIL_REDACT_PRIVATE_IPS": "false",
+		"AUDITTRAIL_MAX_SCAN":           "1234",
+		"AUDITTRAIL_SHUTDOWN_TIMEOUT":   "5s",
+		"AUDITTRAIL_DEV":                "true",
+	}
+	m, _ := newTestMain(env)
+	// Flags on the command line win over the environment.
+	if err := m.ParseFlags([]string{"--data-dir", "/flag/data", "--max-scan", "99", "--redact-private-ips=true"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		DataDir: "/flag/data", PublicAddr: "0.0.0.0:9000", InternalAddr: "0.0.0.0:9001",
+		ReaderToken: "env-reader", ProducerToken: "env-producer", Dev: true, LogLevel: slog.LevelDebug, LogFormat: "json",
+		RedactPrivateIPs: true, MaxScan: 99, ShutdownTimeout: 5 * time.Second,
+	}
+	if m.Config != want {
+		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
+	}
+	// Every flag has its variable.
+	m.flagSet().VisitAll(func(f *flag.Flag) {
+		if serveEnv[f.Name] == "" {
+			t.Errorf("flag --%s has no environment variable", f.Name)
+		}
+	})
+}
+
+func TestServeParseFlagsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, "no tokens: give --reader-token and --producer-token"},
+		{[]string{"--reader-token", "r"}, nil, "no tokens"},
+		{[]string{"--reader-token", "same", "--producer-token", "same"}, nil, "must differ"},
+		{[]string{"--dev", "--max-scan", "0"}, nil, "--max-scan 0 must be positive"},
+		{[]string{"--dev", "--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"--dev", "--log-level", "loud"}, nil, "log-level"},
+		{[]string{"--dev", "extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"--dev"}, map[string]string{"AUDITTRAIL_MAX_SCAN": "lots"}, `AUDITTRAIL_MAX_SCAN="lots"`},
+		{[]string{"--dev", "--nope"}, nil, "flag provided but not defined"},
+	} {
+		m, _ := newTestMain(tc.env)
+		err := m.ParseFlags(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseFlags(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+			continue
+		}
+		var ec interface{ ExitCode() int }
+		if !errors.As(err, &ec) || ec.ExitCode() != 2 {
+			t.Errorf("ParseFlags(%q): %v is not a usage error (exit status 2)", tc.args, err)
+		}
+	}
+}
+
+var readyLine = regexp.MustCompile(`^audittrail: ready public=(http://127\.0\.0\.1:\d+) internal=(http://127\.0\.0\.1:\d+)\n`)
+
+// TestServeMainDev runs Main in process in dev mode on free ports: the ready
+// line comes first on stdout, then the tokens, which work; the page token key
+// is created once and reused.
+func TestServeMainDev(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*Main, string) {
+		m, out := newTestMain(nil)
+		if err := m.ParseFlags([]string{"--dev", "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Run(t.Context()); err != nil {
+			m.Close()
+			t.Fatal(err)
+		}
+		return m, out.String()
+	}
+	m, out := start()
+	match := readyLine.FindStringSubmatch(out)
+	if match == nil || match[1] != m.PublicURL || match[2] != m.InternalURL {
+		t.Fatalf("stdout does not start with the ready line of %s and %s:\n%s", m.PublicURL, m.InternalURL, out)
+	}
+	if strings.Count(out, "audittrail: ready") != 1 {
+		t.Errorf("more than one ready line:\n%s", out)
+	}
+	reader, producer := m.Config.ReaderToken, m.Config.ProducerToken
+	if len(reader) < 32 || len(producer) < 32 || reader == producer {
+		t.Errorf("dev tokens %q and %q", reader, producer)
+	}
+	for _, want := range []string{reader, producer, "audittrail search --addr", "audittrail create --addr", "--sample", "curl"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev help lacks %q:\n%s", want, out)
+		}
+	}
+	search := func(base, token string) int {
+		req, _ := http.NewRequest("POST", base+"/v1/events:search", strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := search(m.PublicURL, reader); code != http.StatusOK {
+		t.Errorf("search with the printed reader token: %d", code)
+	}
+	if code := search(m.PublicURL, producer); code != http.StatusForbidden {
+		t.Errorf("search with the printed producer token: %d, want 403", code)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, pageTokenKeyFile))
+	if err != nil || len(key) != audittrail.PageTokenKeySize {
+		t.Fatalf("page token key: %d bytes, %v", len(key), err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, pageTokenKeyFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("page token key mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	// The second start reuses the key (and, in dev mode, makes new tokens).
+	m2, _ := start()
+	defer m2.Close()
+	if again, _ := os.ReadFile(filepath.Join(dir, pageTokenKeyFile)); !bytes.Equal(again, key) {
+		t.Error("the page token key changed across restarts")
+	}
+	if m2.Config.ReaderToken == reader {
+		t.Error("dev mode reused the tokens of the previous run")
+	}
+}
+
+func TestServeBadPageTokenKey(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, pageTokenKeyFile), []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--dev", "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(context.Background())
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "has 5 bytes, a key has 32") {
+		t.Errorf("Run with a bad key = %v", err)
+	}
+}
+
+func TestServePortInUse(t *testing.T) {
+	m1, _ := newTestMain(nil)
+	if err := m1.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m1.Close()
+	m2, _ := newTestMain(nil)
+	if err := m2.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0",
+		"--internal-addr", strings.TrimPrefix(m1.InternalURL, "http://")}); err != nil {
+		t.Fatal(err)
+	}
+	err := m2.Run(t.Context())
+	if cerr := m2.Close(); cerr != nil {
+		t.Errorf("Close after a failed Run: %v", cerr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "internal listener") {
+		t.Errorf("Run on a used port = %v", err)
+	}
+}
+
+func TestRunDispatch(t *testing.T) {
+	// run reads the real environment: keep a developer's settings out.
+	for _, v := range serveEnv {
+		t.Setenv(v, "")
+	}
+	for _, tc := range []struct {
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{[]string{"version"}, 0, "audittrail ", ""},
+		{[]string{"help"}, 0, "Commands:", ""},
+		{[]string{"help", "serve"}, 0, "--data-dir", ""},
+		{[]string{"serve", "-h"}, 0, "AUDITTRAIL_READER_TOKEN", ""},
+		{nil, 2, "", "usage: audittrail"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"help", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"serve", "--data-dir", t.TempDir()}, 2, "", "no tokens"},
+	} {
+		var out, errs bytes.Buffer
+		code := run(t.Context(), tc.args, &out, &errs)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errs.String(), tc.errs) {
+			t.Errorf("run(%q) = %d\nstdout: %s\nstderr: %s\nwant %d, stdout with %q, stderr with %q",
+				tc.args, code, out.String(), errs.String(), tc.code, tc.out, tc.errs)
+		}
+	}
+}

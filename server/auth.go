@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/wire"
+)
+
+// Authenticator turns the bearer token of a request into the caller. It
+// returns an *audittrail.Error with code EUnauthenticated when the token is
+// not valid. Implementations must be safe for concurrent use.
+//
+// It is the only thing the transport knows about credentials, so OIDC access
+// tokens, API tokens or policies replace StaticTokens without touching the
+// handlers, which see only the *audittrail.Principal in the context.
+type Authenticator interface {
+	Authenticate(ctx context.Context, bearer string) (*audittrail.Principal, error)
+}
+
+// Principals of the static tokens.
+const (
+	ReaderPrincipal   = "users/reader"
+	ProducerPrincipal = "services/producer"
+)
+
+// StaticTokens authenticates two fixed tokens: Reader is the auditor
+// ("users/reader", may search) and Producer the producing service
+// ("services/producer", may create). It is the authenticator of a single
+// deployment without an identity provider.
+type StaticTokens struct {
+	reader, producer [sha256.Size]byte
+	hasReader        bool
+	hasProducer      bool
+}
+
+// NewStaticTokens returns the authenticator of the two tokens. An empty token
+// authenticates nobody.
+func NewStaticTokens(reader, producer string) *StaticTokens {
+	a := &StaticTokens{hasReader: reader != "", hasProducer: producer != ""}
+	a.reader = sha256.Sum256([]byte(reader))
+	a.producer = sha256.Sum256([]byte(producer))
+	return a
+}
+
+var errUnauthenticated = audittrail.Errorf(audittrail.EUnauthenticated, "missing or invalid bearer token")
+
+// Authenticate compares the token with both tokens in constant time (over
+// their SHA-256 digests, so neither the content nor the length of a token
+// leaks through timing).
+func (a *StaticTokens) Authenticate(_ context.Context, bearer string) (*audittrail.Principal, error) {
+	d := sha256.Sum256([]byte(bearer))
+	isReader := subtle.ConstantTimeCompare(d[:], a.reader[:]) == 1 && a.hasReader
+	isProducer := subtle.ConstantTimeCompare(d[:], a.producer[:]) == 1 && a.hasProducer
+	switch {
+	case isReader:
+		return &audittrail.Principal{Name: ReaderPrincipal, Roles: []audittrail.Role{audittrail.RoleAuditor}}, nil
+	case isProducer:
+		return &audittrail.Principal{Name: ProducerPrincipal, Roles: []audittrail.Role{audittrail.RoleProducer}}, nil
+	}
+	return nil, errUnauthenticated
+}
+
+// authInterceptor authenticates every call: it reads the one "authorization"
+// metadata value ("Bearer <token>"), asks the Authenticator, and puts the
+// principal in the context. Every method of the EventService needs a caller,
+// so a call without valid credentials ends here with UNAUTHENTICATED; what
+// the caller may do is decided by the handlers (audittrail.CanSearch,
+// audittrail.CanCreate).
+//
+// REST requests arrive here too: the gateway passes the Authorization header
+// as the "authorization" metadata (see the package documentation).
+func authInterceptor(auth Authenticator) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		token, ok := bearerToken(ctx)
+		if !ok {
+			return nil, wire.ToStatus(errUnauthenticated)
+		}
+		p, err := auth.Authenticate(ctx, token)
+		if err != nil {
+			if audittrail.ErrorCode(err) == audittrail.EInternal {
+				// An identity provider that fails is not the caller's fault.
+				noteInternal(ctx, err)
+			}
+			return nil, wire.ToStatus(err)
+		}
+		if p == nil {
+			return nil, wire.ToStatus(errUnauthenticated)
+		}
+		noteCaller(ctx, p.Name)
+		return handler(audittrail.NewContextWithPrincipal(ctx, p), req)
+	}
+}
+
+// bearerToken returns the token of the single "authorization: Bearer <token>"
+// metadata value. Several values are refused rather than guessed between.
+func bearerToken(ctx context.Context) (string, bool) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}

@@ -1,0 +1,28 @@
+// Package server is the transport of the audit trail: the gRPC EventService
+// and its REST mapping (grpc-gateway), served on two listeners.
+//
+// The public listener serves SearchEvents to auditors and GET /version to the
+// Python client's login probe; the REST create paths answer 405 there before
+// any authentication, as the H2O service does, and the gRPC create methods
+// answer UNIMPLEMENTED. The internal listener serves producers (CreateEvent,
+// BatchCreateEvents), SearchEvents, and /metrics for operators. Both carry
+// /healthz and /readyz.
+//
+// Each listener is one port carrying gRPC and REST: an http.Server that speaks
+// HTTP/1.1 and unencrypted HTTP/2 (prior knowledge, as gRPC clients use it)
+// hands requests with an application/grpc content type to grpc.Server's
+// ServeHTTP and everything else to the grpc-gateway mux.
+//
+// There is one authentication path. REST requests are not authenticated by an
+// HTTP middleware: the gateway calls the EventService in process through the
+// same unary interceptor chain that native gRPC calls run through, with the
+// Authorization header as the "authorization" metadata. So a REST request and
+// a gRPC request are authenticated, authorized, logged and counted by the same
+// code. Authentication is the Authenticator interface (StaticTokens today;
+// OIDC and API tokens later); authorization decisions are the domain functions
+// audittrail.CanSearch and audittrail.CanCreate, called by the handlers.
+//
+// The handlers hold no rules: they convert with package internal/wire, call
+// audittrail.Service, and map errors with wire.ToStatus, logging the detail of
+// internal errors and never sending it.
+package server

@@ -1,0 +1,142 @@
+package server_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/testserver"
+)
+
+func pbEvent(t time.Time, resource string) *pb.Event {
+	return &pb.Event{
+		EventTime:       timestamppb.New(t),
+		EventSource:     "h2oai-appstore-server",
+		Action:          "actions/appstore/apps/ADMIN_DELETE",
+		Status:          &pb.Status{Code: 0},
+		Principal:       "users/a2b3b8a6-05c6-47d1-8ae1-774113404975",
+		SourceIpAddress: "2001:db8::1",
+		Resource:        resource,
+		Metadata:        map[string]string{"region": "eu"},
+		Type:            pb.EventType_TYPE_SYSTEM,
+	}
+}
+
+func wantCode(t *testing.T, err error, code codes.Code, msg string) {
+	t.Helper()
+	s, ok := status.FromError(err)
+	if !ok || s.Code() != code || !strings.Contains(s.Message(), msg) {
+		t.Errorf("got %v, want %s with a message containing %q", err, code, msg)
+	}
+}
+
+func TestE2EGRPC(t *testing.T) {
+	srv := testserver.Start(t)
+	internal := dialGRPC(t, srv.InternalAddr)
+	public := dialGRPC(t, srv.PublicAddr)
+	producer, reader := withToken(t, srv.ProducerToken), withToken(t, srv.ReaderToken)
+
+	t0 := time.Date(2026, 4, 1, 12, 0, 0, 123456789, time.UTC)
+	id := newID()
+	created, err := internal.CreateEvent(producer, &pb.CreateEventRequest{EventId: id, Event: pbEvent(t0, "//appstore/apps/1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := created.Event; e.Name != "events/"+id || !e.EventTime.AsTime().Equal(t0) || e.ReceiveTime == nil ||
+		e.Metadata["region"] != "eu" || e.Type != pb.EventType_TYPE_SYSTEM || e.Workspace != "" {
+		t.Errorf("created %v", e)
+	}
+
+	ids := []string{newID(), "not-a-uuid", newID()}
+	batch, err := internal.BatchCreateEvents(producer, &pb.BatchCreateEventsRequest{Requests: []*pb.CreateEventRequest{
+		{EventId: ids[0], Event: pbEvent(t0.Add(time.Second), "//appstore/apps/2")},
+		{EventId: ids[1], Event: pbEvent(t0.Add(2*time.Second), "//appstore/apps/3")},
+		{EventId: ids[2], Event: nil},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batch.Events) != 1 || batch.Events[0].Name != "events/"+ids[0] {
+		t.Errorf("batch events %v", batch.Events)
+	}
+	if f := batch.FailedRequests[1]; f == nil || f.Code != int32(codes.InvalidArgument) || f.Message != "event_id must be in UUIDv4 format" {
+		t.Errorf("failed[1] = %v", f)
+	}
+	if f := batch.FailedRequests[2]; f == nil || f.Code != int32(codes.InvalidArgument) || f.Message != "event is required" {
+		t.Errorf("failed[2] = %v", f)
+	}
+
+	// Search on both listeners.
+	for name, c := range map[string]pb.EventServiceClient{"public": public, "internal": internal} {
+		resp, err := c.SearchEvents(reader, &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{
+			EventSourceExact: ptr("h2oai-appstore-server"),
+			StartEventTime:   timestamppb.New(t0),
+		}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var got []string
+		for _, e := range resp.Events {
+			got = append(got, e.Name)
+		}
+		if want := []string{"events/" + ids[0], "events/" + id}; !slices.Equal(got, want) {
+			t.Errorf("%s search: %v, want %v", name, got, want)
+		}
+		if !resp.SearchedUntilTime.AsTime().Equal(t0) || resp.NextPageToken != "" {
+			t.Errorf("%s search: until %v, token %q", name, resp.SearchedUntilTime.AsTime(), resp.NextPageToken)
+		}
+	}
+
+	// Create is not served on the public listener, whatever the caller.
+	for _, token := range []string{srv.ProducerToken, srv.ReaderToken, "wrong", ""} {
+		ctx := withToken(t, token)
+		_, err := public.CreateEvent(ctx, &pb.CreateEventRequest{EventId: newID(), Event: pbEvent(t0, "x")})
+		wantCode(t, err, codes.Unimplemented, "event creation is served only on the internal listener")
+		_, err = public.BatchCreateEvents(ctx, &pb.BatchCreateEventsRequest{})
+		wantCode(t, err, codes.Unimplemented, "event creation is served only on the internal listener")
+	}
+
+	// Authentication and authorization, the same as over REST.
+	_, err = internal.SearchEvents(t.Context(), &pb.SearchEventsRequest{})
+	wantCode(t, err, codes.Unauthenticated, "bearer token")
+	_, err = public.SearchEvents(withToken(t, "wrong"), &pb.SearchEventsRequest{})
+	wantCode(t, err, codes.Unauthenticated, "bearer token")
+	_, err = internal.CreateEvent(t.Context(), &pb.CreateEventRequest{EventId: newID(), Event: pbEvent(t0, "x")})
+	wantCode(t, err, codes.Unauthenticated, "bearer token")
+	_, err = internal.CreateEvent(reader, &pb.CreateEventRequest{EventId: newID(), Event: pbEvent(t0, "x")})
+	wantCode(t, err, codes.PermissionDenied, "may not create events")
+	_, err = public.SearchEvents(producer, &pb.SearchEventsRequest{})
+	wantCode(t, err, codes.PermissionDenied, "may not search events")
+
+	// Validation errors name the field.
+	_, err = internal.CreateEvent(producer, &pb.CreateEventRequest{EventId: "x", Event: pbEvent(t0, "x")})
+	wantCode(t, err, codes.InvalidArgument, "event_id must be in UUIDv4 format")
+	_, err = public.SearchEvents(reader, &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ActionRegex: ptr("*")}})
+	wantCode(t, err, codes.InvalidArgument, "filter.action_regex")
+	_, err = internal.CreateEvent(producer, &pb.CreateEventRequest{EventId: id, Event: pbEvent(t0, "another")})
+	wantCode(t, err, codes.AlreadyExists, "")
+	tooMany := &pb.BatchCreateEventsRequest{}
+	for range audittrail.MaxBatch + 1 {
+		tooMany.Requests = append(tooMany.Requests, &pb.CreateEventRequest{EventId: newID(), Event: pbEvent(t0, "many")})
+	}
+	_, err = internal.BatchCreateEvents(producer, tooMany)
+	wantCode(t, err, codes.InvalidArgument, "the limit is 1000 per batch")
+}
+
+// TestE2EGRPCMessageTooLarge sends a message over the limit of the REST body.
+func TestE2EGRPCMessageTooLarge(t *testing.T) {
+	srv := testserver.Start(t)
+	internal := dialGRPC(t, srv.InternalAddr)
+	e := pbEvent(time.Now(), strings.Repeat("r", audittrail.MaxRequestBodySize))
+	_, err := internal.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: e})
+	wantCode(t, err, codes.ResourceExhausted, "")
+}
+
+func ptr[T any](v T) *T { return &v }

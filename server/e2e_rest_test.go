@@ -1,0 +1,533 @@
+package server_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/testserver"
+)
+
+func TestE2EVersionHealthMetrics(t *testing.T) {
+	srv := testserver.Start(t)
+	for _, base := range []string{srv.PublicURL, srv.InternalURL} {
+		// The Python client's login probe: no Authorization header.
+		r := call(t, "GET", base+"/version", "", "")
+		if r.status != http.StatusOK {
+			t.Fatalf("GET /version: %s", r)
+		}
+		if v, _ := r.json(t)["version"].(string); v == "" {
+			t.Errorf("GET /version: no version in %s", r.body)
+		}
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if r := call(t, "GET", base+path, "", ""); r.status != http.StatusOK {
+				t.Errorf("GET %s%s: %s", base, path, r)
+			}
+		}
+	}
+	// Produce some traffic to count.
+	call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, `{}`)
+	r := call(t, "GET", srv.InternalURL+"/metrics", "", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", r)
+	}
+	for _, want := range []string{
+		`audittrail_requests_total{code="200",listener="public",method="POST /v1/events:search",protocol="http"} 1`,
+		`audittrail_request_duration_seconds_count{code="200",listener="public",method="POST /v1/events:search",protocol="http"} 1`,
+		"audittrail_events_stored 0",
+		"audittrail_store_append_duration_seconds_count 0",
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// Metrics are for operators, on the internal listener only.
+	wantStatus(t, call(t, "GET", srv.PublicURL+"/metrics", "", ""), http.StatusNotFound, 5, "Not Found")
+}
+
+func TestE2EPublicCreateIs405(t *testing.T) {
+	srv := testserver.Start(t)
+	id := newID()
+	for _, path := range []string{"/v1/events?eventId=" + id, "/v1/events:batchCreate"} {
+		for _, token := range []string{"", "wrong", srv.ReaderToken, srv.ProducerToken} {
+			body := eventBody("2026-01-01T00:00:00Z", "r")
+			if strings.Contains(path, "batch") {
+				body = fmt.Sprintf(`{"requests": [{"eventId": %q, "event": %s}]}`, id, body)
+			}
+			r := call(t, "POST", srv.PublicURL+path, token, body)
+			wantStatus(t, r, http.StatusMethodNotAllowed, 12, "Method Not Allowed")
+			if v := r.json(t); v["message"] != "Method Not Allowed" {
+				t.Errorf("message %q, want exactly Method Not Allowed", v["message"])
+			}
+		}
+	}
+	// Nothing was created.
+	resp := searchREST(t, srv, srv.PublicURL, `{}`)
+	if n := names(t, resp); len(n) != 0 {
+		t.Errorf("search after refused creates: %v", n)
+	}
+}
+
+func TestE2EAuthentication(t *testing.T) {
+	srv := testserver.Start(t)
+	search := `{"filter": {}}`
+	for _, base := range []string{srv.PublicURL, srv.InternalURL} {
+		for _, token := range []string{"", "wrong", srv.ReaderToken + "x"} {
+			r := call(t, "POST", base+"/v1/events:search", token, search)
+			wantStatus(t, r, http.StatusUnauthorized, 16, "bearer token")
+			if h := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
+				t.Errorf("WWW-Authenticate %q, want a Bearer challenge", h)
+			}
+		}
+		// Another scheme is not a bearer token.
+		req, _ := http.NewRequest("POST", base+"/v1/events:search", strings.NewReader(search))
+		req.Header.Set("Authorization", "Basic "+srv.ReaderToken)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Basic auth: %d, want 401", resp.StatusCode)
+		}
+	}
+	// Unauthenticated comes before validation.
+	wantStatus(t, call(t, "POST", srv.InternalURL+"/v1/events?eventId=bad", "", `{}`), http.StatusUnauthorized, 16, "bearer token")
+
+	// Authenticated, but not allowed.
+	r := call(t, "POST", srv.InternalURL+"/v1/events?eventId="+newID(), srv.ReaderToken, eventBody("2026-01-01T00:00:00Z", "r"))
+	wantStatus(t, r, http.StatusForbidden, 7, `"users/reader" may not create events`)
+	r = call(t, "POST", srv.InternalURL+"/v1/events:batchCreate", srv.ReaderToken, `{"requests": []}`)
+	wantStatus(t, r, http.StatusForbidden, 7, "may not create events")
+	for _, base := range []string{srv.PublicURL, srv.InternalURL} {
+		r := call(t, "POST", base+"/v1/events:search", srv.ProducerToken, search)
+		wantStatus(t, r, http.StatusForbidden, 7, `"services/producer" may not search events`)
+	}
+	// Two Authorization headers are refused rather than guessed between.
+	req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", strings.NewReader(search))
+	req.Header.Add("Authorization", "Bearer "+srv.ReaderToken)
+	req.Header.Add("Authorization", "Bearer "+srv.ReaderToken)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("two Authorization headers: %d, want 401", resp.StatusCode)
+	}
+	// A token in the wrong header does not authenticate.
+	req, _ = http.NewRequest("POST", srv.PublicURL+"/v1/events:search", strings.NewReader(search))
+	req.Header.Set("Grpc-Metadata-Authorization", "Bearer "+srv.ReaderToken)
+	resp, err = httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("token in Grpc-Metadata-Authorization: %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestE2ECreateAndSearchREST(t *testing.T) {
+	srv := testserver.Start(t)
+
+	t.Run("round trip", func(t *testing.T) {
+		id := newID()
+		before := time.Now()
+		// An offset and microseconds in, UTC with the same instant out.
+		ev := createREST(t, srv, id, eventBody("2026-03-04T05:06:07.123456+02:00", "workspaces/w1/daiEngine/e1"))
+		checkEventKeys(t, ev)
+		want := map[string]any{
+			"name":            "events/" + id,
+			"eventTime":       "2026-03-04T03:06:07.123456Z",
+			"eventSource":     "h2oai-enginemanager-server",
+			"action":          "actions/enginemanager/daiEngines/CREATE",
+			"readOnly":        false,
+			"principal":       "users/jane",
+			"loginPrincipal":  "",
+			"sourceIpAddress": "1.1.1.1",
+			"userAgent":       "e2e",
+			"resource":        "workspaces/w1/daiEngine/e1",
+			"workspace":       "workspaces/w1",
+			"type":            "TYPE_API",
+		}
+		for k, v := range want {
+			if ev[k] != v {
+				t.Errorf("%s = %#v, want %#v", k, ev[k], v)
+			}
+		}
+		rt, err := time.Parse(time.RFC3339Nano, ev["receiveTime"].(string))
+		if err != nil || rt.Before(before.Add(-time.Second)) || !strings.HasSuffix(ev["receiveTime"].(string), "Z") {
+			t.Errorf("receiveTime %v: %v", ev["receiveTime"], err)
+		}
+		resp := searchREST(t, srv, srv.PublicURL, `{"filter": {"resourceExact": "workspaces/w1/daiEngine/e1"}}`)
+		if got := names(t, resp); !slices.Equal(got, []string{"events/" + id}) {
+			t.Fatalf("search: %v", got)
+		}
+		found := resp["events"].([]any)[0].(map[string]any)
+		checkEventKeys(t, found)
+		for k, v := range want {
+			if found[k] != v {
+				t.Errorf("searched %s = %#v, want %#v", k, found[k], v)
+			}
+		}
+	})
+
+	t.Run("nanoseconds", func(t *testing.T) {
+		ev := createREST(t, srv, newID(), eventBody("2026-03-04T05:06:07.123456789-05:30", "nanos"))
+		if got := ev["eventTime"]; got != "2026-03-04T10:36:07.123456789Z" {
+			t.Errorf("eventTime %v, want 2026-03-04T10:36:07.123456789Z", got)
+		}
+	})
+
+	t.Run("every key when empty", func(t *testing.T) {
+		// No status, no optional field: the keys are still there, except
+		// the status, which is left out rather than null.
+		body := `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "8.8.8.8"}`
+		ev := createREST(t, srv, newID(), body)
+		checkEventKeys(t, ev)
+		if _, ok := ev["status"]; ok {
+			t.Errorf("an event without status has \"status\": %v", ev["status"])
+		}
+		found := searchREST(t, srv, srv.PublicURL, `{"filter": {"eventSourceExact": "s", "statusCodeRegex": "^$"}}`)
+		if evs := found["events"].([]any); len(evs) != 1 {
+			t.Errorf("search for the event without status: %v", found)
+		} else {
+			checkEventKeys(t, evs[0])
+			if _, ok := evs[0].(map[string]any)["status"]; ok {
+				t.Errorf("a searched event without status has a status")
+			}
+		}
+		for k, v := range map[string]string{"userAgent": "", "resource": "", "workspace": "", "type": "TYPE_UNSPECIFIED"} {
+			if ev[k] != v {
+				t.Errorf("%s = %#v, want %q", k, ev[k], v)
+			}
+		}
+		for _, k := range []string{"metadata", "requestParameters"} {
+			if m, ok := ev[k].(map[string]any); !ok || len(m) != 0 {
+				t.Errorf("%s = %#v, want {}", k, ev[k])
+			}
+		}
+		// An empty search result has every key too.
+		resp := searchREST(t, srv, srv.PublicURL, `{"filter": {"resourceExact": "no such resource"}}`)
+		if got := sortedKeys(resp); !slices.Equal(got, []string{"events", "nextPageToken", "searchedUntilTime"}) {
+			t.Errorf("search response keys %v", got)
+		}
+		if resp["nextPageToken"] != "" || resp["searchedUntilTime"] != "2025-07-01T00:00:00Z" {
+			t.Errorf("empty search: %v", resp)
+		}
+	})
+
+	t.Run("snake_case, null and unknown fields in", func(t *testing.T) {
+		id := newID()
+		body := `{"event_time": "2026-02-01T00:00:00Z", "event_source": "snake", "action": "a", "read_only": true,
+			"status": {"code": 7, "message": "denied"}, "principal": "users/snake", "source_ip_address": "8.8.4.4",
+			"user_agent": null, "resource": "snake/r", "request_parameters": {"q": "1"}, "metadata": null, "type": null,
+			"name": "events/ignored", "workspace": "workspaces/ignored", "receiveTime": "2000-01-01T00:00:00Z",
+			"loginPrincipal": "ignored", "noSuchField": {"x": [1, 2]}}`
+		// event_id in the query, the proto spelling.
+		r := call(t, "POST", srv.InternalURL+"/v1/events?event_id="+id, srv.ProducerToken, body)
+		if r.status != http.StatusOK {
+			t.Fatalf("create: %s", r)
+		}
+		ev := r.json(t)["event"].(map[string]any)
+		checkEventKeys(t, ev)
+		if ev["name"] != "events/"+id || ev["eventSource"] != "snake" || ev["readOnly"] != true || ev["userAgent"] != "" ||
+			ev["workspace"] != "" || ev["loginPrincipal"] != "" || ev["type"] != "TYPE_UNSPECIFIED" {
+			t.Errorf("stored event: %s", r.body)
+		}
+		if st := ev["status"].(map[string]any); fmt.Sprint(st["code"]) != "7" || st["message"] != "denied" {
+			t.Errorf("status %v", st)
+		}
+		if rt := ev["receiveTime"].(string); strings.HasPrefix(rt, "2000") {
+			t.Errorf("receiveTime %s was taken from the request", rt)
+		}
+		// The search request the Python client sends: every unset filter
+		// field null, snake_case and camelCase mixed.
+		search := `{"filter": {"start_event_time": "2026-01-31T00:00:00+01:00", "endEventTime": null, "event_source_exact": "snake",
+			"resourceRegex": null, "read_only": null, "metadataExact": null, "include_types": null, "principal_regex": "^users/"},
+			"page_size": null, "pageToken": null, "unknown": 1}`
+		resp := searchREST(t, srv, srv.PublicURL, search)
+		if got := names(t, resp); !slices.Equal(got, []string{"events/" + id}) {
+			t.Errorf("search: %v", got)
+		}
+		if got := resp["searchedUntilTime"]; got != "2026-01-30T23:00:00Z" {
+			t.Errorf("searchedUntilTime %v, want the start in UTC", got)
+		}
+	})
+
+	t.Run("newest first with paging", func(t *testing.T) {
+		var ids []string
+		for i := range 5 {
+			id := newID()
+			ids = append(ids, "events/"+id)
+			createREST(t, srv, id, eventBody(fmt.Sprintf("2026-05-01T00:00:0%dZ", i), "paging"))
+		}
+		slices.Reverse(ids)
+		var got []string
+		token := ""
+		for range 10 {
+			resp := searchREST(t, srv, srv.PublicURL, fmt.Sprintf(`{"filter": {"resourceExact": "paging"}, "pageSize": 2, "pageToken": %q}`, token))
+			got = append(got, names(t, resp)...)
+			token = resp["nextPageToken"].(string)
+			if token == "" {
+				break
+			}
+		}
+		if !slices.Equal(got, ids) {
+			t.Errorf("pages gave %v, want %v", got, ids)
+		}
+		// The internal listener serves search too.
+		resp := searchREST(t, srv, srv.InternalURL, `{"filter": {"resourceExact": "paging"}}`)
+		if got := names(t, resp); !slices.Equal(got, ids) {
+			t.Errorf("internal search: %v", got)
+		}
+	})
+
+	t.Run("idempotent retry, conflict", func(t *testing.T) {
+		id := newID()
+		body := eventBody("2026-06-01T00:00:00Z", "retry")
+		first := createREST(t, srv, id, body)
+		again := createREST(t, srv, id, body)
+		if first["receiveTime"] != again["receiveTime"] {
+			t.Errorf("retry returned another event: %v vs %v", first["receiveTime"], again["receiveTime"])
+		}
+		r := call(t, "POST", srv.InternalURL+"/v1/events?eventId="+id, srv.ProducerToken, eventBody("2026-06-01T00:00:00Z", "other"))
+		wantStatus(t, r, http.StatusConflict, 6, "")
+	})
+}
+
+func TestE2EErrorsREST(t *testing.T) {
+	srv := testserver.Start(t)
+	create := func(id, body string) *response {
+		return call(t, "POST", srv.InternalURL+"/v1/events?eventId="+id, srv.ProducerToken, body)
+	}
+	search := func(body string) *response {
+		return call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, body)
+	}
+	good := eventBody("2026-01-01T00:00:00Z", "r")
+	for _, tc := range []struct {
+		name   string
+		r      *response
+		status int
+		code   int
+		msg    string
+	}{
+		{"bad regex", search(`{"filter": {"resourceRegex": "(a"}}`), 400, 3, "filter.resource_regex is not a valid RE2 regular expression"},
+		{"bad status regex", search(`{"filter": {"statusCodeRegex": "[z-a]"}}`), 400, 3, "filter.status_code_regex"},
+		{"negative page size", search(`{"pageSize": -1}`), 400, 3, "page_size"},
+		{"garbled page token", search(`{"pageToken": "garbage"}`), 400, 3, "page_token is invalid"},
+		{"start after end", search(`{"filter": {"startEventTime": "2026-02-01T00:00:00Z", "endEventTime": "2026-01-01T00:00:00Z"}}`), 400, 3, "filter.start_event_time"},
+		{"bad timestamp", search(`{"filter": {"startEventTime": "yesterday"}}`), 400, 3, "Timestamp"},
+		{"bad JSON", search(`{"filter": `), 400, 3, ""},
+		{"wrong type", search(`{"pageSize": "many"}`), 400, 3, "pageSize"},
+		{"bad event id", create("invalid", good), 400, 3, "event_id must be in UUIDv4 format"},
+		{"UUIDv1 event id", create("6ba7b810-9dad-11d1-80b4-00c04fd430c8", good), 400, 3, "event_id must be in UUIDv4 format"},
+		{"no event id", create("", good), 400, 3, "event_id must be in UUIDv4 format"},
+		{"missing event_time", create(newID(), `{"eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1"}`), 400, 3, "event.event_time is required"},
+		{"missing event_source", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1"}`), 400, 3, "event.event_source is required"},
+		{"missing principal", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "sourceIpAddress": "1.1.1.1"}`), 400, 3, "event.principal is required"},
+		{"bad metadata key", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1", "metadata": {"Bad-Key": "v"}}`), 400, 3, "event.metadata key"},
+		{"bad source IP", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "nowhere"}`), 400, 3, "event.source_ip_address"},
+		{"unknown path", call(t, "GET", srv.PublicURL+"/v2/nothing", srv.ReaderToken, ""), 404, 5, "Not Found"},
+		{"unknown path internal", call(t, "POST", srv.InternalURL+"/v1/events:frobnicate", srv.ProducerToken, "{}"), 404, 5, "Not Found"},
+		{"wrong method search", call(t, "GET", srv.PublicURL+"/v1/events:search", srv.ReaderToken, ""), 405, 12, "Method Not Allowed"},
+		{"wrong method create", call(t, "PUT", srv.InternalURL+"/v1/events", srv.ProducerToken, good), 405, 12, "Method Not Allowed"},
+		{"wrong method version", call(t, "POST", srv.PublicURL+"/version", "", "{}"), 405, 12, "Method Not Allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { wantStatus(t, tc.r, tc.status, tc.code, tc.msg) })
+	}
+}
+
+func TestE2EBatchREST(t *testing.T) {
+	srv := testserver.Start(t)
+	ids := []string{newID(), newID(), "invalid", newID(), newID()}
+	items := []string{
+		eventBody("2026-01-01T00:00:01Z", "batch"),
+		eventBody("2026-01-01T00:00:02Z", "batch"),
+		eventBody("2026-01-01T00:00:03Z", "batch"),
+		`{"eventTime": "2026-01-01T00:00:04Z", "eventSource": "s", "principal": "p", "sourceIpAddress": "1.1.1.1"}`, // no action
+		eventBody("2026-01-01T00:00:05Z", "batch"),
+	}
+	var reqs []string
+	for i := range ids {
+		key := "eventId"
+		if i%2 == 1 {
+			key = "event_id"
+		}
+		reqs = append(reqs, fmt.Sprintf(`{%q: %q, "event": %s}`, key, ids[i], items[i]))
+	}
+	r := call(t, "POST", srv.InternalURL+"/v1/events:batchCreate", srv.ProducerToken, `{"requests": [`+strings.Join(reqs, ",")+`]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("batch: %s", r)
+	}
+	resp := r.json(t)
+	want := []string{"events/" + ids[0], "events/" + ids[1], "events/" + ids[4]}
+	if got := names(t, resp); !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v in request order", got, want)
+	}
+	for _, e := range resp["events"].([]any) {
+		checkEventKeys(t, e)
+	}
+	failed, ok := resp["failedRequests"].(map[string]any)
+	if !ok || len(failed) != 2 {
+		t.Fatalf("failedRequests: %s", r.body)
+	}
+	for idx, msg := range map[string]string{"2": "event_id must be in UUIDv4 format", "3": "event.action is required"} {
+		st, _ := failed[idx].(map[string]any)
+		if st == nil || fmt.Sprint(st["code"]) != "3" || st["message"] != msg {
+			t.Errorf("failedRequests[%s] = %v, want code 3 %q", idx, failed[idx], msg)
+		}
+		if d, ok := st["details"].([]any); !ok || len(d) != 0 {
+			t.Errorf("failedRequests[%s].details = %v, want []", idx, st["details"])
+		}
+	}
+	// The valid ones are stored.
+	got := names(t, searchREST(t, srv, srv.PublicURL, `{"filter": {"resourceExact": "batch"}}`))
+	if !slices.Equal(got, []string{want[2], want[1], want[0]}) {
+		t.Errorf("search after batch: %v", got)
+	}
+
+	// An empty batch is fine, and answers every key.
+	r = call(t, "POST", srv.InternalURL+"/v1/events:batchCreate", srv.ProducerToken, `{"requests": []}`)
+	if r.status != http.StatusOK || r.json(t)["failedRequests"] == nil || r.json(t)["events"] == nil {
+		t.Errorf("empty batch: %s", r)
+	}
+
+	// Over the limit: the whole call fails and nothing is written.
+	var big strings.Builder
+	big.WriteString(`{"requests": [`)
+	for i := range audittrail.MaxBatch + 1 {
+		if i > 0 {
+			big.WriteByte(',')
+		}
+		fmt.Fprintf(&big, `{"eventId": %q, "event": %s}`, newID(), eventBody("2026-01-02T00:00:00Z", "toomany"))
+	}
+	big.WriteString(`]}`)
+	r = call(t, "POST", srv.InternalURL+"/v1/events:batchCreate", srv.ProducerToken, big.String())
+	wantStatus(t, r, http.StatusBadRequest, 3, "the limit is 1000 per batch")
+	if got := names(t, searchREST(t, srv, srv.PublicURL, `{"filter": {"resourceExact": "toomany"}}`)); len(got) != 0 {
+		t.Errorf("an oversized batch wrote %d events", len(got))
+	}
+}
+
+// TestE2EBodyTooLarge sends bodies over audittrail.MaxRequestBodySize: with a
+// Content-Length (refused before the body is read) and chunked (refused when
+// the limit is crossed).
+func TestE2EBodyTooLarge(t *testing.T) {
+	srv := testserver.Start(t)
+	limit := fmt.Sprint(audittrail.MaxRequestBodySize)
+
+	// raw sends the headers of a request declaring a body over the limit,
+	// and the first bytes of the body.
+	raw := func(t *testing.T, addr, path, token string) *response {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"requests\": [",
+			path, addr, token, audittrail.MaxRequestBodySize+1)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+
+	t.Run("content-length", func(t *testing.T) {
+		r := raw(t, srv.InternalAddr, "/v1/events:batchCreate", srv.ProducerToken)
+		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, limit)
+	})
+
+	t.Run("routing first", func(t *testing.T) {
+		// The public create paths are 405 and unknown paths 404 whatever
+		// the body: they never read it.
+		wantStatus(t, raw(t, srv.PublicAddr, "/v1/events:batchCreate", srv.ProducerToken), http.StatusMethodNotAllowed, 12, "Method Not Allowed")
+		wantStatus(t, raw(t, srv.InternalAddr, "/v1/nothing", srv.ProducerToken), http.StatusNotFound, 5, "Not Found")
+	})
+
+	t.Run("chunked", func(t *testing.T) {
+		// A search whose regex never ends: the body is streamed, without a
+		// length, until the server stops reading.
+		body := io.MultiReader(strings.NewReader(`{"filter": {"resourceRegex": "`),
+			io.LimitReader(repeatReader('a'), audittrail.MaxRequestBodySize+1))
+		req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", body)
+		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
+		req.ContentLength = -1
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		wantStatus(t, &response{status: resp.StatusCode, header: resp.Header, body: b}, http.StatusRequestEntityTooLarge, 8, limit)
+	})
+
+	t.Run("just under the limit is read", func(t *testing.T) {
+		// A body of nearly the limit gets past the size check to the
+		// handler, which finds the regex too long.
+		prefix := `{"filter": {"resourceRegex": "`
+		suffix := `"}}`
+		n := audittrail.MaxRequestBodySize - len(prefix) - len(suffix)
+		body := io.MultiReader(strings.NewReader(prefix), io.LimitReader(repeatReader('a'), int64(n)), strings.NewReader(suffix))
+		req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", body)
+		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
+		req.ContentLength = audittrail.MaxRequestBodySize
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		wantStatus(t, &response{status: resp.StatusCode, header: resp.Header, body: b}, http.StatusBadRequest, 3, "filter.resource_regex is too long")
+	})
+}
+
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}
+
+// TestE2EHTTP2REST sends REST over HTTP/2 with prior knowledge: the same port
+// tells it from gRPC by its content type.
+func TestE2EHTTP2REST(t *testing.T) {
+	srv := testserver.Start(t)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+	req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"nextPageToken"`) {
+		t.Errorf("h2c REST search: %s %d %s", resp.Proto, resp.StatusCode, b)
+	}
+	resp, err = c.Post(srv.PublicURL+"/v1/events", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("h2c public create: %d, want 405", resp.StatusCode)
+	}
+}

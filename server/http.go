@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
+)
+
+// NewJSONMarshaler returns the JSON encoding of the REST API, grpc-gateway's
+// defaults made explicit where the Python client depends on them.
+//
+// Out: lowerCamelCase names, and every field with a default value is emitted
+// ("", false, 0, {}, [], the enum's zero name), because the client's
+// generated models fail on some missing keys. A message field that is not set
+// (the status of an event stored without one) is left out rather than
+// written as null, which the client rejects (docs/compat.md). That is
+// protojson's EmitDefaultValues; grpc-gateway's default, EmitUnpopulated,
+// would write null there.
+//
+// In: both the lowerCamelCase and the proto (snake_case) names are accepted,
+// unknown fields are ignored, and null means unset.
+func NewJSONMarshaler() *runtime.JSONPb {
+	return &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+	}
+}
+
+var (
+	errMethodNotAllowed = &runtime.HTTPStatusError{
+		HTTPStatus: http.StatusMethodNotAllowed,
+		Err:        wire.ToStatus(audittrail.Errorf(audittrail.EUnimplemented, "Method Not Allowed")),
+	}
+	errBodyTooLarge = &runtime.HTTPStatusError{
+		HTTPStatus: http.StatusRequestEntityTooLarge,
+		Err: wire.ToStatus(audittrail.Errorf(audittrail.ETooLarge,
+			"request body is too large: the limit is %d bytes", audittrail.MaxRequestBodySize)),
+	}
+)
+
+// gateway returns the REST mux of a listener. It calls impl in process
+// through the listener's interceptor chain ic (see intercepted).
+func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerInterceptor, public bool) (*runtime.ServeMux, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewJSONMarshaler()),
+		runtime.WithErrorHandler(httpError),
+		runtime.WithRoutingErrorHandler(routingError),
+		// Only the Authorization header becomes metadata (the gateway
+		// always forwards it); no other header can smuggle metadata in.
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		// A form-encoded POST is not a GET in disguise here.
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithMiddlewares(routeMiddleware),
+	)
+	if err := pb.RegisterEventServiceHandlerServer(context.Background(), mux, &intercepted{impl: impl, intercept: ic}); err != nil {
+		return nil, err
+	}
+	routes := []route{
+		{http.MethodGet, "/version", s.serveVersion},
+		{http.MethodGet, "/healthz", serveHealthz},
+		{http.MethodGet, "/readyz", s.serveReadyz},
+	}
+	if public {
+		// Registered after the gateway's routes, these take precedence
+		// (the mux tries the latest registration first). They answer
+		// before the body is read or anyone is authenticated.
+		notAllowed := func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			_, out := runtime.MarshalerForRequest(mux, r)
+			httpError(r.Context(), mux, out, w, r, errMethodNotAllowed)
+		}
+		routes = append(routes,
+			route{http.MethodPost, "/v1/events", notAllowed},
+			route{http.MethodPost, "/v1/events:batchCreate", notAllowed})
+	} else {
+		metrics := s.metrics.Handler()
+		routes = append(routes, route{http.MethodGet, "/metrics", func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			metrics.ServeHTTP(w, r)
+		}})
+	}
+	for _, rt := range routes {
+		if err := mux.HandlePath(rt.method, rt.path, rt.h); err != nil {
+			return nil, fmt.Errorf("route %s %s: %w", rt.method, rt.path, err)
+		}
+	}
+	return mux, nil
+}
+
+type route struct {
+	method, path string
+	h            runtime.HandlerFunc
+}
+
+// httpError writes an error as a google.rpc.Status body with the HTTP status
+// of its gRPC code (grpc-gateway's mapping), except that a body over the
+// limit is 413.
+func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
+		err = errBodyTooLarge
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, challenge{w}, r, err)
+}
+
+// routingError answers an unknown path with 404 and a known path with the
+// wrong method with 405 (grpc-gateway's default would be 501 for the latter),
+// both with a Status body.
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusMethodNotAllowed {
+		httpError(ctx, mux, m, w, r, errMethodNotAllowed)
+		return
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+}
+
+// challenge gives a 401 the WWW-Authenticate header of RFC 6750 (the
+// gateway's default puts the error message there).
+type challenge struct{ http.ResponseWriter }
+
+func (c challenge) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", `Bearer realm="audittrail"`)
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// limitedBody limits a REST request body to audittrail.MaxRequestBodySize
+// and remembers when a read went over it, so that httpError can answer 413
+// (the gateway reports any failure to read the body as INVALID_ARGUMENT). A
+// declared Content-Length over the limit fails at the first read, before
+// anything is read. Routing answers (404, 405) still come first: they read
+// nothing.
+type limitedBody struct {
+	io.ReadCloser
+	tooLong  bool // the declared length is over the limit
+	exceeded bool // a read failed because of the limit
+}
+
+func limitBody(w http.ResponseWriter, r *http.Request) *limitedBody {
+	return &limitedBody{
+		ReadCloser: http.MaxBytesReader(w, r.Body, audittrail.MaxRequestBodySize),
+		tooLong:    r.ContentLength > audittrail.MaxRequestBodySize,
+	}
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.tooLong {
+		b.exceeded = true
+		return 0, errBodyTooLarge
+	}
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.exceeded = true
+	}
+	return n, err
+}
+
+// isGRPC reports whether r is a gRPC call (HTTP/2 with a gRPC content type).
+func isGRPC(r *http.Request) bool {
+	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	writeJSON(w, http.StatusOK, map[string]string{"version": s.version})
+}
+
+// serveHealthz is the liveness probe: the process serves HTTP.
+func serveHealthz(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// serveReadyz is the readiness probe: 200 while serving, 503 once shutting
+// down, so that a load balancer stops sending requests.
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/audittrail/audittrail"
+)
+
+// Metrics are the Prometheus metrics of a server, served on the internal
+// listener at /metrics:
+//
+//	audittrail_requests_total{listener,protocol,method,code}
+//	audittrail_request_duration_seconds{listener,protocol,method,code}
+//	audittrail_store_append_duration_seconds    (the store's Append: validation done, until durable)
+//	audittrail_store_appended_events_total      (events acknowledged by Append, retries included)
+//	audittrail_store_search_duration_seconds    (the store's Search)
+//	audittrail_events_stored                    (when the store reports it)
+//
+// plus the Go runtime and process collectors. protocol is "grpc" or "http";
+// method is the RPC name for gRPC ("SearchEvents") and the matched route for
+// HTTP ("POST /v1/events:search", "GET /version", "unmatched"); code is the
+// gRPC code name for gRPC ("OK", "InvalidArgument") and the HTTP status for
+// HTTP ("200", "400").
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	append   prometheus.Histogram
+	appended prometheus.Counter
+	search   prometheus.Histogram
+}
+
+// NewMetrics returns the metrics in a new registry. eventsStored, when not
+// nil, reports the number of events in the store for the
+// audittrail_events_stored gauge.
+func NewMetrics(eventsStored func() uint64) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "audittrail_requests_total",
+			Help: "Requests served, by listener, protocol (grpc, http), method (RPC or route) and code (gRPC code or HTTP status).",
+		}, []string{"listener", "protocol", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "audittrail_request_duration_seconds",
+			Help:    "Time to serve a request, by listener, protocol, method and code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12), // 0.5 ms to ~30 s
+		}, []string{"listener", "protocol", "method", "code"}),
+		append: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "audittrail_store_append_duration_seconds",
+			Help:    "Time of the store's Append calls, until the events are on stable storage (includes the fsync).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12), // 0.1 ms to ~6 s
+		}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "audittrail_store_appended_events_total",
+			Help: "Events acknowledged by the store's Append (idempotent retries included).",
+		}),
+		search: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "audittrail_store_search_duration_seconds",
+			Help:    "Time of the store's Search calls (one page each).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.append, m.appended, m.search,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if eventsStored != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "audittrail_events_stored",
+			Help: "Events in the store.",
+		}, func() float64 { return float64(eventsStored()) }))
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *Metrics) observeRequest(listener, protocol, method, code string, d time.Duration) {
+	m.requests.WithLabelValues(listener, protocol, method, code).Inc()
+	m.duration.WithLabelValues(listener, protocol, method, code).Observe(d.Seconds())
+}
+
+// InstrumentStore returns st with its Append and Search timed. Give the
+// result to the audittrail.Service; Close goes through to st.
+func (m *Metrics) InstrumentStore(st audittrail.Store) audittrail.Store {
+	return &instrumentedStore{Store: st, m: m}
+}
+
+type instrumentedStore struct {
+	audittrail.Store
+	m *Metrics
+}
+
+func (s *instrumentedStore) Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error) {
+	start := time.Now()
+	res, err := s.Store.Append(ctx, events)
+	s.m.append.Observe(time.Since(start).Seconds())
+	if err == nil {
+		n := 0
+		for _, r := range res {
+			if r.Err == nil {
+				n++
+			}
+		}
+		s.m.appended.Add(float64(n))
+	}
+	return res, err
+}
+
+func (s *instrumentedStore) Search(ctx context.Context, req audittrail.SearchRequest) (*audittrail.SearchResult, error) {
+	start := time.Now()
+	res, err := s.Store.Search(ctx, req)
+	s.m.search.Observe(time.Since(start).Seconds())
+	return res, err
+}

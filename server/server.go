@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+)
+
+// Config configures New.
+type Config struct {
+	// Service holds the rules and the store. Required.
+	Service *audittrail.Service
+	// Authenticator authenticates the bearer tokens of both listeners.
+	// Required.
+	Authenticator Authenticator
+	// Logger receives one line per request (debug when it succeeded, warn
+	// or error when not) and the server's own messages; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Metrics are served on the internal listener at /metrics; nil means
+	// NewMetrics(nil). Give the same Metrics' InstrumentStore to the
+	// Service to have the store timed.
+	Metrics *Metrics
+	// Version is what GET /version reports.
+	Version string
+}
+
+// Server serves the audit trail on a public and an internal listener.
+type Server struct {
+	log         *slog.Logger
+	metrics     *Metrics
+	version     string
+	grpcMethods map[string]string // full method -> RPC name, for metrics
+	public      *endpoint
+	internal    *endpoint
+	ready       atomic.Bool
+	errc        chan error
+}
+
+// endpoint is one listener: one http.Server carrying gRPC and REST.
+type endpoint struct {
+	name string
+	grpc *grpc.Server
+	http *http.Server
+}
+
+// New returns a server; Start serves it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Service == nil {
+		return nil, errors.New("server: Config.Service is required")
+	}
+	if cfg.Authenticator == nil {
+		return nil, errors.New("server: Config.Authenticator is required")
+	}
+	s := &Server{
+		log:         cfg.Logger,
+		metrics:     cfg.Metrics,
+		version:     cfg.Version,
+		grpcMethods: map[string]string{},
+		errc:        make(chan error, 2),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
+	for _, m := range pb.EventService_ServiceDesc.Methods {
+		s.grpcMethods["/"+pb.EventService_ServiceDesc.ServiceName+"/"+m.MethodName] = m.MethodName
+	}
+	impl := &eventService{svc: cfg.Service}
+	auth := authInterceptor(cfg.Authenticator)
+	var err error
+	// The public listener refuses the create methods before it
+	// authenticates; otherwise both run the same chain.
+	if s.public, err = s.newEndpoint("public", impl, chain(rpcInterceptor, recoverPanics, publicOnly, auth), true); err != nil {
+		return nil, err
+	}
+	if s.internal, err = s.newEndpoint("internal", impl, chain(rpcInterceptor, recoverPanics, auth), false); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, ic grpc.UnaryServerInterceptor, public bool) (*endpoint, error) {
+	g := grpc.NewServer(
+		grpc.UnaryInterceptor(ic),
+		grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
+	)
+	pb.RegisterEventServiceServer(g, impl)
+	gw, err := s.gateway(impl, ic, public)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s listener: %w", name, err)
+	}
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isGRPC(r) {
+			g.ServeHTTP(w, r)
+			return
+		}
+		r.Body = limitBody(w, r)
+		gw.ServeHTTP(w, r)
+	})
+	// One port, two protocols: HTTP/1.1 for REST clients, and HTTP/2 with
+	// prior knowledge (h2c) for gRPC clients and REST clients that speak it.
+	// net/http routes both to the same handler; the content type decides
+	// between gRPC and REST. (No TLS here: it terminates in front of the
+	// service, or is a later option.)
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &endpoint{
+		name: name,
+		grpc: g,
+		http: &http.Server{
+			Handler:           s.observe(name, mux),
+			Protocols:         &protocols,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    1 << 20,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		},
+	}, nil
+}
+
+// PublicHandler and InternalHandler return the handlers of the two
+// listeners, for serving them some other way (tests, TLS).
+func (s *Server) PublicHandler() http.Handler   { return s.public.http.Handler }
+func (s *Server) InternalHandler() http.Handler { return s.internal.http.Handler }
+
+// Start serves the public and internal listeners in the background. An
+// error of either (other than a shutdown) is reported on Err.
+func (s *Server) Start(public, internal net.Listener) {
+	s.ready.Store(true)
+	for _, x := range []struct {
+		e  *endpoint
+		ln net.Listener
+	}{{s.public, public}, {s.internal, internal}} {
+		go func() {
+			if err := x.e.http.Serve(x.ln); !errors.Is(err, http.ErrServerClosed) {
+				s.errc <- fmt.Errorf("%s listener %s: %w", x.e.name, x.ln.Addr(), err)
+			}
+		}()
+	}
+}
+
+// Err reports a listener that stopped serving by itself.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Shutdown stops the server gracefully: /readyz turns 503, the listeners
+// stop accepting, idle connections are closed (HTTP/2 clients get a GOAWAY),
+// and requests in flight, appends included, run to their end. When ctx ends
+// first, the remaining connections are closed and ctx's error is returned.
+// Close the store only after Shutdown returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, e := range []*endpoint{s.public, s.internal} {
+		wg.Go(func() {
+			if err := e.http.Shutdown(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s listener: %w", e.name, err)
+				e.http.Close()
+			}
+			// No calls remain: this only releases the gRPC server.
+			e.grpc.Stop()
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
