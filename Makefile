@@ -22,9 +22,11 @@ build:
 ## test: every test (Go unit, conformance, end-to-end, fuzz briefly, the official Python client)
 test: build go-test fuzz python-test
 
+# AUDITTRAIL_REQUIRE_POSTGRES turns "PostgreSQL not installed" from a skip
+# into a failure: `make test` never skips the PostgreSQL store.
 go-test:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./...
 
 # Each fuzz target runs briefly; `go test -fuzz` takes one target per run.
 fuzz:
