@@ -43,8 +43,20 @@ $(VENV)/.installed: tests/compat/requirements.txt
 	$(VENV)/bin/pip install --quiet -r tests/compat/requirements.txt
 	touch $@
 
-python-test: build $(VENV)/.installed
+# Our package and the official one share the import name h2o_audit_trail, so
+# ours goes into its own venv and the official one beside it (--target).
+PYVENV := .venv-python
+$(PYVENV)/.installed: python/pyproject.toml $(shell find python/src -name '*.py')
+	$(PYTHON) -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install --quiet --upgrade pip
+	$(PYVENV)/bin/pip install --quiet pytest ./python
+	$(PYVENV)/bin/pip install --quiet --target $(PYVENV)/h2o-official h2o-audit-trail==1.5.3
+	touch $@
+
+python-test: build $(VENV)/.installed $(PYVENV)/.installed
 	AUDITTRAIL_BIN=$(CURDIR)/$(BIN) $(VENV)/bin/python -m pytest -q tests/compat
+	H2O_AUDIT_TRAIL_OFFICIAL=$(CURDIR)/$(PYVENV)/h2o-official AUDITTRAIL_BIN=$(CURDIR)/$(BIN) \
+	  $(PYVENV)/bin/python -m pytest -q python/tests
 
 ## generate: regenerate Go code and the OpenAPI document from proto/ (needs only the Go toolchain)
 generate:
@@ -56,4 +68,4 @@ check-generate: generate
 	git diff --exit-code -- internal/gen docs/api
 
 clean:
-	rm -rf bin $(VENV)
+	rm -rf bin $(VENV) $(PYVENV)

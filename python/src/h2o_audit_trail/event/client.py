@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from typing import Iterator, List, Optional
+
+from h2o_audit_trail import _http
+from h2o_audit_trail.connection_config import ConnectionConfig
+from h2o_audit_trail.event.create import (
+    BatchCreateEventsResponse,
+    CreateEventRequest,
+    batch_response_from_json,
+    create_requests_to_json,
+)
+from h2o_audit_trail.event.event import Event, event_from_json, event_to_json
+from h2o_audit_trail.event.search import (
+    SearchEventsRequestFilter,
+    SearchEventsResponse,
+    filter_to_json,
+    search_response_from_json,
+)
+
+
+class EventClient:
+    """Searches (and, on an internal endpoint with a producer token, creates)
+    Events.
+
+    Every call raises :class:`h2o_audit_trail.exception.CustomApiException`
+    when the server answers with an error, ``ConnectionError`` when it cannot
+    be reached and :class:`h2o_audit_trail.exception.TimeoutException` when
+    it does not answer within ``timeout`` seconds. Answers 429 and 503 are
+    retried up to ``max_retries`` times, after the wait the server asks for
+    in ``Retry-After`` or else an exponential backoff.
+    """
+
+    def __init__(
+        self,
+        connection_config: ConnectionConfig,
+        verify_ssl: bool = True,
+        ssl_ca_cert: Optional[str] = None,
+        *,
+        timeout: float = _http.DEFAULT_TIMEOUT,
+        max_retries: int = _http.DEFAULT_MAX_RETRIES,
+    ):
+        """Initializes EventClient.
+
+        Args:
+            connection_config: Audit Trail URL and token provider.
+            verify_ssl: False disables TLS certificate verification.
+            ssl_ca_cert: Path to a CA bundle of trusted certificates.
+            timeout: Seconds to wait for the server (each connect and read).
+            max_retries: Retries of a request answered with 429 or 503.
+        """
+        self._transport = _http.Transport(
+            connection_config.audit_trail_url,
+            connection_config.token_provider,
+            context=_http.ssl_context(verify_ssl, ssl_ca_cert),
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+
+    @property
+    def audit_trail_url(self) -> str:
+        return self._transport.base_url
+
+    def __repr__(self) -> str:
+        return f"EventClient(audit_trail_url={self._transport.base_url!r})"
+
+    def create_event(self, event_id: str, event: Event) -> Event:
+        """Creates an Event.
+
+        Creation is for internal producers: the public endpoint answers 405
+        (CustomApiException with status 405).
+
+        Args:
+            event_id: ID of the new event, a UUID4 such as
+                "b096430b-c7a8-47f2-a129-d9ae58cf454f".
+            event: The event to create.
+        Returns:
+            Event: the created Event, with name, receive_time and workspace set.
+        """
+        body = event_to_json(event)
+        answer = self._transport.post("/v1/events", body, query={"eventId": event_id})
+        return event_from_json(answer.get("event") or {})
+
+    def batch_create_events(self, requests: List[CreateEventRequest]) -> BatchCreateEventsResponse:
+        """Creates up to 1000 Events in one call.
+
+        A request that fails does not stop the others: it is reported in
+        ``failed_requests`` under its index.
+
+        Args:
+            requests: The events to create, each with its event_id.
+        Returns:
+            BatchCreateEventsResponse: created events and failed requests.
+        """
+        body = {"requests": create_requests_to_json(list(requests))}
+        return batch_response_from_json(self._transport.post("/v1/events:batchCreate", body))
+
+    def search_events(
+        self,
+        filter_: Optional[SearchEventsRequestFilter] = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> SearchEventsResponse:
+        """Searches Events, newest first, one page at a time.
+
+        Args:
+            filter_: What to search for; None searches everything from
+                2025-07-01T00:00:00Z until now.
+            page_size: Most events in the answer: 0 means 50; above 1000
+                means 1000.
+            page_token: "" for the first page, then the next_page_token of
+                the previous answer (with the same filter).
+        Returns:
+            SearchEventsResponse: events, next_page_token ("" on the last
+            page) and searched_until_time.
+        """
+        body = {"filter": filter_to_json(filter_), "pageSize": int(page_size), "pageToken": page_token or ""}
+        return search_response_from_json(self._transport.post("/v1/events:search", body))
+
+    def iter_events(
+        self,
+        filter_: Optional[SearchEventsRequestFilter] = None,
+        page_size: int = 100,
+    ) -> Iterator[Event]:
+        """Every Event matching filter_, newest first, fetching page after
+        page (page_size events each) as the iteration goes on.
+
+        Not in the H2O client. Equivalent to calling search_events() with each
+        next_page_token until it is empty."""
+        token = ""
+        while True:
+            page = self.search_events(filter_=filter_, page_size=page_size, page_token=token)
+            yield from page.events
+            if not page.next_page_token:
+                return
+            if page.next_page_token == token:
+                raise RuntimeError("the server returned the page token it was given; stopping to avoid a loop")
+            token = page.next_page_token

@@ -1,0 +1,118 @@
+"""The real audittrail server for the tests: `audittrail serve` on free ports
+(port 0, the ready line tells which) with a fresh data directory, and raw
+HTTP helpers that do not go through the client under test."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+_READY = re.compile(r"audittrail: ready public=(\S+) internal=(\S+)")
+
+
+@dataclass
+class Server:
+    public: str  # http://127.0.0.1:<port>, no trailing slash
+    internal: str
+    reader_token: str
+    producer_token: str
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen = field(repr=False)
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError as e:
+            return f"(no log: {e})"
+
+
+def find_binary(repo_root: Path) -> Path:
+    binary = Path(os.environ.get("AUDITTRAIL_BIN", repo_root / "bin" / "audittrail"))
+    if not binary.is_absolute():
+        binary = repo_root / binary
+    return binary
+
+
+def start(binary: Path, base: Path) -> Server:
+    """Starts `audittrail serve` and waits for its ready line."""
+    data_dir = base / "data"
+    data_dir.mkdir(parents=True)
+    log_path = base / "server.log"
+    reader, producer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    cmd = [
+        str(binary), "serve",
+        "--data-dir", str(data_dir),
+        "--public-addr", "127.0.0.1:0",
+        "--internal-addr", "127.0.0.1:0",
+        "--reader-token", reader,
+        "--producer-token", producer,
+    ]
+    # The flags are authoritative: keep a developer's AUDITTRAIL_* settings out.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITTRAIL_")}
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env, cwd=base)
+    found: dict = {}
+    ready = threading.Event()
+
+    def pump() -> None:  # copies stdout to the log, noting the ready line
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            log.write(raw)
+            log.flush()
+            m = _READY.search(raw.decode("utf-8", "replace"))
+            if m and not ready.is_set():
+                found["urls"] = m.groups()
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    server = Server("", "", reader, producer, data_dir, log_path, proc)
+    if not ready.wait(STARTUP_TIMEOUT) or "urls" not in found:
+        stop(server)
+        raise RuntimeError(
+            f"audittrail serve did not print its ready line within {STARTUP_TIMEOUT}s "
+            f"(exit code {proc.poll()}); command: {cmd}\nlog:\n{server.log_tail()}"
+        )
+    server.public, server.internal = (u.rstrip("/") for u in found["urls"])
+    return server
+
+
+def stop(server: Server) -> None:
+    proc = server.proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def raw_post(url: str, token: Optional[str], body: Any, timeout: float = 30) -> Tuple[int, Any]:
+    """POST JSON with plain urllib; returns (status, parsed JSON or text)."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, text = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
