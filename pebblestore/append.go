@@ -1,0 +1,510 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/uuid"
+)
+
+// appendReq is one Append call queued for the writer goroutine.
+type appendReq struct {
+	ctx    context.Context
+	events []*audittrail.Event
+	ids    []uuid.UUID
+	res    []audittrail.AppendResult
+	err    error
+	done   chan struct{}
+}
+
+// maxGroupEvents bounds the events of one group commit, so that one batch
+// stays of reasonable size (tens of MB at most, with large events).
+const maxGroupEvents = 8 * audittrail.MaxBatch
+
+// countsInterval is how often the writer persists the posting counts. They
+// are planner statistics: a crash loses at most this much of their
+// increments, which only makes estimates a little low.
+const countsInterval = time.Second
+
+// Append implements audittrail.Store. Events go to the single writer
+// goroutine, which commits everything queued in one synced batch.
+func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error) {
+	r := &appendReq{ctx: ctx, events: events, ids: make([]uuid.UUID, len(events)), done: make(chan struct{})}
+	for i, e := range events {
+		id, err := checkEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		r.ids[i] = id
+	}
+	if len(events) == 0 {
+		return []audittrail.AppendResult{}, nil
+	}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return nil, errClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return nil, ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	// Once queued the request is the writer's: it either drops it
+	// (cancelled before its group was built) or stores it, and the caller
+	// must learn which, so this wait ignores ctx. It lasts one group commit.
+	<-r.done
+	return r.res, r.err
+}
+
+// checkEvent rejects what the store cannot represent. Events are normally
+// validated by audittrail.PrepareNewEvent already; these checks protect the
+// encoding (16-byte ids, 64-bit nanosecond event times).
+func checkEvent(e *audittrail.Event) (uuid.UUID, error) {
+	if e == nil {
+		return uuid.UUID{}, audittrail.Errorf(audittrail.EInvalid, "event is missing")
+	}
+	id, ok := parseCanonicalUUID(e.ID)
+	if !ok {
+		return uuid.UUID{}, audittrail.Errorf(audittrail.EInvalid, "event_id must be in UUIDv4 format")
+	}
+	if e.EventTime.Before(audittrail.MinEventTime) || !e.EventTime.Before(audittrail.MaxEventTime) {
+		return id, audittrail.Errorf(audittrail.EInvalid, "event.event_time is out of range")
+	}
+	return id, nil
+}
+
+// The writer is a two-stage pipeline, the only code that writes to the
+// database. The preparer (writer) takes a request, drains whatever else is
+// queued (group commit: one fsync for all of them), assigns sequence numbers,
+// resolves dictionary values and builds the sorted batch; the committer
+// applies it with a synced commit and acknowledges. While group N syncs,
+// group N+1 is prepared, so on two cores the CPU work of building a batch
+// overlaps Pebble's memtable insert and the fsync.
+//
+// The hand-off channel is unbuffered: when the preparer hands over group
+// N+1, the committer has finished group N-1 (it takes N+1 only after N), so
+// at most one prepared group is uncommitted and its ids are in the previous
+// group's pending map. A failed commit stops the store (failed), so no group
+// after it commits: sequence numbers stay gap-free.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	toCommit := make(chan *group)
+	committed := make(chan struct{})
+	go s.committer(toCommit, committed)
+	w := &groupWriter{s: s, found: map[uuid.UUID]idLoc{}, seq: s.lastSeq.Load()}
+	groups := [2]*group{newGroup(), newGroup()}
+	var prev *group // the group handed over last: maybe not committed yet
+	for n := 0; ; n++ {
+		r, ok := <-s.reqs
+		if !ok {
+			break
+		}
+		g := groups[n%2] // its previous use (two groups ago) is committed
+		g.reset()
+		g.reqs = append(g.reqs, r)
+		events := len(r.events)
+	drain:
+		for events < maxGroupEvents {
+			select {
+			case r2, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				g.reqs = append(g.reqs, r2)
+				events += len(r2.events)
+			default:
+				break drain
+			}
+		}
+		w.prepare(g, prev)
+		toCommit <- g
+		prev = g
+	}
+	close(toCommit)
+	<-committed
+}
+
+// group is one group commit on its way through the pipeline.
+type group struct {
+	reqs    []*appendReq
+	live    []*appendReq                    // reqs not cancelled before preparation
+	pending map[uuid.UUID]*audittrail.Event // events stored by the group, by id
+	delta   map[uint64]uint64               // postings the group adds, by dict<<32 | id
+	buf     kvBuf
+	batch   *pebble.Batch // nil: nothing to write
+	lastSeq uint64        // the last seq after the group
+	err     error         // the group failed as a whole
+	done    chan struct{} // closed when the committer is done with the group
+}
+
+func newGroup() *group {
+	return &group{pending: map[uuid.UUID]*audittrail.Event{}, delta: map[uint64]uint64{}}
+}
+
+func (g *group) reset() {
+	g.reqs, g.live = g.reqs[:0], g.live[:0]
+	clear(g.pending)
+	clear(g.delta)
+	g.buf.reset()
+	g.batch, g.err = nil, nil
+	g.done = make(chan struct{})
+}
+
+// groupWriter is the preparer's state.
+type groupWriter struct {
+	s     *Store
+	seq   uint64              // the last seq assigned
+	found map[uuid.UUID]idLoc // ids of the group already stored
+	// published is set when the group changed the in-memory dictionaries
+	// (a new value, a frozen flag); the group must then commit or the
+	// store must stop, or a later group would store ids after a gap.
+	published bool
+	sorted    []uuid.UUID // the group's ids, for lookupIDs
+	refs      recordRefs
+	key, val  []byte
+	rec       []byte
+	pairs     []byte // backing store of refs.pairs
+}
+
+type idLoc struct {
+	ns  int64
+	seq uint64
+}
+
+// prepare assigns sequence numbers in queue order and builds g's batch;
+// prev is the group before, whose ids may not be visible in the database
+// yet.
+func (w *groupWriter) prepare(g *group, prev *group) {
+	s := w.s
+	for _, r := range g.reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		g.live = append(g.live, r)
+	}
+	if len(g.live) == 0 {
+		return
+	}
+	if g.err = s.failure(); g.err != nil {
+		return
+	}
+	first := w.seq
+	w.published = false
+	g.err = w.lookupIDs(g.live)
+	for _, r := range g.live {
+		if g.err != nil {
+			break
+		}
+		r.res = make([]audittrail.AppendResult, len(r.events))
+		for i, e := range r.events {
+			if g.err = w.add(g, prev, r, i, e); g.err != nil {
+				break
+			}
+		}
+	}
+	if g.err == nil && len(g.pending) > 0 {
+		g.batch = s.db.NewBatchWithSize(len(g.buf.arena) + 16*g.buf.len())
+		g.err = g.buf.writeTo(g.batch)
+	}
+	if g.err != nil {
+		w.seq = first
+		clear(g.pending) // nothing of the group is stored
+		if w.published {
+			s.fail(g.err)
+		}
+	}
+	g.lastSeq = w.seq
+}
+
+// committer is the second stage: it commits each group durably, publishes
+// it and acknowledges its requests. It also saves the posting counts.
+func (s *Store) committer(groups <-chan *group, done chan<- struct{}) {
+	defer close(done)
+	dirty := map[uint64]struct{}{} // counts changed since they were last saved
+	lastSave := time.Now()
+	for g := range groups {
+		s.commitGroup(g, dirty)
+		close(g.done)
+		if time.Since(lastSave) >= countsInterval {
+			s.saveCounts(dirty, pebble.NoSync)
+			lastSave = time.Now()
+		}
+	}
+	if s.failure() == nil {
+		s.saveCounts(dirty, pebble.Sync)
+	}
+}
+
+// commitGroup commits g, publishes it and acknowledges its requests.
+func (s *Store) commitGroup(g *group, dirty map[uint64]struct{}) {
+	if len(g.live) == 0 {
+		return
+	}
+	err := g.err
+	if err == nil && g.batch != nil {
+		if err = s.failure(); err == nil {
+			if err = g.batch.Commit(pebble.Sync); err != nil {
+				// Dictionary values of this batch are published but
+				// not stored, and Pebble's state after a failed sync
+				// is unknown: stop writing rather than risk a gap.
+				s.fail(err)
+			}
+		}
+	}
+	if g.batch != nil {
+		g.batch.Close()
+	}
+	if err != nil {
+		s.log.Error("pebblestore: append failed", "err", err)
+		err = fmt.Errorf("pebblestore: append: %w", err)
+		for _, r := range g.live {
+			r.res, r.err = nil, err
+			close(r.done)
+		}
+		return
+	}
+	s.dicts.addCounts(g.delta)
+	for k := range g.delta {
+		dirty[k] = struct{}{}
+	}
+	s.lastSeq.Store(g.lastSeq)
+	for _, r := range g.live {
+		close(r.done)
+	}
+}
+
+// saveCounts writes the current value of the dirty counts. The batch is not
+// synced on its own (counts are statistics; the next group's sync makes it
+// durable), except at Close.
+func (s *Store) saveCounts(dirty map[uint64]struct{}, opts *pebble.WriteOptions) {
+	if len(dirty) == 0 {
+		return
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var key, val []byte
+	s.dicts.mu.RLock()
+	for k := range dirty {
+		d, id := dictID(k>>32), uint32(k)
+		key = countKey(key[:0], d, id)
+		val = binary.BigEndian.AppendUint64(val[:0], s.dicts.d[d].counts[id])
+		b.Set(key, val, nil)
+	}
+	s.dicts.mu.RUnlock()
+	if err := b.Commit(opts); err != nil {
+		s.log.Error("pebblestore: saving posting counts", "err", err)
+		return
+	}
+	clear(dirty)
+}
+
+// lookupIDs finds which ids of the group are stored already. One iterator
+// serves all lookups, in key order, each a SeekPrefixGE that the tables'
+// bloom filters answer for new ids (almost all of them) without reading a
+// block: much cheaper than a Get per event.
+func (w *groupWriter) lookupIDs(group []*appendReq) error {
+	clear(w.found)
+	w.sorted = w.sorted[:0]
+	for _, r := range group {
+		w.sorted = append(w.sorted, r.ids...)
+	}
+	slices.SortFunc(w.sorted, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	it, err := w.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxID}, UpperBound: []byte{pfxID + 1}})
+	if err != nil {
+		return err
+	}
+	for i, id := range w.sorted {
+		if i > 0 && id == w.sorted[i-1] {
+			continue
+		}
+		w.key = idKey(w.key[:0], id)
+		if it.SeekPrefixGE(w.key) {
+			seq, ns, ok := decodeIDValue(it.Value())
+			if !ok {
+				it.Close()
+				return fmt.Errorf("pebblestore: corrupt id entry for %s", id)
+			}
+			w.found[id] = idLoc{ns, seq}
+		}
+	}
+	return firstErr(it.Error(), it.Close())
+}
+
+// add resolves event i of r: a retry of a stored event (or of one in this
+// group or the previous, uncommitted one), or a new event added to g's batch
+// with the next seq.
+func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event) error {
+	s := w.s
+	b := &g.buf
+	id := r.ids[i]
+	prev := g.pending[id]
+	if prev == nil && pg != nil && pg.pending[id] != nil {
+		// A retry right behind its original, in the group being
+		// committed. Its events may belong to their callers already
+		// (acknowledged), so only the presence is read here: wait for the
+		// commit and read what it stored.
+		<-pg.done
+		var err error
+		if prev, err = s.eventByID(id); err != nil {
+			return err
+		}
+	} else if prev == nil {
+		if loc, ok := w.found[id]; ok {
+			var err error
+			if prev, err = s.eventAt(loc.ns, loc.seq); err != nil {
+				return err
+			}
+		}
+	}
+	if prev != nil {
+		if prev.SameContent(e) {
+			r.res[i].Event = cloneEvent(prev)
+		} else {
+			r.res[i].Err = audittrail.Errorf(audittrail.EConflict, "event_id %s is already used by another event", e.ID)
+		}
+		return nil
+	}
+	w.seq++
+	seq := w.seq
+	st := cloneEvent(e)
+	st.Seq = seq
+	st.LoginPrincipal = "" // resolved at search time, never stored
+	ns := st.EventTime.UnixNano()
+
+	ds := s.dicts
+	refs := &w.refs
+	var added bool
+	for f := range audittrail.NumFields {
+		v := st.Value(f)
+		refs.fields[f], added = ds.resolve(dictID(f), bytesOf(v), b)
+		w.published = w.published || added
+		w.post(g, dictID(f), refs.fields[f], bytesOf(v), ns, seq)
+	}
+	refs.ua, added = ds.resolve(dictUserAgent, bytesOf(st.UserAgent), b)
+	w.published = w.published || added
+	refs.meta, refs.pairs = refs.meta[:0], refs.pairs[:0]
+	w.pairs = w.pairs[:0]
+	for k, v := range st.Metadata {
+		start := len(w.pairs)
+		w.pairs = append(append(append(w.pairs, k...), 0), v...)
+		refs.pairs = append(refs.pairs, w.pairs[start:len(w.pairs):len(w.pairs)])
+	}
+	for _, p := range refs.pairs {
+		ref, added := ds.resolve(dictMeta, p, b)
+		w.published = w.published || added
+		refs.meta = append(refs.meta, ref)
+		w.post(g, dictMeta, ref, p, ns, seq)
+	}
+	w.rec = appendRecord(w.rec[:0], st, refs, id)
+	w.key = eventKey(w.key[:0], ns, seq)
+	b.set(w.key, w.rec)
+	w.key = seqKey(w.key[:0], seq)
+	w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(ns))
+	b.set(w.key, w.val)
+	w.key = idKey(w.key[:0], id)
+	w.val = idValue(w.val[:0], seq, ns)
+	b.set(w.key, w.val)
+	g.pending[id] = st
+	r.res[i].Event = st
+	return nil
+}
+
+// post writes the posting of value v (resolved to ref) of the event at
+// (ns, seq): in the id's list, or in the hashed list of an inline value.
+func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
+	if ref.inline {
+		w.key = hashListPrefix(w.key[:0], d, v)
+	} else {
+		g.delta[uint64(d)<<32|uint64(ref.id)]++
+		w.key = listPrefix(w.key[:0], d, ref.id)
+	}
+	w.key = appendTimeSeq(w.key, ns, seq)
+	g.buf.set(w.key, nil)
+}
+
+// eventByID reads the event with the given id, or returns nil.
+func (s *Store) eventByID(id uuid.UUID) (*audittrail.Event, error) {
+	v, closer, err := s.db.Get(idKey(nil, id))
+	if err == pebble.ErrNotFound {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	seq, ns, ok := decodeIDValue(v)
+	closer.Close()
+	if !ok {
+		return nil, fmt.Errorf("pebblestore: corrupt id entry for %s", id)
+	}
+	return s.eventAt(ns, seq)
+}
+
+// eventAt reads the event at (ns, seq).
+func (s *Store) eventAt(ns int64, seq uint64) (*audittrail.Event, error) {
+	rec, closer, err := s.db.Get(eventKey(nil, ns, seq))
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: event seq %d is indexed but not found: %w", seq, err)
+	}
+	defer closer.Close()
+	return decodeRecord(s.dicts.snapshot(), rec, ns, seq)
+}
+
+// cloneEvent copies e deeply, so that the caller's event and the returned
+// ones share nothing mutable.
+func cloneEvent(e *audittrail.Event) *audittrail.Event {
+	c := *e
+	if e.Status != nil {
+		st := *e.Status
+		c.Status = &st
+	}
+	c.RequestParameters = maps.Clone(e.RequestParameters)
+	c.Metadata = maps.Clone(e.Metadata)
+	return &c
+}
+
+// parseCanonicalUUID parses a UUID in its canonical form (36 characters,
+// lowercase hex, dashes at 8, 13, 18, 23): the only form the store accepts,
+// because it keeps the 16 bytes and returns the canonical text. It does what
+// uuid.Parse and a comparison with String do, without allocating.
+func parseCanonicalUUID(s string) (u uuid.UUID, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+			continue
+		}
+		hi, ok1 := hexDigit(s[i])
+		lo, ok2 := hexDigit(s[i+1])
+		if !ok1 || !ok2 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+		i += 2
+	}
+	return u, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}

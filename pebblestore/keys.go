@@ -1,0 +1,117 @@
+package pebblestore
+
+import "encoding/binary"
+
+// Key prefixes. Every key of the store starts with one byte naming its kind,
+// so that each kind is one contiguous key range. The layout is described,
+// with the alternatives that were rejected, in docs/design/storage.md.
+const (
+	pfxDict  = 'd' // d + dict(1) + id(4) → value
+	pfxEvent = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
+	pfxHash  = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values)
+	pfxID    = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
+	pfxMeta  = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
+	pfxCount = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
+	pfxSeq   = 's' // s + seq(8) → time(8) (log order)
+	pfxPost  = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings)
+)
+
+const seqLen = 8
+
+// Store metadata keys (prefix pfxMeta).
+var (
+	formatKey = []byte("mformat")
+	// frozen dictionaries: "mfd" + dict; frozen metadata keys: "mfk" + key.
+	frozenDictPrefix = "mfd"
+	frozenKeyPrefix  = "mfk"
+)
+
+const formatVersion = 1
+
+// sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes
+// sort like the signed times (flipping the sign bit), so byte order of keys
+// is time order even for the negative times a cursor could carry.
+func sortTime(ns int64) uint64 { return uint64(ns) ^ 1<<63 }
+
+func unsortTime(u uint64) int64 { return int64(u ^ 1<<63) }
+
+// appendTimeSeq appends the 16-byte (time, seq) suffix shared by primary and
+// posting keys; comparing suffixes bytewise compares (time, seq).
+func appendTimeSeq(dst []byte, ns int64, seq uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, sortTime(ns))
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// decodeTimeSeq reads a (time, seq) suffix.
+func decodeTimeSeq(suffix []byte) (int64, uint64) {
+	return unsortTime(binary.BigEndian.Uint64(suffix)), binary.BigEndian.Uint64(suffix[8:])
+}
+
+func eventKey(dst []byte, ns int64, seq uint64) []byte {
+	dst = append(dst, pfxEvent)
+	return appendTimeSeq(dst, ns, seq)
+}
+
+func seqKey(dst []byte, seq uint64) []byte {
+	dst = append(dst, pfxSeq)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+func idKey(dst []byte, id [16]byte) []byte {
+	dst = append(dst, pfxID)
+	return append(dst, id[:]...)
+}
+
+// idValue is the value of an i key: the event's seq and time, enough to build
+// its primary key.
+func idValue(dst []byte, seq uint64, ns int64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	return binary.BigEndian.AppendUint64(dst, uint64(ns))
+}
+
+func decodeIDValue(v []byte) (seq uint64, ns int64, ok bool) {
+	if len(v) != 16 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:])), true
+}
+
+func dictKey(dst []byte, d dictID, id uint32) []byte {
+	dst = append(dst, pfxDict, byte(d))
+	return binary.BigEndian.AppendUint32(dst, id)
+}
+
+func countKey(dst []byte, d dictID, id uint32) []byte {
+	dst = append(dst, pfxCount, byte(d))
+	return binary.BigEndian.AppendUint32(dst, id)
+}
+
+// listPrefix is the common prefix of the posting keys of (d, id).
+func listPrefix(dst []byte, d dictID, id uint32) []byte {
+	dst = append(dst, pfxPost, byte(d))
+	return binary.BigEndian.AppendUint32(dst, id)
+}
+
+func postKey(dst []byte, d dictID, id uint32, ns int64, seq uint64) []byte {
+	dst = listPrefix(dst, d, id)
+	return appendTimeSeq(dst, ns, seq)
+}
+
+// hashListPrefix is the common prefix of the postings of inline value v of
+// dictionary d. Different values may share a list (a hash collision); every
+// candidate is checked against its record.
+func hashListPrefix(dst []byte, d dictID, v []byte) []byte {
+	dst = append(dst, pfxHash, byte(d))
+	return binary.BigEndian.AppendUint64(dst, fnv64a(v))
+}
+
+// fnv64a is FNV-1a, 64 bits: stable across processes and versions (it is
+// part of the storage format), allocation-free.
+func fnv64a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}

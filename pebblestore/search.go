@@ -1,0 +1,313 @@
+package pebblestore
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"fmt"
+
+	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Search implements audittrail.Store. It compiles the query against the
+// dictionaries (see plan.go), then walks the chosen candidate stream newest
+// first: the primary key range, one posting list, or a merge of several.
+// Every candidate counts against MaxScan; its record header is tested by
+// dictionary ids, and only matches are decoded.
+func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audittrail.SearchResult, error) {
+	q := req.Query
+	if q == nil {
+		return nil, audittrail.Errorf(audittrail.EInvalid, "search query is missing")
+	}
+	if req.Limit < 1 {
+		return nil, audittrail.Errorf(audittrail.EInvalid, "search limit must be at least 1 (got %d)", req.Limit)
+	}
+	maxScan := req.MaxScan
+	if maxScan <= 0 {
+		maxScan = audittrail.DefaultMaxScan
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	res := &audittrail.SearchResult{}
+	lo, hi, ok := timeBounds(q, req.After)
+	if !ok {
+		return res, nil
+	}
+	snap := s.dicts.snapshot()
+	p := s.compile(q, req.Limit, snap)
+	if p.empty {
+		return res, nil
+	}
+	var st stream
+	var err error
+	if len(p.lists) == 0 {
+		st, err = s.newScanStream(lo, hi)
+	} else {
+		st, err = s.newPostingStream(p.lists, lo, hi)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+
+	var v recView
+	scanned := 0
+	var last audittrail.Cursor
+	for st.next() {
+		if scanned == maxScan {
+			// Out of budget with candidates left: resume after the
+			// last one examined.
+			res.Next = &last
+			return res, nil
+		}
+		if scanned&1023 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		scanned++
+		ns, seq := st.pos()
+		last = audittrail.Cursor{Time: ns, Seq: seq}
+		rec, err := st.record()
+		if err != nil {
+			return nil, err
+		}
+		if err := v.parseHeader(rec, len(p.meta) > 0); err != nil {
+			return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+		}
+		if !p.matches(&v, snap) {
+			continue
+		}
+		if len(res.Events) == req.Limit {
+			// The look-ahead found one more match: there is a next page,
+			// resuming after the last event returned.
+			l := res.Events[len(res.Events)-1]
+			res.Next = &audittrail.Cursor{Time: l.EventTime.UnixNano(), Seq: l.Seq}
+			return res, nil
+		}
+		if v.tail == nil {
+			if err := v.parse(rec); err != nil {
+				return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+			}
+		}
+		e, err := v.event(snap, ns, seq)
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+		}
+		res.Events = append(res.Events, e)
+	}
+	if err := st.err(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// timeBounds returns the (time, seq) key suffixes [lo, hi) of q's time range,
+// cut at the cursor, and false when the range is empty.
+func timeBounds(q *audittrail.Query, after *audittrail.Cursor) (lo, hi []byte, ok bool) {
+	lo = appendTimeSeq(nil, q.Start.UnixNano(), 0)
+	hi = appendTimeSeq(nil, q.End.UnixNano(), 0)
+	if after != nil {
+		if c := appendTimeSeq(nil, after.Time, after.Seq); bytes.Compare(c, hi) < 0 {
+			hi = c
+		}
+	}
+	return lo, hi, bytes.Compare(lo, hi) < 0
+}
+
+// stream is a sequence of candidate events, newest first.
+type stream interface {
+	next() bool
+	pos() (int64, uint64)
+	record() ([]byte, error) // the current candidate's record, valid until next
+	err() error
+	close()
+}
+
+// scanStream walks the primary range backwards.
+type scanStream struct {
+	it      *pebble.Iterator
+	started bool
+}
+
+func (s *Store) newScanStream(lo, hi []byte) (*scanStream, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: append([]byte{pfxEvent}, lo...),
+		UpperBound: append([]byte{pfxEvent}, hi...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &scanStream{it: it}, nil
+}
+
+func (s *scanStream) next() bool {
+	if !s.started {
+		s.started = true
+		return s.it.Last()
+	}
+	return s.it.Prev()
+}
+
+func (s *scanStream) pos() (int64, uint64)    { return decodeTimeSeq(s.it.Key()[1:]) }
+func (s *scanStream) record() ([]byte, error) { return s.it.ValueAndErr() }
+func (s *scanStream) err() error              { return s.it.Error() }
+func (s *scanStream) close()                  { s.it.Close() }
+
+// postingStream merges posting lists newest first and reads each
+// candidate's record with a point lookup.
+type postingStream struct {
+	lists   listHeap
+	cur     []byte // suffix (time, seq) of the current candidate
+	prim    *pebble.Iterator
+	primAt  bool // prim is positioned at the previous candidate's record
+	key     []byte
+	started bool
+	e       error
+	// step > 0 is how many records record() may step back from the
+	// previous candidate before it seeks instead; step <= 0 counts seeks
+	// until it tries stepping again. It adapts to the list's density.
+	step int
+}
+
+// Stepping back is ~20× cheaper per record than a seek (which descends
+// every level of the LSM), so in a dense list (a popular value, candidates
+// a few records apart) records are reached with Prev; sparse lists seek.
+const (
+	maxStep  = 16
+	stepBack = 4 // after a miss, try stepping again after this many seeks
+)
+
+type listIter struct {
+	it     *pebble.Iterator
+	plen   int    // length of the list's key prefix
+	suffix []byte // (time, seq) of the current posting
+}
+
+// listHeap is a max-heap of lists by their current posting.
+type listHeap []*listIter
+
+func (h listHeap) Len() int           { return len(h) }
+func (h listHeap) Less(i, j int) bool { return bytes.Compare(h[i].suffix, h[j].suffix) > 0 }
+func (h listHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *listHeap) Push(x any)        { *h = append(*h, x.(*listIter)) }
+func (h *listHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (s *Store) newPostingStream(lists [][]byte, lo, hi []byte) (*postingStream, error) {
+	ps := &postingStream{step: maxStep}
+	for _, pfx := range lists {
+		it, err := s.db.NewIter(&pebble.IterOptions{
+			LowerBound: append(pfx[:len(pfx):len(pfx)], lo...),
+			UpperBound: append(pfx[:len(pfx):len(pfx)], hi...),
+		})
+		if err != nil {
+			ps.close()
+			return nil, err
+		}
+		li := &listIter{it: it, plen: len(pfx)}
+		if it.Last() {
+			li.suffix = it.Key()[li.plen:]
+			ps.lists = append(ps.lists, li)
+		} else {
+			err := it.Error()
+			it.Close()
+			if err != nil {
+				ps.close()
+				return nil, err
+			}
+		}
+	}
+	heap.Init(&ps.lists)
+	// Opened after the lists, so it sees every record they point to
+	// (a record and its postings commit in one batch).
+	prim, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEvent}, UpperBound: []byte{pfxEvent + 1}})
+	if err != nil {
+		ps.close()
+		return nil, err
+	}
+	ps.prim = prim
+	return ps, nil
+}
+
+func (ps *postingStream) next() bool {
+	if ps.e != nil || len(ps.lists) == 0 {
+		return false
+	}
+	if ps.started {
+		// Advance the list that produced the current candidate.
+		top := ps.lists[0]
+		if top.it.Prev() {
+			top.suffix = top.it.Key()[top.plen:]
+			heap.Fix(&ps.lists, 0)
+		} else {
+			if err := top.it.Error(); err != nil {
+				ps.e = err
+				return false
+			}
+			top.it.Close()
+			heap.Pop(&ps.lists)
+			if len(ps.lists) == 0 {
+				return false
+			}
+		}
+	}
+	ps.started = true
+	ps.cur = ps.lists[0].suffix
+	return true
+}
+
+func (ps *postingStream) pos() (int64, uint64) { return decodeTimeSeq(ps.cur) }
+
+func (ps *postingStream) record() ([]byte, error) {
+	ps.key = append(append(ps.key[:0], pfxEvent), ps.cur...)
+	if ps.primAt && ps.step > 0 {
+		for range ps.step {
+			if !ps.prim.Prev() {
+				break
+			}
+			switch c := bytes.Compare(ps.prim.Key(), ps.key); {
+			case c == 0:
+				return ps.prim.ValueAndErr()
+			case c < 0:
+				goto seek // passed it (cannot happen: every posting has its record)
+			}
+		}
+	seek:
+		ps.step = -stepBack // a sparse stretch: seek for a while
+	} else if ps.step <= 0 {
+		if ps.step++; ps.step == 1 {
+			ps.step = maxStep // try stepping again
+		}
+	}
+	ps.primAt = false
+	if !ps.prim.SeekGE(ps.key) || !bytes.Equal(ps.prim.Key(), ps.key) {
+		if err := ps.prim.Error(); err != nil {
+			return nil, err
+		}
+		ns, seq := decodeTimeSeq(ps.cur)
+		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
+	}
+	ps.primAt = true
+	return ps.prim.ValueAndErr()
+}
+
+func (ps *postingStream) err() error { return ps.e }
+
+func (ps *postingStream) close() {
+	for _, l := range ps.lists {
+		l.it.Close()
+	}
+	ps.lists = nil
+	if ps.prim != nil {
+		ps.prim.Close()
+	}
+}

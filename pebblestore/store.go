@@ -1,0 +1,282 @@
+package pebblestore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
+)
+
+// Config configures Open.
+type Config struct {
+	// Dir is the directory of the database; it is created when missing.
+	Dir string
+	// Logger receives the store's and Pebble's log messages; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// CacheSize is the size in bytes of Pebble's block cache; 0 means
+	// DefaultCacheSize.
+	CacheSize int64
+	// DictionaryLimit bounds the values of each in-memory dictionary (each
+	// indexed field, user_agent, all metadata pairs); a metadata key may
+	// have a sixteenth of it. Values beyond are stored inline. 0 means
+	// DefaultDictionaryLimit. See docs/design/storage.md.
+	DictionaryLimit int
+}
+
+// DefaultCacheSize is the block cache size when Config.CacheSize is 0.
+const DefaultCacheSize = 256 << 20
+
+// Store is the embedded storage engine. It is safe for concurrent use.
+type Store struct {
+	db    *pebble.DB
+	log   *slog.Logger
+	dicts *dicts
+	regex *regexCache
+
+	reqs        chan *appendReq // to the writer goroutine
+	writerDone  chan struct{}
+	lastSeq     atomic.Uint64 // highest committed seq; visible to Search
+	closeMu     sync.RWMutex  // read: an operation uses db; write: Close
+	closed      bool
+	closeErr    error
+	closeFinish sync.Once
+
+	failMu  sync.Mutex
+	failErr error // set when a commit failed: the store takes no more appends
+}
+
+// fail stops the store from writing: after a failed commit Pebble's state
+// is unknown and in-memory dictionaries may be ahead of the database.
+func (s *Store) fail(err error) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failErr == nil {
+		s.log.Error("pebblestore: the store accepts no more appends after a failed write", "err", err)
+		s.failErr = fmt.Errorf("pebblestore: the store stopped writing after an earlier failure: %w", err)
+	}
+}
+
+func (s *Store) failure() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failErr
+}
+
+var _ audittrail.Store = (*Store)(nil)
+
+// Stats is a snapshot of the store's counters, for metrics.
+type Stats struct {
+	Events  uint64 // events stored
+	NextSeq uint64 // the seq the next stored event gets
+	// DictionaryValues and DictionaryBytes measure the in-memory
+	// dictionaries (distinct field values and metadata pairs); their memory
+	// use is roughly DictionaryBytes + 80 bytes per value.
+	DictionaryValues int
+	DictionaryBytes  int64
+	// FrozenDictionaries names the dictionaries (and metadata keys, as
+	// "metadata[key]") that reached their limit: their new values are
+	// stored inline, and regexes on them cannot use posting lists.
+	FrozenDictionaries []string
+	// DiskBytes is the space the database takes on disk (tables, WAL,
+	// manifests).
+	DiskBytes uint64
+}
+
+// Open opens (creating when needed) the store in cfg.Dir: it checks the
+// storage format, loads the dictionaries and posting counts into memory and
+// reads the last sequence number. Pebble replays its WAL, so everything an
+// acknowledged Append wrote is there.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("pebblestore: Config.Dir is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	limit := cfg.DictionaryLimit
+	if limit <= 0 {
+		limit = DefaultDictionaryLimit
+	}
+	if limit > maxDictValues {
+		return nil, fmt.Errorf("pebblestore: Config.DictionaryLimit %d is above the maximum %d", limit, maxDictValues)
+	}
+	opts := pebbleOptions(cfg, log)
+	db, err := pebble.Open(cfg.Dir, opts)
+	opts.Cache.Unref() // the DB holds its own reference
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
+	}
+	s := &Store{
+		db:         db,
+		log:        log,
+		dicts:      newDicts(limit),
+		regex:      newRegexCache(regexCacheBytes),
+		reqs:       make(chan *appendReq, 1024),
+		writerDone: make(chan struct{}),
+	}
+	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
+	size := cfg.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	opts := &pebble.Options{
+		Cache:  pebble.NewCache(size),
+		Logger: pebbleLogger{log},
+		// A larger memtable absorbs write bursts and makes fewer, larger
+		// L0 files; 64 MiB holds ~150k events with their index entries.
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		LBaseMaxBytes:               256 << 20,
+		FormatMajorVersion:          pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			// A stall means compactions fall behind the append rate:
+			// operators should know.
+			WriteStallBegin: func(i pebble.WriteStallBeginInfo) {
+				log.Warn("pebblestore: write stall: appends wait for flushes or compactions", "reason", i.Reason)
+			},
+			WriteStallEnd: func() { log.Info("pebblestore: write stall ended") },
+		},
+	}
+	for i := range opts.Levels {
+		l := &opts.Levels[i]
+		l.BlockSize = 32 << 10
+		l.IndexBlockSize = 256 << 10
+		// Bloom filters make the idempotency lookup of a new id (always a
+		// miss) cheap.
+		l.FilterPolicy = bloom.FilterPolicy(10)
+		// Zstd where the data ends up (the lower levels hold ~90%); the
+		// fast codec where data is rewritten soon, to save CPU on
+		// flushes and the first compactions.
+		if i < 2 {
+			l.Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
+		} else {
+			l.Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
+		}
+	}
+	return opts
+}
+
+// recover checks the format, loads the dictionaries and reads the last
+// sequence number from the end of the s range.
+func (s *Store) recover() error {
+	v, closer, err := s.db.Get(formatKey)
+	switch err {
+	case nil:
+		ok := len(v) == 1 && v[0] == formatVersion
+		got := fmt.Sprintf("%x", v)
+		closer.Close()
+		if !ok {
+			return fmt.Errorf("pebblestore: storage format %s is not supported (this build reads format %d)", got, formatVersion)
+		}
+	case pebble.ErrNotFound:
+		it, err := s.db.NewIter(nil)
+		if err != nil {
+			return err
+		}
+		empty := !it.First()
+		it.Close()
+		if !empty {
+			return errors.New("pebblestore: the directory holds a database without a storage format version")
+		}
+		if err := s.db.Set(formatKey, []byte{formatVersion}, pebble.Sync); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	if err := s.dicts.load(s.db); err != nil {
+		return err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxSeq}, UpperBound: []byte{pfxSeq + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	if it.Last() {
+		k := it.Key()
+		if len(k) != 1+seqLen {
+			return fmt.Errorf("pebblestore: corrupt seq key %x", k)
+		}
+		s.lastSeq.Store(binary.BigEndian.Uint64(k[1:]))
+	}
+	return it.Error()
+}
+
+// LastSeq returns the highest committed sequence number (0 when empty).
+func (s *Store) LastSeq() uint64 { return s.lastSeq.Load() }
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	n := s.lastSeq.Load()
+	st := Stats{Events: n, NextSeq: n + 1}
+	st.DictionaryValues, st.DictionaryBytes, st.FrozenDictionaries = s.dicts.stats()
+	s.closeMu.RLock()
+	if !s.closed {
+		st.DiskBytes = s.db.Metrics().DiskSpaceUsage()
+	}
+	s.closeMu.RUnlock()
+	return st
+}
+
+// Close stops accepting appends, waits for the appends in flight and the
+// searches running, and closes the database.
+func (s *Store) Close() error {
+	s.closeFinish.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		close(s.reqs)
+		s.closeMu.Unlock()
+		<-s.writerDone
+		// The write lock waits for searches holding the read lock.
+		s.closeMu.Lock()
+		s.closeErr = s.db.Close()
+		s.closeMu.Unlock()
+	})
+	return s.closeErr
+}
+
+var errClosed = audittrail.Errorf(audittrail.EUnavailable, "the store is closed")
+
+// pebbleLogger sends Pebble's messages to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+// Infof goes to Debug: Pebble's informational messages (WAL recovery,
+// table counts) are chatter for an operator of the service.
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called by Pebble for unrecoverable states (corruption it cannot
+// continue from); it must not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble", "fatal", true)
+	panic("pebble: " + msg)
+}
