@@ -1,0 +1,265 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/audittrail/audittrail"
+)
+
+// lookupSQL finds the stored events of ids. An id whose event is gone (its
+// partition was dropped by retention) comes with NULL columns.
+const lookupSQL = `SELECT i.id::text, e.seq IS NOT NULL, ` + eventColumnsNullable + `
+FROM event_ids i LEFT JOIN events e ON e.event_time_ns = i.event_time_ns AND e.seq = i.seq
+WHERE i.id = ANY($1::text[]::uuid[])`
+
+// eventColumnsNullable is eventColumns with a value in place of NULL where
+// the left join finds no event.
+const eventColumnsNullable = `coalesce(e.event_time_ns, 0), coalesce(e.seq, 0), i.id::text, e.receive_time_ns,
+	coalesce(e.event_source, ''), coalesce(e.action, ''), coalesce(e.read_only, false),
+	e.status_code, e.status_message, coalesce(e.principal, ''), coalesce(e.source_ip, ''), coalesce(e.user_agent, ''),
+	coalesce(e.resource, ''), coalesce(e.workspace, ''), e.request_parameters::text, e.metadata::text, coalesce(e.type, 0)`
+
+// insertSQL stores new events in one statement, hence one transaction: it
+// takes the next $1 sequence numbers from log_head (whose row lock it keeps
+// until the commit, so that transactions commit in sequence order), records
+// the ids and inserts the events, numbered in array order. It returns the
+// sequence number before the first new event.
+const insertSQL = `WITH head AS (
+    UPDATE log_head SET seq = seq + $1::bigint RETURNING seq - $1::bigint AS base
+), new AS (
+    SELECT head.base + u.ord AS seq, u.*
+    FROM head, unnest($2::text[]::uuid[], $3::bigint[], $4::bigint[], $5::integer[], $6::smallint[], $7::boolean[],
+                      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                      $16::text[]::jsonb[], $17::text[]::jsonb[])
+         WITH ORDINALITY AS u(id, event_time_ns, receive_time_ns, status_code, type, read_only,
+                              event_source, action, principal, source_ip, resource, workspace, user_agent, status_message,
+                              request_parameters, metadata, ord)
+), ids AS (
+    INSERT INTO event_ids (id, seq, event_time_ns) SELECT id, seq, event_time_ns FROM new
+), ins AS (
+    INSERT INTO events (event_time_ns, seq, receive_time_ns, id, status_code, type, read_only,
+                        event_source, action, principal, source_ip, resource, workspace, user_agent, status_message,
+                        request_parameters, metadata)
+    SELECT event_time_ns, seq, receive_time_ns, id, status_code, type, read_only,
+           event_source, action, principal, source_ip, resource, workspace, user_agent, status_message,
+           request_parameters, metadata
+    FROM new
+)
+SELECT base FROM head`
+
+// errIDRace: another append stored one of the ids between the lookup and the
+// insert; the append runs again and sees it.
+var errIDRace = errors.New("postgres: an id was stored concurrently")
+
+// maxAppendAttempts bounds the runs of one Append that lose an id race.
+const maxAppendAttempts = 8
+
+// Append implements audittrail.Store. One call is one transaction: the
+// events it stores are committed together, on stable storage
+// (synchronous_commit on), with consecutive sequence numbers.
+//
+// When the connection breaks while the commit is in flight, the outcome is
+// unknown; Append then runs once more on a new connection, where a committed
+// first run shows as idempotent retries with the same result. When that is
+// impossible it fails with EUnavailable, and the producer's retry with the
+// same ids resolves it the same way.
+func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error) {
+	ids := make([]string, len(events))
+	for i, e := range events {
+		if err := checkEvent(e); err != nil {
+			return nil, err
+		}
+		id, err := uuid.Parse(e.ID)
+		if err != nil || id.String() != e.ID {
+			return nil, audittrail.Errorf(audittrail.EInvalid, "event_id must be in UUIDv4 format")
+		}
+		ids[i] = id.String()
+	}
+	if len(events) == 0 {
+		return []audittrail.AppendResult{}, nil
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	var err error
+	for attempt := 1; ; attempt++ {
+		var res []audittrail.AppendResult
+		res, err = s.appendOnce(ctx, events, ids)
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil || attempt == maxAppendAttempts {
+			break
+		}
+		if errors.Is(err, errIDRace) {
+			continue
+		}
+		s.recoverFrom(err)
+		if attempt == 1 && retryable(err) {
+			continue
+		}
+		break
+	}
+	return nil, s.fail(ctx, "append", err)
+}
+
+func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids []string) ([]audittrail.AppendResult, error) {
+	stored, used, err := s.lookup(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]audittrail.AppendResult, len(events))
+	pending := map[string]*audittrail.Event{} // new in this call, by id
+	var fresh []*audittrail.Event
+	type ref struct {
+		i  int
+		st *audittrail.Event
+	}
+	var refs []ref // results that get their event once seqs are known
+	for i, e := range events {
+		id := ids[i]
+		if prev := pending[id]; prev != nil {
+			if prev.SameContent(e) {
+				refs = append(refs, ref{i, prev})
+			} else {
+				res[i].Err = conflict(e.ID)
+			}
+			continue
+		}
+		if prev := stored[id]; prev != nil {
+			if prev.SameContent(e) {
+				res[i].Event = cloneEvent(prev)
+			} else {
+				res[i].Err = conflict(e.ID)
+			}
+			continue
+		}
+		if used[id] {
+			res[i].Err = conflict(e.ID)
+			continue
+		}
+		st := cloneEvent(e)
+		pending[id] = st
+		fresh = append(fresh, st)
+		refs = append(refs, ref{i, st})
+	}
+	if len(fresh) > 0 {
+		base, err := s.insert(ctx, fresh)
+		if err != nil {
+			return nil, err
+		}
+		for k, st := range fresh {
+			st.Seq = uint64(base) + uint64(k) + 1
+		}
+	}
+	for _, r := range refs {
+		res[r.i].Event = cloneEvent(r.st)
+	}
+	return res, nil
+}
+
+func conflict(id string) error {
+	return audittrail.Errorf(audittrail.EConflict, "event_id %s is already used by another event", id)
+}
+
+// lookup returns the stored events of ids, and the ids that are used
+// (with or without a stored event).
+func (s *Store) lookup(ctx context.Context, ids []string) (map[string]*audittrail.Event, map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, lookupSQL, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	stored := map[string]*audittrail.Event{}
+	used := map[string]bool{}
+	var (
+		id      string
+		present bool
+		r       eventRow
+	)
+	dests := append([]any{&id, &present}, r.targets()...)
+	for rows.Next() {
+		if err := rows.Scan(dests...); err != nil {
+			return nil, nil, err
+		}
+		used[id] = true
+		if !present {
+			continue
+		}
+		e, err := r.event()
+		if err != nil {
+			return nil, nil, err
+		}
+		stored[id] = e
+	}
+	return stored, used, rows.Err()
+}
+
+// insert stores fresh (new events, in order) and returns the sequence
+// number before the first of them.
+func (s *Store) insert(ctx context.Context, fresh []*audittrail.Event) (int64, error) {
+	n := len(fresh)
+	var (
+		ids       = make([]string, n)
+		times     = make([]int64, n)
+		receives  = make([]*int64, n)
+		codes     = make([]*int32, n)
+		types     = make([]int16, n)
+		readOnly  = make([]bool, n)
+		sources   = make([]string, n)
+		actions   = make([]string, n)
+		princs    = make([]string, n)
+		ips       = make([]string, n)
+		resources = make([]string, n)
+		workspace = make([]string, n)
+		agents    = make([]string, n)
+		messages  = make([]*string, n)
+		params    = make([]*string, n)
+		metadata  = make([]*string, n)
+	)
+	for i, e := range fresh {
+		ids[i] = e.ID
+		times[i] = e.EventTime.UnixNano()
+		if !e.ReceiveTime.IsZero() {
+			ns := e.ReceiveTime.UnixNano()
+			receives[i] = &ns
+		}
+		if e.Status != nil {
+			code, msg := e.Status.Code, encodeText(e.Status.Message)
+			codes[i], messages[i] = &code, &msg
+		}
+		types[i] = int16(e.Type)
+		readOnly[i] = e.ReadOnly
+		sources[i] = encodeText(e.EventSource)
+		actions[i] = encodeText(e.Action)
+		princs[i] = encodeText(e.Principal)
+		ips[i] = encodeText(e.SourceIP)
+		resources[i] = encodeText(e.Resource)
+		workspace[i] = encodeText(e.Workspace)
+		agents[i] = encodeText(e.UserAgent)
+		var err error
+		if params[i], err = encodeMap(e.RequestParameters); err != nil {
+			return 0, err
+		}
+		if metadata[i], err = encodeMap(e.Metadata); err != nil {
+			return 0, err
+		}
+	}
+	var base int64
+	err := s.pool.QueryRow(ctx, insertSQL, int64(n), ids, times, receives, codes, types, readOnly,
+		sources, actions, princs, ips, resources, workspace, agents, messages, params, metadata).Scan(&base)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "event_ids_pkey" {
+		return 0, errIDRace
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errors.New("postgres: log_head has no row")
+	}
+	return base, err
+}

@@ -1,0 +1,251 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/audittrail/audittrail"
+)
+
+// Config configures Open.
+type Config struct {
+	// URL is the connection string of the database, a URL
+	// ("postgres://user:password@host:5432/audit?sslmode=verify-full") or
+	// key=value pairs, as libpq and pgx understand them. Parameters the URL
+	// sets win over the store's defaults (connect_timeout 5s,
+	// application_name audittrail, synchronous_commit on).
+	URL string
+	// Logger receives the store's log messages; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxConns bounds the connections of this store (of one replica); 0
+	// means the URL's pool_max_conns, or DefaultMaxConns. Searches hold
+	// one for their duration, appends one per statement.
+	MaxConns int32
+	// SearchTimeout bounds the time of one Search; 0 means
+	// DefaultSearchTimeout. A search that runs out of time returns the page
+	// so far with Next where it stopped, like one that runs out of MaxScan,
+	// or fails with EUnavailable when it has examined nothing.
+	SearchTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxConns      = 10
+	DefaultSearchTimeout = 10 * time.Second
+)
+
+// PartitionsAhead is how many months after the current one have their
+// partition created in advance. Open creates them, and the store checks
+// every hour (so that replicas running for months keep ahead).
+const PartitionsAhead = 3
+
+// Store is the PostgreSQL storage engine. It is safe for concurrent use, and
+// several Stores (replicas) may share one database.
+type Store struct {
+	pool          *pgxpool.Pool
+	log           *slog.Logger
+	searchTimeout time.Duration
+	now           func() time.Time
+
+	warnMu   sync.Mutex // throttles warnUnavailable
+	lastWarn time.Time
+	unlogged int
+
+	closeMu  sync.RWMutex // read: an operation in flight; write: Close
+	closed   bool
+	stop     chan struct{} // closed by Close: ends the maintenance loop
+	loopDone chan struct{}
+	closeOne sync.Once
+}
+
+var _ audittrail.Store = (*Store)(nil)
+
+var errClosed = audittrail.Errorf(audittrail.EUnavailable, "the store is closed")
+
+// Open connects to the database, applies the migrations it lacks (under an
+// advisory lock, so replicas may start together) and makes sure the
+// partitions of the current and the coming months exist. It fails when the
+// database cannot be reached.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("postgres: Config.URL is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pcfg, err := poolConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{
+		pool:          pool,
+		log:           log,
+		searchTimeout: cfg.SearchTimeout,
+		now:           time.Now,
+		stop:          make(chan struct{}),
+		loopDone:      make(chan struct{}),
+	}
+	if s.searchTimeout <= 0 {
+		s.searchTimeout = DefaultSearchTimeout
+	}
+	if err := s.setup(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	go s.maintain()
+	return s, nil
+}
+
+func poolConfig(cfg Config) (*pgxpool.Config, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// pgx's message quotes the URL with its password masked.
+		return nil, fmt.Errorf("postgres: Config.URL: %w", err)
+	}
+	switch {
+	case cfg.MaxConns > 0:
+		pcfg.MaxConns = cfg.MaxConns
+	case !strings.Contains(cfg.URL, "pool_max_conns"):
+		pcfg.MaxConns = DefaultMaxConns
+	}
+	pcfg.MinConns = 0
+	pcfg.MaxConnLifetime = time.Hour
+	pcfg.MaxConnIdleTime = 10 * time.Minute
+	pcfg.HealthCheckPeriod = 10 * time.Second
+	cc := pcfg.ConnConfig
+	// Unnamed statements only: no prepared statement outlives its use, so
+	// the store works through PgBouncer in transaction mode, and every
+	// search is planned for its own arguments (a search is one round trip
+	// either way: see search.go).
+	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
+	// Fail fast when the server is unreachable (an unanswered SYN would
+	// otherwise wait for the kernel's timeout).
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = 5 * time.Second
+	}
+	setDefault := func(k, v string) {
+		if _, ok := cc.RuntimeParams[k]; !ok {
+			cc.RuntimeParams[k] = v
+		}
+	}
+	setDefault("application_name", "audittrail")
+	// Append acknowledges events only once they are on stable storage,
+	// whatever the server's default is (a URL may ask for more, such as
+	// remote_apply).
+	setDefault("synchronous_commit", "on")
+	// On a cancelled context, ask the server to cancel the statement (the
+	// connection stays usable) and give up on the connection only if the
+	// server does not answer.
+	cc.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 2 * time.Second}
+	}
+	return pcfg, nil
+}
+
+// setup checks the server, migrates and creates the partitions.
+func (s *Store) setup(ctx context.Context) error {
+	var enc string
+	if err := s.pool.QueryRow(ctx, "SELECT current_setting('server_encoding')").Scan(&enc); err != nil {
+		return fmt.Errorf("postgres: connecting: %w", s.describe(err))
+	}
+	if enc != "UTF8" {
+		return fmt.Errorf("postgres: the database encoding is %s; the audit trail needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')", enc)
+	}
+	if err := migrate(ctx, s.pool, s.log); err != nil {
+		return fmt.Errorf("postgres: migrating the schema: %w", s.describe(err))
+	}
+	if err := s.ensurePartitions(ctx); err != nil {
+		return fmt.Errorf("postgres: creating partitions: %w", s.describe(err))
+	}
+	return nil
+}
+
+// describe turns a connection failure into an EUnavailable error that keeps
+// the cause, for operators (Open's errors go to logs, not to API callers).
+func (s *Store) describe(err error) error {
+	if unavailable(err) {
+		return &unavailableError{cause: err}
+	}
+	return err
+}
+
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string {
+	return "the database is unavailable: " + e.cause.Error()
+}
+func (e *unavailableError) Unwrap() []error {
+	return []error{e.cause, audittrail.Errorf(audittrail.EUnavailable, "the database is unavailable")}
+}
+
+// maintain keeps the partitions ahead while the store is open.
+func (s *Store) maintain() {
+	defer close(s.loopDone)
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			if err := s.ensurePartitions(ctx); err != nil {
+				s.log.Warn("postgres: creating partitions ahead failed; will retry in an hour", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Ping checks that the database answers, for readiness probes. It fails
+// with EUnavailable when it does not.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	if err := s.pool.Ping(ctx); err != nil {
+		s.recoverFrom(err)
+		return s.fail(ctx, "ping", err)
+	}
+	return nil
+}
+
+// enter registers an operation; Close waits for it. The caller must
+// RUnlock closeMu when enter returns nil.
+func (s *Store) enter() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return errClosed
+	}
+	return nil
+}
+
+// Close waits for the operations in flight, then closes the connections.
+func (s *Store) Close() error {
+	s.closeOne.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		s.closeMu.Unlock()
+		close(s.stop)
+		<-s.loopDone
+		s.pool.Close()
+	})
+	return nil
+}
