@@ -21,6 +21,9 @@ type Service struct {
 	MaxScan int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Logins, when set, fills the login_principal of the events a search
+	// returns with the login name known now (nil: left empty).
+	Logins LoginNames
 }
 
 func (s *Service) now() time.Time {
@@ -128,9 +131,16 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 	case size > MaxPageSize:
 		size = MaxPageSize
 	}
+	// The caller's scope: a context without a principal is an in-process
+	// caller (tools, tests), which the transport never lets through.
 	var caller string
+	scope := Scope{All: true}
 	if p := PrincipalFromContext(ctx); p != nil {
 		caller = p.Name
+		var err error
+		if scope, err = SearchScope(p); err != nil {
+			return nil, err
+		}
 	}
 	fp := req.Filter.Fingerprint()
 	end := s.now()
@@ -153,9 +163,16 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 	if err != nil {
 		return nil, err
 	}
+	if !scope.Restrict(q) {
+		// Nothing inside the caller's scope can match: the search is done.
+		return &SearchEventsResponse{SearchedUntil: q.Start}, nil
+	}
 	res, err := s.Store.Search(ctx, SearchRequest{Query: q, After: after, Limit: size, MaxScan: s.MaxScan})
 	if err != nil {
 		return nil, err
+	}
+	if s.Logins != nil && len(res.Events) > 0 {
+		s.fillLogins(ctx, res.Events)
 	}
 	out := &SearchEventsResponse{Events: res.Events, SearchedUntil: res.SearchedUntil(q)}
 	if res.Next != nil {
@@ -167,4 +184,24 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 		})
 	}
 	return out, nil
+}
+
+// fillLogins sets LoginPrincipal from the login names known now. A failure
+// to read them leaves the field empty rather than failing the search.
+func (s *Service) fillLogins(ctx context.Context, events []*Event) {
+	seen := map[string]bool{}
+	var ps []string
+	for _, e := range events {
+		if !seen[e.Principal] {
+			seen[e.Principal] = true
+			ps = append(ps, e.Principal)
+		}
+	}
+	names, err := s.Logins.LoginNames(ctx, ps)
+	if err != nil {
+		return
+	}
+	for _, e := range events {
+		e.LoginPrincipal = names[e.Principal]
+	}
 }

@@ -69,31 +69,44 @@ func (a *StaticTokens) Authenticate(_ context.Context, bearer string) (*audittra
 
 // authInterceptor authenticates every call: it reads the one "authorization"
 // metadata value ("Bearer <token>"), asks the Authenticator, and puts the
-// principal in the context. Every method of the EventService needs a caller,
-// so a call without valid credentials ends here with UNAUTHENTICATED; what
-// the caller may do is decided by the handlers (audittrail.CanSearch,
-// audittrail.CanCreate).
+// principal in the context. Without a bearer token, a verified client
+// certificate of the connection (internal listener with mutual TLS) names
+// the caller when certs maps it. Every method of the services needs a
+// caller, so a call without valid credentials ends here with
+// UNAUTHENTICATED; what the caller may do is decided by the handlers
+// (audittrail.CanSearch, audittrail.CanCreate, audittrail.CanManageTokens).
+// The caller's rate limit is applied here too (RESOURCE_EXHAUSTED).
 //
 // REST requests arrive here too: the gateway passes the Authorization header
 // as the "authorization" metadata (see the package documentation).
-func authInterceptor(auth Authenticator) grpc.UnaryServerInterceptor {
+func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		token, ok := bearerToken(ctx)
-		if !ok {
-			return nil, wire.ToStatus(errUnauthenticated)
+		var p *audittrail.Principal
+		var err error
+		if token, ok := bearerToken(ctx); ok {
+			p, err = auth.Authenticate(ctx, token)
+		} else if m := metaFrom(ctx); certs != nil && m.tls != nil && len(m.tls.VerifiedChains) > 0 {
+			p, err = certs(m.tls.VerifiedChains[0][0])
+		} else {
+			err = errUnauthenticated
 		}
-		p, err := auth.Authenticate(ctx, token)
+		if err == nil && p == nil {
+			err = errUnauthenticated
+		}
 		if err != nil {
 			if audittrail.ErrorCode(err) == audittrail.EInternal {
 				// An identity provider that fails is not the caller's fault.
 				noteInternal(ctx, err)
+			} else if ok, wait := lim.allow("unauthenticated:" + hostOf(metaFrom(ctx).remote)); !ok {
+				// Failed attempts are limited per source address.
+				return nil, exhausted(ctx, "unauthenticated callers from this address", wait)
 			}
 			return nil, wire.ToStatus(err)
 		}
-		if p == nil {
-			return nil, wire.ToStatus(errUnauthenticated)
+		noteAuthenticated(ctx, p)
+		if ok, wait := lim.allow(p.Name); !ok {
+			return nil, exhausted(ctx, p.Name, wait)
 		}
-		noteCaller(ctx, p.Name)
 		return handler(audittrail.NewContextWithPrincipal(ctx, p), req)
 	}
 }

@@ -18,9 +18,13 @@
 // same unary interceptor chain that native gRPC calls run through, with the
 // Authorization header as the "authorization" metadata. So a REST request and
 // a gRPC request are authenticated, authorized, logged and counted by the same
-// code. Authentication is the Authenticator interface (StaticTokens today;
-// OIDC and API tokens later); authorization decisions are the domain functions
-// audittrail.CanSearch and audittrail.CanCreate, called by the handlers.
+// code. Authentication is the Authenticator interface (package token: static
+// tokens, API tokens, OIDC access tokens, the built-in issuer's), plus client
+// certificates on the internal listener; authorization decisions are the
+// domain functions audittrail.CanSearch, audittrail.CanCreate and
+// audittrail.CanManageTokens, called by the handlers. The self-audit
+// interceptor, outside authentication, records every search and token
+// administration call (docs/security.md).
 //
 // The handlers hold no rules: they convert with package internal/wire, call
 // audittrail.Service, and map errors with wire.ToStatus, logging the detail of

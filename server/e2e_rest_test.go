@@ -41,8 +41,10 @@ func TestE2EVersionHealthMetrics(t *testing.T) {
 	for _, want := range []string{
 		`audittrail_requests_total{code="200",listener="public",method="POST /v1/events:search",protocol="http"} 1`,
 		`audittrail_request_duration_seconds_count{code="200",listener="public",method="POST /v1/events:search",protocol="http"} 1`,
-		"audittrail_events_stored 0",
-		"audittrail_store_append_duration_seconds_count 0",
+		// The search's self-audit event is the only event stored.
+		"audittrail_events_stored 1",
+		"audittrail_store_append_duration_seconds_count 1",
+		`audittrail_self_audit_events_total{action="actions/audittrail/events/SEARCH"} 1`,
 	} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -109,6 +109,9 @@ func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, 
 	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
 		err = errBodyTooLarge
 	}
+	if secs, ok := retryAfter(err); ok {
+		w.Header().Set("Retry-After", secs)
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, challenge{w}, r, err)
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,26 @@ type Config struct {
 	Metrics *Metrics
 	// Version is what GET /version reports.
 	Version string
+
+	// SelfAudit records every SearchEvents call and every API token
+	// creation and revocation (docs/security.md); nil means a fail-closed
+	// auditor writing to Service.Store with the Service's redaction.
+	SelfAudit *audittrail.SelfAuditor
+	// Tokens, when set, serves the AdminService (API tokens) on the
+	// internal listener.
+	Tokens audittrail.TokenStore
+	// RateLimit applies to each principal (and to the failed attempts of
+	// each source address); the zero value imposes none.
+	RateLimit RateLimit
+	// PublicRoutes are extra HTTP routes of the public listener (the
+	// built-in issuer, discovery).
+	PublicRoutes []Route
+	// PublicTLS and InternalTLS serve the listeners over TLS; nil means
+	// plain HTTP (with h2c for gRPC).
+	PublicTLS, InternalTLS *TLSConfig
+	// CertPrincipal maps a verified client certificate of the internal
+	// listener to the caller (mutual TLS, see InternalTLS.ClientCAFile).
+	CertPrincipal CertMapper
 }
 
 // Server serves the audit trail on a public and an internal listener.
@@ -53,6 +74,7 @@ type endpoint struct {
 	name string
 	grpc *grpc.Server
 	http *http.Server
+	tls  *reloadingTLS // nil: plain
 }
 
 // New returns a server; Start serves it.
@@ -76,34 +98,62 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
-	for _, m := range pb.EventService_ServiceDesc.Methods {
-		s.grpcMethods["/"+pb.EventService_ServiceDesc.ServiceName+"/"+m.MethodName] = m.MethodName
+	for _, d := range []grpc.ServiceDesc{pb.EventService_ServiceDesc, pb.AdminService_ServiceDesc} {
+		for _, m := range d.Methods {
+			s.grpcMethods["/"+d.ServiceName+"/"+m.MethodName] = m.MethodName
+		}
 	}
 	impl := &eventService{svc: cfg.Service}
-	auth := authInterceptor(cfg.Authenticator)
+	sa := audittrail.SelfAuditor{Store: cfg.Service.Store, RedactPrivateIPs: cfg.Service.RedactPrivateIPs}
+	if cfg.SelfAudit != nil {
+		sa = *cfg.SelfAudit
+	}
+	audit := newSelfAudit(sa, s.log, s.metrics.reg).intercept
+	lim := newLimiter(cfg.RateLimit)
+	var admin pb.AdminServiceServer
+	if cfg.Tokens != nil {
+		admin = &adminService{tokens: cfg.Tokens, now: time.Now}
+	}
 	var err error
 	// The public listener refuses the create methods before it
-	// authenticates; otherwise both run the same chain.
-	if s.public, err = s.newEndpoint("public", impl, chain(rpcInterceptor, recoverPanics, publicOnly, auth), true); err != nil {
+	// authenticates; otherwise both run the same chain. The audit
+	// interceptor is outside authentication, so refused calls are audited.
+	if s.public, err = s.newEndpoint("public", impl, nil, chain(rpcInterceptor, recoverPanics, publicOnly, audit, recoverPanics,
+		authInterceptor(cfg.Authenticator, lim, nil)), true, cfg.PublicRoutes, cfg.PublicTLS); err != nil {
 		return nil, err
 	}
-	if s.internal, err = s.newEndpoint("internal", impl, chain(rpcInterceptor, recoverPanics, auth), false); err != nil {
+	if s.internal, err = s.newEndpoint("internal", impl, admin, chain(rpcInterceptor, recoverPanics, audit, recoverPanics,
+		authInterceptor(cfg.Authenticator, lim, cfg.CertPrincipal)), false, nil, cfg.InternalTLS); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, ic grpc.UnaryServerInterceptor, public bool) (*endpoint, error) {
+func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.AdminServiceServer, ic grpc.UnaryServerInterceptor,
+	public bool, routes []Route, tlsCfg *TLSConfig) (*endpoint, error) {
 	g := grpc.NewServer(
 		grpc.UnaryInterceptor(ic),
 		grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
 	)
 	pb.RegisterEventServiceServer(g, impl)
+	if admin != nil {
+		pb.RegisterAdminServiceServer(g, admin)
+	}
 	gw, err := s.gateway(impl, ic, public)
 	if err != nil {
 		return nil, fmt.Errorf("server: %s listener: %w", name, err)
 	}
+	var rt *reloadingTLS
+	if tlsCfg != nil {
+		if rt, err = newReloadingTLS(*tlsCfg); err != nil {
+			return nil, fmt.Errorf("server: %s listener: %w", name, err)
+		}
+	}
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = withRequestMeta(name, r)
+		if !isGRPC(r) && len(routes) > 0 && serveRoute(routes, w, r) {
+			return
+		}
 		if isGRPC(r) {
 			g.ServeHTTP(w, r)
 			return
@@ -119,10 +169,17 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, ic grpc.Un
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	var tlsConfig *tls.Config
+	if rt != nil {
+		protocols.SetHTTP2(true)
+		tlsConfig = rt.tlsConfig()
+	}
 	return &endpoint{
 		name: name,
 		grpc: g,
+		tls:  rt,
 		http: &http.Server{
+			TLSConfig:         tlsConfig,
 			Handler:           s.observe(name, mux),
 			Protocols:         &protocols,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -147,7 +204,11 @@ func (s *Server) Start(public, internal net.Listener) {
 		ln net.Listener
 	}{{s.public, public}, {s.internal, internal}} {
 		go func() {
-			if err := x.e.http.Serve(x.ln); !errors.Is(err, http.ErrServerClosed) {
+			serve := x.e.http.Serve
+			if x.e.tls != nil {
+				serve = func(ln net.Listener) error { return x.e.http.ServeTLS(ln, "", "") }
+			}
+			if err := serve(x.ln); !errors.Is(err, http.ErrServerClosed) {
 				s.errc <- fmt.Errorf("%s listener %s: %w", x.e.name, x.ln.Addr(), err)
 			}
 		}()

@@ -221,6 +221,15 @@ type failingStore struct {
 	panics bool
 }
 
+// Append accepts the self-audit events of the failing searches.
+func (s *failingStore) Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error) {
+	res := make([]audittrail.AppendResult, len(events))
+	for i, e := range events {
+		res[i].Event = e
+	}
+	return res, nil
+}
+
 func (s *failingStore) Search(ctx context.Context, req audittrail.SearchRequest) (*audittrail.SearchResult, error) {
 	if s.panics {
 		panic("the index is upside down")

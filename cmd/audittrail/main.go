@@ -32,6 +32,7 @@ Commands:
   serve     run the server (public and internal listeners, embedded store)
   search    search the events of a running server
   create    create events on a running server (internal listener)
+  token     create, list and revoke API tokens of a running server (internal listener)
   version   print the version
   help      print this help, or "help <command>" for a command's
 
@@ -49,6 +50,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"serve":  &ServeCommand{Stdout: stdout, Stderr: stderr},
 		"search": &SearchCommand{Stdout: stdout, Stderr: stderr},
 		"create": &CreateCommand{Stdout: stdout, Stderr: stderr},
+		"token":  &TokenCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

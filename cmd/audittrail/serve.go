@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,8 +44,14 @@ listeners, each serving gRPC and REST on one port:
             /metrics
 
 Requests authenticate with "Authorization: Bearer <token>": the reader token
-may search, the producer token may create. Without tokens the server refuses
-to start, unless --dev generates them.
+may search, the producer token may create, the admin token may manage API
+tokens ("audittrail token"); API tokens and the access tokens of --oidc-issuer
+carry their own roles (--policy binds OIDC identities to roles). The public
+listener is also the OIDC issuer of API tokens and serves the H2O Cloud
+discovery documents, so that h2o_audit_trail.login() works against it. Every
+search is recorded as an event of the server itself. Without any credential
+the server refuses to start, unless --dev generates them. docs/security.md
+describes it all.
 
 When both listeners are up, one line goes to standard output:
   audittrail: ready public=http://HOST:PORT internal=http://HOST:PORT
@@ -95,6 +102,8 @@ type Config struct {
 	RedactPrivateIPs bool
 	MaxScan          int
 	ShutdownTimeout  time.Duration
+	// Auth is the security configuration (serve_auth.go).
+	Auth AuthConfig
 }
 
 // Files in the data directory.
@@ -117,9 +126,10 @@ type Main struct {
 	// Set by Run: the listeners' URLs.
 	PublicURL, InternalURL string
 
-	log    *slog.Logger
-	store  *pebblestore.Store
-	server *server.Server
+	log      *slog.Logger
+	store    *pebblestore.Store
+	server   *server.Server
+	stopAuth context.CancelFunc // stops the policy file watcher
 }
 
 // NewMain returns a Main with the default configuration.
@@ -172,6 +182,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
+	m.authFlags(fs, env)
 	return fs
 }
 
@@ -219,11 +230,12 @@ func (c *Config) validate() error {
 		return usageErrorf("--log-format %q must be text or json", c.LogFormat)
 	case c.ReaderToken != "" && c.ReaderToken == c.ProducerToken:
 		return usageErrorf("--reader-token and --producer-token must differ: a token names one principal")
-	case !c.Dev && (c.ReaderToken == "" || c.ProducerToken == ""):
+	case !c.hasCredentials():
 		return usageErrorf("no tokens: give --reader-token and --producer-token (or AUDITTRAIL_READER_TOKEN and " +
-			"AUDITTRAIL_PRODUCER_TOKEN), or run with --dev to generate them for local use")
+			"AUDITTRAIL_PRODUCER_TOKEN), or --admin-token to manage API tokens, or --oidc-issuer, or run with --dev " +
+			"to generate them for local use")
 	}
-	return nil
+	return c.Auth.validate()
 }
 
 // Run opens the store, starts both listeners and, once they are up, prints
@@ -240,7 +252,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	generated := false
 	if c.Dev {
-		for _, t := range []*string{&c.ReaderToken, &c.ProducerToken} {
+		for _, t := range []*string{&c.ReaderToken, &c.ProducerToken, &c.Auth.AdminToken} {
 			if *t == "" {
 				*t, generated = randomToken(), true
 			}
@@ -262,21 +274,6 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.store = store
 	metrics := server.NewMetrics(func() uint64 { return store.Stats().Events })
-	srv, err := server.New(server.Config{
-		Service: &audittrail.Service{
-			Store:            metrics.InstrumentStore(store),
-			PageTokenKey:     key,
-			RedactPrivateIPs: c.RedactPrivateIPs,
-			MaxScan:          c.MaxScan,
-		},
-		Authenticator: server.NewStaticTokens(c.ReaderToken, c.ProducerToken),
-		Logger:        m.log,
-		Metrics:       metrics,
-		Version:       buildVersion(),
-	})
-	if err != nil {
-		return err
-	}
 	var lc net.ListenConfig
 	public, err := lc.Listen(ctx, "tcp", c.PublicAddr)
 	if err != nil {
@@ -287,9 +284,36 @@ func (m *Main) Run(ctx context.Context) error {
 		public.Close()
 		return fmt.Errorf("internal listener: %w", err)
 	}
+	m.PublicURL = schemeURL(public.Addr(), c.Auth.PublicTLSCert != "")
+	m.InternalURL = schemeURL(internal.Addr(), c.Auth.InternalTLSCert != "")
+	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopAuth = stopAuth
+	auth, err := m.setupAuth(authCtx, store, m.PublicURL)
+	if err != nil {
+		public.Close()
+		internal.Close()
+		return err
+	}
+	scfg := server.Config{
+		Service: &audittrail.Service{
+			Store:            metrics.InstrumentStore(store),
+			PageTokenKey:     key,
+			RedactPrivateIPs: c.RedactPrivateIPs,
+			MaxScan:          c.MaxScan,
+		},
+		Logger:  m.log,
+		Metrics: metrics,
+		Version: buildVersion(),
+	}
+	m.serverAuthConfig(&scfg, auth)
+	srv, err := server.New(scfg)
+	if err != nil {
+		public.Close()
+		internal.Close()
+		return err
+	}
 	srv.Start(public, internal)
 	m.server = srv
-	m.PublicURL, m.InternalURL = listenerURL(public.Addr()), listenerURL(internal.Addr())
 	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
 		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan)
 	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
@@ -304,6 +328,10 @@ func (m *Main) Run(ctx context.Context) error {
 // more than once, and after a failed Run.
 func (m *Main) Close() error {
 	var errs []error
+	if m.stopAuth != nil {
+		m.stopAuth()
+		m.stopAuth = nil
+	}
 	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		if err := m.server.Shutdown(ctx); err != nil {
@@ -406,6 +434,9 @@ func (m *Main) printDevHelp(generated bool) {
 	}
 	fmt.Fprintf(w, "    reader token   (search, public listener):  %s\n", c.ReaderToken)
 	fmt.Fprintf(w, "    producer token (create, internal listener): %s\n", c.ProducerToken)
+	if c.Auth.AdminToken != "" {
+		fmt.Fprintf(w, "    admin token    (API tokens, internal):      %s\n", c.Auth.AdminToken)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  Try it:")
 	fmt.Fprintf(w, "    audittrail create --addr %s --token %s --sample 100\n", internal, c.ProducerToken)
@@ -416,7 +447,12 @@ func (m *Main) printDevHelp(generated bool) {
 		"\"sourceIpAddress\": \"1.1.1.1\"}' '%s/v1/events?eventId=%s'\n",
 		c.ProducerToken, time.Now().UTC().Format(time.RFC3339), m.InternalURL, uuid.NewString())
 	fmt.Fprintf(w, "    curl -s %s/metrics | grep ^audittrail_\n", m.InternalURL)
+	if c.Auth.AdminToken != "" {
+		fmt.Fprintf(w, "    audittrail token create --addr %s --token %s --principal users/alice --role auditor --ttl 90d\n", internal, c.Auth.AdminToken)
+	}
 	fmt.Fprintln(w)
 }
 
-func hostPort(url string) string { return url[len("http://"):] }
+func hostPort(url string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+}

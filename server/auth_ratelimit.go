@@ -1,0 +1,124 @@
+package server
+
+import (
+	"context"
+	"math"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// RateLimit is a token bucket per principal: Rate requests a second on
+// average, bursts of up to Burst. The zero RateLimit imposes no limit.
+type RateLimit struct {
+	Rate  float64
+	Burst int
+}
+
+// limiter holds the buckets. Callers that fail to authenticate share one
+// bucket per source address, so guessing tokens is slowed down too.
+type limiter struct {
+	rate  float64
+	burst float64
+	now   func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(l RateLimit) *limiter {
+	if l.Rate <= 0 {
+		return nil
+	}
+	burst := float64(l.Burst)
+	if burst < 1 {
+		burst = math.Max(1, l.Rate)
+	}
+	return &limiter{rate: l.Rate, burst: burst, now: time.Now, buckets: map[string]*bucket{}}
+}
+
+// allow takes one token from key's bucket, or says how long until one is
+// available.
+func (l *limiter) allow(key string) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= 100_000 {
+			l.prune(now)
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, wait
+}
+
+// prune drops the buckets that are full again (their owners went quiet).
+func (l *limiter) prune(now time.Time) {
+	for k, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// exhausted is the RESOURCE_EXHAUSTED error of a limited call: it carries a
+// RetryInfo detail, and the retry-after header metadata (REST: the
+// Retry-After header, see httpError).
+func exhausted(ctx context.Context, who string, wait time.Duration) error {
+	secs := int64(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.FormatInt(secs, 10)))
+	st := status.New(codes.ResourceExhausted, "rate limit exceeded for "+who+": retry after "+strconv.FormatInt(secs, 10)+"s")
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(secs) * time.Second)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// retryAfter returns the Retry-After seconds of an error's RetryInfo.
+func retryAfter(err error) (string, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return "", false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return strconv.FormatInt(int64(math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())), 10), true
+		}
+	}
+	return "", false
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}

@@ -1,0 +1,53 @@
+package server
+
+import (
+	"net/http"
+)
+
+// Route is an extra HTTP route of the public listener (the built-in OIDC
+// issuer and the discovery endpoints). Routes answer before the gateway and
+// without authentication; each route authenticates what it needs itself.
+type Route struct {
+	Method, Path string
+	Handler      http.Handler
+}
+
+// serveRoute serves r with the matching route, and reports whether one
+// matched. A known path with another method is 405.
+func serveRoute(routes []Route, w http.ResponseWriter, r *http.Request) bool {
+	known := false
+	for _, rt := range routes {
+		if rt.Path != r.URL.Path {
+			continue
+		}
+		known = true
+		if rt.Method == r.Method || (rt.Method == http.MethodGet && r.Method == http.MethodHead) {
+			if info := infoFrom(r.Context()); info != nil {
+				info.route = rt.Method + " " + rt.Path
+			}
+			rt.Handler.ServeHTTP(w, r)
+			return true
+		}
+	}
+	if known {
+		if info := infoFrom(r.Context()); info != nil {
+			info.route = r.Method + " " + r.URL.Path
+		}
+		w.Header().Set("Allow", methodsOf(routes, r.URL.Path))
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"code": 12, "message": "Method Not Allowed", "details": []any{}})
+	}
+	return known
+}
+
+func methodsOf(routes []Route, path string) string {
+	s := ""
+	for _, rt := range routes {
+		if rt.Path == path {
+			if s != "" {
+				s += ", "
+			}
+			s += rt.Method
+		}
+	}
+	return s
+}

@@ -1,0 +1,155 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+)
+
+// memTokens is an in-memory audittrail.TokenStore.
+type memTokens struct {
+	mu sync.Mutex
+	ts []*audittrail.APIToken
+}
+
+func (m *memTokens) CreateToken(_ context.Context, t *audittrail.APIToken) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := *t
+	m.ts = append(m.ts, &c)
+	return nil
+}
+
+func (m *memTokens) find(f func(*audittrail.APIToken) bool) (*audittrail.APIToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.ts {
+		if f(t) {
+			c := *t
+			return &c, nil
+		}
+	}
+	return nil, audittrail.Errorf(audittrail.ENotFound, "no token")
+}
+
+func (m *memTokens) TokenByDigest(_ context.Context, d [32]byte) (*audittrail.APIToken, error) {
+	return m.find(func(t *audittrail.APIToken) bool { return t.Digest == d })
+}
+
+func (m *memTokens) TokenByID(_ context.Context, id string) (*audittrail.APIToken, error) {
+	return m.find(func(t *audittrail.APIToken) bool { return t.ID == id })
+}
+
+func (m *memTokens) ListTokens(context.Context) ([]*audittrail.APIToken, error) { return m.ts, nil }
+
+func (m *memTokens) RevokeToken(_ context.Context, id string, at time.Time) (*audittrail.APIToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.ts {
+		if t.ID == id {
+			t.RevokeTime = at
+			return t, nil
+		}
+	}
+	return nil, audittrail.Errorf(audittrail.ENotFound, "no token")
+}
+
+func TestIssuer(t *testing.T) {
+	store := &memTokens{}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	static := &Static{}
+	static.Add("reader", audittrail.Principal{Name: "users/reader", Roles: []audittrail.Role{audittrail.RoleAuditor}})
+	chain := &Chain{Static: static, APITokens: &APITokens{Store: store, Now: clock}}
+	keyFile := filepath.Join(t.TempDir(), "issuer.key")
+	iss, err := NewIssuer(BuiltinConfig{URL: "http://audit.example/", KeyFile: keyFile, Refresh: chain.Refresh, Tokens: chain.APITokens, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain.Issuer = iss
+	// The key survives a restart: tokens stay valid.
+	again, err := NewIssuer(BuiltinConfig{URL: "http://audit.example", KeyFile: keyFile, Tokens: chain.APITokens, Now: clock})
+	if err != nil || again.jwk.KeyID != iss.jwk.KeyID {
+		t.Fatalf("reloaded key: %v", err)
+	}
+	tok, secret, _ := audittrail.NewAPIToken(audittrail.NewTokenRequest{Principal: "users/alice", Roles: []audittrail.Role{"auditor"}, TTL: time.Hour}, "", now)
+	store.CreateToken(context.Background(), tok)
+
+	mux := http.NewServeMux()
+	for _, r := range iss.Routes() {
+		mux.Handle(r.Method+" "+r.Path, r.Handler)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	exchange := func(rt string) (int, map[string]any) {
+		resp, err := http.PostForm(srv.URL+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"audittrail"}, "refresh_token": {rt}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	code, out := exchange(secret)
+	at, _ := out["access_token"].(string)
+	if code != 200 || at == "" || out["token_type"] != "Bearer" || out["expires_in"] != float64(300) {
+		t.Fatalf("exchange: %d %v", code, out)
+	}
+	p, err := chain.Authenticate(context.Background(), at)
+	if err != nil || p.Name != "users/alice" || !p.HasRole(audittrail.RoleAuditor) || p.TokenID != tok.ID || p.Method != "issuer" {
+		t.Fatalf("access token: %+v %v", p, err)
+	}
+	// A static token exchanges too; its roles travel in the token.
+	code, out = exchange("reader")
+	if p, err := chain.Authenticate(context.Background(), out["access_token"].(string)); code != 200 || err != nil || p.Name != "users/reader" || !p.HasRole(audittrail.RoleAuditor) {
+		t.Errorf("static exchange: %d %+v %v", code, p, err)
+	}
+	// Another issuer's key with our issuer URL is refused.
+	other, _ := NewIssuer(BuiltinConfig{URL: "http://audit.example", Tokens: chain.APITokens, Now: clock})
+	forged, _, _ := other.Mint(&audittrail.Principal{Name: "users/mallory", Roles: []audittrail.Role{audittrail.RoleAuditor}}, "audittrail")
+	if _, err := chain.Authenticate(context.Background(), forged); audittrail.ErrorCode(err) != audittrail.EUnauthenticated {
+		t.Errorf("forged token: %v", err)
+	}
+	// Expiry: 5 minutes, 5 seconds of skew.
+	now = now.Add(5*time.Minute + 6*time.Second)
+	if _, err := chain.Authenticate(context.Background(), at); audittrail.ErrorCode(err) != audittrail.EUnauthenticated {
+		t.Errorf("expired access token: %v", err)
+	}
+	// An expired API token neither authenticates nor exchanges.
+	now = now.Add(time.Hour)
+	if _, err := chain.Authenticate(context.Background(), secret); audittrail.ErrorCode(err) != audittrail.EUnauthenticated {
+		t.Errorf("expired API token: %v", err)
+	}
+	if code, out := exchange(secret); code != 400 || out["error"] != "invalid_grant" {
+		t.Errorf("exchange of an expired token: %d %v", code, out)
+	}
+	// JWTs are not refresh tokens.
+	if code, _ := exchange(at); code != 400 {
+		t.Errorf("a JWT exchanged: %d", code)
+	}
+	// Discovery and JWKS.
+	resp, _ := http.Get(srv.URL + "/.well-known/openid-configuration")
+	var d map[string]any
+	json.NewDecoder(resp.Body).Decode(&d)
+	resp.Body.Close()
+	if d["issuer"] != "http://audit.example" || d["token_endpoint"] != "http://audit.example/oauth2/token" {
+		t.Errorf("discovery: %v", d)
+	}
+	resp, _ = http.Get(srv.URL + "/oauth2/jwks")
+	var jwks struct{ Keys []map[string]any }
+	json.NewDecoder(resp.Body).Decode(&jwks)
+	resp.Body.Close()
+	if len(jwks.Keys) != 1 || jwks.Keys[0]["kid"] != iss.jwk.KeyID || jwks.Keys[0]["d"] != nil || !strings.HasPrefix(jwks.Keys[0]["alg"].(string), "ES") {
+		t.Errorf("jwks: %v", jwks)
+	}
+}
