@@ -35,6 +35,10 @@ type Config struct {
 	Metrics *Metrics
 	// Version is what GET /version reports.
 	Version string
+	// Ready, when set, is asked by /readyz whether the store can serve
+	// (the PostgreSQL store pings its database); nil means always ready
+	// while the server runs.
+	Ready func(context.Context) error
 
 	// SelfAudit records every SearchEvents call and every API token
 	// creation and revocation (docs/security.md); nil means a fail-closed
@@ -62,7 +66,8 @@ type Server struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	version     string
-	grpcMethods map[string]string // full method -> RPC name, for metrics
+	readyCheck  func(context.Context) error // Config.Ready
+	grpcMethods map[string]string           // full method -> RPC name, for metrics
 	public      *endpoint
 	internal    *endpoint
 	ready       atomic.Bool
@@ -86,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Config.Authenticator is required")
 	}
 	s := &Server{
+		readyCheck:  cfg.Ready,
 		log:         cfg.Logger,
 		metrics:     cfg.Metrics,
 		version:     cfg.Version,

@@ -23,6 +23,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/pebblestore"
+	"github.com/audittrail/audittrail/postgres"
 	"github.com/audittrail/audittrail/server"
 )
 
@@ -91,6 +92,8 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 
 // Config is the configuration of serve.
 type Config struct {
+	// Store is "" for the embedded store in DataDir, or a postgres:// URL.
+	Store            string
 	DataDir          string
 	PublicAddr       string
 	InternalAddr     string
@@ -127,7 +130,7 @@ type Main struct {
 	PublicURL, InternalURL string
 
 	log      *slog.Logger
-	store    *pebblestore.Store
+	store    audittrail.Store
 	server   *server.Server
 	stopAuth context.CancelFunc // stops the policy file watcher
 }
@@ -163,6 +166,7 @@ var serveEnv = map[string]string{
 	"redact-private-ips": "AUDITTRAIL_REDACT_PRIVATE_IPS",
 	"max-scan":           "AUDITTRAIL_MAX_SCAN",
 	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
+	"store":              "AUDITTRAIL_STORE",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -171,6 +175,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	c := &m.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	env := func(name, usage string) string { return usage + " (" + serveEnv[name] + ")" }
+	fs.StringVar(&c.Store, "store", c.Store, env("store", "`store`: empty for the embedded store in --data-dir, or a postgres://user@host/db URL (docs/postgres.md)"))
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
@@ -261,19 +266,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	key, err := m.pageTokenKey(ctx)
-	if err != nil {
-		return err
-	}
-	store, err := pebblestore.Open(ctx, pebblestore.Config{
-		Dir:    filepath.Join(c.DataDir, storeDir),
-		Logger: m.log,
-	})
+	store, key, ready, eventsStored, err := m.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	m.store = store
-	metrics := server.NewMetrics(func() uint64 { return store.Stats().Events })
+	metrics := server.NewMetrics(eventsStored)
 	var lc net.ListenConfig
 	public, err := lc.Listen(ctx, "tcp", c.PublicAddr)
 	if err != nil {
@@ -304,6 +302,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:  m.log,
 		Metrics: metrics,
 		Version: buildVersion(),
+		Ready:   ready,
 	}
 	m.serverAuthConfig(&scfg, auth)
 	srv, err := server.New(scfg)
@@ -348,6 +347,37 @@ func (m *Main) Close() error {
 		m.log.InfoContext(context.Background(), "stopped")
 	}
 	return errors.Join(errs...)
+}
+
+// openStore opens the configured store and returns it with the page token
+// key, the readiness check and the stored-events gauge (nil when the store
+// cannot count cheaply). The embedded store keeps its key in the data
+// directory; PostgreSQL replicas share one key kept in the database.
+func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, ready func(context.Context) error, eventsStored func() uint64, err error) {
+	c := &m.Config
+	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
+		pg, err := postgres.Open(ctx, postgres.Config{URL: c.Store, Logger: m.log})
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		key, err := pg.PageTokenKey(ctx)
+		if err != nil {
+			pg.Close()
+			return nil, nil, nil, nil, err
+		}
+		return pg, key, pg.Ping, nil, nil
+	}
+	if c.Store != "" && c.Store != "pebble" {
+		return nil, nil, nil, nil, usageErrorf("--store %q: give a postgres:// URL, or nothing for the embedded store", c.Store)
+	}
+	if key, err = m.pageTokenKey(ctx); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return pb, key, nil, func() uint64 { return pb.Stats().Events }, nil
 }
 
 // pageTokenKey reads the key that authenticates page tokens from the data
