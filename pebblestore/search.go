@@ -42,68 +42,108 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 	if p.empty {
 		return res, nil
 	}
-	var st stream
-	var err error
+	pg := &pager{p: p, snap: snap, limit: req.Limit, budget: maxScan, res: res}
 	if len(p.lists) == 0 {
-		st, err = s.newScanStream(lo, hi)
-	} else {
-		st, err = s.newPostingStream(p.lists, lo, hi)
+		if err := s.scan(ctx, pg, lo, hi); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
+	st, err := s.newPostingStream(p.lists, lo, hi)
 	if err != nil {
 		return nil, err
 	}
 	defer st.close()
-
-	var v recView
-	scanned := 0
-	var last audittrail.Cursor
-	for st.next() {
-		if scanned == maxScan {
-			// Out of budget with candidates left: resume after the
-			// last one examined.
-			res.Next = &last
-			return res, nil
-		}
-		if scanned&1023 == 1023 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		scanned++
-		ns, seq := st.pos()
-		last = audittrail.Cursor{Time: ns, Seq: seq}
-		rec, err := st.record()
-		if err != nil {
-			return nil, err
-		}
-		if err := v.parseHeader(rec, len(p.meta) > 0); err != nil {
-			return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
-		}
-		if !p.matches(&v, snap) {
-			continue
-		}
-		if len(res.Events) == req.Limit {
-			// The look-ahead found one more match: there is a next page,
-			// resuming after the last event returned.
-			l := res.Events[len(res.Events)-1]
-			res.Next = &audittrail.Cursor{Time: l.EventTime.UnixNano(), Seq: l.Seq}
-			return res, nil
-		}
-		if v.tail == nil {
-			if err := v.parse(rec); err != nil {
-				return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
-			}
-		}
-		e, err := v.event(snap, ns, seq)
-		if err != nil {
-			return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
-		}
-		res.Events = append(res.Events, e)
-	}
-	if err := st.err(); err != nil {
+	if _, err := pg.run(ctx, st); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// pager walks candidate streams for one page, in newest-first order,
+// keeping the page so far, the work done and the last candidate examined.
+type pager struct {
+	p        *plan
+	snap     *dictSnap
+	limit    int
+	budget   int // MaxScan
+	res      *audittrail.SearchResult
+	examined int
+	last     audittrail.Cursor // the last candidate examined
+	v        recView
+}
+
+// run walks st until the page is decided (done: Next is set, or the page is
+// final), or st ends (done false: the page so far stands and, if nothing
+// follows, Next stays nil).
+func (pg *pager) run(ctx context.Context, st stream) (done bool, err error) {
+	for st.next() {
+		if pg.examined == pg.budget {
+			// Out of budget with candidates left: resume after the
+			// last one examined.
+			last := pg.last
+			pg.res.Next = &last
+			return true, nil
+		}
+		if pg.examined&1023 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return true, err
+			}
+		}
+		pg.examined++
+		ns, seq := st.pos()
+		pg.last = audittrail.Cursor{Time: ns, Seq: seq}
+		rec, err := st.record()
+		if err != nil {
+			return true, err
+		}
+		e, match, err := pg.check(rec, ns, seq, len(pg.res.Events) < pg.limit)
+		if err != nil || !match {
+			if err != nil {
+				return true, err
+			}
+			continue
+		}
+		if e == nil {
+			// The look-ahead found one more match: there is a next page,
+			// resuming after the last event returned.
+			pg.lookAheadFound()
+			return true, nil
+		}
+		pg.res.Events = append(pg.res.Events, e)
+	}
+	return false, st.err()
+}
+
+// lookAheadFound sets Next after a full page followed by one more match.
+func (pg *pager) lookAheadFound() {
+	l := pg.res.Events[len(pg.res.Events)-1]
+	pg.res.Next = &audittrail.Cursor{Time: l.EventTime.UnixNano(), Seq: l.Seq}
+}
+
+// check tests record rec against the plan and, when it matches and decode
+// is set, decodes it.
+func (pg *pager) check(rec []byte, ns int64, seq uint64, decode bool) (*audittrail.Event, bool, error) {
+	v := &pg.v
+	if err := v.parseHeader(rec, len(pg.p.meta) > 0); err != nil {
+		return nil, false, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+	}
+	if !pg.p.matches(v, pg.snap) {
+		return nil, false, nil
+	}
+	if !decode {
+		return nil, true, nil
+	}
+	if v.tail == nil {
+		if err := v.parse(rec); err != nil {
+			return nil, false, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+		}
+	}
+	e, err := v.event(pg.snap, ns, seq)
+	if err != nil {
+		return nil, false, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+	}
+	return e, true, nil
 }
 
 // timeBounds returns the (time, seq) key suffixes [lo, hi) of q's time range,

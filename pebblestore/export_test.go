@@ -1,0 +1,30 @@
+package pebblestore
+
+import (
+	"regexp"
+
+	"github.com/audittrail/audittrail"
+)
+
+// SetScanChunkEventsForTest sets the chunk size of parallel scans (small
+// chunks exercise them on small data sets) and returns a function that
+// restores it.
+func SetScanChunkEventsForTest(n int) (restore func()) {
+	old := scanChunkEvents
+	scanChunkEvents = n
+	return func() { scanChunkEvents = old }
+}
+
+// EvalRegexForTest evaluates re over the dictionary of field f (or of
+// metadata key metaKey when set) without the cache, as a search plans, and
+// returns the number of matching values.
+func (s *Store) EvalRegexForTest(f audittrail.Field, metaKey string, re *regexp.Regexp) int {
+	d := dictID(f)
+	if metaKey != "" {
+		d = dictMeta
+	}
+	snap := s.dicts.snapshot()
+	c := &valueCond{d: d, re: newMatcher(re), metaKey: metaKey}
+	c.extend(snap, len(snap.vals[d]))
+	return len(c.members())
+}
