@@ -11,7 +11,7 @@ import (
 // gRPC stay at the edge.
 func TestArchitecture(t *testing.T) {
 	forbidden := []string{"google.golang.org/grpc", "github.com/grpc-ecosystem/", "github.com/audittrail/audittrail/internal/gen", "github.com/audittrail/audittrail/server", "github.com/audittrail/audittrail/internal/wire"}
-	for _, pkg := range []string{".", "./pebblestore", "./postgres", "./storetest", "./merkle"} {
+	for _, pkg := range []string{".", "./pebblestore", "./postgres", "./storetest", "./merkle", "./logsign"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)

@@ -59,6 +59,10 @@ type Config struct {
 	// CertPrincipal maps a verified client certificate of the internal
 	// listener to the caller (mutual TLS, see InternalTLS.ClientCAFile).
 	CertPrincipal CertMapper
+
+	// Log, when set, serves the LogService (verifiable log: checkpoints and
+	// proofs, server/log.go) on both listeners.
+	Log VerifiableLog
 }
 
 // Server serves the audit trail on a public and an internal listener.
@@ -68,6 +72,7 @@ type Server struct {
 	version     string
 	readyCheck  func(context.Context) error // Config.Ready
 	grpcMethods map[string]string           // full method -> RPC name, for metrics
+	logSvc      *logService                 // nil: no LogService
 	public      *endpoint
 	internal    *endpoint
 	ready       atomic.Bool
@@ -104,7 +109,10 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
-	for _, d := range []grpc.ServiceDesc{pb.EventService_ServiceDesc, pb.AdminService_ServiceDesc} {
+	if cfg.Log != nil {
+		s.logSvc = &logService{log: cfg.Log}
+	}
+	for _, d := range []grpc.ServiceDesc{pb.EventService_ServiceDesc, pb.AdminService_ServiceDesc, pb.LogService_ServiceDesc} {
 		for _, m := range d.Methods {
 			s.grpcMethods["/"+d.ServiceName+"/"+m.MethodName] = m.MethodName
 		}
@@ -148,6 +156,13 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 	gw, err := s.gateway(impl, ic, public)
 	if err != nil {
 		return nil, fmt.Errorf("server: %s listener: %w", name, err)
+	}
+	if s.logSvc != nil {
+		pb.RegisterLogServiceServer(g, s.logSvc)
+		il := &interceptedLog{s: &intercepted{impl: impl, intercept: ic}, l: s.logSvc}
+		if err := pb.RegisterLogServiceHandlerServer(context.Background(), gw, il); err != nil {
+			return nil, fmt.Errorf("server: %s listener: %w", name, err)
+		}
 	}
 	var rt *reloadingTLS
 	if tlsCfg != nil {

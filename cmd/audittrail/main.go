@@ -33,6 +33,7 @@ Commands:
   search    search the events of a running server
   create    create events on a running server (internal listener)
   token     create, list and revoke API tokens of a running server (internal listener)
+  verify    verify the verifiable log offline: checkpoints, proofs, a stopped server's store
   version   print the version
   help      print this help, or "help <command>" for a command's
 
@@ -51,6 +52,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"search": &SearchCommand{Stdout: stdout, Stderr: stderr},
 		"create": &CreateCommand{Stdout: stdout, Stderr: stderr},
 		"token":  &TokenCommand{Stdout: stdout, Stderr: stderr},
+		"verify": &VerifyCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/postgres"
 	"github.com/audittrail/audittrail/server"
@@ -133,6 +134,11 @@ type Main struct {
 	store    audittrail.Store
 	server   *server.Server
 	stopAuth context.CancelFunc // stops the policy file watcher
+
+	// Log is the verifiable log (embedded store only; log.go), nil with
+	// PostgreSQL.
+	Log     *logsign.Log
+	stopLog func()
 }
 
 // NewMain returns a Main with the default configuration.
@@ -271,6 +277,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = store
+	if err := m.startLog(ctx, store); err != nil {
+		return err
+	}
 	metrics := server.NewMetrics(eventsStored)
 	var lc net.ListenConfig
 	public, err := lc.Listen(ctx, "tcp", c.PublicAddr)
@@ -303,6 +312,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Metrics: metrics,
 		Version: buildVersion(),
 		Ready:   ready,
+	}
+	if m.Log != nil {
+		scfg.Log = m.Log
 	}
 	m.serverAuthConfig(&scfg, auth)
 	srv, err := server.New(scfg)
@@ -338,6 +350,10 @@ func (m *Main) Close() error {
 		}
 		cancel()
 		m.server = nil
+	}
+	if m.stopLog != nil {
+		m.stopLog()
+		m.stopLog = nil
 	}
 	if m.store != nil {
 		if err := m.store.Close(); err != nil {

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TestVerifiableLogEndToEnd runs the server, creates events, waits for a
+// signed checkpoint covering them, proves each searched event's inclusion
+// and the consistency of two checkpoints, and checks them with the merkle
+// verifiers and "audittrail verify". Then, with the server stopped, it
+// tampers with one stored record: "verify store" names its leaf.
+func TestVerifiableLogEndToEnd(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--dev", "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Log == nil {
+		t.Fatal("no verifiable log on the embedded store")
+	}
+	keyFile := filepath.Join(dir, logsign.VerificationKeyFile)
+	if fi, err := os.Stat(filepath.Join(dir, logsign.SigningKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key: %v %v", fi, err)
+	}
+	vtext, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := merkle.NewVerifier(vtext)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	create := func(from, n int) {
+		var items []string
+		for i := from; i < from+n; i++ {
+			items = append(items, fmt.Sprintf(`{"eventTime":"2026-01-02T03:04:%02dZ","eventSource":"verify-test","action":"create","principal":"alice","sourceIpAddress":"203.0.113.7","userAgent":"ua","resource":"res-unique-%04d"}`, i%60, i))
+		}
+		in := filepath.Join(t.TempDir(), "events.json")
+		if err := os.WriteFile(in, []byte("["+strings.Join(items, ",")+"]"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errs, err := runCommand(t, "create", "--addr", m.InternalURL, "--token", m.Config.ProducerToken, in)
+		if err != nil {
+			t.Fatalf("create: %v\n%s%s", err, out, errs)
+		}
+	}
+	ls := m.store.(audittrail.LogStore)
+	waitCheckpoint := func() ([]byte, *merkle.Checkpoint) {
+		want := ls.LastSeq()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if note, c := m.Log.Checkpoint(); c != nil && c.Size >= want {
+				return note, c
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("no checkpoint of size %d within 10s", want)
+		return nil, nil
+	}
+
+	create(0, 10)
+	note1, cp1 := waitCheckpoint()
+	create(10, 15)
+	note2, cp2 := waitCheckpoint()
+
+	files := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(files, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cp1File, cp2File := write("cp1", note1), write("cp2", note2)
+	verify := func(wantCode int, args ...string) string {
+		t.Helper()
+		var out, errs bytes.Buffer
+		code := run(ctx, append([]string{"verify"}, args...), &out, &errs)
+		if code != wantCode {
+			t.Fatalf("verify %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out.String(), errs.String())
+		}
+		return out.String() + errs.String()
+	}
+	if out := verify(0, "checkpoint", "--key", keyFile, cp2File); !strings.Contains(out, fmt.Sprintf("size %d,", cp2.Size)) {
+		t.Errorf("verify checkpoint printed %q", out)
+	}
+	bad := bytes.Replace(note2, []byte("\n"+fmt.Sprint(cp2.Size)+"\n"), []byte("\n"+fmt.Sprint(cp2.Size+1)+"\n"), 1)
+	verify(1, "checkpoint", "--key", keyFile, write("bad-cp", bad))
+
+	// Consistency of the two checkpoints.
+	cons, err := m.Log.ConsistencyProof(cp1.Size, cp2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o1, err1 := merkle.OpenCheckpoint(note1, verifier)
+	o2, err2 := merkle.OpenCheckpoint(note2, verifier)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if err := merkle.VerifyConsistency(o1, o2, cons); err != nil {
+		t.Fatal(err)
+	}
+	consJSON, _ := json.Marshal(cons)
+	verify(0, "consistency", "--key", keyFile, cp1File, cp2File, write("cons.json", consJSON))
+	verify(1, "consistency", "--key", keyFile, cp2File, cp1File, write("cons.json", consJSON))
+
+	// Inclusion of every searched event, in the API JSON that search prints.
+	out, errs, err := runCommand(t, "search", "--addr", m.PublicURL, "--token", m.Config.ReaderToken, "--all", "-o", "jsonl",
+		"--start", "2026-01-01T00:00:00Z", "--until", "2026-01-03T00:00:00Z")
+	if err != nil {
+		t.Fatalf("search: %v\n%s", err, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 25 {
+		t.Fatalf("search returned %d events, want 25:\n%s", len(lines), out)
+	}
+	all, err := ls.EventsBySeq(ctx, 1, cp2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqOf := map[string]uint64{}
+	var target *audittrail.Event
+	for _, e := range all {
+		seqOf[e.ID] = e.Seq
+		if e.Resource == "res-unique-0017" {
+			target = e
+		}
+	}
+	for _, line := range lines {
+		var ev struct{ Name string }
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		seq := seqOf[strings.TrimPrefix(ev.Name, "events/")]
+		if seq == 0 {
+			t.Fatalf("searched event %s is not in the log", ev.Name)
+		}
+		p, err := m.Log.InclusionProof(seq, cp2.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.VerifyEventInclusion(o2, all[seq-1], p); err != nil {
+			t.Fatal(err)
+		}
+		pj, _ := json.Marshal(p)
+		verify(0, "inclusion", "--key", keyFile, "--checkpoint", cp2File, "--event", write("ev.json", []byte(line)), "--proof", write("p.json", pj))
+		forged := strings.Replace(line, `"action":"create"`, `"action":"delete"`, 1)
+		verify(1, "inclusion", "--key", keyFile, "--checkpoint", cp2File, "--event", write("ev.json", []byte(forged)), "--proof", write("p.json", pj))
+	}
+
+	// The same through the REST API of both listeners.
+	get := func(base, token, path string, wantCode int, v any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != wantCode {
+			t.Fatalf("GET %s: %d, want %d: %s", path, resp.StatusCode, wantCode, body)
+		}
+		if v != nil {
+			if err := json.Unmarshal(body, v); err != nil {
+				t.Fatalf("GET %s: %v: %s", path, err, body)
+			}
+		}
+	}
+	reader := m.Config.ReaderToken
+	var gotCP struct{ Checkpoint, TreeSize string }
+	get(m.PublicURL, reader, "/v1/log/checkpoint", http.StatusOK, &gotCP)
+	restCP, err := merkle.OpenCheckpoint([]byte(gotCP.Checkpoint), verifier)
+	if err != nil || fmt.Sprint(restCP.Size) != gotCP.TreeSize || restCP.Size < cp2.Size {
+		t.Fatalf("REST checkpoint %+v: %v", gotCP, err)
+	}
+	get(m.PublicURL, m.Config.ProducerToken, "/v1/log/checkpoint", http.StatusForbidden, nil)
+	get(m.InternalURL, "wrong", "/v1/log/checkpoint", http.StatusUnauthorized, nil)
+	var gotIncl struct{ Seq, Proof string }
+	get(m.InternalURL, reader, fmt.Sprintf("/v1/log/inclusion?name=events/%s&treeSize=%d", target.ID, cp2.Size), http.StatusOK, &gotIncl)
+	var restProof merkle.Inclusion
+	if err := json.Unmarshal([]byte(gotIncl.Proof), &restProof); err != nil {
+		t.Fatal(err)
+	}
+	if err := merkle.VerifyEventInclusion(o2, target, &restProof); err != nil || gotIncl.Seq != fmt.Sprint(target.Seq) {
+		t.Fatalf("REST inclusion proof %+v: %v", gotIncl, err)
+	}
+	get(m.PublicURL, reader, "/v1/log/inclusion?name=events/00000000-0000-4000-8000-000000000000", http.StatusNotFound, nil)
+	var gotCons struct{ Proof string }
+	get(m.PublicURL, reader, fmt.Sprintf("/v1/log/consistency?first=%d&second=%d", cp1.Size, cp2.Size), http.StatusOK, &gotCons)
+	verify(0, "consistency", "--key", keyFile, cp1File, cp2File, write("cons-rest.json", []byte(gotCons.Proof)))
+	get(m.PublicURL, reader, "/v1/log/consistency?first=5&second=4", http.StatusBadRequest, nil)
+
+	// Full audit with the server stopped, then tamper with one record.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := verify(0, "store", "--data-dir", dir); !strings.Contains(out, "store OK") {
+		t.Errorf("verify store printed %q", out)
+	}
+	tamperPebble(t, filepath.Join(dir, storeDir), []byte("res-unique-0017"), []byte("res-unique-9999"))
+	out = verify(1, "store", "--data-dir", dir)
+	if want := fmt.Sprintf("first divergent leaf: %d (seq %d, event %s)", target.Seq-1, target.Seq, target.ID); !strings.Contains(out, want) {
+		t.Errorf("verify store after tampering printed:\n%s\nwant %q", out, want)
+	}
+}
+
+// tamperPebble replaces old by new (same length) in every value of the
+// Pebble database at dir.
+func tamperPebble(t *testing.T, dir string, old, new []byte) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if v := it.Value(); bytes.Contains(v, old) {
+			if err := b.Set(bytes.Clone(it.Key()), bytes.ReplaceAll(v, old, new), nil); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatalf("%q is not stored", old)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ = context.Background

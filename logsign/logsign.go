@@ -1,0 +1,185 @@
+// Package logsign runs the verifiable log of an audit trail (see
+// docs/design/verifiable-log.md): it integrates committed events into the
+// Merkle tree of package merkle, stores the tree's hashes through an
+// audittrail.LogStore, signs checkpoints with the log's Ed25519 note key,
+// and serves proofs.
+package logsign
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Key file names in the data directory.
+const (
+	SigningKeyFile      = "log-signing.key"
+	VerificationKeyFile = "log-verification.key"
+)
+
+// DefaultOrigin names the log when a new key is created without an origin.
+const DefaultOrigin = "audittrail/log"
+
+// LoadOrCreateKey reads <dir>/log-signing.key, or creates it (mode 0600)
+// with a new Ed25519 key named origin. It (re)writes the public key to
+// <dir>/log-verification.key (mode 0644) and returns the signer and the
+// public key text.
+func LoadOrCreateKey(dir, origin string) (note.Signer, string, error) {
+	if origin == "" {
+		origin = DefaultOrigin
+	}
+	skPath := filepath.Join(dir, SigningKeyFile)
+	vkPath := filepath.Join(dir, VerificationKeyFile)
+	text, err := os.ReadFile(skPath)
+	if errors.Is(err, os.ErrNotExist) {
+		skey, vkey, err := merkle.GenerateKey(rand.Reader, origin)
+		if err != nil {
+			return nil, "", err
+		}
+		f, err := os.OpenFile(skPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, "", fmt.Errorf("logsign: create signing key: %w", err)
+		}
+		_, werr := f.WriteString(skey + "\n")
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, "", fmt.Errorf("logsign: write signing key: %w", err)
+		}
+		if err := os.WriteFile(vkPath, []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, "", fmt.Errorf("logsign: write verification key: %w", err)
+		}
+		s, err := merkle.NewSigner([]byte(skey))
+		return s, vkey, err
+	} else if err != nil {
+		return nil, "", fmt.Errorf("logsign: read signing key: %w", err)
+	}
+	s, err := merkle.NewSigner(text)
+	if err != nil {
+		return nil, "", err
+	}
+	vkey, err := publicKey(string(text))
+	if err != nil {
+		return nil, "", err
+	}
+	if old, err := os.ReadFile(vkPath); err != nil || string(old) != vkey+"\n" {
+		if err := os.WriteFile(vkPath, []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, "", fmt.Errorf("logsign: write verification key: %w", err)
+		}
+	}
+	return s, vkey, nil
+}
+
+// publicKey derives the verifier key text from the private key text
+// "PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>".
+func publicKey(skey string) (string, error) {
+	skey = strings.TrimSuffix(skey, "\n")
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return "", errors.New("logsign: malformed signing key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", errors.New("logsign: malformed signing key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	return note.NewEd25519VerifierKey(parts[2], pub)
+}
+
+// Config configures a Log.
+type Config struct {
+	Store  audittrail.LogStore
+	Signer note.Signer
+	// VerifierKey is the signer's public key text (from LoadOrCreateKey).
+	VerifierKey string
+	// Interval between integrations; 0 means 200 ms.
+	Interval time.Duration
+	// SignInterval is the minimum time between two signed checkpoints while
+	// events arrive; 0 means 800 ms, so that with Interval 200 ms a
+	// checkpoint is signed at least once per second.
+	SignInterval time.Duration
+	// BatchSize bounds the events read per integration step; 0 means 10000.
+	BatchSize int
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Log integrates events, signs checkpoints and serves proofs.
+type Log struct {
+	cfg Config
+
+	mu       sync.Mutex // serialises integration
+	size     uint64     // integrated leaves (stored tree size)
+	lastRT   time.Time  // receive time of leaf size-1
+	lastSign time.Time
+
+	verifier note.Verifier
+
+	cpMu   sync.RWMutex
+	latest []byte             // latest signed checkpoint
+	cp     *merkle.Checkpoint // its parsed form
+}
+
+// New opens the log over its store, loading the tree size and the latest
+// stored checkpoint.
+func New(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Store == nil || cfg.Signer == nil {
+		return nil, errors.New("logsign: Store and Signer are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 200 * time.Millisecond
+	}
+	if cfg.SignInterval <= 0 {
+		cfg.SignInterval = 800 * time.Millisecond
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	l := &Log{cfg: cfg}
+	size, err := cfg.Store.TreeSize()
+	if err != nil {
+		return nil, err
+	}
+	l.size = size
+	if size > 0 {
+		evs, err := cfg.Store.EventsBySeq(ctx, size, size)
+		if err != nil {
+			return nil, err
+		}
+		l.lastRT = evs[0].ReceiveTime
+	}
+	cps, err := cfg.Store.Checkpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := merkle.NewVerifier([]byte(cfg.VerifierKey))
+	if err != nil {
+		return nil, err
+	}
+	l.verifier = v
+	if n := len(cps); n > 0 {
+		c, err := merkle.OpenCheckpoint(cps[n-1], v)
+		if err != nil {
+			return nil, fmt.Errorf("logsign: latest stored checkpoint does not verify with the signing key: %w", err)
+		}
+		l.latest, l.cp = cps[n-1], c
+	}
+	return l, nil
+}

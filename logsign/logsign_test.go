@@ -1,0 +1,263 @@
+package logsign_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+	"github.com/audittrail/audittrail/pebblestore"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/uuid"
+)
+
+func openStore(t *testing.T, dir string) *pebblestore.Store {
+	t.Helper()
+	st, err := pebblestore.Open(context.Background(), pebblestore.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func appendEvents(t *testing.T, st *pebblestore.Store, n, from int) {
+	t.Helper()
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var evs []*audittrail.Event
+	for i := from; i < from+n; i++ {
+		evs = append(evs, &audittrail.Event{
+			ID:          uuid.NewString(),
+			EventTime:   base.Add(time.Duration(i) * time.Second),
+			ReceiveTime: base.Add(time.Duration(i) * time.Millisecond),
+			EventSource: "test",
+			Action:      "create",
+			Principal:   "alice",
+			Resource:    fmt.Sprintf("res-target-%04d", i),
+			Metadata:    map[string]string{"k": "v"},
+		})
+	}
+	res, err := st.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+}
+
+func newLog(t *testing.T, st *pebblestore.Store, dir string) *logsign.Log {
+	t.Helper()
+	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := logsign.New(context.Background(), logsign.Config{Store: st, Signer: signer, VerifierKey: vkey, Interval: 10 * time.Millisecond, SignInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	s1, v1, err := logsign.LoadOrCreateKey(dir, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, logsign.SigningKeyFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key mode: %v %v", fi, err)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, logsign.VerificationKeyFile))
+	if err != nil || string(pub) != v1+"\n" {
+		t.Fatalf("verification key file %q, want %q (%v)", pub, v1, err)
+	}
+	s2, v2, err := logsign.LoadOrCreateKey(dir, "ignored")
+	if err != nil || v2 != v1 || s2.Name() != s1.Name() || s2.KeyHash() != s1.KeyHash() {
+		t.Fatalf("reloaded key differs: %v %q %q", err, v2, v1)
+	}
+}
+
+// TestIntegrateProveAudit integrates events from a pebblestore, signs a
+// checkpoint in the background, proves inclusion and consistency, survives
+// a restart, and audits the store.
+func TestIntegrateProveAudit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := openStore(t, filepath.Join(dir, "db"))
+	l := newLog(t, st, dir)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { l.Run(runCtx); close(done) }()
+
+	appendEvents(t, st, 5, 0)
+	var first *merkle.Checkpoint
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, c := l.Checkpoint(); c != nil && c.Size >= 5 {
+			first = c
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint covering 5 events")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	appendEvents(t, st, 12, 5)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+
+	v, err := merkle.NewVerifier([]byte(l.VerifierKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	note, _ := l.Checkpoint()
+	cp, err := merkle.OpenCheckpoint(note, v)
+	if err != nil || cp.Size != 17 {
+		t.Fatalf("checkpoint: %v size %v", err, cp)
+	}
+	evs, err := st.EventsBySeq(ctx, 1, 17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		p, err := l.InclusionProof(e.Seq, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.VerifyEventInclusion(cp, e, p); err != nil {
+			t.Fatalf("seq %d: %v", e.Seq, err)
+		}
+		if !e.ReceiveTime.Before(cp.ReceivedBefore) {
+			t.Fatalf("seq %d received at %v, not before the horizon %v", e.Seq, e.ReceiveTime, cp.ReceivedBefore)
+		}
+	}
+	cons, err := l.ConsistencyProof(first.Size, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstOpened, err := merkle.OpenCheckpoint(mustNote(t, st, first.Size), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := merkle.VerifyConsistency(firstOpened, cp, cons); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: the log resumes from the stored tree and checkpoint.
+	l2 := newLog(t, st, dir)
+	if n2, _ := l2.Checkpoint(); !bytes.Equal(n2, note) {
+		t.Fatal("latest checkpoint not reloaded")
+	}
+	appendEvents(t, st, 3, 17)
+	if err := l2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, c := l2.Checkpoint(); c.Size != 20 {
+		t.Fatalf("size after restart %d", c.Size)
+	}
+
+	rep, err := logsign.AuditStore(ctx, st, l.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Divergence != nil || rep.Leaves != 20 || rep.Checked < 2 {
+		t.Fatalf("audit: %+v", rep)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustNote(t *testing.T, st *pebblestore.Store, size uint64) []byte {
+	t.Helper()
+	notes, err := st.Checkpoints(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range notes {
+		if bytes.Contains(n, fmt.Appendf(nil, "\n%d\n", size)) {
+			return n
+		}
+	}
+	t.Fatalf("no stored checkpoint of size %d", size)
+	return nil
+}
+
+// TestAuditTamper changes one stored record directly in Pebble with the
+// store closed; the audit names the leaf.
+func TestAuditTamper(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dbDir := filepath.Join(dir, "db")
+	st := openStore(t, dbDir)
+	l := newLog(t, st, dir)
+	appendEvents(t, st, 30, 0)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vkey := l.VerifierKey()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	Tamper(t, dbDir, []byte("res-target-0012"), []byte("res-target-0099"))
+
+	st = openStore(t, dbDir)
+	defer st.Close()
+	rep, err := logsign.AuditStore(ctx, st, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rep.Divergence
+	if d == nil || !d.Exact || d.FirstLeaf != 12 {
+		t.Fatalf("divergence %+v, want exact leaf 12 (seq 13)", d)
+	}
+}
+
+// Tamper replaces old by new (same length) in every stored value of the
+// Pebble database at dir.
+func Tamper(t *testing.T, dir string, old, new []byte) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	b := db.NewBatch()
+	for valid := it.First(); valid; valid = it.Next() {
+		if v := it.Value(); bytes.Contains(v, old) {
+			if err := b.Set(bytes.Clone(it.Key()), bytes.ReplaceAll(v, old, new), nil); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatalf("%q not found in the database", old)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

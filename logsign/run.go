@@ -1,0 +1,236 @@
+package logsign
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Run integrates and signs every Interval until ctx is done. Errors are
+// logged and retried at the next tick.
+func (l *Log) Run(ctx context.Context) {
+	t := time.NewTicker(l.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := l.Step(ctx); err != nil && ctx.Err() == nil {
+			l.cfg.Logger.Error("verifiable log: integration failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Step integrates the committed events not yet in the tree (up to
+// BatchSize) and signs a checkpoint when the tree grew past the latest
+// signed one and SignInterval has passed since the last signature.
+func (l *Log) Step(ctx context.Context) error {
+	return l.step(ctx, false)
+}
+
+// Flush integrates every committed event and signs a checkpoint of them
+// now (used on shutdown and in tests).
+func (l *Log) Flush(ctx context.Context) error {
+	for l.cfg.Store.LastSeq() > l.treeSize() {
+		if err := l.step(ctx, false); err != nil {
+			return err
+		}
+	}
+	return l.step(ctx, true)
+}
+
+func (l *Log) treeSize() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+type pendingHashes struct {
+	l       *Log
+	indexes []int64
+	hashes  [][32]byte
+}
+
+func (p *pendingHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	return l2t(p.l.cfg.Store.ReadTreeHashes(indexes))
+}
+
+func (p *pendingHashes) WriteHashes(indexes []int64, hashes []tlog.Hash) error {
+	p.indexes = append(p.indexes, indexes...)
+	for _, h := range hashes {
+		p.hashes = append(p.hashes, h)
+	}
+	return nil
+}
+
+func l2t(hs [][32]byte, err error) ([]tlog.Hash, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tlog.Hash, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out, nil
+}
+
+// hashReader reads the stored tree.
+func (l *Log) hashReader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		return l2t(l.cfg.Store.ReadTreeHashes(indexes))
+	})
+}
+
+func (l *Log) step(ctx context.Context, forceSign bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.cfg.Store
+	last := st.LastSeq()
+	p := &pendingHashes{l: l}
+	newSize := l.size
+	lastRT := l.lastRT
+	var root tlog.Hash
+	haveRoot := false
+	if last > l.size {
+		to := min(last, l.size+uint64(l.cfg.BatchSize))
+		evs, err := st.EventsBySeq(ctx, l.size+1, to)
+		if err != nil {
+			return err
+		}
+		leaves := make([]tlog.Hash, len(evs))
+		for i, e := range evs {
+			if e.Seq != l.size+1+uint64(i) {
+				return fmt.Errorf("logsign: store returned seq %d at position %d", e.Seq, l.size+1+uint64(i))
+			}
+			leaves[i] = merkle.LeafHash(e)
+			if e.ReceiveTime.After(lastRT) {
+				lastRT = e.ReceiveTime
+			}
+		}
+		r, err := merkle.Integrate(p, l.size, leaves)
+		if err != nil {
+			return err
+		}
+		root, haveRoot = r, true
+		newSize = to
+	}
+	signed := l.signedSize()
+	now := l.cfg.Now()
+	var note []byte
+	if newSize > signed || (forceSign && l.latestCheckpoint() == nil) {
+		if forceSign || now.Sub(l.lastSign) >= l.cfg.SignInterval || l.latestCheckpoint() == nil {
+			if !haveRoot {
+				r, err := merkle.TreeRoot(l.hashReader(), newSize)
+				if err != nil {
+					return err
+				}
+				root = r
+			}
+			var err error
+			if note, err = l.sign(newSize, root, lastRT); err != nil {
+				return err
+			}
+		}
+	}
+	if newSize == l.size && note == nil {
+		return nil
+	}
+	if err := st.AppendTree(newSize, p.indexes, p.hashes, note); err != nil {
+		return err
+	}
+	l.size, l.lastRT = newSize, lastRT
+	if note != nil {
+		c, err := merkle.OpenCheckpoint(note, l.verifier)
+		if err != nil {
+			return err
+		}
+		l.lastSign = now
+		l.cpMu.Lock()
+		l.latest, l.cp = note, c
+		l.cpMu.Unlock()
+	}
+	return nil
+}
+
+// sign signs the checkpoint of the tree of size leaves. Its horizon is just
+// after the latest receive time of its leaves, and never earlier than the
+// previous checkpoint's. (Receive times are not clamped at commit yet: see
+// docs/design/verifiable-log.md.)
+func (l *Log) sign(size uint64, root tlog.Hash, lastRT time.Time) ([]byte, error) {
+	h := merkle.MinHorizon
+	if size > 0 && !lastRT.IsZero() {
+		h = lastRT.Add(time.Nanosecond).UTC()
+	}
+	if prev := l.latestCheckpoint(); prev != nil && h.Before(prev.ReceivedBefore) {
+		h = prev.ReceivedBefore
+	}
+	if h.Before(merkle.MinHorizon) {
+		h = merkle.MinHorizon
+	}
+	if h.After(merkle.MaxHorizon) {
+		h = merkle.MaxHorizon
+	}
+	c := &merkle.Checkpoint{Origin: l.cfg.Signer.Name(), Size: size, Root: root, ReceivedBefore: h}
+	return merkle.Sign(c, l.cfg.Signer)
+}
+
+func (l *Log) signedSize() uint64 {
+	l.cpMu.RLock()
+	defer l.cpMu.RUnlock()
+	if l.cp == nil {
+		return 0
+	}
+	return l.cp.Size
+}
+
+func (l *Log) latestCheckpoint() *merkle.Checkpoint {
+	l.cpMu.RLock()
+	defer l.cpMu.RUnlock()
+	return l.cp
+}
+
+// Checkpoint returns the latest signed checkpoint (note text) and its parsed
+// form, or nil before the first one.
+func (l *Log) Checkpoint() ([]byte, *merkle.Checkpoint) {
+	l.cpMu.RLock()
+	defer l.cpMu.RUnlock()
+	return l.latest, l.cp
+}
+
+// VerifierKey is the log's public key text.
+func (l *Log) VerifierKey() string { return l.cfg.VerifierKey }
+
+// InclusionProof proves leaf seq-1 in the tree of treeSize leaves (0: the
+// latest signed checkpoint's size).
+func (l *Log) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error) {
+	if treeSize == 0 {
+		treeSize = l.signedSize()
+	}
+	if treeSize > l.treeSize() {
+		return nil, fmt.Errorf("logsign: tree size %d is not integrated yet", treeSize)
+	}
+	if seq == 0 || seq > treeSize {
+		return nil, fmt.Errorf("logsign: seq %d is not in the tree of size %d", seq, treeSize)
+	}
+	return merkle.InclusionProof(l.hashReader(), seq-1, treeSize)
+}
+
+// ConsistencyProof proves the tree of first leaves a prefix of the tree of
+// second leaves.
+func (l *Log) ConsistencyProof(first, second uint64) (*merkle.Consistency, error) {
+	if first > second || second > l.treeSize() {
+		return nil, fmt.Errorf("logsign: no consistency proof from %d to %d (tree size %d)", first, second, l.treeSize())
+	}
+	return merkle.ConsistencyProof(l.hashReader(), first, second)
+}
+
+// EventByID returns the committed event with this id, or nil.
+func (l *Log) EventByID(ctx context.Context, id string) (*audittrail.Event, error) {
+	return l.cfg.Store.EventByID(ctx, id)
+}

@@ -1,0 +1,195 @@
+package pebblestore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Verifiable log storage (audittrail.LogStore; docs/design/verifiable-log.md).
+// Two key prefixes unused by keys.go, and one metadata key:
+//
+//	t + index(8)  → 32-byte tree hash at tlog storage index `index`
+//	c + size(8)   → signed checkpoint (note text) of the tree of `size` leaves
+//	mtreesize     → tree size (uint64), written in the same batch as its hashes
+const (
+	pfxTree       = 't'
+	pfxCheckpoint = 'c'
+)
+
+var treeSizeKey = []byte("mtreesize")
+
+var _ audittrail.LogStore = (*Store)(nil)
+
+func treeKey(idx int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{pfxTree}, uint64(idx))
+}
+
+func checkpointKey(size uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{pfxCheckpoint}, size)
+}
+
+func (s *Store) rlock() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return errClosed
+	}
+	return nil
+}
+
+// EventsBySeq implements audittrail.LogStore: it reads the s keys of the
+// range (seq → time), then each record.
+func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	if from == 0 || to < from {
+		return nil, fmt.Errorf("pebblestore: bad seq range [%d, %d]", from, to)
+	}
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(nil, from), UpperBound: seqKey(nil, to+1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	snap := s.dicts.snapshot()
+	out := make([]*audittrail.Event, 0, to-from+1)
+	next := from
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		k, v := it.Key(), it.Value()
+		if len(k) != 1+seqLen || len(v) != 8 {
+			return nil, fmt.Errorf("pebblestore: corrupt seq entry %x", k)
+		}
+		seq := binary.BigEndian.Uint64(k[1:])
+		if seq != next {
+			return nil, fmt.Errorf("pebblestore: event seq %d is missing", next)
+		}
+		ns := int64(binary.BigEndian.Uint64(v))
+		rec, closer, err := s.db.Get(eventKey(nil, ns, seq))
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+		}
+		e, err := decodeRecord(snap, rec, ns, seq)
+		closer.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+		next++
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if next != to+1 {
+		return nil, fmt.Errorf("pebblestore: event seq %d is missing", next)
+	}
+	return out, nil
+}
+
+// TreeSize implements audittrail.LogStore.
+func (s *Store) TreeSize() (uint64, error) {
+	if err := s.rlock(); err != nil {
+		return 0, err
+	}
+	defer s.closeMu.RUnlock()
+	v, closer, err := s.db.Get(treeSizeKey)
+	if err == pebble.ErrNotFound {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("pebblestore: corrupt tree size %x", v)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// ReadTreeHashes implements audittrail.LogStore.
+func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	out := make([][32]byte, len(indexes))
+	for i, idx := range indexes {
+		v, closer, err := s.db.Get(treeKey(idx))
+		if err == pebble.ErrNotFound {
+			return nil, fmt.Errorf("pebblestore: tree hash %d is not stored", idx)
+		} else if err != nil {
+			return nil, err
+		}
+		if len(v) != 32 {
+			closer.Close()
+			return nil, fmt.Errorf("pebblestore: corrupt tree hash %d", idx)
+		}
+		copy(out[i][:], v)
+		closer.Close()
+	}
+	return out, nil
+}
+
+// AppendTree implements audittrail.LogStore: one synced batch.
+func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, checkpoint []byte) error {
+	if len(indexes) != len(hashes) {
+		return fmt.Errorf("pebblestore: %d indexes for %d hashes", len(indexes), len(hashes))
+	}
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	for i, idx := range indexes {
+		if err := b.Set(treeKey(idx), hashes[i][:], nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(treeSizeKey, binary.BigEndian.AppendUint64(nil, newSize), nil); err != nil {
+		return err
+	}
+	if checkpoint != nil {
+		if err := b.Set(checkpointKey(newSize), checkpoint, nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// Checkpoints implements audittrail.LogStore.
+func (s *Store) Checkpoints(ctx context.Context) ([][]byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	var out [][]byte
+	err := scan(s.db, []byte{pfxCheckpoint}, func(k, v []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		out = append(out, append([]byte(nil), v...))
+		return nil
+	})
+	return out, err
+}
+
+// EventByID implements audittrail.LogStore: the stored event with the given
+// id, or nil.
+func (s *Store) EventByID(ctx context.Context, id string) (*audittrail.Event, error) {
+	u, ok := parseCanonicalUUID(id)
+	if !ok {
+		return nil, nil
+	}
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	return s.eventByID(u)
+}

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// VerifiableLog is the verifiable log the LogService serves
+// (logsign.Log; docs/design/verifiable-log.md).
+type VerifiableLog interface {
+	// Checkpoint is the latest signed checkpoint, nil before the first.
+	Checkpoint() ([]byte, *merkle.Checkpoint)
+	InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error)
+	ConsistencyProof(first, second uint64) (*merkle.Consistency, error)
+	// EventByID returns the committed event with this id, or nil.
+	EventByID(ctx context.Context, id string) (*audittrail.Event, error)
+}
+
+// logService implements the LogService. Reading it needs the permission to
+// search (audittrail.CanSearch); an inclusion proof is given only for an
+// event inside the caller's search scope.
+type logService struct {
+	pb.UnimplementedLogServiceServer
+	log VerifiableLog
+}
+
+func (s *logService) GetCheckpoint(ctx context.Context, _ *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {
+	if err := audittrail.CanSearch(audittrail.PrincipalFromContext(ctx)); err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	note, cp := s.log.Checkpoint()
+	if cp == nil {
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EUnavailable, "no checkpoint signed yet"))
+	}
+	return &pb.GetCheckpointResponse{Checkpoint: string(note), TreeSize: cp.Size}, nil
+}
+
+func (s *logService) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {
+	scope, err := audittrail.SearchScope(audittrail.PrincipalFromContext(ctx))
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	id, ok := strings.CutPrefix(req.GetName(), "events/")
+	if !ok || id == "" {
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "name must be events/<id>"))
+	}
+	e, err := s.log.EventByID(ctx, id)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	if e == nil || !scope.Allows(e.Workspace) {
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.ENotFound, "event %q not found", req.GetName()))
+	}
+	p, err := s.log.InclusionProof(e.Seq, req.GetTreeSize())
+	if err != nil {
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%v", err))
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return &pb.GetInclusionProofResponse{Seq: e.Seq, Proof: string(b)}, nil
+}
+
+func (s *logService) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.GetConsistencyProofResponse, error) {
+	if err := audittrail.CanSearch(audittrail.PrincipalFromContext(ctx)); err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	p, err := s.log.ConsistencyProof(req.GetFirst(), req.GetSecond())
+	if err != nil {
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%v", err))
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return &pb.GetConsistencyProofResponse{Proof: string(b)}, nil
+}
+
+// interceptedLog is the LogService as the gateway calls it: through the
+// listener's interceptor chain, like intercepted.
+type interceptedLog struct {
+	pb.UnimplementedLogServiceServer
+	s *intercepted
+	l *logService
+}
+
+func (i *interceptedLog) GetCheckpoint(ctx context.Context, req *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {
+	return invoke(ctx, i.s, pb.LogService_GetCheckpoint_FullMethodName, req, i.l.GetCheckpoint)
+}
+
+func (i *interceptedLog) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {
+	return invoke(ctx, i.s, pb.LogService_GetInclusionProof_FullMethodName, req, i.l.GetInclusionProof)
+}
+
+func (i *interceptedLog) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.GetConsistencyProofResponse, error) {
+	return invoke(ctx, i.s, pb.LogService_GetConsistencyProof_FullMethodName, req, i.l.GetConsistencyProof)
+}
