@@ -53,6 +53,18 @@ type Event struct {
 	Seq uint64
 }
 
+// Clone returns a deep copy of e: the copy shares no status or map with e.
+func (e *Event) Clone() *Event {
+	c := *e
+	if e.Status != nil {
+		st := *e.Status
+		c.Status = &st
+	}
+	c.RequestParameters = maps.Clone(e.RequestParameters)
+	c.Metadata = maps.Clone(e.Metadata)
+	return &c
+}
+
 // Name returns the resource name of the event.
 func (e *Event) Name() string { return "events/" + e.ID }
 
@@ -139,12 +151,7 @@ func PrepareNewEvent(id string, in NewEvent, receivedAt time.Time, redactPrivate
 	} else {
 		e.Workspace = DeriveWorkspace(e.Resource)
 	}
-	if e.Status != nil {
-		s := *e.Status
-		e.Status = &s
-	}
-	e.RequestParameters = maps.Clone(e.RequestParameters)
-	e.Metadata = maps.Clone(e.Metadata)
+	e = *e.Clone()
 	if err := validateEvent(&e); err != nil {
 		return nil, err
 	}

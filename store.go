@@ -46,6 +46,21 @@ type SearchRequest struct {
 	MaxScan int
 }
 
+// Check validates req as every store must before executing it, and returns
+// the effective work bound (MaxScan, or DefaultMaxScan when zero).
+func (req SearchRequest) Check() (maxScan int, err error) {
+	if req.Query == nil {
+		return 0, Errorf(EInvalid, "search query is missing")
+	}
+	if req.Limit < 1 {
+		return 0, Errorf(EInvalid, "search limit must be at least 1 (got %d)", req.Limit)
+	}
+	if req.MaxScan <= 0 {
+		return DefaultMaxScan, nil
+	}
+	return req.MaxScan, nil
+}
+
 // DefaultMaxScan is the default work bound of one search request. On the
 // embedded store it is about a quarter of a second of scanning.
 const DefaultMaxScan = 1_000_000

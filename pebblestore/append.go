@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -370,7 +369,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	}
 	if prev != nil {
 		if prev.SameContent(e) {
-			r.res[i].Event = cloneEvent(prev)
+			r.res[i].Event = prev.Clone()
 		} else {
 			r.res[i].Err = audittrail.Errorf(audittrail.EConflict, "event_id %s is already used by another event", e.ID)
 		}
@@ -378,7 +377,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	}
 	w.seq++
 	seq := w.seq
-	st := cloneEvent(e)
+	st := e.Clone()
 	st.Seq = seq
 	st.LoginPrincipal = "" // resolved at search time, never stored
 	ns := st.EventTime.UnixNano()
@@ -458,19 +457,6 @@ func (s *Store) eventAt(ns int64, seq uint64) (*audittrail.Event, error) {
 	}
 	defer closer.Close()
 	return decodeRecord(s.dicts.snapshot(), rec, ns, seq)
-}
-
-// cloneEvent copies e deeply, so that the caller's event and the returned
-// ones share nothing mutable.
-func cloneEvent(e *audittrail.Event) *audittrail.Event {
-	c := *e
-	if e.Status != nil {
-		st := *e.Status
-		c.Status = &st
-	}
-	c.RequestParameters = maps.Clone(e.RequestParameters)
-	c.Metadata = maps.Clone(e.Metadata)
-	return &c
 }
 
 // parseCanonicalUUID parses a UUID in its canonical form (36 characters,

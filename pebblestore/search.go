@@ -17,15 +17,9 @@ import (
 // dictionary ids, and only matches are decoded.
 func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audittrail.SearchResult, error) {
 	q := req.Query
-	if q == nil {
-		return nil, audittrail.Errorf(audittrail.EInvalid, "search query is missing")
-	}
-	if req.Limit < 1 {
-		return nil, audittrail.Errorf(audittrail.EInvalid, "search limit must be at least 1 (got %d)", req.Limit)
-	}
-	maxScan := req.MaxScan
-	if maxScan <= 0 {
-		maxScan = audittrail.DefaultMaxScan
+	maxScan, err := req.Check()
+	if err != nil {
+		return nil, err
 	}
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()

@@ -134,7 +134,7 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 		}
 		if prev := stored[id]; prev != nil {
 			if prev.SameContent(e) {
-				res[i].Event = cloneEvent(prev)
+				res[i].Event = prev.Clone()
 			} else {
 				res[i].Err = conflict(e.ID)
 			}
@@ -144,7 +144,7 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 			res[i].Err = conflict(e.ID)
 			continue
 		}
-		st := cloneEvent(e)
+		st := e.Clone()
 		pending[id] = st
 		fresh = append(fresh, st)
 		refs = append(refs, ref{i, st})
@@ -159,7 +159,7 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 		}
 	}
 	for _, r := range refs {
-		res[r.i].Event = cloneEvent(r.st)
+		res[r.i].Event = r.st.Clone()
 	}
 	return res, nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"fmt"
-	"maps"
 	"time"
 	"unicode/utf8"
 
@@ -120,17 +119,4 @@ func checkEvent(e *audittrail.Event) error {
 		}
 	}
 	return nil
-}
-
-// cloneEvent copies e deeply, so that the caller's event and the returned
-// ones share nothing mutable.
-func cloneEvent(e *audittrail.Event) *audittrail.Event {
-	c := *e
-	if e.Status != nil {
-		st := *e.Status
-		c.Status = &st
-	}
-	c.RequestParameters = maps.Clone(e.RequestParameters)
-	c.Metadata = maps.Clone(e.Metadata)
-	return &c
 }

@@ -41,15 +41,9 @@ import (
 // Search implements audittrail.Store.
 func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audittrail.SearchResult, error) {
 	q := req.Query
-	if q == nil {
-		return nil, audittrail.Errorf(audittrail.EInvalid, "search query is missing")
-	}
-	if req.Limit < 1 {
-		return nil, audittrail.Errorf(audittrail.EInvalid, "search limit must be at least 1 (got %d)", req.Limit)
-	}
-	maxScan := req.MaxScan
-	if maxScan <= 0 {
-		maxScan = audittrail.DefaultMaxScan
+	maxScan, err := req.Check()
+	if err != nil {
+		return nil, err
 	}
 	maxScan = min(maxScan, 1<<62) // maxScan+1 must fit a bigint
 	if err := s.enter(); err != nil {
@@ -60,10 +54,7 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 	if !ok {
 		return &audittrail.SearchResult{}, nil
 	}
-	var (
-		res *audittrail.SearchResult
-		err error
-	)
+	var res *audittrail.SearchResult
 	for attempt := 1; attempt <= 2; attempt++ {
 		res, err = s.search(ctx, q, plan, req.Limit, maxScan)
 		if err == nil || ctx.Err() != nil {
