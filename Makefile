@@ -11,6 +11,7 @@ FUZZTIME  ?= 5s
 
 .PHONY: run build test go-test fuzz python-test generate check-generate lint bench clean
 
+
 ## run: start the service on the embedded store in dev mode (data in .data/)
 run: build
 	./$(BIN) serve --dev --data-dir .data
@@ -69,3 +70,7 @@ check-generate: generate
 
 clean:
 	rm -rf bin $(VENV) $(PYVENV)
+
+## bench: the whole benchmark (about an hour on 2 cores); rewrites the figures in BENCHMARKS.md
+bench:
+	$(GO) run ./bench/cmd/auditbench -sizes 1000000,10000000 -out BENCHMARKS.md

@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+)
+
+func TestPct(t *testing.T) {
+	var l Latencies
+	for i := 1; i <= 30; i++ {
+		l = append(l, time.Duration(31-i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 15 * time.Millisecond}, {99, 30 * time.Millisecond}, {100, 30 * time.Millisecond}, {1, time.Millisecond}} {
+		if got := l.Pct(c.p); got != c.want {
+			t.Errorf("Pct(%v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if (Latencies{}).Pct(50) != 0 {
+		t.Error("Pct of no samples is not 0")
+	}
+}
+
+// TestAnalyze checks the oracle against a direct evaluation, and that the
+// parameters are picked as documented.
+func TestAnalyze(t *testing.T) {
+	now := time.Now()
+	d := NewDataset(7, 5000, now)
+	d.Analyze()
+	if d.Stats.Events != 5000 {
+		t.Fatalf("counted %d events", d.Stats.Events)
+	}
+	var events []*audittrail.Event
+	src := d.Source()
+	for {
+		id, ne, ok := src.Next()
+		if !ok {
+			break
+		}
+		events = append(events, d.Prepare(id, ne))
+	}
+	for _, q := range d.Queries {
+		cq, err := q.Filter.Compile(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var newest []string
+		for i := len(events) - 1; i >= 0; i-- {
+			if cq.Match(events[i]) {
+				newest = append(newest, events[i].ID)
+			}
+		}
+		if q.Matches != len(newest) {
+			t.Errorf("%s: oracle counted %d matches, direct evaluation %d", q.Key, q.Matches, len(newest))
+		}
+		if q.Drain {
+			continue
+		}
+		lo, hi := min((q.Page-1)*q.PageSize, len(newest)), min(q.Page*q.PageSize, len(newest))
+		if got, want := strings.Join(q.Expected, ","), strings.Join(newest[lo:hi], ","); got != want {
+			t.Errorf("%s: expected page differs from direct evaluation", q.Key)
+		}
+	}
+	byKey := map[string]*Query{}
+	for _, q := range d.Queries {
+		byKey[q.Key] = q
+	}
+	if byKey["resource-regex-none"].Matches != 0 {
+		t.Errorf("the no-match regex matches %d events", byKey["resource-regex-none"].Matches)
+	}
+	if n := byKey["metadata-rare"].Matches; n != 1 {
+		t.Errorf("the rare metadata query matches %d events, want 1", n)
+	}
+	if byKey["principal-popular"].Matches <= byKey["principal-rare"].Matches {
+		t.Error("the popular principal is not more popular than the rare one")
+	}
+	// Deterministic: the same parameters again.
+	d2 := NewDataset(7, 5000, now)
+	d2.Analyze()
+	for i, q := range d.Queries {
+		if q.Param != d2.Queries[i].Param || q.Matches != d2.Queries[i].Matches {
+			t.Errorf("%s: a second analysis picked %s (%d matches), the first %s (%d)", q.Key, d2.Queries[i].Param, d2.Queries[i].Matches, q.Param, q.Matches)
+		}
+	}
+}
+
+func TestBaselineSQL(t *testing.T) {
+	end := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := &Query{PageSize: 50}
+	q.Filter.Exact[audittrail.FieldPrincipal] = "users/a"
+	q.Filter.Regex[audittrail.FieldAction] = "CREATE$"
+	q.Filter.MetadataExact = map[string]string{"k": "v"}
+	sql, args := BaselineSQL("events", q, 50, &sqlCursor{End: end, Time: end.Add(-time.Hour), ID: "x"})
+	for _, want := range []string{"event_time >= $1", "event_time < $2", "principal = $3", "action ~ $4", "metadata @> $5",
+		"event_time <= $6 AND (event_time < $6 OR id > $7)", "ORDER BY event_time DESC, id LIMIT 50"} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("SQL lacks %q:\n%s", want, sql)
+		}
+	}
+	if len(args) != 7 || args[0] != audittrail.DefaultStartTime || args[1] != end {
+		t.Errorf("args = %v", args)
+	}
+}
+
+func TestTopSymbols(t *testing.T) {
+	report := []byte(`# Samples: 951  of event 'cpu-clock:ppp'
+# Overhead  Symbol
+#
+    12.50%  [.] github.com/audittrail/audittrail/pebblestore.(*Store).Search     -      -
+     3.00%  [k] clear_page_erms
+`)
+	if got, want := topSymbols(report, 8), "12.50% pebblestore.(*Store).Search; 3.00% clear_page_erms (951 samples)"; got != want {
+		t.Errorf("topSymbols = %q, want %q", got, want)
+	}
+}
+
+// TestWriteReport renders a report of a tiny fake run and replaces the
+// generated section of an existing file, keeping the rest.
+func TestWriteReport(t *testing.T) {
+	d := NewDataset(1, 2000, time.Now())
+	d.Analyze()
+	emb := &SystemResult{Key: SysEmbedded, Name: "embedded", Queries: map[string]map[string]*QueryResult{"REST": {}}, Protocols: []string{"REST"},
+		DiskEnd: 500_000, RSSIngest: 100 << 20, RSSSuite: 90 << 20,
+		Ingest: []IngestResult{{Method: "BatchCreateEvents", Batch: 1000, Events: 2000, Producers: 4, Elapsed: time.Second}}}
+	sql := &SystemResult{Key: SysSQL, Name: "sql", Queries: map[string]map[string]*QueryResult{"SQL": {}}, Protocols: []string{"SQL"}}
+	for _, q := range d.Queries {
+		emb.Queries["REST"][q.Key] = &QueryResult{Key: q.Key, Lat: Latencies{time.Millisecond}}
+		sql.Queries["SQL"][q.Key] = &QueryResult{Key: q.Key, Lat: Latencies{30 * time.Millisecond}}
+	}
+	res := &Results{Config: Config{Runs: 1, Seed: 1}, Started: time.Now(), Finished: time.Now(),
+		Sizes: []*SizeResult{{N: 2000, Dataset: d, Systems: []*SystemResult{emb, sql}}}}
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := os.WriteFile(path, []byte("# Title\n\nhand-written\n\n"+BeginMarker+"\nold\n"+EndMarker+"\n\n## Analysis\n\nkept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteReport(path, res); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	for _, want := range []string{"hand-written", "## Analysis\n\nkept", "## Targets", "30.0×", "| met |"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(s, "\nold\n") {
+		t.Error("the old generated section is still there")
+	}
+	// The JSON round trip renders the same report.
+	js := filepath.Join(t.TempDir(), "r.json")
+	if err := SaveResults(js, res); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadResults(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := Markdown(res), Markdown(back); a != b {
+		t.Error("the report of the reloaded results differs")
+	}
+}
