@@ -14,7 +14,17 @@ const (
 	pfxCount = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
 	pfxSeq   = 's' // s + seq(8) → time(8) (log order)
 	pfxPost  = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings)
+
+	// Outside the event index (see tokens.go, tokens_logins.go, log.go).
+	pfxToken      = 't' // API tokens
+	pfxLogin      = 'l' // l + principal → login name
+	pfxTree       = 'r' // r + index(8) → Merkle tree hash at tlog storage index
+	pfxCheckpoint = 'c' // c + size(8) → signed checkpoint
 )
+
+// keyPrefixes lists every prefix, so that a test can prove they are distinct:
+// two kinds of keys sharing a prefix would read each other's records.
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPost, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
 
 const seqLen = 8
 

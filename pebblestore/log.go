@@ -12,14 +12,9 @@ import (
 // Verifiable log storage (audittrail.LogStore; docs/design/verifiable-log.md).
 // Two key prefixes unused by keys.go, and one metadata key:
 //
-//	t + index(8)  → 32-byte tree hash at tlog storage index `index`
+//	r + index(8)  → 32-byte tree hash at tlog storage index `index`
 //	c + size(8)   → signed checkpoint (note text) of the tree of `size` leaves
 //	mtreesize     → tree size (uint64), written in the same batch as its hashes
-const (
-	pfxTree       = 't'
-	pfxCheckpoint = 'c'
-)
-
 var treeSizeKey = []byte("mtreesize")
 
 var _ audittrail.LogStore = (*Store)(nil)

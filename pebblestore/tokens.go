@@ -19,7 +19,7 @@ import (
 // Tokens are few (an operator creates them by hand), so lookups by id scan
 // the range; lookups by digest, done on every authenticated request, are
 // point reads.
-const pfxToken = 't'
+// (prefix: keys.go)
 
 var _ audittrail.TokenStore = (*Store)(nil)
 

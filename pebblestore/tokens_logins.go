@@ -11,7 +11,7 @@ import (
 // Login names (audittrail.LoginNames) live in their own key range:
 //
 //	l + principal → login name
-const pfxLogin = 'l'
+// (prefix: keys.go)
 
 var _ audittrail.LoginNames = (*Store)(nil)
 
