@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -108,8 +111,16 @@ func describeBinary(bin string) string {
 			}
 		}
 	}
-	if rev == "" {
-		return goVer
+	sum := ""
+	if f, err := os.Open(bin); err == nil {
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil {
+			sum = fmt.Sprintf(", sha256 %x", h.Sum(nil)[:6])
+		}
+		f.Close()
 	}
-	return goVer + ", commit " + rev + modified
+	if rev == "" {
+		return goVer + sum
+	}
+	return goVer + ", commit " + rev + modified + sum
 }

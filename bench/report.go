@@ -21,17 +21,54 @@ func SaveResults(path string, res *Results) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// LoadResults reads results written by SaveResults.
-func LoadResults(path string) (*Results, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+// LoadResults reads results written by SaveResults. Several files are
+// merged into one report: their sizes in increasing order (a size in more
+// than one file: the last wins), notes and mismatches together, the span of
+// their dates; the report says that it was assembled.
+func LoadResults(paths ...string) (*Results, error) {
+	var out *Results
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		var res Results
+		if err := json.Unmarshal(b, &res); err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		if len(res.Parts) == 0 { // written before Parts existed
+			var sizes []string
+			for _, z := range res.Sizes {
+				sizes = append(sizes, sizeLabel(z.N))
+			}
+			res.Parts = []string{fmt.Sprintf("`%s` at %s (%s)", res.Config.Command, res.Started.UTC().Format("15:04 MST"), strings.Join(sizes, ", "))}
+		}
+		if out == nil {
+			out = &res
+			continue
+		}
+		out.Notes = append(out.Notes, res.Notes...)
+		out.Mismatches = append(out.Mismatches, res.Mismatches...)
+		for _, z := range res.Sizes {
+			out.Sizes = slices.DeleteFunc(out.Sizes, func(o *SizeResult) bool { return o.N == z.N })
+			out.Sizes = append(out.Sizes, z)
+		}
+		slices.SortFunc(out.Sizes, func(a, b *SizeResult) int { return a.N - b.N })
+		if res.Started.Before(out.Started) {
+			out.Started = res.Started
+		}
+		if res.Finished.After(out.Finished) {
+			out.Finished, out.LoadAfter = res.Finished, res.LoadAfter
+		}
+		if out.Machine.ServerBinary != res.Machine.ServerBinary {
+			out.Machine.ServerBinary += "; " + res.Machine.ServerBinary
+		}
+		out.Parts = append(out.Parts, res.Parts...)
 	}
-	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+	if out != nil && len(paths) > 1 {
+		out.Notes = append(out.Notes, fmt.Sprintf("this report is assembled from %d runs of the benchmark: %s", len(out.Parts), strings.Join(out.Parts, "; ")))
 	}
-	return &res, nil
+	return out, nil
 }
 
 // Markers of the generated part of BENCHMARKS.md. Everything between them is
@@ -95,8 +132,13 @@ func writeRun(b *strings.Builder, res *Results) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## Run\n\n")
 	w("| | |\n| --- | --- |\n")
-	w("| Date | %s (took %s) |\n", res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Finished.Sub(res.Started).Round(time.Second))
-	w("| Command | `%s` |\n", res.Config.Command)
+	if len(res.Parts) > 1 {
+		w("| Date | %s to %s |\n", res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Finished.UTC().Format("2006-01-02 15:04 MST"))
+		w("| Commands | %s |\n", strings.Join(res.Parts, "<br>"))
+	} else {
+		w("| Date | %s (took %s) |\n", res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Finished.Sub(res.Started).Round(time.Second))
+		w("| Command | `%s` |\n", res.Config.Command)
+	}
 	w("| CPU | %s, %d cores%s |\n", m.CPUModel, m.Cores, cond(m.Hypervisor != "", " (virtual machine, "+m.Hypervisor+")", ""))
 	w("| Memory | %s |\n", m.Memory)
 	w("| Kernel / OS | Linux %s, %s |\n", m.Kernel, m.OS)

@@ -50,6 +50,9 @@ type Results struct {
 	Notes      []string
 	Mismatches []string
 	ProfileDir string
+	// Parts describes the runs a merged report is made of (see
+	// LoadResults): "`command` at date, sizes, took".
+	Parts []string
 }
 
 // SizeResult is the run of one dataset size.
@@ -253,6 +256,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res.Finished = time.Now()
 	res.LoadAfter = loadavg()
+	var sizes []string
+	for _, z := range res.Sizes {
+		sizes = append(sizes, sizeLabel(z.N))
+	}
+	res.Parts = []string{fmt.Sprintf("`%s` at %s (%s; took %s)", cfg.Command, res.Started.UTC().Format("15:04 MST"),
+		strings.Join(sizes, ", "), res.Finished.Sub(res.Started).Round(time.Second))}
 	return res, nil
 }
 

@@ -85,10 +85,10 @@ func main() {
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory and the databases")
 	var jsonOut, render string
 	flag.StringVar(&jsonOut, "json", "", "also write the raw results to this JSON `file`")
-	flag.StringVar(&render, "render", "", "do not run: render the results of an earlier run (a -json `file`) into -out")
+	flag.StringVar(&render, "render", "", "do not run: render the results of earlier runs (comma-separated -json `files`, merged by size) into -out")
 	flag.Parse()
 	if render != "" {
-		res, err := bench.LoadResults(render)
+		res, err := bench.LoadResults(strings.Split(render, ",")...)
 		if err == nil {
 			if out == "" {
 				fmt.Print(bench.Markdown(res))
@@ -121,8 +121,16 @@ func main() {
 	}
 	cfg.ModuleDir = mod
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "auditbench: received %v: stopping (a second signal ends the process at once)\n", s)
+		cancel()
+		signal.Stop(sigs)
+	}()
 	res, err := bench.Run(ctx, cfg)
 	if res != nil && jsonOut != "" {
 		if werr := bench.SaveResults(jsonOut, res); werr != nil {
