@@ -621,7 +621,8 @@ func writeQueries(b *strings.Builder, res *Results, z *SizeResult) {
 	w("Store search and append: the server's own metrics (`audittrail_store_search_duration_seconds`,\n")
 	w("`audittrail_store_append_duration_seconds`) over the timed REST runs, per run: the time inside the store, and the\n")
 	w("durable writes the store's metrics saw meanwhile (the self-audit event of each search, when the server routes it\n")
-	w("through the instrumented store; \"–\": none seen). The rest of a run is transport, encoding, self-audit and the client.\n\n")
+	w("through the instrumented store; \"–\": none seen), and the Go garbage collections of the server per run. The rest of\n")
+	w("a run is transport, encoding, self-audit and the client.\n\n")
 	w("CPU per run: CPU time of the server process (PostgreSQL: the postmaster and its backends) and of the benchmark\n")
 	w("client over the timed runs, divided by the runs; REST for the servers.\n\n")
 	w("| Query | Class | Parameter | First run ms: embedded REST / SQL / PG store REST | Requests per run: embedded / PG store | Embedded: store search / appends ms per run | Embedded REST: server / client CPU ms per run | SQL: server / client CPU ms per run | PG store: store search / appends ms per run | PG store REST: server / client CPU ms per run |\n")
@@ -652,10 +653,14 @@ func writeQueries(b *strings.Builder, res *Results, z *SizeResult) {
 			if !ok {
 				return "–"
 			}
-			if r.Store.Appends == 0 {
-				return ms(s) + " / –"
+			gc := ""
+			if r.Store.GCs > 0 {
+				gc = fmt.Sprintf(" (%.2f GCs)", r.Store.GCs/float64(len(r.Lat)))
 			}
-			return ms(s) + " / " + ms(a)
+			if r.Store.Appends == 0 {
+				return ms(s) + " / –" + gc
+			}
+			return ms(s) + " / " + ms(a) + gc
 		}
 		cpu := func(r *QueryResult) string {
 			if r == nil || len(r.Lat) == 0 {

@@ -46,11 +46,12 @@ var storeFlag = regexp.MustCompile(`(?m)^\s+--?store\b`)
 type StoreTimes struct {
 	SearchSeconds, Searches float64 // Store.Search calls (one page each)
 	AppendSeconds, Appends  float64 // Store.Append calls (including the self-audit event of each search)
+	GCs                     float64 // Go garbage collections of the server
 }
 
 // Sub returns the difference t - o.
 func (t StoreTimes) Sub(o StoreTimes) StoreTimes {
-	return StoreTimes{t.SearchSeconds - o.SearchSeconds, t.Searches - o.Searches, t.AppendSeconds - o.AppendSeconds, t.Appends - o.Appends}
+	return StoreTimes{t.SearchSeconds - o.SearchSeconds, t.Searches - o.Searches, t.AppendSeconds - o.AppendSeconds, t.Appends - o.Appends, t.GCs - o.GCs}
 }
 
 // StoreTimes reads the store histograms.
@@ -95,6 +96,8 @@ func (s *Server) StoreTimes(ctx context.Context) (StoreTimes, error) {
 			t.AppendSeconds += v
 		case "audittrail_store_append_duration_seconds_count":
 			t.Appends += v
+		case "go_gc_duration_seconds_count":
+			t.GCs += v
 		}
 	}
 	return t, sc.Err()

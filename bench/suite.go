@@ -188,8 +188,9 @@ func (r *QueryResult) storeNote() string {
 	if !ok {
 		return ""
 	}
+	gc := float64(r.Store.GCs) / float64(len(r.Lat))
 	if r.Store.Appends == 0 {
-		return fmt.Sprintf("  store search %s ms per run", ms(s))
+		return fmt.Sprintf("  store search %s ms, %.2f GCs per run", ms(s), gc)
 	}
-	return fmt.Sprintf("  store search %s ms, store appends %s ms per run", ms(s), ms(a))
+	return fmt.Sprintf("  store search %s ms, store appends %s ms, %.2f GCs per run", ms(s), ms(a), gc)
 }
