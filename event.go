@@ -112,6 +112,11 @@ const (
 var (
 	MinEventTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
 	MaxEventTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+	// MaxReceiveTime bounds the receive times a store accepts. The server
+	// sets them from its clock; the bound (a little before the end of
+	// 64-bit Unix nanoseconds) leaves room for raising them one
+	// nanosecond per event (Store.Append).
+	MaxReceiveTime = time.Date(2262, 4, 1, 0, 0, 0, 0, time.UTC)
 )
 
 var workspaceRE = regexp.MustCompile(`^workspaces/[^/]+$`)

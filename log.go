@@ -8,7 +8,7 @@ import "context"
 // signed checkpoints. Hashes are RFC 6962 SHA-256 hashes stored at tlog
 // storage indexes (docs/design/merkle.md, "Tree storage layout").
 //
-// Only pebblestore implements it today.
+// Both stores implement it (pebblestore/log.go, postgres/log.go).
 type LogStore interface {
 	// LastSeq is the highest committed sequence number (0 when empty).
 	LastSeq() uint64

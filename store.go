@@ -14,7 +14,12 @@ type Store interface {
 	// number or, when its ID is already stored, resolves as a retry: the
 	// stored event when the content is the same (Event.SameContent), an
 	// EConflict error otherwise. An ID repeated within one call behaves as
-	// if the copies came in sequence. Append returns only once the stored
+	// if the copies came in sequence. A new event's ReceiveTime (required,
+	// in [MinEventTime, MaxReceiveTime)) is raised to one nanosecond after
+	// that of the event before it in sequence order when it is not later
+	// already, so receive times strictly increase with seq: the verifiable
+	// log's checkpoint horizons rely on it (docs/design/merkle.md, "Window
+	// evidence"). Append returns only once the stored
 	// events are on stable storage and visible to Search. A non-nil error
 	// means nothing of the call was stored.
 	Append(ctx context.Context, events []*Event) ([]AppendResult, error)

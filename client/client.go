@@ -19,6 +19,11 @@
 // Calls that fail because the server is unreachable or overloaded
 // (UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry delay) are retried with
 // exponential backoff and jitter; see WithRetry.
+//
+// When the server keeps a verifiable log, SearchEventsWithProofs and
+// CreateEventWithReceipt also return Proofs of the events' inclusion in a
+// signed checkpoint, which Proofs.Verify checks with the log's public key
+// alone (docs/design/verifiable-log.md).
 package client
 
 import (
@@ -46,6 +51,7 @@ import (
 type Client struct {
 	conn  *grpc.ClientConn
 	rpc   pb.EventServiceClient
+	log   pb.LogServiceClient
 	retry retryPolicy
 }
 
@@ -151,7 +157,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, audittrail.Errorf(audittrail.EInvalid, "server address %q: %v", addr, err)
 	}
-	return &Client{conn: conn, rpc: pb.NewEventServiceClient(conn), retry: cfg.retry}, nil
+	return &Client{conn: conn, rpc: pb.NewEventServiceClient(conn), log: pb.NewLogServiceClient(conn), retry: cfg.retry}, nil
 }
 
 // Close closes the connection. Calls in flight fail.
@@ -194,7 +200,12 @@ func (c *Client) CreateEvent(ctx context.Context, id string, e audittrail.NewEve
 // others are stored; the error is for the call as a whole. A retried batch
 // is safe for the same reason as a retried CreateEvent.
 func (c *Client) BatchCreateEvents(ctx context.Context, reqs []audittrail.CreateRequest) (*audittrail.BatchResult, error) {
-	req := &pb.BatchCreateEventsRequest{Requests: make([]*pb.CreateEventRequest, len(reqs))}
+	res, _, err := c.batchCreate(ctx, reqs, false)
+	return res, err
+}
+
+func (c *Client) batchCreate(ctx context.Context, reqs []audittrail.CreateRequest, receipts bool) (*audittrail.BatchResult, *Proofs, error) {
+	req := &pb.BatchCreateEventsRequest{Requests: make([]*pb.CreateEventRequest, len(reqs)), IncludeReceipts: receipts}
 	for i := range reqs {
 		req.Requests[i] = &pb.CreateEventRequest{EventId: reqs[i].EventID, Event: wire.NewEventToProto(&reqs[i].Event)}
 	}
@@ -204,20 +215,27 @@ func (c *Client) BatchCreateEvents(ctx context.Context, reqs []audittrail.Create
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := &audittrail.BatchResult{Events: make([]*audittrail.Event, 0, len(resp.GetEvents())), Failed: map[int]*audittrail.Error{}}
 	for _, p := range resp.GetEvents() {
 		e, err := eventFromProto(p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out.Events = append(out.Events, e)
 	}
 	for i, s := range resp.GetFailedRequests() {
 		out.Failed[int(i)] = &audittrail.Error{Code: wire.DomainCode(codeOf(s.GetCode())), Message: s.GetMessage()}
 	}
-	return out, nil
+	if !receipts {
+		return out, nil, nil
+	}
+	p, err := proofsFromProto(resp.GetReceipts())
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, p, nil
 }
 
 // SearchEvents returns one page of the events matching req.Filter, newest
@@ -226,13 +244,19 @@ func (c *Client) BatchCreateEvents(ctx context.Context, reqs []audittrail.Create
 // fewer events than asked for, even none, while a token is returned: the
 // server bounds the work of one request. Events pages through all of it.
 func (c *Client) SearchEvents(ctx context.Context, req audittrail.SearchEventsRequest) (*audittrail.SearchEventsResponse, error) {
+	res, _, err := c.search(ctx, req, false)
+	return res, err
+}
+
+func (c *Client) search(ctx context.Context, req audittrail.SearchEventsRequest, proofs bool) (*audittrail.SearchEventsResponse, *Proofs, error) {
 	if req.PageSize < 0 || req.PageSize > 1<<31-1 {
-		return nil, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", req.PageSize)
+		return nil, nil, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", req.PageSize)
 	}
 	preq := &pb.SearchEventsRequest{
-		Filter:    wire.FilterToProto(&req.Filter),
-		PageSize:  int32(req.PageSize),
-		PageToken: req.PageToken,
+		Filter:        wire.FilterToProto(&req.Filter),
+		PageSize:      int32(req.PageSize),
+		PageToken:     req.PageToken,
+		IncludeProofs: proofs,
 	}
 	var resp *pb.SearchEventsResponse
 	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
@@ -240,7 +264,7 @@ func (c *Client) SearchEvents(ctx context.Context, req audittrail.SearchEventsRe
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := &audittrail.SearchEventsResponse{
 		Events:        make([]*audittrail.Event, 0, len(resp.GetEvents())),
@@ -250,11 +274,18 @@ func (c *Client) SearchEvents(ctx context.Context, req audittrail.SearchEventsRe
 	for _, p := range resp.GetEvents() {
 		e, err := eventFromProto(p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out.Events = append(out.Events, e)
 	}
-	return out, nil
+	if !proofs {
+		return out, nil, nil
+	}
+	p, err := proofsFromProto(resp.GetProofs())
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, p, nil
 }
 
 // Events returns every event matching filter, newest first, fetching pages

@@ -11,6 +11,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/server"
 )
@@ -71,10 +72,12 @@ func Example() {
 }
 
 // exampleServer is an audit trail server running in process on free
-// loopback ports, with an embedded store in a temporary directory.
+// loopback ports, with an embedded store in a temporary directory and its
+// verifiable log.
 type exampleServer struct {
 	publicAddr, internalAddr   string
 	readerToken, producerToken string
+	verifierKey                string // the log's public key, as in log-verification.key
 	stop                       func()
 }
 
@@ -92,7 +95,19 @@ func startExampleServer() *exampleServer {
 	svc := &audittrail.Service{Store: store, PageTokenKey: make([]byte, audittrail.PageTokenKeySize)}
 	rand.Read(svc.PageTokenKey)
 	s := &exampleServer{readerToken: rand.Text(), producerToken: rand.Text()}
-	srv, err := server.New(server.Config{Service: svc, Authenticator: server.NewStaticTokens(s.readerToken, s.producerToken), Logger: quiet})
+	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
+	if err != nil {
+		panic(err)
+	}
+	log, err := logsign.New(ctx, logsign.Config{Store: store, Signer: signer, VerifierKey: vkey, Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	logCtx, stopLog := context.WithCancel(ctx)
+	logDone := make(chan struct{})
+	go func() { log.Run(logCtx); close(logDone) }()
+	s.verifierKey = vkey
+	srv, err := server.New(server.Config{Service: svc, Authenticator: server.NewStaticTokens(s.readerToken, s.producerToken), Logger: quiet, Log: log})
 	if err != nil {
 		panic(err)
 	}
@@ -108,6 +123,8 @@ func startExampleServer() *exampleServer {
 	s.publicAddr, s.internalAddr = public.Addr().String(), internal.Addr().String()
 	s.stop = func() {
 		srv.Shutdown(ctx)
+		stopLog()
+		<-logDone
 		store.Close()
 		os.RemoveAll(dir)
 	}

@@ -3,16 +3,82 @@ package logsign
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/merkle"
+	"golang.org/x/mod/sumdb/tlog"
 )
+
+// StoreReport is the outcome of AuditStore: the audit of the log's leaves
+// against the signed checkpoints (merkle.AuditReport), and how the events
+// that searches show compare with those leaves.
+type StoreReport struct {
+	*merkle.AuditReport
+	// Covered is the largest checked checkpoint's size: leaves from index
+	// Covered on are signed by no stored checkpoint yet. With the server
+	// stopped after a clean shutdown there are none; after a crash, or
+	// with replicas running, the last second's may be.
+	Covered uint64
+	// Searched is set when the store could be searched (audittrail.Store):
+	// every event a search shows must be the log's leaf at its seq, and
+	// every leaf must show.
+	Searched bool
+	// NotInLog lists events that searches show but that are not the log's
+	// leaf at their seq (at most 100; NotInLogCount has the total): an
+	// event written to storage around the log, or a changed copy.
+	NotInLog      []SearchedEvent
+	NotInLogCount int
+	// Unsearchable lists leaves (indexes) that no search shows (at most
+	// 100; UnsearchableCount has the total).
+	Unsearchable      []uint64
+	UnsearchableCount int
+}
+
+// SearchedEvent names an event as a search showed it.
+type SearchedEvent struct {
+	ID  string
+	Seq uint64
+}
+
+const maxFindings = 100
+
+// OK reports whether the audit found nothing wrong. Leaves not yet covered
+// by a checkpoint are not wrong.
+func (r *StoreReport) OK() bool {
+	return r.AuditReport.OK() && r.NotInLogCount == 0 && r.UnsearchableCount == 0
+}
+
+// LeafError is an audit that could not read a leaf's event from the store:
+// it was deleted (or its partition dropped), or cannot be decoded. When a
+// stored checkpoint covers the leaf and the store's hashes prove what it
+// was, Signed is that checkpoint and LeafHash the signed leaf hash.
+type LeafError struct {
+	Leaf     uint64 // index; the event's seq is Leaf+1
+	Err      error
+	Signed   *merkle.Checkpoint
+	LeafHash tlog.Hash
+}
+
+func (e *LeafError) Error() string {
+	msg := fmt.Sprintf("leaf %d (seq %d) cannot be read from the store: %v", e.Leaf, e.Leaf+1, e.Err)
+	if e.Signed != nil {
+		msg += fmt.Sprintf("; the signed checkpoint of size %d includes it with leaf hash %s", e.Signed.Size, merkle.HashString(e.LeafHash))
+	}
+	return msg
+}
+
+func (e *LeafError) Unwrap() error { return e.Err }
 
 // AuditStore recomputes the whole tree from the store's events and compares
 // it with every stored signed checkpoint (merkle.Auditor), using the
 // store's own hashes to pinpoint the first divergent leaf. Checkpoints that
-// do not verify with verifierKey are an error.
-func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string) (*merkle.AuditReport, error) {
+// do not verify with verifierKey are an error, and so is a leaf whose event
+// cannot be read (a *LeafError). When the store can search, it also checks
+// that searches show exactly the log's leaves. The checkpoints are read
+// before the events, so the audit of a store that replicas keep appending
+// to is consistent too.
+func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string) (*StoreReport, error) {
 	v, err := merkle.NewVerifier([]byte(verifierKey))
 	if err != nil {
 		return nil, err
@@ -29,16 +95,19 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 		}
 		cps = append(cps, c)
 	}
-	a, err := merkle.NewAuditor(cps, nil)
+	tree := &merkle.MemStore{}
+	a, err := merkle.NewAuditor(cps, tree)
 	if err != nil {
 		return nil, err
 	}
+	l := &Log{cfg: Config{Store: st}}
 	last := st.LastSeq()
 	const batch = 10000
 	for from := uint64(1); from <= last; from += batch {
-		evs, err := st.EventsBySeq(ctx, from, min(last, from+batch-1))
+		to := min(last, from+batch-1)
+		evs, err := st.EventsBySeq(ctx, from, to)
 		if err != nil {
-			return nil, err
+			return nil, l.leafError(ctx, from, to, cps, err)
 		}
 		for _, e := range evs {
 			if err := a.Add(e); err != nil {
@@ -46,6 +115,110 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 			}
 		}
 	}
-	l := &Log{cfg: Config{Store: st}}
-	return a.Finish(l.hashReader())
+	rep, err := a.Finish(l.hashReader())
+	if err != nil {
+		return nil, err
+	}
+	r := &StoreReport{AuditReport: rep}
+	for _, c := range cps {
+		if c.Size <= rep.Leaves {
+			r.Covered = max(r.Covered, c.Size)
+		}
+	}
+	if s, ok := st.(audittrail.Store); ok {
+		if err := r.checkSearch(ctx, st, s, tree); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// leafError narrows a failed read of [from, to] to its first unreadable
+// seq (reads of [from, k] fail from some k on) and, when a checkpoint
+// covers it, proves from the store's hashes what was signed there.
+func (l *Log) leafError(ctx context.Context, from, to uint64, cps []*merkle.Checkpoint, err error) error {
+	lo, hi := from, to // the read of [from, hi] fails; of [from, lo-1] succeeds
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if _, e := l.cfg.Store.EventsBySeq(ctx, from, mid); e != nil {
+			hi, err = mid, e
+		} else {
+			lo = mid + 1
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if _, e := l.cfg.Store.EventsBySeq(ctx, hi, hi); e != nil {
+		err = e
+	}
+	le := &LeafError{Leaf: hi - 1, Err: err}
+	for _, c := range cps {
+		if c.Size <= le.Leaf {
+			continue
+		}
+		hs, err := l.hashReader().ReadHashes([]int64{tlog.StoredHashIndex(0, int64(le.Leaf))})
+		if err != nil {
+			break
+		}
+		p, err := merkle.InclusionProof(l.hashReader(), le.Leaf, c.Size)
+		if err == nil && merkle.VerifyInclusion(c, le.Leaf, hs[0], p) == nil {
+			le.Signed, le.LeafHash = c, hs[0]
+		}
+		break
+	}
+	return le
+}
+
+// checkSearch searches every event and compares each with the recomputed
+// leaf at its seq. An event numbered after the audited leaves is skipped if
+// the log has it by now (a store that replicas keep appending to), and
+// reported otherwise.
+func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, st audittrail.Store, tree *merkle.MemStore) error {
+	r.Searched = true
+	start, end := audittrail.MinEventTime, audittrail.MaxEventTime
+	f := audittrail.Filter{StartTime: &start, EndTime: &end}
+	q, err := f.Compile(time.Now())
+	if err != nil {
+		return err
+	}
+	seen := make([]bool, r.Leaves)
+	var after *audittrail.Cursor
+	for {
+		res, err := st.Search(ctx, audittrail.SearchRequest{Query: q, After: after, Limit: audittrail.MaxPageSize})
+		if err != nil {
+			return fmt.Errorf("searching the store: %w", err)
+		}
+		for _, e := range res.Events {
+			if e.Seq > r.Leaves && e.Seq <= ls.LastSeq() {
+				continue // appended since the audit read the log: audited next time
+			}
+			if e.Seq == 0 || e.Seq > r.Leaves || seen[e.Seq-1] || !r.isLeaf(tree, e) {
+				r.NotInLogCount++
+				if len(r.NotInLog) < maxFindings {
+					r.NotInLog = append(r.NotInLog, SearchedEvent{ID: e.ID, Seq: e.Seq})
+				}
+				continue
+			}
+			seen[e.Seq-1] = true
+		}
+		if res.Next == nil {
+			break
+		}
+		after = res.Next
+	}
+	for i, ok := range seen {
+		if !ok {
+			r.UnsearchableCount++
+			if len(r.Unsearchable) < maxFindings {
+				r.Unsearchable = append(r.Unsearchable, uint64(i))
+			}
+		}
+	}
+	return nil
+}
+
+func (r *StoreReport) isLeaf(tree *merkle.MemStore, e *audittrail.Event) bool {
+	hs, err := tree.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(e.Seq-1))})
+	return err == nil && hs[0] == merkle.LeafHash(e)
 }

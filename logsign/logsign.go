@@ -2,7 +2,8 @@
 // docs/design/verifiable-log.md): it integrates committed events into the
 // Merkle tree of package merkle, stores the tree's hashes through an
 // audittrail.LogStore, signs checkpoints with the log's Ed25519 note key,
-// and serves proofs.
+// and serves proofs. When replicas share the store (SharedStore), one of
+// them integrates and signs and the others serve what it stores.
 package logsign
 
 import (
@@ -38,27 +39,38 @@ const DefaultOrigin = "audittrail/log"
 // <dir>/log-verification.key (mode 0644) and returns the signer and the
 // public key text.
 func LoadOrCreateKey(dir, origin string) (note.Signer, string, error) {
+	s, vkey, err := LoadOrCreateKeyFile(filepath.Join(dir, SigningKeyFile), origin, true)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := WriteVerifierKey(filepath.Join(dir, VerificationKeyFile), vkey); err != nil {
+		return nil, "", err
+	}
+	return s, vkey, nil
+}
+
+// LoadOrCreateKeyFile reads the signing key file at path or, when there is
+// none and create is set, creates it (mode 0600, never overwriting one made
+// concurrently) with a new Ed25519 key named origin. It returns the signer
+// and the public key text. Without create, a missing file is an error
+// wrapping fs.ErrNotExist.
+func LoadOrCreateKeyFile(path, origin string, create bool) (note.Signer, string, error) {
 	if origin == "" {
 		origin = DefaultOrigin
 	}
-	skPath := filepath.Join(dir, SigningKeyFile)
-	vkPath := filepath.Join(dir, VerificationKeyFile)
-	text, err := os.ReadFile(skPath)
-	if errors.Is(err, os.ErrNotExist) {
+	text, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && create {
 		skey, vkey, err := merkle.GenerateKey(rand.Reader, origin)
 		if err != nil {
 			return nil, "", err
 		}
-		f, err := os.OpenFile(skPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return nil, "", fmt.Errorf("logsign: create signing key: %w", err)
 		}
 		_, werr := f.WriteString(skey + "\n")
 		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 			return nil, "", fmt.Errorf("logsign: write signing key: %w", err)
-		}
-		if err := os.WriteFile(vkPath, []byte(vkey+"\n"), 0o644); err != nil {
-			return nil, "", fmt.Errorf("logsign: write verification key: %w", err)
 		}
 		s, err := merkle.NewSigner([]byte(skey))
 		return s, vkey, err
@@ -73,12 +85,19 @@ func LoadOrCreateKey(dir, origin string) (note.Signer, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if old, err := os.ReadFile(vkPath); err != nil || string(old) != vkey+"\n" {
-		if err := os.WriteFile(vkPath, []byte(vkey+"\n"), 0o644); err != nil {
-			return nil, "", fmt.Errorf("logsign: write verification key: %w", err)
-		}
-	}
 	return s, vkey, nil
+}
+
+// WriteVerifierKey writes the public key text vkey to path (mode 0644),
+// unless the file holds it already.
+func WriteVerifierKey(path, vkey string) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == vkey+"\n" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(vkey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("logsign: write verification key: %w", err)
+	}
+	return nil
 }
 
 // publicKey derives the verifier key text from the private key text
@@ -99,9 +118,13 @@ func publicKey(skey string) (string, error) {
 
 // Config configures a Log.
 type Config struct {
-	Store  audittrail.LogStore
+	Store audittrail.LogStore
+	// Signer signs checkpoints. It may be nil only when Store is a
+	// SharedStore: the Log then serves what other replicas sign.
 	Signer note.Signer
 	// VerifierKey is the signer's public key text (from LoadOrCreateKey).
+	// With a SharedStore, the key recorded in the store wins (see
+	// SharedStore.BindVerifierKey).
 	VerifierKey string
 	// Interval between integrations; 0 means 200 ms.
 	Interval time.Duration
@@ -126,6 +149,14 @@ type Log struct {
 
 	verifier note.Verifier
 
+	// shared is Store when several replicas share it (shared.go). leading
+	// is set while this replica is the leader, synced once it has loaded
+	// the stored state since (both guarded by mu).
+	shared  SharedStore
+	leading bool
+	synced  bool
+	errLog  errThrottle // Run's error log
+
 	cpMu   sync.RWMutex
 	latest []byte             // latest signed checkpoint
 	cp     *merkle.Checkpoint // its parsed form
@@ -134,7 +165,8 @@ type Log struct {
 // New opens the log over its store, loading the tree size and the latest
 // stored checkpoint.
 func New(ctx context.Context, cfg Config) (*Log, error) {
-	if cfg.Store == nil || cfg.Signer == nil {
+	shared, _ := cfg.Store.(SharedStore)
+	if cfg.Store == nil || (cfg.Signer == nil && shared == nil) {
 		return nil, errors.New("logsign: Store and Signer are required")
 	}
 	if cfg.Interval <= 0 {
@@ -153,6 +185,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.Now = time.Now
 	}
 	l := &Log{cfg: cfg}
+	if shared != nil {
+		if err := l.openShared(ctx, shared); err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
 	size, err := cfg.Store.TreeSize()
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package logsign
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,8 +17,8 @@ func (l *Log) Run(ctx context.Context) {
 	t := time.NewTicker(l.cfg.Interval)
 	defer t.Stop()
 	for {
-		if err := l.Step(ctx); err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Error("verifiable log: integration failed", "err", err)
+		if err := l.tick(ctx); err != nil && ctx.Err() == nil {
+			l.errLog.log(ctx, l.cfg.Logger, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -25,6 +26,23 @@ func (l *Log) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// tick is one round of Run. With a SharedStore, the leader steps and the
+// other replicas refresh what they serve from the store.
+func (l *Log) tick(ctx context.Context) error {
+	if l.shared == nil {
+		return l.Step(ctx)
+	}
+	ok, err := l.lead(ctx)
+	if err != nil || !ok {
+		return errors.Join(err, l.refresh(ctx))
+	}
+	if err := l.Step(ctx); err != nil {
+		l.unsync()
+		return err
+	}
+	return nil
 }
 
 // Step integrates the committed events not yet in the tree (up to
@@ -35,8 +53,26 @@ func (l *Log) Step(ctx context.Context) error {
 }
 
 // Flush integrates every committed event and signs a checkpoint of them
-// now (used on shutdown and in tests).
+// now (used on shutdown and in tests). With a SharedStore, only the leader
+// does; another replica only refreshes what it serves.
 func (l *Log) Flush(ctx context.Context) error {
+	if l.shared != nil {
+		ok, err := l.lead(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return l.refresh(ctx)
+		}
+	}
+	err := l.flush(ctx)
+	if err != nil && l.shared != nil {
+		l.unsync()
+	}
+	return err
+}
+
+func (l *Log) flush(ctx context.Context) error {
 	for l.cfg.Store.LastSeq() > l.treeSize() {
 		if err := l.step(ctx, false); err != nil {
 			return err
@@ -88,6 +124,9 @@ func (l *Log) hashReader() tlog.HashReader {
 }
 
 func (l *Log) step(ctx context.Context, forceSign bool) error {
+	if l.cfg.Signer == nil {
+		return errors.New("logsign: this replica has no signing key: it does not integrate")
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.cfg.Store
@@ -212,6 +251,7 @@ func (l *Log) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error) {
 	if treeSize == 0 {
 		treeSize = l.signedSize()
 	}
+	l.catchUp(treeSize)
 	if treeSize > l.treeSize() {
 		return nil, fmt.Errorf("logsign: tree size %d is not integrated yet", treeSize)
 	}
@@ -224,6 +264,7 @@ func (l *Log) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error) {
 // ConsistencyProof proves the tree of first leaves a prefix of the tree of
 // second leaves.
 func (l *Log) ConsistencyProof(first, second uint64) (*merkle.Consistency, error) {
+	l.catchUp(second)
 	if first > second || second > l.treeSize() {
 		return nil, fmt.Errorf("logsign: no consistency proof from %d to %d (tree size %d)", first, second, l.treeSize())
 	}

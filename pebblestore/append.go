@@ -79,6 +79,9 @@ func checkEvent(e *audittrail.Event) (uuid.UUID, error) {
 	if e.EventTime.Before(audittrail.MinEventTime) || !e.EventTime.Before(audittrail.MaxEventTime) {
 		return id, audittrail.Errorf(audittrail.EInvalid, "event.event_time is out of range")
 	}
+	if e.ReceiveTime.Before(audittrail.MinEventTime) || !e.ReceiveTime.Before(audittrail.MaxReceiveTime) {
+		return id, audittrail.Errorf(audittrail.EInvalid, "event.receive_time is missing or out of range")
+	}
 	return id, nil
 }
 
@@ -100,7 +103,7 @@ func (s *Store) writer() {
 	toCommit := make(chan *group)
 	committed := make(chan struct{})
 	go s.committer(toCommit, committed)
-	w := &groupWriter{s: s, found: map[uuid.UUID]idLoc{}, seq: s.lastSeq.Load()}
+	w := &groupWriter{s: s, found: map[uuid.UUID]idLoc{}, seq: s.lastSeq.Load(), receive: s.lastReceive}
 	groups := [2]*group{newGroup(), newGroup()}
 	var prev *group // the group handed over last: maybe not committed yet
 	for n := 0; ; n++ {
@@ -161,9 +164,18 @@ func (g *group) reset() {
 
 // groupWriter is the preparer's state.
 type groupWriter struct {
-	s     *Store
-	seq   uint64              // the last seq assigned
-	found map[uuid.UUID]idLoc // ids of the group already stored
+	s   *Store
+	seq uint64 // the last seq assigned
+	// receive is the receive time (Unix ns) given to the event of seq.
+	// Each new event's receive time is raised to at least receive+1, so
+	// receive times strictly increase with seq: a checkpoint's horizon
+	// (its last leaf's receive time + 1 ns) then separates exactly the
+	// events of its tree from every later one (docs/design/merkle.md,
+	// "Window evidence"). The wall clock going backwards, or producers'
+	// requests overtaking each other in the queue, move a receive time
+	// forward by nanoseconds, never backwards.
+	receive int64
+	found   map[uuid.UUID]idLoc // ids of the group already stored
 	// published is set when the group changed the in-memory dictionaries
 	// (a new value, a frozen flag); the group must then commit or the
 	// store must stop, or a later group would store ids after a gap.
@@ -199,7 +211,7 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 	if g.err = s.failure(); g.err != nil {
 		return
 	}
-	first := w.seq
+	first, firstReceive := w.seq, w.receive
 	w.published = false
 	g.err = w.lookupIDs(g.live)
 	for _, r := range g.live {
@@ -218,7 +230,7 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 		g.err = g.buf.writeTo(g.batch)
 	}
 	if g.err != nil {
-		w.seq = first
+		w.seq, w.receive = first, firstReceive
 		clear(g.pending) // nothing of the group is stored
 		if w.published {
 			s.fail(g.err)
@@ -380,6 +392,10 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	st := e.Clone()
 	st.Seq = seq
 	st.LoginPrincipal = "" // resolved at search time, never stored
+	if st.ReceiveTime.UnixNano() <= w.receive {
+		st.ReceiveTime = time.Unix(0, w.receive+1).UTC()
+	}
+	w.receive = st.ReceiveTime.UnixNano()
 	ns := st.EventTime.UnixNano()
 
 	ds := s.dicts

@@ -9,10 +9,13 @@ import (
 // SetScanChunkEventsForTest sets the chunk size of parallel scans (small
 // chunks exercise them on small data sets) and returns a function that
 // restores it.
+//
+// The sequential head before a parallel scan shrinks with them, so that
+// both run on small data sets.
 func SetScanChunkEventsForTest(n int) (restore func()) {
-	old := scanChunkEvents
-	scanChunkEvents = n
-	return func() { scanChunkEvents = old }
+	old, oldHead := scanChunkEvents, scanHeadRecords
+	scanChunkEvents, scanHeadRecords = n, n
+	return func() { scanChunkEvents, scanHeadRecords = old, oldHead }
 }
 
 // EvalRegexForTest evaluates re over the dictionary of field f (or of

@@ -64,7 +64,7 @@ func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 		}
 		seq := binary.BigEndian.Uint64(k[1:])
 		if seq != next {
-			return nil, fmt.Errorf("pebblestore: event seq %d is missing", next)
+			return nil, audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", next)
 		}
 		ns := int64(binary.BigEndian.Uint64(v))
 		rec, closer, err := s.db.Get(eventKey(nil, ns, seq))
@@ -83,7 +83,7 @@ func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 		return nil, err
 	}
 	if next != to+1 {
-		return nil, fmt.Errorf("pebblestore: event seq %d is missing", next)
+		return nil, audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", next)
 	}
 	return out, nil
 }

@@ -162,36 +162,6 @@ type stream interface {
 	close()
 }
 
-// scanStream walks the primary range backwards.
-type scanStream struct {
-	it      *pebble.Iterator
-	started bool
-}
-
-func (s *Store) newScanStream(lo, hi []byte) (*scanStream, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: append([]byte{pfxEvent}, lo...),
-		UpperBound: append([]byte{pfxEvent}, hi...),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &scanStream{it: it}, nil
-}
-
-func (s *scanStream) next() bool {
-	if !s.started {
-		s.started = true
-		return s.it.Last()
-	}
-	return s.it.Prev()
-}
-
-func (s *scanStream) pos() (int64, uint64)    { return decodeTimeSeq(s.it.Key()[1:]) }
-func (s *scanStream) record() ([]byte, error) { return s.it.ValueAndErr() }
-func (s *scanStream) err() error              { return s.it.Error() }
-func (s *scanStream) close()                  { s.it.Close() }
-
 // postingStream merges posting lists newest first and reads each
 // candidate's record with a point lookup.
 type postingStream struct {

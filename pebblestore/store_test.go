@@ -491,7 +491,7 @@ func TestRoundTrip(t *testing.T) {
 		e2.Metadata = map[string]string{"a": "", "b": "x\x00y"}
 		e2.RequestParameters = map[string]string{"\x00": "\x00", "k": ""}
 		e2.UserAgent, e2.Workspace = "", ""
-		e3.ReceiveTime = time.Time{}
+		e3.ReceiveTime = audittrail.MinEventTime // raised above e2's by the store
 		e3.EventTime = audittrail.MaxEventTime.Add(-1)
 		e3.Status = &audittrail.Status{Code: -7, Message: "ünï"}
 		in := stored(mustAppend(t, s, []*audittrail.Event{e1, e2, e3}))

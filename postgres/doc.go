@@ -17,6 +17,13 @@
 //     own regex dialect. A search pushes down what is safe (time range, exact
 //     values, LIKE patterns implied by the literals of a regex, metadata
 //     containment) and applies Query.Match in Go to every row it gets back.
+//   - The same statement raises each new event's receive time above the
+//     previous event's (log_head keeps the last one), so receive times
+//     strictly increase with sequence numbers across replicas.
+//   - It keeps the verifiable log's tree and checkpoints (audittrail.LogStore,
+//     log.go) for all replicas, and elects the one that integrates and signs
+//     with a session advisory lock (logsign.SharedStore); every tree write
+//     is fenced by that lock and by the tree size it extends.
 //   - The schema is created and upgraded at Open by embedded, versioned
 //     migrations under an advisory lock, and partitions for the coming months
 //     are created ahead by the store itself.

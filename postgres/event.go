@@ -92,9 +92,12 @@ func checkEvent(e *audittrail.Event) error {
 	if e.EventTime.Before(audittrail.MinEventTime) || !e.EventTime.Before(audittrail.MaxEventTime) {
 		return audittrail.Errorf(audittrail.EInvalid, "event.event_time is out of range")
 	}
-	// Receive times are stored as Unix nanoseconds too (years 1678 to 2262).
-	if !e.ReceiveTime.IsZero() && !time.Unix(0, e.ReceiveTime.UnixNano()).Equal(e.ReceiveTime) {
-		return audittrail.Errorf(audittrail.EInvalid, "event.receive_time is out of range")
+	// Receive times are required (the verifiable log's horizons are made of
+	// them) and stored as Unix nanoseconds too; the store raises them by up
+	// to a nanosecond per event (Append), which MaxReceiveTime leaves room
+	// for.
+	if e.ReceiveTime.Before(audittrail.MinEventTime) || !e.ReceiveTime.Before(audittrail.MaxReceiveTime) {
+		return audittrail.Errorf(audittrail.EInvalid, "event.receive_time is missing or out of range")
 	}
 	if !e.Type.Valid() {
 		return audittrail.Errorf(audittrail.EInvalid, "event.type %d is not a known event type", e.Type)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,6 +61,14 @@ type Store struct {
 	warnMu   sync.Mutex // throttles warnUnavailable
 	lastWarn time.Time
 	unlogged int
+
+	// lastSeq is the last value LastSeq read (log.go).
+	lastSeq atomic.Uint64
+	// leadMu guards leadConn, the connection whose session holds the
+	// verifiable log's integrator lock, nil when this Store does not hold
+	// it (log.go).
+	leadMu   sync.Mutex
+	leadConn *pgx.Conn
 
 	closeMu  sync.RWMutex // read: an operation in flight; write: Close
 	closed   bool
@@ -245,6 +254,9 @@ func (s *Store) Close() error {
 		s.closeMu.Unlock()
 		close(s.stop)
 		<-s.loopDone
+		s.leadMu.Lock()
+		s.dropLead() // hands the integrator lock over to another replica
+		s.leadMu.Unlock()
 		s.pool.Close()
 	})
 	return nil

@@ -58,7 +58,11 @@ var auditedMethods = map[string]auditSpec{
 			if x, err := wire.FilterFromProto(r.GetFilter()); err == nil {
 				f = &x
 			}
-			return audittrail.SearchResource, audittrail.SearchParameters(f, int(r.GetPageSize()), r.GetPageToken())
+			p := audittrail.SearchParameters(f, int(r.GetPageSize()), r.GetPageToken())
+			if r.GetIncludeProofs() {
+				p["include_proofs"] = "true"
+			}
+			return audittrail.SearchResource, p
 		},
 	},
 	pb.AdminService_CreateApiToken_FullMethodName: {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
 	grpcstatus "google.golang.org/grpc/status"
@@ -15,15 +16,22 @@ import (
 
 // eventService implements the EventService over an audittrail.Service. It
 // only converts and delegates: authorization is audittrail.CanSearch and
-// audittrail.CanCreate, every other rule is the Service's.
+// audittrail.CanCreate, every other rule is the Service's. With a
+// verifiable log it also attaches proofs to searches and receipts to creates
+// when asked (proofs.go).
 type eventService struct {
 	pb.UnimplementedEventServiceServer
-	svc *audittrail.Service
+	svc         *audittrail.Service
+	log         VerifiableLog // nil: no proofs, no receipts
+	receiptWait time.Duration
 }
 
 func (s *eventService) CreateEvent(ctx context.Context, req *pb.CreateEventRequest) (*pb.CreateEventResponse, error) {
 	if err := audittrail.CanCreate(audittrail.PrincipalFromContext(ctx)); err != nil {
 		return nil, toStatus(ctx, err)
+	}
+	if req.GetIncludeReceipt() && s.log == nil {
+		return nil, toStatus(ctx, errNoLog)
 	}
 	in, err := wire.EventFromProto(req.GetEvent())
 	if err != nil {
@@ -33,12 +41,21 @@ func (s *eventService) CreateEvent(ctx context.Context, req *pb.CreateEventReque
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	return &pb.CreateEventResponse{Event: wire.EventToProto(e)}, nil
+	out := &pb.CreateEventResponse{Event: wire.EventToProto(e)}
+	if req.GetIncludeReceipt() {
+		if out.Receipt, err = receipts(ctx, s.log, s.receiptWait, []*audittrail.Event{e}); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+	}
+	return out, nil
 }
 
 func (s *eventService) BatchCreateEvents(ctx context.Context, req *pb.BatchCreateEventsRequest) (*pb.BatchCreateEventsResponse, error) {
 	if err := audittrail.CanCreate(audittrail.PrincipalFromContext(ctx)); err != nil {
 		return nil, toStatus(ctx, err)
+	}
+	if req.GetIncludeReceipts() && s.log == nil {
+		return nil, toStatus(ctx, errNoLog)
 	}
 	reqs := make([]audittrail.CreateRequest, len(req.GetRequests()))
 	failed := map[int32]*status.Status{}
@@ -71,6 +88,11 @@ func (s *eventService) BatchCreateEvents(ctx context.Context, req *pb.BatchCreat
 		}
 		failed[int32(i)] = failureStatus(e)
 	}
+	if req.GetIncludeReceipts() {
+		if out.Receipts, err = receipts(ctx, s.log, s.receiptWait, res.Events); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+	}
 	return out, nil
 }
 
@@ -84,6 +106,9 @@ func failureStatus(err error) *status.Status {
 func (s *eventService) SearchEvents(ctx context.Context, req *pb.SearchEventsRequest) (*pb.SearchEventsResponse, error) {
 	if err := audittrail.CanSearch(audittrail.PrincipalFromContext(ctx)); err != nil {
 		return nil, toStatus(ctx, err)
+	}
+	if req.GetIncludeProofs() && s.log == nil {
+		return nil, toStatus(ctx, errNoLog)
 	}
 	f, err := wire.FilterFromProto(req.GetFilter())
 	if err != nil {
@@ -104,6 +129,11 @@ func (s *eventService) SearchEvents(ctx context.Context, req *pb.SearchEventsReq
 	}
 	for _, e := range res.Events {
 		out.Events = append(out.Events, wire.EventToProto(e))
+	}
+	if req.GetIncludeProofs() {
+		if out.Proofs, err = logProofs(s.log, res.Events); err != nil {
+			return nil, toStatus(ctx, err)
+		}
 	}
 	return out, nil
 }

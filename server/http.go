@@ -55,7 +55,7 @@ var (
 // through the listener's interceptor chain ic (see intercepted).
 func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerInterceptor, public bool) (*runtime.ServeMux, error) {
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewJSONMarshaler()),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, withFastJSON(NewJSONMarshaler())),
 		runtime.WithErrorHandler(httpError),
 		runtime.WithRoutingErrorHandler(routingError),
 		// Only the Authorization header becomes metadata (the gateway

@@ -61,8 +61,12 @@ type Config struct {
 	CertPrincipal CertMapper
 
 	// Log, when set, serves the LogService (verifiable log: checkpoints and
-	// proofs, server/log.go) on both listeners.
+	// proofs, server/log.go) on both listeners, and lets SearchEvents attach
+	// inclusion proofs and creates return receipts (server/proofs.go).
 	Log VerifiableLog
+	// ReceiptWait bounds how long a create asking for a receipt waits for a
+	// signed checkpoint covering its events; 0 means DefaultReceiptWait.
+	ReceiptWait time.Duration
 }
 
 // Server serves the audit trail on a public and an internal listener.
@@ -117,7 +121,10 @@ func New(cfg Config) (*Server, error) {
 			s.grpcMethods["/"+d.ServiceName+"/"+m.MethodName] = m.MethodName
 		}
 	}
-	impl := &eventService{svc: cfg.Service}
+	impl := &eventService{svc: cfg.Service, log: cfg.Log, receiptWait: cfg.ReceiptWait}
+	if impl.receiptWait <= 0 {
+		impl.receiptWait = DefaultReceiptWait
+	}
 	sa := audittrail.SelfAuditor{Store: cfg.Service.Store, RedactPrivateIPs: cfg.Service.RedactPrivateIPs}
 	if cfg.SelfAudit != nil {
 		sa = *cfg.SelfAudit

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
 	"slices"
@@ -25,11 +26,11 @@ func (s *suite) testAppend(t *testing.T) {
 		got := f.append(in...)
 		got = append(got, f.append(mkEvent(t, idOf(4), base), mkEvent(t, idOf(5), base))...)
 		in = append(in, mkEvent(t, idOf(4), base), mkEvent(t, idOf(5), base))
-		for i, e := range got {
-			want := *in[i]
-			want.Seq = uint64(i + 1)
-			if d := gocmp.Diff(&want, e, eventOpts); d != "" {
-				t.Errorf("Append result %d: want the event as given with seq %d (-want +got):\n%s", i, i+1, d)
+		// Receive times go down and repeat here: the store raises them to
+		// strictly increase with seq.
+		for i, want := range asStored(time.Time{}, 1, in...) {
+			if d := gocmp.Diff(want, got[i], eventOpts); d != "" {
+				t.Errorf("Append result %d: want the event as given with seq %d and a receive time after the one before (-want +got):\n%s", i, i+1, d)
 			}
 		}
 		if d := diffEvents(newestFirst(got), searchAll(t, f.store, compile(t, everything), 100, 0)); d != "" {
@@ -283,6 +284,42 @@ func (s *suite) testAppend(t *testing.T) {
 				t.Errorf("event %s: Search says seq %d, Append said %d", e.ID, e.Seq, seqOf[e.ID])
 			}
 		}
+		// Receive times strictly increase with seq, whatever order the
+		// concurrent calls' (random) receive times came in: each is the
+		// one sent, or one nanosecond after the event before.
+		sent := map[string]*audittrail.Event{}
+		for _, c := range all {
+			for i, e := range c.in {
+				if !c.retry[i] {
+					sent[e.ID] = e
+				}
+			}
+		}
+		slices.SortFunc(got, func(a, b *audittrail.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+		var prev time.Time
+		for _, e := range got {
+			want := asStored(prev, e.Seq, sent[e.ID])[0]
+			if !e.ReceiveTime.Equal(want.ReceiveTime) {
+				t.Fatalf("seq %d: receive time %v, want %v (sent %v, the event before received at %v)",
+					e.Seq, e.ReceiveTime, want.ReceiveTime, sent[e.ID].ReceiveTime, prev)
+			}
+			prev = e.ReceiveTime
+		}
+	})
+
+	t.Run("ReceiveTimeRequired", func(t *testing.T) {
+		f := s.open(t)
+		for _, rt := range []time.Time{{}, audittrail.MinEventTime.Add(-1), audittrail.MaxReceiveTime} {
+			e := mkEvent(t, idOf(1), base)
+			e.ReceiveTime = rt
+			_, err := f.store.Append(context.Background(), []*audittrail.Event{e})
+			if audittrail.ErrorCode(err) != audittrail.EInvalid {
+				t.Errorf("Append with receive time %v: error %v, want an invalid-argument error", rt, err)
+			}
+		}
+		if got := searchAll(t, f.store, compile(t, everything), 10, 0); len(got) != 0 {
+			t.Errorf("rejected events were stored: %v", idsOf(got))
+		}
 	})
 }
 
@@ -329,10 +366,8 @@ func (s *suite) testDurability(t *testing.T) {
 		}
 		stored := f.append(in[:5]...)
 		stored = append(stored, f.append(in[5:]...)...)
-		for i, e := range in {
-			want := *e
-			want.Seq = uint64(i + 1)
-			if d := gocmp.Diff(&want, stored[i], eventOpts); d != "" {
+		for i, want := range asStored(time.Time{}, 1, in...) {
+			if d := gocmp.Diff(want, stored[i], eventOpts); d != "" {
 				t.Errorf("Append result %d: want the event as given, with seq %d (-want +got):\n%s", i, i+1, d)
 			}
 		}

@@ -36,6 +36,7 @@ type refStore struct {
 	events []*audittrail.Event // newest first
 	byID   map[string]*audittrail.Event
 	seq    uint64
+	recv   time.Time // receive time of the event at seq
 	closed bool
 }
 
@@ -117,7 +118,9 @@ func (s *refStore) insert(e *audittrail.Event) {
 	})
 	s.events = slices.Insert(s.events, i, e)
 	s.byID[e.ID] = e
-	s.seq = max(s.seq, e.Seq)
+	if e.Seq > s.seq {
+		s.seq, s.recv = e.Seq, e.ReceiveTime
+	}
 }
 
 func (s *refStore) Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error) {
@@ -127,9 +130,14 @@ func (s *refStore) Append(ctx context.Context, events []*audittrail.Event) ([]au
 		return nil, errors.New("closed")
 	}
 	out := make([]audittrail.AppendResult, len(events))
+	for _, e := range events {
+		if (e.ReceiveTime.Before(audittrail.MinEventTime) || !e.ReceiveTime.Before(audittrail.MaxReceiveTime)) && s.mutant != "receive-time-unchecked" {
+			return nil, audittrail.Errorf(audittrail.EInvalid, "receive time out of range")
+		}
+	}
 	pending := map[string]*audittrail.Event{}
 	var added []*audittrail.Event
-	seq := s.seq
+	seq, recv := s.seq, s.recv
 	for i, e := range events {
 		old := s.byID[e.ID]
 		if p := pending[e.ID]; p != nil {
@@ -159,6 +167,16 @@ func (s *refStore) Append(ctx context.Context, events []*audittrail.Event) ([]au
 		}
 		c := clone(e)
 		c.Seq = seq
+		if !recv.IsZero() && !c.ReceiveTime.After(recv) {
+			switch s.mutant {
+			case "receive-time-not-raised":
+			case "receive-time-nondecreasing":
+				c.ReceiveTime = recv
+			default:
+				c.ReceiveTime = recv.Add(time.Nanosecond)
+			}
+		}
+		recv = c.ReceiveTime
 		switch s.mutant {
 		case "status-nil-as-ok":
 			if c.Status == nil {
@@ -353,27 +371,30 @@ func TestRun(t *testing.T) {
 // catch it. Some also name the oracle, to show that it catches them on its
 // own.
 var mutants = map[string][]string{
-	"ties-by-ascending-seq":     {"Search/NewestFirstWithTies", "Oracle"},
-	"cursor-inclusive":          {"Search/After", "Paging/TiesAcrossPages"},
-	"end-inclusive":             {"Search/TimeRange", "Oracle"},
-	"start-exclusive":           {"Search/TimeRange", "Oracle"},
-	"no-look-ahead":             {"Search/LookAhead", "Oracle"},
-	"ignore-max-scan":           {"MaxScan/BoundsThePage"},
-	"conflict-as-retry":         {"Append/Conflict"},
-	"retry-as-conflict":         {"Append/Retry"},
-	"retry-takes-a-seq":         {"Append/Retry"},
-	"seq-from-zero":             {"Append/SequenceStartsAtOne"},
-	"lose-last-event-on-reopen": {"Durability/CloseAndReopen"},
-	"microseconds":              {"Durability/CloseAndReopen"},
-	"status-nil-as-ok":          {"Filter/status_code_regex_no_status", "Oracle"},
-	"status-regex-on-message":   {"Filter/status_code_regex_OK", "Oracle"},
-	"status-regex-anchored":     {"Filter/status_code_regex_unanchored", "Oracle"},
-	"regex-full-match":          {"Filter/event_source_regex_unanchored", "Oracle"},
-	"metadata-regex-anchored":   {"Filter/metadata_regex_unanchored", "Oracle"},
-	"exact-as-prefix":           {"Filter/principal_exact_no_prefix_match", "Oracle"},
-	"read-only-false-ignored":   {"Filter/read_only_false", "Oracle"},
-	"include-types-ignored":     {"Filter/include_types", "Oracle"},
-	"absent-metadata-as-empty":  {"Filter/metadata_exact_absent_key", "Oracle"},
+	"ties-by-ascending-seq":      {"Search/NewestFirstWithTies", "Oracle"},
+	"cursor-inclusive":           {"Search/After", "Paging/TiesAcrossPages"},
+	"end-inclusive":              {"Search/TimeRange", "Oracle"},
+	"start-exclusive":            {"Search/TimeRange", "Oracle"},
+	"no-look-ahead":              {"Search/LookAhead", "Oracle"},
+	"ignore-max-scan":            {"MaxScan/BoundsThePage"},
+	"conflict-as-retry":          {"Append/Conflict"},
+	"retry-as-conflict":          {"Append/Retry"},
+	"retry-takes-a-seq":          {"Append/Retry"},
+	"seq-from-zero":              {"Append/SequenceStartsAtOne"},
+	"receive-time-not-raised":    {"Append/SequenceStartsAtOne", "Append/ConcurrentSequenceGapFree", "Oracle"},
+	"receive-time-nondecreasing": {"Append/SequenceStartsAtOne", "Append/ConcurrentSequenceGapFree"},
+	"receive-time-unchecked":     {"Append/ReceiveTimeRequired"},
+	"lose-last-event-on-reopen":  {"Durability/CloseAndReopen"},
+	"microseconds":               {"Durability/CloseAndReopen"},
+	"status-nil-as-ok":           {"Filter/status_code_regex_no_status", "Oracle"},
+	"status-regex-on-message":    {"Filter/status_code_regex_OK", "Oracle"},
+	"status-regex-anchored":      {"Filter/status_code_regex_unanchored", "Oracle"},
+	"regex-full-match":           {"Filter/event_source_regex_unanchored", "Oracle"},
+	"metadata-regex-anchored":    {"Filter/metadata_regex_unanchored", "Oracle"},
+	"exact-as-prefix":            {"Filter/principal_exact_no_prefix_match", "Oracle"},
+	"read-only-false-ignored":    {"Filter/read_only_false", "Oracle"},
+	"include-types-ignored":      {"Filter/include_types", "Oracle"},
+	"absent-metadata-as-empty":   {"Filter/metadata_exact_absent_key", "Oracle"},
 }
 
 // TestSuiteCatchesMutants runs the suite on each mutant in a child process

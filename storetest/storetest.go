@@ -226,6 +226,25 @@ func mkEvent(t testing.TB, id string, at time.Time, opts ...opt) *audittrail.Eve
 	return e
 }
 
+// asStored returns copies of events as a store must store them when they
+// are appended in this order right after an event received at prev (zero
+// for an empty store): with consecutive sequence numbers from first, and
+// each receive time raised to one nanosecond after the one before when it
+// is not later already (the Store contract, Append).
+func asStored(prev time.Time, first uint64, events ...*audittrail.Event) []*audittrail.Event {
+	out := make([]*audittrail.Event, len(events))
+	for i, e := range events {
+		c := e.Clone()
+		c.Seq = first + uint64(i)
+		if !prev.IsZero() && !c.ReceiveTime.After(prev) {
+			c.ReceiveTime = prev.Add(time.Nanosecond)
+		}
+		prev = c.ReceiveTime
+		out[i] = c
+	}
+	return out
+}
+
 func withAction(a string) opt { return func(n *audittrail.NewEvent) { n.Event.Action = a } }
 
 // --- Order and comparison ---------------------------------------------------

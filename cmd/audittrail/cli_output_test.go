@@ -74,7 +74,7 @@ func TestTableOutput(t *testing.T) {
 // lowerCamelCase, timestamps in UTC, the type by name.
 const apiEvent1 = `{"name":"events/b096430b-c7a8-47f2-a129-d9ae58cf454f","eventTime":"2026-01-02T03:04:05.123456Z","receiveTime":"2026-01-02T03:04:06Z","eventSource":"h2oai-enginemanager-server","action":"actions/enginemanager/daiEngines/CREATE","readOnly":false,"status":{"code":3,"message":"bad"},"principal":"users/1","loginPrincipal":"","sourceIpAddress":"1.2.3.4","userAgent":"","resource":"//engine-manager/workspaces/w1/daiEngines/e1","workspace":"workspaces/w1","requestParameters":{"a":"b"},"metadata":{"region":"eu"},"type":"TYPE_API"}`
 
-const apiEvent2 = `{"name":"events/5b5a1c6e-2f38-4c39-9a4f-7f2f8b6a1d2e","eventTime":"2026-01-02T03:04:00Z","receiveTime":"2026-01-02T03:04:06Z","eventSource":"keycloak","action":"LOGIN","readOnly":true,"status":null,"principal":"services/very-long-service-principal-name","loginPrincipal":"","sourceIpAddress":"private","userAgent":"","resource":"","workspace":"","requestParameters":{},"metadata":{},"type":"TYPE_UNSPECIFIED"}`
+const apiEvent2 = `{"name":"events/5b5a1c6e-2f38-4c39-9a4f-7f2f8b6a1d2e","eventTime":"2026-01-02T03:04:00Z","receiveTime":"2026-01-02T03:04:06Z","eventSource":"keycloak","action":"LOGIN","readOnly":true,"principal":"services/very-long-service-principal-name","loginPrincipal":"","sourceIpAddress":"private","userAgent":"","resource":"","workspace":"","requestParameters":{},"metadata":{},"type":"TYPE_UNSPECIFIED"}`
 
 func TestJSONLOutput(t *testing.T) {
 	got := writeAll(t, formatJSONL, nil)

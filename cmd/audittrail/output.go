@@ -152,9 +152,10 @@ func newEventWriter(w io.Writer, format string) (eventWriter, error) {
 	return nil, fmt.Errorf("unknown output format %q: use table, json or jsonl", format)
 }
 
-// jsonOptions give the JSON of the REST API (grpc-gateway's defaults):
-// lowerCamelCase keys, every field present.
-var jsonOptions = protojson.MarshalOptions{EmitUnpopulated: true}
+// jsonOptions give the JSON of the REST API (server.NewJSONMarshaler):
+// lowerCamelCase keys, every scalar, list and map present; unset messages
+// (an event without status, a search without proofs) absent.
+var jsonOptions = protojson.MarshalOptions{EmitDefaultValues: true}
 
 // marshalEvent returns the event as one line of API JSON. protojson varies
 // its spacing on purpose; compacting makes the output stable.

@@ -94,8 +94,11 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 // Config is the configuration of serve.
 type Config struct {
 	// Store is "" for the embedded store in DataDir, or a postgres:// URL.
-	Store            string
-	DataDir          string
+	Store   string
+	DataDir string
+	// LogKey is the verifiable log's signing key file; "" means
+	// <DataDir>/log-signing.key (log.go).
+	LogKey           string
 	PublicAddr       string
 	InternalAddr     string
 	ReaderToken      string
@@ -105,6 +108,7 @@ type Config struct {
 	LogFormat        string // "text" or "json"
 	RedactPrivateIPs bool
 	MaxScan          int
+	CacheMiB         int64 // embedded store's block cache; 0: automatic
 	ShutdownTimeout  time.Duration
 	// Auth is the security configuration (serve_auth.go).
 	Auth AuthConfig
@@ -135,8 +139,7 @@ type Main struct {
 	server   *server.Server
 	stopAuth context.CancelFunc // stops the policy file watcher
 
-	// Log is the verifiable log (embedded store only; log.go), nil with
-	// PostgreSQL.
+	// Log is the verifiable log (log.go), nil when the store has none.
 	Log     *logsign.Log
 	stopLog func()
 }
@@ -171,8 +174,10 @@ var serveEnv = map[string]string{
 	"log-format":         "AUDITTRAIL_LOG_FORMAT",
 	"redact-private-ips": "AUDITTRAIL_REDACT_PRIVATE_IPS",
 	"max-scan":           "AUDITTRAIL_MAX_SCAN",
+	"cache-mib":          "AUDITTRAIL_CACHE_MIB",
 	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
 	"store":              "AUDITTRAIL_STORE",
+	"log-key":            "AUDITTRAIL_LOG_KEY",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -183,6 +188,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	env := func(name, usage string) string { return usage + " (" + serveEnv[name] + ")" }
 	fs.StringVar(&c.Store, "store", c.Store, env("store", "`store`: empty for the embedded store in --data-dir, or a postgres://user@host/db URL (docs/postgres.md)"))
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
+	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
 	fs.StringVar(&c.ReaderToken, "reader-token", c.ReaderToken, env("reader-token", "bearer `token` of the auditor (users/reader), who may search; prefer the environment variable, flags show in ps"))
@@ -191,6 +197,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, env("log-level", "log `level`: debug (one line per request), info, warn or error"))
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, env("log-format", "log `format`: text or json"))
 	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
+	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB`; 0 means an eighth of the memory (physical or cgroup limit), between 256 and 4096"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
@@ -371,7 +378,7 @@ func (m *Main) Close() error {
 // directory; PostgreSQL replicas share one key kept in the database.
 func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, ready func(context.Context) error, eventsStored func() uint64, err error) {
 	c := &m.Config
-	if strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://") {
+	if isPostgresURL(c.Store) {
 		pg, err := postgres.Open(ctx, postgres.Config{URL: c.Store, Logger: m.log})
 		if err != nil {
 			return nil, nil, nil, nil, err
@@ -389,11 +396,18 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 	if key, err = m.pageTokenKey(ctx); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log})
+	if c.CacheMiB < 0 {
+		return nil, nil, nil, nil, usageErrorf("--cache-mib %d: give a size in MiB, or 0 for the automatic size", c.CacheMiB)
+	}
+	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log, CacheSize: c.CacheMiB << 20})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
 	return pb, key, nil, func() uint64 { return pb.Stats().Events }, nil
+}
+
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // pageTokenKey reads the key that authenticates page tokens from the data

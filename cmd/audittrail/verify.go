@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/wire"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/pebblestore"
+	"github.com/audittrail/audittrail/postgres"
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -25,6 +27,7 @@ const verifySynopsis = `usage:
   audittrail verify inclusion --key PUBKEY --checkpoint CHECKPOINT --event EVENT.json --proof PROOF.json
   audittrail verify consistency --key PUBKEY OLD_CHECKPOINT NEW_CHECKPOINT PROOF.json
   audittrail verify store --data-dir DIR [--key PUBKEY] [--strict]
+  audittrail verify store --store postgres://... --key PUBKEY [--strict]
 
 Verifies the verifiable log offline, with the log's public key alone
 (<data-dir>/log-verification.key; docs/design/verifiable-log.md).
@@ -34,11 +37,14 @@ Verifies the verifiable log offline, with the log's public key alone
                prints it) is leaf proof.leaf_index, at seq leaf_index+1, of the
                checkpoint's tree
   consistency  checks that OLD's tree is a prefix of NEW's
-  store        full audit of an embedded data directory, with the server
-               stopped: recomputes the tree from every event and compares it
-               with every stored signed checkpoint; reports the first
-               divergent leaf. Horizon and receive-order findings are
-               warnings unless --strict.
+  store        full audit of a store: the embedded store of a data
+               directory (with the server stopped), or a PostgreSQL database
+               (--store; replicas may run). Recomputes the tree from every
+               event and compares it with every stored signed checkpoint;
+               reports the first divergent leaf, a leaf whose event is gone,
+               and events that searches show but the log does not hold.
+               Horizon and receive-order findings, and leaves no checkpoint
+               signs yet, are warnings unless --strict.
 
 Exit status: 0 verified, 1 verification failed or error, 2 bad usage.
 `
@@ -56,13 +62,14 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs.StringVar(&f.event, "event", "", "event JSON `file` (inclusion)")
 	fs.StringVar(&f.proof, "proof", "", "proof JSON `file` (inclusion)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of a stopped server (store)")
-	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings too")
+	fs.StringVar(&f.store, "store", "", "store: a postgres:// `URL` to audit instead of a data directory")
+	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, and on leaves no checkpoint signs yet")
 	return fs, f
 }
 
 type verifyFlags struct {
-	key, checkpoint, event, proof, dataDir string
-	strict                                 bool
+	key, checkpoint, event, proof, dataDir, store string
+	strict                                        bool
 }
 
 // Usage implements command.
@@ -123,8 +130,14 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		}
 		return c.consistency(f, pos[0], pos[1], pos[2])
 	case "store":
-		if len(pos) != 0 || f.dataDir == "" {
-			return usageErrorf("verify store: give --data-dir")
+		if len(pos) != 0 || (f.dataDir == "") == (f.store == "") {
+			return usageErrorf("verify store: give --data-dir, or --store with a postgres:// URL")
+		}
+		if f.store != "" && !isPostgresURL(f.store) {
+			return usageErrorf("verify store: --store %q: give a postgres:// URL", f.store)
+		}
+		if f.store != "" && f.key == "" {
+			return usageErrorf("verify store: give the log's public key with --key (the database's own copy is not evidence)")
 		}
 		return c.store(ctx, f)
 	}
@@ -219,6 +232,12 @@ func (c *VerifyCommand) consistency(f *verifyFlags, oldFile, newFile, proofFile 
 	return nil
 }
 
+// auditedStore is a store that verify store can audit.
+type auditedStore interface {
+	audittrail.LogStore
+	Close() error
+}
+
 func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	keyFile := f.key
 	if keyFile == "" {
@@ -228,18 +247,45 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	if err != nil {
 		return err
 	}
-	dbDir := filepath.Join(f.dataDir, storeDir)
-	if _, err := os.Stat(dbDir); err != nil {
-		return fmt.Errorf("no embedded store in %s: %w", f.dataDir, err)
-	}
-	st, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger()})
-	if err != nil {
-		return err
+	var st auditedStore
+	if f.store != "" {
+		// Open migrates a database of an older schema; the audit itself
+		// only reads.
+		pg, err := postgres.Open(ctx, postgres.Config{URL: f.store, Logger: discardLogger()})
+		if err != nil {
+			return err
+		}
+		st = pg
+	} else {
+		dbDir := filepath.Join(f.dataDir, storeDir)
+		if _, err := os.Stat(dbDir); err != nil {
+			return fmt.Errorf("no embedded store in %s: %w", f.dataDir, err)
+		}
+		pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger()})
+		if err != nil {
+			return err
+		}
+		st = pb
 	}
 	defer st.Close()
 	rep, err := logsign.AuditStore(ctx, st, string(vkey))
+	var le *logsign.LeafError
+	if errors.As(err, &le) {
+		fmt.Fprintf(c.Stdout, "MISSING: leaf %d (seq %d): its event cannot be read from the store: %v\n", le.Leaf, le.Leaf+1, le.Err)
+		if le.Signed != nil {
+			fmt.Fprintf(c.Stdout, "the signed checkpoint of size %d (root %s) includes leaf %d with leaf hash %s\n",
+				le.Signed.Size, merkle.HashString(le.Signed.Root), le.Leaf, merkle.HashString(le.LeafHash))
+		}
+		return errVerify
+	}
 	if err != nil {
 		return err
+	}
+	eventID := func(leaf uint64) string {
+		if evs, err := st.EventsBySeq(ctx, leaf+1, leaf+1); err == nil {
+			return evs[0].ID
+		}
+		return "?"
 	}
 	fmt.Fprintf(c.Stdout, "audited %d events; root %s; %d signed checkpoints checked, %d beyond the events\n",
 		rep.Leaves, merkle.HashString(rep.Root), rep.Checked, rep.Unchecked)
@@ -249,18 +295,28 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 		fmt.Fprintf(c.Stdout, "DIVERGENCE: the signed checkpoint of size %d (root %s) does not match the stored events (recomputed root %s)\n",
 			d.Checkpoint.Size, merkle.HashString(d.Checkpoint.Root), merkle.HashString(d.Root))
 		if d.Exact {
-			id := ""
-			if evs, err := st.EventsBySeq(ctx, d.FirstLeaf+1, d.FirstLeaf+1); err == nil {
-				id = evs[0].ID
-			}
 			fmt.Fprintf(c.Stdout, "first divergent leaf: %d (seq %d, event %s): signed leaf hash %s, stored event hashes to %s\n",
-				d.FirstLeaf, d.FirstLeaf+1, id, merkle.HashString(d.LogLeaf), merkle.HashString(d.Leaf))
+				d.FirstLeaf, d.FirstLeaf+1, eventID(d.FirstLeaf), merkle.HashString(d.LogLeaf), merkle.HashString(d.Leaf))
 		} else {
 			fmt.Fprintf(c.Stdout, "first divergent leaf in [%d, %d) (seq %d..%d): %s\n", d.FirstLeaf, d.Checkpoint.Size, d.FirstLeaf+1, d.Checkpoint.Size, d.Note)
 		}
 		if rep.Disagreeing > 1 {
 			fmt.Fprintf(c.Stdout, "%d checkpoints disagree in all\n", rep.Disagreeing)
 		}
+	}
+	for _, e := range rep.NotInLog {
+		failed = true
+		fmt.Fprintf(c.Stdout, "NOT IN LOG: searches show event %s with seq %d, which is not the log's leaf at that seq\n", e.ID, e.Seq)
+	}
+	if n := rep.NotInLogCount - len(rep.NotInLog); n > 0 {
+		fmt.Fprintf(c.Stdout, "NOT IN LOG: %d more events\n", n)
+	}
+	for _, leaf := range rep.Unsearchable {
+		failed = true
+		fmt.Fprintf(c.Stdout, "NOT SEARCHABLE: leaf %d (seq %d, event %s) is shown by no search\n", leaf, leaf+1, eventID(leaf))
+	}
+	if n := rep.UnsearchableCount - len(rep.Unsearchable); n > 0 {
+		fmt.Fprintf(c.Stdout, "NOT SEARCHABLE: %d more leaves\n", n)
 	}
 	if rep.HorizonCount > 0 {
 		fmt.Fprintf(c.Stdout, "warning: %d leaves on the wrong side of a checkpoint's received-before horizon (first: leaf %d, received %s, checkpoint size %d)\n",
@@ -269,6 +325,11 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	}
 	if rep.ReceiveOrder >= 0 {
 		fmt.Fprintf(c.Stdout, "warning: leaf %d was received before the leaf preceding it\n", rep.ReceiveOrder)
+		failed = failed || f.strict
+	}
+	if rep.Leaves > rep.Covered {
+		fmt.Fprintf(c.Stdout, "warning: leaves %d..%d (seq %d..%d, the first event %s) are signed by no stored checkpoint yet\n",
+			rep.Covered, rep.Leaves-1, rep.Covered+1, rep.Leaves, eventID(rep.Covered))
 		failed = failed || f.strict
 	}
 	if failed {

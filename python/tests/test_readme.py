@@ -18,7 +18,8 @@ def test_readme_snippets_run(server, world, capsys):
         code = (block.replace("http://127.0.0.1:8080", server.public)
                 .replace("http://127.0.0.1:8081", server.internal)
                 .replace("<reader token>", server.reader_token)
-                .replace("<producer token>", server.producer_token))
+                .replace("<producer token>", server.producer_token)
+                .replace("<data-dir>", str(server.data_dir)))
         exec(compile(code, "README.md", "exec"), namespace)
     created = [namespace["created"], *namespace["batch"].events]
     for e in created:  # keep the oracle of the other tests right

@@ -336,9 +336,15 @@ type CreateEventRequest struct {
 	// the same event are idempotent.
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// Required. The event to store.
-	Event         *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Event *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// Optional, not in the H2O API (REST: query parameter includeReceipt=true).
+	// When true, the server waits, for a bounded time, until a signed
+	// checkpoint of the verifiable log covers the event, and returns the
+	// receipt: the checkpoint and the event's inclusion proof. A retry with
+	// the same event_id and event asks again (docs/design/verifiable-log.md).
+	IncludeReceipt bool `protobuf:"varint,3,opt,name=include_receipt,json=includeReceipt,proto3" json:"include_receipt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateEventRequest) Reset() {
@@ -385,10 +391,21 @@ func (x *CreateEventRequest) GetEvent() *Event {
 	return nil
 }
 
+func (x *CreateEventRequest) GetIncludeReceipt() bool {
+	if x != nil {
+		return x.IncludeReceipt
+	}
+	return false
+}
+
 type CreateEventResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stored event with its server-set fields.
-	Event         *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// Only when include_receipt was true: the event's inclusion in a signed
+	// checkpoint, or its leaf index marked pending when no checkpoint covered
+	// it within the wait. Absent otherwise.
+	Receipt       *LogProofs `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,12 +447,22 @@ func (x *CreateEventResponse) GetEvent() *Event {
 	return nil
 }
 
+func (x *CreateEventResponse) GetReceipt() *LogProofs {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
 type BatchCreateEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 1000 requests.
-	Requests      []*CreateEventRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Requests []*CreateEventRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// Optional, not in the H2O API: as CreateEventRequest.include_receipt, for
+	// the stored events (the items' own include_receipt is ignored).
+	IncludeReceipts bool `protobuf:"varint,2,opt,name=include_receipts,json=includeReceipts,proto3" json:"include_receipts,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BatchCreateEventsRequest) Reset() {
@@ -475,14 +502,24 @@ func (x *BatchCreateEventsRequest) GetRequests() []*CreateEventRequest {
 	return nil
 }
 
+func (x *BatchCreateEventsRequest) GetIncludeReceipts() bool {
+	if x != nil {
+		return x.IncludeReceipts
+	}
+	return false
+}
+
 type BatchCreateEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stored events, in request order.
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Failed requests by their 0-based index in the request.
 	FailedRequests map[int32]*status.Status `protobuf:"bytes,2,rep,name=failed_requests,json=failedRequests,proto3" json:"failed_requests,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Only when include_receipts was true: one inclusion per stored event, in
+	// the order of events, against one signed checkpoint. Absent otherwise.
+	Receipts      *LogProofs `protobuf:"bytes,3,opt,name=receipts,proto3" json:"receipts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchCreateEventsResponse) Reset() {
@@ -529,13 +566,25 @@ func (x *BatchCreateEventsResponse) GetFailedRequests() map[int32]*status.Status
 	return nil
 }
 
+func (x *BatchCreateEventsResponse) GetReceipts() *LogProofs {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
 type SearchEventsRequest struct {
 	state  protoimpl.MessageState      `protogen:"open.v1"`
 	Filter *SearchEventsRequest_Filter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	// 0 means 50; values above 1000 are coerced to 1000; negative is invalid.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous response, for the same filter.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional, not in the H2O API. When true, the response carries proofs:
+	// each returned event's leaf index and inclusion proof against the latest
+	// signed checkpoint of the verifiable log. Events not yet covered by that
+	// checkpoint (at most about a second old) are marked pending.
+	IncludeProofs bool `protobuf:"varint,4,opt,name=include_proofs,json=includeProofs,proto3" json:"include_proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -591,6 +640,13 @@ func (x *SearchEventsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *SearchEventsRequest) GetIncludeProofs() bool {
+	if x != nil {
+		return x.IncludeProofs
+	}
+	return false
+}
+
 type SearchEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Newest first.
@@ -599,8 +655,11 @@ type SearchEventsResponse struct {
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// How far back the search has progressed; equals the start time when done.
 	SearchedUntilTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=searched_until_time,json=searchedUntilTime,proto3" json:"searched_until_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Only when include_proofs was true: one inclusion per event, in the order
+	// of events, against one signed checkpoint. Absent otherwise.
+	Proofs        *LogProofs `protobuf:"bytes,4,opt,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchEventsResponse) Reset() {
@@ -650,6 +709,13 @@ func (x *SearchEventsResponse) GetNextPageToken() string {
 func (x *SearchEventsResponse) GetSearchedUntilTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.SearchedUntilTime
+	}
+	return nil
+}
+
+func (x *SearchEventsResponse) GetProofs() *LogProofs {
+	if x != nil {
+		return x.Proofs
 	}
 	return nil
 }
@@ -863,7 +929,7 @@ var File_ai_h2o_audittrail_v1_event_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_event_proto_rawDesc = "" +
 	"\n" +
-	" ai/h2o/audittrail/v1/event.proto\x12\x14ai.h2o.audittrail.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x9c\a\n" +
+	" ai/h2o/audittrail/v1/event.proto\x12\x14ai.h2o.audittrail.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1eai/h2o/audittrail/v1/log.proto\"\x9c\a\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\n" +
@@ -894,25 +960,30 @@ const file_ai_h2o_audittrail_v1_event_proto_rawDesc = "" +
 	"\x13_workspace_override\"6\n" +
 	"\x06Status\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"b\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x8b\x01\n" +
 	"\x12CreateEventRequest\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x121\n" +
-	"\x05event\x18\x02 \x01(\v2\x1b.ai.h2o.audittrail.v1.EventR\x05event\"H\n" +
+	"\x05event\x18\x02 \x01(\v2\x1b.ai.h2o.audittrail.v1.EventR\x05event\x12'\n" +
+	"\x0finclude_receipt\x18\x03 \x01(\bR\x0eincludeReceipt\"\x83\x01\n" +
 	"\x13CreateEventResponse\x121\n" +
-	"\x05event\x18\x01 \x01(\v2\x1b.ai.h2o.audittrail.v1.EventR\x05event\"`\n" +
+	"\x05event\x18\x01 \x01(\v2\x1b.ai.h2o.audittrail.v1.EventR\x05event\x129\n" +
+	"\areceipt\x18\x02 \x01(\v2\x1f.ai.h2o.audittrail.v1.LogProofsR\areceipt\"\x8b\x01\n" +
 	"\x18BatchCreateEventsRequest\x12D\n" +
-	"\brequests\x18\x01 \x03(\v2(.ai.h2o.audittrail.v1.CreateEventRequestR\brequests\"\x95\x02\n" +
+	"\brequests\x18\x01 \x03(\v2(.ai.h2o.audittrail.v1.CreateEventRequestR\brequests\x12)\n" +
+	"\x10include_receipts\x18\x02 \x01(\bR\x0fincludeReceipts\"\xd2\x02\n" +
 	"\x19BatchCreateEventsResponse\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.ai.h2o.audittrail.v1.EventR\x06events\x12l\n" +
-	"\x0ffailed_requests\x18\x02 \x03(\v2C.ai.h2o.audittrail.v1.BatchCreateEventsResponse.FailedRequestsEntryR\x0efailedRequests\x1aU\n" +
+	"\x0ffailed_requests\x18\x02 \x03(\v2C.ai.h2o.audittrail.v1.BatchCreateEventsResponse.FailedRequestsEntryR\x0efailedRequests\x12;\n" +
+	"\breceipts\x18\x03 \x01(\v2\x1f.ai.h2o.audittrail.v1.LogProofsR\breceipts\x1aU\n" +
 	"\x13FailedRequestsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12(\n" +
-	"\x05value\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05value:\x028\x01\"\xc9\r\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05value:\x028\x01\"\xf0\r\n" +
 	"\x13SearchEventsRequest\x12H\n" +
 	"\x06filter\x18\x01 \x01(\v20.ai.h2o.audittrail.v1.SearchEventsRequest.FilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\x1a\xab\f\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12%\n" +
+	"\x0einclude_proofs\x18\x04 \x01(\bR\rincludeProofs\x1a\xab\f\n" +
 	"\x06Filter\x12D\n" +
 	"\x10start_event_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0estartEventTime\x12@\n" +
 	"\x0eend_event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fendEventTime\x121\n" +
@@ -956,11 +1027,12 @@ const file_ai_h2o_audittrail_v1_event_proto_rawDesc = "" +
 	"\x10_workspace_exactB\x12\n" +
 	"\x10_workspace_regexB\x0f\n" +
 	"\r_action_exactB\x0f\n" +
-	"\r_action_regex\"\xbf\x01\n" +
+	"\r_action_regex\"\xf8\x01\n" +
 	"\x14SearchEventsResponse\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.ai.h2o.audittrail.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12J\n" +
-	"\x13searched_until_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11searchedUntilTime*@\n" +
+	"\x13searched_until_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11searchedUntilTime\x127\n" +
+	"\x06proofs\x18\x04 \x01(\v2\x1f.ai.h2o.audittrail.v1.LogProofsR\x06proofs*@\n" +
 	"\tEventType\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bTYPE_API\x10\x01\x12\x0f\n" +
@@ -1002,7 +1074,8 @@ var file_ai_h2o_audittrail_v1_event_proto_goTypes = []any{
 	nil,                                // 13: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.MetadataExactEntry
 	nil,                                // 14: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.MetadataRegexEntry
 	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
-	(*status.Status)(nil),              // 16: google.rpc.Status
+	(*LogProofs)(nil),                  // 16: ai.h2o.audittrail.v1.LogProofs
+	(*status.Status)(nil),              // 17: google.rpc.Status
 }
 var file_ai_h2o_audittrail_v1_event_proto_depIdxs = []int32{
 	15, // 0: ai.h2o.audittrail.v1.Event.event_time:type_name -> google.protobuf.Timestamp
@@ -1013,30 +1086,33 @@ var file_ai_h2o_audittrail_v1_event_proto_depIdxs = []int32{
 	0,  // 5: ai.h2o.audittrail.v1.Event.type:type_name -> ai.h2o.audittrail.v1.EventType
 	1,  // 6: ai.h2o.audittrail.v1.CreateEventRequest.event:type_name -> ai.h2o.audittrail.v1.Event
 	1,  // 7: ai.h2o.audittrail.v1.CreateEventResponse.event:type_name -> ai.h2o.audittrail.v1.Event
-	3,  // 8: ai.h2o.audittrail.v1.BatchCreateEventsRequest.requests:type_name -> ai.h2o.audittrail.v1.CreateEventRequest
-	1,  // 9: ai.h2o.audittrail.v1.BatchCreateEventsResponse.events:type_name -> ai.h2o.audittrail.v1.Event
-	11, // 10: ai.h2o.audittrail.v1.BatchCreateEventsResponse.failed_requests:type_name -> ai.h2o.audittrail.v1.BatchCreateEventsResponse.FailedRequestsEntry
-	12, // 11: ai.h2o.audittrail.v1.SearchEventsRequest.filter:type_name -> ai.h2o.audittrail.v1.SearchEventsRequest.Filter
-	1,  // 12: ai.h2o.audittrail.v1.SearchEventsResponse.events:type_name -> ai.h2o.audittrail.v1.Event
-	15, // 13: ai.h2o.audittrail.v1.SearchEventsResponse.searched_until_time:type_name -> google.protobuf.Timestamp
-	16, // 14: ai.h2o.audittrail.v1.BatchCreateEventsResponse.FailedRequestsEntry.value:type_name -> google.rpc.Status
-	15, // 15: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.start_event_time:type_name -> google.protobuf.Timestamp
-	15, // 16: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.end_event_time:type_name -> google.protobuf.Timestamp
-	13, // 17: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.metadata_exact:type_name -> ai.h2o.audittrail.v1.SearchEventsRequest.Filter.MetadataExactEntry
-	14, // 18: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.metadata_regex:type_name -> ai.h2o.audittrail.v1.SearchEventsRequest.Filter.MetadataRegexEntry
-	0,  // 19: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.include_types:type_name -> ai.h2o.audittrail.v1.EventType
-	0,  // 20: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.exclude_types:type_name -> ai.h2o.audittrail.v1.EventType
-	3,  // 21: ai.h2o.audittrail.v1.EventService.CreateEvent:input_type -> ai.h2o.audittrail.v1.CreateEventRequest
-	5,  // 22: ai.h2o.audittrail.v1.EventService.BatchCreateEvents:input_type -> ai.h2o.audittrail.v1.BatchCreateEventsRequest
-	7,  // 23: ai.h2o.audittrail.v1.EventService.SearchEvents:input_type -> ai.h2o.audittrail.v1.SearchEventsRequest
-	4,  // 24: ai.h2o.audittrail.v1.EventService.CreateEvent:output_type -> ai.h2o.audittrail.v1.CreateEventResponse
-	6,  // 25: ai.h2o.audittrail.v1.EventService.BatchCreateEvents:output_type -> ai.h2o.audittrail.v1.BatchCreateEventsResponse
-	8,  // 26: ai.h2o.audittrail.v1.EventService.SearchEvents:output_type -> ai.h2o.audittrail.v1.SearchEventsResponse
-	24, // [24:27] is the sub-list for method output_type
-	21, // [21:24] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	16, // 8: ai.h2o.audittrail.v1.CreateEventResponse.receipt:type_name -> ai.h2o.audittrail.v1.LogProofs
+	3,  // 9: ai.h2o.audittrail.v1.BatchCreateEventsRequest.requests:type_name -> ai.h2o.audittrail.v1.CreateEventRequest
+	1,  // 10: ai.h2o.audittrail.v1.BatchCreateEventsResponse.events:type_name -> ai.h2o.audittrail.v1.Event
+	11, // 11: ai.h2o.audittrail.v1.BatchCreateEventsResponse.failed_requests:type_name -> ai.h2o.audittrail.v1.BatchCreateEventsResponse.FailedRequestsEntry
+	16, // 12: ai.h2o.audittrail.v1.BatchCreateEventsResponse.receipts:type_name -> ai.h2o.audittrail.v1.LogProofs
+	12, // 13: ai.h2o.audittrail.v1.SearchEventsRequest.filter:type_name -> ai.h2o.audittrail.v1.SearchEventsRequest.Filter
+	1,  // 14: ai.h2o.audittrail.v1.SearchEventsResponse.events:type_name -> ai.h2o.audittrail.v1.Event
+	15, // 15: ai.h2o.audittrail.v1.SearchEventsResponse.searched_until_time:type_name -> google.protobuf.Timestamp
+	16, // 16: ai.h2o.audittrail.v1.SearchEventsResponse.proofs:type_name -> ai.h2o.audittrail.v1.LogProofs
+	17, // 17: ai.h2o.audittrail.v1.BatchCreateEventsResponse.FailedRequestsEntry.value:type_name -> google.rpc.Status
+	15, // 18: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.start_event_time:type_name -> google.protobuf.Timestamp
+	15, // 19: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.end_event_time:type_name -> google.protobuf.Timestamp
+	13, // 20: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.metadata_exact:type_name -> ai.h2o.audittrail.v1.SearchEventsRequest.Filter.MetadataExactEntry
+	14, // 21: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.metadata_regex:type_name -> ai.h2o.audittrail.v1.SearchEventsRequest.Filter.MetadataRegexEntry
+	0,  // 22: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.include_types:type_name -> ai.h2o.audittrail.v1.EventType
+	0,  // 23: ai.h2o.audittrail.v1.SearchEventsRequest.Filter.exclude_types:type_name -> ai.h2o.audittrail.v1.EventType
+	3,  // 24: ai.h2o.audittrail.v1.EventService.CreateEvent:input_type -> ai.h2o.audittrail.v1.CreateEventRequest
+	5,  // 25: ai.h2o.audittrail.v1.EventService.BatchCreateEvents:input_type -> ai.h2o.audittrail.v1.BatchCreateEventsRequest
+	7,  // 26: ai.h2o.audittrail.v1.EventService.SearchEvents:input_type -> ai.h2o.audittrail.v1.SearchEventsRequest
+	4,  // 27: ai.h2o.audittrail.v1.EventService.CreateEvent:output_type -> ai.h2o.audittrail.v1.CreateEventResponse
+	6,  // 28: ai.h2o.audittrail.v1.EventService.BatchCreateEvents:output_type -> ai.h2o.audittrail.v1.BatchCreateEventsResponse
+	8,  // 29: ai.h2o.audittrail.v1.EventService.SearchEvents:output_type -> ai.h2o.audittrail.v1.SearchEventsResponse
+	27, // [27:30] is the sub-list for method output_type
+	24, // [24:27] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_ai_h2o_audittrail_v1_event_proto_init() }
@@ -1044,6 +1120,7 @@ func file_ai_h2o_audittrail_v1_event_proto_init() {
 	if File_ai_h2o_audittrail_v1_event_proto != nil {
 		return
 	}
+	file_ai_h2o_audittrail_v1_log_proto_init()
 	file_ai_h2o_audittrail_v1_event_proto_msgTypes[0].OneofWrappers = []any{}
 	file_ai_h2o_audittrail_v1_event_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}

@@ -334,6 +334,152 @@ func (x *GetConsistencyProofResponse) GetProof() string {
 	return ""
 }
 
+// LogProofs proves events of a response (search results, create receipts)
+// in the verifiable log, all against one signed checkpoint.
+type LogProofs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed checkpoint (the note text, as GetCheckpoint returns it) every
+	// inclusion is against; empty before the log's first signature (then every
+	// inclusion is pending).
+	Checkpoint string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// The checkpoint's tree size, for convenience (the signed text is
+	// authoritative).
+	TreeSize uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// One per event of the response, in the same order.
+	Inclusions    []*EventInclusion `protobuf:"bytes,3,rep,name=inclusions,proto3" json:"inclusions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogProofs) Reset() {
+	*x = LogProofs{}
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogProofs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogProofs) ProtoMessage() {}
+
+func (x *LogProofs) ProtoReflect() protoreflect.Message {
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogProofs.ProtoReflect.Descriptor instead.
+func (*LogProofs) Descriptor() ([]byte, []int) {
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LogProofs) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *LogProofs) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *LogProofs) GetInclusions() []*EventInclusion {
+	if x != nil {
+		return x.Inclusions
+	}
+	return nil
+}
+
+// EventInclusion is one event's position in the log and its RFC 6962 audit
+// path. With tree_size it is the proof "audittrail verify inclusion --proof"
+// reads: {"leaf_index": leaf_index, "tree_size": tree_size, "hashes": hashes}.
+type EventInclusion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's resource name, "events/<id>".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The event's leaf index: its sequence number minus 1. The leaf covers the
+	// sequence number, so a verifier checks the position along with the event.
+	LeafIndex uint64 `protobuf:"varint,2,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// True when the checkpoint does not cover the event yet (leaf_index >=
+	// tree_size): no proof, ask again later.
+	Pending bool `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	// The audit path from the leaf to the root (SHA-256 hashes, 32 bytes
+	// each); empty when pending, and for the only leaf of a tree of size 1.
+	Hashes        [][]byte `protobuf:"bytes,4,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventInclusion) Reset() {
+	*x = EventInclusion{}
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventInclusion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventInclusion) ProtoMessage() {}
+
+func (x *EventInclusion) ProtoReflect() protoreflect.Message {
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventInclusion.ProtoReflect.Descriptor instead.
+func (*EventInclusion) Descriptor() ([]byte, []int) {
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EventInclusion) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EventInclusion) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *EventInclusion) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *EventInclusion) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
 var File_ai_h2o_audittrail_v1_log_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
@@ -355,7 +501,21 @@ const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x16\n" +
 	"\x06second\x18\x02 \x01(\x04R\x06second\"3\n" +
 	"\x1bGetConsistencyProofResponse\x12\x14\n" +
-	"\x05proof\x18\x01 \x01(\tR\x05proof2\xbf\x03\n" +
+	"\x05proof\x18\x01 \x01(\tR\x05proof\"\x8e\x01\n" +
+	"\tLogProofs\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12D\n" +
+	"\n" +
+	"inclusions\x18\x03 \x03(\v2$.ai.h2o.audittrail.v1.EventInclusionR\n" +
+	"inclusions\"u\n" +
+	"\x0eEventInclusion\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x02 \x01(\x04R\tleafIndex\x12\x18\n" +
+	"\apending\x18\x03 \x01(\bR\apending\x12\x16\n" +
+	"\x06hashes\x18\x04 \x03(\fR\x06hashes2\xbf\x03\n" +
 	"\n" +
 	"LogService\x12\x84\x01\n" +
 	"\rGetCheckpoint\x12*.ai.h2o.audittrail.v1.GetCheckpointRequest\x1a+.ai.h2o.audittrail.v1.GetCheckpointResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/log/checkpoint\x12\x8f\x01\n" +
@@ -374,7 +534,7 @@ func file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP() []byte {
 	return file_ai_h2o_audittrail_v1_log_proto_rawDescData
 }
 
-var file_ai_h2o_audittrail_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_ai_h2o_audittrail_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ai_h2o_audittrail_v1_log_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: ai.h2o.audittrail.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: ai.h2o.audittrail.v1.GetCheckpointResponse
@@ -382,19 +542,22 @@ var file_ai_h2o_audittrail_v1_log_proto_goTypes = []any{
 	(*GetInclusionProofResponse)(nil),   // 3: ai.h2o.audittrail.v1.GetInclusionProofResponse
 	(*GetConsistencyProofRequest)(nil),  // 4: ai.h2o.audittrail.v1.GetConsistencyProofRequest
 	(*GetConsistencyProofResponse)(nil), // 5: ai.h2o.audittrail.v1.GetConsistencyProofResponse
+	(*LogProofs)(nil),                   // 6: ai.h2o.audittrail.v1.LogProofs
+	(*EventInclusion)(nil),              // 7: ai.h2o.audittrail.v1.EventInclusion
 }
 var file_ai_h2o_audittrail_v1_log_proto_depIdxs = []int32{
-	0, // 0: ai.h2o.audittrail.v1.LogService.GetCheckpoint:input_type -> ai.h2o.audittrail.v1.GetCheckpointRequest
-	2, // 1: ai.h2o.audittrail.v1.LogService.GetInclusionProof:input_type -> ai.h2o.audittrail.v1.GetInclusionProofRequest
-	4, // 2: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:input_type -> ai.h2o.audittrail.v1.GetConsistencyProofRequest
-	1, // 3: ai.h2o.audittrail.v1.LogService.GetCheckpoint:output_type -> ai.h2o.audittrail.v1.GetCheckpointResponse
-	3, // 4: ai.h2o.audittrail.v1.LogService.GetInclusionProof:output_type -> ai.h2o.audittrail.v1.GetInclusionProofResponse
-	5, // 5: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:output_type -> ai.h2o.audittrail.v1.GetConsistencyProofResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	7, // 0: ai.h2o.audittrail.v1.LogProofs.inclusions:type_name -> ai.h2o.audittrail.v1.EventInclusion
+	0, // 1: ai.h2o.audittrail.v1.LogService.GetCheckpoint:input_type -> ai.h2o.audittrail.v1.GetCheckpointRequest
+	2, // 2: ai.h2o.audittrail.v1.LogService.GetInclusionProof:input_type -> ai.h2o.audittrail.v1.GetInclusionProofRequest
+	4, // 3: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:input_type -> ai.h2o.audittrail.v1.GetConsistencyProofRequest
+	1, // 4: ai.h2o.audittrail.v1.LogService.GetCheckpoint:output_type -> ai.h2o.audittrail.v1.GetCheckpointResponse
+	3, // 5: ai.h2o.audittrail.v1.LogService.GetInclusionProof:output_type -> ai.h2o.audittrail.v1.GetInclusionProofResponse
+	5, // 6: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:output_type -> ai.h2o.audittrail.v1.GetConsistencyProofResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_ai_h2o_audittrail_v1_log_proto_init() }
@@ -408,7 +571,7 @@ func file_ai_h2o_audittrail_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ai_h2o_audittrail_v1_log_proto_rawDesc), len(file_ai_h2o_audittrail_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from h2o_audit_trail import _http
 from h2o_audit_trail.connection_config import ConnectionConfig
@@ -17,6 +17,7 @@ from h2o_audit_trail.event.search import (
     filter_to_json,
     search_response_from_json,
 )
+from h2o_audit_trail.verify import LogProofs
 
 
 class EventClient:
@@ -81,6 +82,23 @@ class EventClient:
         answer = self._transport.post("/v1/events", body, query={"eventId": event_id})
         return event_from_json(answer.get("event") or {})
 
+    def create_event_with_receipt(self, event_id: str, event: Event) -> Tuple[Event, LogProofs]:
+        """Creates an Event and returns it with its receipt (not in the H2O
+        client): the server waits, a few seconds at most, until a signed
+        checkpoint of its verifiable log covers the event, and returns the
+        event's inclusion proof. Check it with ``receipt.verify(key)``
+        (:mod:`h2o_audit_trail.verify`). When the wait runs out the event is
+        stored all the same and its inclusion is pending: call again with the
+        same event_id and event.
+
+        Returns:
+            (Event, LogProofs): the created event and its receipt.
+        """
+        body = event_to_json(event)
+        answer = self._transport.post("/v1/events", body, query={"eventId": event_id, "includeReceipt": "true"})
+        data = answer.get("event") or {}
+        return event_from_json(data), LogProofs.from_json(answer.get("receipt") or {}, [data])
+
     def batch_create_events(self, requests: List[CreateEventRequest]) -> BatchCreateEventsResponse:
         """Creates up to 1000 Events in one call.
 
@@ -100,6 +118,8 @@ class EventClient:
         filter_: Optional[SearchEventsRequestFilter] = None,
         page_size: int = 0,
         page_token: str = "",
+        *,
+        include_proofs: bool = False,
     ) -> SearchEventsResponse:
         """Searches Events, newest first, one page at a time.
 
@@ -110,11 +130,17 @@ class EventClient:
                 means 1000.
             page_token: "" for the first page, then the next_page_token of
                 the previous answer (with the same filter).
+            include_proofs: Not in the H2O client. True asks for the
+                verifiable log's proofs of the returned events (``proofs``
+                of the answer; see :mod:`h2o_audit_trail.verify`). Events
+                less than about a second old may be pending.
         Returns:
             SearchEventsResponse: events, next_page_token ("" on the last
-            page) and searched_until_time.
+            page) and searched_until_time (and proofs when asked for).
         """
         body = {"filter": filter_to_json(filter_), "pageSize": int(page_size), "pageToken": page_token or ""}
+        if include_proofs:
+            body["includeProofs"] = True
         return search_response_from_json(self._transport.post("/v1/events:search", body))
 
     def iter_events(

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 from h2o_audit_trail import _time
 from h2o_audit_trail.event.event import Event, events_from_json
 from h2o_audit_trail.event.event_type import EventType, event_types_to_json
+from h2o_audit_trail.verify import LogProofs
 
 
 @dataclass
@@ -97,6 +98,12 @@ class SearchEventsResponse:
     [searched_until_time, end_event_time) has been scanned. Informational
     only; use next_page_token to continue."""
 
+    proofs: Optional[LogProofs] = None
+    """Not in the H2O client. With ``search_events(..., include_proofs=True)``:
+    the verifiable log's proofs of the events (one signed checkpoint, each
+    event's inclusion); check them with ``proofs.verify(verifier_key)``
+    (module :mod:`h2o_audit_trail.verify`). None otherwise."""
+
 
 _STRING_FIELDS = (
     ("event_source_exact", "eventSourceExact"),
@@ -143,8 +150,10 @@ def filter_to_json(filter_: Optional[Any]) -> Dict[str, Any]:
 
 def search_response_from_json(data: Dict[str, Any]) -> SearchEventsResponse:
     until = data.get("searchedUntilTime")
+    proofs = data.get("proofs")
     return SearchEventsResponse(
         events=events_from_json(data.get("events")),
         next_page_token=data.get("nextPageToken") or "",
         searched_until_time=_time.from_wire(until) if until else None,  # type: ignore[arg-type]
+        proofs=LogProofs.from_json(proofs, data.get("events")) if proofs is not None else None,
     )

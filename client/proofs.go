@@ -1,0 +1,224 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/grpc"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// Proofs are what the verifiable log (docs/design/verifiable-log.md) says
+// about events the server returned: one signed checkpoint and, for each
+// event, its position in the log and an inclusion proof against that
+// checkpoint. A search returns them with SearchEventsWithProofs, a create as
+// its receipt (CreateEventWithReceipt, BatchCreateEventsWithReceipts).
+//
+// Nothing in Proofs is trusted before Verify: it checks the checkpoint's
+// signature with the log's public key, and each event's leaf, computed from
+// the event as returned, against the checkpoint's root.
+type Proofs struct {
+	// Checkpoint is the signed checkpoint (note text) every inclusion is
+	// against; nil before the log's first signature.
+	Checkpoint []byte
+	// TreeSize is the checkpoint's tree size as the server states it.
+	TreeSize uint64
+	// Inclusions has one entry per event, in the order of the events.
+	Inclusions []Inclusion
+}
+
+// Inclusion is one event's position and proof.
+type Inclusion struct {
+	// Name is the event's resource name, "events/<id>".
+	Name string
+	// LeafIndex is the event's leaf: its sequence number minus 1.
+	LeafIndex uint64
+	// Pending is true when the checkpoint does not cover the event yet (it
+	// was committed less than about a second before); Proof is nil then.
+	Pending bool
+	// Proof is the RFC 6962 audit path of the leaf in the checkpoint's tree.
+	// Its JSON form is the file "audittrail verify inclusion --proof" reads.
+	Proof *merkle.Inclusion
+}
+
+// Pending returns the names of the events the checkpoint does not cover
+// yet. After a successful Verify these are exactly the unproven events.
+func (p *Proofs) Pending() []string {
+	var out []string
+	for _, in := range p.Inclusions {
+		if in.Pending {
+			out = append(out, in.Name)
+		}
+	}
+	return out
+}
+
+// Verify checks the proofs of events, the events they came with (in the
+// same order), with the log's public key (merkle.NewVerifier of the file
+// log-verification.key of the server's data directory):
+//
+//   - the checkpoint carries a valid signature by that key, and the stated
+//     tree size is the signed one;
+//   - every event not pending is, with exactly its returned content, the
+//     leaf at LeafIndex of the checkpoint's tree (the leaf covers the
+//     sequence number LeafIndex+1, so the position is proven too);
+//   - every event claimed pending is indeed beyond the checkpoint's tree:
+//     the server cannot decline to prove what its checkpoint covers.
+//
+// It returns the verified checkpoint (nil when the log had signed nothing
+// yet) and the number of pending, unproven events. A caller that needs every
+// event proven requires pending == 0, or asks again a second later (the log
+// signs at least once per second while events arrive). Keep the checkpoint
+// to check later ones against it (Client.ConsistencyProof).
+func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp *merkle.Checkpoint, pending int, err error) {
+	if p == nil {
+		return nil, 0, fmt.Errorf("client: no proofs")
+	}
+	if len(p.Inclusions) != len(events) {
+		return nil, 0, fmt.Errorf("client: %d inclusions for %d events", len(p.Inclusions), len(events))
+	}
+	if len(p.Checkpoint) > 0 {
+		if cp, err = merkle.OpenCheckpoint(p.Checkpoint, verifier); err != nil {
+			return nil, 0, fmt.Errorf("client: %w", err)
+		}
+		if cp.Size != p.TreeSize {
+			return nil, 0, fmt.Errorf("client: stated tree size %d, the signed checkpoint has %d", p.TreeSize, cp.Size)
+		}
+	}
+	for i, in := range p.Inclusions {
+		e := events[i]
+		if e == nil || in.Name != e.Name() {
+			return nil, 0, fmt.Errorf("client: inclusion %d is for %s, not for the event at the same position", i, in.Name)
+		}
+		if in.Pending {
+			if cp != nil && in.LeafIndex < cp.Size {
+				return nil, 0, fmt.Errorf("client: %s is claimed pending at leaf %d, but the checkpoint covers %d leaves", in.Name, in.LeafIndex, cp.Size)
+			}
+			pending++
+			continue
+		}
+		if cp == nil {
+			return nil, 0, fmt.Errorf("client: %s has a proof but there is no checkpoint", in.Name)
+		}
+		if in.Proof == nil || in.Proof.LeafIndex != in.LeafIndex {
+			return nil, 0, fmt.Errorf("client: %s: missing or mismatched proof", in.Name)
+		}
+		leaf := e.Clone()
+		leaf.Seq = in.LeafIndex + 1
+		if err := merkle.VerifyEventInclusion(cp, leaf, in.Proof); err != nil {
+			return nil, 0, fmt.Errorf("client: %s: %w", in.Name, err)
+		}
+	}
+	return cp, pending, nil
+}
+
+// proofsFromProto converts the wire form. Hashes must be 32 bytes long.
+func proofsFromProto(p *pb.LogProofs) (*Proofs, error) {
+	if p == nil {
+		return nil, audittrail.Errorf(audittrail.EInternal, "the server returned no proofs")
+	}
+	out := &Proofs{TreeSize: p.GetTreeSize(), Inclusions: make([]Inclusion, len(p.GetInclusions()))}
+	if p.GetCheckpoint() != "" {
+		out.Checkpoint = []byte(p.GetCheckpoint())
+	}
+	for i, in := range p.GetInclusions() {
+		x := Inclusion{Name: in.GetName(), LeafIndex: in.GetLeafIndex(), Pending: in.GetPending()}
+		if !x.Pending {
+			if len(in.GetHashes()) > merkle.MaxProofHashes {
+				return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a proof of %d hashes for %s", len(in.GetHashes()), x.Name)
+			}
+			x.Proof = &merkle.Inclusion{LeafIndex: x.LeafIndex, TreeSize: out.TreeSize, Hashes: make([]tlog.Hash, len(in.GetHashes()))}
+			for j, h := range in.GetHashes() {
+				if len(h) != tlog.HashSize {
+					return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a malformed proof for %s", x.Name)
+				}
+				copy(x.Proof.Hashes[j][:], h)
+			}
+		}
+		out.Inclusions[i] = x
+	}
+	return out, nil
+}
+
+// SearchEventsWithProofs is SearchEvents with proofs: each returned event's
+// inclusion in the latest signed checkpoint, which the caller checks with
+// Proofs.Verify. Events committed within about the last second may be
+// pending. A server without a verifiable log (its store keeps none) answers
+// audittrail.EUnimplemented.
+func (c *Client) SearchEventsWithProofs(ctx context.Context, req audittrail.SearchEventsRequest) (*audittrail.SearchEventsResponse, *Proofs, error) {
+	return c.search(ctx, req, true)
+}
+
+// CreateEventWithReceipt is CreateEvent with a receipt: the server waits (a
+// bounded time, about a second usually, at most a few) until a signed
+// checkpoint covers the event, and returns the event's inclusion proof. When
+// the wait runs out the event is stored all the same and its inclusion is
+// pending: calling again with the same id and event asks again.
+func (c *Client) CreateEventWithReceipt(ctx context.Context, id string, e audittrail.NewEvent) (*audittrail.Event, *Proofs, error) {
+	req := &pb.CreateEventRequest{EventId: id, Event: wire.NewEventToProto(&e), IncludeReceipt: true}
+	var resp *pb.CreateEventResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.rpc.CreateEvent(ctx, req, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := eventFromProto(resp.GetEvent())
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := proofsFromProto(resp.GetReceipt())
+	if err != nil {
+		return nil, nil, err
+	}
+	return ev, p, nil
+}
+
+// BatchCreateEventsWithReceipts is BatchCreateEvents with receipts: one
+// inclusion per stored event (BatchResult.Events), in order, as
+// CreateEventWithReceipt.
+func (c *Client) BatchCreateEventsWithReceipts(ctx context.Context, reqs []audittrail.CreateRequest) (*audittrail.BatchResult, *Proofs, error) {
+	return c.batchCreate(ctx, reqs, true)
+}
+
+// Checkpoint returns the log's latest signed checkpoint (note text); open
+// it with merkle.OpenCheckpoint and the log's public key. It needs the
+// permission to search.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	var resp *pb.GetCheckpointResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.log.GetCheckpoint(ctx, &pb.GetCheckpointRequest{}, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []byte(resp.GetCheckpoint()), nil
+}
+
+// ConsistencyProof returns the proof that the log's tree of first leaves is
+// a prefix of its tree of second leaves; merkle.VerifyConsistency checks it
+// between two verified checkpoints of these sizes. It needs the permission
+// to search.
+func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) (*merkle.Consistency, error) {
+	var resp *pb.GetConsistencyProofResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.log.GetConsistencyProof(ctx, &pb.GetConsistencyProofRequest{First: first, Second: second}, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var p merkle.Consistency
+	if err := p.UnmarshalJSON([]byte(resp.GetProof())); err != nil {
+		return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a malformed consistency proof: %v", err)
+	}
+	return &p, nil
+}

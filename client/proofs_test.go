@@ -1,0 +1,262 @@
+package client_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/testserver"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// The tests of proofs.go run against the real server (the audittrail binary)
+// with its own verifiable log, and check the proofs with the public key of
+// its data directory.
+
+func serverVerifier(t *testing.T, srv *testserver.Server) note.Verifier {
+	t.Helper()
+	key, err := os.ReadFile(filepath.Join(srv.DataDir, "log-verification.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := merkle.NewVerifier(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// searchProven searches with proofs until no event of the page is pending.
+func searchProven(t *testing.T, c *client.Client, v note.Verifier, req audittrail.SearchEventsRequest) (*audittrail.SearchEventsResponse, *client.Proofs, *merkle.Checkpoint) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, p, err := c.SearchEventsWithProofs(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, pending, err := p.Verify(v, res.Events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			return res, p, cp
+		}
+		if len(p.Pending()) != pending {
+			t.Fatalf("Pending() lists %d, Verify counted %d", len(p.Pending()), pending)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending: %v", p.Pending())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestSearchEventsWithProofs(t *testing.T) {
+	srv := testserver.Start(t)
+	v := serverVerifier(t, srv)
+	producer := dial(t, srv.InternalAddr, client.WithToken(srv.ProducerToken))
+	auditor := dial(t, srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	reqs, _ := sampleRequests(t, 11, 40, time.Now().Add(-time.Hour))
+	createAll(t, producer, reqs)
+
+	// The generated events end an hour ago; the search's own audit events
+	// (now) are left out.
+	end := time.Now().Add(-30 * time.Minute)
+	req := audittrail.SearchEventsRequest{PageSize: 25, Filter: audittrail.Filter{EndTime: &end}}
+	res, p, cp := searchProven(t, auditor, v, req)
+	if len(res.Events) != 25 || len(p.Inclusions) != 25 || cp.Size < 40 {
+		t.Fatalf("%d events, %d inclusions, tree of %d", len(res.Events), len(p.Inclusions), cp.Size)
+	}
+	// The plain search returns the same events.
+	plain, err := auditor.SearchEvents(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(plain.Events, res.Events); diff != "" {
+		t.Errorf("events differ with proofs (-plain +proofs):\n%s", diff)
+	}
+
+	// Every forgery fails Verify. Each case changes a fresh copy.
+	_, otherVkey, err := merkle.GenerateKey(rand.Reader, cp.Origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherVerifier, err := merkle.NewVerifier([]byte(otherVkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another valid checkpoint of the same log: a later, larger one.
+	reqs2, _ := sampleRequests(t, 12, 3, time.Now().Add(-time.Hour))
+	createAll(t, producer, reqs2)
+	var later []byte
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		later, err = auditor.Checkpoint(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc, err := merkle.OpenCheckpoint(later, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lc.Size > cp.Size {
+			// The later checkpoint is consistent with the earlier one.
+			cons, err := auditor.ConsistencyProof(t.Context(), cp.Size, lc.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := merkle.VerifyConsistency(cp, lc, cons); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no later checkpoint")
+		}
+	}
+	laterCP, _ := merkle.OpenCheckpoint(later, v)
+
+	forgeries := []struct {
+		name     string
+		verifier note.Verifier
+		change   func(p *client.Proofs, evs []*audittrail.Event)
+		want     string
+	}{
+		{"wrong path: a hash bit flipped", v, func(p *client.Proofs, _ []*audittrail.Event) { p.Inclusions[3].Proof.Hashes[0][7] ^= 0x10 }, "not proven"},
+		{"wrong path: a hash dropped", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			p.Inclusions[3].Proof.Hashes = p.Inclusions[3].Proof.Hashes[1:]
+		}, "not proven"},
+		{"wrong path: the path of another event", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			p.Inclusions[3].Proof.Hashes = p.Inclusions[4].Proof.Hashes
+		}, "not proven"},
+		{"wrong size: the stated tree size", v, func(p *client.Proofs, _ []*audittrail.Event) { p.TreeSize-- }, "tree size"},
+		{"wrong size: the proof's tree size", v, func(p *client.Proofs, _ []*audittrail.Event) { p.Inclusions[0].Proof.TreeSize-- }, "tree size"},
+		{"wrong position: leaf index moved", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			p.Inclusions[5].LeafIndex--
+			p.Inclusions[5].Proof.LeafIndex--
+		}, "not proven"},
+		{"other checkpoint: a later one of the same log", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			p.Checkpoint, p.TreeSize = later, laterCP.Size
+			for i := range p.Inclusions {
+				p.Inclusions[i].Proof.TreeSize = laterCP.Size
+			}
+		}, "not proven"},
+		{"bad signature: a signature byte changed", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			// A character in the middle of the signature proper (after the
+			// key hash): a signature by the log's key that does not verify.
+			i := bytes.LastIndex(p.Checkpoint, []byte(" ")) + 40
+			if p.Checkpoint[i] == 'A' {
+				p.Checkpoint[i] = 'B'
+			} else {
+				p.Checkpoint[i] = 'A'
+			}
+		}, "invalid signature"},
+		{"bad signature: the text changed", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			p.Checkpoint = bytes.Replace(p.Checkpoint, []byte("\n"+itoa(p.TreeSize)+"\n"), []byte("\n"+itoa(p.TreeSize+1)+"\n"), 1)
+			p.TreeSize++
+		}, "signed checkpoint"},
+		{"bad signature: another key with the log's name", otherVerifier, func(*client.Proofs, []*audittrail.Event) {}, "signed checkpoint"},
+		{"tampered event", v, func(_ *client.Proofs, evs []*audittrail.Event) { evs[2].Action += "X" }, "not proven"},
+		{"tampered event: receive time off by 1 ns", v, func(_ *client.Proofs, evs []*audittrail.Event) {
+			evs[2].ReceiveTime = evs[2].ReceiveTime.Add(time.Nanosecond)
+		}, "not proven"},
+		{"events reordered", v, func(_ *client.Proofs, evs []*audittrail.Event) { evs[0], evs[1] = evs[1], evs[0] }, "not for the event"},
+		{"an event left out", v, func(p *client.Proofs, _ []*audittrail.Event) { p.Inclusions = p.Inclusions[1:] }, "inclusions for"},
+		{"claimed pending inside the tree", v, func(p *client.Proofs, _ []*audittrail.Event) {
+			p.Inclusions[6].Pending, p.Inclusions[6].Proof = true, nil
+		}, "claimed pending"},
+		{"a proof without a checkpoint", v, func(p *client.Proofs, _ []*audittrail.Event) { p.Checkpoint = nil }, "no checkpoint"},
+	}
+	for _, fc := range forgeries {
+		t.Run(fc.name, func(t *testing.T) {
+			p2, evs := cloneProofs(p), cloneEvents(res.Events)
+			fc.change(p2, evs)
+			_, _, err := p2.Verify(fc.verifier, evs)
+			if err == nil || !strings.Contains(err.Error(), fc.want) {
+				t.Errorf("Verify: %v, want an error about %q", err, fc.want)
+			}
+		})
+	}
+	// And the untouched copy still verifies (the copies are deep).
+	if _, _, err := cloneProofs(p).Verify(v, cloneEvents(res.Events)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateWithReceipt(t *testing.T) {
+	srv := testserver.Start(t)
+	v := serverVerifier(t, srv)
+	producer := dial(t, srv.InternalAddr, client.WithToken(srv.ProducerToken))
+	reqs, _ := sampleRequests(t, 13, 5, time.Now().Add(-time.Hour))
+
+	e, receipt, err := producer.CreateEventWithReceipt(t.Context(), reqs[0].EventID, reqs[0].Event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, pending, err := receipt.Verify(v, []*audittrail.Event{e})
+	if err != nil || pending != 0 {
+		t.Fatalf("receipt: %d pending, %v", pending, err)
+	}
+	if receipt.Inclusions[0].LeafIndex != 0 || cp.Size < 1 {
+		t.Errorf("first event at leaf %d of %d", receipt.Inclusions[0].LeafIndex, cp.Size)
+	}
+	// The receipt is the proof "audittrail verify inclusion" reads.
+	if receipt.Inclusions[0].Proof.TreeSize != cp.Size {
+		t.Errorf("proof for size %d", receipt.Inclusions[0].Proof.TreeSize)
+	}
+
+	res, receipts, err := producer.BatchCreateEventsWithReceipts(t.Context(), reqs[1:])
+	if err != nil || len(res.Failed) != 0 {
+		t.Fatalf("batch: %v %v", res, err)
+	}
+	if _, pending, err := receipts.Verify(v, res.Events); err != nil || pending != 0 {
+		t.Fatalf("batch receipts: %d pending, %v", pending, err)
+	}
+	for i, in := range receipts.Inclusions {
+		if in.LeafIndex != uint64(i+1) {
+			t.Errorf("batch item %d at leaf %d, want %d", i, in.LeafIndex, i+1)
+		}
+	}
+	// A receipt does not prove another event.
+	if _, _, err := receipt.Verify(v, []*audittrail.Event{res.Events[0]}); err == nil {
+		t.Error("the receipt of one event verified another")
+	}
+	// The plain create has no receipt and the same event.
+	again, err := producer.CreateEvent(t.Context(), reqs[0].EventID, reqs[0].Event)
+	if err != nil || !cmp.Equal(again, e) {
+		t.Errorf("plain retry: %v %v", again, err)
+	}
+}
+
+func cloneProofs(p *client.Proofs) *client.Proofs {
+	c := &client.Proofs{Checkpoint: bytes.Clone(p.Checkpoint), TreeSize: p.TreeSize, Inclusions: make([]client.Inclusion, len(p.Inclusions))}
+	for i, in := range p.Inclusions {
+		c.Inclusions[i] = in
+		if in.Proof != nil {
+			pr := *in.Proof
+			pr.Hashes = append(pr.Hashes[:0:0], in.Proof.Hashes...)
+			c.Inclusions[i].Proof = &pr
+		}
+	}
+	return c
+}
+
+func cloneEvents(evs []*audittrail.Event) []*audittrail.Event {
+	out := make([]*audittrail.Event, len(evs))
+	for i, e := range evs {
+		out[i] = e.Clone()
+	}
+	return out
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

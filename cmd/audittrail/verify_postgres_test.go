@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/pgtest"
+	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// TestVerifiableLogPostgres runs the verifiable log on PostgreSQL with
+// replicas in process, as "audittrail serve --store postgres://..." does:
+// two replicas given one --log-key and a third without any key. Events are
+// created through the first two; exactly one replica signs; every replica
+// serves the same checkpoints and proofs over REST, which "audittrail
+// verify" accepts with the public key any replica wrote. The leader stops
+// and another takes over. With the replicas stopped, "verify store
+// --store" audits the database, then names the leaf of a row changed by
+// SQL.
+func TestVerifiableLogPostgres(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	logKey := filepath.Join(t.TempDir(), "log.key") // created by the first replica
+
+	start := func(args ...string) (*Main, string) {
+		t.Helper()
+		dir := t.TempDir()
+		m, _ := newTestMain(nil)
+		args = append([]string{"--dev", "--store", url, "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
+			"--reader-token", "reader", "--producer-token", "producer"}, args...)
+		if err := m.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Run(ctx); err != nil {
+			m.Close()
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		if m.Log == nil {
+			t.Fatal("no verifiable log on PostgreSQL")
+		}
+		return m, dir
+	}
+	a, dirA := start("--log-key", logKey)
+	b, dirB := start("--log-key", logKey)
+	c, dirC := start() // no key: serves only
+	replicas := []*Main{a, b, c}
+	keyFile := filepath.Join(dirC, logsign.VerificationKeyFile)
+	for _, dir := range []string{dirA, dirB} {
+		if k, err := os.ReadFile(filepath.Join(dir, logsign.VerificationKeyFile)); err != nil || !bytes.Equal(k, mustRead(t, keyFile)) {
+			t.Fatalf("public key of %s: %q, %v; want the log's, as replica C wrote it", dir, k, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dirC, logsign.SigningKeyFile)); err == nil {
+		t.Fatal("replica C created a signing key of its own")
+	}
+	verifier, err := merkle.NewVerifier(mustRead(t, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := func() *Main {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			var leading []*Main
+			for _, m := range replicas {
+				if m.Log != nil && m.store != nil && m.Log.Leading() {
+					leading = append(leading, m)
+				}
+			}
+			if len(leading) > 1 {
+				t.Fatalf("%d replicas lead", len(leading))
+			}
+			if len(leading) == 1 {
+				return leading[0]
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("no replica leads")
+		return nil
+	}
+	if leader() == c {
+		t.Fatal("the replica without a key leads")
+	}
+
+	create := func(m *Main, from, n int) {
+		t.Helper()
+		var items []string
+		for i := from; i < from+n; i++ {
+			items = append(items, fmt.Sprintf(`{"eventTime":"2026-01-02T03:04:%02dZ","eventSource":"verify-test","action":"create","principal":"alice","sourceIpAddress":"203.0.113.7","userAgent":"ua","resource":"res-unique-%04d"}`, i%60, i))
+		}
+		in := filepath.Join(t.TempDir(), "events.json")
+		if err := os.WriteFile(in, []byte("["+strings.Join(items, ",")+"]"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errs, err := runCommand(t, "create", "--addr", m.InternalURL, "--token", "producer", in)
+		if err != nil {
+			t.Fatalf("create: %v\n%s%s", err, out, errs)
+		}
+	}
+	get := func(base, path string, wantCode int, v any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer reader")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if wantCode == 0 && resp.StatusCode == http.StatusServiceUnavailable {
+			return // no checkpoint yet
+		}
+		if resp.StatusCode != wantCode && !(wantCode == 0 && resp.StatusCode == http.StatusOK) {
+			t.Fatalf("GET %s%s: %d, want %d: %s", base, path, resp.StatusCode, wantCode, body)
+		}
+		if v != nil {
+			if err := json.Unmarshal(body, v); err != nil {
+				t.Fatalf("GET %s: %v: %s", path, err, body)
+			}
+		}
+	}
+	// waitCheckpoint waits until every replica serves a checkpoint of
+	// every committed event (the same one: no event comes in meanwhile),
+	// and returns it.
+	waitCheckpoint := func(live ...*Main) ([]byte, *merkle.Checkpoint) {
+		t.Helper()
+		want := live[0].store.(audittrail.LogStore).LastSeq()
+		deadline := time.Now().Add(10 * time.Second)
+		var note string
+		for _, m := range live {
+			for {
+				var got struct{ Checkpoint, TreeSize string }
+				get(m.PublicURL, "/v1/log/checkpoint", 0, &got) // 200, or 503 before the first checkpoint
+				var cp *merkle.Checkpoint
+				if got.Checkpoint != "" {
+					if cp, err = merkle.OpenCheckpoint([]byte(got.Checkpoint), verifier); err != nil {
+						t.Fatalf("checkpoint served by %s: %v", m.PublicURL, err)
+					}
+				}
+				if cp != nil && cp.Size >= want {
+					if note != "" && got.Checkpoint != note {
+						t.Fatalf("replicas serve different checkpoints:\n%s\n%s", note, got.Checkpoint)
+					}
+					note = got.Checkpoint
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("replica %s serves no checkpoint of size %d within 10s", m.PublicURL, want)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		cp, _ := merkle.OpenCheckpoint([]byte(note), verifier)
+		return []byte(note), cp
+	}
+
+	create(a, 0, 10)
+	create(b, 10, 15)
+	note1, cp1 := waitCheckpoint(a, b, c)
+	if cp1.Size != 25 {
+		t.Fatalf("checkpoint of %d events, want 25", cp1.Size)
+	}
+
+	files := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(files, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	verify := func(wantCode int, args ...string) string {
+		t.Helper()
+		var out, errs bytes.Buffer
+		code := run(ctx, append([]string{"verify"}, args...), &out, &errs)
+		if code != wantCode {
+			t.Fatalf("verify %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out.String(), errs.String())
+		}
+		return out.String() + errs.String()
+	}
+	cp1File := write("cp1", note1)
+	verify(0, "checkpoint", "--key", keyFile, cp1File)
+
+	// Every searched event is proven, by every replica, and verified.
+	out, errs, err := runCommand(t, "search", "--addr", c.PublicURL, "--token", "reader", "--all", "-o", "jsonl",
+		"--start", "2026-01-01T00:00:00Z", "--until", "2026-01-03T00:00:00Z")
+	if err != nil {
+		t.Fatalf("search: %v\n%s", err, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 25 {
+		t.Fatalf("search returned %d events, want 25:\n%s", len(lines), out)
+	}
+	var target struct{ ID, Seq string }
+	for i, line := range lines {
+		var ev struct{ Name, Resource string }
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		m := replicas[i%3]
+		var incl struct{ Seq, Proof string }
+		get(m.PublicURL, fmt.Sprintf("/v1/log/inclusion?%s&treeSize=%d", "name="+ev.Name, cp1.Size), http.StatusOK, &incl)
+		verify(0, "inclusion", "--key", keyFile, "--checkpoint", cp1File, "--event", write("ev.json", []byte(line)), "--proof", write("p.json", []byte(incl.Proof)))
+		forged := strings.Replace(line, `"action":"create"`, `"action":"delete"`, 1)
+		verify(1, "inclusion", "--key", keyFile, "--checkpoint", cp1File, "--event", write("ev.json", []byte(forged)), "--proof", write("p.json", []byte(incl.Proof)))
+		if ev.Resource == "res-unique-0017" {
+			target.ID, target.Seq = strings.TrimPrefix(ev.Name, "events/"), incl.Seq
+		}
+	}
+	if target.ID == "" {
+		t.Fatal("event res-unique-0017 not found")
+	}
+
+	// The leader stops; another replica with the key takes over.
+	first := leader()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	live := []*Main{a, b}
+	if first == b {
+		live = []*Main{b, a}
+	}
+	survivor := live[1]
+	if leader() != survivor {
+		t.Fatal("the replica with the key did not take over")
+	}
+	create(survivor, 25, 5)
+	note2, cp2 := waitCheckpoint(survivor, c)
+	if cp2.Size < 30 { // 30 created, and the searches' self-audit events
+		t.Fatalf("checkpoint after the takeover of %d events, want at least 30", cp2.Size)
+	}
+	var cons struct{ Proof string }
+	get(c.PublicURL, fmt.Sprintf("/v1/log/consistency?first=%d&second=%d", cp1.Size, cp2.Size), http.StatusOK, &cons)
+	verify(0, "consistency", "--key", keyFile, cp1File, write("cp2", note2), write("cons.json", []byte(cons.Proof)))
+
+	// The replicas stop; the database is audited, then tampered with.
+	for _, m := range replicas {
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify(2, "store", "--store", url) // no --key: the database's key is no evidence
+	// --strict: every event is signed (the leader signed at its stop).
+	if out := verify(0, "store", "--store", url, "--key", keyFile, "--strict"); !strings.Contains(out, "store OK") {
+		t.Errorf("verify store printed %q", out)
+	}
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if tag, err := conn.Exec(ctx, "UPDATE events SET resource = 'res-unique-9999' WHERE resource = 'res-unique-0017'"); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("tampering: %v %v", tag, err)
+	}
+	out = verify(1, "store", "--store", url, "--key", keyFile)
+	t.Logf("verify store after an UPDATE:\n%s", out)
+	var seq uint64
+	fmt.Sscan(target.Seq, &seq)
+	if want := fmt.Sprintf("first divergent leaf: %d (seq %d, event %s)", seq-1, seq, target.ID); !strings.Contains(out, want) {
+		t.Errorf("verify store after tampering printed:\n%s\nwant %q", out, want)
+	}
+	if _, err := conn.Exec(ctx, "DELETE FROM events WHERE resource = 'res-unique-9999'"); err != nil {
+		t.Fatal(err)
+	}
+	out = verify(1, "store", "--store", url, "--key", keyFile)
+	t.Logf("verify store after a DELETE:\n%s", out)
+	if want := fmt.Sprintf("MISSING: leaf %d (seq %d)", seq-1, seq); !strings.Contains(out, want) {
+		t.Errorf("verify store after a deletion printed:\n%s\nwant %q", out, want)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

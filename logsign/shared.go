@@ -1,0 +1,208 @@
+package logsign
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// SharedStore is a LogStore that several replicas of the service share
+// (postgres.Store; docs/design/verifiable-log.md, "Several replicas").
+// Exactly one replica at a time, the leader, integrates and signs; the
+// others serve the checkpoints and proofs it stores, and one of them takes
+// over when it goes away. The store elects the leader and fences the
+// writes: AppendTree fails for a replica that is not the leader, and
+// whenever the stored tree is not the one the write extends, so that two
+// replicas that both believe they lead cannot fork the tree.
+type SharedStore interface {
+	audittrail.LogStore
+	// LeadLog reports whether this replica is the leader, making it the
+	// leader when no replica is. It does not wait.
+	LeadLog(ctx context.Context) (bool, error)
+	// LatestCheckpoint returns the stored checkpoint of the largest size,
+	// nil when there is none.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// BindVerifierKey records key as the log's public key when the store
+	// has none (key "" records nothing) and returns the recorded one, ""
+	// when there is none. Checkpoints signed by one replica must verify
+	// with the key the others serve: the first signer's key is the log's.
+	BindVerifierKey(ctx context.Context, key string) (string, error)
+}
+
+// openShared is New for a SharedStore: the log's key is the one the store
+// records, and a replica whose signing key is another one (or that has
+// none) serves the log but never leads.
+func (l *Log) openShared(ctx context.Context, ss SharedStore) error {
+	cfg := &l.cfg
+	own := ""
+	if cfg.Signer != nil {
+		if own = cfg.VerifierKey; own == "" {
+			return errors.New("logsign: VerifierKey is required with a Signer")
+		}
+	}
+	bound, err := ss.BindVerifierKey(ctx, own)
+	if err != nil {
+		return err
+	}
+	switch {
+	case bound == "":
+		return errors.New("logsign: the log has no public key yet, and this replica has no signing key to give it")
+	case bound != own && cfg.Signer != nil:
+		cfg.Logger.ErrorContext(ctx, "verifiable log: this replica's signing key is not the log's, so it serves the log but never signs; "+
+			"give every replica the log's signing key (--log-key)", "log_key", bound, "replica_key", own)
+		cfg.Signer = nil
+	case bound != own:
+		cfg.Logger.InfoContext(ctx, "verifiable log: this replica has no signing key; it serves the log but never signs", "log_key", bound)
+	}
+	cfg.VerifierKey = bound
+	v, err := merkle.NewVerifier([]byte(bound))
+	if err != nil {
+		return fmt.Errorf("logsign: the log's recorded public key: %w", err)
+	}
+	l.verifier, l.shared = v, ss
+	return l.refresh(ctx)
+}
+
+// refresh loads what the leader stored: the latest checkpoint, then the
+// tree size (read after it, so it covers the checkpoint). A checkpoint that
+// does not verify with the log's key is never served.
+func (l *Log) refresh(ctx context.Context) error {
+	note, err := l.shared.LatestCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	size, err := l.shared.TreeSize()
+	if err != nil {
+		return err
+	}
+	if old, _ := l.Checkpoint(); note != nil && !bytes.Equal(note, old) {
+		c, err := merkle.OpenCheckpoint(note, l.verifier)
+		if err != nil {
+			return fmt.Errorf("logsign: the latest stored checkpoint does not verify with the log's key: %w", err)
+		}
+		l.cpMu.Lock()
+		l.latest, l.cp = note, c
+		l.cpMu.Unlock()
+	}
+	l.mu.Lock()
+	l.size = size
+	l.mu.Unlock()
+	return nil
+}
+
+// lead reports whether this replica leads, and when it has just become the
+// leader (or its last step failed) reloads the state that the store holds,
+// which another leader may have advanced.
+func (l *Log) lead(ctx context.Context) (bool, error) {
+	if l.cfg.Signer == nil {
+		return false, nil
+	}
+	ok, err := l.shared.LeadLog(ctx)
+	l.mu.Lock()
+	was, synced := l.leading, l.synced
+	l.leading = ok && err == nil
+	if !l.leading {
+		l.synced = false
+	}
+	l.mu.Unlock()
+	if err != nil || !ok {
+		if was && ctx.Err() == nil {
+			l.cfg.Logger.WarnContext(ctx, "verifiable log: this replica no longer integrates", "err", err)
+		}
+		return false, err
+	}
+	if !was {
+		l.cfg.Logger.InfoContext(ctx, "verifiable log: this replica is the leader: it integrates and signs")
+	}
+	if !synced {
+		if err := l.reload(ctx); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// reload loads the stored state before leading: tree size, latest
+// checkpoint and the receive time of the last leaf.
+func (l *Log) reload(ctx context.Context) error {
+	if err := l.refresh(ctx); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var lastRT time.Time
+	if l.size > 0 {
+		evs, err := l.cfg.Store.EventsBySeq(ctx, l.size, l.size)
+		if err != nil {
+			return err
+		}
+		lastRT = evs[0].ReceiveTime
+	}
+	l.lastRT, l.lastSign, l.synced = lastRT, time.Time{}, true
+	return nil
+}
+
+// unsync makes the next lead reload the stored state (after a failed step:
+// the store may have refused a write because another leader moved on).
+func (l *Log) unsync() {
+	l.mu.Lock()
+	l.synced = false
+	l.mu.Unlock()
+}
+
+// Leading reports whether this replica integrates and signs: always for a
+// store that is not shared, else while it is the SharedStore's leader.
+func (l *Log) Leading() bool {
+	if l.shared == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leading
+}
+
+// catchUp makes a replica that does not lead see a tree size it is asked
+// about (a client may hold a checkpoint newer than its last refresh).
+func (l *Log) catchUp(size uint64) {
+	if l.shared == nil || size <= l.treeSize() {
+		return
+	}
+	stored, err := l.shared.TreeSize()
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	if !l.leading && stored > l.size {
+		l.size = stored
+	}
+	l.mu.Unlock()
+}
+
+// errThrottle logs Run's errors at most every 5 seconds (a database outage
+// fails every step), with the number left out.
+type errThrottle struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+func (t *errThrottle) log(ctx context.Context, logger *slog.Logger, err error) {
+	t.mu.Lock()
+	now := time.Now()
+	if now.Sub(t.last) < 5*time.Second {
+		t.dropped++
+		t.mu.Unlock()
+		return
+	}
+	n := t.dropped
+	t.last, t.dropped = now, 0
+	t.mu.Unlock()
+	logger.ErrorContext(ctx, "verifiable log: integration failed", "err", err, "failures_not_logged", n)
+}

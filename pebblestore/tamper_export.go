@@ -1,0 +1,24 @@
+package pebblestore
+
+// The raw key layout of the store (keys.go), exported for the tests of
+// other packages that tamper with a closed store's Pebble database directly
+// (logsign/tamper_test.go: the verifiable log's audit must find an event
+// changed, deleted, moved or inserted in storage; see
+// docs/design/verifiable-log.md, "Tests"). Keeping the layout here rather
+// than copying it into those tests means a change of layout changes what
+// they tamper with. Nothing but tests may write these keys.
+
+// RawSeqKey is the key of the log position seq; its value is the event's
+// time, Unix nanoseconds as 8 bytes big-endian.
+func RawSeqKey(seq uint64) []byte { return seqKey(nil, seq) }
+
+// RawEventKey is the key of the record of the event of time ns and seq. The
+// record holds the event's id (16 bytes) but neither its time nor its seq.
+func RawEventKey(ns int64, seq uint64) []byte { return eventKey(nil, ns, seq) }
+
+// RawIDKey is the key of the id index entry of id, whose value is
+// RawIDValue(seq, ns).
+func RawIDKey(id [16]byte) []byte { return idKey(nil, id) }
+
+// RawIDValue is the value of an id index entry.
+func RawIDValue(seq uint64, ns int64) []byte { return idValue(nil, seq, ns) }

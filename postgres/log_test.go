@@ -1,0 +1,680 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/pgtest"
+	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+	"github.com/audittrail/audittrail/postgres"
+)
+
+var _ logsign.SharedStore = (*postgres.Store)(nil)
+
+// logKey returns a new signing key of the log and its public key.
+func logKey(t testing.TB) (note.Signer, string) {
+	t.Helper()
+	signer, vkey, err := logsign.LoadOrCreateKey(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer, vkey
+}
+
+func newLog(t testing.TB, st *postgres.Store, signer note.Signer, vkey string) *logsign.Log {
+	t.Helper()
+	l, err := logsign.New(t.Context(), logsign.Config{Store: st, Signer: signer, VerifierKey: vkey, Logger: testLogger(t),
+		Interval: 10 * time.Millisecond, SignInterval: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// runLog runs l in the background until the returned function is called.
+func runLog(l *logsign.Log) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+// logEvents appends n events with ids from *next, their receive times going
+// backwards (the store raises them), and returns them as stored.
+func logEvents(t testing.TB, st *postgres.Store, next *atomic.Uint64, n int) []*audittrail.Event {
+	t.Helper()
+	out, err := appendLogEvents(t, st, next, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// appendLogEvents is logEvents for goroutines other than the test's.
+func appendLogEvents(t testing.TB, st *postgres.Store, next *atomic.Uint64, n int) ([]*audittrail.Event, error) {
+	var in []*audittrail.Event
+	for range n {
+		k := next.Add(1)
+		e, err := audittrail.PrepareNewEvent(fmt.Sprintf("00000000-0000-4000-8000-%012x", k), audittrail.NewEvent{Event: audittrail.Event{
+			EventTime: base.Add(time.Duration(k%97) * time.Minute), EventSource: "src", Action: "act", Principal: "users/p", SourceIP: "1.1.1.1",
+			Metadata: map[string]string{"k": fmt.Sprint(k), "nul": "a\x00b"},
+		}}, base.Add(time.Hour-time.Duration(k)*time.Millisecond), false)
+		if err != nil {
+			return nil, err
+		}
+		if k%3 == 0 {
+			e.Status = &audittrail.Status{Code: int32(k), Message: "é"}
+		}
+		in = append(in, e)
+	}
+	res, err := st.Append(context.Background(), in)
+	if err != nil {
+		return nil, fmt.Errorf("Append: %w", err)
+	}
+	out := make([]*audittrail.Event, len(res))
+	for i, r := range res {
+		if r.Err != nil {
+			return nil, fmt.Errorf("Append: %w", r.Err)
+		}
+		out[i] = r.Event
+	}
+	return out, nil
+}
+
+func openCP(t testing.TB, msg []byte, vkey string) *merkle.Checkpoint {
+	t.Helper()
+	v, err := merkle.NewVerifier([]byte(vkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := merkle.OpenCheckpoint(msg, v)
+	if err != nil {
+		t.Fatalf("checkpoint does not verify: %v\n%s", err, msg)
+	}
+	return c
+}
+
+// checkLogged checks the log's stored events against what Append returned
+// and Search finds (the leaf hash covers every field), that receive times
+// strictly increase with seq, and that every event is proven in cp by l.
+func checkLogged(t *testing.T, st *postgres.Store, l *logsign.Log, cp *merkle.Checkpoint, acked map[string]*audittrail.Event) {
+	t.Helper()
+	evs, err := st.EventsBySeq(t.Context(), 1, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	searched := map[string]*audittrail.Event{}
+	for _, e := range searchAll(t, st, everything, 1000) {
+		searched[e.ID] = e
+	}
+	if uint64(len(searched)) != cp.Size || len(acked) != int(cp.Size) {
+		t.Fatalf("search finds %d events, %d acknowledged, checkpoint size %d", len(searched), len(acked), cp.Size)
+	}
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("EventsBySeq position %d holds seq %d", i, e.Seq)
+		}
+		if d := gocmp.Diff(searched[e.ID], e); d != "" {
+			t.Fatalf("EventsBySeq and Search differ on seq %d (-search +log):\n%s", e.Seq, d)
+		}
+		if d := gocmp.Diff(acked[e.ID], e); d != "" {
+			t.Fatalf("EventsBySeq differs from the acknowledged event of seq %d (-acked +log):\n%s", e.Seq, d)
+		}
+		if i > 0 && !e.ReceiveTime.After(evs[i-1].ReceiveTime) {
+			t.Fatalf("receive time of seq %d (%v) is not after seq %d's (%v)", e.Seq, e.ReceiveTime, e.Seq-1, evs[i-1].ReceiveTime)
+		}
+		if !e.ReceiveTime.Before(cp.ReceivedBefore) {
+			t.Fatalf("seq %d received at %v, not before the horizon %v", e.Seq, e.ReceiveTime, cp.ReceivedBefore)
+		}
+		p, err := l.InclusionProof(e.Seq, cp.Size)
+		if err != nil {
+			t.Fatalf("inclusion proof of seq %d: %v", e.Seq, err)
+		}
+		if err := merkle.VerifyEventInclusion(cp, e, p); err != nil {
+			t.Fatalf("inclusion proof of seq %d: %v", e.Seq, err)
+		}
+	}
+}
+
+// TestLog integrates events of the PostgreSQL store, proves each of them
+// and the consistency of two checkpoints with the merkle verifiers, resumes
+// after a restart and audits the store.
+func TestLog(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	st := mustOpen(t, url)
+	defer st.Close()
+	signer, vkey := logKey(t)
+	l := newLog(t, st, signer, vkey)
+
+	var next atomic.Uint64
+	acked := map[string]*audittrail.Event{}
+	add := func(evs []*audittrail.Event) {
+		for _, e := range evs {
+			acked[e.ID] = e
+		}
+	}
+	add(logEvents(t, st, &next, 7))
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Leading() {
+		t.Fatal("the only replica does not lead after Flush")
+	}
+	note1, _ := l.Checkpoint()
+	cp1 := openCP(t, note1, vkey)
+	if cp1.Size != 7 {
+		t.Fatalf("first checkpoint of size %d, want 7", cp1.Size)
+	}
+	for range 6 {
+		add(logEvents(t, st, &next, 1+int(next.Load()%50)))
+		if err := l.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	note2, _ := l.Checkpoint()
+	cp2 := openCP(t, note2, vkey)
+	if cp2.Size != uint64(len(acked)) || st.LastSeq() != cp2.Size {
+		t.Fatalf("checkpoint of size %d, %d events acknowledged, LastSeq %d", cp2.Size, len(acked), st.LastSeq())
+	}
+	checkLogged(t, st, l, cp2, acked)
+	cons, err := l.ConsistencyProof(cp1.Size, cp2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := merkle.VerifyConsistency(cp1, cp2, cons); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ConsistencyProof(cp1.Size, cp2.Size+1); err == nil {
+		t.Error("consistency proof beyond the tree: no error")
+	}
+
+	// EventByID finds the events of the log, and nothing else.
+	for _, e := range acked {
+		got, err := st.EventByID(ctx, e.ID)
+		if err != nil || gocmp.Diff(e, got) != "" {
+			t.Fatalf("EventByID(%s) = %v, %v; want %v", e.ID, got, err, e)
+		}
+		break
+	}
+	for _, id := range []string{"00000000-0000-4000-8000-ffffffffffff", "not-a-uuid", "00000000-0000-4000-8000-00000000000A"} {
+		if got, err := st.EventByID(ctx, id); got != nil || err != nil {
+			t.Errorf("EventByID(%q) = %v, %v; want nil, nil", id, got, err)
+		}
+	}
+	if _, err := st.EventsBySeq(ctx, 1, cp2.Size+1); audittrail.ErrorCode(err) != audittrail.ENotFound {
+		t.Errorf("EventsBySeq past the log: %v, want ENotFound", err)
+	}
+
+	// A restart (another Log, another Store) resumes from the stored tree
+	// and checkpoint.
+	st.Close()
+	st = mustOpen(t, url)
+	defer st.Close()
+	l2 := newLog(t, st, signer, vkey)
+	if n, _ := l2.Checkpoint(); string(n) != string(note2) {
+		t.Fatalf("latest checkpoint not reloaded: %q", n)
+	}
+	add(logEvents(t, st, &next, 3))
+	if err := l2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	note3, _ := l2.Checkpoint()
+	cp3 := openCP(t, note3, vkey)
+	if cp3.Size != cp2.Size+3 {
+		t.Fatalf("size after restart %d, want %d", cp3.Size, cp2.Size+3)
+	}
+	checkLogged(t, st, l2, cp3, acked)
+
+	rep, err := logsign.AuditStore(ctx, st, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes, err := st.Checkpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Leaves != cp3.Size || rep.Checked != len(notes) || len(notes) < 3 {
+		t.Fatalf("audit: %+v (%d stored checkpoints)", rep, len(notes))
+	}
+}
+
+// capture is a merkle.HashStore that keeps the hashes it is given, for
+// writing them with AppendTree by hand.
+type capture struct {
+	mem     merkle.MemStore
+	indexes []int64
+	hashes  [][32]byte
+}
+
+func (c *capture) ReadHashes(indexes []int64) ([]tlog.Hash, error) { return c.mem.ReadHashes(indexes) }
+func (c *capture) WriteHashes(indexes []int64, hashes []tlog.Hash) error {
+	c.indexes, c.hashes = append(c.indexes[:0], indexes...), c.hashes[:0]
+	for _, h := range hashes {
+		c.hashes = append(c.hashes, h)
+	}
+	return c.mem.WriteHashes(indexes, hashes)
+}
+
+// TestLogFence checks that one replica at a time integrates: the lock goes
+// to one Store, the other's tree writes are refused, a write that does not
+// extend the stored tree is refused, and the lock passes on when its holder
+// closes.
+func TestLogFence(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	a, b := mustOpen(t, url), mustOpen(t, url)
+	defer b.Close()
+	defer a.Close()
+	if ok, err := a.LeadLog(ctx); !ok || err != nil {
+		t.Fatalf("A LeadLog = %v, %v; want true", ok, err)
+	}
+	if ok, err := b.LeadLog(ctx); ok || err != nil {
+		t.Fatalf("B LeadLog while A leads = %v, %v; want false", ok, err)
+	}
+	if ok, err := a.LeadLog(ctx); !ok || err != nil {
+		t.Fatalf("A LeadLog again = %v, %v; want true", ok, err)
+	}
+	var next atomic.Uint64
+	evs := logEvents(t, a, &next, 5)
+	leaves := func(evs []*audittrail.Event) []tlog.Hash {
+		var out []tlog.Hash
+		for _, e := range evs {
+			out = append(out, merkle.LeafHash(e))
+		}
+		return out
+	}
+	c := &capture{}
+	if _, err := merkle.Integrate(c, 0, leaves(evs[:3])); err != nil {
+		t.Fatal(err)
+	}
+	conflict := func(what string, err error) {
+		t.Helper()
+		if audittrail.ErrorCode(err) != audittrail.EConflict {
+			t.Errorf("%s: %v, want EConflict", what, err)
+		}
+	}
+	conflict("AppendTree by the replica that does not lead", b.AppendTree(3, c.indexes, c.hashes, nil))
+	conflict("AppendTree of a size its hashes do not make", a.AppendTree(2, c.indexes, c.hashes, nil))
+	if err := a.AppendTree(3, c.indexes[1:], c.hashes[1:], nil); err == nil {
+		t.Error("AppendTree of hashes that do not start at the stored tree's end: no error")
+	}
+	if err := a.AppendTree(3, c.indexes, c.hashes, nil); err != nil {
+		t.Fatal(err)
+	}
+	conflict("the same AppendTree again (the stored tree moved)", a.AppendTree(3, c.indexes, c.hashes, nil))
+	conflict("a checkpoint alone of another size", a.AppendTree(4, nil, nil, []byte("x")))
+	if size, err := b.TreeSize(); size != 3 || err != nil {
+		t.Fatalf("TreeSize = %d, %v; want 3", size, err)
+	}
+	got, err := b.ReadTreeHashes(c.indexes)
+	if err != nil || gocmp.Diff(c.hashes, got) != "" {
+		t.Fatalf("ReadTreeHashes = %x, %v; want %x", got, err, c.hashes)
+	}
+	if _, err := b.ReadTreeHashes([]int64{c.indexes[len(c.indexes)-1] + 1}); err == nil {
+		t.Error("ReadTreeHashes of an index not stored: no error")
+	}
+
+	// The lock passes to B when A goes away.
+	a.Close()
+	if ok, err := a.LeadLog(ctx); ok || err == nil {
+		t.Errorf("LeadLog of a closed store = %v, %v", ok, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := b.LeadLog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B does not get the lock after A closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := merkle.Integrate(c, 3, leaves(evs[3:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AppendTree(5, c.indexes, c.hashes, []byte("checkpoint of 5")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AppendTree(5, nil, nil, []byte("again")); err == nil {
+		t.Errorf("a second checkpoint of the same size: %v, want an error", err)
+	}
+	notes, err := b.Checkpoints(ctx)
+	if err != nil || len(notes) != 1 || string(notes[0]) != "checkpoint of 5" {
+		t.Fatalf("Checkpoints = %q, %v", notes, err)
+	}
+}
+
+// TestLogReplicas runs two replicas (two Stores on one database, each with
+// its Log running) while events are appended through both: one of them
+// integrates, the other serves; when the leader dies the other takes over;
+// the result is one tree, every event is proven by both, and the
+// checkpoints signed by each verify and are consistent with each other.
+func TestLogReplicas(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	signer, vkey := logKey(t)
+	stA, stB := mustOpen(t, url), mustOpen(t, url)
+	defer stB.Close()
+	la := newLog(t, stA, signer, vkey)
+	stopA := runLog(la)
+	waitFor(t, "replica A to lead", la.Leading)
+	lb := newLog(t, stB, signer, vkey)
+	stopB := runLog(lb)
+	defer func() { stopB() }()
+
+	var (
+		next  atomic.Uint64
+		mu    sync.Mutex
+		acked = map[string]*audittrail.Event{}
+	)
+	// write appends batches through st until stop is closed.
+	write := func(st *postgres.Store, seed uint64, stop <-chan struct{}, wg *sync.WaitGroup) {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(seed, 1))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			evs, err := appendLogEvents(t, st, &next, 1+rng.IntN(5))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			for _, e := range evs {
+				acked[e.ID] = e
+			}
+			mu.Unlock()
+		}
+	}
+	count := func() uint64 { mu.Lock(); defer mu.Unlock(); return uint64(len(acked)) }
+
+	// Phase 1: A leads; appends through both.
+	stop1, stop2 := make(chan struct{}), make(chan struct{})
+	var wgA, wgB sync.WaitGroup
+	wgA.Add(2)
+	wgB.Add(2)
+	go write(stA, 1, stop1, &wgA)
+	go write(stA, 2, stop1, &wgA)
+	go write(stB, 3, stop2, &wgB)
+	go write(stB, 4, stop2, &wgB)
+	waitFor(t, "150 events", func() bool { return count() >= 150 })
+	waitFor(t, "replica B to serve a checkpoint of 100 events", func() bool {
+		_, c := lb.Checkpoint()
+		return c != nil && c.Size >= 100
+	})
+	if lb.Leading() {
+		t.Fatal("both replicas lead")
+	}
+	// A dies (no flush): its writers stop, its Log stops, its store closes.
+	close(stop1)
+	wgA.Wait()
+	stopA()
+	noteA, _ := la.Checkpoint()
+	cpA := openCP(t, noteA, vkey)
+	stA.Close()
+
+	// Phase 2: B takes over while appends go on through it.
+	waitFor(t, "replica B to lead", lb.Leading)
+	atTakeover := count()
+	waitFor(t, "100 more events", func() bool { return count() >= atTakeover+100 })
+	close(stop2)
+	wgB.Wait()
+	if err := lb.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	noteB, _ := lb.Checkpoint()
+	cpB := openCP(t, noteB, vkey)
+	if cpB.Size != count() || cpB.Size <= cpA.Size {
+		t.Fatalf("B's checkpoint has size %d; %d events acknowledged; A signed %d", cpB.Size, count(), cpA.Size)
+	}
+
+	// A comes back, as a replica that serves.
+	stA2 := mustOpen(t, url)
+	defer stA2.Close()
+	la2 := newLog(t, stA2, signer, vkey)
+	stopA2 := runLog(la2)
+	defer stopA2()
+	waitFor(t, "replica A to serve B's checkpoint", func() bool {
+		n, _ := la2.Checkpoint()
+		return string(n) == string(noteB)
+	})
+	if la2.Leading() || !lb.Leading() {
+		t.Fatalf("after A's return: A leads %v, B leads %v; want B only", la2.Leading(), lb.Leading())
+	}
+
+	// One tree: every event proven by both replicas; the checkpoints A and
+	// B signed are consistent; the full audit finds nothing.
+	checkLogged(t, stB, lb, cpB, acked)
+	checkLogged(t, stA2, la2, cpB, acked)
+	for _, l := range []*logsign.Log{lb, la2} {
+		p, err := l.ConsistencyProof(cpA.Size, cpB.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.VerifyConsistency(cpA, cpB, p); err != nil {
+			t.Fatalf("A's checkpoint of %d and B's of %d: %v", cpA.Size, cpB.Size, err)
+		}
+	}
+	notes, err := stB.Checkpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev *merkle.Checkpoint
+	for _, n := range notes {
+		c := openCP(t, n, vkey)
+		if prev != nil {
+			p, err := lb.ConsistencyProof(prev.Size, c.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := merkle.VerifyConsistency(prev, c, p); err != nil {
+				t.Fatalf("stored checkpoints %d and %d: %v", prev.Size, c.Size, err)
+			}
+		}
+		prev = c
+	}
+	rep, err := logsign.AuditStore(ctx, stA2, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Leaves != cpB.Size || rep.Checked != len(notes) {
+		t.Fatalf("audit: %+v", rep)
+	}
+	t.Logf("%d events, %d checkpoints; A signed up to %d, B took over at about %d", cpB.Size, len(notes), cpA.Size, atTakeover)
+}
+
+// TestLogKeyBinding: the first replica's key becomes the log's; a replica
+// with another key, or none, serves the log and never signs.
+func TestLogKeyBinding(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	signer, vkey := logKey(t)
+	st := mustOpen(t, url)
+	defer st.Close()
+	l := newLog(t, st, signer, vkey)
+	var next atomic.Uint64
+	logEvents(t, st, &next, 4)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	note1, _ := l.Checkpoint()
+
+	st2 := mustOpen(t, url)
+	defer st2.Close()
+	otherSigner, otherKey := logKey(t)
+	for name, cfg := range map[string]logsign.Config{
+		"another key": {Store: st2, Signer: otherSigner, VerifierKey: otherKey},
+		"no key":      {Store: st2},
+	} {
+		cfg.Logger = testLogger(t)
+		o, err := logsign.New(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if o.VerifierKey() != vkey {
+			t.Errorf("%s: serves key %q, want the log's %q", name, o.VerifierKey(), vkey)
+		}
+		if n, _ := o.Checkpoint(); string(n) != string(note1) {
+			t.Errorf("%s: serves checkpoint %q, want %q", name, n, note1)
+		}
+		if err := o.Flush(ctx); err != nil || o.Leading() {
+			t.Errorf("%s: Flush = %v, leading %v; want nil, false", name, err, o.Leading())
+		}
+		if err := o.Step(ctx); err == nil {
+			t.Errorf("%s: Step of a replica without the log's key: no error", name)
+		}
+	}
+	if got, err := st2.BindVerifierKey(ctx, otherKey); got != vkey || err != nil {
+		t.Errorf("BindVerifierKey(other) = %q, %v; want the first key %q", got, err, vkey)
+	}
+
+	// A replica with no key on an empty log cannot start it.
+	st3 := mustOpen(t, pgtest.Start(t))
+	defer st3.Close()
+	if _, err := logsign.New(ctx, logsign.Config{Store: st3, Logger: testLogger(t)}); err == nil {
+		t.Error("a Log without any key on a log without one: no error")
+	}
+}
+
+// TestReceiveTimeOrder appends through two stores at once, with receive
+// times in any order: stored receive times strictly increase with seq.
+func TestReceiveTimeOrder(t *testing.T) {
+	url := pgtest.Start(t)
+	stores := []*postgres.Store{mustOpen(t, url), mustOpen(t, url)}
+	for _, s := range stores {
+		defer s.Close()
+	}
+	var (
+		next atomic.Uint64
+		wg   sync.WaitGroup
+	)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 20 {
+				var batch []*audittrail.Event
+				for range 1 + rng.IntN(4) {
+					e := newEvent(t, next.Add(1), base)
+					e.ReceiveTime = base.Add(time.Duration(rng.IntN(3)) * time.Microsecond) // many ties and inversions
+					batch = append(batch, e)
+				}
+				res, err := stores[w%2].Append(context.Background(), batch)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i, r := range res {
+					if r.Err != nil || r.Event.ReceiveTime.Before(batch[i].ReceiveTime) {
+						t.Errorf("append result %+v: receive time lowered from %v", r, batch[i].ReceiveTime)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	evs, err := stores[0].EventsBySeq(t.Context(), 1, stores[0].LastSeq())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != int(next.Load()) {
+		t.Fatalf("%d events in the log, %d appended", len(evs), next.Load())
+	}
+	for i := 1; i < len(evs); i++ {
+		if !evs[i].ReceiveTime.After(evs[i-1].ReceiveTime) {
+			t.Fatalf("seq %d received at %v, seq %d at %v", evs[i-1].Seq, evs[i-1].ReceiveTime, evs[i].Seq, evs[i].ReceiveTime)
+		}
+	}
+	// A missing receive time is refused.
+	e := newEvent(t, next.Add(1), base)
+	e.ReceiveTime = time.Time{}
+	if _, err := stores[0].Append(context.Background(), []*audittrail.Event{e}); audittrail.ErrorCode(err) != audittrail.EInvalid {
+		t.Errorf("append without a receive time: %v, want EInvalid", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLogLockLost ends the leader's locking session from the server side
+// (as a network failure or an administrator would) while events arrive:
+// the leader notices, a replica (either) leads again, and the tree stays
+// one tree that the audit finds clean.
+func TestLogLockLost(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	signer, vkey := logKey(t)
+	stA, stB := mustOpen(t, url), mustOpen(t, url)
+	defer stA.Close()
+	defer stB.Close()
+	la, lb := newLog(t, stA, signer, vkey), newLog(t, stB, signer, vkey)
+	stopA := runLog(la)
+	waitFor(t, "replica A to lead", la.Leading)
+	stopB := runLog(lb)
+	var next atomic.Uint64
+	for range 5 {
+		logEvents(t, stA, &next, 20)
+		logEvents(t, stB, &next, 20)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var killed int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminating the lock holder: %d sessions, %v", killed, err)
+	}
+	for range 5 {
+		logEvents(t, stA, &next, 20)
+		logEvents(t, stB, &next, 20)
+	}
+	waitFor(t, "a replica to lead again", func() bool { return la.Leading() != lb.Leading() })
+	waitFor(t, "a checkpoint of every event", func() bool {
+		_, ca := la.Checkpoint()
+		_, cb := lb.Checkpoint()
+		return ca != nil && cb != nil && ca.Size == next.Load() && cb.Size == next.Load()
+	})
+	stopA()
+	stopB()
+	rep, err := logsign.AuditStore(ctx, stA, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Leaves != next.Load() {
+		t.Fatalf("audit: %+v", rep)
+	}
+}

@@ -1,0 +1,730 @@
+"""Verification of the audittrail verifiable log, with the log's public key
+alone (not in the H2O client).
+
+Every event the server commits is a leaf of an append-only RFC 6962 Merkle
+tree; the server signs a checkpoint of the tree (its size and root) at least
+once per second while events arrive. A search with ``include_proofs=True``
+returns, with its events, one signed checkpoint and each event's inclusion
+proof; this module checks them::
+
+    from h2o_audit_trail.verify import Verifier
+
+    verifier = Verifier.from_key(open("log-verification.key").read())
+    page = event_client.search_events(filter_, include_proofs=True)
+    result = page.proofs.verify(verifier)   # raises VerificationError
+    result.checkpoint.size, result.proven, result.pending
+
+The public key is the file ``<data-dir>/log-verification.key`` of the server
+(obtain it from the operator, not from the server you are checking).
+
+What this module implements, each as the Go package ``merkle`` does
+(docs/design/merkle.md), and tested against its golden vectors:
+
+- Ed25519 signatures (RFC 8032, pure Python) and C2SP signed notes
+  (:class:`Verifier`, :func:`open_checkpoint`);
+- the checkpoint format, parsed strictly (:func:`parse_checkpoint`);
+- RFC 6962 inclusion and consistency proofs (:func:`verify_inclusion`,
+  :func:`verify_consistency`) against verified checkpoints only;
+- the leaf encoding of an event, from the event's JSON as the server returns
+  it (:func:`leaf_data`). It needs the JSON, not an
+  :class:`~h2o_audit_trail.event.event.Event`: the leaf covers the times at
+  nanosecond precision, and Python datetimes keep microseconds.
+
+It depends on the standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from h2o_audit_trail import _ed25519
+
+__all__ = [
+    "Checkpoint",
+    "ConsistencyProof",
+    "EMPTY_ROOT",
+    "EventInclusion",
+    "InclusionProof",
+    "LEAF_VERSION",
+    "LogProofs",
+    "Verified",
+    "VerificationError",
+    "Verifier",
+    "event_leaf_hash",
+    "leaf_data",
+    "leaf_hash",
+    "open_checkpoint",
+    "parse_checkpoint",
+    "root_hash",
+    "verify_consistency",
+    "verify_event_inclusion",
+    "verify_inclusion",
+]
+
+
+class VerificationError(Exception):
+    """A signature, checkpoint or proof does not verify, or is malformed."""
+
+
+LEAF_VERSION = 1
+MAX_TREE_SIZE = (1 << 62) - 1
+MAX_PROOF_HASHES = 128
+HORIZON_KEYWORD = "received-before"
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+_MAX_ORIGIN = 255
+_MAX_CHECKPOINT_TEXT = 1024
+_MAX_NOTE = 16 << 10
+_MAX_SIGNATURES = 100
+_SIG_PREFIX = "\u2014 ".encode("utf-8")  # em dash, space
+_ALG_ED25519 = 1
+_NS = 1_000_000_000
+_EPOCH_DAYS = date(1970, 1, 1).toordinal()
+_MIN_HORIZON_NS = 0  # 1970-01-01T00:00:00Z
+_MAX_HORIZON_NS = (date(2262, 1, 1).toordinal() - _EPOCH_DAYS) * 86400 * _NS
+
+
+# --- hashes ------------------------------------------------------------------------------------
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """The RFC 6962 hash of a leaf: SHA-256(0x00 || data)."""
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_hash(leaf_hashes: Sequence[bytes]) -> bytes:
+    """The RFC 6962 root of a tree with these leaf hashes (the definition of
+    RFC 6962 section 2.1, for tests and audits of small trees)."""
+    n = len(leaf_hashes)
+    if n == 0:
+        return EMPTY_ROOT
+    if n == 1:
+        return bytes(leaf_hashes[0])
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return _node(root_hash(leaf_hashes[:k]), root_hash(leaf_hashes[k:]))
+
+
+def _b64_hash(text: Any, what: str) -> bytes:
+    """A hash in canonical, padded standard base64 (44 characters)."""
+    if not isinstance(text, str) or len(text) != 44:
+        raise VerificationError(f"{what}: a hash is 44 base64 characters")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as e:
+        raise VerificationError(f"{what}: malformed base64") from e
+    if len(raw) != 32 or base64.b64encode(raw).decode() != text:
+        raise VerificationError(f"{what}: not a canonical 32-byte hash")
+    return raw
+
+
+def _hash_text(h: bytes) -> str:
+    return base64.b64encode(h).decode()
+
+
+# --- keys and signed notes ---------------------------------------------------------------------
+
+
+def _valid_name(name: str) -> bool:
+    return (
+        0 < len(name.encode("utf-8")) <= _MAX_ORIGIN
+        and "+" not in name
+        and not any(c.isspace() for c in name)
+        and name.isprintable()
+    )
+
+
+def _key_hash(name: str, key: bytes) -> int:
+    return struct.unpack(">I", hashlib.sha256(name.encode("utf-8") + b"\n" + key).digest()[:4])[0]
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """The log's public key: a C2SP note verifier key
+    ``<name>+<hash>+<base64(0x01 || Ed25519 public key)>``, as in the file
+    ``log-verification.key``."""
+
+    name: str
+    key_hash: int
+    public_key: bytes
+
+    @classmethod
+    def from_key(cls, text: Union[str, bytes]) -> "Verifier":
+        """Parses the key (the file's content: one line, optionally
+        newline-terminated)."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if text.endswith("\n"):
+            text = text[:-1]
+        if not text or any(c in text for c in "\n\r\t "):
+            raise VerificationError("a key file holds one key on one line")
+        parts = text.split("+", 2)
+        if len(parts) != 3 or not _valid_name(parts[0]) or not re.fullmatch(r"[0-9a-fA-F]{8}", parts[1]):
+            raise VerificationError("malformed verifier key")
+        name, hash_hex, key_b64 = parts
+        try:
+            key = base64.b64decode(key_b64, validate=True)
+        except ValueError as e:
+            raise VerificationError("malformed verifier key") from e
+        if len(key) != 33 or key[0] != _ALG_ED25519:
+            raise VerificationError("not an Ed25519 verifier key")
+        if int(hash_hex, 16) != _key_hash(name, key):
+            raise VerificationError("verifier key hash does not match the key")
+        return cls(name=name, key_hash=int(hash_hex, 16), public_key=key[1:])
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        return _ed25519.verify(self.public_key, message, signature)
+
+
+def _open_note(msg: bytes, verifier: Verifier) -> str:
+    """The text of the signed note msg, after checking that it carries a
+    valid signature by verifier (C2SP signed-note; other keys' signatures
+    are ignored, a bad one by verifier's key fails)."""
+    if len(msg) > _MAX_NOTE:
+        raise VerificationError("signed note too large")
+    try:
+        decoded = msg.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VerificationError("signed note is not UTF-8") from e
+    if any(c < " " and c != "\n" for c in decoded):
+        raise VerificationError("signed note has control characters")
+    split = msg.rfind(b"\n\n")
+    if split < 0:
+        raise VerificationError("malformed signed note: no signature block")
+    text, sigs = msg[: split + 1], msg[split + 2:]
+    if not sigs or not sigs.endswith(b"\n"):
+        raise VerificationError("malformed signed note: no signature")
+    found = False
+    lines = sigs[:-1].split(b"\n")
+    if len(lines) > _MAX_SIGNATURES:
+        raise VerificationError("malformed signed note: too many signatures")
+    for line in lines:
+        if not line.startswith(_SIG_PREFIX):
+            raise VerificationError("malformed signed note: bad signature line")
+        name, _, b64 = line[len(_SIG_PREFIX):].decode("utf-8").partition(" ")
+        try:
+            sig = base64.b64decode(b64, validate=True)
+        except ValueError as e:
+            raise VerificationError("malformed signed note: bad signature encoding") from e
+        if not _valid_name(name) or not b64 or len(sig) < 5:
+            raise VerificationError("malformed signed note: bad signature line")
+        key_hash = struct.unpack(">I", sig[:4])[0]
+        if name != verifier.name or key_hash != verifier.key_hash:
+            continue  # another key's signature (a witness): not ours to check
+        if not verifier.verify(text, sig[4:]):
+            raise VerificationError(f"invalid signature by {name}")
+        found = True
+    if not found:
+        raise VerificationError(f"no signature by the log's key {verifier.name}")
+    return text.decode("utf-8")
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+_SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
+_HORIZON = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{9})Z")
+
+
+def _horizon_ns(text: str) -> int:
+    m = _HORIZON.fullmatch(text)
+    if m is None:
+        raise VerificationError(f"checkpoint horizon {text!r} is not in the form 2006-01-02T15:04:05.000000000Z")
+    y, mo, d, h, mi, s = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    try:
+        days = date(y, mo, d).toordinal() - _EPOCH_DAYS
+    except ValueError as e:
+        raise VerificationError(f"checkpoint horizon {text!r} is not a date") from e
+    if h > 23 or mi > 59 or s > 59:
+        raise VerificationError(f"checkpoint horizon {text!r} is not a time")
+    ns = ((days * 86400 + h * 3600 + mi * 60 + s) * _NS) + int(m.group(7))
+    if not _MIN_HORIZON_NS <= ns <= _MAX_HORIZON_NS:
+        raise VerificationError(f"checkpoint horizon {text!r} is out of range")
+    return ns
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint of the log: the tree of ``size`` leaves has root
+    ``root``, and its leaves are the events received before
+    ``received_before``. Only one returned by :func:`open_checkpoint` is
+    signature-verified; the verifiers refuse any other."""
+
+    origin: str
+    size: int
+    root: bytes
+    received_before: str
+    """The receive-time horizon, as in the text (UTC, nine fractional digits)."""
+    _signed: Optional[str] = field(default=None, repr=False, compare=False)
+
+    @property
+    def received_before_ns(self) -> int:
+        """The horizon in nanoseconds since 1970-01-01T00:00:00Z."""
+        return _horizon_ns(self.received_before)
+
+    @property
+    def root_base64(self) -> str:
+        return _hash_text(self.root)
+
+    def text(self) -> str:
+        """The checkpoint's note text (without signatures)."""
+        return f"{self.origin}\n{self.size}\n{_hash_text(self.root)}\n{HORIZON_KEYWORD} {self.received_before}\n"
+
+    @property
+    def verified(self) -> bool:
+        """True when the checkpoint came from :func:`open_checkpoint`."""
+        return self._signed is not None and self._signed == self.text()
+
+
+def parse_checkpoint(text: Union[str, bytes]) -> Checkpoint:
+    """Parses a checkpoint's note text strictly (exactly the four lines the
+    log writes, docs/design/merkle.md). The result is not verified."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise VerificationError("checkpoint text is not UTF-8") from e
+    if len(text.encode("utf-8")) > _MAX_CHECKPOINT_TEXT:
+        raise VerificationError("checkpoint text too long")
+    if not text.endswith("\n"):
+        raise VerificationError("checkpoint text must end with a newline")
+    lines = text[:-1].split("\n")
+    if len(lines) != 4:
+        raise VerificationError(f"checkpoint text has {len(lines)} lines, want 4")
+    origin, size_text, root_text, horizon_line = lines
+    if not _valid_name(origin):
+        raise VerificationError(f"checkpoint origin {origin!r} is invalid")
+    if not _SIZE.fullmatch(size_text) or int(size_text) > MAX_TREE_SIZE:
+        raise VerificationError(f"checkpoint size {size_text!r} is malformed")
+    size = int(size_text)
+    root = _b64_hash(root_text, "checkpoint root")
+    prefix = HORIZON_KEYWORD + " "
+    if not horizon_line.startswith(prefix):
+        raise VerificationError(f"checkpoint line 4 must be {HORIZON_KEYWORD!r} and a time")
+    horizon = horizon_line[len(prefix):]
+    _horizon_ns(horizon)
+    if size == 0 and root != EMPTY_ROOT:
+        raise VerificationError("checkpoint of the empty tree must have the empty root")
+    cp = Checkpoint(origin=origin, size=size, root=root, received_before=horizon)
+    if cp.text() != text:
+        raise VerificationError("checkpoint text is not canonical")
+    return cp
+
+
+def open_checkpoint(signed_note: Union[str, bytes], verifier: Union[Verifier, str]) -> Checkpoint:
+    """Checks that signed_note (the checkpoint as the server returns it)
+    carries a valid signature by verifier, parses it strictly, and checks
+    that its origin is the key's name. Returns the verified checkpoint."""
+    if not isinstance(verifier, Verifier):
+        verifier = Verifier.from_key(verifier)
+    msg = signed_note.encode("utf-8") if isinstance(signed_note, str) else bytes(signed_note)
+    text = _open_note(msg, verifier)
+    cp = parse_checkpoint(text)
+    if cp.origin != verifier.name:
+        raise VerificationError(f"checkpoint origin {cp.origin!r} is not the key name {verifier.name!r}")
+    return Checkpoint(cp.origin, cp.size, cp.root, cp.received_before, _signed=text)
+
+
+def _require_verified(*cps: Checkpoint) -> None:
+    for cp in cps:
+        if not isinstance(cp, Checkpoint) or not cp.verified:
+            raise VerificationError("checkpoint is not signature-verified: obtain it from open_checkpoint")
+
+
+# --- proofs ------------------------------------------------------------------------------------
+
+
+def _uint(value: Any, what: str) -> int:
+    """A JSON unsigned integer: a number, or a decimal string (protojson's
+    form of uint64)."""
+    if isinstance(value, bool):
+        raise VerificationError(f"{what} is not an integer")
+    if isinstance(value, str) and re.fullmatch(r"0|[1-9][0-9]*", value):
+        value = int(value)
+    if not isinstance(value, int) or value < 0 or value > MAX_TREE_SIZE:
+        raise VerificationError(f"{what} is not an integer in range")
+    return value
+
+
+def _hash_list(items: Any, what: str) -> List[bytes]:
+    if not isinstance(items, list):
+        raise VerificationError(f"{what}: hashes must be a list")
+    if len(items) > MAX_PROOF_HASHES:
+        raise VerificationError(f"{what}: more than {MAX_PROOF_HASHES} hashes")
+    return [_b64_hash(h, f"{what} hash {i}") for i, h in enumerate(items)]
+
+
+def _strict_object(data: Union[str, bytes, Mapping[str, Any]], keys: Tuple[str, ...], what: str) -> Mapping[str, Any]:
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except ValueError as e:
+            raise VerificationError(f"{what}: not JSON") from e
+    if not isinstance(data, Mapping) or set(data) != set(keys):
+        raise VerificationError(f"{what}: want exactly the keys {', '.join(keys)}")
+    return data
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """An RFC 6962 audit path: leaf ``leaf_index`` of the tree of
+    ``tree_size`` leaves. Its JSON form (the API's GetInclusionProof, the
+    ``audittrail verify inclusion --proof`` file) is
+    ``{"leaf_index": N, "tree_size": M, "hashes": ["<base64>", ...]}``."""
+
+    leaf_index: int
+    tree_size: int
+    hashes: Tuple[bytes, ...]
+
+    @classmethod
+    def from_json(cls, data: Union[str, bytes, Mapping[str, Any]]) -> "InclusionProof":
+        obj = _strict_object(data, ("leaf_index", "tree_size", "hashes"), "inclusion proof")
+        return cls(_uint(obj["leaf_index"], "leaf_index"), _uint(obj["tree_size"], "tree_size"),
+                   tuple(_hash_list(obj["hashes"], "inclusion proof")))
+
+    def to_json(self) -> str:
+        return json.dumps({"leaf_index": self.leaf_index, "tree_size": self.tree_size,
+                           "hashes": [_hash_text(h) for h in self.hashes]})
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """An RFC 6962 consistency proof from the tree of ``old_size`` leaves to
+    the tree of ``new_size``. JSON form:
+    ``{"old_size": N, "new_size": M, "hashes": ["<base64>", ...]}``."""
+
+    old_size: int
+    new_size: int
+    hashes: Tuple[bytes, ...]
+
+    @classmethod
+    def from_json(cls, data: Union[str, bytes, Mapping[str, Any]]) -> "ConsistencyProof":
+        obj = _strict_object(data, ("old_size", "new_size", "hashes"), "consistency proof")
+        return cls(_uint(obj["old_size"], "old_size"), _uint(obj["new_size"], "new_size"),
+                   tuple(_hash_list(obj["hashes"], "consistency proof")))
+
+
+def inclusion_root(leaf_index: int, tree_size: int, leaf: bytes, hashes: Sequence[bytes]) -> bytes:
+    """The root that the audit path hashes lead to from leaf at leaf_index
+    in a tree of tree_size leaves (RFC 9162 section 2.1.3.2). Raises
+    VerificationError when the path has the wrong length."""
+    if leaf_index >= tree_size:
+        raise VerificationError(f"leaf {leaf_index} is not in a tree of size {tree_size}")
+    fn, sn, r = leaf_index, tree_size - 1, leaf
+    for p in hashes:
+        if sn == 0:
+            raise VerificationError("inclusion proof too long")
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise VerificationError("inclusion proof too short")
+    return r
+
+
+def verify_inclusion(cp: Checkpoint, leaf_index: int, leaf: bytes, proof: InclusionProof) -> None:
+    """Checks that the verified checkpoint's tree has the leaf hash leaf at
+    leaf_index. The size and root come from the checkpoint, never from the
+    proof: a proof for another size or leaf is refused."""
+    _require_verified(cp)
+    if leaf_index >= cp.size:
+        raise VerificationError(f"leaf {leaf_index} is not in the checkpoint's tree of size {cp.size}")
+    if proof.tree_size != cp.size:
+        raise VerificationError(f"inclusion proof is for tree size {proof.tree_size}, the checkpoint has {cp.size}")
+    if proof.leaf_index != leaf_index:
+        raise VerificationError(f"inclusion proof is for leaf {proof.leaf_index}, not {leaf_index}")
+    if len(proof.hashes) > MAX_PROOF_HASHES:
+        raise VerificationError("inclusion proof too long")
+    if inclusion_root(leaf_index, cp.size, leaf, proof.hashes) != cp.root:
+        raise VerificationError(f"leaf {leaf_index} is not proven in the tree of size {cp.size}")
+
+
+def consistency_check(old_size: int, old_root: bytes, new_size: int, new_root: bytes, hashes: Sequence[bytes]) -> None:
+    """Checks an RFC 6962 consistency proof between two roots, 0 < old_size
+    < new_size (RFC 9162 section 2.1.4.2)."""
+    if not 0 < old_size < new_size:
+        raise VerificationError(f"no consistency proof from size {old_size} to size {new_size}")
+    path = list(hashes)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is a node of the new tree
+        path.insert(0, old_root)
+    if not path:
+        raise VerificationError("consistency proof is empty")
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise VerificationError("consistency proof too long")
+        if fn & 1 or fn == sn:
+            fr, sr = _node(c, fr), _node(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = _node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or fr != old_root or sr != new_root:
+        raise VerificationError(f"tree of size {old_size} is not proven a prefix of the tree of size {new_size}")
+
+
+def verify_consistency(older: Checkpoint, newer: Checkpoint, proof: ConsistencyProof) -> None:
+    """Checks that the tree of the verified checkpoint older is a prefix of
+    the tree of the verified checkpoint newer: same origin, sizes as in the
+    proof, equal roots for equal sizes, and horizons that do not contradict
+    each other (a larger tree cannot have an earlier or equal horizon)."""
+    _require_verified(older, newer)
+    if older.origin != newer.origin:
+        raise VerificationError(f"checkpoints of different logs ({older.origin!r}, {newer.origin!r})")
+    if older.size > newer.size:
+        raise VerificationError(f"checkpoint of size {older.size} is not older than one of size {newer.size}")
+    if proof.old_size != older.size or proof.new_size != newer.size:
+        raise VerificationError(f"consistency proof is for sizes {proof.old_size}..{proof.new_size}, "
+                                f"the checkpoints have {older.size}..{newer.size}")
+    if len(proof.hashes) > MAX_PROOF_HASHES:
+        raise VerificationError("consistency proof too long")
+    if older.size == newer.size:
+        if proof.hashes:
+            raise VerificationError("consistency proof between equal sizes must be empty")
+        if older.root != newer.root:
+            raise VerificationError(f"two checkpoints of size {older.size} with different roots: the log forked")
+    elif older.size == 0:
+        if proof.hashes:
+            raise VerificationError("consistency proof from the empty tree must be empty")
+    else:
+        consistency_check(older.size, older.root, newer.size, newer.root, proof.hashes)
+    if older.size < newer.size and not older.received_before_ns < newer.received_before_ns:
+        raise VerificationError(f"horizons contradict: size {older.size} received before {older.received_before}, "
+                                f"size {newer.size} received before {newer.received_before}")
+
+
+# --- the leaf of an event ----------------------------------------------------------------------
+
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})")
+_EVENT_TYPES = {"TYPE_UNSPECIFIED": 0, "TYPE_API": 1, "TYPE_SYSTEM": 2}
+
+
+def _instant(text: Any, what: str) -> Tuple[int, int]:
+    """An RFC 3339 timestamp as (Unix seconds, nanoseconds), exactly."""
+    m = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise VerificationError(f"{what} is not an RFC 3339 timestamp: {text!r}")
+    y, mo, d, h, mi, s = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    try:
+        days = date(y, mo, d).toordinal() - _EPOCH_DAYS
+    except ValueError as e:
+        raise VerificationError(f"{what} is not a date: {text!r}") from e
+    if h > 23 or mi > 59 or s > 59:
+        raise VerificationError(f"{what} is not a time: {text!r}")
+    seconds = days * 86400 + h * 3600 + mi * 60 + s
+    zone = m.group(8)
+    if zone not in ("Z", "z"):
+        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        seconds -= offset if zone[0] == "+" else -offset
+    return seconds, int((m.group(7) or "").ljust(9, "0"))
+
+
+def _str(value: Any, what: str) -> bytes:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise VerificationError(f"{what} is not a string")
+    b = value.encode("utf-8")
+    return struct.pack(">I", len(b)) + b
+
+
+def _map(value: Any, what: str) -> bytes:
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise VerificationError(f"{what} is not an object")
+    items = sorted(((_str(k, what)[4:], v) for k, v in value.items()), key=lambda kv: kv[0])
+    out = struct.pack(">I", len(items))
+    for k, v in items:
+        out += struct.pack(">I", len(k)) + k + _str(v, what)
+    return out
+
+
+def _int32(value: Any, what: str) -> int:
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
+        raise VerificationError(f"{what} is not a 32-bit integer")
+    return value
+
+
+def leaf_data(event: Mapping[str, Any], seq: int) -> bytes:
+    """The leaf data (encoding version 1, docs/design/merkle.md) of an event
+    given as the server's JSON (the dict of a search answer's event, with
+    lowerCamelCase keys) at sequence number seq (its leaf index + 1).
+
+    Every field is covered except loginPrincipal. Missing keys read as their
+    zero value, a missing status as no status (that is how the server writes
+    them)."""
+    name = event.get("name")
+    if not isinstance(name, str) or not name.startswith("events/") or name == "events/":
+        raise VerificationError(f"event name {name!r} is not events/<id>")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_TREE_SIZE:
+        raise VerificationError(f"seq {seq!r} is out of range")
+    out = bytes([LEAF_VERSION]) + _str(name[len("events/"):], "name")
+    for key in ("eventTime", "receiveTime"):
+        value = event.get(key)
+        secs, nanos = _instant(value, key) if value is not None else (-62135596800, 0)  # Go's zero time
+        out += struct.pack(">qI", secs, nanos)
+    out += _str(event.get("eventSource"), "eventSource") + _str(event.get("action"), "action")
+    read_only = event.get("readOnly", False)
+    if not isinstance(read_only, bool):
+        raise VerificationError("readOnly is not a boolean")
+    out += b"\x01" if read_only else b"\x00"
+    status = event.get("status")
+    if status is None:
+        out += b"\x00"
+    elif isinstance(status, Mapping):
+        out += b"\x01" + struct.pack(">i", _int32(status.get("code", 0), "status.code")) + _str(status.get("message"), "status.message")
+    else:
+        raise VerificationError("status is not an object")
+    for key in ("principal", "sourceIpAddress", "userAgent", "resource", "workspace"):
+        out += _str(event.get(key), key)
+    out += _map(event.get("requestParameters"), "requestParameters") + _map(event.get("metadata"), "metadata")
+    etype = event.get("type", "TYPE_UNSPECIFIED")
+    if isinstance(etype, str):
+        if etype not in _EVENT_TYPES:
+            raise VerificationError(f"unknown event type {etype!r}")
+        etype = _EVENT_TYPES[etype]
+    out += struct.pack(">i", _int32(etype, "type")) + struct.pack(">Q", seq)
+    return out
+
+
+def event_leaf_hash(event: Mapping[str, Any], seq: int) -> bytes:
+    """The RFC 6962 leaf hash of an event (server JSON) at seq."""
+    return leaf_hash(leaf_data(event, seq))
+
+
+def verify_event_inclusion(cp: Checkpoint, event: Mapping[str, Any], proof: InclusionProof) -> None:
+    """Checks that event (server JSON) is the leaf proof.leaf_index of the
+    verified checkpoint's tree, at sequence number leaf_index + 1: its
+    content and its position are proven together."""
+    verify_inclusion(cp, proof.leaf_index, event_leaf_hash(event, proof.leaf_index + 1), proof)
+
+
+# --- proofs attached to answers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventInclusion:
+    """One event's position in the log and its proof (``LogProofs.inclusions``)."""
+
+    name: str
+    """The event's resource name, "events/<id>"."""
+    leaf_index: int
+    """The event's leaf: its sequence number minus 1."""
+    pending: bool
+    """True when the checkpoint does not cover the event yet (it is less than
+    about a second old): no proof; ask again later."""
+    hashes: Tuple[bytes, ...] = ()
+    """The audit path from the leaf to the root."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What :meth:`LogProofs.verify` proved."""
+
+    checkpoint: Optional[Checkpoint]
+    """The verified checkpoint, None before the log's first signature."""
+    proven: List[str]
+    """Names of the events proven included, with their content, in it."""
+    pending: List[str]
+    """Names of the events the checkpoint does not cover yet (not proven)."""
+
+
+@dataclass(frozen=True)
+class LogProofs:
+    """The proofs a search with ``include_proofs=True`` (or a create with a
+    receipt) returns: one signed checkpoint, and per event its inclusion.
+    Nothing here is trusted before :meth:`verify`."""
+
+    checkpoint: str
+    """The signed checkpoint (note text); "" before the log's first signature."""
+    tree_size: int
+    """The checkpoint's tree size as the server states it."""
+    inclusions: List[EventInclusion]
+    """One per event, in the order of the answer's events."""
+    events: List[Dict[str, Any]] = field(default_factory=list, repr=False)
+    """The answer's events as the server sent them (JSON), which the leaves
+    are computed from."""
+
+    @classmethod
+    def from_json(cls, proofs: Mapping[str, Any], events: Optional[List[Dict[str, Any]]] = None) -> "LogProofs":
+        """From the API's JSON (``proofs`` of a search answer, ``receipt`` or
+        ``receipts`` of a create answer) and the answer's events."""
+        if not isinstance(proofs, Mapping):
+            raise VerificationError("proofs is not an object")
+        inclusions = []
+        for i, item in enumerate(proofs.get("inclusions") or []):
+            if not isinstance(item, Mapping):
+                raise VerificationError(f"inclusion {i} is not an object")
+            inclusions.append(EventInclusion(
+                name=str(item.get("name") or ""),
+                leaf_index=_uint(item.get("leafIndex", 0), f"inclusion {i} leafIndex"),
+                pending=bool(item.get("pending", False)),
+                hashes=tuple(_hash_list(item.get("hashes") or [], f"inclusion {i}")),
+            ))
+        return cls(checkpoint=str(proofs.get("checkpoint") or ""),
+                   tree_size=_uint(proofs.get("treeSize", 0), "treeSize"),
+                   inclusions=inclusions, events=list(events or []))
+
+    def verify(self, verifier: Union[Verifier, str], events: Optional[Sequence[Mapping[str, Any]]] = None) -> Verified:
+        """Checks the proofs with the log's public key (a :class:`Verifier`
+        or the key text): the checkpoint's signature and stated size; every
+        event not pending as the leaf at its leaf index (its content, as
+        returned, and its position); every event claimed pending as beyond
+        the checkpoint's tree. events defaults to the answer's events.
+        Raises VerificationError; returns what was proven and what is
+        pending."""
+        evs = list(self.events if events is None else events)
+        if len(evs) != len(self.inclusions):
+            raise VerificationError(f"{len(self.inclusions)} inclusions for {len(evs)} events")
+        cp: Optional[Checkpoint] = None
+        if self.checkpoint:
+            cp = open_checkpoint(self.checkpoint, verifier)
+            if cp.size != self.tree_size:
+                raise VerificationError(f"stated tree size {self.tree_size}, the signed checkpoint has {cp.size}")
+        proven, pending = [], []
+        for i, (inc, ev) in enumerate(zip(self.inclusions, evs)):
+            if not isinstance(ev, Mapping) or ev.get("name") != inc.name:
+                raise VerificationError(f"inclusion {i} is for {inc.name}, not for the event at the same position")
+            if inc.pending:
+                if cp is not None and inc.leaf_index < cp.size:
+                    raise VerificationError(f"{inc.name} is claimed pending at leaf {inc.leaf_index}, "
+                                            f"but the checkpoint covers {cp.size} leaves")
+                pending.append(inc.name)
+                continue
+            if cp is None:
+                raise VerificationError(f"{inc.name} has a proof but there is no checkpoint")
+            try:
+                verify_event_inclusion(cp, ev, InclusionProof(inc.leaf_index, self.tree_size, inc.hashes))
+            except VerificationError as e:
+                raise VerificationError(f"{inc.name}: {e}") from None
+            proven.append(inc.name)
+        return Verified(checkpoint=cp, proven=proven, pending=pending)

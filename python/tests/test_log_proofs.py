@@ -1,0 +1,210 @@
+"""Proofs of the verifiable log against the real server: searches with
+include_proofs=True, create receipts, checkpoints and consistency proofs,
+verified with the public key of the server's data directory; forged proofs
+rejected. The server is this module's own (its events would disturb the
+oracle of the other tests)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import _server
+import pytest
+from conftest import REPO_ROOT
+
+import h2o_audit_trail
+from h2o_audit_trail.event.event import Event
+from h2o_audit_trail.event.search import SearchEventsRequestFilter as F
+from h2o_audit_trail.model.status import Status
+from h2o_audit_trail.verify import (
+    ConsistencyProof,
+    LogProofs,
+    VerificationError,
+    Verifier,
+    open_checkpoint,
+    verify_consistency,
+)
+
+UTC = timezone.utc
+SOURCE = "verify-tests"
+
+
+@pytest.fixture(scope="module")
+def log_server(tmp_path_factory):
+    srv = _server.start(_server.find_binary(REPO_ROOT), tmp_path_factory.mktemp("audittrail-log"))
+    try:
+        yield srv
+    finally:
+        _server.stop(srv)
+
+
+@pytest.fixture(scope="module")
+def key(log_server) -> Verifier:
+    return Verifier.from_key((log_server.data_dir / "log-verification.key").read_text())
+
+
+def seed(srv, n: int, resource: str) -> list:
+    base = datetime.now(UTC) - timedelta(minutes=5)
+    reqs = []
+    for i in range(n):
+        reqs.append({"eventId": str(uuid.uuid4()), "event": {
+            "eventTime": (base + timedelta(microseconds=i)).isoformat(), "eventSource": SOURCE, "action": f"actions/test/{i}",
+            "readOnly": i % 2 == 0, "status": {"code": i % 3, "message": "ünïcødé" if i == 1 else ""},
+            "principal": "users/alice", "sourceIpAddress": "203.0.113.9", "resource": resource,
+            "requestParameters": {"b": "1", "B": "2", "ä": str(i)}, "metadata": {"k": "v"}, "type": "TYPE_API",
+            "userAgent": "pytest"}})
+    status, answer = _server.raw_post(srv.internal + "/v1/events:batchCreate", srv.producer_token, {"requests": reqs})
+    assert status == 200 and answer["failedRequests"] == {}, answer
+    return [e["name"] for e in answer["events"]]
+
+
+def proven_page(client, key, flt, page_size=50):
+    deadline = time.monotonic() + 15
+    while True:
+        page = client.search_events(filter_=flt, page_size=page_size, include_proofs=True)
+        result = page.proofs.verify(key)
+        if not result.pending:
+            return page, result
+        assert time.monotonic() < deadline, f"still pending: {result.pending}"
+        time.sleep(0.1)
+
+
+def test_search_with_proofs(log_server, key):
+    names = seed(log_server, 12, "proofs/search")
+    client = h2o_audit_trail.login(endpoint=log_server.public, token=log_server.reader_token).event_client
+    flt = F(resource_exact="proofs/search")
+    page, result = proven_page(client, key, flt)
+    assert [e.name for e in page.events] == list(reversed(names))
+    assert result.proven == [e.name for e in page.events]
+    assert result.checkpoint.size >= 12 and result.checkpoint.origin == key.name
+    # Leaf index = seq - 1: the batch is consecutive, newest first.
+    leaves = [inc.leaf_index for inc in page.proofs.inclusions]
+    assert leaves == list(range(leaves[0], leaves[0] - 12, -1))
+
+    # Without the flag: no proofs, same events.
+    plain = client.search_events(filter_=flt, page_size=50)
+    assert plain.proofs is None and plain.events == page.events
+
+    # Forged answers are rejected: each change on a fresh copy of the raw JSON.
+    raw = raw_search(log_server, {"filter": {"resourceExact": "proofs/search"}, "includeProofs": True})
+    LogProofs.from_json(raw["proofs"], raw["events"]).verify(key)
+
+    def flip_hash(r):
+        h = bytearray(base64.b64decode(r["proofs"]["inclusions"][3]["hashes"][0]))
+        h[0] ^= 1
+        r["proofs"]["inclusions"][3]["hashes"][0] = base64.b64encode(bytes(h)).decode()
+
+    def other_checkpoint(r):
+        seed(log_server, 1, "proofs/other")
+        deadline = time.monotonic() + 15
+        while True:
+            cp = raw_get(log_server, "/v1/log/checkpoint")
+            if int(cp["treeSize"]) > int(r["proofs"]["treeSize"]):
+                r["proofs"]["checkpoint"], r["proofs"]["treeSize"] = cp["checkpoint"], cp["treeSize"]
+                return
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    def bad_signature(r):
+        text, sig = r["proofs"]["checkpoint"].split("\n\n")
+        name, b64 = sig.rstrip("\n").split(" ")[1:]
+        raw_sig = bytearray(base64.b64decode(b64))
+        raw_sig[-1] ^= 1
+        r["proofs"]["checkpoint"] = text + "\n\n\u2014 " + name + " " + base64.b64encode(bytes(raw_sig)).decode() + "\n"
+
+    forgeries = {
+        "wrong path": flip_hash,
+        "path of another event": lambda r: r["proofs"]["inclusions"][3].update(hashes=r["proofs"]["inclusions"][4]["hashes"]),
+        "wrong size": lambda r: r["proofs"].update(treeSize=str(int(r["proofs"]["treeSize"]) + 1)),
+        "wrong leaf index": lambda r: r["proofs"]["inclusions"][2].update(leafIndex=str(int(r["proofs"]["inclusions"][2]["leafIndex"]) - 1)),
+        "other checkpoint": other_checkpoint,
+        "bad signature": bad_signature,
+        "tampered event": lambda r: r["events"][5].update(action="actions/test/forged"),
+        "tampered receive time (1 ns)": lambda r: r["events"][5].update(receiveTime=shift_ns(r["events"][5]["receiveTime"])),
+        "claimed pending": lambda r: r["proofs"]["inclusions"][0].update(pending=True, hashes=[]),
+    }
+    for name, forge in forgeries.items():
+        r = json.loads(json.dumps(raw))
+        forge(r)
+        with pytest.raises(VerificationError):
+            LogProofs.from_json(r["proofs"], r["events"]).verify(key)
+            pytest.fail(f"forgery {name!r} verified")
+    # Another key with the log's name does not verify the log's checkpoint.
+    from _logkeys import new_key
+
+    _, other = new_key(key.name, b"not the log")
+    with pytest.raises(VerificationError):
+        LogProofs.from_json(raw["proofs"], raw["events"]).verify(other)
+
+
+def shift_ns(text: str) -> str:
+    # "...:SS.fffffffffZ" or "...:SSZ" -> one nanosecond later, as protojson writes it
+    from h2o_audit_trail.verify import _instant
+
+    secs, nanos = _instant(text, "t")
+    nanos += 1
+    t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def raw_search(srv, body):
+    status, answer = _server.raw_post(srv.public + "/v1/events:search", srv.reader_token, body)
+    assert status == 200, answer
+    return answer
+
+
+def raw_get(srv, path):
+    req = urllib.request.Request(srv.public + path, headers={"Authorization": f"Bearer {srv.reader_token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_default_answer_has_only_the_h2o_keys(log_server):
+    seed(log_server, 1, "proofs/keys")
+    for body in ({"filter": {"resourceExact": "proofs/keys"}}, {"filter": {"resourceExact": "proofs/keys"}, "includeProofs": False}):
+        assert sorted(raw_search(log_server, body)) == ["events", "nextPageToken", "searchedUntilTime"]
+    with_proofs = raw_search(log_server, {"filter": {"resourceExact": "proofs/keys"}, "includeProofs": True})
+    assert sorted(with_proofs) == ["events", "nextPageToken", "proofs", "searchedUntilTime"]
+
+
+def test_create_with_receipt(log_server, key):
+    producer = h2o_audit_trail.login(endpoint=log_server.internal, token=log_server.producer_token).event_client
+    event = Event(event_time=datetime.now(UTC), event_source=SOURCE, action="actions/test/receipt", read_only=False,
+                  status=Status(code=0), principal="users/bob", source_ip_address="198.51.100.1", resource="proofs/receipt")
+    event_id = str(uuid.uuid4())
+    created, receipt = producer.create_event_with_receipt(event_id, event)
+    assert created.name == "events/" + event_id
+    result = receipt.verify(key)
+    assert result.proven == [created.name] and result.pending == []
+    # The plain create (a retry here) returns the same event, without receipt.
+    again = producer.create_event(event_id, event)
+    assert again == created
+    # The receipt proves this event only.
+    other = dict(receipt.events[0], principal="users/mallory")
+    with pytest.raises(VerificationError):
+        receipt.verify(key, [other])
+
+
+def test_checkpoints_are_consistent(log_server, key):
+    first = open_checkpoint(raw_get(log_server, "/v1/log/checkpoint")["checkpoint"], key)
+    seed(log_server, 3, "proofs/consistency")
+    deadline = time.monotonic() + 15
+    while True:
+        second = open_checkpoint(raw_get(log_server, "/v1/log/checkpoint")["checkpoint"], key)
+        if second.size > first.size:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proof = ConsistencyProof.from_json(raw_get(log_server, f"/v1/log/consistency?first={first.size}&second={second.size}")["proof"])
+    verify_consistency(first, second, proof)
+    with pytest.raises(VerificationError):
+        verify_consistency(second, first, proof)
+    if proof.hashes:
+        bad = ConsistencyProof(proof.old_size, proof.new_size, (bytes(32),) + proof.hashes[1:])
+        with pytest.raises(VerificationError):
+            verify_consistency(first, second, bad)

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+)
+
+// Proofs attached to events (docs/design/verifiable-log.md, "Proofs with
+// events"): SearchEvents with include_proofs, and the receipts of
+// CreateEvent and BatchCreateEvents with include_receipt(s). Every event of
+// a response is proven against the same checkpoint, the latest signed one
+// when the response is built.
+
+// DefaultReceiptWait bounds how long a create with a receipt waits for a
+// signed checkpoint covering its events. The log integrates every 200 ms and
+// signs at least once per second while events arrive, so a second and a bit
+// is the usual wait; the bound leaves room for a loaded integrator.
+const DefaultReceiptWait = 3 * time.Second
+
+// receiptPoll is how often a waiting create looks at the latest checkpoint.
+const receiptPoll = 25 * time.Millisecond
+
+// receiptMargin is the time a create with a receipt keeps, before its
+// caller's deadline, to answer (pending) rather than run out of time.
+const receiptMargin = 100 * time.Millisecond
+
+var errNoLog = audittrail.Errorf(audittrail.EUnimplemented,
+	"this server keeps no verifiable log (its store does not support it): proofs and receipts are not available")
+
+// logProofs proves events against the latest signed checkpoint. An event
+// the checkpoint does not cover yet (seq > size) is pending: its leaf index
+// without a proof. Before the first signature every event is pending.
+func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, error) {
+	note, cp := log.Checkpoint()
+	out := &pb.LogProofs{Inclusions: make([]*pb.EventInclusion, 0, len(events))}
+	var size uint64
+	if cp != nil {
+		out.Checkpoint, out.TreeSize, size = string(note), cp.Size, cp.Size
+	}
+	for _, e := range events {
+		if e.Seq == 0 {
+			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", e.ID)
+		}
+		in := &pb.EventInclusion{Name: e.Name(), LeafIndex: e.Seq - 1, Hashes: [][]byte{}}
+		if e.Seq > size {
+			in.Pending = true
+		} else {
+			p, err := log.InclusionProof(e.Seq, size)
+			if err != nil {
+				return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proof of seq %d in the tree of size %d: %v", e.Seq, size, err)
+			}
+			in.Hashes = make([][]byte, len(p.Hashes))
+			for i := range p.Hashes {
+				in.Hashes[i] = p.Hashes[i][:]
+			}
+		}
+		out.Inclusions = append(out.Inclusions, in)
+	}
+	return out, nil
+}
+
+// receipts waits until a signed checkpoint covers every one of events, for
+// at most wait (and not past the caller's deadline, less receiptMargin),
+// and then proves them. What is still not covered is returned pending (the
+// events are stored all the same: a retry of the create with the same ids
+// asks again). A caller that hangs up gets ctx's error.
+func receipts(ctx context.Context, log VerifiableLog, wait time.Duration, events []*audittrail.Event) (*pb.LogProofs, error) {
+	var last uint64
+	for _, e := range events {
+		last = max(last, e.Seq)
+	}
+	deadline := time.Now().Add(wait)
+	if d, ok := ctx.Deadline(); ok && d.Add(-receiptMargin).Before(deadline) {
+		deadline = d.Add(-receiptMargin)
+	}
+	var t *time.Ticker
+	for {
+		if _, cp := log.Checkpoint(); last == 0 || cp != nil && cp.Size >= last {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			break
+		}
+		if t == nil {
+			t = time.NewTicker(receiptPoll)
+			defer t.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return logProofs(log, events)
+}
