@@ -261,6 +261,60 @@ func (l *Log) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error) {
 	return merkle.InclusionProof(l.hashReader(), seq-1, treeSize)
 }
 
+// InclusionProofs proves leaves seq-1 of several seqs in the tree of
+// treeSize leaves (0: the latest signed checkpoint's size), reading each
+// stored hash once: the proofs of a page of neighbouring events share most
+// of their nodes (for 50 events of a tree of 100,000, about 110 distinct
+// hashes instead of about 540 reads).
+func (l *Log) InclusionProofs(seqs []uint64, treeSize uint64) ([]*merkle.Inclusion, error) {
+	if treeSize == 0 {
+		treeSize = l.signedSize()
+	}
+	l.catchUp(treeSize)
+	if treeSize > l.treeSize() {
+		return nil, fmt.Errorf("logsign: tree size %d is not integrated yet", treeSize)
+	}
+	memo := map[int64]tlog.Hash{}
+	var missing []int64
+	r := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		missing = missing[:0]
+		for _, i := range indexes {
+			if _, ok := memo[i]; !ok {
+				missing = append(missing, i)
+			}
+		}
+		if len(missing) > 0 {
+			hs, err := l.cfg.Store.ReadTreeHashes(missing)
+			if err != nil {
+				return nil, err
+			}
+			if len(hs) != len(missing) {
+				return nil, fmt.Errorf("logsign: %d tree hashes read for %d indexes", len(hs), len(missing))
+			}
+			for k, i := range missing {
+				memo[i] = hs[k]
+			}
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for k, i := range indexes {
+			out[k] = memo[i]
+		}
+		return out, nil
+	})
+	out := make([]*merkle.Inclusion, len(seqs))
+	for k, seq := range seqs {
+		if seq == 0 || seq > treeSize {
+			return nil, fmt.Errorf("logsign: seq %d is not in the tree of size %d", seq, treeSize)
+		}
+		p, err := merkle.InclusionProof(r, seq-1, treeSize)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = p
+	}
+	return out, nil
+}
+
 // ConsistencyProof proves the tree of first leaves a prefix of the tree of
 // second leaves.
 func (l *Log) ConsistencyProof(first, second uint64) (*merkle.Consistency, error) {

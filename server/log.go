@@ -16,6 +16,8 @@ type VerifiableLog interface {
 	// Checkpoint is the latest signed checkpoint, nil before the first.
 	Checkpoint() ([]byte, *merkle.Checkpoint)
 	InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error)
+	// InclusionProofs proves several seqs in one tree (a page of events).
+	InclusionProofs(seqs []uint64, treeSize uint64) ([]*merkle.Inclusion, error)
 	ConsistencyProof(first, second uint64) (*merkle.Consistency, error)
 	// EventByID returns the committed event with this id, or nil.
 	EventByID(ctx context.Context, id string) (*audittrail.Event, error)

@@ -40,6 +40,7 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 	if cp != nil {
 		out.Checkpoint, out.TreeSize, size = string(note), cp.Size, cp.Size
 	}
+	var covered []uint64 // seqs of the events the checkpoint covers
 	for _, e := range events {
 		if e.Seq == 0 {
 			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", e.ID)
@@ -48,16 +49,29 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 		if e.Seq > size {
 			in.Pending = true
 		} else {
-			p, err := log.InclusionProof(e.Seq, size)
-			if err != nil {
-				return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proof of seq %d in the tree of size %d: %v", e.Seq, size, err)
-			}
-			in.Hashes = make([][]byte, len(p.Hashes))
-			for i := range p.Hashes {
-				in.Hashes[i] = p.Hashes[i][:]
-			}
+			covered = append(covered, e.Seq)
 		}
 		out.Inclusions = append(out.Inclusions, in)
+	}
+	if len(covered) == 0 {
+		return out, nil
+	}
+	// One call for the page: the proofs share most of their hashes.
+	proofs, err := log.InclusionProofs(covered, size)
+	if err != nil {
+		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
+	}
+	k := 0
+	for _, in := range out.Inclusions {
+		if in.Pending {
+			continue
+		}
+		p := proofs[k]
+		k++
+		in.Hashes = make([][]byte, len(p.Hashes))
+		for i := range p.Hashes {
+			in.Hashes[i] = p.Hashes[i][:]
+		}
 	}
 	return out, nil
 }

@@ -1,5 +1,6 @@
 // Package fastjson writes the REST answers of the event API's hot paths
-// (SearchEvents, CreateEvent and BatchCreateEvents) as JSON, producing the
+// (SearchEvents, CreateEvent and BatchCreateEvents, with the verifiable
+// log's proofs and receipts when asked for) as JSON, producing the
 // bytes that protojson.MarshalOptions{EmitDefaultValues: true} produces for
 // them (apart from protojson's deliberately random spaces), without
 // reflection.
@@ -23,8 +24,7 @@
 //   - a field the encoder does not know. The fields each message type is
 //     written with are listed in schema and checked against the generated
 //     descriptors when the package loads. A field added later with presence
-//     (a message field such as SearchEventsResponse.proofs, an optional or
-//     oneof field) is tested per message and sends the message to protojson
+//     (a message field, an optional or oneof field) is tested per message and sends the message to protojson
 //     when set. A field that protojson would always write (a scalar without
 //     presence, a list, a map), or a changed field, disables the encoder for
 //     every type that contains it; Check reports it and a test fails, so the
@@ -49,6 +49,7 @@
 package fastjson
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -88,17 +89,17 @@ func Marshal(m proto.Message) (b []byte, ok bool) {
 		if m == nil || plans.search.err != nil {
 			return nil, false
 		}
-		b = e.searchEventsResponse(make([]byte, 0, 128+eventsSize(m.Events)+len(m.NextPageToken)), m)
+		b = e.searchEventsResponse(make([]byte, 0, 128+eventsSize(m.Events)+len(m.NextPageToken)+proofsSize(m.Proofs)), m)
 	case *pb.CreateEventResponse:
 		if m == nil || plans.create.err != nil {
 			return nil, false
 		}
-		b = e.createEventResponse(make([]byte, 0, 32+eventSize(m.Event)), m)
+		b = e.createEventResponse(make([]byte, 0, 32+eventSize(m.Event)+proofsSize(m.Receipt)), m)
 	case *pb.BatchCreateEventsResponse:
 		if m == nil || plans.batch.err != nil {
 			return nil, false
 		}
-		b = e.batchCreateEventsResponse(make([]byte, 0, 64+eventsSize(m.Events)+64*len(m.FailedRequests)), m)
+		b = e.batchCreateEventsResponse(make([]byte, 0, 64+eventsSize(m.Events)+64*len(m.FailedRequests)+proofsSize(m.Receipts)), m)
 	default:
 		return nil, false
 	}
@@ -123,13 +124,27 @@ var schema = map[protoreflect.FullName][]string{
 		"1 events repeated message ai.h2o.audittrail.v1.Event",
 		"2 nextPageToken string",
 		"3 searchedUntilTime message google.protobuf.Timestamp",
+		"4 proofs message ai.h2o.audittrail.v1.LogProofs",
 	},
 	"ai.h2o.audittrail.v1.CreateEventResponse": {
 		"1 event message ai.h2o.audittrail.v1.Event",
+		"2 receipt message ai.h2o.audittrail.v1.LogProofs",
 	},
 	"ai.h2o.audittrail.v1.BatchCreateEventsResponse": {
 		"1 events repeated message ai.h2o.audittrail.v1.Event",
 		"2 failedRequests map<int32, message google.rpc.Status>",
+		"3 receipts message ai.h2o.audittrail.v1.LogProofs",
+	},
+	"ai.h2o.audittrail.v1.LogProofs": {
+		"1 checkpoint string",
+		"2 treeSize uint64",
+		"3 inclusions repeated message ai.h2o.audittrail.v1.EventInclusion",
+	},
+	"ai.h2o.audittrail.v1.EventInclusion": {
+		"1 name string",
+		"2 leafIndex uint64",
+		"3 pending bool",
+		"4 hashes repeated bytes",
 	},
 	"ai.h2o.audittrail.v1.Event": {
 		"1 name string",
@@ -261,8 +276,8 @@ func (p *plan) accepts(m protoreflect.Message) bool {
 var plans = newPlans()
 
 func newPlans() (p struct {
-	search, create, batch, event, status, rpcStatus, timestamp plan
-	schemaErr                                                  error // of all types, each once
+	search, create, batch, event, status, rpcStatus, timestamp, proofs, inclusion plan
+	schemaErr                                                                     error // of all types, each once
 }) {
 	of := func(m proto.Message) plan {
 		md := m.ProtoReflect().Descriptor()
@@ -274,9 +289,11 @@ func newPlans() (p struct {
 	p.status = of(&pb.Status{})
 	p.rpcStatus = of(&statuspb.Status{})
 	p.event = of(&pb.Event{}).needs(p.timestamp, p.status)
-	p.search = of(&pb.SearchEventsResponse{}).needs(p.event, p.timestamp)
-	p.create = of(&pb.CreateEventResponse{}).needs(p.event)
-	p.batch = of(&pb.BatchCreateEventsResponse{}).needs(p.event, p.rpcStatus)
+	p.inclusion = of(&pb.EventInclusion{})
+	p.proofs = of(&pb.LogProofs{}).needs(p.inclusion)
+	p.search = of(&pb.SearchEventsResponse{}).needs(p.event, p.timestamp, p.proofs)
+	p.create = of(&pb.CreateEventResponse{}).needs(p.event, p.proofs)
+	p.batch = of(&pb.BatchCreateEventsResponse{}).needs(p.event, p.rpcStatus, p.proofs)
 	return p
 }
 
@@ -314,6 +331,10 @@ func (e *encoder) searchEventsResponse(b []byte, m *pb.SearchEventsResponse) []b
 		b = append(b, `,"searchedUntilTime":`...)
 		b = e.timestamp(b, m.SearchedUntilTime)
 	}
+	if m.Proofs != nil {
+		b = append(b, `,"proofs":`...)
+		b = e.logProofs(b, m.Proofs)
+	}
 	return append(b, '}')
 }
 
@@ -326,6 +347,13 @@ func (e *encoder) createEventResponse(b []byte, m *pb.CreateEventResponse) []byt
 	if m.Event != nil {
 		b = append(b, `"event":`...)
 		b = e.event(b, m.Event)
+	}
+	if m.Receipt != nil {
+		if m.Event != nil {
+			b = append(b, ',')
+		}
+		b = append(b, `"receipt":`...)
+		b = e.logProofs(b, m.Receipt)
 	}
 	return append(b, '}')
 }
@@ -353,7 +381,66 @@ func (e *encoder) batchCreateEventsResponse(b []byte, m *pb.BatchCreateEventsRes
 		b = append(b, `":`...)
 		b = e.rpcStatus(b, m.FailedRequests[k])
 	}
-	return append(b, `}}`...)
+	b = append(b, '}')
+	if m.Receipts != nil {
+		b = append(b, `,"receipts":`...)
+		b = e.logProofs(b, m.Receipts)
+	}
+	return append(b, '}')
+}
+
+// logProofs writes the verifiable log's proofs of a response: uint64 as a
+// quoted decimal and bytes as padded standard base64, as protojson does.
+func (e *encoder) logProofs(b []byte, p *pb.LogProofs) []byte {
+	if !plans.proofs.accepts(p.ProtoReflect()) {
+		e.bad = true
+		return b
+	}
+	b = append(b, `{"checkpoint":`...)
+	b = e.string(b, p.Checkpoint)
+	b = append(b, `,"treeSize":"`...)
+	b = strconv.AppendUint(b, p.TreeSize, 10)
+	b = append(b, `","inclusions":[`...)
+	for i, in := range p.Inclusions {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if in == nil || !plans.inclusion.accepts(in.ProtoReflect()) {
+			e.bad = true
+			return b
+		}
+		b = append(b, `{"name":`...)
+		b = e.string(b, in.Name)
+		b = append(b, `,"leafIndex":"`...)
+		b = strconv.AppendUint(b, in.LeafIndex, 10)
+		if in.Pending {
+			b = append(b, `","pending":true,"hashes":[`...)
+		} else {
+			b = append(b, `","pending":false,"hashes":[`...)
+		}
+		for j, h := range in.Hashes {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = base64.StdEncoding.AppendEncode(b, h)
+			b = append(b, '"')
+		}
+		b = append(b, `]}`...)
+	}
+	return append(b, `]}`...)
+}
+
+// proofsSize is about the length of p's JSON.
+func proofsSize(p *pb.LogProofs) int {
+	if p == nil {
+		return 0
+	}
+	n := 64 + len(p.Checkpoint)
+	for _, in := range p.Inclusions {
+		n += 80 + len(in.GetName()) + 48*len(in.GetHashes())
+	}
+	return n
 }
 
 func (e *encoder) events(b []byte, events []*pb.Event) []byte {

@@ -137,9 +137,9 @@ func TestDeclines(t *testing.T) {
 	}
 	event := func() *pb.Event { return &pb.Event{Name: "events/1", EventTime: &timestamppb.Timestamp{Seconds: 1}} }
 	for name, m := range map[string]proto.Message{
-		"search with proofs":          &pb.SearchEventsResponse{Proofs: &pb.LogProofs{}},
-		"create with receipt":         &pb.CreateEventResponse{Event: event(), Receipt: &pb.LogProofs{}},
-		"batch with receipts":         &pb.BatchCreateEventsResponse{Receipts: &pb.LogProofs{}},
+		"unknown field in proofs":     &pb.SearchEventsResponse{Proofs: unknown(&pb.LogProofs{}).(*pb.LogProofs)},
+		"unknown field in inclusion":  &pb.CreateEventResponse{Receipt: &pb.LogProofs{Inclusions: []*pb.EventInclusion{unknown(&pb.EventInclusion{}).(*pb.EventInclusion)}}},
+		"nil inclusion":               &pb.BatchCreateEventsResponse{Receipts: &pb.LogProofs{Inclusions: []*pb.EventInclusion{nil}}},
 		"unknown field in response":   unknown(&pb.SearchEventsResponse{}),
 		"unknown field in event":      &pb.CreateEventResponse{Event: unknown(event()).(*pb.Event)},
 		"unknown field in status":     &pb.CreateEventResponse{Event: &pb.Event{Status: unknown(&pb.Status{}).(*pb.Status)}},

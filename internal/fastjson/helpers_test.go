@@ -229,17 +229,18 @@ func (g *gen) message() proto.Message {
 	switch g.r.IntN(3) {
 	case 0:
 		events = g.events()
-		m = &pb.SearchEventsResponse{Events: events, NextPageToken: g.string(), SearchedUntilTime: g.timestamp()}
+		m = &pb.SearchEventsResponse{Events: events, NextPageToken: g.string(), SearchedUntilTime: g.timestamp(), Proofs: g.proofs()}
 	case 1:
 		c := &pb.CreateEventResponse{}
 		if g.r.IntN(8) != 0 {
 			c.Event = g.event()
 			events = []*pb.Event{c.Event}
 		}
+		c.Receipt = g.proofs()
 		m = c
 	default:
 		events = g.events()
-		b := &pb.BatchCreateEventsResponse{Events: events}
+		b := &pb.BatchCreateEventsResponse{Events: events, Receipts: g.proofs()}
 		switch g.r.IntN(3) {
 		case 0:
 		case 1:
@@ -260,6 +261,34 @@ func (g *gen) message() proto.Message {
 		g.spoil(m, events)
 	}
 	return m
+}
+
+// proofs returns nil (the default answer) half of the time, else random
+// log proofs: empty lists, pending inclusions, 0 to 40 hashes of 32 bytes or
+// odd lengths (base64 padding), extreme sizes.
+func (g *gen) proofs() *pb.LogProofs {
+	if g.r.IntN(2) == 0 {
+		return nil
+	}
+	p := &pb.LogProofs{Checkpoint: g.string(), TreeSize: []uint64{0, 1, math.MaxUint64, g.r.Uint64()}[g.r.IntN(4)]}
+	if g.r.IntN(4) == 0 {
+		p.Checkpoint = "audittrail/log\n42\nq6ZB2dXSo1rZb7KqxXv2V8F8n0Y9Y0nH0hGQ0F2q0Ck=\n\n\u2014 audittrail/log AbCd\n"
+	}
+	for range g.r.IntN(6) {
+		in := &pb.EventInclusion{Name: g.string(), LeafIndex: []uint64{0, math.MaxUint64, g.r.Uint64N(1 << 40)}[g.r.IntN(3)], Pending: g.r.IntN(3) == 0}
+		if g.r.IntN(5) != 0 {
+			in.Hashes = [][]byte{}
+		}
+		for range g.r.IntN(41) {
+			h := make([]byte, []int{32, 32, 32, 0, 1, 2, 31}[g.r.IntN(7)])
+			for i := range h {
+				h[i] = byte(g.r.IntN(256))
+			}
+			in.Hashes = append(in.Hashes, h)
+		}
+		p.Inclusions = append(p.Inclusions, in)
+	}
+	return p
 }
 
 // spoil puts one value protojson refuses into m.
