@@ -82,3 +82,13 @@ func TestParseCanonicalUUID(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchDoesNotAllocate: the prefilter of a record's inline value
+// allocates nothing (it once allocated a string per record scanned).
+func TestMatchDoesNotAllocate(t *testing.T) {
+	m := newMatcher(regexp.MustCompile("/document-6326$"))
+	v := []byte("//drive/workspaces/eb688285-2f57-4281-a194-00ced36b9101/documents/document-1234")
+	if n := testing.AllocsPerRun(100, func() { m.match(v) }); n != 0 {
+		t.Errorf("match allocates %v times per call", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unsafe"
 )
 
 // matcher is a regex with a literal prefilter. Go's regexp costs tens of
@@ -36,7 +37,10 @@ func (m *matcher) matchString(s string) bool {
 }
 
 func (m *matcher) match(b []byte) bool {
-	if m.lits != nil && !containsAny(string(b), m.lits) { // no allocation: converted for the call only
+	// The record's bytes as a string without a copy: containsAny only reads
+	// them during the call. A plain string(b) allocated here once per
+	// record scanned (200 bytes each, a third of a scan's time in GC).
+	if m.lits != nil && !containsAny(unsafe.String(unsafe.SliceData(b), len(b)), m.lits) {
 		return false
 	}
 	return m.re.Match(b)

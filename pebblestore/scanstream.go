@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"bytes"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -33,8 +34,9 @@ type scanStream struct {
 	err_  error
 
 	// The head: records read directly with Prev.
-	head    int   // records read so far
-	headTop int64 // time of the newest record
+	head     int   // records read so far
+	buffered bool  // past the head: records come from the window buffer
+	headTop  int64 // time of the newest record
 
 	step   int64 // window width in ns
 	target int   // records a window aims at
@@ -68,8 +70,16 @@ func (s *Store) newScanStream(lo, hi []byte) (*scanStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &scanStream{it: it, lo: lo, target: 2 * headRecords}, nil
+	st := streamPool.Get().(*scanStream)
+	*st = scanStream{it: it, lo: lo, target: 2 * headRecords,
+		ents: st.ents[:0], arena: st.arena[:0], key: st.key[:0], lower: st.lower[:0], upper: st.upper[:0]}
+	return st, nil
 }
+
+// streamPool recycles streams with their buffers: a long scan opens one
+// stream per slice of ~32k records, and each would grow a window buffer of
+// ~170 KB anew.
+var streamPool = sync.Pool{New: func() any { return new(scanStream) }}
 
 func (s *scanStream) next() bool {
 	if s.head < headRecords {
@@ -79,6 +89,7 @@ func (s *scanStream) next() bool {
 		s.at--
 		return true
 	}
+	s.buffered = true
 	for !s.done {
 		if !s.fill() {
 			return false
@@ -232,7 +243,7 @@ func (s *scanStream) push(k, v []byte) {
 }
 
 func (s *scanStream) pos() (int64, uint64) {
-	if s.head < headRecords || s.ents == nil {
+	if !s.buffered {
 		return decodeTimeSeq(s.it.Key()[1:])
 	}
 	e := s.ents[s.at]
@@ -240,7 +251,7 @@ func (s *scanStream) pos() (int64, uint64) {
 }
 
 func (s *scanStream) record() ([]byte, error) {
-	if s.head < headRecords || s.ents == nil {
+	if !s.buffered {
 		return s.it.ValueAndErr()
 	}
 	e := s.ents[s.at]
@@ -248,4 +259,13 @@ func (s *scanStream) record() ([]byte, error) {
 }
 
 func (s *scanStream) err() error { return s.err_ }
-func (s *scanStream) close()     { s.it.Close() }
+
+// close closes the iterator and recycles the stream; it must not be used
+// after.
+func (s *scanStream) close() {
+	s.it.Close()
+	s.it = nil
+	if cap(s.arena) <= 1<<20 { // a burst read backwards can grow it; keep it bounded
+		streamPool.Put(s)
+	}
+}

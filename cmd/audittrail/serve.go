@@ -197,7 +197,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, env("log-level", "log `level`: debug (one line per request), info, warn or error"))
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, env("log-format", "log `format`: text or json"))
 	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
-	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB`; 0 means an eighth of the memory (physical or cgroup limit), between 256 and 4096"))
+	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB` (0: 256); more makes long scans faster (docs/configuration.md)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
