@@ -3,6 +3,8 @@ package logsign
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -95,25 +97,18 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 		}
 		cps = append(cps, c)
 	}
-	tree := &merkle.MemStore{}
+	last := st.LastSeq()
+	tree := merkle.NewFlatStore(last)
+	defer tree.Release()
 	a, err := merkle.NewAuditor(cps, tree)
 	if err != nil {
 		return nil, err
 	}
 	l := &Log{cfg: Config{Store: st}}
-	last := st.LastSeq()
-	const batch = 10000
-	for from := uint64(1); from <= last; from += batch {
-		to := min(last, from+batch-1)
-		evs, err := st.EventsBySeq(ctx, from, to)
-		if err != nil {
-			return nil, l.leafError(ctx, from, to, cps, err)
-		}
-		for _, e := range evs {
-			if err := a.Add(e); err != nil {
-				return nil, err
-			}
-		}
+	if err := auditLeaves(ctx, st, last, a, func(from, to uint64, err error) error {
+		return l.leafError(ctx, from, to, cps, err)
+	}); err != nil {
+		return nil, err
 	}
 	rep, err := a.Finish(l.hashReader())
 	if err != nil {
@@ -174,7 +169,7 @@ func (l *Log) leafError(ctx context.Context, from, to uint64, cps []*merkle.Chec
 // leaf at its seq. An event numbered after the audited leaves is skipped if
 // the log has it by now (a store that replicas keep appending to), and
 // reported otherwise.
-func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, st audittrail.Store, tree *merkle.MemStore) error {
+func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, st audittrail.Store, tree tlog.HashReader) error {
 	r.Searched = true
 	start, end := audittrail.MinEventTime, audittrail.MaxEventTime
 	f := audittrail.Filter{StartTime: &start, EndTime: &end}
@@ -183,17 +178,26 @@ func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, s
 		return err
 	}
 	seen := make([]bool, r.Leaves)
-	var after *audittrail.Cursor
-	for {
-		res, err := st.Search(ctx, audittrail.SearchRequest{Query: q, After: after, Limit: audittrail.MaxPageSize})
-		if err != nil {
-			return fmt.Errorf("searching the store: %w", err)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan *searchPage, 8)
+	go searchPages(pctx, st, q, pages)
+	defer func() {
+		cancel()
+		for p := range pages {
+			<-p.done
 		}
-		for _, e := range res.Events {
+	}()
+	for p := range pages {
+		<-p.done
+		if p.err != nil {
+			return fmt.Errorf("searching the store: %w", p.err)
+		}
+		for i, e := range p.evs {
 			if e.Seq > r.Leaves && e.Seq <= ls.LastSeq() {
 				continue // appended since the audit read the log: audited next time
 			}
-			if e.Seq == 0 || e.Seq > r.Leaves || seen[e.Seq-1] || !r.isLeaf(tree, e) {
+			if e.Seq == 0 || e.Seq > r.Leaves || seen[e.Seq-1] || !r.isLeaf(tree, e.Seq, p.hashes[i]) {
 				r.NotInLogCount++
 				if len(r.NotInLog) < maxFindings {
 					r.NotInLog = append(r.NotInLog, SearchedEvent{ID: e.ID, Seq: e.Seq})
@@ -202,10 +206,9 @@ func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, s
 			}
 			seen[e.Seq-1] = true
 		}
-		if res.Next == nil {
-			break
-		}
-		after = res.Next
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	for i, ok := range seen {
 		if !ok {
@@ -218,7 +221,149 @@ func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, s
 	return nil
 }
 
-func (r *StoreReport) isLeaf(tree *merkle.MemStore, e *audittrail.Event) bool {
-	hs, err := tree.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(e.Seq-1))})
-	return err == nil && hs[0] == merkle.LeafHash(e)
+// isLeaf reports whether leaf, the leaf hash of a searched event with this
+// seq, is the recomputed leaf at seq.
+func (r *StoreReport) isLeaf(tree tlog.HashReader, seq uint64, leaf tlog.Hash) bool {
+	hs, err := tree.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(seq-1))})
+	return err == nil && hs[0] == leaf
+}
+
+// auditBatch is one read of the pipeline of auditLeaves: the events with
+// seqs [from, to] and their leaf hashes, ready once done is closed.
+type auditBatch struct {
+	from, to uint64
+	evs      []*audittrail.Event
+	hashes   []tlog.Hash
+	err      error
+	done     chan struct{}
+}
+
+const (
+	auditBatchSize = 10000
+	auditInFlight  = 8 // batches read ahead of the auditor
+)
+
+// auditLeaves adds the events with seqs [1, last] to a, in order. GOMAXPROCS
+// goroutines read batches of events from st and compute their leaf hashes,
+// and the calling goroutine adds them to a in sequence order, so reads,
+// hashing and the tree overlap on every core with a bounded number of
+// batches in memory. A failed read of [from, to] stops the pipeline and
+// returns readErr(from, to, err) (the first failed batch in order).
+func auditLeaves(ctx context.Context, st audittrail.LogStore, last uint64, a *merkle.Auditor, readErr func(from, to uint64, err error) error) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	order := make(chan *auditBatch, auditInFlight)
+	jobs := make(chan *auditBatch)
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range jobs {
+				b.evs, b.err = st.EventsBySeq(pctx, b.from, b.to)
+				if b.err == nil {
+					b.hashes = leafHashes(b.evs)
+				}
+				close(b.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		for from := uint64(1); from <= last; from += auditBatchSize {
+			b := &auditBatch{from: from, to: min(last, from+auditBatchSize-1), done: make(chan struct{})}
+			// order is sent first: it bounds the batches in flight, and a
+			// batch in jobs is always awaited in order.
+			select {
+			case order <- b:
+			case <-pctx.Done():
+				return
+			}
+			select {
+			case jobs <- b:
+			case <-pctx.Done():
+				b.err = pctx.Err()
+				close(b.done)
+				return
+			}
+		}
+	}()
+	stop := func() {
+		cancel()
+		for b := range order {
+			<-b.done
+		}
+		wg.Wait()
+	}
+	for b := range order {
+		<-b.done
+		if b.err != nil {
+			stop()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return readErr(b.from, b.to, b.err)
+		}
+		for i, e := range b.evs {
+			if err := a.AddHashed(e, b.hashes[i]); err != nil {
+				stop()
+				return err
+			}
+		}
+		b.evs, b.hashes = nil, nil
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// leafHashes returns the leaf hashes of evs (nil events hash as zero).
+func leafHashes(evs []*audittrail.Event) []tlog.Hash {
+	hs := make([]tlog.Hash, len(evs))
+	for i, e := range evs {
+		if e != nil {
+			hs[i] = merkle.LeafHash(e)
+		}
+	}
+	return hs
+}
+
+// searchPage is one page of the pipeline of checkSearch, with its events'
+// leaf hashes, ready once done is closed.
+type searchPage struct {
+	evs    []*audittrail.Event
+	hashes []tlog.Hash
+	err    error
+	done   chan struct{}
+}
+
+// searchPages searches every event in q's order, one goroutine fetching the
+// pages (each needs the previous page's cursor) while others hash the
+// fetched pages' events, and sends the pages in order. It stops at the
+// first error (sent as the last page) or when ctx is done.
+func searchPages(ctx context.Context, st audittrail.Store, q *audittrail.Query, out chan<- *searchPage) {
+	defer close(out)
+	var after *audittrail.Cursor
+	for {
+		res, err := st.Search(ctx, audittrail.SearchRequest{Query: q, After: after, Limit: audittrail.MaxPageSize})
+		p := &searchPage{err: err, done: make(chan struct{})}
+		if err != nil {
+			close(p.done)
+		} else {
+			p.evs = res.Events
+			go func() {
+				p.hashes = leafHashes(p.evs)
+				close(p.done)
+			}()
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || res.Next == nil {
+			return
+		}
+		after = res.Next
+	}
 }

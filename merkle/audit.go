@@ -132,6 +132,17 @@ func (a *Auditor) Add(e *audittrail.Event) error {
 	if e == nil {
 		return errors.New("merkle: audit: nil event")
 	}
+	return a.AddHashed(e, LeafHash(e))
+}
+
+// AddHashed is Add for an event whose leaf hash, LeafHash(e), the caller
+// has computed already (for instance on other goroutines, so that hashing
+// runs in parallel while the auditor consumes events in order). leaf must
+// be LeafHash(e): the audit trusts it.
+func (a *Auditor) AddHashed(e *audittrail.Event, leaf tlog.Hash) error {
+	if e == nil {
+		return errors.New("merkle: audit: nil event")
+	}
 	if a.size >= MaxTreeSize || e.Seq != a.size+1 {
 		return fmt.Errorf("merkle: audit: event %s has seq %d, want %d (events must be complete and in sequence order)", e.ID, e.Seq, a.size+1)
 	}
@@ -147,7 +158,7 @@ func (a *Auditor) Add(e *audittrail.Event) error {
 	if i == 0 || rt.After(a.maxRT) {
 		a.maxRT, a.maxRTLeaf = rt, i
 	}
-	a.pending = append(a.pending, LeafHash(e))
+	a.pending = append(a.pending, leaf)
 	a.size++
 	if len(a.pending) >= 4096 {
 		if err := a.flush(); err != nil {

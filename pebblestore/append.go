@@ -147,6 +147,12 @@ type group struct {
 	lastSeq uint64        // the last seq after the group
 	err     error         // the group failed as a whole
 	done    chan struct{} // closed when the committer is done with the group
+	// The records of the group's new events, for the recent-events window
+	// (recent.go): recs[i].rec is recBuf[offs[i]:offs[i+1]] until the
+	// committer copies them.
+	recs   []recentEvent
+	offs   []int
+	recBuf []byte
 }
 
 func newGroup() *group {
@@ -158,6 +164,7 @@ func (g *group) reset() {
 	clear(g.pending)
 	clear(g.delta)
 	g.buf.reset()
+	g.resetRecent()
 	g.batch, g.err = nil, nil
 	g.done = make(chan struct{})
 }
@@ -232,6 +239,7 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 	if g.err != nil {
 		w.seq, w.receive = first, firstReceive
 		clear(g.pending) // nothing of the group is stored
+		g.resetRecent()
 		if w.published {
 			s.fail(g.err)
 		}
@@ -289,6 +297,11 @@ func (s *Store) commitGroup(g *group, dirty map[uint64]struct{}) {
 	s.dicts.addCounts(g.delta)
 	for k := range g.delta {
 		dirty[k] = struct{}{}
+	}
+	// The window has the group's records before LastSeq covers them (see
+	// recent.go).
+	if win := s.window(); win != nil {
+		win.add(g.committedRecords())
 	}
 	s.lastSeq.Store(g.lastSeq)
 	for _, r := range g.live {
@@ -425,6 +438,9 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	w.rec = appendRecord(w.rec[:0], st, refs, id)
 	w.key = eventKey(w.key[:0], ns, seq)
 	b.set(w.key, w.rec)
+	g.recs = append(g.recs, recentEvent{ns: ns, seq: seq})
+	g.recBuf = append(g.recBuf, w.rec...)
+	g.offs = append(g.offs, len(g.recBuf))
 	w.key = seqKey(w.key[:0], seq)
 	w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(ns))
 	b.set(w.key, w.val)
@@ -509,4 +525,25 @@ func hexDigit(c byte) (byte, bool) {
 		return c - 'a' + 10, true
 	}
 	return 0, false
+}
+
+func (g *group) resetRecent() {
+	clear(g.recs)
+	g.recs, g.offs, g.recBuf = g.recs[:0], append(g.offs[:0], 0), g.recBuf[:0]
+}
+
+// committedRecords returns the records of the group's new events, copied
+// out of the group's reused buffer into one new array that the window may
+// keep.
+func (g *group) committedRecords() []recentEvent {
+	if len(g.recs) == 0 {
+		return nil
+	}
+	arena := make([]byte, len(g.recBuf))
+	copy(arena, g.recBuf)
+	for i := range g.recs {
+		a, b := g.offs[i], g.offs[i+1]
+		g.recs[i].rec = arena[a:b:b]
+	}
+	return g.recs
 }

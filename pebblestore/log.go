@@ -36,8 +36,10 @@ func (s *Store) rlock() error {
 	return nil
 }
 
-// EventsBySeq implements audittrail.LogStore: it reads the s keys of the
-// range (seq → time), then each record.
+// EventsBySeq implements audittrail.LogStore. A range entirely inside the
+// recent-events window (recent.go) is decoded from memory; any other is
+// read from the database: the s keys of the range (seq → time), then each
+// record.
 func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
 	if from == 0 || to < from {
 		return nil, fmt.Errorf("pebblestore: bad seq range [%d, %d]", from, to)
@@ -46,6 +48,41 @@ func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
+	if out, ok, err := s.recentEventsBySeq(ctx, from, to); ok || err != nil {
+		return out, err
+	}
+	return s.diskEventsBySeq(ctx, from, to)
+}
+
+// recentEventsBySeq decodes the events from..to from the recent-events
+// window, or reports that they are not all in it.
+func (s *Store) recentEventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, bool, error) {
+	win := s.window()
+	if win == nil {
+		return nil, false, nil
+	}
+	recs, ok := win.get(make([]recentEvent, 0, to-from+1), from, to)
+	if !ok {
+		return nil, false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, true, err
+	}
+	snap := s.dicts.snapshot()
+	out := make([]*audittrail.Event, len(recs))
+	for i, r := range recs {
+		e, err := decodeRecord(snap, r.rec, r.ns, r.seq)
+		if err != nil {
+			return nil, true, fmt.Errorf("pebblestore: event seq %d: %w", r.seq, err)
+		}
+		out[i] = e
+	}
+	return out, true, nil
+}
+
+// diskEventsBySeq reads the events from..to from the database; the caller
+// holds closeMu.
+func (s *Store) diskEventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(nil, from), UpperBound: seqKey(nil, to+1)})
 	if err != nil {
 		return nil, err

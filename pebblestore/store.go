@@ -54,6 +54,9 @@ type Store struct {
 	// when the store was opened: the writer's starting point for keeping
 	// receive times strictly increasing in seq order (see groupWriter).
 	lastReceive int64
+	// recent holds the records of the last committed events, so that the
+	// verifiable log's integrator does not read them back (recent.go).
+	recent      *recentWindow
 	closeMu     sync.RWMutex // read: an operation uses db; write: Close
 	closed      bool
 	closeErr    error
@@ -134,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		dicts:      newDicts(limit),
 		regex:      newRegexCache(regexCacheBytes),
 		reqs:       make(chan *appendReq, 1024),
+		recent:     &recentWindow{},
 		writerDone: make(chan struct{}),
 	}
 	if err := s.recover(); err != nil {

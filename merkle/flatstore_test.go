@@ -1,0 +1,53 @@
+package merkle
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// TestFlatStoreMatchesMemStore builds the same tree in a FlatStore (sized
+// for fewer, exactly as many and more leaves, mapped or not) and a MemStore.
+func TestFlatStoreMatchesMemStore(t *testing.T) {
+	const n = 40000 // above the mapped threshold
+	leaves := make([]tlog.Hash, n)
+	for i := range leaves {
+		leaves[i] = sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
+	}
+	mem := &MemStore{}
+	if _, err := Integrate(mem, 0, leaves); err != nil {
+		t.Fatal(err)
+	}
+	for _, sized := range []uint64{0, 100, n / 2, n, 2 * n} {
+		fs := NewFlatStore(sized)
+		for done := 0; done < n; {
+			k := min(n-done, 777)
+			if _, err := Integrate(fs, uint64(done), leaves[done:done+k]); err != nil {
+				t.Fatalf("sized %d: %v", sized, err)
+			}
+			done += k
+		}
+		if fs.Len() != mem.Len() {
+			t.Fatalf("sized %d: %d hashes, want %d", sized, fs.Len(), mem.Len())
+		}
+		for _, size := range []uint64{1, 2, 1000, n / 2, n - 1, n} {
+			a, err := TreeRoot(fs, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := TreeRoot(mem, size)
+			if a != b {
+				t.Fatalf("sized %d: root of %d differs", sized, size)
+			}
+		}
+		if err := fs.WriteHashes([]int64{fs.Len() + 1}, []tlog.Hash{{}}); err == nil {
+			t.Fatal("write leaving a gap accepted")
+		}
+		if _, err := fs.ReadHashes([]int64{fs.Len()}); err == nil {
+			t.Fatal("read beyond the held hashes accepted")
+		}
+		fs.Release()
+	}
+}
