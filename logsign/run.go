@@ -248,17 +248,11 @@ func (l *Log) VerifierKey() string { return l.cfg.VerifierKey }
 // InclusionProof proves leaf seq-1 in the tree of treeSize leaves (0: the
 // latest signed checkpoint's size).
 func (l *Log) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error) {
-	if treeSize == 0 {
-		treeSize = l.signedSize()
+	p, err := l.InclusionProofs([]uint64{seq}, treeSize)
+	if err != nil {
+		return nil, err
 	}
-	l.catchUp(treeSize)
-	if treeSize > l.treeSize() {
-		return nil, fmt.Errorf("logsign: tree size %d is not integrated yet", treeSize)
-	}
-	if seq == 0 || seq > treeSize {
-		return nil, fmt.Errorf("logsign: seq %d is not in the tree of size %d", seq, treeSize)
-	}
-	return merkle.InclusionProof(l.hashReader(), seq-1, treeSize)
+	return p[0], nil
 }
 
 // InclusionProofs proves leaves seq-1 of several seqs in the tree of

@@ -1,5 +1,13 @@
 package pebblestore
 
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
 // The raw key layout of the store (keys.go), exported for the tests of
 // other packages that tamper with a closed store's Pebble database directly
 // (logsign/tamper_test.go: the verifiable log's audit must find an event
@@ -22,3 +30,37 @@ func RawIDKey(id [16]byte) []byte { return idKey(nil, id) }
 
 // RawIDValue is the value of an id index entry.
 func RawIDValue(seq uint64, ns int64) []byte { return idValue(nil, seq, ns) }
+
+// ReplaceInValues rewrites, in the closed store's Pebble database at dir,
+// every value that contains old with old replaced by new (same length, so
+// that a record stays decodable and only its content changes), and returns
+// how many values it rewrote.
+func ReplaceInValues(dir string, old, new []byte) (n int, err error) {
+	if len(old) != len(new) {
+		return 0, fmt.Errorf("pebblestore: replacing %d bytes with %d would break the record", len(old), len(new))
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		if v := it.Value(); bytes.Contains(v, old) {
+			if err := b.Set(bytes.Clone(it.Key()), bytes.ReplaceAll(v, old, new), nil); err != nil {
+				it.Close()
+				return 0, err
+			}
+			n++
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	return n, b.Commit(pebble.Sync)
+}
