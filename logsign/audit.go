@@ -1,9 +1,13 @@
 package logsign
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,9 +81,11 @@ func (e *LeafError) Unwrap() error { return e.Err }
 // store's own hashes to pinpoint the first divergent leaf. Checkpoints that
 // do not verify with verifierKey are an error, and so is a leaf whose event
 // cannot be read (a *LeafError). When the store can search, it also checks
-// that searches show exactly the log's leaves. The checkpoints are read
-// before the events, so the audit of a store that replicas keep appending
-// to is consistent too.
+// that searches show exactly the log's leaves. A store that reads its
+// events in storage order (the embedded store) is audited in one scan of
+// them (scanLeaves); any other is read by seq and then searched. The
+// checkpoints are read before the events, so the audit of a store that
+// replicas keep appending to is consistent too.
 func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string) (*StoreReport, error) {
 	v, err := merkle.NewVerifier([]byte(verifierKey))
 	if err != nil {
@@ -105,10 +111,21 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 		return nil, err
 	}
 	l := &Log{cfg: Config{Store: st}}
-	if err := auditLeaves(ctx, st, last, a, func(from, to uint64, err error) error {
+	readErr := func(from, to uint64, err error) error {
 		return l.leafError(ctx, from, to, cps, err)
-	}); err != nil {
-		return nil, err
+	}
+	s, searches := st.(audittrail.Store)
+	var scanned *scanFindings
+	if sc, ok := st.(storageScanner); ok && searches {
+		scanned, err = scanLeaves(ctx, sc, st, last, a, tree, readErr)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if scanned == nil {
+		if err := auditLeaves(ctx, st, last, a, readErr); err != nil {
+			return nil, err
+		}
 	}
 	rep, err := a.Finish(l.hashReader())
 	if err != nil {
@@ -120,12 +137,99 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 			r.Covered = max(r.Covered, c.Size)
 		}
 	}
-	if s, ok := st.(audittrail.Store); ok {
+	switch {
+	case scanned != nil:
+		r.Searched = true
+		r.NotInLog, r.NotInLogCount = scanned.notInLog, scanned.notInLogCount
+	case searches:
 		if err := r.checkSearch(ctx, st, s, tree); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// storageScanner is a store that reads its events in storage order
+// (pebblestore.Store): its log positions (seq → event time, which with the
+// seq is the key of the event's record) in one pass, and every record, in
+// any order, on several goroutines.
+type storageScanner interface {
+	LogPositions(ctx context.Context, ns []int64, workers int) (int, error)
+	ScanEvents(ctx context.Context, workers int, fn func(worker int, e *audittrail.Event, params, meta []merkle.MapEntry) error) error
+}
+
+// scanFindings is what scanLeaves found beside the log's leaves.
+type scanFindings struct {
+	notInLog      []SearchedEvent
+	notInLogCount int
+}
+
+// scanLeaves does the work of auditLeaves and of checkSearch in one scan of
+// a store that reads its events in storage order, which is not seq order
+// (the event time comes first). It reads the log positions, then every
+// stored event on GOMAXPROCS goroutines, each hashing its events: an event
+// at its seq's position (the record the position names) is that leaf, put
+// in a merkle.LeafTable; any other is NOT IN LOG (a record written beside
+// the log), unless it is numbered after the audited leaves and the log has
+// it by now. Then it adds the leaves to a in seq order. The leaf hashes
+// wait in the room of tree, a's empty FlatStore (merkle.NewLeafTable). A
+// leaf without a position or without its record is a *LeafError
+// (readErr), as in auditLeaves.
+//
+// A search of the whole time range on such a store scans these same
+// records (the primary range) and shows each, so the scan sees what
+// searches show: each leaf once (or it is missing), and every other record
+// as NOT IN LOG. NOT SEARCHABLE cannot occur on this path.
+//
+// A record that cannot be decoded stops the scan, and scanLeaves returns
+// nil findings and no error: the caller falls back to auditLeaves and
+// checkSearch, which name the leaf (or report the search error).
+func scanLeaves(ctx context.Context, sc storageScanner, ls audittrail.LogStore, last uint64, a *merkle.Auditor, tree *merkle.FlatStore, readErr func(from, to uint64, err error) error) (*scanFindings, error) {
+	if last > merkle.MaxTreeSize {
+		return nil, nil
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	pos := make([]int64, last)
+	n, err := sc.LogPositions(ctx, pos, workers)
+	if err != nil {
+		return nil, err
+	}
+	leaves := merkle.NewLeafTable(uint64(n), tree)
+	defer leaves.Release()
+	hashers := make([]merkle.LeafHasher, workers)
+	var mu sync.Mutex
+	f := &scanFindings{}
+	err = sc.ScanEvents(ctx, workers, func(w int, e *audittrail.Event, params, meta []merkle.MapEntry) error {
+		seq := e.Seq
+		if seq >= 1 && seq <= uint64(n) && pos[seq-1] == e.EventTime.UnixNano() {
+			leaves.Set(seq-1, hashers[w].HashSorted(e, params, meta), e.ReceiveTime)
+			return nil
+		}
+		if seq > last && seq <= ls.LastSeq() {
+			return nil // appended since the audit read the log: audited next time
+		}
+		mu.Lock()
+		f.notInLogCount++
+		if len(f.notInLog) < maxFindings {
+			f.notInLog = append(f.notInLog, SearchedEvent{ID: strings.Clone(e.ID), Seq: seq})
+		}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, nil // a record that cannot be decoded: see above
+	}
+	if k := leaves.FirstUnset(); k < last {
+		return nil, readErr(k+1, k+1, errors.New("its record was not found in storage"))
+	}
+	slices.SortFunc(f.notInLog, func(x, y SearchedEvent) int {
+		return cmp.Or(cmp.Compare(x.Seq, y.Seq), strings.Compare(x.ID, y.ID))
+	})
+	pos = nil
+	return f, leaves.AddTo(a, last)
 }
 
 // leafError narrows a failed read of [from, to] to its first unreadable

@@ -72,10 +72,13 @@ func prepareLog(t *testing.T, tt *tamperTarget) ([]*audittrail.Event, string) {
 	var all []*audittrail.Event
 	for from := 0; from < tamperEvents; from += 10 {
 		var evs []*audittrail.Event
+		// Event times out of seq order (a permutation), receive times in
+		// it: storage order, by event time, is not seq order, which the
+		// audit of the embedded store must handle.
 		for i := from; i < from+10; i++ {
 			evs = append(evs, &audittrail.Event{
 				ID:          uuid.NewString(),
-				EventTime:   base.Add(time.Duration(i) * time.Second),
+				EventTime:   base.Add(time.Duration(i*7%tamperEvents) * time.Second),
 				ReceiveTime: base.Add(time.Duration(i) * time.Millisecond),
 				EventSource: "test",
 				Action:      "create",
@@ -304,6 +307,39 @@ func TestTamperPebble(t *testing.T) {
 	}
 	tt.reset = func() { dir = "" }
 	runTamperTests(t, tt)
+	// The embedded store's audit reads the records in storage order and
+	// places each by its seq: a record with a log seq but not at that
+	// seq's position is beside the log.
+	t.Run("InsertAtLogSeq", func(t *testing.T) {
+		all, vkey := prepareLog(t, tt)
+		var forged string
+		raw(t, func(db *pebble.DB, b *pebble.Batch) {
+			ns, rec := position(t, db, all[4].Seq)
+			rec, forged = forge(t, rec, all[4])
+			set(t, b, pebblestore.RawEventKey(ns+1, all[4].Seq), rec) // seq 5's number, another time
+		})
+		rep, err := audit(t, tt, vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Divergence != nil || rep.OK() || rep.NotInLogCount != 1 || rep.NotInLog[0] != (logsign.SearchedEvent{ID: forged, Seq: all[4].Seq}) {
+			t.Fatalf("audit after an insertion at seq 5 beside the log: %+v; want event %s (seq 5) reported as not in the log", rep, forged)
+		}
+	})
+	// A record that cannot be decoded stops the storage-order scan; the
+	// audit falls back to reading by seq, which names the leaf.
+	t.Run("CorruptRecord", func(t *testing.T) {
+		all, vkey := prepareLog(t, tt)
+		raw(t, func(db *pebble.DB, b *pebble.Batch) {
+			ns, _ := position(t, db, all[12].Seq)
+			set(t, b, pebblestore.RawEventKey(ns, all[12].Seq), []byte{0xff, 0xff})
+		})
+		_, err := audit(t, tt, vkey)
+		var le *logsign.LeafError
+		if !errors.As(err, &le) || le.Leaf != 12 || le.Signed == nil || le.LeafHash != merkle.LeafHash(all[12]) {
+			t.Fatalf("audit after corrupting seq 13's record: %v; want a LeafError of leaf 12 with its signed leaf hash", err)
+		}
+	})
 }
 
 // TestTamperPostgres runs the tamper tests on the PostgreSQL store, with SQL

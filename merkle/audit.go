@@ -1,9 +1,13 @@
 package merkle
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -146,8 +150,16 @@ func (a *Auditor) AddHashed(e *audittrail.Event, leaf tlog.Hash) error {
 	if a.size >= MaxTreeSize || e.Seq != a.size+1 {
 		return fmt.Errorf("merkle: audit: event %s has seq %d, want %d (events must be complete and in sequence order)", e.ID, e.Seq, a.size+1)
 	}
+	return a.AddLeaf(e.Seq, e.ReceiveTime, leaf)
+}
+
+// AddLeaf is AddHashed for an event known by what the audit uses of it: its
+// seq, receive time and leaf hash (LeafHash of the event, trusted).
+func (a *Auditor) AddLeaf(seq uint64, rt time.Time, leaf tlog.Hash) error {
+	if a.size >= MaxTreeSize || seq != a.size+1 {
+		return fmt.Errorf("merkle: audit: leaf of seq %d, want %d (leaves must be complete and in sequence order)", seq, a.size+1)
+	}
 	i := a.size
-	rt := e.ReceiveTime
 	if i > 0 && rt.Before(a.lastRT) && a.report.ReceiveOrder < 0 {
 		a.report.ReceiveOrder = int64(i)
 	}
@@ -179,7 +191,11 @@ func (a *Auditor) flush() error {
 	if len(a.pending) == 0 {
 		return nil
 	}
-	if _, err := Integrate(a.tree, a.tsize, a.pending); err != nil {
+	if fs, ok := a.tree.(*FlatStore); ok {
+		if err := fs.appendLeaves(a.tsize, a.pending); err != nil {
+			return err
+		}
+	} else if _, err := Integrate(a.tree, a.tsize, a.pending); err != nil {
 		return err
 	}
 	a.tsize += uint64(len(a.pending))
@@ -317,4 +333,173 @@ func Audit(events []*audittrail.Event, checkpoints []*Checkpoint, logHashes tlog
 		}
 	}
 	return a.Finish(logHashes)
+}
+
+// LeafHasher computes leaf hashes like LeafHash, reusing its buffers: once
+// they have grown, hashing an event allocates nothing. It is not safe for
+// concurrent use; give each goroutine its own.
+type LeafHasher struct {
+	buf  []byte
+	keys []mapEntry
+}
+
+// Hash returns LeafHash(e).
+func (h *LeafHasher) Hash(e *audittrail.Event) tlog.Hash {
+	h.buf = appendLeafData(append(h.buf[:0], 0x00), e, &h.keys) // RFC 6962 leaf prefix, then the leaf data
+	return sha256.Sum256(h.buf)
+}
+
+// MapEntry is one entry of an event's map, for HashSorted.
+type MapEntry struct{ Key, Value string }
+
+// HashSorted returns the leaf hash of e with its maps given as entries
+// instead (e.RequestParameters and e.Metadata are ignored): params and meta
+// sorted by key, each key once. A reader that decodes the maps of stored
+// events straight into sorted entries (pebblestore's storage-order scan)
+// spares building maps only to iterate and sort them again.
+func (h *LeafHasher) HashSorted(e *audittrail.Event, params, meta []MapEntry) tlog.Hash {
+	b := appendLeafHead(append(h.buf[:0], 0x00), e)
+	b = appendEntries(b, params)
+	b = appendEntries(b, meta)
+	h.buf = appendLeafTail(b, e)
+	return sha256.Sum256(h.buf)
+}
+
+func appendEntries(b []byte, es []MapEntry) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(es)))
+	for _, e := range es {
+		b = appendString(b, e.Key)
+		b = appendString(b, e.Value)
+	}
+	return b
+}
+
+// LeafTable holds the leaf hash and receive time of each leaf of a log of
+// known size, set in any order, for an audit that reads the events in
+// another order than their seqs (a store's storage order) and then adds
+// them to an Auditor in sequence order (AddTo). Set may run concurrently
+// for distinct leaves. On Unix a large table is mapped outside the Go heap;
+// call Release when done with it.
+type LeafTable struct {
+	n uint64
+	// hashes holds leaf i at index i, or, when inTree, at its storage index
+	// in the room of the Auditor's empty FlatStore.
+	hashes  []tlog.Hash
+	inTree  bool
+	rts     []int64 // receive time, Unix ns; wideRT when out of that range
+	set     []bool
+	release []func()
+
+	mu   sync.Mutex
+	wide map[uint64]time.Time // receive times that Unix ns cannot hold
+}
+
+const wideRT = math.MinInt64
+
+// The receive times a LeafTable holds as Unix ns (wideRT excluded).
+var minNanoTime, maxNanoTime = time.Unix(0, wideRT+1), time.Unix(0, math.MaxInt64)
+
+// NewLeafTable returns a table of n leaves (indexes 0 to n-1), none set:
+// 41 bytes per leaf. When tree, optional, is the empty FlatStore that the
+// Auditor given to AddTo integrates the leaves into, and has room for n
+// leaves, the table keeps the leaf hashes in that room, where the Auditor
+// writes them again (each at its own place), and costs 9 bytes per leaf;
+// nothing else may then write to tree before AddTo.
+func NewLeafTable(n uint64, tree *FlatStore) *LeafTable {
+	if n > MaxTreeSize {
+		n = 0
+	}
+	t := &LeafTable{n: n}
+	var r1, r2, r3 func()
+	if tree != nil {
+		t.hashes, t.inTree = tree.leafRoom(n)
+	}
+	if !t.inTree {
+		t.hashes, r1 = allocMapped[tlog.Hash](int64(n))
+	}
+	t.rts, r2 = allocMapped[int64](int64(n))
+	t.set, r3 = allocMapped[bool](int64(n))
+	t.release = []func(){r1, r2, r3}
+	return t
+}
+
+// at is the index of leaf i in t.hashes.
+func (t *LeafTable) at(i uint64) int64 {
+	if t.inTree {
+		return leafStorageIndex(i)
+	}
+	return int64(i)
+}
+
+// Len is the number of leaves of the table.
+func (t *LeafTable) Len() uint64 { return t.n }
+
+// Set records leaf i: the leaf hash and receive time of the event of seq
+// i+1. i must be below Len.
+func (t *LeafTable) Set(i uint64, leaf tlog.Hash, receiveTime time.Time) {
+	if i >= t.n {
+		panic(fmt.Sprintf("merkle: LeafTable: leaf %d of %d", i, t.n))
+	}
+	t.hashes[t.at(i)] = leaf
+	// Unix ns covers the years 1678 to 2262, every receive time a store
+	// accepts; other times (a tampered record's) are kept aside.
+	if !receiveTime.Before(minNanoTime) && !receiveTime.After(maxNanoTime) {
+		t.rts[i] = receiveTime.UnixNano()
+	} else {
+		t.rts[i] = wideRT
+		t.mu.Lock()
+		if t.wide == nil {
+			t.wide = map[uint64]time.Time{}
+		}
+		t.wide[i] = receiveTime
+		t.mu.Unlock()
+	}
+	t.set[i] = true
+}
+
+// IsSet reports whether leaf i was set.
+func (t *LeafTable) IsSet(i uint64) bool { return i < t.n && t.set[i] }
+
+// FirstUnset returns the index of the first leaf not set, or Len when every
+// leaf is.
+func (t *LeafTable) FirstUnset() uint64 {
+	for i, ok := range t.set[:t.n] {
+		if !ok {
+			return uint64(i)
+		}
+	}
+	return t.n
+}
+
+// AddTo adds the first n leaves to a, in order (seq i+1 for leaf i); they
+// must all be set, and every Set must have returned.
+func (t *LeafTable) AddTo(a *Auditor, n uint64) error {
+	if n > t.Len() {
+		return fmt.Errorf("merkle: LeafTable: %d leaves of %d", n, t.Len())
+	}
+	for i := range n {
+		if !t.set[i] {
+			return fmt.Errorf("merkle: LeafTable: leaf %d is not set", i)
+		}
+		var rt time.Time
+		if ns := t.rts[i]; ns != wideRT {
+			rt = time.Unix(0, ns)
+		} else {
+			rt = t.wide[i]
+		}
+		if err := a.AddLeaf(i+1, rt, t.hashes[t.at(i)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Release frees the memory of the table, which must not be used after.
+func (t *LeafTable) Release() {
+	for _, r := range t.release {
+		if r != nil {
+			r()
+		}
+	}
+	t.n, t.hashes, t.rts, t.set, t.release = 0, nil, nil, nil, nil
 }

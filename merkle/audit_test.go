@@ -1,6 +1,8 @@
 package merkle
 
 import (
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -179,5 +181,137 @@ func TestAuditHorizons(t *testing.T) {
 	}
 	if r.ReceiveOrder != 12 || r.OK() {
 		t.Fatalf("receive order %d", r.ReceiveOrder)
+	}
+}
+
+func TestLeafHasher(t *testing.T) {
+	var h LeafHasher
+	events := sampleEvents(60)
+	wide := cloneEvent(events[3])
+	wide.ReceiveTime = time.Date(3000, 1, 1, 0, 0, 0, 7, time.UTC)
+	empty := cloneEvent(events[4])
+	empty.Metadata, empty.RequestParameters = map[string]string{}, map[string]string{"": ""}
+	events = append(events, wide, empty, &audittrail.Event{})
+	for range 2 { // the second round reuses the buffers
+		for _, e := range events {
+			if got, want := h.Hash(e), LeafHash(e); got != want {
+				t.Fatalf("LeafHasher.Hash(seq %d) = %x, want %x", e.Seq, got, want)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { h.Hash(events[1]) }); n != 0 {
+		t.Errorf("LeafHasher.Hash allocates %v times", n)
+	}
+}
+
+// TestLeafTableAudit fills a LeafTable in reverse order (in its own memory
+// or in the room of the Auditor's FlatStore) and checks that AddTo audits
+// like Add in order, a tampered leaf included.
+func TestLeafTableAudit(t *testing.T) {
+	for _, n := range []int{1, 50, 70000} { // 70000: mapped memory
+		events, _, cps := auditFixture(t, n, uint64(n/3), uint64(n))
+		events[n/2] = cloneEvent(events[n/2])
+		events[n/2].Principal = "users/mallory"
+		events[n-1] = cloneEvent(events[n-1])
+		events[n-1].ReceiveTime = time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC) // out of Unix ns: kept aside
+		want, err := Audit(events, cps, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, inTree := range []bool{false, true} {
+			tree := NewFlatStore(uint64(n))
+			a, err := NewAuditor(cps, tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lt *LeafTable
+			if inTree {
+				lt = NewLeafTable(uint64(n), tree)
+			} else {
+				lt = NewLeafTable(uint64(n), nil)
+			}
+			if lt.inTree != inTree {
+				t.Fatalf("n %d: table in the tree's room: %v", n, lt.inTree)
+			}
+			for i := n - 1; i >= 0; i-- {
+				lt.Set(uint64(i), LeafHash(events[i]), events[i].ReceiveTime)
+			}
+			if lt.FirstUnset() != uint64(n) || !lt.IsSet(uint64(n-1)) || lt.IsSet(uint64(n)) {
+				t.Fatalf("n %d: FirstUnset %d", n, lt.FirstUnset())
+			}
+			if err := lt.AddTo(a, uint64(n)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := a.Finish(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Root != want.Root || got.Leaves != want.Leaves || got.Disagreeing != want.Disagreeing ||
+				got.HorizonCount != want.HorizonCount || got.ReceiveOrder != want.ReceiveOrder ||
+				(got.Divergence == nil) != (want.Divergence == nil) || got.OK() {
+				t.Fatalf("n %d, in tree %v: report %+v, want %+v", n, inTree, got, want)
+			}
+			lt.Release()
+			tree.Release()
+		}
+	}
+}
+
+func TestLeafTableIncomplete(t *testing.T) {
+	events, _, cps := auditFixture(t, 10, 10)
+	a, err := NewAuditor(cps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt := NewLeafTable(10, nil)
+	defer lt.Release()
+	for i := range 9 {
+		lt.Set(uint64(i), LeafHash(events[i]), events[i].ReceiveTime)
+	}
+	if lt.FirstUnset() != 9 {
+		t.Fatalf("FirstUnset = %d, want 9", lt.FirstUnset())
+	}
+	if err := lt.AddTo(a, 10); err == nil {
+		t.Fatal("AddTo with leaf 9 unset succeeded")
+	}
+	if err := lt.AddTo(a, 11); err == nil {
+		t.Fatal("AddTo beyond the table succeeded")
+	}
+}
+
+// BenchmarkLeafHasher compares LeafHash with a reused LeafHasher (the audit's
+// hashing of every event).
+func BenchmarkLeafHasher(b *testing.B) {
+	e := sampleEvent(2) // with metadata, parameters and status
+	b.Run("LeafHash", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			LeafHash(e)
+		}
+	})
+	b.Run("LeafHasher", func(b *testing.B) {
+		b.ReportAllocs()
+		var h LeafHasher
+		for b.Loop() {
+			h.Hash(e)
+		}
+	})
+}
+
+func TestLeafHasherSorted(t *testing.T) {
+	var h LeafHasher
+	entries := func(m map[string]string) []MapEntry {
+		var es []MapEntry
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			es = append(es, MapEntry{k, m[k]})
+		}
+		return es
+	}
+	for _, e := range sampleEvents(40) {
+		bare := cloneEvent(e)
+		bare.Metadata, bare.RequestParameters = map[string]string{"ignored": "x"}, nil
+		if got, want := h.HashSorted(bare, entries(e.RequestParameters), entries(e.Metadata)), LeafHash(e); got != want {
+			t.Fatalf("HashSorted(seq %d) = %x, want %x", e.Seq, got, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package merkle
 import (
 	"encoding/binary"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -46,7 +47,20 @@ func LeafData(e *audittrail.Event) []byte {
 	if e.Status != nil {
 		n += 4 + 4 + len(e.Status.Message)
 	}
-	b := make([]byte, 0, n)
+	return appendLeafData(make([]byte, 0, n), e, nil)
+}
+
+// appendLeafData appends LeafData(e) to b; keys, when not nil, is scratch
+// space for sorting map entries, reused across calls.
+func appendLeafData(b []byte, e *audittrail.Event, keys *[]mapEntry) []byte {
+	b = appendLeafHead(b, e)
+	b = appendMap(b, e.RequestParameters, keys)
+	b = appendMap(b, e.Metadata, keys)
+	return appendLeafTail(b, e)
+}
+
+// appendLeafHead appends the fields of LeafData(e) before its maps.
+func appendLeafHead(b []byte, e *audittrail.Event) []byte {
 	b = append(b, LeafVersion)
 	b = appendString(b, e.ID)
 	b = appendTime(b, e.EventTime)
@@ -65,12 +79,13 @@ func LeafData(e *audittrail.Event) []byte {
 	b = appendString(b, e.SourceIP)
 	b = appendString(b, e.UserAgent)
 	b = appendString(b, e.Resource)
-	b = appendString(b, e.Workspace)
-	b = appendMap(b, e.RequestParameters)
-	b = appendMap(b, e.Metadata)
+	return appendString(b, e.Workspace)
+}
+
+// appendLeafTail appends the fields of LeafData(e) after its maps.
+func appendLeafTail(b []byte, e *audittrail.Event) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(e.Type))
-	b = binary.BigEndian.AppendUint64(b, e.Seq)
-	return b
+	return binary.BigEndian.AppendUint64(b, e.Seq)
 }
 
 // LeafHash returns the RFC 6962 leaf hash of e: SHA-256(0x00 || LeafData(e)).
@@ -104,19 +119,33 @@ func appendBool(b []byte, v bool) []byte {
 	return append(b, 0)
 }
 
-func appendMap(b []byte, m map[string]string) []byte {
+func appendMap(b []byte, m map[string]string, scratch *[]mapEntry) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m)))
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	if len(m) == 0 {
+		return b
 	}
-	slices.Sort(keys) // Go compares strings byte by byte
-	for _, k := range keys {
-		b = appendString(b, k)
-		b = appendString(b, m[k])
+	var es []mapEntry
+	if scratch != nil {
+		es = (*scratch)[:0]
+	}
+	for k, v := range m {
+		es = append(es, mapEntry{k, v})
+	}
+	// Go compares strings byte by byte; keys are distinct.
+	slices.SortFunc(es, func(x, y mapEntry) int { return strings.Compare(x.k, y.k) })
+	for _, e := range es {
+		b = appendString(b, e.k)
+		b = appendString(b, e.v)
+	}
+	if scratch != nil {
+		clear(es) // hold no strings of the caller's event
+		*scratch = es[:0]
 	}
 	return b
 }
+
+// mapEntry is one entry of a map being encoded.
+type mapEntry struct{ k, v string }
 
 func mapSize(m map[string]string) int {
 	n := 0

@@ -232,6 +232,11 @@ func (c *VerifyCommand) consistency(f *verifyFlags, oldFile, newFile, proofFile 
 	return nil
 }
 
+// auditCacheSize is the block cache of the embedded store that verify store
+// opens: the audit reads each block once, in storage order
+// (pebblestore.Store.ScanEvents), so a cache would only hold memory.
+const auditCacheSize = 16 << 20
+
 // auditedStore is a store that verify store can audit.
 type auditedStore interface {
 	audittrail.LogStore
@@ -261,7 +266,7 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 		if _, err := os.Stat(dbDir); err != nil {
 			return fmt.Errorf("no embedded store in %s: %w", f.dataDir, err)
 		}
-		pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger()})
+		pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger(), CacheSize: auditCacheSize})
 		if err != nil {
 			return err
 		}
