@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -160,6 +161,13 @@ type Log struct {
 	cpMu   sync.RWMutex
 	latest []byte             // latest signed checkpoint
 	cp     *merkle.Checkpoint // its parsed form
+
+	// proofs caches the tree's shared hashes for CachedInclusionProofs
+	// (proofcache.go), made on first use with levels >= cacheLevel and the
+	// newest cacheTail leaves.
+	proofs     atomic.Pointer[merkle.ProofCache]
+	cacheLevel int
+	cacheTail  uint64
 }
 
 // New opens the log over its store, loading the tree size and the latest
@@ -184,7 +192,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l := &Log{cfg: cfg}
+	l := &Log{cfg: cfg, cacheLevel: merkle.DefaultCacheLevel, cacheTail: merkle.DefaultCacheTail}
 	if shared != nil {
 		if err := l.openShared(ctx, shared); err != nil {
 			return nil, err

@@ -40,12 +40,14 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 	if cp != nil {
 		out.Checkpoint, out.TreeSize, size = string(note), cp.Size, cp.Size
 	}
-	var covered []uint64 // seqs of the events the checkpoint covers
-	for _, e := range events {
+	covered := make([]uint64, 0, len(events)) // seqs of the events the checkpoint covers
+	ins := make([]pb.EventInclusion, len(events))
+	for i, e := range events {
 		if e.Seq == 0 {
 			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", e.ID)
 		}
-		in := &pb.EventInclusion{Name: e.Name(), LeafIndex: e.Seq - 1, Hashes: [][]byte{}}
+		in := &ins[i]
+		in.Name, in.LeafIndex, in.Hashes = e.Name(), e.Seq-1, [][]byte{}
 		if e.Seq > size {
 			in.Pending = true
 		} else {
@@ -56,24 +58,47 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 	if len(covered) == 0 {
 		return out, nil
 	}
-	// One call for the page: the proofs share most of their hashes.
-	proofs, err := log.InclusionProofs(covered, size)
-	if err != nil {
-		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
+	// One call for the page: the proofs share most of their hashes, and a
+	// log with a proof cache serves them from memory, uncopied.
+	var hashes [][][]byte
+	if c, ok := log.(cachedProver); ok {
+		hs, err := c.CachedProofHashes(covered, size)
+		if err != nil {
+			return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
+		}
+		hashes = hs
+	} else {
+		proofs, err := log.InclusionProofs(covered, size)
+		if err != nil {
+			return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
+		}
+		hashes = make([][][]byte, len(proofs))
+		for i, p := range proofs {
+			hashes[i] = make([][]byte, len(p.Hashes))
+			for k := range p.Hashes {
+				hashes[i][k] = p.Hashes[k][:]
+			}
+		}
+	}
+	if len(hashes) != len(covered) {
+		return nil, audittrail.Errorf(audittrail.EInternal, "%d inclusion proofs for %d events", len(hashes), len(covered))
 	}
 	k := 0
 	for _, in := range out.Inclusions {
-		if in.Pending {
-			continue
-		}
-		p := proofs[k]
-		k++
-		in.Hashes = make([][]byte, len(p.Hashes))
-		for i := range p.Hashes {
-			in.Hashes[i] = p.Hashes[i][:]
+		if !in.Pending {
+			in.Hashes = hashes[k]
+			k++
 		}
 	}
 	return out, nil
+}
+
+// cachedProver is a VerifiableLog that proves from a cache of the tree's
+// shared hashes (logsign.Log.CachedProofHashes): the hashes of the proofs
+// that InclusionProofs gives, leaf to root, shared with the cache (read
+// only).
+type cachedProver interface {
+	CachedProofHashes(seqs []uint64, treeSize uint64) ([][][]byte, error)
 }
 
 // receipts waits until a signed checkpoint covers every one of events, for

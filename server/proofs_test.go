@@ -27,6 +27,7 @@ import (
 
 type logFixture struct {
 	log      *logsign.Log
+	store    *pebblestore.Store
 	verifier note.Verifier
 	internal pb.EventServiceClient
 	public   pb.EventServiceClient
@@ -64,7 +65,7 @@ func startWithLog(t *testing.T, receiptWait time.Duration) *logFixture {
 		Log:           l,
 		ReceiptWait:   receiptWait,
 	}, st)
-	return &logFixture{log: l, verifier: verifier, internal: dialGRPC(t, internal), public: dialGRPC(t, public)}
+	return &logFixture{log: l, store: st, verifier: verifier, internal: dialGRPC(t, internal), public: dialGRPC(t, public)}
 }
 
 // serve starts a server with cfg on loopback ports; the store closes after

@@ -401,6 +401,12 @@ func (e *encoder) logProofs(b []byte, p *pb.LogProofs) []byte {
 	b = append(b, `,"treeSize":"`...)
 	b = strconv.AppendUint(b, p.TreeSize, 10)
 	b = append(b, `","inclusions":[`...)
+	// The proofs of a page share most of their hashes, at the same distance
+	// from the root in neighbouring proofs: a hash equal to the previous
+	// proof's there is copied from its encoding instead of encoded again.
+	var prevHashes [][]byte
+	var encA, prevA [64][2]int
+	enc, prevEnc := encA[:0], prevA[:0] // offsets in b of each hash's encoding
 	for i, in := range p.Inclusions {
 		if i > 0 {
 			b = append(b, ',')
@@ -418,14 +424,23 @@ func (e *encoder) logProofs(b []byte, p *pb.LogProofs) []byte {
 		} else {
 			b = append(b, `","pending":false,"hashes":[`...)
 		}
+		enc = enc[:0]
 		for j, h := range in.Hashes {
 			if j > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, '"')
-			b = base64.StdEncoding.AppendEncode(b, h)
+			start := len(b)
+			if pj := j + len(prevHashes) - len(in.Hashes); pj >= 0 && pj < len(prevHashes) && string(prevHashes[pj]) == string(h) {
+				o := prevEnc[pj]
+				b = append(b, b[o[0]:o[1]]...)
+			} else {
+				b = base64.StdEncoding.AppendEncode(b, h)
+			}
+			enc = append(enc, [2]int{start, len(b)})
 			b = append(b, '"')
 		}
+		prevHashes, prevEnc, enc = in.Hashes, enc, prevEnc
 		b = append(b, `]}`...)
 	}
 	return append(b, `]}`...)
