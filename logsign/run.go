@@ -123,6 +123,41 @@ func (l *Log) hashReader() tlog.HashReader {
 	})
 }
 
+// recentLeafHashes is implemented by stores that hash each event as they
+// append it (pebblestore): the integrator takes the hashes of just-committed
+// events from memory instead of reading and hashing the events.
+type recentLeafHashes interface {
+	RecentLeafHashes(ctx context.Context, from, to uint64, dst []tlog.Hash) ([]tlog.Hash, time.Time, bool, error)
+}
+
+// leaves returns the leaf hashes of seqs from..to and the latest receive
+// time among them.
+func (l *Log) leaves(ctx context.Context, from, to uint64) ([]tlog.Hash, time.Time, error) {
+	leaves := make([]tlog.Hash, 0, to-from+1)
+	if r, ok := l.cfg.Store.(recentLeafHashes); ok {
+		hs, rt, ok, err := r.RecentLeafHashes(ctx, from, to, leaves)
+		if err != nil || ok {
+			return hs, rt, err
+		}
+	}
+	evs, err := l.cfg.Store.EventsBySeq(ctx, from, to)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var rt time.Time
+	var h merkle.LeafHasher
+	for i, e := range evs {
+		if e.Seq != from+uint64(i) {
+			return nil, time.Time{}, fmt.Errorf("logsign: store returned seq %d at position %d", e.Seq, from+uint64(i))
+		}
+		leaves = append(leaves, h.Hash(e))
+		if e.ReceiveTime.After(rt) {
+			rt = e.ReceiveTime
+		}
+	}
+	return leaves, rt, nil
+}
+
 func (l *Log) step(ctx context.Context, forceSign bool) error {
 	if l.cfg.Signer == nil {
 		return errors.New("logsign: this replica has no signing key: it does not integrate")
@@ -138,19 +173,12 @@ func (l *Log) step(ctx context.Context, forceSign bool) error {
 	haveRoot := false
 	if last > l.size {
 		to := min(last, l.size+uint64(l.cfg.BatchSize))
-		evs, err := st.EventsBySeq(ctx, l.size+1, to)
+		leaves, rt, err := l.leaves(ctx, l.size+1, to)
 		if err != nil {
 			return err
 		}
-		leaves := make([]tlog.Hash, len(evs))
-		for i, e := range evs {
-			if e.Seq != l.size+1+uint64(i) {
-				return fmt.Errorf("logsign: store returned seq %d at position %d", e.Seq, l.size+1+uint64(i))
-			}
-			leaves[i] = merkle.LeafHash(e)
-			if e.ReceiveTime.After(lastRT) {
-				lastRT = e.ReceiveTime
-			}
+		if rt.After(lastRT) {
+			lastRT = rt
 		}
 		r, err := merkle.Integrate(p, l.size, leaves)
 		if err != nil {

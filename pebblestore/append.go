@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
 )
@@ -192,6 +193,7 @@ type groupWriter struct {
 	key, val  []byte
 	rec       []byte
 	pairs     []byte // backing store of refs.pairs
+	leaves    merkle.LeafHasher
 }
 
 type idLoc struct {
@@ -438,7 +440,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	w.rec = appendRecord(w.rec[:0], st, refs, id)
 	w.key = eventKey(w.key[:0], ns, seq)
 	b.set(w.key, w.rec)
-	g.recs = append(g.recs, recentEvent{ns: ns, seq: seq})
+	g.recs = append(g.recs, recentEvent{ns: ns, seq: seq, leaf: w.leaves.Hash(st), receive: w.receive})
 	g.recBuf = append(g.recBuf, w.rec...)
 	g.offs = append(g.offs, len(g.recBuf))
 	w.key = seqKey(w.key[:0], seq)

@@ -1,7 +1,12 @@
 package pebblestore
 
 import (
+	"context"
+	"fmt"
 	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The recent-events window: the encoded records of the most recently
@@ -27,11 +32,14 @@ var (
 )
 
 // recentEvent is a committed event's record, as stored under eventKey(ns,
-// seq). rec is immutable.
+// seq), with the verifiable log's leaf hash of the stored event and its
+// receive time (Unix ns). rec is immutable.
 type recentEvent struct {
-	ns  int64
-	seq uint64
-	rec []byte
+	ns      int64
+	seq     uint64
+	rec     []byte
+	leaf    tlog.Hash
+	receive int64
 }
 
 type recentWindow struct {
@@ -83,4 +91,42 @@ func (w *recentWindow) get(dst []recentEvent, from, to uint64) ([]recentEvent, b
 	}
 	first := live[0].seq
 	return append(dst, live[from-first:to-first+1]...), true
+}
+
+// RecentLeafHashes appends to dst the leaf hashes (merkle.LeafHash) of the
+// events of seqs from..to and returns the receive time of the last one,
+// when all of them are in the recent-events window; ok is false otherwise,
+// and the caller reads the events (EventsBySeq) instead.
+//
+// The writer hashes each event as it stores it, from the very event it
+// encodes into the record, so the verifiable log's integrator neither reads
+// nor decodes what was just written (docs/design/verifiable-log.md,
+// "Costs"). TestRecentLeafHashesMatchStoredEvents checks that these hashes
+// equal the hashes of the events read back from disk.
+func (s *Store) RecentLeafHashes(ctx context.Context, from, to uint64, dst []tlog.Hash) (hashes []tlog.Hash, lastReceive time.Time, ok bool, err error) {
+	if from == 0 || to < from {
+		return dst, time.Time{}, false, fmt.Errorf("pebblestore: bad seq range [%d, %d]", from, to)
+	}
+	if err := s.rlock(); err != nil {
+		return dst, time.Time{}, false, err
+	}
+	defer s.closeMu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return dst, time.Time{}, false, err
+	}
+	win := s.window()
+	if win == nil {
+		return dst, time.Time{}, false, nil
+	}
+	win.mu.RLock()
+	defer win.mu.RUnlock()
+	live := win.ents[win.head:]
+	if len(live) == 0 || from < live[0].seq || to > live[len(live)-1].seq {
+		return dst, time.Time{}, false, nil
+	}
+	first := live[0].seq
+	for _, e := range live[from-first : to-first+1] {
+		dst = append(dst, e.leaf)
+	}
+	return dst, time.Unix(0, live[to-first].receive).UTC(), true, nil
 }

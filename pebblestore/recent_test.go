@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/pebblestore"
 )
 
@@ -54,7 +55,25 @@ func windowRange(s *pebblestore.Store, from, to uint64) (bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	return ok, diffEvents(fmt.Sprintf("EventsBySeq [%d, %d]", from, to), all, want)
+	if err := diffEvents(fmt.Sprintf("EventsBySeq [%d, %d]", from, to), all, want); err != nil {
+		return ok, err
+	}
+	// The leaf hashes the writer computed are those of the events stored.
+	// (Appends may evict the range between the two reads of the window, so
+	// only a served range is compared.)
+	hs, rt, hok, err := s.RecentLeafHashes(ctx, from, to, nil)
+	if err != nil || !hok {
+		return ok, err
+	}
+	for i, e := range want {
+		if h := merkle.LeafHash(e); hs[i] != h {
+			return ok, fmt.Errorf("RecentLeafHashes [%d, %d]: seq %d: hash %x, want %x (the stored event's)", from, to, e.Seq, hs[i], h)
+		}
+	}
+	if last := want[len(want)-1].ReceiveTime; !rt.Equal(last) {
+		return ok, fmt.Errorf("RecentLeafHashes [%d, %d]: last receive time %v, want %v", from, to, rt, last)
+	}
+	return ok, nil
 }
 
 func checkWindowRange(t *testing.T, s *pebblestore.Store, from, to uint64) bool {
