@@ -24,13 +24,13 @@ run: build
 build:
 	$(GO) build -o $(BIN) ./cmd/audittrail
 
-## test: every test (Go unit, conformance, end-to-end, fuzz briefly, the official Python client)
-test: build go-test fuzz python-test
+## test: every test (Go unit, conformance, end-to-end, fuzz briefly, the official Python client),
+## after checking that the committed generated code is what proto/ generates
+test: build check-generate lint go-test fuzz python-test
 
 # AUDITTRAIL_REQUIRE_POSTGRES turns "PostgreSQL not installed" from a skip
 # into a failure: `make test` never skips the PostgreSQL store.
 go-test:
-	$(GO) vet ./...
 	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./...
 
 # Each fuzz target runs briefly; `go test -fuzz` takes one target per run.
@@ -67,6 +67,12 @@ python-test: build $(VENV)/.installed $(PYVENV)/.installed
 generate:
 	$(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) lint proto
 	$(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate --path proto/ai
+
+## lint: go vet and staticcheck (pinned; run with `go run`, so go.mod does not carry its dependencies)
+STATICCHECK_VERSION := v0.8.2
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 ## check-generate: fail if the committed generated code differs from a fresh generation
 check-generate: generate

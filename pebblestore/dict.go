@@ -23,9 +23,6 @@ const (
 	numDicts      = int(dictUserAgent) + 1
 )
 
-// indexed reports whether the values of d have posting lists.
-func (d dictID) indexed() bool { return d <= dictMeta }
-
 // dictName names d in log messages.
 func (d dictID) String() string {
 	switch {

@@ -46,7 +46,7 @@ type remoteKeySet struct {
 var errUnknownKey = errors.New("no key of the issuer verifies the token (unknown kid)")
 
 func (r *remoteKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, r.algs)
+	jws, err := jose.ParseSignedCompact(raw, r.algs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed token: %w", err)
 	}
@@ -201,7 +201,7 @@ type staticKeySet struct {
 }
 
 func (s *staticKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, s.algs)
+	jws, err := jose.ParseSignedCompact(raw, s.algs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed token: %w", err)
 	}

@@ -33,7 +33,7 @@ func TestStart(t *testing.T) {
 		t.Errorf("fsync = %s, want on", got)
 	}
 	query(t, a, "SELECT current_database()")
-	if pgtest.Shared(t) != pgtest.Shared(t) {
+	if first, second := pgtest.Shared(t), pgtest.Shared(t); first != second {
 		t.Error("Shared returned two clusters")
 	}
 }
