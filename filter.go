@@ -51,6 +51,26 @@ func (e *Event) Value(f Field) string {
 	panic("audittrail: unknown field")
 }
 
+// SetValue sets field f of e to v.
+func (e *Event) SetValue(f Field, v string) {
+	switch f {
+	case FieldEventSource:
+		e.EventSource = v
+	case FieldResource:
+		e.Resource = v
+	case FieldPrincipal:
+		e.Principal = v
+	case FieldSourceIP:
+		e.SourceIP = v
+	case FieldWorkspace:
+		e.Workspace = v
+	case FieldAction:
+		e.Action = v
+	default:
+		panic("audittrail: unknown field")
+	}
+}
+
 // Filter is a search filter as a caller sends it. Empty strings and empty
 // maps do not filter; all given conditions are AND-ed.
 type Filter struct {

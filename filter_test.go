@@ -269,3 +269,20 @@ func TestFingerprint(t *testing.T) {
 		seen[got] = name
 	}
 }
+
+// TestEventSetValue: SetValue writes exactly the field that Value reads.
+func TestEventSetValue(t *testing.T) {
+	for f := range audittrail.NumFields {
+		var e audittrail.Event
+		e.SetValue(f, "v-"+f.String())
+		for g := range audittrail.NumFields {
+			want := ""
+			if g == f {
+				want = "v-" + f.String()
+			}
+			if got := e.Value(g); got != want {
+				t.Errorf("after SetValue(%s): Value(%s) = %q, want %q", f, g, got, want)
+			}
+		}
+	}
+}

@@ -279,20 +279,7 @@ func (d *auditDecoder) decode(rec []byte, ns int64, seq uint64) (*audittrail.Eve
 		} else if s, err = d.snap.value(dictID(i), id); err != nil {
 			return nil, err
 		}
-		switch audittrail.Field(i) {
-		case audittrail.FieldEventSource:
-			e.EventSource = s
-		case audittrail.FieldResource:
-			e.Resource = s
-		case audittrail.FieldPrincipal:
-			e.Principal = s
-		case audittrail.FieldSourceIP:
-			e.SourceIP = s
-		case audittrail.FieldWorkspace:
-			e.Workspace = s
-		case audittrail.FieldAction:
-			e.Action = s
-		}
+		e.SetValue(audittrail.Field(i), s)
 	}
 	if v.uaIn != nil {
 		e.UserAgent = inline(v.uaIn)

@@ -280,20 +280,7 @@ func (v *recView) event(snap *dictSnap, ns int64, seq uint64) (*audittrail.Event
 		} else if s, err = snap.value(dictID(i), id); err != nil {
 			return nil, err
 		}
-		switch audittrail.Field(i) {
-		case audittrail.FieldEventSource:
-			e.EventSource = s
-		case audittrail.FieldResource:
-			e.Resource = s
-		case audittrail.FieldPrincipal:
-			e.Principal = s
-		case audittrail.FieldSourceIP:
-			e.SourceIP = s
-		case audittrail.FieldWorkspace:
-			e.Workspace = s
-		case audittrail.FieldAction:
-			e.Action = s
-		}
+		e.SetValue(audittrail.Field(i), s)
 	}
 	if v.uaIn != nil {
 		e.UserAgent = string(v.uaIn)
