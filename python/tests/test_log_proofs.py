@@ -208,3 +208,48 @@ def test_checkpoints_are_consistent(log_server, key):
         bad = ConsistencyProof(proof.old_size, proof.new_size, (bytes(32),) + proof.hashes[1:])
         with pytest.raises(VerificationError):
             verify_consistency(first, second, bad)
+
+
+def test_client_log_methods(log_server, key):
+    """EventClient.get_checkpoint, get_inclusion_proof and
+    get_consistency_proof return what the verify module checks."""
+    from _logkeys import new_key
+
+    from h2o_audit_trail.exception import CustomApiException
+    from h2o_audit_trail.verify import InclusionProof, verify_event_inclusion
+
+    client = h2o_audit_trail.login(endpoint=log_server.public, token=log_server.reader_token).event_client
+    first = client.get_checkpoint(key)
+    assert first.verified
+    names = seed(log_server, 3, "proofs/client-methods")
+    events = {e["name"]: e for e in raw_search(log_server, {"filter": {"resourceExact": "proofs/client-methods"}})["events"]}
+    assert sorted(events) == sorted(names)
+    deadline = time.monotonic() + 15
+    while True:
+        cp = client.get_checkpoint(key)
+        try:
+            proofs = {n: client.get_inclusion_proof(n, cp.size) for n in names}
+            break
+        except CustomApiException:  # not in that tree yet
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    for n, proof in proofs.items():
+        assert proof.tree_size == cp.size
+        verify_event_inclusion(cp, events[n], proof)
+        with pytest.raises(VerificationError):  # another event's proof
+            other = next(p for m, p in proofs.items() if m != n)
+            verify_event_inclusion(cp, events[n], InclusionProof(other.leaf_index, other.tree_size, other.hashes))
+    # tree_size 0 is the latest checkpoint's.
+    assert client.get_inclusion_proof(names[0]).tree_size >= cp.size
+    consistency = client.get_consistency_proof(first.size, cp.size)
+    verify_consistency(first, cp, consistency)
+    # A checkpoint is evidence only under the log's key.
+    _, other_key = new_key("audittrail/log")
+    with pytest.raises(VerificationError):
+        client.get_checkpoint(other_key)
+    with pytest.raises(CustomApiException) as e:
+        client.get_inclusion_proof("events/" + str(uuid.uuid4()))
+    assert e.value.status == 404
+    with pytest.raises(CustomApiException) as e:
+        client.get_consistency_proof(cp.size, first.size) if cp.size > first.size else client.get_consistency_proof(2, 1)
+    assert e.value.status == 400

@@ -175,17 +175,22 @@ class Transport:
         """POSTs body as JSON and returns the JSON answer. An error answer
         raises CustomApiException, after up to max_retries retries when it
         is 429 or 503."""
+        return self._call("POST", path, json.dumps(body).encode("utf-8"), query)
+
+    def get(self, path: str, query: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """GETs path and returns the JSON answer; errors as for post."""
+        return self._call("GET", path, None, query)
+
+    def _call(self, method: str, path: str, data: Optional[bytes], query: Optional[Dict[str, str]]) -> Dict[str, Any]:
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        data = json.dumps(body).encode("utf-8")
         attempt = 0
         while True:
-            headers = {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {self.token_provider()}",
-            }
-            resp = send("POST", url, headers=headers, data=data, context=self.context, timeout=self.timeout)
+            headers = {"Authorization": f"Bearer {self.token_provider()}"}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            resp = send(method, url, headers=headers, data=data, context=self.context, timeout=self.timeout)
             if 200 <= resp.status <= 299:
                 try:
                     parsed = resp.json()

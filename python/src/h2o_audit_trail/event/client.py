@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from h2o_audit_trail import _http
 from h2o_audit_trail.connection_config import ConnectionConfig
@@ -17,7 +17,15 @@ from h2o_audit_trail.event.search import (
     filter_to_json,
     search_response_from_json,
 )
-from h2o_audit_trail.verify import LogProofs
+from h2o_audit_trail.verify import (
+    Checkpoint,
+    ConsistencyProof,
+    InclusionProof,
+    LogProofs,
+    VerificationError,
+    Verifier,
+    open_checkpoint,
+)
 
 
 class EventClient:
@@ -162,3 +170,42 @@ class EventClient:
             if page.next_page_token == token:
                 raise RuntimeError("the server returned the page token it was given; stopping to avoid a loop")
             token = page.next_page_token
+
+    # The verifiable log (docs/design/verifiable-log.md). Not in the H2O
+    # client. Each answer is checked by h2o_audit_trail.verify: a checkpoint
+    # is only evidence once its signature is verified with the log's public
+    # key, which the caller must obtain out of band (not from this server).
+
+    def get_checkpoint(self, key: Union[str, Verifier]) -> Checkpoint:
+        """The latest signed checkpoint of the log, verified with key (the
+        log's public key, the ``log-verification.key`` text, or a Verifier).
+
+        Raises h2o_audit_trail.verify.VerificationError when the signature
+        or the checkpoint's format does not verify."""
+        answer = self._transport.get("/v1/log/checkpoint")
+        return open_checkpoint(_answer_str(answer, "checkpoint"), key)
+
+    def get_inclusion_proof(self, event_name: str, tree_size: int = 0) -> InclusionProof:
+        """The audit path of the event named event_name ("events/<id>") in the
+        tree of tree_size leaves (0: the latest checkpoint's size). Check it
+        with verify.verify_event_inclusion(checkpoint, event, proof) against
+        a verified checkpoint of that size."""
+        query = {"name": event_name}
+        if tree_size:
+            query["treeSize"] = str(int(tree_size))
+        answer = self._transport.get("/v1/log/inclusion", query)
+        return InclusionProof.from_json(_answer_str(answer, "proof"))
+
+    def get_consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        """The proof that the tree of first leaves is a prefix of the tree of
+        second leaves. Check it with verify.verify_consistency(older, newer,
+        proof) on two verified checkpoints."""
+        answer = self._transport.get("/v1/log/consistency", {"first": str(int(first)), "second": str(int(second))})
+        return ConsistencyProof.from_json(_answer_str(answer, "proof"))
+
+
+def _answer_str(answer: Dict[str, Any], key: str) -> str:
+    value = answer.get(key)
+    if not isinstance(value, str) or not value:
+        raise VerificationError(f"the server's answer has no {key!r} string")
+    return value
