@@ -45,15 +45,7 @@ func TestScanEvents(t *testing.T) {
 	for _, limit := range []int{0, 1} {
 		s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), DictionaryLimit: limit})
 		g := newGen(23)
-		e1, e2, e3 := g.next(), g.next(), g.next()
-		e1.Status, e1.Metadata, e1.RequestParameters = nil, map[string]string{}, map[string]string{}
-		e2.Metadata = map[string]string{"a": "", "b": "x\x00y"}
-		e2.RequestParameters = map[string]string{"\x00": "\x00", "k": ""}
-		e2.UserAgent, e2.Workspace = "", ""
-		e3.ReceiveTime = audittrail.MinEventTime // raised above e2's by the store
-		e3.EventTime = audittrail.MaxEventTime.Add(-1)
-		e3.Status = &audittrail.Status{Code: -7, Message: "ünï"}
-		mustAppend(t, s, []*audittrail.Event{e1, e2, e3})
+		mustAppend(t, s, unusualEvents(g))
 		for range 3 {
 			mustAppend(t, s, g.batch(1000))
 		}

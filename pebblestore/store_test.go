@@ -481,20 +481,28 @@ func TestCancelAndClose(t *testing.T) {
 	}
 }
 
+// unusualEvents returns three events of g with the values a record
+// encoding gets wrong first: no status, empty and nil maps, NUL bytes, empty
+// strings, a receive time the store must raise, the latest event time, a
+// negative status code and non-ASCII text.
+func unusualEvents(g *gen) []*audittrail.Event {
+	e1, e2, e3 := g.next(), g.next(), g.next()
+	e1.Status, e1.Metadata, e1.RequestParameters = nil, map[string]string{}, map[string]string{}
+	e2.Metadata = map[string]string{"a": "", "b": "x\x00y"}
+	e2.RequestParameters = map[string]string{"\x00": "\x00", "k": ""}
+	e2.UserAgent, e2.Workspace = "", ""
+	e3.ReceiveTime = audittrail.MinEventTime // raised above e2's by the store
+	e3.EventTime = audittrail.MaxEventTime.Add(-1)
+	e3.Status = &audittrail.Status{Code: -7, Message: "ünï"}
+	return []*audittrail.Event{e1, e2, e3}
+}
+
 // TestRoundTrip stores unusual values and reads them back unchanged.
 func TestRoundTrip(t *testing.T) {
 	for _, limit := range []int{0, 1} {
 		s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), DictionaryLimit: limit})
 		g := newGen(19)
-		e1, e2, e3 := g.next(), g.next(), g.next()
-		e1.Status, e1.Metadata, e1.RequestParameters = nil, map[string]string{}, map[string]string{}
-		e2.Metadata = map[string]string{"a": "", "b": "x\x00y"}
-		e2.RequestParameters = map[string]string{"\x00": "\x00", "k": ""}
-		e2.UserAgent, e2.Workspace = "", ""
-		e3.ReceiveTime = audittrail.MinEventTime // raised above e2's by the store
-		e3.EventTime = audittrail.MaxEventTime.Add(-1)
-		e3.Status = &audittrail.Status{Code: -7, Message: "ünï"}
-		in := stored(mustAppend(t, s, []*audittrail.Event{e1, e2, e3}))
+		in := stored(mustAppend(t, s, unusualEvents(g)))
 		got := drain(t, s, compile(t, audittrail.Filter{StartTime: &audittrail.MinEventTime, EndTime: &audittrail.MaxEventTime}), 10, 0)
 		if d := cmp.Diff(bruteForce(in, compile(t, audittrail.Filter{StartTime: &audittrail.MinEventTime, EndTime: &audittrail.MaxEventTime}), nil), got); d != "" {
 			t.Errorf("limit %d: (-want +got)\n%s", limit, d)
