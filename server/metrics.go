@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
 )
 
 // Metrics are the Prometheus metrics of a server, served on the internal
@@ -21,6 +22,8 @@ import (
 //	audittrail_store_appended_events_total      (events acknowledged by Append, retries included)
 //	audittrail_store_search_duration_seconds    (the store's Search)
 //	audittrail_events_stored                    (when the store reports it)
+//	audittrail_log_signed_tree_size             (with a verifiable log: leaves of the latest signed checkpoint)
+//	audittrail_log_horizon_timestamp_seconds    (its received-before horizon, Unix seconds)
 //
 // plus the Go runtime and process collectors. protocol is "grpc" or "http";
 // method is the RPC name for gRPC ("SearchEvents") and the matched route for
@@ -76,6 +79,42 @@ func NewMetrics(eventsStored func() uint64) *Metrics {
 		}, func() float64 { return float64(eventsStored()) }))
 	}
 	return m
+}
+
+// watchLog registers the gauges of the verifiable log, read from its latest
+// signed checkpoint at each scrape. audittrail_events_stored minus the
+// signed tree size is how far the signer is behind the store (on one
+// node; PostgreSQL replicas report the leader's checkpoints), and the
+// horizon says how recent the signed events are. Registering twice (a
+// Metrics shared by two servers) keeps the first.
+func (m *Metrics) watchLog(log VerifiableLog) {
+	checkpoint := func() *merkle.Checkpoint { _, cp := log.Checkpoint(); return cp }
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "audittrail_log_signed_tree_size",
+			Help: "Leaves (events) of the verifiable log's latest signed checkpoint; 0 before the first.",
+		}, func() float64 {
+			if cp := checkpoint(); cp != nil {
+				return float64(cp.Size)
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "audittrail_log_horizon_timestamp_seconds",
+			Help: "Received-before horizon of the latest signed checkpoint (Unix seconds): every event received before it is signed; 0 before the first checkpoint.",
+		}, func() float64 {
+			if cp := checkpoint(); cp != nil {
+				return float64(cp.ReceivedBefore.UnixNano()) / 1e9
+			}
+			return 0
+		}),
+	} {
+		if err := m.reg.Register(g); err != nil {
+			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+				panic(err) // a name clash with another metric: a programming error
+			}
+		}
+	}
 }
 
 // Handler serves the metrics in the Prometheus exposition format.

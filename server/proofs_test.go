@@ -5,7 +5,11 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +35,8 @@ type logFixture struct {
 	verifier note.Verifier
 	internal pb.EventServiceClient
 	public   pb.EventServiceClient
+	// internalAddr is the internal listener's host:port (HTTP too: /metrics).
+	internalAddr string
 }
 
 // startWithLog serves a fresh embedded store with a verifiable log that
@@ -65,7 +71,7 @@ func startWithLog(t *testing.T, receiptWait time.Duration) *logFixture {
 		Log:           l,
 		ReceiptWait:   receiptWait,
 	}, st)
-	return &logFixture{log: l, store: st, verifier: verifier, internal: dialGRPC(t, internal), public: dialGRPC(t, public)}
+	return &logFixture{log: l, store: st, verifier: verifier, internal: dialGRPC(t, internal), public: dialGRPC(t, public), internalAddr: internal}
 }
 
 // serve starts a server with cfg on loopback ports; the store closes after
@@ -247,5 +253,59 @@ func TestProofsWithoutLog(t *testing.T) {
 	res, err := pc.SearchEvents(tokenCtx("r"), &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ResourceExact: proto.String("nolog")}})
 	if err != nil || len(res.Events) != 0 || res.Proofs != nil {
 		t.Fatalf("search without proofs: %v, %v", res, err)
+	}
+}
+
+// TestLogMetrics: the log's gauges follow its latest signed checkpoint.
+func TestLogMetrics(t *testing.T) {
+	f := startWithLog(t, 0)
+	gauges := func() map[string]float64 {
+		t.Helper()
+		resp, err := http.Get("http://" + f.internalAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+		}
+		out := map[string]float64{}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			if !ok || !strings.HasPrefix(name, "audittrail_log_") {
+				continue
+			}
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			out[name] = v
+		}
+		return out
+	}
+	const size, horizon = "audittrail_log_signed_tree_size", "audittrail_log_horizon_timestamp_seconds"
+	if g := gauges(); len(g) != 2 || g[size] != 0 || g[horizon] != 0 {
+		t.Errorf("before the first checkpoint: %v, want both gauges at 0", g)
+	}
+	for i := range 3 {
+		ev := pbEvent(time.Date(2026, 8, 1, 0, 0, i, 0, time.UTC), "metrics/r")
+		if _, err := f.internal.CreateEvent(tokenCtx("p"), &pb.CreateEventRequest{EventId: newID(), Event: ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.log.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, cp := f.log.Checkpoint()
+	if cp == nil || cp.Size != 3 {
+		t.Fatalf("checkpoint %v, want size 3", cp)
+	}
+	g := gauges()
+	if g[size] != 3 {
+		t.Errorf("%s = %v, want 3", size, g[size])
+	}
+	if want := float64(cp.ReceivedBefore.UnixNano()) / 1e9; math.Abs(g[horizon]-want) > 1e-6 {
+		t.Errorf("%s = %v, want %v (the checkpoint's received-before)", horizon, g[horizon], want)
 	}
 }

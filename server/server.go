@@ -115,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Log != nil {
 		s.logSvc = &logService{log: cfg.Log}
+		s.metrics.watchLog(cfg.Log)
 	}
 	for _, d := range []grpc.ServiceDesc{pb.EventService_ServiceDesc, pb.AdminService_ServiceDesc, pb.LogService_ServiceDesc} {
 		for _, m := range d.Methods {
