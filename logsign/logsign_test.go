@@ -25,7 +25,8 @@ func openStore(t *testing.T, dir string) *pebblestore.Store {
 	return st
 }
 
-func appendEvents(t *testing.T, st *pebblestore.Store, n, from int) {
+// appendEvents appends n events numbered from on st (either store).
+func appendEvents(t *testing.T, st audittrail.Store, n, from int) {
 	t.Helper()
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	var evs []*audittrail.Event

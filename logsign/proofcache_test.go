@@ -2,7 +2,6 @@ package logsign_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/uuid"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
@@ -18,33 +16,6 @@ import (
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/postgres"
 )
-
-type appender interface {
-	Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error)
-}
-
-// appendTo appends n events numbered from on st.
-func appendTo(t *testing.T, st appender, n, from int) {
-	t.Helper()
-	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	var evs []*audittrail.Event
-	for i := from; i < from+n; i++ {
-		evs = append(evs, &audittrail.Event{
-			ID: uuid.NewString(), EventTime: base.Add(time.Duration(i) * time.Second),
-			ReceiveTime: base.Add(time.Duration(i) * time.Millisecond), EventSource: "test",
-			Action: "create", Principal: "alice", Resource: fmt.Sprintf("res-%05d", i),
-		})
-	}
-	res, err := st.Append(context.Background(), evs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
-	}
-}
 
 // randomSeqs returns a page of neighbours, newest first, or scattered seqs
 // of a tree of size leaves.
@@ -237,7 +208,7 @@ func TestCachedProofsReplicasPostgres(t *testing.T) {
 	grow := func(st *postgres.Store, leader, follower *logsign.Log) {
 		t.Helper()
 		k := 1 + r.IntN(60)
-		appendTo(t, st, k, n)
+		appendEvents(t, st, k, n)
 		n += k
 		flush(leader)
 		flush(follower) // refreshes
@@ -247,7 +218,7 @@ func TestCachedProofsReplicasPostgres(t *testing.T) {
 		checkCached(t, r, follower, leader, st)
 		checkCached(t, r, leader, follower, st)
 	}
-	appendTo(t, stA, 50, n)
+	appendEvents(t, stA, 50, n)
 	n += 50
 	flush(la)
 	for range 3 {

@@ -8,10 +8,10 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// TestFlatStoreMatchesMemStore builds the same tree in a FlatStore (sized
-// for fewer, exactly as many and more leaves, mapped or not) and a MemStore.
-func TestFlatStoreMatchesMemStore(t *testing.T) {
-	const n = 40000 // above the mapped threshold
+// memTree returns n distinct leaves and their tree in a MemStore, the
+// reference the FlatStore tests compare with.
+func memTree(t *testing.T, n int) ([]tlog.Hash, *MemStore) {
+	t.Helper()
 	leaves := make([]tlog.Hash, n)
 	for i := range leaves {
 		leaves[i] = sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
@@ -20,6 +20,14 @@ func TestFlatStoreMatchesMemStore(t *testing.T) {
 	if _, err := Integrate(mem, 0, leaves); err != nil {
 		t.Fatal(err)
 	}
+	return leaves, mem
+}
+
+// TestFlatStoreMatchesMemStore builds the same tree in a FlatStore (sized
+// for fewer, exactly as many and more leaves, mapped or not) and a MemStore.
+func TestFlatStoreMatchesMemStore(t *testing.T) {
+	const n = 40000 // above the mapped threshold
+	leaves, mem := memTree(t, n)
 	for _, sized := range []uint64{0, 100, n / 2, n, 2 * n} {
 		fs := NewFlatStore(sized)
 		for done := 0; done < n; {
@@ -56,14 +64,7 @@ func TestFlatStoreMatchesMemStore(t *testing.T) {
 // against Integrate, and the closed form of a leaf's storage index.
 func TestFlatStoreAppendLeaves(t *testing.T) {
 	const n = 40000
-	leaves := make([]tlog.Hash, n)
-	for i := range leaves {
-		leaves[i] = sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
-	}
-	mem := &MemStore{}
-	if _, err := Integrate(mem, 0, leaves); err != nil {
-		t.Fatal(err)
-	}
+	leaves, mem := memTree(t, n)
 	for _, sized := range []uint64{0, 100, n} {
 		fs := NewFlatStore(sized)
 		for done := 0; done < n; {
