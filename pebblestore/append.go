@@ -144,6 +144,7 @@ type group struct {
 	pending map[uuid.UUID]*audittrail.Event // events stored by the group, by id
 	delta   map[uint64]uint64               // postings the group adds, by dict<<32 | id
 	buf     kvBuf
+	cols    colWrites     // the value column's entries (column.go)
 	batch   *pebble.Batch // nil: nothing to write
 	lastSeq uint64        // the last seq after the group
 	err     error         // the group failed as a whole
@@ -165,6 +166,7 @@ func (g *group) reset() {
 	clear(g.pending)
 	clear(g.delta)
 	g.buf.reset()
+	g.cols.reset()
 	g.resetRecent()
 	g.batch, g.err = nil, nil
 	g.done = make(chan struct{})
@@ -235,8 +237,10 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 		}
 	}
 	if g.err == nil && len(g.pending) > 0 {
-		g.batch = s.db.NewBatchWithSize(len(g.buf.arena) + 16*g.buf.len())
-		g.err = g.buf.writeTo(g.batch)
+		g.batch = s.db.NewBatchWithSize(len(g.buf.arena) + 16*g.buf.len() + g.cols.bytes())
+		if g.err = g.buf.writeTo(g.batch); g.err == nil {
+			g.err = g.cols.writeTo(g.batch)
+		}
 	}
 	if g.err != nil {
 		w.seq, w.receive = first, firstReceive
@@ -455,9 +459,13 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 }
 
 // post writes the posting of value v (resolved to ref) of the event at
-// (ns, seq): in the id's list, or in the hashed list of an inline value.
+// (ns, seq): in the id's list, or in the hashed list of an inline value,
+// which also goes to the value column when it is a field's.
 func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
 	if ref.inline {
+		if d < dictID(audittrail.NumFields) {
+			g.cols.add(d, ns, seq, v)
+		}
 		w.key = hashListPrefix(w.key[:0], d, v)
 	} else {
 		g.delta[uint64(d)<<32|uint64(ref.id)]++

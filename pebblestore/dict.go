@@ -61,6 +61,7 @@ type dictionary struct {
 	ids    map[string]uint32
 	vals   []string
 	counts []uint64            // postings per id (indexed dictionaries); guarded by dicts.mu
+	total  uint64              // sum of counts; guarded by dicts.mu
 	byKey  map[string][]uint32 // metadata only: pair ids by metadata key
 	bytes  int64               // bytes of the values, for Stats
 	frozen bool
@@ -130,6 +131,7 @@ func (ds *dicts) load(db *pebble.DB) error {
 			return fmt.Errorf("pebblestore: count for unknown value %d of dictionary %d", id, k[1])
 		}
 		d.counts[id] = binary.BigEndian.Uint64(v)
+		d.total += d.counts[id]
 		return nil
 	})
 }
@@ -266,6 +268,13 @@ func (ds *dicts) sumCounts(d dictID, ids []uint32) uint64 {
 	return n
 }
 
+// totalCount returns the postings of every value of d.
+func (ds *dicts) totalCount(d dictID) uint64 {
+	ds.mu.RLock()
+	defer ds.mu.RUnlock()
+	return ds.d[d].total
+}
+
 // metaKeyIDs returns the ids of the metadata pairs of key k.
 func (ds *dicts) metaKeyIDs(k string) []uint32 {
 	ds.mu.RLock()
@@ -278,6 +287,7 @@ func (ds *dicts) addCounts(delta map[uint64]uint64) {
 	ds.mu.Lock()
 	for k, n := range delta {
 		ds.d[k>>32].counts[uint32(k)] += n
+		ds.d[k>>32].total += n
 	}
 	ds.mu.Unlock()
 }

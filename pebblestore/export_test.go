@@ -4,6 +4,7 @@ import (
 	"regexp"
 
 	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // SetScanChunkEventsForTest sets the chunk size of parallel scans (small
@@ -30,4 +31,25 @@ func (s *Store) EvalRegexForTest(f audittrail.Field, metaKey string, re *regexp.
 	c := &valueCond{d: d, re: newMatcher(re), metaKey: metaKey}
 	c.extend(snap, len(snap.vals[d]))
 	return len(c.members())
+}
+
+// DowngradeForTest makes the store look like one written before the value
+// column (storage format 1): the column is deleted, or kept when
+// keepColumn is set, as a build interrupted after writing it leaves it.
+func (s *Store) DowngradeForTest(keepColumn bool) error {
+	if !keepColumn {
+		if err := s.db.DeleteRange([]byte{pfxColumn}, []byte{pfxColumn + 1}, pebble.Sync); err != nil {
+			return err
+		}
+	}
+	return s.db.Set(formatKey, []byte{formatWithoutColumn}, pebble.Sync)
+}
+
+// SetColumnWindowsForTest sets the value column's window target and the
+// entries from which a window is read in parallel (small values exercise
+// both on small data sets) and returns a function that restores them.
+func SetColumnWindowsForTest(window, parallel int) (restore func()) {
+	oldW, oldP := colWindowEntries, colParallelEntries
+	colWindowEntries, colParallelEntries = window, parallel
+	return func() { colWindowEntries, colParallelEntries = oldW, oldP }
 }

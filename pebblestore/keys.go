@@ -6,14 +6,15 @@ import "encoding/binary"
 // so that each kind is one contiguous key range. The layout is described,
 // with the alternatives that were rejected, in docs/design/storage.md.
 const (
-	pfxDict  = 'd' // d + dict(1) + id(4) → value
-	pfxEvent = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
-	pfxHash  = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values)
-	pfxID    = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
-	pfxMeta  = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
-	pfxCount = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
-	pfxSeq   = 's' // s + seq(8) → time(8) (log order)
-	pfxPost  = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings)
+	pfxDict   = 'd' // d + dict(1) + id(4) → value
+	pfxEvent  = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
+	pfxHash   = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values)
+	pfxID     = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
+	pfxMeta   = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
+	pfxCount  = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
+	pfxSeq    = 's' // s + seq(8) → time(8) (log order)
+	pfxColumn = 'v' // v + field(1) + bucket time(8) + seq group(8) → packed inline values (column.go)
+	pfxPost   = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings)
 
 	// Outside the event index (see tokens.go, tokens_logins.go, log.go).
 	pfxToken      = 't' // API tokens
@@ -24,7 +25,7 @@ const (
 
 // keyPrefixes lists every prefix, so that a test can prove they are distinct:
 // two kinds of keys sharing a prefix would read each other's records.
-var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPost, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxColumn, pfxPost, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
 
 const seqLen = 8
 
@@ -36,7 +37,11 @@ var (
 	frozenKeyPrefix  = "mfk"
 )
 
-const formatVersion = 1
+// formatVersion is the storage format this build writes. Format 1 lacked
+// the value column; Open builds it and moves the store to format 2.
+const formatVersion = 2
+
+const formatWithoutColumn = 1
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes
 // sort like the signed times (flipping the sign bit), so byte order of keys

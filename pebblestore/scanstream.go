@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -259,6 +260,8 @@ func (s *scanStream) record() ([]byte, error) {
 }
 
 func (s *scanStream) err() error { return s.err_ }
+
+func (s *scanStream) stoppedAt() *audittrail.Cursor { return nil }
 
 // close closes the iterator and recycles the stream; it must not be used
 // after.

@@ -37,13 +37,19 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 		return res, nil
 	}
 	pg := &pager{p: p, snap: snap, limit: req.Limit, budget: maxScan, res: res}
-	if len(p.lists) == 0 {
+	if len(p.lists) == 0 && p.column == nil {
 		if err := s.scan(ctx, pg, lo, hi); err != nil {
 			return nil, err
 		}
 		return res, nil
 	}
-	st, err := s.newPostingStream(p.lists, lo, hi)
+	var col *columnSource
+	if p.column != nil {
+		if col, err = s.newColumnSource(ctx, p.column, lo, hi, pg); err != nil {
+			return nil, err
+		}
+	}
+	st, err := s.newPostingStream(p.lists, col, lo, hi)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +69,7 @@ type pager struct {
 	budget   int // MaxScan
 	res      *audittrail.SearchResult
 	examined int
+	indexed  int               // value column entries read (column.go)
 	last     audittrail.Cursor // the last candidate examined
 	v        recView
 }
@@ -72,7 +79,9 @@ type pager struct {
 // follows, Next stays nil).
 func (pg *pager) run(ctx context.Context, st stream) (done bool, err error) {
 	for st.next() {
-		if pg.examined == pg.budget {
+		// The first candidate is always examined, so that every request
+		// makes progress even when the value column spent the budget.
+		if pg.examined > 0 && pg.examined+pg.indexed >= pg.budget {
 			// Out of budget with candidates left: resume after the
 			// last one examined.
 			last := pg.last
@@ -105,6 +114,10 @@ func (pg *pager) run(ctx context.Context, st stream) (done bool, err error) {
 			return true, nil
 		}
 		pg.res.Events = append(pg.res.Events, e)
+	}
+	if c := st.stoppedAt(); c != nil {
+		pg.res.Next = c
+		return true, nil
 	}
 	return false, st.err()
 }
@@ -159,14 +172,18 @@ type stream interface {
 	pos() (int64, uint64)
 	record() ([]byte, error) // the current candidate's record, valid until next
 	err() error
+	// stoppedAt is, after next returned false, where the search may
+	// resume when the stream stopped early on the budget (nil: it ended).
+	stoppedAt() *audittrail.Cursor
 	close()
 }
 
-// postingStream merges posting lists newest first and reads each
-// candidate's record with a point lookup.
+// postingStream merges posting lists (and the value column's matches)
+// newest first and reads each candidate's record with a point lookup.
 type postingStream struct {
 	lists   listHeap
-	cur     []byte // suffix (time, seq) of the current candidate
+	stop    *audittrail.Cursor // the column's budget marker was reached
+	cur     []byte             // suffix (time, seq) of the current candidate
 	prim    *pebble.Iterator
 	primAt  bool // prim is positioned at the previous candidate's record
 	key     []byte
@@ -187,9 +204,34 @@ const (
 )
 
 type listIter struct {
-	it     *pebble.Iterator
+	it     *pebble.Iterator // nil for the column
+	col    *columnSource
 	plen   int    // length of the list's key prefix
 	suffix []byte // (time, seq) of the current posting
+}
+
+// prev moves l to its next posting.
+func (l *listIter) prev() (bool, error) {
+	if l.col != nil {
+		if !l.col.prev() {
+			return false, l.col.err
+		}
+		l.suffix = l.col.suffix(l.suffix)
+		return true, nil
+	}
+	if !l.it.Prev() {
+		return false, l.it.Error()
+	}
+	l.suffix = l.it.Key()[l.plen:]
+	return true, nil
+}
+
+func (l *listIter) close() {
+	if l.col != nil {
+		l.col.close()
+	} else {
+		l.it.Close()
+	}
 }
 
 // listHeap is a max-heap of lists by their current posting.
@@ -206,8 +248,19 @@ func (h *listHeap) Pop() any {
 	return x
 }
 
-func (s *Store) newPostingStream(lists [][]byte, lo, hi []byte) (*postingStream, error) {
+func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byte) (*postingStream, error) {
 	ps := &postingStream{step: maxStep}
+	if col != nil {
+		li := &listIter{col: col}
+		if ok, err := li.prev(); err != nil {
+			col.close()
+			return nil, err
+		} else if ok {
+			ps.lists = append(ps.lists, li)
+		} else {
+			col.close()
+		}
+	}
 	for _, pfx := range lists {
 		it, err := s.db.NewIter(&pebble.IterOptions{
 			LowerBound: append(pfx[:len(pfx):len(pfx)], lo...),
@@ -249,15 +302,14 @@ func (ps *postingStream) next() bool {
 	if ps.started {
 		// Advance the list that produced the current candidate.
 		top := ps.lists[0]
-		if top.it.Prev() {
-			top.suffix = top.it.Key()[top.plen:]
+		if ok, err := top.prev(); ok {
 			heap.Fix(&ps.lists, 0)
 		} else {
-			if err := top.it.Error(); err != nil {
+			if err != nil {
 				ps.e = err
 				return false
 			}
-			top.it.Close()
+			top.close()
 			heap.Pop(&ps.lists)
 			if len(ps.lists) == 0 {
 				return false
@@ -265,9 +317,15 @@ func (ps *postingStream) next() bool {
 		}
 	}
 	ps.started = true
+	if top := ps.lists[0]; top.col != nil && top.col.marker {
+		ps.stop = &audittrail.Cursor{Time: top.col.cur.ns, Seq: top.col.cur.seq}
+		return false
+	}
 	ps.cur = ps.lists[0].suffix
 	return true
 }
+
+func (ps *postingStream) stoppedAt() *audittrail.Cursor { return ps.stop }
 
 func (ps *postingStream) pos() (int64, uint64) { return decodeTimeSeq(ps.cur) }
 
@@ -308,7 +366,7 @@ func (ps *postingStream) err() error { return ps.e }
 
 func (ps *postingStream) close() {
 	for _, l := range ps.lists {
-		l.it.Close()
+		l.close()
 	}
 	ps.lists = nil
 	if ps.prim != nil {

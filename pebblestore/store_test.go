@@ -169,13 +169,15 @@ func regexp_QuoteMeta(s string) string {
 // TestOracle compares random searches with the brute-force answer, with
 // normal dictionaries and with tiny ones (every dictionary and metadata key
 // frozen early, so that most values are inline), with sequential and
-// parallel scans (tiny chunks), and again after reopening.
+// parallel scans (tiny chunks, and tiny value column windows read in
+// parallel), and again after reopening.
 func TestOracle(t *testing.T) {
 	for _, c := range []struct{ limit, chunk int }{{0, 0}, {8, 0}, {0, 37}, {8, 61}} {
 		limit := c.limit
 		t.Run(fmt.Sprintf("DictionaryLimit=%d,ScanChunk=%d", c.limit, c.chunk), func(t *testing.T) {
 			if c.chunk > 0 {
 				defer pebblestore.SetScanChunkEventsForTest(c.chunk)()
+				defer pebblestore.SetColumnWindowsForTest(c.chunk, 2)()
 			}
 			dir := t.TempDir()
 			cfg := pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: limit}

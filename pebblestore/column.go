@@ -1,0 +1,575 @@
+package pebblestore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// The value column: the inline values of the indexed fields, stored a
+// second time, packed by time bucket, so that a regex over a field whose
+// dictionary is frozen reads only that field's values instead of every
+// record.
+//
+// A dictionary freezes when its field has too many distinct values (a
+// resource path names one object: at 10M events most are unique), and from
+// then on new values are stored inline in the records. A regex over such a
+// field cannot be turned into posting lists: its inline matches could only
+// be found by scanning every record of the time range (60–170 bytes each,
+// parsed header by header), which was as slow as PostgreSQL's sequential
+// scan. The column holds, per field and time bucket, the packed entries
+// (time, seq, value) of the events whose value is inline; a regex search
+// scans a bucket's bytes for the regex's required literal at memory speed
+// and runs the regex only on the values a literal falls in. Matches become
+// candidates, merged newest first with the posting lists of the matching
+// dictionary values, and are checked against their records like any
+// posting (docs/design/storage.md, "The value column").
+//
+// Key: v + field(1) + sortTime(bucket start)(8) + seq>>colSeqShift(8).
+// Value: operands, each uvarint(entries) uvarint(length of the entries)
+// and the entries, each uvarint(time − bucket start) uvarint(seq)
+// uvarint(len) bytes. Every group commit adds one operand per key with
+// Pebble's merge operator (the default one concatenates), and compactions
+// join them into one value. The operand's header lets a search skip its
+// entries when the regex's literal does not occur in them. The seq part of the key bounds a
+// value's size when events arrive faster than a bucket's width.
+const (
+	// colBucketShift is the bucket width: 2^34 ns, about 17 s. Wide
+	// enough that a bucket holds many events at modest rates (66 in the
+	// benchmark's 10M events over 30 days), narrow enough that a first
+	// page does not read far past its matches.
+	colBucketShift = 34
+	// colSeqShift bounds a key's entries to 2^14 consecutive events.
+	colSeqShift = 14
+	colKeyLen   = 2 + 8 + 8
+)
+
+// colKey is the key of the column entries of field d for the event at
+// (ns, seq).
+func colKey(dst []byte, d dictID, ns int64, seq uint64) []byte {
+	dst = colBucketPrefix(dst, d, colBucket(ns))
+	return binary.BigEndian.AppendUint64(dst, seq>>colSeqShift)
+}
+
+// colBucket is the bucket of time ns (floor division, also for negative
+// times).
+func colBucket(ns int64) int64 { return ns >> colBucketShift }
+
+func colBucketPrefix(dst []byte, d dictID, bucket int64) []byte {
+	dst = append(dst, pfxColumn, byte(d))
+	return binary.BigEndian.AppendUint64(dst, sortTime(bucket<<colBucketShift))
+}
+
+// appendColEntry appends one entry of the bucket of ns.
+func appendColEntry(dst []byte, ns int64, seq uint64, v []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(ns-colBucket(ns)<<colBucketShift))
+	dst = binary.AppendUvarint(dst, seq)
+	dst = binary.AppendUvarint(dst, uint64(len(v)))
+	return append(dst, v...)
+}
+
+// colWrites collects a group's column entries by key.
+type colWrites struct {
+	idx    map[string]int
+	keys   [][]byte
+	vals   [][]byte // entries
+	counts []int
+	key    []byte
+	op     []byte
+}
+
+func (c *colWrites) add(d dictID, ns int64, seq uint64, v []byte) {
+	if c.idx == nil {
+		c.idx = map[string]int{}
+	}
+	c.key = colKey(c.key[:0], d, ns, seq)
+	i, ok := c.idx[string(c.key)]
+	if !ok {
+		i = len(c.keys)
+		c.idx[string(c.key)] = i
+		c.keys = append(c.keys, bytes.Clone(c.key))
+		c.vals = append(c.vals, nil)
+		c.counts = append(c.counts, 0)
+	}
+	c.vals[i] = appendColEntry(c.vals[i], ns, seq, v)
+	c.counts[i]++
+}
+
+func (c *colWrites) bytes() int {
+	n := 0
+	for i := range c.keys {
+		n += len(c.keys[i]) + len(c.vals[i]) + 2*binary.MaxVarintLen64
+	}
+	return n
+}
+
+// writeTo adds the entries to b as merges, in key order.
+func (c *colWrites) writeTo(b *pebble.Batch) error {
+	order := make([]int, len(c.keys))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(x, y int) int { return bytes.Compare(c.keys[x], c.keys[y]) })
+	for _, i := range order {
+		c.op = binary.AppendUvarint(c.op[:0], uint64(c.counts[i]))
+		c.op = binary.AppendUvarint(c.op, uint64(len(c.vals[i])))
+		c.op = append(c.op, c.vals[i]...)
+		if err := b.Merge(c.keys[i], c.op, nil); err != nil { // Merge copies c.op
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *colWrites) reset() {
+	clear(c.idx)
+	c.keys, c.vals, c.counts = c.keys[:0], c.vals[:0], c.counts[:0]
+}
+
+// colEntry is a column match: an event's position.
+type colEntry struct {
+	ns  int64
+	seq uint64
+}
+
+func (a colEntry) compare(b colEntry) int {
+	if c := cmp.Compare(a.ns, b.ns); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
+
+// columnSource yields, newest first, the positions in [lo, hi) of the
+// events whose inline value of field c.d matches the regex c. It reads the
+// column in windows of buckets, newest window first, each window forwards:
+// Pebble's Prev copies every value it steps over (measured: 575 MB of
+// garbage per scan of 10M events), Next does not. Every entry read is
+// charged to the search's budget (a column entry is an index entry). When
+// the budget runs out between windows, it yields a marker at the start of
+// the last window read: everything of the column at or above it has been
+// yielded, so the search may resume below it.
+type columnSource struct {
+	ctx  context.Context
+	it   *pebble.Iterator
+	it2  *pebble.Iterator // reads the older half of wide windows; nil: one core
+	c    *valueCond
+	pg   *pager // the search's budget
+	find literalFinder
+	main colScanner
+	aux  colScanner // the older half
+
+	loBucket int64
+	end      int64 // the next window ends before this bucket
+	width    int64 // buckets of the next window
+	density  int64 // entries per bucket in the last window
+	more     bool  // buckets below end may hold entries
+	key      []byte
+
+	matches []colEntry // of the last window read, ascending; yielded from the end
+	cur     colEntry
+	floor   int64 // start of the last window read (Unix ns)
+	scanned bool  // a window was read
+	marker  bool  // cur is the marker: stop here
+	err     error
+}
+
+// Window sizes: the first window is small (a first page of a common match
+// should not read far), then each doubles, within what keeps a window near
+// colWindowEntries entries at the density seen so far. A window expected to
+// hold colParallelEntries or more is read by two goroutines, one half each.
+const colFirstWindow = 4
+
+// Variables for tests (SetColumnWindowsForTest).
+var (
+	colWindowEntries   = 1 << 16
+	colParallelEntries = 1 << 13
+)
+
+// colScanner collects the matches of a range of the column.
+type colScanner struct {
+	m       *matcher
+	find    *literalFinder
+	lo, hi  colEntry
+	matches []colEntry
+	entries int // entries read
+	key     []byte
+}
+
+// newColumnSource opens the column of field d for the range [lo, hi) of
+// (time, seq) suffixes.
+func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte, pg *pager) (*columnSource, error) {
+	cs := &columnSource{ctx: ctx, c: c, pg: pg, width: colFirstWindow}
+	cs.find.lits = c.re.lits
+	var l, h colEntry
+	l.ns, l.seq = decodeTimeSeq(lo)
+	h.ns, h.seq = decodeTimeSeq(hi)
+	cs.main = colScanner{m: &c.re, find: &cs.find, lo: l, hi: h}
+	cs.aux = cs.main
+	// The newest key below hi is at hi's time, or one nanosecond before
+	// when hi is (t, 0): a position cannot have seq 0.
+	top := h.ns
+	if h.seq == 0 {
+		top--
+	}
+	cs.loBucket = colBucket(l.ns)
+	opts := &pebble.IterOptions{
+		LowerBound: colBucketPrefix(nil, c.d, cs.loBucket),
+		UpperBound: colBucketPrefix(nil, c.d, colBucket(top)+1),
+	}
+	// Both iterators are opened here, before the posting stream opens its
+	// record iterator, so that every entry they see has its record.
+	var err error
+	if cs.it, err = s.db.NewIter(opts); err != nil {
+		return nil, err
+	}
+	if runtime.GOMAXPROCS(0) > 1 {
+		if cs.it2, err = s.db.NewIter(opts); err != nil {
+			cs.it.Close()
+			return nil, err
+		}
+	}
+	cs.more = cs.seekBelow(colBucket(top) + 1)
+	return cs, nil
+}
+
+// seekBelow sets end past the newest bucket below bucket b that holds
+// entries, skipping empty stretches of time in one seek; false when there is
+// none.
+func (cs *columnSource) seekBelow(b int64) bool {
+	cs.key = colBucketPrefix(cs.key[:0], cs.c.d, b)
+	if !cs.it.SeekLT(cs.key) {
+		cs.err = cs.it.Error()
+		return false
+	}
+	k := cs.it.Key()
+	if len(k) != colKeyLen {
+		cs.err = fmt.Errorf("pebblestore: corrupt value column key %x", k)
+		return false
+	}
+	cs.end = colBucket(unsortTime(binary.BigEndian.Uint64(k[2:]))) + 1
+	return true
+}
+
+// prev moves to the next position, newest first; false at the end, with
+// err set on failure.
+func (cs *columnSource) prev() bool {
+	for len(cs.matches) == 0 {
+		if cs.err != nil || cs.marker || !cs.more {
+			return false
+		}
+		if cs.scanned && cs.pg.examined+cs.pg.indexed >= cs.pg.budget {
+			cs.marker = true
+			cs.cur = colEntry{ns: cs.floor}
+			return true
+		}
+		if err := cs.ctx.Err(); err != nil {
+			cs.err = err
+			return false
+		}
+		cs.scanWindow()
+	}
+	cs.cur = cs.matches[len(cs.matches)-1]
+	cs.matches = cs.matches[:len(cs.matches)-1]
+	return true
+}
+
+var errCorruptColumn = errors.New("pebblestore: corrupt value column entry")
+
+// scanWindow reads the buckets [end−width, end) forwards and moves end
+// below them.
+func (cs *columnSource) scanWindow() {
+	start := max(cs.end-cs.width, cs.loBucket)
+	var err error
+	if mid := start + (cs.end-start)/2; cs.it2 != nil && mid > start && cs.density*(cs.end-start) >= int64(colParallelEntries) {
+		if cs.find.anchors == nil {
+			cs.find.chooseAnchors("") // before the goroutines share it
+		}
+		var err2 error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			err2 = cs.aux.scanRange(cs.it2, cs.c.d, start, mid)
+		}()
+		err = cs.main.scanRange(cs.it, cs.c.d, mid, cs.end)
+		<-done
+		err = cmp.Or(err2, err)
+		cs.main.matches = append(cs.main.matches, cs.aux.matches...)
+		cs.aux.matches = cs.aux.matches[:0]
+	} else {
+		err = cs.main.scanRange(cs.it, cs.c.d, start, cs.end)
+	}
+	read := int64(cs.main.entries + cs.aux.entries)
+	cs.pg.indexed += int(read)
+	cs.main.entries, cs.aux.entries = 0, 0
+	if err != nil {
+		cs.err = err
+		return
+	}
+	cs.matches, cs.main.matches = cs.main.matches, cs.matches[:0]
+	slices.SortFunc(cs.matches, colEntry.compare)
+	cs.floor, cs.scanned = start<<colBucketShift, true
+	// The next window: twice as wide, but near colWindowEntries entries
+	// at this window's density.
+	cs.density = read / (cs.end - start)
+	w := cs.width * 2
+	if read > 0 {
+		w = min(w, max(1, cs.width*int64(colWindowEntries)/read))
+	}
+	cs.width = w
+	cs.more = start > cs.loBucket && cs.seekBelow(start)
+}
+
+// scanRange reads the buckets [start, end) of field d with it.
+func (sc *colScanner) scanRange(it *pebble.Iterator, d dictID, start, end int64) error {
+	sc.key = colBucketPrefix(sc.key[:0], d, start)
+	for valid := it.SeekGE(sc.key); valid; valid = it.Next() {
+		k := it.Key()
+		if len(k) != colKeyLen {
+			return fmt.Errorf("pebblestore: corrupt value column key %x", k)
+		}
+		bucketStart := unsortTime(binary.BigEndian.Uint64(k[2:]))
+		if colBucket(bucketStart) >= end {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := sc.scanValue(bucketStart, v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// scanValue collects the matches of one key's operands. With a literal
+// prefilter, the value's bytes are searched for the literals as a whole:
+// an operand without one is skipped (when the whole bucket is inside the
+// search's range), and the regex runs only on the entries a literal starts
+// in.
+func (sc *colScanner) scanValue(start int64, data []byte) error {
+	m := sc.m
+	s := unsafe.String(unsafe.SliceData(data), len(data)) // read only during the call
+	hit := -1                                             // offset of the next literal at or after the current position; len(s): none
+	inside := sc.lo.compare(colEntry{ns: start}) <= 0 && colEntry{ns: start + 1<<colBucketShift}.compare(sc.hi) <= 0
+	for pos := 0; pos < len(s); {
+		count, w1 := uvarint(data[pos:])
+		if w1 <= 0 {
+			return errCorruptColumn
+		}
+		blen, w2 := uvarint(data[pos+w1:])
+		// An entry takes at least 3 bytes: a count beyond is corrupt
+		// (and would corrupt the budget).
+		if w2 <= 0 || blen > uint64(len(s)-pos-w1-w2) || count > blen/3 {
+			return errCorruptColumn
+		}
+		body, end := pos+w1+w2, pos+w1+w2+int(blen)
+		pos = end
+		sc.entries += int(count)
+		if m.lits != nil && inside {
+			if hit < body {
+				hit = sc.find.index(s, body)
+			}
+			if hit >= end {
+				continue
+			}
+		}
+		n, err := sc.scanEntries(start, data[:end], body, &hit)
+		if err != nil {
+			return err
+		}
+		if n != count {
+			return errCorruptColumn
+		}
+	}
+	return nil
+}
+
+// scanEntries collects the matches among the entries of data[from:] and
+// returns how many there are; hit is as in scanValue.
+func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int) (uint64, error) {
+	m := sc.m
+	s := unsafe.String(unsafe.SliceData(data), len(data))
+	var n uint64
+	for pos := from; pos < len(s); {
+		off, w1 := uvarint(data[pos:])
+		if w1 <= 0 {
+			return 0, errCorruptColumn
+		}
+		seq, w2 := uvarint(data[pos+w1:])
+		if w2 <= 0 {
+			return 0, errCorruptColumn
+		}
+		l, w3 := uvarint(data[pos+w1+w2:])
+		a := pos + w1 + w2 + w3
+		if w3 <= 0 || l > uint64(len(s)-a) {
+			return 0, errCorruptColumn
+		}
+		b := a + int(l)
+		pos = b
+		n++
+		e := colEntry{ns: start + int64(off), seq: seq}
+		if e.compare(sc.lo) < 0 || e.compare(sc.hi) >= 0 {
+			continue
+		}
+		if m.lits != nil {
+			if *hit < a {
+				*hit = sc.find.index(s, a)
+			}
+			if *hit >= b {
+				continue
+			}
+		}
+		if m.match(data[a:b]) {
+			sc.matches = append(sc.matches, e)
+		}
+	}
+	return n, nil
+}
+
+// literalFinder finds the first of a set of literals in a text. Each
+// literal is searched by its rarest byte (by the frequencies of the first
+// text it sees): strings.Index skips to candidates with IndexByte on a
+// literal's first byte, and the first byte of a regex's literal is often the
+// most common of the text ('/' in a resource path).
+type literalFinder struct {
+	lits    []string
+	anchors []int // per literal, the offset of its rarest byte
+}
+
+// index returns the smallest offset at or after from where one of the
+// literals starts in s, or len(s).
+func (f *literalFinder) index(s string, from int) int {
+	if f.anchors == nil {
+		f.chooseAnchors(s)
+	}
+	best := len(s)
+	for i, l := range f.lits {
+		k := f.anchors[i]
+		// Candidates are occurrences of l[k:] at or after from+k and
+		// starting before best; each is checked for l[:k] before it.
+		for at := from + k; at < best+k && at <= len(s); {
+			j := strings.Index(s[at:min(len(s), best+len(l))], l[k:])
+			if j < 0 {
+				break
+			}
+			if p := at + j - k; s[p:p+k] == l[:k] {
+				best = p
+				break
+			}
+			at += j + 1
+		}
+	}
+	return best
+}
+
+func (f *literalFinder) chooseAnchors(sample string) {
+	var freq [256]int
+	for i := 0; i < len(sample); i++ {
+		freq[sample[i]]++
+	}
+	f.anchors = make([]int, len(f.lits))
+	for i, l := range f.lits {
+		for k := 1; k < len(l); k++ {
+			if freq[l[k]] < freq[l[f.anchors[i]]] {
+				f.anchors[i] = k
+			}
+		}
+	}
+}
+
+func (cs *columnSource) suffix(dst []byte) []byte {
+	return appendTimeSeq(dst[:0], cs.cur.ns, cs.cur.seq)
+}
+
+func (cs *columnSource) close() error {
+	if cs.it2 != nil {
+		cs.it2.Close()
+	}
+	return cs.it.Close()
+}
+
+// buildColumn writes the value column of a store made before it existed
+// (storage format 1): one pass over the records. It first deletes whatever
+// an interrupted build left, so that a crash during the build only makes
+// the next Open start over.
+func (s *Store) buildColumn() error {
+	start := time.Now()
+	lo, hi := []byte{pfxColumn}, []byte{pfxColumn + 1}
+	if err := s.db.DeleteRange(lo, hi, pebble.Sync); err != nil {
+		return err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEvent}, UpperBound: []byte{pfxEvent + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var (
+		cols    colWrites
+		v       recView
+		entries int
+		events  int
+	)
+	flush := func() error {
+		if len(cols.keys) == 0 {
+			return nil
+		}
+		b := s.db.NewBatch()
+		defer b.Close()
+		if err := cols.writeTo(b); err != nil {
+			return err
+		}
+		cols.reset()
+		return b.Commit(pebble.NoSync)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if len(k) != 1+16 {
+			return fmt.Errorf("pebblestore: corrupt event key %x", k)
+		}
+		ns, seq := decodeTimeSeq(k[1:])
+		rec, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := v.parseHeader(rec, false); err != nil {
+			return fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+		}
+		events++
+		for f := range audittrail.NumFields {
+			if v.inline&(1<<f) != 0 {
+				cols.add(dictID(f), ns, seq, v.fieldIn[f])
+				entries++
+			}
+		}
+		if entries >= 1<<16 {
+			if err := flush(); err != nil {
+				return err
+			}
+			entries = 0
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := s.db.Set(formatKey, []byte{formatVersion}, pebble.Sync); err != nil {
+		return err
+	}
+	s.log.Info("pebblestore: built the value column of a store from an earlier version",
+		"events", events, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

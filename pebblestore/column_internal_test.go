@@ -1,0 +1,142 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/audittrail/audittrail"
+)
+
+// TestLiteralFinder compares the anchored search with a plain one on random
+// texts over a small alphabet (so that partial matches abound), from every
+// offset.
+func TestLiteralFinder(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "ab/-c"[r.IntN(5)]
+		}
+		return string(b)
+	}
+	for range 2000 {
+		text := word(r.IntN(60))
+		lits := make([]string, 1+r.IntN(3))
+		for i := range lits {
+			lits[i] = word(1 + r.IntN(4))
+		}
+		f := literalFinder{lits: lits}
+		if r.IntN(2) == 0 {
+			f.chooseAnchors(word(40)) // anchors from another text: any choice must be correct
+		}
+		for from := 0; from <= len(text); from++ {
+			want := len(text)
+			for _, l := range lits {
+				if i := strings.Index(text[from:], l); i >= 0 {
+					want = min(want, from+i)
+				}
+			}
+			if got := f.index(text, from); got != want {
+				t.Fatalf("lits %q in %q from %d: got %d, want %d (anchors %v)", lits, text, from, got, want, f.anchors)
+			}
+		}
+	}
+}
+
+// columnValue packs entries in one operand as the writer does, and the
+// same entries again split in operands of one or two entries, as merges
+// leave them.
+func columnValue(ns int64, vals ...string) []byte {
+	var c colWrites
+	for i, v := range vals {
+		c.add(dictID(audittrail.FieldResource), ns+int64(i), uint64(i+1), []byte(v))
+	}
+	b := operand(&c, 0)
+	for i := 0; i < len(vals); i += 2 {
+		var c colWrites
+		for j := i; j < min(i+2, len(vals)); j++ {
+			c.add(dictID(audittrail.FieldResource), ns+int64(j), uint64(j+1), []byte(vals[j]))
+		}
+		b = append(b, operand(&c, 0)...)
+	}
+	return b
+}
+
+// operand is the merge operand colWrites makes for its key i.
+func operand(c *colWrites, i int) []byte {
+	op := binary.AppendUvarint(nil, uint64(c.counts[i]))
+	op = binary.AppendUvarint(op, uint64(len(c.vals[i])))
+	return append(op, c.vals[i]...)
+}
+
+// FuzzColumnValue: any bytes in a column value are either read or reported
+// corrupt, never a panic, and a well-formed value yields exactly the entries
+// whose value matches (whether the literal prefilter skips operands or not).
+func FuzzColumnValue(f *testing.F) {
+	f.Add(columnValue(0, "//svc/apps/app-1", "//svc/apps/app-10", "x"), "app-1$")
+	f.Add([]byte{0x80}, "a")
+	f.Add(columnValue(5, "", "aaa"), "^$")
+	f.Fuzz(func(t *testing.T, data []byte, expr string) {
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return
+		}
+		c := &valueCond{re: newMatcher(re)}
+		cs := &colScanner{m: &c.re, find: &literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
+		if err := cs.scanValue(0, data); err != nil {
+			return
+		}
+		// It was read: compare with the regex on every entry. An operand
+		// the prefilter skipped was not parsed; it must hold no literal.
+		want := 0
+		for rest := data; len(rest) > 0; {
+			_, n1 := uvarint(rest)
+			blen, n2 := uvarint(rest[n1:])
+			body := rest[n1+n2 : n1+n2+int(blen)]
+			rest = rest[n1+n2+int(blen):]
+			matches, ok := entryMatches(body, re)
+			if !ok {
+				for _, l := range c.re.lits {
+					if strings.Contains(string(body), l) {
+						t.Fatalf("a corrupt operand with literal %q was accepted", l)
+					}
+				}
+				if c.re.lits == nil {
+					t.Fatal("a corrupt operand was accepted without a prefilter")
+				}
+			}
+			want += matches
+		}
+		if len(cs.matches) != want {
+			t.Fatalf("%d matches of %q, want %d (data %q)", len(cs.matches), expr, want, data)
+		}
+	})
+}
+
+// entryMatches counts the entries of an operand's body that match re; false
+// when the body is corrupt.
+func entryMatches(body []byte, re *regexp.Regexp) (int, bool) {
+	n := 0
+	for len(body) > 0 {
+		_, n1 := uvarint(body)
+		if n1 <= 0 {
+			return 0, false
+		}
+		_, n2 := uvarint(body[n1:])
+		if n2 <= 0 {
+			return 0, false
+		}
+		l, n3 := uvarint(body[n1+n2:])
+		if n3 <= 0 || l > uint64(len(body)-n1-n2-n3) {
+			return 0, false
+		}
+		if re.Match(body[n1+n2+n3 : n1+n2+n3+int(l)]) {
+			n++
+		}
+		body = body[n1+n2+n3+int(l):]
+	}
+	return n, true
+}
