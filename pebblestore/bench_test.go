@@ -99,8 +99,8 @@ func benchStore(b *testing.B) *pebblestore.Store {
 			fmt.Fprintf(os.Stderr, "built %d events in %s (%.0f events/s) in %s\n", n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds(), dir)
 		}
 		st := s.Stats()
-		fmt.Fprintf(os.Stderr, "data set: %d events, %d bytes on disk (%.0f bytes/event), dictionaries %d values / %d bytes, frozen %v\n",
-			st.Events, st.DiskBytes, float64(st.DiskBytes)/float64(st.Events), st.DictionaryValues, st.DictionaryBytes, st.FrozenDictionaries)
+		fmt.Fprintf(os.Stderr, "data set: %d events, %d bytes on disk (%.0f bytes/event, value column %.0f), dictionaries %d values / %d bytes, frozen %v\n",
+			st.Events, st.DiskBytes, float64(st.DiskBytes)/float64(st.Events), float64(st.ColumnDiskBytes)/float64(st.Events), st.DictionaryValues, st.DictionaryBytes, st.FrozenDictionaries)
 		bench.store, bench.n = s, n
 	})
 	if bench.err != nil {

@@ -96,11 +96,14 @@ type Stats struct {
 	DictionaryBytes  int64
 	// FrozenDictionaries names the dictionaries (and metadata keys, as
 	// "metadata[key]") that reached their limit: their new values are
-	// stored inline, and regexes on them cannot use posting lists.
+	// stored inline, and regexes on them read the value column.
 	FrozenDictionaries []string
 	// DiskBytes is the space the database takes on disk (tables, WAL,
 	// manifests).
 	DiskBytes uint64
+	// ColumnDiskBytes estimates the part of the tables that holds the
+	// value column (column.go).
+	ColumnDiskBytes uint64
 }
 
 // Open opens (creating when needed) the store in cfg.Dir: it checks the
@@ -278,6 +281,7 @@ func (s *Store) Stats() Stats {
 	s.closeMu.RLock()
 	if !s.closed {
 		st.DiskBytes = s.db.Metrics().DiskSpaceUsage()
+		st.ColumnDiskBytes, _ = s.db.EstimateDiskUsage([]byte{pfxColumn}, []byte{pfxColumn + 1}) // an estimate: 0 on error
 	}
 	s.closeMu.RUnlock()
 	return st
