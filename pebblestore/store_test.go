@@ -233,7 +233,7 @@ func TestDurability(t *testing.T) {
 	}
 	s = openStore(t, dir)
 	defer s.Close()
-	ignoreDisk := cmpopts.IgnoreFields(pebblestore.Stats{}, "DiskBytes")
+	ignoreDisk := cmpopts.IgnoreFields(pebblestore.Stats{}, "DiskBytes", "ColumnDiskBytes")
 	if after := s.Stats(); !cmp.Equal(before, after, ignoreDisk, cmpopts.SortSlices(func(a, b string) bool { return a < b })) {
 		t.Fatalf("stats after reopen: %+v, before %+v", after, before)
 	}
