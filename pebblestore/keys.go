@@ -13,7 +13,7 @@ const (
 	pfxMeta   = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
 	pfxCount  = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
 	pfxSeq    = 's' // s + seq(8) → time(8) (log order)
-	pfxColumn = 'v' // v + field(1) + bucket time(8) + seq group(8) → packed inline values (column.go)
+	pfxColumn = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
 	pfxPost   = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings)
 
 	// Outside the event index (see tokens.go, tokens_logins.go, log.go).
