@@ -76,11 +76,8 @@ func (s *eventService) BatchCreateEvents(ctx context.Context, req *pb.BatchCreat
 		return nil, toStatus(ctx, err)
 	}
 	out := &pb.BatchCreateEventsResponse{
-		Events:         make([]*pb.Event, 0, len(res.Events)),
+		Events:         wire.EventsToProto(res.Events),
 		FailedRequests: failed,
-	}
-	for _, e := range res.Events {
-		out.Events = append(out.Events, wire.EventToProto(e))
 	}
 	for i, e := range res.Failed {
 		if _, ok := failed[int32(i)]; ok {
@@ -123,12 +120,9 @@ func (s *eventService) SearchEvents(ctx context.Context, req *pb.SearchEventsReq
 		return nil, toStatus(ctx, err)
 	}
 	out := &pb.SearchEventsResponse{
-		Events:            make([]*pb.Event, 0, len(res.Events)),
+		Events:            wire.EventsToProto(res.Events),
 		NextPageToken:     res.NextPageToken,
 		SearchedUntilTime: timestamppb.New(res.SearchedUntil),
-	}
-	for _, e := range res.Events {
-		out.Events = append(out.Events, wire.EventToProto(e))
 	}
 	if req.GetIncludeProofs() {
 		if out.Proofs, err = logProofs(s.log, res.Events); err != nil {

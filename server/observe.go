@@ -90,12 +90,6 @@ func (s *Server) observe(listener string, next http.Handler) http.Handler {
 		if method == "" {
 			method = "unmatched"
 		}
-		attrs := []slog.Attr{
-			slog.String("listener", listener),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", rec.statusCode()),
-		}
 		if isGRPC(r) {
 			protocol = "grpc"
 			c := info.code
@@ -112,6 +106,23 @@ func (s *Server) observe(listener string, next http.Handler) http.Handler {
 				method = name
 			}
 			level = grpcLogLevel(c)
+		}
+		if info.internal != nil {
+			level = slog.LevelError
+		}
+		s.metrics.observeRequest(listener, protocol, method, code, elapsed)
+		// The line of a successful request is at debug, usually off: its
+		// attributes are built only when it is written.
+		if !s.log.Enabled(ctx, level) {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String("listener", listener),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.statusCode()),
+		}
+		if protocol == "grpc" {
 			attrs = append(attrs, slog.String("grpc_code", code))
 		}
 		if info.rpc != "" {
@@ -122,7 +133,6 @@ func (s *Server) observe(listener string, next http.Handler) http.Handler {
 		}
 		if info.internal != nil {
 			attrs = append(attrs, slog.String("err", info.internal.Error()))
-			level = slog.LevelError
 		}
 		attrs = append(attrs,
 			slog.Duration("duration", elapsed),
@@ -130,7 +140,6 @@ func (s *Server) observe(listener string, next http.Handler) http.Handler {
 			slog.String("proto", r.Proto),
 		)
 		s.log.LogAttrs(ctx, level, "request", attrs...)
-		s.metrics.observeRequest(listener, protocol, method, code, elapsed)
 	})
 }
 

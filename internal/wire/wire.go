@@ -87,27 +87,57 @@ func FromStatus(err error) error {
 // EventToProto converts a stored event for output. Every field is set, so the
 // JSON carries every key (the generated Python client needs them all).
 func EventToProto(e *audittrail.Event) *pb.Event {
-	out := &pb.Event{
-		Name:              e.Name(),
-		EventTime:         timestamppb.New(e.EventTime),
-		ReceiveTime:       timestamppb.New(e.ReceiveTime),
-		EventSource:       e.EventSource,
-		Action:            e.Action,
-		ReadOnly:          e.ReadOnly,
-		Principal:         e.Principal,
-		LoginPrincipal:    e.LoginPrincipal,
-		SourceIpAddress:   e.SourceIP,
-		UserAgent:         e.UserAgent,
-		Resource:          e.Resource,
-		Workspace:         e.Workspace,
-		RequestParameters: nonNilMap(e.RequestParameters),
-		Metadata:          nonNilMap(e.Metadata),
-		Type:              pb.EventType(e.Type),
-	}
-	if e.Status != nil {
-		out.Status = &pb.Status{Code: e.Status.Code, Message: e.Status.Message}
+	out := &pb.Event{}
+	fillEvent(out, new([2]timestamppb.Timestamp), nil, e)
+	return out
+}
+
+// EventsToProto converts the stored events of an answer, as EventToProto
+// does each. The messages of the events, of their timestamps and of their
+// statuses are allocated as one array each rather than one by one: a page
+// of 1,000 events takes about 1,500 allocations (mostly the names) instead
+// of 4,400, and half the time (BenchmarkEventsToProto), which spares the
+// server's CPU in malloc and in the garbage collector. The arrays live as
+// long as any event of the page, which is as long as the answer.
+func EventsToProto(events []*audittrail.Event) []*pb.Event {
+	msgs := make([]pb.Event, len(events))
+	times := make([][2]timestamppb.Timestamp, len(events))
+	statuses := make([]pb.Status, len(events))
+	out := make([]*pb.Event, len(events))
+	for i, e := range events {
+		fillEvent(&msgs[i], &times[i], &statuses[i], e)
+		out[i] = &msgs[i]
 	}
 	return out
+}
+
+// fillEvent sets every field of the empty message out from e; ts become its
+// timestamps, and st its status when e has one (nil: a new one).
+func fillEvent(out *pb.Event, ts *[2]timestamppb.Timestamp, st *pb.Status, e *audittrail.Event) {
+	ts[0].Seconds, ts[0].Nanos = e.EventTime.Unix(), int32(e.EventTime.Nanosecond())
+	ts[1].Seconds, ts[1].Nanos = e.ReceiveTime.Unix(), int32(e.ReceiveTime.Nanosecond())
+	out.Name = e.Name()
+	out.EventTime = &ts[0]
+	out.ReceiveTime = &ts[1]
+	out.EventSource = e.EventSource
+	out.Action = e.Action
+	out.ReadOnly = e.ReadOnly
+	out.Principal = e.Principal
+	out.LoginPrincipal = e.LoginPrincipal
+	out.SourceIpAddress = e.SourceIP
+	out.UserAgent = e.UserAgent
+	out.Resource = e.Resource
+	out.Workspace = e.Workspace
+	out.RequestParameters = nonNilMap(e.RequestParameters)
+	out.Metadata = nonNilMap(e.Metadata)
+	out.Type = pb.EventType(e.Type)
+	if e.Status != nil {
+		if st == nil {
+			st = &pb.Status{}
+		}
+		st.Code, st.Message = e.Status.Code, e.Status.Message
+		out.Status = st
+	}
 }
 
 func nonNilMap(m map[string]string) map[string]string {

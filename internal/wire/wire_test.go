@@ -1,0 +1,83 @@
+package wire_test
+
+import (
+	"fmt"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/audittrail/audittrail"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/sample"
+	"github.com/audittrail/audittrail/internal/wire"
+)
+
+// storedEvents returns n sample events as the store returns them.
+func storedEvents(tb testing.TB, n int) []*audittrail.Event {
+	g := sample.New(1, sample.Options{})
+	out := make([]*audittrail.Event, 0, n)
+	for range n {
+		id, ne := g.Next()
+		e, err := audittrail.PrepareNewEvent(id, ne, sample.DefaultEnd, true)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// TestEventsToProto checks that converting a page at once gives the
+// messages of EventToProto, also for events without a status, without maps
+// or with a login name, and that the messages share nothing.
+func TestEventsToProto(t *testing.T) {
+	events := storedEvents(t, 20)
+	events[3].Status = nil
+	events[4].RequestParameters, events[4].Metadata = nil, nil
+	events[5].LoginPrincipal = "someone@example.com"
+	got := wire.EventsToProto(events)
+	if len(got) != len(events) {
+		t.Fatalf("%d messages for %d events", len(got), len(events))
+	}
+	for i, e := range events {
+		if want := wire.EventToProto(e); !proto.Equal(got[i], want) {
+			t.Errorf("event %d:\n got %v\nwant %v", i, got[i], want)
+		}
+	}
+	if got[3].Status != nil {
+		t.Errorf("event without status: status %v", got[3].Status)
+	}
+	got[0].EventTime.Seconds++
+	got[0].Status.Code++
+	if proto.Equal(got[0], got[1]) || got[1].EventTime.Seconds != events[1].EventTime.Unix() || got[1].Status.Code != events[1].Status.Code {
+		t.Error("the messages of two events share a timestamp or a status")
+	}
+	if out := wire.EventsToProto(nil); out == nil || len(out) != 0 {
+		t.Errorf("no events: %#v, want an empty list", out)
+	}
+}
+
+// BenchmarkEventsToProto compares the conversion of a search answer's
+// events one by one (EventToProto) with EventsToProto.
+//
+//	go test ./internal/wire -run '^$' -bench EventsToProto -benchmem
+func BenchmarkEventsToProto(b *testing.B) {
+	for _, n := range []int{50, 1000} {
+		events := storedEvents(b, n)
+		b.Run(fmt.Sprintf("one-by-one/%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				out := make([]*pb.Event, 0, len(events))
+				for _, e := range events {
+					out = append(out, wire.EventToProto(e))
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("at-once/%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				wire.EventsToProto(events)
+			}
+		})
+	}
+}
