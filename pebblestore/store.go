@@ -57,6 +57,7 @@ type Store struct {
 	// recent holds the records of the last committed events, so that the
 	// verifiable log's integrator does not read them back (recent.go).
 	recent      *recentWindow
+	logins      logins
 	closeMu     sync.RWMutex // read: an operation uses db; write: Close
 	closed      bool
 	closeErr    error
@@ -242,6 +243,9 @@ func (s *Store) recover() error {
 		return err
 	}
 	if err := s.dicts.load(s.db); err != nil {
+		return err
+	}
+	if err := s.loadLogins(); err != nil {
 		return err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxSeq}, UpperBound: []byte{pfxSeq + 1}})

@@ -72,4 +72,15 @@ func TestTokenStore(t *testing.T) {
 	if err != nil || len(names) != 1 || names["users/w"] != "wendy@example.com" {
 		t.Errorf("login names: %v %v", names, err)
 	}
+	// A change is seen at once (the names are kept in memory too).
+	if err := s.SetLoginName(ctx, "users/w", "wendy@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLoginName(ctx, "users/x", "xavier"); err != nil {
+		t.Fatal(err)
+	}
+	names, err = s.LoginNames(ctx, []string{"users/w", "users/x", "users/y"})
+	if err != nil || len(names) != 2 || names["users/w"] != "wendy@example.org" || names["users/x"] != "xavier" {
+		t.Errorf("login names after changes: %v %v", names, err)
+	}
 }
