@@ -274,9 +274,10 @@ func (l *Log) Checkpoint() ([]byte, *merkle.Checkpoint) {
 func (l *Log) VerifierKey() string { return l.cfg.VerifierKey }
 
 // InclusionProof proves leaf seq-1 in the tree of treeSize leaves (0: the
-// latest signed checkpoint's size).
+// latest signed checkpoint's size), from the proof cache when the tree is
+// that of a signed checkpoint (GetInclusionProof).
 func (l *Log) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, error) {
-	p, err := l.InclusionProofs([]uint64{seq}, treeSize)
+	p, err := l.CachedInclusionProofs([]uint64{seq}, treeSize)
 	if err != nil {
 		return nil, err
 	}

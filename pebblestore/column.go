@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -222,7 +223,10 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 	cs.loBucket = colBucket(l.ns)
 	opts := &pebble.IterOptions{
 		LowerBound: colBucketPrefix(nil, c.d, cs.loBucket),
-		UpperBound: colBucketPrefix(nil, c.d, colBucket(top)+1),
+		UpperBound: []byte{pfxColumn, byte(c.d) + 1},
+	}
+	if b := colBucket(top); b < math.MaxInt64>>colBucketShift { // else the next bucket's start does not fit
+		opts.UpperBound = colBucketPrefix(nil, c.d, b+1)
 	}
 	// Both iterators are opened here, before the posting stream opens its
 	// record iterator, so that every entry they see has its record.
@@ -236,7 +240,7 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 			return nil, err
 		}
 	}
-	cs.more = cs.seekBelow(colBucket(top) + 1)
+	cs.more = cs.position(cs.it.Last())
 	return cs, nil
 }
 
@@ -245,7 +249,13 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 // none.
 func (cs *columnSource) seekBelow(b int64) bool {
 	cs.key = colBucketPrefix(cs.key[:0], cs.c.d, b)
-	if !cs.it.SeekLT(cs.key) {
+	return cs.position(cs.it.SeekLT(cs.key))
+}
+
+// position sets end past the bucket of the key the iterator is at; false
+// when it is at none.
+func (cs *columnSource) position(valid bool) bool {
+	if !valid {
 		cs.err = cs.it.Error()
 		return false
 	}

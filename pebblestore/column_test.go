@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/pebblestore"
@@ -46,5 +47,35 @@ func TestColumnUpgrade(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestColumnTimeLimits: events at the first and last storable times are
+// found through the value column, with the widest time range a query can
+// have (the column's bucket bounds near the end of 64-bit nanoseconds).
+func TestColumnTimeLimits(t *testing.T) {
+	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 1})
+	defer s.Close()
+	// Enough other events for the planner to prefer the column to a scan.
+	events := newGen(31).batch(3000)
+	times := []time.Time{audittrail.MinEventTime, audittrail.MinEventTime.Add(time.Nanosecond),
+		audittrail.MaxEventTime.Add(-time.Nanosecond), audittrail.MaxEventTime.Add(-time.Hour),
+		audittrail.MaxEventTime.Add(-time.Nanosecond), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	for i, tm := range times {
+		events[i].EventTime = tm
+		events[i].Resource = fmt.Sprintf("//svc/things/thing-%d", i)
+	}
+	all := stored(mustAppend(t, s, events))
+	start, end := audittrail.MinEventTime, audittrail.MaxEventTime
+	for _, expr := range []string{"thing-[0-9]$", "thing-[15]$", "nothing"} {
+		var f audittrail.Filter
+		f.StartTime, f.EndTime = &start, &end
+		f.Regex[audittrail.FieldResource] = expr
+		q := compile(t, f)
+		for _, maxScan := range []int{0, 1, 2} {
+			if d := diff(bruteForce(all, q, nil), drain(t, s, q, 2, maxScan)); d != "" {
+				t.Fatalf("regex %q, maxScan %d: (-want +got)\n%s", expr, maxScan, d)
+			}
+		}
 	}
 }
