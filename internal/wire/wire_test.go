@@ -66,11 +66,15 @@ func BenchmarkEventsToProto(b *testing.B) {
 		events := storedEvents(b, n)
 		b.Run(fmt.Sprintf("one-by-one/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
+			var out []*pb.Event
 			for b.Loop() {
-				out := make([]*pb.Event, 0, len(events))
+				out = make([]*pb.Event, 0, len(events))
 				for _, e := range events {
 					out = append(out, wire.EventToProto(e))
 				}
+			}
+			if len(out) != len(events) {
+				b.Fatalf("%d messages for %d events", len(out), len(events))
 			}
 		})
 		b.Run(fmt.Sprintf("at-once/%d", n), func(b *testing.B) {
