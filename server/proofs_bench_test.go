@@ -5,9 +5,6 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +12,6 @@ import (
 	"github.com/audittrail/audittrail/internal/sample"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
-	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/server"
 )
 
@@ -48,27 +44,8 @@ func BenchmarkSearchProofs(b *testing.B) {
 	const events = 100_000
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := pebblestore.Open(ctx, pebblestore.Config{Dir: b.TempDir(), Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, _ := benchStore(b, quiet, sample.Options{Events: events})
 	defer st.Close()
-	g := sample.New(1, sample.Options{Events: events, Span: 240 * time.Hour, End: time.Now().Add(-time.Hour)})
-	now := time.Now()
-	for done := 0; done < events; done += audittrail.MaxBatch {
-		batch := make([]*audittrail.Event, 0, audittrail.MaxBatch)
-		for range audittrail.MaxBatch {
-			id, ne := g.Next()
-			e, err := audittrail.PrepareNewEvent(id, ne, now, true)
-			if err != nil {
-				b.Fatal(err)
-			}
-			batch = append(batch, e)
-		}
-		if _, err := st.Append(ctx, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 	skey, vkey, err := merkle.GenerateKey(rand.Reader, "bench.example/log")
 	if err != nil {
 		b.Fatal(err)
@@ -104,17 +81,7 @@ func BenchmarkSearchProofs(b *testing.B) {
 	}
 	h := srv.PublicHandler()
 	const without, with = `{"pageSize": 50}`, `{"pageSize": 50, "includeProofs": true}`
-	search := func(b *testing.B, body string) int {
-		req := httptest.NewRequest("POST", "/v1/events:search", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer r")
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("%d %s", rec.Code, rec.Body)
-		}
-		return rec.Body.Len()
-	}
+	search := func(b *testing.B, body string) int { return restSearch(b, h, body) }
 	for _, bc := range []struct{ name, body string }{
 		{"without", without},
 		{"with", with},

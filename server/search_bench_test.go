@@ -42,31 +42,15 @@ func BenchmarkSearch(b *testing.B) {
 	const events = 100_000
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := pebblestore.Open(ctx, pebblestore.Config{Dir: b.TempDir(), Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
 	// 20 workspaces: about 5,000 events each, so that a page of 1,000 of
 	// one workspace is full.
-	g := sample.New(1, sample.Options{Events: events, Span: 240 * time.Hour, End: time.Now().Add(-time.Hour), Workspaces: 20})
-	now := time.Now()
+	st, stored := benchStore(b, quiet, sample.Options{Events: events, Workspaces: 20})
+	defer st.Close()
 	var workspace string
-	for done := 0; done < events; done += audittrail.MaxBatch {
-		batch := make([]*audittrail.Event, 0, audittrail.MaxBatch)
-		for range audittrail.MaxBatch {
-			id, ne := g.Next()
-			e, err := audittrail.PrepareNewEvent(id, ne, now, true)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if workspace == "" {
-				workspace = e.Workspace
-			}
-			batch = append(batch, e)
-		}
-		if _, err := st.Append(ctx, batch); err != nil {
-			b.Fatal(err)
+	for _, e := range stored {
+		if e.Workspace != "" {
+			workspace = e.Workspace
+			break
 		}
 	}
 	if workspace == "" {
@@ -99,14 +83,7 @@ func BenchmarkSearch(b *testing.B) {
 		b.Run("rest/"+q.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				req := httptest.NewRequest("POST", "/v1/events:search", strings.NewReader(q.body))
-				req.Header.Set("Authorization", "Bearer r")
-				req.Header.Set("Content-Type", "application/json")
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
-					b.Fatalf("%d %s", rec.Code, rec.Body)
-				}
+				restSearch(b, h, q.body)
 			}
 		})
 	}
@@ -142,4 +119,50 @@ func BenchmarkSearch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchStore opens an embedded store in a temporary directory and appends
+// the sample events of opts (over the ten days before the last hour), in
+// batches; it returns the store and the first event of each batch.
+func benchStore(b *testing.B, log *slog.Logger, opts sample.Options) (*pebblestore.Store, []*audittrail.Event) {
+	b.Helper()
+	ctx := context.Background()
+	st, err := pebblestore.Open(ctx, pebblestore.Config{Dir: b.TempDir(), Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts.Span, opts.End = 240*time.Hour, time.Now().Add(-time.Hour)
+	g := sample.New(1, opts)
+	now := time.Now()
+	var firsts []*audittrail.Event
+	for done := 0; done < opts.Events; done += audittrail.MaxBatch {
+		batch := make([]*audittrail.Event, 0, audittrail.MaxBatch)
+		for range min(audittrail.MaxBatch, opts.Events-done) {
+			id, ne := g.Next()
+			e, err := audittrail.PrepareNewEvent(id, ne, now, true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch = append(batch, e)
+		}
+		if _, err := st.Append(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		firsts = append(firsts, batch[0])
+	}
+	return st, firsts
+}
+
+// restSearch posts body to the search endpoint of h as the reader "r" and
+// returns the answer's size.
+func restSearch(b *testing.B, h http.Handler, body string) int {
+	req := httptest.NewRequest("POST", "/v1/events:search", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer r")
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.Len()
 }
