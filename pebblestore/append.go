@@ -460,12 +460,10 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 
 // post writes the posting of value v (resolved to ref) of the event at
 // (ns, seq): in the id's list, or in the hashed list of an inline value,
-// which also goes to the value column when it is a field's.
+// which also goes to the value column.
 func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
 	if ref.inline {
-		if d < dictID(audittrail.NumFields) {
-			g.cols.add(d, ns, seq, v)
-		}
+		g.cols.add(d, ns, seq, v)
 		w.key = hashListPrefix(w.key[:0], d, v)
 	} else {
 		g.delta[uint64(d)<<32|uint64(ref.id)]++

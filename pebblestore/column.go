@@ -201,6 +201,7 @@ var (
 // colScanner collects the matches of a range of the column.
 type colScanner struct {
 	m       *matcher
+	metaKey []byte // metadata: entries are pairs, and only those of this key + "\x00" count
 	find    *literalFinder
 	lo, hi  colEntry
 	matches []colEntry
@@ -217,6 +218,9 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 	l.ns, l.seq = decodeTimeSeq(lo)
 	h.ns, h.seq = decodeTimeSeq(hi)
 	cs.main = colScanner{m: &c.re, find: &cs.find, lo: l, hi: h}
+	if c.d == dictMeta {
+		cs.main.metaKey = []byte(c.metaKey + "\x00")
+	}
 	cs.aux = cs.main
 	// The newest key below hi is at hi's time, or one nanosecond before
 	// when hi is (t, 0): a position cannot have seq 0.
@@ -442,7 +446,14 @@ func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int) 
 				continue
 			}
 		}
-		if m.match(data[a:b]) {
+		v := data[a:b]
+		if sc.metaKey != nil {
+			if !bytes.HasPrefix(v, sc.metaKey) {
+				continue
+			}
+			v = v[len(sc.metaKey):]
+		}
+		if m.match(v) {
 			sc.matches = append(sc.matches, e)
 		}
 	}
@@ -554,7 +565,7 @@ func (s *Store) buildColumn() error {
 		if err != nil {
 			return err
 		}
-		if err := v.parseHeader(rec, false); err != nil {
+		if err := v.parseHeader(rec, true); err != nil {
 			return fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
 		}
 		events++
@@ -563,6 +574,10 @@ func (s *Store) buildColumn() error {
 				cols.add(dictID(f), ns, seq, v.fieldIn[f])
 				entries++
 			}
+		}
+		for _, pair := range v.metaIn {
+			cols.add(dictMeta, ns, seq, pair)
+			entries++
 		}
 		if entries >= 1<<16 {
 			if err := flush(); err != nil {

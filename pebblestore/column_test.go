@@ -79,3 +79,47 @@ func TestColumnTimeLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestColumnMetadata: a regex over a metadata key whose pairs are mostly
+// inline (the key froze: a request id) reads the value column's pairs of
+// that key only, also after the column is rebuilt from the records.
+func TestColumnMetadata(t *testing.T) {
+	cfg := pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 16}
+	s := openStoreConfig(t, cfg)
+	events := newGen(41).batch(3000)
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, e := range events {
+		e.Metadata = map[string]string{
+			"request_id": fmt.Sprintf("%016x", r.Uint64()),
+			"trace_id":   fmt.Sprintf("%016x", r.Uint64()), // another frozen key: its pairs must not match
+		}
+	}
+	all := stored(mustAppend(t, s, events))
+	check := func(s *pebblestore.Store) {
+		t.Helper()
+		for _, expr := range []string{"^ab", "ff$", "^0123", "zz"} {
+			var f audittrail.Filter
+			f.MetadataRegex = map[string]string{"request_id": expr}
+			q := compile(t, f)
+			want := bruteForce(all, q, nil)
+			if expr == "^ab" && len(want) == 0 {
+				t.Fatal("test setup: no request id starts with ab")
+			}
+			for _, maxScan := range []int{0, 100} {
+				if d := diff(want, drain(t, s, q, 50, maxScan)); d != "" {
+					t.Fatalf("metadata_regex request_id %q, maxScan %d: (-want +got)\n%s", expr, maxScan, d)
+				}
+			}
+		}
+	}
+	check(s)
+	if err := s.DowngradeForTest(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreConfig(t, cfg)
+	defer s.Close()
+	check(s)
+}

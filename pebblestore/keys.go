@@ -38,10 +38,14 @@ var (
 )
 
 // formatVersion is the storage format this build writes. Format 1 lacked
-// the value column; Open builds it and moves the store to format 2.
-const formatVersion = 2
+// the value column, format 2 its metadata pairs; Open builds the column and
+// moves the store to format 3.
+const formatVersion = 3
 
-const formatWithoutColumn = 1
+const (
+	formatWithoutColumn  = 1
+	formatWithoutMetaCol = 2
+)
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes
 // sort like the signed times (flipping the sign bit), so byte order of keys

@@ -383,16 +383,18 @@ func (st *Store) chooseDriver(p *plan, limit int) {
 			return false // no value matches: no event can
 		}
 		if !c.exact && c.mayInline {
-			// Matching inline values cannot be enumerated, but a
-			// field's are all in the value column: its matches and the
-			// lists of the matching dictionary values are complete.
-			// Metadata pairs have no column.
-			if c.d >= dictID(audittrail.NumFields) {
-				return true
-			}
+			// Matching inline values cannot be enumerated, but they
+			// are all in the value column: its matches and the lists
+			// of the matching dictionary values are complete.
 			inDict := float64(st.dicts.sumCounts(c.d, ids))
 			total := float64(st.dicts.totalCount(c.d))
-			inline := math.Max(n-total, 0)
+			inline := math.Max(n-total, 0) // a field: one value per event
+			if c.d == dictMeta {
+				// Pairs of one key: how many events have the key is
+				// not known; at most all of them.
+				total = float64(st.dicts.sumCounts(c.d, st.dicts.metaKeyIDs(c.metaKey)))
+				inline = n
+			}
 			// Inline values are assumed to match as often as the
 			// dictionary's postings do.
 			cnt := inDict + inline*inDict/math.Max(total, 1)

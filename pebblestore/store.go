@@ -216,7 +216,7 @@ func (s *Store) recover() error {
 	switch err {
 	case nil:
 		got := fmt.Sprintf("%x", v)
-		old := len(v) == 1 && v[0] == formatWithoutColumn
+		old := len(v) == 1 && (v[0] == formatWithoutColumn || v[0] == formatWithoutMetaCol)
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
 		if old {
@@ -224,7 +224,7 @@ func (s *Store) recover() error {
 				return fmt.Errorf("pebblestore: building the value column: %w", err)
 			}
 		} else if !ok {
-			return fmt.Errorf("pebblestore: storage format %s is not supported (this build reads formats %d and %d)", got, formatWithoutColumn, formatVersion)
+			return fmt.Errorf("pebblestore: storage format %s is not supported (this build reads formats %d to %d)", got, formatWithoutColumn, formatVersion)
 		}
 	case pebble.ErrNotFound:
 		it, err := s.db.NewIter(nil)
