@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,16 +55,15 @@ func BenchmarkSearch(b *testing.B) {
 	if workspace == "" {
 		b.Fatal("no event with a workspace")
 	}
-	srv, err := server.New(server.Config{
+	// Served on loopback listeners for the gRPC runs; the REST runs call
+	// its public handler directly.
+	srv, public, _ := serve(b, server.Config{
 		Service: &audittrail.Service{Store: st, PageTokenKey: make([]byte, audittrail.PageTokenKeySize),
 			RedactPrivateIPs: true, Logins: st},
 		Authenticator: server.NewStaticTokens("r", "p"),
 		Logger:        quiet,
 		SelfAudit:     &audittrail.SelfAuditor{Store: discardStore{}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	}, nil)
 	queries := []struct {
 		name   string
 		filter *pb.SearchEventsRequest_Filter
@@ -88,17 +86,7 @@ func BenchmarkSearch(b *testing.B) {
 		})
 	}
 
-	public, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	internal, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv.Start(public, internal)
-	defer srv.Shutdown(ctx)
-	conn, err := grpc.NewClient(public.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(public, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -80,26 +80,12 @@ func startInProcess(t *testing.T, st audittrail.Store) (srv *server.Server, publ
 // startLogging is startInProcess with the log written to w.
 func startLogging(t *testing.T, st audittrail.Store, w io.Writer) (srv *server.Server, public, internal string) {
 	t.Helper()
-	srv, err := server.New(server.Config{
+	return serve(t, server.Config{
 		Service:       &audittrail.Service{Store: st, PageTokenKey: make([]byte, audittrail.PageTokenKeySize)},
 		Authenticator: server.NewStaticTokens("r", "p"),
 		Logger:        slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version:       "test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	il, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start(pl, il)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return srv, pl.Addr().String(), il.Addr().String()
+	}, nil)
 }
 
 // TestShutdownFinishesInFlight starts a REST and a gRPC create, shuts the
