@@ -21,8 +21,8 @@ import (
 // its receipt (CreateEventWithReceipt, BatchCreateEventsWithReceipts).
 //
 // Nothing in Proofs is trusted before Verify: it checks the checkpoint's
-// signature with the log's public key, and each event's leaf, computed from
-// the event as returned, against the checkpoint's root.
+// signature with the log's public key, and the events' leaves, computed from
+// the events as returned, against the checkpoint's root.
 type Proofs struct {
 	// Checkpoint is the signed checkpoint (note text) every inclusion is
 	// against; nil before the log's first signature.
@@ -31,6 +31,10 @@ type Proofs struct {
 	TreeSize uint64
 	// Inclusions has one entry per event, in the order of the events.
 	Inclusions []Inclusion
+	// Hashes is the multi-inclusion proof of all the events not pending
+	// together (merkle.MultiInclusion): each hash the events' audit paths
+	// need, once.
+	Hashes []tlog.Hash
 }
 
 // Inclusion is one event's position and proof.
@@ -40,10 +44,12 @@ type Inclusion struct {
 	// LeafIndex is the event's leaf: its sequence number minus 1.
 	LeafIndex uint64
 	// Pending is true when the checkpoint does not cover the event yet (it
-	// was committed less than about a second before); Proof is nil then.
+	// was committed less than about a second before); Proof stays nil then.
 	Pending bool
-	// Proof is the RFC 6962 audit path of the leaf in the checkpoint's tree.
-	// Its JSON form is the file "audittrail verify inclusion --proof" reads.
+	// Proof is the event's own RFC 6962 audit path in the checkpoint's tree,
+	// which Verify derives from the shared proof (Proofs.Hashes): nil before
+	// a successful Verify. Its JSON form is the file "audittrail verify
+	// inclusion --proof" reads, to prove this one event to someone else.
 	Proof *merkle.Inclusion
 }
 
@@ -71,6 +77,7 @@ func (p *Proofs) Pending() []string {
 //   - every event claimed pending is indeed beyond the checkpoint's tree:
 //     the server cannot decline to prove what its checkpoint covers.
 //
+// On success it sets each proven event's own audit path (Inclusion.Proof).
 // It returns the verified checkpoint (nil when the log had signed nothing
 // yet) and the number of pending, unproven events. A caller that needs every
 // event proven requires pending == 0, or asks again a second later (the log
@@ -91,6 +98,8 @@ func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp 
 			return nil, 0, fmt.Errorf("client: stated tree size %d, the signed checkpoint has %d", p.TreeSize, cp.Size)
 		}
 	}
+	leaves := make([]merkle.Leaf, 0, len(events))
+	proven := make([]int, 0, len(events)) // positions of leaves in p.Inclusions
 	for i, in := range p.Inclusions {
 		e := events[i]
 		if e == nil || in.Name != e.Name() {
@@ -106,19 +115,32 @@ func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp 
 		if cp == nil {
 			return nil, 0, fmt.Errorf("client: %s has a proof but there is no checkpoint", in.Name)
 		}
-		if in.Proof == nil || in.Proof.LeafIndex != in.LeafIndex {
-			return nil, 0, fmt.Errorf("client: %s: missing or mismatched proof", in.Name)
+		if in.LeafIndex >= cp.Size {
+			return nil, 0, fmt.Errorf("client: %s at leaf %d is not pending, but the checkpoint covers %d leaves", in.Name, in.LeafIndex, cp.Size)
 		}
 		leaf := e.Clone()
 		leaf.Seq = in.LeafIndex + 1
-		if err := merkle.VerifyEventInclusion(cp, leaf, in.Proof); err != nil {
-			return nil, 0, fmt.Errorf("client: %s: %w", in.Name, err)
+		leaves = append(leaves, merkle.Leaf{Index: in.LeafIndex, Hash: merkle.LeafHash(leaf)})
+		proven = append(proven, i)
+	}
+	if cp == nil {
+		if len(p.Hashes) > 0 {
+			return nil, 0, fmt.Errorf("client: proof hashes but no checkpoint")
 		}
+		return nil, pending, nil
+	}
+	paths, err := merkle.VerifyMultiInclusion(cp, leaves, &merkle.MultiInclusion{TreeSize: p.TreeSize, Hashes: p.Hashes})
+	if err != nil {
+		return nil, 0, fmt.Errorf("client: the %d events not pending: %w", len(leaves), err)
+	}
+	for k, i := range proven {
+		p.Inclusions[i].Proof = paths[k]
 	}
 	return cp, pending, nil
 }
 
-// proofsFromProto converts the wire form. Hashes must be 32 bytes long.
+// proofsFromProto converts the wire form. Hashes must be 32 bytes long, and
+// no more than the events' single proofs would hold.
 func proofsFromProto(p *pb.LogProofs) (*Proofs, error) {
 	if p == nil {
 		return nil, audittrail.Errorf(audittrail.EInternal, "the server returned no proofs")
@@ -128,20 +150,17 @@ func proofsFromProto(p *pb.LogProofs) (*Proofs, error) {
 		out.Checkpoint = []byte(p.GetCheckpoint())
 	}
 	for i, in := range p.GetInclusions() {
-		x := Inclusion{Name: in.GetName(), LeafIndex: in.GetLeafIndex(), Pending: in.GetPending()}
-		if !x.Pending {
-			if len(in.GetHashes()) > merkle.MaxProofHashes {
-				return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a proof of %d hashes for %s", len(in.GetHashes()), x.Name)
-			}
-			x.Proof = &merkle.Inclusion{LeafIndex: x.LeafIndex, TreeSize: out.TreeSize, Hashes: make([]tlog.Hash, len(in.GetHashes()))}
-			for j, h := range in.GetHashes() {
-				if len(h) != tlog.HashSize {
-					return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a malformed proof for %s", x.Name)
-				}
-				copy(x.Proof.Hashes[j][:], h)
-			}
+		out.Inclusions[i] = Inclusion{Name: in.GetName(), LeafIndex: in.GetLeafIndex(), Pending: in.GetPending()}
+	}
+	if len(p.GetHashes()) > len(out.Inclusions)*merkle.MaxProofHashes {
+		return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a proof of %d hashes for %d events", len(p.GetHashes()), len(out.Inclusions))
+	}
+	out.Hashes = make([]tlog.Hash, len(p.GetHashes()))
+	for i, h := range p.GetHashes() {
+		if len(h) != tlog.HashSize {
+			return nil, audittrail.Errorf(audittrail.EInternal, "the server returned a malformed proof: hash %d has %d bytes", i, len(h))
 		}
-		out.Inclusions[i] = x
+		copy(out.Hashes[i][:], h)
 	}
 	return out, nil
 }

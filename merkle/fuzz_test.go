@@ -3,6 +3,7 @@ package merkle
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -201,6 +202,80 @@ func FuzzVerifyConsistency(f *testing.F) {
 			t.Fatalf("verified a fork: size %d (root %v) into size %d", n, e1.cp.Root, m)
 		}
 		if !hashesEqual(p.Hashes, refConsistency(int(n), e2.t.leaves[:m])) {
+			t.Fatalf("verified a non-genuine proof %+v", p)
+		}
+	})
+}
+
+// FuzzVerifyMultiInclusion: VerifyMultiInclusion never panics and accepts
+// only genuine leaves at their own indexes in the signed tree, with the
+// genuine proof, and derives their genuine audit paths.
+func FuzzVerifyMultiInclusion(f *testing.F) {
+	mt, _ := fuzzTrees(f)
+	f.Add(uint8(37), []byte{1, 5, 36}, uint8(1), []byte{})
+	f.Add(uint8(13), []byte{0}, uint8(0), bytes.Repeat([]byte{2}, 96))
+	f.Add(uint8(20), []byte{3, 3, 4, 19}, uint8(1), []byte{0, 7})
+	f.Add(uint8(9), []byte{130, 2}, uint8(1), []byte{})
+	f.Fuzz(func(t *testing.T, sizeSel uint8, sel []byte, mode uint8, raw []byte) {
+		cp := mt.cps[int(sizeSel)%len(mt.cps)]
+		n := uint64(len(mt.leaves))
+		// Each byte of sel is a leaf: index b%64 (perhaps beyond the tree),
+		// with its own hash, or with the next leaf's when b >= 128.
+		var leaves []Leaf
+		var indexes []uint64
+		for _, b := range sel {
+			l := Leaf{Index: uint64(b % 64)}
+			l.Hash = tlog.RecordHash([]byte{b})
+			if l.Index < n {
+				l.Hash = mt.leaves[(l.Index+uint64(b>>7))%n]
+			}
+			leaves = append(leaves, l)
+			if l.Index < cp.Size {
+				indexes = append(indexes, l.Index)
+			}
+		}
+		slices.Sort(indexes)
+		indexes = slices.Compact(indexes)
+		p := &MultiInclusion{TreeSize: cp.Size}
+		switch mode % 3 {
+		case 0: // raw hashes
+			p.Hashes = chunkHashes(raw)
+		case 1, 2: // the genuine proof of the leaves in the tree, mutated where raw says
+			g, err := ProveMultiInclusion(mt.tree, cp.Size, indexes)
+			if err != nil {
+				return
+			}
+			p.Hashes = g.Hashes
+			for i := 0; i+1 < len(raw) && len(p.Hashes) > 0; i += 2 {
+				h := int(raw[i]) % len(p.Hashes)
+				p.Hashes[h][raw[i+1]%32] ^= 1 << (raw[i+1] % 8)
+			}
+			if mode%3 == 2 && len(raw) > 0 {
+				p.TreeSize = uint64(raw[0])
+			}
+		}
+		paths, err := VerifyMultiInclusion(cp, leaves, p)
+		if err != nil {
+			return
+		}
+		if p.TreeSize != cp.Size || len(paths) != len(leaves) {
+			t.Fatalf("verified a proof for size %d against size %d", p.TreeSize, cp.Size)
+		}
+		set := map[int]bool{}
+		for i, l := range leaves {
+			if l.Index >= cp.Size || l.Hash != mt.leaves[l.Index] {
+				t.Fatalf("verified leaf %d (hash %v) in size %d", l.Index, l.Hash, cp.Size)
+			}
+			if !hashesEqual(paths[i].Hashes, refPath(int(l.Index), mt.leaves[:cp.Size])) || paths[i].LeafIndex != l.Index {
+				t.Fatalf("derived a wrong audit path for leaf %d", l.Index)
+			}
+			set[int(l.Index)] = true
+		}
+		if len(leaves) == 0 {
+			if len(p.Hashes) != 0 {
+				t.Fatal("verified hashes for no leaves")
+			}
+		} else if !hashesEqual(p.Hashes, refMulti(mt.leaves[:cp.Size], 0, set)) {
 			t.Fatalf("verified a non-genuine proof %+v", p)
 		}
 	})

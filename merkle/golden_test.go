@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type golden struct {
 	Roots       []goldenRoot        `json:"roots"`
 	Inclusion   []goldenInclusion   `json:"inclusion_proofs"`
 	Consistency []goldenConsistency `json:"consistency_proofs"`
+	Multi       []goldenMulti       `json:"multi_inclusion_proofs"`
 	Checkpoint  goldenCheckpoint    `json:"checkpoint"`
 	Invalid     []goldenInvalid     `json:"invalid"`
 }
@@ -85,6 +87,35 @@ type goldenConsistency struct {
 	Proof   Consistency `json:"proof"`
 }
 
+// goldenMulti is a multi-inclusion proof of Leaves (in the order a page
+// lists them, not necessarily ascending) in the tree of Proof.TreeSize.
+type goldenMulti struct {
+	Leaves []goldenLeaf   `json:"leaves"`
+	Root   tlog.Hash      `json:"root"`
+	Proof  MultiInclusion `json:"proof"`
+}
+
+type goldenLeaf struct {
+	Index uint64    `json:"index"`
+	Hash  tlog.Hash `json:"leaf_hash"`
+}
+
+func toGoldenLeaves(ls []Leaf) []goldenLeaf {
+	out := make([]goldenLeaf, len(ls))
+	for i, l := range ls {
+		out[i] = goldenLeaf(l)
+	}
+	return out
+}
+
+func fromGoldenLeaves(gs []goldenLeaf) []Leaf {
+	out := make([]Leaf, len(gs))
+	for i, g := range gs {
+		out[i] = Leaf(g)
+	}
+	return out
+}
+
 type goldenCheckpoint struct {
 	Origin         string    `json:"origin"`
 	Size           uint64    `json:"size"`
@@ -100,19 +131,23 @@ type goldenCheckpoint struct {
 // SignedNote must not open with the golden verifier key. Kind "inclusion":
 // Proof must not verify LeafHash at LeafIndex against the golden
 // checkpoint. Kind "consistency": Proof must not verify the checkpoint of
-// OldSize (root from "roots") against the golden checkpoint. Kind "leaf":
+// OldSize (root from "roots") against the golden checkpoint. Kind
+// "multi_inclusion": MultiInclusion must not verify Leaves against the golden
+// checkpoint. Kind "leaf":
 // Event's leaf hash must not be the one of the golden leaf Seq-1.
 type goldenInvalid struct {
-	Name        string       `json:"name"`
-	Kind        string       `json:"kind"`
-	Description string       `json:"description"`
-	SignedNote  string       `json:"signed_note,omitempty"`
-	LeafIndex   *uint64      `json:"leaf_index,omitempty"`
-	LeafHash    *tlog.Hash   `json:"leaf_hash,omitempty"`
-	Inclusion   *Inclusion   `json:"inclusion,omitempty"`
-	OldSize     *uint64      `json:"old_size,omitempty"`
-	Consistency *Consistency `json:"consistency,omitempty"`
-	Event       *goldenEvent `json:"event,omitempty"`
+	Name        string          `json:"name"`
+	Kind        string          `json:"kind"`
+	Description string          `json:"description"`
+	SignedNote  string          `json:"signed_note,omitempty"`
+	LeafIndex   *uint64         `json:"leaf_index,omitempty"`
+	LeafHash    *tlog.Hash      `json:"leaf_hash,omitempty"`
+	Inclusion   *Inclusion      `json:"inclusion,omitempty"`
+	OldSize     *uint64         `json:"old_size,omitempty"`
+	Consistency *Consistency    `json:"consistency,omitempty"`
+	Leaves      []goldenLeaf    `json:"leaves,omitempty"`
+	Multi       *MultiInclusion `json:"multi_inclusion,omitempty"`
+	Event       *goldenEvent    `json:"event,omitempty"`
 }
 
 const goldenOrigin = "audittrail.example.com/golden"
@@ -257,6 +292,26 @@ func makeGolden(t testing.TB) []byte {
 		}
 		g.Consistency = append(g.Consistency, goldenConsistency{OldRoot: roots[c[0]], NewRoot: roots[c[1]], Proof: *p})
 	}
+	multi := func(size uint64, indexes ...uint64) ([]Leaf, *MultiInclusion) {
+		ls := make([]Leaf, len(indexes))
+		for i, x := range indexes {
+			ls[i] = Leaf{Index: x, Hash: leaves[x]}
+		}
+		sorted := slices.Clone(indexes)
+		slices.Sort(sorted)
+		p, err := ProveMultiInclusion(tree, size, sorted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls, p
+	}
+	for _, c := range []struct {
+		size    uint64
+		indexes []uint64
+	}{{7, []uint64{6, 4, 1}}, {7, []uint64{6, 5, 4, 3, 2, 1, 0}}, {7, []uint64{5}}, {7, []uint64{3, 2}}, {6, []uint64{5, 0}}, {1, []uint64{0}}} {
+		ls, p := multi(c.size, c.indexes...)
+		g.Multi = append(g.Multi, goldenMulti{Leaves: toGoldenLeaves(ls), Root: roots[c.size], Proof: *p})
+	}
 
 	skey, vkey := seededKey(t, "audittrail golden key")
 	signer, err := NewSigner([]byte(skey))
@@ -298,6 +353,14 @@ func makeGolden(t testing.TB) []byte {
 	c47, _ := ConsistencyProof(tree, 4, 7)
 	cwrong := cloneConsistency(c47)
 	cwrong.OldSize = 3
+	page, mp := multi(7, 6, 4, 1)
+	mflip := &MultiInclusion{TreeSize: 7, Hashes: slices.Clone(mp.Hashes)}
+	mflip.Hashes[2][7] ^= 4
+	mextra := &MultiInclusion{TreeSize: 7, Hashes: append(slices.Clone(mp.Hashes), leaves[0])}
+	otherLeaf := slices.Clone(page)
+	otherLeaf[1].Hash = leaves[5]
+	m6leaves, m6 := multi(6, 5, 4, 1)
+	m6.TreeSize = 7
 	tamperedEvent := cloneEvent(events[1])
 	tamperedEvent.Principal = "users/mallory"
 	te := toGoldenEvent(tamperedEvent)
@@ -310,6 +373,11 @@ func makeGolden(t testing.TB) []byte {
 		{Name: "inclusion_other_leaf", Kind: "inclusion", Description: "the proof of leaf 3 with the hash of leaf 4", LeafIndex: u(3), LeafHash: hp(leaves[4]), Inclusion: p37},
 		{Name: "consistency_bit_flipped", Kind: "consistency", Description: "proof from size 3 with one bit flipped", OldSize: u(3), Consistency: cflip},
 		{Name: "consistency_other_old_size", Kind: "consistency", Description: "the proof from size 4 presented from size 3", OldSize: u(3), Consistency: cwrong},
+		{Name: "multi_bit_flipped", Kind: "multi_inclusion", Description: "proof of leaves 6, 4, 1 with one bit of its third hash flipped", Leaves: toGoldenLeaves(page), Multi: mflip},
+		{Name: "multi_hash_too_many", Kind: "multi_inclusion", Description: "proof of leaves 6, 4, 1 with leaf 0's hash appended", Leaves: toGoldenLeaves(page), Multi: mextra},
+		{Name: "multi_leaf_left_out", Kind: "multi_inclusion", Description: "proof of leaves 6, 4, 1 presented for leaves 6 and 4", Leaves: toGoldenLeaves(page[:2]), Multi: mp},
+		{Name: "multi_other_leaf", Kind: "multi_inclusion", Description: "proof of leaves 6, 4, 1 with leaf 5's hash at index 4", Leaves: toGoldenLeaves(otherLeaf), Multi: mp},
+		{Name: "multi_other_tree_size", Kind: "multi_inclusion", Description: "a valid proof of leaves 5, 4, 1 in the tree of size 6, claiming size 7", Leaves: toGoldenLeaves(m6leaves), Multi: m6},
 		{Name: "leaf_tampered_principal", Kind: "leaf", Description: "event seq 2 with its principal changed: its leaf hash is not leaf 1's", Event: &te},
 	}
 	out, err := json.MarshalIndent(g, "", "  ")
@@ -395,6 +463,24 @@ func TestGolden(t *testing.T) {
 			t.Fatalf("consistency proof %+v differs from the reference", p.Proof)
 		}
 	}
+	for _, m := range g.Multi {
+		ls := fromGoldenLeaves(m.Leaves)
+		set := map[int]bool{}
+		for _, l := range ls {
+			if l.Hash != leaves[l.Index] {
+				t.Fatalf("multi-inclusion leaf %d has another hash", l.Index)
+			}
+			set[int(l.Index)] = true
+		}
+		if !hashesEqual(m.Proof.Hashes, refMulti(leaves[:m.Proof.TreeSize], 0, set)) || m.Root != refRoot(leaves[:m.Proof.TreeSize]) {
+			t.Fatalf("multi-inclusion proof %+v differs from the reference", m.Proof)
+		}
+		if m.Proof.TreeSize == cp.Size {
+			if _, err := VerifyMultiInclusion(cp, ls, &m.Proof); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	// Every invalid case is rejected.
 	oldCP := func(size uint64) *Checkpoint {
 		skey, _ := seededKey(t, "audittrail golden key")
@@ -411,6 +497,8 @@ func TestGolden(t *testing.T) {
 			err = VerifyInclusion(cp, *c.LeafIndex, *c.LeafHash, c.Inclusion)
 		case "consistency":
 			err = VerifyConsistency(oldCP(*c.OldSize), cp, c.Consistency)
+		case "multi_inclusion":
+			_, err = VerifyMultiInclusion(cp, fromGoldenLeaves(c.Leaves), c.Multi)
 		case "leaf":
 			e := fromGoldenEvent(c.Event)
 			if LeafHash(e) == leaves[e.Seq-1] {

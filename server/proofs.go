@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/merkle"
 )
 
 // Proofs attached to events (docs/design/verifiable-log.md, "Proofs with
@@ -30,12 +33,13 @@ const receiptMargin = 100 * time.Millisecond
 var errNoLog = audittrail.Errorf(audittrail.EUnimplemented,
 	"this server keeps no verifiable log (its store does not support it): proofs and receipts are not available")
 
-// logProofs proves events against the latest signed checkpoint. An event
+// logProofs proves events against the latest signed checkpoint, with one
+// multi-inclusion proof for all of them (merkle.MultiInclusion). An event
 // the checkpoint does not cover yet (seq > size) is pending: its leaf index
 // without a proof. Before the first signature every event is pending.
 func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, error) {
 	note, cp := log.Checkpoint()
-	out := &pb.LogProofs{Inclusions: make([]*pb.EventInclusion, 0, len(events))}
+	out := &pb.LogProofs{Inclusions: make([]*pb.EventInclusion, len(events)), Hashes: [][]byte{}}
 	var size uint64
 	if cp != nil {
 		out.Checkpoint, out.TreeSize, size = string(note), cp.Size, cp.Size
@@ -47,48 +51,60 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", e.ID)
 		}
 		in := &ins[i]
-		in.Name, in.LeafIndex, in.Hashes = e.Name(), e.Seq-1, [][]byte{}
+		in.Name, in.LeafIndex = e.Name(), e.Seq-1
 		if e.Seq > size {
 			in.Pending = true
 		} else {
 			covered = append(covered, e.Seq)
 		}
-		out.Inclusions = append(out.Inclusions, in)
+		out.Inclusions[i] = in
 	}
 	if len(covered) == 0 {
 		return out, nil
 	}
-	// One call for the page: the proofs share most of their hashes, and a
-	// log with a proof cache serves them from memory, uncopied.
-	var hashes [][][]byte
+	// A page is newest first; the proof walks the tree in leaf order. A
+	// batch may return one stored event twice (a retried request).
+	slices.Sort(covered)
+	covered = slices.Compact(covered)
+	leaves := make([]uint64, len(covered))
+	for i, seq := range covered {
+		leaves[i] = seq - 1
+	}
+	sources, err := merkle.MultiInclusionSources(size, leaves)
+	if err != nil {
+		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proof of %d events in the tree of size %d: %v", len(covered), size, err)
+	}
+	// The single-leaf proofs of the page in one call (a log with a proof
+	// cache serves them from memory, uncopied); the multi-inclusion proof
+	// takes each needed hash from them once.
+	var paths [][][]byte
 	if c, ok := log.(cachedProver); ok {
-		hs, err := c.CachedProofHashes(covered, size)
-		if err != nil {
-			return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
-		}
-		hashes = hs
+		paths, err = c.CachedProofHashes(covered, size)
 	} else {
-		proofs, err := log.InclusionProofs(covered, size)
-		if err != nil {
-			return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
-		}
-		hashes = make([][][]byte, len(proofs))
-		for i, p := range proofs {
-			hashes[i] = make([][]byte, len(p.Hashes))
-			for k := range p.Hashes {
-				hashes[i][k] = p.Hashes[k][:]
+		var proofs []*merkle.Inclusion
+		if proofs, err = log.InclusionProofs(covered, size); err == nil {
+			paths = make([][][]byte, len(proofs))
+			for i, p := range proofs {
+				paths[i] = make([][]byte, len(p.Hashes))
+				for k := range p.Hashes {
+					paths[i][k] = p.Hashes[k][:]
+				}
 			}
 		}
 	}
-	if len(hashes) != len(covered) {
-		return nil, audittrail.Errorf(audittrail.EInternal, "%d inclusion proofs for %d events", len(hashes), len(covered))
+	if err == nil && len(paths) != len(covered) {
+		err = fmt.Errorf("%d proofs", len(paths))
 	}
-	k := 0
-	for _, in := range out.Inclusions {
-		if !in.Pending {
-			in.Hashes = hashes[k]
-			k++
+	if err != nil {
+		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
+	}
+	out.Hashes = make([][]byte, len(sources))
+	for i, s := range sources {
+		p := paths[s.Leaf]
+		if s.Level >= len(p) {
+			return nil, audittrail.Errorf(audittrail.EInternal, "the inclusion proof of leaf %d in the tree of size %d has %d hashes", leaves[s.Leaf], size, len(p))
 		}
+		out.Hashes[i] = p[s.Level]
 	}
 	return out, nil
 }

@@ -41,9 +41,9 @@ func logVerifier(t *testing.T, srv *testserver.Server) note.Verifier {
 }
 
 // checkLogProofs verifies p for events the way a client does: the
-// checkpoint's signature, then each event's leaf (computed from the event as
-// returned, at seq leaf_index+1) against the checkpoint. It returns the
-// number of pending events.
+// checkpoint's signature, then the events' leaves (computed from the events
+// as returned, at seq leaf_index+1) with the page's multi-inclusion proof
+// against the checkpoint. It returns the number of pending events.
 func checkLogProofs(v note.Verifier, events []*pb.Event, p *pb.LogProofs) (pending int, err error) {
 	if p == nil {
 		return 0, fmt.Errorf("no proofs")
@@ -60,6 +60,7 @@ func checkLogProofs(v note.Verifier, events []*pb.Event, p *pb.LogProofs) (pendi
 			return 0, fmt.Errorf("treeSize %d, the checkpoint says %d", p.TreeSize, cp.Size)
 		}
 	}
+	var leaves []merkle.Leaf
 	for i, in := range p.Inclusions {
 		if in.Name != events[i].Name {
 			return 0, fmt.Errorf("inclusion %d is for %s, the event is %s", i, in.Name, events[i].Name)
@@ -79,16 +80,23 @@ func checkLogProofs(v note.Verifier, events []*pb.Event, p *pb.LogProofs) (pendi
 			return 0, err
 		}
 		e.Seq = in.LeafIndex + 1
-		proof := &merkle.Inclusion{LeafIndex: in.LeafIndex, TreeSize: p.TreeSize, Hashes: make([]tlog.Hash, len(in.Hashes))}
-		for j, h := range in.Hashes {
-			if len(h) != tlog.HashSize {
-				return 0, fmt.Errorf("%s: hash %d has %d bytes", in.Name, j, len(h))
-			}
-			copy(proof.Hashes[j][:], h)
+		leaves = append(leaves, merkle.Leaf{Index: in.LeafIndex, Hash: merkle.LeafHash(e)})
+	}
+	proof := &merkle.MultiInclusion{TreeSize: p.TreeSize, Hashes: make([]tlog.Hash, len(p.Hashes))}
+	for j, h := range p.Hashes {
+		if len(h) != tlog.HashSize {
+			return 0, fmt.Errorf("hash %d has %d bytes", j, len(h))
 		}
-		if err := merkle.VerifyEventInclusion(cp, e, proof); err != nil {
-			return 0, fmt.Errorf("%s: %w", in.Name, err)
+		copy(proof.Hashes[j][:], h)
+	}
+	if cp == nil {
+		if len(proof.Hashes) != 0 {
+			return 0, fmt.Errorf("hashes without a checkpoint")
 		}
+		return pending, nil
+	}
+	if _, err := merkle.VerifyMultiInclusion(cp, leaves, proof); err != nil {
+		return 0, err
 	}
 	return pending, nil
 }
@@ -145,11 +153,11 @@ func TestE2EDefaultAnswersUnchanged(t *testing.T) {
 		t.Errorf("search with proofs: keys %v", got)
 	}
 	p := resp["proofs"].(map[string]any)
-	if got := sortedKeys(p); !slices.Equal(got, []string{"checkpoint", "inclusions", "treeSize"}) {
+	if got := sortedKeys(p); !slices.Equal(got, []string{"checkpoint", "hashes", "inclusions", "treeSize"}) {
 		t.Errorf("proofs keys %v", got)
 	}
 	for _, in := range p["inclusions"].([]any) {
-		if got := sortedKeys(in.(map[string]any)); !slices.Equal(got, []string{"hashes", "leafIndex", "name", "pending"}) {
+		if got := sortedKeys(in.(map[string]any)); !slices.Equal(got, []string{"leafIndex", "name", "pending"}) {
 			t.Errorf("inclusion keys %v", got)
 		}
 	}
@@ -228,7 +236,7 @@ func TestE2ESearchProofsREST(t *testing.T) {
 		change func(evs []*pb.Event, p *pb.LogProofs)
 	}{
 		{"event field changed", func(evs []*pb.Event, p *pb.LogProofs) { evs[1].Principal = "users/mallory" }},
-		{"hash bit flipped", func(evs []*pb.Event, p *pb.LogProofs) { p.Inclusions[2].Hashes[0][5] ^= 1 }},
+		{"hash bit flipped", func(evs []*pb.Event, p *pb.LogProofs) { p.Hashes[0][5] ^= 1 }},
 		{"leaf index moved", func(evs []*pb.Event, p *pb.LogProofs) { p.Inclusions[0].LeafIndex++ }},
 		{"events swapped", func(evs []*pb.Event, p *pb.LogProofs) {
 			p.Inclusions[0].Name, p.Inclusions[1].Name = p.Inclusions[1].Name, p.Inclusions[0].Name

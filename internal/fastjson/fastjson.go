@@ -139,12 +139,12 @@ var schema = map[protoreflect.FullName][]string{
 		"1 checkpoint string",
 		"2 treeSize uint64",
 		"3 inclusions repeated message ai.h2o.audittrail.v1.EventInclusion",
+		"4 hashes repeated bytes",
 	},
 	"ai.h2o.audittrail.v1.EventInclusion": {
 		"1 name string",
 		"2 leafIndex uint64",
 		"3 pending bool",
-		"4 hashes repeated bytes",
 	},
 	"ai.h2o.audittrail.v1.Event": {
 		"1 name string",
@@ -401,12 +401,6 @@ func (e *encoder) logProofs(b []byte, p *pb.LogProofs) []byte {
 	b = append(b, `,"treeSize":"`...)
 	b = strconv.AppendUint(b, p.TreeSize, 10)
 	b = append(b, `","inclusions":[`...)
-	// The proofs of a page share most of their hashes, at the same distance
-	// from the root in neighbouring proofs: a hash equal to the previous
-	// proof's there is copied from its encoding instead of encoded again.
-	var prevHashes [][]byte
-	var encA, prevA [64][2]int
-	enc, prevEnc := encA[:0], prevA[:0] // offsets in b of each hash's encoding
 	for i, in := range p.Inclusions {
 		if i > 0 {
 			b = append(b, ',')
@@ -420,28 +414,19 @@ func (e *encoder) logProofs(b []byte, p *pb.LogProofs) []byte {
 		b = append(b, `,"leafIndex":"`...)
 		b = strconv.AppendUint(b, in.LeafIndex, 10)
 		if in.Pending {
-			b = append(b, `","pending":true,"hashes":[`...)
+			b = append(b, `","pending":true}`...)
 		} else {
-			b = append(b, `","pending":false,"hashes":[`...)
+			b = append(b, `","pending":false}`...)
 		}
-		enc = enc[:0]
-		for j, h := range in.Hashes {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, '"')
-			start := len(b)
-			if pj := j + len(prevHashes) - len(in.Hashes); pj >= 0 && pj < len(prevHashes) && string(prevHashes[pj]) == string(h) {
-				o := prevEnc[pj]
-				b = append(b, b[o[0]:o[1]]...)
-			} else {
-				b = base64.StdEncoding.AppendEncode(b, h)
-			}
-			enc = append(enc, [2]int{start, len(b)})
-			b = append(b, '"')
+	}
+	b = append(b, `],"hashes":[`...)
+	for i, h := range p.Hashes {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		prevHashes, prevEnc, enc = in.Hashes, enc, prevEnc
-		b = append(b, `]}`...)
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, h)
+		b = append(b, '"')
 	}
 	return append(b, `]}`...)
 }
@@ -451,9 +436,9 @@ func proofsSize(p *pb.LogProofs) int {
 	if p == nil {
 		return 0
 	}
-	n := 64 + len(p.Checkpoint)
+	n := 64 + len(p.Checkpoint) + 48*len(p.Hashes)
 	for _, in := range p.Inclusions {
-		n += 80 + len(in.GetName()) + 48*len(in.GetHashes())
+		n += 64 + len(in.GetName())
 	}
 	return n
 }

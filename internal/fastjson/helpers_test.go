@@ -276,17 +276,17 @@ func (g *gen) proofs() *pb.LogProofs {
 	}
 	for range g.r.IntN(6) {
 		in := &pb.EventInclusion{Name: g.string(), LeafIndex: []uint64{0, math.MaxUint64, g.r.Uint64N(1 << 40)}[g.r.IntN(3)], Pending: g.r.IntN(3) == 0}
-		if g.r.IntN(5) != 0 {
-			in.Hashes = [][]byte{}
-		}
-		for range g.r.IntN(41) {
-			h := make([]byte, []int{32, 32, 32, 0, 1, 2, 31}[g.r.IntN(7)])
-			for i := range h {
-				h[i] = byte(g.r.IntN(256))
-			}
-			in.Hashes = append(in.Hashes, h)
-		}
 		p.Inclusions = append(p.Inclusions, in)
+	}
+	if g.r.IntN(5) != 0 {
+		p.Hashes = [][]byte{}
+	}
+	for range g.r.IntN(41) {
+		h := make([]byte, []int{32, 32, 32, 0, 1, 2, 31}[g.r.IntN(7)])
+		for i := range h {
+			h[i] = byte(g.r.IntN(256))
+		}
+		p.Hashes = append(p.Hashes, h)
 	}
 	return p
 }

@@ -75,6 +75,8 @@ def proven_page(client, key, flt, page_size=50):
 
 
 def test_search_with_proofs(log_server, key):
+    # Other events before the page's: its proof is not empty.
+    seed(log_server, 3, "proofs/before")
     names = seed(log_server, 12, "proofs/search")
     client = h2o_audit_trail.login(endpoint=log_server.public, token=log_server.reader_token).event_client
     flt = F(resource_exact="proofs/search")
@@ -95,9 +97,9 @@ def test_search_with_proofs(log_server, key):
     LogProofs.from_json(raw["proofs"], raw["events"]).verify(key)
 
     def flip_hash(r):
-        h = bytearray(base64.b64decode(r["proofs"]["inclusions"][3]["hashes"][0]))
+        h = bytearray(base64.b64decode(r["proofs"]["hashes"][0]))
         h[0] ^= 1
-        r["proofs"]["inclusions"][3]["hashes"][0] = base64.b64encode(bytes(h)).decode()
+        r["proofs"]["hashes"][0] = base64.b64encode(bytes(h)).decode()
 
     def other_checkpoint(r):
         seed(log_server, 1, "proofs/other")
@@ -119,14 +121,15 @@ def test_search_with_proofs(log_server, key):
 
     forgeries = {
         "wrong path": flip_hash,
-        "path of another event": lambda r: r["proofs"]["inclusions"][3].update(hashes=r["proofs"]["inclusions"][4]["hashes"]),
+        "a hash repeated": lambda r: r["proofs"]["hashes"].insert(0, r["proofs"]["hashes"][0]),
+        "a hash left out": lambda r: r["proofs"]["hashes"].pop(),
         "wrong size": lambda r: r["proofs"].update(treeSize=str(int(r["proofs"]["treeSize"]) + 1)),
         "wrong leaf index": lambda r: r["proofs"]["inclusions"][2].update(leafIndex=str(int(r["proofs"]["inclusions"][2]["leafIndex"]) - 1)),
         "other checkpoint": other_checkpoint,
         "bad signature": bad_signature,
         "tampered event": lambda r: r["events"][5].update(action="actions/test/forged"),
         "tampered receive time (1 ns)": lambda r: r["events"][5].update(receiveTime=shift_ns(r["events"][5]["receiveTime"])),
-        "claimed pending": lambda r: r["proofs"]["inclusions"][0].update(pending=True, hashes=[]),
+        "claimed pending": lambda r: r["proofs"]["inclusions"][0].update(pending=True),
     }
     for name, forge in forgeries.items():
         r = json.loads(json.dumps(raw))

@@ -20,6 +20,7 @@ from h2o_audit_trail.verify import (
     ConsistencyProof,
     InclusionProof,
     LogProofs,
+    MultiInclusionProof,
     VerificationError,
     Verifier,
     consistency_check,
@@ -33,6 +34,7 @@ from h2o_audit_trail.verify import (
     verify_consistency,
     verify_event_inclusion,
     verify_inclusion,
+    verify_multi_inclusion,
 )
 
 G = golden()
@@ -149,6 +151,19 @@ def test_golden_inclusion_proofs():
             verify_event_inclusion(CP, api_event(G["events"][p.leaf_index]), p)
 
 
+def test_golden_multi_inclusion_proofs():
+    for case in G["multi_inclusion_proofs"]:
+        p = MultiInclusionProof.from_json(case["proof"])
+        leaves = [(leaf["index"], base64.b64decode(leaf["leaf_hash"])) for leaf in case["leaves"]]
+        assert list(p.hashes) == _multi(LEAVES[:p.tree_size], {i for i, _ in leaves})
+        assert base64.b64decode(case["root"]) == ROOTS[p.tree_size]
+        if p.tree_size == CP.size:
+            paths = verify_multi_inclusion(CP, leaves, p)
+            for i, h in leaves:
+                assert list(paths[i].hashes) == _path(i)
+                verify_inclusion(CP, i, h, paths[i])
+
+
 def test_golden_consistency_proofs():
     for case in G["consistency_proofs"]:
         p = ConsistencyProof.from_json(case["proof"])
@@ -190,6 +205,9 @@ def test_golden_invalid_cases_rejected(case):
             verify_inclusion(CP, case["leaf_index"], base64.b64decode(case["leaf_hash"]), InclusionProof.from_json(case["inclusion"]))
         elif kind == "consistency":
             verify_consistency(older_checkpoint(case["old_size"]), CP, ConsistencyProof.from_json(case["consistency"]))
+        elif kind == "multi_inclusion":
+            leaves = [(leaf["index"], base64.b64decode(leaf["leaf_hash"])) for leaf in case["leaves"]]
+            verify_multi_inclusion(CP, leaves, MultiInclusionProof.from_json(case["multi_inclusion"]))
         elif kind == "leaf":
             # The tampered event, with the real path of its leaf.
             g = case["event"]
@@ -215,6 +233,53 @@ def _path(index: int, leaves=None):
         return path(m - k, leaves[k:]) + [root_hash(leaves[:k])]
 
     return path(index, LEAVES if leaves is None else leaves)
+
+
+def _multi(leaves, proven, offset=0):
+    """The multi-inclusion proof of the leaf indexes in proven, from its
+    definition: a left-to-right walk of the RFC 6962 split that lists the
+    root of every subtree holding no proven leaf."""
+    if not any(offset + i in proven for i in range(len(leaves))):
+        return [root_hash(leaves)]
+    if len(leaves) == 1:
+        return []
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return _multi(leaves[:k], proven, offset) + _multi(leaves[k:], proven, offset + k)
+
+
+def test_multi_inclusion_every_subset():
+    """Every set of leaves of every golden tree size: the proof verifies,
+    gives each leaf its audit path, and fails with any hash changed, left
+    out or added, or a leaf moved."""
+    for size in range(1, 8):
+        cp = CP if size == 7 else older_checkpoint(size)
+        for mask in range(1, 1 << size):
+            idx = [i for i in range(size) if mask >> i & 1]
+            hashes = _multi(LEAVES[:size], set(idx))
+            leaves = [(i, LEAVES[i]) for i in reversed(idx)]
+            paths = verify_multi_inclusion(cp, leaves, MultiInclusionProof(size, tuple(hashes)))
+            assert all(list(paths[i].hashes) == _path(i, LEAVES[:size]) for i in idx)
+            for k in range(len(hashes)):
+                bad = list(hashes)
+                bad[k] = bytes([bad[k][0] ^ 1]) + bad[k][1:]
+                with pytest.raises(VerificationError, match="not proven"):
+                    verify_multi_inclusion(cp, leaves, MultiInclusionProof(size, tuple(bad)))
+            with pytest.raises(VerificationError, match="too many"):
+                verify_multi_inclusion(cp, leaves, MultiInclusionProof(size, tuple(hashes + [LEAVES[0]])))
+            if hashes:
+                with pytest.raises(VerificationError, match="too few"):
+                    verify_multi_inclusion(cp, leaves, MultiInclusionProof(size, tuple(hashes[1:])))
+            if len(idx) < size:
+                other = next(i for i in range(size) if i not in idx)
+                moved = [(other, h) for _, h in leaves[:1]] + leaves[1:]
+                with pytest.raises(VerificationError):
+                    verify_multi_inclusion(cp, moved, MultiInclusionProof(size, tuple(hashes)))
+    with pytest.raises(VerificationError, match="two different leaves"):
+        verify_multi_inclusion(CP, [(1, LEAVES[1]), (1, LEAVES[2])], MultiInclusionProof(7, ()))
+    with pytest.raises(VerificationError, match="tree size"):
+        verify_multi_inclusion(CP, [(1, LEAVES[1])], MultiInclusionProof(6, tuple(_multi(LEAVES[:6], {1}))))
 
 
 def test_reference_paths_verify():
@@ -375,8 +440,8 @@ def answer(indexes=(6, 5, 4)):
     against the golden checkpoint."""
     events = [api_event(G["events"][i]) for i in indexes]
     proofs = {"checkpoint": G["checkpoint"]["signed_note"], "treeSize": "7", "inclusions": [
-        {"name": events[n]["name"], "leafIndex": str(i), "pending": False, "hashes": [b64(h) for h in _path(i)]}
-        for n, i in enumerate(indexes)]}
+        {"name": events[n]["name"], "leafIndex": str(i), "pending": False} for n, i in enumerate(indexes)],
+        "hashes": [b64(h) for h in _multi(LEAVES, set(indexes))]}
     return proofs, events
 
 
@@ -389,7 +454,7 @@ def test_log_proofs_verify():
 def test_log_proofs_pending():
     proofs, events = answer()
     extra = dict(api_event(G["events"][0]), name="events/00000000-0000-4000-8000-000000000000")
-    proofs["inclusions"].insert(0, {"name": extra["name"], "leafIndex": "7", "pending": True, "hashes": []})
+    proofs["inclusions"].insert(0, {"name": extra["name"], "leafIndex": "7", "pending": True})
     r = LogProofs.from_json(proofs, [extra] + events).verify(VKEY)
     assert r.pending == [extra["name"]] and len(r.proven) == 3
     # Claiming pending what the checkpoint covers is refused.
@@ -397,13 +462,16 @@ def test_log_proofs_pending():
     with pytest.raises(VerificationError, match="claimed pending"):
         LogProofs.from_json(proofs, [extra] + events).verify(VKEY)
     # Before the first signature, everything is pending.
-    none = {"checkpoint": "", "treeSize": "0", "inclusions": [{"name": extra["name"], "leafIndex": "0", "pending": True, "hashes": []}]}
+    none = {"checkpoint": "", "treeSize": "0", "inclusions": [{"name": extra["name"], "leafIndex": "0", "pending": True}], "hashes": []}
     r = LogProofs.from_json(none, [extra]).verify(VKEY)
     assert r.checkpoint is None and r.pending == [extra["name"]]
 
 
 FORGERIES = {
-    "wrong path": lambda p, e: p["inclusions"][1]["hashes"].__setitem__(0, b64(LEAVES[0])),
+    "wrong path": lambda p, e: p["hashes"].__setitem__(0, b64(LEAVES[0])),
+    "a hash left out": lambda p, e: p["hashes"].pop(),
+    "a hash too many": lambda p, e: p["hashes"].append(b64(LEAVES[0])),
+    "a hash repeated": lambda p, e: p["hashes"].insert(0, p["hashes"][0]),
     "wrong size": lambda p, e: p.__setitem__("treeSize", "6"),
     "wrong leaf index": lambda p, e: p["inclusions"][0].__setitem__("leafIndex", "5"),
     "other checkpoint": lambda p, e: p.update(checkpoint=sign_note(checkpoint_text(ORIGIN, 7, ROOTS[6], CP.received_before), SKEY)),

@@ -346,7 +346,17 @@ type LogProofs struct {
 	// authoritative).
 	TreeSize uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
 	// One per event of the response, in the same order.
-	Inclusions    []*EventInclusion `protobuf:"bytes,3,rep,name=inclusions,proto3" json:"inclusions,omitempty"`
+	Inclusions []*EventInclusion `protobuf:"bytes,3,rep,name=inclusions,proto3" json:"inclusions,omitempty"`
+	// The multi-inclusion proof of every event not pending, together
+	// (SHA-256 hashes, 32 bytes each): walking the tree of tree_size leaves
+	// from the root, left subtree before right (RFC 9162 section 2.1.1
+	// splits), down every subtree that holds a proven leaf, the hash of each
+	// subtree met that holds none, in that order. A verifier hashes the
+	// events' leaves, walks the same way and compares the root with the
+	// checkpoint's; each event's own audit path falls out of the walk
+	// (docs/design/merkle.md, "Multi-inclusion proofs"). Empty when every
+	// event is pending or the response proves every leaf of the tree.
+	Hashes        [][]byte `protobuf:"bytes,4,rep,name=hashes,proto3" json:"hashes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,9 +412,15 @@ func (x *LogProofs) GetInclusions() []*EventInclusion {
 	return nil
 }
 
-// EventInclusion is one event's position in the log and its RFC 6962 audit
-// path. With tree_size it is the proof "audittrail verify inclusion --proof"
-// reads: {"leaf_index": leaf_index, "tree_size": tree_size, "hashes": hashes}.
+func (x *LogProofs) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// EventInclusion is one event's position in the log. Its proof is the
+// response's LogProofs.hashes, shared by all its events.
 type EventInclusion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event's resource name, "events/<id>".
@@ -413,11 +429,8 @@ type EventInclusion struct {
 	// sequence number, so a verifier checks the position along with the event.
 	LeafIndex uint64 `protobuf:"varint,2,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
 	// True when the checkpoint does not cover the event yet (leaf_index >=
-	// tree_size): no proof, ask again later.
-	Pending bool `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
-	// The audit path from the leaf to the root (SHA-256 hashes, 32 bytes
-	// each); empty when pending, and for the only leaf of a tree of size 1.
-	Hashes        [][]byte `protobuf:"bytes,4,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	// tree_size): not proven, ask again later.
+	Pending       bool `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,13 +486,6 @@ func (x *EventInclusion) GetPending() bool {
 	return false
 }
 
-func (x *EventInclusion) GetHashes() [][]byte {
-	if x != nil {
-		return x.Hashes
-	}
-	return nil
-}
-
 var File_ai_h2o_audittrail_v1_log_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
@@ -501,7 +507,7 @@ const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x16\n" +
 	"\x06second\x18\x02 \x01(\x04R\x06second\"3\n" +
 	"\x1bGetConsistencyProofResponse\x12\x14\n" +
-	"\x05proof\x18\x01 \x01(\tR\x05proof\"\x8e\x01\n" +
+	"\x05proof\x18\x01 \x01(\tR\x05proof\"\xa6\x01\n" +
 	"\tLogProofs\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
@@ -509,13 +515,13 @@ const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12D\n" +
 	"\n" +
 	"inclusions\x18\x03 \x03(\v2$.ai.h2o.audittrail.v1.EventInclusionR\n" +
-	"inclusions\"u\n" +
+	"inclusions\x12\x16\n" +
+	"\x06hashes\x18\x04 \x03(\fR\x06hashes\"k\n" +
 	"\x0eEventInclusion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\x02 \x01(\x04R\tleafIndex\x12\x18\n" +
-	"\apending\x18\x03 \x01(\bR\apending\x12\x16\n" +
-	"\x06hashes\x18\x04 \x03(\fR\x06hashes2\xbf\x03\n" +
+	"\apending\x18\x03 \x01(\bR\apendingJ\x04\b\x04\x10\x05R\x06hashes2\xbf\x03\n" +
 	"\n" +
 	"LogService\x12\x84\x01\n" +
 	"\rGetCheckpoint\x12*.ai.h2o.audittrail.v1.GetCheckpointRequest\x1a+.ai.h2o.audittrail.v1.GetCheckpointResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/log/checkpoint\x12\x8f\x01\n" +

@@ -36,6 +36,7 @@ It depends on the standard library only.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import re
@@ -54,6 +55,7 @@ __all__ = [
     "InclusionProof",
     "LEAF_VERSION",
     "LogProofs",
+    "MultiInclusionProof",
     "Verified",
     "VerificationError",
     "Verifier",
@@ -66,6 +68,7 @@ __all__ = [
     "verify_consistency",
     "verify_event_inclusion",
     "verify_inclusion",
+    "verify_multi_inclusion",
 ]
 
 
@@ -357,11 +360,11 @@ def _uint(value: Any, what: str) -> int:
     return value
 
 
-def _hash_list(items: Any, what: str) -> List[bytes]:
+def _hash_list(items: Any, what: str, limit: int = MAX_PROOF_HASHES) -> List[bytes]:
     if not isinstance(items, list):
         raise VerificationError(f"{what}: hashes must be a list")
-    if len(items) > MAX_PROOF_HASHES:
-        raise VerificationError(f"{what}: more than {MAX_PROOF_HASHES} hashes")
+    if len(items) > limit:
+        raise VerificationError(f"{what}: more than {limit} hashes")
     return [_b64_hash(h, f"{what} hash {i}") for i, h in enumerate(items)]
 
 
@@ -455,6 +458,76 @@ def verify_inclusion(cp: Checkpoint, leaf_index: int, leaf: bytes, proof: Inclus
         raise VerificationError("inclusion proof too long")
     if inclusion_root(leaf_index, cp.size, leaf, proof.hashes) != cp.root:
         raise VerificationError(f"leaf {leaf_index} is not proven in the tree of size {cp.size}")
+
+
+@dataclass(frozen=True)
+class MultiInclusionProof:
+    """The proof that the tree of ``tree_size`` leaves holds several leaves
+    at once (the events of a page, or of a batch receipt): each hash their
+    audit paths need, once. Walking the tree from the root, left subtree
+    before right (RFC 9162 section 2.1.1 splits), down every subtree that
+    holds a proven leaf, the hashes are those of the subtrees met that hold
+    none, in that order (docs/design/merkle.md). JSON form:
+    ``{"tree_size": M, "hashes": ["<base64>", ...]}``."""
+
+    tree_size: int
+    hashes: Tuple[bytes, ...]
+
+    @classmethod
+    def from_json(cls, data: Union[str, bytes, Mapping[str, Any]], max_leaves: int = 1000) -> "MultiInclusionProof":
+        obj = _strict_object(data, ("tree_size", "hashes"), "multi-inclusion proof")
+        return cls(_uint(obj["tree_size"], "tree_size"),
+                   tuple(_hash_list(obj["hashes"], "multi-inclusion proof", max_leaves * MAX_PROOF_HASHES)))
+
+
+def verify_multi_inclusion(cp: Checkpoint, leaves: Sequence[Tuple[int, bytes]], proof: MultiInclusionProof) -> Dict[int, InclusionProof]:
+    """Checks that the verified checkpoint's tree holds every one of leaves
+    (pairs of leaf index and leaf hash, in any order; an index may repeat
+    only with the same hash) with the multi-inclusion proof. Returns each
+    leaf's own audit path by leaf index (an :class:`InclusionProof` that
+    :func:`verify_inclusion` accepts)."""
+    _require_verified(cp)
+    if proof.tree_size != cp.size:
+        raise VerificationError(f"multi-inclusion proof is for tree size {proof.tree_size}, the checkpoint has {cp.size}")
+    by_index: Dict[int, bytes] = {}
+    for index, h in leaves:
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0 or index >= cp.size:
+            raise VerificationError(f"leaf {index} is not in the checkpoint's tree of size {cp.size}")
+        if by_index.setdefault(index, bytes(h)) != bytes(h):
+            raise VerificationError(f"two different leaves at index {index}")
+    if not by_index:
+        if proof.hashes:
+            raise VerificationError("a multi-inclusion proof of no leaves must be empty")
+        return {}
+    indexes = sorted(by_index)
+    paths: Dict[int, List[bytes]] = {i: [] for i in indexes}
+    hashes = iter(proof.hashes)
+
+    def walk(lo: int, hi: int, ls: List[int]) -> bytes:
+        # ls: the proven leaf indexes in [lo, hi), ascending.
+        if not ls:
+            h = next(hashes, None)
+            if h is None:
+                raise VerificationError("malformed multi-inclusion proof: too few hashes")
+            return h
+        if hi - lo == 1:
+            return by_index[ls[0]]
+        mid = lo + (1 << ((hi - lo - 1).bit_length() - 1))
+        m = bisect.bisect_left(ls, mid)
+        left, right = walk(lo, mid, ls[:m]), walk(mid, hi, ls[m:])
+        # Appended after the hashes below: each path comes out leaf side first.
+        for i in ls[:m]:
+            paths[i].append(right)
+        for i in ls[m:]:
+            paths[i].append(left)
+        return _node(left, right)
+
+    root = walk(0, cp.size, indexes)
+    if next(hashes, None) is not None:
+        raise VerificationError("malformed multi-inclusion proof: too many hashes")
+    if root != cp.root:
+        raise VerificationError(f"the {len(indexes)} leaves are not proven in the tree of size {cp.size}")
+    return {i: InclusionProof(i, cp.size, tuple(paths[i])) for i in indexes}
 
 
 def consistency_check(old_size: int, old_root: bytes, new_size: int, new_root: bytes, hashes: Sequence[bytes]) -> None:
@@ -641,9 +714,7 @@ class EventInclusion:
     """The event's leaf: its sequence number minus 1."""
     pending: bool
     """True when the checkpoint does not cover the event yet (it is less than
-    about a second old): no proof; ask again later."""
-    hashes: Tuple[bytes, ...] = ()
-    """The audit path from the leaf to the root."""
+    about a second old): not proven; ask again later."""
 
 
 @dataclass(frozen=True)
@@ -661,8 +732,9 @@ class Verified:
 @dataclass(frozen=True)
 class LogProofs:
     """The proofs a search with ``include_proofs=True`` (or a create with a
-    receipt) returns: one signed checkpoint, and per event its inclusion.
-    Nothing here is trusted before :meth:`verify`."""
+    receipt) returns: one signed checkpoint, per event its leaf index, and
+    one multi-inclusion proof of all the events not pending. Nothing here is
+    trusted before :meth:`verify`."""
 
     checkpoint: str
     """The signed checkpoint (note text); "" before the log's first signature."""
@@ -670,6 +742,9 @@ class LogProofs:
     """The checkpoint's tree size as the server states it."""
     inclusions: List[EventInclusion]
     """One per event, in the order of the answer's events."""
+    hashes: Tuple[bytes, ...] = ()
+    """The multi-inclusion proof of the events not pending (see
+    :class:`MultiInclusionProof`)."""
     events: List[Dict[str, Any]] = field(default_factory=list, repr=False)
     """The answer's events as the server sent them (JSON), which the leaves
     are computed from."""
@@ -688,11 +763,11 @@ class LogProofs:
                 name=str(item.get("name") or ""),
                 leaf_index=_uint(item.get("leafIndex", 0), f"inclusion {i} leafIndex"),
                 pending=bool(item.get("pending", False)),
-                hashes=tuple(_hash_list(item.get("hashes") or [], f"inclusion {i}")),
             ))
+        hashes = _hash_list(proofs.get("hashes") or [], "proofs", max(1, len(inclusions)) * MAX_PROOF_HASHES)
         return cls(checkpoint=str(proofs.get("checkpoint") or ""),
                    tree_size=_uint(proofs.get("treeSize", 0), "treeSize"),
-                   inclusions=inclusions, events=list(events or []))
+                   inclusions=inclusions, hashes=tuple(hashes), events=list(events or []))
 
     def verify(self, verifier: Union[Verifier, str], events: Optional[Sequence[Mapping[str, Any]]] = None) -> Verified:
         """Checks the proofs with the log's public key (a :class:`Verifier`
@@ -710,7 +785,7 @@ class LogProofs:
             cp = open_checkpoint(self.checkpoint, verifier)
             if cp.size != self.tree_size:
                 raise VerificationError(f"stated tree size {self.tree_size}, the signed checkpoint has {cp.size}")
-        proven, pending = [], []
+        proven, pending, leaves = [], [], []
         for i, (inc, ev) in enumerate(zip(self.inclusions, evs)):
             if not isinstance(ev, Mapping) or ev.get("name") != inc.name:
                 raise VerificationError(f"inclusion {i} is for {inc.name}, not for the event at the same position")
@@ -723,8 +798,16 @@ class LogProofs:
             if cp is None:
                 raise VerificationError(f"{inc.name} has a proof but there is no checkpoint")
             try:
-                verify_event_inclusion(cp, ev, InclusionProof(inc.leaf_index, self.tree_size, inc.hashes))
+                leaves.append((inc.leaf_index, event_leaf_hash(ev, inc.leaf_index + 1)))
             except VerificationError as e:
                 raise VerificationError(f"{inc.name}: {e}") from None
             proven.append(inc.name)
+        if cp is None:
+            if self.hashes:
+                raise VerificationError("proof hashes but no checkpoint")
+        else:
+            try:
+                verify_multi_inclusion(cp, leaves, MultiInclusionProof(self.tree_size, self.hashes))
+            except VerificationError as e:
+                raise VerificationError(f"the {len(leaves)} events not pending: {e}") from None
         return Verified(checkpoint=cp, proven=proven, pending=pending)
