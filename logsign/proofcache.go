@@ -81,6 +81,39 @@ func (l *Log) CachedProofHashes(seqs []uint64, treeSize uint64) ([][][]byte, err
 	return out, nil
 }
 
+// CachedMultiProofHashes returns the hashes of the multi-inclusion proof
+// (merkle.MultiInclusion) of seqs (strictly ascending) in the tree of
+// treeSize leaves (0: the latest signed checkpoint's): from the proof cache
+// alone when it holds them (a page of recent events), else from the single
+// proofs (CachedProofHashes). Hashes from the cache alias its memory, which
+// is never written again, and must not be modified. The answers with proofs
+// use it (server/proofs.go).
+func (l *Log) CachedMultiProofHashes(seqs []uint64, treeSize uint64) ([][]byte, error) {
+	c, leaves, size, err := l.cachedTree(seqs, treeSize)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		if hs, ok := c.MultiInclusionHashes(size, leaves); ok {
+			return hs, nil
+		}
+	}
+	paths, err := l.CachedProofHashes(seqs, treeSize)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		// Past the latest signed checkpoint: CachedProofHashes proved from
+		// storage, in the tree of treeSize leaves.
+		size = treeSize
+		leaves = make([]uint64, len(seqs))
+		for i, seq := range seqs {
+			leaves[i] = seq - 1
+		}
+	}
+	return merkle.MultiInclusionFromPaths(size, leaves, paths)
+}
+
 // cachedTree returns the proof cache extended to the latest signed
 // checkpoint, the leaf indexes of seqs and the tree size to prove them in;
 // a nil cache (and no error) when the size is past the latest signed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,49 @@ func checkCached(t *testing.T, r *rand.Rand, served, ref *logsign.Log, st auditt
 				t.Fatalf("size %d, seq %d: hashes (-storage +cache)\n%s", size, seqs[k], d)
 			}
 		}
+		// The multi-inclusion proof of the same seqs, ascending: from the
+		// cache's nodes (or its single proofs) as from storage's proofs.
+		asc := slices.Clone(seqs)
+		slices.Sort(asc)
+		asc = slices.Compact(asc)
+		multi, err := served.CachedMultiProofHashes(asc, arg)
+		if err != nil {
+			t.Fatalf("size %d, seqs %v: %v", size, asc, err)
+		}
+		wantPaths, err := ref.InclusionProofs(asc, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves, paths := make([]uint64, len(asc)), make([][][]byte, len(asc))
+		for k, p := range wantPaths {
+			leaves[k] = p.LeafIndex
+			for _, h := range p.Hashes {
+				paths[k] = append(paths[k], h[:])
+			}
+		}
+		wantMulti, err := merkle.MultiInclusionFromPaths(size, leaves, paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(wantMulti, multi); d != "" {
+			t.Fatalf("size %d, seqs %v: multi-inclusion hashes (-storage +cache)\n%s", size, asc, d)
+		}
 		if size == cp.Size {
+			proof := &merkle.MultiInclusion{TreeSize: size}
+			for _, h := range multi {
+				proof.Hashes = append(proof.Hashes, [32]byte(h))
+			}
+			var ls []merkle.Leaf
+			for _, seq := range asc {
+				evs, err := st.EventsBySeq(context.Background(), seq, seq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ls = append(ls, merkle.Leaf{Index: seq - 1, Hash: merkle.LeafHash(evs[0])})
+			}
+			if _, err := merkle.VerifyMultiInclusion(cp, ls, proof); err != nil {
+				t.Fatal(err)
+			}
 			for k, seq := range seqs {
 				evs, err := st.EventsBySeq(context.Background(), seq, seq)
 				if err != nil {

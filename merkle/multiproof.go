@@ -98,6 +98,29 @@ func MultiInclusionSources(treeSize uint64, leaves []uint64) ([]PathHash, error)
 	return out, nil
 }
 
+// MultiInclusionFromPaths returns the hashes of the multi-inclusion proof of
+// leaves (strictly ascending) in the tree of treeSize leaves, taken from
+// their single-leaf audit paths (leaf to root, one per leaf, in the order of
+// leaves) without copying them.
+func MultiInclusionFromPaths(treeSize uint64, leaves []uint64, paths [][][]byte) ([][]byte, error) {
+	sources, err := MultiInclusionSources(treeSize, leaves)
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) != len(leaves) {
+		return nil, fmt.Errorf("merkle: %d audit paths for %d leaves", len(paths), len(leaves))
+	}
+	out := make([][]byte, len(sources))
+	for i, s := range sources {
+		p := paths[s.Leaf]
+		if s.Level >= len(p) {
+			return nil, fmt.Errorf("merkle: the audit path of leaf %d in the tree of size %d has %d hashes", leaves[s.Leaf], treeSize, len(p))
+		}
+		out[i] = p[s.Level]
+	}
+	return out, nil
+}
+
 // ProveMultiInclusion returns the multi-inclusion proof of leaves (leaf
 // indexes, strictly ascending) in the tree of treeSize leaves that r holds.
 func ProveMultiInclusion(r tlog.HashReader, treeSize uint64, leaves []uint64) (*MultiInclusion, error) {

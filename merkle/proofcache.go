@@ -358,6 +358,81 @@ func (c *ProofCache) InclusionHashes(size uint64, leaves []uint64) ([][][]byte, 
 	return out, true
 }
 
+// MultiInclusionHashes returns the hashes of the multi-inclusion proof of
+// leaves (strictly ascending) in the tree of the cached size (see
+// MultiInclusion) from the cache alone, without copying them: each aliases
+// the cache's memory and must not be modified. A page of neighbouring
+// events needs a handful of the cache's nodes, where their single paths
+// walk hundreds. It reports false when size is not the cached size, the
+// leaves are not strictly ascending inside the tree, or the cache lacks a
+// hash (older leaves): the caller then builds the proof from the single
+// paths (MultiInclusionSources).
+func (c *ProofCache) MultiInclusionHashes(size uint64, leaves []uint64) ([][]byte, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if size == 0 || size != c.size || len(leaves) == 0 {
+		return nil, false
+	}
+	for i, x := range leaves {
+		if x >= size || i > 0 && x <= leaves[i-1] {
+			return nil, false
+		}
+	}
+	out := make([][]byte, 0, 2*bits.Len64(size))
+	ok := true
+	// node is the hash of subtree [lo, hi): a complete one is a stored
+	// node, an incomplete one the right-edge subtree [lo_j, size).
+	node := func(lo, hi uint64, j int) []byte {
+		if hi == size && (hi-lo)&(hi-lo-1) != 0 {
+			return c.edge[j][:]
+		}
+		level := bits.TrailingZeros64(hi - lo)
+		h, hit := c.lookupRef(level, lo>>level)
+		ok = ok && hit
+		return h
+	}
+	// j counts the steps right along the right edge: [lo, size) is
+	// edge subtree j.
+	var walk func(lo, hi uint64, ls []uint64, j int)
+	walk = func(lo, hi uint64, ls []uint64, j int) {
+		if hi-lo == 1 || !ok {
+			return
+		}
+		mid := lo + split(hi-lo)
+		jr := j
+		if hi == size {
+			jr = j + 1
+		}
+		m, _ := slices.BinarySearch(ls, mid)
+		if m == 0 {
+			out = append(out, node(lo, mid, j))
+		} else {
+			walk(lo, mid, ls[:m], j)
+		}
+		if m == len(ls) {
+			out = append(out, node(mid, hi, jr))
+		} else {
+			walk(mid, hi, ls[m:], jr)
+		}
+	}
+	walk(0, size, leaves, 0)
+	if !ok {
+		return nil, false
+	}
+	return out, true
+}
+
+// lookupRef is lookup without copying the hash; mu must be held.
+func (c *ProofCache) lookupRef(level int, n uint64) ([]byte, bool) {
+	if l := level - c.level; l >= 0 && l < len(c.upper) && n < uint64(len(c.upper[l])) {
+		return c.upper[l][n][:], true
+	}
+	if x := storedIndex(level, n); x >= c.tailBase && x-c.tailBase < int64(len(c.tail)) {
+		return c.tail[x-c.tailBase][:], true
+	}
+	return nil, false
+}
+
 // proveCached is prove for the cached size from the cache alone.
 func (c *ProofCache) proveCached(size uint64, leaves []uint64) ([]*Inclusion, bool) {
 	all, ends, ok := c.cachedPaths(size, leaves)

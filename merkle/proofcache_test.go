@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -109,6 +110,32 @@ func TestProofCacheMatchesUncached(t *testing.T) {
 					}
 				} else if sz == cached && c.level == 0 {
 					t.Fatalf("seed %d: InclusionHashes of size %d refused by a cache of the whole tree", seed, sz)
+				}
+				// The multi-inclusion proof of the same leaves, from the
+				// cache alone when it holds every hash.
+				set := slices.Clone(ls)
+				slices.Sort(set)
+				set = slices.Compact(set)
+				want, err := ProveMultiInclusion(m, sz, set)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if hs, ok := c.MultiInclusionHashes(sz, set); ok {
+					if len(hs) != len(want.Hashes) {
+						t.Fatalf("seed %d: multi-inclusion of %d leaves in %d: %d hashes, want %d", seed, len(set), sz, len(hs), len(want.Hashes))
+					}
+					for k, h := range hs {
+						if tlog.Hash(h) != want.Hashes[k] {
+							t.Fatalf("seed %d: multi-inclusion of %d leaves in %d differs at %d", seed, len(set), sz, k)
+						}
+					}
+				} else if sz == cached && c.level == 0 {
+					t.Fatalf("seed %d: MultiInclusionHashes of size %d refused by a cache of the whole tree", seed, sz)
+				}
+				if len(set) > 1 {
+					if _, ok := c.MultiInclusionHashes(sz, []uint64{set[1], set[0]}); ok {
+						t.Fatal("MultiInclusionHashes took descending leaves")
+					}
 				}
 				for i, l := range ls {
 					p, err := InclusionProof(m, l, sz)

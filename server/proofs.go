@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -66,55 +65,38 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 	// batch may return one stored event twice (a retried request).
 	slices.Sort(covered)
 	covered = slices.Compact(covered)
-	leaves := make([]uint64, len(covered))
-	for i, seq := range covered {
-		leaves[i] = seq - 1
-	}
-	sources, err := merkle.MultiInclusionSources(size, leaves)
-	if err != nil {
-		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proof of %d events in the tree of size %d: %v", len(covered), size, err)
-	}
-	// The single-leaf proofs of the page in one call (a log with a proof
-	// cache serves them from memory, uncopied); the multi-inclusion proof
-	// takes each needed hash from them once.
-	var paths [][][]byte
+	var err error
 	if c, ok := log.(cachedProver); ok {
-		paths, err = c.CachedProofHashes(covered, size)
+		// From the log's proof cache: a handful of its nodes for a page of
+		// recent events, uncopied.
+		out.Hashes, err = c.CachedMultiProofHashes(covered, size)
 	} else {
 		var proofs []*merkle.Inclusion
 		if proofs, err = log.InclusionProofs(covered, size); err == nil {
-			paths = make([][][]byte, len(proofs))
+			leaves := make([]uint64, len(covered))
+			paths := make([][][]byte, len(proofs))
 			for i, p := range proofs {
+				leaves[i] = p.LeafIndex
 				paths[i] = make([][]byte, len(p.Hashes))
 				for k := range p.Hashes {
 					paths[i][k] = p.Hashes[k][:]
 				}
 			}
+			out.Hashes, err = merkle.MultiInclusionFromPaths(size, leaves, paths)
 		}
-	}
-	if err == nil && len(paths) != len(covered) {
-		err = fmt.Errorf("%d proofs", len(paths))
 	}
 	if err != nil {
-		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proofs of %d events in the tree of size %d: %v", len(covered), size, err)
-	}
-	out.Hashes = make([][]byte, len(sources))
-	for i, s := range sources {
-		p := paths[s.Leaf]
-		if s.Level >= len(p) {
-			return nil, audittrail.Errorf(audittrail.EInternal, "the inclusion proof of leaf %d in the tree of size %d has %d hashes", leaves[s.Leaf], size, len(p))
-		}
-		out.Hashes[i] = p[s.Level]
+		return nil, audittrail.Errorf(audittrail.EInternal, "inclusion proof of %d events in the tree of size %d: %v", len(covered), size, err)
 	}
 	return out, nil
 }
 
 // cachedProver is a VerifiableLog that proves from a cache of the tree's
-// shared hashes (logsign.Log.CachedProofHashes): the hashes of the proofs
-// that InclusionProofs gives, leaf to root, shared with the cache (read
+// shared hashes (logsign.Log.CachedMultiProofHashes): the hashes of the
+// multi-inclusion proof of seqs (ascending), shared with the cache (read
 // only).
 type cachedProver interface {
-	CachedProofHashes(seqs []uint64, treeSize uint64) ([][][]byte, error)
+	CachedMultiProofHashes(seqs []uint64, treeSize uint64) ([][]byte, error)
 }
 
 // receipts waits until a signed checkpoint covers every one of events, for

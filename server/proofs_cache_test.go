@@ -13,7 +13,7 @@ import (
 	"github.com/audittrail/audittrail/server"
 )
 
-// uncachedLog hides logsign.Log's CachedProofHashes: the server proves
+// uncachedLog hides logsign.Log's CachedMultiProofHashes: the server proves
 // with InclusionProofs, from storage.
 type uncachedLog struct{ server.VerifiableLog }
 
