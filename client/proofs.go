@@ -2,11 +2,13 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
@@ -163,6 +165,54 @@ func proofsFromProto(p *pb.LogProofs) (*Proofs, error) {
 		copy(out.Hashes[i][:], h)
 	}
 	return out, nil
+}
+
+// ParseAnswer reads a saved REST answer that carries proofs, its JSON as the
+// server sent it: a search with "includeProofs": true, a create with
+// includeReceipt, or a batch create with "includeReceipts": true. It returns
+// the answer's events and their proofs, to check with Proofs.Verify: an
+// answer kept as evidence can be checked later, offline, with the log's
+// public key alone ("audittrail verify answer" does).
+func ParseAnswer(raw []byte) ([]*audittrail.Event, *Proofs, error) {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return nil, nil, audittrail.Errorf(audittrail.EInvalid, "not a JSON answer: %v", err)
+	}
+	var (
+		events []*pb.Event
+		proofs *pb.LogProofs
+		err    error
+	)
+	switch {
+	case keys["proofs"] != nil:
+		var m pb.SearchEventsResponse
+		err = protojson.Unmarshal(raw, &m)
+		events, proofs = m.GetEvents(), m.GetProofs()
+	case keys["receipts"] != nil:
+		var m pb.BatchCreateEventsResponse
+		err = protojson.Unmarshal(raw, &m)
+		events, proofs = m.GetEvents(), m.GetReceipts()
+	case keys["receipt"] != nil:
+		var m pb.CreateEventResponse
+		err = protojson.Unmarshal(raw, &m)
+		events, proofs = []*pb.Event{m.GetEvent()}, m.GetReceipt()
+	default:
+		return nil, nil, audittrail.Errorf(audittrail.EInvalid, "the answer carries no proofs: save a search with \"includeProofs\": true, or a create with a receipt")
+	}
+	if err != nil {
+		return nil, nil, audittrail.Errorf(audittrail.EInvalid, "not an answer of the API: %v", err)
+	}
+	out := make([]*audittrail.Event, len(events))
+	for i, pe := range events {
+		if out[i], err = eventFromProto(pe); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := proofsFromProto(proofs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, p, nil
 }
 
 // SearchEventsWithProofs is SearchEvents with proofs: each returned event's

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/wire"
 	"github.com/audittrail/audittrail/logsign"
@@ -26,6 +27,7 @@ const verifySynopsis = `usage:
   audittrail verify checkpoint --key PUBKEY CHECKPOINT
   audittrail verify inclusion --key PUBKEY --checkpoint CHECKPOINT --event EVENT.json --proof PROOF.json
   audittrail verify consistency --key PUBKEY OLD_CHECKPOINT NEW_CHECKPOINT PROOF.json
+  audittrail verify answer --key PUBKEY [--strict] ANSWER.json
   audittrail verify store --data-dir DIR [--key PUBKEY] [--strict]
   audittrail verify store --store postgres://... --key PUBKEY [--strict]
 
@@ -37,6 +39,11 @@ Verifies the verifiable log offline, with the log's public key alone
                prints it) is leaf proof.leaf_index, at seq leaf_index+1, of the
                checkpoint's tree
   consistency  checks that OLD's tree is a prefix of NEW's
+  answer       checks a saved REST answer with proofs (a search with
+               "includeProofs": true, a create with a receipt): the
+               checkpoint's signature, and every event, with exactly its
+               content, at its leaf. Events the checkpoint did not cover yet
+               are listed pending (an error with --strict).
   store        full audit of a store: the embedded store of a data
                directory (with the server stopped), or a PostgreSQL database
                (--store; replicas may run). Recomputes the tree from every
@@ -63,7 +70,7 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs.StringVar(&f.proof, "proof", "", "proof JSON `file` (inclusion)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of a stopped server (store)")
 	fs.StringVar(&f.store, "store", "", "store: a postgres:// `URL` to audit instead of a data directory")
-	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, and on leaves no checkpoint signs yet")
+	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, and on leaves no checkpoint signs yet; answer: fail on pending events")
 	return fs, f
 }
 
@@ -124,6 +131,11 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 			return usageErrorf("verify inclusion: give --checkpoint, --event and --proof")
 		}
 		return c.inclusion(f)
+	case "answer":
+		if len(pos) != 1 {
+			return usageErrorf("verify answer: give one answer file")
+		}
+		return c.answer(f, pos[0])
 	case "consistency":
 		if len(pos) != 3 {
 			return usageErrorf("verify consistency: give OLD NEW PROOF")
@@ -203,6 +215,42 @@ func (c *VerifyCommand) inclusion(f *verifyFlags) error {
 		return fmt.Errorf("%w: %w", errVerify, err)
 	}
 	fmt.Fprintf(c.Stdout, "inclusion OK: event %s is seq %d of the tree of size %d (origin %s)\n", e.ID, e.Seq, cp.Size, cp.Origin)
+	return nil
+}
+
+func (c *VerifyCommand) answer(f *verifyFlags, file string) error {
+	v, err := loadVerifier(f.key)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	events, proofs, err := client.ParseAnswer(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	cp, pending, err := proofs.Verify(v, events)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", file, errVerify, err)
+	}
+	if cp == nil {
+		fmt.Fprintf(c.Stdout, "answer: the log had signed no checkpoint yet; %d events pending\n", pending)
+	} else {
+		fmt.Fprintf(c.Stdout, "answer OK: %d events proven in the tree of size %d (origin %s), %d pending\n",
+			len(events)-pending, cp.Size, cp.Origin, pending)
+	}
+	for _, in := range proofs.Inclusions {
+		state := "proven"
+		if in.Pending {
+			state = "pending"
+		}
+		fmt.Fprintf(c.Stdout, "%s leaf %d %s\n", in.Name, in.LeafIndex, state)
+	}
+	if pending > 0 && f.strict {
+		return fmt.Errorf("%s: %w: %d events pending (--strict)", file, errVerify, pending)
+	}
 	return nil
 }
 

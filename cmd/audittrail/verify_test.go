@@ -214,6 +214,42 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	verify(0, "consistency", "--key", keyFile, cp1File, cp2File, write("cons-rest.json", []byte(gotCons.Proof)))
 	get(m.PublicURL, reader, "/v1/log/consistency?first=5&second=4", http.StatusBadRequest, nil)
 
+	// Saved REST answers with proofs verify offline, as a whole: a search
+	// page, and a create's receipt. A changed byte of an event fails.
+	post := func(base, token, path, body string) []byte {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d: %s", path, resp.StatusCode, raw)
+		}
+		return raw
+	}
+	page := post(m.PublicURL, reader, "/v1/events:search", `{"filter": {"resourceRegex": "^res-unique-"}, "pageSize": 20, "includeProofs": true}`)
+	if !bytes.Contains(page, []byte(`"res-unique-0017"`)) {
+		t.Fatalf("the page does not hold res-unique-0017: %s", page)
+	}
+	out = verify(0, "answer", "--key", keyFile, "--strict", write("page.json", page))
+	if !strings.Contains(out, "answer OK: 20 events proven") || !strings.Contains(out, fmt.Sprintf("events/%s leaf %d proven", target.ID, target.Seq-1)) {
+		t.Errorf("verify answer printed:\n%s", out)
+	}
+	verify(1, "answer", "--key", keyFile, write("page.json", bytes.Replace(page, []byte(`"res-unique-0017"`), []byte(`"res-unique-0018"`), 1)))
+	verify(1, "answer", "--key", keyFile, write("page.json", bytes.Replace(page, []byte(`"includeProofs"`), []byte(`"x"`), 1)[:len(page)/2]))
+	verify(1, "answer", "--key", keyFile, write("plain.json", post(m.PublicURL, reader, "/v1/events:search", `{"pageSize": 2}`)))
+	receipt := post(m.InternalURL, m.Config.ProducerToken, "/v1/events?eventId=7f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b&includeReceipt=true",
+		`{"eventTime": "2026-01-02T12:00:00Z", "eventSource": "verify-test", "action": "receipt", "principal": "users/r", "sourceIpAddress": "192.0.2.9", "resource": "res-receipt"}`)
+	out = verify(0, "answer", "--key", keyFile, "--strict", write("receipt.json", receipt))
+	if !strings.Contains(out, "answer OK: 1 events proven") {
+		t.Errorf("verify answer of a receipt printed:\n%s", out)
+	}
+	verify(1, "answer", "--key", keyFile, write("receipt.json", bytes.Replace(receipt, []byte(`"users/r"`), []byte(`"users/s"`), 1)))
+
 	// Full audit with the server stopped, then tamper with one record.
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
