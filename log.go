@@ -29,4 +29,7 @@ type LogStore interface {
 	// Checkpoints returns the stored signed checkpoints in increasing size
 	// order (at most one per size).
 	Checkpoints(ctx context.Context) ([][]byte, error)
+	// LatestCheckpoint returns the stored checkpoint of the largest size,
+	// nil when there is none.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
 }

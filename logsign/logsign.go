@@ -211,7 +211,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		l.lastRT = evs[0].ReceiveTime
 	}
-	cps, err := cfg.Store.Checkpoints(ctx)
+	latest, err := cfg.Store.LatestCheckpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -220,12 +220,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l.verifier = v
-	if n := len(cps); n > 0 {
-		c, err := merkle.OpenCheckpoint(cps[n-1], v)
+	if latest != nil {
+		c, err := merkle.OpenCheckpoint(latest, v)
 		if err != nil {
 			return nil, fmt.Errorf("logsign: latest stored checkpoint does not verify with the signing key: %w", err)
 		}
-		l.latest, l.cp = cps[n-1], c
+		l.latest, l.cp = latest, c
 	}
 	return l, nil
 }

@@ -26,9 +26,6 @@ type SharedStore interface {
 	// LeadLog reports whether this replica is the leader, making it the
 	// leader when no replica is. It does not wait.
 	LeadLog(ctx context.Context) (bool, error)
-	// LatestCheckpoint returns the stored checkpoint of the largest size,
-	// nil when there is none.
-	LatestCheckpoint(ctx context.Context) ([]byte, error)
 	// BindVerifierKey records key as the log's public key when the store
 	// has none (key "" records nothing) and returns the recorded one, ""
 	// when there is none. Checkpoints signed by one replica must verify

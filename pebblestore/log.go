@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -210,6 +211,25 @@ func (s *Store) Checkpoints(ctx context.Context) ([][]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// LatestCheckpoint implements audittrail.LogStore: the checkpoint of the
+// largest size, read from the end of the checkpoints' key range (one per
+// second of continuous load adds up; a restart reads one).
+func (s *Store) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{pfxCheckpoint}, UpperBound: []byte{pfxCheckpoint + 1}})
+	if err != nil {
+		return nil, err
+	}
+	var note []byte
+	if it.Last() {
+		note = bytes.Clone(it.Value())
+	}
+	return note, firstErr(it.Error(), it.Close())
 }
 
 // EventByID implements audittrail.LogStore: the stored event with the given
