@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -213,6 +214,89 @@ func ParseAnswer(raw []byte) ([]*audittrail.Event, *Proofs, error) {
 		return nil, nil, err
 	}
 	return out, p, nil
+}
+
+// ProvenEvent is an event of VerifiedEvents with what proves it.
+type ProvenEvent struct {
+	Event *audittrail.Event
+	// Checkpoint is the verified checkpoint whose tree holds the event; nil
+	// when the event was pending (committed within about the last second,
+	// not yet covered by a signed checkpoint when its page was fetched).
+	Checkpoint *merkle.Checkpoint
+	// Proof is the event's audit path in Checkpoint's tree (the file
+	// "audittrail verify inclusion" reads); nil when pending.
+	Proof *merkle.Inclusion
+}
+
+// VerifiedEvents is Events with proofs: every page comes with the proofs of
+// its events, which are checked with verifier (the log's public key) before
+// any event of the page is yielded, and whenever a page's checkpoint is not
+// the one seen before, a consistency proof between the two is fetched and
+// checked, so that the whole iteration is proven against one history of the
+// log. A failed check ends the iteration with an error. Pending events are
+// yielded with a nil Checkpoint; a caller that needs every event proven
+// stops on the first one (they are the newest, on the first page), waits a
+// second and starts again.
+func (c *Client) VerifiedEvents(ctx context.Context, filter audittrail.Filter, pageSize int, verifier note.Verifier) iter.Seq2[ProvenEvent, error] {
+	return func(yield func(ProvenEvent, error) bool) {
+		req := audittrail.SearchEventsRequest{Filter: filter, PageSize: pageSize}
+		var seen *merkle.Checkpoint // the largest checkpoint checked so far
+		for {
+			resp, p, err := c.SearchEventsWithProofs(ctx, req)
+			if err == nil {
+				var cp *merkle.Checkpoint
+				if cp, _, err = p.Verify(verifier, resp.Events); err == nil && cp != nil {
+					seen, err = consistent(seen, cp, func(older, newer uint64) (*merkle.Consistency, error) {
+						return c.ConsistencyProof(ctx, older, newer)
+					})
+				}
+				if err == nil {
+					for i, e := range resp.Events {
+						in := p.Inclusions[i]
+						pe := ProvenEvent{Event: e, Proof: in.Proof}
+						if !in.Pending {
+							pe.Checkpoint = cp
+						}
+						if !yield(pe, nil) {
+							return
+						}
+					}
+				}
+			}
+			if err != nil {
+				yield(ProvenEvent{}, err)
+				return
+			}
+			if resp.NextPageToken == "" {
+				return
+			}
+			req.PageToken = resp.NextPageToken
+		}
+	}
+}
+
+// consistent checks that the verified checkpoints seen (the largest so far,
+// nil at first) and cp are of one history, with a consistency proof from
+// fetch when they differ, and returns the larger.
+func consistent(seen, cp *merkle.Checkpoint, fetch func(older, newer uint64) (*merkle.Consistency, error)) (*merkle.Checkpoint, error) {
+	if seen == nil {
+		return cp, nil
+	}
+	older, newer := seen, cp
+	if cp.Size < seen.Size {
+		older, newer = cp, seen
+	}
+	if older.Size == newer.Size && older.Root == newer.Root {
+		return seen, nil
+	}
+	proof, err := fetch(older.Size, newer.Size)
+	if err == nil {
+		err = merkle.VerifyConsistency(older, newer, proof)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: the checkpoints of size %d and %d of one iteration: %w", older.Size, newer.Size, err)
+	}
+	return newer, nil
 }
 
 // SearchEventsWithProofs is SearchEvents with proofs: each returned event's

@@ -256,3 +256,63 @@ def test_client_log_methods(log_server, key):
     with pytest.raises(CustomApiException) as e:
         client.get_consistency_proof(cp.size, first.size) if cp.size > first.size else client.get_consistency_proof(2, 1)
     assert e.value.status == 400
+
+
+def test_iter_events_verified(log_server, key, monkeypatch):
+    """iter_events(verify_with=key) yields what iter_events yields, every
+    page checked, also when the log signs new checkpoints between pages
+    (checked consistent with the earlier ones); a tampered page, a bad
+    consistency proof and another key each raise VerificationError."""
+    names = seed(log_server, 20, "proofs/iter")
+    client = h2o_audit_trail.login(endpoint=log_server.public, token=log_server.reader_token).event_client
+    flt = F(resource_exact="proofs/iter")
+    proven_page(client, key, flt)  # a checkpoint covers the 20 events
+    plain = [e.name for e in client.iter_events(flt, page_size=6)]
+    assert plain == list(reversed(names))
+
+    def next_checkpoint():
+        size = client.get_checkpoint(key).size
+        seed(log_server, 2, "proofs/iter-more")
+        deadline = time.monotonic() + 15
+        while client.get_checkpoint(key).size <= size:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    got, consistency_proofs = [], []
+    original = client.get_consistency_proof
+    monkeypatch.setattr(client, "get_consistency_proof",
+                        lambda a, b: consistency_proofs.append((a, b)) or original(a, b))
+    for e in client.iter_events(flt, page_size=6, verify_with=key, allow_pending=False):
+        got.append(e.name)
+        if len(got) in (6, 12):
+            next_checkpoint()
+    assert got == plain
+    assert len(consistency_proofs) == 2, consistency_proofs
+
+    # A bad consistency proof between two pages' checkpoints.
+    monkeypatch.setattr(client, "get_consistency_proof",
+                        lambda a, b: ConsistencyProof(a, b, (bytes(32),) * len(original(a, b).hashes)))
+    with pytest.raises(VerificationError):
+        for i, _ in enumerate(client.iter_events(flt, page_size=6, verify_with=key)):
+            if i == 0:
+                next_checkpoint()
+    monkeypatch.setattr(client, "get_consistency_proof", original)
+
+    # A page whose event was changed on the way.
+    search = client.search_events
+
+    def tampered(*args, **kwargs):
+        page = search(*args, **kwargs)
+        page.proofs.events[1]["principal"] = "users/mallory"
+        return page
+
+    monkeypatch.setattr(client, "search_events", tampered)
+    with pytest.raises(VerificationError):
+        list(client.iter_events(flt, page_size=6, verify_with=key))
+    monkeypatch.setattr(client, "search_events", search)
+
+    from _logkeys import new_key
+
+    _, other = new_key(key.name, b"not the log")
+    with pytest.raises(VerificationError):
+        next(client.iter_events(flt, page_size=6, verify_with=other))

@@ -25,6 +25,7 @@ from h2o_audit_trail.verify import (
     VerificationError,
     Verifier,
     open_checkpoint,
+    verify_consistency,
 )
 
 
@@ -155,21 +156,56 @@ class EventClient:
         self,
         filter_: Optional[SearchEventsRequestFilter] = None,
         page_size: int = 100,
+        *,
+        verify_with: Union[None, str, Verifier] = None,
+        allow_pending: bool = True,
     ) -> Iterator[Event]:
         """Every Event matching filter_, newest first, fetching page after
         page (page_size events each) as the iteration goes on.
 
         Not in the H2O client. Equivalent to calling search_events() with each
-        next_page_token until it is empty."""
+        next_page_token until it is empty.
+
+        verify_with (the log's public key, the ``log-verification.key`` text,
+        or a Verifier) proves the iteration: every page is fetched with its
+        proofs, which are checked before any of its events is yielded, and
+        whenever a page's checkpoint is not the one seen before, a
+        consistency proof between the two is fetched and checked, so that all
+        events are proven against one history of the log. A failed check
+        raises h2o_audit_trail.verify.VerificationError. Events less than
+        about a second old may be pending (not yet in a signed checkpoint):
+        they are yielded unproven, or, with allow_pending=False, raise
+        VerificationError (ask again a second later)."""
         token = ""
+        seen: Optional[Checkpoint] = None
         while True:
-            page = self.search_events(filter_=filter_, page_size=page_size, page_token=token)
+            page = self.search_events(filter_=filter_, page_size=page_size, page_token=token,
+                                      include_proofs=verify_with is not None)
+            if verify_with is not None:
+                if page.proofs is None:
+                    raise VerificationError("the server returned no proofs")
+                result = page.proofs.verify(verify_with)
+                if result.checkpoint is not None:
+                    seen = self._consistent(seen, result.checkpoint)
+                if result.pending and not allow_pending:
+                    raise VerificationError(f"{len(result.pending)} events not in a signed checkpoint yet: {result.pending[0]}, ...")
             yield from page.events
             if not page.next_page_token:
                 return
             if page.next_page_token == token:
                 raise RuntimeError("the server returned the page token it was given; stopping to avoid a loop")
             token = page.next_page_token
+
+    def _consistent(self, seen: Optional[Checkpoint], cp: Checkpoint) -> Checkpoint:
+        """Checks that the verified checkpoints seen (the largest so far) and
+        cp are of one history; returns the larger."""
+        if seen is None:
+            return cp
+        older, newer = (cp, seen) if cp.size < seen.size else (seen, cp)
+        if older.size == newer.size and older.root == newer.root:
+            return seen
+        verify_consistency(older, newer, self.get_consistency_proof(older.size, newer.size))
+        return newer
 
     # The verifiable log (docs/design/verifiable-log.md). Not in the H2O
     # client. Each answer is checked by h2o_audit_trail.verify: a checkpoint
