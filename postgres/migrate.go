@@ -139,3 +139,37 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// checkMigrated fails unless the database has every migration of this
+// build: a read-only store (Config.ReadOnly) may not apply them.
+func checkMigrated(ctx context.Context, pool *pgxpool.Pool) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: reading the schema version: %w", err)
+	}
+	applied := map[int32]bool{}
+	if exists {
+		rows, err := pool.Query(ctx, "SELECT version FROM schema_migrations")
+		if err != nil {
+			return fmt.Errorf("postgres: reading the schema version: %w", err)
+		}
+		vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return fmt.Errorf("postgres: reading the schema version: %w", err)
+		}
+		for _, v := range vs {
+			applied[v] = true
+		}
+	}
+	for _, m := range ms {
+		if !applied[int32(m.version)] {
+			return fmt.Errorf("postgres: the database lacks migration %04d_%s, and a read-only store applies none: "+
+				"let the service (a replica of this build, whose role may change the schema) apply it first", m.version, m.name)
+		}
+	}
+	return nil
+}

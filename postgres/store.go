@@ -37,6 +37,14 @@ type Config struct {
 	// so far with Next where it stopped, like one that runs out of MaxScan,
 	// or fails with EUnavailable when it has examined nothing.
 	SearchTimeout time.Duration
+	// ReadOnly opens the store for reading only, as an audit does
+	// ("audittrail verify store --store"): a role with SELECT on the
+	// tables is enough (for example one granted pg_read_all_data). Open
+	// applies no migration and creates no partition; it fails when the
+	// schema lacks a migration this build needs. Every session has
+	// default_transaction_read_only on, so the database itself refuses
+	// any write.
+	ReadOnly bool
 }
 
 // Defaults of Config.
@@ -112,11 +120,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.searchTimeout <= 0 {
 		s.searchTimeout = DefaultSearchTimeout
 	}
-	if err := s.setup(ctx); err != nil {
+	if err := s.setup(ctx, cfg.ReadOnly); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	go s.maintain()
+	if cfg.ReadOnly {
+		close(s.loopDone) // nothing to maintain
+	} else {
+		go s.maintain()
+	}
 	return s, nil
 }
 
@@ -157,6 +169,9 @@ func poolConfig(cfg Config) (*pgxpool.Config, error) {
 	// whatever the server's default is (a URL may ask for more, such as
 	// remote_apply).
 	setDefault("synchronous_commit", "on")
+	if cfg.ReadOnly {
+		cc.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	// On a cancelled context, ask the server to cancel the statement (the
 	// connection stays usable) and give up on the connection only if the
 	// server does not answer.
@@ -166,14 +181,18 @@ func poolConfig(cfg Config) (*pgxpool.Config, error) {
 	return pcfg, nil
 }
 
-// setup checks the server, migrates and creates the partitions.
-func (s *Store) setup(ctx context.Context) error {
+// setup checks the server, migrates and creates the partitions; read only,
+// it checks that the schema has every migration instead.
+func (s *Store) setup(ctx context.Context, readOnly bool) error {
 	var enc string
 	if err := s.pool.QueryRow(ctx, "SELECT current_setting('server_encoding')").Scan(&enc); err != nil {
 		return fmt.Errorf("postgres: connecting: %w", s.describe(err))
 	}
 	if enc != "UTF8" {
 		return fmt.Errorf("postgres: the database encoding is %s; the audit trail needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')", enc)
+	}
+	if readOnly {
+		return checkMigrated(ctx, s.pool)
 	}
 	if err := migrate(ctx, s.pool, s.log); err != nil {
 		return fmt.Errorf("postgres: migrating the schema: %w", s.describe(err))

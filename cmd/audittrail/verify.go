@@ -302,9 +302,9 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	}
 	var st auditedStore
 	if f.store != "" {
-		// Open migrates a database of an older schema; the audit itself
-		// only reads.
-		pg, err := postgres.Open(ctx, postgres.Config{URL: f.store, Logger: discardLogger()})
+		// An audit changes nothing: the database refuses any write, and
+		// a role with SELECT on the tables is enough.
+		pg, err := postgres.Open(ctx, postgres.Config{URL: f.store, Logger: discardLogger(), ReadOnly: true})
 		if err != nil {
 			return err
 		}

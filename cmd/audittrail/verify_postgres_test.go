@@ -258,6 +258,19 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	if out := verify(0, "store", "--store", url, "--key", keyFile, "--strict"); !strings.Contains(out, "store OK") {
 		t.Errorf("verify store printed %q", out)
 	}
+	// An auditor's role that may only read audits the same: verify store
+	// opens the database read-only (it neither migrates nor writes).
+	if err := pgtest.Shared(t).Exec(ctx, "CREATE ROLE verify_auditor LOGIN; GRANT pg_read_all_data TO verify_auditor"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pgtest.Shared(t).Exec(context.Background(), "DROP ROLE IF EXISTS verify_auditor") })
+	auditorURL := strings.Replace(url, "postgres://postgres@", "postgres://verify_auditor@", 1)
+	if auditorURL == url {
+		t.Fatalf("cannot make the auditor's URL from %s", url)
+	}
+	if out := verify(0, "store", "--store", auditorURL, "--key", keyFile, "--strict"); !strings.Contains(out, "store OK") {
+		t.Errorf("verify store with a read-only role printed %q", out)
+	}
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
