@@ -157,6 +157,8 @@ type Log struct {
 	leading bool
 	synced  bool
 	errLog  errThrottle // Run's error log
+	// failures counts Run's rounds that failed (Failures).
+	failures atomic.Uint64
 
 	cpMu   sync.RWMutex
 	latest []byte             // latest signed checkpoint

@@ -2,6 +2,9 @@ package logsign_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -280,5 +283,46 @@ func TestCachedProofsReplicasPostgres(t *testing.T) {
 	logsign.SetProofCacheShape(la2, 3, 4)
 	for range 3 {
 		grow(stB, lb, la2)
+	}
+}
+
+// failingTree refuses every tree write.
+type failingTree struct{ audittrail.LogStore }
+
+func (failingTree) AppendTree(uint64, []int64, [][32]byte, []byte) error {
+	return errors.New("disk full")
+}
+
+// TestFailuresCounted: rounds of Run that fail are counted (the metric
+// audittrail_log_failures_total), and rounds that succeed are not.
+func TestFailuresCounted(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, filepath.Join(dir, "db"))
+	defer st.Close()
+	appendEvents(t, st, 5, 0)
+	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(store audittrail.LogStore) *logsign.Log {
+		l, err := logsign.New(t.Context(), logsign.Config{Store: store, Signer: signer, VerifierKey: vkey, Interval: 5 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		l.Run(ctx)
+		return l
+	}
+	if n := run(failingTree{st}).Failures(); n < 2 {
+		t.Errorf("%d failed rounds counted, want several", n)
+	}
+	l := run(st)
+	if n := l.Failures(); n != 0 {
+		t.Errorf("%d failed rounds counted for a working store", n)
+	}
+	if _, cp := l.Checkpoint(); cp == nil || cp.Size != 5 {
+		t.Errorf("checkpoint %v, want size 5", cp)
 	}
 }

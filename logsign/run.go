@@ -18,6 +18,7 @@ func (l *Log) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if err := l.tick(ctx); err != nil && ctx.Err() == nil {
+			l.failures.Add(1)
 			l.errLog.log(ctx, l.cfg.Logger, err)
 		}
 		select {
@@ -27,6 +28,11 @@ func (l *Log) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Failures is the number of Run's rounds that failed (integration, signing,
+// or, on a replica, refreshing from the shared store), for monitoring: the
+// errors themselves are logged, throttled.
+func (l *Log) Failures() uint64 { return l.failures.Load() }
 
 // tick is one round of Run. With a SharedStore, the leader steps and the
 // other replicas refresh what they serve from the store.

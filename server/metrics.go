@@ -24,6 +24,7 @@ import (
 //	audittrail_events_stored                    (when the store reports it)
 //	audittrail_log_signed_tree_size             (with a verifiable log: leaves of the latest signed checkpoint)
 //	audittrail_log_horizon_timestamp_seconds    (its received-before horizon, Unix seconds)
+//	audittrail_log_failures_total               (rounds of the log's integrator that failed, when it reports them)
 //
 // plus the Go runtime and process collectors. protocol is "grpc" or "http";
 // method is the RPC name for gRPC ("SearchEvents") and the matched route for
@@ -82,11 +83,10 @@ func NewMetrics(eventsStored func() uint64) *Metrics {
 }
 
 // watchLog registers the gauges of the verifiable log, read from its latest
-// signed checkpoint at each scrape. audittrail_events_stored minus the
+// signed checkpoint at each scrape, and the count of its failed rounds. audittrail_events_stored minus the
 // signed tree size is how far the signer is behind the store (on one
 // node; PostgreSQL replicas report the leader's checkpoints), and the
-// horizon says how recent the signed events are. Registering twice (a
-// Metrics shared by two servers) keeps the first.
+// horizon says how recent the signed events are.
 func (m *Metrics) watchLog(log VerifiableLog) {
 	checkpoint := func() *merkle.Checkpoint { _, cp := log.Checkpoint(); return cp }
 	for _, g := range []prometheus.Collector{
@@ -109,10 +109,22 @@ func (m *Metrics) watchLog(log VerifiableLog) {
 			return 0
 		}),
 	} {
-		if err := m.reg.Register(g); err != nil {
-			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
-				panic(err) // a name clash with another metric: a programming error
-			}
+		m.register(g)
+	}
+	if f, ok := log.(interface{ Failures() uint64 }); ok {
+		m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "audittrail_log_failures_total",
+			Help: "Rounds of the verifiable log's integrator (integrate, sign; on a PostgreSQL replica also refresh) that failed; each is logged. A growing count with a stalled signed tree size needs an operator.",
+		}, func() float64 { return float64(f.Failures()) }))
+	}
+}
+
+// register registers c, keeping the first of two with one name (a Metrics
+// shared by two servers).
+func (m *Metrics) register(c prometheus.Collector) {
+	if err := m.reg.Register(c); err != nil {
+		if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+			panic(err) // a name clash with another metric: a programming error
 		}
 	}
 }

@@ -256,7 +256,8 @@ func TestProofsWithoutLog(t *testing.T) {
 	}
 }
 
-// TestLogMetrics: the log's gauges follow its latest signed checkpoint.
+// TestLogMetrics: the log's gauges follow its latest signed checkpoint; its
+// failures are counted (logsign's TestFailuresCounted makes some).
 func TestLogMetrics(t *testing.T) {
 	f := startWithLog(t, 0)
 	gauges := func() map[string]float64 {
@@ -284,9 +285,9 @@ func TestLogMetrics(t *testing.T) {
 		}
 		return out
 	}
-	const size, horizon = "audittrail_log_signed_tree_size", "audittrail_log_horizon_timestamp_seconds"
-	if g := gauges(); len(g) != 2 || g[size] != 0 || g[horizon] != 0 {
-		t.Errorf("before the first checkpoint: %v, want both gauges at 0", g)
+	const size, horizon, failures = "audittrail_log_signed_tree_size", "audittrail_log_horizon_timestamp_seconds", "audittrail_log_failures_total"
+	if g := gauges(); len(g) != 3 || g[size] != 0 || g[horizon] != 0 || g[failures] != 0 {
+		t.Errorf("before the first checkpoint: %v, want the gauges and the failures at 0", g)
 	}
 	for i := range 3 {
 		ev := pbEvent(time.Date(2026, 8, 1, 0, 0, i, 0, time.UTC), "metrics/r")
