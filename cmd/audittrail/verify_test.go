@@ -171,9 +171,9 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	}
 
 	// The same through the REST API of both listeners.
-	get := func(base, token, path string, wantCode int, v any) {
+	call := func(method, base, token, path, reqBody string, wantCode int) []byte {
 		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(reqBody))
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -182,8 +182,13 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != wantCode {
-			t.Fatalf("GET %s: %d, want %d: %s", path, resp.StatusCode, wantCode, body)
+			t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, wantCode, body)
 		}
+		return body
+	}
+	get := func(base, token, path string, wantCode int, v any) {
+		t.Helper()
+		body := call("GET", base, token, path, "", wantCode)
 		if v != nil {
 			if err := json.Unmarshal(body, v); err != nil {
 				t.Fatalf("GET %s: %v: %s", path, err, body)
@@ -218,18 +223,7 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	// page, and a create's receipt. A changed byte of an event fails.
 	post := func(base, token, path, body string) []byte {
 		t.Helper()
-		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST %s: %d: %s", path, resp.StatusCode, raw)
-		}
-		return raw
+		return call("POST", base, token, path, body, http.StatusOK)
 	}
 	page := post(m.PublicURL, reader, "/v1/events:search", `{"filter": {"resourceRegex": "^res-unique-"}, "pageSize": 20, "includeProofs": true}`)
 	if !bytes.Contains(page, []byte(`"res-unique-0017"`)) {
