@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/pgcluster"
 )
 
 // Config is one benchmark run.
@@ -144,7 +145,7 @@ type runner struct {
 	res  *Results
 	bin  string
 	prof *Profiler
-	pg   *PGCluster
+	pg   *pgcluster.Cluster
 	work string
 }
 
