@@ -134,7 +134,7 @@ func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp 
 	}
 	paths, err := merkle.VerifyMultiInclusion(cp, leaves, &merkle.MultiInclusion{TreeSize: p.TreeSize, Hashes: p.Hashes})
 	if err != nil {
-		return nil, 0, fmt.Errorf("client: the %d events not pending: %w", len(leaves), err)
+		return nil, 0, fmt.Errorf("client: %w: an event, its position or the proof is not what the log signed", err)
 	}
 	for k, i := range proven {
 		p.Inclusions[i].Proof = paths[k]

@@ -140,13 +140,13 @@ func TestSearchEventsWithProofs(t *testing.T) {
 		{"wrong size: the stated tree size", v, func(p *client.Proofs, _ []*audittrail.Event) { p.TreeSize-- }, "tree size"},
 		{"wrong position: a leaf index moved outside the page", v, func(p *client.Proofs, _ []*audittrail.Event) {
 			p.Inclusions[5].LeafIndex = 0
-		}, "events not pending"},
+		}, "not what the log signed"},
 		{"wrong position: two leaf indexes swapped", v, func(p *client.Proofs, _ []*audittrail.Event) {
 			p.Inclusions[5].LeafIndex, p.Inclusions[6].LeafIndex = p.Inclusions[6].LeafIndex, p.Inclusions[5].LeafIndex
 		}, "not proven"},
 		{"other checkpoint: a later one of the same log", v, func(p *client.Proofs, _ []*audittrail.Event) {
 			p.Checkpoint, p.TreeSize = later, laterCP.Size
-		}, "events not pending"},
+		}, "not what the log signed"},
 		{"bad signature: a signature byte changed", v, func(p *client.Proofs, _ []*audittrail.Event) {
 			// A character in the middle of the signature proper (after the
 			// key hash): a signature by the log's key that does not verify.

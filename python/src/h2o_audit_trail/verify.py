@@ -809,5 +809,5 @@ class LogProofs:
             try:
                 verify_multi_inclusion(cp, leaves, MultiInclusionProof(self.tree_size, self.hashes))
             except VerificationError as e:
-                raise VerificationError(f"the {len(leaves)} events not pending: {e}") from None
+                raise VerificationError(f"{e}: an event, its position or the proof is not what the log signed") from None
         return Verified(checkpoint=cp, proven=proven, pending=pending)
