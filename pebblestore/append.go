@@ -142,7 +142,7 @@ type group struct {
 	reqs    []*appendReq
 	live    []*appendReq                    // reqs not cancelled before preparation
 	pending map[uuid.UUID]*audittrail.Event // events stored by the group, by id
-	delta   map[uint64]uint64               // postings the group adds, by dict<<32 | id
+	delta   postingDelta                    // postings the group adds, by dictionary value
 	buf     kvBuf
 	cols    colWrites     // the value column's entries (column.go)
 	batch   *pebble.Batch // nil: nothing to write
@@ -158,13 +158,13 @@ type group struct {
 }
 
 func newGroup() *group {
-	return &group{pending: map[uuid.UUID]*audittrail.Event{}, delta: map[uint64]uint64{}}
+	return &group{pending: map[uuid.UUID]*audittrail.Event{}}
 }
 
 func (g *group) reset() {
 	g.reqs, g.live = g.reqs[:0], g.live[:0]
 	clear(g.pending)
-	clear(g.delta)
+	g.delta.reset()
 	g.buf.reset()
 	g.cols.reset()
 	g.resetRecent()
@@ -300,8 +300,8 @@ func (s *Store) commitGroup(g *group, dirty map[uint64]struct{}) {
 		}
 		return
 	}
-	s.dicts.addCounts(g.delta)
-	for k := range g.delta {
+	s.dicts.addCounts(&g.delta)
+	for _, k := range g.delta.keys {
 		dirty[k] = struct{}{}
 	}
 	// The window has the group's records before LastSeq covers them (see
@@ -408,6 +408,10 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	}
 	w.seq++
 	seq := w.seq
+	// A deep copy: the store keeps it (the recent window) and returns it,
+	// so it must not share maps with the caller's event. Sharing them
+	// saved ~1 µs of ~45 per ingested event (measured); not worth a
+	// contract that callers never touch an event after Append.
 	st := e.Clone()
 	st.Seq = seq
 	st.LoginPrincipal = "" // resolved at search time, never stored
@@ -466,11 +470,45 @@ func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64,
 		g.cols.add(d, ns, seq, v)
 		w.key = hashListPrefix(w.key[:0], d, v)
 	} else {
-		g.delta[uint64(d)<<32|uint64(ref.id)]++
+		g.delta.add(d, ref.id)
 		w.key = listPrefix(w.key[:0], d, ref.id)
 	}
 	w.key = appendTimeSeq(w.key, ns, seq)
 	g.buf.set(w.key, nil)
+}
+
+// postingDelta counts the postings a group adds to each dictionary value:
+// a dense counter per id and the list of the values counted, which costs an
+// array increment per posting where a map of counts cost a map assignment
+// (the group writes ~7 postings per event). Counters are zero again after
+// reset, so only the values the group touched are cleared. Memory: 4 bytes
+// per value of each dictionary up to the highest id a group posted to.
+type postingDelta struct {
+	n    [numDicts][]uint32 // by dictionary, by id
+	keys []uint64           // dict<<32 | id of every counter that is not zero
+}
+
+func (p *postingDelta) add(d dictID, id uint32) {
+	c := p.n[d]
+	if int(id) >= len(c) {
+		// Elements past the length were never written: they are zero.
+		c = slices.Grow(c, int(id)+1-len(c))[:int(id)+1]
+		p.n[d] = c
+	}
+	if c[id] == 0 {
+		p.keys = append(p.keys, uint64(d)<<32|uint64(id))
+	}
+	c[id]++
+}
+
+// count returns the postings added to key (dict<<32 | id).
+func (p *postingDelta) count(key uint64) uint64 { return uint64(p.n[key>>32][uint32(key)]) }
+
+func (p *postingDelta) reset() {
+	for _, k := range p.keys {
+		p.n[k>>32][uint32(k)] = 0
+	}
+	p.keys = p.keys[:0]
 }
 
 // eventByID reads the event with the given id, or returns nil.

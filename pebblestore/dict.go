@@ -283,9 +283,10 @@ func (ds *dicts) metaKeyIDs(k string) []uint32 {
 }
 
 // addCounts publishes the postings a commit added.
-func (ds *dicts) addCounts(delta map[uint64]uint64) {
+func (ds *dicts) addCounts(delta *postingDelta) {
 	ds.mu.Lock()
-	for k, n := range delta {
+	for _, k := range delta.keys {
+		n := delta.count(k)
 		ds.d[k>>32].counts[uint32(k)] += n
 		ds.d[k>>32].total += n
 	}

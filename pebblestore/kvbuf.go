@@ -60,47 +60,23 @@ func (b *kvBuf) writeTo(batch *pebble.Batch) error {
 	return nil
 }
 
-// sort orders the writes by key: an LSD radix sort on the 16-byte integer
-// prefixes (passes over bytes that are the same in every key are skipped, and
-// most are: the prefix byte, high time bytes), then insertion sort of the
-// rare runs of keys that share 16 bytes.
+// sort orders the writes by key: an MSD radix sort on the 16-byte integer
+// prefixes, then a comparison sort of the rare runs of keys that share 16
+// bytes.
+//
+// Most significant byte first, because a group's keys split early: the
+// first byte names the kind of key, the next ones the posting list or the
+// random id, and buckets of at most insertionMax keys are finished by
+// insertion sort. A byte that is the same in every key of a bucket (the
+// high bytes of a time, of a small dictionary id) costs a counting pass and
+// no move. An LSD sort moved every key once for each of the 16 bytes, which
+// all vary across the kinds of keys.
 func (b *kvBuf) sort() {
 	n := len(b.ents)
 	if cap(b.tmp) < n {
 		b.tmp = make([]kvEnt, n)
 	}
-	src, dst := b.ents, b.tmp[:n]
-	var counts [256]int
-	for pass := 15; pass >= 0; pass-- {
-		shift := uint(8 * (7 - pass%8))
-		digit := func(e *kvEnt) int {
-			if pass < 8 {
-				return int(e.p0 >> shift & 0xff)
-			}
-			return int(e.p1 >> shift & 0xff)
-		}
-		clear(counts[:])
-		for i := range src {
-			counts[digit(&src[i])]++
-		}
-		if counts[digit(&src[0])] == n {
-			continue // every key has the same byte here
-		}
-		sum := 0
-		for i, c := range counts {
-			counts[i] = sum
-			sum += c
-		}
-		for i := range src {
-			d := digit(&src[i])
-			dst[counts[d]] = src[i]
-			counts[d]++
-		}
-		src, dst = dst, src
-	}
-	if &src[0] != &b.ents[0] {
-		copy(b.ents, src)
-	}
+	msdSort(b.ents, b.tmp[:n], 0)
 	// Runs of keys sharing 16 bytes (rare: same posting list and nearly
 	// the same time) are finished with a comparison sort.
 	for i := 0; i < n; {
@@ -112,5 +88,61 @@ func (b *kvBuf) sort() {
 			slices.SortFunc(b.ents[i:j], func(x, y kvEnt) int { return bytes.Compare(b.key(x), b.key(y)) })
 		}
 		i = j
+	}
+}
+
+// insertionMax is the bucket size below which msdSort sorts by insertion.
+const insertionMax = 24
+
+// digit returns byte d (0 is the most significant) of e's 16-byte prefix.
+func (e *kvEnt) digit(d int) int {
+	if d < 8 {
+		return int(e.p0 >> (56 - 8*d) & 0xff)
+	}
+	return int(e.p1 >> (56 - 8*(d-8)) & 0xff)
+}
+
+// msdSort orders ents by their 16-byte prefixes (p0, p1), whose bytes before
+// d are the same in every entry; tmp is scratch space of the same length.
+func msdSort(ents, tmp []kvEnt, d int) {
+	for len(ents) > insertionMax && d < 16 {
+		var counts [256]int
+		for i := range ents {
+			counts[ents[i].digit(d)]++
+		}
+		if counts[ents[0].digit(d)] == len(ents) {
+			d++ // every key has the same byte here
+			continue
+		}
+		var next [256]int
+		sum := 0
+		for i, c := range counts {
+			next[i] = sum
+			sum += c
+		}
+		for i := range ents {
+			k := ents[i].digit(d)
+			tmp[next[k]] = ents[i]
+			next[k]++
+		}
+		copy(ents, tmp)
+		start := 0
+		for _, c := range counts {
+			if c > 1 {
+				msdSort(ents[start:start+c], tmp[start:start+c], d+1)
+			}
+			start += c
+		}
+		return
+	}
+	if d < 16 {
+		for i := 1; i < len(ents); i++ {
+			e := ents[i]
+			j := i
+			for ; j > 0 && (ents[j-1].p0 > e.p0 || ents[j-1].p0 == e.p0 && ents[j-1].p1 > e.p1); j-- {
+				ents[j] = ents[j-1]
+			}
+			ents[j] = e
+		}
 	}
 }
