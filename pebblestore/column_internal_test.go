@@ -30,7 +30,7 @@ func TestLiteralFinder(t *testing.T) {
 		}
 		f := literalFinder{lits: lits}
 		if r.IntN(2) == 0 {
-			f.chooseAnchors(word(40)) // anchors from another text: any choice must be correct
+			f.sample(word(40)) // anchors from another text: any choice must be correct
 		}
 		for from := 0; from <= len(text); from++ {
 			want := len(text)
@@ -85,7 +85,7 @@ func FuzzColumnValue(f *testing.F) {
 			return
 		}
 		c := &valueCond{re: newMatcher(re)}
-		cs := &colScanner{m: &c.re, find: &literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
+		cs := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
 		if err := cs.scanValue(0, data); err != nil {
 			return
 		}
@@ -139,4 +139,40 @@ func entryMatches(body []byte, re *regexp.Regexp) (int, bool) {
 		body = body[n1+n2+n3+int(l):]
 	}
 	return n, true
+}
+
+// TestLiteralSample: the anchors follow the byte counts of the first
+// literalSampleBytes of column text read, over several values, not those of
+// the first value alone (a few hundred bytes at the start of a bucket).
+func TestLiteralSample(t *testing.T) {
+	re := regexp.MustCompile("/x-yz")
+	c := &valueCond{re: newMatcher(re)}
+	sc := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
+	// A first value where 'y' is rare and 'x' common, then values where
+	// 'x' is rare: the anchor ends on 'x'.
+	if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zx", 100)+"y")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sc.find.lits[0][sc.find.anchors[0]]; got != 'y' {
+		t.Fatalf("anchor %q after the first value, want 'y'", got)
+	}
+	for range 20 {
+		if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zy", 1000)+"x", "/x-yz")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := sc.find.lits[0][sc.find.anchors[0]]; got != 'x' {
+		t.Fatalf("anchor %q after %d bytes, want 'x'", got, sc.find.sampled)
+	}
+	if len(sc.matches) != 40 { // each value holds the entry twice (columnValue)
+		t.Fatalf("%d matches, want 40", len(sc.matches))
+	}
+	if sc.find.sampled != literalSampleBytes {
+		t.Fatalf("sampled %d bytes, want %d", sc.find.sampled, literalSampleBytes)
+	}
+	// Beyond the sample, the counts stay.
+	before := sc.find.freq
+	if err := sc.scanValue(0, columnValue(0, "/x-yz")); err != nil || sc.find.freq != before {
+		t.Fatalf("counts changed after the sample (err %v)", err)
+	}
 }

@@ -1,6 +1,7 @@
 package pebblestore_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -122,4 +123,78 @@ func TestColumnMetadata(t *testing.T) {
 	s = openStoreConfig(t, cfg)
 	defer s.Close()
 	check(s)
+}
+
+// TestColumnResume: a request whose budget runs out while the value column
+// has matches at hand that are yet to be examined (those of the window it
+// read last) examines them past the budget, up to maxScan/64, and resumes
+// below that window; beyond, it resumes just above the first match not
+// examined (Next is one seq above it), not at the last candidate examined:
+// the next request would read again every window in between. The pages are
+// those of a search without a budget.
+func TestColumnResume(t *testing.T) {
+	defer pebblestore.SetColumnWindowsForTest(64, 1<<30)()
+	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 1})
+	defer s.Close()
+	events := newGen(51).batch(3000)
+	base := events[0].EventTime
+	for i, e := range events {
+		// 14 events per bucket of 69 s: a window of 64 entries
+		// spans 4 or 5 buckets.
+		e.EventTime = base.Add(time.Duration(i) * 5 * time.Second)
+		e.Resource = fmt.Sprintf("//svc/things/thing-%d", i)
+		if i%20 == 10 { // not the first: the only value in the dictionary
+			e.Resource += "-hit"
+		}
+	}
+	all := stored(mustAppend(t, s, events))
+	var f audittrail.Filter
+	f.Regex[audittrail.FieldResource] = "-hit$"
+	q := compile(t, f)
+	want := bruteForce(all, q, nil)
+	if len(want) != 150 {
+		t.Fatalf("test setup: %d matches, want 150", len(want))
+	}
+	// A window of 64 entries holds 3 or 4 matches: a budget of 100 lets 1
+	// be examined past it, one of 640 lets 10.
+	for _, maxScan := range []int{100, 640} {
+		if d := diff(want, drain(t, s, q, 1000, maxScan)); d != "" {
+			t.Fatalf("maxScan %d: (-want +got)\n%s", maxScan, d)
+		}
+		var got []*audittrail.Event
+		var after *audittrail.Cursor
+		atCandidate, requests := 0, 0
+		for {
+			res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 1000, MaxScan: maxScan})
+			if err != nil {
+				t.Fatal(err)
+			}
+			requests++
+			if after != nil && after.Seq != 0 {
+				// The previous request stopped at a candidate: this
+				// one starts with it.
+				atCandidate++
+				if len(res.Events) == 0 {
+					t.Fatalf("maxScan %d: resumed at %+v: no event", maxScan, *after)
+				}
+				if e := res.Events[0]; e.EventTime.UnixNano() != after.Time || e.Seq+1 != after.Seq {
+					t.Fatalf("maxScan %d: resumed at %+v: first event (%d, %d), want the candidate just below", maxScan, *after, e.EventTime.UnixNano(), e.Seq)
+				}
+			}
+			got = append(got, res.Events...)
+			if res.Next == nil {
+				break
+			}
+			after = res.Next
+		}
+		if d := diff(want, got); d != "" {
+			t.Fatalf("maxScan %d: (-want +got)\n%s", maxScan, d)
+		}
+		switch {
+		case maxScan == 100 && atCandidate == 0:
+			t.Fatal("test setup: no request stopped at a candidate")
+		case maxScan == 640 && atCandidate > 0:
+			t.Fatalf("maxScan 640: %d of %d requests stopped at a candidate", atCandidate, requests)
+		}
+	}
 }
