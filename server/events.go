@@ -43,7 +43,7 @@ func (s *eventService) CreateEvent(ctx context.Context, req *pb.CreateEventReque
 	}
 	out := &pb.CreateEventResponse{Event: wire.EventToProto(e)}
 	if req.GetIncludeReceipt() {
-		if out.Receipt, err = receipts(ctx, s.log, s.receiptWait, []*audittrail.Event{e}); err != nil {
+		if out.Receipt, err = receipts(ctx, s.log, s.receiptWait, []*audittrail.Event{e}, []*pb.Event{out.Event}); err != nil {
 			return nil, toStatus(ctx, err)
 		}
 	}
@@ -86,7 +86,7 @@ func (s *eventService) BatchCreateEvents(ctx context.Context, req *pb.BatchCreat
 		failed[int32(i)] = failureStatus(e)
 	}
 	if req.GetIncludeReceipts() {
-		if out.Receipts, err = receipts(ctx, s.log, s.receiptWait, res.Events); err != nil {
+		if out.Receipts, err = receipts(ctx, s.log, s.receiptWait, res.Events, out.Events); err != nil {
 			return nil, toStatus(ctx, err)
 		}
 	}
@@ -125,7 +125,7 @@ func (s *eventService) SearchEvents(ctx context.Context, req *pb.SearchEventsReq
 		SearchedUntilTime: timestamppb.New(res.SearchedUntil),
 	}
 	if req.GetIncludeProofs() {
-		if out.Proofs, err = logProofs(s.log, res.Events); err != nil {
+		if out.Proofs, err = logProofs(s.log, res.Events, out.Events); err != nil {
 			return nil, toStatus(ctx, err)
 		}
 	}

@@ -36,7 +36,11 @@ var errNoLog = audittrail.Errorf(audittrail.EUnimplemented,
 // multi-inclusion proof for all of them (merkle.MultiInclusion). An event
 // the checkpoint does not cover yet (seq > size) is pending: its leaf index
 // without a proof. Before the first signature every event is pending.
-func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, error) {
+// protos are the events as the answer carries them (for their names).
+func logProofs(log VerifiableLog, events []*audittrail.Event, protos []*pb.Event) (*pb.LogProofs, error) {
+	if len(protos) != len(events) {
+		return nil, audittrail.Errorf(audittrail.EInternal, "%d events to prove, %d in the answer", len(events), len(protos))
+	}
 	note, cp := log.Checkpoint()
 	out := &pb.LogProofs{Inclusions: make([]*pb.EventInclusion, len(events)), Hashes: [][]byte{}}
 	var size uint64
@@ -50,7 +54,7 @@ func logProofs(log VerifiableLog, events []*audittrail.Event) (*pb.LogProofs, er
 			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", e.ID)
 		}
 		in := &ins[i]
-		in.Name, in.LeafIndex = e.Name(), e.Seq-1
+		in.Name, in.LeafIndex = protos[i].GetName(), e.Seq-1
 		if e.Seq > size {
 			in.Pending = true
 		} else {
@@ -104,7 +108,7 @@ type cachedProver interface {
 // and then proves them. What is still not covered is returned pending (the
 // events are stored all the same: a retry of the create with the same ids
 // asks again). A caller that hangs up gets ctx's error.
-func receipts(ctx context.Context, log VerifiableLog, wait time.Duration, events []*audittrail.Event) (*pb.LogProofs, error) {
+func receipts(ctx context.Context, log VerifiableLog, wait time.Duration, events []*audittrail.Event, protos []*pb.Event) (*pb.LogProofs, error) {
 	var last uint64
 	for _, e := range events {
 		last = max(last, e.Seq)
@@ -131,5 +135,5 @@ func receipts(ctx context.Context, log VerifiableLog, wait time.Duration, events
 		case <-t.C:
 		}
 	}
-	return logProofs(log, events)
+	return logProofs(log, events, protos)
 }
