@@ -77,7 +77,7 @@ func logProofs(log VerifiableLog, events []*audittrail.Event, protos []*pb.Event
 	} else {
 		var proofs []*merkle.Inclusion
 		if proofs, err = log.InclusionProofs(covered, size); err == nil {
-			leaves := make([]uint64, len(covered))
+			leaves := make([]uint64, len(proofs))
 			paths := make([][][]byte, len(proofs))
 			for i, p := range proofs {
 				leaves[i] = p.LeafIndex
