@@ -52,7 +52,9 @@ func TestConsistentDetectsFork(t *testing.T) {
 	}
 	honest, forked := tree("a", 12), tree("b", 12)
 	fetchFrom := func(m *merkle.MemStore) func(older, newer uint64) (*merkle.Consistency, error) {
-		return func(older, newer uint64) (*merkle.Consistency, error) { return merkle.ConsistencyProof(m, older, newer) }
+		return func(older, newer uint64) (*merkle.Consistency, error) {
+			return merkle.ConsistencyProof(m, older, newer)
+		}
 	}
 	cp7, cp12, fork12, fork7 := checkpoint(honest, 7), checkpoint(honest, 12), checkpoint(forked, 12), checkpoint(forked, 7)
 
