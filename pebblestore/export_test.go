@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"context"
 	"regexp"
 
 	"github.com/audittrail/audittrail"
@@ -52,4 +53,24 @@ func SetColumnWindowsForTest(window, parallel int) (restore func()) {
 	oldW, oldP := colWindowEntries, colParallelEntries
 	colWindowEntries, colParallelEntries = window, parallel
 	return func() { colWindowEntries, colParallelEntries = oldW, oldP }
+}
+
+// CompactAllForTest flushes the memtable and compacts every key into the
+// bottom level (L6), and returns the number of tables there and above it.
+func (s *Store) CompactAllForTest() (bottom, above int64, err error) {
+	if err := s.db.Flush(); err != nil {
+		return 0, 0, err
+	}
+	if err := s.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		return 0, 0, err
+	}
+	m := s.db.Metrics()
+	for i, l := range m.Levels {
+		if i == len(m.Levels)-1 {
+			bottom = l.TablesCount
+		} else {
+			above += l.TablesCount
+		}
+	}
+	return bottom, above, nil
 }
