@@ -363,7 +363,6 @@ func TestIdempotency(t *testing.T) {
 	}
 }
 
-
 // TestIdempotencyBottomLevel: retries are recognised when the stored ids
 // have been compacted into the bottom level, whose bloom filters the id
 // lookup uses (Pebble skips them by default): a filter may only rule out
