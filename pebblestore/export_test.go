@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"context"
+	"encoding/binary"
 	"regexp"
 
 	"github.com/audittrail/audittrail"
@@ -73,4 +74,27 @@ func (s *Store) CompactAllForTest() (bottom, above int64, err error) {
 		}
 	}
 	return bottom, above, nil
+}
+
+// TreeKeysForTest counts the stored tree hash keys.
+func (s *Store) TreeKeysForTest() (int, error) {
+	n := 0
+	err := scan(s.db, []byte{pfxTree}, func(k, v []byte) error { n++; return nil })
+	return n, err
+}
+
+// PutTreeHashesForTest stores hashes at storage indexes as they are given,
+// every level included, as stores written before treeTileHeight did.
+func (s *Store) PutTreeHashesForTest(newSize uint64, indexes []int64, hashes [][32]byte) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for i, idx := range indexes {
+		if err := b.Set(treeKey(idx), hashes[i][:], nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(treeSizeKey, binary.BigEndian.AppendUint64(nil, newSize), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }

@@ -8,12 +8,14 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Verifiable log storage (audittrail.LogStore; docs/design/verifiable-log.md).
 // Two key prefixes unused by keys.go, and one metadata key:
 //
-//	r + index(8)  → 32-byte tree hash at tlog storage index `index`
+//	r + index(8)  → 32-byte tree hash at tlog storage index `index`, for the
+//	                nodes at levels 0, 8, 16, ... only (see treeTileHeight)
 //	c + size(8)   → signed checkpoint (note text) of the tree of `size` leaves
 //	mtreesize     → tree size (uint64), written in the same batch as its hashes
 var treeSizeKey = []byte("mtreesize")
@@ -145,6 +147,22 @@ func (s *Store) TreeSize() (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
+// treeTileHeight is how the tree's hashes are stored: only the nodes at
+// levels 0, 8, 16, ... (the leaves, the roots of every complete subtree of
+// 256 leaves, of 65,536, ...), about 1.004 hashes per event; a node in
+// between is recomputed, when read, from the 2 to 128 stored nodes beneath
+// it. All the levels took 80 bytes per event at 10M events (two incompressible
+// 32-byte hashes and their keys), a fifth of the store; this takes about 40.
+// Reading is cheap where it matters: the proof cache (logsign) keeps levels 8
+// and up and the newest leaves in memory, and an older leaf's proof reads its
+// own tile of 256 leaf hashes, in one range read. This is the idea of tlog's
+// tiles (golang.org/x/mod/sumdb/tlog) kept in our one-key-per-hash layout, so
+// that a store written with every level (before this) reads the same.
+const treeTileHeight = 8
+
+// storedTreeLevel reports whether the hashes of level are stored.
+func storedTreeLevel(level int) bool { return level%treeTileHeight == 0 }
+
 // ReadTreeHashes implements audittrail.LogStore.
 func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 	if err := s.rlock(); err != nil {
@@ -152,7 +170,24 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 	}
 	defer s.closeMu.RUnlock()
 	out := make([][32]byte, len(indexes))
+	var tiles *treeTiles
 	for i, idx := range indexes {
+		if idx < 0 {
+			return nil, fmt.Errorf("pebblestore: bad tree hash index %d", idx)
+		}
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if !storedTreeLevel(level) {
+			if tiles == nil {
+				tiles = &treeTiles{s: s, done: map[treeTile][][]tlog.Hash{}}
+				defer tiles.close()
+			}
+			h, err := tiles.node(level, n)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = h
+			continue
+		}
 		v, closer, err := s.db.Get(treeKey(idx))
 		if err == pebble.ErrNotFound {
 			return nil, fmt.Errorf("pebblestore: tree hash %d is not stored", idx)
@@ -169,7 +204,109 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 	return out, nil
 }
 
-// AppendTree implements audittrail.LogStore: one synced batch.
+// treeTile names the 256 nodes at a stored level (base) below one node of
+// level base+8: nodes (base, t·256) to (base, t·256+255).
+type treeTile struct {
+	base int
+	t    int64
+}
+
+// treeTiles recomputes unstored nodes for one ReadTreeHashes call, reading
+// each tile once.
+type treeTiles struct {
+	s    *Store
+	it   *pebble.Iterator
+	done map[treeTile][][]tlog.Hash // levels[j][i]: node (base+j, t·(256>>j)+i)
+}
+
+func (tt *treeTiles) close() {
+	if tt.it != nil {
+		tt.it.Close()
+	}
+}
+
+// node returns the hash of node (level, n), level not stored.
+func (tt *treeTiles) node(level int, n int64) (tlog.Hash, error) {
+	base := level - level%treeTileHeight
+	j := level - base
+	shift := treeTileHeight - j // nodes of level per tile: 1<<shift
+	key := treeTile{base, n >> shift}
+	levels, ok := tt.done[key]
+	if !ok {
+		var err error
+		if levels, err = tt.read(key); err != nil {
+			return tlog.Hash{}, err
+		}
+		tt.done[key] = levels
+	}
+	i := n - key.t<<shift
+	if i >= int64(len(levels[j])) {
+		return tlog.Hash{}, fmt.Errorf("pebblestore: tree hash %d is not stored", tlog.StoredHashIndex(level, n))
+	}
+	return levels[j][i], nil
+}
+
+// read reads the stored nodes of tile k (all of them, or the first ones
+// of a tile at the right edge of the tree) and computes the levels above
+// them up to, not including, the next stored level.
+func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
+	const width = 1 << treeTileHeight
+	first := k.t * width
+	if tt.it == nil {
+		it, err := tt.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxTree}, UpperBound: []byte{pfxTree + 1}})
+		if err != nil {
+			return nil, err
+		}
+		tt.it = it
+	}
+	// The tile's nodes are in increasing storage index order. Between two
+	// leaves (base 0) lie a few other nodes (the next stored level's, and
+	// every level's in a store written before treeTileHeight): stepped
+	// over. Between two nodes of a higher stored level lie hundreds of
+	// leaves: each node is sought.
+	leaves := make([]tlog.Hash, 0, width)
+	want := tlog.StoredHashIndex(k.base, first)
+	for valid := tt.it.SeekGE(treeKey(want)); valid; {
+		key, v := tt.it.Key(), tt.it.Value()
+		if len(key) != 9 || len(v) != 32 {
+			return nil, fmt.Errorf("pebblestore: corrupt tree hash entry %x", key)
+		}
+		idx := int64(binary.BigEndian.Uint64(key[1:]))
+		if idx < want {
+			valid = tt.it.Next()
+			continue
+		}
+		if idx > want {
+			break // the stored tree ends within the tile
+		}
+		if leaves = append(leaves, tlog.Hash(v)); len(leaves) == width {
+			break
+		}
+		want = tlog.StoredHashIndex(k.base, first+int64(len(leaves)))
+		if k.base == 0 {
+			valid = tt.it.Next()
+		} else {
+			valid = tt.it.SeekGE(treeKey(want))
+		}
+	}
+	if err := tt.it.Error(); err != nil {
+		return nil, err
+	}
+	levels := make([][]tlog.Hash, treeTileHeight)
+	levels[0] = leaves
+	for j := 1; j < treeTileHeight; j++ {
+		below := levels[j-1]
+		up := make([]tlog.Hash, len(below)/2)
+		for i := range up {
+			up[i] = tlog.NodeHash(below[2*i], below[2*i+1])
+		}
+		levels[j] = up
+	}
+	return levels, nil
+}
+
+// AppendTree implements audittrail.LogStore: one synced batch. Of the
+// hashes, only those of the stored levels are written (treeTileHeight).
 func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, checkpoint []byte) error {
 	if len(indexes) != len(hashes) {
 		return fmt.Errorf("pebblestore: %d indexes for %d hashes", len(indexes), len(hashes))
@@ -181,6 +318,9 @@ func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, c
 	b := s.db.NewBatch()
 	defer b.Close()
 	for i, idx := range indexes {
+		if level, _ := tlog.SplitStoredHashIndex(idx); !storedTreeLevel(level) {
+			continue
+		}
 		if err := b.Set(treeKey(idx), hashes[i][:], nil); err != nil {
 			return err
 		}

@@ -1,0 +1,157 @@
+package pebblestore_test
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/audittrail/audittrail/pebblestore"
+)
+
+// refTree is the tree's every stored hash in memory (the reference).
+type refTree []tlog.Hash
+
+func (r *refTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		out[i] = (*r)[x]
+	}
+	return out, nil
+}
+
+// grow appends k leaves to the tree of size n and returns their new
+// hashes' indexes and hashes.
+func (r *refTree) grow(t *testing.T, n, k int64) ([]int64, [][32]byte) {
+	var idx []int64
+	var hs [][32]byte
+	for i := n; i < n+k; i++ {
+		var leaf [8]byte
+		binary.BigEndian.PutUint64(leaf[:], uint64(i))
+		h, err := tlog.StoredHashes(i, leaf[:], r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, x := range h {
+			x0 := tlog.StoredHashIndex(0, i) + int64(j)
+			*r = append(*r, x)
+			idx = append(idx, x0)
+			hs = append(hs, x)
+		}
+	}
+	return idx, hs
+}
+
+// storeReader reads a store's tree hashes as a tlog.HashReader.
+type storeReader struct{ s *pebblestore.Store }
+
+func (r storeReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	hs, err := r.s.ReadTreeHashes(indexes)
+	out := make([]tlog.Hash, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out, err
+}
+
+// TestTreeTiles: the store keeps only the hashes of levels 0, 8, 16, ...,
+// and reads every stored hash of the tree as written, for trees grown in
+// steps of random sizes past 65,536 leaves (three stored levels), as well
+// as from a store that holds every level (written before the tiles).
+func TestTreeTiles(t *testing.T) {
+	const size = 70_000
+	r := rand.New(rand.NewPCG(3, 4))
+	sparse := openStore(t, t.TempDir())
+	defer sparse.Close()
+	full := openStore(t, t.TempDir())
+	defer full.Close()
+	var ref refTree
+	check := func(n int64, samples int) {
+		t.Helper()
+		count := tlog.StoredHashCount(n)
+		idx := make([]int64, samples)
+		for i := range idx {
+			idx[i] = r.Int64N(count)
+		}
+		idx = append(idx, count-1, 0)
+		for _, s := range []*pebblestore.Store{sparse, full} {
+			got, err := s.ReadTreeHashes(idx)
+			if err != nil {
+				t.Fatalf("size %d: %v", n, err)
+			}
+			for i, x := range idx {
+				if got[i] != ref[x] {
+					level, k := tlog.SplitStoredHashIndex(x)
+					t.Fatalf("size %d: hash %d (level %d, node %d) differs", n, x, level, k)
+				}
+			}
+		}
+		// Past the tree: not stored.
+		if _, err := sparse.ReadTreeHashes([]int64{count}); err == nil {
+			t.Fatalf("size %d: hash %d beyond the tree was read", n, count)
+		}
+	}
+	for n := int64(0); n < size; {
+		k := min(int64(1+r.IntN(3000)), size-n)
+		if r.IntN(4) == 0 {
+			k = 1
+		}
+		idx, hs := ref.grow(t, n, k)
+		n += k
+		if err := sparse.AppendTree(uint64(n), idx, hs, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := full.PutTreeHashesForTest(uint64(n), idx, hs); err != nil {
+			t.Fatal(err)
+		}
+		check(n, 200)
+	}
+	// Every hash, in one call; then proofs of leaves and of consistency.
+	all := make([]int64, len(ref))
+	for i := range all {
+		all[i] = int64(i)
+	}
+	got, err := sparse.ReadTreeHashes(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range all {
+		if got[i] != ref[i] {
+			t.Fatalf("hash %d differs", i)
+		}
+	}
+	for range 50 {
+		leaf, n := r.Int64N(size), size-r.Int64N(100)
+		if leaf >= n {
+			continue
+		}
+		want, err := tlog.ProveRecord(n, leaf, &ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := tlog.ProveRecord(n, leaf, storeReader{sparse})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if p[i] != want[i] {
+				t.Fatalf("proof of leaf %d in %d differs", leaf, n)
+			}
+		}
+	}
+	// About one stored hash per leaf instead of two.
+	stored := 0
+	for i := range ref {
+		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level%8 == 0 {
+			stored++
+		}
+	}
+	keys, err := sparse.TreeKeysForTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys != stored || keys > size+size/200 {
+		t.Errorf("%d tree keys stored for %d leaves (%d hashes), want %d", keys, size, len(ref), stored)
+	}
+}
