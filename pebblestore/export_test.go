@@ -98,3 +98,16 @@ func (s *Store) PutTreeHashesForTest(newSize uint64, indexes []int64, hashes [][
 	}
 	return b.Commit(pebble.Sync)
 }
+
+// SetFormatForTest writes v as the store's storage format version.
+func (s *Store) SetFormatForTest(v byte) error { return s.db.Set(formatKey, []byte{v}, pebble.Sync) }
+
+// FormatForTest reads the store's storage format version.
+func (s *Store) FormatForTest() (byte, error) {
+	v, closer, err := s.db.Get(formatKey)
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return v[0], nil
+}

@@ -38,13 +38,17 @@ var (
 )
 
 // formatVersion is the storage format this build writes. Format 1 lacked
-// the value column, format 2 its metadata pairs; Open builds the column and
-// moves the store to format 3.
-const formatVersion = 3
+// the value column, format 2 its metadata pairs; Open builds the column.
+// Format 3 stored every level of the Merkle tree, format 4 only levels 0,
+// 8, 16, ... (log.go, treeTileHeight): this build reads both alike, and Open
+// moves a format 3 store to 4 without rewriting anything, so that older
+// builds, which would miss the levels in between, refuse it.
+const formatVersion = 4
 
 const (
 	formatWithoutColumn  = 1
 	formatWithoutMetaCol = 2
+	formatEveryTreeLevel = 3
 )
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes

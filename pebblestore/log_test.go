@@ -3,6 +3,7 @@ package pebblestore_test
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -153,5 +154,49 @@ func TestTreeTiles(t *testing.T) {
 	}
 	if keys != stored || keys > size+size/200 {
 		t.Errorf("%d tree keys stored for %d leaves (%d hashes), want %d", keys, size, len(ref), stored)
+	}
+}
+
+// TestTreeFormatUpgrade: a store of format 3 (every tree level stored) is
+// read the same and moved to format 4 when opened; a later format is
+// refused.
+func TestTreeFormatUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	var ref refTree
+	idx, hs := ref.grow(t, 0, 1000)
+	if err := s.PutTreeHashesForTest(1000, idx, hs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFormatForTest(3); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, dir)
+	if v, err := s.FormatForTest(); err != nil || v != 4 {
+		t.Fatalf("format after opening a format 3 store: %d, %v; want 4", v, err)
+	}
+	all := make([]int64, len(ref))
+	for i := range all {
+		all[i] = int64(i)
+	}
+	got, err := s.ReadTreeHashes(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range all {
+		if got[i] != ref[i] {
+			t.Fatalf("hash %d differs", i)
+		}
+	}
+	if err := s.SetFormatForTest(5); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: dir}); err == nil {
+		s.Close()
+		t.Fatal("a store of format 5 was opened")
+	} else if !strings.Contains(err.Error(), "storage format 05 is not supported") {
+		t.Fatalf("opening format 5: %v", err)
 	}
 }

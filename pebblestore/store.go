@@ -217,11 +217,16 @@ func (s *Store) recover() error {
 	case nil:
 		got := fmt.Sprintf("%x", v)
 		old := len(v) == 1 && (v[0] == formatWithoutColumn || v[0] == formatWithoutMetaCol)
+		everyTreeLevel := len(v) == 1 && v[0] == formatEveryTreeLevel
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
 		if old {
 			if err := s.buildColumn(); err != nil {
 				return fmt.Errorf("pebblestore: building the value column: %w", err)
+			}
+		} else if everyTreeLevel {
+			if err := s.db.Set(formatKey, []byte{formatVersion}, pebble.Sync); err != nil {
+				return err
 			}
 		} else if !ok {
 			return fmt.Errorf("pebblestore: storage format %s is not supported (this build reads formats %d to %d)", got, formatWithoutColumn, formatVersion)
