@@ -183,6 +183,7 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 			st.Seq = uint64(base) + uint64(k) + 1
 			st.ReceiveTime = time.Unix(0, receives[k]).UTC()
 		}
+		s.leaves.add(fresh)
 	}
 	for _, r := range refs {
 		res[r.i].Event = r.st.Clone()

@@ -72,6 +72,9 @@ type Store struct {
 
 	// lastSeq is the last value LastSeq read (log.go).
 	lastSeq atomic.Uint64
+	// leaves are the leaf hashes of the events appended lately
+	// (recentleaves.go).
+	leaves recentLeaves
 	// leadMu guards leadConn, the connection whose session holds the
 	// verifiable log's integrator lock, nil when this Store does not hold
 	// it (log.go).
