@@ -56,6 +56,26 @@ func (r storeReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, err
 }
 
+// checkEveryHash reads every hash of the tree from s in one call and
+// compares it with the reference's.
+func checkEveryHash(t *testing.T, s *pebblestore.Store, ref refTree) {
+	t.Helper()
+	all := make([]int64, len(ref))
+	for i := range all {
+		all[i] = int64(i)
+	}
+	got, err := s.ReadTreeHashes(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range all {
+		if got[i] != ref[i] {
+			level, n := tlog.SplitStoredHashIndex(int64(i))
+			t.Fatalf("hash %d (level %d, node %d) differs", i, level, n)
+		}
+	}
+}
+
 // TestTreeTiles: the store keeps only the hashes of levels 0, 8, 16, ...,
 // and reads every stored hash of the tree as written, for trees grown in
 // steps of random sizes past 65,536 leaves (three stored levels), as well
@@ -109,17 +129,27 @@ func TestTreeTiles(t *testing.T) {
 		check(n, 200)
 	}
 	// Every hash, in one call; then proofs of leaves and of consistency.
-	all := make([]int64, len(ref))
-	for i := range all {
-		all[i] = int64(i)
-	}
-	got, err := sparse.ReadTreeHashes(all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range all {
-		if got[i] != ref[i] {
-			t.Fatalf("hash %d differs", i)
+	checkEveryHash(t, sparse, ref)
+	for range 50 {
+		old, n := 1+r.Int64N(size-1), size-r.Int64N(100)
+		if old >= n {
+			continue
+		}
+		want, err := tlog.ProveTree(n, old, &ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := tlog.ProveTree(n, old, storeReader{sparse})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p) != len(want) {
+			t.Fatalf("consistency proof %d → %d: %d hashes, want %d", old, n, len(p), len(want))
+		}
+		for i := range want {
+			if p[i] != want[i] {
+				t.Fatalf("consistency proof %d → %d differs", old, n)
+			}
 		}
 	}
 	for range 50 {
@@ -176,19 +206,7 @@ func TestTreeFormatUpgrade(t *testing.T) {
 	if v, err := s.FormatForTest(); err != nil || v != 4 {
 		t.Fatalf("format after opening a format 3 store: %d, %v; want 4", v, err)
 	}
-	all := make([]int64, len(ref))
-	for i := range all {
-		all[i] = int64(i)
-	}
-	got, err := s.ReadTreeHashes(all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range all {
-		if got[i] != ref[i] {
-			t.Fatalf("hash %d differs", i)
-		}
-	}
+	checkEveryHash(t, s, ref)
 	if err := s.SetFormatForTest(5); err != nil {
 		t.Fatal(err)
 	}
