@@ -2,12 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
 	"github.com/audittrail/audittrail/internal/sample"
+	"github.com/audittrail/audittrail/logsign"
 )
 
 // loadSample stores n sample events (ending at end) in batches of 1000.
@@ -55,4 +57,78 @@ func BenchmarkSearch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkIngestLog measures appends with the verifiable log running in the
+// same process, as `audittrail serve --store postgres://…` runs them: each
+// iteration appends 100,000 sample events in batches of 1000 from four
+// goroutines to a fresh database, with the integrator and signer at their
+// production intervals. flush-ms is how long integrating and signing the
+// rest took after the last append returned.
+//
+//	go test -run '^$' -bench IngestLog -benchtime 3x ./postgres/
+func BenchmarkIngestLog(b *testing.B) {
+	const events, batch, callers = 100_000, 1000, 4
+	var total, flush time.Duration
+	for range b.N {
+		b.StopTimer()
+		s := mustOpen(b, pgtest.Start(b))
+		ctx, cancel := context.WithCancel(context.Background())
+		signer, vkey, err := logsign.LoadOrCreateKey(b.TempDir(), "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := logsign.New(ctx, logsign.Config{Store: s, Signer: signer, VerifierKey: vkey})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var running sync.WaitGroup
+		running.Add(1)
+		go func() { defer running.Done(); l.Run(ctx) }()
+		end := time.Now().UTC()
+		g := sample.New(1, sample.Options{Events: events, End: end, Span: 10 * 24 * time.Hour})
+		batches := make([][]*audittrail.Event, events/batch)
+		for i := range batches {
+			for range batch {
+				id, ne := g.Next()
+				e, err := audittrail.PrepareNewEvent(id, ne, end, false)
+				if err != nil {
+					b.Fatal(err)
+				}
+				batches[i] = append(batches[i], e)
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		next := make(chan []*audittrail.Event)
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for evs := range next {
+					if _, err := s.Append(context.Background(), evs); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		for _, evs := range batches {
+			next <- evs
+		}
+		close(next)
+		wg.Wait()
+		total += time.Since(start)
+		b.StopTimer()
+		fstart := time.Now()
+		if err := l.Flush(ctx); err != nil {
+			b.Error(err)
+		}
+		flush += time.Since(fstart)
+		cancel()
+		running.Wait()
+		s.Close()
+	}
+	b.ReportMetric(float64(b.N*events)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(flush.Milliseconds())/float64(b.N), "flush-ms")
 }
