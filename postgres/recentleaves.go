@@ -12,7 +12,7 @@ import (
 	"github.com/audittrail/audittrail/merkle"
 )
 
-// recentLeavesSize bounds the leaf hashes kept in memory: about 6 MB, a few
+// recentLeavesSize bounds the leaf hashes kept in memory: about 7 MB, a few
 // seconds of ingest at full speed, far more than the integrator's lag.
 const recentLeavesSize = 1 << 17
 
@@ -29,18 +29,18 @@ const recentLeavesSize = 1 << 17
 // missing here: a range with one of them is read from the database.
 type recentLeaves struct {
 	mu   sync.Mutex
-	base uint64 // seq of ents[0]; 0 before the first event
-	ents []leafEntry
+	ents []leafEntry // ents[seq % recentLeavesSize], allocated with the first event
 }
 
 type leafEntry struct {
+	seq     uint64 // 0: empty
 	leaf    tlog.Hash
 	receive int64
-	set     bool
 }
 
-// add records the leaves of stored events (Seq and ReceiveTime set), of
-// consecutive seqs.
+// add records the leaves of stored events (Seq and ReceiveTime set). An
+// entry is replaced only by a later seq, so a late add of older events
+// (a concurrent append's) never hides newer ones.
 func (r *recentLeaves) add(events []*audittrail.Event) {
 	if len(events) == 0 {
 		return
@@ -52,36 +52,32 @@ func (r *recentLeaves) add(events []*audittrail.Event) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	first, last := events[0].Seq, events[len(events)-1].Seq
-	if last < r.base {
-		return // older than what is kept (a concurrent append's, added late)
-	}
-	if r.ents == nil || first >= r.base+recentLeavesSize {
-		// The first events, or past everything kept: start over here.
-		if r.ents == nil {
-			r.ents = make([]leafEntry, 0, recentLeavesSize)
-		}
-		clear(r.ents)
-		r.base, r.ents = first, r.ents[:0]
-	}
-	if end := last + 1 - r.base; end > uint64(len(r.ents)) {
-		if end > recentLeavesSize {
-			// Slide: drop the oldest entries.
-			drop := end - recentLeavesSize
-			n := copy(r.ents, r.ents[drop:])
-			clear(r.ents[n:])
-			r.ents = r.ents[:n]
-			r.base += drop
-			end = recentLeavesSize
-		}
-		r.ents = r.ents[:end]
+	if r.ents == nil {
+		r.ents = make([]leafEntry, recentLeavesSize)
 	}
 	for i, e := range events {
-		if e.Seq < r.base {
-			continue // older than what is kept
+		if slot := &r.ents[e.Seq%recentLeavesSize]; slot.seq < e.Seq {
+			*slot = leafEntry{seq: e.Seq, leaf: leaves[i], receive: e.ReceiveTime.UnixNano()}
 		}
-		r.ents[e.Seq-r.base] = leafEntry{leaf: leaves[i], receive: e.ReceiveTime.UnixNano(), set: true}
 	}
+}
+
+// get appends the leaves of from..to to dst when every one is kept.
+func (r *recentLeaves) get(from, to uint64, dst []tlog.Hash) ([]tlog.Hash, int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ents == nil || to-from >= recentLeavesSize {
+		return dst, 0, false
+	}
+	for seq := from; seq <= to; seq++ {
+		if r.ents[seq%recentLeavesSize].seq != seq {
+			return dst, 0, false
+		}
+	}
+	for seq := from; seq <= to; seq++ {
+		dst = append(dst, r.ents[seq%recentLeavesSize].leaf)
+	}
+	return dst, r.ents[to%recentLeavesSize].receive, true
 }
 
 // RecentLeafHashes appends to dst the leaf hashes of the events of seqs
@@ -95,20 +91,9 @@ func (s *Store) RecentLeafHashes(ctx context.Context, from, to uint64, dst []tlo
 	if err := ctx.Err(); err != nil {
 		return dst, time.Time{}, false, err
 	}
-	r := &s.leaves
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if from < r.base || to >= r.base+uint64(len(r.ents)) {
+	hashes, receive, ok := s.leaves.get(from, to, dst)
+	if !ok {
 		return dst, time.Time{}, false, nil
 	}
-	ents := r.ents[from-r.base : to-r.base+1]
-	for _, e := range ents {
-		if !e.set {
-			return dst, time.Time{}, false, nil
-		}
-	}
-	for _, e := range ents {
-		dst = append(dst, e.leaf)
-	}
-	return dst, time.Unix(0, ents[len(ents)-1].receive).UTC(), true, nil
+	return hashes, time.Unix(0, receive).UTC(), true, nil
 }

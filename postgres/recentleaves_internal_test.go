@@ -7,10 +7,10 @@ import (
 	"github.com/audittrail/audittrail"
 )
 
-// TestRecentLeavesWindow: the kept range slides with new events, keeps at
-// most recentLeavesSize of them, ignores events older than it, and starts
-// over past a gap larger than itself.
-func TestRecentLeavesWindow(t *testing.T) {
+// TestRecentLeavesRing: the ring serves a range only when it holds every
+// seq of it; newer events take the place of those recentLeavesSize before
+// them, and a late add of older events does not hide newer ones.
+func TestRecentLeavesRing(t *testing.T) {
 	var r recentLeaves
 	events := func(from, n uint64) []*audittrail.Event {
 		out := make([]*audittrail.Event, n)
@@ -19,33 +19,35 @@ func TestRecentLeavesWindow(t *testing.T) {
 		}
 		return out
 	}
-	has := func(seq uint64) bool {
-		if seq < r.base || seq >= r.base+uint64(len(r.ents)) {
-			return false
+	served := func(from, to uint64) bool {
+		hs, receive, ok := r.get(from, to, nil)
+		if ok && (len(hs) != int(to-from+1) || receive != int64(to)) {
+			t.Fatalf("[%d, %d]: %d hashes, last receive %d", from, to, len(hs), receive)
 		}
-		return r.ents[seq-r.base].set && r.ents[seq-r.base].receive == int64(seq)
+		return ok
 	}
 	const size = recentLeavesSize
+	if served(1, 1) {
+		t.Fatal("an empty ring serves")
+	}
 	r.add(events(10, 100))
-	r.add(events(150, 10)) // a gap of another replica's events
-	if !has(10) || !has(109) || has(110) || has(149) || !has(159) {
+	r.add(events(150, 10)) // a gap: another replica's events
+	if !served(10, 109) || served(10, 110) || served(149, 159) || !served(150, 159) {
 		t.Fatal("first adds")
 	}
-	r.add(events(110, 40)) // filled in late, out of order
-	if !has(110) || !has(149) {
+	r.add(events(110, 40)) // filled in late
+	if !served(10, 159) {
 		t.Fatal("late add")
 	}
-	r.add(events(160, size-100)) // slides by 50
-	if r.base != 60 || len(r.ents) != size || has(59) || !has(60) || !has(160+size-101) {
-		t.Fatalf("slide: base %d, %d entries", r.base, len(r.ents))
+	r.add(events(160, size-100)) // overwrites seqs 10..59
+	if served(59, 60) || !served(60, 160+size-101) {
+		t.Fatal("after wrapping")
 	}
-	r.add(events(5, 10)) // older than the window: ignored
-	if r.base != 60 || has(5) {
-		t.Fatal("old events changed the window")
+	r.add(events(20, 10)) // older than what is kept: ignored
+	if served(20, 29) || !served(size+20, size+29) {
+		t.Fatal("a late add of older events changed the ring")
 	}
-	far := uint64(10 * size)
-	r.add(events(far, 3)) // past everything kept: start over
-	if r.base != far || len(r.ents) != 3 || !has(far+2) || has(60) {
-		t.Fatalf("start over: base %d, %d entries", r.base, len(r.ents))
+	if served(60, 60+size) {
+		t.Fatal("a range longer than the ring is served")
 	}
 }
