@@ -111,3 +111,30 @@ func (s *Store) FormatForTest() (byte, error) {
 	defer closer.Close()
 	return v[0], nil
 }
+
+// SimulateEarlierFiltersForTest makes stores opened until restore write and
+// read table filters as builds before the id-only filter did.
+func SimulateEarlierFiltersForTest() (restore func()) {
+	earlierBuildFilters = true
+	return func() { earlierBuildFilters = false }
+}
+
+// FiltersForTest returns the tables of each filter policy and the total
+// size of the filter blocks.
+func (s *Store) FiltersForTest() (tables map[string]int, bytes uint64, err error) {
+	levels, err := s.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		return nil, 0, err
+	}
+	tables = map[string]int{}
+	for _, l := range levels {
+		for _, t := range l {
+			tables[t.Properties.FilterPolicyName]++
+			bytes += t.Properties.FilterSize
+		}
+	}
+	return tables, bytes, nil
+}
+
+// FlushForTest writes the memtable to a table.
+func (s *Store) FlushForTest() error { return s.db.Flush() }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
@@ -189,9 +188,12 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		// 4% more disk (docs/design/storage.md).
 		l.BlockSize = 8 << 10
 		l.IndexBlockSize = 256 << 10
-		// Bloom filters make the idempotency lookup of a new id (always a
-		// miss) cheap.
-		l.FilterPolicy = bloom.FilterPolicy(10)
+		// Bloom filters over the ids make the idempotency lookup of a new
+		// id (always a miss) cheap; no other key needs one (filter.go).
+		l.FilterPolicy = idFilterPolicy{}
+		if earlierBuildFilters {
+			l.FilterPolicy = builtinBloom
+		}
 		// Zstd where the data ends up (the lower levels hold ~90%); the
 		// fast codec where data is rewritten soon, to save CPU on
 		// flushes and the first compactions.
@@ -200,6 +202,10 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		} else {
 			l.Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
 		}
+	}
+	opts.Filters = filterPolicies()
+	if earlierBuildFilters {
+		opts.Filters = map[string]pebble.FilterPolicy{builtinBloom.Name(): builtinBloom}
 	}
 	// The value column is read whole by regex searches: the fastest codec
 	// decompresses it several times faster than zstd (docs/design/storage.md).

@@ -380,8 +380,16 @@ func TestIdempotencyBottomLevel(t *testing.T) {
 	if bottom == 0 || above != 0 {
 		t.Fatalf("after compaction: %d tables in L6, %d above; want all in L6", bottom, above)
 	}
-	// Every stored id, retried: each answers its first copy, none is
-	// stored again. One in ten is changed: a conflict.
+	checkRetries(t, s, stored, first)
+	if st := s.Stats(); st.Events != uint64(len(stored)) {
+		t.Errorf("%d events stored, want %d", st.Events, len(stored))
+	}
+}
+
+// checkRetries retries every stored event: each answers its first copy and
+// none is stored again. One in ten is changed: a conflict.
+func checkRetries(t *testing.T, s *pebblestore.Store, stored []*audittrail.Event, first []audittrail.AppendResult) {
+	t.Helper()
 	retries := make([]*audittrail.Event, len(stored))
 	for i, e := range stored {
 		r := *e
@@ -407,9 +415,99 @@ func TestIdempotencyBottomLevel(t *testing.T) {
 			}
 		}
 	}
-	if st := s.Stats(); st.Events != uint64(len(stored)) {
-		t.Errorf("%d events stored, want %d", st.Events, len(stored))
+}
+
+// TestIDFilters: the tables' filters hold the ids only, and id lookups stay
+// exact across builds: this build reads a store whose tables carry the
+// earlier every-key filters, and an earlier build reads the tables this one
+// writes (it does not know their filter and reads them unfiltered).
+func TestIDFilters(t *testing.T) {
+	const n = 3000
+	filters := func(s *pebblestore.Store) (map[string]int, uint64) {
+		t.Helper()
+		if _, _, err := s.CompactAllForTest(); err != nil {
+			t.Fatal(err)
+		}
+		tables, size, err := s.FiltersForTest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tables, size
 	}
+	stats := func(s *pebblestore.Store, want int) {
+		t.Helper()
+		if st := s.Stats(); st.Events != uint64(want) {
+			t.Errorf("%d events stored, want %d", st.Events, want)
+		}
+	}
+
+	// The same events in a store of this build and in one of the earlier
+	// builds: ~1.25 filter bytes per id against ~1.25 per key.
+	dirNew, dirOld := t.TempDir(), t.TempDir()
+	events := newGen(7).batch(n)
+	s := openStore(t, dirNew)
+	firstNew := mustAppend(t, s, events)
+	tables, newBytes := filters(s)
+	if len(tables) != 1 || tables["audittrail.IDKeysBloomFilter"] == 0 {
+		t.Errorf("filter policies of the tables: %v, want only audittrail.IDKeysBloomFilter", tables)
+	}
+	if max := uint64(n*10/8 + 256*sum(tables)); newBytes > max {
+		t.Errorf("filters take %d bytes for %d ids, want at most %d", newBytes, n, max)
+	}
+	checkRetries(t, s, events, firstNew)
+	stats(s, n)
+	s.Close()
+
+	restore := pebblestore.SimulateEarlierFiltersForTest()
+	s = openStore(t, dirOld)
+	firstOld := mustAppend(t, s, events)
+	tables, oldBytes := filters(s)
+	if len(tables) != 1 || tables["rocksdb.BuiltinBloomFilter"] == 0 {
+		t.Errorf("filter policies of the earlier build's tables: %v", tables)
+	}
+	if oldBytes < 5*newBytes {
+		t.Errorf("every-key filters take %d bytes, id filters %d: want a fifth at most", oldBytes, newBytes)
+	}
+	s.Close()
+	restore()
+
+	// This build on the earlier build's store, then on a mix of both kinds
+	// of table.
+	s = openStore(t, dirOld)
+	checkRetries(t, s, events, firstOld)
+	more := newGen(8).batch(n)
+	firstMore := mustAppend(t, s, more)
+	if err := s.FlushForTest(); err != nil {
+		t.Fatal(err)
+	}
+	if tables, _, err := s.FiltersForTest(); err != nil || len(tables) != 2 {
+		t.Fatalf("filter policies after a flush: %v (%v), want both kinds", tables, err)
+	}
+	checkRetries(t, s, events, firstOld)
+	checkRetries(t, s, more, firstMore)
+	filters(s)
+	checkRetries(t, s, events, firstOld)
+	checkRetries(t, s, more, firstMore)
+	stats(s, 2*n)
+	s.Close()
+
+	// An earlier build on the tables written by this one.
+	restore = pebblestore.SimulateEarlierFiltersForTest()
+	defer restore()
+	s = openStore(t, dirNew)
+	defer s.Close()
+	checkRetries(t, s, events, firstNew)
+	stats(s, n)
+	if got := drain(t, s, compile(t, audittrail.Filter{}), 1000, 0); len(got) != n {
+		t.Errorf("an earlier build reads %d events of this build's store, want %d", len(got), n)
+	}
+}
+
+func sum(m map[string]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // TestMaxScan: with a small budget every page makes progress and the pages
