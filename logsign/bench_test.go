@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/sample"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/pebblestore"
@@ -39,18 +38,9 @@ func BenchmarkIngestLog(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				batches := make([][]*audittrail.Event, events/batch)
-				g := sample.New(7, sample.Options{})
-				now := time.Now()
-				for i := range batches {
-					for range batch {
-						id, ne := g.Next()
-						e, err := audittrail.PrepareNewEvent(id, ne, now, true)
-						if err != nil {
-							b.Fatal(err)
-						}
-						batches[i] = append(batches[i], e)
-					}
+				batches, err := sample.New(7, sample.Options{}).Batches(events, batch, time.Now(), true)
+				if err != nil {
+					b.Fatal(err)
 				}
 				var l *logsign.Log
 				ctx, cancel := context.WithCancel(context.Background())
@@ -68,24 +58,9 @@ func BenchmarkIngestLog(b *testing.B) {
 				}
 				b.StartTimer()
 				start, cpu0 := time.Now(), cpuTime()
-				var wg sync.WaitGroup
-				next := make(chan []*audittrail.Event)
-				for range callers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for evs := range next {
-							if _, err := st.Append(context.Background(), evs); err != nil {
-								b.Error(err)
-							}
-						}
-					}()
+				if err := sample.AppendConcurrently(context.Background(), st, batches, callers); err != nil {
+					b.Error(err)
 				}
-				for _, evs := range batches {
-					next <- evs
-				}
-				close(next)
-				wg.Wait()
 				total += time.Since(start)
 				b.StopTimer()
 				if on {

@@ -12,8 +12,8 @@ const idFilterBitsPerKey = 10
 //
 // The only lookups a filter serves here are the idempotency checks, one per
 // appended event (a SeekPrefixGE on its i key, almost always a miss). Every
-// other read is a range scan or a Get of a key that exists (a record, a tree
-// hash, the format), which a filter cannot save. Pebble's bloom filter over
+// other read is a range scan or a Get of a key that nearly always exists (a
+// record, a tree hash, the format), which a filter cannot save. Pebble's bloom filter over
 // every key cost 1.25 bytes per key, about 11 keys per event: 14 bytes per
 // event on disk (4 % of the store at 10M events), filter blocks competing
 // with data blocks for the block cache, and hashing every key in every flush
@@ -56,13 +56,22 @@ func (w idFilterWriter) AddKey(key []byte) {
 
 func (w idFilterWriter) Finish(dst []byte) []byte { return w.bloom.Finish(dst) }
 
-// filterPolicies are the policies Pebble may meet in a table: ours, and the
-// built-in bloom filter of tables written by earlier builds.
-func filterPolicies() map[string]pebble.FilterPolicy {
-	return map[string]pebble.FilterPolicy{
-		idFilterName:        idFilterPolicy{},
-		builtinBloom.Name(): builtinBloom,
+// filterPolicy is the filter the store writes into new tables.
+func filterPolicy() pebble.FilterPolicy {
+	if earlierBuildFilters {
+		return builtinBloom
 	}
+	return idFilterPolicy{}
+}
+
+// knownFilterPolicies are the filters the store reads: ours, and the
+// built-in bloom filter of tables written by earlier builds.
+func knownFilterPolicies() map[string]pebble.FilterPolicy {
+	known := map[string]pebble.FilterPolicy{builtinBloom.Name(): builtinBloom}
+	if !earlierBuildFilters {
+		known[idFilterName] = idFilterPolicy{}
+	}
+	return known
 }
 
 // earlierBuildFilters makes the store write and read filters as builds

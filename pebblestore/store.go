@@ -195,10 +195,7 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		l.IndexBlockSize = 256 << 10
 		// Bloom filters over the ids make the idempotency lookup of a new
 		// id (always a miss) cheap; no other key needs one (filter.go).
-		l.FilterPolicy = idFilterPolicy{}
-		if earlierBuildFilters {
-			l.FilterPolicy = builtinBloom
-		}
+		l.FilterPolicy = filterPolicy()
 		// Zstd where the data ends up (the lower levels hold ~90%); the
 		// fast codec where data is rewritten soon, to save CPU on
 		// flushes and the first compactions.
@@ -208,10 +205,7 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 			l.Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
 		}
 	}
-	opts.Filters = filterPolicies()
-	if earlierBuildFilters {
-		opts.Filters = map[string]pebble.FilterPolicy{builtinBloom.Name(): builtinBloom}
-	}
+	opts.Filters = knownFilterPolicies()
 	// The value column is read whole by regex searches: the fastest codec
 	// decompresses it several times faster than zstd (docs/design/storage.md).
 	opts.Experimental.SpanPolicyFunc = pebble.MakeStaticSpanPolicyFunc(pebble.DefaultComparer.Compare,

@@ -16,20 +16,14 @@ import (
 func loadSample(tb testing.TB, s audittrail.Store, n int, end time.Time) {
 	tb.Helper()
 	g := sample.New(1, sample.Options{Events: n, End: end, Span: 90 * 24 * time.Hour})
-	for done := 0; done < n; {
-		var batch []*audittrail.Event
-		for range min(1000, n-done) {
-			id, ne := g.Next()
-			e, err := audittrail.PrepareNewEvent(id, ne, end, false)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			batch = append(batch, e)
-		}
+	batches, err := g.Batches(n, 1000, end, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, batch := range batches {
 		if _, err := s.Append(context.Background(), batch); err != nil {
 			tb.Fatal(err)
 		}
-		done += len(batch)
 	}
 }
 
@@ -87,37 +81,15 @@ func BenchmarkIngestLog(b *testing.B) {
 		go func() { defer running.Done(); l.Run(ctx) }()
 		end := time.Now().UTC()
 		g := sample.New(1, sample.Options{Events: events, End: end, Span: 10 * 24 * time.Hour})
-		batches := make([][]*audittrail.Event, events/batch)
-		for i := range batches {
-			for range batch {
-				id, ne := g.Next()
-				e, err := audittrail.PrepareNewEvent(id, ne, end, false)
-				if err != nil {
-					b.Fatal(err)
-				}
-				batches[i] = append(batches[i], e)
-			}
+		batches, err := g.Batches(events, batch, end, false)
+		if err != nil {
+			b.Fatal(err)
 		}
 		b.StartTimer()
 		start := time.Now()
-		next := make(chan []*audittrail.Event)
-		var wg sync.WaitGroup
-		for range callers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for evs := range next {
-					if _, err := s.Append(context.Background(), evs); err != nil {
-						b.Error(err)
-					}
-				}
-			}()
+		if err := sample.AppendConcurrently(context.Background(), s, batches, callers); err != nil {
+			b.Error(err)
 		}
-		for _, evs := range batches {
-			next <- evs
-		}
-		close(next)
-		wg.Wait()
 		total += time.Since(start)
 		b.StopTimer()
 		fstart := time.Now()

@@ -16,10 +16,13 @@
 package sample
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -422,4 +425,55 @@ var requestParams = []keyGen{
 	{"view", oneOf("BASIC", "FULL")},
 	{"update_mask", oneOf("display_name", "spec.replicas", "labels")},
 	{"validate_only", oneOf("true", "false")},
+}
+
+// Batches returns g's next n events as the service stores them
+// (PrepareNewEvent at receivedAt), in batches of size (the last one may be
+// shorter).
+func (g *Generator) Batches(n, size int, receivedAt time.Time, redactPrivateIPs bool) ([][]*audittrail.Event, error) {
+	var batches [][]*audittrail.Event
+	for done := 0; done < n; done += size {
+		batch := make([]*audittrail.Event, 0, min(size, n-done))
+		for range cap(batch) {
+			id, ne := g.Next()
+			e, err := audittrail.PrepareNewEvent(id, ne, receivedAt, redactPrivateIPs)
+			if err != nil {
+				return nil, err
+			}
+			batch = append(batch, e)
+		}
+		batches = append(batches, batch)
+	}
+	return batches, nil
+}
+
+// AppendConcurrently appends the batches to st from callers goroutines,
+// each taking the next batch when its last one is stored, as concurrent
+// producers do. It appends every batch and returns the first error.
+func AppendConcurrently(ctx context.Context, st audittrail.Store, batches [][]*audittrail.Event, callers int) error {
+	next := make(chan []*audittrail.Event)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range next {
+				if _, err := st.Append(ctx, batch); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, batch := range batches {
+		next <- batch
+	}
+	close(next)
+	wg.Wait()
+	return first
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/sample"
+	"github.com/audittrail/audittrail/pebblestore"
 )
 
 type item struct {
@@ -252,5 +253,43 @@ func TestOptionsScale(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBatchesAppendConcurrently: the batches hold the generator's events in
+// order, cut at the size; appended concurrently, every one is stored once.
+func TestBatchesAppendConcurrently(t *testing.T) {
+	const n, size = 2500, 1000
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	batches, err := sample.New(3, sample.Options{}).Batches(n, size, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []int{len(batches[0]), len(batches[1]), len(batches[2])}; len(batches) != 3 || !slices.Equal(got, []int{1000, 1000, 500}) {
+		t.Fatalf("%d batches %v, want 1000, 1000, 500", len(batches), got)
+	}
+	g := sample.New(3, sample.Options{})
+	for _, e := range slices.Concat(batches...) {
+		id, _ := g.Next()
+		if e.ID != id || !e.ReceiveTime.Equal(now) {
+			t.Fatalf("event %s received %v, want %s received %v", e.ID, e.ReceiveTime, id, now)
+		}
+	}
+
+	st, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := sample.AppendConcurrently(t.Context(), st, batches, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Stats().Events; got != n {
+		t.Errorf("%d events stored, want %d", got, n)
+	}
+	// A failing store's error comes back.
+	st.Close()
+	if err := sample.AppendConcurrently(t.Context(), st, batches[:2], 2); err == nil {
+		t.Error("appends to a closed store: no error")
 	}
 }
