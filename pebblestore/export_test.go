@@ -138,3 +138,9 @@ func (s *Store) FiltersForTest() (tables map[string]int, bytes uint64, err error
 
 // FlushForTest writes the memtable to a table.
 func (s *Store) FlushForTest() error { return s.db.Flush() }
+
+// FilterProbesForTest returns how many times a table filter was consulted.
+func (s *Store) FilterProbesForTest() int64 {
+	m := s.db.Metrics()
+	return m.Filter.Hits + m.Filter.Misses
+}
