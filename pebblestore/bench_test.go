@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -152,6 +153,57 @@ func BenchmarkAppend1000(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*1000), "cpu-µs/event")
 		})
 	}
+}
+
+// BenchmarkAppendSustained appends b.N batches of 1000 new events to a fresh
+// store from four concurrent callers, as fast as the store takes them, and
+// reports the calls' latencies: the tail shows write stalls, which appear
+// only once the store is large and compactions run long. A generator
+// goroutine makes the events meanwhile (a producer's share of the CPU).
+//
+//	go test -run '^$' -bench AppendSustained -benchtime 10000x -timeout 30m ./pebblestore/
+func BenchmarkAppendSustained(b *testing.B) {
+	const callers, batch = 4, 1000
+	s := openStoreConfig(b, pebblestore.Config{Dir: b.TempDir()})
+	defer s.Close()
+	next := make(chan []*audittrail.Event, 2*callers)
+	go func() {
+		g := newGen(1)
+		for range b.N {
+			next <- g.batch(batch)
+		}
+		close(next)
+	}()
+	var (
+		mu  sync.Mutex
+		lat []time.Duration
+		wg  sync.WaitGroup
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for events := range next {
+				t0 := time.Now()
+				mustAppend(b, s, events)
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.999), "p99.9-ms")
+	b.ReportMetric(pct(1), "max-ms")
+	b.ReportMetric(0, "ns/op")
 }
 
 // cpuTime is the user and system CPU time of the process.

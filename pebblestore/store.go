@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -169,9 +170,22 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		// of 4 is 141 MiB less on disk (docs/design/storage.md).
 		MemTableStopWritesThreshold: 2,
 		L0CompactionThreshold:       4,
-		L0StopWritesThreshold:       24,
-		LBaseMaxBytes:               256 << 20,
-		FormatMajorVersion:          pebble.FormatNewest,
+		// Writes stop at 40 L0 sublevels: every flush overlaps the
+		// whole key space (times, ids and postings), so each adds a
+		// sublevel, and a search merges one iterator per sublevel until
+		// compactions catch up. Producers waiting seconds is worse.
+		L0StopWritesThreshold: 40,
+		LBaseMaxBytes:         256 << 20,
+		// One compaction at a time normally; Pebble starts a second one
+		// (up to half the cores) when L0 piles up or compaction debt
+		// grows. With one, a long compaction into the bottom levels let
+		// L0 reach L0StopWritesThreshold while it ran: ingesting 10M
+		// events at full speed, 11 write stalls of 4-17 s, and the slowest
+		// call of 1000 events took 17.5 s. With two and the threshold
+		// above at 40 instead of 24: no stall, slowest call 0.54 s
+		// (BenchmarkAppendSustained, docs/design/storage.md).
+		CompactionConcurrencyRange: func() (int, int) { return 1, max(2, runtime.GOMAXPROCS(0)/2) },
+		FormatMajorVersion:         pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			// A stall means compactions fall behind the append rate:
 			// operators should know.
