@@ -13,11 +13,12 @@ const idFilterBitsPerKey = 10
 // The only lookups a filter serves here are the idempotency checks, one per
 // appended event (a SeekPrefixGE on its i key, almost always a miss). Every
 // other read is a range scan or a Get of a key that nearly always exists (a
-// record, a tree hash, the format), which a filter cannot save. Pebble's bloom filter over
-// every key cost 1.25 bytes per key, about 11 keys per event: 14 bytes per
-// event on disk (4 % of the store at 10M events), filter blocks competing
-// with data blocks for the block cache, and hashing every key in every flush
-// and compaction. Keeping only the i keys makes it about 1.25 bytes per event.
+// record, a tree hash, the format), which a filter cannot save. Pebble's
+// bloom filter over every key cost 1.25 bytes per key, about 11 keys per
+// event: 13-14 bytes per event on disk (4 % of the store at 10M events),
+// filter blocks competing with data blocks for the block cache, and hashing
+// every key in every flush and compaction. Keeping only the i keys makes it
+// about 1.25 bytes per event.
 //
 // MayContain answers true for every other key, so a Get of any key reads the
 // table as if it had no filter. The policy has its own name: Pebble matches
