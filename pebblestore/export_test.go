@@ -144,3 +144,16 @@ func (s *Store) FilterProbesForTest() int64 {
 	m := s.db.Metrics()
 	return m.Filter.Hits + m.Filter.Misses
 }
+
+// SetParallelFetchForTest sets the candidates from which a page's records
+// are read on several cores, and the number of readers (0: one per core),
+// and returns a function that restores both.
+func SetParallelFetchForTest(min, readers int) (restore func()) {
+	oldMin, oldReaders := parallelFetchMin, fetchReadersOverride
+	parallelFetchMin, fetchReadersOverride = min, readers
+	return func() { parallelFetchMin, fetchReadersOverride = oldMin, oldReaders }
+}
+
+// ParallelFetchBatchesForTest returns the number of candidate batches read
+// on several cores since the process started.
+func ParallelFetchBatchesForTest() int64 { return parallelBatches.Load() }

@@ -29,6 +29,9 @@ var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, p
 
 const seqLen = 8
 
+// timeSeqLen is the length of a (time, seq) key suffix (appendTimeSeq).
+const timeSeqLen = 16
+
 // Store metadata keys (prefix pfxMeta).
 var (
 	formatKey = []byte("mformat")

@@ -54,12 +54,16 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 			return nil, err
 		}
 	}
-	st, err := s.newPostingStream(p.lists, col, lo, hi)
+	readers := 1
+	if col == nil && req.Limit+1 >= parallelFetchMin {
+		readers = fetchReaders()
+	}
+	st, err := s.newPostingStream(p.lists, col, lo, hi, readers)
 	if err != nil {
 		return nil, err
 	}
 	defer st.close()
-	if _, err := pg.run(ctx, st); err != nil {
+	if err := pg.runPostings(ctx, st); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -222,17 +226,26 @@ type stream interface {
 // postingStream merges posting lists (and the value column's matches)
 // newest first and reads each candidate's record with a point lookup.
 type postingStream struct {
-	lists   listHeap
-	stop    *audittrail.Cursor // the column's budget marker was reached
-	cur     []byte             // suffix (time, seq) of the current candidate
-	prim    *pebble.Iterator
-	primAt  bool // prim is positioned at the previous candidate's record
-	key     []byte
+	lists listHeap
+	stop  *audittrail.Cursor // the column's budget marker was reached
+	cur   []byte             // suffix (time, seq) of the current candidate
+	rr    recordReader
+	// more are further record readers for reading a page's records on
+	// several cores (fetch.go); nil when the page is read on one.
+	more    []*recordReader
 	started bool
 	e       error
-	// step > 0 is how many records record() may step back from the
-	// previous candidate before it seeks instead; step <= 0 counts seeks
-	// until it tries stepping again. It adapts to the list's density.
+}
+
+// recordReader reads the records of candidates given newest first, with
+// one iterator over the primary range.
+type recordReader struct {
+	prim   *pebble.Iterator
+	primAt bool // prim is positioned at the previous candidate's record
+	key    []byte
+	// step > 0 is how many records read may step back from the previous
+	// candidate before it seeks instead; step <= 0 counts seeks until it
+	// tries stepping again. It adapts to the list's density.
 	step int
 }
 
@@ -289,8 +302,10 @@ func (h *listHeap) Pop() any {
 	return x
 }
 
-func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byte) (*postingStream, error) {
-	ps := &postingStream{step: maxStep}
+// newPostingStream opens the lists, then readers record readers (at least
+// one; the first is the stream's own).
+func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byte, readers int) (*postingStream, error) {
+	ps := &postingStream{}
 	if col != nil {
 		li := &listIter{col: col}
 		if ok, err := li.prev(); err != nil {
@@ -325,14 +340,20 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 		}
 	}
 	heap.Init(&ps.lists)
-	// Opened after the lists, so it sees every record they point to
+	// Opened after the lists, so they see every record the lists point to
 	// (a record and its postings commit in one batch).
-	prim, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEvent}, UpperBound: []byte{pfxEvent + 1}})
-	if err != nil {
-		ps.close()
-		return nil, err
+	for i := range max(readers, 1) {
+		prim, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEvent}, UpperBound: []byte{pfxEvent + 1}})
+		if err != nil {
+			ps.close()
+			return nil, err
+		}
+		if i == 0 {
+			ps.rr = recordReader{prim: prim, step: maxStep}
+		} else {
+			ps.more = append(ps.more, &recordReader{prim: prim, step: maxStep})
+		}
 	}
-	ps.prim = prim
 	return ps, nil
 }
 
@@ -370,37 +391,47 @@ func (ps *postingStream) stoppedAt() *audittrail.Cursor { return ps.stop }
 
 func (ps *postingStream) pos() (int64, uint64) { return decodeTimeSeq(ps.cur) }
 
-func (ps *postingStream) record() ([]byte, error) {
-	ps.key = append(append(ps.key[:0], pfxEvent), ps.cur...)
-	if ps.primAt && ps.step > 0 {
-		for range ps.step {
-			if !ps.prim.Prev() {
+func (ps *postingStream) record() ([]byte, error) { return ps.rr.read(ps.cur) }
+
+// read returns the record at (time, seq) suffix cur, valid until the next
+// read. Candidates come newest first.
+func (r *recordReader) read(cur []byte) ([]byte, error) {
+	r.key = append(append(r.key[:0], pfxEvent), cur...)
+	if r.primAt && r.step > 0 {
+		for range r.step {
+			if !r.prim.Prev() {
 				break
 			}
-			switch c := bytes.Compare(ps.prim.Key(), ps.key); {
+			switch c := bytes.Compare(r.prim.Key(), r.key); {
 			case c == 0:
-				return ps.prim.ValueAndErr()
+				return r.prim.ValueAndErr()
 			case c < 0:
 				goto seek // passed it (cannot happen: every posting has its record)
 			}
 		}
 	seek:
-		ps.step = -stepBack // a sparse stretch: seek for a while
-	} else if ps.step <= 0 {
-		if ps.step++; ps.step == 1 {
-			ps.step = maxStep // try stepping again
+		r.step = -stepBack // a sparse stretch: seek for a while
+	} else if r.step <= 0 {
+		if r.step++; r.step == 1 {
+			r.step = maxStep // try stepping again
 		}
 	}
-	ps.primAt = false
-	if !ps.prim.SeekGE(ps.key) || !bytes.Equal(ps.prim.Key(), ps.key) {
-		if err := ps.prim.Error(); err != nil {
+	r.primAt = false
+	if !r.prim.SeekGE(r.key) || !bytes.Equal(r.prim.Key(), r.key) {
+		if err := r.prim.Error(); err != nil {
 			return nil, err
 		}
-		ns, seq := decodeTimeSeq(ps.cur)
+		ns, seq := decodeTimeSeq(cur)
 		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
 	}
-	ps.primAt = true
-	return ps.prim.ValueAndErr()
+	r.primAt = true
+	return r.prim.ValueAndErr()
+}
+
+func (r *recordReader) close() {
+	if r.prim != nil {
+		r.prim.Close()
+	}
 }
 
 func (ps *postingStream) err() error { return ps.e }
@@ -410,7 +441,8 @@ func (ps *postingStream) close() {
 		l.close()
 	}
 	ps.lists = nil
-	if ps.prim != nil {
-		ps.prim.Close()
+	ps.rr.close()
+	for _, r := range ps.more {
+		r.close()
 	}
 }

@@ -539,6 +539,10 @@ func TestMaxScan(t *testing.T) {
 		defer pebblestore.SetScanChunkEventsForTest(29)()
 		testMaxScan(t)
 	})
+	t.Run("parallel fetch", func(t *testing.T) {
+		defer pebblestore.SetParallelFetchForTest(2, 2)()
+		testMaxScan(t)
+	})
 }
 
 func testMaxScan(t *testing.T) {
