@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/sample"
 	"github.com/audittrail/audittrail/pebblestore"
 )
 
@@ -174,28 +175,12 @@ func BenchmarkAppendSustained(b *testing.B) {
 		}
 		close(next)
 	}()
-	var (
-		mu  sync.Mutex
-		lat []time.Duration
-		wg  sync.WaitGroup
-	)
 	b.ResetTimer()
 	start := time.Now()
-	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for events := range next {
-				t0 := time.Now()
-				mustAppend(b, s, events)
-				d := time.Since(t0)
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
-			}
-		}()
+	lat, err := sample.AppendFrom(context.Background(), s, next, callers)
+	if err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lat)
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }

@@ -452,9 +452,25 @@ func (g *Generator) Batches(n, size int, receivedAt time.Time, redactPrivateIPs 
 // producers do. It appends every batch and returns the first error.
 func AppendConcurrently(ctx context.Context, st audittrail.Store, batches [][]*audittrail.Event, callers int) error {
 	next := make(chan []*audittrail.Event)
+	go func() {
+		for _, batch := range batches {
+			next <- batch
+		}
+		close(next)
+	}()
+	_, err := AppendFrom(ctx, st, next, callers)
+	return err
+}
+
+// AppendFrom appends the batches received from next to st from callers
+// goroutines until next is closed (a producer may make them meanwhile),
+// and returns the latency of every call, in the order they ended, and the
+// first error: a call's, or one event's (AppendResult.Err).
+func AppendFrom(ctx context.Context, st audittrail.Store, next <-chan []*audittrail.Event, callers int) ([]time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
+		lat   []time.Duration
 		first error
 	)
 	for range callers {
@@ -462,18 +478,19 @@ func AppendConcurrently(ctx context.Context, st audittrail.Store, batches [][]*a
 		go func() {
 			defer wg.Done()
 			for batch := range next {
-				if _, err := st.Append(ctx, batch); err != nil {
-					mu.Lock()
-					first = cmp.Or(first, err)
-					mu.Unlock()
+				t0 := time.Now()
+				res, err := st.Append(ctx, batch)
+				d := time.Since(t0)
+				for i := 0; err == nil && i < len(res); i++ {
+					err = res[i].Err
 				}
+				mu.Lock()
+				lat = append(lat, d)
+				first = cmp.Or(first, err)
+				mu.Unlock()
 			}
 		}()
 	}
-	for _, batch := range batches {
-		next <- batch
-	}
-	close(next)
 	wg.Wait()
-	return first
+	return lat, first
 }

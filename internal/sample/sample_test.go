@@ -287,6 +287,21 @@ func TestBatchesAppendConcurrently(t *testing.T) {
 	if got := st.Stats().Events; got != n {
 		t.Errorf("%d events stored, want %d", got, n)
 	}
+	// One event's error comes back: an id used again with other content.
+	again := sample.New(3, sample.Options{})
+	reused, err := again.Batches(1, 1, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reused[0][0].Principal += "-other"
+	next := make(chan []*audittrail.Event, 2)
+	next <- batches[0] // retries of stored events: no error
+	next <- reused[0]
+	close(next)
+	lat, err := sample.AppendFrom(t.Context(), st, next, 2)
+	if audittrail.ErrorCode(err) != audittrail.EConflict || len(lat) != 2 {
+		t.Errorf("a conflicting event: %d latencies, error %v; want 2 and a conflict", len(lat), err)
+	}
 	// A failing store's error comes back.
 	st.Close()
 	if err := sample.AppendConcurrently(t.Context(), st, batches[:2], 2); err == nil {
