@@ -79,3 +79,85 @@ func pages(t *testing.T, s *pebblestore.Store, q *audittrail.Query, limit, maxSc
 		after = res.Next
 	}
 }
+
+// TestParallelFetchDuringAppends: pages read on several cores while appends
+// go on hold every matching event stored before the search began, no event
+// twice, newest first, each as stored.
+func TestParallelFetchDuringAppends(t *testing.T) {
+	defer pebblestore.SetParallelFetchForTest(2, 3)()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	g := newGen(29)
+	before := stored(mustAppend(t, s, g.batch(3000)))
+	// The commonest event source: a long posting list, many batches.
+	count := map[string]int{}
+	for _, e := range before {
+		count[e.EventSource]++
+	}
+	var f audittrail.Filter
+	for v, n := range count {
+		if n > count[f.Exact[audittrail.FieldEventSource]] {
+			f.Exact[audittrail.FieldEventSource] = v
+		}
+	}
+	q := compile(t, f)
+	want := bruteForce(before, q, nil)
+	if len(want) < 200 {
+		t.Fatalf("test setup: %d matches", len(want))
+	}
+
+	stop := make(chan struct{})
+	appended := make(chan []*audittrail.Event)
+	go func() {
+		var more []*audittrail.Event
+		defer func() { appended <- more }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := s.Append(context.Background(), g.batch(50))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			more = append(more, stored(res)...)
+		}
+	}()
+	batches := pebblestore.ParallelFetchBatchesForTest()
+	var drains [][]*audittrail.Event
+	for i := range 12 {
+		drains = append(drains, drain(t, s, q, []int{100, 333, 1000}[i%3], 0))
+	}
+	close(stop)
+	more := <-appended
+	if len(more) == 0 || pebblestore.ParallelFetchBatchesForTest() == batches {
+		t.Fatalf("test setup: %d events appended meanwhile, parallel batches %d", len(more), pebblestore.ParallelFetchBatchesForTest()-batches)
+	}
+	all := map[string]*audittrail.Event{}
+	for _, e := range append(before, more...) {
+		all[e.ID] = e
+	}
+
+	for i, got := range drains {
+		seen := map[string]bool{}
+		for j, e := range got {
+			if seen[e.ID] {
+				t.Fatalf("drain %d: event %s twice", i, e.ID)
+			}
+			seen[e.ID] = true
+			if p := got[max(j-1, 0)]; j > 0 && !(audittrail.Cursor{Time: p.EventTime.UnixNano(), Seq: p.Seq}).Before(e.EventTime.UnixNano(), e.Seq) {
+				t.Fatalf("drain %d: event %d is not older than the one before", i, j)
+			}
+			if d := diff([]*audittrail.Event{all[e.ID]}, []*audittrail.Event{e}); d != "" || !q.Match(e) {
+				t.Fatalf("drain %d: event %s is not a stored match (-stored +got)\n%s", i, e.ID, d)
+			}
+		}
+		for _, e := range want {
+			if !seen[e.ID] {
+				t.Fatalf("drain %d: event %s, stored before the search, is missing", i, e.ID)
+			}
+		}
+	}
+}
