@@ -83,14 +83,8 @@ func (pg *pager) runPostings(ctx context.Context, ps *postingStream) error {
 // decided; otherwise run goes on from the next candidate.
 func (pg *pager) fetchParallel(ctx context.Context, ps *postingStream) (done bool, err error) {
 	readers := append([]*recordReader{&ps.rr}, ps.more...)
-	pagers := make([]*pager, len(readers))
-	pagers[0] = pg
-	for i := 1; i < len(pagers); i++ {
-		// Regex sets extend copy-on-write and dictionary views refresh
-		// themselves: each goroutine has its own (as in parallelScan).
-		pagers[i] = &pager{p: pg.p.clone(), snap: pg.snap.clone()}
-	}
-	var cands []byte // (time, seq) suffixes, newest first
+	var pagers []*pager // made with the first batch: the budget may allow none
+	var cands []byte    // (time, seq) suffixes, newest first
 	var out []fetched
 	for {
 		k := min(pg.limit+1-len(pg.res.Events), pg.budget-pg.examined, maxFetchBatch)
@@ -99,6 +93,15 @@ func (pg *pager) fetchParallel(ctx context.Context, ps *postingStream) (done boo
 		}
 		if err := ctx.Err(); err != nil {
 			return true, err
+		}
+		if pagers == nil {
+			pagers = []*pager{pg}
+			for range readers[1:] {
+				// Regex sets extend copy-on-write and dictionary views
+				// refresh themselves: each goroutine has its own (as in
+				// parallelScan).
+				pagers = append(pagers, &pager{p: pg.p.clone(), snap: pg.snap.clone()})
+			}
 		}
 		cands = cands[:0]
 		for len(cands) < k*timeSeqLen && ps.next() {
