@@ -13,6 +13,7 @@ import (
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Config configures Open.
@@ -160,6 +161,7 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 	opts := &pebble.Options{
 		Cache:  pebble.NewCache(size),
 		Logger: pebbleLogger{log},
+		FS:     noWALPreallocation{vfs.Default},
 		// A larger memtable absorbs write bursts and makes fewer, larger
 		// L0 files; 64 MiB holds ~150k events with their index entries.
 		MemTableSize: 64 << 20,

@@ -1,0 +1,48 @@
+package pebblestore
+
+import "github.com/cockroachdb/pebble/v2/vfs"
+
+// walCategory is the write category Pebble creates and recycles its WAL
+// files with (wal/standalone_manager.go).
+const walCategory vfs.DiskWriteCategory = "pebble-wal"
+
+// noWALPreallocation is the file system the store gives Pebble: the
+// operating system's, except that WAL files are not preallocated.
+//
+// Pebble reserves every WAL file in blocks of 110 % of the memtable size
+// (70 MiB here) on its first write. A young store rotates its WAL often,
+// because Pebble's first memtables are small and double up to MemTableSize,
+// so a store of 20,000 events held four WAL files of 45 B to 6 MB taking
+// 70 MiB each: 282 MiB on disk, and 147 of the 630 bytes per event of a 1M
+// store were reserved, unwritten WAL space. Without the reservation a WAL
+// file takes what was written to it. Recycling, which Pebble does to make a
+// durable write cheap (a recycled file is overwritten in place: no block
+// allocation or size change for fdatasync to journal), is unchanged;
+// preallocation only saves those allocations in a file's first use.
+// Measured (BenchmarkAppend1, docs/design/storage.md): no difference in the
+// latency of a durable single append beyond the machine's spread.
+type noWALPreallocation struct{ vfs.FS }
+
+func (fs noWALPreallocation) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	if err != nil || category != walCategory {
+		return f, err
+	}
+	return unpreallocatedFile{f}, nil
+}
+
+func (fs noWALPreallocation) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	if err != nil || category != walCategory {
+		return f, err
+	}
+	return unpreallocatedFile{f}, nil
+}
+
+// unpreallocatedFile ignores Pebble's requests to reserve space.
+type unpreallocatedFile struct{ vfs.File }
+
+func (unpreallocatedFile) Preallocate(offset, length int64) error { return nil }
+
+// Unwrap returns the operating system's file system (vfs.Root).
+func (fs noWALPreallocation) Unwrap() vfs.FS { return fs.FS }
