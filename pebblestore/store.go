@@ -161,15 +161,16 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 	opts := &pebble.Options{
 		Cache:  pebble.NewCache(size),
 		Logger: pebbleLogger{log},
-		FS:     noWALPreallocation{vfs.Default},
+		// A WAL file takes what was written to it (walfs.go).
+		FS: noWALPreallocation{vfs.Default},
 		// A larger memtable absorbs write bursts and makes fewer, larger
 		// L0 files; 64 MiB holds ~150k events with their index entries.
 		MemTableSize: 64 << 20,
 		// Writes stop when a second full memtable waits for the first
 		// one's flush (about a second of work; filling one takes several
 		// at 50k events/s). Pebble keeps this many + 1 used WAL files to
-		// recycle, each preallocated to 110 % of the memtable: 2 instead
-		// of 4 is 141 MiB less on disk (docs/design/storage.md).
+		// recycle, each about a memtable's size: 2 instead of 4 is 141 MiB
+		// less on disk (docs/design/storage.md).
 		MemTableStopWritesThreshold: 2,
 		L0CompactionThreshold:       4,
 		// Writes stop at 40 L0 sublevels: every flush overlaps the
