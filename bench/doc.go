@@ -6,6 +6,10 @@
 // hand-written SQL on a throwaway PostgreSQL with a conventional schema, checks
 // that every system returns the same events, and writes BENCHMARKS.md.
 //
+// Every system of a size is loaded first; the suite then runs each query on
+// every system in turn, so that the figures a ratio compares are measured
+// seconds apart (the development machine's speed moves between minutes).
+//
 // The command is bench/cmd/auditbench; `make bench` runs it. See
 // BENCHMARKS.md for what it measures and docs/design/performance.md for what
 // the measurements show.

@@ -317,3 +317,53 @@ func Settle(ctx context.Context, pids []int, window time.Duration, maxCores floa
 	}
 	return time.Since(start), false
 }
+
+// DiskIdleBytesPerSec is the write rate under which the disks count as
+// idle before the suite: well above the trickle of an idle machine (logs,
+// PostgreSQL's statistics), well below a checkpoint or a compaction.
+const DiskIdleBytesPerSec = 1 << 20
+
+// DiskWritten returns the bytes written to the machine's disks since boot
+// (/proc/diskstats, whole devices only: a partition's writes are also its
+// disk's).
+func DiskWritten() int64 {
+	b, err := os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 {
+			continue
+		}
+		if _, err := os.Stat("/sys/block/" + f[2]); err != nil {
+			continue // a partition
+		}
+		if strings.HasPrefix(f[2], "loop") || strings.HasPrefix(f[2], "ram") {
+			continue
+		}
+		sectors, _ := strconv.ParseInt(f[9], 10, 64)
+		total += sectors * 512 // diskstats counts 512-byte sectors whatever the device's
+	}
+	return total
+}
+
+// SettleDisk waits until the machine's disks write less than maxRate
+// bytes/s over a window, for at most limit, and returns how long it waited
+// and whether they settled.
+func SettleDisk(ctx context.Context, window time.Duration, maxRate float64, limit time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		w0 := DiskWritten()
+		select {
+		case <-ctx.Done():
+			return time.Since(start), false
+		case <-time.After(window):
+		}
+		if float64(DiskWritten()-w0)/window.Seconds() < maxRate {
+			return time.Since(start), true
+		}
+	}
+	return time.Since(start), false
+}

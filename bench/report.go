@@ -47,6 +47,7 @@ func LoadResults(paths ...string) (*Results, error) {
 			out = &res
 			continue
 		}
+		out.Interleaved = out.Interleaved && res.Interleaved
 		out.Notes = append(out.Notes, res.Notes...)
 		out.Mismatches = append(out.Mismatches, res.Mismatches...)
 		for _, z := range res.Sizes {
@@ -761,7 +762,11 @@ func writeMethod(b *strings.Builder, res *Results) {
 	w("- Systems: `audittrail serve` on the embedded store (a fresh data directory per size); the same binary with\n")
 	w("  `--store postgres://...` on a fresh database; and the baseline, PostgreSQL with the schema below, queried with\n")
 	w("  hand-written SQL through pgx (every column decoded). One PostgreSQL cluster (initdb `--locale=C`) serves both\n")
-	w("  PostgreSQL systems, never at the same time; its settings: `%s`. The baseline's connections set\n", strings.Join(PGSettings, "`, `"))
+	if res.Interleaved {
+		w("  PostgreSQL systems, each in its own database, never queried at the same time; its settings: `%s`. The baseline's connections set\n", strings.Join(PGSettings, "`, `"))
+	} else {
+		w("  PostgreSQL systems, never at the same time; its settings: `%s`. The baseline's connections set\n", strings.Join(PGSettings, "`, `"))
+	}
 	w("  `plan_cache_mode=force_custom_plan`: pgx prepares statements, and after five executions PostgreSQL would switch to a\n")
 	w("  generic plan that ignores the parameter values (for the popular principal: the principal index and a sort of all its\n")
 	w("  events, 100× slower). After loading: `VACUUM ANALYZE`, `CHECKPOINT`.\n")
@@ -777,6 +782,25 @@ func writeMethod(b *strings.Builder, res *Results) {
 	w("  page of 1000.\n")
 	w("- Each query runs once untimed (\"first run\": for the embedded store this includes evaluating a regex over the\n")
 	w("  dictionaries, which later runs find cached) and then %d times, one at a time, on an otherwise idle server.\n", res.Config.Runs)
+	if res.Interleaved {
+		w("- Every system of a size is loaded (and waited out) before the suite; the suite then runs each query on every\n")
+		w("  system in turn (ours over REST and gRPC, the baseline, the PostgreSQL store), so that the figures a ratio\n")
+		w("  compares were measured seconds apart, not minutes: this machine's speed moves between minutes. The systems are\n")
+		w("  loaded in the order baseline, PostgreSQL store, embedded store; before the suite, a `CHECKPOINT` and a wait until\n")
+		w("  the disks write less than %s/s over 3 s (the loads' background writes outlast their CPU)", bytesIEC(DiskIdleBytesPerSec))
+		var waits []string
+		for _, z := range res.Sizes {
+			if z.DiskSettle > 0 {
+				waits = append(waits, fmt.Sprintf("%s %s", sizeLabel(z.N), z.DiskSettle.Round(time.Second)))
+			}
+		}
+		if len(waits) > 0 {
+			w(": waited %s", strings.Join(waits, ", "))
+		}
+		w(".\n")
+	} else {
+		w("- Each system ran its whole suite after its ingest, one system after the other.\n")
+	}
 	w("- Ingest: %d producers send BatchCreateEvents of %d; %d producers send CreateEvent. PostgreSQL gets the same\n",
 		res.Config.Producers, res.Config.Batch, res.Config.SingleProducers)
 	w("  concurrency: multi-row INSERTs of %d rows, single-row INSERTs, COPY of %d rows per statement.\n", res.Config.Batch, res.Config.CopyBatch)

@@ -54,6 +54,10 @@ type Results struct {
 	// Parts describes the runs a merged report is made of (see
 	// LoadResults): "`command` at date, sizes, took".
 	Parts []string
+	// Interleaved: the suite ran each query on every system in turn
+	// (false in the results of earlier builds, which ran one system's
+	// whole suite after another's).
+	Interleaved bool
 }
 
 // SizeResult is the run of one dataset size.
@@ -63,6 +67,8 @@ type SizeResult struct {
 	AnalyzeTime time.Duration
 	Systems     []*SystemResult
 	Wall        time.Duration
+	// DiskSettle is the wait for the disks to be idle before the suite.
+	DiskSettle time.Duration
 }
 
 // SerialCreates is the number of CreateEvent calls made one at a time after
@@ -161,6 +167,26 @@ func (r *runner) settle(ctx context.Context, sys *SystemResult, pids ...int) {
 	r.logf("%s: idle after %s", sys.Name, d.Round(time.Second))
 }
 
+// quietDisk makes PostgreSQL write out what it holds (CHECKPOINT) and
+// waits until the machine's disks are idle before the suite: the suite's
+// durable writes (our self-audit event per search) wait for the disk, and
+// a load's writes outlast its CPU.
+func (r *runner) quietDisk(ctx context.Context, z *SizeResult) error {
+	if r.pg != nil {
+		if err := r.pg.Exec(ctx, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("CHECKPOINT before the suite: %w", err)
+		}
+	}
+	r.logf("waiting for the disks to be idle before the suite")
+	d, ok := SettleDisk(ctx, 3*time.Second, DiskIdleBytesPerSec, SettleLimit)
+	z.DiskSettle = d
+	if !ok {
+		r.note("at %s events the disks still wrote more than %s/s after %s of waiting; the suite ran beside it", count(int64(z.N)), bytesIEC(DiskIdleBytesPerSec), d.Round(time.Second))
+	}
+	r.logf("disks idle after %s", d.Round(time.Second))
+	return nil
+}
+
 // SettleLimit bounds the wait for background work after ingest.
 const SettleLimit = 15 * time.Minute
 
@@ -187,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.Log == nil {
 		cfg.Log = os.Stderr
 	}
-	res := &Results{Config: cfg, Started: time.Now(), LoadBefore: loadavg(), ProfileDir: cfg.ProfileDir}
+	res := &Results{Config: cfg, Started: time.Now(), LoadBefore: loadavg(), ProfileDir: cfg.ProfileDir, Interleaved: true}
 	r := &runner{cfg: cfg, res: res}
 	res.Machine = DescribeMachine(ctx)
 
@@ -285,19 +311,32 @@ func (r *runner) runSize(ctx context.Context, n int, pgstore bool) (*SizeResult,
 		r.logf("  %-22s %8d matches  %s", q.Key, q.Matches, q.Param)
 	}
 
-	sys := &SystemResult{Key: SysEmbedded, Name: "audittrail, embedded store", events: n}
-	z.Systems = append(z.Systems, sys)
-	if err := r.runServer(ctx, z, sys, nil); err != nil {
-		sys.Err = err
-		return z, fmt.Errorf("embedded store, %d events: %w", n, err)
-	}
+	// Every system is loaded first and waits out its background work;
+	// then the suite runs each query on every system in turn, so that the
+	// figures compared were measured seconds apart, not minutes: this
+	// machine's speed moves that much between minutes. The embedded store
+	// is loaded last: a load's background IO outlasts its CPU (PostgreSQL
+	// writes its bulk load and index builds out for minutes), and ours,
+	// loaded first in a trial, ran its durable self-audit writes beside
+	// the baseline's (docs/design/performance.md). The disk is waited out
+	// before the suite as well.
+	var ready []*readySystem
+	defer func() {
+		for _, rs := range ready {
+			rs.cleanup()
+		}
+	}()
+	embedded := &SystemResult{Key: SysEmbedded, Name: "audittrail, embedded store", events: n}
+	z.Systems = append(z.Systems, embedded)
 	if r.cfg.Postgres {
 		sys := &SystemResult{Key: SysSQL, Name: "PostgreSQL, hand-written SQL", events: n}
 		z.Systems = append(z.Systems, sys)
-		if err := r.runBaseline(ctx, z, sys); err != nil {
+		rs, err := r.prepareBaseline(ctx, z, sys)
+		if err != nil {
 			sys.Err = err
 			return z, fmt.Errorf("PostgreSQL baseline, %d events: %w", n, err)
 		}
+		ready = append(ready, rs)
 	}
 	if r.cfg.PGStore {
 		sys := &SystemResult{Key: SysPGStore, Name: "audittrail, PostgreSQL store", events: n}
@@ -312,16 +351,46 @@ func (r *runner) runSize(ctx context.Context, n int, pgstore bool) (*SizeResult,
 			if err := r.pg.CreateDatabase(ctx, db); err != nil {
 				return z, err
 			}
-			if err := r.runServer(ctx, z, sys, []string{"--store", r.pg.URL(db)}); err != nil {
+			rs, err := r.prepareServer(ctx, z, sys, []string{"--store", r.pg.URL(db)})
+			if err != nil {
 				sys.Err = err
 				return z, fmt.Errorf("PostgreSQL store, %d events: %w", n, err)
 			}
-			if err := r.dbSizes(ctx, db, sys, ""); err != nil {
-				r.note("PostgreSQL store size: %v", err)
+			finish := rs.finish
+			rs.finish = func() error {
+				if err := finish(); err != nil {
+					return err
+				}
+				if err := r.dbSizes(ctx, db, sys, ""); err != nil {
+					r.note("PostgreSQL store size: %v", err)
+				}
+				return nil
 			}
-			if !r.cfg.Keep {
-				_ = r.pg.DropDatabase(ctx, db)
+			cleanup := rs.cleanup
+			rs.cleanup = func() {
+				cleanup()
+				if !r.cfg.Keep {
+					_ = r.pg.DropDatabase(context.Background(), db)
+				}
 			}
+			ready = append(ready, rs)
+		}
+	}
+	rs, err := r.prepareServer(ctx, z, embedded, nil)
+	if err != nil {
+		embedded.Err = err
+		return z, fmt.Errorf("embedded store, %d events: %w", n, err)
+	}
+	// First in the suite's turn, as in the tables.
+	ready = append([]*readySystem{rs}, ready...)
+	if err := r.quietDisk(ctx, z); err != nil {
+		return z, err
+	}
+	r.suite(ctx, z, ready)
+	for _, rs := range ready {
+		if err := rs.finish(); err != nil {
+			rs.sys.Err = err
+			return z, fmt.Errorf("%s, %d events: %w", rs.sys.Name, n, err)
 		}
 	}
 	z.Wall = time.Since(start)
@@ -329,9 +398,22 @@ func (r *runner) runSize(ctx context.Context, n int, pgstore bool) (*SizeResult,
 	return z, nil
 }
 
-// runServer measures the server binary: ingest through the internal
-// listener, then the suite through the public one, over REST and gRPC.
-func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult, extra []string) error {
+// readySystem is a system loaded and idle, ready for the suite.
+type readySystem struct {
+	sys       *SystemResult
+	searchers []Searcher
+	tag       string // of its profiles
+	pid       int    // the process measured (the server, or PostgreSQL)
+	probe     func() (StoreTimes, error)
+	// finish takes the measurements after the suite; cleanup stops
+	// and removes what the system used (also after an error).
+	finish  func() error
+	cleanup func()
+}
+
+// prepareServer starts the server binary and ingests through its internal
+// listener; the suite then runs through the public one, over REST and gRPC.
+func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemResult, extra []string) (_ *readySystem, err error) {
 	start := time.Now()
 	d := z.Dataset
 	tag := fmt.Sprintf("%s-%s", sys.Key, sizeLabel(d.N))
@@ -339,12 +421,24 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 	r.logf("%s: starting the server", sys.Name)
 	srv, err := StartServer(r.bin, dataDir, filepath.Join(r.work, tag+".log"), extra...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		closers = nil
+	}
+	closers = append(closers, func() {
 		srv.Kill()
 		if !r.cfg.Keep {
 			os.RemoveAll(dataDir)
+		}
+	})
+	defer func() {
+		if err != nil {
+			cleanup()
 		}
 	}()
 	pid := srv.PID()
@@ -354,9 +448,9 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 	}
 	producer, err := client.Dial(ctx, srv.InternalAddr, client.WithToken(srv.ProducerToken))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer producer.Close()
+	closers = append(closers, func() { producer.Close() })
 	sys.Profiles = map[string]string{}
 
 	src := d.Source()
@@ -366,7 +460,7 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 	ing, err := IngestAPISingle(ctx, producer, src, single, r.cfg.SingleProducers, pid, dbPID)
 	sys.Profiles["ingest-single"] = rec.Stop()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sys.Ingest = append(sys.Ingest, ing)
 	r.logf("%s: %s events/s", sys.Name, rate(int64(ing.Events), ing.Elapsed))
@@ -377,12 +471,12 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 	ing, err = IngestAPIBatches(ctx, producer, src, rest, r.cfg.Batch, r.cfg.Producers, pid, dbPID)
 	sys.Profiles["ingest-batch"] = rec.Stop()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sys.Ingest = append(sys.Ingest, ing)
 	r.logf("%s: %s events/s (other processes used %.1f cores)", sys.Name, rate(int64(ing.Events), ing.Elapsed), ing.OtherCPU.Seconds()/ing.Elapsed.Seconds())
 	if got := single + ing.Events; got != d.N {
-		return fmt.Errorf("ingested %d events of %d", got, d.N)
+		return nil, fmt.Errorf("ingested %d events of %d", got, d.N)
 	}
 	r.settle(ctx, sys, pid, dbPID)
 	sys.RSSIngest, _ = ProcStatus(pid, "VmHWM")
@@ -395,16 +489,35 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 
 	reader, err := client.Dial(ctx, srv.PublicAddr, client.WithToken(srv.ReaderToken))
 	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { reader.Close() })
+	prepared := time.Since(start)
+	finish := func() error {
+		start := time.Now()
+		err := r.finishServer(ctx, z, sys, srv, producer, dataDir, dbPID)
+		sys.Wall = prepared + sys.SuiteWall + time.Since(start)
 		return err
 	}
-	defer reader.Close()
-	searchers := []Searcher{
-		&RESTSearcher{Label: "REST", URL: srv.PublicURL, Token: srv.ReaderToken, HTTP: NewHTTPClient()},
-		&GRPCSearcher{Label: "gRPC", Client: reader},
-	}
-	probe := func() (StoreTimes, error) { return srv.StoreTimes(ctx) }
-	r.suite(ctx, z, sys, searchers, tag, pid, probe)
+	return &readySystem{
+		sys: sys,
+		searchers: []Searcher{
+			&RESTSearcher{Label: "REST", URL: srv.PublicURL, Token: srv.ReaderToken, HTTP: NewHTTPClient()},
+			&GRPCSearcher{Label: "gRPC", Client: reader},
+		},
+		tag:     tag,
+		pid:     pid,
+		probe:   func() (StoreTimes, error) { return srv.StoreTimes(ctx) },
+		finish:  finish,
+		cleanup: cleanup,
+	}, nil
+}
 
+// finishServer measures a server after the suite: its memory and disk, one
+// durable write at a time, and its disk after it has shut down.
+func (r *runner) finishServer(ctx context.Context, z *SizeResult, sys *SystemResult, srv *Server, producer *client.Client, dataDir string, dbPID int) error {
+	d := z.Dataset
+	pid := srv.PID()
 	sys.RSSSuite, _ = ProcStatus(pid, "VmHWM")
 	sys.RSSEnd, _ = ProcStatus(pid, "VmRSS")
 	if sys.Key == SysEmbedded {
@@ -414,7 +527,7 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 	// One durable write at a time: what the self-audit event of every
 	// search costs at least. Other events (another seed), after the suite.
 	other := NewDataset(r.cfg.Seed+1_000_003, SerialCreates, d.Now)
-	ing, err = IngestAPISingle(ctx, producer, other.Source(), SerialCreates, 1, pid, dbPID)
+	ing, err := IngestAPISingle(ctx, producer, other.Source(), SerialCreates, 1, pid, dbPID)
 	if err != nil {
 		return err
 	}
@@ -429,38 +542,59 @@ func (r *runner) runServer(ctx context.Context, z *SizeResult, sys *SystemResult
 		sys.DiskStopped, sys.DiskApparent, _ = DiskUsage(dataDir)
 		sys.DiskFiles, _ = DiskBreakdown(dataDir)
 	}
-	sys.Wall = time.Since(start)
 	return nil
 }
 
-// suite runs every query on every searcher.
-func (r *runner) suite(ctx context.Context, z *SizeResult, sys *SystemResult, searchers []Searcher, tag string, pid int, probe func() (StoreTimes, error)) {
-	watch, start := WatchCPU(pid, r.pgPID()), time.Now()
-	defer func() { sys.SuiteWall, sys.SuiteOtherCores = time.Since(start), watch.OtherCores() }()
-	sys.Queries = map[string]map[string]*QueryResult{}
-	for _, s := range searchers {
-		sys.Protocols = append(sys.Protocols, s.Name())
-		sys.Queries[s.Name()] = map[string]*QueryResult{}
-	}
-	for _, q := range z.Dataset.Queries {
-		for _, s := range searchers {
-			// Server profiles of the first protocol only: the second
-			// runs the same server code.
-			opt := RunOptions{Probe: probe, Budget: r.cfg.QueryBudget, PID: pid}
-			if s == searchers[0] && r.prof != nil {
-				opt.Profiler, opt.ProfName = r.prof, tag+"-query-"+q.Key
-			}
-			res := RunQuery(ctx, s, q, r.cfg.Runs, opt)
-			sys.Queries[s.Name()][q.Key] = &res
-			switch {
-			case res.Err != nil:
-				r.mismatch("%s, %s, %s, %s: ERROR %v", sizeLabel(z.N), sys.Name, s.Name(), q.Key, res.Err)
-			case res.Mismatch != "":
-				r.mismatch("%s, %s, %s, %s: WRONG ANSWER: %s", sizeLabel(z.N), sys.Name, s.Name(), q.Key, res.Mismatch)
-			}
-			r.logf("%s %-5s %-22s p50 %8s ms  p99 %8s ms  first %8s ms  (%d requests; CPU/run server %s ms, client %s ms)%s", sys.Key, s.Name(), q.Key,
-				ms(res.Lat.Pct(50)), ms(res.Lat.Pct(99)), ms(res.First), res.Requests, ms(res.ServerCPU), ms(res.ClientCPU), res.storeNote())
+// suite runs every query on every system in turn, each on all its
+// searchers. Other processes' CPU is watched over the whole suite, the
+// systems' own processes excepted.
+func (r *runner) suite(ctx context.Context, z *SizeResult, systems []*readySystem) {
+	var pids []int
+	for _, rs := range systems {
+		pids = append(pids, rs.pid)
+		rs.sys.Queries = map[string]map[string]*QueryResult{}
+		for _, s := range rs.searchers {
+			rs.sys.Protocols = append(rs.sys.Protocols, s.Name())
+			rs.sys.Queries[s.Name()] = map[string]*QueryResult{}
 		}
+	}
+	if pg := r.pgPID(); pg != 0 {
+		pids = append(pids, pg)
+	}
+	watch := WatchCPU(pids...)
+	for _, q := range z.Dataset.Queries {
+		for _, rs := range systems {
+			start := time.Now()
+			r.runQuery(ctx, z, rs, q)
+			rs.sys.SuiteWall += time.Since(start)
+		}
+	}
+	other := watch.OtherCores()
+	for _, rs := range systems {
+		rs.sys.SuiteOtherCores = other
+	}
+}
+
+// runQuery runs q on every searcher of one system.
+func (r *runner) runQuery(ctx context.Context, z *SizeResult, rs *readySystem, q *Query) {
+	sys := rs.sys
+	for _, s := range rs.searchers {
+		// Server profiles of the first protocol only: the second runs the
+		// same server code.
+		opt := RunOptions{Probe: rs.probe, Budget: r.cfg.QueryBudget, PID: rs.pid}
+		if s == rs.searchers[0] && r.prof != nil {
+			opt.Profiler, opt.ProfName = r.prof, rs.tag+"-query-"+q.Key
+		}
+		res := RunQuery(ctx, s, q, r.cfg.Runs, opt)
+		sys.Queries[s.Name()][q.Key] = &res
+		switch {
+		case res.Err != nil:
+			r.mismatch("%s, %s, %s, %s: ERROR %v", sizeLabel(z.N), sys.Name, s.Name(), q.Key, res.Err)
+		case res.Mismatch != "":
+			r.mismatch("%s, %s, %s, %s: WRONG ANSWER: %s", sizeLabel(z.N), sys.Name, s.Name(), q.Key, res.Mismatch)
+		}
+		r.logf("%s %-5s %-22s p50 %8s ms  p99 %8s ms  first %8s ms  (%d requests; CPU/run server %s ms, client %s ms)%s", sys.Key, s.Name(), q.Key,
+			ms(res.Lat.Pct(50)), ms(res.Lat.Pct(99)), ms(res.First), res.Requests, ms(res.ServerCPU), ms(res.ClientCPU), res.storeNote())
 	}
 }
 
@@ -471,19 +605,31 @@ func (r *runner) mismatch(format string, args ...any) {
 }
 
 // runBaseline loads the baseline schema and runs the suite as SQL.
-func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResult) error {
+func (r *runner) prepareBaseline(ctx context.Context, z *SizeResult, sys *SystemResult) (_ *readySystem, err error) {
 	start := time.Now()
 	d := z.Dataset
 	db := fmt.Sprintf("baseline_%d", d.N)
 	if err := r.pg.CreateDatabase(ctx, db); err != nil {
-		return err
+		return nil, err
 	}
-	if !r.cfg.Keep {
-		defer r.pg.DropDatabase(context.Background(), db)
+	var pool *pgxpool.Pool
+	cleanup := func() {
+		if pool != nil {
+			pool.Close()
+			pool = nil
+		}
+		if !r.cfg.Keep {
+			_ = r.pg.DropDatabase(context.Background(), db)
+		}
 	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
 	pcfg, err := pgxpool.ParseConfig(r.pg.URL(db))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pcfg.MaxConns = int32(max(r.cfg.SingleProducers, r.cfg.Producers) + 4)
 	// pgx prepares statements; after five executions PostgreSQL may
@@ -491,11 +637,9 @@ func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResu
 	// popular principal it picks the principal index and sorts all its
 	// events (100× slower). A hand-tuned application avoids that.
 	pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
+	if pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, err
 	}
-	defer pool.Close()
 	pgPID := r.pg.PostmasterPID()
 	sys.Profiles = map[string]string{}
 
@@ -505,12 +649,12 @@ func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResu
 		measure = min(measure, r.cfg.MeasureEvents)
 	}
 	if err := CreateBaseline(ctx, pool, "events_copy"); err != nil {
-		return err
+		return nil, err
 	}
 	r.logf("%s: COPY of %s events, %d rows per COPY, %d streams", sys.Name, count(int64(measure)), r.cfg.CopyBatch, r.cfg.Producers)
 	ing, err := IngestSQL(ctx, pool, d, d.Source(), "events_copy", "COPY", measure, r.cfg.CopyBatch, r.cfg.Producers, pgPID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if measure < d.N {
 		ing.Note = fmt.Sprintf("the first %s events, into a table of their own", count(int64(measure)))
@@ -518,24 +662,24 @@ func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResu
 	sys.Ingest = append(sys.Ingest, ing)
 	r.logf("%s: COPY %s events/s", sys.Name, rate(int64(ing.Events), ing.Elapsed))
 	if _, err := pool.Exec(ctx, "DROP TABLE events_copy"); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
-		return err
+		return nil, err
 	}
 
 	// The table of the suite, loaded as the API loads: single-row
 	// INSERTs (one transaction each) for the first events, then INSERTs
 	// of 1000 rows; past the measured events, a bulk load.
 	if err := CreateBaseline(ctx, pool, "events"); err != nil {
-		return err
+		return nil, err
 	}
 	src := d.Source()
 	single := r.singleEvents(d.N)
 	r.logf("%s: %s single-row INSERTs from %d connections", sys.Name, count(int64(single)), r.cfg.SingleProducers)
 	ing, err = IngestSQL(ctx, pool, d, src, "events", "INSERT", single, 1, r.cfg.SingleProducers, pgPID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sys.Ingest = append(sys.Ingest, ing)
 	r.logf("%s: %s events/s", sys.Name, rate(int64(ing.Events), ing.Elapsed))
@@ -543,7 +687,7 @@ func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResu
 	r.logf("%s: %s events in INSERTs of %d rows from %d connections", sys.Name, count(int64(batched)), r.cfg.Batch, r.cfg.Producers)
 	ing, err = IngestSQL(ctx, pool, d, src, "events", "INSERT", batched, r.cfg.Batch, r.cfg.Producers, pgPID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if single+batched < d.N {
 		ing.Note = fmt.Sprintf("events %s to %s", count(int64(single+1)), count(int64(single+batched)))
@@ -558,17 +702,17 @@ func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResu
 		for _, stmt := range BaselineSchema[1:] {
 			name := strings.Fields(stmt)[2]
 			if _, err := pool.Exec(ctx, "DROP INDEX "+name); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		bulk, err := IngestSQL(ctx, pool, d, src, "events", "COPY", rest, r.cfg.CopyBatch, r.cfg.Producers, pgPID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tc := time.Now()
 		for _, stmt := range BaselineSchema[1:] {
 			if _, err := pool.Exec(ctx, stmt); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		sys.BulkLoad = fmt.Sprintf("events %s to %s: COPY without indexes %s (%s events/s), CREATE INDEX %s; %s in all",
@@ -578,22 +722,30 @@ func (r *runner) runBaseline(ctx context.Context, z *SizeResult, sys *SystemResu
 	}
 	t := time.Now()
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE events"); err != nil {
-		return err
+		return nil, err
 	}
 	sys.Vacuum = time.Since(t)
 	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
-		return err
+		return nil, err
 	}
 	r.settle(ctx, sys, pgPID)
 	if err := r.dbSizes(ctx, db, sys, "events"); err != nil {
-		return err
+		return nil, err
 	}
 	sys.DiskIngest = sys.TableBytes + sys.IndexBytes
 	sys.DiskEnd = sys.DiskIngest
-
-	r.suite(ctx, z, sys, []Searcher{&SQLSearcher{Label: "SQL", Pool: pool, Table: "events"}}, fmt.Sprintf("sql-%s", sizeLabel(d.N)), pgPID, nil)
-	sys.Wall = time.Since(start)
-	return nil
+	prepared := time.Since(start)
+	return &readySystem{
+		sys:       sys,
+		searchers: []Searcher{&SQLSearcher{Label: "SQL", Pool: pool, Table: "events"}},
+		tag:       fmt.Sprintf("sql-%s", sizeLabel(d.N)),
+		pid:       pgPID,
+		finish: func() error {
+			sys.Wall = prepared + sys.SuiteWall
+			return nil
+		},
+		cleanup: cleanup,
+	}, nil
 }
 
 // dbSizes reads the size of a database and, when table is given, of a table
