@@ -263,8 +263,14 @@ func (v *recView) parseHeader(b []byte, meta bool) error {
 }
 
 // event decodes the parsed record into an Event. Dictionary strings are
-// shared with the dictionaries (strings are immutable), so the cost is the
-// Event, the id, the maps, inline values and the status.
+// shared with the dictionaries (strings are immutable); the record's own
+// strings (inline values, the id, the status message, the parameters) are
+// copied into one buffer per event, so the cost is the Event, that buffer,
+// the maps and the status. BenchmarkSearchDrain -benchmem on 10M events:
+// 11.0 allocations per returned event with a string each, 6.2 this way,
+// the same bytes; the drain's time moved less than its run-to-run spread
+// (5.9-6.6 against 6.1-6.7 us per event), the gain is less garbage for a
+// busy server's collector.
 func (v *recView) event(snap *dictSnap, ns int64, seq uint64) (*audittrail.Event, error) {
 	e := &audittrail.Event{
 		EventTime: time.Unix(0, ns).UTC(),
@@ -272,18 +278,28 @@ func (v *recView) event(snap *dictSnap, ns int64, seq uint64) (*audittrail.Event
 		Type:      audittrail.EventType(int32(v.typ)),
 		Seq:       seq,
 	}
+	// The buffer's size bounds everything copied into it (the tail holds
+	// the status message and the parameters), so appends never move it.
+	size := len(v.uaIn) + uuidStringLen + len(v.tail)
+	for i := range v.fields {
+		size += len(v.fieldIn[i])
+	}
+	for _, in := range v.metaIn {
+		size += len(in)
+	}
+	a := strArena(make([]byte, 0, size))
 	var err error
 	for i, id := range v.fields {
 		var s string
 		if v.inline&(1<<i) != 0 {
-			s = string(v.fieldIn[i])
+			s = a.string(v.fieldIn[i])
 		} else if s, err = snap.value(dictID(i), id); err != nil {
 			return nil, err
 		}
 		e.SetValue(audittrail.Field(i), s)
 	}
 	if v.uaIn != nil {
-		e.UserAgent = string(v.uaIn)
+		e.UserAgent = a.string(v.uaIn)
 	} else if e.UserAgent, err = snap.value(dictUserAgent, v.ua); err != nil {
 		return nil, err
 	}
@@ -303,19 +319,19 @@ func (v *recView) event(snap *dictSnap, ns int64, seq uint64) (*audittrail.Event
 			e.Metadata[k] = val
 		}
 		for _, in := range v.metaIn {
-			k, val, _ := strings.Cut(string(in), "\x00")
+			k, val, _ := strings.Cut(a.string(in), "\x00")
 			e.Metadata[k] = val
 		}
 	}
 	b := v.tail
-	e.ID = uuid.UUID(b[:16]).String()
+	e.ID = a.uuid(b[:16])
 	b = b[16:]
+	var raw []byte
 	if v.flags&flagStatus != 0 {
-		var msg string
-		if msg, b, err = readString(b); err != nil {
+		if raw, b, err = readBytes(b); err != nil {
 			return nil, err
 		}
-		e.Status = &audittrail.Status{Code: v.code, Message: msg}
+		e.Status = &audittrail.Status{Code: v.code, Message: a.string(raw)}
 	}
 	np, n := uvarint(b)
 	if n <= 0 || np > uint64(len(b)) {
@@ -326,27 +342,28 @@ func (v *recView) event(snap *dictSnap, ns int64, seq uint64) (*audittrail.Event
 		e.RequestParameters = make(map[string]string, np)
 	}
 	for range np {
-		var k, val string
-		if k, b, err = readString(b); err != nil {
+		var k, val []byte
+		if k, b, err = readBytes(b); err != nil {
 			return nil, err
 		}
-		if val, b, err = readString(b); err != nil {
+		if val, b, err = readBytes(b); err != nil {
 			return nil, err
 		}
 		if e.RequestParameters != nil {
-			e.RequestParameters[k] = val
+			e.RequestParameters[a.string(k)] = a.string(val)
 		}
 	}
 	return e, nil
 }
 
-func readString(b []byte) (string, []byte, error) {
+// readBytes reads a length-prefixed string, without copying it.
+func readBytes(b []byte) ([]byte, []byte, error) {
 	n, k := uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, errCorrupt
+		return nil, nil, errCorrupt
 	}
 	b = b[k:]
-	return string(b[:n]), b[n:], nil
+	return b[:n:n], b[n:], nil
 }
 
 // decodeRecord decodes a whole record.
