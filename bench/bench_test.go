@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,5 +166,66 @@ func TestWriteReport(t *testing.T) {
 	}
 	if a, b := Markdown(res), Markdown(back); a != b {
 		t.Error("the report of the reloaded results differs")
+	}
+}
+
+// TestWaitIdle: the wait ends in the first window the counter grows slower
+// than the rate, and fails at the limit or when the context ends.
+func TestWaitIdle(t *testing.T) {
+	const window = 5 * time.Millisecond
+	ctx := context.Background()
+	busyFor := func(windows int) func() float64 {
+		var calls int
+		var v float64
+		return func() float64 {
+			calls++ // two reads per window
+			if calls <= 2*windows {
+				v += 1000
+			}
+			return v
+		}
+	}
+	d, ok := waitIdle(ctx, busyFor(3), window, 10, time.Second)
+	if !ok || d < 4*window {
+		t.Errorf("busy for 3 windows: waited %v, settled %v; want settled after the 4th", d, ok)
+	}
+	if d, ok := waitIdle(ctx, busyFor(1<<30), window, 10, 10*window); ok || d < 10*window {
+		t.Errorf("always busy: waited %v, settled %v; want not settled at the limit", d, ok)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, ok := waitIdle(cancelled, busyFor(0), window, 10, time.Second); ok {
+		t.Error("a cancelled context settled")
+	}
+}
+
+// TestDiskWritten: a synced write of 8 MiB shows in the disks' counters.
+func TestDiskWritten(t *testing.T) {
+	before := DiskWritten()
+	if before == 0 {
+		t.Skip("no disk counters here (/proc/diskstats): SettleDisk does not wait")
+	}
+	dir := t.TempDir()
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err == nil && fs.Type == 0x01021994 { // TMPFS_MAGIC
+		t.Skipf("%s is in memory (tmpfs): nothing reaches a disk", dir)
+	}
+	f, err := os.Create(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 8<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	if _, err := f.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := DiskWritten() - before; got < 8<<20 {
+		t.Errorf("the disks' counters grew by %d bytes after a synced write of 8 MiB", got)
 	}
 }

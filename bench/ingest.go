@@ -296,22 +296,28 @@ func (w *CPUWatch) OtherCores() float64 {
 // waited and whether they settled. After a large ingest the embedded store
 // still compacts for a while; queries measured meanwhile would pay for it.
 func Settle(ctx context.Context, pids []int, window time.Duration, maxCores float64, limit time.Duration) (time.Duration, bool) {
-	start := time.Now()
-	cpu := func() time.Duration {
+	return waitIdle(ctx, func() float64 {
 		var d time.Duration
 		for _, p := range pids {
 			d += procTreeCPU(p)
 		}
-		return d
-	}
+		return d.Seconds()
+	}, window, maxCores, limit)
+}
+
+// waitIdle waits until a cumulative counter grows by less than maxRate per
+// second over a window, for at most limit, and returns how long it waited
+// and whether the counter settled.
+func waitIdle(ctx context.Context, counter func() float64, window time.Duration, maxRate float64, limit time.Duration) (time.Duration, bool) {
+	start := time.Now()
 	for time.Since(start) < limit {
-		c0 := cpu()
+		c0 := counter()
 		select {
 		case <-ctx.Done():
 			return time.Since(start), false
 		case <-time.After(window):
 		}
-		if (cpu()-c0).Seconds()/window.Seconds() < maxCores {
+		if (counter()-c0)/window.Seconds() < maxRate {
 			return time.Since(start), true
 		}
 	}
@@ -353,17 +359,5 @@ func DiskWritten() int64 {
 // bytes/s over a window, for at most limit, and returns how long it waited
 // and whether they settled.
 func SettleDisk(ctx context.Context, window time.Duration, maxRate float64, limit time.Duration) (time.Duration, bool) {
-	start := time.Now()
-	for time.Since(start) < limit {
-		w0 := DiskWritten()
-		select {
-		case <-ctx.Done():
-			return time.Since(start), false
-		case <-time.After(window):
-		}
-		if float64(DiskWritten()-w0)/window.Seconds() < maxRate {
-			return time.Since(start), true
-		}
-	}
-	return time.Since(start), false
+	return waitIdle(ctx, func() float64 { return float64(DiskWritten()) }, window, maxRate, limit)
 }
