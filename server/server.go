@@ -156,6 +156,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 	g := grpc.NewServer(
 		grpc.UnaryInterceptor(ic),
 		grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
+		grpc.ForceServerCodecV2(newVTCodec()),
 	)
 	pb.RegisterEventServiceServer(g, impl)
 	if admin != nil {
