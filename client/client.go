@@ -141,7 +141,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize),
+			// Generated marshalling and decoding (internal/wire/codec.go).
+			grpc.ForceCodecV2(wire.ClientCodec())),
 		// gRPC's own reconnection backoff starts at one second; while it
 		// waits, calls fail at once. Keep it in step with our retries so
 		// that a retry after a server restart finds a fresh connection.

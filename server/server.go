@@ -16,6 +16,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
 )
 
 // Config configures New.
@@ -156,7 +157,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 	g := grpc.NewServer(
 		grpc.UnaryInterceptor(ic),
 		grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
-		grpc.ForceServerCodecV2(newVTCodec()),
+		grpc.ForceServerCodecV2(wire.ServerCodec()),
 	)
 	pb.RegisterEventServiceServer(g, impl)
 	if admin != nil {
