@@ -154,6 +154,14 @@ func SetParallelFetchForTest(min, readers int) (restore func()) {
 	return func() { parallelFetchMin, fetchReadersOverride = oldMin, oldReaders }
 }
 
+// SetListsOpenedHookForTest makes f run whenever a posting stream has opened
+// its lists and not yet its record readers.
+func SetListsOpenedHookForTest(f func()) (restore func()) {
+	old := listsOpenedHook
+	listsOpenedHook = f
+	return func() { listsOpenedHook = old }
+}
+
 // ParallelFetchBatchesForTest returns the number of candidate batches read
 // on several cores since the process started.
 func ParallelFetchBatchesForTest() int64 { return parallelBatches.Load() }

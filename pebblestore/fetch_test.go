@@ -161,3 +161,55 @@ func TestParallelFetchDuringAppends(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordReadersOpenAfterLists: a search opens its posting lists, then
+// its record readers, so that the readers see every record the lists point
+// to. Events committed in between are not in the lists' view and the search
+// answers as of the lists; were the readers opened first, the lists would
+// hold postings of records the readers cannot see, and the search would fail.
+func TestRecordReadersOpenAfterLists(t *testing.T) {
+	for _, readers := range []int{1, 3} {
+		t.Run(fmt.Sprintf("readers=%d", readers), func(t *testing.T) {
+			// Sequentially, or every batch of two candidates or more on
+			// three readers.
+			if readers > 1 {
+				defer pebblestore.SetParallelFetchForTest(2, readers)()
+			}
+			s := openStore(t, t.TempDir())
+			defer s.Close()
+			g := newGen(31)
+			before := stored(mustAppend(t, s, g.batch(600)))
+			source := before[len(before)-1].EventSource
+			q := compile(t, audittrail.Filter{Exact: exact(audittrail.FieldEventSource, source)})
+			want := bruteForce(before, q, nil)
+			if len(want) < 10 {
+				t.Fatalf("test setup: %d matches", len(want))
+			}
+			var appended []*audittrail.Event
+			defer pebblestore.SetListsOpenedHookForTest(func() {
+				if appended != nil {
+					return
+				}
+				batch := g.batch(50) // newer than every stored event
+				for _, e := range batch {
+					e.EventSource = source
+				}
+				appended = stored(mustAppend(t, s, batch))
+			})()
+			res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if appended == nil {
+				t.Fatal("the search opened no posting list")
+			}
+			if d := diff(want, res.Events); d != "" {
+				t.Fatalf("the answer is not that of the lists' view (-want +got)\n%s", d)
+			}
+			// The next search sees them.
+			if got := drain(t, s, q, 1000, 0); len(got) != len(want)+len(appended) {
+				t.Fatalf("a later search finds %d events, want %d", len(got), len(want)+len(appended))
+			}
+		})
+	}
+}

@@ -340,6 +340,9 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 		}
 	}
 	heap.Init(&ps.lists)
+	if listsOpenedHook != nil {
+		listsOpenedHook()
+	}
 	// Opened after the lists, so they see every record the lists point to
 	// (a record and its postings commit in one batch).
 	for i := range max(readers, 1) {
@@ -356,6 +359,11 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 	}
 	return ps, nil
 }
+
+// listsOpenedHook, set by tests, runs between the opening of a stream's
+// lists and of its record readers: what is committed then must not break
+// the stream (TestRecordReadersOpenAfterLists).
+var listsOpenedHook func()
 
 func (ps *postingStream) next() bool {
 	if ps.e != nil || len(ps.lists) == 0 {
