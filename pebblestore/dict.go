@@ -46,9 +46,9 @@ const maxDictValues = 1<<31 - 1
 // dictionary is one string dictionary: value ↔ dense id (from 0), and the
 // number of postings of each id.
 //
-// Values are only ever appended, so a reader may keep a copy of the vals
-// slice header taken under the read lock and index it without the lock:
-// elements below its length never change.
+// Values are only ever appended, so a reader may keep a view of the values
+// taken under the read lock and read it without the lock: values below its
+// length never change (values.go).
 //
 // A dictionary holds at most the configured limit of values. When a new value
 // finds it full, the dictionary is frozen (persistently): it never takes a
@@ -58,8 +58,7 @@ const maxDictValues = 1<<31 - 1
 // The same holds per metadata key (a key with many distinct values, such as a
 // request id, is frozen alone).
 type dictionary struct {
-	ids    map[string]uint32
-	vals   []string
+	vals   valueTable
 	counts []uint64            // postings per id (indexed dictionaries); guarded by dicts.mu
 	total  uint64              // sum of counts; guarded by dicts.mu
 	byKey  map[string][]uint32 // metadata only: pair ids by metadata key
@@ -82,7 +81,7 @@ type dicts struct {
 func newDicts(limit int) *dicts {
 	ds := &dicts{limit: limit, keyLimit: max(limit/16, 1), frozenKeys: map[string]bool{}}
 	for i := range ds.d {
-		ds.d[i].ids = map[string]uint32{}
+		ds.d[i].vals = newValueTable()
 	}
 	ds.d[dictMeta].byKey = map[string][]uint32{}
 	return ds
@@ -95,10 +94,10 @@ func (ds *dicts) load(db *pebble.DB) error {
 			return fmt.Errorf("pebblestore: corrupt dictionary key %x", k)
 		}
 		d := &ds.d[k[1]]
-		if id := binary.BigEndian.Uint32(k[2:]); int(id) != len(d.vals) {
-			return fmt.Errorf("pebblestore: dictionary %d: id %d follows %d values", k[1], id, len(d.vals))
+		if id := binary.BigEndian.Uint32(k[2:]); int(id) != d.vals.len() {
+			return fmt.Errorf("pebblestore: dictionary %d: id %d follows %d values", k[1], id, d.vals.len())
 		}
-		ds.add(dictID(k[1]), string(v))
+		ds.add(dictID(k[1]), v)
 		return nil
 	})
 	if err != nil {
@@ -161,17 +160,16 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// add appends v to dictionary d; the caller holds mu or owns ds exclusively.
-func (ds *dicts) add(d dictID, v string) uint32 {
+// add appends v (copied) to dictionary d; the caller holds mu or owns ds
+// exclusively.
+func (ds *dicts) add(d dictID, v []byte) uint32 {
 	dd := &ds.d[d]
-	id := uint32(len(dd.vals))
-	dd.vals = append(dd.vals, v)
+	id := dd.vals.add(v)
 	dd.counts = append(dd.counts, 0)
-	dd.ids[v] = id
 	dd.bytes += int64(len(v))
 	if d == dictMeta {
-		k, _, _ := strings.Cut(v, "\x00")
-		dd.byKey[k] = append(dd.byKey[k], id)
+		k, _, _ := bytes.Cut(v, []byte{0})
+		dd.byKey[string(k)] = append(dd.byKey[string(k)], id)
 	}
 	return id
 }
@@ -189,7 +187,7 @@ type valueRef struct {
 // reads the maps without the lock: nobody else writes them.
 func (ds *dicts) resolve(d dictID, v []byte, b *kvBuf) (ref valueRef, added bool) {
 	dd := &ds.d[d]
-	if id, ok := dd.ids[string(v)]; ok { // no allocation: lookup by converted bytes
+	if id, ok := dd.vals.lookup(v); ok {
 		return valueRef{id: id}, false
 	}
 	if dd.frozen {
@@ -203,7 +201,7 @@ func (ds *dicts) resolve(d dictID, v []byte, b *kvBuf) (ref valueRef, added bool
 		}
 	}
 	switch {
-	case len(dd.vals) >= ds.limit:
+	case dd.vals.len() >= ds.limit:
 		ds.mu.Lock()
 		dd.frozen = true
 		ds.mu.Unlock()
@@ -216,9 +214,8 @@ func (ds *dicts) resolve(d dictID, v []byte, b *kvBuf) (ref valueRef, added bool
 		b.set(append([]byte(frozenKeyPrefix), key...), nil)
 		return valueRef{inline: true}, true
 	}
-	s := string(v) // a copy: the dictionary must not keep the caller's memory
 	ds.mu.Lock()
-	id := ds.add(d, s)
+	id := ds.add(d, v) // a copy: the dictionary does not keep the caller's memory
 	ds.mu.Unlock()
 	b.set(dictKey(nil, d, id), v)
 	return valueRef{id: id}, true
@@ -230,7 +227,7 @@ func (ds *dicts) resolve(d dictID, v []byte, b *kvBuf) (ref valueRef, added bool
 func (ds *dicts) exactRef(d dictID, v string) (id uint32, inDict, inline bool) {
 	ds.mu.RLock()
 	defer ds.mu.RUnlock()
-	if id, ok := ds.d[d].ids[v]; ok {
+	if id, ok := ds.d[d].vals.lookup(bytesOf(v)); ok {
 		return id, true, false
 	}
 	return 0, false, ds.mayInline(d, v)
@@ -296,7 +293,7 @@ func (ds *dicts) addCounts(delta *postingDelta) {
 // dictSnap is a reader's view of the dictionaries' values.
 type dictSnap struct {
 	ds   *dicts
-	vals [numDicts][]string
+	vals [numDicts]valueView
 }
 
 func (ds *dicts) snapshot() *dictSnap {
@@ -308,7 +305,7 @@ func (ds *dicts) snapshot() *dictSnap {
 func (s *dictSnap) refresh() {
 	s.ds.mu.RLock()
 	for i := range s.vals {
-		s.vals[i] = s.ds.d[i].vals
+		s.vals[i] = s.ds.d[i].vals.view()
 	}
 	s.ds.mu.RUnlock()
 }
@@ -316,13 +313,13 @@ func (s *dictSnap) refresh() {
 // value returns the value of id in d. An id beyond the view was published
 // after it was taken: refresh.
 func (s *dictSnap) value(d dictID, id uint32) (string, error) {
-	if int(id) >= len(s.vals[d]) {
+	if int(id) >= s.vals[d].len() {
 		s.refresh()
-		if int(id) >= len(s.vals[d]) {
+		if int(id) >= s.vals[d].len() {
 			return "", fmt.Errorf("pebblestore: corrupt record: value %d of dictionary %s does not exist", id, d)
 		}
 	}
-	return s.vals[d][id], nil
+	return s.vals[d].at(int(id)), nil
 }
 
 // stats reports the dictionaries' sizes.
@@ -330,7 +327,7 @@ func (ds *dicts) stats() (values int, bytes int64, frozen []string) {
 	ds.mu.RLock()
 	defer ds.mu.RUnlock()
 	for i := range ds.d {
-		values += len(ds.d[i].vals)
+		values += ds.d[i].vals.len()
 		bytes += ds.d[i].bytes
 		if ds.d[i].frozen {
 			frozen = append(frozen, dictID(i).String())

@@ -31,8 +31,15 @@ func (s *Store) EvalRegexForTest(f audittrail.Field, metaKey string, re *regexp.
 	}
 	snap := s.dicts.snapshot()
 	c := &valueCond{d: d, re: newMatcher(re), metaKey: metaKey}
-	c.extend(snap, len(snap.vals[d]))
+	c.extend(snap, snap.vals[d].len())
 	return len(c.members())
+}
+
+// SetHashCollisionsForTest makes the dictionaries' value hashes collide
+// (one of four values) until restore.
+func SetHashCollisionsForTest() (restore func()) {
+	collideForTest = true
+	return func() { collideForTest = false }
 }
 
 // DowngradeForTest makes the store look like one written before the value

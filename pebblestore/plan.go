@@ -73,14 +73,14 @@ func (c *valueCond) hasInline(v []byte) bool {
 // extend evaluates the regex over the dictionary values from c.n on, up to
 // at least upTo (refreshing snap when it does not reach that far).
 func (c *valueCond) extend(snap *dictSnap, upTo int) {
-	if len(snap.vals[c.d]) < upTo {
+	if snap.vals[c.d].len() < upTo {
 		snap.refresh()
 	}
 	vals := snap.vals[c.d]
-	if len(vals) <= c.n {
+	if vals.len() <= c.n {
 		return
 	}
-	need := (len(vals) + 63) / 64
+	need := (vals.len() + 63) / 64
 	if c.shared || cap(c.bits) < need {
 		nb := make([]uint64, need, need+need/4)
 		copy(nb, c.bits)
@@ -93,18 +93,18 @@ func (c *valueCond) extend(snap *dictSnap, upTo int) {
 		ids := snap.ds.metaKeyIDs(c.metaKey)
 		i := sort.Search(len(ids), func(i int) bool { return int(ids[i]) >= c.n })
 		for _, id := range ids[i:] {
-			if int(id) >= len(vals) {
+			if int(id) >= vals.len() {
 				break
 			}
-			_, v, _ := strings.Cut(vals[id], "\x00")
+			_, v, _ := strings.Cut(vals.at(int(id)), "\x00")
 			if c.re.matchString(v) {
 				c.bits[id>>6] |= 1 << (id & 63)
 			}
 		}
 	} else {
-		evalRange(&c.re, vals, c.bits, c.n, len(vals))
+		evalRange(&c.re, vals, c.bits, c.n, vals.len())
 	}
-	c.n = len(vals)
+	c.n = vals.len()
 	if c.cache != nil {
 		c.cache.put(&regexEntry{key: c.cacheID, bits: c.bits, n: c.n})
 		c.shared = true
@@ -118,11 +118,11 @@ const parallelValues = 1 << 14
 // evalRange sets the bits of the values vals[from:to] that match m, in
 // parallel for large ranges (the chunks are whole 64-bit words, so the
 // goroutines write disjoint words; each has its own regexp state).
-func evalRange(m *matcher, vals []string, bitset []uint64, from, to int) {
+func evalRange(m *matcher, vals valueView, bitset []uint64, from, to int) {
 	workers := runtime.GOMAXPROCS(0)
 	if to-from < parallelValues || workers < 2 {
 		for id := from; id < to; id++ {
-			if m.matchString(vals[id]) {
+			if m.matchString(vals.at(id)) {
 				bitset[id>>6] |= 1 << (id & 63)
 			}
 		}
@@ -139,7 +139,7 @@ func evalRange(m *matcher, vals []string, bitset []uint64, from, to int) {
 		go func() {
 			defer wg.Done()
 			for id := lo; id < hi; id++ {
-				if m.matchString(vals[id]) {
+				if m.matchString(vals.at(id)) {
 					bitset[id>>6] |= 1 << (id & 63)
 				}
 			}
@@ -185,7 +185,7 @@ func (st *Store) newRegex(d dictID, metaKey string, re *regexp.Regexp, snap *dic
 	if e := st.regex.get(c.cacheID); e != nil {
 		c.bits, c.n, c.shared = e.bits, e.n, true
 	}
-	c.extend(snap, len(snap.vals[d]))
+	c.extend(snap, snap.vals[d].len())
 	return c
 }
 
