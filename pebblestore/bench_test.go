@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -424,4 +425,21 @@ func BenchmarkSearchRegexScanAll(b *testing.B) {
 			b.ReportMetric(float64(s.Stats().Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkGC measures one full garbage collection (runtime.GC) with the
+// data set's store open and nothing else live: what every collection of a
+// server marks on top of its requests' garbage. The store's long-lived heap
+// is mostly its dictionaries (values.go keeps them out of the marking).
+// heap-MiB is the live heap after a collection.
+func BenchmarkGC(b *testing.B) {
+	s := benchStore(b)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	for b.Loop() {
+		runtime.GC()
+	}
+	runtime.KeepAlive(s)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 }
