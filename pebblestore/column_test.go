@@ -23,10 +23,7 @@ func TestColumnUpgrade(t *testing.T) {
 			cfg := pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 8}
 			s := openStoreConfig(t, cfg)
 			g := newGen(21)
-			var all []*audittrail.Event
-			for range 6 {
-				all = append(all, stored(mustAppend(t, s, g.batch(250)))...)
-			}
+			all := appendBatches(t, s, g, 6, 250)
 			if err := s.DowngradeForTest(keep); err != nil {
 				t.Fatal(err)
 			}

@@ -24,10 +24,7 @@ func TestParallelFetch(t *testing.T) {
 			s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: dictLimit})
 			defer s.Close()
 			g := newGen(23)
-			var all []*audittrail.Event
-			for range 8 {
-				all = append(all, stored(mustAppend(t, s, g.batch(400)))...)
-			}
+			all := appendBatches(t, s, g, 8, 400)
 			r := rand.New(rand.NewPCG(5, 6))
 			before := pebblestore.ParallelFetchBatchesForTest()
 			for i := range 200 {
@@ -222,10 +219,7 @@ func TestDictionaryHashCollisions(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	g := newGen(37)
-	var all []*audittrail.Event
-	for range 4 {
-		all = append(all, stored(mustAppend(t, s, g.batch(300)))...)
-	}
+	all := appendBatches(t, s, g, 4, 300)
 	check := func(s *pebblestore.Store, when string) {
 		t.Helper()
 		r := rand.New(rand.NewPCG(7, 8))

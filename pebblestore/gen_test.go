@@ -242,6 +242,17 @@ func mustAppend(t testing.TB, s *pebblestore.Store, events []*audittrail.Event) 
 	return res
 }
 
+// appendBatches appends batches batches of size new events of g, one call
+// each, and returns the stored events.
+func appendBatches(t testing.TB, s *pebblestore.Store, g *gen, batches, size int) []*audittrail.Event {
+	t.Helper()
+	var all []*audittrail.Event
+	for range batches {
+		all = append(all, stored(mustAppend(t, s, g.batch(size)))...)
+	}
+	return all
+}
+
 func TestGeneratorEventSize(t *testing.T) {
 	g := newGen(1)
 	total := 0

@@ -183,10 +183,7 @@ func TestOracle(t *testing.T) {
 			cfg := pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: limit}
 			s := openStoreConfig(t, cfg)
 			g := newGen(7)
-			var all []*audittrail.Event
-			for range 12 {
-				all = append(all, stored(mustAppend(t, s, g.batch(250)))...)
-			}
+			all := appendBatches(t, s, g, 12, 250)
 			if limit > 0 && len(s.Stats().FrozenDictionaries) == 0 {
 				t.Fatal("no dictionary is frozen")
 			}
@@ -220,10 +217,7 @@ func TestDurability(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	g := newGen(3)
-	var all []*audittrail.Event
-	for range 4 {
-		all = append(all, stored(mustAppend(t, s, g.batch(300)))...)
-	}
+	all := appendBatches(t, s, g, 4, 300)
 	before := s.Stats()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

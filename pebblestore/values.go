@@ -12,9 +12,10 @@ import (
 // structure (about 60 MB for 1M generated events, most of the server's live
 // heap). Held as []string and map[string]uint32, every value was a heap
 // object and every string header a pointer, which each garbage collection
-// marked again: on the 2-core machine a cycle took 13-17 ms of wall time
-// with one core mostly taken by marking, and the searches answered in it
-// were the slow tail of the benchmark. Here the value bytes sit in a few
+// marked again: on the 2-core machine a cycle took 13-23 ms of wall time
+// (1M events) with one core mostly taken by marking, and the searches
+// answered in it were the slow tail (BenchmarkGC: 17-18 ms at 10M events,
+// 1.0-1.3 ms with this table). Here the value bytes sit in a few
 // large chunks, each value's place is a pointer-free triple, and the lookup
 // map goes from a 64-bit hash to an id (pointer-free too); a value whose
 // hash another value already has (never seen with 64 bits, but possible)
