@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/merkle"
@@ -61,7 +62,23 @@ func TestScanEvents(t *testing.T) {
 			hashers := make([]merkle.LeafHasher, workers)
 			outOfOrder := make([]bool, workers) // per worker: workers run concurrently
 			prev := make([]uint64, workers)
+			// Each worker waits at its first event until every worker has
+			// one: a worker holding a chunk cannot take another, so the
+			// others must get the rest. Without it a loaded machine may
+			// let one worker drain every chunk before another starts.
+			var arrived sync.WaitGroup
+			arrived.Add(workers)
+			allArrived := make(chan struct{})
+			go func() { arrived.Wait(); close(allArrived) }()
 			err := s.ScanEvents(t.Context(), workers, func(w int, e *audittrail.Event, params, meta []merkle.MapEntry) error {
+				if calls[w] == 0 {
+					arrived.Done()
+					select {
+					case <-allArrived:
+					case <-time.After(10 * time.Second):
+						t.Errorf("limit %d: worker %d waited 10 s for every worker to get an event", limit, w)
+					}
+				}
 				calls[w]++
 				outOfOrder[w] = outOfOrder[w] || e.Seq <= prev[w]
 				prev[w] = e.Seq
