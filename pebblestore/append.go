@@ -145,6 +145,7 @@ type group struct {
 	delta   postingDelta                    // postings the group adds, by dictionary value
 	buf     kvBuf
 	cols    colWrites     // the value column's entries (column.go)
+	posts   postWrites    // the postings, written as blocks (postings.go)
 	batch   *pebble.Batch // nil: nothing to write
 	lastSeq uint64        // the last seq after the group
 	err     error         // the group failed as a whole
@@ -167,6 +168,7 @@ func (g *group) reset() {
 	g.delta.reset()
 	g.buf.reset()
 	g.cols.reset()
+	g.posts.reset()
 	g.resetRecent()
 	g.batch, g.err = nil, nil
 	g.done = make(chan struct{})
@@ -237,9 +239,11 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 		}
 	}
 	if g.err == nil && len(g.pending) > 0 {
-		g.batch = s.db.NewBatchWithSize(len(g.buf.arena) + 16*g.buf.len() + g.cols.bytes())
+		g.batch = s.db.NewBatchWithSize(len(g.buf.arena) + 16*g.buf.len() + g.cols.bytes() + g.posts.bytes())
 		if g.err = g.buf.writeTo(g.batch); g.err == nil {
-			g.err = g.cols.writeTo(g.batch)
+			if g.err = g.cols.writeTo(g.batch); g.err == nil {
+				g.err = g.posts.writeTo(g.batch)
+			}
 		}
 	}
 	if g.err != nil {
@@ -467,19 +471,30 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	return nil
 }
 
-// post writes the posting of value v (resolved to ref) of the event at
-// (ns, seq): in the id's list, or in the hashed list of an inline value,
+// post adds the posting of value v (resolved to ref) of the event at
+// (ns, seq): to the id's list, or to the hashed list of an inline value,
 // which also goes to the value column.
 func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
 	if ref.inline {
 		g.cols.add(d, ns, seq, v)
-		w.key = hashListPrefix(w.key[:0], d, v)
 	} else {
 		g.delta.add(d, ref.id)
-		w.key = listPrefix(w.key[:0], d, ref.id)
 	}
-	w.key = appendTimeSeq(w.key, ns, seq)
-	g.buf.set(w.key, nil)
+	if w.s.legacyPostings.write {
+		// A store of format 4, made by tests: one key per posting.
+		if ref.inline {
+			w.key = hashListPrefix(w.key[:0], d, v)
+		} else {
+			w.key = listPrefix(w.key[:0], d, ref.id)
+		}
+		g.buf.set(appendTimeSeq(w.key, ns, seq), nil)
+		return
+	}
+	if ref.inline {
+		g.posts.addHashed(d, v, ns, seq)
+	} else {
+		g.posts.add(d, ref.id, ns, seq)
+	}
 }
 
 // postingDelta counts the postings a group adds to each dictionary value:

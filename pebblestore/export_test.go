@@ -172,3 +172,37 @@ func SetListsOpenedHookForTest(f func()) (restore func()) {
 // ParallelFetchBatchesForTest returns the number of candidate batches read
 // on several cores since the process started.
 func ParallelFetchBatchesForTest() int64 { return parallelBatches.Load() }
+
+// WriteUnpackedPostingsForTest makes s write its postings as stores of
+// format 4 did, one key per posting (and read them), as a store written by
+// an earlier build and opened by this one holds them.
+func (s *Store) WriteUnpackedPostingsForTest() {
+	s.legacyPostings.read, s.legacyPostings.write = true, true
+}
+
+// ReadsUnpackedPostingsForTest says whether s merges format 4's postings
+// into its searches.
+func (s *Store) ReadsUnpackedPostingsForTest() bool { return s.legacyPostings.read }
+
+// KeysWithPrefixForTest counts the keys of s that start with prefix.
+func (s *Store) KeysWithPrefixForTest(prefix byte) (int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n, firstErr(it.Error(), it.Close())
+}
+
+// DiskUsageByPrefixForTest estimates the disk bytes of each key prefix.
+func (s *Store) DiskUsageByPrefixForTest() map[string]uint64 {
+	m := map[string]uint64{}
+	for _, p := range keyPrefixes {
+		n, _ := s.db.EstimateDiskUsage([]byte{p}, []byte{p + 1})
+		m[string(rune(p))] = n
+	}
+	return m
+}

@@ -8,13 +8,13 @@ import "encoding/binary"
 const (
 	pfxDict   = 'd' // d + dict(1) + id(4) → value
 	pfxEvent  = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
-	pfxHash   = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values)
+	pfxHash   = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values, format 4 and earlier)
 	pfxID     = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
 	pfxMeta   = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
 	pfxCount  = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
 	pfxSeq    = 's' // s + seq(8) → time(8) (log order)
 	pfxColumn = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
-	pfxPost   = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings)
+	pfxPost   = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings of format 4 and earlier; postings.go)
 
 	// Outside the event index (see tokens.go, tokens_logins.go, log.go).
 	pfxToken      = 't' // API tokens
@@ -25,7 +25,7 @@ const (
 
 // keyPrefixes lists every prefix, so that a test can prove they are distinct:
 // two kinds of keys sharing a prefix would read each other's records.
-var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxColumn, pfxPost, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
 
 const seqLen = 8
 
@@ -43,15 +43,18 @@ var (
 // formatVersion is the storage format this build writes. Format 1 lacked
 // the value column, format 2 its metadata pairs; Open builds the column.
 // Format 3 stored every level of the Merkle tree, format 4 only levels 0,
-// 8, 16, ... (log.go, treeTileHeight): this build reads both alike, and Open
-// moves a format 3 store to 4 without rewriting anything, so that older
-// builds, which would miss the levels in between, refuse it.
-const formatVersion = 4
+// 8, 16, ... (log.go, treeTileHeight): this build reads both alike. Format
+// 5 writes postings packed in blocks (postings.go); this build reads the
+// one-key-per-posting lists of formats 4 and earlier beside them. Open
+// moves a format 3 or 4 store to 5 without rewriting anything, so that
+// older builds, which would miss what this one writes, refuse it.
+const formatVersion = 5
 
 const (
-	formatWithoutColumn  = 1
-	formatWithoutMetaCol = 2
-	formatEveryTreeLevel = 3
+	formatWithoutColumn    = 1
+	formatWithoutMetaCol   = 2
+	formatEveryTreeLevel   = 3
+	formatUnpackedPostings = 4
 )
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes

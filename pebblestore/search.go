@@ -257,16 +257,26 @@ const (
 	stepBack = 4 // after a miss, try stepping again after this many seeks
 )
 
+// listIter is one source of candidates: a packed posting list, a list of
+// format 4 (a key per posting), or the value column.
 type listIter struct {
-	it     *pebble.Iterator // nil for the column
+	packed *packedList
+	it     *pebble.Iterator // a list of format 4
 	col    *columnSource
-	plen   int    // length of the list's key prefix
+	plen   int    // length of it's key prefix
 	suffix []byte // (time, seq) of the current posting
 }
 
 // prev moves l to its next posting.
 func (l *listIter) prev() (bool, error) {
-	if l.col != nil {
+	switch {
+	case l.packed != nil:
+		ok, err := l.packed.next()
+		if ok {
+			l.suffix = l.packed.suffix(l.suffix)
+		}
+		return ok, err
+	case l.col != nil:
 		if !l.col.prev() {
 			return false, l.col.err
 		}
@@ -281,9 +291,12 @@ func (l *listIter) prev() (bool, error) {
 }
 
 func (l *listIter) close() {
-	if l.col != nil {
+	switch {
+	case l.packed != nil:
+		l.packed.close()
+	case l.col != nil:
 		l.col.close()
-	} else {
+	default:
 		l.it.Close()
 	}
 }
@@ -318,6 +331,24 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 		}
 	}
 	for _, pfx := range lists {
+		pl, err := s.newPackedList(pfx, lo, hi)
+		if err != nil {
+			ps.close()
+			return nil, err
+		}
+		li := &listIter{packed: pl}
+		if ok, err := li.prev(); ok {
+			ps.lists = append(ps.lists, li)
+		} else {
+			li.close()
+			if err != nil {
+				ps.close()
+				return nil, err
+			}
+		}
+		if !s.legacyPostings.read {
+			continue
+		}
 		it, err := s.db.NewIter(&pebble.IterOptions{
 			LowerBound: append(pfx[:len(pfx):len(pfx)], lo...),
 			UpperBound: append(pfx[:len(pfx):len(pfx)], hi...),
@@ -326,7 +357,7 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 			ps.close()
 			return nil, err
 		}
-		li := &listIter{it: it, plen: len(pfx)}
+		li = &listIter{it: it, plen: len(pfx)}
 		if it.Last() {
 			li.suffix = it.Key()[li.plen:]
 			ps.lists = append(ps.lists, li)

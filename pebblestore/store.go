@@ -57,12 +57,16 @@ type Store struct {
 	lastReceive int64
 	// recent holds the records of the last committed events, so that the
 	// verifiable log's integrator does not read them back (recent.go).
-	recent      *recentWindow
-	logins      logins
-	closeMu     sync.RWMutex // read: an operation uses db; write: Close
-	closed      bool
-	closeErr    error
-	closeFinish sync.Once
+	recent *recentWindow
+	// legacyPostings: read says the store holds postings of format 4 and
+	// earlier (one key per posting), which searches merge with the packed
+	// lists (postings.go); write is a test knob that makes new postings so.
+	legacyPostings struct{ read, write bool }
+	logins         logins
+	closeMu        sync.RWMutex // read: an operation uses db; write: Close
+	closed         bool
+	closeErr       error
+	closeFinish    sync.Once
 
 	failMu  sync.Mutex
 	failErr error // set when a commit failed: the store takes no more appends
@@ -231,6 +235,16 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 	return opts
 }
 
+// hasKeys says whether the store has a key with prefix pfx.
+func (s *Store) hasKeys(pfx byte) (bool, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, firstErr(it.Error(), it.Close())
+}
+
 // recover checks the format, loads the dictionaries and reads the last
 // sequence number from the end of the s range.
 func (s *Store) recover() error {
@@ -239,14 +253,14 @@ func (s *Store) recover() error {
 	case nil:
 		got := fmt.Sprintf("%x", v)
 		old := len(v) == 1 && (v[0] == formatWithoutColumn || v[0] == formatWithoutMetaCol)
-		everyTreeLevel := len(v) == 1 && v[0] == formatEveryTreeLevel
+		unpacked := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings)
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
 		if old {
 			if err := s.buildColumn(); err != nil {
 				return fmt.Errorf("pebblestore: building the value column: %w", err)
 			}
-		} else if everyTreeLevel {
+		} else if unpacked {
 			if err := s.db.Set(formatKey, []byte{formatVersion}, pebble.Sync); err != nil {
 				return err
 			}
@@ -271,6 +285,13 @@ func (s *Store) recover() error {
 	}
 	if err := s.dicts.load(s.db); err != nil {
 		return err
+	}
+	for _, pfx := range []byte{pfxPost, pfxHash} {
+		legacy, err := s.hasKeys(pfx)
+		if err != nil {
+			return err
+		}
+		s.legacyPostings.read = s.legacyPostings.read || legacy
 	}
 	if err := s.loadLogins(); err != nil {
 		return err

@@ -1,0 +1,380 @@
+package pebblestore
+
+import (
+	"bytes"
+	"cmp"
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Packed posting lists (storage format 5).
+//
+// A posting says "the event at (time, seq) has this value". Format 4 wrote
+// one empty-valued key per posting (x + dict + id + time + seq), about nine
+// per event: half of the store's ingest CPU went to them (memtable inserts,
+// flushes and compactions of ~22-byte keys), measured by leaving them out
+// (BenchmarkAppend1000, callers=4, 1M events: 26 → 13.5 µs of CPU per
+// event). Now a group commit writes one key per list and time bucket it
+// touches, a block: the key names the list and the block's newest posting,
+// the value holds the block's other postings, newest first, as deltas.
+//
+// Key: p + dict(1) + id(4) + time(8) + seq(8) for dictionary values, q +
+// dict(1) + fnv64(value)(8) + time(8) + seq(8) for inline values (the list
+// prefixes x… and h… of format 4 with another first byte); (time, seq) is
+// the block's newest posting. Value: for each further posting, newest
+// first, uvarint(previous time − time) and varint(seq − previous seq)
+// (zigzag: a group's seqs follow arrival, not time order).
+//
+// Blocks of one list from different group commits may overlap in time
+// (producers send events of the same minutes), so a list is read as a lazy
+// merge: blocks are visited in key order, newest first, and a block is
+// opened (decoded) only once its newest posting is the next candidate. A
+// block never spans two buckets of postBucketShift, so a search resuming
+// below a cursor at time t need only look at the blocks of t's bucket above
+// the cursor for postings below it: the keys of older buckets are all below
+// t, those of newer buckets hold nothing below t.
+const (
+	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings
+	pfxPackedHashed = 'q' // q + dict(1) + fnv64(8) + time(8) + seq(8) → packed postings of inline values
+
+	// postBucketShift is the bucket width of blocks: 2^38 ns, about 4.6
+	// minutes. Wider buckets pack more postings per key when events are
+	// sparse (the generated 10M events come 3.9 per second: a bucket
+	// holds ~1,060 of them); narrower ones bound what a resumed search
+	// reads of the bucket at its cursor: at 10,000 events/s a popular
+	// value's blocks of one bucket above a cursor are at most a few
+	// thousand keys.
+	postBucketShift = 38
+)
+
+// packedPrefix returns the packed list prefix of the list prefix pfx (x…
+// or h…, listPrefix and hashListPrefix).
+func packedPrefix(pfx []byte) []byte {
+	p := bytes.Clone(pfx)
+	switch p[0] {
+	case pfxPost:
+		p[0] = pfxPacked
+	case pfxHash:
+		p[0] = pfxPackedHashed
+	default:
+		panic("pebblestore: not a list prefix")
+	}
+	return p
+}
+
+// postWrites collects a group's postings by list and writes them as
+// blocks. Lists of dictionary values are found through a dense slot per
+// value id (an array index per posting; a group posts ~8 times per event),
+// lists of inline values through a map by hash.
+type postWrites struct {
+	slots    [numDicts][]uint32    // by dictionary and value id: index+1 in lists, 0 for none
+	hashed   map[hashedList]uint32 // index+1 in lists
+	lists    []postList            // the lists the group posts to; entries reused across groups
+	order    []uint32              // lists in key order
+	key, val []byte
+}
+
+type hashedList struct {
+	d    dictID
+	hash uint64
+}
+
+// postList is one list's postings in a group.
+type postList struct {
+	kind byte   // pfxPacked or pfxPackedHashed
+	d    dictID //
+	list uint64 // the dictionary id, or the hash of the inline value
+	ents []postEnt
+}
+
+// postEnt is a posting's event: sortTime of its time, and its seq.
+type postEnt struct{ t, seq uint64 }
+
+func (e postEnt) compare(f postEnt) int {
+	if c := cmp.Compare(e.t, f.t); c != 0 {
+		return c
+	}
+	return cmp.Compare(e.seq, f.seq)
+}
+
+// add adds the posting of the event (ns, seq) to the list of dictionary
+// value id of d.
+func (w *postWrites) add(d dictID, id uint32, ns int64, seq uint64) {
+	s := w.slots[d]
+	if int(id) >= len(s) {
+		// Elements past the length were never written: they are zero.
+		s = slices.Grow(s, int(id)+1-len(s))[:int(id)+1]
+		w.slots[d] = s
+	}
+	if s[id] == 0 {
+		s[id] = w.newList(pfxPacked, d, uint64(id))
+	}
+	l := &w.lists[s[id]-1]
+	l.ents = append(l.ents, postEnt{sortTime(ns), seq})
+}
+
+// addHashed adds the posting of the event (ns, seq) to the hashed list of
+// inline value v of d.
+func (w *postWrites) addHashed(d dictID, v []byte, ns int64, seq uint64) {
+	if w.hashed == nil {
+		w.hashed = map[hashedList]uint32{}
+	}
+	k := hashedList{d, fnv64a(v)}
+	i := w.hashed[k]
+	if i == 0 {
+		i = w.newList(pfxPackedHashed, d, k.hash)
+		w.hashed[k] = i
+	}
+	l := &w.lists[i-1]
+	l.ents = append(l.ents, postEnt{sortTime(ns), seq})
+}
+
+// newList starts a list and returns its index+1.
+func (w *postWrites) newList(kind byte, d dictID, list uint64) uint32 {
+	n := len(w.lists)
+	if n < cap(w.lists) {
+		w.lists = w.lists[:n+1]
+	} else {
+		w.lists = append(w.lists, postList{})
+	}
+	l := &w.lists[n]
+	l.kind, l.d, l.list, l.ents = kind, d, list, l.ents[:0]
+	return uint32(n + 1)
+}
+
+func (w *postWrites) reset() {
+	for _, l := range w.lists {
+		if l.kind == pfxPacked {
+			w.slots[l.d][l.list] = 0
+		}
+	}
+	clear(w.hashed)
+	w.lists = w.lists[:0]
+}
+
+// bytes bounds what writeTo adds to a batch.
+func (w *postWrites) bytes() int {
+	n := 0
+	for _, l := range w.lists {
+		n += 2 + 8 + timeSeqLen + len(l.ents)*2*binary.MaxVarintLen64
+	}
+	return n
+}
+
+// writeTo adds the group's blocks to b, in key order.
+func (w *postWrites) writeTo(b *pebble.Batch) error {
+	w.order = w.order[:0]
+	for i := range w.lists {
+		w.order = append(w.order, uint32(i))
+	}
+	slices.SortFunc(w.order, func(x, y uint32) int {
+		a, b := &w.lists[x], &w.lists[y]
+		if c := cmp.Compare(a.kind, b.kind); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.d, b.d); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.list, b.list)
+	})
+	for _, i := range w.order {
+		l := &w.lists[i]
+		ents := l.ents
+		// Newest first. A request's events mostly come in time order, so
+		// a list is often sorted oldest first already.
+		if slices.IsSortedFunc(ents, postEnt.compare) {
+			slices.Reverse(ents)
+		} else {
+			slices.SortFunc(ents, func(a, b postEnt) int { return b.compare(a) })
+		}
+		for j := 0; j < len(ents); {
+			first := ents[j]
+			w.key = appendPackedKey(w.key[:0], l, first)
+			w.val = w.val[:0]
+			prev := first
+			k := j + 1
+			for ; k < len(ents) && ents[k].t>>postBucketShift == first.t>>postBucketShift; k++ {
+				p := ents[k]
+				if p == prev {
+					continue // two inline values of one event with the same hash: one posting
+				}
+				w.val = binary.AppendUvarint(w.val, prev.t-p.t)
+				w.val = binary.AppendVarint(w.val, int64(p.seq-prev.seq))
+				prev = p
+			}
+			if err := b.Set(w.key, w.val, nil); err != nil { // Set copies
+				return err
+			}
+			j = k
+		}
+	}
+	return nil
+}
+
+func appendPackedKey(dst []byte, l *postList, newest postEnt) []byte {
+	dst = append(dst, l.kind, byte(l.d))
+	if l.kind == pfxPacked {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(l.list))
+	} else {
+		dst = binary.BigEndian.AppendUint64(dst, l.list)
+	}
+	dst = binary.BigEndian.AppendUint64(dst, newest.t)
+	return binary.BigEndian.AppendUint64(dst, newest.seq)
+}
+
+var errCorruptPostings = errors.New("pebblestore: corrupt posting block")
+
+// postBlock is an opened block: its undecoded rest and current posting.
+type postBlock struct {
+	t, seq uint64
+	data   []byte
+	buf    []byte // owns data
+}
+
+// advance moves b to its next posting; false when it has none.
+func (b *postBlock) advance() (bool, error) {
+	if len(b.data) == 0 {
+		return false, nil
+	}
+	dt, n := binary.Uvarint(b.data)
+	if n <= 0 || dt > b.t {
+		return false, errCorruptPostings
+	}
+	ds, m := binary.Varint(b.data[n:])
+	if m <= 0 {
+		return false, errCorruptPostings
+	}
+	b.data = b.data[n+m:]
+	b.t -= dt
+	b.seq += uint64(ds)
+	return true, nil
+}
+
+type blockHeap []*postBlock
+
+func (h blockHeap) Len() int { return len(h) }
+func (h blockHeap) Less(i, j int) bool {
+	return h[i].t > h[j].t || h[i].t == h[j].t && h[i].seq > h[j].seq
+}
+func (h blockHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *blockHeap) Push(x any)   { *h = append(*h, x.(*postBlock)) }
+func (h *blockHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// packedList yields the postings of one list in [lo, hi), newest first: a
+// lazy merge of its blocks (see the top of this file).
+type packedList struct {
+	it      *pebble.Iterator
+	plen    int
+	pending bool // it is at a block not opened yet
+	open    blockHeap
+	free    []*postBlock
+	hiT     uint64 // hi: postings at or above it are skipped
+	hiSeq   uint64
+	loT     uint64 // lo: the list ends below it
+	loSeq   uint64
+	t, seq  uint64 // the current posting
+}
+
+// newPackedList opens the packed list of list prefix pfx over the (time,
+// seq) suffixes [lo, hi).
+func (s *Store) newPackedList(pfx, lo, hi []byte) (*packedList, error) {
+	p := packedPrefix(pfx)
+	pl := &packedList{plen: len(p)}
+	pl.loT, pl.loSeq = decodeSuffix(lo)
+	pl.hiT, pl.hiSeq = decodeSuffix(hi)
+	// Blocks of hi's bucket may hold postings below hi; blocks of newer
+	// buckets cannot.
+	upper := append(p[:len(p):len(p)], bytes.Repeat([]byte{0xff}, timeSeqLen+1)...)
+	if b := pl.hiT>>postBucketShift + 1; b < 1<<(64-postBucketShift) {
+		upper = binary.BigEndian.AppendUint64(p[:len(p):len(p)], b<<postBucketShift)
+		upper = binary.BigEndian.AppendUint64(upper, 0)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: append(p[:len(p):len(p)], lo...), UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	pl.it = it
+	pl.pending = it.Last()
+	return pl, nil
+}
+
+// decodeSuffix splits a (time, seq) suffix, zero-padded if shorter.
+func decodeSuffix(b []byte) (t, seq uint64) {
+	var x [timeSeqLen]byte
+	copy(x[:], b)
+	return binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(x[8:])
+}
+
+// next moves to the next posting; false at the end of the list or on an
+// error (err).
+func (pl *packedList) next() (bool, error) {
+	for {
+		// Open every block whose newest posting is above the open
+		// blocks' current ones: it may hold the next posting.
+		for pl.pending {
+			k := pl.it.Key()[pl.plen:]
+			kt, kseq := decodeSuffix(k)
+			if len(pl.open) > 0 && !(kt > pl.open[0].t || kt == pl.open[0].t && kseq > pl.open[0].seq) {
+				break
+			}
+			b := pl.block()
+			v, err := pl.it.ValueAndErr()
+			if err != nil {
+				return false, err
+			}
+			b.buf = append(b.buf[:0], v...)
+			b.data, b.t, b.seq = b.buf, kt, kseq
+			heap.Push(&pl.open, b)
+			pl.pending = pl.it.Prev()
+		}
+		if !pl.pending {
+			if err := pl.it.Error(); err != nil {
+				return false, err
+			}
+		}
+		if len(pl.open) == 0 {
+			return false, nil
+		}
+		top := pl.open[0]
+		pl.t, pl.seq = top.t, top.seq
+		if ok, err := top.advance(); err != nil {
+			return false, err
+		} else if ok {
+			heap.Fix(&pl.open, 0)
+		} else {
+			pl.free = append(pl.free, heap.Pop(&pl.open).(*postBlock))
+		}
+		if pl.t < pl.loT || pl.t == pl.loT && pl.seq < pl.loSeq {
+			return false, nil // newest first: everything after is below lo too
+		}
+		if pl.t < pl.hiT || pl.t == pl.hiT && pl.seq < pl.hiSeq {
+			return true, nil
+		}
+	}
+}
+
+func (pl *packedList) block() *postBlock {
+	if n := len(pl.free); n > 0 {
+		b := pl.free[n-1]
+		pl.free = pl.free[:n-1]
+		return b
+	}
+	return &postBlock{}
+}
+
+// suffix appends the current posting's (time, seq) suffix to dst[:0].
+func (pl *packedList) suffix(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst[:0], pl.t)
+	return binary.BigEndian.AppendUint64(dst, pl.seq)
+}
+
+func (pl *packedList) close() { pl.it.Close() }

@@ -1,0 +1,159 @@
+package pebblestore_test
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/pebblestore"
+)
+
+// bucketEdge is a time on a boundary of the packed postings' time buckets
+// (a multiple of 2^38 ns).
+var bucketEdge = time.Unix(0, (time.Date(2025, 8, 1, 0, 0, 0, 0, time.UTC).UnixNano()>>38+1)<<38).UTC()
+
+// edgeEvents returns n events from g with times around bucketEdge: random
+// within ten minutes on either side, some exactly on the edge or a
+// nanosecond before it, some sharing a nanosecond.
+func edgeEvents(r *rand.Rand, g *gen, n int) []*audittrail.Event {
+	out := make([]*audittrail.Event, n)
+	for i := range out {
+		e := g.next()
+		switch r.IntN(10) {
+		case 0:
+			e.EventTime = bucketEdge
+		case 1:
+			e.EventTime = bucketEdge.Add(-1)
+		case 2:
+			e.EventTime = bucketEdge.Add(time.Duration(r.IntN(3)) * time.Minute)
+		default:
+			e.EventTime = bucketEdge.Add(time.Duration(r.Int64N(int64(20*time.Minute))) - 10*time.Minute)
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// appendConcurrently appends events in batches of random sizes from four
+// goroutines at once, so that group commits mix their requests and blocks of
+// one list from different groups overlap in time; it returns what was stored.
+func appendConcurrently(t *testing.T, s *pebblestore.Store, r *rand.Rand, events []*audittrail.Event) []*audittrail.Event {
+	t.Helper()
+	var batches [][]*audittrail.Event
+	for len(events) > 0 {
+		k := min(len(events), 1+r.IntN(200))
+		batches = append(batches, events[:k])
+		events = events[k:]
+	}
+	var mu sync.Mutex
+	var all []*audittrail.Event
+	var wg sync.WaitGroup
+	next := make(chan []*audittrail.Event)
+	for range 4 {
+		wg.Go(func() {
+			for b := range next {
+				res := stored(mustAppend(t, s, b))
+				mu.Lock()
+				all = append(all, res...)
+				mu.Unlock()
+			}
+		})
+	}
+	for _, b := range batches {
+		next <- b
+	}
+	close(next)
+	wg.Wait()
+	return all
+}
+
+// checkSearches compares random filters, and exact filters on the
+// commonest values with time ranges ending near the bucket edge, drained
+// in pages of several sizes, with the brute force.
+func checkSearches(t *testing.T, s *pebblestore.Store, r *rand.Rand, all []*audittrail.Event, when string) {
+	t.Helper()
+	for i := range 40 {
+		f := randomFilter(r, all)
+		q := compile(t, f)
+		if d := diff(bruteForce(all, q, nil), drain(t, s, q, []int{1, 7, 50}[i%3], 0)); d != "" {
+			t.Fatalf("%s, random search %d, filter %+v: (-want +got)\n%s", when, i, f, d)
+		}
+	}
+	for i := range 40 {
+		e := all[r.IntN(len(all))]
+		var f audittrail.Filter
+		fld := []audittrail.Field{audittrail.FieldEventSource, audittrail.FieldAction, audittrail.FieldPrincipal, audittrail.FieldResource}[i%4]
+		f.Exact[fld] = e.Value(fld)
+		if i%2 == 0 {
+			end := bucketEdge.Add(time.Duration(r.IntN(240)-120) * time.Second)
+			if r.IntN(4) == 0 {
+				end = bucketEdge
+			}
+			start := end.Add(-time.Duration(1+r.IntN(900)) * time.Second)
+			f.StartTime, f.EndTime = &start, &end
+		}
+		q := compile(t, f)
+		if d := diff(bruteForce(all, q, nil), drain(t, s, q, []int{1, 3, 20}[i%3], 0)); d != "" {
+			t.Fatalf("%s, exact search %d, filter %+v: (-want +got)\n%s", when, i, f, d)
+		}
+	}
+}
+
+// TestPackedPostings: posting lists packed in blocks (a block per group
+// commit, list and time bucket) give exactly the brute force's results when
+// blocks of one list overlap in time (concurrent group commits), straddle a
+// bucket edge, hold postings of one nanosecond, and when a search resumes
+// at a cursor inside a block.
+func TestPackedPostings(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	r := rand.New(rand.NewPCG(11, 12))
+	g := newGen(5)
+	all := appendConcurrently(t, s, r, edgeEvents(r, g, 3000))
+	if n, err := s.KeysWithPrefixForTest('p'); err != nil || n == 0 || n >= 3000*6 {
+		t.Fatalf("%d packed posting keys (%v) for 3000 events: want some, fewer than one per posting", n, err)
+	}
+	if s.ReadsUnpackedPostingsForTest() {
+		t.Fatal("a new store reads unpacked postings")
+	}
+	checkSearches(t, s, r, all, "written")
+	s.Close()
+	s = openStore(t, dir)
+	defer s.Close()
+	checkSearches(t, s, r, all, "reopened")
+}
+
+// TestUnpackedPostingsUpgrade: a store written with one key per posting
+// (format 4), opened by this build, is moved to format 5, and its searches
+// merge the old postings with the packed ones of the events appended since.
+func TestUnpackedPostingsUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	s.WriteUnpackedPostingsForTest()
+	r := rand.New(rand.NewPCG(13, 14))
+	g := newGen(6)
+	all := appendConcurrently(t, s, r, edgeEvents(r, g, 1500))
+	if n, err := s.KeysWithPrefixForTest('p'); err != nil || n != 0 {
+		t.Fatalf("%d packed posting keys (%v) in a store of format 4", n, err)
+	}
+	if err := s.SetFormatForTest(4); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, dir)
+	if v, err := s.FormatForTest(); err != nil || v != 5 {
+		t.Fatalf("format after opening a format 4 store: %d, %v; want 5", v, err)
+	}
+	if !s.ReadsUnpackedPostingsForTest() {
+		t.Fatal("a store with format 4's postings does not read them")
+	}
+	checkSearches(t, s, r, all, "format 4 store, opened")
+	all = append(all, appendConcurrently(t, s, r, edgeEvents(r, g, 1500))...)
+	checkSearches(t, s, r, all, "format 4 store, then packed postings")
+	s.Close()
+	s = openStore(t, dir)
+	defer s.Close()
+	checkSearches(t, s, r, all, "mixed store, reopened")
+}
