@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -104,6 +105,17 @@ func benchStore(b *testing.B) *pebblestore.Store {
 		st := s.Stats()
 		fmt.Fprintf(os.Stderr, "data set: %d events, %d bytes on disk (%.0f bytes/event, value column %.0f), dictionaries %d values / %d bytes, frozen %v\n",
 			st.Events, st.DiskBytes, float64(st.DiskBytes)/float64(st.Events), float64(st.ColumnDiskBytes)/float64(st.Events), st.DictionaryValues, st.DictionaryBytes, st.FrozenDictionaries)
+		var line []string
+		for k, v := range s.DiskUsageByPrefixForTest() {
+			if v > 0 {
+				line = append(line, fmt.Sprintf("%s %.1f", k, float64(v)/float64(st.Events)))
+			}
+		}
+		slices.Sort(line)
+		if len(line) == 0 {
+			line = []string{"none yet (everything in the memtable)"}
+		}
+		fmt.Fprintf(os.Stderr, "disk bytes/event by key prefix (estimates; storage.md, Key layout): %s\n", strings.Join(line, ", "))
 		bench.store, bench.n = s, n
 	})
 	if bench.err != nil {
@@ -120,41 +132,75 @@ var benchEnd = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 func BenchmarkAppend1000(b *testing.B) {
 	for _, callers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			s := openStoreConfig(b, pebblestore.Config{Dir: b.TempDir()})
-			defer s.Close()
 			gens := make([]*gen, callers)
 			for i := range gens {
 				gens[i] = newGen(uint64(i + 1))
 			}
-			b.ResetTimer()
-			var total, cpu time.Duration
-			for i := 0; i < b.N; i += callers {
-				b.StopTimer()
-				batches := make([][]*audittrail.Event, callers)
-				for c := range batches {
-					batches[c] = gens[c].batch(1000)
-				}
-				b.StartTimer()
-				start, cpu0 := time.Now(), cpuTime()
-				var wg sync.WaitGroup
-				for c := range batches {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						mustAppend(b, s, batches[c])
-					}()
-				}
-				wg.Wait()
-				total += time.Since(start)
-				cpu += cpuTime() - cpu0
-			}
-			b.ReportMetric(float64(b.N*1000)/total.Seconds(), "events/s")
-			// Process CPU while appending (all goroutines, Pebble's flushes
-			// and compactions included): less sensitive than events/s to
-			// other load on the machine.
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*1000), "cpu-µs/event")
+			benchAppend(b, callers, func(c int) []*audittrail.Event { return gens[c].batch(1000) })
 		})
 	}
+}
+
+// BenchmarkAppendSample is BenchmarkAppend1000 with four callers on the
+// end-to-end benchmark's events (internal/sample, as its 1M and 10M data
+// sets: spread over 30 days, 0.39 and 3.9 events per second of event time),
+// the callers sending consecutive batches of one stream as its producers
+// do. How close in time events are decides how many postings share a block
+// (postings.go).
+func BenchmarkAppendSample(b *testing.B) {
+	for _, size := range []int{1_000_000, 10_000_000} {
+		b.Run(fmt.Sprintf("stream=%dM", size/1_000_000), func(b *testing.B) {
+			g := sample.New(1, sample.Options{Events: size})
+			now := time.Now()
+			benchAppend(b, 4, func(int) []*audittrail.Event {
+				out := make([]*audittrail.Event, 1000)
+				for i := range out {
+					id, ne := g.Next()
+					e, err := audittrail.PrepareNewEvent(id, ne, now, true)
+					if err != nil {
+						b.Fatal(err)
+					}
+					out[i] = e
+				}
+				return out
+			})
+		})
+	}
+}
+
+// benchAppend appends b.N batches to a fresh store, callers at a time, and
+// reports events/s and the process's CPU per event; batch(c) makes caller
+// c's next batch, outside the timer.
+func benchAppend(b *testing.B, callers int, batch func(c int) []*audittrail.Event) {
+	s := openStoreConfig(b, pebblestore.Config{Dir: b.TempDir()})
+	defer s.Close()
+	b.ResetTimer()
+	var total, cpu time.Duration
+	for i := 0; i < b.N; i += callers {
+		b.StopTimer()
+		batches := make([][]*audittrail.Event, callers)
+		for c := range batches {
+			batches[c] = batch(c)
+		}
+		b.StartTimer()
+		start, cpu0 := time.Now(), cpuTime()
+		var wg sync.WaitGroup
+		for c := range batches {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mustAppend(b, s, batches[c])
+			}()
+		}
+		wg.Wait()
+		total += time.Since(start)
+		cpu += cpuTime() - cpu0
+	}
+	b.ReportMetric(float64(b.N*1000)/total.Seconds(), "events/s")
+	// Process CPU while appending (all goroutines, Pebble's flushes and
+	// compactions included): less sensitive than events/s to other load
+	// on the machine.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*1000), "cpu-µs/event")
 }
 
 // BenchmarkAppendSustained appends b.N batches of 1000 new events to a fresh

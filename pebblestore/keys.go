@@ -6,15 +6,17 @@ import "encoding/binary"
 // so that each kind is one contiguous key range. The layout is described,
 // with the alternatives that were rejected, in docs/design/storage.md.
 const (
-	pfxDict   = 'd' // d + dict(1) + id(4) → value
-	pfxEvent  = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
-	pfxHash   = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values, format 4 and earlier)
-	pfxID     = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
-	pfxMeta   = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
-	pfxCount  = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
-	pfxSeq    = 's' // s + seq(8) → time(8) (log order)
-	pfxColumn = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
-	pfxPost   = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings of format 4 and earlier; postings.go)
+	pfxDict         = 'd' // d + dict(1) + id(4) → value
+	pfxEvent        = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
+	pfxHash         = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values, format 4 and earlier)
+	pfxID           = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
+	pfxMeta         = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
+	pfxCount        = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
+	pfxSeq          = 's' // s + seq(8) → time(8) (log order)
+	pfxColumn       = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
+	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings (postings.go)
+	pfxPackedHashed = 'q' // q + dict(1) + fnv64(8) + time(8) + seq(8) → packed postings of inline values
+	pfxPost         = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings of format 4 and earlier; postings.go)
 
 	// Outside the event index (see tokens.go, tokens_logins.go, log.go).
 	pfxToken      = 't' // API tokens

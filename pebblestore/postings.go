@@ -14,11 +14,11 @@ import (
 // Packed posting lists (storage format 5).
 //
 // A posting says "the event at (time, seq) has this value". Format 4 wrote
-// one empty-valued key per posting (x + dict + id + time + seq), about nine
+// one empty-valued key per posting (x + dict + id + time + seq), about eight
 // per event: half of the store's ingest CPU went to them (memtable inserts,
 // flushes and compactions of ~22-byte keys), measured by leaving them out
 // (BenchmarkAppend1000, callers=4, 1M events: 26 → 13.5 µs of CPU per
-// event). Now a group commit writes one key per list and time bucket it
+// event; packed, 20.6). Now a group commit writes one key per list and time bucket it
 // touches, a block: the key names the list and the block's newest posting,
 // the value holds the block's other postings, newest first, as deltas.
 //
@@ -37,19 +37,15 @@ import (
 // below a cursor at time t need only look at the blocks of t's bucket above
 // the cursor for postings below it: the keys of older buckets are all below
 // t, those of newer buckets hold nothing below t.
-const (
-	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings
-	pfxPackedHashed = 'q' // q + dict(1) + fnv64(8) + time(8) + seq(8) → packed postings of inline values
-
-	// postBucketShift is the bucket width of blocks: 2^38 ns, about 4.6
-	// minutes. Wider buckets pack more postings per key when events are
-	// sparse (the generated 10M events come 3.9 per second: a bucket
-	// holds ~1,060 of them); narrower ones bound what a resumed search
-	// reads of the bucket at its cursor: at 10,000 events/s a popular
-	// value's blocks of one bucket above a cursor are at most a few
-	// thousand keys.
-	postBucketShift = 38
-)
+//
+// postBucketShift is the bucket width of blocks: 2^38 ns, about 4.6
+// minutes. Wider buckets pack more postings per key when events are sparse
+// in time (the benchmark's 10M events come 3.9 per second of event time: a
+// bucket holds ~1,060 of them; keys per event by width in
+// docs/design/storage.md); narrower ones bound what a resumed search reads
+// of the bucket at its cursor, a block per group commit that posted to the
+// list (at 300 small groups a second, up to ~80,000 per bucket).
+const postBucketShift = 38
 
 // packedPrefix returns the packed list prefix of the list prefix pfx (x…
 // or h…, listPrefix and hashListPrefix).
