@@ -78,7 +78,7 @@ func NormalizeWorkspace(s string) (string, error) {
 	if !strings.HasPrefix(w, "workspaces/") {
 		w = "workspaces/" + w
 	}
-	if !workspaceRE.MatchString(w) {
+	if !isWorkspaceName(w) {
 		return "", Errorf(EInvalid, "workspace %q must have the form \"workspaces/<id>\" or \"<id>\"", clip(s))
 	}
 	return w, nil

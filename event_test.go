@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/sample"
 )
 
 const validID = "b096430b-c7a8-47f2-a129-d9ae58cf454f"
@@ -515,3 +516,27 @@ func TestSameContent(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// BenchmarkPrepareNewEvent prepares the benchmark's generated events (the
+// check and copy every ingested event goes through).
+func BenchmarkPrepareNewEvent(b *testing.B) {
+	g := sample.New(1, sample.Options{Events: 1_000_000})
+	type in struct {
+		id string
+		ne audittrail.NewEvent
+	}
+	events := make([]in, 1000)
+	for i := range events {
+		events[i].id, events[i].ne = g.Next()
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e := &events[i%len(events)]
+		if _, err := audittrail.PrepareNewEvent(e.id, e.ne, now, true); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -10,11 +10,14 @@ package audittrail
 import (
 	"bytes"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // FuzzFilterCompile: compiling any filter never panics; failures are EInvalid
@@ -300,4 +303,53 @@ func validMetadataKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzValidationRules: the written-out checks of event.go decide as the
+// regexps and the uuid package they replaced, and DeriveWorkspace as its
+// earlier form over strings.Split.
+func FuzzValidationRules(f *testing.F) {
+	workspaceRE := regexp.MustCompile(`^workspaces/[^/]+$`)
+	metadataKeyRE := regexp.MustCompile(`^[a-z]([a-z0-9_]{0,61}[a-z0-9])?$`)
+	validUUIDv4 := func(id string) bool {
+		u, err := uuid.Parse(id)
+		return err == nil && u.Version() == 4 && u.Variant() == uuid.RFC4122 && len(id) == 36 && u.String() == strings.ToLower(id)
+	}
+	deriveBySplit := func(resource string) string {
+		segs := strings.Split(resource, "/")
+		for i := 0; i+1 < len(segs); i++ {
+			if segs[i] == "workspaces" && segs[i+1] != "" {
+				if strings.HasPrefix(resource, "//") && i == 2 {
+					continue
+				}
+				return "workspaces/" + segs[i+1]
+			}
+		}
+		return ""
+	}
+	for _, s := range []string{
+		"workspaces/w1", "workspaces/", "workspaces/a/b", "workspaces/\n", "workspaces/\xff", "xworkspaces/w",
+		"a", "a_", "a_b", "a1", "1a", "A", strings.Repeat("k", 63), strings.Repeat("k", 64), "tenant", "request_id",
+		"b096430b-c7a8-47f2-a129-d9ae58cf454f", "B096430B-C7A8-47F2-A129-D9AE58CF454F", "b096430b-c7a8-37f2-a129-d9ae58cf454f",
+		"b096430b-c7a8-47f2-c129-d9ae58cf454f", "{b096430b-c7a8-47f2-a129-d9ae58cf454f}", "b096430bc7a847f2a129d9ae58cf454f",
+		"urn:uuid:b096430b-c7a8-47f2-a129-d9ae58cf454f", "b096430b-c7a8-47f2-a129-d9ae58cf454g",
+		"//engine-manager/workspaces/w1/daiEngines/e1", "//workspaces/workspaces/w2", "workspaces/w1/x", "/workspaces/w3",
+		"//svc/workspaces/", "//svc/workspaces//x", "workspaces", "//svc/a/workspaces/w4/workspaces/w5", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isWorkspaceName(s), workspaceRE.MatchString(s); got != want {
+			t.Errorf("isWorkspaceName(%q) = %v, the regexp says %v", s, got, want)
+		}
+		if got, want := isMetadataKey(s), metadataKeyRE.MatchString(s); got != want {
+			t.Errorf("isMetadataKey(%q) = %v, the regexp says %v", s, got, want)
+		}
+		if got, want := isUUIDv4(s), validUUIDv4(s); got != want {
+			t.Errorf("isUUIDv4(%q) = %v, uuid.Parse says %v", s, got, want)
+		}
+		if got, want := DeriveWorkspace(s), deriveBySplit(s); got != want {
+			t.Errorf("DeriveWorkspace(%q) = %q, by strings.Split %q", s, got, want)
+		}
+	})
 }
