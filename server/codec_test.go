@@ -2,11 +2,13 @@ package server_test
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -87,5 +89,92 @@ func TestGRPCCodecs(t *testing.T) {
 				t.Errorf("the client's generated decoder refused a string that is not UTF-8: %v (update the docs if vtprotobuf now checks)", err)
 			}
 		})
+	}
+}
+
+// TestIngestRequestStrings: the server decodes the producers' requests
+// with generated code and checks their strings itself (internal/wire,
+// codec.go); a string that is not UTF-8 in any string field the descriptors
+// name, map keys and values included, at any depth, is refused with
+// protobuf-go's own error, as every other request is.
+func TestIngestRequestStrings(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	codec := wire.ServerCodec()
+	fields := 0
+	// check makes a request, lets mutate put a bad string in it, and
+	// decodes it.
+	check := func(path string, mutate func(req *pb.BatchCreateEventsRequest)) {
+		fields++
+		ev := trickyEvent(r, 1)
+		req := &pb.BatchCreateEventsRequest{Requests: []*pb.CreateEventRequest{
+			{EventId: "b096430b-c7a8-47f2-a129-d9ae58cf454f", Event: ev},
+			{EventId: "c096430b-c7a8-47f2-a129-d9ae58cf454f", Event: trickyEvent(r, 2)},
+		}}
+		mutate(req)
+		raw, err := req.MarshalVT() // protobuf-go would refuse to write it
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := proto.Unmarshal(raw, &pb.BatchCreateEventsRequest{})
+		if want == nil {
+			t.Fatalf("%s: protobuf-go accepts the bad string: the test does not test", path)
+		}
+		err = codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw)}, &pb.BatchCreateEventsRequest{})
+		if err == nil || err.Error() != want.Error() {
+			t.Errorf("%s not UTF-8: the server's codec says %v, protobuf-go %v", path, err, want)
+		}
+		one, err := req.Requests[1].MarshalVT()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(one)}, &pb.CreateEventRequest{}); err == nil && strings.HasPrefix(path, ".requests[1]") {
+			t.Errorf("%s not UTF-8: the server's codec accepts it in a CreateEventRequest", path)
+		}
+	}
+	// visit calls check for every string field reachable from the request;
+	// at returns the message at path inside a request.
+	var visit func(path string, md protoreflect.MessageDescriptor, at func(m protoreflect.Message) protoreflect.Message)
+	visit = func(path string, md protoreflect.MessageDescriptor, at func(m protoreflect.Message) protoreflect.Message) {
+		fs := md.Fields()
+		for i := range fs.Len() {
+			fd := fs.Get(i)
+			p := path + "." + string(fd.Name())
+			switch {
+			case fd.IsMap():
+				if fd.MapKey().Kind() == protoreflect.StringKind {
+					check(p+" key", func(req *pb.BatchCreateEventsRequest) {
+						at(req.ProtoReflect()).Mutable(fd).Map().Set(protoreflect.ValueOfString("\xff").MapKey(), protoreflect.ValueOfString("v"))
+					})
+				}
+				if fd.MapValue().Kind() == protoreflect.StringKind {
+					check(p+" value", func(req *pb.BatchCreateEventsRequest) {
+						at(req.ProtoReflect()).Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("\xfe"))
+					})
+				}
+			case fd.IsList():
+				if fd.Kind() == protoreflect.MessageKind {
+					visit(p+"[1]", fd.Message(), func(m protoreflect.Message) protoreflect.Message {
+						return at(m).Get(fd).List().Get(1).Message()
+					})
+				} else if fd.Kind() == protoreflect.StringKind {
+					t.Fatalf("%s: a repeated string field; extend this test and the codec's check", p)
+				}
+			case fd.Kind() == protoreflect.StringKind:
+				check(p, func(req *pb.BatchCreateEventsRequest) {
+					at(req.ProtoReflect()).Set(fd, protoreflect.ValueOfString("ok\xffbad"))
+				})
+			case fd.Kind() == protoreflect.MessageKind:
+				visit(p, fd.Message(), func(m protoreflect.Message) protoreflect.Message {
+					return at(m).Mutable(fd).Message()
+				})
+			}
+		}
+	}
+	visit("", (&pb.BatchCreateEventsRequest{}).ProtoReflect().Descriptor(), func(m protoreflect.Message) protoreflect.Message { return m })
+	// name, event_source, action, principal, login_principal,
+	// source_ip_address, user_agent, resource, workspace, workspace_override,
+	// status.message, two maps' keys and values, event_id.
+	if fields != 16 {
+		t.Errorf("%d string fields checked; the request had 16 when this test was written", fields)
 	}
 }

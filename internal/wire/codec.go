@@ -1,8 +1,13 @@
 package wire
 
 import (
+	"unicode/utf8"
+
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 
 	// The protobuf codec the codecs fall back on.
 	_ "google.golang.org/grpc/encoding/proto"
@@ -19,12 +24,19 @@ import (
 // Decoding differs by side. The server decodes requests with protobuf-go,
 // which refuses strings that are not UTF-8; the generated decoder does not
 // check, and the service's own checks would then answer the same bad
-// request with another error. The client decodes answers with the
-// generated code: what the server writes was checked on its way in.
+// request with another error. Except the producers' requests (CreateEvent,
+// BatchCreateEvents): their decoding was 5.8 % of the server's CPU under
+// batch ingest (perf, 1M events), so they are decoded by the generated code
+// and their strings checked by checkedUTF8; a request with a string that is
+// not UTF-8, or that the generated code refuses, is decoded again by
+// protobuf-go for its error. The client decodes answers with the generated
+// code: what the server writes was checked on its way in.
 
 // ServerCodec is the codec of the server's listeners: generated marshalling,
-// protobuf-go decoding.
-func ServerCodec() encoding.CodecV2 { return codec{fallback: encoding.GetCodecV2("proto")} }
+// protobuf-go decoding but for the producers' requests.
+func ServerCodec() encoding.CodecV2 {
+	return codec{fallback: encoding.GetCodecV2("proto"), decodeIngest: true}
+}
 
 // ClientCodec is the codec of the Go client: generated marshalling and
 // decoding.
@@ -33,8 +45,9 @@ func ClientCodec() encoding.CodecV2 {
 }
 
 type codec struct {
-	fallback encoding.CodecV2
-	decodeVT bool
+	fallback     encoding.CodecV2
+	decodeVT     bool // every message with generated code
+	decodeIngest bool // the producers' requests, their strings checked
 }
 
 // vtMessage is a message with generated code.
@@ -67,6 +80,29 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if c.decodeIngest {
+		var valid func() bool
+		switch m := v.(type) {
+		case *pb.BatchCreateEventsRequest:
+			valid = func() bool { return validBatchUTF8(m) }
+		case *pb.CreateEventRequest:
+			valid = func() bool { return validCreateUTF8(m) }
+		}
+		if valid != nil {
+			m := v.(interface {
+				vtMessage
+				proto.Message
+			})
+			buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+			err := m.UnmarshalVT(buf.ReadOnlyData())
+			buf.Free()
+			if err == nil && valid() {
+				return nil
+			}
+			proto.Reset(m)
+			return c.fallback.Unmarshal(data, v)
+		}
+	}
 	m, ok := v.(vtMessage)
 	if !c.decodeVT || !ok {
 		return c.fallback.Unmarshal(data, v)
@@ -80,3 +116,49 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // Name is the content subtype of protobuf: the other side notices nothing.
 func (codec) Name() string { return "proto" }
+
+// validBatchUTF8 and validCreateUTF8 say whether every string of a
+// producer's request is UTF-8, as protobuf-go's decoder requires.
+// TestIngestRequestStrings puts a bad string in every string field the
+// descriptors name, so a field added to the API cannot be missed here.
+func validBatchUTF8(m *pb.BatchCreateEventsRequest) bool {
+	for _, r := range m.Requests {
+		if !validCreateUTF8(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func validCreateUTF8(m *pb.CreateEventRequest) bool {
+	if m == nil {
+		return true
+	}
+	return utf8.ValidString(m.EventId) && validEventUTF8(m.Event)
+}
+
+func validEventUTF8(e *pb.Event) bool {
+	if e == nil {
+		return true
+	}
+	for _, s := range [...]string{e.Name, e.EventSource, e.Action, e.Principal, e.LoginPrincipal, e.SourceIpAddress,
+		e.UserAgent, e.Resource, e.Workspace} {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	if e.WorkspaceOverride != nil && !utf8.ValidString(*e.WorkspaceOverride) {
+		return false
+	}
+	if e.Status != nil && !utf8.ValidString(e.Status.Message) {
+		return false
+	}
+	for _, m := range [...]map[string]string{e.RequestParameters, e.Metadata} {
+		for k, v := range m {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}

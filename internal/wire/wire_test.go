@@ -131,4 +131,28 @@ func BenchmarkGRPCCodec(b *testing.B) {
 			}
 		}
 	})
+	// A producer's batch of 1000 events, as the server decodes it.
+	batch := &pb.BatchCreateEventsRequest{}
+	for i, e := range resp.Events {
+		batch.Requests = append(batch.Requests, &pb.CreateEventRequest{EventId: fmt.Sprintf("b096430b-c7a8-47f2-a129-%012x", i), Event: e})
+	}
+	rawBatch, err := proto.Marshal(batch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("decode-batch/protobuf-go", func(b *testing.B) {
+		for b.Loop() {
+			if err := proto.Unmarshal(rawBatch, &pb.BatchCreateEventsRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	server := wire.ServerCodec()
+	b.Run("decode-batch/server", func(b *testing.B) {
+		for b.Loop() {
+			if err := server.Unmarshal(mem.BufferSlice{mem.SliceBuffer(rawBatch)}, &pb.BatchCreateEventsRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
