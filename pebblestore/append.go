@@ -360,13 +360,20 @@ func (w *groupWriter) lookupIDs(group []*appendReq) error {
 	// L6's by default (tuned for lookups that hit), and then every miss
 	// reads and decompresses a data block of the id range, which on a large
 	// store is rarely cached.
-	it, err := w.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxID}, UpperBound: []byte{pfxID + 1}, UseL6Filters: true})
-	if err != nil {
-		return err
-	}
+	var it *pebble.Iterator
 	for i, id := range w.sorted {
 		if i > 0 && id == w.sorted[i-1] {
 			continue
+		}
+		if w.s.ids.absent(id) {
+			w.s.idsFiltered.Add(1)
+			continue // not stored: no read (idfilter.go)
+		}
+		if it == nil {
+			var err error
+			if it, err = w.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxID}, UpperBound: []byte{pfxID + 1}, UseL6Filters: true}); err != nil {
+				return err
+			}
 		}
 		w.key = idKey(w.key[:0], id)
 		if it.SeekPrefixGE(w.key) {
@@ -377,6 +384,9 @@ func (w *groupWriter) lookupIDs(group []*appendReq) error {
 			}
 			w.found[id] = idLoc{ns, seq}
 		}
+	}
+	if it == nil {
+		return nil
 	}
 	return firstErr(it.Error(), it.Close())
 }
@@ -467,6 +477,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	w.val = idValue(w.val[:0], seq, ns)
 	b.set(w.key, w.val)
 	g.pending[id] = st
+	w.s.ids.add(id)
 	r.res[i].Event = st
 	return nil
 }

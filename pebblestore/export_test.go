@@ -206,3 +206,14 @@ func (s *Store) DiskUsageByPrefixForTest() map[string]uint64 {
 	}
 	return m
 }
+
+// IDFilterReadyForTest waits for the id filter's build and says whether it
+// is in use.
+func (s *Store) IDFilterReadyForTest() bool {
+	<-s.ids.done
+	return s.ids.ready.Load()
+}
+
+// IDsFilteredForTest counts the new ids whose idempotency check the filter
+// answered without a read.
+func (s *Store) IDsFilteredForTest() uint64 { return s.idsFiltered.Load() }

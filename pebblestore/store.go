@@ -58,6 +58,9 @@ type Store struct {
 	// recent holds the records of the last committed events, so that the
 	// verifiable log's integrator does not read them back (recent.go).
 	recent *recentWindow
+	ids    *idFilter // the stored ids, for the writer's idempotency check (idfilter.go)
+	// idsFiltered counts the ids whose check the filter answered alone.
+	idsFiltered atomic.Uint64
 	// legacyPostings: read says the store holds postings of format 4 and
 	// earlier (one key per posting), which searches merge with the packed
 	// lists (postings.go); write is a test knob that makes new postings so.
@@ -153,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.ids = newIDFilter(db, s.lastSeq.Load())
 	go s.writer()
 	return s, nil
 }
@@ -348,6 +352,7 @@ func (s *Store) Close() error {
 		close(s.reqs)
 		s.closeMu.Unlock()
 		<-s.writerDone
+		s.ids.close()
 		// The write lock waits for searches holding the read lock.
 		s.closeMu.Lock()
 		s.closeErr = s.db.Close()
