@@ -43,7 +43,8 @@ type idFilter struct {
 // bloomPart is one blocked bloom filter: blocks of 8 words (one cache line),
 // each id's k bits in the block its hash selects.
 type bloomPart struct {
-	words []atomic.Uint64
+	words []atomic.Uint64 // outside the Go heap where possible (allocFilterWords)
+	free  func()
 	mask  uint64 // blocks − 1 (a power of two)
 	cap   int64  // ids it was sized for
 	n     atomic.Int64
@@ -57,7 +58,8 @@ const (
 
 func newBloomPart(ids int64) *bloomPart {
 	blocks := uint64(1) << bits.Len64(uint64(ids*idFilterBitsPerID/512))
-	return &bloomPart{words: make([]atomic.Uint64, blocks*8), mask: blocks - 1, cap: ids}
+	words, free := allocFilterWords(int(blocks * 8))
+	return &bloomPart{words: words, free: free, mask: blocks - 1, cap: ids}
 }
 
 // probe calls f with each of the id's k (word, bit) positions in p: the
@@ -149,8 +151,13 @@ func (f *idFilter) absent(id uuid.UUID) bool {
 	return true
 }
 
-// close stops a build still running and waits for it.
+// close stops a build still running, waits for it and frees the parts; the
+// writer must have ended.
 func (f *idFilter) close() {
 	f.stop()
 	<-f.done
+	for _, p := range f.parts {
+		p.free()
+	}
+	f.parts = nil
 }
