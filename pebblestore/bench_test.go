@@ -147,6 +147,8 @@ func BenchmarkAppend1000(b *testing.B) {
 // the callers sending consecutive batches of one stream as its producers
 // do. How close in time events are decides how many postings share a block
 // (postings.go).
+//
+//	go test -run '^$' -bench AppendSample -benchtime 500x ./pebblestore/
 func BenchmarkAppendSample(b *testing.B) {
 	for _, size := range []int{1_000_000, 10_000_000} {
 		b.Run(fmt.Sprintf("stream=%dM", size/1_000_000), func(b *testing.B) {

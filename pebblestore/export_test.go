@@ -186,15 +186,9 @@ func (s *Store) ReadsUnpackedPostingsForTest() bool { return s.legacyPostings.re
 
 // KeysWithPrefixForTest counts the keys of s that start with prefix.
 func (s *Store) KeysWithPrefixForTest(prefix byte) (int, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		n++
-	}
-	return n, firstErr(it.Error(), it.Close())
+	err := scan(s.db, []byte{prefix}, func(k, v []byte) error { n++; return nil })
+	return n, err
 }
 
 // DiskUsageByPrefixForTest estimates the disk bytes of each key prefix.

@@ -263,7 +263,7 @@ type listIter struct {
 	packed *packedList
 	it     *pebble.Iterator // a list of format 4
 	col    *columnSource
-	plen   int    // length of it's key prefix
+	plen   int    // length of the format 4 list's key prefix (it)
 	suffix []byte // (time, seq) of the current posting
 }
 
