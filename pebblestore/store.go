@@ -44,6 +44,7 @@ const DefaultCacheSize = 256 << 20
 // Store is the embedded storage engine. It is safe for concurrent use.
 type Store struct {
 	db    *pebble.DB
+	dir   string // Config.Dir
 	log   *slog.Logger
 	dicts *dicts
 	regex *regexCache
@@ -145,6 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		db:         db,
+		dir:        cfg.Dir,
 		log:        log,
 		dicts:      newDicts(limit),
 		regex:      newRegexCache(regexCacheBytes),
@@ -355,7 +357,17 @@ func (s *Store) Close() error {
 		s.ids.close()
 		// The write lock waits for searches holding the read lock.
 		s.closeMu.Lock()
+		// A clean shutdown flushes the memtables, so that the store at
+		// rest is its tables alone: the next Open replays nothing, and
+		// the WAL files, which hold only flushed data then, are removed
+		// (removeFlushedWALs).
+		flushErr := s.db.Flush()
 		s.closeErr = s.db.Close()
+		if flushErr != nil {
+			s.log.Warn("pebblestore: flushing the memtables at close failed; the WAL is kept for the next Open", "err", flushErr)
+		} else if s.closeErr == nil {
+			s.closeErr = removeFlushedWALs(s.dir)
+		}
 		s.closeMu.Unlock()
 	})
 	return s.closeErr

@@ -1,6 +1,15 @@
 package pebblestore
 
-import "github.com/cockroachdb/pebble/v2/vfs"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/wal"
+)
 
 // walCategory is the write category Pebble creates and recycles its WAL
 // files with (wal/standalone_manager.go).
@@ -46,3 +55,38 @@ func (unpreallocatedFile) Preallocate(offset, length int64) error { return nil }
 
 // Unwrap returns the operating system's file system (vfs.Root).
 func (fs noWALPreallocation) Unwrap() vfs.FS { return fs.FS }
+
+// removeFlushedWALs removes the WAL files of a closed database whose
+// memtables were all flushed (Store.Close flushes before closing), keeping
+// the newest file, the one Pebble would replay.
+//
+// After a flush Pebble's manifest names the newest WAL as the oldest one
+// still needed; the older files are obsolete, kept only to be recycled
+// (overwritten in place by later WALs, which makes a durable write cheaper
+// while the store runs). Pebble itself deletes every obsolete WAL at the
+// next Open, before it writes anything; this does it at Close instead, so
+// that a stopped store takes its tables' bytes only: the recycled files were
+// 154 MiB of a 453 MiB store of 1M events (docs/design/storage.md).
+func removeFlushedWALs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("pebblestore: listing the WAL files: %w", err)
+	}
+	logs := map[wal.NumWAL]string{}
+	newest := wal.NumWAL(0)
+	for _, e := range entries {
+		if n, index, ok := wal.ParseLogFilename(e.Name()); ok && index == 0 && e.Type().IsRegular() {
+			logs[n] = e.Name()
+			newest = max(newest, n)
+		}
+	}
+	for n, name := range logs {
+		if n == newest {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("pebblestore: removing a flushed WAL file: %w", err)
+		}
+	}
+	return nil
+}
