@@ -242,7 +242,7 @@ func TestTamperPebble(t *testing.T) {
 	place := func(t *testing.T, b *pebble.Batch, seq uint64, ns int64, rec []byte, id string) {
 		set(t, b, pebblestore.RawSeqKey(seq), binary.BigEndian.AppendUint64(nil, uint64(ns)))
 		set(t, b, pebblestore.RawEventKey(ns, seq), rec)
-		set(t, b, pebblestore.RawIDKey(uid(id)), pebblestore.RawIDValue(seq, ns))
+		set(t, b, pebblestore.RawIDKey(uid(id)), pebblestore.RawIDValue(seq))
 	}
 	// forge copies a record under a new id (the record holds the id).
 	forge := func(t *testing.T, rec []byte, of *audittrail.Event) ([]byte, string) {

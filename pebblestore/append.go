@@ -377,12 +377,12 @@ func (w *groupWriter) lookupIDs(group []*appendReq) error {
 		}
 		w.key = idKey(w.key[:0], id)
 		if it.SeekPrefixGE(w.key) {
-			seq, ns, ok := decodeIDValue(it.Value())
-			if !ok {
+			loc, err := w.s.idLocation(id, it.Value())
+			if err != nil {
 				it.Close()
-				return fmt.Errorf("pebblestore: corrupt id entry for %s", id)
+				return err
 			}
-			w.found[id] = idLoc{ns, seq}
+			w.found[id] = loc
 		}
 	}
 	if it == nil {
@@ -474,7 +474,11 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(ns))
 	b.set(w.key, w.val)
 	w.key = idKey(w.key[:0], id)
-	w.val = idValue(w.val[:0], seq, ns)
+	if w.s.legacyWrites.format5 {
+		w.val = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(w.val[:0], seq), uint64(ns))
+	} else {
+		w.val = idValue(w.val[:0], seq)
+	}
 	b.set(w.key, w.val)
 	g.pending[id] = st
 	w.s.ids.add(id)
@@ -491,7 +495,7 @@ func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64,
 	} else {
 		g.delta.add(d, ref.id)
 	}
-	if w.s.legacyPostings.write {
+	if w.s.legacyWrites.unpacked {
 		// A store of format 4, made by tests: one key per posting.
 		if ref.inline {
 			w.key = hashListPrefix(w.key[:0], d, v)
@@ -502,6 +506,7 @@ func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64,
 		return
 	}
 	if ref.inline {
+		g.posts.hash64 = w.s.legacyWrites.format5
 		g.posts.addHashed(d, v, ns, seq)
 	} else {
 		g.posts.add(d, ref.id, ns, seq)
@@ -550,12 +555,35 @@ func (s *Store) eventByID(id uuid.UUID) (*audittrail.Event, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	seq, ns, ok := decodeIDValue(v)
+	loc, err := s.idLocation(id, v)
 	closer.Close()
-	if !ok {
-		return nil, fmt.Errorf("pebblestore: corrupt id entry for %s", id)
+	if err != nil {
+		return nil, err
 	}
-	return s.eventAt(ns, seq)
+	return s.eventAt(loc.ns, loc.seq)
+}
+
+// idLocation returns the primary key of the event whose i value is v: the
+// seq, and the time from the value (formats 5 and earlier) or from the
+// seq's s entry.
+func (s *Store) idLocation(id uuid.UUID, v []byte) (idLoc, error) {
+	seq, ns, withTime, ok := decodeIDValue(v)
+	if !ok {
+		return idLoc{}, fmt.Errorf("pebblestore: corrupt id entry for %s", id)
+	}
+	if !withTime {
+		t, closer, err := s.db.Get(seqKey(nil, seq))
+		if err != nil {
+			return idLoc{}, fmt.Errorf("pebblestore: event %s has seq %d, whose position cannot be read: %w", id, seq, err)
+		}
+		if len(t) != 8 {
+			closer.Close()
+			return idLoc{}, fmt.Errorf("pebblestore: corrupt seq entry %d", seq)
+		}
+		ns = int64(binary.BigEndian.Uint64(t))
+		closer.Close()
+	}
+	return idLoc{ns: ns, seq: seq}, nil
 }
 
 // eventAt reads the event at (ns, seq).

@@ -177,8 +177,19 @@ func ParallelFetchBatchesForTest() int64 { return parallelBatches.Load() }
 // format 4 did, one key per posting (and read them), as a store written by
 // an earlier build and opened by this one holds them.
 func (s *Store) WriteUnpackedPostingsForTest() {
-	s.legacyPostings.read, s.legacyPostings.write = true, true
+	s.legacyPostings.read, s.legacyWrites.unpacked = true, true
 }
+
+// WriteFormat5ForTest makes s write ids' values and inline values' posting
+// lists as stores of format 5 did (and read them), as a store written by an
+// earlier build and opened by this one holds them.
+func (s *Store) WriteFormat5ForTest() {
+	s.legacyPostings.hash64, s.legacyWrites.format5 = true, true
+}
+
+// ReadsFormat5ListsForTest says whether s reads format 5's lists of inline
+// values.
+func (s *Store) ReadsFormat5ListsForTest() bool { return s.legacyPostings.hash64 }
 
 // ReadsUnpackedPostingsForTest says whether s merges format 4's postings
 // into its searches.

@@ -15,7 +15,8 @@ const (
 	pfxSeq          = 's' // s + seq(8) → time(8) (log order)
 	pfxColumn       = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
 	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings (postings.go)
-	pfxPackedHashed = 'q' // q + dict(1) + fnv64(8) + time(8) + seq(8) → packed postings of inline values
+	pfxPackedHashed = 'k' // k + dict(1) + fold32(fnv64)(4) + time(8) + seq(8) → packed postings of inline values
+	pfxPackedHash64 = 'q' // q + dict(1) + fnv64(8) + time(8) + seq(8) → the same, written by format 5; read beside k
 	pfxPost         = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings of format 4 and earlier; postings.go)
 
 	// Outside the event index (see tokens.go, tokens_logins.go, log.go).
@@ -27,7 +28,7 @@ const (
 
 // keyPrefixes lists every prefix, so that a test can prove they are distinct:
 // two kinds of keys sharing a prefix would read each other's records.
-var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
 
 const seqLen = 8
 
@@ -47,16 +48,20 @@ var (
 // Format 3 stored every level of the Merkle tree, format 4 only levels 0,
 // 8, 16, ... (log.go, treeTileHeight): this build reads both alike. Format
 // 5 writes postings packed in blocks (postings.go); this build reads the
-// one-key-per-posting lists of formats 4 and earlier beside them. Open
-// moves a format 3 or 4 store to 5 without rewriting anything, so that
-// older builds, which would miss what this one writes, refuse it.
-const formatVersion = 5
+// one-key-per-posting lists of formats 4 and earlier beside them. Format 6
+// writes the seq alone as an id's value (idValue) and hashes inline values'
+// lists to 32 bits (k keys instead of q); this build reads format 5's beside
+// them. Open moves a store of format 3 to 5 to format 6 without rewriting
+// anything, so that older builds, which would miss what this one writes,
+// refuse it.
+const formatVersion = 6
 
 const (
 	formatWithoutColumn    = 1
 	formatWithoutMetaCol   = 2
 	formatEveryTreeLevel   = 3
 	formatUnpackedPostings = 4
+	formatHash64Lists      = 5
 )
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes
@@ -93,18 +98,23 @@ func idKey(dst []byte, id [16]byte) []byte {
 	return append(dst, id[:]...)
 }
 
-// idValue is the value of an i key: the event's seq and time, enough to build
-// its primary key.
-func idValue(dst []byte, seq uint64, ns int64) []byte {
-	dst = binary.BigEndian.AppendUint64(dst, seq)
-	return binary.BigEndian.AppendUint64(dst, uint64(ns))
+// idValue is the value of an i key: the event's seq, a uvarint. The time
+// that completes its primary key is the seq's s entry. Formats 5 and
+// earlier wrote seq(8) time(8) (decodeIDValue reads both): 16 bytes of
+// which zstd kept about 10; the seq alone keeps about 3, for one more read
+// when an id is found (a retry, a read by id), never for a new id.
+func idValue(dst []byte, seq uint64) []byte {
+	return binary.AppendUvarint(dst, seq)
 }
 
-func decodeIDValue(v []byte) (seq uint64, ns int64, ok bool) {
-	if len(v) != 16 {
-		return 0, 0, false
+// decodeIDValue reads an i value; withTime says whether it holds the time
+// (formats 5 and earlier) or the seq alone.
+func decodeIDValue(v []byte) (seq uint64, ns int64, withTime, ok bool) {
+	if len(v) == 16 {
+		return binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:])), true, true
 	}
-	return binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:])), true
+	seq, n := binary.Uvarint(v)
+	return seq, 0, false, n > 0 && n == len(v)
 }
 
 func dictKey(dst []byte, d dictID, id uint32) []byte {
@@ -135,6 +145,15 @@ func hashListPrefix(dst []byte, d dictID, v []byte) []byte {
 	dst = append(dst, pfxHash, byte(d))
 	return binary.BigEndian.AppendUint64(dst, fnv64a(v))
 }
+
+// fold32 is the 32-bit hash of an inline value's packed list: the halves of
+// its FNV-1a 64 XORed (FNV-1a's low bits depend on the inputs' low bits
+// only). A 32-bit hash takes 4 bytes less in each of the 1.6 keys per event
+// of these lists (10M events of internal/sample); its collisions only add
+// candidates, each checked against its record: with 16M distinct values in
+// one dictionary, a lookup meets another value's postings with odds of
+// about 1 in 270.
+func fold32(h uint64) uint32 { return uint32(h>>32) ^ uint32(h) }
 
 // fnv64a is FNV-1a, 64 bits: stable across processes and versions (it is
 // part of the storage format), allocation-free.

@@ -177,7 +177,7 @@ func TestTreeTiles(t *testing.T) {
 }
 
 // TestTreeFormatUpgrade: a store of format 3 (every tree level stored) is
-// read the same and moved to the current format (5) when opened; a later
+// read the same and moved to the current format (6) when opened; a later
 // format is refused.
 func TestTreeFormatUpgrade(t *testing.T) {
 	dir := t.TempDir()
@@ -192,18 +192,18 @@ func TestTreeFormatUpgrade(t *testing.T) {
 	}
 	s.Close()
 	s = openStore(t, dir)
-	if v, err := s.FormatForTest(); err != nil || v != 5 {
-		t.Fatalf("format after opening a format 3 store: %d, %v; want 5", v, err)
+	if v, err := s.FormatForTest(); err != nil || v != 6 {
+		t.Fatalf("format after opening a format 3 store: %d, %v; want 6", v, err)
 	}
 	checkEveryHash(t, s, ref)
-	if err := s.SetFormatForTest(6); err != nil {
+	if err := s.SetFormatForTest(7); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	if s, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: dir}); err == nil {
 		s.Close()
-		t.Fatal("a store of format 6 was opened")
-	} else if !strings.Contains(err.Error(), "storage format 06 is not supported") {
-		t.Fatalf("opening format 6: %v", err)
+		t.Fatal("a store of format 7 was opened")
+	} else if !strings.Contains(err.Error(), "storage format 07 is not supported") {
+		t.Fatalf("opening format 7: %v", err)
 	}
 }

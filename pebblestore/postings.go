@@ -22,9 +22,10 @@ import (
 // touches, a block: the key names the list and the block's newest posting,
 // the value holds the block's other postings, newest first, as deltas.
 //
-// Key: p + dict(1) + id(4) + time(8) + seq(8) for dictionary values, q +
-// dict(1) + fnv64(value)(8) + time(8) + seq(8) for inline values (the list
-// prefixes x… and h… of format 4 with another first byte); (time, seq) is
+// Key: p + dict(1) + id(4) + time(8) + seq(8) for dictionary values, k +
+// dict(1) + fold32(fnv64(value))(4) + time(8) + seq(8) for inline values
+// (format 5 wrote q + dict + fnv64(value)(8) + time + seq: read beside k
+// where a store has them); (time, seq) is
 // the block's newest posting. Value: for each further posting, newest
 // first, uvarint(previous time − time) and varint(seq − previous seq)
 // (zigzag: a group's seqs follow arrival, not time order).
@@ -48,17 +49,30 @@ import (
 const postBucketShift = 38
 
 // packedPrefix returns the packed list prefix of the list prefix pfx (x…
-// or h…, listPrefix and hashListPrefix).
+// or h…, listPrefix and hashListPrefix): p… with the same dictionary id,
+// k… with the hash folded to 32 bits.
 func packedPrefix(pfx []byte) []byte {
-	p := bytes.Clone(pfx)
-	switch p[0] {
+	switch pfx[0] {
 	case pfxPost:
+		p := bytes.Clone(pfx)
 		p[0] = pfxPacked
+		return p
 	case pfxHash:
-		p[0] = pfxPackedHashed
+		p := append([]byte{pfxPackedHashed}, pfx[1])
+		return binary.BigEndian.AppendUint32(p, fold32(binary.BigEndian.Uint64(pfx[2:])))
 	default:
 		panic("pebblestore: not a list prefix")
 	}
+}
+
+// packedPrefix64 returns the prefix of format 5's packed list (q…) of the
+// list prefix pfx of an inline value (h…).
+func packedPrefix64(pfx []byte) []byte {
+	if pfx[0] != pfxHash {
+		panic("pebblestore: not a hashed list prefix")
+	}
+	p := bytes.Clone(pfx)
+	p[0] = pfxPackedHash64
 	return p
 }
 
@@ -72,6 +86,7 @@ type postWrites struct {
 	lists    []postList            // the lists the group posts to; entries reused across groups
 	order    []uint32              // lists in key order
 	key, val []byte
+	hash64   bool // write format 5's q lists (a test knob: Store.legacyWrites)
 }
 
 type hashedList struct {
@@ -119,10 +134,14 @@ func (w *postWrites) addHashed(d dictID, v []byte, ns int64, seq uint64) {
 	if w.hashed == nil {
 		w.hashed = map[hashedList]uint32{}
 	}
-	k := hashedList{d, fnv64a(v)}
+	kind, h := byte(pfxPackedHashed), uint64(fold32(fnv64a(v)))
+	if w.hash64 {
+		kind, h = pfxPackedHash64, fnv64a(v)
+	}
+	k := hashedList{d, h}
 	i := w.hashed[k]
 	if i == 0 {
-		i = w.newList(pfxPackedHashed, d, k.hash)
+		i = w.newList(kind, d, k.hash)
 		w.hashed[k] = i
 	}
 	l := &w.lists[i-1]
@@ -213,10 +232,10 @@ func (w *postWrites) writeTo(b *pebble.Batch) error {
 
 func appendPackedKey(dst []byte, l *postList, newest postEnt) []byte {
 	dst = append(dst, l.kind, byte(l.d))
-	if l.kind == pfxPacked {
-		dst = binary.BigEndian.AppendUint32(dst, uint32(l.list))
-	} else {
+	if l.kind == pfxPackedHash64 {
 		dst = binary.BigEndian.AppendUint64(dst, l.list)
+	} else {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(l.list))
 	}
 	dst = binary.BigEndian.AppendUint64(dst, newest.t)
 	return binary.BigEndian.AppendUint64(dst, newest.seq)
@@ -280,10 +299,9 @@ type packedList struct {
 	t, seq  uint64 // the current posting
 }
 
-// newPackedList opens the packed list of list prefix pfx over the (time,
-// seq) suffixes [lo, hi).
-func (s *Store) newPackedList(pfx, lo, hi []byte) (*packedList, error) {
-	p := packedPrefix(pfx)
+// newPackedList opens the packed list of packed prefix p (packedPrefix)
+// over the (time, seq) suffixes [lo, hi).
+func (s *Store) newPackedList(p, lo, hi []byte) (*packedList, error) {
 	pl := &packedList{plen: len(p)}
 	pl.loT, pl.loSeq = decodeSuffix(lo)
 	pl.hiT, pl.hiSeq = decodeSuffix(hi)

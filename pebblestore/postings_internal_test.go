@@ -93,7 +93,7 @@ func TestPackedListRoundTrip(t *testing.T) {
 					exp = append(exp, p)
 				}
 			}
-			pl, err := s.newPackedList(pfx, suffixOf(lo), suffixOf(hi))
+			pl, err := s.newPackedList(packedPrefix(pfx), suffixOf(lo), suffixOf(hi))
 			if err != nil {
 				t.Fatal(err)
 			}

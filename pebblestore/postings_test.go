@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/pebblestore"
 )
@@ -126,7 +128,7 @@ func TestPackedPostings(t *testing.T) {
 }
 
 // TestUnpackedPostingsUpgrade: a store written with one key per posting
-// (format 4), opened by this build, is moved to format 5, and its searches
+// (format 4), opened by this build, is moved to format 6, and its searches
 // merge the old postings with the packed ones of the events appended since.
 func TestUnpackedPostingsUpgrade(t *testing.T) {
 	dir := t.TempDir()
@@ -143,8 +145,8 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 	}
 	s.Close()
 	s = openStore(t, dir)
-	if v, err := s.FormatForTest(); err != nil || v != 5 {
-		t.Fatalf("format after opening a format 4 store: %d, %v; want 5", v, err)
+	if v, err := s.FormatForTest(); err != nil || v != 6 {
+		t.Fatalf("format after opening a format 4 store: %d, %v; want 6", v, err)
 	}
 	if !s.ReadsUnpackedPostingsForTest() {
 		t.Fatal("a store with format 4's postings does not read them")
@@ -156,4 +158,77 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 	s = openStore(t, dir)
 	defer s.Close()
 	checkSearches(t, s, r, all, "mixed store, reopened")
+}
+
+// TestFormat5Upgrade: a store of format 5 (ids' values with their time,
+// inline values' lists on 64-bit hashes), opened by this build, is moved to
+// format 6; its old events are found by id, recognised when retried, and
+// found by exact searches on inline values together with the events
+// appended since.
+func TestFormat5Upgrade(t *testing.T) {
+	dir := t.TempDir()
+	// A dictionary limit of 8 makes most values inline.
+	cfg := pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: 8}
+	s := openStoreConfig(t, cfg)
+	s.WriteFormat5ForTest()
+	r := rand.New(rand.NewPCG(15, 16))
+	g := newGen(7)
+	old := appendConcurrently(t, s, r, edgeEvents(r, g, 1500))
+	if n, err := s.KeysWithPrefixForTest('q'); err != nil || n == 0 {
+		t.Fatalf("%d 64-bit hashed list keys (%v) in a store of format 5", n, err)
+	}
+	if n, err := s.KeysWithPrefixForTest('k'); err != nil || n != 0 {
+		t.Fatalf("%d 32-bit hashed list keys (%v) in a store of format 5", n, err)
+	}
+	if err := s.SetFormatForTest(5); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStoreConfig(t, cfg)
+	if v, err := s.FormatForTest(); err != nil || v != 6 {
+		t.Fatalf("format after opening a format 5 store: %d, %v; want 6", v, err)
+	}
+	if !s.ReadsFormat5ListsForTest() {
+		t.Fatal("a store with format 5's lists does not read them")
+	}
+	checkSearches(t, s, r, old, "format 5 store, opened")
+	all := append(old, appendConcurrently(t, s, r, edgeEvents(r, g, 1500))...)
+	if n, err := s.KeysWithPrefixForTest('k'); err != nil || n == 0 {
+		t.Fatalf("%d 32-bit hashed list keys (%v) after appending to a format 6 store", n, err)
+	}
+	checkSearches(t, s, r, all, "format 5 store, then format 6")
+	checkByID(t, s, r, old, "format 5 events")
+	checkByID(t, s, r, all[len(old):], "format 6 events")
+	s.Close()
+	s = openStoreConfig(t, cfg)
+	defer s.Close()
+	checkSearches(t, s, r, all, "mixed store, reopened")
+	checkByID(t, s, r, all, "mixed store, reopened")
+}
+
+// checkByID reads events of all by id, and appends some again: each retry
+// returns the stored event, and a changed event under a stored id is a
+// conflict.
+func checkByID(t *testing.T, s *pebblestore.Store, r *rand.Rand, all []*audittrail.Event, when string) {
+	t.Helper()
+	for range 30 {
+		e := all[r.IntN(len(all))]
+		got, err := s.EventByID(t.Context(), e.ID)
+		if err != nil {
+			t.Fatalf("%s: EventByID %s: %v", when, e.ID, err)
+		}
+		if d := cmp.Diff(e, got); d != "" {
+			t.Fatalf("%s: EventByID %s (-want +got)\n%s", when, e.ID, d)
+		}
+		res, err := s.Append(t.Context(), []*audittrail.Event{e.Clone()})
+		if err != nil || res[0].Err != nil || res[0].Event.Seq != e.Seq {
+			t.Fatalf("%s: retry of %s (seq %d): %v, %+v", when, e.ID, e.Seq, err, res)
+		}
+		changed := e.Clone()
+		changed.Action += "-changed"
+		res, err = s.Append(t.Context(), []*audittrail.Event{changed})
+		if err != nil || audittrail.ErrorCode(res[0].Err) != audittrail.EConflict {
+			t.Fatalf("%s: %s changed under a stored id: %v, %+v, want a conflict", when, e.ID, err, res)
+		}
+	}
 }

@@ -331,19 +331,25 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 		}
 	}
 	for _, pfx := range lists {
-		pl, err := s.newPackedList(pfx, lo, hi)
-		if err != nil {
-			ps.close()
-			return nil, err
+		packed := [][]byte{packedPrefix(pfx)}
+		if pfx[0] == pfxHash && s.legacyPostings.hash64 {
+			packed = append(packed, packedPrefix64(pfx))
 		}
-		li := &listIter{packed: pl}
-		if ok, err := li.prev(); ok {
-			ps.lists = append(ps.lists, li)
-		} else {
-			li.close()
+		for _, p := range packed {
+			pl, err := s.newPackedList(p, lo, hi)
 			if err != nil {
 				ps.close()
 				return nil, err
+			}
+			li := &listIter{packed: pl}
+			if ok, err := li.prev(); ok {
+				ps.lists = append(ps.lists, li)
+			} else {
+				li.close()
+				if err != nil {
+					ps.close()
+					return nil, err
+				}
 			}
 		}
 		if !s.legacyPostings.read {
@@ -357,7 +363,7 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 			ps.close()
 			return nil, err
 		}
-		li = &listIter{it: it, plen: len(pfx)}
+		li := &listIter{it: it, plen: len(pfx)}
 		if it.Last() {
 			li.suffix = it.Key()[li.plen:]
 			ps.lists = append(ps.lists, li)

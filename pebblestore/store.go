@@ -62,15 +62,21 @@ type Store struct {
 	ids    *idFilter // the stored ids, for the writer's idempotency check (idfilter.go)
 	// idsFiltered counts the ids whose check the filter answered alone.
 	idsFiltered atomic.Uint64
-	// legacyPostings: read says the store holds postings of format 4 and
-	// earlier (one key per posting), which searches merge with the packed
-	// lists (postings.go); write is a test knob that makes new postings so.
-	legacyPostings struct{ read, write bool }
-	logins         logins
-	closeMu        sync.RWMutex // read: an operation uses db; write: Close
-	closed         bool
-	closeErr       error
-	closeFinish    sync.Once
+	// legacyPostings says which postings of earlier formats the store
+	// holds, which searches merge with the packed lists (postings.go): read,
+	// those of format 4 and earlier (one key per posting); hash64, format
+	// 5's packed lists of inline values (q keys).
+	legacyPostings struct{ read, hash64 bool }
+	// legacyWrites are test knobs: new events are written as an earlier
+	// build did, to make the stores it left. unpacked: postings of format 4;
+	// format5: ids' values with their time, inline values' lists on 64-bit
+	// hashes.
+	legacyWrites struct{ unpacked, format5 bool }
+	logins       logins
+	closeMu      sync.RWMutex // read: an operation uses db; write: Close
+	closed       bool
+	closeErr     error
+	closeFinish  sync.Once
 
 	failMu  sync.Mutex
 	failErr error // set when a commit failed: the store takes no more appends
@@ -259,14 +265,14 @@ func (s *Store) recover() error {
 	case nil:
 		got := fmt.Sprintf("%x", v)
 		old := len(v) == 1 && (v[0] == formatWithoutColumn || v[0] == formatWithoutMetaCol)
-		unpacked := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings)
+		readable := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings || v[0] == formatHash64Lists)
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
 		if old {
 			if err := s.buildColumn(); err != nil {
 				return fmt.Errorf("pebblestore: building the value column: %w", err)
 			}
-		} else if unpacked {
+		} else if readable {
 			if err := s.db.Set(formatKey, []byte{formatVersion}, pebble.Sync); err != nil {
 				return err
 			}
@@ -298,6 +304,9 @@ func (s *Store) recover() error {
 			return err
 		}
 		s.legacyPostings.read = s.legacyPostings.read || legacy
+	}
+	if s.legacyPostings.hash64, err = s.hasKeys(pfxPackedHash64); err != nil {
+		return err
 	}
 	if err := s.loadLogins(); err != nil {
 		return err

@@ -25,11 +25,11 @@ func RawSeqKey(seq uint64) []byte { return seqKey(nil, seq) }
 func RawEventKey(ns int64, seq uint64) []byte { return eventKey(nil, ns, seq) }
 
 // RawIDKey is the key of the id index entry of id, whose value is
-// RawIDValue(seq, ns).
+// RawIDValue(seq).
 func RawIDKey(id [16]byte) []byte { return idKey(nil, id) }
 
 // RawIDValue is the value of an id index entry.
-func RawIDValue(seq uint64, ns int64) []byte { return idValue(nil, seq, ns) }
+func RawIDValue(seq uint64) []byte { return idValue(nil, seq) }
 
 // ReplaceInValues rewrites, in the closed store's Pebble database at dir,
 // every value that contains old with old replaced by new (same length, so
