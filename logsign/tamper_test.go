@@ -3,7 +3,6 @@ package logsign_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -196,14 +195,23 @@ func runTamperTests(t *testing.T, tt *tamperTarget) {
 // its Pebble keys (pebblestore's raw key layout) with the store closed.
 func TestTamperPebble(t *testing.T) {
 	var dir string
+	// pos holds the log positions (seq → event time) during a raw change:
+	// read before it, written back after it (pebblestore packs them).
+	var pos map[uint64]int64
 	raw := func(t *testing.T, f func(db *pebble.DB, b *pebble.Batch)) {
 		t.Helper()
 		db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
 		if err != nil {
 			t.Fatal(err)
 		}
+		if pos, err = pebblestore.RawPositions(db); err != nil {
+			t.Fatal(err)
+		}
 		b := db.NewBatch()
 		f(db, b)
+		if err := pebblestore.RawWritePositions(b, pos); err != nil {
+			t.Fatal(err)
+		}
 		if err := b.Commit(pebble.Sync); err != nil {
 			t.Fatal(err)
 		}
@@ -235,12 +243,15 @@ func TestTamperPebble(t *testing.T) {
 	uid := func(id string) [16]byte { return uuid.MustParse(id) }
 	// position reads the time and record of the event at seq.
 	position := func(t *testing.T, db *pebble.DB, seq uint64) (int64, []byte) {
-		ns := int64(binary.BigEndian.Uint64(get(t, db, pebblestore.RawSeqKey(seq))))
+		ns, ok := pos[seq]
+		if !ok {
+			t.Fatalf("seq %d has no log position", seq)
+		}
 		return ns, get(t, db, pebblestore.RawEventKey(ns, seq))
 	}
 	// place writes an event's record at seq, with its log position and id.
 	place := func(t *testing.T, b *pebble.Batch, seq uint64, ns int64, rec []byte, id string) {
-		set(t, b, pebblestore.RawSeqKey(seq), binary.BigEndian.AppendUint64(nil, uint64(ns)))
+		pos[seq] = ns
 		set(t, b, pebblestore.RawEventKey(ns, seq), rec)
 		set(t, b, pebblestore.RawIDKey(uid(id)), pebblestore.RawIDValue(seq))
 	}
@@ -266,7 +277,7 @@ func TestTamperPebble(t *testing.T) {
 		delete: func(t *testing.T, e *audittrail.Event) {
 			raw(t, func(db *pebble.DB, b *pebble.Batch) {
 				ns, _ := position(t, db, e.Seq)
-				del(t, b, pebblestore.RawSeqKey(e.Seq))
+				delete(pos, e.Seq)
 				del(t, b, pebblestore.RawEventKey(ns, e.Seq))
 				del(t, b, pebblestore.RawIDKey(uid(e.ID)))
 			})

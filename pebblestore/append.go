@@ -245,6 +245,11 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 				g.err = g.posts.writeTo(g.batch)
 			}
 		}
+		if g.err == nil && !s.legacyWrites.format5 {
+			w.key = positionsKey(w.key[:0], g.recs[0].seq)
+			w.val = appendPositions(w.val[:0], g.recs)
+			g.err = g.batch.Set(w.key, w.val, nil) // Set copies
+		}
 	}
 	if g.err != nil {
 		w.seq, w.receive = first, firstReceive
@@ -470,14 +475,14 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	g.recs = append(g.recs, recentEvent{ns: ns, seq: seq, leaf: w.leaves.Hash(st), receive: w.receive})
 	g.recBuf = append(g.recBuf, w.rec...)
 	g.offs = append(g.offs, len(g.recBuf))
-	w.key = seqKey(w.key[:0], seq)
-	w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(ns))
-	b.set(w.key, w.val)
 	w.key = idKey(w.key[:0], id)
 	if w.s.legacyWrites.format5 {
 		w.val = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(w.val[:0], seq), uint64(ns))
+		b.set(w.key, w.val)
+		w.key = seqKey(w.key[:0], seq)
+		w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(ns))
 	} else {
-		w.val = idValue(w.val[:0], seq)
+		w.val = idValue(w.val[:0], seq) // the time is in the group's positions (positions.go)
 	}
 	b.set(w.key, w.val)
 	g.pending[id] = st
@@ -572,16 +577,10 @@ func (s *Store) idLocation(id uuid.UUID, v []byte) (idLoc, error) {
 		return idLoc{}, fmt.Errorf("pebblestore: corrupt id entry for %s", id)
 	}
 	if !withTime {
-		t, closer, err := s.db.Get(seqKey(nil, seq))
-		if err != nil {
+		var err error
+		if ns, err = s.position(seq); err != nil {
 			return idLoc{}, fmt.Errorf("pebblestore: event %s has seq %d, whose position cannot be read: %w", id, seq, err)
 		}
-		if len(t) != 8 {
-			closer.Close()
-			return idLoc{}, fmt.Errorf("pebblestore: corrupt seq entry %d", seq)
-		}
-		ns = int64(binary.BigEndian.Uint64(t))
-		closer.Close()
 	}
 	return idLoc{ns: ns, seq: seq}, nil
 }

@@ -2,8 +2,8 @@ package pebblestore
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -72,28 +72,19 @@ func (s *Store) readPositions(ctx context.Context, ns []int64, first uint64) (n 
 	if len(ns) == 0 {
 		return 0, nil
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(nil, first), UpperBound: seqKey(nil, first+uint64(len(ns)))})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	for valid := it.First(); valid; valid = it.Next() {
-		if n&0xffff == 0 {
-			if err := ctx.Err(); err != nil {
-				return n, err
-			}
+	errGap := errors.New("gap")
+	err = s.positions(ctx, first, first+uint64(len(ns))-1, func(seq uint64, t int64) error {
+		if seq != first+uint64(n) {
+			return errGap
 		}
-		k, v := it.Key(), it.Value()
-		if len(k) != 1+seqLen || len(v) != 8 {
-			return n, fmt.Errorf("pebblestore: corrupt seq entry %x", k)
-		}
-		if binary.BigEndian.Uint64(k[1:]) != first+uint64(n) {
-			return n, nil
-		}
-		ns[n] = int64(binary.BigEndian.Uint64(v))
+		ns[n] = t
 		n++
+		return nil
+	})
+	if err == errGap {
+		err = nil
 	}
-	return n, it.Error()
+	return n, err
 }
 
 // auditScanChunksPerWorker cuts the primary range into this many slices
@@ -166,20 +157,18 @@ func (s *Store) auditChunks(n int) ([]chunk, error) {
 	if n <= 1 || last < uint64(n) {
 		return []chunk{{}}, nil
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxSeq}, UpperBound: []byte{pfxSeq + 1}})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
+	r := positionReader{s: s}
+	defer r.close()
 	k := uint64(8 * n)
 	times := make([]int64, 0, k)
 	for i := range k {
-		if it.SeekGE(seqKey(nil, 1+i*last/k)) && len(it.Value()) == 8 {
-			times = append(times, int64(binary.BigEndian.Uint64(it.Value())))
+		t, ok, err := r.position(1 + i*last/k)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if err := it.Error(); err != nil {
-		return nil, err
+		if ok {
+			times = append(times, t)
+		}
 	}
 	slices.Sort(times)
 	out := make([]chunk, 0, n)

@@ -180,11 +180,11 @@ func (s *Store) WriteUnpackedPostingsForTest() {
 	s.legacyPostings.read, s.legacyWrites.unpacked = true, true
 }
 
-// WriteFormat5ForTest makes s write ids' values and inline values' posting
-// lists as stores of format 5 did (and read them), as a store written by an
+// WriteFormat5ForTest makes s write ids' values, log positions and inline
+// values' posting lists as stores of format 5 did (and read them), as a store written by an
 // earlier build and opened by this one holds them.
 func (s *Store) WriteFormat5ForTest() {
-	s.legacyPostings.hash64, s.legacyWrites.format5 = true, true
+	s.legacyPostings.hash64, s.legacyPositions, s.legacyWrites.format5 = true, true, true
 }
 
 // ReadsFormat5ListsForTest says whether s reads format 5's lists of inline

@@ -12,7 +12,8 @@ const (
 	pfxID           = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
 	pfxMeta         = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
 	pfxCount        = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
-	pfxSeq          = 's' // s + seq(8) → time(8) (log order)
+	pfxSeq          = 's' // s + seq(8) → time(8) (log order, format 5 and earlier; read beside o)
+	pfxPositions    = 'o' // o + first seq(8) → the times of a group's seqs (log order; positions.go)
 	pfxColumn       = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
 	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings (postings.go)
 	pfxPackedHashed = 'k' // k + dict(1) + fold32(fnv64)(4) + time(8) + seq(8) → packed postings of inline values
@@ -28,7 +29,7 @@ const (
 
 // keyPrefixes lists every prefix, so that a test can prove they are distinct:
 // two kinds of keys sharing a prefix would read each other's records.
-var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPositions, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
 
 const seqLen = 8
 
@@ -49,9 +50,10 @@ var (
 // 8, 16, ... (log.go, treeTileHeight): this build reads both alike. Format
 // 5 writes postings packed in blocks (postings.go); this build reads the
 // one-key-per-posting lists of formats 4 and earlier beside them. Format 6
-// writes the seq alone as an id's value (idValue) and hashes inline values'
-// lists to 32 bits (k keys instead of q); this build reads format 5's beside
-// them. Open moves a store of format 3 to 5 to format 6 without rewriting
+// writes the seq alone as an id's value (idValue), the log positions packed
+// per group commit (o keys instead of s; positions.go) and hashes inline
+// values' lists to 32 bits (k keys instead of q); this build reads format
+// 5's beside them. Open moves a store of format 3 to 5 to format 6 without rewriting
 // anything, so that older builds, which would miss what this one writes,
 // refuse it.
 const formatVersion = 6

@@ -86,40 +86,27 @@ func (s *Store) recentEventsBySeq(ctx context.Context, from, to uint64) ([]*audi
 // diskEventsBySeq reads the events from..to from the database; the caller
 // holds closeMu.
 func (s *Store) diskEventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(nil, from), UpperBound: seqKey(nil, to+1)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	snap := s.dicts.snapshot()
 	out := make([]*audittrail.Event, 0, to-from+1)
 	next := from
-	for valid := it.First(); valid; valid = it.Next() {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		k, v := it.Key(), it.Value()
-		if len(k) != 1+seqLen || len(v) != 8 {
-			return nil, fmt.Errorf("pebblestore: corrupt seq entry %x", k)
-		}
-		seq := binary.BigEndian.Uint64(k[1:])
+	err := s.positions(ctx, from, to, func(seq uint64, ns int64) error {
 		if seq != next {
-			return nil, audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", next)
+			return audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", next)
 		}
-		ns := int64(binary.BigEndian.Uint64(v))
 		rec, closer, err := s.db.Get(eventKey(nil, ns, seq))
 		if err != nil {
-			return nil, fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+			return fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
 		}
 		e, err := decodeRecord(snap, rec, ns, seq)
 		closer.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, e)
 		next++
-	}
-	if err := it.Error(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if next != to+1 {

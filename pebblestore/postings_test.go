@@ -160,11 +160,11 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 	checkSearches(t, s, r, all, "mixed store, reopened")
 }
 
-// TestFormat5Upgrade: a store of format 5 (ids' values with their time,
-// inline values' lists on 64-bit hashes), opened by this build, is moved to
-// format 6; its old events are found by id, recognised when retried, and
-// found by exact searches on inline values together with the events
-// appended since.
+// TestFormat5Upgrade: a store of format 5 (ids' values with their time, a
+// log position key per seq, inline values' lists on 64-bit hashes), opened
+// by this build, is moved to format 6; its old events are found by id,
+// recognised when retried, read in log order, and found by exact searches
+// on inline values together with the events appended since.
 func TestFormat5Upgrade(t *testing.T) {
 	dir := t.TempDir()
 	// A dictionary limit of 8 makes most values inline.
@@ -177,8 +177,10 @@ func TestFormat5Upgrade(t *testing.T) {
 	if n, err := s.KeysWithPrefixForTest('q'); err != nil || n == 0 {
 		t.Fatalf("%d 64-bit hashed list keys (%v) in a store of format 5", n, err)
 	}
-	if n, err := s.KeysWithPrefixForTest('k'); err != nil || n != 0 {
-		t.Fatalf("%d 32-bit hashed list keys (%v) in a store of format 5", n, err)
+	for _, p := range []byte("ko") {
+		if n, err := s.KeysWithPrefixForTest(p); err != nil || n != 0 {
+			t.Fatalf("%d %c keys (%v) in a store of format 5", n, p, err)
+		}
 	}
 	if err := s.SetFormatForTest(5); err != nil {
 		t.Fatal(err)
@@ -193,17 +195,49 @@ func TestFormat5Upgrade(t *testing.T) {
 	}
 	checkSearches(t, s, r, old, "format 5 store, opened")
 	all := append(old, appendConcurrently(t, s, r, edgeEvents(r, g, 1500))...)
-	if n, err := s.KeysWithPrefixForTest('k'); err != nil || n == 0 {
-		t.Fatalf("%d 32-bit hashed list keys (%v) after appending to a format 6 store", n, err)
+	for _, p := range []byte("ko") {
+		if n, err := s.KeysWithPrefixForTest(p); err != nil || n == 0 {
+			t.Fatalf("%d %c keys (%v) after appending to a format 6 store", n, p, err)
+		}
 	}
 	checkSearches(t, s, r, all, "format 5 store, then format 6")
 	checkByID(t, s, r, old, "format 5 events")
 	checkByID(t, s, r, all[len(old):], "format 6 events")
+	checkBySeq(t, s, all, "format 5 store, then format 6")
 	s.Close()
 	s = openStoreConfig(t, cfg)
 	defer s.Close()
+	if got := s.LastSeq(); got != uint64(len(all)) {
+		t.Fatalf("LastSeq after reopening %d, want %d", got, len(all))
+	}
 	checkSearches(t, s, r, all, "mixed store, reopened")
 	checkByID(t, s, r, all, "mixed store, reopened")
+	checkBySeq(t, s, all, "mixed store, reopened")
+}
+
+// checkBySeq reads the events of all (seqs 1..len(all)) in log order, in
+// ranges that start and end on both sides of every group's edges.
+func checkBySeq(t *testing.T, s *pebblestore.Store, all []*audittrail.Event, when string) {
+	t.Helper()
+	bySeq := make([]*audittrail.Event, len(all))
+	for _, e := range all {
+		bySeq[e.Seq-1] = e
+	}
+	for from := uint64(1); from <= uint64(len(all)); from += 37 {
+		for _, n := range []uint64{1, 2, 100, 1000} {
+			to := min(from+n-1, uint64(len(all)))
+			got, err := s.EventsBySeq(t.Context(), from, to)
+			if err != nil {
+				t.Fatalf("%s: EventsBySeq(%d, %d): %v", when, from, to, err)
+			}
+			if d := cmp.Diff(bySeq[from-1:to], got); d != "" {
+				t.Fatalf("%s: EventsBySeq(%d, %d) (-want +got)\n%s", when, from, to, d)
+			}
+		}
+	}
+	if _, err := s.EventsBySeq(t.Context(), uint64(len(all)), uint64(len(all))+1); err == nil {
+		t.Fatalf("%s: EventsBySeq past the last seq: no error", when)
+	}
 }
 
 // checkByID reads events of all by id, and appends some again: each retry

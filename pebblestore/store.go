@@ -2,7 +2,6 @@ package pebblestore
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,10 +66,13 @@ type Store struct {
 	// those of format 4 and earlier (one key per posting); hash64, format
 	// 5's packed lists of inline values (q keys).
 	legacyPostings struct{ read, hash64 bool }
+	// legacyPositions says the store holds log positions of format 5 (a
+	// key per seq), read beside the packed ones (positions.go).
+	legacyPositions bool
 	// legacyWrites are test knobs: new events are written as an earlier
 	// build did, to make the stores it left. unpacked: postings of format 4;
-	// format5: ids' values with their time, inline values' lists on 64-bit
-	// hashes.
+	// format5: ids' values with their time, a log position per seq, inline
+	// values' lists on 64-bit hashes.
 	legacyWrites struct{ unpacked, format5 bool }
 	logins       logins
 	closeMu      sync.RWMutex // read: an operation uses db; write: Close
@@ -311,30 +313,21 @@ func (s *Store) recover() error {
 	if err := s.loadLogins(); err != nil {
 		return err
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxSeq}, UpperBound: []byte{pfxSeq + 1}})
+	if s.legacyPositions, err = s.hasKeys(pfxSeq); err != nil {
+		return err
+	}
+	s.lastReceive = -1 // no event yet: no lower bound (receive times are >= 0)
+	seq, ns, ok, err := s.lastPosition()
+	if err != nil || !ok {
+		return err
+	}
+	last, err := s.eventAt(ns, seq)
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	s.lastReceive = -1 // no event yet: no lower bound (receive times are >= 0)
-	if it.Last() {
-		k := it.Key()
-		if len(k) != 1+seqLen {
-			return fmt.Errorf("pebblestore: corrupt seq key %x", k)
-		}
-		seq := binary.BigEndian.Uint64(k[1:])
-		v := it.Value()
-		if len(v) != 8 {
-			return fmt.Errorf("pebblestore: corrupt seq entry %x", k)
-		}
-		last, err := s.eventAt(int64(binary.BigEndian.Uint64(v)), seq)
-		if err != nil {
-			return err
-		}
-		s.lastSeq.Store(seq)
-		s.lastReceive = last.ReceiveTime.UnixNano()
-	}
-	return it.Error()
+	s.lastSeq.Store(seq)
+	s.lastReceive = last.ReceiveTime.UnixNano()
+	return nil
 }
 
 // LastSeq returns the highest committed sequence number (0 when empty).

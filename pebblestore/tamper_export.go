@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -16,9 +17,55 @@ import (
 // than copying it into those tests means a change of layout changes what
 // they tamper with. Nothing but tests may write these keys.
 
-// RawSeqKey is the key of the log position seq; its value is the event's
-// time, Unix nanoseconds as 8 bytes big-endian.
-func RawSeqKey(seq uint64) []byte { return seqKey(nil, seq) }
+// RawPositions reads the log positions of the closed store's Pebble
+// database db: the event time (Unix nanoseconds) of every seq.
+func RawPositions(db *pebble.DB) (map[uint64]int64, error) {
+	out := map[uint64]int64{}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	for valid := it.SeekGE([]byte{pfxSeq}); valid && it.Key()[0] == pfxSeq; valid = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 1+seqLen || len(v) != 8 {
+			it.Close()
+			return nil, fmt.Errorf("pebblestore: corrupt seq entry %x", k)
+		}
+		out[binary.BigEndian.Uint64(k[1:])] = int64(binary.BigEndian.Uint64(v))
+	}
+	for valid := it.SeekGE([]byte{pfxPositions}); valid && it.Key()[0] == pfxPositions; valid = it.Next() {
+		first, err := positionsFirst(it.Key())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		times, err := decodePositions(nil, it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		for i, t := range times {
+			out[first+uint64(i)] = t
+		}
+	}
+	return out, firstErr(it.Error(), it.Close())
+}
+
+// RawWritePositions replaces, in b, every log position of the store with
+// positions (each written as a group of one).
+func RawWritePositions(b *pebble.Batch, positions map[uint64]int64) error {
+	for _, pfx := range []byte{pfxSeq, pfxPositions} {
+		if err := b.DeleteRange([]byte{pfx}, []byte{pfx + 1}, nil); err != nil {
+			return err
+		}
+	}
+	for seq, ns := range positions {
+		if err := b.Set(positionsKey(nil, seq), appendPositions(nil, []recentEvent{{ns: ns, seq: seq}}), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // RawEventKey is the key of the record of the event of time ns and seq. The
 // record holds the event's id (16 bytes) but neither its time nor its seq.
