@@ -366,6 +366,10 @@ func (w *groupWriter) lookupIDs(group []*appendReq) error {
 	// reads and decompresses a data block of the id range, which on a large
 	// store is rarely cached.
 	var it *pebble.Iterator
+	// A retried batch's stored events share their groups' positions:
+	// decoded once.
+	pos := positionReader{s: w.s}
+	defer pos.close()
 	for i, id := range w.sorted {
 		if i > 0 && id == w.sorted[i-1] {
 			continue
@@ -382,7 +386,7 @@ func (w *groupWriter) lookupIDs(group []*appendReq) error {
 		}
 		w.key = idKey(w.key[:0], id)
 		if it.SeekPrefixGE(w.key) {
-			loc, err := w.s.idLocation(id, it.Value())
+			loc, err := idLocation(&pos, id, it.Value())
 			if err != nil {
 				it.Close()
 				return err
@@ -560,9 +564,10 @@ func (s *Store) eventByID(id uuid.UUID) (*audittrail.Event, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	loc, err := s.idLocation(id, v)
+	pos := positionReader{s: s}
+	loc, err := idLocation(&pos, id, v)
 	closer.Close()
-	if err != nil {
+	if err = firstErr(err, pos.close()); err != nil {
 		return nil, err
 	}
 	return s.eventAt(loc.ns, loc.seq)
@@ -570,17 +575,21 @@ func (s *Store) eventByID(id uuid.UUID) (*audittrail.Event, error) {
 
 // idLocation returns the primary key of the event whose i value is v: the
 // seq, and the time from the value (formats 5 and earlier) or from the
-// seq's s entry.
-func (s *Store) idLocation(id uuid.UUID, v []byte) (idLoc, error) {
+// seq's log position, read with pos.
+func idLocation(pos *positionReader, id uuid.UUID, v []byte) (idLoc, error) {
 	seq, ns, withTime, ok := decodeIDValue(v)
 	if !ok {
 		return idLoc{}, fmt.Errorf("pebblestore: corrupt id entry for %s", id)
 	}
 	if !withTime {
-		var err error
-		if ns, err = s.position(seq); err != nil {
+		t, found, err := pos.position(seq)
+		if err == nil && !found {
+			err = audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", seq)
+		}
+		if err != nil {
 			return idLoc{}, fmt.Errorf("pebblestore: event %s has seq %d, whose position cannot be read: %w", id, seq, err)
 		}
+		ns = t
 	}
 	return idLoc{ns: ns, seq: seq}, nil
 }

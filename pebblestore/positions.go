@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -132,17 +131,6 @@ func positionsFirst(k []byte) (uint64, error) {
 		return 0, fmt.Errorf("pebblestore: corrupt log positions key %x", k)
 	}
 	return binary.BigEndian.Uint64(k[1:]), nil
-}
-
-// position returns the time of the event of seq; the caller holds closeMu.
-func (s *Store) position(seq uint64) (int64, error) {
-	r := positionReader{s: s}
-	ns, ok, err := r.position(seq)
-	err = firstErr(err, r.close())
-	if err == nil && !ok {
-		err = audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", seq)
-	}
-	return ns, err
 }
 
 // positions calls fn with the seq and time of every log position in
