@@ -83,12 +83,18 @@ func (s *Store) CompactAllForTest() (bottom, above int64, err error) {
 	return bottom, above, nil
 }
 
-// TreeKeysForTest counts the stored tree hash keys.
-func (s *Store) TreeKeysForTest() (int, error) {
-	n := 0
-	err := scan(s.db, []byte{pfxTree}, func(k, v []byte) error { n++; return nil })
-	return n, err
+// TreeKeysForTest counts the stored tree hash keys (r) and leaf tiles (u).
+func (s *Store) TreeKeysForTest() (hashes, leafTiles int, err error) {
+	if err := scan(s.db, []byte{pfxTree}, func(k, v []byte) error { hashes++; return nil }); err != nil {
+		return 0, 0, err
+	}
+	err = scan(s.db, []byte{pfxLeafTile}, func(k, v []byte) error { leafTiles++; return nil })
+	return hashes, leafTiles, err
 }
+
+// WriteCurrentFormatForTest undoes WriteFormat5ForTest's writes (its reads
+// stay).
+func (s *Store) WriteCurrentFormatForTest() { s.legacyWrites.format5 = false }
 
 // PutTreeHashesForTest stores hashes at storage indexes as they are given,
 // every level included, as stores written before treeTileHeight did.

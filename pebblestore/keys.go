@@ -24,12 +24,13 @@ const (
 	pfxToken      = 't' // API tokens
 	pfxLogin      = 'l' // l + principal → login name
 	pfxTree       = 'r' // r + index(8) → Merkle tree hash at tlog storage index
+	pfxLeafTile   = 'u' // u + tile(8) → the 256 leaf hashes of a complete tile (log.go)
 	pfxCheckpoint = 'c' // c + size(8) → signed checkpoint
 )
 
 // keyPrefixes lists every prefix, so that a test can prove they are distinct:
 // two kinds of keys sharing a prefix would read each other's records.
-var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPositions, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxToken, pfxLogin, pfxTree, pfxCheckpoint}
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPositions, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxToken, pfxLogin, pfxTree, pfxLeafTile, pfxCheckpoint}
 
 const seqLen = 8
 

@@ -15,7 +15,10 @@ import (
 // Two key prefixes unused by keys.go, and one metadata key:
 //
 //	r + index(8)  → 32-byte tree hash at tlog storage index `index`, for the
-//	                nodes at levels 0, 8, 16, ... only (see treeTileHeight)
+//	                nodes at levels 0, 8, 16, ... only (see treeTileHeight);
+//	                of the leaves (level 0), only those of the last, partial
+//	                tile since storage format 6
+//	u + tile(8)   → the 256 leaf hashes of a complete tile (leafTileKey)
 //	c + size(8)   → signed checkpoint (note text) of the tree of `size` leaves
 //	mtreesize     → tree size (uint64), written in the same batch as its hashes
 var treeSizeKey = []byte("mtreesize")
@@ -24,6 +27,18 @@ var _ audittrail.LogStore = (*Store)(nil)
 
 func treeKey(idx int64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{pfxTree}, uint64(idx))
+}
+
+// leafTileKey is the key of the leaf hashes of tile t: leaves t·256 to
+// t·256+255, written as one value of 8 KiB when the last of them is
+// (storage format 6). A leaf hash is 32 incompressible bytes; its own key
+// cost about 6 more (the key's last bytes, the value's offset and length in
+// the block): 38 bytes per event on disk, now 32. A tile's leaves are
+// written as r keys until it is complete, then moved into its u key in
+// the batch that completes it; leaves of stores of earlier formats stay r
+// keys, and a read looks for the tile first, then the leaf's own key.
+func leafTileKey(t int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{pfxLeafTile}, uint64(t))
 }
 
 func checkpointKey(size uint64) []byte {
@@ -163,11 +178,18 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 			return nil, fmt.Errorf("pebblestore: bad tree hash index %d", idx)
 		}
 		level, n := tlog.SplitStoredHashIndex(idx)
-		if !storedTreeLevel(level) {
-			if tiles == nil {
-				tiles = &treeTiles{s: s, done: map[treeTile][][]tlog.Hash{}}
-				defer tiles.close()
+		if tiles == nil && (level == 0 || !storedTreeLevel(level)) {
+			tiles = &treeTiles{s: s, done: map[treeTile][][]tlog.Hash{}, leafTiles: map[int64][]tlog.Hash{}}
+			defer tiles.close()
+		}
+		if level == 0 {
+			if leaves, err := tiles.leafTile(n >> treeTileHeight); err != nil {
+				return nil, err
+			} else if leaves != nil {
+				out[i] = leaves[n&(1<<treeTileHeight-1)]
+				continue
 			}
+		} else if !storedTreeLevel(level) {
 			h, err := tiles.node(level, n)
 			if err != nil {
 				return nil, err
@@ -201,9 +223,37 @@ type treeTile struct {
 // treeTiles recomputes unstored nodes for one ReadTreeHashes call, reading
 // each tile once.
 type treeTiles struct {
-	s    *Store
-	it   *pebble.Iterator
-	done map[treeTile][][]tlog.Hash // levels[j][i]: node (base+j, t·(256>>j)+i)
+	s         *Store
+	it        *pebble.Iterator
+	done      map[treeTile][][]tlog.Hash // levels[j][i]: node (base+j, t·(256>>j)+i)
+	leafTiles map[int64][]tlog.Hash      // by tile: its leaves' u value, or nil
+}
+
+// leafTile returns the 256 leaf hashes of tile t from its u key, or nil
+// when it has none (a partial tile, or one of an earlier format: its leaves
+// are r keys).
+func (tt *treeTiles) leafTile(t int64) ([]tlog.Hash, error) {
+	if leaves, ok := tt.leafTiles[t]; ok {
+		return leaves, nil
+	}
+	v, closer, err := tt.s.db.Get(leafTileKey(t))
+	if err == pebble.ErrNotFound {
+		tt.leafTiles[t] = nil
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	const width = 1 << treeTileHeight
+	if len(v) != width*32 {
+		return nil, fmt.Errorf("pebblestore: corrupt leaf tile %d", t)
+	}
+	leaves := make([]tlog.Hash, width)
+	for i := range leaves {
+		leaves[i] = tlog.Hash(v[i*32 : i*32+32])
+	}
+	tt.leafTiles[t] = leaves
+	return leaves, nil
 }
 
 func (tt *treeTiles) close() {
@@ -239,6 +289,13 @@ func (tt *treeTiles) node(level int, n int64) (tlog.Hash, error) {
 func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 	const width = 1 << treeTileHeight
 	first := k.t * width
+	if k.base == 0 {
+		if leaves, err := tt.leafTile(k.t); err != nil {
+			return nil, err
+		} else if leaves != nil {
+			return tileLevels(leaves), nil
+		}
+	}
 	if tt.it == nil {
 		it, err := tt.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxTree}, UpperBound: []byte{pfxTree + 1}})
 		if err != nil {
@@ -279,8 +336,13 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 	if err := tt.it.Error(); err != nil {
 		return nil, err
 	}
+	return tileLevels(leaves), nil
+}
+
+// tileLevels computes the levels of a tile above its stored nodes.
+func tileLevels(stored []tlog.Hash) [][]tlog.Hash {
 	levels := make([][]tlog.Hash, treeTileHeight)
-	levels[0] = leaves
+	levels[0] = stored
 	for j := 1; j < treeTileHeight; j++ {
 		below := levels[j-1]
 		up := make([]tlog.Hash, len(below)/2)
@@ -289,7 +351,7 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 		}
 		levels[j] = up
 	}
-	return levels, nil
+	return levels
 }
 
 // AppendTree implements audittrail.LogStore: one synced batch. Of the
@@ -304,11 +366,53 @@ func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, c
 	defer s.closeMu.RUnlock()
 	b := s.db.NewBatch()
 	defer b.Close()
+	const width = 1 << treeTileHeight
+	var (
+		tile    = int64(-1) // the tile of the leaves in leaves
+		leaves  []byte      // its leaf hashes from its first leaf on
+		pending []int       // this call's leaves of it, by position in indexes
+	)
 	for i, idx := range indexes {
-		if level, _ := tlog.SplitStoredHashIndex(idx); !storedTreeLevel(level) {
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if level == 0 && !s.legacyWrites.format5 {
+			if t := n / width; t != tile {
+				// The tile's leaves before n were stored by earlier calls,
+				// as r keys.
+				var err error
+				if leaves, err = s.partialTile(leaves[:0], t, n); err != nil {
+					return err
+				}
+				tile, pending = t, pending[:0]
+			}
+			leaves = append(leaves, hashes[i][:]...)
+			pending = append(pending, i)
+			if n%width == width-1 {
+				if err := b.Set(leafTileKey(tile), leaves, nil); err != nil { // Set copies
+					return err
+				}
+				if first := tile * width; n+1-int64(len(pending)) > first {
+					// The r keys of the earlier calls' leaves of the tile
+					// (and nothing else: a stored node of level 8 or more
+					// follows the tile's last leaf).
+					lo, hi := tlog.StoredHashIndex(0, first), tlog.StoredHashIndex(0, n+1-int64(len(pending)))
+					if err := b.DeleteRange(treeKey(lo), treeKey(hi), nil); err != nil {
+						return err
+					}
+				}
+				tile, leaves, pending = -1, leaves[:0], pending[:0]
+			}
+			continue
+		}
+		if !storedTreeLevel(level) {
 			continue
 		}
 		if err := b.Set(treeKey(idx), hashes[i][:], nil); err != nil {
+			return err
+		}
+	}
+	// The leaves of a tile left partial: r keys until it is complete.
+	for _, i := range pending {
+		if err := b.Set(treeKey(indexes[i]), hashes[i][:], nil); err != nil {
 			return err
 		}
 	}
@@ -321,6 +425,45 @@ func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, c
 		}
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// partialTile appends to dst the hashes of the leaves of tile t below leaf
+// n, stored as r keys by earlier AppendTree calls.
+func (s *Store) partialTile(dst []byte, t, n int64) ([]byte, error) {
+	first := t << treeTileHeight
+	if n == first {
+		return dst, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: treeKey(tlog.StoredHashIndex(0, first)),
+		UpperBound: treeKey(tlog.StoredHashIndex(0, n)),
+	})
+	if err != nil {
+		return dst, err
+	}
+	want := first
+	for valid := it.First(); valid; valid = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 9 || len(v) != 32 {
+			it.Close()
+			return dst, fmt.Errorf("pebblestore: corrupt tree hash entry %x", k)
+		}
+		// Between two leaves: nodes of levels 1 to 7, in stores of format 3.
+		if level, m := tlog.SplitStoredHashIndex(int64(binary.BigEndian.Uint64(k[1:]))); level == 0 {
+			if m != want {
+				break
+			}
+			dst = append(dst, v...)
+			want++
+		}
+	}
+	if err := firstErr(it.Error(), it.Close()); err != nil {
+		return dst, err
+	}
+	if want != n {
+		return dst, fmt.Errorf("pebblestore: tree hash %d is not stored", tlog.StoredHashIndex(0, want))
+	}
+	return dst, nil
 }
 
 // Checkpoints implements audittrail.LogStore.

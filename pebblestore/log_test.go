@@ -79,9 +79,11 @@ func checkEveryHash(t *testing.T, s *pebblestore.Store, ref refTree) {
 }
 
 // TestTreeTiles: the store keeps only the hashes of levels 0, 8, 16, ...,
-// and reads every stored hash of the tree as written, for trees grown in
-// steps of random sizes past 65,536 leaves (three stored levels), as well
-// as from a store that holds every level (written before the tiles).
+// the leaves by tiles of 256, and reads every stored hash of the tree as
+// written, for trees grown in steps of random sizes past 65,536 leaves
+// (three stored levels), as well as from a store that holds every level
+// (written before the tiles) and from one whose first leaves are keys of
+// their own (format 5).
 func TestTreeTiles(t *testing.T) {
 	const size = 70_000
 	r := rand.New(rand.NewPCG(3, 4))
@@ -89,6 +91,11 @@ func TestTreeTiles(t *testing.T) {
 	defer sparse.Close()
 	full := openStore(t, t.TempDir())
 	defer full.Close()
+	// mixed is written as format 5 did (every leaf its own key) up to
+	// about half the leaves, in a tile's middle, then as format 6 does.
+	mixed := openStore(t, t.TempDir())
+	defer mixed.Close()
+	mixed.WriteFormat5ForTest()
 	var ref refTree
 	check := func(n int64, samples int) {
 		t.Helper()
@@ -98,7 +105,7 @@ func TestTreeTiles(t *testing.T) {
 			idx[i] = r.Int64N(count)
 		}
 		idx = append(idx, count-1, 0)
-		for _, s := range []*pebblestore.Store{sparse, full} {
+		for _, s := range []*pebblestore.Store{sparse, full, mixed} {
 			got, err := s.ReadTreeHashes(idx)
 			if err != nil {
 				t.Fatalf("size %d: %v", n, err)
@@ -128,11 +135,18 @@ func TestTreeTiles(t *testing.T) {
 		if err := full.PutTreeHashesForTest(uint64(n), idx, hs); err != nil {
 			t.Fatal(err)
 		}
+		if n > size/2 {
+			mixed.WriteCurrentFormatForTest()
+		}
+		if err := mixed.AppendTree(uint64(n), idx, hs, nil); err != nil {
+			t.Fatal(err)
+		}
 		check(n, 200)
 	}
 	// Every hash, in one call; then proofs of consistency and of leaves,
 	// built from the store's hashes and from the reference's.
 	checkEveryHash(t, sparse, ref)
+	checkEveryHash(t, mixed, ref)
 	for i := range 100 {
 		a, n := r.Int64N(size), size-r.Int64N(100)
 		if a >= n || a == 0 {
@@ -160,19 +174,21 @@ func TestTreeTiles(t *testing.T) {
 			t.Fatalf("%s differs: %d hashes, want %d", what, len(got), len(want))
 		}
 	}
-	// About one stored hash per leaf instead of two.
+	// About one stored hash per leaf instead of two: the nodes of levels 8,
+	// 16, ... as keys of their own, the leaves by tiles of 256 (those of
+	// the last, partial tile as keys of their own).
 	stored := 0
 	for i := range ref {
-		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level%8 == 0 {
+		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level%8 == 0 && level > 0 {
 			stored++
 		}
 	}
-	keys, err := sparse.TreeKeysForTest()
+	keys, tiles, err := sparse.TreeKeysForTest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys != stored || keys > size+size/200 {
-		t.Errorf("%d tree keys stored for %d leaves (%d hashes), want %d", keys, size, len(ref), stored)
+	if keys != stored+size%256 || tiles != size/256 {
+		t.Errorf("%d tree keys and %d leaf tiles stored for %d leaves (%d hashes), want %d and %d", keys, tiles, size, len(ref), stored+size%256, size/256)
 	}
 }
 
