@@ -500,6 +500,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 // which also goes to the value column.
 func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
 	if ref.inline {
+		g.cols.abs = w.s.legacyWrites.format5
 		g.cols.add(d, ns, seq, v)
 	} else {
 		g.delta.add(d, ref.id)

@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -84,36 +85,46 @@ func FuzzColumnValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		c := &valueCond{re: newMatcher(re)}
-		cs := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
-		if err := cs.scanValue(0, data); err != nil {
-			return
-		}
-		// It was read: compare with the regex on every entry. An operand
-		// the prefilter skipped was not parsed; it must hold no literal.
-		want := 0
-		for rest := data; len(rest) > 0; {
-			_, n1 := uvarint(rest)
-			blen, n2 := uvarint(rest[n1:])
-			body := rest[n1+n2 : n1+n2+int(blen)]
-			rest = rest[n1+n2+int(blen):]
-			matches, ok := entryMatches(body, re)
-			if !ok {
-				for _, l := range c.re.lits {
-					if strings.Contains(string(body), l) {
-						t.Fatalf("a corrupt operand with literal %q was accepted", l)
-					}
-				}
-				if c.re.lits == nil {
-					t.Fatal("a corrupt operand was accepted without a prefilter")
-				}
-			}
-			want += matches
-		}
-		if len(cs.matches) != want {
-			t.Fatalf("%d matches of %q, want %d (data %q)", len(cs.matches), expr, want, data)
+		// Both encodings of the entries' positions (absolute, format 5;
+		// differences, format 6) frame the values alike.
+		for _, delta := range []bool{false, true} {
+			checkColumnValue(t, data, expr, re, delta)
 		}
 	})
+}
+
+// checkColumnValue scans data as one key's value of a column in either
+// encoding and compares the matches with the regex on every entry.
+func checkColumnValue(t *testing.T, data []byte, expr string, re *regexp.Regexp, delta bool) {
+	c := &valueCond{re: newMatcher(re)}
+	cs := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: math.MaxInt64, seq: math.MaxUint64}, lo: colEntry{ns: math.MinInt64}}
+	if err := cs.scanValue(0, data, delta); err != nil {
+		return
+	}
+	// It was read: compare with the regex on every entry. An operand
+	// the prefilter skipped was not parsed; it must hold no literal.
+	want := 0
+	for rest := data; len(rest) > 0; {
+		_, n1 := uvarint(rest)
+		blen, n2 := uvarint(rest[n1:])
+		body := rest[n1+n2 : n1+n2+int(blen)]
+		rest = rest[n1+n2+int(blen):]
+		matches, ok := entryMatches(body, re)
+		if !ok {
+			for _, l := range c.re.lits {
+				if strings.Contains(string(body), l) {
+					t.Fatalf("a corrupt operand with literal %q was accepted", l)
+				}
+			}
+			if c.re.lits == nil {
+				t.Fatal("a corrupt operand was accepted without a prefilter")
+			}
+		}
+		want += matches
+	}
+	if len(cs.matches) != want {
+		t.Fatalf("%d matches of %q, want %d (data %q, delta %v)", len(cs.matches), expr, want, data, delta)
+	}
 }
 
 // entryMatches counts the entries of an operand's body that match re; false
@@ -150,14 +161,14 @@ func TestLiteralSample(t *testing.T) {
 	sc := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
 	// A first value where 'y' is rare and 'x' common, then values where
 	// 'x' is rare: the anchor ends on 'x'.
-	if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zx", 100)+"y")); err != nil {
+	if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zx", 100)+"y"), true); err != nil {
 		t.Fatal(err)
 	}
 	if got := sc.find.lits[0][sc.find.anchors[0]]; got != 'y' {
 		t.Fatalf("anchor %q after the first value, want 'y'", got)
 	}
 	for range 20 {
-		if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zy", 1000)+"x", "/x-yz")); err != nil {
+		if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zy", 1000)+"x", "/x-yz"), true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -172,7 +183,7 @@ func TestLiteralSample(t *testing.T) {
 	}
 	// Beyond the sample, the counts stay.
 	before := sc.find.freq
-	if err := sc.scanValue(0, columnValue(0, "/x-yz")); err != nil || sc.find.freq != before {
+	if err := sc.scanValue(0, columnValue(0, "/x-yz"), true); err != nil || sc.find.freq != before {
 		t.Fatalf("counts changed after the sample (err %v)", err)
 	}
 }
