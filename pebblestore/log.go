@@ -171,6 +171,11 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
+	// One view of the tree for the whole call: the integrator moves a
+	// tile's leaves from their own keys into the tile's key when it
+	// completes the tile, and a read between the two would find neither.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
 	out := make([][32]byte, len(indexes))
 	var tiles *treeTiles
 	for i, idx := range indexes {
@@ -179,7 +184,7 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 		}
 		level, n := tlog.SplitStoredHashIndex(idx)
 		if tiles == nil && (level == 0 || !storedTreeLevel(level)) {
-			tiles = &treeTiles{s: s, done: map[treeTile][][]tlog.Hash{}, leafTiles: map[int64][]tlog.Hash{}}
+			tiles = &treeTiles{db: snap, done: map[treeTile][][]tlog.Hash{}, leafTiles: map[int64][]tlog.Hash{}}
 			defer tiles.close()
 		}
 		if level == 0 {
@@ -197,7 +202,7 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 			out[i] = h
 			continue
 		}
-		v, closer, err := s.db.Get(treeKey(idx))
+		v, closer, err := snap.Get(treeKey(idx))
 		if err == pebble.ErrNotFound {
 			return nil, fmt.Errorf("pebblestore: tree hash %d is not stored", idx)
 		} else if err != nil {
@@ -220,10 +225,10 @@ type treeTile struct {
 	t    int64
 }
 
-// treeTiles recomputes unstored nodes for one ReadTreeHashes call, reading
-// each tile once.
+// treeTiles reads leaf tiles and recomputes unstored nodes for one
+// ReadTreeHashes call, reading each tile once, from the call's snapshot.
 type treeTiles struct {
-	s         *Store
+	db        pebble.Reader // the call's snapshot
 	it        *pebble.Iterator
 	done      map[treeTile][][]tlog.Hash // levels[j][i]: node (base+j, t·(256>>j)+i)
 	leafTiles map[int64][]tlog.Hash      // by tile: its leaves' u value, or nil
@@ -236,7 +241,7 @@ func (tt *treeTiles) leafTile(t int64) ([]tlog.Hash, error) {
 	if leaves, ok := tt.leafTiles[t]; ok {
 		return leaves, nil
 	}
-	v, closer, err := tt.s.db.Get(leafTileKey(t))
+	v, closer, err := tt.db.Get(leafTileKey(t))
 	if err == pebble.ErrNotFound {
 		tt.leafTiles[t] = nil
 		return nil, nil
@@ -297,7 +302,7 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 		}
 	}
 	if tt.it == nil {
-		it, err := tt.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxTree}, UpperBound: []byte{pfxTree + 1}})
+		it, err := tt.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxTree}, UpperBound: []byte{pfxTree + 1}})
 		if err != nil {
 			return nil, err
 		}

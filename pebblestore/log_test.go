@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -221,5 +222,72 @@ func TestTreeFormatUpgrade(t *testing.T) {
 		t.Fatal("a store of format 7 was opened")
 	} else if !strings.Contains(err.Error(), "storage format 07 is not supported") {
 		t.Fatalf("opening format 7: %v", err)
+	}
+}
+
+// TestTreeReadsDuringAppends: proofs are read while the integrator appends:
+// a read that finds a tile incomplete and then its leaves moved into the
+// tile key (or the reverse) would fail or read wrong hashes; every read sees
+// one state of the tree.
+func TestTreeReadsDuringAppends(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	const size = 30_000
+	var ref refTree
+	type step struct {
+		n   int64
+		idx []int64
+		hs  [][32]byte
+	}
+	var steps []step
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := int64(0); n < size; {
+		k := min(int64(1+r.IntN(200)), size-n)
+		idx, hs := ref.grow(t, n, k)
+		n += k
+		steps = append(steps, step{n, idx, hs})
+	}
+	var committed atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		for _, st := range steps {
+			if err := s.AppendTree(uint64(st.n), st.idx, st.hs, nil); err != nil {
+				done <- err
+				return
+			}
+			committed.Store(st.n)
+		}
+		done <- nil
+	}()
+	rr := rand.New(rand.NewPCG(7, 8))
+	for reads := 0; ; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d reads during the appends", reads)
+			return
+		default:
+		}
+		n := committed.Load()
+		if n < 2 {
+			continue
+		}
+		// The newest leaves, where tiles complete.
+		idx := []int64{tlog.StoredHashIndex(0, n-1), tlog.StoredHashIndex(0, max(0, n-1-rr.Int64N(300))), tlog.StoredHashIndex(3, (n-1)>>3>>1<<1)}
+		if idx[2] >= tlog.StoredHashCount(n) {
+			idx = idx[:2]
+		}
+		got, err := s.ReadTreeHashes(idx)
+		if err != nil {
+			t.Fatalf("tree of %d leaves or more: %v", n, err)
+		}
+		reads++
+		for i, x := range idx {
+			if got[i] != ref[x] {
+				t.Fatalf("tree of %d leaves or more: hash %d differs", n, x)
+			}
+		}
 	}
 }
