@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -43,7 +44,8 @@ const DefaultCacheSize = 256 << 20
 // Store is the embedded storage engine. It is safe for concurrent use.
 type Store struct {
 	db    *pebble.DB
-	dir   string // Config.Dir
+	lock  *pebble.Lock // Pebble's directory lock, held until Close is done
+	dir   string       // Config.Dir
 	log   *slog.Logger
 	dicts *dicts
 	regex *regexCache
@@ -146,14 +148,28 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if limit > maxDictValues {
 		return nil, fmt.Errorf("pebblestore: Config.DictionaryLimit %d is above the maximum %d", limit, maxDictValues)
 	}
+	// The store holds Pebble's directory lock itself, from before Open to
+	// after Close has removed the WAL files (removeFlushedWALs): another
+	// process opening the directory in between would have its own WAL
+	// files removed.
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
+	}
+	lock, err := pebble.LockDirectory(cfg.Dir, vfs.Default)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
+	}
 	opts := pebbleOptions(cfg, log)
+	opts.Lock = lock
 	db, err := pebble.Open(cfg.Dir, opts)
 	opts.Cache.Unref() // the DB holds its own reference
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
 		db:         db,
+		lock:       lock,
 		dir:        cfg.Dir,
 		log:        log,
 		dicts:      newDicts(limit),
@@ -164,6 +180,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if err := s.recover(); err != nil {
 		db.Close()
+		lock.Close()
 		return nil, err
 	}
 	s.ids = newIDFilter(db, s.lastSeq.Load())
@@ -370,6 +387,7 @@ func (s *Store) Close() error {
 		} else if s.closeErr == nil {
 			s.closeErr = removeFlushedWALs(s.dir)
 		}
+		s.closeErr = errors.Join(s.closeErr, s.lock.Close())
 		s.closeMu.Unlock()
 	})
 	return s.closeErr
