@@ -138,8 +138,14 @@ func positionsFirst(k []byte) (uint64, error) {
 // without a position is skipped: the caller notices the gap. The caller
 // holds closeMu.
 func (s *Store) positions(ctx context.Context, from, to uint64, fn func(seq uint64, ns int64) error) error {
-	if s.legacyPositions {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(nil, from), UpperBound: seqKey(nil, to+1)})
+	return scanPositions(ctx, s.db, s.legacyPositions, from, to, fn)
+}
+
+// scanPositions is Store.positions over db; legacy says whether to read
+// format 5's s keys too. to must be below math.MaxUint64.
+func scanPositions(ctx context.Context, db pebble.Reader, legacy bool, from, to uint64, fn func(seq uint64, ns int64) error) error {
+	if legacy {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: seqKey(nil, from), UpperBound: seqKey(nil, to+1)})
 		if err != nil {
 			return err
 		}
@@ -158,7 +164,7 @@ func (s *Store) positions(ctx context.Context, from, to uint64, fn func(seq uint
 			return err
 		}
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxPositions}, UpperBound: positionsKey(nil, to+1)})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxPositions}, UpperBound: positionsKey(nil, to+1)})
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,10 @@ package pebblestore
 
 import (
 	"bytes"
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -21,34 +22,11 @@ import (
 // database db: the event time (Unix nanoseconds) of every seq.
 func RawPositions(db *pebble.DB) (map[uint64]int64, error) {
 	out := map[uint64]int64{}
-	it, err := db.NewIter(nil)
-	if err != nil {
-		return nil, err
-	}
-	for valid := it.SeekGE([]byte{pfxSeq}); valid && it.Key()[0] == pfxSeq; valid = it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != 1+seqLen || len(v) != 8 {
-			it.Close()
-			return nil, fmt.Errorf("pebblestore: corrupt seq entry %x", k)
-		}
-		out[binary.BigEndian.Uint64(k[1:])] = int64(binary.BigEndian.Uint64(v))
-	}
-	for valid := it.SeekGE([]byte{pfxPositions}); valid && it.Key()[0] == pfxPositions; valid = it.Next() {
-		first, err := positionsFirst(it.Key())
-		if err != nil {
-			it.Close()
-			return nil, err
-		}
-		times, err := decodePositions(nil, it.Value())
-		if err != nil {
-			it.Close()
-			return nil, err
-		}
-		for i, t := range times {
-			out[first+uint64(i)] = t
-		}
-	}
-	return out, firstErr(it.Error(), it.Close())
+	err := scanPositions(context.Background(), db, true, 0, math.MaxUint64-1, func(seq uint64, ns int64) error {
+		out[seq] = ns
+		return nil
+	})
+	return out, err
 }
 
 // RawWritePositions replaces, in b, every log position of the store with
