@@ -491,3 +491,27 @@ func BenchmarkGC(b *testing.B) {
 	runtime.KeepAlive(s)
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 }
+
+// BenchmarkDiskByPrefix reports the bytes per event each key prefix takes
+// in the store at AUDITTRAIL_DISK_DIR (Pebble's EstimateDiskUsage per
+// prefix, as the data set line of benchStore prints them): how the figures
+// of docs/design/performance.md, "Disk", were read from the end-to-end
+// benchmark's data directory (auditbench -keep -workdir DIR; the store is
+// DIR/embedded-SIZE/pebble). Opening a store of an earlier format moves it
+// to this one: give it a copy.
+//
+//	AUDITTRAIL_DISK_DIR=/tmp/copy go test -run '^$' -bench DiskByPrefix ./pebblestore/
+func BenchmarkDiskByPrefix(b *testing.B) {
+	dir := os.Getenv("AUDITTRAIL_DISK_DIR")
+	if dir == "" {
+		b.Skip("set AUDITTRAIL_DISK_DIR to a store's directory (a copy) to measure it")
+	}
+	s := openStore(b, dir)
+	defer s.Close()
+	events := float64(s.Stats().Events)
+	for k, v := range s.DiskUsageByPrefixForTest() {
+		if v > 0 {
+			b.ReportMetric(float64(v)/events, k+"-B/event")
+		}
+	}
+}
