@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -149,21 +150,17 @@ func (s *Store) TreeSize() (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// treeTileHeight is how the tree's hashes are stored: only the nodes at
-// levels 0, 8, 16, ... (the leaves, the roots of every complete subtree of
-// 256 leaves, of 65,536, ...), about 1.004 hashes per event; a node in
-// between is recomputed, when read, from the 2 to 128 stored nodes beneath
-// it. All the levels took 80 bytes per event at 10M events (two incompressible
+// treeTileHeight is how the tree's hashes are stored (merkle.TileHeight):
+// only the nodes at levels 0, 8, 16, ..., about 1.004 hashes per event. All
+// the levels took 80 bytes per event at 10M events (two incompressible
 // 32-byte hashes and their keys), a fifth of the store; this takes about 40.
 // Reading is cheap where it matters: the proof cache (logsign) keeps levels 8
 // and up and the newest leaves in memory, and an older leaf's proof reads its
-// own tile of 256 leaf hashes, in one range read. This is the idea of tlog's
-// tiles (golang.org/x/mod/sumdb/tlog) kept in our one-key-per-hash layout, so
-// that a store written with every level (before this) reads the same.
-const treeTileHeight = 8
+// own tile of 256 leaf hashes, in one read.
+const treeTileHeight = merkle.TileHeight
 
 // storedTreeLevel reports whether the hashes of level are stored.
-func storedTreeLevel(level int) bool { return level%treeTileHeight == 0 }
+func storedTreeLevel(level int) bool { return merkle.StoredLevel(level) }
 
 // ReadTreeHashes implements audittrail.LogStore.
 func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
@@ -298,7 +295,7 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 		if leaves, err := tt.leafTile(k.t); err != nil {
 			return nil, err
 		} else if leaves != nil {
-			return tileLevels(leaves), nil
+			return merkle.TileLevels(leaves), nil
 		}
 	}
 	if tt.it == nil {
@@ -341,22 +338,7 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 	if err := tt.it.Error(); err != nil {
 		return nil, err
 	}
-	return tileLevels(leaves), nil
-}
-
-// tileLevels computes the levels of a tile above its stored nodes.
-func tileLevels(stored []tlog.Hash) [][]tlog.Hash {
-	levels := make([][]tlog.Hash, treeTileHeight)
-	levels[0] = stored
-	for j := 1; j < treeTileHeight; j++ {
-		below := levels[j-1]
-		up := make([]tlog.Hash, len(below)/2)
-		for i := range up {
-			up[i] = tlog.NodeHash(below[2*i], below[2*i+1])
-		}
-		levels[j] = up
-	}
-	return levels
+	return merkle.TileLevels(leaves), nil
 }
 
 // AppendTree implements audittrail.LogStore: one synced batch. Of the

@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/audittrail/audittrail"
+import (
+	"context"
+
+	"github.com/audittrail/audittrail"
+)
 
 // Exported for the tests of package postgres_test.
 
@@ -17,4 +21,19 @@ var EncodeText = encodeText
 func SearchSQL(q *audittrail.Query, after *audittrail.Cursor, maxScan int) (string, []any, bool) {
 	p, ok := buildSearch(q, after, maxScan)
 	return p.sql, p.args, ok
+}
+
+// WriteEveryTreeLevelForTest makes AppendTree store every level of the tree,
+// one row per hash, as builds before migration 0003 did (on), or tiles
+// (off).
+func (s *Store) WriteEveryTreeLevelForTest(on bool) {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	s.everyTreeLevel = on
+}
+
+// TreeRowsForTest counts the rows of log_tree_hashes and log_tree_tiles.
+func (s *Store) TreeRowsForTest(ctx context.Context) (hashes, tiles int, err error) {
+	err = s.pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM log_tree_hashes), (SELECT count(*) FROM log_tree_tiles)").Scan(&hashes, &tiles)
+	return hashes, tiles, err
 }

@@ -12,14 +12,19 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
 )
 
 // Verifiable log storage: audittrail.LogStore, and logsign.SharedStore for
 // replicas sharing the database (docs/design/verifiable-log.md,
-// "PostgreSQL"). Migration 0002 holds the tables:
+// "PostgreSQL"). Migrations 0002 and 0003 hold the tables:
 //
 //	log_tree         one row: the tree size and the log's public key
-//	log_tree_hashes  idx → 32-byte hash at tlog storage index idx
+//	log_tree_hashes  idx → 32-byte hash at tlog storage index idx: the
+//	                 nodes of levels 8, 16, ..., and the leaves of the
+//	                 last, partial tile (every hash in trees written
+//	                 before 0003)
+//	log_tree_tiles   tile → the 256 leaf hashes of a complete tile
 //	log_checkpoints  size → signed checkpoint (note text)
 //
 // Exactly one replica integrates and signs: the one whose session holds the
@@ -175,10 +180,69 @@ func (s *Store) TreeSize() (uint64, error) {
 	return uint64(size), nil
 }
 
-// ReadTreeHashes implements audittrail.LogStore.
+// readTreeSQL reads, in one statement and so from one snapshot, what
+// ReadTreeHashes needs: the leaf tiles $1 (kind 0), the leaves of those of
+// them that have no row yet (a partial tile, or one written before
+// migration 0003), by their storage index range $2 to $3 (kind 1; the
+// range also holds nodes of other levels, skipped), and the single hashes
+// $4 (kind 2). One snapshot matters: the integrator moves a tile's leaves
+// into its row when it completes the tile, and reads of the two before and
+// after would find neither.
+const readTreeSQL = `SELECT 0, t.tile, t.leaves FROM log_tree_tiles t WHERE t.tile = ANY($1::bigint[])
+UNION ALL
+SELECT 1, h.idx, h.hash FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(tile, lo, hi)
+    JOIN log_tree_hashes h ON h.idx >= r.lo AND h.idx < r.hi
+    WHERE NOT EXISTS (SELECT 1 FROM log_tree_tiles x WHERE x.tile = r.tile)
+UNION ALL
+SELECT 2, h.idx, h.hash FROM log_tree_hashes h WHERE h.idx = ANY($4::bigint[])`
+
+// treeTile names the 256 nodes at a stored level (base) below one node of
+// level base+8: nodes (base, t·256) to (base, t·256+255).
+type treeTile struct {
+	base int
+	t    int64
+}
+
+// ReadTreeHashes implements audittrail.LogStore. Only the nodes of levels
+// 0, 8, 16, ... are stored (merkle.TileHeight); a node in between is
+// recomputed from the tile of stored nodes beneath it, each tile read once
+// per call.
 func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 	if len(indexes) == 0 {
 		return [][32]byte{}, nil
+	}
+	var (
+		tiles   = map[treeTile][][]tlog.Hash{} // filled in below
+		leafT   []int64                        // leaf tiles to read, with their leaves' index ranges
+		leafLo  []int64
+		leafHi  []int64
+		singles []int64 // stored nodes read one by one
+	)
+	for _, idx := range indexes {
+		if idx < 0 {
+			return nil, fmt.Errorf("postgres: bad tree hash index %d", idx)
+		}
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if level > 0 && merkle.StoredLevel(level) {
+			singles = append(singles, idx)
+			continue
+		}
+		j := level % merkle.TileHeight
+		k := treeTile{level - j, n >> (merkle.TileHeight - j)}
+		if _, ok := tiles[k]; ok {
+			continue
+		}
+		tiles[k] = nil
+		first := k.t * merkle.TileWidth
+		if k.base == 0 {
+			leafT = append(leafT, k.t)
+			leafLo = append(leafLo, tlog.StoredHashIndex(0, first))
+			leafHi = append(leafHi, tlog.StoredHashIndex(0, first+merkle.TileWidth))
+			continue
+		}
+		for i := range int64(merkle.TileWidth) {
+			singles = append(singles, tlog.StoredHashIndex(k.base, first+i))
+		}
 	}
 	if err := s.enter(); err != nil {
 		return nil, err
@@ -186,37 +250,79 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 	defer s.closeMu.RUnlock()
 	ctx, cancel := context.WithTimeout(context.Background(), logTimeout)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, "SELECT idx, hash FROM log_tree_hashes WHERE idx = ANY($1::bigint[])", indexes)
+	rows, err := s.pool.Query(ctx, readTreeSQL, leafT, leafLo, leafHi, singles)
 	if err != nil {
 		s.recoverFrom(err)
 		return nil, s.fail(ctx, "log: read tree hashes", err)
 	}
 	defer rows.Close()
-	found := make(map[int64][]byte, len(indexes))
 	var (
-		idx  int64
-		hash []byte
+		found     = make(map[int64]tlog.Hash, len(singles))
+		leafTiles = map[int64][]tlog.Hash{}
+		kind      int32
+		key       int64
+		value     []byte
 	)
 	for rows.Next() {
-		if err := rows.Scan(&idx, &hash); err != nil {
+		if err := rows.Scan(&kind, &key, &value); err != nil {
 			return nil, s.fail(ctx, "log: read tree hashes", err)
 		}
-		found[idx] = hash
+		if kind == 0 {
+			if len(value) != merkle.TileWidth*32 {
+				return nil, fmt.Errorf("postgres: corrupt leaf tile %d", key)
+			}
+			leaves := make([]tlog.Hash, merkle.TileWidth)
+			for i := range leaves {
+				leaves[i] = tlog.Hash(value[i*32:])
+			}
+			leafTiles[key] = leaves
+			continue
+		}
+		if len(value) != 32 {
+			return nil, fmt.Errorf("postgres: corrupt tree hash %d", key)
+		}
+		found[key] = tlog.Hash(value)
 	}
 	if err := rows.Err(); err != nil {
 		s.recoverFrom(err)
 		return nil, s.fail(ctx, "log: read tree hashes", err)
 	}
+	for k := range tiles {
+		stored := leafTiles[k.t]
+		if k.base > 0 || stored == nil {
+			// The tile's stored nodes one by one, from its first: fewer
+			// than 256 where the tree ends within it.
+			stored = nil
+			first := k.t * merkle.TileWidth
+			for i := range int64(merkle.TileWidth) {
+				h, ok := found[tlog.StoredHashIndex(k.base, first+i)]
+				if !ok {
+					break
+				}
+				stored = append(stored, h)
+			}
+		}
+		tiles[k] = merkle.TileLevels(stored)
+	}
 	out := make([][32]byte, len(indexes))
 	for i, idx := range indexes {
-		h, ok := found[idx]
-		if !ok {
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if level > 0 && merkle.StoredLevel(level) {
+			h, ok := found[idx]
+			if !ok {
+				return nil, fmt.Errorf("postgres: tree hash %d is not stored", idx)
+			}
+			out[i] = h
+			continue
+		}
+		j := level % merkle.TileHeight
+		shift := merkle.TileHeight - j
+		levels := tiles[treeTile{level - j, n >> shift}]
+		if m := n - n>>shift<<shift; m < int64(len(levels[j])) {
+			out[i] = levels[j][m]
+		} else {
 			return nil, fmt.Errorf("postgres: tree hash %d is not stored", idx)
 		}
-		if len(h) != 32 {
-			return nil, fmt.Errorf("postgres: corrupt tree hash %d", idx)
-		}
-		copy(out[i][:], h)
 	}
 	return out, nil
 }
@@ -245,10 +351,6 @@ func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, c
 	defer s.closeMu.RUnlock()
 	ctx, cancel := context.WithTimeout(context.Background(), logTimeout)
 	defer cancel()
-	raw := make([][]byte, len(hashes))
-	for i := range hashes {
-		raw[i] = hashes[i][:]
-	}
 	write := func(tx pgx.Tx) error {
 		var (
 			locked bool
@@ -266,10 +368,8 @@ func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, c
 			return audittrail.Errorf(audittrail.EConflict,
 				"the stored tree has %d leaves, not the ones this write of size %d extends (another integrator wrote it)", size, newSize)
 		}
-		if len(indexes) > 0 {
-			if _, err := tx.Exec(ctx, "INSERT INTO log_tree_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])", indexes, raw); err != nil {
-				return err
-			}
+		if err := s.writeTree(ctx, tx, indexes, hashes); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, "UPDATE log_tree SET size = $1", int64(newSize)); err != nil {
 			return err
@@ -294,6 +394,112 @@ func (s *Store) AppendTree(newSize uint64, indexes []int64, hashes [][32]byte, c
 		}
 	}
 	return s.fail(ctx, "log: append tree", err)
+}
+
+// writeTree stores the hashes of an AppendTree call in tx: the nodes of
+// levels 8, 16, ... and the leaves of a partial tile as rows of
+// log_tree_hashes, the leaves of each tile the call completes as one row of
+// log_tree_tiles, whose leaves from earlier calls (rows of their own) it
+// reads and deletes. The nodes of other levels are not stored
+// (merkle.TileHeight).
+func (s *Store) writeTree(ctx context.Context, tx pgx.Tx, indexes []int64, hashes [][32]byte) error {
+	var (
+		rowIdx   []int64
+		rowHash  [][]byte
+		tileIDs  []int64
+		tileData [][]byte
+		drop     []int64 // rows of leaves moved into a tile
+		tile     = int64(-1)
+		pending  []int // this call's leaves of tile, by position in indexes
+	)
+	for i, idx := range indexes {
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if s.everyTreeLevel {
+			rowIdx, rowHash = append(rowIdx, idx), append(rowHash, hashes[i][:])
+			continue
+		}
+		if level > 0 {
+			if merkle.StoredLevel(level) {
+				rowIdx, rowHash = append(rowIdx, idx), append(rowHash, hashes[i][:])
+			}
+			continue
+		}
+		if t := n / merkle.TileWidth; t != tile {
+			tile, pending = t, pending[:0]
+		}
+		pending = append(pending, i)
+		if n%merkle.TileWidth != merkle.TileWidth-1 {
+			continue
+		}
+		leaves := make([]byte, 0, merkle.TileWidth*32)
+		if first, mine := tile*merkle.TileWidth, n+1-int64(len(pending)); mine > first {
+			// The tile's leaves before this call's: rows of their own.
+			var err error
+			if leaves, drop, err = earlierLeaves(ctx, tx, leaves, drop, first, mine); err != nil {
+				return err
+			}
+		}
+		for _, p := range pending {
+			leaves = append(leaves, hashes[p][:]...)
+		}
+		tileIDs, tileData = append(tileIDs, tile), append(tileData, leaves)
+		tile, pending = -1, pending[:0]
+	}
+	for _, p := range pending {
+		rowIdx, rowHash = append(rowIdx, indexes[p]), append(rowHash, hashes[p][:])
+	}
+	if len(drop) > 0 {
+		if _, err := tx.Exec(ctx, "DELETE FROM log_tree_hashes WHERE idx = ANY($1::bigint[])", drop); err != nil {
+			return err
+		}
+	}
+	if len(tileIDs) > 0 {
+		if _, err := tx.Exec(ctx, "INSERT INTO log_tree_tiles (tile, leaves) SELECT * FROM unnest($1::bigint[], $2::bytea[])", tileIDs, tileData); err != nil {
+			return err
+		}
+	}
+	if len(rowIdx) > 0 {
+		if _, err := tx.Exec(ctx, "INSERT INTO log_tree_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])", rowIdx, rowHash); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// earlierLeaves appends to leaves the hashes of leaves first to end-1,
+// stored as rows of log_tree_hashes, and to drop their indexes.
+func earlierLeaves(ctx context.Context, tx pgx.Tx, leaves []byte, drop []int64, first, end int64) ([]byte, []int64, error) {
+	rows, err := tx.Query(ctx, "SELECT idx, hash FROM log_tree_hashes WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+		tlog.StoredHashIndex(0, first), tlog.StoredHashIndex(0, end))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	want := first
+	var (
+		idx  int64
+		hash []byte
+	)
+	for rows.Next() {
+		if err := rows.Scan(&idx, &hash); err != nil {
+			return nil, nil, err
+		}
+		if level, _ := tlog.SplitStoredHashIndex(idx); level != 0 {
+			continue // a node above the leaves, stored before migration 0003
+		}
+		if idx != tlog.StoredHashIndex(0, want) || len(hash) != 32 {
+			return nil, nil, fmt.Errorf("postgres: the tree's leaf %d is missing or corrupt (found index %d)", want, idx)
+		}
+		leaves, drop = append(leaves, hash...), append(drop, idx)
+		want++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	if want != end {
+		return nil, nil, fmt.Errorf("postgres: the tree's leaf %d is missing", want)
+	}
+	return leaves, drop, nil
 }
 
 // Checkpoints implements audittrail.LogStore.

@@ -19,6 +19,7 @@ import (
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/postgres"
+	"github.com/audittrail/audittrail/storetest"
 )
 
 var _ logsign.SharedStore = (*postgres.Store)(nil)
@@ -676,5 +677,64 @@ func TestLogLockLost(t *testing.T) {
 	}
 	if !rep.OK() || rep.Leaves != next.Load() {
 		t.Fatalf("audit: %+v", rep)
+	}
+}
+
+// TestTreeConformance runs the tree storage tests every LogStore passes.
+func TestTreeConformance(t *testing.T) {
+	storetest.RunTree(t, func(t *testing.T) audittrail.LogStore { return mustOpen(t, pgtest.Start(t)) })
+}
+
+// TestTreeTiles: the tree keeps only the hashes of levels 0, 8, 16, ..., the
+// leaves by tiles of 256 (migration 0003), and reads the same from a tree
+// whose first part was written with every level, one row per hash (before
+// 0003), switching in a tile's middle.
+func TestTreeTiles(t *testing.T) {
+	ctx := t.Context()
+	sparse := mustOpen(t, pgtest.Start(t))
+	defer sparse.Close()
+	mixed := mustOpen(t, pgtest.Start(t))
+	defer mixed.Close()
+	mixed.WriteEveryTreeLevelForTest(true)
+	const size = 70_000
+	r := rand.New(rand.NewPCG(9, 10))
+	var ref storetest.RefTree
+	for n := int64(0); n < size; {
+		k := min(int64(1+r.IntN(5000)), size-n)
+		idx, hs := ref.Grow(t, n, k)
+		n += k
+		if n > size/2 {
+			mixed.WriteEveryTreeLevelForTest(false)
+		}
+		for _, s := range []*postgres.Store{sparse, mixed} {
+			if err := s.AppendTree(uint64(n), idx, hs, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	storetest.CheckEveryHash(t, sparse, ref)
+	storetest.CheckEveryHash(t, mixed, ref)
+	// About one row per 128 leaves instead of two per leaf: the nodes of
+	// levels 8, 16, ..., one row per tile of 256 leaves, and the leaves of
+	// the last, partial tile.
+	stored := 0
+	for i := range ref {
+		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level%8 == 0 && level > 0 {
+			stored++
+		}
+	}
+	hashes, tiles, err := sparse.TreeRowsForTest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hashes != stored+size%256 || tiles != size/256 {
+		t.Errorf("%d hash rows and %d tiles stored for %d leaves (%d hashes), want %d and %d", hashes, tiles, size, len(ref), stored+size%256, size/256)
+	}
+	// The mixed tree: its first tiles' leaves stay rows, the nodes above
+	// them too; the tile it switched in has its row.
+	if _, mtiles, err := mixed.TreeRowsForTest(ctx); err != nil {
+		t.Fatal(err)
+	} else if mtiles == 0 || mtiles >= size/256 {
+		t.Errorf("%d tiles in the mixed tree, want some but fewer than %d", mtiles, size/256)
 	}
 }

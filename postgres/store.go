@@ -80,6 +80,10 @@ type Store struct {
 	// it (log.go).
 	leadMu   sync.Mutex
 	leadConn *pgx.Conn
+	// everyTreeLevel makes AppendTree store every level of the tree, one
+	// row per hash, as builds before migration 0003 did (tests only:
+	// WriteEveryTreeLevelForTest).
+	everyTreeLevel bool
 
 	closeMu  sync.RWMutex // read: an operation in flight; write: Close
 	closed   bool
