@@ -190,3 +190,60 @@ func two(f1 audittrail.Field, v1 string, f2 audittrail.Field, v2 string) (a [aud
 	a[f1], a[f2] = v1, v2
 	return a
 }
+
+// TestLookupPlan: the idempotency lookup of a batch's ids (each Append's
+// first statement) reads event_ids through its primary key, one probe per
+// id, on a large table with fresh statistics, where the planner had chosen
+// a sequential scan of the whole table for every batch.
+func TestLookupPlan(t *testing.T) {
+	url := pgtest.Start(t)
+	s := mustOpen(t, url)
+	defer s.Close()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// 200,000 events with their ids, written in SQL (seconds, where
+	// appending them takes half a minute); the plan of the old statement
+	// was a sequential scan from 100,000 on.
+	for _, sql := range []string{
+		`WITH ids AS (
+		    INSERT INTO event_ids (id, seq, event_time_ns)
+		    SELECT gen_random_uuid(), g, 1700000000000000000 + g::bigint * 1000000 FROM generate_series(1, 200000) g
+		    RETURNING *)
+		INSERT INTO events (event_time_ns, seq, id, type, read_only, event_source, action, principal, source_ip, resource, workspace, user_agent)
+		SELECT event_time_ns, seq, id, 1, false, 'source', 'actions/a/b/GET', 'users/' || (seq % 5000), '10.0.0.1',
+		       'workspaces/w/things/' || seq, 'workspaces/w', 'agent' FROM ids`,
+		"ANALYZE",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+	}
+	var plan []map[string]any
+	if err := conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+postgres.LookupSQL, ids).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var scans []string
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		if rel, _ := n["Relation Name"].(string); rel == "event_ids" {
+			idx, _ := n["Index Name"].(string)
+			scans = append(scans, fmt.Sprintf("%s %s", n["Node Type"], idx))
+		}
+		kids, _ := n["Plans"].([]any)
+		for _, k := range kids {
+			walk(k.(map[string]any))
+		}
+	}
+	walk(plan[0]["Plan"].(map[string]any))
+	if !slices.Equal(scans, []string{"Index Scan event_ids_pkey"}) {
+		t.Errorf("event_ids read by %q, want one index scan of its primary key", scans)
+	}
+}

@@ -37,3 +37,6 @@ func (s *Store) TreeRowsForTest(ctx context.Context) (hashes, tiles int, err err
 	err = s.pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM log_tree_hashes), (SELECT count(*) FROM log_tree_tiles)").Scan(&hashes, &tiles)
 	return hashes, tiles, err
 }
+
+// LookupSQL is lookupSQL: the stored events of ids.
+const LookupSQL = lookupSQL
