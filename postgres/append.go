@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -83,6 +84,20 @@ const insertSQL = `WITH prev AS (
     FROM new
 )
 SELECT (SELECT seq FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
+
+// appendMode is how the two statements of an append run: with their
+// parameters' types described once per connection, so that pgx sends the
+// arrays of a batch in PostgreSQL's binary format. The store's default
+// (pgx.QueryExecModeExec, store.go) does not know the types and sends every
+// parameter as text: each array quoted and escaped element by element by
+// pgx, parsed back by PostgreSQL, about a fifth of the CPU of Append's Go
+// code on a batch of 1000. Like the default, it uses only the unnamed
+// statement (PgBouncer in transaction mode works unchanged), and the plan
+// is made for the arguments of each execution. Measured end to end
+// (auditbench, 300,000 events on the PostgreSQL store, two alternated
+// pairs): the server's CPU 19.4 → 17.0-18.0 µs per event; PostgreSQL's
+// 43.0 / 42.8 → 39.8 / 42.9 and the rate (24-26k events/s) within noise.
+const appendMode = pgx.QueryExecModeCacheDescribe
 
 // errIDRace: another append stored one of the ids between the lookup and the
 // insert; the append runs again and sees it.
@@ -208,7 +223,7 @@ func conflict(id string) error {
 // lookup returns the stored events of ids, and the ids that are used
 // (with or without a stored event).
 func (s *Store) lookup(ctx context.Context, ids []string) (map[string]*audittrail.Event, map[string]bool, error) {
-	rows, err := s.pool.Query(ctx, lookupSQL, ids)
+	rows, err := s.pool.Query(ctx, lookupSQL, appendMode, ids)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -289,7 +304,7 @@ func (s *Store) insert(ctx context.Context, fresh []*audittrail.Event) (int64, [
 		base   pgtype.Int8
 		stored []int64
 	)
-	err := s.pool.QueryRow(ctx, insertSQL, int64(n), ids, times, receives, codes, types, readOnly,
+	err := s.pool.QueryRow(ctx, insertSQL, appendMode, int64(n), ids, times, receives, codes, types, readOnly,
 		sources, actions, princs, ips, resources, workspace, agents, messages, params, metadata).Scan(&base, &stored)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "event_ids_pkey" {
