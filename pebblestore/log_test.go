@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/storetest"
@@ -31,31 +29,6 @@ func TestTreeTiles(t *testing.T) {
 	defer mixed.Close()
 	mixed.WriteFormat5ForTest()
 	var ref storetest.RefTree
-	check := func(n int64, samples int) {
-		t.Helper()
-		count := tlog.StoredHashCount(n)
-		idx := make([]int64, samples)
-		for i := range idx {
-			idx[i] = r.Int64N(count)
-		}
-		idx = append(idx, count-1, 0)
-		for _, s := range []*pebblestore.Store{sparse, full, mixed} {
-			got, err := s.ReadTreeHashes(idx)
-			if err != nil {
-				t.Fatalf("size %d: %v", n, err)
-			}
-			for i, x := range idx {
-				if got[i] != ref[x] {
-					level, k := tlog.SplitStoredHashIndex(x)
-					t.Fatalf("size %d: hash %d (level %d, node %d) differs", n, x, level, k)
-				}
-			}
-		}
-		// Past the tree: not stored.
-		if _, err := sparse.ReadTreeHashes([]int64{count}); err == nil {
-			t.Fatalf("size %d: hash %d beyond the tree was read", n, count)
-		}
-	}
 	for n := int64(0); n < size; {
 		k := min(int64(1+r.IntN(3000)), size-n)
 		if r.IntN(4) == 0 {
@@ -75,7 +48,9 @@ func TestTreeTiles(t *testing.T) {
 		if err := mixed.AppendTree(uint64(n), idx, hs, nil); err != nil {
 			t.Fatal(err)
 		}
-		check(n, 200)
+		for _, s := range []*pebblestore.Store{sparse, full, mixed} {
+			storetest.CheckSample(t, s, ref, n, r, 200)
+		}
 	}
 	// Every hash, in one call (proofs: storetest.RunTree).
 	storetest.CheckEveryHash(t, sparse, ref)
@@ -83,12 +58,7 @@ func TestTreeTiles(t *testing.T) {
 	// About one stored hash per leaf instead of two: the nodes of levels 8,
 	// 16, ... as keys of their own, the leaves by tiles of 256 (those of
 	// the last, partial tile as keys of their own).
-	stored := 0
-	for i := range ref {
-		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level%8 == 0 && level > 0 {
-			stored++
-		}
-	}
+	stored := ref.UpperNodes()
 	keys, tiles, err := sparse.TreeKeysForTest()
 	if err != nil {
 		t.Fatal(err)

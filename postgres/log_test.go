@@ -710,6 +710,7 @@ func TestTreeTiles(t *testing.T) {
 			if err := s.AppendTree(uint64(n), idx, hs, nil); err != nil {
 				t.Fatal(err)
 			}
+			storetest.CheckSample(t, s, ref, n, r, 100)
 		}
 	}
 	storetest.CheckEveryHash(t, sparse, ref)
@@ -717,12 +718,7 @@ func TestTreeTiles(t *testing.T) {
 	// About one row per 128 leaves instead of two per leaf: the nodes of
 	// levels 8, 16, ..., one row per tile of 256 leaves, and the leaves of
 	// the last, partial tile.
-	stored := 0
-	for i := range ref {
-		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level%8 == 0 && level > 0 {
-			stored++
-		}
-	}
+	stored := ref.UpperNodes()
 	hashes, tiles, err := sparse.TreeRowsForTest(ctx)
 	if err != nil {
 		t.Fatal(err)

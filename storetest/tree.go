@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/merkle"
 )
 
 // RefTree is a Merkle tree's every stored hash in memory, in the tlog
@@ -85,6 +86,43 @@ func CheckEveryHash(t testing.TB, s audittrail.LogStore, ref RefTree) {
 	}
 }
 
+// CheckSample reads from s, a store of the reference's tree of n leaves,
+// the hashes at samples random indexes and the first and last, and
+// compares them with the reference's; a hash past the tree must not read.
+func CheckSample(t testing.TB, s audittrail.LogStore, ref RefTree, n int64, r *rand.Rand, samples int) {
+	t.Helper()
+	count := tlog.StoredHashCount(n)
+	idx := []int64{count - 1, 0}
+	for range samples {
+		idx = append(idx, r.Int64N(count))
+	}
+	got, err := s.ReadTreeHashes(idx)
+	if err != nil {
+		t.Fatalf("size %d: %v", n, err)
+	}
+	for i, x := range idx {
+		if got[i] != ref[x] {
+			level, k := tlog.SplitStoredHashIndex(x)
+			t.Fatalf("size %d: hash %d (level %d, node %d) differs", n, x, level, k)
+		}
+	}
+	if _, err := s.ReadTreeHashes([]int64{count}); err == nil {
+		t.Fatalf("size %d: hash %d beyond the tree was read", n, count)
+	}
+}
+
+// UpperNodes counts the tree's nodes at levels 8, 16, ...: those a store
+// keeps one by one beside the leaves (merkle.TileHeight).
+func (r RefTree) UpperNodes() int {
+	n := 0
+	for i := range r {
+		if level, _ := tlog.SplitStoredHashIndex(int64(i)); level > 0 && merkle.StoredLevel(level) {
+			n++
+		}
+	}
+	return n
+}
+
 // RunTree runs the conformance tests of a LogStore's tree storage
 // (AppendTree, TreeSize, ReadTreeHashes) on fresh stores made by open, which
 // the tests close when done. A store may keep only some of the hashes and
@@ -129,24 +167,7 @@ func testTreeGrow(t *testing.T, s audittrail.LogStore) {
 		if got, err := s.TreeSize(); err != nil || got != uint64(n) {
 			t.Fatalf("tree size %d, %v; want %d", got, err, n)
 		}
-		count := tlog.StoredHashCount(n)
-		idx = []int64{count - 1, 0}
-		for range 200 {
-			idx = append(idx, r.Int64N(count))
-		}
-		got, err := s.ReadTreeHashes(idx)
-		if err != nil {
-			t.Fatalf("size %d: %v", n, err)
-		}
-		for i, x := range idx {
-			if got[i] != ref[x] {
-				level, k := tlog.SplitStoredHashIndex(x)
-				t.Fatalf("size %d: hash %d (level %d, node %d) differs", n, x, level, k)
-			}
-		}
-		if _, err := s.ReadTreeHashes([]int64{count}); err == nil {
-			t.Fatalf("size %d: hash %d beyond the tree was read", n, count)
-		}
+		CheckSample(t, s, ref, n, r, 200)
 	}
 	CheckEveryHash(t, s, ref)
 	for i := range 100 {
