@@ -2,14 +2,21 @@ package postgres_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
 	"github.com/audittrail/audittrail/internal/sample"
 	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/storetest"
 )
 
 // loadSample stores n sample events (ending at end) in batches of 1000.
@@ -53,16 +60,59 @@ func BenchmarkSearch(b *testing.B) {
 	}
 }
 
+// benchEvents is the number of events BenchmarkIngest and BenchmarkIngestLog
+// append per iteration: AUDITTRAIL_PG_BENCH_EVENTS, default 100,000.
+func benchEvents(b *testing.B) int {
+	v := os.Getenv("AUDITTRAIL_PG_BENCH_EVENTS")
+	if v == "" {
+		return 100_000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1000 {
+		b.Fatalf("AUDITTRAIL_PG_BENCH_EVENTS=%q: want a number of events, at least 1000", v)
+	}
+	return n
+}
+
+// BenchmarkIngest measures appends alone: each iteration appends sample
+// events (benchEvents) in batches of 1000 from four goroutines to a fresh
+// database. The events are generated before the timer starts.
+//
+//	AUDITTRAIL_PG_BENCH_EVENTS=1000000 go test -run '^$' -bench '^BenchmarkIngest$' -benchtime 1x ./postgres/
+func BenchmarkIngest(b *testing.B) {
+	events, batch, callers := benchEvents(b), 1000, 4
+	var total time.Duration
+	for range b.N {
+		b.StopTimer()
+		s := mustOpen(b, pgtest.Start(b))
+		end := time.Now().UTC()
+		g := sample.New(1, sample.Options{Events: events, End: end, Span: 10 * 24 * time.Hour})
+		batches, err := g.Batches(events, batch, end, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		if err := sample.AppendConcurrently(context.Background(), s, batches, callers); err != nil {
+			b.Error(err)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		s.Close()
+	}
+	b.ReportMetric(float64(b.N*events)/total.Seconds(), "events/s")
+}
+
 // BenchmarkIngestLog measures appends with the verifiable log running in the
 // same process, as `audittrail serve --store postgres://…` runs them: each
-// iteration appends 100,000 sample events in batches of 1000 from four
+// iteration appends sample events (benchEvents) in batches of 1000 from four
 // goroutines to a fresh database, with the integrator and signer at their
 // production intervals. flush-ms is how long integrating and signing the
 // rest took after the last append returned.
 //
 //	go test -run '^$' -bench IngestLog -benchtime 3x ./postgres/
 func BenchmarkIngestLog(b *testing.B) {
-	const events, batch, callers = 100_000, 1000, 4
+	events, batch, callers := benchEvents(b), 1000, 4
 	var total, flush time.Duration
 	for range b.N {
 		b.StopTimer()
@@ -103,4 +153,60 @@ func BenchmarkIngestLog(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*events)/total.Seconds(), "events/s")
 	b.ReportMetric(float64(flush.Milliseconds())/float64(b.N), "flush-ms")
+}
+
+// BenchmarkTree measures the tree's storage in the two layouts: every level,
+// a row per hash (as before migration 0003), and tiles (levels 0, 8, 16, ...,
+// leaves by tiles of 256). Each appends 200,000 leaves, 1000 per AppendTree,
+// to a fresh database, vacuums it and reports the tables' size per leaf
+// (bytes/leaf); the timed part is an inclusion proof of an old leaf read
+// from the store (ns/op: tlog.ProveRecord over ReadTreeHashes, uncached).
+//
+//	go test -run '^$' -bench '^BenchmarkTree$' ./postgres/
+func BenchmarkTree(b *testing.B) {
+	const size = 200_000
+	var ref storetest.RefTree
+	type step struct {
+		idx []int64
+		hs  [][32]byte
+	}
+	var steps []step
+	for n := int64(0); n < size; n += 1000 {
+		idx, hs := ref.Grow(b, n, 1000)
+		steps = append(steps, step{idx, hs})
+	}
+	for _, layout := range []string{"every-level", "tiles"} {
+		b.Run("layout="+layout, func(b *testing.B) {
+			url := pgtest.Start(b)
+			s := mustOpen(b, url)
+			defer s.Close()
+			s.WriteEveryTreeLevelForTest(layout == "every-level")
+			for i, st := range steps {
+				if err := s.AppendTree(uint64(i+1)*1000, st.idx, st.hs, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var bytes int64
+			if _, err := conn.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+				b.Fatal(err)
+			}
+			if err := conn.QueryRow(ctx, "SELECT pg_total_relation_size('log_tree_hashes') + pg_total_relation_size('log_tree_tiles')").Scan(&bytes); err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(1, 2))
+			for b.Loop() {
+				leaf := r.Int64N(size - 10_000)
+				if _, err := tlog.ProveRecord(size, leaf, storetest.TreeReader{S: s}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(bytes)/size, "bytes/leaf")
+		})
+	}
 }
