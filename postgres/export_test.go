@@ -40,3 +40,6 @@ func (s *Store) TreeRowsForTest(ctx context.Context) (hashes, tiles int, err err
 
 // LookupSQL is lookupSQL: the stored events of ids.
 const LookupSQL = lookupSQL
+
+// LookupsForTest is the number of id lookups appends have made.
+func (s *Store) LookupsForTest() int64 { return s.lookups.Load() }

@@ -80,6 +80,8 @@ type Store struct {
 	// it (log.go).
 	leadMu   sync.Mutex
 	leadConn *pgx.Conn
+	// lookups counts the id lookups of appends (tests: LookupsForTest).
+	lookups atomic.Int64
 	// everyTreeLevel makes AppendTree store every level of the tree, one
 	// row per hash, as builds before migration 0003 did (tests only:
 	// WriteEveryTreeLevelForTest).
