@@ -92,8 +92,7 @@ SELECT (SELECT seq FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
 // parameter as text: each array quoted and escaped element by element by
 // pgx, parsed back by PostgreSQL, about a fifth of the CPU of Append's Go
 // code on a batch of 1000. Like the default, it uses only the unnamed
-// statement (PgBouncer in transaction mode works unchanged), and the plan
-// is made for the arguments of each execution. Measured end to end
+// statement, and the plan is made for the arguments of each execution. Measured end to end
 // (auditbench, 300,000 events on the PostgreSQL store, two alternated
 // pairs): the server's CPU 19.4 → 17.0-18.0 µs per event; PostgreSQL's
 // 43.0 / 42.8 → 39.8 / 42.9 and the rate (24-26k events/s) within noise.

@@ -158,10 +158,10 @@ func poolConfig(cfg Config) (*pgxpool.Config, error) {
 	pcfg.MaxConnIdleTime = 10 * time.Minute
 	pcfg.HealthCheckPeriod = 10 * time.Second
 	cc := pcfg.ConnConfig
-	// Unnamed statements only: no prepared statement outlives its use, so
-	// the store works through PgBouncer in transaction mode, and every
-	// search is planned for its own arguments (a search is one round trip
-	// either way: see search.go).
+	// Unnamed statements only: no prepared statement outlives its use, and
+	// every search is planned for its own arguments (a search is one round
+	// trip either way: see search.go). (This alone does not make the store
+	// work behind PgBouncer in transaction mode: docs/postgres.md.)
 	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
 	// Fail fast when the server is unreachable (an unanswered SYN would
 	// otherwise wait for the kernel's timeout).
