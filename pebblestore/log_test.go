@@ -30,10 +30,7 @@ func TestTreeTiles(t *testing.T) {
 	mixed.WriteFormat5ForTest()
 	var ref storetest.RefTree
 	for n := int64(0); n < size; {
-		k := min(int64(1+r.IntN(3000)), size-n)
-		if r.IntN(4) == 0 {
-			k = 1
-		}
+		k := storetest.GrowStep(r, n, size)
 		idx, hs := ref.Grow(t, n, k)
 		n += k
 		if err := sparse.AppendTree(uint64(n), idx, hs, nil); err != nil {

@@ -700,7 +700,7 @@ func TestTreeTiles(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	var ref storetest.RefTree
 	for n := int64(0); n < size; {
-		k := min(int64(1+r.IntN(5000)), size-n)
+		k := storetest.GrowStep(r, n, size)
 		idx, hs := ref.Grow(t, n, k)
 		n += k
 		if n > size/2 {

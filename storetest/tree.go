@@ -86,6 +86,16 @@ func CheckEveryHash(t testing.TB, s audittrail.LogStore, ref RefTree) {
 	}
 }
 
+// GrowStep returns how many leaves the next AppendTree of a test adds to a
+// tree of n leaves growing to size: 1 to 3000, a quarter of the time 1 (so
+// that tiles complete in calls of every shape), never past size.
+func GrowStep(r *rand.Rand, n, size int64) int64 {
+	if r.IntN(4) == 0 {
+		return min(1, size-n)
+	}
+	return min(int64(1+r.IntN(3000)), size-n)
+}
+
 // CheckSample reads from s, a store of the reference's tree of n leaves,
 // the hashes at samples random indexes and the first and last, and
 // compares them with the reference's; a hash past the tree must not read.
@@ -151,10 +161,7 @@ func testTreeGrow(t *testing.T, s audittrail.LogStore) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var ref RefTree
 	for n := int64(0); n < size; {
-		k := min(int64(1+r.IntN(3000)), size-n)
-		if r.IntN(4) == 0 {
-			k = 1
-		}
+		k := GrowStep(r, n, size)
 		idx, hs := ref.Grow(t, n, k)
 		n += k
 		var checkpoint []byte
