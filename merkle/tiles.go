@@ -20,6 +20,26 @@ const TileWidth = 1 << TileHeight
 // StoredLevel reports whether the nodes of level are stored (TileHeight).
 func StoredLevel(level int) bool { return level%TileHeight == 0 }
 
+// Tile names the TileWidth stored nodes of level Base (0, 8, 16, ...) below
+// one node of level Base+TileHeight: nodes (Base, T·256) to (Base, T·256+255).
+type Tile struct {
+	Base int
+	T    int64
+}
+
+// First is the index, within its level, of the tile's first node.
+func (t Tile) First() int64 { return t.T * TileWidth }
+
+// TileOf returns the tile a node (level, n) is read or computed from (the
+// node itself when its level is stored), and where the node is in the
+// tile's TileLevels: levels[j][i].
+func TileOf(level int, n int64) (t Tile, j int, i int64) {
+	j = level % TileHeight
+	shift := TileHeight - j // nodes of level j per tile: 1<<shift
+	t = Tile{Base: level - j, T: n >> shift}
+	return t, j, n - t.T<<shift
+}
+
 // TileLevels returns the levels of a tile computed from its stored nodes
 // (level base, from the tile's first node on; fewer than TileWidth at the
 // right edge of the tree): levels[j][i] is node (base+j, t·(256>>j)+i) of

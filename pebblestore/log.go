@@ -181,7 +181,7 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 		}
 		level, n := tlog.SplitStoredHashIndex(idx)
 		if tiles == nil && (level == 0 || !storedTreeLevel(level)) {
-			tiles = &treeTiles{db: snap, done: map[treeTile][][]tlog.Hash{}, leafTiles: map[int64][]tlog.Hash{}}
+			tiles = &treeTiles{db: snap, done: map[merkle.Tile][][]tlog.Hash{}, leafTiles: map[int64][]tlog.Hash{}}
 			defer tiles.close()
 		}
 		if level == 0 {
@@ -215,20 +215,13 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 	return out, nil
 }
 
-// treeTile names the 256 nodes at a stored level (base) below one node of
-// level base+8: nodes (base, t·256) to (base, t·256+255).
-type treeTile struct {
-	base int
-	t    int64
-}
-
 // treeTiles reads leaf tiles and recomputes unstored nodes for one
 // ReadTreeHashes call, reading each tile once, from the call's snapshot.
 type treeTiles struct {
 	db        pebble.Reader // the call's snapshot
 	it        *pebble.Iterator
-	done      map[treeTile][][]tlog.Hash // levels[j][i]: node (base+j, t·(256>>j)+i)
-	leafTiles map[int64][]tlog.Hash      // by tile: its leaves' u value, or nil
+	done      map[merkle.Tile][][]tlog.Hash // levels[j][i]: node (base+j, t·(256>>j)+i)
+	leafTiles map[int64][]tlog.Hash         // by tile: its leaves' u value, or nil
 }
 
 // leafTile returns the 256 leaf hashes of tile t from its u key, or nil
@@ -266,10 +259,7 @@ func (tt *treeTiles) close() {
 
 // node returns the hash of node (level, n), level not stored.
 func (tt *treeTiles) node(level int, n int64) (tlog.Hash, error) {
-	base := level - level%treeTileHeight
-	j := level - base
-	shift := treeTileHeight - j // nodes of level per tile: 1<<shift
-	key := treeTile{base, n >> shift}
+	key, j, i := merkle.TileOf(level, n)
 	levels, ok := tt.done[key]
 	if !ok {
 		var err error
@@ -278,7 +268,6 @@ func (tt *treeTiles) node(level int, n int64) (tlog.Hash, error) {
 		}
 		tt.done[key] = levels
 	}
-	i := n - key.t<<shift
 	if i >= int64(len(levels[j])) {
 		return tlog.Hash{}, fmt.Errorf("pebblestore: tree hash %d is not stored", tlog.StoredHashIndex(level, n))
 	}
@@ -288,11 +277,11 @@ func (tt *treeTiles) node(level int, n int64) (tlog.Hash, error) {
 // read reads the stored nodes of tile k (all of them, or the first ones
 // of a tile at the right edge of the tree) and computes the levels above
 // them up to, not including, the next stored level.
-func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
-	const width = 1 << treeTileHeight
-	first := k.t * width
-	if k.base == 0 {
-		if leaves, err := tt.leafTile(k.t); err != nil {
+func (tt *treeTiles) read(k merkle.Tile) ([][]tlog.Hash, error) {
+	const width = merkle.TileWidth
+	first := k.First()
+	if k.Base == 0 {
+		if leaves, err := tt.leafTile(k.T); err != nil {
 			return nil, err
 		} else if leaves != nil {
 			return merkle.TileLevels(leaves), nil
@@ -311,7 +300,7 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 	// over. Between two nodes of a higher stored level lie hundreds of
 	// leaves: each node is sought.
 	leaves := make([]tlog.Hash, 0, width)
-	want := tlog.StoredHashIndex(k.base, first)
+	want := tlog.StoredHashIndex(k.Base, first)
 	for valid := tt.it.SeekGE(treeKey(want)); valid; {
 		key, v := tt.it.Key(), tt.it.Value()
 		if len(key) != 9 || len(v) != 32 {
@@ -328,8 +317,8 @@ func (tt *treeTiles) read(k treeTile) ([][]tlog.Hash, error) {
 		if leaves = append(leaves, tlog.Hash(v)); len(leaves) == width {
 			break
 		}
-		want = tlog.StoredHashIndex(k.base, first+int64(len(leaves)))
-		if k.base == 0 {
+		want = tlog.StoredHashIndex(k.Base, first+int64(len(leaves)))
+		if k.Base == 0 {
 			valid = tt.it.Next()
 		} else {
 			valid = tt.it.SeekGE(treeKey(want))

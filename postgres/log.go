@@ -196,13 +196,6 @@ SELECT 1, h.idx, h.hash FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS
 UNION ALL
 SELECT 2, h.idx, h.hash FROM log_tree_hashes h WHERE h.idx = ANY($4::bigint[])`
 
-// treeTile names the 256 nodes at a stored level (base) below one node of
-// level base+8: nodes (base, t·256) to (base, t·256+255).
-type treeTile struct {
-	base int
-	t    int64
-}
-
 // ReadTreeHashes implements audittrail.LogStore. Only the nodes of levels
 // 0, 8, 16, ... are stored (merkle.TileHeight); a node in between is
 // recomputed from the tile of stored nodes beneath it, each tile read once
@@ -212,8 +205,8 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 		return [][32]byte{}, nil
 	}
 	var (
-		tiles   = map[treeTile][][]tlog.Hash{} // filled in below
-		leafT   []int64                        // leaf tiles to read, with their leaves' index ranges
+		tiles   = map[merkle.Tile][][]tlog.Hash{} // filled in below
+		leafT   []int64                           // leaf tiles to read, with their leaves' index ranges
 		leafLo  []int64
 		leafHi  []int64
 		singles []int64 // stored nodes read one by one
@@ -227,21 +220,20 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 			singles = append(singles, idx)
 			continue
 		}
-		j := level % merkle.TileHeight
-		k := treeTile{level - j, n >> (merkle.TileHeight - j)}
+		k, _, _ := merkle.TileOf(level, n)
 		if _, ok := tiles[k]; ok {
 			continue
 		}
 		tiles[k] = nil
-		first := k.t * merkle.TileWidth
-		if k.base == 0 {
-			leafT = append(leafT, k.t)
+		first := k.First()
+		if k.Base == 0 {
+			leafT = append(leafT, k.T)
 			leafLo = append(leafLo, tlog.StoredHashIndex(0, first))
 			leafHi = append(leafHi, tlog.StoredHashIndex(0, first+merkle.TileWidth))
 			continue
 		}
 		for i := range int64(merkle.TileWidth) {
-			singles = append(singles, tlog.StoredHashIndex(k.base, first+i))
+			singles = append(singles, tlog.StoredHashIndex(k.Base, first+i))
 		}
 	}
 	if err := s.enter(); err != nil {
@@ -288,14 +280,14 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 		return nil, s.fail(ctx, "log: read tree hashes", err)
 	}
 	for k := range tiles {
-		stored := leafTiles[k.t]
-		if k.base > 0 || stored == nil {
+		stored := leafTiles[k.T]
+		if k.Base > 0 || stored == nil {
 			// The tile's stored nodes one by one, from its first: fewer
 			// than 256 where the tree ends within it.
 			stored = nil
-			first := k.t * merkle.TileWidth
+			first := k.First()
 			for i := range int64(merkle.TileWidth) {
-				h, ok := found[tlog.StoredHashIndex(k.base, first+i)]
+				h, ok := found[tlog.StoredHashIndex(k.Base, first+i)]
 				if !ok {
 					break
 				}
@@ -315,10 +307,8 @@ func (s *Store) ReadTreeHashes(indexes []int64) ([][32]byte, error) {
 			out[i] = h
 			continue
 		}
-		j := level % merkle.TileHeight
-		shift := merkle.TileHeight - j
-		levels := tiles[treeTile{level - j, n >> shift}]
-		if m := n - n>>shift<<shift; m < int64(len(levels[j])) {
+		k, j, m := merkle.TileOf(level, n)
+		if levels := tiles[k]; m < int64(len(levels[j])) {
 			out[i] = levels[j][m]
 		} else {
 			return nil, fmt.Errorf("postgres: tree hash %d is not stored", idx)
