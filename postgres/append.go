@@ -24,7 +24,8 @@ import (
 // a (parallel) sequential scan of event_ids testing each row against a hash
 // of the ids: its cost estimate for 1000 random index probes is higher,
 // while the scan grows with the table, 21 ms per batch at 300,000 events
-// and most of the database's time in ingest at 1M (TestLookupPlan).
+// and most of the database's time in ingest at 1M (TestLookupPlan,
+// BenchmarkLookup).
 const lookupSQL = `SELECT q.id::text, e.seq IS NOT NULL, ` + eventColumnsNullable + `
 FROM unnest($1::text[]::uuid[]) AS q(id)
 CROSS JOIN LATERAL (SELECT i.id, i.seq, i.event_time_ns FROM event_ids i WHERE i.id = q.id LIMIT 1) i

@@ -196,36 +196,8 @@ func two(f1 audittrail.Field, v1 string, f2 audittrail.Field, v2 string) (a [aud
 // id, on a large table with fresh statistics, where the planner had chosen
 // a sequential scan of the whole table for every batch.
 func TestLookupPlan(t *testing.T) {
-	url := pgtest.Start(t)
-	s := mustOpen(t, url)
-	defer s.Close()
+	conn, ids := lookupDatabase(t, 200_000)
 	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	// 200,000 events with their ids, written in SQL (seconds, where
-	// appending them takes half a minute); the plan of the old statement
-	// was a sequential scan from 100,000 on.
-	for _, sql := range []string{
-		`WITH ids AS (
-		    INSERT INTO event_ids (id, seq, event_time_ns)
-		    SELECT gen_random_uuid(), g, 1700000000000000000 + g::bigint * 1000000 FROM generate_series(1, 200000) g
-		    RETURNING *)
-		INSERT INTO events (event_time_ns, seq, id, type, read_only, event_source, action, principal, source_ip, resource, workspace, user_agent)
-		SELECT event_time_ns, seq, id, 1, false, 'source', 'actions/a/b/GET', 'users/' || (seq % 5000), '10.0.0.1',
-		       'workspaces/w/things/' || seq, 'workspaces/w', 'agent' FROM ids`,
-		"ANALYZE",
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ids := make([]string, 1000)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
-	}
 	var plan []map[string]any
 	if err := conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+postgres.LookupSQL, ids).Scan(&plan); err != nil {
 		t.Fatal(err)
@@ -245,5 +217,69 @@ func TestLookupPlan(t *testing.T) {
 	walk(plan[0]["Plan"].(map[string]any))
 	if !slices.Equal(scans, []string{"Index Scan event_ids_pkey"}) {
 		t.Errorf("event_ids read by %q, want one index scan of its primary key", scans)
+	}
+}
+
+// lookupDatabase returns a connection to a new migrated database holding n
+// events with their ids, written in SQL (seconds, where appending them
+// takes half a minute), analyzed, and 1000 ids to look up (none stored, as
+// in a batch of new events). The lookup's old statement was planned as a
+// sequential scan from 100,000 events on.
+func lookupDatabase(tb testing.TB, n int) (*pgx.Conn, []string) {
+	tb.Helper()
+	url := pgtest.Start(tb)
+	mustOpen(tb, url).Close()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(ctx) })
+	for _, sql := range []string{
+		fmt.Sprintf(`WITH ids AS (
+		    INSERT INTO event_ids (id, seq, event_time_ns)
+		    SELECT gen_random_uuid(), g, 1700000000000000000 + g::bigint * 1000000 FROM generate_series(1, %d) g
+		    RETURNING *)
+		INSERT INTO events (event_time_ns, seq, id, type, read_only, event_source, action, principal, source_ip, resource, workspace, user_agent)
+		SELECT event_time_ns, seq, id, 1, false, 'source', 'actions/a/b/GET', 'users/' || (seq %% 5000), '10.0.0.1',
+		       'workspaces/w/things/' || seq, 'workspaces/w', 'agent' FROM ids`, n),
+		"ANALYZE",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+	}
+	return conn, ids
+}
+
+// oldLookupSQL is the lookup statement before it probed each id (kept for
+// BenchmarkLookup's comparison).
+const oldLookupSQL = `SELECT i.id::text FROM event_ids i LEFT JOIN events e ON e.event_time_ns = i.event_time_ns AND e.seq = i.seq
+WHERE i.id = ANY($1::text[]::uuid[])`
+
+// BenchmarkLookup times the lookup of a batch's 1000 ids in a database of
+// 300,000 events (lookupDatabase): the statement as it is, and the one
+// before it, whose plan scanned event_ids.
+//
+//	go test -run '^$' -bench '^BenchmarkLookup$' ./postgres/
+func BenchmarkLookup(b *testing.B) {
+	conn, ids := lookupDatabase(b, 300_000)
+	for _, c := range []struct{ name, sql string }{{"probes", postgres.LookupSQL}, {"old", oldLookupSQL}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				rows, err := conn.Query(context.Background(), c.sql, pgx.QueryExecModeCacheDescribe, ids)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
