@@ -169,6 +169,37 @@ func TestWriteReport(t *testing.T) {
 	}
 }
 
+// TestReportPGStoreWithoutSuite: a PostgreSQL store measured only for its
+// ingest (-pgstore-suite-max) has its ingest target and disk row, and no
+// query columns, which it would otherwise fill with dashes.
+func TestReportPGStoreWithoutSuite(t *testing.T) {
+	d := NewDataset(1, 2000, time.Now())
+	d.Analyze()
+	emb := &SystemResult{Key: SysEmbedded, Name: "embedded", Queries: map[string]map[string]*QueryResult{"REST": {}}, Protocols: []string{"REST"},
+		DiskEnd: 500_000}
+	for _, q := range d.Queries {
+		emb.Queries["REST"][q.Key] = &QueryResult{Key: q.Key, Lat: Latencies{time.Millisecond}}
+	}
+	pgs := &SystemResult{Key: SysPGStore, Name: "audittrail, PostgreSQL store", SuiteSkipped: "sizes above 1,000 run only the ingest",
+		RSSIngest: 50 << 20, RSSSuite: 40 << 20, TableBytes: 1_000_000, IndexBytes: 2_000_000, DBBytes: 4_000_000,
+		Ingest: []IngestResult{{Method: "BatchCreateEvents", Batch: 1000, Events: 2000, Producers: 4, Elapsed: 100 * time.Millisecond}}}
+	res := &Results{Config: Config{Runs: 1, Seed: 1}, Started: time.Now(), Finished: time.Now(),
+		Sizes: []*SizeResult{{N: 2000, Dataset: d, Systems: []*SystemResult{emb, pgs}}}}
+	md := Markdown(res)
+	for _, want := range []string{
+		"| 2k: ingest ≥ 30,000 events/s, PostgreSQL store, batches of 1000 | 20,000 events/s | **missed** (67% of it) |",
+		"ran no query: sizes above 1,000 run only the ingest.",
+		"| no suite |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "PG store REST | PG store gRPC") {
+		t.Error("the query tables have columns for the PostgreSQL store, which ran no query")
+	}
+}
+
 // TestWaitIdle: the wait ends in the first window the counter grows slower
 // than the rate, and fails at the limit or when the context ends.
 func TestWaitIdle(t *testing.T) {

@@ -535,8 +535,12 @@ func writeStorage(b *strings.Builder, res *Results) {
 				}
 				return bytesIEC(v)
 			}
+			suite := rss(s.RSSSuite)
+			if s.SuiteSkipped != "" {
+				suite = "no suite"
+			}
 			w("| %s | %s | %s | %s | %s | **%.0f** | %s | %s | %s | %s | %s |\n", sizeLabel(z.N), s.Name, rss(s.DiskIngest), rss(s.DiskEnd), stopped,
-				float64(disk)/float64(z.N), tbl, db, rss(s.RSSIngest), rss(s.RSSSuite), rss(s.RSSEnd))
+				float64(disk)/float64(z.N), tbl, db, rss(s.RSSIngest), suite, rss(s.RSSEnd))
 		}
 	}
 	w("\n")
@@ -579,8 +583,11 @@ func writeQueries(b *strings.Builder, res *Results, z *SizeResult) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	emb, sql, pgs := z.System(SysEmbedded), z.System(SysSQL), z.System(SysPGStore)
 	hasSQL := sql != nil && sql.Skipped == ""
-	hasPGS := pgs != nil && pgs.Skipped == ""
+	hasPGS := pgs != nil && pgs.Skipped == "" && pgs.SuiteSkipped == ""
 	w("## Queries, %s events\n\n", count(int64(z.N)))
+	if pgs != nil && pgs.Skipped == "" && pgs.SuiteSkipped != "" {
+		w("The PostgreSQL store was loaded and measured (Ingest, Disk and memory) but ran no query: %s.\n\n", pgs.SuiteSkipped)
+	}
 	w("Milliseconds, p50 / p99 over %d runs. \"÷\" columns are the other system's p99 over ours (embedded, REST): above 1,\n", res.Config.Runs)
 	w("ours is faster. Pages hold 50 events (the API default) unless said otherwise. ⚠ marks an answer that differs from the oracle.\n")
 	var loads []string
@@ -798,6 +805,12 @@ func writeMethod(b *strings.Builder, res *Results) {
 			w(": waited %s", strings.Join(waits, ", "))
 		}
 		w(".\n")
+		for _, z := range res.Sizes {
+			if s := z.System(SysPGStore); s != nil && s.Skipped == "" && s.SuiteSkipped != "" {
+				w("- At %s the PostgreSQL store ran no query: it was measured (ingest, one durable write at a time, disk) and\n", sizeLabel(z.N))
+				w("  its database dropped right after its ingest, before the embedded store was loaded.\n")
+			}
+		}
 	} else {
 		w("- Each system ran its whole suite after its ingest, one system after the other.\n")
 	}

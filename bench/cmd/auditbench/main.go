@@ -79,6 +79,7 @@ func main() {
 	flag.IntVar(&cfg.MeasureEvents, "pg-measure", 1_000_000, "PostgreSQL baseline: events per measured ingest method (COPY; INSERT); the rest of a larger size is bulk-loaded (0: all)")
 	flag.DurationVar(&cfg.QueryBudget, "query-budget", 90*time.Second, "bound on the timed runs of one query on one system: a query slower than budget/runs gets fewer runs (at least 5; 0: no bound)")
 	flag.IntVar(&cfg.PGStoreMax, "pgstore-max", 0, "largest size run on the PostgreSQL store (0: every size)")
+	flag.IntVar(&cfg.PGStoreSuiteMax, "pgstore-suite-max", 0, "largest size at which the PostgreSQL store runs the query suite; above it, only its ingest, disk and memory are measured (0: every size)")
 	flag.IntVar(&cfg.CopyBatch, "copy-batch", 10_000, "rows per COPY statement")
 	flag.StringVar(&cfg.Bin, "bin", "", "the audittrail `binary` to measure (default: build ./cmd/audittrail)")
 	flag.StringVar(&workDir, "workdir", "", "work `directory` for data (default: a new temporary directory, removed at the end)")
