@@ -24,6 +24,12 @@ type Service struct {
 	// Logins, when set, fills the login_principal of the events a search
 	// returns with the login name known now (nil: left empty).
 	Logins LoginNames
+	// PrefetchMinPage: a full page of at least this many events gets its
+	// next page read ahead (prefetch.go); 0 means never. The server sets
+	// DefaultPrefetchMinPage.
+	PrefetchMinPage int
+
+	ahead prefetcher
 }
 
 func (s *Service) now() time.Time {
@@ -167,12 +173,18 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 		// Nothing inside the caller's scope can match: the search is done.
 		return &SearchEventsResponse{SearchedUntil: q.Start}, nil
 	}
-	res, err := s.Store.Search(ctx, SearchRequest{Query: q, After: after, Limit: size, MaxScan: s.MaxScan})
-	if err != nil {
-		return nil, err
+	var res *SearchResult
+	if req.PageToken != "" && s.PrefetchMinPage > 0 {
+		var err error
+		if res, err = s.ahead.take(ctx, req.PageToken, size, scope, s.now()); err != nil {
+			return nil, err
+		}
 	}
-	if s.Logins != nil && len(res.Events) > 0 {
-		s.fillLogins(ctx, res.Events)
+	if res == nil {
+		var err error
+		if res, err = s.Store.Search(ctx, SearchRequest{Query: q, After: after, Limit: size, MaxScan: s.MaxScan}); err != nil {
+			return nil, err
+		}
 	}
 	out := &SearchEventsResponse{Events: res.Events, SearchedUntil: res.SearchedUntil(q)}
 	if res.Next != nil {
@@ -182,6 +194,15 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 			Filter:    fp,
 			Principal: principalDigest(caller),
 		})
+		if s.PrefetchMinPage > 0 && size >= s.PrefetchMinPage && len(res.Events) == size {
+			next := SearchRequest{Query: q, After: res.Next, Limit: size, MaxScan: s.MaxScan, ReadAhead: true}
+			s.ahead.start(out.NextPageToken, size, scope, s.now(), func(ctx context.Context) (*SearchResult, error) {
+				return s.Store.Search(ctx, next)
+			})
+		}
+	}
+	if s.Logins != nil && len(res.Events) > 0 {
+		s.fillLogins(ctx, res.Events)
 	}
 	return out, nil
 }

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,5 +307,154 @@ func TestServiceBatchCreateEvents(t *testing.T) {
 	st.AppendFn = func(context.Context, []*audittrail.Event) ([]audittrail.AppendResult, error) { return nil, boom }
 	if _, err := svc.BatchCreateEvents(context.Background(), reqs); !errors.Is(err, boom) {
 		t.Errorf("store error: %v", err)
+	}
+}
+
+// pagedStore serves newest-first pages of n events, one per second, and
+// counts its searches; it is safe for the service's reads ahead.
+type pagedStore struct {
+	fakeStore
+	mu       sync.Mutex
+	events   []*audittrail.Event
+	searched int
+	failOn   int // this search (counted from 1) fails
+}
+
+func newPagedStore(n int) *pagedStore {
+	st := &pagedStore{}
+	for i := range n {
+		st.events = append(st.events, &audittrail.Event{ID: fmt.Sprint("e", i), EventTime: svcNow.Add(-time.Duration(i+1) * time.Second), Seq: uint64(n - i)})
+	}
+	return st
+}
+
+func (st *pagedStore) Search(ctx context.Context, req audittrail.SearchRequest) (*audittrail.SearchResult, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.searched++
+	if st.searched == st.failOn {
+		return nil, errors.New("disk on fire")
+	}
+	i := 0
+	if req.After != nil {
+		for i < len(st.events) && st.events[i].Seq >= req.After.Seq {
+			i++
+		}
+	}
+	res := &audittrail.SearchResult{}
+	for ; i < len(st.events) && len(res.Events) < req.Limit; i++ {
+		c := *st.events[i]
+		res.Events = append(res.Events, &c)
+	}
+	if i < len(st.events) {
+		last := res.Events[len(res.Events)-1]
+		res.Next = &audittrail.Cursor{Time: last.EventTime.UnixNano(), Seq: last.Seq}
+	}
+	return res, nil
+}
+
+func (st *pagedStore) searches() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.searched
+}
+
+// waitSearches waits until the store has been searched n times.
+func (st *pagedStore) waitSearches(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); st.searches() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the store was searched %d times, want %d", st.searches(), n)
+		}
+	}
+}
+
+// TestServicePrefetch: a full page of PrefetchMinPage events or more gets
+// its next page searched before it is asked for, and the request with its
+// token gets that page; the pages are those of a service that does not
+// read ahead. Small pages, partial pages and other callers start or take
+// nothing.
+func TestServicePrefetch(t *testing.T) {
+	ctx := auditor("users/alice")
+	drain := func(svc *audittrail.Service, st *pagedStore, size int, between func(page int)) (ids []string) {
+		t.Helper()
+		token := ""
+		for page := 1; ; page++ {
+			res, err := svc.SearchEvents(ctx, audittrail.SearchEventsRequest{PageSize: size, PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range res.Events {
+				ids = append(ids, e.ID)
+			}
+			if token = res.NextPageToken; token == "" {
+				return ids
+			}
+			between(page)
+		}
+	}
+	// 2,500 events in pages of 1,000: the second and third pages are read
+	// ahead, each before its request.
+	st := newPagedStore(2500)
+	svc, _ := newTestService(st)
+	svc.PrefetchMinPage = 500
+	got := drain(svc, st, 1000, func(page int) {
+		st.waitSearches(t, page+1) // the next page, without a request
+	})
+	if n := st.searches(); n != 3 {
+		t.Errorf("draining three pages searched the store %d times, want 3", n)
+	}
+	plain := newPagedStore(2500)
+	psvc, _ := newTestService(plain)
+	if want := drain(psvc, plain, 1000, func(int) {}); !slices.Equal(got, want) {
+		t.Errorf("pages read ahead differ from pages searched on request")
+	}
+
+	// Pages below PrefetchMinPage start nothing.
+	st = newPagedStore(2500)
+	svc, _ = newTestService(st)
+	svc.PrefetchMinPage = 500
+	drain(svc, st, 499, func(int) {})
+	if n := st.searches(); n != 6 {
+		t.Errorf("six pages of 499: %d searches, want 6", n)
+	}
+
+	// Another caller with the token is refused before the store is asked,
+	// and the page waits for its caller; a failed read ahead leaves the
+	// request to search itself.
+	st = newPagedStore(2500)
+	svc, _ = newTestService(st)
+	svc.PrefetchMinPage = 500
+	first, err := svc.SearchEvents(ctx, audittrail.SearchEventsRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.waitSearches(t, 2)
+	if _, err := svc.SearchEvents(auditor("users/bob"), audittrail.SearchEventsRequest{PageSize: 1000, PageToken: first.NextPageToken}); audittrail.ErrorCode(err) != audittrail.EInvalid {
+		t.Errorf("another caller: %v, want EInvalid", err)
+	}
+	second, err := svc.SearchEvents(ctx, audittrail.SearchEventsRequest{PageSize: 1000, PageToken: first.NextPageToken})
+	if err != nil || len(second.Events) != 1000 || second.Events[0].ID != "e1000" {
+		t.Fatalf("second page: %v, %v", second, err)
+	}
+	st.waitSearches(t, 3) // the third page, ahead
+	if n := st.searches(); n != 3 {
+		t.Errorf("%d searches after the second page, want 3 (the second page read ahead, then the third)", n)
+	}
+
+	st = newPagedStore(2500)
+	st.failOn = 2 // the read ahead of the second page
+	svc, _ = newTestService(st)
+	svc.PrefetchMinPage = 500
+	if first, err = svc.SearchEvents(ctx, audittrail.SearchEventsRequest{PageSize: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	st.waitSearches(t, 2)
+	second, err = svc.SearchEvents(ctx, audittrail.SearchEventsRequest{PageSize: 1000, PageToken: first.NextPageToken})
+	if err != nil || len(second.Events) != 1000 || second.Events[0].ID != "e1000" {
+		t.Fatalf("second page after a failed read ahead: %v, %v", second, err)
+	}
+	if n := st.searches(); n < 3 {
+		t.Errorf("%d searches: the second page was not searched again after its read ahead failed", n)
 	}
 }

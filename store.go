@@ -49,6 +49,10 @@ type SearchRequest struct {
 	// out the store returns the page so far with Next set to where it
 	// stopped. Zero means DefaultMaxScan.
 	MaxScan int
+	// ReadAhead: the page is read before anyone asks for it (Service's
+	// PrefetchMinPage), beside requests being answered; a store that
+	// searches on several cores should use one for it.
+	ReadAhead bool
 }
 
 // Check validates req as every store must before executing it, and returns

@@ -252,8 +252,8 @@ type colScanner struct {
 }
 
 // newColumnSource opens the column of field d for the range [lo, hi) of
-// (time, seq) suffixes.
-func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte, pg *pager) (*columnSource, error) {
+// (time, seq) suffixes; cores: wide windows may be read on two.
+func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte, pg *pager, cores bool) (*columnSource, error) {
 	cs := &columnSource{ctx: ctx, c: c, pg: pg, width: colFirstWindow}
 	var l, h colEntry
 	l.ns, l.seq = decodeTimeSeq(lo)
@@ -283,7 +283,7 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 	if cs.it, err = s.db.NewIter(opts); err != nil {
 		return nil, err
 	}
-	if runtime.GOMAXPROCS(0) > 1 {
+	if cores && runtime.GOMAXPROCS(0) > 1 {
 		if cs.it2, err = s.db.NewIter(opts); err != nil {
 			cs.it.Close()
 			return nil, err

@@ -33,11 +33,20 @@ func TestParallelFetch(t *testing.T) {
 				limit := []int{1, 2, 5, 50, 1000}[r.IntN(5)]
 				maxScan := []int{0, 0, 3, 40, 200}[r.IntN(5)]
 				// Sequential: the threshold is never reached.
-				want := pages(t, s, q, limit, maxScan, 1<<30, 1)
+				want := pages(t, s, q, limit, maxScan, 1<<30, 1, false)
 				// Every batch of two candidates or more, on three readers.
-				got := pages(t, s, q, limit, maxScan, 2, 3)
+				got := pages(t, s, q, limit, maxScan, 2, 3, false)
 				if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
 					t.Fatalf("search %d, filter %+v, limit %d, maxScan %d: pages differ (-sequential +parallel)\n%s", i, f, limit, maxScan, d)
+				}
+				// Pages read ahead stay on one core, whatever the thresholds.
+				batches := pebblestore.ParallelFetchBatchesForTest()
+				ahead := pages(t, s, q, limit, maxScan, 2, 3, true)
+				if pebblestore.ParallelFetchBatchesForTest() != batches {
+					t.Fatalf("search %d: a read ahead read its records on several cores", i)
+				}
+				if d := cmp.Diff(want, ahead, cmpopts.EquateEmpty()); d != "" {
+					t.Fatalf("search %d, filter %+v, limit %d, maxScan %d: pages differ (-sequential +read ahead)\n%s", i, f, limit, maxScan, d)
 				}
 				var events []*audittrail.Event
 				for _, p := range got {
@@ -55,14 +64,15 @@ func TestParallelFetch(t *testing.T) {
 }
 
 // pages returns every page of a search whose records are read on readers
-// cores when a page can use at least min candidates.
-func pages(t *testing.T, s *pebblestore.Store, q *audittrail.Query, limit, maxScan, min, readers int) []*audittrail.SearchResult {
+// cores when a page can use at least min candidates (as a read ahead when
+// readAhead is set).
+func pages(t *testing.T, s *pebblestore.Store, q *audittrail.Query, limit, maxScan, min, readers int, readAhead bool) []*audittrail.SearchResult {
 	t.Helper()
 	defer pebblestore.SetParallelFetchForTest(min, readers)()
 	var out []*audittrail.SearchResult
 	var after *audittrail.Cursor
 	for {
-		res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: limit, MaxScan: maxScan})
+		res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: limit, MaxScan: maxScan, ReadAhead: readAhead})
 		if err != nil {
 			t.Fatal(err)
 		}

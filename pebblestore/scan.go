@@ -48,10 +48,11 @@ type chunkResult struct {
 // one core only: ~1 ms.
 var scanHeadRecords = 4096
 
-// scan walks the primary range [lo, hi) for pg, in parallel when it pays.
-func (s *Store) scan(ctx context.Context, pg *pager, lo, hi []byte) error {
+// scan walks the primary range [lo, hi) for pg, in parallel when it pays
+// and cores allows it.
+func (s *Store) scan(ctx context.Context, pg *pager, lo, hi []byte, cores bool) error {
 	workers := runtime.GOMAXPROCS(0)
-	parallel := workers > 1 && s.lastSeq.Load() >= uint64(2*scanChunkEvents)
+	parallel := cores && workers > 1 && s.lastSeq.Load() >= uint64(2*scanChunkEvents)
 	if parallel && pg.budget > scanHeadRecords {
 		// The head first: it decides most first pages, before the
 		// chunks are planned (their planning positions iterators at

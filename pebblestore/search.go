@@ -43,19 +43,19 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 		pg.overrun = min(maxScan/colOverrunDivisor, colOverrunMax)
 	}
 	if len(p.lists) == 0 && p.column == nil {
-		if err := s.scan(ctx, pg, lo, hi); err != nil {
+		if err := s.scan(ctx, pg, lo, hi, !req.ReadAhead); err != nil {
 			return nil, err
 		}
 		return res, nil
 	}
 	var col *columnSource
 	if p.column != nil {
-		if col, err = s.newColumnSource(ctx, p.column, lo, hi, pg); err != nil {
+		if col, err = s.newColumnSource(ctx, p.column, lo, hi, pg, !req.ReadAhead); err != nil {
 			return nil, err
 		}
 	}
 	readers := 1
-	if col == nil && req.Limit+1 >= parallelFetchMin {
+	if col == nil && req.Limit+1 >= parallelFetchMin && !req.ReadAhead {
 		readers = fetchReaders()
 	}
 	st, err := s.newPostingStream(p.lists, col, lo, hi, readers)

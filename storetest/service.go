@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -64,6 +65,50 @@ func (s *suite) testService(t *testing.T) {
 		} {
 			_, err := svc.SearchEvents(ctx, audittrail.SearchEventsRequest{Filter: c.filter})
 			wantCode(t, err, audittrail.EInvalid, c.name)
+		}
+	})
+
+	// Pages read ahead (Service.PrefetchMinPage) are the pages a search on
+	// request returns, for every scope and filter, ties of event time
+	// included; the reads ahead run beside the requests' own searches.
+	t.Run("PrefetchedPages", func(t *testing.T) {
+		f := s.open(t)
+		var g ids
+		var in []*audittrail.Event
+		for i := range 300 {
+			ws := fmt.Sprint("w", 1+i%3)
+			in = append(in, mkEvent(t, g.next(), base.Add(time.Duration(i/4)*time.Second), func(n *audittrail.NewEvent) {
+				n.Event.Resource = "//engine-manager/workspaces/" + ws + "/daiEngines/e" + fmt.Sprint(i)
+			}))
+		}
+		f.append(in...)
+		plain := newService(f.store, key1)
+		ahead := newService(f.store, key1)
+		ahead.PrefetchMinPage = 5
+		workspaceAuditor := audittrail.NewContextWithPrincipal(context.Background(), &audittrail.Principal{
+			Name: "users/wa", Roles: []audittrail.Role{audittrail.RoleWorkspaceAuditor}, Workspaces: []string{"workspaces/w2"}})
+		var regex audittrail.Filter
+		regex.Regex[audittrail.FieldResource] = "/w[13]/"
+		for _, c := range []struct {
+			name   string
+			ctx    context.Context
+			filter audittrail.Filter
+			want   int
+		}{
+			{"auditor", as("users/auditor"), audittrail.Filter{}, 300},
+			{"workspace auditor", workspaceAuditor, audittrail.Filter{}, 100},
+			{"regex", as("users/auditor"), regex, 200},
+		} {
+			for _, size := range []int{5, 7} {
+				want := drain(t, c.ctx, plain, c.filter, size)
+				got := drain(t, c.ctx, ahead, c.filter, size)
+				if len(want) != c.want {
+					t.Fatalf("%s: %d events, want %d", c.name, len(want), c.want)
+				}
+				if d := diffEvents(want, got); d != "" {
+					t.Errorf("%s, pages of %d read ahead: %s", c.name, size, d)
+				}
+			}
 		}
 	})
 

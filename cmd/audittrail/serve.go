@@ -108,6 +108,7 @@ type Config struct {
 	LogFormat        string // "text" or "json"
 	RedactPrivateIPs bool
 	MaxScan          int
+	PrefetchMinPage  int   // read the next page ahead from pages of this size (0: never)
 	CacheMiB         int64 // embedded store's block cache; 0: automatic
 	ShutdownTimeout  time.Duration
 	// Auth is the security configuration (serve_auth.go).
@@ -155,6 +156,7 @@ func NewMain() *Main {
 			LogFormat:        "text",
 			RedactPrivateIPs: true,
 			MaxScan:          audittrail.DefaultMaxScan,
+			PrefetchMinPage:  audittrail.DefaultPrefetchMinPage,
 			ShutdownTimeout:  30 * time.Second,
 		},
 		Stdout: os.Stdout,
@@ -174,6 +176,7 @@ var serveEnv = map[string]string{
 	"log-format":         "AUDITTRAIL_LOG_FORMAT",
 	"redact-private-ips": "AUDITTRAIL_REDACT_PRIVATE_IPS",
 	"max-scan":           "AUDITTRAIL_MAX_SCAN",
+	"prefetch-min-page":  "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":          "AUDITTRAIL_CACHE_MIB",
 	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
 	"store":              "AUDITTRAIL_STORE",
@@ -199,6 +202,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB` (0: 256); more makes long scans faster (docs/configuration.md)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
+	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
 	return fs
@@ -242,6 +246,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--data-dir must not be empty")
 	case c.MaxScan < 1:
 		return usageErrorf("--max-scan %d must be positive", c.MaxScan)
+	case c.PrefetchMinPage < 0:
+		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
 	case c.ShutdownTimeout <= 0:
 		return usageErrorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
 	case c.LogFormat != "text" && c.LogFormat != "json":
@@ -314,6 +320,7 @@ func (m *Main) Run(ctx context.Context) error {
 			PageTokenKey:     key,
 			RedactPrivateIPs: c.RedactPrivateIPs,
 			MaxScan:          c.MaxScan,
+			PrefetchMinPage:  c.PrefetchMinPage,
 		},
 		Logger:  m.log,
 		Metrics: metrics,
@@ -333,7 +340,7 @@ func (m *Main) Run(ctx context.Context) error {
 	srv.Start(public, internal)
 	m.server = srv
 	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
-		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan)
+		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan, "prefetch_min_page", c.PrefetchMinPage)
 	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
 	if c.Dev {
 		m.printDevHelp(generated)

@@ -34,7 +34,7 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 	want := Config{
 		DataDir: "./data", PublicAddr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8081",
 		ReaderToken: "r", ProducerToken: "p", LogLevel: slog.LevelInfo, LogFormat: "text",
-		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, ShutdownTimeout: 30 * time.Second,
+		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, PrefetchMinPage: audittrail.DefaultPrefetchMinPage, ShutdownTimeout: 30 * time.Second,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -52,6 +52,7 @@ func TestServeParseFlagsEnvironment(t *testing.T) {
 		"AUDITTRAIL_LOG_FORMAT":         "json",
 		"AUDITTRAIL_REDACT_PRIVATE_IPS": "false",
 		"AUDITTRAIL_MAX_SCAN":           "1234",
+		"AUDITTRAIL_PREFETCH_MIN_PAGE":  "0",
 		"AUDITTRAIL_SHUTDOWN_TIMEOUT":   "5s",
 		"AUDITTRAIL_DEV":                "true",
 	}
@@ -86,6 +87,7 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{[]string{"--reader-token", "r"}, nil, "no tokens"},
 		{[]string{"--reader-token", "same", "--producer-token", "same"}, nil, "must differ"},
 		{[]string{"--dev", "--max-scan", "0"}, nil, "--max-scan 0 must be positive"},
+		{[]string{"--dev", "--prefetch-min-page", "-1"}, nil, "--prefetch-min-page -1 must not be negative (0 turns reading ahead off)"},
 		{[]string{"--dev", "--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"--dev", "--log-level", "loud"}, nil, "log-level"},
 		{[]string{"--dev", "extra"}, nil, `unexpected argument "extra"`},

@@ -1,0 +1,120 @@
+package audittrail
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Reading the next page ahead.
+//
+// A client that asks for large pages is most likely reading a whole result
+// (an export, a drain), one request after the other: while it receives and
+// decodes a page, the server has nothing to do, and when the next request
+// comes, the store's search of that page is the largest part of answering
+// it. So when a search returns a full page of at least
+// Service.PrefetchMinPage events and a next page token, the service starts
+// the store's search of the next page at once; the request that comes with
+// that token (from the same caller: the token is checked first, as always)
+// takes the result, waiting for it if it is still running, instead of
+// searching again.
+//
+// What a prefetched page means: the same answer as a search made when the
+// previous page was answered, instead of when the next request arrives. The
+// end of the search is fixed by the first page's token either way; only an
+// event stored with an older event time in between (a late producer) or
+// removed by retention in between can differ, exactly as if the client had
+// asked a few milliseconds sooner. The caller's scope is compared when the
+// page is taken: a caller whose workspaces changed gets a new search. Each
+// request is still audited, and login names are filled when the page is
+// taken.
+//
+// What it costs: at most maxPrefetched pages are kept or being read (a page
+// holds at most MaxPageSize events); a page not taken within prefetchTTL is
+// dropped, its search work wasted. A page that ended short of full (the end
+// of the result, or the request's work bound MaxScan: a rare regex) starts
+// no read ahead, so a scan-bound search never starts a speculative scan.
+const (
+	// DefaultPrefetchMinPage is the page size from which the server reads
+	// the next page ahead (serve --prefetch-min-page).
+	DefaultPrefetchMinPage = 500
+	maxPrefetched          = 16
+	prefetchTTL            = 30 * time.Second
+	// prefetchTimeout bounds one read ahead, which no request's context
+	// bounds.
+	prefetchTimeout = time.Minute
+)
+
+// prefetched is the read ahead of one page.
+type prefetched struct {
+	size    int   // the page size it was read for
+	scope   Scope // the caller's scope it was read in
+	started time.Time
+	done    chan struct{} // closed when res and err are set
+	res     *SearchResult
+	err     error
+}
+
+// prefetcher holds the pages read ahead, by the page token that asks for
+// them.
+type prefetcher struct {
+	mu    sync.Mutex
+	pages map[string]*prefetched
+}
+
+// start reads the page of token ahead with search, unless as many pages are
+// kept already.
+func (p *prefetcher) start(token string, size int, scope Scope, now time.Time, search func(context.Context) (*SearchResult, error)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pages == nil {
+		p.pages = map[string]*prefetched{}
+	}
+	for t, f := range p.pages {
+		if now.Sub(f.started) > prefetchTTL {
+			delete(p.pages, t)
+		}
+	}
+	if len(p.pages) >= maxPrefetched {
+		return
+	}
+	f := &prefetched{size: size, scope: scope, started: now, done: make(chan struct{})}
+	p.pages[token] = f
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), prefetchTimeout)
+		defer cancel()
+		f.res, f.err = search(ctx)
+		close(f.done)
+	}()
+}
+
+// take returns the page read ahead for token, size and scope, waiting for
+// its read; nil when there is none (or its read failed: the caller then
+// searches itself). The page is handed out once.
+func (p *prefetcher) take(ctx context.Context, token string, size int, scope Scope, now time.Time) (*SearchResult, error) {
+	p.mu.Lock()
+	f := p.pages[token]
+	delete(p.pages, token)
+	p.mu.Unlock()
+	if f == nil || f.size != size || now.Sub(f.started) > prefetchTTL ||
+		f.scope.All != scope.All || !slices.Equal(f.scope.Workspaces, scope.Workspaces) {
+		return nil, nil
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if f.err != nil {
+		return nil, nil
+	}
+	return f.res, nil
+}
+
+// pending returns the number of pages kept or being read (tests).
+func (p *prefetcher) pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pages)
+}
