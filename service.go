@@ -175,13 +175,12 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 	}
 	var res *SearchResult
 	if req.PageToken != "" && s.PrefetchMinPage > 0 {
-		var err error
+		// The page read ahead for this token, if any (prefetch.go).
 		if res, err = s.ahead.take(ctx, req.PageToken, size, scope, s.now()); err != nil {
 			return nil, err
 		}
 	}
 	if res == nil {
-		var err error
 		if res, err = s.Store.Search(ctx, SearchRequest{Query: q, After: after, Limit: size, MaxScan: s.MaxScan}); err != nil {
 			return nil, err
 		}
