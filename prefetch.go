@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +62,28 @@ type prefetched struct {
 type prefetcher struct {
 	mu    sync.Mutex
 	pages map[string]*prefetched
+	stats prefetchCounters
+}
+
+// PrefetchStats counts what became of the pages read ahead since the
+// Service started (for metrics: Service.PrefetchStats).
+type PrefetchStats struct {
+	// Started: reads ahead begun. Full: pages that would have been read
+	// ahead but were not, maxPrefetched being kept already.
+	Started, Full uint64
+	// Taken: pages handed to the request of their token; Waited: of
+	// those, pages whose read was still running when the request came
+	// (it waited for the rest).
+	Taken, Waited uint64
+	// Failed: reads ahead that ended in an error (the request searched
+	// again). Mismatched: pages dropped because their token came with
+	// another page size or scope, or too late. Expired: pages dropped
+	// unasked after prefetchTTL.
+	Failed, Mismatched, Expired uint64
+}
+
+type prefetchCounters struct {
+	started, full, taken, waited, failed, mismatched, expired atomic.Uint64
 }
 
 // start reads the page of token ahead with search, unless as many pages are
@@ -74,13 +97,16 @@ func (p *prefetcher) start(token string, size int, scope Scope, now time.Time, s
 	for t, f := range p.pages {
 		if now.Sub(f.started) > prefetchTTL {
 			delete(p.pages, t)
+			p.stats.expired.Add(1)
 		}
 	}
 	if len(p.pages) >= maxPrefetched {
+		p.stats.full.Add(1)
 		return
 	}
 	f := &prefetched{size: size, scope: scope, started: now, done: make(chan struct{})}
 	p.pages[token] = f
+	p.stats.started.Add(1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), prefetchTimeout)
 		defer cancel()
@@ -97,19 +123,43 @@ func (p *prefetcher) take(ctx context.Context, token string, size int, scope Sco
 	f := p.pages[token]
 	delete(p.pages, token)
 	p.mu.Unlock()
-	if f == nil || f.size != size || now.Sub(f.started) > prefetchTTL ||
-		f.scope.All != scope.All || !slices.Equal(f.scope.Workspaces, scope.Workspaces) {
+	if f == nil {
 		return nil, nil
 	}
+	if f.size != size || now.Sub(f.started) > prefetchTTL ||
+		f.scope.All != scope.All || !slices.Equal(f.scope.Workspaces, scope.Workspaces) {
+		p.stats.mismatched.Add(1)
+		return nil, nil
+	}
+	waited := false
 	select {
 	case <-f.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		waited = true
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if f.err != nil {
+		p.stats.failed.Add(1)
 		return nil, nil
 	}
+	p.stats.taken.Add(1)
+	if waited {
+		p.stats.waited.Add(1)
+	}
 	return f.res, nil
+}
+
+// snapshot returns the counts so far.
+func (p *prefetcher) snapshot() PrefetchStats {
+	c := &p.stats
+	return PrefetchStats{
+		Started: c.started.Load(), Full: c.full.Load(), Taken: c.taken.Load(), Waited: c.waited.Load(),
+		Failed: c.failed.Load(), Mismatched: c.mismatched.Load(), Expired: c.expired.Load(),
+	}
 }
 
 // pending returns the number of pages kept or being read (tests).

@@ -80,4 +80,12 @@ func TestPrefetcher(t *testing.T) {
 	if n := p.pending(); n != 1 {
 		t.Errorf("after the time to live: %d pages kept, want only the new one", n)
 	}
+
+	// What became of each page above (Waited depends on the goroutines'
+	// timing: at most the pages taken).
+	got := p.snapshot()
+	want := PrefetchStats{Started: 25, Full: 3, Taken: 2, Failed: 1, Mismatched: 4, Expired: maxPrefetched, Waited: got.Waited}
+	if got != want || got.Waited > got.Taken {
+		t.Errorf("stats %+v, want %+v", got, want)
+	}
 }

@@ -32,6 +32,9 @@ type Service struct {
 	ahead prefetcher
 }
 
+// PrefetchStats counts what became of the pages read ahead (prefetch.go).
+func (s *Service) PrefetchStats() PrefetchStats { return s.ahead.snapshot() }
+
 func (s *Service) now() time.Time {
 	if s.Now != nil {
 		return s.Now()

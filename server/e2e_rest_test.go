@@ -54,6 +54,47 @@ func TestE2EVersionHealthMetrics(t *testing.T) {
 	wantStatus(t, call(t, "GET", srv.PublicURL+"/metrics", "", ""), http.StatusNotFound, 5, "Not Found")
 }
 
+// TestE2EPrefetchMetrics drains a result in pages of 500 over REST from the
+// server binary (which reads ahead from pages of 500) and reads the counts
+// of the pages read ahead on /metrics: the two full pages with a next page
+// each started a read ahead, and the two requests that followed took them.
+func TestE2EPrefetchMetrics(t *testing.T) {
+	srv := testserver.Start(t)
+	for b := range 2 {
+		var reqs []string
+		for i := range 600 {
+			at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(b*600+i) * time.Second).Format(time.RFC3339)
+			reqs = append(reqs, fmt.Sprintf(`{"eventId": %q, "event": %s}`, newID(), eventBody(at, "drained")))
+		}
+		if r := call(t, "POST", srv.InternalURL+"/v1/events:batchCreate", srv.ProducerToken, `{"requests": [`+strings.Join(reqs, ",")+`]}`); r.status != http.StatusOK {
+			t.Fatalf("batch: %s", r)
+		}
+	}
+	var pages []int
+	for token := ""; ; {
+		r := searchREST(t, srv, srv.PublicURL, fmt.Sprintf(`{"filter": {"resourceExact": "drained"}, "pageSize": 500, "pageToken": %q}`, token))
+		pages = append(pages, len(names(t, r)))
+		token, _ = r["nextPageToken"].(string)
+		if token == "" {
+			break
+		}
+	}
+	if !slices.Equal(pages, []int{500, 500, 200}) {
+		t.Fatalf("pages of %v events, want 500, 500, 200", pages)
+	}
+	m := call(t, "GET", srv.InternalURL+"/metrics", "", "")
+	for _, want := range []string{
+		`audittrail_search_prefetch_pages_total{outcome="started"} 2`,
+		`audittrail_search_prefetch_pages_total{outcome="taken"} 2`,
+		`audittrail_search_prefetch_pages_total{outcome="failed"} 0`,
+		`audittrail_search_prefetch_pages_total{outcome="mismatched"} 0`,
+	} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
 func TestE2EPublicCreateIs405(t *testing.T) {
 	srv := testserver.Start(t)
 	id := newID()

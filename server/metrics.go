@@ -25,6 +25,7 @@ import (
 //	audittrail_log_signed_tree_size             (with a verifiable log: leaves of the latest signed checkpoint)
 //	audittrail_log_horizon_timestamp_seconds    (its received-before horizon, Unix seconds)
 //	audittrail_log_failures_total               (rounds of the log's integrator that failed, when it reports them)
+//	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
 //
 // plus the Go runtime and process collectors. protocol is "grpc" or "http";
 // method is the RPC name for gRPC ("SearchEvents") and the matched route for
@@ -116,6 +117,40 @@ func (m *Metrics) watchLog(log VerifiableLog) {
 			Name: "audittrail_log_failures_total",
 			Help: "Rounds of the verifiable log's integrator (integrate, sign; on a PostgreSQL replica also refresh) that failed; each is logged. A growing count with a stalled signed tree size needs an operator.",
 		}, func() float64 { return float64(f.Failures()) }))
+	}
+}
+
+// watchPrefetch registers the counts of the pages the service read ahead
+// (audittrail.PrefetchStats), read at each scrape. taken over started is
+// how much of the reading ahead was of use; waited over taken, how often a
+// client came back before its page was read; full, how often reading ahead
+// was refused for want of room (docs/design/performance.md, "Reading the
+// next page ahead").
+func (m *Metrics) watchPrefetch(svc *audittrail.Service) {
+	m.register(prefetchCollector{svc: svc, desc: prometheus.NewDesc("audittrail_search_prefetch_pages_total",
+		"Pages of search results read ahead, by outcome: started; full (not started: as many pages kept as allowed); taken by the request of their token; "+
+			"waited (of those taken, the request came before the read ended); failed (the read ended in an error, the request searched again); "+
+			"mismatched (asked with another page size or scope, or too late: dropped, searched again); expired (dropped unasked after their time to live).",
+		[]string{"outcome"}, nil)})
+}
+
+type prefetchCollector struct {
+	svc  *audittrail.Service
+	desc *prometheus.Desc
+}
+
+func (c prefetchCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c prefetchCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.svc.PrefetchStats()
+	for _, o := range []struct {
+		outcome string
+		n       uint64
+	}{
+		{"started", st.Started}, {"full", st.Full}, {"taken", st.Taken}, {"waited", st.Waited},
+		{"failed", st.Failed}, {"mismatched", st.Mismatched}, {"expired", st.Expired},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(o.n), o.outcome)
 	}
 }
 

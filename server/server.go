@@ -114,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
+	s.metrics.watchPrefetch(cfg.Service)
 	if cfg.Log != nil {
 		s.logSvc = &logService{log: cfg.Log}
 		s.metrics.watchLog(cfg.Log)
