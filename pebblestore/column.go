@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strings"
@@ -527,17 +528,38 @@ func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int, 
 // literalSampleBytes of text it sees): strings.Index skips to candidates
 // with IndexByte on a literal's first byte, and the first byte of a regex's
 // literal is often the most common of the text ('/' in a resource path).
-// The cost is about one IndexByte call per occurrence of the anchor byte:
-// for a literal of common bytes only (`/app-instance-1194` over the
+// The cost is about one IndexByte call per occurrence of the anchor byte,
+// so a literal of common bytes only (`/app-instance-1194` over the
 // resources of internal/sample, the end-to-end benchmark's data: its rarest
-// byte 'i' is one in 71) the search ran at 2–3 GB/s on this machine, against
-// 6–8 GB/s for an anchor of one byte in 500 or more ('v' of `/vaults/`).
+// byte 'i' is one in 61) is searched by two of its bytes at once instead
+// (pairIndex, see pairAnchorRate).
 type literalFinder struct {
 	lits    []string
 	anchors []int // per literal, the offset of its rarest byte
-	freq    [256]int
-	sampled int // bytes counted in freq
+	// pairs holds, per literal, the offset of a second byte when its
+	// rarest byte is common (more than one in pairAnchorRate) and the
+	// literal is searched for both at once (pairIndex); else -1.
+	pairs []int
+	// pairHits counts, per literal and offset, how often the literal's
+	// byte at that offset was at its place beside an occurrence of the
+	// anchor in text, the text sampled so far (kept until the sample is
+	// complete).
+	pairHits [][]int
+	text     []byte
+	freq     [256]int
+	sampled  int // bytes counted in freq
 }
+
+// pairAnchorRate: a literal whose rarest byte is more frequent than one
+// byte in pairAnchorRate is searched by two of its bytes, eight positions
+// at a time (pairIndex), instead of by IndexByte on one, which stops at
+// every occurrence of the byte. Measured over the resources of 100,000
+// events of internal/sample (BenchmarkLiteralFinder, and literals made with
+// each byte of the text): IndexByte ran at 3–5 GB/s for anchors of one byte
+// in 20 to 110 and pairIndex at 7–10.5; they cross between one in 200 and
+// one in 215, beyond which IndexByte is faster (20–30 GB/s for one in 600
+// or rarer, pairIndex staying at 10).
+var pairAnchorRate = 200
 
 // literalSampleBytes is the text sampled for the byte frequencies, over
 // the first values a scanner reads. The first value alone can be a few
@@ -556,6 +578,12 @@ func (f *literalFinder) index(s string, from int) int {
 	best := len(s)
 	for i, l := range f.lits {
 		k := f.anchors[i]
+		if k2 := f.pairs[i]; k2 >= 0 {
+			if p := pairIndex(s, from, best, l, min(k, k2), max(k, k2)); p >= 0 {
+				best = p
+			}
+			continue
+		}
 		// Candidates are occurrences of l[k:] at or after from+k and
 		// starting before best; each is checked for l[:k] before it.
 		for at := from + k; at < best+k && at <= len(s); {
@@ -582,17 +610,124 @@ func (f *literalFinder) sample(text string) {
 		f.freq[text[i]]++
 	}
 	f.sampled += len(text)
+	from := len(f.text)
+	f.text = append(f.text, text...)
 	if f.anchors == nil {
 		f.anchors = make([]int, len(f.lits))
+		f.pairs = make([]int, len(f.lits))
+		f.pairHits = make([][]int, len(f.lits))
 	}
 	for i, l := range f.lits {
-		f.anchors[i] = 0
-		for k := 1; k < len(l); k++ {
-			if f.freq[l[k]] < f.freq[l[f.anchors[i]]] {
-				f.anchors[i] = k
+		k := 0
+		for j := 1; j < len(l); j++ {
+			if f.freq[l[j]] < f.freq[l[k]] {
+				k = j
 			}
 		}
+		f.pairs[i] = -1
+		if len(l) < 2 {
+			f.anchors[i] = k
+			continue
+		}
+		hits, at := f.pairHits[i], from
+		if hits == nil || k != f.anchors[i] {
+			hits, at = make([]int, len(l)), 0 // a new anchor: count over all the text
+			f.pairHits[i] = hits
+		}
+		f.anchors[i] = k
+		f.countPairs(l, k, hits, at)
+		if f.freq[l[k]]*pairAnchorRate <= f.sampled {
+			continue
+		}
+		// The second byte: the one found least often at its place beside
+		// the anchor's occurrences (bytes of one common word occur
+		// together), the rarer byte on equal counts.
+		k2 := -1
+		for j := range len(l) {
+			if j != k && (k2 < 0 || hits[j] < hits[k2] || hits[j] == hits[k2] && f.freq[l[j]] < f.freq[l[k2]]) {
+				k2 = j
+			}
+		}
+		f.pairs[i] = k2
 	}
+	if f.sampled >= literalSampleBytes {
+		f.text = nil // the choice is final
+	}
+}
+
+// countPairs adds to hits[j], for each occurrence of l[k] in f.text at or
+// after at, whether l[j] is at its place beside it (offsets within
+// maxPairSpan of k only, which bounds the work for long literals).
+func (f *literalFinder) countPairs(l string, k int, hits []int, at int) {
+	const maxPairSpan = 32
+	lo, hi := max(0, k-maxPairSpan), min(len(l), k+maxPairSpan+1)
+	for at < len(f.text) {
+		o := bytes.IndexByte(f.text[at:], l[k])
+		if o < 0 {
+			return
+		}
+		p := at + o - k // where l would start
+		for j := lo; j < hi; j++ {
+			if q := p + j; j != k && q >= 0 && q < len(f.text) && f.text[q] == l[j] {
+				hits[j]++
+			}
+		}
+		at += o + 1
+	}
+}
+
+// pairIndex returns the smallest p in [from, limit) where l occurs in s, or
+// -1. Candidates are the positions where l's bytes at offsets a < b both
+// occur, tested eight at a time: the two bytes are compared with every
+// byte of two 64-bit words b−a bytes apart, and a zero byte of the
+// combined difference marks a candidate ((x − 0x01…) &^ x & 0x80… finds
+// the lowest zero byte exactly; the bytes above it are only hints, so
+// only the lowest is taken, and the search goes on after it).
+func pairIndex(s string, from, limit int, l string, a, b int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	bs := bytesOf(s)
+	pa, pb := ones*uint64(l[a]), ones*uint64(l[b])
+	d := b - a
+	// i is where byte a of the candidate starting at i−a would be.
+	i, end := from+a, min(limit, len(s)-len(l)+1)+a
+	for i < end && i+d+8 <= len(s) {
+		// Four words at a time while no candidate is in them.
+		for i+32 <= end && i+d+32 <= len(s) {
+			w := bs[i : i+32 : i+32]
+			v := bs[i+d : i+d+32 : i+d+32]
+			x0 := (binary.LittleEndian.Uint64(w[0:8]) ^ pa) | (binary.LittleEndian.Uint64(v[0:8]) ^ pb)
+			x1 := (binary.LittleEndian.Uint64(w[8:16]) ^ pa) | (binary.LittleEndian.Uint64(v[8:16]) ^ pb)
+			x2 := (binary.LittleEndian.Uint64(w[16:24]) ^ pa) | (binary.LittleEndian.Uint64(v[16:24]) ^ pb)
+			x3 := (binary.LittleEndian.Uint64(w[24:32]) ^ pa) | (binary.LittleEndian.Uint64(v[24:32]) ^ pb)
+			if ((x0-ones)&^x0|(x1-ones)&^x1|(x2-ones)&^x2|(x3-ones)&^x3)&highs != 0 {
+				break
+			}
+			i += 32
+		}
+		if i >= end || i+d+8 > len(s) {
+			break
+		}
+		x := (binary.LittleEndian.Uint64(bs[i:]) ^ pa) | (binary.LittleEndian.Uint64(bs[i+d:]) ^ pb)
+		t := (x - ones) &^ x & highs
+		if t == 0 {
+			i += 8
+			continue
+		}
+		i += bits.TrailingZeros64(t) >> 3
+		if i >= end {
+			return -1
+		}
+		if p := i - a; s[p:p+len(l)] == l {
+			return p
+		}
+		i++
+	}
+	for ; i < end; i++ {
+		if p := i - a; s[i] == l[a] && s[i+d] == l[b] && s[p:p+len(l)] == l {
+			return p
+		}
+	}
+	return -1
 }
 
 func (cs *columnSource) suffix(dst []byte) []byte {

@@ -13,8 +13,9 @@ import (
 
 // TestLiteralFinder compares the anchored search with a plain one on random
 // texts over a small alphabet (so that partial matches abound), from every
-// offset.
+// offset, searching by one byte (IndexByte) or by two (pairIndex).
 func TestLiteralFinder(t *testing.T) {
+	defer func(r int) { pairAnchorRate = r }(pairAnchorRate)
 	r := rand.New(rand.NewPCG(5, 6))
 	word := func(n int) string {
 		b := make([]byte, n)
@@ -23,11 +24,12 @@ func TestLiteralFinder(t *testing.T) {
 		}
 		return string(b)
 	}
-	for range 2000 {
-		text := word(r.IntN(60))
+	for n := range 3000 {
+		pairAnchorRate = []int{0, 1 << 40}[n%2] // every literal searched one way, then the other
+		text := word(r.IntN([]int{60, 200}[r.IntN(2)]))
 		lits := make([]string, 1+r.IntN(3))
 		for i := range lits {
-			lits[i] = word(1 + r.IntN(4))
+			lits[i] = word(1 + r.IntN([]int{4, 12}[r.IntN(2)]))
 		}
 		f := literalFinder{lits: lits}
 		if r.IntN(2) == 0 {
@@ -41,7 +43,44 @@ func TestLiteralFinder(t *testing.T) {
 				}
 			}
 			if got := f.index(text, from); got != want {
-				t.Fatalf("lits %q in %q from %d: got %d, want %d (anchors %v)", lits, text, from, got, want, f.anchors)
+				t.Fatalf("lits %q in %q from %d: got %d, want %d (anchors %v, pairs %v)", lits, text, from, got, want, f.anchors, f.pairs)
+			}
+		}
+	}
+}
+
+// TestPairIndex compares pairIndex with strings.Index for every pair of
+// offsets of the literal, every start and limit, on texts long enough for
+// its four-word steps.
+func TestPairIndex(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	word := func(n int, alphabet string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	for range 300 {
+		alphabet := []string{"ab", "abc/-", "abcdefghijklmnop"}[r.IntN(3)]
+		text := word(r.IntN(150), alphabet)
+		l := word(2+r.IntN(10), alphabet)
+		if r.IntN(2) == 0 && len(text) > len(l) { // make sure it occurs
+			at := r.IntN(len(text) - len(l) + 1)
+			text = text[:at] + l + text[at+len(l):]
+		}
+		for a := 0; a < len(l); a++ {
+			for b := a + 1; b < len(l); b++ {
+				for from := 0; from <= len(text); from += 1 + r.IntN(7) {
+					limit := from + r.IntN(len(text)-from+2)
+					want := -1
+					if i := strings.Index(text[from:], l); i >= 0 && from+i < limit {
+						want = from + i
+					}
+					if got := pairIndex(text, from, limit, l, a, b); got != want {
+						t.Fatalf("%q in %q from %d before %d by offsets %d, %d: got %d, want %d", l, text, from, limit, a, b, got, want)
+					}
+				}
 			}
 		}
 	}
