@@ -226,3 +226,29 @@ func TestLiteralSample(t *testing.T) {
 		t.Fatalf("counts changed after the sample (err %v)", err)
 	}
 }
+
+// FuzzPairIndex: pairIndex finds what strings.Index finds, for any text,
+// literal, pair of offsets and bounds.
+func FuzzPairIndex(f *testing.F) {
+	f.Add("//svc/workspaces/w/apps/app-instance-1194", "/app-instance-1194", 5, 17, 0, 100)
+	f.Add("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "ab", 0, 1, 3, 41)
+	f.Fuzz(func(t *testing.T, text, l string, a, b, from, limit int) {
+		if len(l) < 2 || len(text) > 1<<12 {
+			return
+		}
+		a, b = min(max(a, 0), len(l)-1), min(max(b, 0), len(l)-1)
+		if a == b {
+			return
+		}
+		a, b = min(a, b), max(a, b)
+		from = min(max(from, 0), len(text))
+		limit = min(max(limit, from), len(text)+1)
+		want := -1
+		if i := strings.Index(text[from:], l); i >= 0 && from+i < limit {
+			want = from + i
+		}
+		if got := pairIndex(text, from, limit, l, a, b); got != want {
+			t.Fatalf("%q in %q from %d before %d by offsets %d, %d: got %d, want %d", l, text, from, limit, a, b, got, want)
+		}
+	})
+}
