@@ -363,6 +363,7 @@ func (cs *columnSource) scanWindow() {
 	if mid := start + (cs.end-start)/2; cs.it2 != nil && mid > start && cs.density*(cs.end-start) >= int64(colParallelEntries) {
 		var err2 error
 		done := make(chan struct{})
+		columnHalves.Add(1)
 		go func() {
 			defer close(done)
 			err2 = cs.aux.scanRange(cs.it2, cs.c.d, start, mid)

@@ -179,6 +179,11 @@ func SetListsOpenedHookForTest(f func()) (restore func()) {
 // on several cores since the process started.
 func ParallelFetchBatchesForTest() int64 { return parallelBatches.Load() }
 
+// ParallelScansForTest returns the number of scans run on several cores, and
+// ColumnHalvesForTest the number of value column windows read in two halves.
+func ParallelScansForTest() int64 { return parallelScans.Load() }
+func ColumnHalvesForTest() int64  { return columnHalves.Load() }
+
 // WriteUnpackedPostingsForTest makes s write its postings as stores of
 // format 4 did, one key per posting (and read them), as a store written by
 // an earlier build and opened by this one holds them.

@@ -35,10 +35,13 @@ import (
 var parallelFetchMin = 256
 
 // For tests: a reader count other than the cores' (fetchReadersOverride > 0),
-// and the number of batches read on several cores.
+// and how often a search used a second core: batches of records read on
+// several cores, parallel scans, and value column windows read in halves.
 var (
 	fetchReadersOverride int
 	parallelBatches      atomic.Int64
+	parallelScans        atomic.Int64
+	columnHalves         atomic.Int64
 )
 
 const (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -60,6 +61,52 @@ func TestParallelFetch(t *testing.T) {
 				t.Fatal("no page was read on several cores")
 			}
 		})
+	}
+}
+
+// TestReadAheadOneCore: pages read ahead (SearchRequest.ReadAhead) never use
+// a second core, in any of the three places a search can (records read in
+// batches on several readers, parallel scans, value column windows in two
+// halves), and are the pages a search on all cores returns. Tiny chunks and
+// windows and frozen dictionaries make every path run on a small store.
+func TestReadAheadOneCore(t *testing.T) {
+	defer pebblestore.SetScanChunkEventsForTest(37)()
+	defer pebblestore.SetColumnWindowsForTest(37, 2)()
+	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 8})
+	defer s.Close()
+	g := newGen(31)
+	all := appendBatches(t, s, g, 12, 250)
+	used := func() [3]int64 {
+		return [3]int64{pebblestore.ParallelFetchBatchesForTest(), pebblestore.ParallelScansForTest(), pebblestore.ColumnHalvesForTest()}
+	}
+	var anyResource string
+	for _, e := range all {
+		anyResource = e.Resource
+	}
+	var none, rx audittrail.Filter
+	rx.Regex[audittrail.FieldResource] = regexp.QuoteMeta(anyResource[len(anyResource)/2:]) + "|/"
+	filters := []audittrail.Filter{none, rx}
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 60 {
+		filters = append(filters, randomFilter(r, all))
+	}
+	before := used()
+	for i, f := range filters {
+		q := compile(t, f)
+		limit := []int{5, 50, 1000}[i%3]
+		cores := pages(t, s, q, limit, 0, 2, 3, false)
+		at := used()
+		ahead := pages(t, s, q, limit, 0, 2, 3, true)
+		if got := used(); got != at {
+			t.Fatalf("filter %d %+v: a read ahead used a second core (record batches, scans, column halves: %v before, %v after)", i, f, at, got)
+		}
+		if d := cmp.Diff(cores, ahead, cmpopts.EquateEmpty()); d != "" {
+			t.Fatalf("filter %d %+v, limit %d: pages differ (-all cores +read ahead)\n%s", i, f, limit, d)
+		}
+	}
+	// The searches on all cores did use each path, so the check above could fail.
+	if after := used(); after[0] == before[0] || after[1] == before[1] || after[2] == before[2] {
+		t.Fatalf("a path was never taken on several cores (record batches, scans, column halves: %v before, %v after)", before, after)
 	}
 }
 

@@ -147,6 +147,7 @@ func (s *Store) chunks(lo, hi []byte) ([]chunk, error) {
 
 // parallelScan consumes chunk results in order; see scanChunkEvents.
 func (s *Store) parallelScan(ctx context.Context, pg *pager, lo []byte, chunks []chunk, workers int) error {
+	parallelScans.Add(1)
 	results := make([]chan *chunkResult, len(chunks))
 	for i := range results {
 		results[i] = make(chan *chunkResult, 1)
