@@ -32,8 +32,10 @@ import (
 // taken.
 //
 // What it costs: at most maxPrefetched pages are kept or being read (a page
-// holds at most MaxPageSize events); a page not taken within prefetchTTL is
-// dropped, its search work wasted. A page that ended short of full (the end
+// holds at most MaxPageSize events), at most maxPrefetchedPerCaller of them
+// for one caller, so that one client's abandoned drains cannot take every
+// slot from the others; a page not taken within prefetchTTL is dropped, its
+// search work wasted. A page that ended short of full (the end
 // of the result, or the request's work bound MaxScan: a rare regex) starts
 // no read ahead, so a scan-bound search never starts a speculative scan.
 const (
@@ -41,6 +43,7 @@ const (
 	// the next page ahead (serve --prefetch-min-page).
 	DefaultPrefetchMinPage = 500
 	maxPrefetched          = 16
+	maxPrefetchedPerCaller = 4
 	prefetchTTL            = 30 * time.Second
 	// prefetchTimeout bounds one read ahead, which no request's context
 	// bounds.
@@ -49,8 +52,9 @@ const (
 
 // prefetched is the read ahead of one page.
 type prefetched struct {
-	size    int   // the page size it was read for
-	scope   Scope // the caller's scope it was read in
+	size    int    // the page size it was read for
+	caller  string // the caller it was read for
+	scope   Scope  // the caller's scope it was read in
 	started time.Time
 	done    chan struct{} // closed when res and err are set
 	res     *SearchResult
@@ -69,7 +73,8 @@ type prefetcher struct {
 // Service started (for metrics: Service.PrefetchStats).
 type PrefetchStats struct {
 	// Started: reads ahead begun. Full: pages that would have been read
-	// ahead but were not, maxPrefetched being kept already.
+	// ahead but were not, maxPrefetched being kept already (or
+	// maxPrefetchedPerCaller for their caller).
 	Started, Full uint64
 	// Taken: pages handed to the request of their token; Waited: of
 	// those, pages whose read was still running when the request came
@@ -86,25 +91,28 @@ type prefetchCounters struct {
 	started, full, taken, waited, failed, mismatched, expired atomic.Uint64
 }
 
-// start reads the page of token ahead with search, unless as many pages are
-// kept already.
-func (p *prefetcher) start(token string, size int, scope Scope, now time.Time, search func(context.Context) (*SearchResult, error)) {
+// start reads the page of token ahead for caller with search, unless as
+// many pages are kept already, in all or for that caller.
+func (p *prefetcher) start(token, caller string, size int, scope Scope, now time.Time, search func(context.Context) (*SearchResult, error)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pages == nil {
 		p.pages = map[string]*prefetched{}
 	}
+	mine := 0
 	for t, f := range p.pages {
 		if now.Sub(f.started) > prefetchTTL {
 			delete(p.pages, t)
 			p.stats.expired.Add(1)
+		} else if f.caller == caller {
+			mine++
 		}
 	}
-	if len(p.pages) >= maxPrefetched {
+	if len(p.pages) >= maxPrefetched || mine >= maxPrefetchedPerCaller {
 		p.stats.full.Add(1)
 		return
 	}
-	f := &prefetched{size: size, scope: scope, started: now, done: make(chan struct{})}
+	f := &prefetched{size: size, caller: caller, scope: scope, started: now, done: make(chan struct{})}
 	p.pages[token] = f
 	p.stats.started.Add(1)
 	go func() {

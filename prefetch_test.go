@@ -19,7 +19,7 @@ func TestPrefetcher(t *testing.T) {
 	ws := Scope{Workspaces: []string{"workspaces/a"}}
 
 	var p prefetcher
-	p.start("t1", 500, ws, now, found)
+	p.start("t1", "alice", 500, ws, now, found)
 	if got, err := p.take(ctx, "t1", 500, Scope{Workspaces: []string{"workspaces/a"}}, now.Add(time.Second)); err != nil || got != page {
 		t.Fatalf("take: %v, %v; want the page read ahead", got, err)
 	}
@@ -41,7 +41,7 @@ func TestPrefetcher(t *testing.T) {
 		"all events":       {"t1", 500, Scope{All: true}, now},
 		"too late":         {"t1", 500, ws, now.Add(prefetchTTL + time.Second)},
 	} {
-		p.start("t1", 500, ws, now, found)
+		p.start("t1", "alice", 500, ws, now, found)
 		if got, err := p.take(ctx, c.token, c.size, c.scope, c.at); got != nil || err != nil {
 			t.Errorf("%s: %v, %v; want nothing", name, got, err)
 		}
@@ -49,7 +49,7 @@ func TestPrefetcher(t *testing.T) {
 	}
 
 	// A failed read ahead: the request searches itself.
-	p.start("t2", 500, ws, now, func(context.Context) (*SearchResult, error) { return nil, errors.New("disk on fire") })
+	p.start("t2", "alice", 500, ws, now, func(context.Context) (*SearchResult, error) { return nil, errors.New("disk on fire") })
 	if got, err := p.take(ctx, "t2", 500, ws, now); got != nil || err != nil {
 		t.Errorf("failed read: %v, %v; want nothing", got, err)
 	}
@@ -57,7 +57,7 @@ func TestPrefetcher(t *testing.T) {
 	// A request that ends while the read is running gets its context's
 	// error.
 	release := make(chan struct{})
-	p.start("t3", 500, ws, now, func(context.Context) (*SearchResult, error) { <-release; return page, nil })
+	p.start("t3", "alice", 500, ws, now, func(context.Context) (*SearchResult, error) { <-release; return page, nil })
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := p.take(cctx, "t3", 500, ws, now); !errors.Is(err, context.Canceled) {
@@ -68,7 +68,7 @@ func TestPrefetcher(t *testing.T) {
 	// The bound: pages past maxPrefetched are not read; pages past their
 	// time make room.
 	for i := range maxPrefetched + 3 {
-		p.start(fmt.Sprint("b", i), 500, ws, now, found)
+		p.start(fmt.Sprint("b", i), fmt.Sprint("caller", i%5), 500, ws, now, found) // at most 4 each
 	}
 	if n := p.pending(); n != maxPrefetched {
 		t.Errorf("%d pages kept, want at most %d", n, maxPrefetched)
@@ -76,15 +76,32 @@ func TestPrefetcher(t *testing.T) {
 	if got, _ := p.take(ctx, fmt.Sprint("b", maxPrefetched), 500, ws, now); got != nil {
 		t.Error("a page past the bound was read ahead")
 	}
-	p.start("late", 500, ws, now.Add(prefetchTTL+time.Second), found)
+	p.start("late", "alice", 500, ws, now.Add(prefetchTTL+time.Second), found)
 	if n := p.pending(); n != 1 {
 		t.Errorf("after the time to live: %d pages kept, want only the new one", n)
+	}
+
+	// One caller gets at most maxPrefetchedPerCaller pages; another still
+	// gets its page.
+	later := now.Add(prefetchTTL + time.Second)
+	for i := range maxPrefetchedPerCaller + 1 {
+		p.start(fmt.Sprint("bob", i), "bob", 500, ws, later, found)
+	}
+	p.start("carol", "carol", 500, ws, later, found)
+	if n := p.pending(); n != 1+maxPrefetchedPerCaller+1 {
+		t.Errorf("%d pages kept, want late, %d of bob's and carol's", n, maxPrefetchedPerCaller)
+	}
+	if got, _ := p.take(ctx, fmt.Sprint("bob", maxPrefetchedPerCaller), 500, ws, later); got != nil {
+		t.Error("a caller got more than its share of pages read ahead")
+	}
+	if got, _ := p.take(ctx, "carol", 500, ws, later); got != page {
+		t.Error("another caller's page was not read ahead")
 	}
 
 	// What became of each page above (Waited depends on the goroutines'
 	// timing: at most the pages taken).
 	got := p.snapshot()
-	want := PrefetchStats{Started: 25, Full: 3, Taken: 2, Failed: 1, Mismatched: 4, Expired: maxPrefetched, Waited: got.Waited}
+	want := PrefetchStats{Started: 30, Full: 4, Taken: 3, Failed: 1, Mismatched: 4, Expired: maxPrefetched, Waited: got.Waited}
 	if got != want || got.Waited > got.Taken {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}

@@ -198,7 +198,7 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 		})
 		if s.PrefetchMinPage > 0 && size >= s.PrefetchMinPage && len(res.Events) == size {
 			next := SearchRequest{Query: q, After: res.Next, Limit: size, MaxScan: s.MaxScan, ReadAhead: true}
-			s.ahead.start(out.NextPageToken, size, scope, s.now(), func(ctx context.Context) (*SearchResult, error) {
+			s.ahead.start(out.NextPageToken, caller, size, scope, s.now(), func(ctx context.Context) (*SearchResult, error) {
 				return s.Store.Search(ctx, next)
 			})
 		}

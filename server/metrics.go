@@ -128,7 +128,7 @@ func (m *Metrics) watchLog(log VerifiableLog) {
 // next page ahead").
 func (m *Metrics) watchPrefetch(svc *audittrail.Service) {
 	m.register(prefetchCollector{svc: svc, desc: prometheus.NewDesc("audittrail_search_prefetch_pages_total",
-		"Pages of search results read ahead, by outcome: started; full (not started: as many pages kept as allowed); taken by the request of their token; "+
+		"Pages of search results read ahead, by outcome: started; full (not started: as many pages kept as allowed, in all or for the caller); taken by the request of their token; "+
 			"waited (of those taken, the request came before the read ended); failed (the read ended in an error, the request searched again); "+
 			"mismatched (asked with another page size or scope, or too late: dropped, searched again); expired (dropped unasked after their time to live).",
 		[]string{"outcome"}, nil)})
