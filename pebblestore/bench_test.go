@@ -475,6 +475,85 @@ func BenchmarkSearchRegexScanAll(b *testing.B) {
 	}
 }
 
+// BenchmarkSearchRegexSample makes full passes over the resources of the
+// end-to-end benchmark's events (internal/sample, seed 1; 1M events, or
+// AUDITTRAIL_BENCH_SAMPLE_EVENTS; kept under AUDITTRAIL_BENCH_DIR when set)
+// with a regex whose literal has no rare byte and one whose literal has,
+// each with the column's literal searched by two bytes at once (pair, the
+// default) and by IndexByte on its rarest byte alone (indexbyte), paged by
+// 1M candidates as the server does.
+//
+//	AUDITTRAIL_BENCH_SAMPLE_EVENTS=10000000 AUDITTRAIL_BENCH_DIR=<dir> go test -run '^$' -bench SearchRegexSample -benchtime 5x -count 3 ./pebblestore/
+func BenchmarkSearchRegexSample(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_SAMPLE_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	dir := b.TempDir()
+	if d := os.Getenv("AUDITTRAIL_BENCH_DIR"); d != "" {
+		dir = filepath.Join(d, fmt.Sprintf("sample-%d", n))
+	}
+	s := openStoreConfig(b, pebblestore.Config{Dir: dir})
+	defer s.Close()
+	if have := int(s.Stats().Events); have != n {
+		if have != 0 {
+			b.Fatalf("%s holds %d events, not %d", dir, have, n)
+		}
+		g := sample.New(1, sample.Options{Events: n})
+		now := time.Now()
+		for done := 0; done < n; done += 1000 {
+			batch := make([]*audittrail.Event, min(1000, n-done))
+			for i := range batch {
+				id, ne := g.Next()
+				e, err := audittrail.PrepareNewEvent(id, ne, now, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				batch[i] = e
+			}
+			mustAppend(b, s, batch)
+		}
+	}
+	for _, c := range []struct{ name, expr string }{
+		{"common-bytes", "/app-instance-1194$"}, // rarest byte 'i', one byte in 61 of the resources
+		{"rare-byte", "/vaults/[^/]+$"},         // 'v', one in 978; no match
+	} {
+		for _, mode := range []struct {
+			name string
+			rate int
+		}{{"pair", -1}, {"indexbyte", 0}} {
+			b.Run(c.name+"/"+mode.name, func(b *testing.B) {
+				if mode.rate >= 0 {
+					defer pebblestore.SetPairAnchorRateForTest(mode.rate)()
+				}
+				var f audittrail.Filter
+				f.Regex[audittrail.FieldResource] = c.expr
+				q, err := f.Compile(sample.DefaultEnd)
+				if err != nil {
+					b.Fatal(err)
+				}
+				matches := 0
+				for b.Loop() {
+					matches = 0
+					var after *audittrail.Cursor
+					for {
+						res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 50, MaxScan: 1_000_000})
+						if err != nil {
+							b.Fatal(err)
+						}
+						matches += len(res.Events)
+						if res.Next == nil {
+							break
+						}
+						after = res.Next
+					}
+				}
+				b.ReportMetric(float64(matches), "matches")
+			})
+		}
+	}
+}
+
 // BenchmarkGC measures one full garbage collection (runtime.GC) with the
 // data set's store open and nothing else live: what every collection of a
 // server marks on top of its requests' garbage. The store's long-lived heap

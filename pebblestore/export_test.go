@@ -158,6 +158,15 @@ func (s *Store) FilterProbesForTest() int64 {
 	return m.Filter.Hits + m.Filter.Misses
 }
 
+// SetPairAnchorRateForTest sets the anchor frequency (one byte in rate)
+// above which a column literal is searched by two of its bytes (pairIndex);
+// 0 turns the pair search off. It returns a function that restores it.
+func SetPairAnchorRateForTest(rate int) (restore func()) {
+	old := pairAnchorRate
+	pairAnchorRate = rate
+	return func() { pairAnchorRate = old }
+}
+
 // SetParallelFetchForTest sets the candidates from which a page's records
 // are read on several cores, and the number of readers (0: one per core),
 // and returns a function that restores both.
