@@ -154,20 +154,24 @@ func BenchmarkAppendSample(b *testing.B) {
 		b.Run(fmt.Sprintf("stream=%dM", size/1_000_000), func(b *testing.B) {
 			g := sample.New(1, sample.Options{Events: size})
 			now := time.Now()
-			benchAppend(b, 4, func(int) []*audittrail.Event {
-				out := make([]*audittrail.Event, 1000)
-				for i := range out {
-					id, ne := g.Next()
-					e, err := audittrail.PrepareNewEvent(id, ne, now, true)
-					if err != nil {
-						b.Fatal(err)
-					}
-					out[i] = e
-				}
-				return out
-			})
+			benchAppend(b, 4, func(int) []*audittrail.Event { return sampleBatch(b, g, now, 1000) })
 		})
 	}
+}
+
+// sampleBatch returns g's next n events, prepared as the server prepares
+// them when it receives them at now.
+func sampleBatch(b *testing.B, g *sample.Generator, now time.Time, n int) []*audittrail.Event {
+	out := make([]*audittrail.Event, n)
+	for i := range out {
+		id, ne := g.Next()
+		e, err := audittrail.PrepareNewEvent(id, ne, now, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // benchAppend appends b.N batches to a fresh store, callers at a time, and
@@ -444,28 +448,7 @@ func BenchmarkSearchRegexScanAll(b *testing.B) {
 		{"rare", "/appInstance-1194$"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			var f audittrail.Filter
-			f.Regex[audittrail.FieldResource] = c.expr
-			q, err := f.Compile(benchEnd)
-			if err != nil {
-				b.Fatal(err)
-			}
-			matches := 0
-			for b.Loop() {
-				matches = 0
-				var after *audittrail.Cursor
-				for {
-					res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 50, MaxScan: 1_000_000})
-					if err != nil {
-						b.Fatal(err)
-					}
-					matches += len(res.Events)
-					if res.Next == nil {
-						break
-					}
-					after = res.Next
-				}
-			}
+			matches := resourceRegexPasses(b, s, c.expr, benchEnd)
 			if c.name == "none" && matches != 0 {
 				b.Fatalf("%d events match a regex that matches nothing", matches)
 			}
@@ -473,6 +456,35 @@ func BenchmarkSearchRegexScanAll(b *testing.B) {
 			b.ReportMetric(float64(s.Stats().Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// resourceRegexPasses makes b.N full passes of a resource_regex search
+// ending at end, paged by 1M candidates as the server pages it, and returns
+// the matches of a pass.
+func resourceRegexPasses(b *testing.B, s *pebblestore.Store, expr string, end time.Time) int {
+	var f audittrail.Filter
+	f.Regex[audittrail.FieldResource] = expr
+	q, err := f.Compile(end)
+	if err != nil {
+		b.Fatal(err)
+	}
+	matches := 0
+	for b.Loop() {
+		matches = 0
+		var after *audittrail.Cursor
+		for {
+			res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 50, MaxScan: 1_000_000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			matches += len(res.Events)
+			if res.Next == nil {
+				break
+			}
+			after = res.Next
+		}
+	}
+	return matches
 }
 
 // BenchmarkSearchRegexSample makes full passes over the resources of the
@@ -502,16 +514,7 @@ func BenchmarkSearchRegexSample(b *testing.B) {
 		g := sample.New(1, sample.Options{Events: n})
 		now := time.Now()
 		for done := 0; done < n; done += 1000 {
-			batch := make([]*audittrail.Event, min(1000, n-done))
-			for i := range batch {
-				id, ne := g.Next()
-				e, err := audittrail.PrepareNewEvent(id, ne, now, true)
-				if err != nil {
-					b.Fatal(err)
-				}
-				batch[i] = e
-			}
-			mustAppend(b, s, batch)
+			mustAppend(b, s, sampleBatch(b, g, now, min(1000, n-done)))
 		}
 	}
 	for _, c := range []struct{ name, expr string }{
@@ -526,29 +529,7 @@ func BenchmarkSearchRegexSample(b *testing.B) {
 				if mode.rate >= 0 {
 					defer pebblestore.SetPairAnchorRateForTest(mode.rate)()
 				}
-				var f audittrail.Filter
-				f.Regex[audittrail.FieldResource] = c.expr
-				q, err := f.Compile(sample.DefaultEnd)
-				if err != nil {
-					b.Fatal(err)
-				}
-				matches := 0
-				for b.Loop() {
-					matches = 0
-					var after *audittrail.Cursor
-					for {
-						res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 50, MaxScan: 1_000_000})
-						if err != nil {
-							b.Fatal(err)
-						}
-						matches += len(res.Events)
-						if res.Next == nil {
-							break
-						}
-						after = res.Next
-					}
-				}
-				b.ReportMetric(float64(matches), "matches")
+				b.ReportMetric(float64(resourceRegexPasses(b, s, c.expr, sample.DefaultEnd)), "matches")
 			})
 		}
 	}
