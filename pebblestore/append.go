@@ -456,7 +456,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 		v := st.Value(f)
 		refs.fields[f], added = ds.resolve(dictID(f), bytesOf(v), b)
 		w.published = w.published || added
-		w.post(g, dictID(f), refs.fields[f], bytesOf(v), ns, seq)
+		w.post(g, b, dictID(f), refs.fields[f], bytesOf(v), ns, seq)
 	}
 	refs.ua, added = ds.resolve(dictUserAgent, bytesOf(st.UserAgent), b)
 	w.published = w.published || added
@@ -471,7 +471,7 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 		ref, added := ds.resolve(dictMeta, p, b)
 		w.published = w.published || added
 		refs.meta = append(refs.meta, ref)
-		w.post(g, dictMeta, ref, p, ns, seq)
+		w.post(g, b, dictMeta, ref, p, ns, seq)
 	}
 	w.rec = appendRecord(w.rec[:0], st, refs, id)
 	w.key = eventKey(w.key[:0], ns, seq)
@@ -497,11 +497,29 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 
 // post adds the posting of value v (resolved to ref) of the event at
 // (ns, seq): to the id's list, or to the hashed list of an inline value,
-// which also goes to the value column.
-func (w *groupWriter) post(g *group, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
+// which also goes to the value column, split at its last '/' when its
+// prefix is in the column's prefix dictionary (added to it when new and
+// the dictionary has room; written to b).
+func (w *groupWriter) post(g *group, b *kvBuf, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
 	if ref.inline {
-		g.cols.abs = w.s.legacyWrites.format5
-		g.cols.add(d, ns, seq, v)
+		var pref uint32
+		rest := v
+		switch {
+		case w.s.legacyWrites.format5:
+			g.cols.format = colAbsolute
+		case w.s.legacyWrites.format6:
+			g.cols.format = colDelta
+		default:
+			g.cols.format = colPrefixed
+			if prefix, r, ok := splitColValue(v); ok {
+				pr, added := w.s.dicts.resolve(dictColPrefix, prefix, b)
+				w.published = w.published || added
+				if !pr.inline {
+					pref, rest = pr.id+1, r
+				}
+			}
+		}
+		g.cols.add(d, ns, seq, pref, rest)
 	} else {
 		g.delta.add(d, ref.id)
 	}

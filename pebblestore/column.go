@@ -38,20 +38,38 @@ import (
 // dictionary values, and are checked against their records like any
 // posting (docs/design/storage.md, "The value column").
 //
-// Key: v + field(1) + sortTime(bucket start)(8) + seq(8) + 2, one key per
+// Key: v + field(1) + sortTime(bucket start)(8) + seq(8) + 3, one key per
 // group commit and bucket: seq is that of the group's first entry in the
 // bucket, so keys are unique. Value: one or more operands, each
 // uvarint(entries) uvarint(length of the entries) and the entries, each
-// varint(time − the time before) varint(seq − the seq before) uvarint(len)
-// bytes (zigzag; an operand's first entry from the bucket's start and seq
-// 0). Stores of format 5 and earlier have keys without the last byte, whose
-// entries are uvarint(time − bucket start) uvarint(seq) uvarint(len) bytes:
-// both are read. A group's entries of a bucket come in seq order and mostly
+// varint(time − the time before) varint(seq − the seq before)
+// uvarint(prefix ref) uvarint(len) bytes (zigzag; an operand's first entry
+// from the bucket's start and seq 0). A prefix ref of 0 says the bytes are
+// the whole value; ref r > 0 says the value is value r−1 of the column's
+// prefix dictionary followed by the bytes, which start at the value's last
+// '/' (see "Prefixes" below). Stores of format 6 have keys ending in 2,
+// whose entries have no prefix ref; stores of format 5 and earlier keys
+// without the last byte, whose entries are uvarint(time − bucket start)
+// uvarint(seq) uvarint(len) bytes: all three are read. A group's entries of a bucket come in seq order and mostly
 // in time order, so the differences take about 2.5 bytes less per entry
 // than offsets and seqs: measured on the benchmark's 1M events, the column
 // 46.8 → 44.8 bytes per event (its values, which MinLZ does not
 // entropy-code, are the rest). The operand's header lets a search skip its
 // entries when the regex's literal does not occur in them.
+//
+// Prefixes (storage format 7). A value with a '/' at offset 8 or later is
+// split at its last '/': the part before goes to a dictionary of its own
+// (dictColPrefix), and the entry holds the part's id and the rest. Resource
+// paths name one object under a parent shared by many (the benchmark's
+// `//service/workspaces/<36-byte id>/collection/name-1234`: about 60 of
+// 80 bytes are the parent, from 60,000 distinct parents at 10M events), so
+// a pass reads the names alone, and a regex's literal is searched in the
+// prefixes once per search instead of once per entry: an entry is a
+// candidate when its prefix holds a literal or may end with the part of
+// one before its last '/' (colPrefixes), or when a literal falls in its
+// rest, found by the whole-operand search as before. The dictionary takes
+// at most Config.DictionaryLimit prefixes, like the others; once frozen,
+// new prefixes are written whole (ref 0).
 //
 // Why not one key per bucket, appended to with Pebble's merge operator:
 // compactions would join a bucket's operands, but until they do (the newer
@@ -71,8 +89,32 @@ const (
 	colBucketShift = 36
 	colKeyLen      = 2 + 8 + 8 // format 5 and earlier: absolute entries
 	colKeyLenDelta = colKeyLen + 1
-	colDeltaMark   = 2 // the last byte of a key of difference-coded entries
+	colDeltaMark   = 2 // the last byte of a key of difference-coded entries (format 6)
+	colPrefixMark  = 3 // the last byte of a key of entries with prefix refs (format 7)
+	// minColPrefix is the shortest prefix worth a dictionary value: an
+	// entry's ref takes one to three bytes.
+	minColPrefix = 8
 )
+
+// colFormat is how a column key's entries are written; the zero value is
+// this build's.
+type colFormat uint8
+
+const (
+	colPrefixed colFormat = iota // format 7
+	colDelta                     // format 6
+	colAbsolute                  // formats 5 and earlier
+)
+
+// splitColValue splits v at its last '/' into the prefix before it and the
+// rest from it, when the prefix is at least minColPrefix bytes long.
+func splitColValue(v []byte) (prefix, rest []byte, ok bool) {
+	i := bytes.LastIndexByte(v, '/')
+	if i < minColPrefix {
+		return nil, v, false
+	}
+	return v[:i], v[i:], true
+}
 
 // colBucket is the bucket of time ns (floor division, also for negative
 // times).
@@ -93,10 +135,13 @@ func appendColEntry(dst []byte, ns int64, seq uint64, v []byte) []byte {
 }
 
 // appendColDelta appends entry e as its differences from the entry
-// before, prev.
-func appendColDelta(dst []byte, prev, e colEntry, v []byte) []byte {
+// before, prev, with its prefix ref when f is colPrefixed.
+func appendColDelta(dst []byte, f colFormat, prev, e colEntry, ref uint32, v []byte) []byte {
 	dst = binary.AppendVarint(dst, e.ns-prev.ns)
 	dst = binary.AppendVarint(dst, int64(e.seq-prev.seq))
+	if f == colPrefixed {
+		dst = binary.AppendUvarint(dst, uint64(ref))
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(v)))
 	return append(dst, v...)
 }
@@ -110,10 +155,14 @@ type colWrites struct {
 	counts []int
 	key    []byte
 	op     []byte
-	abs    bool // write format 5's keys and entries (a test knob: Store.legacyWrites)
+	// format is colPrefixed but for test knobs (Store.legacyWrites), which
+	// write the keys and entries of earlier formats.
+	format colFormat
 }
 
-func (c *colWrites) add(d dictID, ns int64, seq uint64, v []byte) {
+// add adds the entry of value v of field d at (ns, seq): v is the rest of
+// the value after the prefix whose ref is ref, or the whole value (ref 0).
+func (c *colWrites) add(d dictID, ns int64, seq uint64, ref uint32, v []byte) {
 	if c.idx == nil {
 		c.idx = map[string]int{}
 	}
@@ -124,8 +173,11 @@ func (c *colWrites) add(d dictID, ns int64, seq uint64, v []byte) {
 		i = len(c.keys)
 		c.idx[string(c.key)] = i
 		k := binary.BigEndian.AppendUint64(bytes.Clone(c.key), seq)
-		if !c.abs {
+		switch c.format {
+		case colDelta:
 			k = append(k, colDeltaMark)
+		case colPrefixed:
+			k = append(k, colPrefixMark)
 		}
 		c.keys = append(c.keys, k)
 		c.vals = append(c.vals, nil)
@@ -133,10 +185,10 @@ func (c *colWrites) add(d dictID, ns int64, seq uint64, v []byte) {
 		c.counts = append(c.counts, 0)
 	}
 	e := colEntry{ns: ns, seq: seq}
-	if c.abs {
+	if c.format == colAbsolute {
 		c.vals[i] = appendColEntry(c.vals[i], ns, seq, v)
 	} else {
-		c.vals[i] = appendColDelta(c.vals[i], c.last[i], e, v)
+		c.vals[i] = appendColDelta(c.vals[i], c.format, c.last[i], e, ref, v)
 	}
 	c.last[i] = e
 	c.counts[i]++
@@ -246,10 +298,60 @@ type colScanner struct {
 	m       *matcher
 	metaKey []byte        // metadata: entries are pairs, and only those of this key + "\x00" count
 	find    literalFinder // each scanner its own: it samples the text it reads
+	pfx     *colPrefixes  // shared, read only
 	lo, hi  colEntry
 	matches []colEntry
 	entries int // entries read
 	key     []byte
+	val     []byte // a prefixed entry's whole value
+}
+
+// colPrefixes is a search's view of the column's prefix dictionary, and
+// which prefixes make their entries candidates whatever their rest.
+type colPrefixes struct {
+	vals valueView
+	// cand has bit i set when some literal of the regex occurs in prefix
+	// i, or may start in it and end in an entry's rest: the rest starts
+	// with '/', so a literal l spans the two only at one of its own '/'s,
+	// at k ≥ 1, with l[:k] ending the prefix.
+	cand []uint64
+	any  bool // some bit of cand is set
+}
+
+// newColPrefixes classifies the prefixes of vals for the literals lits
+// (nil: no literal prefilter, every entry is a candidate anyway).
+func newColPrefixes(vals valueView, lits []string) *colPrefixes {
+	p := &colPrefixes{vals: vals}
+	if lits == nil {
+		return p
+	}
+	p.cand = make([]uint64, (vals.len()+63)/64)
+	for i := range vals.len() {
+		v := vals.at(i)
+		for _, l := range lits {
+			if strings.Contains(v, l) || spansPrefix(v, l) {
+				p.cand[i>>6] |= 1 << (i & 63)
+				p.any = true
+				break
+			}
+		}
+	}
+	return p
+}
+
+// spansPrefix reports whether literal l may start in prefix v and end in
+// the rest of a value split after v (a rest starts with '/').
+func spansPrefix(v, l string) bool {
+	for k := 1; k < len(l); k++ {
+		if l[k] == '/' && strings.HasSuffix(v, l[:k]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *colPrefixes) candidate(id uint32) bool {
+	return int(id>>6) < len(p.cand) && p.cand[id>>6]&(1<<(id&63)) != 0
 }
 
 // newColumnSource opens the column of field d for the range [lo, hi) of
@@ -290,6 +392,11 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 			return nil, err
 		}
 	}
+	s.dicts.mu.RLock()
+	vals := s.dicts.d[dictColPrefix].vals.view()
+	s.dicts.mu.RUnlock()
+	cs.main.pfx = newColPrefixes(vals, c.re.lits)
+	cs.aux.pfx = cs.main.pfx
 	cs.more = cs.position(cs.it.Last())
 	return cs, nil
 }
@@ -310,7 +417,7 @@ func (cs *columnSource) position(valid bool) bool {
 		return false
 	}
 	k := cs.it.Key()
-	if _, err := colKeyDelta(k); err != nil {
+	if _, err := colKeyFormat(k); err != nil {
 		cs.err = err
 		return false
 	}
@@ -343,16 +450,18 @@ func (cs *columnSource) prev() bool {
 
 var errCorruptColumn = errors.New("pebblestore: corrupt value column entry")
 
-// colKeyDelta checks a column key's length and says whether its entries are
-// difference-coded (format 6) or absolute (formats 5 and earlier).
-func colKeyDelta(k []byte) (bool, error) {
+// colKeyFormat checks a column key's length and says how its entries are
+// written.
+func colKeyFormat(k []byte) (colFormat, error) {
 	switch {
 	case len(k) == colKeyLen:
-		return false, nil
+		return colAbsolute, nil
 	case len(k) == colKeyLenDelta && k[colKeyLen] == colDeltaMark:
-		return true, nil
+		return colDelta, nil
+	case len(k) == colKeyLenDelta && k[colKeyLen] == colPrefixMark:
+		return colPrefixed, nil
 	}
-	return false, fmt.Errorf("pebblestore: corrupt value column key %x", k)
+	return 0, fmt.Errorf("pebblestore: corrupt value column key %x", k)
 }
 
 // scanWindow reads the buckets [end−width, end) forwards and moves end
@@ -402,7 +511,7 @@ func (sc *colScanner) scanRange(it *pebble.Iterator, d dictID, start, end int64)
 	sc.key = colBucketPrefix(sc.key[:0], d, start)
 	for valid := it.SeekGE(sc.key); valid; valid = it.Next() {
 		k := it.Key()
-		delta, err := colKeyDelta(k)
+		format, err := colKeyFormat(k)
 		if err != nil {
 			return err
 		}
@@ -414,7 +523,7 @@ func (sc *colScanner) scanRange(it *pebble.Iterator, d dictID, start, end int64)
 		if err != nil {
 			return err
 		}
-		if err := sc.scanValue(bucketStart, v, delta); err != nil {
+		if err := sc.scanValue(bucketStart, v, format); err != nil {
 			return err
 		}
 	}
@@ -424,13 +533,15 @@ func (sc *colScanner) scanRange(it *pebble.Iterator, d dictID, start, end int64)
 // scanValue collects the matches of one key's operands. With a literal
 // prefilter, the value's bytes are searched for the literals as a whole:
 // an operand without one is skipped (when the whole bucket is inside the
-// search's range), and the regex runs only on the entries a literal starts
-// in.
-func (sc *colScanner) scanValue(start int64, data []byte, delta bool) error {
+// search's range and no prefix is a candidate by itself), and the regex
+// runs only on the entries a literal starts in or whose prefix is a
+// candidate.
+func (sc *colScanner) scanValue(start int64, data []byte, format colFormat) error {
 	m := sc.m
 	s := unsafe.String(unsafe.SliceData(data), len(data)) // read only during the call
 	hit := -1                                             // offset of the next literal at or after the current position; len(s): none
 	inside := sc.lo.compare(colEntry{ns: start}) <= 0 && colEntry{ns: start + 1<<colBucketShift}.compare(sc.hi) <= 0
+	skip := m.lits != nil && inside && (format != colPrefixed || !sc.pfx.any)
 	if m.lits != nil && sc.find.sampled < literalSampleBytes {
 		sc.find.sample(s)
 	}
@@ -448,7 +559,7 @@ func (sc *colScanner) scanValue(start int64, data []byte, delta bool) error {
 		body, end := pos+w1+w2, pos+w1+w2+int(blen)
 		pos = end
 		sc.entries += int(count)
-		if m.lits != nil && inside {
+		if skip {
 			if hit < body {
 				hit = sc.find.index(s, body)
 			}
@@ -456,7 +567,7 @@ func (sc *colScanner) scanValue(start int64, data []byte, delta bool) error {
 				continue
 			}
 		}
-		n, err := sc.scanEntries(start, data[:end], body, &hit, delta)
+		n, err := sc.scanEntries(start, data[:end], body, &hit, format)
 		if err != nil {
 			return err
 		}
@@ -468,9 +579,9 @@ func (sc *colScanner) scanValue(start int64, data []byte, delta bool) error {
 }
 
 // scanEntries collects the matches among the entries of data[from:] and
-// returns how many there are; hit is as in scanValue, delta says how the
-// entries' times and seqs are written (the top of this file).
-func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int, delta bool) (uint64, error) {
+// returns how many there are; hit is as in scanValue, format says how the
+// entries are written (the top of this file).
+func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int, format colFormat) (uint64, error) {
 	m := sc.m
 	s := unsafe.String(unsafe.SliceData(data), len(data))
 	var n uint64
@@ -484,25 +595,41 @@ func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int, 
 		if w2 <= 0 {
 			return 0, errCorruptColumn
 		}
-		if delta {
+		if format != colAbsolute {
 			// Zigzag, as binary.AppendVarint writes them.
 			e.ns += int64(off>>1) ^ -int64(off&1)
 			e.seq += uint64(int64(seq>>1) ^ -int64(seq&1))
 		} else {
 			e = colEntry{ns: start + int64(off), seq: seq}
 		}
-		l, w3 := uvarint(data[pos+w1+w2:])
-		a := pos + w1 + w2 + w3
+		pos += w1 + w2
+		var ref uint64
+		if format == colPrefixed {
+			var w int
+			// Every prefix an entry of the search's iterators refers to is
+			// in the view: the writer publishes a prefix before the batch
+			// using it commits, and the view is taken after the iterators
+			// are opened.
+			if ref, w = uvarint(data[pos:]); w <= 0 || ref > uint64(sc.pfx.vals.len()) {
+				return 0, errCorruptColumn
+			}
+			pos += w
+		}
+		l, w3 := uvarint(data[pos:])
+		a := pos + w3
 		if w3 <= 0 || l > uint64(len(s)-a) {
 			return 0, errCorruptColumn
 		}
 		b := a + int(l)
+		if ref > 0 && (l == 0 || data[a] != '/') {
+			return 0, errCorruptColumn // the literals' search relies on it (colPrefixes)
+		}
 		pos = b
 		n++
 		if e.compare(sc.lo) < 0 || e.compare(sc.hi) >= 0 {
 			continue
 		}
-		if m.lits != nil {
+		if m.lits != nil && (ref == 0 || !sc.pfx.candidate(uint32(ref-1))) {
 			if *hit < a {
 				*hit = sc.find.index(s, a)
 			}
@@ -511,6 +638,10 @@ func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int, 
 			}
 		}
 		v := data[a:b]
+		if ref > 0 {
+			sc.val = append(append(sc.val[:0], sc.pfx.vals.at(int(ref-1))...), v...)
+			v = sc.val
+		}
 		if sc.metaKey != nil {
 			if !bytes.HasPrefix(v, sc.metaKey) {
 				continue
@@ -791,12 +922,12 @@ func (s *Store) buildColumn() error {
 		events++
 		for f := range audittrail.NumFields {
 			if v.inline&(1<<f) != 0 {
-				cols.add(dictID(f), ns, seq, v.fieldIn[f])
+				cols.add(dictID(f), ns, seq, 0, v.fieldIn[f])
 				entries++
 			}
 		}
 		for _, pair := range v.metaIn {
-			cols.add(dictMeta, ns, seq, pair)
+			cols.add(dictMeta, ns, seq, 0, pair)
 			entries++
 		}
 		if entries >= 1<<16 {

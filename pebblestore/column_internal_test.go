@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,21 +89,52 @@ func TestPairIndex(t *testing.T) {
 
 // columnValue packs entries in one operand as the writer does, and the
 // same entries again split in operands of one or two entries, as merges
-// leave them.
+// leave them. Values are written whole (prefix ref 0).
 func columnValue(ns int64, vals ...string) []byte {
+	return prefixedColumnValue(ns, nil, vals...)
+}
+
+// prefixedColumnValue is columnValue with the values whose prefix (before
+// their last '/', splitColValue) is one of prefixes written as the writer
+// does when its dictionary holds it: the prefix's ref and the rest.
+func prefixedColumnValue(ns int64, prefixes []string, vals ...string) []byte {
+	add := func(c *colWrites, j int) {
+		v, ref := []byte(vals[j]), uint32(0)
+		if p, rest, ok := splitColValue(v); ok {
+			if i := slices.Index(prefixes, string(p)); i >= 0 {
+				v, ref = rest, uint32(i+1)
+			}
+		}
+		c.add(dictID(audittrail.FieldResource), ns+int64(j), uint64(j+1), ref, v)
+	}
 	var c colWrites
-	for i, v := range vals {
-		c.add(dictID(audittrail.FieldResource), ns+int64(i), uint64(i+1), []byte(v))
+	for i := range vals {
+		add(&c, i)
 	}
 	b := operand(&c, 0)
 	for i := 0; i < len(vals); i += 2 {
 		var c colWrites
 		for j := i; j < min(i+2, len(vals)); j++ {
-			c.add(dictID(audittrail.FieldResource), ns+int64(j), uint64(j+1), []byte(vals[j]))
+			add(&c, j)
 		}
 		b = append(b, operand(&c, 0)...)
 	}
 	return b
+}
+
+// testPrefixes are the prefix dictionary of the tests' column values.
+var testPrefixes = []string{"//svc/workspaces/w1/apps", "//svc/apps/app", "//x/y/z/w/", "//svc/a-b/"}
+
+// newTestScanner returns a scanner of the whole time range for regex re,
+// with testPrefixes as the prefix dictionary.
+func newTestScanner(re *regexp.Regexp) *colScanner {
+	c := &valueCond{re: newMatcher(re)}
+	t := newValueTable()
+	for _, p := range testPrefixes {
+		t.add([]byte(p))
+	}
+	return &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, pfx: newColPrefixes(t.view(), c.re.lits),
+		hi: colEntry{ns: math.MaxInt64, seq: math.MaxUint64}, lo: colEntry{ns: math.MinInt64}}
 }
 
 // operand is the merge operand colWrites makes for its key i.
@@ -117,6 +149,10 @@ func operand(c *colWrites, i int) []byte {
 // whose value matches (whether the literal prefilter skips operands or not).
 func FuzzColumnValue(f *testing.F) {
 	f.Add(columnValue(0, "//svc/apps/app-1", "//svc/apps/app-10", "x"), "app-1$")
+	pv := prefixedColumnValue(0, testPrefixes, "//svc/apps/app/app-1", "//svc/workspaces/w1/apps/app-10", "//x/y/z/w//v", "x/y", "//svc/a-b//c")
+	for _, expr := range []string{"app-1$", "apps/app-1", "w1/apps", "^//svc/apps/", "p/a", "w//v$", "-b//c", "/", "^x"} {
+		f.Add(pv, expr)
+	}
 	f.Add([]byte{0x80}, "a")
 	f.Add(columnValue(5, "", "aaa"), "^$")
 	f.Fuzz(func(t *testing.T, data []byte, expr string) {
@@ -124,22 +160,22 @@ func FuzzColumnValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Both encodings of the entries' positions (absolute, format 5;
-		// differences, format 6) frame the values alike.
-		for _, delta := range []bool{false, true} {
-			checkColumnValue(t, data, expr, re, delta)
+		// Every encoding (absolute, format 5; differences, format 6;
+		// with prefix refs, format 7) frames the values alike.
+		for _, format := range []colFormat{colAbsolute, colDelta, colPrefixed} {
+			checkColumnValue(t, data, expr, re, format)
 		}
 	})
 }
 
-// checkColumnValue scans data as one key's value of a column in either
-// encoding and compares the matches with the regex on every entry.
-func checkColumnValue(t *testing.T, data []byte, expr string, re *regexp.Regexp, delta bool) {
-	c := &valueCond{re: newMatcher(re)}
-	cs := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: math.MaxInt64, seq: math.MaxUint64}, lo: colEntry{ns: math.MinInt64}}
-	if err := cs.scanValue(0, data, delta); err != nil {
+// checkColumnValue scans data as one key's value of a column in the
+// encoding format and compares the matches with the regex on every entry.
+func checkColumnValue(t *testing.T, data []byte, expr string, re *regexp.Regexp, format colFormat) {
+	cs := newTestScanner(re)
+	if err := cs.scanValue(0, data, format); err != nil {
 		return
 	}
+	lits := cs.m.lits
 	// It was read: compare with the regex on every entry. An operand
 	// the prefilter skipped was not parsed; it must hold no literal.
 	want := 0
@@ -148,45 +184,56 @@ func checkColumnValue(t *testing.T, data []byte, expr string, re *regexp.Regexp,
 		blen, n2 := uvarint(rest[n1:])
 		body := rest[n1+n2 : n1+n2+int(blen)]
 		rest = rest[n1+n2+int(blen):]
-		matches, ok := entryMatches(body, re)
+		matches, ok := entryMatches(body, re, format)
 		if !ok {
-			for _, l := range c.re.lits {
+			for _, l := range lits {
 				if strings.Contains(string(body), l) {
 					t.Fatalf("a corrupt operand with literal %q was accepted", l)
 				}
 			}
-			if c.re.lits == nil {
+			if lits == nil || cs.pfx.any && format == colPrefixed {
 				t.Fatal("a corrupt operand was accepted without a prefilter")
 			}
 		}
 		want += matches
 	}
 	if len(cs.matches) != want {
-		t.Fatalf("%d matches of %q, want %d (data %q, delta %v)", len(cs.matches), expr, want, data, delta)
+		t.Fatalf("%d matches of %q, want %d (data %q, format %d)", len(cs.matches), expr, want, data, format)
 	}
 }
 
-// entryMatches counts the entries of an operand's body that match re; false
+// entryMatches counts the entries of an operand's body in the encoding
+// format that match re (with testPrefixes as the prefix dictionary); false
 // when the body is corrupt.
-func entryMatches(body []byte, re *regexp.Regexp) (int, bool) {
+func entryMatches(body []byte, re *regexp.Regexp, format colFormat) (int, bool) {
 	n := 0
 	for len(body) > 0 {
-		_, n1 := uvarint(body)
-		if n1 <= 0 {
+		var h [3]uint64 // time, seq, prefix ref
+		for i := range h {
+			if i == 2 && format != colPrefixed {
+				break
+			}
+			var w int
+			if h[i], w = uvarint(body); w <= 0 {
+				return 0, false
+			}
+			body = body[w:]
+		}
+		l, w := uvarint(body)
+		if w <= 0 || l > uint64(len(body)-w) {
 			return 0, false
 		}
-		_, n2 := uvarint(body[n1:])
-		if n2 <= 0 {
-			return 0, false
+		v := string(body[w : w+int(l)])
+		if ref := h[2]; ref > 0 {
+			if ref > uint64(len(testPrefixes)) || !strings.HasPrefix(v, "/") {
+				return 0, false
+			}
+			v = testPrefixes[ref-1] + v
 		}
-		l, n3 := uvarint(body[n1+n2:])
-		if n3 <= 0 || l > uint64(len(body)-n1-n2-n3) {
-			return 0, false
-		}
-		if re.Match(body[n1+n2+n3 : n1+n2+n3+int(l)]) {
+		if re.MatchString(v) {
 			n++
 		}
-		body = body[n1+n2+n3+int(l):]
+		body = body[w+int(l):]
 	}
 	return n, true
 }
@@ -196,18 +243,17 @@ func entryMatches(body []byte, re *regexp.Regexp) (int, bool) {
 // the first value alone (a few hundred bytes at the start of a bucket).
 func TestLiteralSample(t *testing.T) {
 	re := regexp.MustCompile("/x-yz")
-	c := &valueCond{re: newMatcher(re)}
-	sc := &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, hi: colEntry{ns: 1 << 62}, lo: colEntry{ns: -1 << 62}}
+	sc := newTestScanner(re)
 	// A first value where 'y' is rare and 'x' common, then values where
 	// 'x' is rare: the anchor ends on 'x'.
-	if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zx", 100)+"y"), true); err != nil {
+	if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zx", 100)+"y"), colPrefixed); err != nil {
 		t.Fatal(err)
 	}
 	if got := sc.find.lits[0][sc.find.anchors[0]]; got != 'y' {
 		t.Fatalf("anchor %q after the first value, want 'y'", got)
 	}
 	for range 20 {
-		if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zy", 1000)+"x", "/x-yz"), true); err != nil {
+		if err := sc.scanValue(0, columnValue(0, strings.Repeat("/-zy", 1000)+"x", "/x-yz"), colPrefixed); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,7 +268,7 @@ func TestLiteralSample(t *testing.T) {
 	}
 	// Beyond the sample, the counts stay.
 	before := sc.find.freq
-	if err := sc.scanValue(0, columnValue(0, "/x-yz"), true); err != nil || sc.find.freq != before {
+	if err := sc.scanValue(0, columnValue(0, "/x-yz"), colPrefixed); err != nil || sc.find.freq != before {
 		t.Fatalf("counts changed after the sample (err %v)", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -194,4 +195,121 @@ func TestColumnResume(t *testing.T) {
 			t.Fatalf("maxScan 640: %d of %d requests stopped at a candidate", atCandidate, requests)
 		}
 	}
+}
+
+// TestColumnPrefixes: inline values split at their last '/' into a prefix
+// dictionary's value and the rest (storage format 7) are found by regexes
+// whose literal lies in the prefix, in the rest, across the '/' between
+// them (also when the prefix ends with '/'), or that have no
+// literal, over time ranges and page sizes; values whose prefix came after
+// the prefix dictionary filled up, or is too short, are stored whole and
+// found alike; and a store whose column holds format 6's entries, opened by
+// this build, finds both kinds, also after a reopen.
+func TestColumnPrefixes(t *testing.T) {
+	defer pebblestore.SetColumnWindowsForTest(50, 2)()
+	const limit = 24
+	cfg := pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: limit}
+	s := openStoreConfig(t, cfg)
+	s.WriteFormat6ForTest()
+	r := rand.New(rand.NewPCG(9, 10))
+	// A prefix ending in '/', one too short for the dictionary, then
+	// more than it can hold.
+	parents := []string{"//svc/dir/", "//a/b"}
+	for i := range 30 {
+		parents = append(parents, fmt.Sprintf("//svc%d/workspaces/w%d/apps", i%3, i))
+	}
+	g := newGen(61)
+	batch := func(n int) []*audittrail.Event {
+		events := g.batch(n)
+		for i, e := range events {
+			// Actions and metadata from the dictionaries, so that
+			// the first prefixes are the parents, in order.
+			e.Action = fmt.Sprintf("actions/svc/things/VERB%d", i%3)
+			e.Metadata = nil
+			e.Resource = parents[i%len(parents)] + fmt.Sprintf("/item-%d", r.IntN(3000))
+			if i >= len(parents) && r.IntN(10) == 0 {
+				e.Resource = fmt.Sprintf("item-%d", r.IntN(3000)) // no '/'
+			}
+		}
+		return events
+	}
+	all := stored(mustAppend(t, s, batch(1000)))
+	if err := s.SetFormatForTest(6); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStoreConfig(t, cfg)
+	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
+		t.Fatalf("format after opening a format 6 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
+	}
+	for range 4 {
+		all = append(all, stored(mustAppend(t, s, batch(500)))...)
+	}
+	keys, err := s.ColumnKeysForTest()
+	if err != nil || keys[2] == 0 || keys[3] == 0 {
+		t.Fatalf("column keys by last byte %v (%v), want both format 6's (2) and 7's (3)", keys, err)
+	}
+	prefixes := s.ColumnPrefixesForTest()
+	if len(prefixes) != limit {
+		t.Fatalf("%d prefixes, want the dictionary full (%d)", len(prefixes), limit)
+	}
+	// The dictionary is shared by the fields (inline principals have
+	// prefixes too): the first parents are in it, the last are not.
+	in := 0
+	for _, p := range parents {
+		if slices.Contains(prefixes, p) {
+			in++
+		}
+	}
+	if !slices.Contains(prefixes, parents[0]) || slices.Contains(prefixes, parents[1]) || in < 10 || in == len(parents)-1 {
+		t.Fatalf("prefixes %q: want %q, not %q, and some of the other parents, not all", prefixes, parents[0], parents[1])
+	}
+	exprs := []string{
+		"^//svc1/workspaces/w4/",     // in the prefix, anchored
+		"w7/apps",                    // in the prefix
+		"/item-2[0-9][0-9]$",         // in the rest
+		"apps/item-4[0-9]$",          // across the '/'
+		"dir//item-1",                // across the second of two '/'s
+		"^item-2",                    // no '/': stored whole
+		"b/item-7",                   // across the '/' of a prefix too short
+		"[0-9]7$",                    // no literal
+		"w1[0-9]/apps/item-[0-9]+9$", // prefixes of several parents and the rest
+		"w2[5-9]/apps/item-1",        // across the '/', parents stored whole
+		"nothing",
+	}
+	var times []time.Time
+	for _, e := range all {
+		times = append(times, e.EventTime)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	check := func(when string) {
+		t.Helper()
+		for i, expr := range exprs {
+			var f audittrail.Filter
+			f.Regex[audittrail.FieldResource] = expr
+			if i%2 == 1 {
+				// About half the events, in the middle of their times.
+				a, b := times[len(times)/8+r.IntN(len(times)/4)], times[len(times)*5/8+r.IntN(len(times)/4)]
+				f.StartTime, f.EndTime = &a, &b
+			}
+			q := compile(t, f)
+			want := bruteForce(all, q, nil)
+			if len(want) == 0 && expr != "nothing" {
+				t.Fatalf("test setup: no resource matches %q", expr)
+			}
+			for _, size := range []int{7, 1000} {
+				if d := diff(want, drain(t, s, q, size, 0)); d != "" {
+					t.Fatalf("%s: regex %q, pages of %d: (-want +got)\n%s", when, expr, size, d)
+				}
+			}
+		}
+	}
+	check("format 6 store, then format 7")
+	s.Close()
+	s = openStoreConfig(t, cfg)
+	defer s.Close()
+	if got := s.ColumnPrefixesForTest(); !slices.Equal(got, prefixes) {
+		t.Fatalf("prefixes after reopening %q, want %q", got, prefixes)
+	}
+	check("reopened")
 }

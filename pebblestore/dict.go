@@ -20,7 +20,8 @@ const (
 	// order of audittrail.Field.
 	dictMeta      = dictID(audittrail.NumFields)     // metadata pairs, key + "\x00" + value
 	dictUserAgent = dictID(audittrail.NumFields + 1) // user_agent (not indexed)
-	numDicts      = int(dictUserAgent) + 1
+	dictColPrefix = dictID(audittrail.NumFields + 2) // the value column's prefixes (column.go)
+	numDicts      = int(dictColPrefix) + 1
 )
 
 // dictName names d in log messages.
@@ -32,6 +33,8 @@ func (d dictID) String() string {
 		return "metadata"
 	case d == dictUserAgent:
 		return "user_agent"
+	case d == dictColPrefix:
+		return "value column prefixes"
 	}
 	return fmt.Sprintf("dictionary %d", uint8(d))
 }

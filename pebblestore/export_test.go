@@ -92,9 +92,46 @@ func (s *Store) TreeKeysForTest() (hashes, leafTiles int, err error) {
 	return hashes, leafTiles, err
 }
 
-// WriteCurrentFormatForTest undoes WriteFormat5ForTest's writes (its reads
-// stay).
-func (s *Store) WriteCurrentFormatForTest() { s.legacyWrites.format5 = false }
+// WriteCurrentFormatForTest undoes WriteFormat5ForTest's and
+// WriteFormat6ForTest's writes (their reads stay).
+func (s *Store) WriteCurrentFormatForTest() {
+	s.legacyWrites.format5, s.legacyWrites.format6 = false, false
+}
+
+// WriteFormat6ForTest makes s write the value column's entries as stores of
+// format 6 did, without prefix refs, as a store written by an earlier build
+// and opened by this one holds them.
+func (s *Store) WriteFormat6ForTest() { s.legacyWrites.format6 = true }
+
+// FormatVersionForTest is the storage format this build writes.
+const FormatVersionForTest = formatVersion
+
+// ColumnPrefixesForTest returns the value column's prefix dictionary, and
+// ColumnKeysForTest counts the column's keys by their last byte (2: format
+// 6's entries, 3: with prefix refs; 0: format 5's keys, without it).
+func (s *Store) ColumnPrefixesForTest() []string {
+	s.dicts.mu.RLock()
+	v := s.dicts.d[dictColPrefix].vals.view()
+	s.dicts.mu.RUnlock()
+	out := make([]string, v.len())
+	for i := range out {
+		out[i] = v.at(i)
+	}
+	return out
+}
+
+func (s *Store) ColumnKeysForTest() (map[byte]int, error) {
+	m := map[byte]int{}
+	err := scan(s.db, []byte{pfxColumn}, func(k, v []byte) error {
+		if len(k) == colKeyLenDelta {
+			m[k[colKeyLen]]++
+		} else {
+			m[0]++
+		}
+		return nil
+	})
+	return m, err
+}
 
 // PutTreeHashesForTest stores hashes at storage indexes as they are given,
 // every level included, as stores written before treeTileHeight did.

@@ -54,10 +54,12 @@ var (
 // writes the seq alone as an id's value (idValue), the log positions packed
 // per group commit (o keys instead of s; positions.go) and hashes inline
 // values' lists to 32 bits (k keys instead of q); this build reads format
-// 5's beside them. Open moves a store of format 3 to 5 to format 6 without rewriting
-// anything, so that older builds, which would miss what this one writes,
-// refuse it.
-const formatVersion = 6
+// 5's beside them. Format 7 writes the value column's entries with the ids
+// of their prefixes (column.go, "Prefixes"), which a new dictionary holds;
+// this build reads format 6's entries beside them. Open moves a store of
+// format 3 to 6 to format 7 without rewriting anything, so that older
+// builds, which would miss what this one writes, refuse it.
+const formatVersion = 7
 
 const (
 	formatWithoutColumn    = 1
@@ -65,6 +67,7 @@ const (
 	formatEveryTreeLevel   = 3
 	formatUnpackedPostings = 4
 	formatHash64Lists      = 5
+	formatUnprefixedColumn = 6
 )
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes

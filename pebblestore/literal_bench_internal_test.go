@@ -15,7 +15,7 @@ func sampleResourceColumn(n int) string {
 	var c colWrites
 	for i := range n {
 		_, e := g.Next()
-		c.add(dictID(audittrail.FieldResource), int64(i)*1e9, uint64(i+1), []byte(e.Event.Resource))
+		c.add(dictID(audittrail.FieldResource), int64(i)*1e9, uint64(i+1), 0, []byte(e.Event.Resource))
 	}
 	var s []byte
 	for i := range c.vals {

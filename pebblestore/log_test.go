@@ -1,6 +1,7 @@
 package pebblestore_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -81,19 +82,20 @@ func TestTreeFormatUpgrade(t *testing.T) {
 	}
 	s.Close()
 	s = openStore(t, dir)
-	if v, err := s.FormatForTest(); err != nil || v != 6 {
-		t.Fatalf("format after opening a format 3 store: %d, %v; want 6", v, err)
+	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
+		t.Fatalf("format after opening a format 3 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
 	}
 	storetest.CheckEveryHash(t, s, ref)
-	if err := s.SetFormatForTest(7); err != nil {
+	future := byte(pebblestore.FormatVersionForTest + 1)
+	if err := s.SetFormatForTest(future); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	if s, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: dir}); err == nil {
 		s.Close()
-		t.Fatal("a store of format 7 was opened")
-	} else if !strings.Contains(err.Error(), "storage format 07 is not supported") {
-		t.Fatalf("opening format 7: %v", err)
+		t.Fatalf("a store of format %d was opened", future)
+	} else if !strings.Contains(err.Error(), fmt.Sprintf("storage format %02x is not supported", future)) {
+		t.Fatalf("opening format %d: %v", future, err)
 	}
 }
 

@@ -145,8 +145,8 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 	}
 	s.Close()
 	s = openStore(t, dir)
-	if v, err := s.FormatForTest(); err != nil || v != 6 {
-		t.Fatalf("format after opening a format 4 store: %d, %v; want 6", v, err)
+	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
+		t.Fatalf("format after opening a format 4 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
 	}
 	if !s.ReadsUnpackedPostingsForTest() {
 		t.Fatal("a store with format 4's postings does not read them")
@@ -187,8 +187,8 @@ func TestFormat5Upgrade(t *testing.T) {
 	}
 	s.Close()
 	s = openStoreConfig(t, cfg)
-	if v, err := s.FormatForTest(); err != nil || v != 6 {
-		t.Fatalf("format after opening a format 5 store: %d, %v; want 6", v, err)
+	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
+		t.Fatalf("format after opening a format 5 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
 	}
 	if !s.ReadsFormat5ListsForTest() {
 		t.Fatal("a store with format 5's lists does not read them")

@@ -74,8 +74,9 @@ type Store struct {
 	// legacyWrites are test knobs: new events are written as an earlier
 	// build did, to make the stores it left. unpacked: postings of format 4;
 	// format5: ids' values with their time, a log position per seq, inline
-	// values' lists on 64-bit hashes.
-	legacyWrites struct{ unpacked, format5 bool }
+	// values' lists on 64-bit hashes; format6: the value column's entries
+	// without prefix refs.
+	legacyWrites struct{ unpacked, format5, format6 bool }
 	logins       logins
 	closeMu      sync.RWMutex // read: an operation uses db; write: Close
 	closed       bool
@@ -284,7 +285,7 @@ func (s *Store) recover() error {
 	case nil:
 		got := fmt.Sprintf("%x", v)
 		old := len(v) == 1 && (v[0] == formatWithoutColumn || v[0] == formatWithoutMetaCol)
-		readable := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings || v[0] == formatHash64Lists)
+		readable := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings || v[0] == formatHash64Lists || v[0] == formatUnprefixedColumn)
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
 		if old {
