@@ -319,22 +319,58 @@ type colPrefixes struct {
 }
 
 // newColPrefixes classifies the prefixes of vals for the literals lits
-// (nil: no literal prefilter, every entry is a candidate anyway).
-func newColPrefixes(vals valueView, lits []string) *colPrefixes {
+// (nil: no literal prefilter, every entry is a candidate anyway), starting
+// from cached, a classification of the first n of them.
+func newColPrefixes(vals valueView, lits []string, cached []uint64, n int) *colPrefixes {
 	p := &colPrefixes{vals: vals}
 	if lits == nil {
 		return p
 	}
-	p.cand = make([]uint64, (vals.len()+63)/64)
-	for i := range vals.len() {
-		v := vals.at(i)
-		for _, l := range lits {
-			if strings.Contains(v, l) || spansPrefix(v, l) {
-				p.cand[i>>6] |= 1 << (i & 63)
-				p.any = true
-				break
+	p.cand = cached
+	if n < vals.len() {
+		p.cand = make([]uint64, (vals.len()+63)/64)
+		copy(p.cand, cached[:(n+63)/64])
+		for i := n; i < vals.len(); i++ {
+			v := vals.at(i)
+			for _, l := range lits {
+				if strings.Contains(v, l) || spansPrefix(v, l) {
+					p.cand[i>>6] |= 1 << (i & 63)
+					break
+				}
 			}
 		}
+	}
+	for _, w := range p.cand {
+		if w != 0 {
+			p.any = true
+			break
+		}
+	}
+	return p
+}
+
+// colPrefixes classifies the column's prefixes (a view taken after the
+// search's iterators were opened) for lits, extending the regex cache's
+// classification when it has one: prefixes are only ever appended, and a
+// classification costs about 2.5–4 ms per 100,000 prefixes
+// (BenchmarkColumnPrefixes), against well under a millisecond for a first
+// page of a common match.
+func (s *Store) colPrefixes(lits []string) *colPrefixes {
+	s.dicts.mu.RLock()
+	vals := s.dicts.d[dictColPrefix].vals.view()
+	s.dicts.mu.RUnlock()
+	if lits == nil {
+		return newColPrefixes(vals, nil, nil, 0)
+	}
+	key := "p\x00" + strings.Join(lits, "\x00") // regex conditions' keys start with a digit (newRegex)
+	var cached []uint64
+	n := 0
+	if e := s.regex.get(key); e != nil && e.n <= vals.len() {
+		cached, n = e.bits, e.n
+	}
+	p := newColPrefixes(vals, lits, cached, n)
+	if n < vals.len() {
+		s.regex.put(&regexEntry{key: key, bits: p.cand, n: vals.len()})
 	}
 	return p
 }
@@ -392,10 +428,7 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 			return nil, err
 		}
 	}
-	s.dicts.mu.RLock()
-	vals := s.dicts.d[dictColPrefix].vals.view()
-	s.dicts.mu.RUnlock()
-	cs.main.pfx = newColPrefixes(vals, c.re.lits)
+	cs.main.pfx = s.colPrefixes(c.re.lits)
 	cs.aux.pfx = cs.main.pfx
 	cs.more = cs.position(cs.it.Last())
 	return cs, nil

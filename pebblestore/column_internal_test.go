@@ -133,7 +133,7 @@ func newTestScanner(re *regexp.Regexp) *colScanner {
 	for _, p := range testPrefixes {
 		t.add([]byte(p))
 	}
-	return &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, pfx: newColPrefixes(t.view(), c.re.lits),
+	return &colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, pfx: newColPrefixes(t.view(), c.re.lits, nil, 0),
 		hi: colEntry{ns: math.MaxInt64, seq: math.MaxUint64}, lo: colEntry{ns: math.MinInt64}}
 }
 

@@ -219,21 +219,22 @@ func TestColumnPrefixes(t *testing.T) {
 		parents = append(parents, fmt.Sprintf("//svc%d/workspaces/w%d/apps", i%3, i))
 	}
 	g := newGen(61)
-	batch := func(n int) []*audittrail.Event {
+	// batch returns n events with resources under the first np parents.
+	batch := func(n, np int) []*audittrail.Event {
 		events := g.batch(n)
 		for i, e := range events {
 			// Actions and metadata from the dictionaries, so that
 			// the first prefixes are the parents, in order.
 			e.Action = fmt.Sprintf("actions/svc/things/VERB%d", i%3)
 			e.Metadata = nil
-			e.Resource = parents[i%len(parents)] + fmt.Sprintf("/item-%d", r.IntN(3000))
-			if i >= len(parents) && r.IntN(10) == 0 {
+			e.Resource = parents[i%np] + fmt.Sprintf("/item-%d", r.IntN(3000))
+			if i >= np && r.IntN(10) == 0 {
 				e.Resource = fmt.Sprintf("item-%d", r.IntN(3000)) // no '/'
 			}
 		}
 		return events
 	}
-	all := stored(mustAppend(t, s, batch(1000)))
+	all := stored(mustAppend(t, s, batch(1000, len(parents))))
 	if err := s.SetFormatForTest(6); err != nil {
 		t.Fatal(err)
 	}
@@ -242,27 +243,13 @@ func TestColumnPrefixes(t *testing.T) {
 	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
 		t.Fatalf("format after opening a format 6 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
 	}
-	for range 4 {
-		all = append(all, stored(mustAppend(t, s, batch(500)))...)
-	}
+	all = append(all, stored(mustAppend(t, s, batch(500, 12)))...)
 	keys, err := s.ColumnKeysForTest()
 	if err != nil || keys[2] == 0 || keys[3] == 0 {
 		t.Fatalf("column keys by last byte %v (%v), want both format 6's (2) and 7's (3)", keys, err)
 	}
-	prefixes := s.ColumnPrefixesForTest()
-	if len(prefixes) != limit {
-		t.Fatalf("%d prefixes, want the dictionary full (%d)", len(prefixes), limit)
-	}
-	// The dictionary is shared by the fields (inline principals have
-	// prefixes too): the first parents are in it, the last are not.
-	in := 0
-	for _, p := range parents {
-		if slices.Contains(prefixes, p) {
-			in++
-		}
-	}
-	if !slices.Contains(prefixes, parents[0]) || slices.Contains(prefixes, parents[1]) || in < 10 || in == len(parents)-1 {
-		t.Fatalf("prefixes %q: want %q, not %q, and some of the other parents, not all", prefixes, parents[0], parents[1])
+	if n := len(s.ColumnPrefixesForTest()); n >= limit {
+		t.Fatalf("test setup: the prefix dictionary is full (%d) before the second round", n)
 	}
 	exprs := []string{
 		"^//svc1/workspaces/w4/",     // in the prefix, anchored
@@ -277,13 +264,13 @@ func TestColumnPrefixes(t *testing.T) {
 		"w2[5-9]/apps/item-1",        // across the '/', parents stored whole
 		"nothing",
 	}
-	var times []time.Time
-	for _, e := range all {
-		times = append(times, e.EventTime)
-	}
-	slices.SortFunc(times, time.Time.Compare)
 	check := func(when string) {
 		t.Helper()
+		var times []time.Time
+		for _, e := range all {
+			times = append(times, e.EventTime)
+		}
+		slices.SortFunc(times, time.Time.Compare)
 		for i, expr := range exprs {
 			var f audittrail.Filter
 			f.Regex[audittrail.FieldResource] = expr
@@ -305,6 +292,27 @@ func TestColumnPrefixes(t *testing.T) {
 		}
 	}
 	check("format 6 store, then format 7")
+	// More prefixes, until the dictionary is full: the searches'
+	// classification of the prefixes (cached) is extended to the new ones.
+	for range 3 {
+		all = append(all, stored(mustAppend(t, s, batch(500, len(parents))))...)
+	}
+	check("format 6 store, then format 7, more prefixes")
+	prefixes := s.ColumnPrefixesForTest()
+	if len(prefixes) != limit {
+		t.Fatalf("%d prefixes, want the dictionary full (%d)", len(prefixes), limit)
+	}
+	// The dictionary is shared by the fields (inline principals have
+	// prefixes too): the first parents are in it, the last are not.
+	in := 0
+	for _, p := range parents {
+		if slices.Contains(prefixes, p) {
+			in++
+		}
+	}
+	if !slices.Contains(prefixes, parents[0]) || slices.Contains(prefixes, parents[1]) || in < 15 || in == len(parents)-1 {
+		t.Fatalf("prefixes %q: want %q, not %q, and some of the other parents, not all", prefixes, parents[0], parents[1])
+	}
 	s.Close()
 	s = openStoreConfig(t, cfg)
 	defer s.Close()

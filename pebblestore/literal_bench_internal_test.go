@@ -51,3 +51,36 @@ func BenchmarkLiteralFinder(b *testing.B) {
 		}
 	}
 }
+
+// samplePrefixes returns the distinct prefixes (splitColValue) of the
+// resources of n events of the end-to-end benchmark's generator, as the
+// column's prefix dictionary holds them.
+func samplePrefixes(n int) valueTable {
+	g := sample.New(1, sample.Options{})
+	t := newValueTable()
+	for range n {
+		_, e := g.Next()
+		if p, _, ok := splitColValue([]byte(e.Event.Resource)); ok {
+			if _, ok := t.lookup(p); !ok {
+				t.add(p)
+			}
+		}
+	}
+	return t
+}
+
+// BenchmarkColumnPrefixes is the classification of the column's prefixes
+// that every search of the column does once (newColPrefixes), for the
+// suite's two resource regexes' literals, over the prefixes of 2M
+// generated events (the distinct prefixes grow little beyond).
+func BenchmarkColumnPrefixes(b *testing.B) {
+	t := samplePrefixes(2_000_000)
+	b.ReportMetric(float64(t.len()), "prefixes")
+	for _, lit := range []string{"/app-instance-1194", "/vaults/"} {
+		b.Run(lit, func(b *testing.B) {
+			for b.Loop() {
+				newColPrefixes(t.view(), []string{lit}, nil, 0)
+			}
+		})
+	}
+}
