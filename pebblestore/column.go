@@ -50,8 +50,9 @@ import (
 // '/' (see "Prefixes" below). Stores of format 6 have keys ending in 2,
 // whose entries have no prefix ref; stores of format 5 and earlier keys
 // without the last byte, whose entries are uvarint(time − bucket start)
-// uvarint(seq) uvarint(len) bytes: all three are read. A group's entries of a bucket come in seq order and mostly
-// in time order, so the differences take about 2.5 bytes less per entry
+// uvarint(seq) uvarint(len) bytes: all three are read. A group's entries
+// of a bucket come in seq order and mostly in time order, so the
+// differences take about 2.5 bytes less per entry
 // than offsets and seqs: measured on the benchmark's 1M events, the column
 // 46.8 → 44.8 bytes per event (its values, which MinLZ does not
 // entropy-code, are the rest). The operand's header lets a search skip its
@@ -65,8 +66,8 @@ import (
 // 80 bytes are the parent, one of 54,601 at 10M events), so
 // a pass reads the names alone, and a regex's literal is searched in the
 // prefixes once per search instead of once per entry: an entry is a
-// candidate when its prefix holds a literal or may end with the part of
-// one before its last '/' (colPrefixes), or when a literal falls in its
+// candidate when its prefix holds a literal or ends with the part of one
+// before one of its '/'s (colPrefixes), or when a literal falls in its
 // rest, found by the whole-operand search as before. The dictionary takes
 // at most Config.DictionaryLimit prefixes, like the others; once frozen,
 // new prefixes are written whole (ref 0).
