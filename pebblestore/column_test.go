@@ -235,14 +235,7 @@ func TestColumnPrefixes(t *testing.T) {
 		return events
 	}
 	all := stored(mustAppend(t, s, batch(1000, len(parents))))
-	if err := s.SetFormatForTest(6); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openStoreConfig(t, cfg)
-	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
-		t.Fatalf("format after opening a format 6 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
-	}
+	s = reopenAsFormat(t, s, cfg, 6)
 	all = append(all, stored(mustAppend(t, s, batch(500, 12)))...)
 	keys, err := s.ColumnKeysForTest()
 	if err != nil || keys[2] == 0 || keys[3] == 0 {

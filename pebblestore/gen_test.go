@@ -216,7 +216,12 @@ func (g *gen) batch(n int) []*audittrail.Event {
 
 func openStore(t testing.TB, dir string) *pebblestore.Store {
 	t.Helper()
-	return openStoreConfig(t, pebblestore.Config{Dir: dir, CacheSize: 64 << 20})
+	return openStoreConfig(t, storeConfig(dir))
+}
+
+// storeConfig is the configuration openStore opens dir with.
+func storeConfig(dir string) pebblestore.Config {
+	return pebblestore.Config{Dir: dir, CacheSize: 64 << 20}
 }
 
 func openStoreConfig(t testing.TB, cfg pebblestore.Config) *pebblestore.Store {
@@ -224,6 +229,24 @@ func openStoreConfig(t testing.TB, cfg pebblestore.Config) *pebblestore.Store {
 	s, err := pebblestore.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return s
+}
+
+// reopenAsFormat marks s as a store of storage format v (written by an
+// earlier build), closes it and opens it again with cfg: Open must move it
+// to this build's format.
+func reopenAsFormat(t testing.TB, s *pebblestore.Store, cfg pebblestore.Config, v byte) *pebblestore.Store {
+	t.Helper()
+	if err := s.SetFormatForTest(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreConfig(t, cfg)
+	if got, err := s.FormatForTest(); err != nil || got != pebblestore.FormatVersionForTest {
+		t.Fatalf("format after opening a format %d store: %d, %v; want %d", v, got, err, pebblestore.FormatVersionForTest)
 	}
 	return s
 }

@@ -77,14 +77,7 @@ func TestTreeFormatUpgrade(t *testing.T) {
 	if err := s.PutTreeHashesForTest(1000, idx, hs); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetFormatForTest(3); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openStore(t, dir)
-	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
-		t.Fatalf("format after opening a format 3 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
-	}
+	s = reopenAsFormat(t, s, storeConfig(dir), 3)
 	storetest.CheckEveryHash(t, s, ref)
 	future := byte(pebblestore.FormatVersionForTest + 1)
 	if err := s.SetFormatForTest(future); err != nil {

@@ -140,14 +140,7 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 	if n, err := s.KeysWithPrefixForTest('p'); err != nil || n != 0 {
 		t.Fatalf("%d packed posting keys (%v) in a store of format 4", n, err)
 	}
-	if err := s.SetFormatForTest(4); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openStore(t, dir)
-	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
-		t.Fatalf("format after opening a format 4 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
-	}
+	s = reopenAsFormat(t, s, storeConfig(dir), 4)
 	if !s.ReadsUnpackedPostingsForTest() {
 		t.Fatal("a store with format 4's postings does not read them")
 	}
@@ -182,14 +175,7 @@ func TestFormat5Upgrade(t *testing.T) {
 			t.Fatalf("%d %c keys (%v) in a store of format 5", n, p, err)
 		}
 	}
-	if err := s.SetFormatForTest(5); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openStoreConfig(t, cfg)
-	if v, err := s.FormatForTest(); err != nil || v != pebblestore.FormatVersionForTest {
-		t.Fatalf("format after opening a format 5 store: %d, %v; want %d", v, err, pebblestore.FormatVersionForTest)
-	}
+	s = reopenAsFormat(t, s, cfg, 5)
 	if !s.ReadsFormat5ListsForTest() {
 		t.Fatal("a store with format 5's lists does not read them")
 	}
