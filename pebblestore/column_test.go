@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,4 +314,73 @@ func TestColumnPrefixes(t *testing.T) {
 		t.Fatalf("prefixes after reopening %q, want %q", got, prefixes)
 	}
 	check("reopened")
+}
+
+// TestColumnPrefixesWhileAppending: searches of the value column running
+// while appends add new prefixes see every prefix their entries refer to
+// (the writer publishes a prefix before the batch that uses it commits; a
+// missing one would be reported as a corrupt entry), and find every event
+// appended before they started.
+func TestColumnPrefixesWhileAppending(t *testing.T) {
+	// The resource dictionary freezes after 2,048 values: the other
+	// resources are inline, in the column, each under a new parent.
+	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 1 << 11})
+	defer s.Close()
+	g := newGen(71)
+	var f audittrail.Filter
+	f.Regex[audittrail.FieldResource] = "/item-7$"
+	q := compile(t, f)
+	done := make(chan error)
+	var mu sync.Mutex
+	var all []*audittrail.Event
+	go func() {
+		defer close(done)
+		for b := range 40 {
+			events := g.batch(100)
+			for i, e := range events {
+				// A new parent in every event: most prefixes are new to
+				// the dictionary when their batch commits. Matches only
+				// after the resource dictionary froze, so that the
+				// planner reads the column rather than the records.
+				name := "thing"
+				if b >= 25 {
+					name = "item"
+				}
+				e.Resource = fmt.Sprintf("//svc/workspaces/w%d/apps/%s-%d", b*100+i, name, i%10)
+			}
+			res, err := s.Append(context.Background(), events)
+			if err != nil {
+				done <- err
+				return
+			}
+			mu.Lock()
+			all = append(all, stored(res)...)
+			mu.Unlock()
+		}
+	}()
+	for searching := true; searching; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			searching = false
+		default:
+		}
+		mu.Lock()
+		before := slices.Clone(all)
+		mu.Unlock()
+		got := drain(t, s, q, 50, 0)
+		for _, e := range bruteForce(before, q, nil) {
+			if !slices.ContainsFunc(got, func(x *audittrail.Event) bool { return x.ID == e.ID }) {
+				t.Fatalf("event %s (%s), appended before the search, not found", e.ID, e.Resource)
+			}
+		}
+	}
+	if d := diff(bruteForce(all, q, nil), drain(t, s, q, 50, 0)); d != "" {
+		t.Fatalf("after the appends: (-want +got)\n%s", d)
+	}
+	if n := len(s.ColumnPrefixesForTest()); n < 1000 {
+		t.Fatalf("test setup: %d prefixes", n)
+	}
 }
