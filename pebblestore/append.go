@@ -188,6 +188,10 @@ type groupWriter struct {
 	// forward by nanoseconds, never backwards.
 	receive int64
 	found   map[uuid.UUID]idLoc // ids of the group already stored
+	// seenPrefixes holds the hashes of the value column's prefixes seen
+	// once and not in its dictionary (colPrefix); cleared when it reaches
+	// maxSeenPrefixes.
+	seenPrefixes map[uint64]struct{}
 	// published is set when the group changed the in-memory dictionaries
 	// (a new value, a frozen flag); the group must then commit or the
 	// store must stop, or a later group would store ids after a gap.
@@ -495,6 +499,46 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	return nil
 }
 
+// maxSeenPrefixes bounds groupWriter.seenPrefixes: about 5 MB.
+const maxSeenPrefixes = 1 << 18
+
+// colPrefix returns the ref of v's prefix in the value column's prefix
+// dictionary and the rest of v (column.go, "Prefixes"), or 0 and v whole.
+// A prefix goes into the dictionary the second time it is seen, so that
+// parents used once (a path with an id at every level) do not fill it and
+// freeze it before the parents that repeat have come; the first value
+// under a prefix is written whole.
+func (w *groupWriter) colPrefix(b *kvBuf, v []byte) (uint32, []byte) {
+	prefix, rest, ok := splitColValue(v)
+	if !ok {
+		return 0, v
+	}
+	ds := w.s.dicts
+	vals := &ds.d[dictColPrefix].vals
+	if id, ok := vals.lookup(prefix); ok {
+		return id + 1, rest
+	}
+	if ds.d[dictColPrefix].frozen {
+		w.seenPrefixes = nil
+		return 0, v
+	}
+	h := vals.hash(prefix)
+	if _, seen := w.seenPrefixes[h]; !seen {
+		if w.seenPrefixes == nil || len(w.seenPrefixes) >= maxSeenPrefixes {
+			w.seenPrefixes = make(map[uint64]struct{})
+		}
+		w.seenPrefixes[h] = struct{}{}
+		return 0, v
+	}
+	delete(w.seenPrefixes, h)
+	ref, added := ds.resolve(dictColPrefix, prefix, b)
+	w.published = w.published || added
+	if ref.inline {
+		return 0, v // the dictionary froze now
+	}
+	return ref.id + 1, rest
+}
+
 // post adds the posting of value v (resolved to ref) of the event at
 // (ns, seq): to the id's list, or to the hashed list of an inline value,
 // which also goes to the value column, split at its last '/' when its
@@ -511,13 +555,7 @@ func (w *groupWriter) post(g *group, b *kvBuf, d dictID, ref valueRef, v []byte,
 			g.cols.format = colDelta
 		default:
 			g.cols.format = colPrefixed
-			if prefix, r, ok := splitColValue(v); ok {
-				pr, added := w.s.dicts.resolve(dictColPrefix, prefix, b)
-				w.published = w.published || added
-				if !pr.inline {
-					pref, rest = pr.id+1, r
-				}
-			}
+			pref, rest = w.colPrefix(b, v)
 		}
 		g.cols.add(d, ns, seq, pref, rest)
 	} else {

@@ -68,9 +68,11 @@ import (
 // prefixes once per search instead of once per entry: an entry is a
 // candidate when its prefix holds a literal or ends with the part of one
 // before one of its '/'s (colPrefixes), or when a literal falls in its
-// rest, found by the whole-operand search as before. The dictionary takes
-// at most Config.DictionaryLimit prefixes, like the others; once frozen,
-// new prefixes are written whole (ref 0).
+// rest, found by the whole-operand search as before. A prefix enters the
+// dictionary the second time the writer sees it (groupWriter.colPrefix):
+// parents used once would fill it. The dictionary takes at most
+// Config.DictionaryLimit prefixes, like the others; once frozen, new
+// prefixes are written whole (ref 0), as is the first value under each.
 //
 // Why not one key per bucket, appended to with Pebble's merge operator:
 // compactions would join a bucket's operands, but until they do (the newer

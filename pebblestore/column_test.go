@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,7 +339,8 @@ func TestColumnPrefixesWhileAppending(t *testing.T) {
 		for b := range 40 {
 			events := g.batch(100)
 			for i, e := range events {
-				// A new parent in every event: most prefixes are new to
+				// A new parent every two events (a prefix enters the
+				// dictionary when seen twice): most prefixes are new to
 				// the dictionary when their batch commits. Matches only
 				// after the resource dictionary froze, so that the
 				// planner reads the column rather than the records.
@@ -346,7 +348,7 @@ func TestColumnPrefixesWhileAppending(t *testing.T) {
 				if b >= 25 {
 					name = "item"
 				}
-				e.Resource = fmt.Sprintf("//svc/workspaces/w%d/apps/%s-%d", b*100+i, name, i%10)
+				e.Resource = fmt.Sprintf("//svc/workspaces/w%d/apps/%s-%d", b*50+i/2, name, i%10)
 			}
 			res, err := s.Append(context.Background(), events)
 			if err != nil {
@@ -380,7 +382,48 @@ func TestColumnPrefixesWhileAppending(t *testing.T) {
 	if d := diff(bruteForce(all, q, nil), drain(t, s, q, 50, 0)); d != "" {
 		t.Fatalf("after the appends: (-want +got)\n%s", d)
 	}
-	if n := len(s.ColumnPrefixesForTest()); n < 1000 {
+	if n := len(s.ColumnPrefixesForTest()); n < 900 {
 		t.Fatalf("test setup: %d prefixes", n)
+	}
+}
+
+// TestColumnPrefixesSeenTwice: a prefix enters the value column's prefix
+// dictionary the second time it is seen, so that parent paths used once
+// (an id at every level) do not fill and freeze it; values under a prefix
+// seen once are stored whole and found alike.
+func TestColumnPrefixesSeenTwice(t *testing.T) {
+	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 64})
+	defer s.Close()
+	events := newGen(81).batch(2000)
+	for i, e := range events {
+		e.Action = "actions/svc/things/GET"                             // in the dictionary: no action prefixes
+		e.Resource = fmt.Sprintf("//svc/users/u%d/keys/key-%d", i, i%7) // every parent once
+		if i%2 == 0 {
+			e.Resource = fmt.Sprintf("//svc/apps/app%d/versions/v-%d", i/2%10, i%7) // ten parents, many times
+		}
+	}
+	all := stored(mustAppend(t, s, events))
+	prefixes := s.ColumnPrefixesForTest()
+	for i := range 10 {
+		if p := fmt.Sprintf("//svc/apps/app%d/versions", i); !slices.Contains(prefixes, p) {
+			t.Fatalf("prefix %q, seen 100 times, not in the dictionary %q", p, prefixes)
+		}
+	}
+	for _, p := range prefixes {
+		if strings.HasPrefix(p, "//svc/users/") {
+			t.Fatalf("prefix %q, seen once, is in the dictionary", p)
+		}
+	}
+	for _, expr := range []string{"u1[0-9]/keys/key-3$", "app3/versions/v-4", "/v-5$"} {
+		var f audittrail.Filter
+		f.Regex[audittrail.FieldResource] = expr
+		q := compile(t, f)
+		want := bruteForce(all, q, nil)
+		if len(want) == 0 {
+			t.Fatalf("test setup: no resource matches %q", expr)
+		}
+		if d := diff(want, drain(t, s, q, 10, 0)); d != "" {
+			t.Fatalf("regex %q: (-want +got)\n%s", expr, d)
+		}
 	}
 }
