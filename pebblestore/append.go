@@ -542,8 +542,8 @@ func (w *groupWriter) colPrefix(b *kvBuf, v []byte) (uint32, []byte) {
 // post adds the posting of value v (resolved to ref) of the event at
 // (ns, seq): to the id's list, or to the hashed list of an inline value,
 // which also goes to the value column, split at its last '/' when its
-// prefix is in the column's prefix dictionary (added to it when new and
-// the dictionary has room; written to b).
+// prefix is in the column's prefix dictionary (colPrefix, which adds a
+// prefix seen for the second time, written to b).
 func (w *groupWriter) post(g *group, b *kvBuf, d dictID, ref valueRef, v []byte, ns int64, seq uint64) {
 	if ref.inline {
 		var pref uint32
