@@ -490,8 +490,10 @@ func resourceRegexPasses(b *testing.B, s *pebblestore.Store, expr string, end ti
 // BenchmarkSearchRegexSample makes full passes over the resources of the
 // end-to-end benchmark's events (internal/sample, seed 1; 1M events, or
 // AUDITTRAIL_BENCH_SAMPLE_EVENTS; kept under AUDITTRAIL_BENCH_DIR when set)
-// with a regex whose literal has no rare byte and one whose literal has,
-// each with the column's literal searched by two bytes at once (pair, the
+// with a regex whose literal has no rare byte, one whose literal has, and
+// one whose literal spans a parent path (format 7's prefixes qualify, so
+// every entry is parsed), each with the column's literal searched by two
+// bytes at once (pair, the
 // default) and by IndexByte on its rarest byte alone (indexbyte), paged by
 // 1M candidates as the server does.
 //
@@ -520,6 +522,9 @@ func BenchmarkSearchRegexSample(b *testing.B) {
 	for _, c := range []struct{ name, expr string }{
 		{"common-bytes", "/app-instance-1194$"}, // rarest byte 'i', one byte in 61 of the resources
 		{"rare-byte", "/vaults/[^/]+$"},         // 'v', one in 978; no match
+		// A literal across a parent path and the name: the prefixes of
+		// that parent qualify, and every entry of the column is parsed.
+		{"in-parent", "/workspaces/eb688285-2f57-4281-a194-00ced36b9101/appInstances/app-instance-11[0-9][0-9]$"},
 	} {
 		for _, mode := range []struct {
 			name string
