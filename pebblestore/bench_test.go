@@ -417,19 +417,7 @@ func BenchmarkSearchDrain(b *testing.B) {
 	}
 	var events int
 	for b.Loop() {
-		events = 0
-		var after *audittrail.Cursor
-		for {
-			res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 1000})
-			if err != nil {
-				b.Fatal(err)
-			}
-			events += len(res.Events)
-			if res.Next == nil {
-				break
-			}
-			after = res.Next
-		}
+		events = searchAll(b, s, q, 1000, 0)
 	}
 	b.ReportMetric(float64(events), "results")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(max(events, 1)), "ns/event")
@@ -470,21 +458,27 @@ func resourceRegexPasses(b *testing.B, s *pebblestore.Store, expr string, end ti
 	}
 	matches := 0
 	for b.Loop() {
-		matches = 0
-		var after *audittrail.Cursor
-		for {
-			res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: 50, MaxScan: 1_000_000})
-			if err != nil {
-				b.Fatal(err)
-			}
-			matches += len(res.Events)
-			if res.Next == nil {
-				break
-			}
-			after = res.Next
-		}
+		matches = searchAll(b, s, q, 50, 1_000_000)
 	}
 	return matches
+}
+
+// searchAll reads every page of q (limit events and up to maxScan
+// candidates each, 0: the store's default) and returns the events.
+func searchAll(b *testing.B, s *pebblestore.Store, q *audittrail.Query, limit, maxScan int) int {
+	events := 0
+	var after *audittrail.Cursor
+	for {
+		res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: limit, MaxScan: maxScan})
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += len(res.Events)
+		if res.Next == nil {
+			return events
+		}
+		after = res.Next
+	}
 }
 
 // BenchmarkSearchRegexSample makes full passes over the resources of the
