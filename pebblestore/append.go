@@ -499,7 +499,8 @@ func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event
 	return nil
 }
 
-// maxSeenPrefixes bounds groupWriter.seenPrefixes: about 5 MB.
+// maxSeenPrefixes bounds groupWriter.seenPrefixes: about 9.5 MB of map
+// (measured with 262,144 hashes).
 const maxSeenPrefixes = 1 << 18
 
 // colPrefix returns the ref of v's prefix in the value column's prefix
