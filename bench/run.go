@@ -95,6 +95,12 @@ type SystemResult struct {
 	Ingest    []IngestResult
 	Vacuum    time.Duration // PostgreSQL: VACUUM ANALYZE after the load
 	Settle    time.Duration // the wait for background work after ingest (compactions), before the suite
+	// The verifiable log after the last batch was acknowledged: events
+	// that no signed checkpoint covered yet at that moment, and the time
+	// until one covered them all (LogCovered < 0: not within
+	// LogCoverLimit; both zero: the server exports no log).
+	LogBehind  int
+	LogCovered time.Duration
 	events    int
 	BulkLoad  string // PostgreSQL: how the events past the measured ones were loaded
 	Protocols []string
@@ -169,6 +175,40 @@ func (r *runner) settle(ctx context.Context, sys *SystemResult, pids ...int) {
 		r.note("%s at %s events: still busy %s after ingest; the suite ran beside its background work", sys.Name, count(int64(sys.events)), d.Round(time.Second))
 	}
 	r.logf("%s: idle after %s", sys.Name, d.Round(time.Second))
+}
+
+// LogCoverLimit bounds the wait for a signed checkpoint of every ingested
+// event.
+const LogCoverLimit = 5 * time.Minute
+
+// logCoverage measures, right after the last batch was acknowledged, how
+// far the verifiable log's latest signed checkpoint is behind the n
+// ingested events and how long until one covers them all: how soon a
+// producer can get an inclusion proof for what it wrote.
+func (r *runner) logCoverage(ctx context.Context, sys *SystemResult, srv *Server, n int) {
+	start := time.Now()
+	size, ok, err := srv.SignedTreeSize(ctx)
+	if err != nil || !ok {
+		if err != nil {
+			r.note("%s: reading the signed tree size: %v", sys.Name, err)
+		}
+		return
+	}
+	sys.LogBehind = n - int(size)
+	for int(size) < n {
+		if time.Since(start) > LogCoverLimit {
+			sys.LogCovered = -1
+			r.note("%s at %s events: no signed checkpoint covered every ingested event %s after the last batch (%d behind)", sys.Name, count(int64(n)), LogCoverLimit, n-int(size))
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+		if size, _, err = srv.SignedTreeSize(ctx); err != nil {
+			r.note("%s: reading the signed tree size: %v", sys.Name, err)
+			return
+		}
+	}
+	sys.LogCovered = time.Since(start)
+	r.logf("%s: a signed checkpoint covered every event %s after the last batch (%d behind then)", sys.Name, sys.LogCovered.Round(time.Millisecond), sys.LogBehind)
 }
 
 // quietDisk makes PostgreSQL write out what it holds (CHECKPOINT) and
@@ -495,6 +535,7 @@ func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemRe
 	if got := single + ing.Events; got != d.N {
 		return nil, fmt.Errorf("ingested %d events of %d", got, d.N)
 	}
+	r.logCoverage(ctx, sys, srv, d.N)
 	r.settle(ctx, sys, pid, dbPID)
 	sys.RSSIngest, _ = ProcStatus(pid, "VmHWM")
 	if sys.Key == SysEmbedded {

@@ -57,17 +57,49 @@ func (t StoreTimes) Sub(o StoreTimes) StoreTimes {
 // StoreTimes reads the store histograms.
 func (s *Server) StoreTimes(ctx context.Context) (StoreTimes, error) {
 	var t StoreTimes
+	err := s.scanMetrics(ctx, func(name string, v float64) {
+		switch name {
+		case "audittrail_store_search_duration_seconds_sum":
+			t.SearchSeconds += v
+		case "audittrail_store_search_duration_seconds_count":
+			t.Searches += v
+		case "audittrail_store_append_duration_seconds_sum":
+			t.AppendSeconds += v
+		case "audittrail_store_append_duration_seconds_count":
+			t.Appends += v
+		case "go_gc_duration_seconds_count":
+			t.GCs += v
+		}
+	})
+	return t, err
+}
+
+// SignedTreeSize reads the size of the verifiable log's latest signed
+// checkpoint (audittrail_log_signed_tree_size); ok is false when the
+// server exports none (no log).
+func (s *Server) SignedTreeSize(ctx context.Context) (size uint64, ok bool, err error) {
+	err = s.scanMetrics(ctx, func(name string, v float64) {
+		if name == "audittrail_log_signed_tree_size" {
+			size, ok = uint64(v), true
+		}
+	})
+	return size, ok, err
+}
+
+// scanMetrics reads /metrics of the internal listener and calls fn with
+// each sample's metric name (without labels) and value.
+func (s *Server) scanMetrics(ctx context.Context, fn func(name string, v float64)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.InternalURL+"/metrics", nil)
 	if err != nil {
-		return t, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return t, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return t, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -87,20 +119,9 @@ func (s *Server) StoreTimes(ctx context.Context) (StoreTimes, error) {
 		if err != nil {
 			continue
 		}
-		switch name {
-		case "audittrail_store_search_duration_seconds_sum":
-			t.SearchSeconds += v
-		case "audittrail_store_search_duration_seconds_count":
-			t.Searches += v
-		case "audittrail_store_append_duration_seconds_sum":
-			t.AppendSeconds += v
-		case "audittrail_store_append_duration_seconds_count":
-			t.Appends += v
-		case "go_gc_duration_seconds_count":
-			t.GCs += v
-		}
+		fn(name, v)
 	}
-	return t, sc.Err()
+	return sc.Err()
 }
 
 // Server is a running `audittrail serve`.

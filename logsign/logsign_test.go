@@ -238,3 +238,46 @@ func Tamper(t *testing.T, dir string, old, new []byte) {
 		t.Fatalf("%q not found in the database", old)
 	}
 }
+
+// TestRoundCatchesUp: one round of Run integrates every event committed
+// before it, however many steps of BatchSize that takes, and signs once,
+// after the last step. (With one step per round the log integrated at
+// most BatchSize events per Interval and fell behind a faster ingest.)
+func TestRoundCatchesUp(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, filepath.Join(dir, "db"))
+	defer st.Close()
+	appendEvents(t, st, 95, 0)
+	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first round runs at once; the next one an hour later.
+	l, err := logsign.New(t.Context(), logsign.Config{Store: st, Signer: signer, VerifierKey: vkey, BatchSize: 10, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, cp := l.Checkpoint(); cp != nil && cp.Size == 95 {
+			break
+		} else if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("after the first round the checkpoint is %v, want size 95", cp)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	notes, err := st.Checkpoints(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 {
+		t.Errorf("%d checkpoints signed in one round of 10 steps, want 1", len(notes))
+	}
+}

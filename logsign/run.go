@@ -38,25 +38,67 @@ func (l *Log) Failures() uint64 { return l.failures.Load() }
 // other replicas refresh what they serve from the store.
 func (l *Log) tick(ctx context.Context) error {
 	if l.shared == nil {
-		return l.Step(ctx)
+		return l.integrate(ctx)
 	}
 	ok, err := l.lead(ctx)
 	if err != nil || !ok {
 		return errors.Join(err, l.refresh(ctx))
 	}
-	if err := l.Step(ctx); err != nil {
+	if err := l.integrate(ctx); err != nil {
 		l.unsync()
 		return err
 	}
 	return nil
 }
 
+// maxCatchUp bounds the time of one round's steps (integrate), so that a
+// log far behind (a restart after a long outage of the integrator) still
+// signs checkpoints of what it has integrated while it catches up.
+const maxCatchUp = 2 * time.Second
+
+// integrate steps until the tree holds every event committed when it
+// started (or maxCatchUp has passed), and signs, when due, only after the
+// last step. One step per round would cap the log at BatchSize events per
+// Interval (50,000 events/s with the defaults), less than one node ingests
+// in batches: past that rate the tree fell behind without bound, and the
+// integrator then read back from the database, and hashed again, the
+// events that the store's window of recent leaf hashes no longer held.
+func (l *Log) integrate(ctx context.Context) error {
+	target := l.cfg.Store.LastSeq()
+	deadline := time.Now().Add(maxCatchUp)
+	for {
+		last := l.treeSize()+uint64(l.cfg.BatchSize) >= target || !time.Now().Before(deadline)
+		mode := signLater
+		if last {
+			mode = signIfDue
+		}
+		if err := l.step(ctx, mode); err != nil {
+			return err
+		}
+		if last {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
 // Step integrates the committed events not yet in the tree (up to
 // BatchSize) and signs a checkpoint when the tree grew past the latest
 // signed one and SignInterval has passed since the last signature.
 func (l *Log) Step(ctx context.Context) error {
-	return l.step(ctx, false)
+	return l.step(ctx, signIfDue)
 }
+
+// signing says when step signs a checkpoint of the tree it grew.
+type signing int
+
+const (
+	signIfDue signing = iota // when SignInterval has passed since the last signature
+	signNow                  // now, even of an empty or unchanged tree without a checkpoint
+	signLater                // not in this step: another follows at once
+)
 
 // Flush integrates every committed event and signs a checkpoint of them
 // now (used on shutdown and in tests). With a SharedStore, only the leader
@@ -80,11 +122,11 @@ func (l *Log) Flush(ctx context.Context) error {
 
 func (l *Log) flush(ctx context.Context) error {
 	for l.cfg.Store.LastSeq() > l.treeSize() {
-		if err := l.step(ctx, false); err != nil {
+		if err := l.step(ctx, signLater); err != nil {
 			return err
 		}
 	}
-	return l.step(ctx, true)
+	return l.step(ctx, signNow)
 }
 
 func (l *Log) treeSize() uint64 {
@@ -164,7 +206,7 @@ func (l *Log) leaves(ctx context.Context, from, to uint64) ([]tlog.Hash, time.Ti
 	return leaves, rt, nil
 }
 
-func (l *Log) step(ctx context.Context, forceSign bool) error {
+func (l *Log) step(ctx context.Context, sign signing) error {
 	if l.cfg.Signer == nil {
 		return errors.New("logsign: this replica has no signing key: it does not integrate")
 	}
@@ -196,7 +238,8 @@ func (l *Log) step(ctx context.Context, forceSign bool) error {
 	signed := l.signedSize()
 	now := l.cfg.Now()
 	var note []byte
-	if newSize > signed || (forceSign && l.latestCheckpoint() == nil) {
+	forceSign := sign == signNow
+	if sign != signLater && (newSize > signed || (forceSign && l.latestCheckpoint() == nil)) {
 		if forceSign || now.Sub(l.lastSign) >= l.cfg.SignInterval || l.latestCheckpoint() == nil {
 			if !haveRoot {
 				r, err := merkle.TreeRoot(l.hashReader(), newSize)
