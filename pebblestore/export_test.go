@@ -204,6 +204,15 @@ func SetPairAnchorRateForTest(rate int) (restore func()) {
 	return func() { pairAnchorRate = old }
 }
 
+// SetUnbatchedFetchForTest turns the batches off: every candidate is read by
+// the candidate-by-candidate walk, newest first. It returns a function that
+// restores them.
+func SetUnbatchedFetchForTest() (restore func()) {
+	old := unbatchedFetch
+	unbatchedFetch = true
+	return func() { unbatchedFetch = old }
+}
+
 // SetParallelFetchForTest sets the candidates from which a page's records
 // are read on several cores, and the number of readers (0: one per core),
 // and returns a function that restores both.

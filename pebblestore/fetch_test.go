@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -14,8 +17,9 @@ import (
 	"github.com/audittrail/audittrail/pebblestore"
 )
 
-// TestParallelFetch: pages whose records are read on several cores are the
-// pages of a sequential search, event for event and cursor for cursor, for
+// TestParallelFetch: pages whose records are read in batches, on one reader
+// or several, are the pages of a search that reads candidate by candidate,
+// newest first, event for event and cursor for cursor, for
 // random filters (one posting list, unions of lists, conditions tested on
 // the records, inline values), page sizes and work budgets; and together
 // they are what the brute force finds.
@@ -33,12 +37,19 @@ func TestParallelFetch(t *testing.T) {
 				q := compile(t, f)
 				limit := []int{1, 2, 5, 50, 1000}[r.IntN(5)]
 				maxScan := []int{0, 0, 3, 40, 200}[r.IntN(5)]
-				// Sequential: the threshold is never reached.
+				// Candidate by candidate, newest first: no batches.
+				restore := pebblestore.SetUnbatchedFetchForTest()
 				want := pages(t, s, q, limit, maxScan, 1<<30, 1, false)
+				restore()
+				// Batches on one reader: the threshold is never reached.
+				one := pages(t, s, q, limit, maxScan, 1<<30, 1, false)
+				if d := cmp.Diff(want, one, cmpopts.EquateEmpty()); d != "" {
+					t.Fatalf("search %d, filter %+v, limit %d, maxScan %d: pages differ (-one by one +batches)\n%s", i, f, limit, maxScan, d)
+				}
 				// Every batch of two candidates or more, on three readers.
 				got := pages(t, s, q, limit, maxScan, 2, 3, false)
 				if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
-					t.Fatalf("search %d, filter %+v, limit %d, maxScan %d: pages differ (-sequential +parallel)\n%s", i, f, limit, maxScan, d)
+					t.Fatalf("search %d, filter %+v, limit %d, maxScan %d: pages differ (-one by one +parallel)\n%s", i, f, limit, maxScan, d)
 				}
 				// Pages read ahead stay on one core, whatever the thresholds.
 				batches := pebblestore.ParallelFetchBatchesForTest()
@@ -293,4 +304,83 @@ func TestDictionaryHashCollisions(t *testing.T) {
 	s = openStore(t, dir)
 	defer s.Close()
 	check(s, "reopened")
+}
+
+// TestParallelFetchMissingRecord: a posting whose record is gone (storage
+// damaged behind the store's back) fails the search, whether the page is
+// read on one core or several and wherever the record falls in a reader's
+// part; no page comes back with the events around it silently left out.
+func TestParallelFetchMissingRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	all := stored(mustAppend(t, s, newGen(31).batch(4000)))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The commonest event source: a posting list long enough for a page
+	// read on several cores.
+	count := map[string]int{}
+	for _, e := range all {
+		count[e.EventSource]++
+	}
+	var f audittrail.Filter
+	for v, n := range count {
+		if n > count[f.Exact[audittrail.FieldEventSource]] {
+			f.Exact[audittrail.FieldEventSource] = v
+		}
+	}
+	var evs []*audittrail.Event
+	for _, e := range all {
+		if e.EventSource == f.Exact[audittrail.FieldEventSource] {
+			evs = append(evs, e)
+		}
+	}
+	if len(evs) < 300 {
+		t.Fatalf("the commonest event source has %d events: too few for the test", len(evs))
+	}
+	// Newest first, as a search returns them: the damaged record is in the
+	// middle of the first page, inside a reader's part.
+	slices.SortFunc(evs, func(a, b *audittrail.Event) int {
+		if c := b.EventTime.Compare(a.EventTime); c != 0 {
+			return c
+		}
+		return int(b.Seq) - int(a.Seq)
+	})
+	gone := evs[len(evs)/2]
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(pebblestore.RawEventKey(gone.EventTime.UnixNano(), gone.Seq), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	defer s.Close()
+	q := compile(t, f)
+	for _, c := range []struct {
+		name         string
+		min, readers int
+		unbatched    bool
+	}{{"one by one", 1 << 30, 1, true}, {"one reader", 1 << 30, 1, false}, {"three readers", 2, 3, false}, {"two readers", 2, 2, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			defer pebblestore.SetParallelFetchForTest(c.min, c.readers)()
+			if c.unbatched {
+				defer pebblestore.SetUnbatchedFetchForTest()()
+			}
+			batches := pebblestore.ParallelFetchBatchesForTest()
+			res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, Limit: 1000})
+			if err == nil {
+				t.Fatalf("a page of %d events without event seq %d, and no error", len(res.Events), gone.Seq)
+			}
+			if !strings.Contains(err.Error(), "has no record") {
+				t.Fatalf("error %q, want one naming the posting without a record", err)
+			}
+			if parallel := pebblestore.ParallelFetchBatchesForTest() != batches; parallel != (c.readers > 1) {
+				t.Fatalf("records read on several cores: %v, want %v", parallel, c.readers > 1)
+			}
+		})
+	}
 }

@@ -232,7 +232,10 @@ type postingStream struct {
 	rr    recordReader
 	// more are further record readers for reading a page's records on
 	// several cores (fetch.go); nil when the page is read on one.
-	more    []*recordReader
+	more []*recordReader
+	// column: the value column is one of the sources (its candidates are
+	// read one by one, fetch.go).
+	column  bool
 	started bool
 	e       error
 }
@@ -318,7 +321,7 @@ func (h *listHeap) Pop() any {
 // newPostingStream opens the lists, then readers record readers (at least
 // one; the first is the stream's own).
 func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byte, readers int) (*postingStream, error) {
-	ps := &postingStream{}
+	ps := &postingStream{column: col != nil}
 	if col != nil {
 		li := &listIter{col: col}
 		if ok, err := li.prev(); err != nil {
@@ -470,6 +473,22 @@ func (r *recordReader) read(cur []byte) ([]byte, error) {
 		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
 	}
 	r.primAt = true
+	return r.prim.ValueAndErr()
+}
+
+// readForward returns the record at (time, seq) suffix cur, valid until the
+// next read, for candidates read oldest first (fetchPart). It leaves r to
+// seek on its next read.
+func (r *recordReader) readForward(cur []byte) ([]byte, error) {
+	r.key = append(append(r.key[:0], pfxEvent), cur...)
+	r.primAt = false
+	if !r.prim.SeekGE(r.key) || !bytes.Equal(r.prim.Key(), r.key) {
+		if err := r.prim.Error(); err != nil {
+			return nil, err
+		}
+		ns, seq := decodeTimeSeq(cur)
+		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
+	}
 	return r.prim.ValueAndErr()
 }
 
