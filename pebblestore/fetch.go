@@ -28,7 +28,7 @@ import (
 // where it is (TrySeekUsingNext), while a seek backwards positions an
 // iterator in every level of the LSM again. Measured on 10M events
 // (BenchmarkSearchDrain, a workspace of 11,657 events, alternated, last four
-// of eight rounds): 2.4-2.98 -> 1.79-2.01 us per event.
+// of eight rounds): 2.39-2.98 -> 1.87-2.01 us per event.
 //
 // A batch never holds more candidates than the page can still use (its
 // remaining events and the look-ahead) nor than the budget allows, so no
