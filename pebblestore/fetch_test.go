@@ -155,16 +155,8 @@ func TestParallelFetchDuringAppends(t *testing.T) {
 	g := newGen(29)
 	before := stored(mustAppend(t, s, g.batch(3000)))
 	// The commonest event source: a long posting list, many batches.
-	count := map[string]int{}
-	for _, e := range before {
-		count[e.EventSource]++
-	}
 	var f audittrail.Filter
-	for v, n := range count {
-		if n > count[f.Exact[audittrail.FieldEventSource]] {
-			f.Exact[audittrail.FieldEventSource] = v
-		}
-	}
+	f.Exact[audittrail.FieldEventSource] = commonestSource(before)
 	q := compile(t, f)
 	want := bruteForce(before, q, nil)
 	if len(want) < 200 {
@@ -319,16 +311,8 @@ func TestParallelFetchMissingRecord(t *testing.T) {
 	}
 	// The commonest event source: a posting list long enough for a page
 	// read on several cores.
-	count := map[string]int{}
-	for _, e := range all {
-		count[e.EventSource]++
-	}
 	var f audittrail.Filter
-	for v, n := range count {
-		if n > count[f.Exact[audittrail.FieldEventSource]] {
-			f.Exact[audittrail.FieldEventSource] = v
-		}
-	}
+	f.Exact[audittrail.FieldEventSource] = commonestSource(all)
 	var evs []*audittrail.Event
 	for _, e := range all {
 		if e.EventSource == f.Exact[audittrail.FieldEventSource] {
@@ -383,4 +367,16 @@ func TestParallelFetchMissingRecord(t *testing.T) {
 			}
 		})
 	}
+}
+
+// commonestSource returns the event source of the most events of evs.
+func commonestSource(evs []*audittrail.Event) string {
+	count := map[string]int{}
+	best := ""
+	for _, e := range evs {
+		if count[e.EventSource]++; count[e.EventSource] > count[best] {
+			best = e.EventSource
+		}
+	}
+	return best
 }

@@ -464,6 +464,22 @@ func (r *recordReader) read(cur []byte) ([]byte, error) {
 			r.step = maxStep // try stepping again
 		}
 	}
+	return r.seek(cur)
+}
+
+// readForward returns the record at (time, seq) suffix cur, valid until the
+// next read, for candidates read oldest first (fetchPart). It leaves r to
+// seek on its next read.
+func (r *recordReader) readForward(cur []byte) ([]byte, error) {
+	r.key = append(append(r.key[:0], pfxEvent), cur...)
+	rec, err := r.seek(cur)
+	r.primAt = false
+	return rec, err
+}
+
+// seek positions r at the record of r.key, the key of suffix cur, and
+// returns it.
+func (r *recordReader) seek(cur []byte) ([]byte, error) {
 	r.primAt = false
 	if !r.prim.SeekGE(r.key) || !bytes.Equal(r.prim.Key(), r.key) {
 		if err := r.prim.Error(); err != nil {
@@ -473,22 +489,6 @@ func (r *recordReader) read(cur []byte) ([]byte, error) {
 		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
 	}
 	r.primAt = true
-	return r.prim.ValueAndErr()
-}
-
-// readForward returns the record at (time, seq) suffix cur, valid until the
-// next read, for candidates read oldest first (fetchPart). It leaves r to
-// seek on its next read.
-func (r *recordReader) readForward(cur []byte) ([]byte, error) {
-	r.key = append(append(r.key[:0], pfxEvent), cur...)
-	r.primAt = false
-	if !r.prim.SeekGE(r.key) || !bytes.Equal(r.prim.Key(), r.key) {
-		if err := r.prim.Error(); err != nil {
-			return nil, err
-		}
-		ns, seq := decodeTimeSeq(cur)
-		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
-	}
 	return r.prim.ValueAndErr()
 }
 
