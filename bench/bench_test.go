@@ -260,3 +260,22 @@ func TestDiskWritten(t *testing.T) {
 		t.Errorf("the disks' counters grew by %d bytes after a synced write of 8 MiB", got)
 	}
 }
+
+// TestP99Rank: the rank the report names is the one Latencies.Pct(99)
+// takes, and its ordinal reads right.
+func TestP99Rank(t *testing.T) {
+	for _, n := range []int{1, 5, 30, 99, 100, 101, 200, 1000} {
+		l := make(Latencies, n)
+		for i := range l {
+			l[i] = time.Duration(i + 1)
+		}
+		if got, want := p99Rank(n), int(l.Pct(99)); got != want {
+			t.Errorf("p99Rank(%d) = %d, Pct(99) is the %dth", n, got, want)
+		}
+	}
+	for n, want := range map[int]string{1: "st", 2: "nd", 3: "rd", 4: "th", 11: "th", 12: "th", 13: "th", 21: "st", 198: "th", 101: "st", 111: "th"} {
+		if got := ordinalSuffix(n); got != want {
+			t.Errorf("ordinalSuffix(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

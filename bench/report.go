@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -151,8 +152,8 @@ func writeRun(b *strings.Builder, res *Results) {
 	if res.Config.QueryBudget > 0 {
 		budget = fmt.Sprintf(", fewer for a query whose runs would take longer than %s (at least %d)", res.Config.QueryBudget, MinRuns)
 	}
-	w("| Seed, runs | seed %d; each query: 1 untimed first run, then %d timed runs%s; p50/p99 by nearest rank (over 200 runs p99 is the 198th, over fewer than 100 the slowest run) |\n",
-		res.Config.Seed, res.Config.Runs, budget)
+	w("| Seed, runs | seed %d; each query: 1 untimed first run, then %d timed runs%s; p50/p99 by nearest rank (over %d runs p99 is the %d%s fastest; over fewer than 100, the slowest run) |\n",
+		res.Config.Seed, res.Config.Runs, budget, res.Config.Runs, p99Rank(res.Config.Runs), ordinalSuffix(p99Rank(res.Config.Runs)))
 	w("\n")
 	for _, n := range res.Notes {
 		w("- Note: %s\n", n)
@@ -872,4 +873,24 @@ func fmtArgs(args []any) string {
 		p = append(p, fmt.Sprintf("$%d = `%s`", i+1, s))
 	}
 	return strings.Join(p, ", ")
+}
+
+// p99Rank is the rank (from the fastest, 1-based) that Latencies.Pct(99)
+// takes among n samples.
+func p99Rank(n int) int { return min(max(int(math.Ceil(99.0/100*float64(n))), 1), max(n, 1)) }
+
+// ordinalSuffix is the English suffix of the ordinal number n.
+func ordinalSuffix(n int) string {
+	if n%100 >= 11 && n%100 <= 13 {
+		return "th"
+	}
+	switch n % 10 {
+	case 1:
+		return "st"
+	case 2:
+		return "nd"
+	case 3:
+		return "rd"
+	}
+	return "th"
 }

@@ -92,19 +92,20 @@ type SystemResult struct {
 	// disk, memory) but ran no query suite; "" when it ran one.
 	SuiteSkipped string
 
-	Ingest []IngestResult
-	Vacuum time.Duration // PostgreSQL: VACUUM ANALYZE after the load
-	Settle time.Duration // the wait for background work after ingest (compactions), before the suite
+	Ingest    []IngestResult
+	Vacuum    time.Duration // PostgreSQL: VACUUM ANALYZE after the load
+	Settle    time.Duration // the wait for background work after ingest (compactions), before the suite
+	events    int
+	BulkLoad  string // PostgreSQL: how the events past the measured ones were loaded
+	Protocols []string
+	Queries   map[string]map[string]*QueryResult // protocol → query key → result
+
 	// The verifiable log after the last batch was acknowledged: events
 	// that no signed checkpoint covered yet at that moment, and the time
 	// until one covered them all (LogCovered < 0: not within
 	// LogCoverLimit; both zero: the server exports no log).
 	LogBehind  int
 	LogCovered time.Duration
-	events     int
-	BulkLoad   string // PostgreSQL: how the events past the measured ones were loaded
-	Protocols  []string
-	Queries    map[string]map[string]*QueryResult // protocol → query key → result
 
 	RSSIngest int64 // peak RSS of the server during ingest (VmHWM)
 	RSSSuite  int64 // peak RSS of the server during the query suite
