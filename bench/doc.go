@@ -12,7 +12,9 @@
 //
 // The command is bench/cmd/auditbench; `make bench` runs it. See
 // BENCHMARKS.md for what it measures and docs/design/performance.md for what
-// the measurements show.
+// the measurements show. bench/cmd/pagetail, a diagnostic beside it, times
+// first pages against a running server and splits each into the server's
+// part, the transfer and the client's decoding.
 //
 // Everything the suite asks is derived from the generated stream itself (a
 // counting pass before any store is loaded), never from a store: the popular
