@@ -107,7 +107,7 @@ func (s *RESTSearcher) call(ctx context.Context, f *audittrail.Filter, size int,
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", fmt.Errorf("POST /v1/events:search: %s: %s", resp.Status, bytes.TrimSpace(data))
 	}
-	var out restResponse
+	var out RESTAnswer
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, "", fmt.Errorf("POST /v1/events:search: decoding the response: %v", err)
 	}
@@ -118,15 +118,17 @@ func (s *RESTSearcher) call(ctx context.Context, f *audittrail.Filter, size int,
 	return ids, out.NextPageToken, nil
 }
 
-// restResponse is the JSON of a search response, decoded completely (every
-// field of every event), as a REST client in Go would with encoding/json.
-type restResponse struct {
-	Events            []restEvent `json:"events"`
+// RESTAnswer is the JSON of a search response, decoded completely (every
+// field of every event), as a REST client in Go would with encoding/json
+// (RESTSearcher; bench/cmd/pagetail times the decoding).
+type RESTAnswer struct {
+	Events            []RESTEvent `json:"events"`
 	NextPageToken     string      `json:"nextPageToken"`
 	SearchedUntilTime time.Time   `json:"searchedUntilTime"`
 }
 
-type restEvent struct {
+// RESTEvent is an event of a RESTAnswer.
+type RESTEvent struct {
 	Name        string    `json:"name"`
 	EventTime   time.Time `json:"eventTime"`
 	ReceiveTime time.Time `json:"receiveTime"`

@@ -2,10 +2,11 @@
 // other, against a running server's public REST listener, and splits each
 // request's time into the server's part (until the first byte of the
 // answer), the transfer of the body and the client's JSON decoding (with
-// encoding/json into every field, as the benchmark's REST client does). It
-// then prints the percentiles of each part and the split of the slowest 1 %
-// of requests, with their start times: where the tail of first pages comes
-// from (docs/design/performance.md, "Index-bound queries").
+// encoding/json into every field: bench.RESTAnswer, what the benchmark's
+// REST client decodes). It then prints the percentiles of each part and the
+// split of the slowest 1 % of requests, with their start times: where the
+// tail of first pages comes from (docs/design/performance.md, "Index-bound
+// queries").
 //
 //	go run ./bench/cmd/pagetail -url http://127.0.0.1:8080 -token $READER_TOKEN -n 5000
 //
@@ -27,36 +28,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/audittrail/audittrail/bench"
 	"github.com/audittrail/audittrail/internal/sample"
 )
-
-// event is an event of the JSON answer, every field decoded.
-type event struct {
-	Name        string    `json:"name"`
-	EventTime   time.Time `json:"eventTime"`
-	ReceiveTime time.Time `json:"receiveTime"`
-	EventSource string    `json:"eventSource"`
-	Action      string    `json:"action"`
-	ReadOnly    bool      `json:"readOnly"`
-	Status      *struct {
-		Code    int32  `json:"code"`
-		Message string `json:"message"`
-	} `json:"status"`
-	Principal         string            `json:"principal"`
-	LoginPrincipal    string            `json:"loginPrincipal"`
-	SourceIPAddress   string            `json:"sourceIpAddress"`
-	UserAgent         string            `json:"userAgent"`
-	Resource          string            `json:"resource"`
-	Workspace         string            `json:"workspace"`
-	RequestParameters map[string]string `json:"requestParameters"`
-	Metadata          map[string]string `json:"metadata"`
-	Type              string            `json:"type"`
-}
-
-type answer struct {
-	Events        []event `json:"events"`
-	NextPageToken string  `json:"nextPageToken"`
-}
 
 // timing is one request: its start and the three parts of its time.
 type timing struct {
@@ -102,7 +76,7 @@ func main() {
 			return t, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
 		}
 		received := time.Now()
-		var a answer
+		var a bench.RESTAnswer
 		if err := json.Unmarshal(data, &a); err != nil {
 			return t, fmt.Errorf("decoding the answer: %v", err)
 		}
