@@ -55,11 +55,19 @@ func appendEvents(t *testing.T, st audittrail.Store, n, from int) {
 
 func newLog(t *testing.T, st *pebblestore.Store, dir string) *logsign.Log {
 	t.Helper()
+	return newLogWith(t, dir, logsign.Config{Store: st, Interval: 10 * time.Millisecond, SignInterval: 20 * time.Millisecond})
+}
+
+// newLogWith makes a log of cfg signed with the key in dir (created on
+// first use).
+func newLogWith(t *testing.T, dir string, cfg logsign.Config) *logsign.Log {
+	t.Helper()
 	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := logsign.New(context.Background(), logsign.Config{Store: st, Signer: signer, VerifierKey: vkey, Interval: 10 * time.Millisecond, SignInterval: 20 * time.Millisecond})
+	cfg.Signer, cfg.VerifierKey = signer, vkey
+	l, err := logsign.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,15 +256,8 @@ func TestRoundCatchesUp(t *testing.T) {
 	st := openStore(t, filepath.Join(dir, "db"))
 	defer st.Close()
 	appendEvents(t, st, 95, 0)
-	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The first round runs at once; the next one an hour later.
-	l, err := logsign.New(t.Context(), logsign.Config{Store: st, Signer: signer, VerifierKey: vkey, BatchSize: 10, Interval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLogWith(t, dir, logsign.Config{Store: st, BatchSize: 10, Interval: time.Hour})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { l.Run(ctx); close(done) }()

@@ -300,16 +300,9 @@ func TestFailuresCounted(t *testing.T) {
 	st := openStore(t, filepath.Join(dir, "db"))
 	defer st.Close()
 	appendEvents(t, st, 5, 0)
-	signer, vkey, err := logsign.LoadOrCreateKey(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	run := func(store audittrail.LogStore) *logsign.Log {
-		l, err := logsign.New(t.Context(), logsign.Config{Store: store, Signer: signer, VerifierKey: vkey, Interval: 5 * time.Millisecond,
+		l := newLogWith(t, dir, logsign.Config{Store: store, Interval: 5 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		l.Run(ctx)
