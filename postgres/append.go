@@ -107,9 +107,11 @@ var errIDRace = errors.New("postgres: an id was stored concurrently")
 // maxAppendAttempts bounds the runs of one Append that lose an id race.
 const maxAppendAttempts = 8
 
-// Append implements audittrail.Store. One call is one transaction: the
-// events it stores are committed together, on stable storage
-// (synchronous_commit on), with consecutive sequence numbers.
+// Append implements audittrail.Store. The events a call stores are
+// committed together, in one transaction, on stable storage
+// (synchronous_commit on), with consecutive sequence numbers; concurrent
+// calls may share that transaction (group commit, group.go), never split
+// one.
 //
 // When the connection breaks while the commit is in flight, the outcome is
 // unknown; Append then runs once more on a new connection, where a committed
@@ -148,7 +150,7 @@ func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audit
 		if ctx.Err() != nil || attempt == maxAppendAttempts {
 			break
 		}
-		if errors.Is(err, errIDRace) {
+		if errors.Is(err, errIDRace) || errors.Is(err, errGroupFailed) {
 			continue
 		}
 		s.recoverFrom(err)
@@ -210,18 +212,13 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 		refs = append(refs, ref{i, st})
 	}
 	if len(fresh) > 0 {
-		base, receives, err := s.insert(ctx, fresh)
-		if err != nil {
+		insert := s.insert
+		if !lookup {
+			insert = s.insertGrouped // group.go
+		}
+		if err := insert(ctx, fresh); err != nil {
 			return nil, err
 		}
-		if len(receives) != len(fresh) {
-			return nil, fmt.Errorf("postgres: %d receive times stored for %d events", len(receives), len(fresh))
-		}
-		for k, st := range fresh {
-			st.Seq = uint64(base) + uint64(k) + 1
-			st.ReceiveTime = time.Unix(0, receives[k]).UTC()
-		}
-		s.leaves.add(fresh)
 	}
 	for _, r := range refs {
 		res[r.i].Event = r.st.Clone()
@@ -267,9 +264,27 @@ func (s *Store) lookup(ctx context.Context, ids []string) (map[string]*audittrai
 	return stored, used, rows.Err()
 }
 
-// insert stores fresh (new events, in order) and returns the sequence
-// number before the first of them and their receive times as stored.
-func (s *Store) insert(ctx context.Context, fresh []*audittrail.Event) (int64, []int64, error) {
+// insert stores fresh (new events, in order) in one transaction, and sets
+// the Seq and ReceiveTime of each as stored.
+func (s *Store) insert(ctx context.Context, fresh []*audittrail.Event) error {
+	base, receives, err := s.insertRows(ctx, fresh)
+	if err != nil {
+		return err
+	}
+	if len(receives) != len(fresh) {
+		return fmt.Errorf("postgres: %d receive times stored for %d events", len(receives), len(fresh))
+	}
+	for k, st := range fresh {
+		st.Seq = uint64(base) + uint64(k) + 1
+		st.ReceiveTime = time.Unix(0, receives[k]).UTC()
+	}
+	s.leaves.add(fresh)
+	return nil
+}
+
+// insertRows runs insertSQL for fresh and returns the sequence number
+// before the first of them and their receive times as stored.
+func (s *Store) insertRows(ctx context.Context, fresh []*audittrail.Event) (int64, []int64, error) {
 	n := len(fresh)
 	var (
 		ids       = make([]string, n)

@@ -43,3 +43,12 @@ const LookupSQL = lookupSQL
 
 // LookupsForTest is the number of id lookups appends have made.
 func (s *Store) LookupsForTest() int64 { return s.lookups.Load() }
+
+// InsertGroupsForTest returns the number of groups of appends taken for
+// insertion, of the appends they held, and of the appends waiting for a
+// group.
+func (s *Store) InsertGroupsForTest() (groups, taken int64, waiting int) {
+	s.inserts.mu.Lock()
+	defer s.inserts.mu.Unlock()
+	return s.inserts.groups, s.inserts.taken, len(s.inserts.waiting)
+}

@@ -82,14 +82,21 @@ type Store struct {
 	leadConn *pgx.Conn
 	// lookups counts the id lookups of appends (tests: LookupsForTest).
 	lookups atomic.Int64
+	// inserts queues the first runs of appends for group commit
+	// (group.go).
+	inserts insertQueue
 	// everyTreeLevel makes AppendTree store every level of the tree, one
 	// row per hash, as builds before migration 0003 did (tests only:
 	// WriteEveryTreeLevelForTest).
 	everyTreeLevel bool
 
-	closeMu  sync.RWMutex // read: an operation in flight; write: Close
-	closed   bool
-	stop     chan struct{} // closed by Close: ends the maintenance loop
+	closeMu sync.RWMutex // read: an operation in flight; write: Close
+	closed  bool
+	stop    chan struct{} // closed by Close: ends the maintenance loop
+	// life ends at Close, when no caller waits any more: the statements
+	// that run for no caller in particular (group.go) end with it.
+	life     context.Context
+	endLife  context.CancelFunc
 	loopDone chan struct{}
 	closeOne sync.Once
 }
@@ -126,10 +133,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stop:          make(chan struct{}),
 		loopDone:      make(chan struct{}),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	if s.searchTimeout <= 0 {
 		s.searchTimeout = DefaultSearchTimeout
 	}
 	if err := s.setup(ctx, cfg.ReadOnly); err != nil {
+		s.endLife()
 		pool.Close()
 		return nil, err
 	}
@@ -281,6 +290,7 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.closeMu.Unlock()
 		close(s.stop)
+		s.endLife()
 		<-s.loopDone
 		s.leadMu.Lock()
 		s.dropLead() // hands the integrator lock over to another replica
