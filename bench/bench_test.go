@@ -2,9 +2,12 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -136,6 +139,8 @@ func TestWriteReport(t *testing.T) {
 		emb.Queries["REST"][q.Key] = &QueryResult{Key: q.Key, Lat: Latencies{time.Millisecond}}
 		sql.Queries["SQL"][q.Key] = &QueryResult{Key: q.Key, Lat: Latencies{30 * time.Millisecond}}
 	}
+	emb.Concurrent = &ConcurrentResult{Protocol: "REST", Workers: 16, Queries: 10, Wall: 2 * time.Second,
+		Lat: slices.Repeat(Latencies{time.Millisecond}, 4321)}
 	res := &Results{Config: Config{Runs: 1, Seed: 1}, Started: time.Now(), Finished: time.Now(),
 		Sizes: []*SizeResult{{N: 2000, Dataset: d, Systems: []*SystemResult{emb, sql}}}}
 	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
@@ -147,7 +152,7 @@ func TestWriteReport(t *testing.T) {
 	}
 	b, _ := os.ReadFile(path)
 	s := string(b)
-	for _, want := range []string{"hand-written", "## Analysis\n\nkept", "## Targets", "30.0×", "| met |"} {
+	for _, want := range []string{"hand-written", "## Analysis\n\nkept", "## Targets", "30.0×", "| met |", "Concurrent searches: 16 clients", "| embedded, REST | **2,161** |"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -277,5 +282,59 @@ func TestP99Rank(t *testing.T) {
 		if got := ordinalSuffix(n); got != want {
 			t.Errorf("ordinalSuffix(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// pageSearcher answers every query with its oracle's page, but fails the
+// query with key fail and answers the query with key wrong with nothing.
+type pageSearcher struct {
+	fail, wrong string
+	calls       atomic.Int64
+}
+
+func (s *pageSearcher) Name() string { return "fake" }
+
+func (s *pageSearcher) Page(_ context.Context, q *Query, _ int, _ any) (Page, error) {
+	s.calls.Add(1)
+	switch q.Key {
+	case s.fail:
+		return Page{}, errors.New("refused")
+	case s.wrong:
+		return Page{Requests: 1}, nil
+	}
+	return Page{IDs: q.Expected, Requests: 1}, nil
+}
+
+// TestRunConcurrent: the concurrent phase times only the timed requests,
+// cycles through the first pages of the index-bound queries and counts
+// failures and answers that differ from the oracle's.
+func TestRunConcurrent(t *testing.T) {
+	d := NewDataset(1, 2000, time.Now())
+	d.Analyze()
+	qs := concurrentQueries(d.Queries)
+	for _, q := range qs {
+		if !indexBound(q) || q.Page > 1 || q.Drain {
+			t.Fatalf("query %s is not the first page of an index-bound query", q.Key)
+		}
+	}
+	if len(qs) < 5 {
+		t.Fatalf("%d queries, want the suite's index-bound first pages", len(qs))
+	}
+	s := &pageSearcher{fail: qs[0].Key, wrong: qs[1].Key}
+	r := RunConcurrent(context.Background(), s, qs, 4, 200*time.Millisecond, RunOptions{})
+	n := len(r.Lat)
+	if n == 0 || r.Errors == 0 || r.Wrong == 0 || r.ErrMsg != "refused" {
+		t.Fatalf("%d requests, %d errors (%q), %d wrong: want some of each", n, r.Errors, r.ErrMsg, r.Wrong)
+	}
+	// Each worker cycles through every query, so a query has about 1/len
+	// of the requests.
+	if share := float64(r.Errors) / float64(n); share < 0.5/float64(len(qs)) || share > 2.0/float64(len(qs)) {
+		t.Errorf("the failing query had %d of %d requests, want about 1/%d", r.Errors, n, len(qs))
+	}
+	if calls := s.calls.Load(); calls <= int64(n) {
+		t.Errorf("%d calls for %d timed requests: the untimed warm-up is missing", calls, n)
+	}
+	if r.Wall < 200*time.Millisecond || r.Rate() <= 0 {
+		t.Errorf("wall %v, rate %.0f", r.Wall, r.Rate())
 	}
 }

@@ -638,6 +638,7 @@ func writeQueries(b *strings.Builder, res *Results, z *SizeResult) {
 		w("\n")
 	}
 	w("\n")
+	writeConcurrent(b, res, z)
 	w("<details><summary>Parameters, first runs and round trips (%s)</summary>\n\n", sizeLabel(z.N))
 	w("Store search and append: the server's own metrics (`audittrail_store_search_duration_seconds`,\n")
 	w("`audittrail_store_append_duration_seconds`) over the timed REST runs, per run: the time inside the store, and the\n")
@@ -693,6 +694,41 @@ func writeQueries(b *strings.Builder, res *Results, z *SizeResult) {
 			first(o), first(p), first(g), reqs(o), reqs(g), store(o), cpu(o), cpu(p), store(g), cpu(g))
 	}
 	w("\n</details>\n\n")
+}
+
+// writeConcurrent writes the table of the concurrent searches of one size.
+func writeConcurrent(b *strings.Builder, res *Results, z *SizeResult) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	var rows []*SystemResult
+	for _, s := range z.Systems {
+		if s.Concurrent != nil && len(s.Concurrent.Lat) > 0 {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	c := rows[0].Concurrent
+	w("Concurrent searches: %d clients at once, each asking for the first pages of the %d index-bound queries above in\n", c.Workers, c.Queries)
+	w("turn (every answer checked), one request after the other, for %s on each system after its suite; the clients run\n", res.Config.ConcurrentTime)
+	w("on the same 2 cores. Our servers also write each search's self-audit event durably; the store's own metrics give\n")
+	w("the mean time of its searches and of those writes (concurrent writes share the store's commits).\n\n")
+	w("| System | Searches/s | p50 ms | p99 ms | CPU ms per search: server / its database / client | Store: search / self-audit append, mean ms | Errors, wrong answers |\n")
+	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, s := range rows {
+		c := s.Concurrent
+		store := "–"
+		if c.Store.Searches > 0 && c.Store.Appends > 0 {
+			store = ms(time.Duration(c.Store.SearchSeconds/c.Store.Searches*1e9)) + " / " + ms(time.Duration(c.Store.AppendSeconds/c.Store.Appends*1e9))
+		}
+		db := "–"
+		if c.DBCPU > 0 {
+			db = ms(c.DBCPU)
+		}
+		w("| %s, %s | **%s** | %s | %s | %s / %s / %s | %s | %d, %d |\n", s.Name, c.Protocol, count(int64(c.Rate()+0.5)), ms(c.Lat.Pct(50)), ms(c.Lat.Pct(99)),
+			ms(c.ServerCPU), db, ms(c.ClientCPU), store, c.Errors, c.Wrong)
+	}
+	w("\n")
 }
 
 func writeGrowth(b *strings.Builder, res *Results) {
@@ -829,6 +865,12 @@ func writeMethod(b *strings.Builder, res *Results) {
 		}
 	} else {
 		w("- Each system ran its whole suite after its ingest, one system after the other.\n")
+	}
+	if res.Config.Concurrency > 0 {
+		w("- Concurrent searches (after each size's suite, one system after the other): %d clients, each a goroutine of the\n", res.Config.Concurrency)
+		w("  benchmark with the system's first protocol (REST; SQL through a pool of connections), send first pages of the\n")
+		w("  index-bound queries in turn for one untimed second, then for %s timed; the rate is the requests of the timed\n", res.Config.ConcurrentTime)
+		w("  part over its wall time, the latencies those of every timed request.\n")
 	}
 	w("- Ingest: %d producers send BatchCreateEvents of %d; %d producers send CreateEvent. PostgreSQL gets the same\n",
 		res.Config.Producers, res.Config.Batch, res.Config.SingleProducers)

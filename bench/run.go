@@ -27,6 +27,8 @@ type Config struct {
 	MeasureEvents   int           // PostgreSQL: events per measured ingest method (COPY, INSERT); the rest of a larger size is bulk-loaded; 0: all
 	CopyBatch       int           // rows per COPY statement
 	QueryBudget     time.Duration // bound on the timed runs of one query on one system (see RunOptions.Budget); 0: none
+	Concurrency     int           // clients of the concurrent searches (RunConcurrent); 0: none
+	ConcurrentTime  time.Duration // timed length of the concurrent searches on each system
 	PGStoreMax      int           // largest size run on the PostgreSQL store; 0: all
 	PGStoreSuiteMax int           // largest size at which the PostgreSQL store runs the query suite (above: ingest, disk and memory only); 0: all
 	Postgres        bool
@@ -122,6 +124,10 @@ type SystemResult struct {
 
 	SuiteWall       time.Duration
 	SuiteOtherCores float64 // average cores used by other processes during the suite
+
+	// Concurrent is the concurrent searches on the system's first
+	// protocol (REST; SQL), after the suite; nil when not run.
+	Concurrent *ConcurrentResult
 
 	Profiles map[string]string // phase → top server symbols
 	Wall     time.Duration
@@ -462,6 +468,7 @@ type readySystem struct {
 	searchers []Searcher
 	tag       string // of its profiles
 	pid       int    // the process measured (the server, or PostgreSQL)
+	dbPID     int    // the database the server stores in (PostgreSQL store); 0: none
 	probe     func() (StoreTimes, error)
 	// finish takes the measurements after the suite; cleanup stops
 	// and removes what the system used (also after an error).
@@ -566,6 +573,7 @@ func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemRe
 		},
 		tag:     tag,
 		pid:     pid,
+		dbPID:   dbPID,
 		probe:   func() (StoreTimes, error) { return srv.StoreTimes(ctx) },
 		finish:  finish,
 		cleanup: cleanup,
@@ -629,6 +637,20 @@ func (r *runner) suite(ctx context.Context, z *SizeResult, systems []*readySyste
 			start := time.Now()
 			r.runQuery(ctx, z, rs, q)
 			rs.sys.SuiteWall += time.Since(start)
+		}
+	}
+	if qs := concurrentQueries(z.Dataset.Queries); r.cfg.Concurrency > 0 && len(qs) > 0 {
+		for _, rs := range systems {
+			start := time.Now()
+			s := rs.searchers[0]
+			res := RunConcurrent(ctx, s, qs, r.cfg.Concurrency, r.cfg.ConcurrentTime, RunOptions{Probe: rs.probe, PID: rs.pid, DBPID: rs.dbPID})
+			rs.sys.Concurrent = &res
+			rs.sys.SuiteWall += time.Since(start)
+			if res.Errors > 0 || res.Wrong > 0 {
+				r.mismatch("%s, %s, %s, concurrent searches: %d errors (first: %s), %d wrong answers of %d", sizeLabel(z.N), rs.sys.Name, s.Name(), res.Errors, res.ErrMsg, res.Wrong, len(res.Lat))
+			}
+			r.logf("%s %-5s concurrent searches, %d clients: %.0f/s  p50 %s ms  p99 %s ms  (CPU/search server %s ms, client %s ms)", rs.sys.Key, s.Name(), res.Workers,
+				res.Rate(), ms(res.Lat.Pct(50)), ms(res.Lat.Pct(99)), ms(res.ServerCPU), ms(res.ClientCPU))
 		}
 	}
 	other := watch.OtherCores()

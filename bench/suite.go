@@ -36,6 +36,9 @@ type RunOptions struct {
 	Profiler *Profiler
 	ProfName string
 	PID      int // the server process to profile
+	// DBPID is the database the server stores in (the PostgreSQL
+	// store), whose CPU RunConcurrent reports; 0: none.
+	DBPID int
 	// Probe reads the server's store metrics, before and after the timed
 	// runs; nil: none.
 	Probe func() (StoreTimes, error)

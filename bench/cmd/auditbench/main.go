@@ -79,6 +79,8 @@ func main() {
 	flag.IntVar(&cfg.SingleProducers, "single-producers", 64, "concurrent CreateEvent producers (and single-row INSERT connections)")
 	flag.IntVar(&cfg.SingleEvents, "single-events", 0, "events sent one by one with CreateEvent, the first of the stream (0: a tenth of the size, at most 20,000)")
 	flag.IntVar(&cfg.MeasureEvents, "pg-measure", 1_000_000, "PostgreSQL baseline: events per measured ingest method (COPY; INSERT); the rest of a larger size is bulk-loaded (0: all)")
+	flag.IntVar(&cfg.Concurrency, "concurrency", 16, "clients of the concurrent searches run on each system after the suite (0: none)")
+	flag.DurationVar(&cfg.ConcurrentTime, "concurrent-time", 5*time.Second, "timed length of the concurrent searches on each system")
 	flag.DurationVar(&cfg.QueryBudget, "query-budget", 30*time.Second, "bound on the timed runs of one query on one system: a query slower than budget/runs gets fewer runs (at least 5; 0: no bound)")
 	flag.IntVar(&cfg.PGStoreMax, "pgstore-max", 0, "largest size run on the PostgreSQL store (0: every size)")
 	flag.IntVar(&cfg.PGStoreSuiteMax, "pgstore-suite-max", 0, "largest size at which the PostgreSQL store runs the query suite; above it, only its ingest, disk and memory are measured (0: every size)")
