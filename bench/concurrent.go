@@ -27,7 +27,7 @@ type ConcurrentResult struct {
 	// Store is what the server's store did during the phase (zero for
 	// PostgreSQL): Appends over Lat's length is how many self-audit
 	// writes shared one Append call (none: each search has its own).
-	Store StoreTimes
+	Store  StoreTimes
 	Errors int    // requests that failed
 	ErrMsg string // the first failure
 	Wrong  int    // answers that differ from the oracle's
