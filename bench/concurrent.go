@@ -25,8 +25,7 @@ type ConcurrentResult struct {
 	// (the PostgreSQL store; zero otherwise) and of the benchmark client.
 	ServerCPU, DBCPU, ClientCPU time.Duration
 	// Store is what the server's store did during the phase (zero for
-	// PostgreSQL): Appends over Lat's length is how many self-audit
-	// writes shared one Append call (none: each search has its own).
+	// PostgreSQL): its searches and its appends, the self-audit writes.
 	Store  StoreTimes
 	Errors int    // requests that failed
 	ErrMsg string // the first failure
