@@ -86,18 +86,26 @@ const insertSQL = `WITH prev AS (
 )
 SELECT (SELECT seq FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
 
-// appendMode is how the two statements of an append run: with their
-// parameters' types described once per connection, so that pgx sends the
-// arrays of a batch in PostgreSQL's binary format. The store's default
-// (pgx.QueryExecModeExec, store.go) does not know the types and sends every
-// parameter as text: each array quoted and escaped element by element by
-// pgx, parsed back by PostgreSQL, about a fifth of the CPU of Append's Go
-// code on a batch of 1000. Like the default, it uses only the unnamed
-// statement, and the plan is made for the arguments of each execution. Measured end to end
-// (auditbench, 300,000 events on the PostgreSQL store, two alternated
-// pairs): the server's CPU 19.4 → 17.0-18.0 µs per event; PostgreSQL's
-// 43.0 / 42.8 → 39.8 / 42.9 and the rate (24-26k events/s) within noise.
-const appendMode = pgx.QueryExecModeCacheDescribe
+// appendMode is how the two statements of an append run: prepared once per
+// connection (pgx's statement cache), so that pgx knows their parameters'
+// types and sends the arrays of a batch in PostgreSQL's binary format, and
+// PostgreSQL keeps their plans. The store's default (pgx.QueryExecModeExec,
+// store.go) does not know the types and sends every parameter as text: each
+// array quoted and escaped element by element by pgx, parsed back by
+// PostgreSQL, about a fifth of the CPU of Append's Go code on a batch of
+// 1000 (auditbench, 300,000 events on the PostgreSQL store, two alternated
+// pairs: the server's CPU 19.4 → 17.0-18.0 µs per event). Both statements'
+// plans have one shape whatever the arguments (unnest, one row of
+// log_head, index probes by key), so the generic plan PostgreSQL settles on
+// after five executions is the right one, and a small append no longer
+// pays for planning the CTE: PostgreSQL's CPU per single-event append 480-580
+// → 220-240 µs (a scratch test on 20,000 events, sequential appends; with
+// pgx.QueryExecModeCacheDescribe, the plan was made for every execution).
+// Batches of 1000 are unchanged (BenchmarkIngest, 300,000 events,
+// alternated: 26.8k / 27.7k → 27.3k / 26.8k events/s). Searches keep the
+// default: their plans must see the values (a popular principal is best
+// read by time, a rare one by its index).
+const appendMode = pgx.QueryExecModeCacheStatement
 
 // errIDRace: one of the ids is stored already, by an earlier append (the
 // first run does not look them up) or by another append between the lookup
