@@ -26,10 +26,11 @@ type ConcurrentResult struct {
 	ServerCPU, DBCPU, ClientCPU time.Duration
 	// Store is what the server's store did during the phase (zero for
 	// PostgreSQL): its searches and its appends, the self-audit writes.
-	Store  StoreTimes
-	Errors int    // requests that failed
-	ErrMsg string // the first failure
-	Wrong  int    // answers that differ from the oracle's
+	Store   StoreTimes
+	Errors  int    // requests that failed
+	ErrMsg  string // the first failure
+	Wrong   int    // answers that differ from the oracle's
+	Profile string // top symbols of the server profile (-profile)
 }
 
 // Rate is the requests answered per second.
@@ -54,8 +55,9 @@ func concurrentQueries(qs []*Query) []*Query {
 
 // RunConcurrent runs the concurrent phase on s: workers clients for d
 // (after an untimed second of the same), each starting at another query of
-// qs. Every answer is checked against the oracle. opt's PID and Probe are
-// used; its profiler and budget are not.
+// qs. Every answer is checked against the oracle. With opt's profiler, the
+// server is profiled over two more seconds of the same, untimed. opt's
+// budget is not used.
 func RunConcurrent(ctx context.Context, s Searcher, qs []*Query, workers int, d time.Duration, opt RunOptions) ConcurrentResult {
 	r := ConcurrentResult{Protocol: s.Name(), Workers: workers, Queries: len(qs)}
 	if len(qs) == 0 || workers < 1 {
@@ -75,7 +77,7 @@ func RunConcurrent(ctx context.Context, s Searcher, qs []*Query, workers int, d 
 					q := qs[i%len(qs)]
 					t := time.Now()
 					p, err := s.Page(ctx, q, q.PageSize, nil)
-					d := time.Since(t)
+					took := time.Since(t)
 					switch {
 					case err != nil:
 						errs++
@@ -85,7 +87,7 @@ func RunConcurrent(ctx context.Context, s Searcher, qs []*Query, workers int, d 
 					case !slices.Equal(p.IDs, q.Expected):
 						wrong++
 					}
-					lat = append(lat, d)
+					lat = append(lat, took)
 				}
 				if !timed {
 					return
@@ -122,6 +124,11 @@ func RunConcurrent(ctx context.Context, s Searcher, qs []*Query, workers int, d 
 		if after, err := opt.Probe(); err == nil {
 			r.Store = after.Sub(before)
 		}
+	}
+	if opt.ProfName != "" {
+		rec := opt.Profiler.Start(opt.ProfName, opt.PID)
+		phase(time.Now().Add(2*time.Second), false)
+		r.Profile = rec.Stop()
 	}
 	return r
 }

@@ -643,8 +643,15 @@ func (r *runner) suite(ctx context.Context, z *SizeResult, systems []*readySyste
 		for _, rs := range systems {
 			start := time.Now()
 			s := rs.searchers[0]
-			res := RunConcurrent(ctx, s, qs, r.cfg.Concurrency, r.cfg.ConcurrentTime, RunOptions{Probe: rs.probe, PID: rs.pid, DBPID: rs.dbPID})
+			opt := RunOptions{Probe: rs.probe, PID: rs.pid, DBPID: rs.dbPID}
+			if r.prof != nil {
+				opt.Profiler, opt.ProfName = r.prof, rs.tag+"-concurrent"
+			}
+			res := RunConcurrent(ctx, s, qs, r.cfg.Concurrency, r.cfg.ConcurrentTime, opt)
 			rs.sys.Concurrent = &res
+			if res.Profile != "" {
+				rs.sys.Profiles["concurrent searches"] = res.Profile
+			}
 			rs.sys.SuiteWall += time.Since(start)
 			if res.Errors > 0 || res.Wrong > 0 {
 				r.mismatch("%s, %s, %s, concurrent searches: %d errors (first: %s), %d wrong answers of %d", sizeLabel(z.N), rs.sys.Name, s.Name(), res.Errors, res.ErrMsg, res.Wrong, len(res.Lat))
