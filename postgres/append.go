@@ -98,10 +98,11 @@ SELECT (SELECT seq FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
 // plans have one shape whatever the arguments (unnest, one row of
 // log_head, index probes by key), so the generic plan PostgreSQL settles on
 // after five executions is the right one, and a small append no longer
-// pays for planning the CTE: PostgreSQL's CPU per single-event append 480-580
-// → 220-240 µs (a scratch test on 20,000 events, sequential appends; with
-// pgx.QueryExecModeCacheDescribe, the plan was made for every execution).
-// Batches of 1000 are unchanged (BenchmarkIngest, 300,000 events,
+// pays for planning the CTE (with pgx.QueryExecModeCacheDescribe, the plan
+// was made for every execution): one single-event append on 20,000 events
+// 692 / 732 → 426 / 427 µs (BenchmarkAppendOne, alternated), PostgreSQL's
+// CPU per append 480-580 → 220-240 µs (a scratch test summing its
+// processes' CPU over 1000 appends). Batches of 1000 are unchanged (BenchmarkIngest, 300,000 events,
 // alternated: 26.8k / 27.7k → 27.3k / 26.8k events/s). Searches keep the
 // default: their plans must see the values (a popular principal is best
 // read by time, a rare one by its index).

@@ -206,3 +206,29 @@ func BenchmarkTree(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAppendOne appends one sample event per call, one call after the
+// other, to a store of 20,000 events: the latency of a single durable write
+// (a producer's CreateEvent, every search's self-audit event), a
+// transaction each, with the database on the same machine.
+func BenchmarkAppendOne(b *testing.B) {
+	s := mustOpen(b, pgtest.Start(b))
+	defer s.Close()
+	end := time.Now().UTC()
+	loadSample(b, s, 20000, end)
+	g := sample.New(2, sample.Options{Events: 1 << 20, End: end, Span: time.Hour})
+	events, err := g.Batches(1<<16, 1, end, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		if i == len(events) {
+			b.Fatal("out of generated events")
+		}
+		if _, err := s.Append(context.Background(), events[i]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
