@@ -2,9 +2,7 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
-	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
@@ -20,16 +18,7 @@ func TestAppendLooksUpAfterAConflict(t *testing.T) {
 	st := mustOpen(t, pgtest.Start(t))
 	defer st.Close()
 	ctx := context.Background()
-	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	event := func(k int, action string) *audittrail.Event {
-		e, err := audittrail.PrepareNewEvent(fmt.Sprintf("00000000-0000-4000-8000-%012x", k), audittrail.NewEvent{Event: audittrail.Event{
-			EventTime: at.Add(time.Duration(k) * time.Second), EventSource: "src", Action: action, Principal: "users/p", SourceIP: "1.1.1.1",
-		}}, at.Add(time.Hour), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	event := func(k int, action string) *audittrail.Event { return numberedEvent(t, k, action) }
 	appendAll := func(events ...*audittrail.Event) []audittrail.AppendResult {
 		t.Helper()
 		res, err := st.Append(ctx, events)

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -30,16 +29,7 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	event := func(k int, action string) *audittrail.Event {
-		e, err := audittrail.PrepareNewEvent(fmt.Sprintf("00000000-0000-4000-8000-%012x", k), audittrail.NewEvent{Event: audittrail.Event{
-			EventTime: at.Add(time.Duration(k) * time.Second), EventSource: "src", Action: action, Principal: "users/p", SourceIP: "1.1.1.1",
-		}}, at.Add(time.Hour), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	event := func(k int, action string) *audittrail.Event { return numberedEvent(t, k, action) }
 	// appendHeld runs calls concurrently while log_head is locked, releases
 	// the lock once two groups are in flight and every other call waits,
 	// and returns the results.

@@ -1,8 +1,12 @@
 package postgres_test
 
 import (
+	"fmt"
 	"log/slog"
 	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
 )
 
 // testLogger sends the store's log to the test log (warnings and errors
@@ -17,4 +21,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// numberedEvent is event number k of a stream of small events with known
+// ids (00000000-0000-4000-8000-<k>), one second apart from 2026-11-01 12:00
+// UTC, with the given action.
+func numberedEvent(t testing.TB, k int, action string) *audittrail.Event {
+	t.Helper()
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	e, err := audittrail.PrepareNewEvent(fmt.Sprintf("00000000-0000-4000-8000-%012x", k), audittrail.NewEvent{Event: audittrail.Event{
+		EventTime: at.Add(time.Duration(k) * time.Second), EventSource: "src", Action: action, Principal: "users/p", SourceIP: "1.1.1.1",
+	}}, at.Add(time.Hour), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
