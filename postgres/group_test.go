@@ -31,8 +31,9 @@ func TestGroupCommit(t *testing.T) {
 	defer conn.Close(ctx)
 	event := func(k int, action string) *audittrail.Event { return numberedEvent(t, k, action) }
 	// appendHeld runs calls concurrently while log_head is locked, releases
-	// the lock once two groups are in flight and every other call waits,
-	// and returns the results.
+	// the lock once every call is in a group (at most two are in flight,
+	// their statements waiting for the lock) or waiting for one, and
+	// returns the results.
 	appendHeld := func(calls [][]*audittrail.Event) [][]audittrail.AppendResult {
 		t.Helper()
 		tx, err := conn.Begin(ctx)
@@ -42,7 +43,7 @@ func TestGroupCommit(t *testing.T) {
 		if _, err := tx.Exec(ctx, "SELECT seq FROM log_head FOR UPDATE"); err != nil {
 			t.Fatal(err)
 		}
-		groups0, taken0, _ := st.InsertGroupsForTest()
+		_, taken0, _ := st.InsertGroupsForTest()
 		res := make([][]audittrail.AppendResult, len(calls))
 		var wg sync.WaitGroup
 		for i, c := range calls {
@@ -56,12 +57,12 @@ func TestGroupCommit(t *testing.T) {
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			groups, taken, waiting := st.InsertGroupsForTest()
-			if groups-groups0 == 2 && int(taken-taken0)+waiting == len(calls) {
+			_, taken, waiting := st.InsertGroupsForTest()
+			if int(taken-taken0)+waiting == len(calls) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("calls not queued after 30s: %d groups, %d calls taken, %d waiting", groups-groups0, taken-taken0, waiting)
+				t.Fatalf("calls not queued after 30s: %d of %d calls taken, %d waiting", taken-taken0, len(calls), waiting)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -75,8 +76,10 @@ func TestGroupCommit(t *testing.T) {
 		return res
 	}
 
-	// 1. Forty calls of one new event and one of three: the two groups
-	// in flight when the lock is released, then one for all the others.
+	// 1. Forty calls of one new event and one of three: at most three
+	// transactions, the groups in flight when the lock is released (one
+	// or two, as the inserters' goroutines happened to take the calls)
+	// and one for all the others. Without grouping, one per call.
 	var calls [][]*audittrail.Event
 	for k := range 40 {
 		calls = append(calls, []*audittrail.Event{event(k, "create")})
@@ -84,8 +87,8 @@ func TestGroupCommit(t *testing.T) {
 	calls = append(calls, []*audittrail.Event{event(100, "create"), event(101, "create"), event(102, "create")})
 	groups0, _, _ := st.InsertGroupsForTest()
 	res := appendHeld(calls)
-	if groups, _, _ := st.InsertGroupsForTest(); groups-groups0 != 3 {
-		t.Errorf("%d groups inserted for %d queued calls, want 3 (two in flight, one for the rest)", groups-groups0, len(calls))
+	if groups, _, _ := st.InsertGroupsForTest(); groups-groups0 > 3 {
+		t.Errorf("%d groups inserted for %d queued calls, want at most 3 (at most two in flight, one for the rest)", groups-groups0, len(calls))
 	}
 	var seqs []uint64
 	for i, r := range res {
