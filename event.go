@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // EventType classifies events. The values are those of the wire enum.
@@ -150,6 +152,28 @@ func ValidateEventID(id string) error {
 		return Errorf(EInvalid, "event_id must be in UUIDv4 format")
 	}
 	return nil
+}
+
+// NewEventID returns a new event id for an event created at t: a UUIDv4 in
+// form (version 4, the RFC 4122 variant, 74 random bits), whose first 48
+// bits are t's Unix time in milliseconds, as a UUIDv7's are. Ids made one
+// after the other then sort by time, so that a store's id index (the
+// embedded store keys it by id) receives them at one end instead of
+// scattered over its whole range, whose compactions then rewrite it all:
+// the server's own events (the self-audit event of every search) are most
+// of a read-heavy server's writes. BenchmarkSelfAuditWrites (pebblestore:
+// 1,000,000 self-audit events, one per call from 16 writers, into a copy
+// of a 10M-event store, the compactions they cause included) measures the
+// CPU per event and the bytes Pebble writes for both kinds of ids. The id
+// stays a valid UUIDv4 for every client (74 of its bits random); producers
+// may send any UUIDv4.
+func NewEventID(t time.Time) string {
+	u := uuid.New() // random, version 4, RFC 4122 variant
+	ms := uint64(t.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	return u.String()
 }
 
 func isUUIDv4(id string) bool {

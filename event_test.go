@@ -540,3 +540,32 @@ func BenchmarkPrepareNewEvent(b *testing.B) {
 		i++
 	}
 }
+
+// TestNewEventID: a new id is a valid UUIDv4 whose first 48 bits are the
+// time in milliseconds, so that ids made later sort after; ids made in the
+// same millisecond differ.
+func TestNewEventID(t *testing.T) {
+	base := time.Date(2026, 11, 27, 17, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 2000 {
+		at := base.Add(time.Duration(i/4) * time.Millisecond) // four ids per millisecond
+		id := audittrail.NewEventID(at)
+		if err := audittrail.ValidateEventID(id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if seen[id] {
+			t.Fatalf("id %s made twice", id)
+		}
+		seen[id] = true
+		hex := strings.ReplaceAll(id[:13], "-", "")
+		ms, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil || int64(ms) != at.UnixMilli() {
+			t.Fatalf("id %s: leading 48 bits %x, want the time %d ms", id, ms, at.UnixMilli())
+		}
+		if i%4 == 0 && id[:13] <= prev {
+			t.Fatalf("id %s made at %v does not sort after %s made a millisecond earlier", id, at, prev)
+		}
+		prev = id[:13]
+	}
+}

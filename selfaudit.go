@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Self-audit: the service records its own security-relevant calls as events
@@ -148,7 +146,7 @@ func (a *SelfAuditor) event(r *AuditRecord, written time.Time) (*Event, error) {
 	}}
 	empty := ""
 	in.WorkspaceOverride = &empty // the audit trail's own calls belong to no workspace
-	return PrepareNewEvent(uuid.NewString(), in, written, a.RedactPrivateIPs)
+	return PrepareNewEvent(NewEventID(written), in, written, a.RedactPrivateIPs)
 }
 
 // auditIP returns the address part of s ("1.2.3.4", "[::1]:80" → "::1"), or

@@ -11,9 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/sample"
@@ -573,4 +576,92 @@ func BenchmarkDiskByPrefix(b *testing.B) {
 			b.ReportMetric(float64(v)/events, k+"-B/event")
 		}
 	}
+}
+
+// BenchmarkSelfAuditWrites appends events like the server's self-audit
+// events (one per search: the same source, action, principal and resource)
+// one per call from 16 writers, to a copy of a store of
+// AUDITTRAIL_BENCH_EVENTS generated events, with the ids of
+// audittrail.NewEventID (ids=time) and with random UUIDv4s (ids=random).
+// Enough of them (AUDITTRAIL_SELFAUDIT_EVENTS, default 1,000,000) fill
+// several memtables, and the benchmark waits for the compactions their
+// flushes start, so that the CPU per event includes them: the cost of a
+// read-heavy server's own writes. Run it once per setting:
+//
+//	AUDITTRAIL_BENCH_EVENTS=10000000 go test -run '^$' -bench SelfAuditWrites -benchtime 1x -timeout 1h ./pebblestore/
+func BenchmarkSelfAuditWrites(b *testing.B) {
+	base := filepath.Join(b.TempDir(), "base")
+	s := openStore(b, base)
+	g := newGen(42)
+	for done, n := 0, benchEvents(); done < n; done += 1000 {
+		mustAppend(b, s, g.batch(min(1000, n-done)))
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	writes := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_SELFAUDIT_EVENTS")); err == nil && v > 0 {
+		writes = v
+	}
+	for _, mode := range []string{"random", "time"} {
+		b.Run("ids="+mode, func(b *testing.B) {
+			dir := filepath.Join(b.TempDir(), "store")
+			if err := os.CopyFS(dir, os.DirFS(base)); err != nil {
+				b.Fatal(err)
+			}
+			s := openStore(b, dir)
+			defer s.Close()
+			var cpu time.Duration
+			var written uint64
+			for b.Loop() {
+				c0 := cpuTime()
+				w0, _ := s.CompactionBytesForTest()
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range 16 {
+					wg.Go(func() {
+						for next.Add(1) <= int64(writes) {
+							now := time.Now()
+							id := uuid.NewString()
+							if mode == "time" {
+								id = audittrail.NewEventID(now)
+							}
+							mustAppend(b, s, []*audittrail.Event{selfAuditLike(b, id, now)})
+						}
+					})
+				}
+				wg.Wait()
+				// The compactions the flushes started.
+				for quiet := 0; quiet < 10; {
+					if _, n := s.CompactionBytesForTest(); n == 0 {
+						quiet++
+					} else {
+						quiet = 0
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				cpu += cpuTime() - c0
+				w1, _ := s.CompactionBytesForTest()
+				written += w1 - w0
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*writes), "cpu-µs/event")
+			b.ReportMetric(float64(written>>20)/float64(b.N), "flushed+compacted-MiB")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// selfAuditLike is an event like the self-audit event of a search.
+func selfAuditLike(tb testing.TB, id string, now time.Time) *audittrail.Event {
+	empty := ""
+	e, err := audittrail.PrepareNewEvent(id, audittrail.NewEvent{Event: audittrail.Event{
+		EventTime: now, EventSource: audittrail.DefaultSelfAuditSource, Action: audittrail.ActionSearchEvents, ReadOnly: true,
+		Status: &audittrail.Status{}, Principal: "users/reader", SourceIP: "private", UserAgent: "Go-http-client/1.1",
+		Resource: audittrail.SearchResource, Type: audittrail.TypeAPI,
+		RequestParameters: map[string]string{"page_size": "50", "filter.end_event_time": "2026-01-01T00:00:00Z"},
+	}, WorkspaceOverride: &empty}, now, true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
 }

@@ -288,3 +288,13 @@ func (s *Store) IDFilterReadyForTest() bool {
 // IDsFilteredForTest counts the new ids whose idempotency check the filter
 // answered without a read.
 func (s *Store) IDsFilteredForTest() uint64 { return s.idsFiltered.Load() }
+
+// CompactionBytesForTest returns the bytes Pebble's flushes and compactions
+// have written since the store was opened, and the compactions in progress.
+func (s *Store) CompactionBytesForTest() (written uint64, inProgress int64) {
+	m := s.db.Metrics()
+	for _, l := range m.Levels {
+		written += l.TableBytesCompacted + l.TableBytesFlushed
+	}
+	return written, m.Compact.NumInProgress
+}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/audittrail/audittrail"
@@ -294,7 +293,7 @@ func parseItem(raw json.RawMessage) (audittrail.CreateRequest, error) {
 		if id, ok := strings.CutPrefix(p.GetName(), "events/"); ok && id != "" {
 			req.EventID = id
 		} else {
-			req.EventID = uuid.NewString()
+			req.EventID = audittrail.NewEventID(time.Now())
 		}
 	}
 	return req, nil
