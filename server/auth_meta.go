@@ -43,7 +43,12 @@ func metaFrom(ctx context.Context) *requestMeta {
 	if m, ok := ctx.Value(metaKey{}).(*requestMeta); ok {
 		return m
 	}
-	m := &requestMeta{arrival: time.Now()}
+	return grpcMeta(ctx, time.Now())
+}
+
+// grpcMeta fills a requestMeta from the gRPC peer and metadata of ctx.
+func grpcMeta(ctx context.Context, arrival time.Time) *requestMeta {
+	m := &requestMeta{arrival: arrival}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		m.remote = p.Addr.String()
 	}

@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/audittrail/audittrail"
@@ -140,3 +143,55 @@ func TestE2EGRPCMessageTooLarge(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestE2EGRPCObserved: calls on gRPC's own transport (a plain listener's
+// gRPC connections, server/split.go) are counted like those through net/http,
+// calls refused before the interceptors included, and their self-audit
+// events name the caller's address and user agent.
+func TestE2EGRPCObserved(t *testing.T) {
+	srv := testserver.Start(t)
+	internal := dialGRPC(t, srv.InternalAddr)
+	public := dialGRPC(t, srv.PublicAddr)
+	if _, err := internal.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: pbEvent(time.Now(), "//appstore/apps/1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := public.SearchEvents(withToken(t, srv.ReaderToken), &pb.SearchEventsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(srv.PublicAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = conn.Invoke(withToken(t, srv.ReaderToken), "/ai.h2o.audittrail.v1.EventService/NoSuchMethod", &pb.SearchEventsRequest{}, &pb.SearchEventsResponse{})
+	wantCode(t, err, codes.Unimplemented, "unknown method NoSuchMethod for service ai.h2o.audittrail.v1.EventService")
+	err = conn.Invoke(withToken(t, srv.ReaderToken), "/no.Such/Method", &pb.SearchEventsRequest{}, &pb.SearchEventsResponse{})
+	wantCode(t, err, codes.Unimplemented, "unknown service no.Such")
+
+	r := call(t, "GET", srv.InternalURL+"/metrics", "", "")
+	for _, want := range []string{
+		`audittrail_requests_total{code="OK",listener="internal",method="CreateEvent",protocol="grpc"} 1`,
+		`audittrail_requests_total{code="OK",listener="public",method="SearchEvents",protocol="grpc"} 1`,
+		`audittrail_requests_total{code="Unimplemented",listener="public",method="unknown",protocol="grpc"} 2`,
+		`audittrail_request_duration_seconds_count{code="OK",listener="public",method="SearchEvents",protocol="grpc"} 1`,
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// The search's self-audit event: the caller's address and user agent
+	// came from the connection and the call's metadata.
+	res, err := public.SearchEvents(withToken(t, srv.ReaderToken), &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{
+		EventSourceExact: proto.String(audittrail.DefaultSelfAuditSource), ActionExact: proto.String(audittrail.ActionSearchEvents)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) == 0 {
+		t.Fatal("no self-audit event of the search")
+	}
+	e := res.Events[len(res.Events)-1]
+	if !strings.HasPrefix(e.UserAgent, "grpc-go/") || e.SourceIpAddress != "private" && e.SourceIpAddress != "127.0.0.1" {
+		t.Errorf("self-audit event of a gRPC search: user agent %q, source %q", e.UserAgent, e.SourceIpAddress)
+	}
+}

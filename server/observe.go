@@ -9,8 +9,12 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 )
 
 // requestInfo collects what the layers of one request learn about it, so
@@ -111,37 +115,126 @@ func (s *Server) observe(listener string, next http.Handler) http.Handler {
 			level = slog.LevelError
 		}
 		s.metrics.observeRequest(listener, protocol, method, code, elapsed)
-		// The line of a successful request is at debug, usually off: its
-		// attributes are built only when it is written.
-		if !s.log.Enabled(ctx, level) {
-			return
-		}
-		attrs := []slog.Attr{
-			slog.String("listener", listener),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", rec.statusCode()),
-		}
-		if protocol == "grpc" {
-			attrs = append(attrs, slog.String("grpc_code", code))
-		}
-		if info.rpc != "" {
-			attrs = append(attrs, slog.String("rpc", info.rpc[strings.LastIndexByte(info.rpc, '/')+1:]))
-		}
-		if info.caller != "" {
-			attrs = append(attrs, slog.String("caller", info.caller))
-		}
-		if info.internal != nil {
-			attrs = append(attrs, slog.String("err", info.internal.Error()))
-		}
-		attrs = append(attrs,
-			slog.Duration("duration", elapsed),
-			slog.String("remote", r.RemoteAddr),
-			slog.String("proto", r.Proto),
-		)
-		s.log.LogAttrs(ctx, level, "request", attrs...)
+		s.logRequest(ctx, level, info, requestLine{listener, r.Method, r.URL.Path, rec.statusCode(), protocol, code, elapsed, r.RemoteAddr, r.Proto})
 	})
 }
+
+// requestLine is what a request's log line says besides its requestInfo.
+type requestLine struct {
+	listener, method, path string
+	status                 int
+	protocol, code         string
+	elapsed                time.Duration
+	remote, proto          string
+}
+
+// logRequest writes the log line of a request. The line of a successful
+// request is at debug, usually off: its attributes are built only when it is
+// written.
+func (s *Server) logRequest(ctx context.Context, level slog.Level, info *requestInfo, l requestLine) {
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("listener", l.listener),
+		slog.String("method", l.method),
+		slog.String("path", l.path),
+		slog.Int("status", l.status),
+	}
+	if l.protocol == "grpc" {
+		attrs = append(attrs, slog.String("grpc_code", l.code))
+	}
+	if info.rpc != "" {
+		attrs = append(attrs, slog.String("rpc", info.rpc[strings.LastIndexByte(info.rpc, '/')+1:]))
+	}
+	if info.caller != "" {
+		attrs = append(attrs, slog.String("caller", info.caller))
+	}
+	if info.internal != nil {
+		attrs = append(attrs, slog.String("err", info.internal.Error()))
+	}
+	attrs = append(attrs,
+		slog.Duration("duration", l.elapsed),
+		slog.String("remote", l.remote),
+		slog.String("proto", l.proto),
+	)
+	s.log.LogAttrs(ctx, level, "request", attrs...)
+}
+
+// grpcObserver is observe for the calls on gRPC's own transport (split.go),
+// as a stats handler, so that calls refused before the interceptors (an
+// unknown method, a message too large) are counted too. It also puts the
+// call's requestMeta in its context, as the listener's handler does for the
+// calls that come through net/http.
+type grpcObserver struct {
+	s        *Server
+	listener string
+}
+
+type observedCall struct {
+	info   *requestInfo
+	method string
+	remote string
+}
+
+type observedKey struct{}
+
+func (o *grpcObserver) TagRPC(ctx context.Context, t *stats.RPCTagInfo) context.Context {
+	m := grpcMeta(ctx, time.Now())
+	m.listener = o.listener
+	info := &requestInfo{}
+	ctx = context.WithValue(ctx, metaKey{}, m)
+	ctx = context.WithValue(ctx, infoKey{}, info)
+	return context.WithValue(ctx, observedKey{}, &observedCall{info: info, method: t.FullMethodName, remote: m.remote})
+}
+
+func (o *grpcObserver) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	end, ok := st.(*stats.End)
+	if !ok {
+		return
+	}
+	call, ok := ctx.Value(observedKey{}).(*observedCall)
+	if !ok {
+		return
+	}
+	info, c := call.info, status.Code(end.Error)
+	if info.rpc != "" {
+		c = info.code
+	}
+	method, ok := o.s.grpcMethods[call.method]
+	if !ok {
+		method = "unknown"
+	}
+	elapsed := end.EndTime.Sub(end.BeginTime)
+	o.s.metrics.observeRequest(o.listener, "grpc", method, c.String(), elapsed)
+	level := grpcLogLevel(c)
+	if info.internal != nil {
+		level = slog.LevelError
+	}
+	o.s.logRequest(ctx, level, info, requestLine{o.listener, http.MethodPost, call.method, http.StatusOK, "grpc", c.String(), elapsed, call.remote, "HTTP/2.0"})
+}
+
+// unknownMethod answers a call of a method the server does not have, as
+// grpc.Server does by itself, but through a handler, so that the stats
+// handler sees the call end and counts it.
+func (s *Server) unknownMethod(_ any, stream grpc.ServerStream) error {
+	full, _ := grpc.MethodFromServerStream(stream)
+	name := strings.TrimPrefix(full, "/")
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return status.Errorf(codes.Unimplemented, "malformed method name: %q", full)
+	}
+	service, method := name[:i], name[i+1:]
+	for _, d := range []*grpc.ServiceDesc{&pb.EventService_ServiceDesc, &pb.AdminService_ServiceDesc, &pb.LogService_ServiceDesc} {
+		if d.ServiceName == service {
+			return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", method, service)
+		}
+	}
+	return status.Errorf(codes.Unimplemented, "unknown service %v", service)
+}
+
+func (o *grpcObserver) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (o *grpcObserver) HandleConn(context.Context, stats.ConnStats)                       {}
 
 func grpcLogLevel(c codes.Code) slog.Level {
 	switch c {

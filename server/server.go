@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
@@ -84,12 +85,16 @@ type Server struct {
 	errc        chan error
 }
 
-// endpoint is one listener: one http.Server carrying gRPC and REST.
+// endpoint is one listener: one http.Server carrying gRPC and REST and, on
+// a plain listener, gRPC's own transport for the connections that start
+// with a gRPC call (split.go).
 type endpoint struct {
-	name string
-	grpc *grpc.Server
-	http *http.Server
-	tls  *reloadingTLS // nil: plain
+	name   string
+	grpc   *grpc.Server // gRPC through net/http (ServeHTTP)
+	native *grpc.Server // gRPC on its own transport; nil behind TLS
+	http   *http.Server
+	tls    *reloadingTLS // nil: plain
+	split  *splitter     // set by Start on a plain listener
 }
 
 // New returns a server; Start serves it.
@@ -155,21 +160,44 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.AdminServiceServer, ic grpc.UnaryServerInterceptor,
 	public bool, routes []Route, tlsCfg *TLSConfig) (*endpoint, error) {
-	g := grpc.NewServer(
-		grpc.UnaryInterceptor(ic),
-		grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
-		grpc.ForceServerCodecV2(wire.ServerCodec()),
-	)
-	pb.RegisterEventServiceServer(g, impl)
-	if admin != nil {
-		pb.RegisterAdminServiceServer(g, admin)
+	newGRPC := func(opts ...grpc.ServerOption) *grpc.Server {
+		g := grpc.NewServer(append([]grpc.ServerOption{
+			grpc.UnaryInterceptor(ic),
+			grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
+			grpc.ForceServerCodecV2(wire.ServerCodec()),
+		}, opts...)...)
+		pb.RegisterEventServiceServer(g, impl)
+		if admin != nil {
+			pb.RegisterAdminServiceServer(g, admin)
+		}
+		if s.logSvc != nil {
+			pb.RegisterLogServiceServer(g, s.logSvc)
+		}
+		return g
+	}
+	g := newGRPC()
+	var native *grpc.Server
+	if tlsCfg == nil {
+		// The limits of the http.Server below, on gRPC's transport: as
+		// many concurrent calls per connection as net/http's HTTP/2
+		// allows by default, idle connections closed after as long.
+		// Clients' keepalive pings are accepted down to every 10 s, with
+		// or without calls in flight (grpc-go's default, 5 minutes, would
+		// close the connections of producers that ping more often, which
+		// net/http never did).
+		native = newGRPC(
+			grpc.StatsHandler(&grpcObserver{s: s, listener: name}),
+			grpc.UnknownServiceHandler(s.unknownMethod),
+			grpc.MaxConcurrentStreams(250),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		)
 	}
 	gw, err := s.gateway(impl, ic, public)
 	if err != nil {
 		return nil, fmt.Errorf("server: %s listener: %w", name, err)
 	}
 	if s.logSvc != nil {
-		pb.RegisterLogServiceServer(g, s.logSvc)
 		il := &interceptedLog{s: &intercepted{impl: impl, intercept: ic}, l: s.logSvc}
 		if err := pb.RegisterLogServiceHandlerServer(context.Background(), gw, il); err != nil {
 			return nil, fmt.Errorf("server: %s listener: %w", name, err)
@@ -207,15 +235,16 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		tlsConfig = rt.tlsConfig()
 	}
 	return &endpoint{
-		name: name,
-		grpc: g,
-		tls:  rt,
+		name:   name,
+		grpc:   g,
+		native: native,
+		tls:    rt,
 		http: &http.Server{
 			TLSConfig:         tlsConfig,
 			Handler:           s.observe(name, mux),
 			Protocols:         &protocols,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    1 << 20,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		},
@@ -235,17 +264,30 @@ func (s *Server) Start(public, internal net.Listener) {
 		e  *endpoint
 		ln net.Listener
 	}{{s.public, public}, {s.internal, internal}} {
+		if x.e.tls != nil {
+			go func() {
+				if err := x.e.http.ServeTLS(x.ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+					s.errc <- fmt.Errorf("%s listener %s: %w", x.e.name, x.ln.Addr(), err)
+				}
+			}()
+			continue
+		}
+		x.e.split = newSplitter(x.ln, readHeaderTimeout, idleTimeout)
+		go x.e.split.serve()
+		go x.e.native.Serve(x.e.split.grpc) // an error of the listener is reported by net/http's Serve
 		go func() {
-			serve := x.e.http.Serve
-			if x.e.tls != nil {
-				serve = func(ln net.Listener) error { return x.e.http.ServeTLS(ln, "", "") }
-			}
-			if err := serve(x.ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := x.e.http.Serve(x.e.split.http); !errors.Is(err, http.ErrServerClosed) {
 				s.errc <- fmt.Errorf("%s listener %s: %w", x.e.name, x.ln.Addr(), err)
 			}
 		}()
 	}
 }
+
+// The limits of a connection, on both transports.
+const (
+	readHeaderTimeout = 10 * time.Second // from its first byte to its first request's headers (HTTP/1)
+	idleTimeout       = 2 * time.Minute  // without a request
+)
 
 // Err reports a listener that stopped serving by itself.
 func (s *Server) Err() <-chan error { return s.errc }
@@ -257,16 +299,39 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Close the store only after Shutdown returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
+	for _, e := range []*endpoint{s.public, s.internal} {
+		if e.split != nil {
+			// No new connections; those not yet handed to either server
+			// are closed, having no request in flight.
+			e.split.close()
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
+	errs := make([]error, 4)
 	for i, e := range []*endpoint{s.public, s.internal} {
 		wg.Go(func() {
 			if err := e.http.Shutdown(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s listener: %w", e.name, err)
+				errs[2*i] = fmt.Errorf("%s listener: %w", e.name, err)
 				e.http.Close()
 			}
 			// No calls remain: this only releases the gRPC server.
 			e.grpc.Stop()
+		})
+		if e.split == nil {
+			continue
+		}
+		wg.Go(func() {
+			// GracefulStop sends GOAWAY to every connection and waits for
+			// the calls in flight.
+			stopped := make(chan struct{})
+			go func() { e.native.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-ctx.Done():
+				errs[2*i+1] = fmt.Errorf("%s listener (gRPC): %w", e.name, ctx.Err())
+				e.native.Stop()
+				<-stopped
+			}
 		})
 	}
 	wg.Wait()

@@ -1,0 +1,391 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// splitEnv serves one listener through a splitter: a gRPC server (health
+// service) on its gRPC side, an http.Server answering "http <proto>" (and
+// nothing else: no gRPC) on the other.
+type splitEnv struct {
+	addr  string
+	split *splitter
+	grpc  *grpc.Server
+	http  *http.Server
+}
+
+func startSplit(t *testing.T, headerWait, idleWait time.Duration) *splitEnv {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &splitEnv{addr: ln.Addr().String(), split: newSplitter(ln, headerWait, idleWait), grpc: grpc.NewServer()}
+	healthpb.RegisterHealthServer(e.grpc, health.NewServer())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	e.http = &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "http "+r.Proto)
+	})}
+	go e.split.serve()
+	go e.grpc.Serve(e.split.grpc)
+	go e.http.Serve(e.split.http)
+	t.Cleanup(func() {
+		e.split.close()
+		e.grpc.Stop()
+		e.http.Close()
+	})
+	return e
+}
+
+func (e *splitEnv) routed() [2]int64 {
+	e.split.mu.Lock()
+	defer e.split.mu.Unlock()
+	return e.split.routed
+}
+
+func h2cClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 10 * time.Second}
+}
+
+func TestSplitRoutesByFirstRequest(t *testing.T) {
+	e := startSplit(t, 5*time.Second, 5*time.Second)
+
+	// A gRPC client reaches the gRPC server, which the HTTP side is not.
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	for range 3 {
+		if _, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("gRPC health check: %v", err)
+		}
+	}
+	if got := e.routed(); got != [2]int64{routeHTTP: 0, routeGRPC: 1} {
+		t.Errorf("after one gRPC connection: routed %v", got)
+	}
+
+	// REST over h2c goes to net/http, several requests on one connection:
+	// the acknowledgement of the splitter's SETTINGS is not passed on, or
+	// net/http would close the connection with a protocol error.
+	c := h2cClient()
+	for i := range 5 {
+		resp, err := c.Post("http://"+e.addr+"/x", "application/json", strings.NewReader(`{"n":1}`))
+		if err != nil {
+			t.Fatalf("h2c request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "http HTTP/2.0" {
+			t.Fatalf("h2c request %d: %q", i, b)
+		}
+	}
+	// HTTP/1.1.
+	resp, err := http.Get("http://" + e.addr + "/y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "http HTTP/1.1" {
+		t.Errorf("HTTP/1.1: %q", b)
+	}
+	if got := e.routed(); got != [2]int64{routeHTTP: 2, routeGRPC: 1} {
+		t.Errorf("after an h2c and an HTTP/1.1 connection: routed %v", got)
+	}
+}
+
+// TestSplitShortHTTP1Request: a request shorter than the HTTP/2 preface is
+// answered, not held waiting for the preface's length.
+func TestSplitShortHTTP1Request(t *testing.T) {
+	e := startSplit(t, time.Minute, time.Minute)
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n") // 18 bytes
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a short request: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "http HTTP/1.0" {
+		t.Errorf("answer %q", b)
+	}
+}
+
+// TestSplitWaits: a connection that sends nothing, or an HTTP/2 preface and
+// no request, is closed after the splitter's waits; one still being read
+// when the splitter closes is closed then.
+func TestSplitWaits(t *testing.T) {
+	e := startSplit(t, 200*time.Millisecond, 400*time.Millisecond)
+	for _, send := range []string{"", http2Preface} {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, send)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		got, err := io.ReadAll(c) // the splitter's SETTINGS, then EOF
+		c.Close()
+		if err != nil {
+			t.Errorf("after %q: %v (want EOF)", send, err)
+		}
+		want := ""
+		if send != "" {
+			want = string(emptySettings)
+		}
+		if string(got) != want {
+			t.Errorf("after %q: read %q, want %q", send, got, want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("after %q: closed after %s", send, d)
+		}
+	}
+
+	e2 := startSplit(t, time.Hour, time.Hour)
+	c, err := net.Dial("tcp", e2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, http2Preface)
+	waitFor(t, func() bool { e2.split.mu.Lock(); defer e2.split.mu.Unlock(); return len(e2.split.pending) == 1 })
+	done := make(chan struct{})
+	go func() { e2.split.close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close waited for a connection that sent no request")
+	}
+	// Closed: EOF, or a reset when the preface was not read yet.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the pending connection: %v, want it closed", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+	}
+}
+
+// frame returns an HTTP/2 frame.
+func frame(typ, flags byte, stream uint32, payload []byte) []byte {
+	f := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, flags, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(f[5:], stream)
+	return append(f, payload...)
+}
+
+func headerBlock(fields ...string) []byte {
+	var b bytes.Buffer
+	enc := hpack.NewEncoder(&b)
+	for i := 0; i+1 < len(fields); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return b.Bytes()
+}
+
+var settingsAck = frame(frameSettings, flagAck, 0, nil)
+
+// TestReadToFirstRequest covers the frame sequences a client may send before
+// its first request's headers are complete.
+func TestReadToFirstRequest(t *testing.T) {
+	grpcBlock := headerBlock(":method", "POST", ":path", "/grpc.health.v1.Health/Check", "content-type", "application/grpc")
+	restBlock := headerBlock(":method", "POST", ":path", "/v1/events:search", "content-type", "application/json")
+	settings := frame(frameSettings, 0, 0, []byte{0, 4, 0, 0, 0xff, 0xff})
+	window := frame(0x8, 0, 0, []byte{0, 0, 1, 0})
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	padded := cat([]byte{3}, grpcBlock, []byte{0, 0, 0})
+	priority := cat([]byte{0, 0, 0, 0, 16}, grpcBlock)
+	for _, tc := range []struct {
+		name      string
+		in        []byte
+		route     connRoute
+		acked     bool
+		wantHead  []byte // default: in without the acknowledgement
+		trailing  []byte // after the first request, to be passed on
+		wantAfter []byte // trailing as passed on (default: trailing)
+	}{
+		{name: "gRPC", in: cat(settings, window, frame(frameHeaders, flagEndHeaders, 1, grpcBlock)), route: routeGRPC},
+		{name: "REST", in: cat(settings, frame(frameHeaders, flagEndHeaders, 1, restBlock)), route: routeHTTP},
+		{name: "no content type", in: cat(settings, frame(frameHeaders, flagEndHeaders, 1, headerBlock(":method", "GET"))), route: routeHTTP},
+		{name: "ack before the request", in: cat(settings, settingsAck, frame(frameHeaders, flagEndHeaders, 1, grpcBlock)),
+			route: routeGRPC, acked: true, wantHead: cat(settings, frame(frameHeaders, flagEndHeaders, 1, grpcBlock))},
+		{name: "ack after the request", in: cat(settings, frame(frameHeaders, flagEndHeaders, 1, grpcBlock)), route: routeGRPC,
+			trailing:  cat(frame(0x0, 0, 1, []byte("data")), settingsAck, frame(0x6, 0, 0, make([]byte, 8)), settingsAck),
+			wantAfter: cat(frame(0x0, 0, 1, []byte("data")), frame(0x6, 0, 0, make([]byte, 8)), settingsAck)},
+		{name: "continuation", in: cat(settings, frame(frameHeaders, 0, 1, grpcBlock[:5]), frame(frameContinuation, flagEndHeaders, 1, grpcBlock[5:])), route: routeGRPC},
+		{name: "padded", in: cat(settings, frame(frameHeaders, flagEndHeaders|flagPadded, 1, padded)), route: routeGRPC},
+		{name: "priority", in: cat(settings, frame(frameHeaders, flagEndHeaders|flagPriority, 1, priority)), route: routeGRPC},
+		{name: "interrupted header block", in: cat(settings, frame(frameHeaders, 0, 1, grpcBlock[:5]), window), route: routeHTTP,
+			wantHead: cat(settings, frame(frameHeaders, 0, 1, grpcBlock[:5]))},
+		{name: "frame too large", in: cat(settings, frame(0x0, 0, 1, make([]byte, maxFrameBeforeSettings+1))), route: routeHTTP,
+			wantHead: settings},
+		{name: "bad padding", in: cat(settings, frame(frameHeaders, flagEndHeaders|flagPadded, 1, []byte{200, 1})), route: routeHTTP},
+		{name: "headers on stream 0", in: cat(settings, frame(frameHeaders, flagEndHeaders, 0, grpcBlock)), route: routeHTTP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := cat([]byte(http2Preface), tc.in, tc.trailing)
+			br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
+			head, acked, r, err := readToFirstRequest(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.wantHead
+			if want == nil {
+				want = bytes.Replace(tc.in, settingsAck, nil, 1)
+			}
+			want = cat([]byte(http2Preface), want)
+			if r != tc.route || acked != tc.acked || !bytes.Equal(head, want) {
+				t.Errorf("route %d acked %v head %q; want %d %v %q", r, acked, head, tc.route, tc.acked, want)
+			}
+			var rest io.Reader = br
+			if !acked {
+				rest = &ackFilter{r: br}
+			}
+			after, err := io.ReadAll(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantAfter := tc.wantAfter
+			if wantAfter == nil {
+				wantAfter = tc.trailing
+				if tc.wantHead != nil { // stopped early: the rest of in follows
+					wantAfter = cat(in[len(http2Preface)+len(tc.wantHead):])
+					if acked {
+						wantAfter = in[len(http2Preface)+len(tc.wantHead)+len(settingsAck):]
+					}
+				}
+			}
+			if !bytes.Equal(after, wantAfter) {
+				t.Errorf("passed on after the head %q, want %q", after, wantAfter)
+			}
+		})
+	}
+}
+
+// FuzzSplitStream: whatever a client sends after the preface, the splitter
+// passes on all of it but the first empty SETTINGS acknowledgement at a frame
+// boundary, in order, and never reads more than its limit before deciding.
+func FuzzSplitStream(f *testing.F) {
+	grpcBlock := headerBlock(":method", "POST", "content-type", "application/grpc")
+	f.Add(frame(frameHeaders, flagEndHeaders, 1, grpcBlock))
+	f.Add(append(append([]byte{}, settingsAck...), frame(frameHeaders, flagEndHeaders, 1, grpcBlock)...))
+	f.Add(append(frame(frameHeaders, 0, 1, grpcBlock[:3]), frame(frameContinuation, flagEndHeaders, 1, grpcBlock[3:])...))
+	f.Add(append(frame(frameHeaders, flagEndHeaders, 1, []byte{0xff, 0xff}), settingsAck...))
+	f.Add([]byte{0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := append([]byte(http2Preface), data...)
+		br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
+		head, acked, _, err := readToFirstRequest(br)
+		if err != nil {
+			return // a truncated stream: the connection is closed
+		}
+		if len(head) > splitLimit+9+maxFrameBeforeSettings {
+			t.Fatalf("read %d bytes before deciding", len(head))
+		}
+		var rest io.Reader = br
+		if !acked {
+			rest = &ackFilter{r: br}
+		}
+		after, err := io.ReadAll(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := append(head, after...)
+		if want := withoutFirstAck(in); !bytes.Equal(got, want) {
+			t.Fatalf("passed on %q, want %q", got, want)
+		}
+	})
+}
+
+// withoutFirstAck is the reference: in with its first empty SETTINGS
+// acknowledgement at a frame boundary removed.
+func withoutFirstAck(in []byte) []byte {
+	for i := len(http2Preface); i+9 <= len(in); {
+		length := int(in[i])<<16 | int(in[i+1])<<8 | int(in[i+2])
+		if in[i+3] == frameSettings && in[i+4]&flagAck != 0 && length == 0 {
+			return append(append([]byte{}, in[:i]...), in[i+9:]...)
+		}
+		i += 9 + length
+	}
+	return in
+}
+
+// TestSplitShutdownWaitsForCalls: a server's Shutdown waits for a call in flight on gRPC's
+// own transport, refuses new connections, and returns.
+func TestSplitShutdownWaitsForCalls(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	g := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		close(entered)
+		<-release
+		return h(ctx, req)
+	}))
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	sp := newSplitter(ln, time.Second, time.Second)
+	go sp.serve()
+	go g.Serve(sp.grpc)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	callErr := make(chan error, 1)
+	go func() {
+		_, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		callErr <- err
+	}()
+	<-entered
+	sp.close()
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("GracefulStop returned with a call in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		t.Error("a new connection was accepted after the splitter closed")
+	}
+	close(release)
+	if err := <-callErr; err != nil {
+		t.Errorf("the call in flight: %v", err)
+	}
+	<-stopped
+}
