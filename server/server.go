@@ -180,7 +180,8 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 	if tlsCfg == nil {
 		// The limits of the http.Server below, on gRPC's transport: as
 		// many concurrent calls per connection as net/http's HTTP/2
-		// allows by default, idle connections closed after as long.
+		// allows by default, as many bytes of headers, idle connections
+		// closed after as long.
 		// Clients' keepalive pings are accepted down to every 10 s, with
 		// or without calls in flight (grpc-go's default, 5 minutes, would
 		// close the connections of producers that ping more often, which
@@ -189,6 +190,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			grpc.StatsHandler(&grpcObserver{s: s, listener: name}),
 			grpc.UnknownServiceHandler(s.unknownMethod),
 			grpc.MaxConcurrentStreams(250),
+			grpc.MaxHeaderListSize(maxHeaderBytes),
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		)
@@ -245,7 +247,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			Protocols:         &protocols,
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    1 << 20,
+			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		},
 	}, nil
@@ -287,6 +289,7 @@ func (s *Server) Start(public, internal net.Listener) {
 const (
 	readHeaderTimeout = 10 * time.Second // from its first byte to its first request's headers (HTTP/1)
 	idleTimeout       = 2 * time.Minute  // without a request
+	maxHeaderBytes    = 1 << 20          // of a request's headers
 )
 
 // Err reports a listener that stopped serving by itself.
