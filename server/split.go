@@ -91,7 +91,8 @@ type splitter struct {
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections being classified
 	closed  bool
-	routed  [2]int64 // connections handed over, by connRoute (tests)
+	closing chan struct{} // closed by close: a connection its server has not taken yet is dropped
+	routed  [2]int64      // connections handed over, by connRoute (tests)
 	wg      sync.WaitGroup
 }
 
@@ -103,6 +104,7 @@ func newSplitter(ln net.Listener, headerWait, idleWait time.Duration) *splitter 
 		headerWait: headerWait,
 		idleWait:   idleWait,
 		pending:    map[net.Conn]struct{}{},
+		closing:    make(chan struct{}),
 	}
 }
 
@@ -161,7 +163,7 @@ func (s *splitter) classify(c net.Conn) {
 	if r == routeGRPC {
 		q = s.grpc
 	}
-	if !q.put(conn) {
+	if !q.put(conn, s.closing) {
 		conn.Close()
 	}
 }
@@ -170,6 +172,9 @@ func (s *splitter) classify(c net.Conn) {
 // The servers' own shutdown closes the queue listeners.
 func (s *splitter) close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.closing)
+	}
 	s.closed = true
 	for c := range s.pending {
 		c.Close()
@@ -213,11 +218,17 @@ func sniff(c net.Conn, idleWait time.Duration) (connRoute, net.Conn, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var rest io.Reader = br
-	if !acked {
-		rest = &ackFilter{r: br}
+	return r, &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), remainder(br, acked))}, nil
+}
+
+// remainder is what a server reads after the head: the rest of the stream,
+// less the acknowledgement of the splitter's SETTINGS when the head did not
+// hold it.
+func remainder(br *bufio.Reader, acked bool) io.Reader {
+	if acked {
+		return br
 	}
-	return r, &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), rest)}, nil
+	return &ackFilter{r: br}
 }
 
 // readToFirstRequest reads the preface and the client's frames up to and
@@ -392,12 +403,15 @@ func newQueueListener(addr net.Addr) *queueListener {
 	return &queueListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
-// put hands c to the server's Accept; false when the listener is closed.
-func (l *queueListener) put(c net.Conn) bool {
+// put hands c to the server's Accept; false when the listener is closed or
+// abort is.
+func (l *queueListener) put(c net.Conn, abort <-chan struct{}) bool {
 	select {
 	case l.ch <- c:
 		return true
 	case <-l.done:
+		return false
+	case <-abort:
 		return false
 	}
 }

@@ -235,7 +235,7 @@ func TestReadToFirstRequest(t *testing.T) {
 		acked     bool
 		wantHead  []byte // default: in without the acknowledgement
 		trailing  []byte // after the first request, to be passed on
-		wantAfter []byte // trailing as passed on (default: trailing)
+		wantAfter []byte // trailing as passed on, when it differs
 	}{
 		{name: "gRPC", in: cat(settings, window, frame(frameHeaders, flagEndHeaders, 1, grpcBlock)), route: routeGRPC},
 		{name: "REST", in: cat(settings, frame(frameHeaders, flagEndHeaders, 1, restBlock)), route: routeHTTP},
@@ -270,26 +270,15 @@ func TestReadToFirstRequest(t *testing.T) {
 			if r != tc.route || acked != tc.acked || !bytes.Equal(head, want) {
 				t.Errorf("route %d acked %v head %q; want %d %v %q", r, acked, head, tc.route, tc.acked, want)
 			}
-			var rest io.Reader = br
-			if !acked {
-				rest = &ackFilter{r: br}
-			}
-			after, err := io.ReadAll(rest)
+			after, err := io.ReadAll(remainder(br, acked))
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantAfter := tc.wantAfter
-			if wantAfter == nil {
-				wantAfter = tc.trailing
-				if tc.wantHead != nil { // stopped early: the rest of in follows
-					wantAfter = cat(in[len(http2Preface)+len(tc.wantHead):])
-					if acked {
-						wantAfter = in[len(http2Preface)+len(tc.wantHead)+len(settingsAck):]
-					}
-				}
+			if tc.wantAfter != nil && !bytes.Equal(after, tc.wantAfter) {
+				t.Errorf("passed on after the head %q, want %q", after, tc.wantAfter)
 			}
-			if !bytes.Equal(after, wantAfter) {
-				t.Errorf("passed on after the head %q, want %q", after, wantAfter)
+			if got, want := append(head, after...), withoutFirstAck(in); !bytes.Equal(got, want) {
+				t.Errorf("passed on %q, want %q", got, want)
 			}
 		})
 	}
@@ -315,11 +304,7 @@ func FuzzSplitStream(f *testing.F) {
 		if len(head) > splitLimit+9+maxFrameBeforeSettings {
 			t.Fatalf("read %d bytes before deciding", len(head))
 		}
-		var rest io.Reader = br
-		if !acked {
-			rest = &ackFilter{r: br}
-		}
-		after, err := io.ReadAll(rest)
+		after, err := io.ReadAll(remainder(br, acked))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,4 +373,33 @@ func TestSplitShutdownWaitsForCalls(t *testing.T) {
 		t.Errorf("the call in flight: %v", err)
 	}
 	<-stopped
+}
+
+// TestSplitCloseDropsUntakenConnection: close does not wait for a server
+// that no longer takes connections; the connection it was to get is closed.
+func TestSplitCloseDropsUntakenConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := newSplitter(ln, time.Second, time.Second)
+	go sp.serve() // nobody accepts from sp.http or sp.grpc
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, func() bool { sp.mu.Lock(); defer sp.mu.Unlock(); return sp.routed[routeHTTP] == 1 })
+	done := make(chan struct{})
+	go func() { sp.close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close waited for a server to take a connection")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the dropped connection: %v, want it closed", err)
+	}
 }
