@@ -17,9 +17,9 @@ import (
 // One port serves gRPC and REST (HTTP/1.1, and HTTP/2 with prior knowledge).
 // net/http can serve both, and did: the gRPC server's ServeHTTP handled the
 // calls that net/http's HTTP/2 server decoded. That path costs a goroutine
-// hand-off per frame written and no batching of writes: measured side by side
+// hand-off and a flush per frame written: measured side by side
 // (docs/design/performance.md), single CreateEvent calls from 64 producers
-// spent 125–134 µs of the server's CPU each through it and 58–72 through
+// spent 115–134 µs of the server's CPU each through it and 58–72 through
 // grpc-go's own transport. So a plain listener's connections are split before
 // either server sees them: an HTTP/2 connection whose first request has a
 // gRPC content type goes to the gRPC server's own transport, every other
