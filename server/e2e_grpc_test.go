@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"bytes"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -167,6 +170,24 @@ func TestE2EGRPCObserved(t *testing.T) {
 	wantCode(t, err, codes.Unimplemented, "unknown method NoSuchMethod for service ai.h2o.audittrail.v1.EventService")
 	err = conn.Invoke(withToken(t, srv.ReaderToken), "/no.Such/Method", &pb.SearchEventsRequest{}, &pb.SearchEventsResponse{})
 	wantCode(t, err, codes.Unimplemented, "unknown service no.Such")
+
+	// The binary's listeners split connections (server/split.go): on an
+	// HTTP/2 preface the splitter speaks first, an empty SETTINGS frame,
+	// where net/http alone would send its own settings.
+	for _, addr := range []string{srv.PublicAddr, srv.InternalAddr} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		b := make([]byte, 9)
+		_, err = io.ReadFull(c, b)
+		c.Close()
+		if want := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}; err != nil || !bytes.Equal(b, want) {
+			t.Errorf("%s: after the HTTP/2 preface read % x (%v), want the splitter's empty SETTINGS % x", addr, b, err, want)
+		}
+	}
 
 	r := call(t, "GET", srv.InternalURL+"/metrics", "", "")
 	for _, want := range []string{
