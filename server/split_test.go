@@ -177,17 +177,23 @@ func TestSplitWaits(t *testing.T) {
 	defer c.Close()
 	io.WriteString(c, http2Preface)
 	waitFor(t, func() bool { e2.split.mu.Lock(); defer e2.split.mu.Unlock(); return len(e2.split.pending) == 1 })
+	closePromptly(t, e2.split, c, "a connection that sent no request")
+}
+
+// closePromptly closes sp, which must not wait for c, and checks that c is
+// closed: EOF, or a reset when what the client sent was not read.
+func closePromptly(t *testing.T, sp *splitter, c net.Conn, what string) {
+	t.Helper()
 	done := make(chan struct{})
-	go func() { e2.split.close(); close(done) }()
+	go func() { sp.close(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("close waited for a connection that sent no request")
+		t.Fatalf("close waited for %s", what)
 	}
-	// Closed: EOF, or a reset when the preface was not read yet.
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("the pending connection: %v, want it closed", err)
+		t.Errorf("%s: %v, want it closed", what, err)
 	}
 }
 
@@ -391,15 +397,5 @@ func TestSplitCloseDropsUntakenConnection(t *testing.T) {
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, func() bool { sp.mu.Lock(); defer sp.mu.Unlock(); return sp.routed[routeHTTP] == 1 })
-	done := make(chan struct{})
-	go func() { sp.close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("close waited for a server to take a connection")
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("the dropped connection: %v, want it closed", err)
-	}
+	closePromptly(t, sp, c, "a connection no server took")
 }
