@@ -170,6 +170,9 @@ func TestE2EGRPCObserved(t *testing.T) {
 	wantCode(t, err, codes.Unimplemented, "unknown method NoSuchMethod for service ai.h2o.audittrail.v1.EventService")
 	err = conn.Invoke(withToken(t, srv.ReaderToken), "/no.Such/Method", &pb.SearchEventsRequest{}, &pb.SearchEventsResponse{})
 	wantCode(t, err, codes.Unimplemented, "unknown service no.Such")
+	// The admin service is served on the internal listener only.
+	err = conn.Invoke(withToken(t, srv.ReaderToken), pb.AdminService_ListApiTokens_FullMethodName, &pb.SearchEventsRequest{}, &pb.SearchEventsResponse{})
+	wantCode(t, err, codes.Unimplemented, "unknown service ai.h2o.audittrail.v1.AdminService")
 
 	// The binary's listeners split connections (server/split.go): on an
 	// HTTP/2 preface the splitter speaks first, an empty SETTINGS frame,
@@ -194,6 +197,7 @@ func TestE2EGRPCObserved(t *testing.T) {
 		`audittrail_requests_total{code="OK",listener="internal",method="CreateEvent",protocol="grpc"} 1`,
 		`audittrail_requests_total{code="OK",listener="public",method="SearchEvents",protocol="grpc"} 1`,
 		`audittrail_requests_total{code="Unimplemented",listener="public",method="unknown",protocol="grpc"} 2`,
+		`audittrail_requests_total{code="Unimplemented",listener="public",method="ListApiTokens",protocol="grpc"} 1`,
 		`audittrail_request_duration_seconds_count{code="OK",listener="public",method="SearchEvents",protocol="grpc"} 1`,
 	} {
 		if !strings.Contains(string(r.body), want) {

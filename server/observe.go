@@ -13,8 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
-
-	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 )
 
 // requestInfo collects what the layers of one request learn about it, so
@@ -171,13 +169,9 @@ type grpcObserver struct {
 	listener string
 }
 
-type observedCall struct {
-	info   *requestInfo
-	method string
-	remote string
-}
-
-type observedKey struct{}
+// observedMethod is the context key of the call's full method name, which
+// stats.End does not carry.
+type observedMethod struct{}
 
 func (o *grpcObserver) TagRPC(ctx context.Context, t *stats.RPCTagInfo) context.Context {
 	m := grpcMeta(ctx, time.Now())
@@ -185,7 +179,7 @@ func (o *grpcObserver) TagRPC(ctx context.Context, t *stats.RPCTagInfo) context.
 	info := &requestInfo{}
 	ctx = context.WithValue(ctx, metaKey{}, m)
 	ctx = context.WithValue(ctx, infoKey{}, info)
-	return context.WithValue(ctx, observedKey{}, &observedCall{info: info, method: t.FullMethodName, remote: m.remote})
+	return context.WithValue(ctx, observedMethod{}, t.FullMethodName)
 }
 
 func (o *grpcObserver) HandleRPC(ctx context.Context, st stats.RPCStats) {
@@ -193,15 +187,16 @@ func (o *grpcObserver) HandleRPC(ctx context.Context, st stats.RPCStats) {
 	if !ok {
 		return
 	}
-	call, ok := ctx.Value(observedKey{}).(*observedCall)
-	if !ok {
+	full, _ := ctx.Value(observedMethod{}).(string)
+	info := infoFrom(ctx)
+	if info == nil {
 		return
 	}
-	info, c := call.info, status.Code(end.Error)
+	c := status.Code(end.Error)
 	if info.rpc != "" {
 		c = info.code
 	}
-	method, ok := o.s.grpcMethods[call.method]
+	method, ok := o.s.grpcMethods[full]
 	if !ok {
 		method = "unknown"
 	}
@@ -211,13 +206,13 @@ func (o *grpcObserver) HandleRPC(ctx context.Context, st stats.RPCStats) {
 	if info.internal != nil {
 		level = slog.LevelError
 	}
-	o.s.logRequest(ctx, level, info, requestLine{o.listener, http.MethodPost, call.method, http.StatusOK, "grpc", c.String(), elapsed, call.remote, "HTTP/2.0"})
+	o.s.logRequest(ctx, level, info, requestLine{o.listener, http.MethodPost, full, http.StatusOK, "grpc", c.String(), elapsed, metaFrom(ctx).remote, "HTTP/2.0"})
 }
 
-// unknownMethod answers a call of a method the server does not have, as
-// grpc.Server does by itself, but through a handler, so that the stats
-// handler sees the call end and counts it.
-func (s *Server) unknownMethod(_ any, stream grpc.ServerStream) error {
+// unknownMethod answers a call of a method g does not have, as grpc.Server
+// does by itself, but through a handler, so that the stats handler sees the
+// call end and counts it.
+func unknownMethod(g *grpc.Server, stream grpc.ServerStream) error {
 	full, _ := grpc.MethodFromServerStream(stream)
 	name := strings.TrimPrefix(full, "/")
 	i := strings.LastIndexByte(name, '/')
@@ -225,10 +220,8 @@ func (s *Server) unknownMethod(_ any, stream grpc.ServerStream) error {
 		return status.Errorf(codes.Unimplemented, "malformed method name: %q", full)
 	}
 	service, method := name[:i], name[i+1:]
-	for _, d := range []*grpc.ServiceDesc{&pb.EventService_ServiceDesc, &pb.AdminService_ServiceDesc, &pb.LogService_ServiceDesc} {
-		if d.ServiceName == service {
-			return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", method, service)
-		}
+	if _, ok := g.GetServiceInfo()[service]; ok {
+		return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", method, service)
 	}
 	return status.Errorf(codes.Unimplemented, "unknown service %v", service)
 }

@@ -188,7 +188,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		// net/http never did).
 		native = newGRPC(
 			grpc.StatsHandler(&grpcObserver{s: s, listener: name}),
-			grpc.UnknownServiceHandler(s.unknownMethod),
+			grpc.UnknownServiceHandler(func(_ any, st grpc.ServerStream) error { return unknownMethod(native, st) }),
 			grpc.MaxConcurrentStreams(250),
 			// Calls run on up to 64 goroutines kept between calls (a new
 			// one when all are busy), whose stacks have grown already:
