@@ -147,6 +147,9 @@ func writeRun(b *strings.Builder, res *Results) {
 	w("| Disk | %s |\n", m.Filesystem)
 	w("| Go | %s (server binary: %s) |\n", m.Go, m.ServerBinary)
 	w("| PostgreSQL | %s |\n", m.PostgreSQL)
+	if res.Config.TLS {
+		w("| Our server's transport | TLS on both listeners (`-tls`: a self-signed ECDSA P-256 certificate, verified by the clients; REST over HTTP/1.1); PostgreSQL's clients as without it |\n")
+	}
 	w("| Load average | %s before, %s after (the machine is shared; see notes) |\n", res.LoadBefore, res.LoadAfter)
 	budget := ""
 	if res.Config.QueryBudget > 0 {

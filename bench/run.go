@@ -33,6 +33,7 @@ type Config struct {
 	PGStoreSuiteMax int           // largest size at which the PostgreSQL store runs the query suite (above: ingest, disk and memory only); 0: all
 	Postgres        bool
 	PGStore         bool
+	TLS             bool   // both listeners of our server over TLS (benchTLS); the clients verify the certificate
 	Bin             string // the server binary; "" builds ./cmd/audittrail
 	ModuleDir       string
 	WorkDir         string // "" : a new temporary directory
@@ -170,6 +171,7 @@ type runner struct {
 	prof *Profiler
 	pg   *pgcluster.Cluster
 	work string
+	tls  *benchTLS // nil: plain listeners
 }
 
 // settle waits for the background work that ingest left (compactions,
@@ -283,6 +285,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	// PostgreSQL runs as another user and must reach its directory.
 	_ = os.Chmod(work, 0o755)
 	r.work = work
+	if cfg.TLS {
+		var err error
+		if r.tls, err = newBenchTLS(filepath.Join(work, "tls")); err != nil {
+			return nil, err
+		}
+	}
 	r.logf("work directory %s", work)
 
 	var err error
@@ -484,10 +492,18 @@ func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemRe
 	tag := fmt.Sprintf("%s-%s", sys.Key, sizeLabel(d.N))
 	dataDir := filepath.Join(r.work, tag)
 	r.logf("%s: starting the server", sys.Name)
+	var dialTLS []client.Option
+	httpClient := NewHTTPClient()
+	if r.tls != nil {
+		extra = append(extra, r.tls.serverFlags()...)
+		dialTLS = append(dialTLS, client.WithTLS(r.tls.CertFile))
+		httpClient = r.tls.httpClient()
+	}
 	srv, err := StartServer(r.bin, dataDir, filepath.Join(r.work, tag+".log"), extra...)
 	if err != nil {
 		return nil, err
 	}
+	srv.HTTP = httpClient
 	var closers []func()
 	cleanup := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -511,7 +527,7 @@ func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemRe
 	if sys.Key == SysPGStore {
 		dbPID = r.pg.PostmasterPID()
 	}
-	producer, err := client.Dial(ctx, srv.InternalAddr, client.WithToken(srv.ProducerToken))
+	producer, err := client.Dial(ctx, srv.InternalAddr, append(dialTLS, client.WithToken(srv.ProducerToken))...)
 	if err != nil {
 		return nil, err
 	}
@@ -553,7 +569,7 @@ func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemRe
 		r.note("could not reset the peak RSS of the server (%v): its suite peak includes ingest", err)
 	}
 
-	reader, err := client.Dial(ctx, srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	reader, err := client.Dial(ctx, srv.PublicAddr, append(dialTLS, client.WithToken(srv.ReaderToken))...)
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +584,7 @@ func (r *runner) prepareServer(ctx context.Context, z *SizeResult, sys *SystemRe
 	return &readySystem{
 		sys: sys,
 		searchers: []Searcher{
-			&RESTSearcher{Label: "REST", URL: srv.PublicURL, Token: srv.ReaderToken, HTTP: NewHTTPClient()},
+			&RESTSearcher{Label: "REST", URL: srv.PublicURL, Token: srv.ReaderToken, HTTP: httpClient},
 			&GRPCSearcher{Label: "gRPC", Client: reader},
 		},
 		tag:     tag,

@@ -93,7 +93,11 @@ func (s *Server) scanMetrics(ctx context.Context, fn func(name string, v float64
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := s.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -128,10 +132,13 @@ func (s *Server) scanMetrics(ctx context.Context, fn func(name string, v float64
 type Server struct {
 	PublicURL, InternalURL   string
 	PublicAddr, InternalAddr string
-	ReaderToken              string
-	ProducerToken            string
-	DataDir                  string
-	LogPath                  string
+	// HTTP reads the metrics (nil: http.DefaultClient); over TLS, a
+	// client that trusts the server's certificate.
+	HTTP          *http.Client
+	ReaderToken   string
+	ProducerToken string
+	DataDir       string
+	LogPath       string
 
 	cmd  *exec.Cmd
 	done chan struct{}

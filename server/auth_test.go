@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -543,7 +544,17 @@ func (p *pki) issue(t *testing.T, serial int64, name string, client bool) (certP
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
 }
 
-func TestMutualTLSAndReload(t *testing.T) {
+// tlsEnv is an authEnv whose listeners serve TLS with the certificate of
+// serial 10 (both) and ask for client certificates of the PKI (internal).
+type tlsEnv struct {
+	*authEnv
+	pki               *pki
+	roots             *x509.CertPool
+	clientCert        tls.Certificate // "appstore", a producer by mTLS
+	certFile, keyFile string
+}
+
+func startTLSEnv(t *testing.T) *tlsEnv {
 	p := newPKI(t)
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
@@ -569,7 +580,21 @@ func TestMutualTLSAndReload(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.caCert)
 	cc, ck := p.issue(t, 20, "appstore", true)
-	clientCert, _ := tls.X509KeyPair(cc, ck)
+	clientCert, err := tls.X509KeyPair(cc, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tlsEnv{authEnv: e, pki: p, roots: roots, clientCert: clientCert, certFile: certFile, keyFile: keyFile}
+}
+
+func TestMutualTLSAndReload(t *testing.T) {
+	te := startTLSEnv(t)
+	e, p, roots, clientCert := te.authEnv, te.pki, te.roots, te.clientCert
+	write := func(path string, b []byte) {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dial := func(withCert bool) pb.EventServiceClient {
 		tc := &tls.Config{RootCAs: roots}
 		if withCert {
@@ -606,13 +631,97 @@ func TestMutualTLSAndReload(t *testing.T) {
 		t.Fatalf("serial %d", s)
 	}
 	// A renewed certificate is picked up without a restart.
-	sc, sk = p.issue(t, 11, "server", false)
-	write("server.crt", sc)
-	write("server.key", sk)
+	sc, sk := p.issue(t, 11, "server", false)
+	write(te.certFile, sc)
+	write(te.keyFile, sk)
 	time.Sleep(1100 * time.Millisecond)
 	hc.CloseIdleConnections()
 	if s := serial(); s != 11 {
 		t.Errorf("after renewal: serial %d, want 11", s)
+	}
+}
+
+// TestTLSListenersSplit: on a TLS listener the splitter terminates TLS and
+// splits as on a plain one; the client certificate reaches authentication
+// whatever the path (gRPC's own transport, REST over HTTP/2, REST over
+// HTTP/1.1), and a plain HTTP request gets a 400 that says what is wrong.
+func TestTLSListenersSplit(t *testing.T) {
+	te := startTLSEnv(t)
+	withCert := &tls.Config{RootCAs: te.roots, Certificates: []tls.Certificate{te.clientCert}}
+
+	// An HTTP/2 connection gets the splitter's empty SETTINGS first (Go's
+	// HTTP/2 server would send its own, with parameters), inside TLS.
+	for _, addr := range []string{te.public, te.internal} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: te.roots, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		b := make([]byte, 9)
+		_, err = io.ReadFull(c, b)
+		c.Close()
+		if want := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}; err != nil || !bytes.Equal(b, want) {
+			t.Errorf("%s over TLS: after the preface read % x (%v), want % x", addr, b, err, want)
+		}
+	}
+
+	// REST with a client certificate and no token, over both HTTP versions:
+	// the producer is the certificate's service.
+	for _, h2 := range []bool{false, true} {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: withCert.Clone(), ForceAttemptHTTP2: h2}, Timeout: 10 * time.Second}
+		id := newID()
+		req, _ := http.NewRequest("POST", "https://"+te.internal+"/v1/events?eventId="+id, strings.NewReader(eventBody(time.Now().UTC().Format(time.RFC3339Nano), "//tls/"+id)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("REST create over TLS (HTTP/2 %v): %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if wantProto := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]; resp.Proto != wantProto {
+			t.Errorf("REST over TLS: %s, want %s", resp.Proto, wantProto)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("REST create with a client certificate over %s: %d %s", resp.Proto, resp.StatusCode, body)
+		}
+		// The same without the certificate is refused: it was the
+		// certificate that authenticated.
+		noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: te.roots}, ForceAttemptHTTP2: h2}, Timeout: 10 * time.Second}
+		req, _ = http.NewRequest("POST", "https://"+te.internal+"/v1/events?eventId="+newID(), strings.NewReader(eventBody(time.Now().UTC().Format(time.RFC3339Nano), "//tls/x")))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err = noCert.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("REST create without a certificate over %s: %d, want 401", resp.Proto, resp.StatusCode)
+		}
+	}
+
+	// gRPC with the certificate (gRPC's own transport).
+	conn, err := grpc.NewClient(te.internal, grpc.WithTransportCredentials(credentials.NewTLS(withCert.Clone())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ev := &pb.Event{EventTime: timestamppb.Now(), EventSource: "s", Action: "a", Principal: "users/jane", SourceIpAddress: "1.1.1.1"}
+	if _, err := pb.NewEventServiceClient(conn).CreateEvent(t.Context(), &pb.CreateEventRequest{EventId: newID(), Event: ev}); err != nil {
+		t.Errorf("gRPC create with a client certificate: %v", err)
+	}
+
+	// Plain HTTP to a TLS listener: a 400 naming the mistake.
+	c, err := net.Dial("tcp", te.public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.0 400 Bad Request") || !strings.Contains(string(got), "HTTP request to an HTTPS server") {
+		t.Errorf("plain HTTP to a TLS listener: %q", got)
 	}
 }
 

@@ -11,11 +11,13 @@
 // Each listener is one port carrying gRPC and REST: an http.Server that speaks
 // HTTP/1.1 and unencrypted HTTP/2 (prior knowledge, as gRPC clients use it)
 // hands requests with an application/grpc content type to grpc.Server's
-// ServeHTTP and everything else to the grpc-gateway mux. On a plain listener
-// a splitter (split.go) sends the connections whose first request is a gRPC
-// call to a second grpc.Server, on gRPC's own transport, which costs the
-// server about half as much CPU per call; its stats handler logs and counts
-// those calls as the http.Server's handler does the others.
+// ServeHTTP and everything else to the grpc-gateway mux. A splitter
+// (split.go) sends the connections whose first request is a gRPC call to a
+// second grpc.Server, on gRPC's own transport, which costs the server about
+// half as much CPU per call; its stats handler logs and counts those calls as
+// the http.Server's handler does the others. On a TLS listener the splitter
+// terminates TLS before it looks, and the connection's TLS state (the client
+// certificate) goes with the connection to either server.
 //
 // There is one authentication path. REST requests are not authenticated by an
 // HTTP middleware: the gateway calls the EventService in process through the

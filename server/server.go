@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,10 +90,10 @@ type Server struct {
 type endpoint struct {
 	name   string
 	grpc   *grpc.Server // gRPC through net/http (ServeHTTP)
-	native *grpc.Server // gRPC on its own transport; nil behind TLS
+	native *grpc.Server // gRPC on its own transport
 	http   *http.Server
 	tls    *reloadingTLS // nil: plain
-	split  *splitter     // set by Start on a plain listener
+	split  *splitter     // set by Start
 }
 
 // New returns a server; Start serves it.
@@ -176,32 +175,35 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		return g
 	}
 	g := newGRPC()
+	// The limits of the http.Server below, on gRPC's transport: as many
+	// concurrent calls per connection as net/http's HTTP/2 allows by
+	// default, as many bytes of headers, idle connections closed after as
+	// long. Clients' keepalive pings are accepted down to every 10 s, with
+	// or without calls in flight (grpc-go's default, 5 minutes, would close
+	// the connections of producers that ping more often, which net/http
+	// never did).
 	var native *grpc.Server
-	if tlsCfg == nil {
-		// The limits of the http.Server below, on gRPC's transport: as
-		// many concurrent calls per connection as net/http's HTTP/2
-		// allows by default, as many bytes of headers, idle connections
-		// closed after as long.
-		// Clients' keepalive pings are accepted down to every 10 s, with
-		// or without calls in flight (grpc-go's default, 5 minutes, would
-		// close the connections of producers that ping more often, which
-		// net/http never did).
-		native = newGRPC(
-			grpc.StatsHandler(&grpcObserver{s: s, listener: name}),
-			grpc.UnknownServiceHandler(func(_ any, st grpc.ServerStream) error { return unknownMethod(native, st) }),
-			grpc.MaxConcurrentStreams(250),
-			// Calls run on up to 64 goroutines kept between calls (a new
-			// one when all are busy), whose stacks have grown already:
-			// a goroutine per call grew its stack again through the
-			// interceptors and the store (runtime.morestack, 6 % of the
-			// CPU of single CreateEvents). Side by side, three pairs:
-			// 8–14 % less server CPU per single event.
-			grpc.NumStreamWorkers(streamWorkers),
-			grpc.MaxHeaderListSize(maxHeaderBytes),
-			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		)
+	nativeOpts := []grpc.ServerOption{
+		grpc.StatsHandler(&grpcObserver{s: s, listener: name}),
+		grpc.UnknownServiceHandler(func(_ any, st grpc.ServerStream) error { return unknownMethod(native, st) }),
+		grpc.MaxConcurrentStreams(250),
+		// Calls run on up to 64 goroutines kept between calls (a new one
+		// when all are busy), whose stacks have grown already: a goroutine
+		// per call grew its stack again through the interceptors and the
+		// store (runtime.morestack, 6 % of the CPU of single CreateEvents).
+		// Side by side, three pairs: 8–14 % less server CPU per single
+		// event.
+		grpc.NumStreamWorkers(streamWorkers),
+		grpc.MaxHeaderListSize(maxHeaderBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
+	if tlsCfg != nil {
+		// The splitter terminates TLS; the transport learns the
+		// connection's TLS state (the client certificate) from it.
+		nativeOpts = append(nativeOpts, grpc.Creds(splitTLSCreds{}))
+	}
+	native = newGRPC(nativeOpts...)
 	gw, err := s.gateway(impl, ic, public)
 	if err != nil {
 		return nil, fmt.Errorf("server: %s listener: %w", name, err)
@@ -233,24 +235,20 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 	// One port, two protocols: HTTP/1.1 for REST clients, and HTTP/2 with
 	// prior knowledge (h2c) for gRPC clients and REST clients that speak it.
 	// net/http routes both to the same handler; the content type decides
-	// between gRPC and REST. (No TLS here: it terminates in front of the
-	// service, or is a later option.)
+	// between gRPC and REST. On a TLS listener the splitter terminates TLS
+	// (split.go): net/http gets HTTP/1.1 connections as *tls.Conn and
+	// HTTP/2 ones as the decrypted stream, which it serves as h2c.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	var tlsConfig *tls.Config
-	if rt != nil {
-		protocols.SetHTTP2(true)
-		tlsConfig = rt.tlsConfig()
-	}
 	return &endpoint{
 		name:   name,
 		grpc:   g,
 		native: native,
 		tls:    rt,
 		http: &http.Server{
-			TLSConfig:         tlsConfig,
 			Handler:           s.observe(name, mux),
+			ConnContext:       withConnTLS,
 			Protocols:         &protocols,
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
@@ -261,7 +259,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 }
 
 // PublicHandler and InternalHandler return the handlers of the two
-// listeners, for serving them some other way (tests, TLS).
+// listeners, for serving them some other way (tests).
 func (s *Server) PublicHandler() http.Handler   { return s.public.http.Handler }
 func (s *Server) InternalHandler() http.Handler { return s.internal.http.Handler }
 
@@ -273,15 +271,11 @@ func (s *Server) Start(public, internal net.Listener) {
 		e  *endpoint
 		ln net.Listener
 	}{{s.public, public}, {s.internal, internal}} {
-		if x.e.tls != nil {
-			go func() {
-				if err := x.e.http.ServeTLS(x.ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-					s.errc <- fmt.Errorf("%s listener %s: %w", x.e.name, x.ln.Addr(), err)
-				}
-			}()
-			continue
-		}
 		x.e.split = newSplitter(x.ln, readHeaderTimeout, idleTimeout)
+		if x.e.tls != nil {
+			x.e.split.tls = x.e.tls.tlsConfig()
+			x.e.split.log = s.log
+		}
 		go x.e.split.serve()
 		go x.e.native.Serve(x.e.split.grpc) // an error of the listener is reported by net/http's Serve
 		go func() {
@@ -311,7 +305,7 @@ func (s *Server) Err() <-chan error { return s.errc }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	for _, e := range []*endpoint{s.public, s.internal} {
-		if e.split != nil {
+		if e.split != nil { // nil: never started
 			// No new connections; those not yet handed to either server
 			// are closed, having no request in flight.
 			e.split.close()

@@ -3,12 +3,16 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -24,8 +28,14 @@ import (
 // either server sees them: an HTTP/2 connection whose first request has a
 // gRPC content type goes to the gRPC server's own transport, every other
 // connection to net/http, which still serves gRPC through ServeHTTP when a
-// connection's later requests change protocol (and behind TLS, where
-// net/http negotiates HTTP/2).
+// connection's later requests change protocol.
+//
+// On a TLS listener the splitter terminates TLS itself, so that it can read
+// the first request there too: a connection that negotiates HTTP/1.1 by ALPN
+// goes to net/http as the *tls.Conn (net/http fills the requests' TLS state
+// from it); one that negotiates h2, or nothing, is split as above, and its
+// TLS state travels with it (replayConn.tls) to gRPC's peer information and
+// to the requests' context.
 //
 // The first request's content type is in an HPACK-encoded HEADERS frame, and
 // gRPC clients send no request before they have read the server's SETTINGS.
@@ -82,6 +92,11 @@ type splitter struct {
 	ln   net.Listener
 	grpc *queueListener
 	http *queueListener
+	// tls, when set, is the listener's TLS: the splitter completes each
+	// connection's handshake (within headerWait) before it reads it.
+	tls *tls.Config
+	// log receives failed TLS handshakes (nil: not logged).
+	log *slog.Logger
 	// headerWait bounds the wait for an HTTP/1 connection's first bytes
 	// (net/http then bounds its headers) or an HTTP/2 connection's
 	// preface; idleWait an HTTP/2 connection's first request. A connection
@@ -146,9 +161,9 @@ func (s *splitter) serve() error {
 // classify reads the start of c and hands it over.
 func (s *splitter) classify(c net.Conn) {
 	defer s.wg.Done()
-	c.SetReadDeadline(time.Now().Add(s.headerWait))
-	r, conn, err := sniff(c, s.idleWait)
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Now().Add(s.headerWait))
+	r, conn, err := s.route(c)
+	c.SetDeadline(time.Time{})
 	s.mu.Lock()
 	_, ours := s.pending[c]
 	delete(s.pending, c)
@@ -166,6 +181,63 @@ func (s *splitter) classify(c net.Conn) {
 	if !q.put(conn, s.closing) {
 		conn.Close()
 	}
+}
+
+// route decides where c goes and returns the connection to hand over.
+func (s *splitter) route(c net.Conn) (connRoute, net.Conn, error) {
+	if s.tls == nil {
+		return sniff(c, s.idleWait)
+	}
+	tc := tls.Server(c, s.tls)
+	if err := tc.Handshake(); err != nil {
+		s.handshakeFailed(c, err)
+		return 0, nil, err
+	}
+	st := tc.ConnectionState()
+	if st.NegotiatedProtocol == "http/1.1" {
+		// net/http reads the TLS state from the *tls.Conn.
+		return routeHTTP, tc, nil
+	}
+	// h2, or no ALPN at all: an HTTP/2 client with prior knowledge is
+	// told from an HTTP/1 one by its first bytes, as on a plain listener.
+	r, conn, err := sniff(tc, s.idleWait)
+	if err != nil {
+		return 0, nil, err
+	}
+	conn.(*replayConn).tls = &st
+	return r, conn, nil
+}
+
+// handshakeFailed answers a plain HTTP request sent to a TLS listener with a
+// 400 that says so, as net/http does, and logs the failure: at debug when
+// the client went away (load balancers' TCP probes do that all day), at warn
+// otherwise (an expired or unknown client certificate, a protocol version
+// refused).
+func (s *splitter) handshakeFailed(c net.Conn, err error) {
+	var re tls.RecordHeaderError
+	reason := err.Error()
+	if errors.As(err, &re) && re.Conn != nil && recordHeaderLooksLikeHTTP(re.RecordHeader) {
+		io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		reason = "the client sent an HTTP request to an HTTPS server"
+	}
+	if s.log == nil {
+		return
+	}
+	level := slog.LevelWarn
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "TLS handshake failed", "remote", c.RemoteAddr().String(), "err", reason)
+}
+
+// recordHeaderLooksLikeHTTP reports whether the first five bytes of what
+// should have been a TLS record start an HTTP request.
+func recordHeaderLooksLikeHTTP(h [5]byte) bool {
+	switch string(h[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH":
+		return true
+	}
+	return false
 }
 
 // close stops accepting and closes the connections not yet handed over.
@@ -382,9 +454,12 @@ func (f *ackFilter) Read(p []byte) (int, error) {
 }
 
 // replayConn is a connection whose first bytes, already read, come from r.
+// It does not offer a ConnectionState method: net/http would then take it
+// for a TLS connection and not serve HTTP/2 with prior knowledge on it.
 type replayConn struct {
 	net.Conn
-	r io.Reader
+	r   io.Reader
+	tls *tls.ConnectionState // the TLS the splitter terminated; nil: none
 }
 
 func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -4,18 +4,27 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -29,22 +38,47 @@ type splitEnv struct {
 	split *splitter
 	grpc  *grpc.Server
 	http  *http.Server
+	// grpcTLS counts the gRPC calls that found their connection's TLS
+	// state, as authentication reads it (grpcMeta).
+	grpcTLS atomic.Int32
 }
 
 func startSplit(t *testing.T, headerWait, idleWait time.Duration) *splitEnv {
+	return startSplitTLS(t, headerWait, idleWait, nil)
+}
+
+// startSplitTLS is startSplit with the splitter terminating TLS when cfg is
+// set; the HTTP side's answers then end in " tls" when the request's TLS
+// state reached it (withRequestMeta).
+func startSplitTLS(t *testing.T, headerWait, idleWait time.Duration, cfg *tls.Config) *splitEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &splitEnv{addr: ln.Addr().String(), split: newSplitter(ln, headerWait, idleWait), grpc: grpc.NewServer()}
+	e := &splitEnv{addr: ln.Addr().String(), split: newSplitter(ln, headerWait, idleWait)}
+	opts := []grpc.ServerOption{grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if grpcMeta(ctx, time.Now()).tls != nil {
+			e.grpcTLS.Add(1)
+		}
+		return h(ctx, req)
+	})}
+	if cfg != nil {
+		e.split.tls = cfg
+		opts = append(opts, grpc.Creds(splitTLSCreds{}))
+	}
+	e.grpc = grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(e.grpc, health.NewServer())
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	e.http = &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.http = &http.Server{Protocols: &protocols, ConnContext: withConnTLS, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "http "+r.Proto)
+		answer := "http " + r.Proto
+		if withRequestMeta("test", r).Context().Value(metaKey{}).(*requestMeta).tls != nil {
+			answer += " tls"
+		}
+		io.WriteString(w, answer)
 	})}
 	go e.split.serve()
 	go e.grpc.Serve(e.split.grpc)
@@ -116,6 +150,133 @@ func TestSplitRoutesByFirstRequest(t *testing.T) {
 	if got := e.routed(); got != [2]int64{routeHTTP: 2, routeGRPC: 1} {
 		t.Errorf("after an h2c and an HTTP/1.1 connection: routed %v", got)
 	}
+}
+
+// TestSplitTLS: behind TLS the splitter routes as on a plain listener, and
+// the connection's TLS state reaches both servers' requests.
+func TestSplitTLS(t *testing.T) {
+	serverCfg, roots := selfSignedTLS(t)
+	e := startSplitTLS(t, 5*time.Second, 5*time.Second, serverCfg)
+
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 3 {
+		if _, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("gRPC over TLS: %v", err)
+		}
+	}
+	if n := e.grpcTLS.Load(); n != 3 {
+		t.Errorf("%d of 3 gRPC calls found the TLS state", n)
+	}
+	if got := e.routed(); got != [2]int64{routeHTTP: 0, routeGRPC: 1} {
+		t.Errorf("after a gRPC connection over TLS: routed %v", got)
+	}
+
+	for _, h2 := range []bool{true, false} {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}, Timeout: 10 * time.Second}
+		want := map[bool]string{true: "http HTTP/2.0 tls", false: "http HTTP/1.1 tls"}[h2]
+		for i := range 3 { // several requests on one connection
+			resp, err := c.Post("https://"+e.addr+"/x", "application/json", strings.NewReader(`{"n":1}`))
+			if err != nil {
+				t.Fatalf("REST over TLS, request %d: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != want {
+				t.Errorf("REST over TLS, request %d: %q, want %q", i, b, want)
+			}
+		}
+	}
+	if got := e.routed(); got != [2]int64{routeHTTP: 2, routeGRPC: 1} {
+		t.Errorf("after REST over TLS with HTTP/2 and HTTP/1.1: routed %v", got)
+	}
+
+	// Without ALPN, the first bytes decide, as on a plain listener: an
+	// HTTP/2 preface gets the splitter's SETTINGS, an HTTP/1.1 request its
+	// answer with the TLS state.
+	tc, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(tc, http2Preface)
+	if b := make([]byte, len(emptySettings)); !readFull(tc, b) || !bytes.Equal(b, emptySettings) {
+		t.Errorf("an HTTP/2 preface over TLS without ALPN: read % x, want the splitter's SETTINGS", b)
+	}
+	tc.Close()
+	tc, err = tls.Dial("tcp", e.addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(tc, "GET / HTTP/1.0\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(tc), nil); err != nil {
+		t.Errorf("HTTP/1.0 over TLS without ALPN: %v", err)
+	} else if b, _ := io.ReadAll(resp.Body); string(b) != "http HTTP/1.0 tls" {
+		t.Errorf("HTTP/1.0 over TLS without ALPN: %q", b)
+	}
+	tc.Close()
+
+	// A plain HTTP request: a 400 that says why, then the connection ends.
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST /v1/events:search HTTP/1.1\r\nHost: x\r\n\r\n")
+	got, _ := io.ReadAll(c)
+	if want := "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"; string(got) != want {
+		t.Errorf("plain HTTP to TLS: %q, want %q", got, want)
+	}
+
+	// A client that never completes its handshake is closed after the
+	// header wait.
+	e2 := startSplitTLS(t, 200*time.Millisecond, time.Hour, serverCfg)
+	c2, err := net.Dial("tcp", e2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if b, err := io.ReadAll(c2); err != nil || len(b) != 0 {
+		t.Errorf("a silent client: read %q, %v; want EOF", b, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a silent client closed after %s", d)
+	}
+}
+
+func readFull(r io.Reader, b []byte) bool {
+	_, err := io.ReadFull(r, b)
+	return err == nil
+}
+
+// selfSignedTLS returns a server TLS configuration for 127.0.0.1 offering
+// h2 and HTTP/1.1, and the pool that trusts it.
+func selfSignedTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "split"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: k}}, NextProtos: []string{"h2", "http/1.1"}}, pool
 }
 
 // TestSplitShortHTTP1Request: a request shorter than the HTTP/2 preface is

@@ -85,6 +85,7 @@ func main() {
 	flag.IntVar(&cfg.PGStoreMax, "pgstore-max", 0, "largest size run on the PostgreSQL store (0: every size)")
 	flag.IntVar(&cfg.PGStoreSuiteMax, "pgstore-suite-max", 0, "largest size at which the PostgreSQL store runs the query suite; above it, only its ingest, disk and memory are measured (0: every size)")
 	flag.IntVar(&cfg.CopyBatch, "copy-batch", 10_000, "rows per COPY statement")
+	flag.BoolVar(&cfg.TLS, "tls", false, "serve our server's listeners over TLS (a self-signed certificate made for the run, verified by every client; REST over HTTP/1.1); the PostgreSQL baseline is unchanged")
 	flag.StringVar(&cfg.Bin, "bin", "", "the audittrail `binary` to measure (default: build ./cmd/audittrail)")
 	flag.StringVar(&workDir, "workdir", "", "work `directory` for data (default: a new temporary directory, removed at the end)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory and the databases")
