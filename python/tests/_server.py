@@ -9,13 +9,14 @@ import os
 import re
 import secrets
 import signal
+import ssl
 import subprocess
 import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -46,8 +47,8 @@ def find_binary(repo_root: Path) -> Path:
     return binary
 
 
-def start(binary: Path, base: Path) -> Server:
-    """Starts `audittrail serve` and waits for its ready line."""
+def start(binary: Path, base: Path, extra_args: Sequence[str] = ()) -> Server:
+    """Starts `audittrail serve` (with extra_args) and waits for its ready line."""
     data_dir = base / "data"
     data_dir.mkdir(parents=True)
     log_path = base / "server.log"
@@ -59,6 +60,7 @@ def start(binary: Path, base: Path) -> Server:
         "--internal-addr", "127.0.0.1:0",
         "--reader-token", reader,
         "--producer-token", producer,
+        *extra_args,
     ]
     # The flags are authoritative: keep a developer's AUDITTRAIL_* settings out.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITTRAIL_")}
@@ -101,14 +103,16 @@ def stop(server: Server) -> None:
             proc.wait()
 
 
-def raw_post(url: str, token: Optional[str], body: Any, timeout: float = 30) -> Tuple[int, Any]:
-    """POST JSON with plain urllib; returns (status, parsed JSON or text)."""
+def raw_post(url: str, token: Optional[str], body: Any, timeout: float = 30,
+             context: Optional[ssl.SSLContext] = None) -> Tuple[int, Any]:
+    """POST JSON with plain urllib; returns (status, parsed JSON or text).
+    context verifies an https URL's server."""
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             status, text = resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read().decode()
