@@ -59,10 +59,11 @@ type Client struct {
 type Option func(*config)
 
 type config struct {
-	token  string
-	tls    bool
-	caFile string
-	retry  retryPolicy
+	token             string
+	tls               bool
+	caFile            string
+	certFile, keyFile string // client certificate; "": none
+	retry             retryPolicy
 }
 
 // WithToken sends token as "authorization: Bearer <token>" with every call.
@@ -72,10 +73,22 @@ func WithToken(token string) Option {
 
 // WithTLS connects over TLS. caFile names a PEM file with the certificates
 // that may sign the server's certificate; "" means the system's roots.
-// Without this option the connection is plaintext (HTTP/2 cleartext), which
-// is what `audittrail serve` speaks today.
+// Without this option (or an "https://" address) the connection is
+// plaintext (HTTP/2 cleartext), for a server started without
+// --public-tls-cert / --internal-tls-cert.
 func WithTLS(caFile string) Option {
 	return func(c *config) { c.tls, c.caFile = true, caFile }
+}
+
+// WithClientCert presents the certificate and key in these PEM files to the
+// server, over TLS (it implies WithTLS with the system's roots unless
+// WithTLS names a CA file). On an internal listener with mutual TLS
+// (--internal-client-ca) a verified certificate authenticates a producer
+// without a token: it names services/<DNS SAN or common name>, and the
+// server's policy gives it its roles. The files are read again when they
+// change, so a certificate renewed on disk is used for new connections.
+func WithClientCert(certFile, keyFile string) Option {
+	return func(c *config) { c.tls, c.certFile, c.keyFile = true, certFile, keyFile }
 }
 
 // WithRetry sets how often a call is tried (attempts, at least 1; 1 turns
@@ -137,6 +150,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 				return nil, audittrail.Errorf(audittrail.EInvalid, "CA file %s holds no PEM certificate", cfg.caFile)
 			}
 		}
+		if cfg.certFile != "" || cfg.keyFile != "" {
+			cc, err := newClientCert(cfg.certFile, cfg.keyFile)
+			if err != nil {
+				return nil, audittrail.Errorf(audittrail.EInvalid, "the client certificate: %v", err)
+			}
+			tc.GetClientCertificate = cc.get
+		}
 		creds = credentials.NewTLS(tc)
 	}
 	dialOpts := []grpc.DialOption{
@@ -176,8 +196,8 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 
 // RequireTransportSecurity is false when the client was dialed without TLS:
-// the server speaks plaintext today (local and in-cluster use), and a token
-// has to go with it.
+// a server without TLS (local and in-cluster use, or TLS terminated in front
+// of it) still needs the token.
 func (b bearer) RequireTransportSecurity() bool { return b.secure }
 
 // CreateEvent stores one event under id (a UUIDv4 the producer chooses) and

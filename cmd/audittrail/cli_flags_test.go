@@ -34,7 +34,7 @@ func TestSearchFlagsToFilter(t *testing.T) {
 		{
 			name: "defaults",
 			args: nil,
-			want: searchPlan{addr: "127.0.0.1:8080", format: "table"},
+			want: searchPlan{conn: connFlags{addr: "127.0.0.1:8080"}, format: "table"},
 		},
 		{
 			name: "every field",
@@ -51,7 +51,7 @@ func TestSearchFlagsToFilter(t *testing.T) {
 				"--type", "API", "--type", "type_system", "--exclude-type", "unspecified",
 				"--addr", "example:9", "--token", "tok", "-o", "jsonl", "--page-size", "7", "--page-token", "pt",
 			},
-			want: searchPlan{addr: "example:9", token: "tok", format: "jsonl", req: audittrail.SearchEventsRequest{
+			want: searchPlan{conn: connFlags{addr: "example:9", token: "tok"}, format: "jsonl", req: audittrail.SearchEventsRequest{
 				PageSize: 7, PageToken: "pt",
 				Filter: audittrail.Filter{
 					Exact: fields(map[audittrail.Field]string{
@@ -74,7 +74,7 @@ func TestSearchFlagsToFilter(t *testing.T) {
 		{
 			name: "since and until relative",
 			args: []string{"--since", "7d", "--until", "1h30m"},
-			want: searchPlan{addr: "127.0.0.1:8080", format: "table",
+			want: searchPlan{conn: connFlags{addr: "127.0.0.1:8080"}, format: "table",
 				req: audittrail.SearchEventsRequest{Filter: audittrail.Filter{
 					StartTime: ptr(testNow.Add(-7 * 24 * time.Hour)),
 					EndTime:   ptr(testNow.Add(-90 * time.Minute)),
@@ -85,7 +85,7 @@ func TestSearchFlagsToFilter(t *testing.T) {
 		{
 			name: "start and until absolute",
 			args: []string{"--start", "2026-01-01T00:00:00.5+01:00", "--until", "2026-02-01T00:00:00Z"},
-			want: searchPlan{addr: "127.0.0.1:8080", format: "table",
+			want: searchPlan{conn: connFlags{addr: "127.0.0.1:8080"}, format: "table",
 				req: audittrail.SearchEventsRequest{Filter: audittrail.Filter{
 					StartTime: ptr(time.Date(2025, 12, 31, 23, 0, 0, 5e8, time.UTC)),
 					EndTime:   ptr(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)),
@@ -96,12 +96,12 @@ func TestSearchFlagsToFilter(t *testing.T) {
 		{
 			name: "all takes big pages",
 			args: []string{"--all", "-o", "json"},
-			want: searchPlan{addr: "127.0.0.1:8080", format: "json", follow: true, req: audittrail.SearchEventsRequest{PageSize: 1000}},
+			want: searchPlan{conn: connFlags{addr: "127.0.0.1:8080"}, format: "json", follow: true, req: audittrail.SearchEventsRequest{PageSize: 1000}},
 		},
 		{
 			name: "limit follows pages",
 			args: []string{"--limit", "30", "--page-size", "10"},
-			want: searchPlan{addr: "127.0.0.1:8080", format: "table", follow: true, limit: 30, req: audittrail.SearchEventsRequest{PageSize: 10}},
+			want: searchPlan{conn: connFlags{addr: "127.0.0.1:8080"}, format: "table", follow: true, limit: 30, req: audittrail.SearchEventsRequest{PageSize: 10}},
 		},
 	}
 	for _, tt := range tests {
@@ -110,7 +110,7 @@ func TestSearchFlagsToFilter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := cmp.Options{cmp.AllowUnexported(searchPlan{}), cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })}
+			opts := cmp.Options{cmp.AllowUnexported(searchPlan{}, connFlags{}), cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })}
 			if diff := cmp.Diff(&tt.want, got, opts); diff != "" {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
@@ -125,15 +125,15 @@ func TestSearchEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.addr != "env-host:1" || p.token != "env-token" {
-		t.Errorf("addr %q token %q, want those of the environment", p.addr, p.token)
+	if p.conn.addr != "env-host:1" || p.conn.token != "env-token" {
+		t.Errorf("addr %q token %q, want those of the environment", p.conn.addr, p.conn.token)
 	}
 	p, err = parseSearch([]string{"--addr", "flag-host:2", "--token", "flag-token"}, testNow, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.addr != "flag-host:2" || p.token != "flag-token" {
-		t.Errorf("addr %q token %q, want those of the flags", p.addr, p.token)
+	if p.conn.addr != "flag-host:2" || p.conn.token != "flag-token" {
+		t.Errorf("addr %q token %q, want those of the flags", p.conn.addr, p.conn.token)
 	}
 }
 

@@ -58,19 +58,19 @@ func (c *CreateCommand) Usage() string {
 }
 
 type createFlags struct {
-	addr, token, caFile string
-	batch               int
-	sample              int
-	seed                int64
-	span                time.Duration
-	end                 string
+	connFlags
+	batch  int
+	sample int
+	seed   int64
+	span   time.Duration
+	end    string
 }
 
 func newCreateFlags(f *createFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("create", flag.ContinueOnError)
 	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8081", "AUDITTRAIL_INTERNAL_ADDR"), "`host:port` of the server's internal listener")
 	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_PRODUCER_TOKEN", "AUDITTRAIL_TOKEN"), "bearer `token` of a producer")
-	fs.StringVar(&f.caFile, "ca-file", "", "connect with TLS, trusting the CA certificates in this PEM `file`")
+	f.addTLSFlags(fs)
 	fs.IntVar(&f.batch, "batch", audittrail.MaxBatch, "events per request (1 to 1000)")
 	fs.IntVar(&f.sample, "sample", 0, "create `n` generated demo events instead of reading input")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of --sample; the same seed and flags give the same events (0: a random seed, printed)")
@@ -144,7 +144,7 @@ func (c *CreateCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 
-	cl, err := dial(ctx, f.addr, f.token, f.caFile)
+	cl, err := f.dial(ctx)
 	if err != nil {
 		return err
 	}

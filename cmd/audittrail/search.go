@@ -48,7 +48,7 @@ func (c *SearchCommand) Usage() string {
 
 // searchFlags holds the flags of search as given.
 type searchFlags struct {
-	addr, token, caFile string
+	connFlags
 
 	exact, regex               [audittrail.NumFields]string
 	statusRegex                string
@@ -77,7 +77,7 @@ func newSearchFlags(f *searchFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("search", flag.ContinueOnError)
 	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public listener")
 	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
-	fs.StringVar(&f.caFile, "ca-file", "", "connect with TLS, trusting the CA certificates in this PEM `file`")
+	f.addTLSFlags(fs)
 	for _, field := range []audittrail.Field{audittrail.FieldPrincipal, audittrail.FieldAction, audittrail.FieldResource,
 		audittrail.FieldWorkspace, audittrail.FieldEventSource, audittrail.FieldSourceIP} {
 		name := flagNames[field]
@@ -103,11 +103,11 @@ func newSearchFlags(f *searchFlags) *flag.FlagSet {
 
 // searchPlan is what a search command line asks for, checked.
 type searchPlan struct {
-	addr, token, caFile string
-	req                 audittrail.SearchEventsRequest
-	follow              bool // fetch pages until the end or the limit
-	limit               int  // 0: none
-	format              string
+	conn   connFlags
+	req    audittrail.SearchEventsRequest
+	follow bool // fetch pages until the end or the limit
+	limit  int  // 0: none
+	format string
 	// resume holds the time flags that repeat this search exactly (a
 	// relative time resolved to the instant used), for the next-page hint.
 	resume []string
@@ -124,7 +124,7 @@ func parseSearch(args []string, now time.Time, stdout io.Writer) (*searchPlan, e
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("unexpected argument %q: search takes only flags (see -h)", fs.Arg(0))
 	}
-	p := &searchPlan{addr: f.addr, token: f.token, caFile: f.caFile, follow: f.all || f.limit > 0, limit: f.limit, format: f.format}
+	p := &searchPlan{conn: f.connFlags, follow: f.all || f.limit > 0, limit: f.limit, format: f.format}
 	if _, err := newEventWriter(io.Discard, f.format); err != nil {
 		return nil, usageErrorf("-o: %v", err)
 	}
@@ -192,7 +192,7 @@ func (c *SearchCommand) Run(ctx context.Context, args []string) error {
 	} else if err != nil {
 		return err
 	}
-	cl, err := dial(ctx, p.addr, p.token, p.caFile)
+	cl, err := p.conn.dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -251,20 +251,40 @@ func resumeFlags(flags []string) string {
 	return b.String()
 }
 
+// connFlags are how a client subcommand connects: where, with which token,
+// over which TLS.
+type connFlags struct {
+	addr, token, caFile string
+	certFile, keyFile   string // client certificate (mutual TLS)
+}
+
+// addTLSFlags registers --ca-file, --cert and --key.
+func (c *connFlags) addTLSFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.caFile, "ca-file", "", "connect with TLS, trusting the CA certificates in this PEM `file`")
+	fs.StringVar(&c.certFile, "cert", "", "client certificate PEM `file` for mutual TLS (implies TLS; with --key)")
+	fs.StringVar(&c.keyFile, "key", "", "key PEM `file` of --cert")
+}
+
 // dial connects to the server for a subcommand.
-func dial(ctx context.Context, addr, token, caFile string) (*client.Client, error) {
+func (c *connFlags) dial(ctx context.Context) (*client.Client, error) {
 	var opts []client.Option
-	if token != "" {
-		opts = append(opts, client.WithToken(token))
+	if c.token != "" {
+		opts = append(opts, client.WithToken(c.token))
 	}
-	if caFile != "" {
-		opts = append(opts, client.WithTLS(caFile))
+	if c.caFile != "" {
+		opts = append(opts, client.WithTLS(c.caFile))
 	}
-	c, err := client.Dial(ctx, addr, opts...)
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, usageErrorf("--cert and --key go together")
+	}
+	if c.certFile != "" {
+		opts = append(opts, client.WithClientCert(c.certFile, c.keyFile))
+	}
+	cl, err := client.Dial(ctx, c.addr, opts...)
 	if err != nil {
-		return nil, usageErrorf("--addr: %s", audittrail.ErrorMessage(err))
+		return nil, usageErrorf("%s", audittrail.ErrorMessage(err))
 	}
-	return c, nil
+	return cl, nil
 }
 
 // optionalBool is a flag that may be unset, true or false.

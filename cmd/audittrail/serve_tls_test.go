@@ -124,6 +124,16 @@ func TestServeTLS(t *testing.T) {
 		t.Fatalf("create with a client certificate: %v", err)
 	}
 
+	// The CLI with the certificate and no token (client.WithClientCert).
+	out, _, err = runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", p.caFile, "--token", "",
+		"--cert", clientCert, "--key", clientKey, "--sample", "3", "--batch", "3")
+	if err != nil || out != "created 3 of 3 events, 0 failed\n" {
+		t.Fatalf("create with a client certificate: %v\n%s", err, out)
+	}
+	if _, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--cert", clientCert, "--sample", "1"); err == nil || !strings.Contains(err.Error(), "--cert and --key go together") {
+		t.Errorf("--cert without --key: %v", err)
+	}
+
 	// REST searches over both HTTP versions find it.
 	for _, h2 := range []bool{false, true} {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots}, ForceAttemptHTTP2: h2}, Timeout: 30 * time.Second}
