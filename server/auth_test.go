@@ -1,25 +1,20 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,6 +31,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/testpki"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/server"
 	"github.com/audittrail/audittrail/token"
@@ -507,67 +503,20 @@ func TestAPITokenRevocationIsImmediate(t *testing.T) {
 
 // --- TLS and mutual TLS -------------------------------------------------------
 
-type pki struct {
-	caKey  *ecdsa.PrivateKey
-	caCert *x509.Certificate
-	caPEM  []byte
-}
-
-func newPKI(t *testing.T) *pki {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &pki{caKey: k, caCert: c, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a certificate and key (PEM) for name.
-func (p *pki) issue(t *testing.T, serial int64, name string, client bool) (certPEM, keyPEM []byte) {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &k.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-}
-
 // tlsEnv is an authEnv whose listeners serve TLS with the certificate of
-// serial 10 (both) and ask for client certificates of the PKI (internal).
+// serial 10 (both) and ask for client certificates of the CA (internal).
 type tlsEnv struct {
 	*authEnv
-	pki               *pki
-	roots             *x509.CertPool
+	ca                *testpki.CA
 	clientCert        tls.Certificate // "appstore", a producer by mTLS
 	certFile, keyFile string
 }
 
 func startTLSEnv(t *testing.T) *tlsEnv {
-	p := newPKI(t)
-	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	sc, sk := p.issue(t, 10, "server", false)
-	certFile, keyFile, caFile := write("server.crt", sc), write("server.key", sk), write("ca.crt", p.caPEM)
+	ca := testpki.New(t)
+	certFile, keyFile := ca.IssueFiles(10, "server", false)
 	e := startAuthEnv(t, func(c *server.Config, e *authEnv) {
-		c.InternalTLS = &server.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+		c.InternalTLS = &server.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.File}
 		c.PublicTLS = &server.TLSConfig{CertFile: certFile, KeyFile: keyFile}
 		c.CertPrincipal = func(cert *x509.Certificate) (*audittrail.Principal, error) {
 			name, err := server.CertServicePrincipal(cert)
@@ -577,19 +526,12 @@ func startTLSEnv(t *testing.T) *tlsEnv {
 			return &audittrail.Principal{Name: name, Roles: []audittrail.Role{audittrail.RoleProducer}, Method: "mtls"}, nil
 		}
 	})
-	roots := x509.NewCertPool()
-	roots.AddCert(p.caCert)
-	cc, ck := p.issue(t, 20, "appstore", true)
-	clientCert, err := tls.X509KeyPair(cc, ck)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tlsEnv{authEnv: e, pki: p, roots: roots, clientCert: clientCert, certFile: certFile, keyFile: keyFile}
+	return &tlsEnv{authEnv: e, ca: ca, clientCert: ca.KeyPair(20, "appstore", true), certFile: certFile, keyFile: keyFile}
 }
 
 func TestMutualTLSAndReload(t *testing.T) {
 	te := startTLSEnv(t)
-	e, p, roots, clientCert := te.authEnv, te.pki, te.roots, te.clientCert
+	e, roots, clientCert := te.authEnv, te.ca.Pool, te.clientCert
 	write := func(path string, b []byte) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
@@ -631,7 +573,7 @@ func TestMutualTLSAndReload(t *testing.T) {
 		t.Fatalf("serial %d", s)
 	}
 	// A renewed certificate is picked up without a restart.
-	sc, sk := p.issue(t, 11, "server", false)
+	sc, sk := te.ca.Issue(11, "server", false)
 	write(te.certFile, sc)
 	write(te.keyFile, sk)
 	time.Sleep(1100 * time.Millisecond)
@@ -647,23 +589,14 @@ func TestMutualTLSAndReload(t *testing.T) {
 // HTTP/1.1), and a plain HTTP request gets a 400 that says what is wrong.
 func TestTLSListenersSplit(t *testing.T) {
 	te := startTLSEnv(t)
-	withCert := &tls.Config{RootCAs: te.roots, Certificates: []tls.Certificate{te.clientCert}}
+	withCert := &tls.Config{RootCAs: te.ca.Pool, Certificates: []tls.Certificate{te.clientCert}}
 
 	// An HTTP/2 connection gets the splitter's empty SETTINGS first (Go's
 	// HTTP/2 server would send its own, with parameters), inside TLS.
 	for _, addr := range []string{te.public, te.internal} {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: te.roots, NextProtos: []string{"h2"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-		b := make([]byte, 9)
-		_, err = io.ReadFull(c, b)
-		c.Close()
-		if want := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}; err != nil || !bytes.Equal(b, want) {
-			t.Errorf("%s over TLS: after the preface read % x (%v), want % x", addr, b, err, want)
-		}
+		wantSplitterSettings(t, addr+" over TLS", func() (net.Conn, error) {
+			return tls.Dial("tcp", addr, &tls.Config{RootCAs: te.ca.Pool, NextProtos: []string{"h2"}})
+		})
 	}
 
 	// REST with a client certificate and no token, over both HTTP versions:
@@ -687,7 +620,7 @@ func TestTLSListenersSplit(t *testing.T) {
 		}
 		// The same without the certificate is refused: it was the
 		// certificate that authenticated.
-		noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: te.roots}, ForceAttemptHTTP2: h2}, Timeout: 10 * time.Second}
+		noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: te.ca.Pool}, ForceAttemptHTTP2: h2}, Timeout: 10 * time.Second}
 		req, _ = http.NewRequest("POST", "https://"+te.internal+"/v1/events?eventId="+newID(), strings.NewReader(eventBody(time.Now().UTC().Format(time.RFC3339Nano), "//tls/x")))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err = noCert.Do(req)

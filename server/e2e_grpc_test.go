@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"bytes"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -178,18 +176,7 @@ func TestE2EGRPCObserved(t *testing.T) {
 	// HTTP/2 preface the splitter speaks first, an empty SETTINGS frame,
 	// where net/http alone would send its own settings.
 	for _, addr := range []string{srv.PublicAddr, srv.InternalAddr} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-		b := make([]byte, 9)
-		_, err = io.ReadFull(c, b)
-		c.Close()
-		if want := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}; err != nil || !bytes.Equal(b, want) {
-			t.Errorf("%s: after the HTTP/2 preface read % x (%v), want the splitter's empty SETTINGS % x", addr, b, err, want)
-		}
+		wantSplitterSettings(t, addr, func() (net.Conn, error) { return net.Dial("tcp", addr) })
 	}
 
 	r := call(t, "GET", srv.InternalURL+"/metrics", "", "")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -212,4 +213,24 @@ func withToken(t *testing.T, token string) context.Context {
 		return ctx
 	}
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// wantSplitterSettings checks that a connection made by dial gets the
+// splitter's empty SETTINGS frame in answer to an HTTP/2 preface (net/http
+// alone would send its own settings): the listener splits connections
+// (server/split.go).
+func wantSplitterSettings(t *testing.T, what string, dial func() (net.Conn, error)) {
+	t.Helper()
+	c, err := dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	b := make([]byte, 9)
+	_, err = io.ReadFull(c, b)
+	if want := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}; err != nil || !bytes.Equal(b, want) {
+		t.Errorf("%s: after the HTTP/2 preface read % x (%v), want the splitter's empty SETTINGS % x", what, b, err, want)
+	}
 }

@@ -1,16 +1,8 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,95 +16,40 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/testpki"
 	"github.com/audittrail/audittrail/internal/testserver"
 )
-
-// testPKI is a CA that issues a server certificate for 127.0.0.1 and
-// client certificates, written as PEM files into a temporary directory.
-type testPKI struct {
-	dir    string
-	key    *ecdsa.PrivateKey
-	cert   *x509.Certificate
-	caFile string
-	roots  *x509.CertPool
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: t.TempDir(), key: k, cert: c, roots: x509.NewCertPool()}
-	p.roots.AddCert(c)
-	p.caFile = p.write(t, "ca.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	return p
-}
-
-func (p *testPKI) write(t *testing.T, name string, b []byte) string {
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// issue returns the certificate and key files of name, a server's (for
-// 127.0.0.1) or a client's.
-func (p *testPKI) issue(t *testing.T, serial int64, name string, client bool) (certFile, keyFile string) {
-	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &k.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	return p.write(t, name+".crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		p.write(t, name+".key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
-}
 
 // TestServeTLS runs the binary with both listeners over TLS and mutual TLS
 // on the internal one: the CLI over gRPC with a token, a producer by its
 // client certificate alone, REST over HTTP/1.1 and HTTP/2.
 func TestServeTLS(t *testing.T) {
-	p := newTestPKI(t)
-	cert, key := p.issue(t, 10, "server", false)
-	policy := p.write(t, "policy.json", []byte(`{"bindings": [{"principals": ["services/appstore"], "roles": ["producer"]}]}`))
+	ca := testpki.New(t)
+	cert, key := ca.IssueFiles(10, "server", false)
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"bindings": [{"principals": ["services/appstore"], "roles": ["producer"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	srv := testserver.Start(t, "--public-tls-cert", cert, "--public-tls-key", key,
-		"--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-client-ca", p.caFile, "--policy", policy)
+		"--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-client-ca", ca.File, "--policy", policy)
 	if !strings.HasPrefix(srv.PublicURL, "https://") || !strings.HasPrefix(srv.InternalURL, "https://") {
 		t.Fatalf("ready line URLs %s, %s: want https", srv.PublicURL, srv.InternalURL)
 	}
 
 	// The CLI with a token, over gRPC on TLS.
-	out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", p.caFile, "--token", srv.ProducerToken, "--sample", "5", "--batch", "5")
+	out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", ca.File, "--token", srv.ProducerToken, "--sample", "5", "--batch", "5")
 	if err != nil || out != "created 5 of 5 events, 0 failed\n" {
 		t.Fatalf("create over TLS: %v\n%s", err, out)
 	}
 
 	// A producer authenticated by its client certificate alone (its role
 	// from the policy).
-	clientCert, clientKey := p.issue(t, 20, "appstore", true)
+	clientCert, clientKey := ca.IssueFiles(20, "appstore", true)
 	kp, err := tls.LoadX509KeyPair(clientCert, clientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{kp}})))
+	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{kp}})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +62,7 @@ func TestServeTLS(t *testing.T) {
 	}
 
 	// The CLI with the certificate and no token (client.WithClientCert).
-	out, _, err = runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", p.caFile, "--token", "",
+	out, _, err = runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", ca.File, "--token", "",
 		"--cert", clientCert, "--key", clientKey, "--sample", "3", "--batch", "3")
 	if err != nil || out != "created 3 of 3 events, 0 failed\n" {
 		t.Fatalf("create with a client certificate: %v\n%s", err, out)
@@ -136,7 +73,7 @@ func TestServeTLS(t *testing.T) {
 
 	// REST searches over both HTTP versions find it.
 	for _, h2 := range []bool{false, true} {
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots}, ForceAttemptHTTP2: h2}, Timeout: 30 * time.Second}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}, ForceAttemptHTTP2: h2}, Timeout: 30 * time.Second}
 		req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", strings.NewReader(`{"filter": {"resourceExact": "//appstore/apps/mtls"}}`))
 		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
 		req.Header.Set("Content-Type", "application/json")
