@@ -220,7 +220,7 @@ func (s *splitter) handshakeFailed(c net.Conn, err error) {
 		io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
 		reason = "the client sent an HTTP request to an HTTPS server"
 	}
-	if s.log == nil {
+	if s.log == nil || errors.Is(err, net.ErrClosed) { // closed by close: shutting down
 		return
 	}
 	level := slog.LevelWarn

@@ -9,9 +9,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -38,6 +40,25 @@ type splitEnv struct {
 	// grpcTLS counts the gRPC calls that found their connection's TLS
 	// state, as authentication reads it (grpcMeta).
 	grpcTLS atomic.Int32
+	logs    lockedBuffer // the splitter's log (TLS handshakes), debug and up
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startSplit(t *testing.T, headerWait, idleWait time.Duration) *splitEnv {
@@ -62,6 +83,7 @@ func startSplitTLS(t *testing.T, headerWait, idleWait time.Duration, cfg *tls.Co
 	})}
 	if cfg != nil {
 		e.split.tls = cfg
+		e.split.log = slog.New(slog.NewTextHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		opts = append(opts, grpc.Creds(splitTLSCreds{}))
 	}
 	e.grpc = grpc.NewServer(opts...)
@@ -228,6 +250,25 @@ func TestSplitTLS(t *testing.T) {
 	got, _ := io.ReadAll(c)
 	if want := "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"; string(got) != want {
 		t.Errorf("plain HTTP to TLS: %q, want %q", got, want)
+	}
+
+	// A client that connects and hangs up (a load balancer's TCP probe).
+	probe, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Close()
+	// Failed handshakes are logged: a plain HTTP request at warn, a probe
+	// at debug.
+	waitFor(t, func() bool { return strings.Count(e.logs.String(), "TLS handshake failed") >= 2 })
+	for _, want := range []string{
+		`level=WARN msg="TLS handshake failed" remote=127.0.0.1:`,
+		`err="the client sent an HTTP request to an HTTPS server"`,
+		`level=DEBUG msg="TLS handshake failed" remote=127.0.0.1:`,
+	} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("the splitter's log lacks %q:\n%s", want, e.logs.String())
+		}
 	}
 
 	// A client that never completes its handshake is closed after the
