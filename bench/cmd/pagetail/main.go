@@ -10,6 +10,10 @@
 //
 //	go run ./bench/cmd/pagetail -url http://127.0.0.1:8080 -token $READER_TOKEN -n 5000
 //
+// Over TLS, give the listener's https URL and -ca, the PEM file of the
+// certificates that may sign the server's; requests go over HTTP/1.1, as the
+// benchmark's and the Python client's do, or over HTTP/2 with -http2.
+//
 // By default the searches end at the end of the benchmark's generated
 // events (-end), so that the self-audit events of the requests themselves
 // stay out of the answers.
@@ -17,6 +21,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -44,13 +50,19 @@ func main() {
 	n := flag.Int("n", 2000, "timed requests (after 50 untimed ones)")
 	size := flag.Int("page-size", 50, "events per page")
 	end := flag.String("end", sample.DefaultEnd.Format(time.RFC3339), "end_event_time of the searches (RFC 3339)")
+	caFile := flag.String("ca", "", "over TLS: trust the CA certificates in this PEM `file` (default: the system's roots)")
+	http2 := flag.Bool("http2", false, "over TLS: HTTP/2 instead of HTTP/1.1")
 	flag.Parse()
 	if *token == "" || *n < 1 || *size < 1 {
 		fmt.Fprintln(os.Stderr, "pagetail: give -token (or $AUDITTRAIL_READER_TOKEN), -n ≥ 1 and -page-size ≥ 1")
 		os.Exit(2)
 	}
 	body := fmt.Appendf(nil, `{"filter":{"endEventTime":%q},"pageSize":%d}`, *end, *size)
-	client := &http.Client{Timeout: time.Minute}
+	client, err := newClient(*caFile, *http2)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pagetail: %v\n", err)
+		os.Exit(2)
+	}
 	one := func() (timing, error) {
 		var t timing
 		var first time.Time
@@ -141,4 +153,24 @@ func percentiles(ts []timing, of func(timing) time.Duration) string {
 	ds := sorted(ts, of)
 	p := func(q float64) time.Duration { return percentile(ds, q).Round(time.Microsecond) }
 	return fmt.Sprintf("p50 %-9s p90 %-9s p99 %-9s p99.9 %-9s max %s", p(50), p(90), p(99), p(99.9), ds[len(ds)-1].Round(time.Microsecond))
+}
+
+// newClient returns the HTTP client of the requests: over TLS it trusts
+// caFile's certificates (or the system's) and speaks HTTP/1.1 unless http2.
+func newClient(caFile string, http2 bool) (*http.Client, error) {
+	tc := &tls.Config{}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca: no PEM certificate in %s", caFile)
+		}
+	}
+	var p http.Protocols
+	p.SetHTTP1(!http2)
+	p.SetHTTP2(http2)
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: tc, Protocols: &p}}, nil
 }
