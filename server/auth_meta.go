@@ -28,8 +28,10 @@ type requestMeta struct {
 
 type metaKey struct{}
 
-// withRequestMeta returns r with its requestMeta in the context.
-func withRequestMeta(listener string, r *http.Request) *http.Request {
+// withRequestMeta returns r with its requestMeta in the context. tlsListener
+// says whether r's listener serves TLS (whose HTTP/2 requests carry their
+// connection's TLS state in the context rather than in r.TLS).
+func withRequestMeta(listener string, tlsListener bool, r *http.Request) *http.Request {
 	m := &requestMeta{
 		arrival:   time.Now(),
 		remote:    r.RemoteAddr,
@@ -37,7 +39,7 @@ func withRequestMeta(listener string, r *http.Request) *http.Request {
 		tls:       r.TLS,
 		listener:  listener,
 	}
-	if m.tls == nil {
+	if m.tls == nil && tlsListener {
 		// An HTTP/2 connection whose TLS the splitter terminated.
 		m.tls, _ = r.Context().Value(connTLSKey{}).(*tls.ConnectionState)
 	}

@@ -220,8 +220,9 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			return nil, fmt.Errorf("server: %s listener: %w", name, err)
 		}
 	}
+	tlsListener := rt != nil
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r = withRequestMeta(name, r)
+		r = withRequestMeta(name, tlsListener, r)
 		if !isGRPC(r) && len(routes) > 0 && serveRoute(routes, w, r) {
 			return
 		}

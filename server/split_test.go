@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -94,7 +95,7 @@ func startSplitTLS(t *testing.T, headerWait, idleWait time.Duration, cfg *tls.Co
 	e.http = &http.Server{Protocols: &protocols, ConnContext: withConnTLS, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		answer := "http " + r.Proto
-		if withRequestMeta("test", r).Context().Value(metaKey{}).(*requestMeta).tls != nil {
+		if withRequestMeta("test", cfg != nil, r).Context().Value(metaKey{}).(*requestMeta).tls != nil {
 			answer += " tls"
 		}
 		io.WriteString(w, answer)
@@ -214,19 +215,25 @@ func TestSplitTLS(t *testing.T) {
 	}
 
 	// Without ALPN, the first bytes decide, as on a plain listener: an
-	// HTTP/2 preface gets the splitter's SETTINGS, an HTTP/1.1 request its
-	// answer with the TLS state.
+	// HTTP/2 client with prior knowledge is answered over HTTP/2, an
+	// HTTP/1.1 request over HTTP/1.1, both with the TLS state.
+	noALPN := &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&tls.Dialer{Config: &tls.Config{RootCAs: roots}}).DialContext(ctx, network, addr)
+		},
+	}}
+	for i := range 2 {
+		resp, err := noALPN.Post("https://"+e.addr+"/x", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatalf("HTTP/2 over TLS without ALPN, request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "http HTTP/2.0 tls" {
+			t.Errorf("HTTP/2 over TLS without ALPN, request %d: %q", i, b)
+		}
+	}
 	tc, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: roots})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(tc, http2Preface)
-	if b := make([]byte, len(emptySettings)); !readFull(tc, b) || !bytes.Equal(b, emptySettings) {
-		t.Errorf("an HTTP/2 preface over TLS without ALPN: read % x, want the splitter's SETTINGS", b)
-	}
-	tc.Close()
-	tc, err = tls.Dial("tcp", e.addr, &tls.Config{RootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,11 +294,6 @@ func TestSplitTLS(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("a silent client closed after %s", d)
 	}
-}
-
-func readFull(r io.Reader, b []byte) bool {
-	_, err := io.ReadFull(r, b)
-	return err == nil
 }
 
 // selfSignedTLS returns a server TLS configuration for 127.0.0.1 offering
