@@ -174,8 +174,10 @@ func IngestSQL(ctx context.Context, pool *pgxpool.Pool, d *Dataset, src *Source,
 	return r, err
 }
 
-// procTreeCPU returns the CPU time of a process, of its reaped children, and
+// ProcTreeCPU returns the CPU time of a process, of its reaped children, and
 // of its live children (PostgreSQL runs a process per connection).
+func ProcTreeCPU(pid int) time.Duration { return procTreeCPU(pid) }
+
 func procTreeCPU(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
