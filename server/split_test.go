@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -217,13 +216,20 @@ func TestSplitTLS(t *testing.T) {
 	// Without ALPN, the first bytes decide, as on a plain listener: an
 	// HTTP/2 client with prior knowledge is answered over HTTP/2, an
 	// HTTP/1.1 request over HTTP/1.1, both with the TLS state.
-	noALPN := &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&tls.Dialer{Config: &tls.Config{RootCAs: roots}}).DialContext(ctx, network, addr)
+	// net/http's client speaks HTTP/2 with prior knowledge only to
+	// http:// URLs; its dialer makes the connection a TLS one, without
+	// ALPN (wrapped, so that the client does not look into it).
+	var priorKnowledge http.Protocols
+	priorKnowledge.SetUnencryptedHTTP2(true)
+	noALPN := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		Protocols: &priorKnowledge,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}}).DialContext(ctx, network, addr)
+			return struct{ net.Conn }{c}, err
 		},
 	}}
 	for i := range 2 {
-		resp, err := noALPN.Post("https://"+e.addr+"/x", "application/json", strings.NewReader(`{}`))
+		resp, err := noALPN.Post("http://"+e.addr+"/x", "application/json", strings.NewReader(`{}`))
 		if err != nil {
 			t.Fatalf("HTTP/2 over TLS without ALPN, request %d: %v", i, err)
 		}
