@@ -7,6 +7,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // SetScanChunkEventsForTest sets the chunk size of parallel scans (small
@@ -297,4 +298,12 @@ func (s *Store) CompactionBytesForTest() (written uint64, inProgress int64) {
 		written += l.TableBytesCompacted + l.TableBytesFlushed
 	}
 	return written, m.Compact.NumInProgress
+}
+
+// WithFSForTest returns cfg with the store's file system set to fs, such
+// as Pebble's crashable in-memory one (vfs.NewCrashableMem), whose
+// CrashClone keeps what was synced and loses a chosen part of the rest.
+func WithFSForTest(cfg Config, fs vfs.FS) Config {
+	cfg.fs = fs
+	return cfg
 }

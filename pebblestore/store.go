@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,11 @@ type Config struct {
 	// have a sixteenth of it. Values beyond are stored inline. 0 means
 	// DefaultDictionaryLimit. See docs/design/storage.md.
 	DictionaryLimit int
+
+	// fs is the file system of the store; nil means the operating
+	// system's. Tests set a crashable in-memory one (export_test.go) to
+	// lose what was not synced, as a power cut does.
+	fs vfs.FS
 }
 
 // DefaultCacheSize is the block cache size when Config.CacheSize is 0.
@@ -46,6 +50,7 @@ type Store struct {
 	db    *pebble.DB
 	lock  *pebble.Lock // Pebble's directory lock, held until Close is done
 	dir   string       // Config.Dir
+	fs    vfs.FS       // Config.fs, or the operating system's
 	log   *slog.Logger
 	dicts *dicts
 	regex *regexCache
@@ -153,10 +158,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// after Close has removed the WAL files (removeFlushedWALs): another
 	// process opening the directory in between would have its own WAL
 	// files removed.
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if cfg.fs == nil {
+		cfg.fs = vfs.Default
+	}
+	if err := cfg.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
-	lock, err := pebble.LockDirectory(cfg.Dir, vfs.Default)
+	lock, err := pebble.LockDirectory(cfg.Dir, cfg.fs)
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
@@ -172,6 +180,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db:         db,
 		lock:       lock,
 		dir:        cfg.Dir,
+		fs:         cfg.fs,
 		log:        log,
 		dicts:      newDicts(limit),
 		regex:      newRegexCache(regexCacheBytes),
@@ -198,7 +207,7 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		Cache:  pebble.NewCache(size),
 		Logger: pebbleLogger{log},
 		// A WAL file takes what was written to it (walfs.go).
-		FS: noWALPreallocation{vfs.Default},
+		FS: noWALPreallocation{cfg.fs},
 		// A larger memtable absorbs write bursts and makes fewer, larger
 		// L0 files; 64 MiB holds ~150k events with their index entries.
 		MemTableSize: 64 << 20,
@@ -386,7 +395,7 @@ func (s *Store) Close() error {
 		if flushErr != nil {
 			s.log.Warn("pebblestore: flushing the memtables at close failed; the WAL is kept for the next Open", "err", flushErr)
 		} else if s.closeErr == nil {
-			s.closeErr = removeFlushedWALs(s.dir)
+			s.closeErr = removeFlushedWALs(s.fs, s.dir)
 		}
 		s.closeErr = errors.Join(s.closeErr, s.lock.Close())
 		s.closeMu.Unlock()

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/wal"
@@ -71,25 +69,31 @@ func (fs noWALPreallocation) Unwrap() vfs.FS { return fs.FS }
 // emptying it changes nothing for the next Open. Doing both at Close makes
 // a stopped store take its tables' bytes only: 154 MiB of recycled WAL files
 // were a third of a 453 MiB store of 1M events (docs/design/storage.md).
-func removeFlushedWALs(dir string) error {
-	entries, err := os.ReadDir(dir)
+func removeFlushedWALs(fsys vfs.FS, dir string) error {
+	names, err := fsys.List(dir)
 	if err != nil {
 		return fmt.Errorf("pebblestore: listing the WAL files: %w", err)
 	}
 	logs := map[wal.NumWAL]string{}
 	newest := wal.NumWAL(0)
-	for _, e := range entries {
-		if n, index, ok := wal.ParseLogFilename(e.Name()); ok && index == 0 && e.Type().IsRegular() {
-			logs[n] = e.Name()
-			newest = max(newest, n)
+	for _, name := range names {
+		if n, index, ok := wal.ParseLogFilename(name); ok && index == 0 {
+			if fi, err := fsys.Stat(fsys.PathJoin(dir, name)); err == nil && fi.Mode().IsRegular() {
+				logs[n] = name
+				newest = max(newest, n)
+			}
 		}
 	}
 	for n, name := range logs {
-		path := filepath.Join(dir, name)
+		path := fsys.PathJoin(dir, name)
 		if n == newest {
-			err = os.Truncate(path, 0)
+			// Create truncates an existing file.
+			var f vfs.File
+			if f, err = fsys.Create(path, walCategory); err == nil {
+				err = f.Close()
+			}
 		} else {
-			err = os.Remove(path)
+			err = fsys.Remove(path)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("pebblestore: removing a flushed WAL file: %w", err)
