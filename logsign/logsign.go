@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,9 +22,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/audittrail/audittrail"
-	"github.com/audittrail/audittrail/merkle"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/durablefile"
+	"github.com/audittrail/audittrail/merkle"
 )
 
 // Key file names in the data directory.
@@ -65,12 +68,10 @@ func LoadOrCreateKeyFile(path, origin string, create bool) (note.Signer, string,
 		if err != nil {
 			return nil, "", err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, "", fmt.Errorf("logsign: create signing key: %w", err)
-		}
-		_, werr := f.WriteString(skey + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		if err := durablefile.Create(path, []byte(skey+"\n"), 0o600); errors.Is(err, fs.ErrExist) {
+			// Another server made it first: use that one.
+			return LoadOrCreateKeyFile(path, origin, false)
+		} else if err != nil {
 			return nil, "", fmt.Errorf("logsign: write signing key: %w", err)
 		}
 		s, err := merkle.NewSigner([]byte(skey))

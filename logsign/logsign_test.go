@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,6 +92,26 @@ func TestKeyFiles(t *testing.T) {
 	s2, v2, err := logsign.LoadOrCreateKey(dir, "ignored")
 	if err != nil || v2 != v1 || s2.Name() != s1.Name() || s2.KeyHash() != s1.KeyHash() {
 		t.Fatalf("reloaded key differs: %v %q %q", err, v2, v1)
+	}
+}
+
+// TestKeyFileRace: servers starting at once on a new directory (a test
+// harness, replicas sharing a volume) end up with one signing key: those
+// that lose the race load the winner's.
+func TestKeyFileRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), logsign.SigningKeyFile)
+	const n = 8
+	vkeys := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { _, vkeys[i], errs[i] = logsign.LoadOrCreateKeyFile(path, "example.com/log", true) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || vkeys[i] != vkeys[0] {
+			t.Fatalf("start %d: key %q (%v), start 0: %q", i, vkeys[i], errs[i], vkeys[0])
+		}
 	}
 }
 

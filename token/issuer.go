@@ -15,13 +15,13 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/durablefile"
 )
 
 // Route is an HTTP route a listener should serve.
@@ -136,21 +136,7 @@ func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(path), ".issuer-key-*")
-		if err != nil {
-			return nil, fmt.Errorf("issuer key: %w", err)
-		}
-		defer os.Remove(tmp.Name())
-		err = pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Link(tmp.Name(), path)
-		}
+		err = durablefile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			return loadOrCreateKey(path)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/durablefile"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/postgres"
@@ -438,33 +439,13 @@ func (m *Main) pageTokenKey(ctx context.Context) ([]byte, error) {
 	}
 	key = make([]byte, audittrail.PageTokenKeySize)
 	rand.Read(key)
-	// Write a temporary file and link it into place, so that the key file
-	// is never seen half written, and two servers starting on the same
-	// directory agree on one key.
-	tmp, err := os.CreateTemp(m.Config.DataDir, ".page-token.key-*") // mode 0600
-	if err != nil {
-		return nil, fmt.Errorf("page token key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(key)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp.Name(), path)
-	}
+	// Two servers starting on the same directory agree on one key.
+	err = durablefile.Create(path, key, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return m.pageTokenKey(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("page token key: %w", err)
-	}
-	if d, err := os.Open(m.Config.DataDir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	m.log.InfoContext(ctx, "created the page token key", "path", path)
 	return key, nil

@@ -1,0 +1,53 @@
+// Package durablefile creates the small files of a data directory that must
+// survive a crash whole or not at all: the page token key and the log's
+// signing key. A key file seen half written, or lost after it was used (a
+// power cut within the file system's commit interval loses a new directory
+// entry that was not synced), would make the server start with a different
+// key: page tokens refused, or checkpoints that the published verifier key
+// no longer opens.
+package durablefile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Create writes data to a new file at path with mode perm, durably: a
+// temporary file in the same directory is written and synced, linked into
+// place, and the directory synced. It never replaces a file: when path
+// exists (another process created it first) the error wraps fs.ErrExist
+// and nothing is changed. Readers never see the file partly written.
+func Create(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	err = errors.Join(err, tmp.Chmod(perm), tmp.Sync(), tmp.Close())
+	if err != nil {
+		return err
+	}
+	// A link, unlike a rename, fails when path exists: two servers
+	// starting on one directory agree on the first one's file.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return d.Close()
+}
