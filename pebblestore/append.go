@@ -47,6 +47,9 @@ func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audit
 	if len(events) == 0 {
 		return []audittrail.AppendResult{}, nil
 	}
+	if err := s.reserve.check(); err != nil {
+		return nil, err
+	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()

@@ -307,3 +307,7 @@ func WithFSForTest(cfg Config, fs vfs.FS) Config {
 	cfg.fs = fs
 	return cfg
 }
+
+// DiskCheckIntervalForTest is how long the free space read by an append
+// stays in use.
+const DiskCheckIntervalForTest = diskCheckInterval

@@ -32,6 +32,11 @@ type Config struct {
 	// have a sixteenth of it. Values beyond are stored inline. 0 means
 	// DefaultDictionaryLimit. See docs/design/storage.md.
 	DictionaryLimit int
+	// MinFreeBytes is the free space kept in reserve on the file system of
+	// Dir: appends are refused (EExhausted) while less is free, before
+	// Pebble runs out of space mid-write (diskreserve.go). 0 means
+	// DefaultMinFreeBytes; a negative value keeps no reserve.
+	MinFreeBytes int64
 
 	// fs is the file system of the store; nil means the operating
 	// system's. Tests set a crashable in-memory one (export_test.go) to
@@ -47,13 +52,15 @@ const DefaultCacheSize = 256 << 20
 
 // Store is the embedded storage engine. It is safe for concurrent use.
 type Store struct {
-	db    *pebble.DB
-	lock  *pebble.Lock // Pebble's directory lock, held until Close is done
-	dir   string       // Config.Dir
-	fs    vfs.FS       // Config.fs, or the operating system's
-	log   *slog.Logger
-	dicts *dicts
-	regex *regexCache
+	db   *pebble.DB
+	lock *pebble.Lock // Pebble's directory lock, held until Close is done
+	dir  string       // Config.Dir
+	fs   vfs.FS       // Config.fs, or the operating system's
+	// reserve refuses appends while the disk is nearly full.
+	reserve *diskReserve
+	log     *slog.Logger
+	dicts   *dicts
+	regex   *regexCache
 
 	reqs       chan *appendReq // to the writer goroutine
 	writerDone chan struct{}
@@ -181,6 +188,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		lock:       lock,
 		dir:        cfg.Dir,
 		fs:         cfg.fs,
+		reserve:    newDiskReserve(cfg.fs, cfg.Dir, cfg.MinFreeBytes, log),
 		log:        log,
 		dicts:      newDicts(limit),
 		regex:      newRegexCache(regexCacheBytes),

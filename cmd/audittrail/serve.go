@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -111,6 +112,7 @@ type Config struct {
 	MaxScan          int
 	PrefetchMinPage  int   // read the next page ahead from pages of this size (0: never)
 	CacheMiB         int64 // embedded store's block cache; 0: automatic
+	MinFreeDiskMiB   int64 // embedded store's disk reserve; 0: 1024, -1: none
 	ShutdownTimeout  time.Duration
 	// Auth is the security configuration (serve_auth.go).
 	Auth AuthConfig
@@ -179,6 +181,7 @@ var serveEnv = map[string]string{
 	"max-scan":           "AUDITTRAIL_MAX_SCAN",
 	"prefetch-min-page":  "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":          "AUDITTRAIL_CACHE_MIB",
+	"min-free-disk-mib":  "AUDITTRAIL_MIN_FREE_DISK_MIB",
 	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
 	"store":              "AUDITTRAIL_STORE",
 	"log-key":            "AUDITTRAIL_LOG_KEY",
@@ -202,6 +205,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, env("log-format", "log `format`: text or json"))
 	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB` (0: 256); more makes long scans faster (docs/configuration.md)"))
+	fs.Int64Var(&c.MinFreeDiskMiB, "min-free-disk-mib", c.MinFreeDiskMiB, env("min-free-disk-mib", "free space in `MiB` the embedded store keeps on its file system: below it, new events are refused (RESOURCE_EXHAUSTED) until space is freed (0: 1024; -1: no reserve)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
 	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
@@ -407,7 +411,15 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 	if c.CacheMiB < 0 {
 		return nil, nil, nil, nil, usageErrorf("--cache-mib %d: give a size in MiB, or 0 for the automatic size", c.CacheMiB)
 	}
-	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log, CacheSize: c.CacheMiB << 20})
+	if c.MinFreeDiskMiB < -1 || c.MinFreeDiskMiB > math.MaxInt64>>20 {
+		return nil, nil, nil, nil, usageErrorf("--min-free-disk-mib %d: give a size in MiB, 0 for the default (1024), or -1 for no reserve", c.MinFreeDiskMiB)
+	}
+	minFree := c.MinFreeDiskMiB << 20
+	if c.MinFreeDiskMiB < 0 {
+		minFree = -1
+	}
+	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log,
+		CacheSize: c.CacheMiB << 20, MinFreeBytes: minFree})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
