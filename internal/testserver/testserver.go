@@ -1,7 +1,9 @@
 // Package testserver runs the audittrail binary for end-to-end tests: it
 // builds ./cmd/audittrail once per test process, starts "audittrail serve" on
 // free loopback ports with a temporary data directory and random tokens, and
-// stops it gracefully at the end of the test.
+// stops it gracefully at the end of the test. Crash kills it instead, as a
+// crash would, and Resume starts it again on the same data directory, for
+// tests of recovery.
 //
 // A test package that uses it calls Main from its TestMain, which removes the
 // built binary when the tests are done:
@@ -260,6 +262,40 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
+	s.start()
+}
+
+// Crash kills the server with SIGKILL, as a crash or an OOM kill would stop
+// it: nothing flushed, no shutdown. It returns once the process has exited.
+// The data directory is kept, for Resume. Crashing a stopped server does
+// nothing; a server that had exited by itself fails the test, as with Stop.
+func (s *Server) Crash() {
+	s.tb.Helper()
+	if s.cmd == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		s.tb.Errorf("testserver: audittrail serve had exited before Crash: %v", s.err)
+		s.cmd = nil
+		return
+	default:
+	}
+	// A marker in the logs, which hold every run: the next lines are the
+	// recovery's.
+	fmt.Fprintf(s.logs, "testserver: SIGKILL\n")
+	s.kill()
+}
+
+// Resume starts a stopped or crashed server again, on the same data
+// directory with the same tokens and flags, and waits until it is ready.
+// The ports change: read the URL and address fields again. Resuming a
+// server that was neither stopped nor crashed fails the test.
+func (s *Server) Resume() {
+	s.tb.Helper()
+	if s.cmd != nil {
+		s.tb.Fatal("testserver: Resume of a server that was not stopped (Stop or Crash it first)")
+	}
 	s.start()
 }
 

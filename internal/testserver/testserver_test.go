@@ -2,6 +2,7 @@ package testserver_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
@@ -45,6 +46,54 @@ func TestStartRestartStop(t *testing.T) {
 		t.Errorf("logs lack the ready line or the clean stop:\n%s", srv.Logs())
 	}
 	srv.Stop() // a second Stop does nothing
+}
+
+// TestCrashResume: Crash kills the server without a clean stop, Resume
+// starts it again on the same data directory, and an event acknowledged
+// before the crash is found after it.
+func TestCrashResume(t *testing.T) {
+	srv := testserver.Start(t)
+	dataDir, oldAddr := srv.DataDir, srv.PublicAddr
+	const id = "3b241101-e2bb-4255-8caf-4136c566a962"
+	post(t, srv.InternalURL+"/v1/events?eventId="+id, srv.ProducerToken, `{"eventTime": "2026-03-01T12:00:00Z",
+		"eventSource": "svc", "action": "actions/x/y/CREATE", "principal": "users/crash-test", "sourceIpAddress": "1.2.3.4"}`)
+
+	srv.Crash()
+	if !srv.Exited() {
+		t.Fatal("the server runs after Crash")
+	}
+	if logs := srv.Logs(); !strings.Contains(logs, "testserver: SIGKILL") || strings.Contains(logs, "msg=stopped") {
+		t.Errorf("logs lack the kill, or show a clean stop:\n%s", logs)
+	}
+	srv.Crash() // a second Crash does nothing
+	srv.Resume()
+	if srv.DataDir != dataDir || srv.PublicAddr == oldAddr {
+		t.Errorf("after Resume: data dir %s (was %s), public address %s (was %s)", srv.DataDir, dataDir, srv.PublicAddr, oldAddr)
+	}
+	if got := post(t, srv.PublicURL+"/v1/events:search", srv.ReaderToken, `{"filter": {"principalExact": "users/crash-test"}}`); !strings.Contains(got, id) {
+		t.Errorf("the event acknowledged before the crash is not found after it: %s", got)
+	}
+}
+
+// post sends a JSON body and returns the answer, failing unless it is 200.
+func post(t *testing.T, url, token, body string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s %v", url, resp.StatusCode, b, err)
+	}
+	return string(b)
 }
 
 // fakeTB records failures; Fatal ends its goroutine like testing.T's.
