@@ -14,7 +14,7 @@ import (
 //	auditor            every event                     no                          no
 //	workspace_auditor  events of its workspaces only   no                          no
 //	producer           no                              yes, service principals     no
-//	admin              no                              no                          create, list, revoke
+//	admin              no                              no                          create, list, revoke; backups
 //
 // A principal may hold several roles; the grants add up. That the create
 // methods are served on the internal listener only is the transport's part
@@ -124,6 +124,18 @@ func CanManageTokens(p *Principal) error {
 	}
 	if !p.HasRole(RoleAdmin) {
 		return Errorf(EPermissionDenied, "principal %q may not manage API tokens: it needs the admin role", p.Name)
+	}
+	return nil
+}
+
+// CanBackup reports whether p may take a backup of the store: a copy of
+// every event, so the admin role, as for tokens.
+func CanBackup(p *Principal) error {
+	if p == nil {
+		return errNoCaller
+	}
+	if !p.HasRole(RoleAdmin) {
+		return Errorf(EPermissionDenied, "principal %q may not take backups: it needs the admin role", p.Name)
 	}
 	return nil
 }

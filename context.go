@@ -20,8 +20,9 @@ const (
 	// RoleProducer creates events through the internal listener. Only
 	// service principals ("services/...") may hold it effectively.
 	RoleProducer Role = "producer"
-	// RoleAdmin manages API tokens (create, list, revoke) through the
-	// internal listener. It grants no access to events by itself.
+	// RoleAdmin manages API tokens (create, list, revoke) and takes
+	// backups through the internal listener. It grants no access to events
+	// by itself: a backup stays on the server's file system.
 	RoleAdmin Role = "admin"
 )
 

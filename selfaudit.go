@@ -22,6 +22,10 @@ const (
 	// token is created or revoked (or the attempt is refused).
 	ActionCreateToken = "actions/audittrail/apiTokens/CREATE"
 	ActionRevokeToken = "actions/audittrail/apiTokens/REVOKE"
+	// ActionCreateBackup is recorded when a backup is taken (or refused);
+	// its resource is BackupResourcePrefix + the backup's name.
+	ActionCreateBackup   = "actions/audittrail/backups/CREATE"
+	BackupResourcePrefix = "//audittrail/backups/"
 	// SearchResource is the resource of search events; token events have
 	// TokenResourcePrefix + the token id.
 	SearchResource      = "//audittrail/events"

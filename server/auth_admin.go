@@ -10,19 +10,50 @@ import (
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 )
 
-// adminService implements the AdminService (API tokens) over a TokenStore.
-// It is registered on the internal listener only; every method needs the
-// admin role (audittrail.CanManageTokens).
+// adminService implements the AdminService (API tokens, backups) over a
+// TokenStore and a Backuper, either of which may be missing. It is
+// registered on the internal listener only; every method needs the admin
+// role (audittrail.CanManageTokens, CanBackup).
 type adminService struct {
 	pb.UnimplementedAdminServiceServer
-	tokens audittrail.TokenStore
-	now    func() time.Time
+	tokens  audittrail.TokenStore
+	backups audittrail.Backuper
+	now     func() time.Time
+}
+
+var (
+	errNoTokens  = audittrail.Errorf(audittrail.EUnimplemented, "this server has no API token store")
+	errNoBackups = audittrail.Errorf(audittrail.EUnimplemented,
+		"this server takes no backups: with the PostgreSQL store, back up the database with PostgreSQL's tools (docs/postgres.md, \"Backups\")")
+)
+
+func (s *adminService) CreateBackup(ctx context.Context, req *pb.CreateBackupRequest) (*pb.CreateBackupResponse, error) {
+	if err := audittrail.CanBackup(audittrail.PrincipalFromContext(ctx)); err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	if s.backups == nil {
+		return nil, toStatus(ctx, errNoBackups)
+	}
+	if req.GetName() != "" {
+		if err := audittrail.ValidBackupName(req.GetName()); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+	}
+	b, err := s.backups.CreateBackup(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return &pb.CreateBackupResponse{Name: b.Name, Path: b.Path, Events: b.Events, SizeBytes: b.SizeBytes,
+		CreateTime: timestamppb.New(b.CreateTime)}, nil
 }
 
 func (s *adminService) CreateApiToken(ctx context.Context, req *pb.CreateApiTokenRequest) (*pb.CreateApiTokenResponse, error) {
 	p := audittrail.PrincipalFromContext(ctx)
 	if err := audittrail.CanManageTokens(p); err != nil {
 		return nil, toStatus(ctx, err)
+	}
+	if s.tokens == nil {
+		return nil, toStatus(ctx, errNoTokens)
 	}
 	var roles []audittrail.Role
 	for _, r := range req.GetRoles() {
@@ -56,6 +87,9 @@ func (s *adminService) ListApiTokens(ctx context.Context, req *pb.ListApiTokensR
 	if err := audittrail.CanManageTokens(audittrail.PrincipalFromContext(ctx)); err != nil {
 		return nil, toStatus(ctx, err)
 	}
+	if s.tokens == nil {
+		return nil, toStatus(ctx, errNoTokens)
+	}
 	ts, err := s.tokens.ListTokens(ctx)
 	if err != nil {
 		return nil, toStatus(ctx, err)
@@ -73,6 +107,9 @@ func (s *adminService) ListApiTokens(ctx context.Context, req *pb.ListApiTokensR
 func (s *adminService) RevokeApiToken(ctx context.Context, req *pb.RevokeApiTokenRequest) (*pb.RevokeApiTokenResponse, error) {
 	if err := audittrail.CanManageTokens(audittrail.PrincipalFromContext(ctx)); err != nil {
 		return nil, toStatus(ctx, err)
+	}
+	if s.tokens == nil {
+		return nil, toStatus(ctx, errNoTokens)
 	}
 	if req.GetId() == "" {
 		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "id is required"))

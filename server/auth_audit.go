@@ -88,6 +88,17 @@ var auditedMethods = map[string]auditSpec{
 			return res, p
 		},
 	},
+	pb.AdminService_CreateBackup_FullMethodName: {
+		action: audittrail.ActionCreateBackup,
+		describe: func(req, resp any) (string, map[string]string) {
+			r, _ := req.(*pb.CreateBackupRequest)
+			name := r.GetName()
+			if out, ok := resp.(*pb.CreateBackupResponse); ok && out != nil {
+				name = out.GetName()
+			}
+			return audittrail.BackupResourcePrefix + name, map[string]string{"name": r.GetName()}
+		},
+	},
 	pb.AdminService_RevokeApiToken_FullMethodName: {
 		action: audittrail.ActionRevokeToken,
 		describe: func(req, _ any) (string, map[string]string) {

@@ -48,6 +48,9 @@ type Config struct {
 	// Tokens, when set, serves the AdminService (API tokens) on the
 	// internal listener.
 	Tokens audittrail.TokenStore
+	// Backups, when set, takes the AdminService's backups (the embedded
+	// store's data directory); without it CreateBackup is UNIMPLEMENTED.
+	Backups audittrail.Backuper
 	// RateLimit applies to each principal (and to the failed attempts of
 	// each source address); the zero value imposes none.
 	RateLimit RateLimit
@@ -139,8 +142,8 @@ func New(cfg Config) (*Server, error) {
 	audit := newSelfAudit(sa, s.log, s.metrics.reg).intercept
 	lim := newLimiter(cfg.RateLimit)
 	var admin pb.AdminServiceServer
-	if cfg.Tokens != nil {
-		admin = &adminService{tokens: cfg.Tokens, now: time.Now}
+	if cfg.Tokens != nil || cfg.Backups != nil {
+		admin = &adminService{tokens: cfg.Tokens, backups: cfg.Backups, now: time.Now}
 	}
 	var err error
 	// The public listener refuses the create methods before it

@@ -34,6 +34,7 @@ Commands:
   create    create events on a running server (internal listener)
   token     create, list and revoke API tokens of a running server (internal listener)
   verify    verify the verifiable log offline: checkpoints, proofs, a stopped server's store
+  backup    back up a running server's embedded store (internal listener)
   version   print the version
   help      print this help, or "help <command>" for a command's
 
@@ -53,6 +54,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"create": &CreateCommand{Stdout: stdout, Stderr: stderr},
 		"token":  &TokenCommand{Stdout: stdout, Stderr: stderr},
 		"verify": &VerifyCommand{Stdout: stdout, Stderr: stderr},
+		"backup": &BackupCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

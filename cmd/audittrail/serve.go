@@ -110,9 +110,10 @@ type Config struct {
 	LogFormat        string // "text" or "json"
 	RedactPrivateIPs bool
 	MaxScan          int
-	PrefetchMinPage  int   // read the next page ahead from pages of this size (0: never)
-	CacheMiB         int64 // embedded store's block cache; 0: automatic
-	MinFreeDiskMiB   int64 // embedded store's disk reserve; 0: 1024, -1: none
+	PrefetchMinPage  int    // read the next page ahead from pages of this size (0: never)
+	CacheMiB         int64  // embedded store's block cache; 0: automatic
+	MinFreeDiskMiB   int64  // embedded store's disk reserve; 0: 1024, -1: none
+	BackupDir        string // where backups go; empty: <DataDir>/backups
 	ShutdownTimeout  time.Duration
 	// Auth is the security configuration (serve_auth.go).
 	Auth AuthConfig
@@ -182,6 +183,7 @@ var serveEnv = map[string]string{
 	"prefetch-min-page":  "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":          "AUDITTRAIL_CACHE_MIB",
 	"min-free-disk-mib":  "AUDITTRAIL_MIN_FREE_DISK_MIB",
+	"backup-dir":         "AUDITTRAIL_BACKUP_DIR",
 	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
 	"store":              "AUDITTRAIL_STORE",
 	"log-key":            "AUDITTRAIL_LOG_KEY",
@@ -195,6 +197,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	env := func(name, usage string) string { return usage + " (" + serveEnv[name] + ")" }
 	fs.StringVar(&c.Store, "store", c.Store, env("store", "`store`: empty for the embedded store in --data-dir, or a postgres://user@host/db URL (docs/postgres.md)"))
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
+	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, env("backup-dir", "`directory` the embedded store's backups are written to (audittrail backup; default <data-dir>/backups); on the data directory's file system they link its files instead of copying them"))
 	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
@@ -334,6 +337,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.Log != nil {
 		scfg.Log = m.Log
+	}
+	if st, ok := store.(*pebblestore.Store); ok {
+		dir := c.BackupDir
+		if dir == "" {
+			dir = filepath.Join(c.DataDir, "backups")
+		}
+		scfg.Backups = &dataDirBackups{store: st, dataDir: c.DataDir, dir: dir, log: m.log}
 	}
 	m.serverAuthConfig(&scfg, auth)
 	srv, err := server.New(scfg)
@@ -495,7 +505,7 @@ func (m *Main) printDevHelp(generated bool) {
 	fmt.Fprintf(w, "    reader token   (search, public listener):  %s\n", c.ReaderToken)
 	fmt.Fprintf(w, "    producer token (create, internal listener): %s\n", c.ProducerToken)
 	if c.Auth.AdminToken != "" {
-		fmt.Fprintf(w, "    admin token    (API tokens, internal):      %s\n", c.Auth.AdminToken)
+		fmt.Fprintf(w, "    admin token    (tokens, backups, internal): %s\n", c.Auth.AdminToken)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  Try it:")
@@ -509,6 +519,9 @@ func (m *Main) printDevHelp(generated bool) {
 	fmt.Fprintf(w, "    curl -s %s/metrics | grep ^audittrail_\n", m.InternalURL)
 	if c.Auth.AdminToken != "" {
 		fmt.Fprintf(w, "    audittrail token create --addr %s --token %s --principal users/alice --role auditor --ttl 90d\n", internal, c.Auth.AdminToken)
+		if !isPostgresURL(c.Store) {
+			fmt.Fprintf(w, "    audittrail backup --addr %s --token %s\n", internal, c.Auth.AdminToken)
+		}
 	}
 	fmt.Fprintln(w)
 }

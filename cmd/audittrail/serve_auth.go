@@ -85,7 +85,7 @@ const issuerKeyFile = "issuer.key"
 
 func (m *Main) authFlags(fs *flag.FlagSet, env func(name, usage string) string) {
 	c := &m.Config.Auth
-	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, env("admin-token", "bearer `token` of the administrator (users/admin), who may create, list and revoke API tokens on the internal listener"))
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, env("admin-token", "bearer `token` of the administrator (users/admin), who may create, list and revoke API tokens and take backups on the internal listener"))
 	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, env("policy", "JSON policy `file` binding principals, groups and claims of OIDC tokens and client certificates to roles; reloaded when it changes"))
 	fs.StringVar(&c.OIDCIssuers, "oidc-issuer", c.OIDCIssuers, env("oidc-issuer", "comma-separated issuer `URLs` whose JWT access tokens are accepted"))
 	fs.StringVar(&c.OIDCAudience, "oidc-audience", c.OIDCAudience, env("oidc-audience", "comma-separated `audiences`: an OIDC token's aud must contain one (required with --oidc-issuer; * accepts any)"))

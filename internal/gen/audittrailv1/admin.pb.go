@@ -458,6 +458,134 @@ func (x *RevokeApiTokenResponse) GetApiToken() *ApiToken {
 	return nil
 }
 
+// CreateBackupRequest is the request of CreateBackup.
+type CreateBackupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The backup's directory name under the backup directory: 1 to 64
+	// letters, digits, '.', '_' or '-', starting with a letter or digit.
+	// Empty: the UTC time of the call, e.g. "20261128T014500Z".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateBackupRequest) Reset() {
+	*x = CreateBackupRequest{}
+	mi := &file_ai_h2o_audittrail_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateBackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateBackupRequest) ProtoMessage() {}
+
+func (x *CreateBackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ai_h2o_audittrail_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateBackupRequest.ProtoReflect.Descriptor instead.
+func (*CreateBackupRequest) Descriptor() ([]byte, []int) {
+	return file_ai_h2o_audittrail_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateBackupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateBackupResponse is the response of CreateBackup.
+type CreateBackupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The backup's name and its directory on the server's file system.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// The events stored when the backup began (it may hold a few more).
+	Events uint64 `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
+	// The bytes of its files.
+	SizeBytes     int64                  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateBackupResponse) Reset() {
+	*x = CreateBackupResponse{}
+	mi := &file_ai_h2o_audittrail_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateBackupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateBackupResponse) ProtoMessage() {}
+
+func (x *CreateBackupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ai_h2o_audittrail_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateBackupResponse.ProtoReflect.Descriptor instead.
+func (*CreateBackupResponse) Descriptor() ([]byte, []int) {
+	return file_ai_h2o_audittrail_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateBackupResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateBackupResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CreateBackupResponse) GetEvents() uint64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *CreateBackupResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *CreateBackupResponse) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 var File_ai_h2o_audittrail_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_admin_proto_rawDesc = "" +
@@ -497,11 +625,22 @@ const file_ai_h2o_audittrail_v1_admin_proto_rawDesc = "" +
 	"\x15RevokeApiTokenRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x16RevokeApiTokenResponse\x12;\n" +
-	"\tapi_token\x18\x01 \x01(\v2\x1e.ai.h2o.audittrail.v1.ApiTokenR\bapiToken2\xd2\x02\n" +
+	"\tapi_token\x18\x01 \x01(\v2\x1e.ai.h2o.audittrail.v1.ApiTokenR\bapiToken\")\n" +
+	"\x13CreateBackupRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xb2\x01\n" +
+	"\x14CreateBackupResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
+	"\x06events\x18\x03 \x01(\x04R\x06events\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime2\xb9\x03\n" +
 	"\fAdminService\x12k\n" +
 	"\x0eCreateApiToken\x12+.ai.h2o.audittrail.v1.CreateApiTokenRequest\x1a,.ai.h2o.audittrail.v1.CreateApiTokenResponse\x12h\n" +
 	"\rListApiTokens\x12*.ai.h2o.audittrail.v1.ListApiTokensRequest\x1a+.ai.h2o.audittrail.v1.ListApiTokensResponse\x12k\n" +
-	"\x0eRevokeApiToken\x12+.ai.h2o.audittrail.v1.RevokeApiTokenRequest\x1a,.ai.h2o.audittrail.v1.RevokeApiTokenResponseBIZGgithub.com/audittrail/audittrail/internal/gen/audittrailv1;audittrailv1b\x06proto3"
+	"\x0eRevokeApiToken\x12+.ai.h2o.audittrail.v1.RevokeApiTokenRequest\x1a,.ai.h2o.audittrail.v1.RevokeApiTokenResponse\x12e\n" +
+	"\fCreateBackup\x12).ai.h2o.audittrail.v1.CreateBackupRequest\x1a*.ai.h2o.audittrail.v1.CreateBackupResponseBIZGgithub.com/audittrail/audittrail/internal/gen/audittrailv1;audittrailv1b\x06proto3"
 
 var (
 	file_ai_h2o_audittrail_v1_admin_proto_rawDescOnce sync.Once
@@ -515,7 +654,7 @@ func file_ai_h2o_audittrail_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ai_h2o_audittrail_v1_admin_proto_rawDescData
 }
 
-var file_ai_h2o_audittrail_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_ai_h2o_audittrail_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_ai_h2o_audittrail_v1_admin_proto_goTypes = []any{
 	(*ApiToken)(nil),               // 0: ai.h2o.audittrail.v1.ApiToken
 	(*CreateApiTokenRequest)(nil),  // 1: ai.h2o.audittrail.v1.CreateApiTokenRequest
@@ -524,28 +663,33 @@ var file_ai_h2o_audittrail_v1_admin_proto_goTypes = []any{
 	(*ListApiTokensResponse)(nil),  // 4: ai.h2o.audittrail.v1.ListApiTokensResponse
 	(*RevokeApiTokenRequest)(nil),  // 5: ai.h2o.audittrail.v1.RevokeApiTokenRequest
 	(*RevokeApiTokenResponse)(nil), // 6: ai.h2o.audittrail.v1.RevokeApiTokenResponse
-	(*timestamppb.Timestamp)(nil),  // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 8: google.protobuf.Duration
+	(*CreateBackupRequest)(nil),    // 7: ai.h2o.audittrail.v1.CreateBackupRequest
+	(*CreateBackupResponse)(nil),   // 8: ai.h2o.audittrail.v1.CreateBackupResponse
+	(*timestamppb.Timestamp)(nil),  // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 10: google.protobuf.Duration
 }
 var file_ai_h2o_audittrail_v1_admin_proto_depIdxs = []int32{
-	7,  // 0: ai.h2o.audittrail.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 1: ai.h2o.audittrail.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 2: ai.h2o.audittrail.v1.ApiToken.revoke_time:type_name -> google.protobuf.Timestamp
-	8,  // 3: ai.h2o.audittrail.v1.CreateApiTokenRequest.ttl:type_name -> google.protobuf.Duration
+	9,  // 0: ai.h2o.audittrail.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 1: ai.h2o.audittrail.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
+	9,  // 2: ai.h2o.audittrail.v1.ApiToken.revoke_time:type_name -> google.protobuf.Timestamp
+	10, // 3: ai.h2o.audittrail.v1.CreateApiTokenRequest.ttl:type_name -> google.protobuf.Duration
 	0,  // 4: ai.h2o.audittrail.v1.CreateApiTokenResponse.api_token:type_name -> ai.h2o.audittrail.v1.ApiToken
 	0,  // 5: ai.h2o.audittrail.v1.ListApiTokensResponse.api_tokens:type_name -> ai.h2o.audittrail.v1.ApiToken
 	0,  // 6: ai.h2o.audittrail.v1.RevokeApiTokenResponse.api_token:type_name -> ai.h2o.audittrail.v1.ApiToken
-	1,  // 7: ai.h2o.audittrail.v1.AdminService.CreateApiToken:input_type -> ai.h2o.audittrail.v1.CreateApiTokenRequest
-	3,  // 8: ai.h2o.audittrail.v1.AdminService.ListApiTokens:input_type -> ai.h2o.audittrail.v1.ListApiTokensRequest
-	5,  // 9: ai.h2o.audittrail.v1.AdminService.RevokeApiToken:input_type -> ai.h2o.audittrail.v1.RevokeApiTokenRequest
-	2,  // 10: ai.h2o.audittrail.v1.AdminService.CreateApiToken:output_type -> ai.h2o.audittrail.v1.CreateApiTokenResponse
-	4,  // 11: ai.h2o.audittrail.v1.AdminService.ListApiTokens:output_type -> ai.h2o.audittrail.v1.ListApiTokensResponse
-	6,  // 12: ai.h2o.audittrail.v1.AdminService.RevokeApiToken:output_type -> ai.h2o.audittrail.v1.RevokeApiTokenResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 7: ai.h2o.audittrail.v1.CreateBackupResponse.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 8: ai.h2o.audittrail.v1.AdminService.CreateApiToken:input_type -> ai.h2o.audittrail.v1.CreateApiTokenRequest
+	3,  // 9: ai.h2o.audittrail.v1.AdminService.ListApiTokens:input_type -> ai.h2o.audittrail.v1.ListApiTokensRequest
+	5,  // 10: ai.h2o.audittrail.v1.AdminService.RevokeApiToken:input_type -> ai.h2o.audittrail.v1.RevokeApiTokenRequest
+	7,  // 11: ai.h2o.audittrail.v1.AdminService.CreateBackup:input_type -> ai.h2o.audittrail.v1.CreateBackupRequest
+	2,  // 12: ai.h2o.audittrail.v1.AdminService.CreateApiToken:output_type -> ai.h2o.audittrail.v1.CreateApiTokenResponse
+	4,  // 13: ai.h2o.audittrail.v1.AdminService.ListApiTokens:output_type -> ai.h2o.audittrail.v1.ListApiTokensResponse
+	6,  // 14: ai.h2o.audittrail.v1.AdminService.RevokeApiToken:output_type -> ai.h2o.audittrail.v1.RevokeApiTokenResponse
+	8,  // 15: ai.h2o.audittrail.v1.AdminService.CreateBackup:output_type -> ai.h2o.audittrail.v1.CreateBackupResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_ai_h2o_audittrail_v1_admin_proto_init() }
@@ -559,7 +703,7 @@ func file_ai_h2o_audittrail_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ai_h2o_audittrail_v1_admin_proto_rawDesc), len(file_ai_h2o_audittrail_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

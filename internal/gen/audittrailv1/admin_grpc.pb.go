@@ -27,13 +27,14 @@ const (
 	AdminService_CreateApiToken_FullMethodName = "/ai.h2o.audittrail.v1.AdminService/CreateApiToken"
 	AdminService_ListApiTokens_FullMethodName  = "/ai.h2o.audittrail.v1.AdminService/ListApiTokens"
 	AdminService_RevokeApiToken_FullMethodName = "/ai.h2o.audittrail.v1.AdminService/RevokeApiToken"
+	AdminService_CreateBackup_FullMethodName   = "/ai.h2o.audittrail.v1.AdminService/CreateBackup"
 )
 
 // AdminServiceClient is the client API for AdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AdminService manages API tokens.
+// AdminService manages API tokens and takes backups.
 type AdminServiceClient interface {
 	// CreateApiToken issues a new API token. The secret is in the response
 	// only: the server keeps its SHA-256 digest.
@@ -43,6 +44,13 @@ type AdminServiceClient interface {
 	// RevokeApiToken revokes a token at once: the token, and every access
 	// token the built-in issuer exchanged for it, stop authenticating.
 	RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*RevokeApiTokenResponse, error)
+	// CreateBackup writes a consistent copy of the embedded store, while the
+	// server runs, to a new directory under the server's backup directory
+	// (--backup-dir): a data directory without the log's signing key. Every
+	// event acknowledged before the call is in it. With the PostgreSQL store
+	// it fails with UNIMPLEMENTED: back up the database with PostgreSQL's
+	// tools. Recorded as a self-audit event.
+	CreateBackup(ctx context.Context, in *CreateBackupRequest, opts ...grpc.CallOption) (*CreateBackupResponse, error)
 }
 
 type adminServiceClient struct {
@@ -83,11 +91,21 @@ func (c *adminServiceClient) RevokeApiToken(ctx context.Context, in *RevokeApiTo
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateBackup(ctx context.Context, in *CreateBackupRequest, opts ...grpc.CallOption) (*CreateBackupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateBackupResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateBackup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// AdminService manages API tokens.
+// AdminService manages API tokens and takes backups.
 type AdminServiceServer interface {
 	// CreateApiToken issues a new API token. The secret is in the response
 	// only: the server keeps its SHA-256 digest.
@@ -97,6 +115,13 @@ type AdminServiceServer interface {
 	// RevokeApiToken revokes a token at once: the token, and every access
 	// token the built-in issuer exchanged for it, stop authenticating.
 	RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*RevokeApiTokenResponse, error)
+	// CreateBackup writes a consistent copy of the embedded store, while the
+	// server runs, to a new directory under the server's backup directory
+	// (--backup-dir): a data directory without the log's signing key. Every
+	// event acknowledged before the call is in it. With the PostgreSQL store
+	// it fails with UNIMPLEMENTED: back up the database with PostgreSQL's
+	// tools. Recorded as a self-audit event.
+	CreateBackup(context.Context, *CreateBackupRequest) (*CreateBackupResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -115,6 +140,9 @@ func (UnimplementedAdminServiceServer) ListApiTokens(context.Context, *ListApiTo
 }
 func (UnimplementedAdminServiceServer) RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*RevokeApiTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiToken not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateBackup(context.Context, *CreateBackupRequest) (*CreateBackupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateBackup not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -191,6 +219,24 @@ func _AdminService_RevokeApiToken_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateBackup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateBackupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateBackup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateBackup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateBackup(ctx, req.(*CreateBackupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +255,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiToken",
 			Handler:    _AdminService_RevokeApiToken_Handler,
+		},
+		{
+			MethodName: "CreateBackup",
+			Handler:    _AdminService_CreateBackup_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
