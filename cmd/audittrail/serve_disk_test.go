@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -63,25 +62,15 @@ func postStatus(t *testing.T, url, token string, body any) (int, struct {
 	Message string
 }) {
 	t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
 	var st struct {
 		Code    int
 		Message string
 	}
-	var buf bytes.Buffer
-	buf.ReadFrom(res.Body)
-	if res.StatusCode != http.StatusOK {
-		if err := json.Unmarshal(buf.Bytes(), &st); err != nil {
-			t.Fatalf("POST %s: %d, not a google.rpc.Status: %s", url, res.StatusCode, buf.String())
+	code, answer := post(t, url, token, body)
+	if code != http.StatusOK {
+		if err := json.Unmarshal(answer, &st); err != nil {
+			t.Fatalf("POST %s: %d, not a google.rpc.Status: %s", url, code, answer)
 		}
 	}
-	return res.StatusCode, st
+	return code, st
 }

@@ -81,6 +81,19 @@ func TestServePostgresReplicas(t *testing.T) {
 
 func postJSON(t *testing.T, url, token string, body, out any) {
 	t.Helper()
+	code, answer := post(t, url, token, body)
+	if code != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", url, code, answer)
+	}
+	if err := json.Unmarshal(answer, out); err != nil {
+		t.Fatal(fmt.Errorf("decoding %s: %w", answer, err))
+	}
+}
+
+// post posts body as JSON with the bearer token and returns the status and
+// the answer.
+func post(t *testing.T, url, token string, body any) (int, []byte) {
+	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -92,10 +105,5 @@ func postJSON(t *testing.T, url, token string, body, out any) {
 	defer res.Body.Close()
 	var buf bytes.Buffer
 	buf.ReadFrom(res.Body)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s: %d %s", url, res.StatusCode, buf.String())
-	}
-	if err := json.Unmarshal(buf.Bytes(), out); err != nil {
-		t.Fatal(fmt.Errorf("decoding %s: %w", buf.String(), err))
-	}
+	return res.StatusCode, buf.Bytes()
 }
