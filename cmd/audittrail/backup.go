@@ -99,6 +99,10 @@ func (b *dataDirBackups) CreateBackup(ctx context.Context, name string) (*auditt
 	if err := syncDir(tmp); err != nil {
 		return nil, b.failed(name, err)
 	}
+	// A caller who gave up is told the backup failed: leave none behind.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// A rename onto an existing, non-empty directory fails: two backups of
 	// one name at once leave the first.
 	if err := os.Rename(tmp, final); err != nil {
