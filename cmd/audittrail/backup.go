@@ -121,7 +121,8 @@ func (b *dataDirBackups) CreateBackup(ctx context.Context, name string) (*auditt
 
 // failed logs the cause of a failed backup and returns what the caller sees.
 func (b *dataDirBackups) failed(name string, err error) error {
-	if ae := (*audittrail.Error)(nil); errors.As(err, &ae) {
+	var ae *audittrail.Error
+	if errors.As(err, &ae) {
 		return err
 	}
 	b.log.Error("backup failed", "name", name, "dir", b.dir, "err", err)
