@@ -34,12 +34,7 @@ func (s *adminService) CreateBackup(ctx context.Context, req *pb.CreateBackupReq
 	if s.backups == nil {
 		return nil, toStatus(ctx, errNoBackups)
 	}
-	if req.GetName() != "" {
-		if err := audittrail.ValidBackupName(req.GetName()); err != nil {
-			return nil, toStatus(ctx, err)
-		}
-	}
-	b, err := s.backups.CreateBackup(ctx, req.GetName())
+	b, err := s.backups.CreateBackup(ctx, req.GetName()) // it checks the name
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}

@@ -343,6 +343,11 @@ func (m *Main) Run(ctx context.Context) error {
 		if dir == "" {
 			dir = filepath.Join(c.DataDir, "backups")
 		}
+		// The path a backup's caller is told, whatever the server's
+		// working directory.
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
 		scfg.Backups = &dataDirBackups{store: st, dataDir: c.DataDir, dir: dir, log: m.log}
 	}
 	m.serverAuthConfig(&scfg, auth)
