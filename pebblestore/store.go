@@ -206,6 +206,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// pebbleOptions returns the store's Pebble options for cfg, whose fs Open
+// has set.
 func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 	size := cfg.CacheSize
 	if size <= 0 {

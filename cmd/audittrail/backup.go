@@ -44,8 +44,9 @@ secrets), and start the server on it:
     cp <your copy of log-signing.key> /srv/audittrail-restored/
     audittrail serve --data-dir /srv/audittrail-restored ...
 
-or give the key with --log-key. "audittrail verify store --data-dir <this
-directory>" audits the copy offline, without the signing key.
+or give the key with --log-key. "audittrail verify store --data-dir <a copy
+of this directory>" audits it offline, without the signing key (opening a
+store writes to its directory: keep this one as it is).
 `
 
 // CreateBackup implements audittrail.Backuper. The copy is written under a
