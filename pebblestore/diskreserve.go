@@ -99,3 +99,13 @@ func (d *diskReserve) read() {
 		}
 	}
 }
+
+// DiskSpace reads the free space of the store's file system now (and
+// refreshes what appends are judged by), for monitoring: an alert can fire
+// well before the reserve stops appends. reserve is 0 when there is none; ok
+// is false when the free space cannot be read.
+func (s *Store) DiskSpace() (free, reserve uint64, ok bool) {
+	s.reserve.read()
+	free = s.reserve.free.Load()
+	return free, s.reserve.min, free != ^uint64(0)
+}

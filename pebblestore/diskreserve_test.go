@@ -52,6 +52,9 @@ func TestDiskReserve(t *testing.T) {
 	if s.LastSeq() != 60 {
 		t.Fatalf("LastSeq %d after appends resumed, want 60", s.LastSeq())
 	}
+	if free, reserve, ok := s.DiskSpace(); free != 2*gib || reserve != gib || !ok {
+		t.Errorf("DiskSpace() = %d, %d, %v; want %d, %d, true", free, reserve, ok, 2*gib, gib)
+	}
 	for _, want := range []string{"nearly full: appends are refused", "appends resume"} {
 		if n := strings.Count(logs.String(), want); n != 1 {
 			t.Errorf("log line %q written %d times, want once:\n%s", want, n, logs)
@@ -79,6 +82,9 @@ func TestDiskReserveOff(t *testing.T) {
 	for range 3 {
 		mustAppend(t, s, g.batch(5))
 		waitDiskCheck()
+	}
+	if _, _, ok := s.DiskSpace(); ok {
+		t.Error("DiskSpace() reports a free space that cannot be read")
 	}
 	if n := strings.Count(logs.String(), "cannot read the data directory's free space"); n != 1 {
 		t.Errorf("the unreadable free space logged %d times, want once:\n%s", n, logs)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"time"
 
@@ -152,6 +153,30 @@ func (c prefetchCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(o.n), o.outcome)
 	}
+}
+
+// WatchDiskSpace registers the gauges of the embedded store's file system,
+// read at each scrape by space (pebblestore.Store.DiskSpace): the free
+// bytes (NaN when they cannot be read) and the reserve below which the
+// store refuses appends.
+func (m *Metrics) WatchDiskSpace(space func() (free, reserve uint64, ok bool)) {
+	m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "audittrail_store_disk_free_bytes",
+		Help: "Free space on the embedded store's file system; appends are refused below audittrail_store_disk_reserve_bytes.",
+	}, func() float64 {
+		free, _, ok := space()
+		if !ok {
+			return math.NaN()
+		}
+		return float64(free)
+	}))
+	m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "audittrail_store_disk_reserve_bytes",
+		Help: "Free space the embedded store keeps in reserve (--min-free-disk-mib; 0: none).",
+	}, func() float64 {
+		_, reserve, _ := space()
+		return float64(reserve)
+	}))
 }
 
 // register registers c, keeping the first of two with one name (a Metrics

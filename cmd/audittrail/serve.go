@@ -302,6 +302,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	metrics := server.NewMetrics(eventsStored)
+	if st, ok := store.(*pebblestore.Store); ok {
+		metrics.WatchDiskSpace(st.DiskSpace)
+	}
 	var lc net.ListenConfig
 	public, err := lc.Listen(ctx, "tcp", c.PublicAddr)
 	if err != nil {

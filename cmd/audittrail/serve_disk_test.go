@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -36,6 +38,18 @@ func TestServeDiskReserve(t *testing.T) {
 	}
 	if !strings.Contains(srv.Logs(), "file system is nearly full: appends are refused until space is freed") {
 		t.Errorf("the log does not say the disk is nearly full:\n%s", srv.Logs())
+	}
+	// Monitoring sees it coming: the free space and the reserve are gauges.
+	res, err := http.Get(srv.InternalURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	free := regexp.MustCompile(`(?m)^audittrail_store_disk_free_bytes (\S+)$`).FindSubmatch(metrics)
+	if free == nil || string(free[1]) == "NaN" || string(free[1]) == "0" ||
+		!regexp.MustCompile(`(?m)^audittrail_store_disk_reserve_bytes 1\.125899906842624e\+15$`).Match(metrics) {
+		t.Errorf("the disk gauges are missing or wrong:\n%s", regexp.MustCompile(`(?m)^audittrail_store_disk.*$`).FindAll(metrics, -1))
 	}
 	if srv.Exited() {
 		t.Fatal("the server exited")
