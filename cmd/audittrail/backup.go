@@ -97,7 +97,7 @@ func (b *dataDirBackups) CreateBackup(ctx context.Context, name string) (*auditt
 	if err != nil {
 		return nil, b.failed(name, err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := durablefile.SyncDir(tmp); err != nil {
 		return nil, b.failed(name, err)
 	}
 	// A caller who gave up is told the backup failed: leave none behind.
@@ -113,7 +113,7 @@ func (b *dataDirBackups) CreateBackup(ctx context.Context, name string) (*auditt
 		return nil, b.failed(name, err)
 	}
 	done = true
-	if err := syncDir(b.dir); err != nil {
+	if err := durablefile.SyncDir(b.dir); err != nil {
 		return nil, b.failed(name, err)
 	}
 	b.log.InfoContext(ctx, "backup taken", "name", name, "path", final, "events", events, "bytes", size)
@@ -156,15 +156,6 @@ func dirSize(dir string) (int64, error) {
 		return err
 	})
 	return n, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // BackupCommand implements "audittrail backup": it asks a running server

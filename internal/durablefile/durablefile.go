@@ -1,10 +1,11 @@
 // Package durablefile creates the small files of a data directory that must
-// survive a crash whole or not at all: the page token key and the log's
-// signing key. A key file seen half written, or lost after it was used (a
+// survive a crash whole or not at all: the page token key, the log's
+// signing key and the built-in issuer's key. A key file seen half written, or lost after it was used (a
 // power cut within the file system's commit interval loses a new directory
 // entry that was not synced), would make the server start with a different
 // key: page tokens refused, or checkpoints that the published verifier key
-// no longer opens.
+// no longer opens. SyncDir makes a directory's new entries durable (the
+// backups' renames).
 package durablefile
 
 import (
@@ -37,10 +38,12 @@ func Create(path string, data []byte, perm fs.FileMode) error {
 	if err := os.Link(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir syncs a directory, making the entries created, renamed or
+// removed in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
