@@ -32,10 +32,21 @@ func TestCrashKeepsAcknowledgedEvents(t *testing.T) {
 	// shows.
 	quiet := []string{"--log-level", "info"}
 	t.Run("embedded", func(t *testing.T) {
-		crashUnderLoad(t, testserver.Start(t, quiet...))
+		srv := testserver.Start(t, quiet...)
+		crashUnderLoad(t, srv, srv.Crash, srv.Resume)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		crashUnderLoad(t, testserver.Start(t, append(quiet, "--store", pgtest.Start(t))...))
+		srv := testserver.Start(t, append(quiet, "--store", pgtest.Start(t))...)
+		crashUnderLoad(t, srv, srv.Crash, srv.Resume)
+	})
+	// The database crashes instead (immediate shutdown: recovery from its
+	// WAL), while the server runs on: it must answer the outage with
+	// errors, not acknowledgements, and go on by itself once the database
+	// is back.
+	t.Run("postgres-database", func(t *testing.T) {
+		cluster := pgtest.New(t)
+		srv := testserver.Start(t, append(quiet, "--store", cluster.NewDatabase(t))...)
+		crashUnderLoad(t, srv, func() { cluster.Crash(t) }, func() { cluster.Start(t) })
 	})
 }
 
@@ -50,7 +61,10 @@ const (
 	provenSample     = 30     // acknowledged events whose inclusion proofs are checked per cycle
 )
 
-func crashUnderLoad(t *testing.T, srv *testserver.Server) {
+// crashUnderLoad runs the crash cycles against srv: crash stops what is
+// crashed (the server, or its database) under load, and recover brings it
+// back.
+func crashUnderLoad(t *testing.T, srv *testserver.Server, crash, recover func()) {
 	verifier := serverVerifier(t, srv)
 	// The generated events end an hour ago, so that the drains, which end
 	// there, leave out the searches' own self-audit events (now).
@@ -87,7 +101,7 @@ func crashUnderLoad(t *testing.T, srv *testserver.Server) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		crashing.Store(true)
-		srv.Crash()
+		crash()
 		crashedAfter := time.Since(start)
 		stopLoad()
 		wg.Wait()
@@ -97,7 +111,7 @@ func crashUnderLoad(t *testing.T, srv *testserver.Server) {
 		acked, uncertain := l.ackedInCycle.Load(), len(l.uncertain)
 
 		restart := time.Now()
-		srv.Resume()
+		recover()
 		t.Logf("cycle %d: crash after %v, under load: %d events acknowledged, %d uncertain, %d calls failed before the crash; restart %v",
 			cycle, crashedAfter.Round(time.Millisecond), acked, uncertain, l.failedBeforeCrash, time.Since(restart).Round(time.Millisecond))
 		producer = dial(t, srv.InternalAddr, client.WithToken(srv.ProducerToken))
