@@ -1,17 +1,16 @@
 package pebblestore_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/pebblestore"
 )
 
@@ -23,7 +22,7 @@ func TestDiskReserve(t *testing.T) {
 	const gib = 1 << 30
 	mem := vfs.NewMem()
 	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 10 * gib, TotalBytes: 20 * gib})
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := pebblestore.WithFSForTest(pebblestore.Config{Dir: "/data", CacheSize: 8 << 20,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}, mem) // the default reserve, 1 GiB
 	s := openStoreConfig(t, cfg)
@@ -73,7 +72,7 @@ func TestDiskReserveOff(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	unknown := vfs.NewMem() // GetDiskUsage: ErrUnsupported
 	s = openStoreConfig(t, pebblestore.WithFSForTest(pebblestore.Config{Dir: "/data", CacheSize: 8 << 20,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}, unknown))
@@ -93,20 +92,3 @@ func TestDiskReserveOff(t *testing.T) {
 
 // waitDiskCheck waits until the next append reads the free space again.
 func waitDiskCheck() { time.Sleep(pebblestore.DiskCheckIntervalForTest + 10*time.Millisecond) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}

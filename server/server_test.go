@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/server"
 )
 
@@ -228,7 +228,7 @@ func (s *failingStore) Search(ctx context.Context, req audittrail.SearchRequest)
 // over REST and gRPC, and that the server keeps serving after a panic.
 func TestInternalErrorsAreLoggedNotSent(t *testing.T) {
 	for _, panics := range []bool{false, true} {
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		_, public, _ := startLogging(t, &failingStore{panics: panics}, &logs)
 		detail := "/var/lib/secret"
 		if panics {
@@ -257,21 +257,4 @@ func TestInternalErrorsAreLoggedNotSent(t *testing.T) {
 			t.Errorf("panics=%v: the log lacks the detail at error level:\n%s", panics, logs.String())
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,6 +25,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/internal/testpki"
 )
 
@@ -40,25 +40,7 @@ type splitEnv struct {
 	// grpcTLS counts the gRPC calls that found their connection's TLS
 	// state, as authentication reads it (grpcMeta).
 	grpcTLS atomic.Int32
-	logs    lockedBuffer // the splitter's log (TLS handshakes), debug and up
-}
-
-// lockedBuffer is a bytes.Buffer for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs    syncbuf.Buffer // the splitter's log (TLS handshakes), debug and up
 }
 
 func startSplit(t *testing.T, headerWait, idleWait time.Duration) *splitEnv {

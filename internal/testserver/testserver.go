@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/audittrail/audittrail/internal/syncbuf"
 )
 
 // Timeouts of the server process.
@@ -52,9 +54,9 @@ type Server struct {
 	tb   testing.TB
 	args []string
 	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	err  error         // cmd's exit error, after done
-	logs *buffer       // stdout and stderr of every run
+	done chan struct{}   // closed when cmd has exited
+	err  error           // cmd's exit error, after done
+	logs *syncbuf.Buffer // stdout and stderr of every run
 }
 
 var build struct {
@@ -136,7 +138,7 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 		ReaderToken:   randomToken(),
 		ProducerToken: randomToken(),
 		DataDir:       tb.TempDir(),
-		logs:          &buffer{},
+		logs:          &syncbuf.Buffer{},
 	}
 	tb.Cleanup(func() {
 		s.Stop()
@@ -326,22 +328,4 @@ func randomToken() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// buffer is a bytes.Buffer safe for concurrent use.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
