@@ -229,9 +229,6 @@ func (c *BackupCommand) Run(ctx context.Context, args []string) error {
 			return usageErrorf("--name: %s", strings.TrimPrefix(audittrail.ErrorMessage(err), "name "))
 		}
 	}
-	if f.token == "" {
-		return usageErrorf("--token: an administrator's token is required (or AUDITTRAIL_ADMIN_TOKEN)")
-	}
 	conn, err := dialAdmin(f.addr, f.token, f.caFile)
 	if err != nil {
 		return err

@@ -120,6 +120,7 @@ func TestBackupRestore(t *testing.T) {
 		{[]string{"--name", "b1"}, 1, `a backup named "b1" exists`},
 		{[]string{"--name", "../b2"}, 2, "--name: \"../b2\": use letters, digits"},
 		{[]string{"--name", "b3", "--token", m.Config.ReaderToken}, 1, "may not take backups: it needs the admin role"},
+		{[]string{"--name", "b4", "--token", ""}, 2, "--token: an administrator's token is required"},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{"backup", "--addr", m.InternalURL, "--token", admin}, c.args...)

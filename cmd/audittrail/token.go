@@ -151,9 +151,6 @@ func (c *TokenCommand) Run(ctx context.Context, args []string) error {
 	default:
 		return usageErrorf("unknown token subcommand %q: create, list or revoke", sub)
 	}
-	if f.token == "" {
-		return usageErrorf("--token: an administrator's token is required (or AUDITTRAIL_ADMIN_TOKEN)")
-	}
 	conn, err := dialAdmin(f.addr, f.token, f.caFile)
 	if err != nil {
 		return err
@@ -238,8 +235,12 @@ func printTokens(w io.Writer, ts []*pb.ApiToken) {
 	tw.Flush()
 }
 
-// dialAdmin connects to the internal listener.
+// dialAdmin connects to the internal listener as the administrator whose
+// token is given (required).
 func dialAdmin(addr, token, caFile string) (*grpc.ClientConn, error) {
+	if token == "" {
+		return nil, usageErrorf("--token: an administrator's token is required (or AUDITTRAIL_ADMIN_TOKEN)")
+	}
 	secure := caFile != "" || strings.HasPrefix(addr, "https://")
 	addr = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://"), "/")
 	creds := insecure.NewCredentials()

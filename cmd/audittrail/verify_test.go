@@ -43,14 +43,7 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, logsign.SigningKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("signing key: %v %v", fi, err)
 	}
-	vtext, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := merkle.NewVerifier(vtext)
-	if err != nil {
-		t.Fatal(err)
-	}
+	verifier := mustVerifier(t, keyFile)
 
 	create := func(from, n int) {
 		var items []string
