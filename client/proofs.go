@@ -375,3 +375,38 @@ func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) (*m
 	}
 	return &p, nil
 }
+
+// LogEntries returns up to pageSize events of the log from leaf start on,
+// in leaf order, each with its Seq (leaf index + 1), and the number of
+// events committed when they were read; fewer than pageSize (none) when the
+// log has no more yet. 0 asks for the server's default of
+// audittrail.DefaultLogEntries; the server returns at most
+// audittrail.MaxLogEntries. It needs the auditor role, and the server
+// records every call as a self-audit event. logmirror checks the entries
+// against the signed checkpoints.
+func (c *Client) LogEntries(ctx context.Context, start uint64, pageSize int) (events []*audittrail.Event, committed uint64, err error) {
+	if pageSize < 0 || pageSize > 1<<31-1 {
+		return nil, 0, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", pageSize)
+	}
+	var resp *pb.GetLogEntriesResponse
+	err = c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.log.GetLogEntries(ctx, &pb.GetLogEntriesRequest{Start: start, PageSize: int32(pageSize)}, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.GetStart() != start {
+		return nil, 0, audittrail.Errorf(audittrail.EInternal, "asked for the log's entries from leaf %d, the server answered from leaf %d", start, resp.GetStart())
+	}
+	events = make([]*audittrail.Event, 0, len(resp.GetEvents()))
+	for i, p := range resp.GetEvents() {
+		e, err := eventFromProto(p)
+		if err != nil {
+			return nil, 0, err
+		}
+		e.Seq = start + uint64(i) + 1
+		events = append(events, e)
+	}
+	return events, resp.GetCommittedSize(), nil
+}

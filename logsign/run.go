@@ -397,6 +397,15 @@ func (l *Log) ConsistencyProof(first, second uint64) (*merkle.Consistency, error
 	return merkle.ConsistencyProof(l.hashReader(), first, second)
 }
 
+// LastSeq is the highest committed sequence number of the log's store.
+func (l *Log) LastSeq() uint64 { return l.cfg.Store.LastSeq() }
+
+// EventsBySeq returns the committed events with from <= Seq <= to, in
+// sequence order, from the log's store.
+func (l *Log) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	return l.cfg.Store.EventsBySeq(ctx, from, to)
+}
+
 // EventByID returns the committed event with this id, or nil.
 func (l *Log) EventByID(ctx context.Context, id string) (*audittrail.Event, error) {
 	return l.cfg.Store.EventByID(ctx, id)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,8 +15,9 @@ import (
 	"github.com/audittrail/audittrail/internal/wire"
 )
 
-// The self-audit of calls (docs/security.md): every SearchEvents call, and
-// every creation and revocation of an API token, is recorded as one event
+// The self-audit of calls (docs/security.md): every SearchEvents call, every
+// read of the log's entries (GetLogEntries), every creation and revocation
+// of an API token and every backup is recorded as one event
 // by the audit interceptor. It runs outside authentication, so that refused
 // calls (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED) are recorded
 // too, and writes the event before the answer leaves: when the event cannot
@@ -63,6 +65,17 @@ var auditedMethods = map[string]auditSpec{
 				p["include_proofs"] = "true"
 			}
 			return audittrail.SearchResource, p
+		},
+	},
+	pb.LogService_GetLogEntries_FullMethodName: {
+		action:   audittrail.ActionReadLogEntries,
+		readOnly: true,
+		describe: func(req, _ any) (string, map[string]string) {
+			r, _ := req.(*pb.GetLogEntriesRequest)
+			return audittrail.LogResource, map[string]string{
+				"start":     strconv.FormatUint(r.GetStart(), 10),
+				"page_size": strconv.Itoa(int(r.GetPageSize())),
+			}
 		},
 	},
 	pb.AdminService_CreateApiToken_FullMethodName: {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
 	"github.com/audittrail/audittrail/merkle"
 )
 
@@ -21,14 +22,18 @@ type VerifiableLog interface {
 	ConsistencyProof(first, second uint64) (*merkle.Consistency, error)
 	// EventByID returns the committed event with this id, or nil.
 	EventByID(ctx context.Context, id string) (*audittrail.Event, error)
+	// LastSeq and EventsBySeq read the log's entries.
+	audittrail.LogReader
 }
 
 // logService implements the LogService. Reading it needs the permission to
 // search (audittrail.CanSearch); an inclusion proof is given only for an
-// event inside the caller's search scope.
+// event inside the caller's search scope, and the log's entries only to a
+// caller who may read every workspace (audittrail.CanReadLogEntries).
 type logService struct {
 	pb.UnimplementedLogServiceServer
 	log VerifiableLog
+	svc *audittrail.Service
 }
 
 func (s *logService) GetCheckpoint(ctx context.Context, _ *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {
@@ -84,6 +89,23 @@ func (s *logService) GetConsistencyProof(ctx context.Context, req *pb.GetConsist
 	return &pb.GetConsistencyProofResponse{Proof: string(b)}, nil
 }
 
+// GetLogEntries returns consecutive events in leaf order
+// (audittrail.Service.LogEntries); the auditor role only.
+func (s *logService) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesRequest) (*pb.GetLogEntriesResponse, error) {
+	if err := audittrail.CanReadLogEntries(audittrail.PrincipalFromContext(ctx)); err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	res, err := s.svc.LogEntries(ctx, s.log, req.GetStart(), int(req.GetPageSize()))
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return &pb.GetLogEntriesResponse{
+		Start:         res.Start,
+		Events:        wire.EventsToProto(res.Events),
+		CommittedSize: res.CommittedSize,
+	}, nil
+}
+
 // interceptedLog is the LogService as the gateway calls it: through the
 // listener's interceptor chain, like intercepted.
 type interceptedLog struct {
@@ -98,6 +120,10 @@ func (i *interceptedLog) GetCheckpoint(ctx context.Context, req *pb.GetCheckpoin
 
 func (i *interceptedLog) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {
 	return invoke(ctx, i.s, pb.LogService_GetInclusionProof_FullMethodName, req, i.l.GetInclusionProof)
+}
+
+func (i *interceptedLog) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesRequest) (*pb.GetLogEntriesResponse, error) {
+	return invoke(ctx, i.s, pb.LogService_GetLogEntries_FullMethodName, req, i.l.GetLogEntries)
 }
 
 func (i *interceptedLog) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.GetConsistencyProofResponse, error) {

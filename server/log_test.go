@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/internal/wire"
@@ -89,4 +93,44 @@ func TestLogServiceGRPC(t *testing.T) {
 			t.Errorf("consistency: %v %v", cons, err)
 		}
 	}
+}
+
+// TestLogEntriesREST reads the log's entries over REST: the events in seq
+// order from the requested leaf, as a search shows them, and the refusals.
+func TestLogEntriesREST(t *testing.T) {
+	srv := testserver.Start(t)
+	var ids []string
+	for i := range 3 {
+		ev := createREST(t, srv, newID(), eventBody("2026-04-01T12:00:0"+strconv.Itoa(i)+"Z", "//entries/"+strconv.Itoa(i)))
+		ids = append(ids, ev["name"].(string))
+	}
+	r := call(t, "GET", srv.PublicURL+"/v1/log/entries?start=1&pageSize=2", srv.ReaderToken, "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /v1/log/entries: %s", r)
+	}
+	v := r.json(t)
+	if got := sortedKeys(v); !slices.Equal(got, []string{"committedSize", "events", "start"}) {
+		t.Errorf("keys %v", got)
+	}
+	events, _ := v["events"].([]any)
+	if v["start"] != "1" || len(events) != 2 || v["committedSize"] != "3" {
+		t.Fatalf("entries from leaf 1: %s", r.body)
+	}
+	for i, e := range events {
+		checkEventKeys(t, e)
+		if name := e.(map[string]any)["name"]; name != ids[i+1] {
+			t.Errorf("leaf %d is %v, want %s (the order of creation)", i+1, name, ids[i+1])
+		}
+	}
+	// The read was recorded; the next leaf is its self-audit event.
+	r = call(t, "GET", srv.PublicURL+"/v1/log/entries?start=3", srv.ReaderToken, "")
+	events, _ = r.json(t)["events"].([]any)
+	if len(events) != 1 || events[0].(map[string]any)["action"] != audittrail.ActionReadLogEntries {
+		t.Errorf("the entry after the events: %s, want the self-audit event of the first read", r.body)
+	}
+
+	wantStatus(t, call(t, "GET", srv.PublicURL+"/v1/log/entries", srv.ProducerToken, ""), http.StatusForbidden, 7, "auditor role")
+	wantStatus(t, call(t, "GET", srv.PublicURL+"/v1/log/entries", "", ""), http.StatusUnauthorized, 16, "")
+	wantStatus(t, call(t, "GET", srv.PublicURL+"/v1/log/entries?pageSize=-1", srv.ReaderToken, ""), http.StatusBadRequest, 3, "page_size must not be negative")
+	wantStatus(t, call(t, "GET", srv.PublicURL+"/v1/log/entries?start=x", srv.ReaderToken, ""), http.StatusBadRequest, 3, "start")
 }

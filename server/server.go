@@ -123,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics.watchPrefetch(cfg.Service)
 	if cfg.Log != nil {
-		s.logSvc = &logService{log: cfg.Log}
+		s.logSvc = &logService{log: cfg.Log, svc: cfg.Service}
 		s.metrics.watchLog(cfg.Log)
 	}
 	for _, d := range []grpc.ServiceDesc{pb.EventService_ServiceDesc, pb.AdminService_ServiceDesc, pb.LogService_ServiceDesc} {

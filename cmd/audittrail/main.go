@@ -35,6 +35,7 @@ Commands:
   token     create, list and revoke API tokens of a running server (internal listener)
   verify    verify the verifiable log offline: checkpoints, proofs, a stopped server's store
   backup    back up a running server's embedded store (internal listener)
+  mirror    keep a verified copy of a running server's log in a directory
   version   print the version
   help      print this help, or "help <command>" for a command's
 
@@ -55,6 +56,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"token":  &TokenCommand{Stdout: stdout, Stderr: stderr},
 		"verify": &VerifyCommand{Stdout: stdout, Stderr: stderr},
 		"backup": &BackupCommand{Stdout: stdout, Stderr: stderr},
+		"mirror": &MirrorCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

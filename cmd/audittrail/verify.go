@@ -15,6 +15,7 @@ import (
 	"github.com/audittrail/audittrail/client"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/wire"
+	"github.com/audittrail/audittrail/logmirror"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/pebblestore"
@@ -30,6 +31,7 @@ const verifySynopsis = `usage:
   audittrail verify answer --key PUBKEY [--strict] ANSWER.json
   audittrail verify store --data-dir DIR [--key PUBKEY] [--strict]
   audittrail verify store --store postgres://... --key PUBKEY [--strict]
+  audittrail verify mirror --key PUBKEY DIR
 
 Verifies the verifiable log offline, with the log's public key alone
 (<data-dir>/log-verification.key; docs/design/verifiable-log.md).
@@ -52,6 +54,9 @@ Verifies the verifiable log offline, with the log's public key alone
                and events that searches show but the log does not hold.
                Horizon and receive-order findings, and leaves no checkpoint
                signs yet, are warnings unless --strict.
+  mirror       checks a directory of "audittrail mirror" (or a copy of it):
+               the checkpoint's signature, and that entries.jsonl holds
+               exactly its events, in order, hashing to its root
 
 Exit status: 0 verified, 1 verification failed or error, 2 bad usage.
 `
@@ -141,6 +146,11 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 			return usageErrorf("verify consistency: give OLD NEW PROOF")
 		}
 		return c.consistency(f, pos[0], pos[1], pos[2])
+	case "mirror":
+		if len(pos) != 1 {
+			return usageErrorf("verify mirror: give one mirror directory")
+		}
+		return c.mirror(f, pos[0])
 	case "store":
 		if len(pos) != 0 || (f.dataDir == "") == (f.store == "") {
 			return usageErrorf("verify store: give --data-dir, or --store with a postgres:// URL")
@@ -393,3 +403,29 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// mirror verifies a mirror directory offline (logmirror.Verify).
+func (c *VerifyCommand) mirror(f *verifyFlags, dir string) error {
+	v, err := loadVerifier(f.key)
+	if err != nil {
+		return err
+	}
+	res, err := logmirror.Verify(dir, v)
+	if errors.Is(err, logmirror.ErrNotVerified) {
+		return fmt.Errorf("%s: %w: %w", dir, errVerify, err)
+	}
+	if err != nil {
+		return err
+	}
+	if res.Checkpoint == nil {
+		fmt.Fprintf(c.Stdout, "mirror %s: empty, never updated\n", dir)
+		return nil
+	}
+	cp := res.Checkpoint
+	fmt.Fprintf(c.Stdout, "mirror OK: %d entries, checkpoint origin %s, size %d, root %s, received-before %s\n",
+		res.Entries, cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
+	if res.Unverified > 0 {
+		fmt.Fprintf(c.Stdout, "%d lines after them are an update that did not finish (not verified; the next update removes them)\n", res.Unverified)
+	}
+	return nil
+}

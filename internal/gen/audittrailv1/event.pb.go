@@ -929,7 +929,7 @@ var File_ai_h2o_audittrail_v1_event_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_event_proto_rawDesc = "" +
 	"\n" +
-	" ai/h2o/audittrail/v1/event.proto\x12\x14ai.h2o.audittrail.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1eai/h2o/audittrail/v1/log.proto\"\x9c\a\n" +
+	" ai/h2o/audittrail/v1/event.proto\x12\x14ai.h2o.audittrail.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a!ai/h2o/audittrail/v1/proofs.proto\"\x9c\a\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\n" +
@@ -1120,7 +1120,7 @@ func file_ai_h2o_audittrail_v1_event_proto_init() {
 	if File_ai_h2o_audittrail_v1_event_proto != nil {
 		return
 	}
-	file_ai_h2o_audittrail_v1_log_proto_init()
+	file_ai_h2o_audittrail_v1_proofs_proto_init()
 	file_ai_h2o_audittrail_v1_event_proto_msgTypes[0].OneofWrappers = []any{}
 	file_ai_h2o_audittrail_v1_event_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}

@@ -27,6 +27,129 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GetLogEntriesRequest names the first leaf and the number of entries.
+type GetLogEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index of the first leaf to return (0 is the first event; the
+	// event at leaf i has sequence number i + 1).
+	Start uint64 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	// The most entries to return: 0 means 100; at most 1000.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogEntriesRequest) Reset() {
+	*x = GetLogEntriesRequest{}
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogEntriesRequest) ProtoMessage() {}
+
+func (x *GetLogEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogEntriesRequest.ProtoReflect.Descriptor instead.
+func (*GetLogEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetLogEntriesRequest) GetStart() uint64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *GetLogEntriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// GetLogEntriesResponse holds consecutive leaves of the log.
+type GetLogEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index of the first leaf returned (the request's start).
+	Start uint64 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	// The events of leaves start, start+1, ..., in that order, as a search
+	// returns them. Fewer than page_size (none) when the log has no more
+	// committed events yet.
+	Events []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// The number of committed events when the answer was read: leaves up to
+	// here can be fetched now; the latest signed checkpoint may be smaller.
+	CommittedSize uint64 `protobuf:"varint,3,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogEntriesResponse) Reset() {
+	*x = GetLogEntriesResponse{}
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogEntriesResponse) ProtoMessage() {}
+
+func (x *GetLogEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogEntriesResponse.ProtoReflect.Descriptor instead.
+func (*GetLogEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetLogEntriesResponse) GetStart() uint64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *GetLogEntriesResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *GetLogEntriesResponse) GetCommittedSize() uint64 {
+	if x != nil {
+		return x.CommittedSize
+	}
+	return 0
+}
+
 // GetCheckpointRequest is empty.
 type GetCheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +159,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[0]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +171,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[0]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +184,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{0}
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{2}
 }
 
 // GetCheckpointResponse holds the latest signed checkpoint.
@@ -79,7 +202,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[1]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +214,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[1]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +227,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{1}
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() string {
@@ -134,7 +257,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[2]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +269,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[2]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +282,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetInclusionProofRequest) GetName() string {
@@ -190,7 +313,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[3]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +325,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[3]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +338,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetInclusionProofResponse) GetSeq() uint64 {
@@ -245,7 +368,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[4]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +380,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[4]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +393,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetConsistencyProofRequest) GetFirst() uint64 {
@@ -299,7 +422,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[5]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +434,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[5]
+	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +447,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetConsistencyProofResponse) GetProof() string {
@@ -334,163 +457,18 @@ func (x *GetConsistencyProofResponse) GetProof() string {
 	return ""
 }
 
-// LogProofs proves events of a response (search results, create receipts)
-// in the verifiable log, all against one signed checkpoint.
-type LogProofs struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signed checkpoint (the note text, as GetCheckpoint returns it) every
-	// inclusion is against; empty before the log's first signature (then every
-	// inclusion is pending).
-	Checkpoint string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	// The checkpoint's tree size, for convenience (the signed text is
-	// authoritative).
-	TreeSize uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
-	// One per event of the response, in the same order.
-	Inclusions []*EventInclusion `protobuf:"bytes,3,rep,name=inclusions,proto3" json:"inclusions,omitempty"`
-	// The multi-inclusion proof of every event not pending, together
-	// (SHA-256 hashes, 32 bytes each): walking the tree of tree_size leaves
-	// from the root, left subtree before right (RFC 9162 section 2.1.1
-	// splits), down every subtree that holds a proven leaf, the hash of each
-	// subtree met that holds none, in that order. A verifier hashes the
-	// events' leaves, walks the same way and compares the root with the
-	// checkpoint's; each event's own audit path falls out of the walk
-	// (docs/design/merkle.md, "Multi-inclusion proofs"). Empty when every
-	// event is pending or the response proves every leaf of the tree.
-	Hashes        [][]byte `protobuf:"bytes,4,rep,name=hashes,proto3" json:"hashes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *LogProofs) Reset() {
-	*x = LogProofs{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *LogProofs) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*LogProofs) ProtoMessage() {}
-
-func (x *LogProofs) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use LogProofs.ProtoReflect.Descriptor instead.
-func (*LogProofs) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *LogProofs) GetCheckpoint() string {
-	if x != nil {
-		return x.Checkpoint
-	}
-	return ""
-}
-
-func (x *LogProofs) GetTreeSize() uint64 {
-	if x != nil {
-		return x.TreeSize
-	}
-	return 0
-}
-
-func (x *LogProofs) GetInclusions() []*EventInclusion {
-	if x != nil {
-		return x.Inclusions
-	}
-	return nil
-}
-
-func (x *LogProofs) GetHashes() [][]byte {
-	if x != nil {
-		return x.Hashes
-	}
-	return nil
-}
-
-// EventInclusion is one event's position in the log. Its proof is the
-// response's LogProofs.hashes, shared by all its events.
-type EventInclusion struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The event's resource name, "events/<id>".
-	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The event's leaf index: its sequence number minus 1. The leaf covers the
-	// sequence number, so a verifier checks the position along with the event.
-	LeafIndex uint64 `protobuf:"varint,2,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
-	// True when the checkpoint does not cover the event yet (leaf_index >=
-	// tree_size): not proven, ask again later.
-	Pending       bool `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *EventInclusion) Reset() {
-	*x = EventInclusion{}
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *EventInclusion) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*EventInclusion) ProtoMessage() {}
-
-func (x *EventInclusion) ProtoReflect() protoreflect.Message {
-	mi := &file_ai_h2o_audittrail_v1_log_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use EventInclusion.ProtoReflect.Descriptor instead.
-func (*EventInclusion) Descriptor() ([]byte, []int) {
-	return file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *EventInclusion) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *EventInclusion) GetLeafIndex() uint64 {
-	if x != nil {
-		return x.LeafIndex
-	}
-	return 0
-}
-
-func (x *EventInclusion) GetPending() bool {
-	if x != nil {
-		return x.Pending
-	}
-	return false
-}
-
 var File_ai_h2o_audittrail_v1_log_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x1eai/h2o/audittrail/v1/log.proto\x12\x14ai.h2o.audittrail.v1\x1a\x1cgoogle/api/annotations.proto\"\x16\n" +
+	"\x1eai/h2o/audittrail/v1/log.proto\x12\x14ai.h2o.audittrail.v1\x1a ai/h2o/audittrail/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\"I\n" +
+	"\x14GetLogEntriesRequest\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"\x89\x01\n" +
+	"\x15GetLogEntriesResponse\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\x04R\x05start\x123\n" +
+	"\x06events\x18\x02 \x03(\v2\x1b.ai.h2o.audittrail.v1.EventR\x06events\x12%\n" +
+	"\x0ecommitted_size\x18\x03 \x01(\x04R\rcommittedSize\"\x16\n" +
 	"\x14GetCheckpointRequest\"T\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
@@ -507,26 +485,13 @@ const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x16\n" +
 	"\x06second\x18\x02 \x01(\x04R\x06second\"3\n" +
 	"\x1bGetConsistencyProofResponse\x12\x14\n" +
-	"\x05proof\x18\x01 \x01(\tR\x05proof\"\xa6\x01\n" +
-	"\tLogProofs\x12\x1e\n" +
-	"\n" +
-	"checkpoint\x18\x01 \x01(\tR\n" +
-	"checkpoint\x12\x1b\n" +
-	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12D\n" +
-	"\n" +
-	"inclusions\x18\x03 \x03(\v2$.ai.h2o.audittrail.v1.EventInclusionR\n" +
-	"inclusions\x12\x16\n" +
-	"\x06hashes\x18\x04 \x03(\fR\x06hashes\"k\n" +
-	"\x0eEventInclusion\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
-	"\n" +
-	"leaf_index\x18\x02 \x01(\x04R\tleafIndex\x12\x18\n" +
-	"\apending\x18\x03 \x01(\bR\apendingJ\x04\b\x04\x10\x05R\x06hashes2\xbf\x03\n" +
+	"\x05proof\x18\x01 \x01(\tR\x05proof2\xc3\x04\n" +
 	"\n" +
 	"LogService\x12\x84\x01\n" +
 	"\rGetCheckpoint\x12*.ai.h2o.audittrail.v1.GetCheckpointRequest\x1a+.ai.h2o.audittrail.v1.GetCheckpointResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/log/checkpoint\x12\x8f\x01\n" +
 	"\x11GetInclusionProof\x12..ai.h2o.audittrail.v1.GetInclusionProofRequest\x1a/.ai.h2o.audittrail.v1.GetInclusionProofResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/log/inclusion\x12\x97\x01\n" +
-	"\x13GetConsistencyProof\x120.ai.h2o.audittrail.v1.GetConsistencyProofRequest\x1a1.ai.h2o.audittrail.v1.GetConsistencyProofResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/consistencyBIZGgithub.com/audittrail/audittrail/internal/gen/audittrailv1;audittrailv1b\x06proto3"
+	"\x13GetConsistencyProof\x120.ai.h2o.audittrail.v1.GetConsistencyProofRequest\x1a1.ai.h2o.audittrail.v1.GetConsistencyProofResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/consistency\x12\x81\x01\n" +
+	"\rGetLogEntries\x12*.ai.h2o.audittrail.v1.GetLogEntriesRequest\x1a+.ai.h2o.audittrail.v1.GetLogEntriesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/log/entriesBIZGgithub.com/audittrail/audittrail/internal/gen/audittrailv1;audittrailv1b\x06proto3"
 
 var (
 	file_ai_h2o_audittrail_v1_log_proto_rawDescOnce sync.Once
@@ -542,25 +507,28 @@ func file_ai_h2o_audittrail_v1_log_proto_rawDescGZIP() []byte {
 
 var file_ai_h2o_audittrail_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ai_h2o_audittrail_v1_log_proto_goTypes = []any{
-	(*GetCheckpointRequest)(nil),        // 0: ai.h2o.audittrail.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 1: ai.h2o.audittrail.v1.GetCheckpointResponse
-	(*GetInclusionProofRequest)(nil),    // 2: ai.h2o.audittrail.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 3: ai.h2o.audittrail.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 4: ai.h2o.audittrail.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 5: ai.h2o.audittrail.v1.GetConsistencyProofResponse
-	(*LogProofs)(nil),                   // 6: ai.h2o.audittrail.v1.LogProofs
-	(*EventInclusion)(nil),              // 7: ai.h2o.audittrail.v1.EventInclusion
+	(*GetLogEntriesRequest)(nil),        // 0: ai.h2o.audittrail.v1.GetLogEntriesRequest
+	(*GetLogEntriesResponse)(nil),       // 1: ai.h2o.audittrail.v1.GetLogEntriesResponse
+	(*GetCheckpointRequest)(nil),        // 2: ai.h2o.audittrail.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 3: ai.h2o.audittrail.v1.GetCheckpointResponse
+	(*GetInclusionProofRequest)(nil),    // 4: ai.h2o.audittrail.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 5: ai.h2o.audittrail.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 6: ai.h2o.audittrail.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 7: ai.h2o.audittrail.v1.GetConsistencyProofResponse
+	(*Event)(nil),                       // 8: ai.h2o.audittrail.v1.Event
 }
 var file_ai_h2o_audittrail_v1_log_proto_depIdxs = []int32{
-	7, // 0: ai.h2o.audittrail.v1.LogProofs.inclusions:type_name -> ai.h2o.audittrail.v1.EventInclusion
-	0, // 1: ai.h2o.audittrail.v1.LogService.GetCheckpoint:input_type -> ai.h2o.audittrail.v1.GetCheckpointRequest
-	2, // 2: ai.h2o.audittrail.v1.LogService.GetInclusionProof:input_type -> ai.h2o.audittrail.v1.GetInclusionProofRequest
-	4, // 3: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:input_type -> ai.h2o.audittrail.v1.GetConsistencyProofRequest
-	1, // 4: ai.h2o.audittrail.v1.LogService.GetCheckpoint:output_type -> ai.h2o.audittrail.v1.GetCheckpointResponse
-	3, // 5: ai.h2o.audittrail.v1.LogService.GetInclusionProof:output_type -> ai.h2o.audittrail.v1.GetInclusionProofResponse
-	5, // 6: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:output_type -> ai.h2o.audittrail.v1.GetConsistencyProofResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
+	8, // 0: ai.h2o.audittrail.v1.GetLogEntriesResponse.events:type_name -> ai.h2o.audittrail.v1.Event
+	2, // 1: ai.h2o.audittrail.v1.LogService.GetCheckpoint:input_type -> ai.h2o.audittrail.v1.GetCheckpointRequest
+	4, // 2: ai.h2o.audittrail.v1.LogService.GetInclusionProof:input_type -> ai.h2o.audittrail.v1.GetInclusionProofRequest
+	6, // 3: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:input_type -> ai.h2o.audittrail.v1.GetConsistencyProofRequest
+	0, // 4: ai.h2o.audittrail.v1.LogService.GetLogEntries:input_type -> ai.h2o.audittrail.v1.GetLogEntriesRequest
+	3, // 5: ai.h2o.audittrail.v1.LogService.GetCheckpoint:output_type -> ai.h2o.audittrail.v1.GetCheckpointResponse
+	5, // 6: ai.h2o.audittrail.v1.LogService.GetInclusionProof:output_type -> ai.h2o.audittrail.v1.GetInclusionProofResponse
+	7, // 7: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:output_type -> ai.h2o.audittrail.v1.GetConsistencyProofResponse
+	1, // 8: ai.h2o.audittrail.v1.LogService.GetLogEntries:output_type -> ai.h2o.audittrail.v1.GetLogEntriesResponse
+	5, // [5:9] is the sub-list for method output_type
+	1, // [1:5] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -571,6 +539,7 @@ func file_ai_h2o_audittrail_v1_log_proto_init() {
 	if File_ai_h2o_audittrail_v1_log_proto != nil {
 		return
 	}
+	file_ai_h2o_audittrail_v1_event_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

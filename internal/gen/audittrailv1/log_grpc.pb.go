@@ -27,6 +27,7 @@ const (
 	LogService_GetCheckpoint_FullMethodName       = "/ai.h2o.audittrail.v1.LogService/GetCheckpoint"
 	LogService_GetInclusionProof_FullMethodName   = "/ai.h2o.audittrail.v1.LogService/GetInclusionProof"
 	LogService_GetConsistencyProof_FullMethodName = "/ai.h2o.audittrail.v1.LogService/GetConsistencyProof"
+	LogService_GetLogEntries_FullMethodName       = "/ai.h2o.audittrail.v1.LogService/GetLogEntries"
 )
 
 // LogServiceClient is the client API for LogService service.
@@ -43,6 +44,12 @@ type LogServiceClient interface {
 	// GetConsistencyProof proves that the tree of first leaves is a prefix of
 	// the tree of second leaves.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
+	// GetLogEntries returns the log's events in leaf order, from leaf start:
+	// what a monitor or a mirror (audittrail log mirror) reads to recompute
+	// the tree and check every signed checkpoint against every event, so that
+	// nothing can be left out of the log unnoticed. It needs the auditor role
+	// (every workspace), and every call is recorded as a self-audit event.
+	GetLogEntries(ctx context.Context, in *GetLogEntriesRequest, opts ...grpc.CallOption) (*GetLogEntriesResponse, error)
 }
 
 type logServiceClient struct {
@@ -83,6 +90,16 @@ func (c *logServiceClient) GetConsistencyProof(ctx context.Context, in *GetConsi
 	return out, nil
 }
 
+func (c *logServiceClient) GetLogEntries(ctx context.Context, in *GetLogEntriesRequest, opts ...grpc.CallOption) (*GetLogEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLogEntriesResponse)
+	err := c.cc.Invoke(ctx, LogService_GetLogEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServiceServer is the server API for LogService service.
 // All implementations must embed UnimplementedLogServiceServer
 // for forward compatibility.
@@ -97,6 +114,12 @@ type LogServiceServer interface {
 	// GetConsistencyProof proves that the tree of first leaves is a prefix of
 	// the tree of second leaves.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
+	// GetLogEntries returns the log's events in leaf order, from leaf start:
+	// what a monitor or a mirror (audittrail log mirror) reads to recompute
+	// the tree and check every signed checkpoint against every event, so that
+	// nothing can be left out of the log unnoticed. It needs the auditor role
+	// (every workspace), and every call is recorded as a self-audit event.
+	GetLogEntries(context.Context, *GetLogEntriesRequest) (*GetLogEntriesResponse, error)
 	mustEmbedUnimplementedLogServiceServer()
 }
 
@@ -115,6 +138,9 @@ func (UnimplementedLogServiceServer) GetInclusionProof(context.Context, *GetIncl
 }
 func (UnimplementedLogServiceServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedLogServiceServer) GetLogEntries(context.Context, *GetLogEntriesRequest) (*GetLogEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLogEntries not implemented")
 }
 func (UnimplementedLogServiceServer) mustEmbedUnimplementedLogServiceServer() {}
 func (UnimplementedLogServiceServer) testEmbeddedByValue()                    {}
@@ -191,6 +217,24 @@ func _LogService_GetConsistencyProof_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LogService_GetLogEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLogEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServiceServer).GetLogEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LogService_GetLogEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServiceServer).GetLogEntries(ctx, req.(*GetLogEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LogService_ServiceDesc is the grpc.ServiceDesc for LogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +253,10 @@ var LogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsistencyProof",
 			Handler:    _LogService_GetConsistencyProof_Handler,
+		},
+		{
+			MethodName: "GetLogEntries",
+			Handler:    _LogService_GetLogEntries_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/logmirror"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// MirrorCommand implements "audittrail mirror": it keeps a verified copy of
+// a running server's verifiable log in a directory (package logmirror).
+type MirrorCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+const mirrorSynopsis = `usage: audittrail mirror --dir DIR --log-key PUBKEY [--follow INTERVAL] [flags]
+
+Keeps a verified copy of a running server's verifiable log in DIR: every
+event, in the log's order, in DIR/entries.jsonl (line i is the event with seq
+i, in the API's JSON), checked against the server's latest signed checkpoint
+(DIR/checkpoint) with the log's public key (the server's
+<data-dir>/log-verification.key). Each run fetches only the events the mirror
+lacks, recomputes the Merkle tree's root over every event and compares it
+with the checkpoint's: an event the server signed but leaves out of its
+answers, changed or removed since the last run, or a forked or rolled-back
+log, fails the run and leaves DIR as it was.
+
+The directory is also an export for long-term retention: copy it to cold
+storage with your usual tools; "audittrail verify mirror --key PUBKEY DIR"
+checks a copy offline.
+
+It needs an auditor's token (the entries hold the events of every
+workspace), and the server records each page it reads (1000 events) as a
+self-audit event. One process at a time may update a directory.
+
+Examples:
+  audittrail mirror --dir /archive/audit --log-key log-verification.key
+  audittrail mirror --dir /archive/audit --log-key log-verification.key --follow 1m
+
+Exit status: 0 up to date, 1 the log did not verify (the message says how) or
+another error, 2 bad usage.
+
+Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
+`
+
+type mirrorFlags struct {
+	connFlags
+	dir, logKey string
+	follow      time.Duration
+	quiet       bool
+}
+
+func newMirrorFlags(f *mirrorFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("mirror", flag.ContinueOnError)
+	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
+	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
+	f.addTLSFlags(fs)
+	fs.StringVar(&f.dir, "dir", "", "the mirror's `directory` (created when missing)")
+	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key)")
+	fs.DurationVar(&f.follow, "follow", 0, "keep running, updating the mirror every `interval` (0: update once and exit)")
+	fs.BoolVar(&f.quiet, "q", false, "print nothing but errors")
+	return fs
+}
+
+// Usage returns the help text.
+func (c *MirrorCommand) Usage() string {
+	return usageText(mirrorSynopsis, newMirrorFlags(&mirrorFlags{}))
+}
+
+// Run runs the command with the arguments after "mirror".
+func (c *MirrorCommand) Run(ctx context.Context, args []string) error {
+	var f mirrorFlags
+	fs := newMirrorFlags(&f)
+	if err := parseFlags(fs, args, c.Usage(), c.Stdout); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErrorf("unexpected argument %q (see -h)", fs.Arg(0))
+	case f.dir == "":
+		return usageErrorf("give the mirror's directory with --dir")
+	case f.logKey == "":
+		return usageErrorf("give the log's public key with --log-key")
+	case f.follow < 0:
+		return usageErrorf("--follow %s: give a positive interval, or 0 to update once", f.follow)
+	}
+	verifier, err := loadVerifier(f.logKey)
+	if err != nil {
+		return err
+	}
+	m, err := logmirror.Open(f.dir, verifier)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	cl, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for {
+		if err := c.update(ctx, m, cl, f); err != nil {
+			switch {
+			case f.follow == 0 || errors.Is(err, logmirror.ErrNotVerified):
+				return err
+			case ctx.Err() != nil:
+				return nil // stopped by a signal; the unfinished update is cut off at the next
+			}
+			// The server may be restarting: try again at the next round.
+			fmt.Fprintf(c.Stderr, "audittrail mirror: %v\n", err)
+		}
+		if f.follow == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.follow):
+		}
+	}
+}
+
+func (c *MirrorCommand) update(ctx context.Context, m *logmirror.Mirror, src logmirror.Source, f mirrorFlags) error {
+	lastReport := time.Now()
+	opts := logmirror.UpdateOptions{Progress: func(done, size uint64) {
+		if !f.quiet && time.Since(lastReport) >= 5*time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(c.Stderr, "audittrail mirror: fetched %d of %d entries\n", done, size)
+		}
+	}}
+	u, err := m.Update(ctx, src, opts)
+	if err != nil {
+		if errors.Is(err, logmirror.ErrNotVerified) {
+			return err
+		}
+		return errors.New(audittrail.ErrorMessage(err))
+	}
+	if !f.quiet {
+		cp := u.Checkpoint
+		fmt.Fprintf(c.Stdout, "%s: %d entries (+%d), verified against the checkpoint of size %d, root %s, received-before %s\n",
+			f.dir, u.To, u.To-u.From, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
+	}
+	return nil
+}

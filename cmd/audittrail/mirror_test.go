@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMirrorCommand mirrors a real server's log with the CLI, follows it
+// while events arrive, verifies the directory offline, and checks the
+// refusals: bad usage, a producer's token, a tampered copy.
+func TestMirrorCommand(t *testing.T) {
+	s := createSample(t, 600, 41)
+	srv := s.srv
+	dir := filepath.Join(t.TempDir(), "mirror")
+	key := filepath.Join(srv.DataDir, "log-verification.key")
+	mirror := []string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--dir", dir, "--log-key", key}
+
+	// The first checkpoint covering the sample comes within a second or so.
+	deadline := time.Now().Add(20 * time.Second)
+	for entries := 0; entries < 600; {
+		out := runOK(t, mirror...)
+		if !strings.HasPrefix(out, dir+": ") || !strings.Contains(out, "verified against the checkpoint of size") {
+			t.Fatalf("mirror printed %q", out)
+		}
+		entries, _ = strconv.Atoi(strings.Fields(strings.TrimPrefix(out, dir+": "))[0])
+		if time.Now().After(deadline) {
+			t.Fatalf("the mirror has %d entries, want the 600 created", entries)
+		}
+	}
+
+	// --follow picks up what arrives, and stops cleanly on its context.
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr bytes.Buffer
+	done := make(chan int)
+	go func() { done <- run(ctx, append(mirror, "--follow", "100ms"), &stdout, &stderr) }()
+	if out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken,
+		"--sample", "300", "--seed", "42", "--end", s.end.Format(time.RFC3339)); err != nil {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	for mirrored(t, key, dir) < 900 && time.Now().Before(deadline.Add(20*time.Second)) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("mirror --follow: exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	if n := mirrored(t, key, dir); n < 900 {
+		t.Fatalf("after --follow the mirror verifies with %d entries, want at least the 900 created", n)
+	}
+
+	// A copy with one event changed does not verify.
+	tampered := t.TempDir()
+	for _, name := range []string{"entries.jsonl", "checkpoint"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "entries.jsonl" {
+			data = bytes.Replace(data, []byte(`"principal":"`), []byte(`"principal":"x`), 1)
+		}
+		if err := os.WriteFile(filepath.Join(tampered, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := verifyMirror(t, key, tampered, 1); !strings.Contains(out, "verification failed") || !strings.Contains(out, "do not hash to the checkpoint's root") {
+		t.Errorf("verify mirror of a tampered copy: %q", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"mirror", "--log-key", key}, 2, "--dir"},
+		{[]string{"mirror", "--dir", dir}, 2, "--log-key"},
+		{[]string{"mirror", "--dir", dir, "--log-key", key, "--follow", "-1s"}, 2, "--follow"},
+		{[]string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ProducerToken, "--dir", t.TempDir(), "--log-key", key}, 1, "auditor role"},
+		{[]string{"verify", "mirror", dir}, 2, "--key"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), tc.args, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr.String(), tc.code, tc.want)
+		}
+	}
+}
+
+// verifyMirror runs "verify mirror" and returns its output, failing unless
+// it exits with code.
+func verifyMirror(t *testing.T, key, dir string, code int) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if got := run(t.Context(), []string{"verify", "mirror", "--key", key, dir}, &stdout, &stderr); got != code {
+		t.Fatalf("verify mirror %s: exit %d, want %d: %s%s", dir, got, code, stdout.String(), stderr.String())
+	}
+	return stdout.String() + stderr.String()
+}
+
+// mirrored verifies the mirror and returns its number of entries.
+func mirrored(t *testing.T, key, dir string) int {
+	t.Helper()
+	out := verifyMirror(t, key, dir, 0)
+	var n int
+	if _, err := fmt.Sscanf(out, "mirror OK: %d entries", &n); err != nil {
+		t.Fatalf("verify mirror printed %q: %v", out, err)
+	}
+	return n
+}

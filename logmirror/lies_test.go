@@ -1,0 +1,180 @@
+package logmirror_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/logmirror"
+	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// liar is a server that lies: the real server's answers, altered.
+type liar struct {
+	honest     *client.Client
+	checkpoint func(honest []byte) []byte
+	entries    func(start uint64, events []*audittrail.Event) []*audittrail.Event
+	// hide leaves the event with this seq out and renumbers the later ones,
+	// as a server hiding an event would.
+	hide uint64
+}
+
+func (l *liar) Checkpoint(ctx context.Context) ([]byte, error) {
+	text, err := l.honest.Checkpoint(ctx)
+	if err == nil && l.checkpoint != nil {
+		text = l.checkpoint(text)
+	}
+	return text, err
+}
+
+func (l *liar) LogEntries(ctx context.Context, start uint64, n int) ([]*audittrail.Event, uint64, error) {
+	if l.hide == 0 {
+		events, committed, err := l.honest.LogEntries(ctx, start, n)
+		if err == nil && l.entries != nil {
+			events = l.entries(start, events)
+		}
+		return events, committed, err
+	}
+	from := start
+	if start >= l.hide-1 {
+		from++
+	}
+	events, committed, err := l.honest.LogEntries(ctx, from, n+1)
+	var out []*audittrail.Event
+	for _, e := range events {
+		switch {
+		case e.Seq == l.hide:
+			continue
+		case e.Seq > l.hide:
+			e.Seq--
+		}
+		out = append(out, e)
+	}
+	return out[:min(len(out), n)], committed - 1, err
+}
+
+// TestMirrorRefusesLies updates a mirror from a server that lies in each
+// way a dishonest or broken log could, and checks that every update is
+// refused with ErrNotVerified and leaves the mirror as it was, and that
+// the honest update after them all goes through.
+func TestMirrorRefusesLies(t *testing.T) {
+	f := start(t)
+	f.produce(t, 300)
+	oldText, _ := f.checkpoint(t, 300)
+	f.produce(t, 300)
+	f.checkpoint(t, 600)
+	dir := t.TempDir()
+	m, err := logmirror.Open(dir, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, 500)
+	f.checkpoint(t, base.To+500)
+
+	// The server's own key, as a server that signs a forged tree has it.
+	skey, err := os.ReadFile(filepath.Join(f.srv.DataDir, logsign.SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverSigner, err := merkle.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeWith := func(signer note.Signer, edit func(cp *merkle.Checkpoint)) func([]byte) []byte {
+		return func(honest []byte) []byte {
+			cp, err := merkle.OpenCheckpoint(honest, f.verifier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forged := *cp
+			edit(&forged)
+			text, err := merkle.Sign(&forged, signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return text
+		}
+	}
+	forge := func(edit func(cp *merkle.Checkpoint)) func([]byte) []byte { return forgeWith(serverSigner, edit) }
+	otherKey, _, err := merkle.GenerateKey(rand.Reader, base.Checkpoint.Origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSigner, err := merkle.NewSigner([]byte(otherKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(seq uint64, edit func(e *audittrail.Event)) func(uint64, []*audittrail.Event) []*audittrail.Event {
+		return func(_ uint64, events []*audittrail.Event) []*audittrail.Event {
+			for _, e := range events {
+				if e.Seq == seq {
+					edit(e)
+				}
+			}
+			return events
+		}
+	}
+	next := base.To + 1 // the first seq the updates fetch
+	for _, tc := range []struct {
+		name string
+		liar liar
+	}{
+		{"an event changed", liar{entries: at(next+4, func(e *audittrail.Event) { e.Resource += "x" })}},
+		{"a receive time changed by a nanosecond", liar{entries: at(next+7, func(e *audittrail.Event) { e.ReceiveTime = e.ReceiveTime.Add(1) })}},
+		{"an event left out", liar{hide: next + 2}},
+		{"two events swapped", liar{entries: func(_ uint64, events []*audittrail.Event) []*audittrail.Event {
+			if len(events) > 3 {
+				events[1], events[2] = events[2], events[1]
+				events[1].Seq, events[2].Seq = events[2].Seq, events[1].Seq
+			}
+			return events
+		}}},
+		{"a wrong seq", liar{entries: at(next, func(e *audittrail.Event) { e.Seq += 1 })}},
+		{"no entries", liar{entries: func(uint64, []*audittrail.Event) []*audittrail.Event { return nil }}},
+		{"a checkpoint signed by another key", liar{checkpoint: forgeWith(otherSigner, func(*merkle.Checkpoint) {})}},
+		{"an older checkpoint (rollback)", liar{checkpoint: func([]byte) []byte { return oldText }}},
+		{"the same size with another root (fork)", liar{checkpoint: forge(func(cp *merkle.Checkpoint) {
+			cp.Size, cp.ReceivedBefore = base.To, base.Checkpoint.ReceivedBefore // the root stays the larger tree's
+		})}},
+		{"a signed root over other events", liar{checkpoint: forge(func(cp *merkle.Checkpoint) { cp.Root[0] ^= 1 })}},
+		{"a horizon before the events", liar{checkpoint: forge(func(cp *merkle.Checkpoint) {
+			cp.ReceivedBefore = base.Checkpoint.ReceivedBefore.Add(1)
+		})}},
+		{"a horizon earlier than the last one", liar{checkpoint: forge(func(cp *merkle.Checkpoint) {
+			cp.ReceivedBefore = base.Checkpoint.ReceivedBefore.Add(-1)
+		})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := tc.liar
+			l.honest = f.auditor
+			before := lines(t, dir)
+			_, err := m.Update(t.Context(), &l, logmirror.UpdateOptions{PageSize: 100})
+			if !errors.Is(err, logmirror.ErrNotVerified) {
+				t.Fatalf("Update: %v, want ErrNotVerified", err)
+			}
+			t.Log(err)
+			if m.Size() != base.To || m.Checkpoint().Size != base.To || len(lines(t, dir)) != len(before) {
+				t.Errorf("the refused update changed the mirror: size %d, checkpoint %d, %d lines; was %d", m.Size(), m.Checkpoint().Size, len(lines(t, dir)), base.To)
+			}
+			checkEntries(t, dir, f.verifier, base.To, nil)
+		})
+	}
+	u, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{})
+	if err != nil || u.From != base.To || u.To < base.To+500 {
+		t.Fatalf("the honest update after the lies: %+v %v", u, err)
+	}
+	checkEntries(t, dir, f.verifier, u.To, nil)
+}

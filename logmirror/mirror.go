@@ -1,0 +1,444 @@
+// Package logmirror keeps a verified copy of a server's verifiable log in a
+// local directory: every event in leaf order, and the latest signed
+// checkpoint that those events were checked against.
+//
+// Searches with proofs and inclusion proofs show that what a server returns
+// is in its log. They do not show that nothing was left out: a server could
+// sign a tree holding events that it never returns. A mirror closes that
+// gap. It reads every entry of the log (LogService.GetLogEntries), hashes
+// each as the log does (merkle.LeafHash) and recomputes the tree's root,
+// which must equal the root of the server's signed checkpoint of that size;
+// it also checks the receive-time horizon the checkpoint states. Each update
+// extends the leaves already verified, so a root that matches also proves
+// that the log only grew: an event changed or removed after an earlier
+// update changes the root. The mirror keeps only the right edge of the tree
+// (merkle.Frontier), so an update costs one pass over the new events.
+//
+// It is also the service's export for long-term retention (the H2O
+// service's "export to external storage"): the directory is plain files,
+// entries.jsonl in the API's JSON, which the operator's tools copy to cold
+// storage, and Verify checks a copy offline with the log's public key.
+//
+// Layout of a mirror directory (docs/design/verifiable-log.md, "Mirrors"):
+//
+//	entries.jsonl  line i (from 1) is the event with seq i, as the API's JSON
+//	checkpoint     the signed checkpoint the entries were last verified against
+//	state.json     the size, the bytes of entries.jsonl it covers, the frontier
+//	lock           held while a process updates the mirror
+//
+// An update appends to entries.jsonl, syncs it, and only then replaces
+// checkpoint and state.json (each written to a temporary file, synced and
+// renamed). Lines beyond the size that state.json records are an update
+// that did not finish (a crash, a refused root): Open cuts them off.
+package logmirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/durablefile"
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/wire"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// Names of the files of a mirror directory.
+const (
+	EntriesFile    = "entries.jsonl"
+	CheckpointFile = "checkpoint"
+	StateFile      = "state.json"
+	LockFile       = "lock"
+)
+
+// Source is where a mirror reads the log: a server, through *client.Client.
+type Source interface {
+	// Checkpoint returns the latest signed checkpoint (the note text).
+	Checkpoint(ctx context.Context) ([]byte, error)
+	// LogEntries returns consecutive events from leaf start on, each with
+	// its Seq, and the number of events committed.
+	LogEntries(ctx context.Context, start uint64, pageSize int) ([]*audittrail.Event, uint64, error)
+}
+
+// ErrNotVerified wraps every error that means the server's log is not what
+// its signed checkpoints say: entries that do not hash to the signed root, a
+// checkpoint smaller than or forking from one verified before, events
+// outside the checkpoint's receive-time horizon. Other errors (network,
+// permissions, the local disk) mean the update could not be made.
+var ErrNotVerified = errors.New("the log does not verify")
+
+func notVerified(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrNotVerified}, args...)...)
+}
+
+// state is state.json.
+type state struct {
+	// Size is the number of entries verified: the first Size lines of
+	// entries.jsonl, Bytes bytes, against the checkpoint of size Size.
+	Size  uint64 `json:"size"`
+	Bytes int64  `json:"bytes"`
+	// Frontier is the tree's right edge (merkle.Frontier.Hashes).
+	Frontier [][]byte `json:"frontier"`
+	// LastReceiveTime is the receive time of entry Size (the log keeps
+	// receive times nondecreasing in seq).
+	LastReceiveTime time.Time `json:"last_receive_time"`
+}
+
+// Mirror is an open mirror directory. It is not safe for concurrent use;
+// the directory's lock keeps other processes out while it is open.
+type Mirror struct {
+	dir      string
+	verifier note.Verifier
+	unlock   func() error
+
+	st       state
+	frontier *merkle.Frontier
+	cp       *merkle.Checkpoint // nil before the first update
+}
+
+// Open opens (creating it when missing) the mirror directory dir, whose
+// checkpoints verifier checks. It cuts off what an unfinished update left
+// in entries.jsonl, and checks that the stored checkpoint is signed and
+// agrees with the stored state (not the entries: Verify reads them all).
+func Open(dir string, verifier note.Verifier) (*Mirror, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDir(filepath.Join(dir, LockFile))
+	if err != nil {
+		return nil, err
+	}
+	m := &Mirror{dir: dir, verifier: verifier, unlock: unlock}
+	if err := m.load(); err != nil {
+		unlock()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close releases the directory.
+func (m *Mirror) Close() error { return m.unlock() }
+
+// Size is the number of verified entries.
+func (m *Mirror) Size() uint64 { return m.st.Size }
+
+// Checkpoint is the signed checkpoint the entries were verified against,
+// nil before the first update.
+func (m *Mirror) Checkpoint() *merkle.Checkpoint { return m.cp }
+
+func (m *Mirror) load() error {
+	data, err := os.ReadFile(filepath.Join(m.dir, StateFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		m.frontier, _ = merkle.NewFrontier(0, nil)
+		return m.cutEntries()
+	case err != nil:
+		return err
+	}
+	if err := json.Unmarshal(data, &m.st); err != nil {
+		return fmt.Errorf("logmirror: %s: %v", StateFile, err)
+	}
+	hashes := make([]tlog.Hash, len(m.st.Frontier))
+	for i, h := range m.st.Frontier {
+		if len(h) != len(tlog.Hash{}) {
+			return fmt.Errorf("logmirror: %s: a frontier hash of %d bytes", StateFile, len(h))
+		}
+		copy(hashes[i][:], h)
+	}
+	if m.frontier, err = merkle.NewFrontier(m.st.Size, hashes); err != nil {
+		return fmt.Errorf("logmirror: %s: %v", StateFile, err)
+	}
+	text, err := os.ReadFile(filepath.Join(m.dir, CheckpointFile))
+	if err != nil {
+		return fmt.Errorf("logmirror: %s holds %d entries but: %w", StateFile, m.st.Size, err)
+	}
+	if m.cp, err = merkle.OpenCheckpoint(text, m.verifier); err != nil {
+		return fmt.Errorf("logmirror: %s: %v", CheckpointFile, err)
+	}
+	if m.cp.Size != m.st.Size || m.cp.Root != m.frontier.Root() {
+		return fmt.Errorf("logmirror: %s (size %d) does not match %s (size %d)", CheckpointFile, m.cp.Size, StateFile, m.st.Size)
+	}
+	return m.cutEntries()
+}
+
+// cutEntries truncates entries.jsonl to the verified bytes.
+func (m *Mirror) cutEntries() error {
+	f, err := os.OpenFile(filepath.Join(m.dir, EntriesFile), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() < m.st.Bytes {
+		return fmt.Errorf("logmirror: %s has %d bytes, %s says %d were verified", EntriesFile, fi.Size(), StateFile, m.st.Bytes)
+	}
+	if fi.Size() == m.st.Bytes {
+		return nil
+	}
+	if err := f.Truncate(m.st.Bytes); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// UpdateOptions tune Update.
+type UpdateOptions struct {
+	// PageSize is the entries asked for per call; 0 means
+	// audittrail.MaxLogEntries.
+	PageSize int
+	// Progress, when set, is called after each page with the entries
+	// fetched so far and the size being verified.
+	Progress func(done, size uint64)
+}
+
+// Updated is what an update did.
+type Updated struct {
+	From, To   uint64 // the entries added: seqs From+1..To
+	Checkpoint *merkle.Checkpoint
+}
+
+// Update fetches the source's latest signed checkpoint and the entries the
+// mirror lacks up to its size, verifies them against it, and stores them.
+// An error wrapping ErrNotVerified leaves the mirror as it was and means the
+// log broke its promises; any other error leaves it as it was too.
+func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*Updated, error) {
+	text, err := src.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := merkle.OpenCheckpoint(text, m.verifier)
+	if err != nil {
+		return nil, notVerified("the server's checkpoint: %v", err)
+	}
+	if m.cp != nil && cp.Origin != m.cp.Origin {
+		return nil, notVerified("the server's checkpoint is of log %q, the mirror's of %q", cp.Origin, m.cp.Origin)
+	}
+	switch {
+	case cp.Size < m.st.Size:
+		return nil, notVerified("the server's latest checkpoint has %d entries, fewer than the %d verified before: "+
+			"a rolled-back log (or a replica that is behind: try again)", cp.Size, m.st.Size)
+	case cp.Size == m.st.Size:
+		if cp.Root != m.frontier.Root() {
+			return nil, notVerified("the server's checkpoint of size %d has another root than the one verified before: a fork", cp.Size)
+		}
+		if m.cp == nil || cp.ReceivedBefore.After(m.cp.ReceivedBefore) {
+			if err := m.commit(m.st, text, cp); err != nil {
+				return nil, err
+			}
+		}
+		return &Updated{From: m.st.Size, To: m.st.Size, Checkpoint: cp}, nil
+	}
+	if m.cp != nil && cp.ReceivedBefore.Before(m.cp.ReceivedBefore) {
+		return nil, notVerified("the server's checkpoint of size %d has an earlier horizon (%s) than the one of size %d verified before (%s)",
+			cp.Size, cp.ReceivedBefore.Format(time.RFC3339Nano), m.cp.Size, m.cp.ReceivedBefore.Format(time.RFC3339Nano))
+	}
+	next, err := m.fetch(ctx, src, cp, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.commit(next.st, text, cp); err != nil {
+		return nil, err
+	}
+	from := m.st.Size
+	m.st, m.frontier = next.st, next.frontier
+	return &Updated{From: from, To: cp.Size, Checkpoint: cp}, nil
+}
+
+// pending is an update's new state before it is committed.
+type pending struct {
+	st       state
+	frontier *merkle.Frontier
+}
+
+// fetch appends the entries m.st.Size..cp.Size-1 to entries.jsonl (synced)
+// and returns the state that verifies against cp; on failure it cuts them
+// off again.
+func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, opts UpdateOptions) (_ *pending, err error) {
+	f, err := os.OpenFile(filepath.Join(m.dir, EntriesFile), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Truncate(m.st.Bytes)
+			f.Sync()
+		}
+		f.Close()
+	}()
+	if _, err := f.Seek(m.st.Bytes, io.SeekStart); err != nil {
+		return nil, err
+	}
+	frontier, _ := merkle.NewFrontier(m.st.Size, m.frontier.Hashes())
+	next := &pending{st: m.st, frontier: frontier}
+	w := bufio.NewWriterSize(f, 1<<20)
+	pageSize := opts.PageSize
+	if pageSize <= 0 {
+		pageSize = audittrail.MaxLogEntries
+	}
+	var line []byte
+	for next.st.Size < cp.Size {
+		n := min(uint64(pageSize), cp.Size-next.st.Size)
+		events, committed, err := src.LogEntries(ctx, next.st.Size, int(n))
+		if err != nil {
+			return nil, err
+		}
+		if len(events) == 0 {
+			return nil, notVerified("the server returns no entry at leaf %d (%d committed) although its checkpoint covers %d", next.st.Size, committed, cp.Size)
+		}
+		if uint64(len(events)) > n {
+			events = events[:n]
+		}
+		for _, e := range events {
+			if err := m.check(next, cp, e); err != nil {
+				return nil, err
+			}
+			if err := next.frontier.Append(merkle.LeafHash(e)); err != nil {
+				return nil, err
+			}
+			if line, err = appendLine(line[:0], e); err != nil {
+				return nil, err
+			}
+			if _, err := w.Write(line); err != nil {
+				return nil, err
+			}
+			next.st.Size++
+			next.st.Bytes += int64(len(line))
+			next.st.LastReceiveTime = e.ReceiveTime
+		}
+		if opts.Progress != nil {
+			opts.Progress(next.st.Size, cp.Size)
+		}
+	}
+	if root := next.frontier.Root(); root != cp.Root {
+		return nil, notVerified("the log's entries 1..%d do not hash to the root of its signed checkpoint of that size: "+
+			"the server signed other events than it serves", cp.Size)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	next.st.Frontier = nil
+	for _, h := range next.frontier.Hashes() {
+		next.st.Frontier = append(next.st.Frontier, h[:])
+	}
+	return next, nil
+}
+
+// check checks one fetched entry: its seq, and its receive time against the
+// previous entry and the horizons of the checkpoints before and after it.
+func (m *Mirror) check(next *pending, cp *merkle.Checkpoint, e *audittrail.Event) error {
+	want := next.st.Size + 1
+	switch {
+	case e.Seq != want:
+		return notVerified("the server returned seq %d at leaf %d", e.Seq, want-1)
+	case e.ReceiveTime.Before(next.st.LastReceiveTime):
+		return notVerified("seq %d was received at %s, before seq %d (%s): the log keeps receive times in order",
+			e.Seq, e.ReceiveTime.Format(time.RFC3339Nano), e.Seq-1, next.st.LastReceiveTime.Format(time.RFC3339Nano))
+	case m.cp != nil && e.ReceiveTime.Before(m.cp.ReceivedBefore):
+		return notVerified("seq %d was received at %s, before the horizon %s of the checkpoint of size %d, which does not hold it",
+			e.Seq, e.ReceiveTime.Format(time.RFC3339Nano), m.cp.ReceivedBefore.Format(time.RFC3339Nano), m.cp.Size)
+	case !e.ReceiveTime.Before(cp.ReceivedBefore):
+		return notVerified("seq %d was received at %s, not before the horizon %s of the checkpoint of size %d, which holds it",
+			e.Seq, e.ReceiveTime.Format(time.RFC3339Nano), cp.ReceivedBefore.Format(time.RFC3339Nano), cp.Size)
+	}
+	return nil
+}
+
+// commit makes st and the checkpoint text the mirror's, durably: the entries
+// are synced before.
+func (m *Mirror) commit(st state, text []byte, cp *merkle.Checkpoint) error {
+	if st.Frontier == nil {
+		st.Frontier = [][]byte{}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The checkpoint first: a crash between the two leaves a checkpoint
+	// larger than the state, which Open reports rather than trusts.
+	if err := replaceFile(filepath.Join(m.dir, CheckpointFile), text); err != nil {
+		return err
+	}
+	if err := replaceFile(filepath.Join(m.dir, StateFile), append(data, '\n')); err != nil {
+		return err
+	}
+	m.cp = cp
+	return nil
+}
+
+// replaceFile writes data to path durably: a temporary file, synced, renamed
+// over path, the directory synced.
+func replaceFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return durablefile.SyncDir(filepath.Dir(path))
+}
+
+// appendLine appends e's line of entries.jsonl: the API's JSON of the event
+// (as a search answers it), compact, and a newline.
+func appendLine(b []byte, e *audittrail.Event) ([]byte, error) {
+	j, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(wire.EventToProto(e))
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	// protojson varies its spacing on purpose; the file should not.
+	if err := json.Compact(&buf, j); err != nil {
+		return nil, err
+	}
+	b = append(b, buf.Bytes()...)
+	return append(b, '\n'), nil
+}
+
+// parseLine is the inverse of appendLine for the event with seq.
+func parseLine(line []byte, seq uint64) (*audittrail.Event, error) {
+	var p pb.Event
+	if err := protojson.Unmarshal(line, &p); err != nil {
+		return nil, err
+	}
+	e, err := wire.EventFromOutputProto(&p)
+	if err != nil {
+		return nil, err
+	}
+	e.Seq = seq
+	return e, nil
+}
+
+// hashText is a hash as the messages print it.
+func hashText(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }

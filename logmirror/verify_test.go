@@ -1,0 +1,114 @@
+package logmirror_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/audittrail/audittrail/logmirror"
+)
+
+// TestVerifyFindsTampering makes a mirror of a real server's log, then
+// changes copies of its files as someone with access to the storage could,
+// and checks that Verify, offline, refuses each.
+func TestVerifyFindsTampering(t *testing.T) {
+	f := start(t)
+	f.produce(t, 400)
+	f.checkpoint(t, 400)
+	dir := t.TempDir()
+	m, err := logmirror.Open(dir, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	orig := lines(t, dir)
+	cpText, err := os.ReadFile(filepath.Join(dir, logmirror.CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// copyWith writes a copy of the mirror with entries ls and checkpoint cp.
+	copyWith := func(t *testing.T, ls [][]byte, cp []byte) string {
+		d := t.TempDir()
+		if err := os.WriteFile(filepath.Join(d, logmirror.EntriesFile), bytes.Join(ls, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, logmirror.CheckpointFile), cp, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	edited := func(i int, edit func([]byte) []byte) [][]byte {
+		ls := slices.Clone(orig)
+		ls[i] = edit(slices.Clone(ls[i]))
+		return ls
+	}
+	for _, tc := range []struct {
+		name    string
+		entries [][]byte
+		cp      []byte
+	}{
+		{"a value changed", edited(7, func(l []byte) []byte { return bytes.Replace(l, []byte(`"resource":"`), []byte(`"resource":"x`), 1) }), cpText},
+		{"a line removed", slices.Delete(slices.Clone(orig), 3, 4), cpText},
+		{"two lines swapped", func() [][]byte {
+			ls := slices.Clone(orig)
+			ls[10], ls[200] = ls[200], ls[10]
+			return ls
+		}(), cpText},
+		{"the last line cut short", edited(len(orig)-1, func(l []byte) []byte { return l[:len(l)/2] }), cpText},
+		{"a line that is not an event", edited(0, func([]byte) []byte { return []byte("{}\n") }), cpText},
+		{"the checkpoint's size changed", orig, bytes.Replace(cpText, []byte("\n"+itoa(u.To)+"\n"), []byte("\n"+itoa(u.To-1)+"\n"), 1)},
+		{"no checkpoint signature", orig, cpText[:bytes.Index(cpText, []byte("\n\n"))+1]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := logmirror.Verify(copyWith(t, tc.entries, tc.cp), f.verifier)
+			if !errors.Is(err, logmirror.ErrNotVerified) {
+				t.Fatalf("Verify: %v, want ErrNotVerified", err)
+			}
+			t.Log(err)
+		})
+	}
+
+	// Lines after the verified ones are an update that did not finish:
+	// reported by Verify, cut off by the next Open.
+	f2, err := os.OpenFile(filepath.Join(dir, logmirror.EntriesFile), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f2.Write(append(slices.Clone(orig[0]), "half a line"...)); err != nil {
+		t.Fatal(err)
+	}
+	f2.Close()
+	v, err := logmirror.Verify(dir, f.verifier)
+	if err != nil || v.Entries != u.To || v.Unverified != 2 {
+		t.Fatalf("Verify with an unfinished update: %+v %v, want %d entries and 2 unverified lines", v, err, u.To)
+	}
+	m, err = logmirror.Open(dir, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := lines(t, dir); len(got) != len(orig) || !bytes.Equal(got[len(got)-1], orig[len(orig)-1]) {
+		t.Fatalf("after Open: %d lines, want the %d verified", len(got), len(orig))
+	}
+	checkEntries(t, dir, f.verifier, u.To, nil)
+
+	// A state that claims more than the file holds is refused.
+	if err := os.Truncate(filepath.Join(dir, logmirror.EntriesFile), 100); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if _, err := logmirror.Open(dir, f.verifier); err == nil {
+		t.Error("Open accepted an entries file shorter than the verified entries")
+	}
+}
+
+func itoa(n uint64) string { return string(strconv.AppendUint(nil, n, 10)) }
