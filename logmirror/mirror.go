@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,6 +53,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/durablefile"
+	"github.com/audittrail/audittrail/internal/fastjson"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/wire"
 	"github.com/audittrail/audittrail/merkle"
@@ -293,19 +295,14 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 		pageSize = audittrail.MaxLogEntries
 	}
 	var line []byte
-	for next.st.Size < cp.Size {
-		n := min(uint64(pageSize), cp.Size-next.st.Size)
-		events, committed, err := src.LogEntries(ctx, next.st.Size, int(n))
-		if err != nil {
-			return nil, err
+	for p := range fetchAhead(ctx, src, next.st.Size, cp.Size, pageSize) {
+		if p.err != nil {
+			return nil, p.err
 		}
-		if len(events) == 0 {
-			return nil, notVerified("the server returns no entry at leaf %d (%d committed) although its checkpoint covers %d", next.st.Size, committed, cp.Size)
+		if len(p.events) == 0 {
+			return nil, notVerified("the server returns no entry at leaf %d (%d committed) although its checkpoint covers %d", next.st.Size, p.committed, cp.Size)
 		}
-		if uint64(len(events)) > n {
-			events = events[:n]
-		}
-		for _, e := range events {
+		for _, e := range p.events {
 			if err := m.check(next, cp, e); err != nil {
 				return nil, err
 			}
@@ -341,6 +338,54 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 		next.st.Frontier = append(next.st.Frontier, h[:])
 	}
 	return next, nil
+}
+
+// page is one answer of Source.LogEntries.
+type page struct {
+	events    []*audittrail.Event
+	committed uint64
+	err       error
+}
+
+// fetchAhead yields the pages of leaves from..to-1 in order, each cut to
+// the leaves asked for, fetching the next while the caller checks one (the
+// server's work and the mirror's overlap). It ends after a page with an
+// error or no events; stopping the loop early stops the fetching.
+func fetchAhead(ctx context.Context, src Source, from, to uint64, pageSize int) iter.Seq[page] {
+	return func(yield func(page) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		pages := make(chan page, 1)
+		go func() {
+			defer close(pages)
+			for from < to {
+				n := min(uint64(pageSize), to-from)
+				var p page
+				p.events, p.committed, p.err = src.LogEntries(ctx, from, int(n))
+				if uint64(len(p.events)) > n {
+					p.events = p.events[:n]
+				}
+				select {
+				case pages <- p:
+				case <-ctx.Done():
+					return
+				}
+				if p.err != nil || len(p.events) == 0 {
+					return
+				}
+				from += uint64(len(p.events))
+			}
+		}()
+		defer func() {
+			cancel()
+			for range pages { // wait for the fetcher to end
+			}
+		}()
+		for p := range pages {
+			if !yield(p) {
+				return
+			}
+		}
+	}
 }
 
 // check checks one fetched entry: its seq, and its receive time against the
@@ -413,7 +458,11 @@ func replaceFile(path string, data []byte) error {
 // appendLine appends e's line of entries.jsonl: the API's JSON of the event
 // (as a search answers it), compact, and a newline.
 func appendLine(b []byte, e *audittrail.Event) ([]byte, error) {
-	j, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(wire.EventToProto(e))
+	p := wire.EventToProto(e)
+	if out, ok := fastjson.AppendEvent(b, p); ok {
+		return append(out, '\n'), nil
+	}
+	j, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(p)
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ type fixture struct {
 	seed              int64
 }
 
-func start(t *testing.T, args ...string) *fixture {
+func start(t testing.TB, args ...string) *fixture {
 	t.Helper()
 	srv := testserver.Start(t, args...)
 	f := &fixture{srv: srv, producer: dial(t, srv.InternalAddr, srv.ProducerToken), auditor: dial(t, srv.PublicAddr, srv.ReaderToken)}
@@ -48,7 +48,7 @@ func start(t *testing.T, args ...string) *fixture {
 	return f
 }
 
-func dial(t *testing.T, addr, token string) *client.Client {
+func dial(t testing.TB, addr, token string) *client.Client {
 	t.Helper()
 	c, err := client.Dial(context.Background(), addr, client.WithToken(token))
 	if err != nil {
@@ -59,7 +59,7 @@ func dial(t *testing.T, addr, token string) *client.Client {
 }
 
 // produce creates n generated events and returns their ids.
-func (f *fixture) produce(t *testing.T, n int) []string {
+func (f *fixture) produce(t testing.TB, n int) []string {
 	t.Helper()
 	f.seed++
 	g := sample.New(f.seed, sample.Options{Events: n, Span: time.Hour, End: time.Now()})
@@ -80,7 +80,7 @@ func (f *fixture) produce(t *testing.T, n int) []string {
 }
 
 // checkpoint waits for a signed checkpoint of at least size leaves.
-func (f *fixture) checkpoint(t *testing.T, size uint64) ([]byte, *merkle.Checkpoint) {
+func (f *fixture) checkpoint(t testing.TB, size uint64) ([]byte, *merkle.Checkpoint) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -2,14 +2,19 @@ package logmirror
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail/merkle"
 )
@@ -64,24 +69,39 @@ func Verify(dir string, verifier note.Verifier) (*Verified, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	seq := uint64(0)
-	for seq < size && sc.Scan() {
-		seq++
-		e, err := parseLine(sc.Bytes(), seq)
-		if err != nil {
-			return nil, notVerified("%s line %d: %v", EntriesFile, seq, err)
+	var verr error
+	// Parsing is most of the time (protojson), so the lines are parsed and
+	// hashed in chunks on every core; the leaves are then checked and added
+	// to the tree in order.
+	for c := range parsedChunks(sc, size) {
+		for i, leaf := range c.leaves {
+			seq++
+			if c.err != nil && i == c.errAt {
+				verr = notVerified("%s line %d: %v", EntriesFile, seq, c.err)
+				break
+			}
+			rt := c.times[i]
+			switch {
+			case rt.Before(last):
+				verr = notVerified("%s line %d: received at %s, before the line above (%s)", EntriesFile, seq,
+					rt.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
+			case !rt.Before(cp.ReceivedBefore):
+				verr = notVerified("%s line %d: received at %s, not before the checkpoint's horizon %s", EntriesFile, seq,
+					rt.Format(time.RFC3339Nano), cp.ReceivedBefore.Format(time.RFC3339Nano))
+			default:
+				last = rt
+				verr = frontier.Append(leaf)
+			}
+			if verr != nil {
+				break
+			}
 		}
-		switch {
-		case e.ReceiveTime.Before(last):
-			return nil, notVerified("%s line %d: received at %s, before the line above (%s)", EntriesFile, seq,
-				e.ReceiveTime.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
-		case !e.ReceiveTime.Before(cp.ReceivedBefore):
-			return nil, notVerified("%s line %d: received at %s, not before the checkpoint's horizon %s", EntriesFile, seq,
-				e.ReceiveTime.Format(time.RFC3339Nano), cp.ReceivedBefore.Format(time.RFC3339Nano))
+		if verr != nil {
+			break
 		}
-		last = e.ReceiveTime
-		if err := frontier.Append(merkle.LeafHash(e)); err != nil {
-			return nil, err
-		}
+	}
+	if verr != nil {
+		return nil, verr
 	}
 	var extra uint64
 	for sc.Scan() {
@@ -98,4 +118,96 @@ func Verify(dir string, verifier note.Verifier) (*Verified, error) {
 			size, EntriesFile, hashText(cp.Root), hashText(frontier.Root()))
 	}
 	return &Verified{Entries: size, Checkpoint: cp, Unverified: extra}, nil
+}
+
+// chunk is a run of consecutive lines, parsed: the leaf hash and receive
+// time of each; a line that does not parse is errAt, with err, and ends
+// the chunk's leaves (leaves[errAt] is a zero placeholder).
+type chunk struct {
+	lines  [][]byte
+	first  uint64 // the seq of lines[0]
+	leaves []tlog.Hash
+	times  []time.Time
+	err    error
+	errAt  int
+	done   chan struct{}
+}
+
+const chunkLines = 512
+
+// parsedChunks reads the first n lines of sc and yields them in order,
+// parsed on GOMAXPROCS goroutines. Stopping the loop early stops them.
+func parsedChunks(sc *bufio.Scanner, n uint64) iter.Seq[*chunk] {
+	return func(yield func(*chunk) bool) {
+		workers := runtime.GOMAXPROCS(0)
+		work := make(chan *chunk, 2*workers)
+		ordered := make(chan *chunk, 2*workers)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for c := range work {
+					c.parse()
+					close(c.done)
+				}
+			}()
+		}
+		go func() { // the reader
+			defer close(ordered)
+			defer close(work)
+			seq := uint64(0)
+			for seq < n {
+				c := &chunk{first: seq + 1, done: make(chan struct{})}
+				for len(c.lines) < chunkLines && seq < n && sc.Scan() {
+					c.lines = append(c.lines, bytes.Clone(sc.Bytes()))
+					seq++
+				}
+				if len(c.lines) == 0 {
+					return
+				}
+				select {
+				case work <- c:
+				case <-stop:
+					return
+				}
+				select {
+				case ordered <- c:
+				case <-stop:
+					return
+				}
+				if len(c.lines) < chunkLines && seq < n {
+					return // the file ended (or sc failed)
+				}
+			}
+		}()
+		defer func() {
+			close(stop)
+			for range ordered { // let the reader finish
+			}
+			wg.Wait()
+		}()
+		for c := range ordered {
+			<-c.done
+			if !yield(c) {
+				return
+			}
+		}
+	}
+}
+
+func (c *chunk) parse() {
+	c.leaves = make([]tlog.Hash, len(c.lines))
+	c.times = make([]time.Time, len(c.lines))
+	for i, line := range c.lines {
+		e, err := parseLine(line, c.first+uint64(i))
+		if err != nil {
+			c.err, c.errAt = err, i
+			c.leaves, c.times = c.leaves[:i+1], c.times[:i+1]
+			return
+		}
+		c.leaves[i] = merkle.LeafHash(e)
+		c.times[i] = e.ReceiveTime
+	}
 }

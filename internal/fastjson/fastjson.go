@@ -79,9 +79,10 @@ func Supports(o protojson.MarshalOptions) bool {
 
 // Marshal returns the JSON of m as protojson with EmitDefaultValues writes
 // it, and ok == true, when m is a *SearchEventsResponse,
-// *CreateEventResponse or *BatchCreateEventsResponse that holds nothing the
-// encoder leaves to protojson (see the package documentation). Otherwise it
-// returns ok == false and the caller must use protojson.
+// *CreateEventResponse, *BatchCreateEventsResponse or
+// *GetLogEntriesResponse that holds nothing the encoder leaves to protojson
+// (see the package documentation). Otherwise it returns ok == false and the
+// caller must use protojson.
 func Marshal(m proto.Message) (b []byte, ok bool) {
 	var e encoder
 	switch m := m.(type) {
@@ -100,6 +101,11 @@ func Marshal(m proto.Message) (b []byte, ok bool) {
 			return nil, false
 		}
 		b = e.batchCreateEventsResponse(make([]byte, 0, 64+eventsSize(m.Events)+64*len(m.FailedRequests)+proofsSize(m.Receipts)), m)
+	case *pb.GetLogEntriesResponse:
+		if m == nil || plans.entries.err != nil {
+			return nil, false
+		}
+		b = e.getLogEntriesResponse(make([]byte, 0, 96+eventsSize(m.Events)), m)
 	default:
 		return nil, false
 	}
@@ -134,6 +140,11 @@ var schema = map[protoreflect.FullName][]string{
 		"1 events repeated message ai.h2o.audittrail.v1.Event",
 		"2 failedRequests map<int32, message google.rpc.Status>",
 		"3 receipts message ai.h2o.audittrail.v1.LogProofs",
+	},
+	"ai.h2o.audittrail.v1.GetLogEntriesResponse": {
+		"1 start uint64",
+		"2 events repeated message ai.h2o.audittrail.v1.Event",
+		"3 committedSize uint64",
 	},
 	"ai.h2o.audittrail.v1.LogProofs": {
 		"1 checkpoint string",
@@ -276,8 +287,8 @@ func (p *plan) accepts(m protoreflect.Message) bool {
 var plans = newPlans()
 
 func newPlans() (p struct {
-	search, create, batch, event, status, rpcStatus, timestamp, proofs, inclusion plan
-	schemaErr                                                                     error // of all types, each once
+	search, create, batch, entries, event, status, rpcStatus, timestamp, proofs, inclusion plan
+	schemaErr                                                                              error // of all types, each once
 }) {
 	of := func(m proto.Message) plan {
 		md := m.ProtoReflect().Descriptor()
@@ -294,6 +305,7 @@ func newPlans() (p struct {
 	p.search = of(&pb.SearchEventsResponse{}).needs(p.event, p.timestamp, p.proofs)
 	p.create = of(&pb.CreateEventResponse{}).needs(p.event, p.proofs)
 	p.batch = of(&pb.BatchCreateEventsResponse{}).needs(p.event, p.rpcStatus, p.proofs)
+	p.entries = of(&pb.GetLogEntriesResponse{}).needs(p.event)
 	return p
 }
 
@@ -387,6 +399,38 @@ func (e *encoder) batchCreateEventsResponse(b []byte, m *pb.BatchCreateEventsRes
 		b = e.logProofs(b, m.Receipts)
 	}
 	return append(b, '}')
+}
+
+func (e *encoder) getLogEntriesResponse(b []byte, m *pb.GetLogEntriesResponse) []byte {
+	if !plans.entries.accepts(m.ProtoReflect()) {
+		e.bad = true
+		return b
+	}
+	b = append(b, `{"start":"`...)
+	b = strconv.AppendUint(b, m.Start, 10)
+	b = append(b, `","events":`...)
+	b = e.events(b, m.Events)
+	b = append(b, `,"committedSize":"`...)
+	b = strconv.AppendUint(b, m.CommittedSize, 10)
+	return append(b, `"}`...)
+}
+
+// AppendEvent appends the JSON of one event, as protojson with
+// EmitDefaultValues writes it, and reports ok == true; or returns b
+// unchanged and ok == false when the event holds anything the encoder
+// leaves to protojson (the caller must then use protojson). For writers of
+// events one by one, such as the log mirror's JSON lines.
+func AppendEvent(b []byte, ev *pb.Event) (_ []byte, ok bool) {
+	if plans.event.err != nil {
+		return b, false
+	}
+	var e encoder
+	n := len(b)
+	b = e.event(b, ev)
+	if e.bad {
+		return b[:n], false
+	}
+	return b, true
 }
 
 // logProofs writes the verifiable log's proofs of a response: uint64 as a

@@ -1,6 +1,8 @@
 package fastjson_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"testing"
 
@@ -95,6 +97,8 @@ func TestCases(t *testing.T) {
 		"negative type":         full(func(e *pb.Event) { e.Type = -3 }),
 		"empty override":        full(func(e *pb.Event) { e.WorkspaceOverride = proto.String("") }),
 		"override":              full(func(e *pb.Event) { e.WorkspaceOverride = proto.String("workspaces/w") }),
+		"log entries":           &pb.GetLogEntriesResponse{Start: 41, Events: full(func(*pb.Event) {}).Events, CommittedSize: 1 << 63},
+		"no log entries":        &pb.GetLogEntriesResponse{},
 		"page token and cursor": &pb.SearchEventsResponse{NextPageToken: "abc-_=", SearchedUntilTime: ts(1751328000, 0)},
 		"batch failures": &pb.BatchCreateEventsResponse{FailedRequests: map[int32]*statuspb.Status{
 			10: {Code: 3, Message: "event.action is required"}, 2: {Code: 6}, -1: {}, 1000: {Message: "\x00"}}},
@@ -151,6 +155,8 @@ func TestDeclines(t *testing.T) {
 		"nil search":                  (*pb.SearchEventsResponse)(nil),
 		"nil create":                  (*pb.CreateEventResponse)(nil),
 		"nil batch":                   (*pb.BatchCreateEventsResponse)(nil),
+		"nil log entries":             (*pb.GetLogEntriesResponse)(nil),
+		"nil event in log entries":    &pb.GetLogEntriesResponse{Events: []*pb.Event{nil}},
 		"other type":                  event(),
 		"request":                     &pb.SearchEventsRequest{},
 	} {
@@ -200,5 +206,41 @@ func TestEveryPosition(t *testing.T) {
 		for i := range len(filler) {
 			compare(t, &pb.CreateEventResponse{Event: &pb.Event{Name: filler[:i] + sp + filler[i:]}})
 		}
+	}
+}
+
+// TestAppendEvent checks the encoder of single events against protojson on
+// random events, as compare does for answers.
+func TestAppendEvent(t *testing.T) {
+	g := &gen{r: rand.New(rand.NewPCG(3, 4)), bad: 0.15}
+	written := 0
+	for range 1000 {
+		ev := g.event()
+		if g.r.Float64() < g.bad {
+			g.spoil(&pb.CreateEventResponse{Event: ev}, []*pb.Event{ev})
+		}
+		want, werr := protoJSON.Marshal(ev)
+		got, ok := fastjson.AppendEvent([]byte("prefix"), ev)
+		switch {
+		case werr != nil && ok:
+			t.Fatalf("AppendEvent wrote an event that protojson refuses (%v):\n%s", werr, got)
+		case !ok && string(got) != "prefix":
+			t.Fatalf("AppendEvent declined but changed the buffer: %q", got)
+		case werr != nil:
+			continue
+		case !ok:
+			t.Fatalf("AppendEvent declined an event that protojson writes:\n%s", want)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, want); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "prefix"+compact.String() {
+			t.Fatalf("AppendEvent\n got %s\nwant prefix%s", got, compact.Bytes())
+		}
+		written++
+	}
+	if written < 500 {
+		t.Errorf("only %d of 1000 events written: the generator is off", written)
 	}
 }

@@ -226,7 +226,11 @@ func (g *gen) events() []*pb.Event {
 func (g *gen) message() proto.Message {
 	var m proto.Message
 	var events []*pb.Event
-	switch g.r.IntN(3) {
+	switch g.r.IntN(4) {
+	case 3:
+		events = g.events()
+		m = &pb.GetLogEntriesResponse{Start: []uint64{0, 1, math.MaxUint64, g.r.Uint64()}[g.r.IntN(4)], Events: events,
+			CommittedSize: []uint64{0, math.MaxUint64, g.r.Uint64()}[g.r.IntN(3)]}
 	case 0:
 		events = g.events()
 		m = &pb.SearchEventsResponse{Events: events, NextPageToken: g.string(), SearchedUntilTime: g.timestamp(), Proofs: g.proofs()}
