@@ -316,3 +316,43 @@ def test_iter_events_verified(log_server, key, monkeypatch):
     _, other = new_key(key.name, b"not the log")
     with pytest.raises(VerificationError):
         next(client.iter_events(flt, page_size=6, verify_with=other))
+
+
+def test_log_entries_verify_the_whole_log(log_server, key):
+    """get_log_entries returns every event in leaf order, and verify_log
+    recomputes the checkpoint's root from them (the same tree as Go's);
+    an event changed, left out or moved is refused."""
+    from h2o_audit_trail.exception import CustomApiException
+    from h2o_audit_trail.verify import verify_log
+
+    client = h2o_audit_trail.login(endpoint=log_server.public, token=log_server.reader_token).event_client
+    names = seed(log_server, 40, "proofs/log-entries")
+    deadline = time.monotonic() + 15
+    while True:
+        cp = client.get_checkpoint(key)
+        _, committed = client.get_log_entries(0, 1)
+        if committed >= cp.size:
+            entries = []
+            while len(entries) < cp.size:
+                page, committed = client.get_log_entries(len(entries), 7)
+                assert page and committed >= cp.size
+                entries.extend(page[: cp.size - len(entries)])
+            if set(names) <= {e["name"] for e in entries}:
+                break
+        assert time.monotonic() < deadline, "no checkpoint covers the seeded events"
+        time.sleep(0.1)
+    verify_log(cp, entries)
+
+    i = next(i for i, e in enumerate(entries) if e["name"] == names[5])
+    changed = [dict(e) for e in entries]
+    changed[i]["resource"] += "x"
+    swapped = list(entries)
+    swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+    for bad in (changed, entries[:i] + entries[i + 1 :] + [entries[-1]], swapped, entries[:-1]):
+        with pytest.raises(VerificationError):
+            verify_log(cp, bad)
+
+    with pytest.raises(CustomApiException) as e:  # a producer may not read them
+        h2o_audit_trail.login(endpoint=log_server.public, token=log_server.producer_token).event_client.get_log_entries()
+    assert e.value.status == 403
+    assert client.get_log_entries(1 << 40, 10)[0] == []

@@ -68,6 +68,7 @@ __all__ = [
     "verify_consistency",
     "verify_event_inclusion",
     "verify_inclusion",
+    "verify_log",
     "verify_multi_inclusion",
 ]
 
@@ -692,6 +693,34 @@ def leaf_data(event: Mapping[str, Any], seq: int) -> bytes:
 def event_leaf_hash(event: Mapping[str, Any], seq: int) -> bytes:
     """The RFC 6962 leaf hash of an event (server JSON) at seq."""
     return leaf_hash(leaf_data(event, seq))
+
+
+def verify_log(cp: Checkpoint, events: Sequence[Mapping[str, Any]]) -> None:
+    """Checks that events (server JSON, as ``EventClient.get_log_entries``
+    returns them, from leaf 0) are exactly the leaves of the verified
+    checkpoint's tree: as many as its size, each at seq = its position + 1,
+    received in order and before its horizon, hashing to its root. What a
+    mirror checks (``audittrail mirror``): nothing the log holds was left
+    out, nothing was changed. The root is computed in memory (64 bytes per
+    event)."""
+    _require_verified(cp)
+    if len(events) != cp.size:
+        raise VerificationError(f"{len(events)} events for a checkpoint of {cp.size} leaves")
+    horizon = cp.received_before_ns
+    last = None
+    leaves = []
+    for i, e in enumerate(events):
+        received = e.get("receiveTime")
+        secs, nanos = _instant(received, f"the receiveTime of leaf {i}")
+        t = secs * _NS + nanos
+        if last is not None and t < last:
+            raise VerificationError(f"leaf {i} was received at {received}, before leaf {i - 1}")
+        if t >= horizon:
+            raise VerificationError(f"leaf {i} was received at {received}, not before the checkpoint's horizon {cp.received_before}")
+        last = t
+        leaves.append(event_leaf_hash(e, i + 1))
+    if root_hash(leaves) != cp.root:
+        raise VerificationError(f"the {cp.size} events do not hash to the checkpoint's root {cp.root_base64}")
 
 
 def verify_event_inclusion(cp: Checkpoint, event: Mapping[str, Any], proof: InclusionProof) -> None:

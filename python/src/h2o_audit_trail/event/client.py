@@ -239,6 +239,26 @@ class EventClient:
         answer = self._transport.get("/v1/log/consistency", {"first": str(int(first)), "second": str(int(second))})
         return ConsistencyProof.from_json(_answer_str(answer, "proof"))
 
+    def get_log_entries(self, start: int = 0, page_size: int = 0) -> Tuple[List[Dict[str, Any]], int]:
+        """Events of the log in leaf order from leaf start (0 is the first
+        event; the event at leaf i has seq i + 1), at most page_size of them
+        (0: the server's default of 100; at most 1000), as the server's JSON
+        (dicts with lowerCamelCase keys, which verify.verify_log checks:
+        Python datetimes would drop the nanoseconds the leaves cover), and
+        the number of events committed when they were read. Fewer events
+        (none) when the log has no more yet. Needs the auditor role; the
+        server records every call as a self-audit event."""
+        query = {"start": str(int(start))}
+        if page_size:
+            query["pageSize"] = str(int(page_size))
+        answer = self._transport.get("/v1/log/entries", query)
+        events = answer.get("events", [])
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise VerificationError("the server's answer has no list of events")
+        if str(answer.get("start", "0")) != str(int(start)):
+            raise VerificationError(f"asked for the entries from leaf {start}, the server answered from {answer.get('start')!r}")
+        return events, int(answer.get("committedSize", 0))
+
 
 def _answer_str(answer: Dict[str, Any], key: str) -> str:
     value = answer.get(key)
