@@ -172,9 +172,43 @@ func TestMirrorRefusesLies(t *testing.T) {
 			checkEntries(t, dir, f.verifier, base.To, nil)
 		})
 	}
+	// An update cancelled half way (Ctrl-C) is not a lie: the error says
+	// so, and the mirror stays as it was.
+	ctx, cancel := context.WithCancel(t.Context())
+	calls := 0
+	cancelling := &liar{honest: f.auditor, entries: func(_ uint64, events []*audittrail.Event) []*audittrail.Event {
+		if calls++; calls == 2 {
+			cancel()
+		}
+		return events
+	}}
+	_, err = m.Update(ctx, cancelling, logmirror.UpdateOptions{PageSize: 100})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, logmirror.ErrNotVerified) {
+		t.Errorf("a cancelled update: %v, want context.Canceled", err)
+	}
+	checkEntries(t, dir, f.verifier, base.To, nil)
+
 	u, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{})
 	if err != nil || u.From != base.To || u.To < base.To+500 {
 		t.Fatalf("the honest update after the lies: %+v %v", u, err)
 	}
+	checkEntries(t, dir, f.verifier, u.To, nil)
+
+	// A crash between the two renames of a commit leaves the file
+	// checkpoint behind state.json: a copy taken then verifies the older
+	// checkpoint's prefix, and the next Open brings the file up to date.
+	if err := os.WriteFile(filepath.Join(dir, logmirror.CheckpointFile), oldText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := logmirror.Verify(dir, f.verifier)
+	if err != nil || v.Checkpoint.Size >= u.To || v.Entries+v.Unverified != u.To {
+		t.Fatalf("Verify with the older checkpoint file: %+v %v", v, err)
+	}
+	m.Close()
+	m, err = logmirror.Open(dir, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
 	checkEntries(t, dir, f.verifier, u.To, nil)
 }

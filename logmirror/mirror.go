@@ -23,13 +23,16 @@
 //
 //	entries.jsonl  line i (from 1) is the event with seq i, as the API's JSON
 //	checkpoint     the signed checkpoint the entries were last verified against
-//	state.json     the size, the bytes of entries.jsonl it covers, the frontier
+//	state.json     the size, the bytes of entries.jsonl it covers, the
+//	               frontier, and that checkpoint again
 //	lock           held while a process updates the mirror
 //
 // An update appends to entries.jsonl, syncs it, and only then replaces
-// checkpoint and state.json (each written to a temporary file, synced and
-// renamed). Lines beyond the size that state.json records are an update
-// that did not finish (a crash, a refused root): Open cuts them off.
+// state.json, then checkpoint (each written to a temporary file, synced and
+// renamed): the rename of state.json is the commit. Lines beyond the bytes
+// that state.json records are an update that did not finish (a crash, a
+// refused root), and a checkpoint file behind state.json a crash between
+// the two renames: Open cuts the lines off and rewrites the checkpoint.
 package logmirror
 
 import (
@@ -98,6 +101,11 @@ type state struct {
 	// LastReceiveTime is the receive time of entry Size (the log keeps
 	// receive times nondecreasing in seq).
 	LastReceiveTime time.Time `json:"last_receive_time"`
+	// Checkpoint is the signed note the entries were verified against. It
+	// is also written to the file checkpoint, for people and copies, but
+	// this copy is the one Open trusts: state.json is replaced in one
+	// rename, so size, frontier and checkpoint always change together.
+	Checkpoint string `json:"checkpoint"`
 }
 
 // Mirror is an open mirror directory. It is not safe for concurrent use;
@@ -164,17 +172,21 @@ func (m *Mirror) load() error {
 	if m.frontier, err = merkle.NewFrontier(m.st.Size, hashes); err != nil {
 		return fmt.Errorf("logmirror: %s: %v", StateFile, err)
 	}
-	text, err := os.ReadFile(filepath.Join(m.dir, CheckpointFile))
-	if err != nil {
-		return fmt.Errorf("logmirror: %s holds %d entries but: %w", StateFile, m.st.Size, err)
-	}
-	if m.cp, err = merkle.OpenCheckpoint(text, m.verifier); err != nil {
-		return fmt.Errorf("logmirror: %s: %v", CheckpointFile, err)
+	if m.cp, err = merkle.OpenCheckpoint([]byte(m.st.Checkpoint), m.verifier); err != nil {
+		return fmt.Errorf("logmirror: the checkpoint of %s: %v", StateFile, err)
 	}
 	if m.cp.Size != m.st.Size || m.cp.Root != m.frontier.Root() {
-		return fmt.Errorf("logmirror: %s (size %d) does not match %s (size %d)", CheckpointFile, m.cp.Size, StateFile, m.st.Size)
+		return fmt.Errorf("logmirror: %s: its checkpoint (size %d) does not match its size (%d) and frontier", StateFile, m.cp.Size, m.st.Size)
 	}
-	return m.cutEntries()
+	if err := m.cutEntries(); err != nil {
+		return err
+	}
+	// A crash between the two writes of commit leaves the file checkpoint
+	// behind state.json.
+	if text, err := os.ReadFile(filepath.Join(m.dir, CheckpointFile)); err != nil || string(text) != m.st.Checkpoint {
+		return replaceFile(filepath.Join(m.dir, CheckpointFile), []byte(m.st.Checkpoint))
+	}
+	return nil
 }
 
 // cutEntries truncates entries.jsonl to the verified bytes.
@@ -255,10 +267,15 @@ func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*U
 	if err != nil {
 		return nil, err
 	}
+	from := m.st.Size
 	if err := m.commit(next.st, text, cp); err != nil {
+		if m.cp != cp { // state.json was not replaced: drop the new lines
+			m.cutEntries()
+		} else {
+			m.st, m.frontier = next.st, next.frontier
+		}
 		return nil, err
 	}
-	from := m.st.Size
 	m.st, m.frontier = next.st, next.frontier
 	return &Updated{From: from, To: cp.Size, Checkpoint: cp}, nil
 }
@@ -296,6 +313,9 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 	}
 	var line []byte
 	for p := range fetchAhead(ctx, src, next.st.Size, cp.Size, pageSize) {
+		if ctx.Err() != nil {
+			break
+		}
 		if p.err != nil {
 			return nil, p.err
 		}
@@ -322,6 +342,12 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 		if opts.Progress != nil {
 			opts.Progress(next.st.Size, cp.Size)
 		}
+	}
+	if next.st.Size < cp.Size { // the fetching stopped: only a cancelled ctx does that
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("logmirror: the fetching stopped at leaf %d of %d", next.st.Size, cp.Size)
 	}
 	if root := next.frontier.Root(); root != cp.Root {
 		return nil, notVerified("the log's entries 1..%d do not hash to the root of its signed checkpoint of that size: "+
@@ -414,20 +440,19 @@ func (m *Mirror) commit(st state, text []byte, cp *merkle.Checkpoint) error {
 	if st.Frontier == nil {
 		st.Frontier = [][]byte{}
 	}
+	st.Checkpoint = string(text)
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	// The checkpoint first: a crash between the two leaves a checkpoint
-	// larger than the state, which Open reports rather than trusts.
-	if err := replaceFile(filepath.Join(m.dir, CheckpointFile), text); err != nil {
-		return err
-	}
+	// state.json is the commit. The file checkpoint follows; until it does
+	// (a crash in between), it is an older checkpoint of a prefix of the
+	// entries, which Verify accepts, and Open rewrites it.
 	if err := replaceFile(filepath.Join(m.dir, StateFile), append(data, '\n')); err != nil {
 		return err
 	}
-	m.cp = cp
-	return nil
+	m.cp, m.st.Checkpoint = cp, st.Checkpoint
+	return replaceFile(filepath.Join(m.dir, CheckpointFile), text)
 }
 
 // replaceFile writes data to path durably: a temporary file, synced, renamed
