@@ -57,24 +57,20 @@ type LogReader interface {
 	EventsBySeq(ctx context.Context, from, to uint64) ([]*Event, error)
 }
 
-// LogEntries returns up to pageSize events of the log ls from leaf start on
+// LogEntries returns up to requested events of the log ls from leaf start on
 // (0 means DefaultLogEntries; more than MaxLogEntries is read as
 // MaxLogEntries), or none when start is at or beyond the committed events.
 // The caller must have passed CanReadLogEntries.
-func (s *Service) LogEntries(ctx context.Context, ls LogReader, start uint64, pageSize int) (*LogEntries, error) {
-	switch {
-	case pageSize < 0:
-		return nil, Errorf(EInvalid, "page_size must not be negative (got %d); 0 means the default of %d", pageSize, DefaultLogEntries)
-	case pageSize == 0:
-		pageSize = DefaultLogEntries
-	case pageSize > MaxLogEntries:
-		pageSize = MaxLogEntries
+func (s *Service) LogEntries(ctx context.Context, ls LogReader, start uint64, requested int) (*LogEntries, error) {
+	size, err := pageSize(requested, DefaultLogEntries, MaxLogEntries)
+	if err != nil {
+		return nil, err
 	}
 	out := &LogEntries{Start: start, CommittedSize: ls.LastSeq()}
 	if start >= out.CommittedSize {
 		return out, nil
 	}
-	last := min(out.CommittedSize, start+uint64(pageSize))
+	last := min(out.CommittedSize, start+uint64(size))
 	events, err := ls.EventsBySeq(ctx, start+1, last)
 	if err != nil {
 		return nil, err

@@ -129,16 +129,23 @@ type SearchEventsResponse struct {
 	SearchedUntil time.Time
 }
 
-// SearchEvents runs one page of a search for the caller in ctx.
-func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*SearchEventsResponse, error) {
-	size := req.PageSize
+// pageSize reads a requested page size: 0 means def, more than limit is limit
+// (coerced, as the H2O service does), negative is refused.
+func pageSize(size, def, limit int) (int, error) {
 	switch {
 	case size < 0:
-		return nil, Errorf(EInvalid, "page_size must not be negative (got %d); 0 means the default of %d", size, DefaultPageSize)
+		return 0, Errorf(EInvalid, "page_size must not be negative (got %d); 0 means the default of %d", size, def)
 	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
+		return def, nil
+	}
+	return min(size, limit), nil
+}
+
+// SearchEvents runs one page of a search for the caller in ctx.
+func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*SearchEventsResponse, error) {
+	size, err := pageSize(req.PageSize, DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, err
 	}
 	// The caller's scope: a context without a principal is an in-process
 	// caller (tools, tests), which the transport never lets through.
