@@ -220,7 +220,16 @@ type UpdateOptions struct {
 	// Progress, when set, is called after each page with the entries
 	// fetched so far and the size being verified.
 	Progress func(done, size uint64)
+	// BehindWait is how long a checkpoint smaller than the mirror's is
+	// asked for again before the update fails with ErrNotVerified (a
+	// rolled-back log); 0 means DefaultBehindWait, negative not at all.
+	BehindWait time.Duration
 }
+
+// DefaultBehindWait is UpdateOptions.BehindWait's default: PostgreSQL
+// replicas that do not sign catch up with the signer's checkpoints within
+// a few hundred milliseconds.
+const DefaultBehindWait = 2 * time.Second
 
 // Updated is what an update did.
 type Updated struct {
@@ -233,13 +242,9 @@ type Updated struct {
 // An error wrapping ErrNotVerified leaves the mirror as it was and means the
 // log broke its promises; any other error leaves it as it was too.
 func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*Updated, error) {
-	text, err := src.Checkpoint(ctx)
+	text, cp, err := m.latest(ctx, src, opts.BehindWait)
 	if err != nil {
 		return nil, err
-	}
-	cp, err := merkle.OpenCheckpoint(text, m.verifier)
-	if err != nil {
-		return nil, notVerified("the server's checkpoint: %v", err)
 	}
 	if m.cp != nil && cp.Origin != m.cp.Origin {
 		return nil, notVerified("the server's checkpoint is of log %q, the mirror's of %q", cp.Origin, m.cp.Origin)
@@ -247,7 +252,7 @@ func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*U
 	switch {
 	case cp.Size < m.st.Size:
 		return nil, notVerified("the server's latest checkpoint has %d entries, fewer than the %d verified before: "+
-			"a rolled-back log (or a replica that is behind: try again)", cp.Size, m.st.Size)
+			"a rolled-back log (or a replica that stayed behind)", cp.Size, m.st.Size)
 	case cp.Size == m.st.Size:
 		if cp.Root != m.frontier.Root() {
 			return nil, notVerified("the server's checkpoint of size %d has another root than the one verified before: a fork", cp.Size)
@@ -278,6 +283,36 @@ func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*U
 	}
 	m.st, m.frontier = next.st, next.frontier
 	return &Updated{From: from, To: cp.Size, Checkpoint: cp}, nil
+}
+
+// latest fetches the source's latest checkpoint and verifies its signature.
+// One smaller than the mirror's is asked for again for up to wait: behind a
+// load balancer, a replica that does not sign serves the checkpoints the
+// signer stored a moment after it (PostgreSQL replicas), and the next call
+// may reach another replica.
+func (m *Mirror) latest(ctx context.Context, src Source, wait time.Duration) ([]byte, *merkle.Checkpoint, error) {
+	if wait == 0 {
+		wait = DefaultBehindWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		text, err := src.Checkpoint(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		cp, err := merkle.OpenCheckpoint(text, m.verifier)
+		if err != nil {
+			return nil, nil, notVerified("the server's checkpoint: %v", err)
+		}
+		if cp.Size >= m.st.Size || time.Now().After(deadline) {
+			return text, cp, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // pending is an update's new state before it is committed.
