@@ -26,6 +26,9 @@ type liar struct {
 	// hide leaves the event with this seq out and renumbers the later ones,
 	// as a server hiding an event would.
 	hide uint64
+	// stale answers no events and a committed count of 0, as a PostgreSQL
+	// replica whose database did not answer does.
+	stale bool
 }
 
 func (l *liar) Checkpoint(ctx context.Context) ([]byte, error) {
@@ -37,6 +40,9 @@ func (l *liar) Checkpoint(ctx context.Context) ([]byte, error) {
 }
 
 func (l *liar) LogEntries(ctx context.Context, start uint64, n int) ([]*audittrail.Event, uint64, error) {
+	if l.stale {
+		return nil, 0, nil
+	}
 	if l.hide == 0 {
 		events, committed, err := l.honest.LogEntries(ctx, start, n)
 		if err == nil && l.entries != nil {
@@ -173,6 +179,13 @@ func TestMirrorRefusesLies(t *testing.T) {
 			checkEntries(t, dir, f.verifier, base.To, nil)
 		})
 	}
+	// A stale count of committed events is not a verdict: the update fails,
+	// to be tried again, without ErrNotVerified.
+	_, err = m.Update(t.Context(), &liar{honest: f.auditor, stale: true}, logmirror.UpdateOptions{})
+	if err == nil || errors.Is(err, logmirror.ErrNotVerified) || m.Size() != base.To {
+		t.Errorf("an update from a server with a stale count: %v, size %d; want a plain error and no change", err, m.Size())
+	}
+
 	// A replica behind the mirror, which catches up (or a balancer that
 	// sends the next call elsewhere), is waited for.
 	behind := 0

@@ -354,7 +354,13 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 		if p.err != nil {
 			return nil, p.err
 		}
-		if len(p.events) == 0 {
+		switch {
+		case len(p.events) == 0 && p.committed < cp.Size:
+			// A server always has the events its checkpoints cover; one that
+			// says otherwise read a stale count (its database did not
+			// answer): not a verdict, try again.
+			return nil, fmt.Errorf("logmirror: the server reports %d committed events, fewer than its checkpoint's %d: try again", p.committed, cp.Size)
+		case len(p.events) == 0:
 			return nil, notVerified("the server returns no entry at leaf %d (%d committed) although its checkpoint covers %d", next.st.Size, p.committed, cp.Size)
 		}
 		for _, e := range p.events {
