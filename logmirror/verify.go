@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/merkle"
 )
 
@@ -41,6 +42,16 @@ const maxLine = 16 << 20
 // that did not finish) are reported, not checked. An error wrapping
 // ErrNotVerified means the files are not a verified copy of the log.
 func Verify(dir string, verifier note.Verifier) (*Verified, error) {
+	return Scan(dir, verifier, nil)
+}
+
+// Scan is Verify that also calls fn with each verified entry's event, in
+// seq order (fn may keep them). fn sees the events before the last ones are
+// read and the root is compared: whatever it gathered must be thrown away
+// when Scan returns an error. An error of fn ends the scan and is returned.
+// It is how "audittrail search --mirror" answers a search from a mirror,
+// trusting nothing but the log's public key.
+func Scan(dir string, verifier note.Verifier, fn func(*audittrail.Event) error) (*Verified, error) {
 	var cp *merkle.Checkpoint
 	text, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
 	switch {
@@ -73,7 +84,7 @@ func Verify(dir string, verifier note.Verifier) (*Verified, error) {
 	// Parsing is most of the time (protojson), so the lines are parsed and
 	// hashed in chunks on every core; the leaves are then checked and added
 	// to the tree in order.
-	for c := range parsedChunks(sc, size) {
+	for c := range parsedChunks(sc, size, fn != nil) {
 		for i, leaf := range c.leaves {
 			seq++
 			if c.err != nil && i == c.errAt {
@@ -91,6 +102,9 @@ func Verify(dir string, verifier note.Verifier) (*Verified, error) {
 			default:
 				last = rt
 				verr = frontier.Append(leaf)
+				if verr == nil && fn != nil {
+					verr = fn(c.events[i])
+				}
 			}
 			if verr != nil {
 				break
@@ -128,6 +142,7 @@ type chunk struct {
 	first  uint64 // the seq of lines[0]
 	leaves []tlog.Hash
 	times  []time.Time
+	events []*audittrail.Event // kept when asked for
 	err    error
 	errAt  int
 	done   chan struct{}
@@ -136,8 +151,9 @@ type chunk struct {
 const chunkLines = 512
 
 // parsedChunks reads the first n lines of sc and yields them in order,
-// parsed on GOMAXPROCS goroutines. Stopping the loop early stops them.
-func parsedChunks(sc *bufio.Scanner, n uint64) iter.Seq[*chunk] {
+// parsed on GOMAXPROCS goroutines, with their events when keep is set.
+// Stopping the loop early stops them.
+func parsedChunks(sc *bufio.Scanner, n uint64, keep bool) iter.Seq[*chunk] {
 	return func(yield func(*chunk) bool) {
 		workers := runtime.GOMAXPROCS(0)
 		work := make(chan *chunk, 2*workers)
@@ -149,7 +165,7 @@ func parsedChunks(sc *bufio.Scanner, n uint64) iter.Seq[*chunk] {
 			go func() {
 				defer wg.Done()
 				for c := range work {
-					c.parse()
+					c.parse(keep)
 					close(c.done)
 				}
 			}()
@@ -197,9 +213,12 @@ func parsedChunks(sc *bufio.Scanner, n uint64) iter.Seq[*chunk] {
 	}
 }
 
-func (c *chunk) parse() {
+func (c *chunk) parse(keep bool) {
 	c.leaves = make([]tlog.Hash, len(c.lines))
 	c.times = make([]time.Time, len(c.lines))
+	if keep {
+		c.events = make([]*audittrail.Event, len(c.lines))
+	}
 	for i, line := range c.lines {
 		e, err := parseLine(line, c.first+uint64(i))
 		if err != nil {
@@ -209,5 +228,9 @@ func (c *chunk) parse() {
 		}
 		c.leaves[i] = merkle.LeafHash(e)
 		c.times[i] = e.ReceiveTime
+		if keep {
+			c.events[i] = e
+		}
 	}
+	c.lines = nil // the memory goes back while the chunk waits its turn
 }

@@ -55,6 +55,34 @@ func TestMirrorCommand(t *testing.T) {
 		t.Fatalf("after --follow the mirror verifies with %d entries, want at least the 900 created", n)
 	}
 
+	// A search of the mirror answers as the server does, for the events
+	// the mirror holds (the sample's, which end before s.end).
+	filter := []string{"--action-regex", "DELETE$", "--until", s.end.Add(time.Second).Format(time.RFC3339), "--all", "-o", "jsonl"}
+	fromServer, _, err := runCommand(t, "search", append([]string{"--addr", srv.PublicAddr, "--token", srv.ReaderToken}, filter...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromMirror, stderrMirror, err := runCommand(t, "search", append([]string{"--mirror", dir, "--log-key", key}, filter...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := parseJSONL(t, fromServer), parseJSONL(t, fromMirror)
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("search --mirror found %d events, the server %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID {
+			t.Fatalf("event %d: %s from the mirror, %s from the server", i, got[i].ID, want[i].ID)
+		}
+	}
+	if !strings.Contains(stderrMirror, "verified against its checkpoint") {
+		t.Errorf("search --mirror printed on stderr %q", stderrMirror)
+	}
+	page, _, err := runCommand(t, "search", "--mirror", dir, "--log-key", key, "--page-size", "3", "-o", "jsonl")
+	if err != nil || len(parseJSONL(t, page)) != 3 {
+		t.Errorf("search --mirror --page-size 3: %v\n%s", err, page)
+	}
+
 	// A copy with one event changed does not verify.
 	tampered := t.TempDir()
 	for _, name := range []string{"entries.jsonl", "checkpoint"} {
@@ -72,6 +100,9 @@ func TestMirrorCommand(t *testing.T) {
 	if out := verifyMirror(t, key, tampered, 1); !strings.Contains(out, "verification failed") || !strings.Contains(out, "do not hash to the checkpoint's root") {
 		t.Errorf("verify mirror of a tampered copy: %q", out)
 	}
+	if out, _, err := runCommand(t, "search", "--mirror", tampered, "--log-key", key, "--all"); err == nil || !strings.Contains(err.Error(), "verification failed") || out != "" {
+		t.Errorf("search --mirror of a tampered copy: %v, printed %q; want the verification failure and nothing printed", err, out)
+	}
 
 	for _, tc := range []struct {
 		args []string
@@ -83,6 +114,8 @@ func TestMirrorCommand(t *testing.T) {
 		{[]string{"mirror", "--dir", dir, "--log-key", key, "--follow", "-1s"}, 2, "--follow"},
 		{[]string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ProducerToken, "--dir", t.TempDir(), "--log-key", key}, 1, "auditor role"},
 		{[]string{"verify", "mirror", dir}, 2, "--key"},
+		{[]string{"search", "--mirror", dir}, 2, "--log-key"},
+		{[]string{"search", "--mirror", dir, "--log-key", key, "--page-token", "x"}, 2, "--page-token"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(t.Context(), tc.args, &stdout, &stderr)

@@ -33,10 +33,17 @@ Without --all or --limit one page is printed; when more remain, the flags
 for the next page are printed on stderr. Times are RFC 3339
 (2026-01-02T15:04:05Z) or durations before now (30m, 24h, 7d).
 
+With --mirror DIR and --log-key the search runs on a mirror directory
+("audittrail mirror") instead of a server: every entry is read and the whole
+verified against the mirror's signed checkpoint first, so the answer relies
+on the log's public key alone; it covers the events received before that
+checkpoint's horizon (printed on stderr).
+
 Examples:
   audittrail search --since 24h --principal users/42 -o table
   audittrail search --action-regex '/DELETE$' --status-code-regex '^(7|13)$' --all -o jsonl
   audittrail search --metadata region=eu-west-1 --type API --limit 100 -o json
+  audittrail search --mirror /archive/audit --log-key log-verification.key --workspace workspaces/w1 --all -o jsonl
 
 Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 `
@@ -60,6 +67,7 @@ type searchFlags struct {
 	pageToken                  string
 	all                        bool
 	format                     string
+	mirror, logKey             string
 }
 
 // flagNames are the names of the exact-match flags per field; the regex
@@ -98,6 +106,8 @@ func newSearchFlags(f *searchFlags) *flag.FlagSet {
 	fs.BoolVar(&f.all, "all", false, "follow every page to the end")
 	fs.IntVar(&f.limit, "limit", 0, "stop after `n` events, following pages as needed (0: no limit)")
 	fs.StringVar(&f.format, "o", formatTable, "output `format`: table, json (the REST response) or jsonl (one event per line)")
+	fs.StringVar(&f.mirror, "mirror", "", "search this mirror `directory` (audittrail mirror) instead of a server, verifying it with --log-key")
+	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log, to verify the --mirror directory")
 	return fs
 }
 
@@ -111,6 +121,9 @@ type searchPlan struct {
 	// resume holds the time flags that repeat this search exactly (a
 	// relative time resolved to the instant used), for the next-page hint.
 	resume []string
+	// mirror, when set, is the mirror directory to search instead of a
+	// server, verified with the public key file logKey.
+	mirror, logKey string
 }
 
 // parseSearch turns the arguments of search into a plan, resolving relative
@@ -124,7 +137,15 @@ func parseSearch(args []string, now time.Time, stdout io.Writer) (*searchPlan, e
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("unexpected argument %q: search takes only flags (see -h)", fs.Arg(0))
 	}
-	p := &searchPlan{conn: f.connFlags, follow: f.all || f.limit > 0, limit: f.limit, format: f.format}
+	p := &searchPlan{conn: f.connFlags, follow: f.all || f.limit > 0, limit: f.limit, format: f.format, mirror: f.mirror, logKey: f.logKey}
+	switch {
+	case f.mirror != "" && f.logKey == "":
+		return nil, usageErrorf("--mirror needs the log's public key (--log-key) to verify the directory")
+	case f.mirror != "" && f.pageToken != "":
+		return nil, usageErrorf("--page-token continues a search of a server, not of a --mirror (use --limit)")
+	case f.mirror == "" && f.logKey != "":
+		return nil, usageErrorf("--log-key goes with --mirror")
+	}
 	if _, err := newEventWriter(io.Discard, f.format); err != nil {
 		return nil, usageErrorf("-o: %v", err)
 	}
@@ -191,6 +212,9 @@ func (c *SearchCommand) Run(ctx context.Context, args []string) error {
 		return nil
 	} else if err != nil {
 		return err
+	}
+	if p.mirror != "" {
+		return c.searchMirror(p)
 	}
 	cl, err := p.conn.dial(ctx)
 	if err != nil {
