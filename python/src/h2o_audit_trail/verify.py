@@ -39,11 +39,12 @@ import base64
 import bisect
 import hashlib
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from h2o_audit_trail import _ed25519
 
@@ -69,6 +70,7 @@ __all__ = [
     "verify_event_inclusion",
     "verify_inclusion",
     "verify_log",
+    "verify_mirror",
     "verify_multi_inclusion",
 ]
 
@@ -695,21 +697,42 @@ def event_leaf_hash(event: Mapping[str, Any], seq: int) -> bytes:
     return leaf_hash(leaf_data(event, seq))
 
 
-def verify_log(cp: Checkpoint, events: Sequence[Mapping[str, Any]]) -> None:
-    """Checks that events (server JSON, as ``EventClient.get_log_entries``
-    returns them, from leaf 0) are exactly the leaves of the verified
-    checkpoint's tree: as many as its size, each at seq = its position + 1,
-    received in order and before its horizon, hashing to its root. What a
-    mirror checks (``audittrail mirror``): nothing the log holds was left
-    out, nothing was changed. The root is computed in memory (64 bytes per
-    event)."""
+class _Frontier:
+    """The right edge of a growing tree: the roots of its perfect subtrees,
+    largest first (merkle.Frontier in Go), so that a root is computed in
+    one pass over the leaves, keeping at most 64 hashes."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.hashes: List[bytes] = []
+
+    def append(self, leaf: bytes) -> None:
+        h, n = leaf, self.size
+        while n & 1:
+            h = _node(self.hashes.pop(), h)
+            n >>= 1
+        self.hashes.append(h)
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        h = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            h = _node(left, h)
+        return h
+
+
+def _check_log(cp: Checkpoint, events: Iterable[Mapping[str, Any]]) -> None:
+    """verify_log over any iterable, in one pass."""
     _require_verified(cp)
-    if len(events) != cp.size:
-        raise VerificationError(f"{len(events)} events for a checkpoint of {cp.size} leaves")
     horizon = cp.received_before_ns
     last = None
-    leaves = []
-    for i, e in enumerate(events):
+    tree = _Frontier()
+    for e in events:
+        i = tree.size
+        if i >= cp.size:
+            raise VerificationError(f"more events than the checkpoint's {cp.size} leaves")
         received = e.get("receiveTime")
         secs, nanos = _instant(received, f"the receiveTime of leaf {i}")
         t = secs * _NS + nanos
@@ -718,9 +741,59 @@ def verify_log(cp: Checkpoint, events: Sequence[Mapping[str, Any]]) -> None:
         if t >= horizon:
             raise VerificationError(f"leaf {i} was received at {received}, not before the checkpoint's horizon {cp.received_before}")
         last = t
-        leaves.append(event_leaf_hash(e, i + 1))
-    if root_hash(leaves) != cp.root:
+        tree.append(event_leaf_hash(e, i + 1))
+    if tree.size != cp.size:
+        raise VerificationError(f"{tree.size} events for a checkpoint of {cp.size} leaves")
+    if tree.root() != cp.root:
         raise VerificationError(f"the {cp.size} events do not hash to the checkpoint's root {cp.root_base64}")
+
+
+def verify_log(cp: Checkpoint, events: Sequence[Mapping[str, Any]]) -> None:
+    """Checks that events (server JSON, as ``EventClient.get_log_entries``
+    returns them, from leaf 0) are exactly the leaves of the verified
+    checkpoint's tree: as many as its size, each at seq = its position + 1,
+    received in order and before its horizon, hashing to its root. What a
+    mirror checks (``audittrail mirror``): nothing the log holds was left
+    out, nothing was changed."""
+    _check_log(cp, events)
+
+
+def _strict_pairs(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise VerificationError("an object with a key given twice")
+    return dict(pairs)
+
+
+def verify_mirror(directory: Union[str, "os.PathLike[str]"], verifier: Union[Verifier, str]) -> Checkpoint:
+    """Checks a directory written by ``audittrail mirror`` (or a copy of it,
+    from cold storage, say), reading it once: its ``checkpoint`` file is
+    signed by the log's key, and the first checkpoint-size lines of
+    ``entries.jsonl`` are exactly that tree's events (as verify_log). Lines
+    after them are an update that did not finish, not checked. Returns the
+    verified checkpoint; raises VerificationError otherwise. The same check
+    as ``audittrail verify mirror``, by a second implementation."""
+    d = os.fspath(directory)
+    with open(os.path.join(d, "checkpoint"), "rb") as f:
+        cp = open_checkpoint(f.read(), verifier)
+
+    def events() -> Iterator[Mapping[str, Any]]:
+        with open(os.path.join(d, "entries.jsonl"), "rb") as f:
+            for i, line in enumerate(f):
+                if i >= cp.size:
+                    return
+                if not line.endswith(b"\n"):
+                    raise VerificationError(f"entries.jsonl line {i + 1} is cut short")
+                try:
+                    e = json.loads(line, object_pairs_hook=_strict_pairs)
+                except ValueError as err:
+                    raise VerificationError(f"entries.jsonl line {i + 1} is not JSON: {err}") from err
+                if not isinstance(e, dict):
+                    raise VerificationError(f"entries.jsonl line {i + 1} is not an object")
+                yield e
+
+    _check_log(cp, events())
+    return cp
 
 
 def verify_event_inclusion(cp: Checkpoint, event: Mapping[str, Any], proof: InclusionProof) -> None:
