@@ -242,4 +242,47 @@ func TestMirrorRefusesLies(t *testing.T) {
 	}
 	defer m.Close()
 	checkEntries(t, dir, f.verifier, u.To, nil)
+
+	// Checkpoints kept by others are checked against the mirror's tree: a
+	// split view (a checkpoint of the same log with another root or
+	// horizon at a size the mirror holds) is found.
+	old, err := merkle.OpenCheckpoint(oldText, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(text []byte) *merkle.Checkpoint {
+		cp, err := merkle.OpenCheckpoint(text, f.verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	lastText, err := os.ReadFile(filepath.Join(dir, logmirror.CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = logmirror.Scan(dir, f.verifier, logmirror.ScanOptions{Checkpoints: []*merkle.Checkpoint{old, open(lastText)}})
+	if err != nil || v.Checked != 2 || len(v.Beyond) != 0 {
+		t.Fatalf("two checkpoints the log signed: %+v %v, want both consistent", v, err)
+	}
+	for name, edit := range map[string]func(cp *merkle.Checkpoint){
+		"another root":           func(cp *merkle.Checkpoint) { cp.Root[5] ^= 1 },
+		"a horizon too early":    func(cp *merkle.Checkpoint) { cp.ReceivedBefore = cp.ReceivedBefore.Add(-time.Hour) },
+		"a horizon too late":     func(cp *merkle.Checkpoint) { cp.ReceivedBefore = cp.ReceivedBefore.Add(time.Hour) },
+		"one leaf fewer, signed": func(cp *merkle.Checkpoint) { cp.Size-- },
+	} {
+		forged := open(forge(edit)(oldText))
+		_, err := logmirror.Scan(dir, f.verifier, logmirror.ScanOptions{Checkpoints: []*merkle.Checkpoint{forged}})
+		if !errors.Is(err, logmirror.ErrNotVerified) {
+			t.Errorf("a checkpoint with %s: %v, want ErrNotVerified", name, err)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	f.produce(t, 10)
+	newer, _ := f.checkpoint(t, u.To+10)
+	v, err = logmirror.Scan(dir, f.verifier, logmirror.ScanOptions{Checkpoints: []*merkle.Checkpoint{open(newer)}})
+	if err != nil || v.Checked != 0 || len(v.Beyond) != 1 {
+		t.Errorf("a checkpoint beyond the mirror: %+v %v, want it returned unchecked", v, err)
+	}
 }

@@ -3,6 +3,7 @@ package logmirror
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +29,10 @@ type Verified struct {
 	// Unverified counts the lines after the verified entries: an update
 	// that did not finish, which the next Open cuts off.
 	Unverified uint64
+	// Checked counts the ScanOptions.Checkpoints found consistent with the
+	// mirror; Beyond are those larger than it, not checked.
+	Checked int
+	Beyond  []*merkle.Checkpoint
 }
 
 // maxLine bounds a line of entries.jsonl: an event's JSON is bounded by the
@@ -42,16 +48,30 @@ const maxLine = 16 << 20
 // that did not finish) are reported, not checked. An error wrapping
 // ErrNotVerified means the files are not a verified copy of the log.
 func Verify(dir string, verifier note.Verifier) (*Verified, error) {
-	return Scan(dir, verifier, nil)
+	return Scan(dir, verifier, ScanOptions{})
 }
 
-// Scan is Verify that also calls fn with each verified entry's event, in
-// seq order (fn may keep them). fn sees the events before the last ones are
-// read and the root is compared: whatever it gathered must be thrown away
-// when Scan returns an error. An error of fn ends the scan and is returned.
-// It is how "audittrail search --mirror" answers a search from a mirror,
-// trusting nothing but the log's public key.
-func Scan(dir string, verifier note.Verifier, fn func(*audittrail.Event) error) (*Verified, error) {
+// ScanOptions say what Scan does besides verifying.
+type ScanOptions struct {
+	// Each, when set, is called with each verified entry's event, in seq
+	// order (it may keep them). It sees the events before the last ones are
+	// read and the root is compared: whatever it gathered must be thrown
+	// away when Scan returns an error. Its error ends the scan and is
+	// returned. It is how "audittrail search --mirror" answers a search
+	// from a mirror, trusting nothing but the log's public key.
+	Each func(*audittrail.Event) error
+	// Checkpoints are other signed checkpoints of the log (verified with
+	// merkle.OpenCheckpoint), such as those clients kept from answers with
+	// proofs: each one within the mirror is checked against the mirror's
+	// tree at its size (root and horizon). One that differs means the log
+	// showed two different histories (a split view): ErrNotVerified. Those
+	// beyond the mirror are returned in Verified.Beyond, unchecked.
+	Checkpoints []*merkle.Checkpoint
+}
+
+// Scan is Verify with options.
+func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, error) {
+	fn := opts.Each
 	var cp *merkle.Checkpoint
 	text, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
 	switch {
@@ -65,7 +85,7 @@ func Scan(dir string, verifier note.Verifier, fn func(*audittrail.Event) error) 
 	}
 	f, err := os.Open(filepath.Join(dir, EntriesFile))
 	if errors.Is(err, fs.ErrNotExist) && cp == nil {
-		return &Verified{}, nil
+		return &Verified{Beyond: opts.Checkpoints}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -77,6 +97,29 @@ func Scan(dir string, verifier note.Verifier, fn func(*audittrail.Event) error) 
 	}
 	frontier, _ := merkle.NewFrontier(0, nil)
 	var last time.Time
+	others := slices.SortedFunc(slices.Values(opts.Checkpoints), func(a, b *merkle.Checkpoint) int { return cmp.Compare(a.Size, b.Size) })
+	// checkOthers checks the given checkpoints of size frontier.Size()
+	// against the tree so far, next being the receive time of the leaf after
+	// it (nil at the end of the entries).
+	checkOthers := func(next *time.Time) error {
+		for len(others) > 0 && others[0].Size == frontier.Size() {
+			o := others[0]
+			others = others[1:]
+			switch {
+			case cp != nil && o.Origin != cp.Origin:
+				return notVerified("a checkpoint to check is of log %q, the mirror of %q", o.Origin, cp.Origin)
+			case frontier.Root() != o.Root:
+				return notVerified("the checkpoint of size %d given to check has another root than the mirror's tree at that size: the log showed two different histories (a split view)", o.Size)
+			case o.Size > 0 && !last.Before(o.ReceivedBefore):
+				return notVerified("the checkpoint of size %d given to check holds seq %d, received at %s, not before its horizon %s",
+					o.Size, o.Size, last.Format(time.RFC3339Nano), o.ReceivedBefore.Format(time.RFC3339Nano))
+			case next != nil && next.Before(o.ReceivedBefore):
+				return notVerified("the checkpoint of size %d given to check does not hold seq %d, received at %s, before its horizon %s",
+					o.Size, o.Size+1, next.Format(time.RFC3339Nano), o.ReceivedBefore.Format(time.RFC3339Nano))
+			}
+		}
+		return nil
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	seq := uint64(0)
@@ -100,6 +143,9 @@ func Scan(dir string, verifier note.Verifier, fn func(*audittrail.Event) error) 
 				verr = notVerified("%s line %d: received at %s, not before the checkpoint's horizon %s", EntriesFile, seq,
 					rt.Format(time.RFC3339Nano), cp.ReceivedBefore.Format(time.RFC3339Nano))
 			default:
+				if verr = checkOthers(&rt); verr != nil {
+					break
+				}
 				last = rt
 				verr = frontier.Append(leaf)
 				if verr == nil && fn != nil {
@@ -131,7 +177,10 @@ func Scan(dir string, verifier note.Verifier, fn func(*audittrail.Event) error) 
 		return nil, notVerified("the %d events of %s do not hash to the checkpoint's root %s (they hash to %s)",
 			size, EntriesFile, hashText(cp.Root), hashText(frontier.Root()))
 	}
-	return &Verified{Entries: size, Checkpoint: cp, Unverified: extra}, nil
+	if err := checkOthers(nil); err != nil {
+		return nil, err
+	}
+	return &Verified{Entries: size, Checkpoint: cp, Unverified: extra, Checked: len(opts.Checkpoints) - len(others), Beyond: others}, nil
 }
 
 // chunk is a run of consecutive lines, parsed: the leaf hash and receive

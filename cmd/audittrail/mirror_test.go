@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/audittrail/audittrail/client"
 )
 
 // TestMirrorCommand mirrors a real server's log with the CLI, follows it
@@ -34,6 +36,25 @@ func TestMirrorCommand(t *testing.T) {
 			t.Fatalf("the mirror has %d entries, want the 600 created", entries)
 		}
 	}
+
+	// A checkpoint as a client keeps it, to check against the mirror later.
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	saveCheckpoint := func(name string) string {
+		text, err := auditor.Checkpoint(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(file, text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	kept := saveCheckpoint("kept")
 
 	// --follow picks up what arrives, and stops cleanly on its context.
 	ctx, cancel := context.WithCancel(t.Context())
@@ -83,6 +104,27 @@ func TestMirrorCommand(t *testing.T) {
 		t.Errorf("search --mirror --page-size 3: %v\n%s", err, page)
 	}
 
+	// The kept checkpoint is consistent with the mirror; one signed after
+	// the mirror's last update cannot be checked yet.
+	if out := verifyMirror(t, key, dir, 0, kept); !strings.Contains(out, "1 of the checkpoints given are consistent with the mirror") {
+		t.Errorf("verify mirror with a kept checkpoint: %q", out)
+	}
+	if _, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--sample", "5", "--seed", "43"); err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(mirrored(t, key, dir))
+	later := saveCheckpoint("later")
+	for cp, _ := openCheckpointFile(key, later); cp == nil || cp.Size <= size; cp, _ = openCheckpointFile(key, later) {
+		if time.Now().After(deadline.Add(40 * time.Second)) {
+			t.Fatal("no checkpoint beyond the mirror")
+		}
+		time.Sleep(100 * time.Millisecond)
+		later = saveCheckpoint("later")
+	}
+	if out := verifyMirror(t, key, dir, 1, kept, later); !strings.Contains(out, "1 of the checkpoints given are beyond the mirror") {
+		t.Errorf("verify mirror with a later checkpoint: %q", out)
+	}
+
 	// A copy with one event changed does not verify.
 	tampered := t.TempDir()
 	for _, name := range []string{"entries.jsonl", "checkpoint"} {
@@ -125,12 +167,12 @@ func TestMirrorCommand(t *testing.T) {
 	}
 }
 
-// verifyMirror runs "verify mirror" and returns its output, failing unless
-// it exits with code.
-func verifyMirror(t *testing.T, key, dir string, code int) string {
+// verifyMirror runs "verify mirror" (with the checkpoint files to check)
+// and returns its output, failing unless it exits with code.
+func verifyMirror(t *testing.T, key, dir string, code int, checkpoints ...string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	if got := run(t.Context(), []string{"verify", "mirror", "--key", key, dir}, &stdout, &stderr); got != code {
+	if got := run(t.Context(), append([]string{"verify", "mirror", "--key", key, dir}, checkpoints...), &stdout, &stderr); got != code {
 		t.Fatalf("verify mirror %s: exit %d, want %d: %s%s", dir, got, code, stdout.String(), stderr.String())
 	}
 	return stdout.String() + stderr.String()

@@ -39,7 +39,7 @@ func (c *SearchCommand) searchMirror(p *searchPlan) error {
 	newestFirst := func(a, b *audittrail.Event) int {
 		return cmp.Or(b.EventTime.Compare(a.EventTime), cmp.Compare(b.Seq, a.Seq))
 	}
-	v, err := logmirror.Scan(p.mirror, verifier, func(e *audittrail.Event) error {
+	v, err := logmirror.Scan(p.mirror, verifier, logmirror.ScanOptions{Each: func(e *audittrail.Event) error {
 		if !q.Match(e) {
 			return nil
 		}
@@ -49,7 +49,7 @@ func (c *SearchCommand) searchMirror(p *searchPlan) error {
 			matches = slices.Delete(matches, keep, len(matches))
 		}
 		return nil
-	})
+	}})
 	if errors.Is(err, logmirror.ErrNotVerified) {
 		return fmt.Errorf("%s: %w: %w", p.mirror, errVerify, err)
 	}

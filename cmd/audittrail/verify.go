@@ -31,7 +31,7 @@ const verifySynopsis = `usage:
   audittrail verify answer --key PUBKEY [--strict] ANSWER.json
   audittrail verify store --data-dir DIR [--key PUBKEY] [--strict]
   audittrail verify store --store postgres://... --key PUBKEY [--strict]
-  audittrail verify mirror --key PUBKEY DIR
+  audittrail verify mirror --key PUBKEY DIR [CHECKPOINT...]
 
 Verifies the verifiable log offline, with the log's public key alone
 (<data-dir>/log-verification.key; docs/design/verifiable-log.md).
@@ -56,7 +56,11 @@ Verifies the verifiable log offline, with the log's public key alone
                signs yet, are warnings unless --strict.
   mirror       checks a directory of "audittrail mirror" (or a copy of it):
                the checkpoint's signature, and that entries.jsonl holds
-               exactly its events, in order, hashing to its root
+               exactly its events, in order, hashing to its root. Each
+               CHECKPOINT given (signed checkpoints kept from answers with
+               proofs, from other people) is checked against the mirror's
+               tree at its size: one that differs means the log showed two
+               histories. One beyond the mirror fails: update it first.
 
 Exit status: 0 verified, 1 verification failed or error, 2 bad usage.
 `
@@ -147,10 +151,10 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		}
 		return c.consistency(f, pos[0], pos[1], pos[2])
 	case "mirror":
-		if len(pos) != 1 {
-			return usageErrorf("verify mirror: give one mirror directory")
+		if len(pos) == 0 {
+			return usageErrorf("verify mirror: give the mirror's directory, then any checkpoints to check against it")
 		}
-		return c.mirror(f, pos[0])
+		return c.mirror(f, pos[0], pos[1:])
 	case "store":
 		if len(pos) != 0 || (f.dataDir == "") == (f.store == "") {
 			return usageErrorf("verify store: give --data-dir, or --store with a postgres:// URL")
@@ -404,13 +408,22 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// mirror verifies a mirror directory offline (logmirror.Verify).
-func (c *VerifyCommand) mirror(f *verifyFlags, dir string) error {
+// mirror verifies a mirror directory offline (logmirror.Scan), and the
+// checkpoint files against it.
+func (c *VerifyCommand) mirror(f *verifyFlags, dir string, cpFiles []string) error {
 	v, err := loadVerifier(f.key)
 	if err != nil {
 		return err
 	}
-	res, err := logmirror.Verify(dir, v)
+	var others []*merkle.Checkpoint
+	for _, file := range cpFiles {
+		cp, err := openCheckpointFile(f.key, file)
+		if err != nil {
+			return err
+		}
+		others = append(others, cp)
+	}
+	res, err := logmirror.Scan(dir, v, logmirror.ScanOptions{Checkpoints: others})
 	if errors.Is(err, logmirror.ErrNotVerified) {
 		return fmt.Errorf("%s: %w: %w", dir, errVerify, err)
 	}
@@ -419,13 +432,19 @@ func (c *VerifyCommand) mirror(f *verifyFlags, dir string) error {
 	}
 	if res.Checkpoint == nil {
 		fmt.Fprintf(c.Stdout, "mirror %s: empty, never updated\n", dir)
-		return nil
+	} else {
+		cp := res.Checkpoint
+		fmt.Fprintf(c.Stdout, "mirror OK: %d entries, checkpoint origin %s, size %d, root %s, received-before %s\n",
+			res.Entries, cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
 	}
-	cp := res.Checkpoint
-	fmt.Fprintf(c.Stdout, "mirror OK: %d entries, checkpoint origin %s, size %d, root %s, received-before %s\n",
-		res.Entries, cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
 	if res.Unverified > 0 {
 		fmt.Fprintf(c.Stdout, "%d lines after them are an update that did not finish (not verified; the next update removes them)\n", res.Unverified)
+	}
+	if res.Checked > 0 {
+		fmt.Fprintf(c.Stdout, "%d of the checkpoints given are consistent with the mirror\n", res.Checked)
+	}
+	if len(res.Beyond) > 0 {
+		return fmt.Errorf("%d of the checkpoints given are beyond the mirror (the first of size %d): update the mirror, then check them again", len(res.Beyond), res.Beyond[0].Size)
 	}
 	return nil
 }
