@@ -385,28 +385,119 @@ func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) (*m
 // records every call as a self-audit event. logmirror checks the entries
 // against the signed checkpoints.
 func (c *Client) LogEntries(ctx context.Context, start uint64, pageSize int) (events []*audittrail.Event, committed uint64, err error) {
+	events, committed, _, err = c.logEntries(ctx, start, pageSize, false)
+	return events, committed, err
+}
+
+// LogEntriesWithProofs is LogEntries with the entries' inclusion in the
+// latest signed checkpoint, which the caller checks with Proofs.Verify (and
+// that each inclusion's LeafIndex is its entry's position). VerifiedWindow
+// uses it to prove a whole window of the log.
+func (c *Client) LogEntriesWithProofs(ctx context.Context, start uint64, pageSize int) ([]*audittrail.Event, uint64, *Proofs, error) {
+	return c.logEntries(ctx, start, pageSize, true)
+}
+
+func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, proofs bool) ([]*audittrail.Event, uint64, *Proofs, error) {
 	if pageSize < 0 || pageSize > 1<<31-1 {
-		return nil, 0, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", pageSize)
+		return nil, 0, nil, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", pageSize)
 	}
 	var resp *pb.GetLogEntriesResponse
-	err = c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
-		resp, err = c.log.GetLogEntries(ctx, &pb.GetLogEntriesRequest{Start: start, PageSize: int32(pageSize)}, opts...)
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.log.GetLogEntries(ctx, &pb.GetLogEntriesRequest{Start: start, PageSize: int32(pageSize), IncludeProofs: proofs}, opts...)
 		return err
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	if resp.GetStart() != start {
-		return nil, 0, audittrail.Errorf(audittrail.EInternal, "asked for the log's entries from leaf %d, the server answered from leaf %d", start, resp.GetStart())
+		return nil, 0, nil, audittrail.Errorf(audittrail.EInternal, "asked for the log's entries from leaf %d, the server answered from leaf %d", start, resp.GetStart())
 	}
-	events = make([]*audittrail.Event, 0, len(resp.GetEvents()))
+	events := make([]*audittrail.Event, 0, len(resp.GetEvents()))
 	for i, p := range resp.GetEvents() {
 		e, err := eventFromProto(p)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		e.Seq = start + uint64(i) + 1
 		events = append(events, e)
 	}
-	return events, resp.GetCommittedSize(), nil
+	var p *Proofs
+	if proofs {
+		if p, err = proofsFromProto(resp.GetProofs()); err != nil {
+			return nil, 0, nil, err
+		}
+	}
+	return events, resp.GetCommittedSize(), p, nil
+}
+
+// VerifiedWindow yields every event of the log between two checkpoints the
+// caller holds and has verified (merkle.OpenCheckpoint): the events with
+// seqs older.Size+1 to newer.Size, which the checkpoints' horizons make
+// exactly the events received in [older.ReceivedBefore,
+// newer.ReceivedBefore). It first checks that newer extends older (a
+// consistency proof, merkle.VerifyWindow); then each page of entries comes
+// with its proofs, checked before any of its events is yielded: every event
+// proven at its own position in the tree of the page's checkpoint, which
+// is checked consistent with newer. So the iteration is complete, not just
+// correct: an event left out of the window, added to it or moved would fail
+// a check. A failed check, or an event not yet covered by a checkpoint (a
+// replica behind: try again), ends it with an error. It needs the auditor
+// role; every page read is a self-audit event.
+func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkpoint, verifier note.Verifier) iter.Seq2[ProvenEvent, error] {
+	return func(yield func(ProvenEvent, error) bool) {
+		fail := func(err error) { yield(ProvenEvent{}, err) }
+		if older == nil || newer == nil || older.Size > newer.Size {
+			fail(fmt.Errorf("client: a window needs two checkpoints, the older first"))
+			return
+		}
+		var proof *merkle.Consistency
+		if older.Size < newer.Size {
+			var err error
+			if proof, err = c.ConsistencyProof(ctx, older.Size, newer.Size); err != nil {
+				fail(err)
+				return
+			}
+		} else {
+			proof = &merkle.Consistency{OldSize: older.Size, NewSize: newer.Size}
+		}
+		if _, err := merkle.VerifyWindow(older, newer, proof); err != nil {
+			fail(fmt.Errorf("client: the window's checkpoints: %w", err))
+			return
+		}
+		seen := newer
+		for next := older.Size; next < newer.Size; {
+			n := min(newer.Size-next, audittrail.MaxLogEntries)
+			events, _, p, err := c.LogEntriesWithProofs(ctx, next, int(n))
+			if err != nil {
+				fail(err)
+				return
+			}
+			if len(events) == 0 || uint64(len(events)) > n {
+				fail(fmt.Errorf("client: the server returns %d entries from leaf %d, inside the checkpoint of size %d, for %d asked", len(events), next, newer.Size, n))
+				return
+			}
+			cp, pending, err := p.Verify(verifier, events)
+			if err == nil && pending > 0 {
+				err = fmt.Errorf("client: %d entries of the window are not in the server's latest checkpoint yet: try again", pending)
+			}
+			if err == nil {
+				seen, err = consistent(seen, cp, func(o, n uint64) (*merkle.Consistency, error) { return c.ConsistencyProof(ctx, o, n) })
+			}
+			for i, in := range p.Inclusions {
+				if err == nil && in.LeafIndex != next+uint64(i) {
+					err = fmt.Errorf("client: the entry at leaf %d is proven at leaf %d", next+uint64(i), in.LeafIndex)
+				}
+			}
+			if err != nil {
+				fail(err)
+				return
+			}
+			for i, e := range events {
+				if !yield(ProvenEvent{Event: e, Checkpoint: cp, Proof: p.Inclusions[i].Proof}, nil) {
+					return
+				}
+			}
+			next += uint64(len(events))
+		}
+	}
 }

@@ -72,10 +72,14 @@ var auditedMethods = map[string]auditSpec{
 		readOnly: true,
 		describe: func(req, _ any) (string, map[string]string) {
 			r, _ := req.(*pb.GetLogEntriesRequest)
-			return audittrail.LogResource, map[string]string{
+			p := map[string]string{
 				"start":     strconv.FormatUint(r.GetStart(), 10),
 				"page_size": strconv.Itoa(int(r.GetPageSize())),
 			}
+			if r.GetIncludeProofs() {
+				p["include_proofs"] = "true"
+			}
+			return audittrail.LogResource, p
 		},
 	},
 	pb.AdminService_CreateApiToken_FullMethodName: {

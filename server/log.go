@@ -99,11 +99,17 @@ func (s *logService) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesReq
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	return &pb.GetLogEntriesResponse{
+	out := &pb.GetLogEntriesResponse{
 		Start:         res.Start,
 		Events:        wire.EventsToProto(res.Events),
 		CommittedSize: res.CommittedSize,
-	}, nil
+	}
+	if req.GetIncludeProofs() {
+		if out.Proofs, err = logProofs(s.log, res.Events, out.Events); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+	}
+	return out, nil
 }
 
 // interceptedLog is the LogService as the gateway calls it: through the

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +128,18 @@ func TestLogEntriesREST(t *testing.T) {
 	events, _ = r.json(t)["events"].([]any)
 	if len(events) != 1 || events[0].(map[string]any)["action"] != audittrail.ActionReadLogEntries {
 		t.Errorf("the entry after the events: %s, want the self-audit event of the first read", r.body)
+	}
+
+	// With proofs: the same answer and a "proofs" object, one inclusion
+	// per entry (pending until a checkpoint covers them).
+	r = call(t, "GET", srv.PublicURL+"/v1/log/entries?start=0&pageSize=3&includeProofs=true", srv.ReaderToken, "")
+	v = r.json(t)
+	proofs, _ := v["proofs"].(map[string]any)
+	if inclusions, _ := proofs["inclusions"].([]any); r.status != http.StatusOK || len(inclusions) != 3 {
+		t.Errorf("entries with proofs: %s", r)
+	}
+	if r := call(t, "GET", srv.PublicURL+"/v1/log/entries?start=0&pageSize=3", srv.ReaderToken, ""); strings.Contains(string(r.body), "proofs") {
+		t.Errorf("entries without proofs carry proofs: %s", r)
 	}
 
 	wantStatus(t, call(t, "GET", srv.PublicURL+"/v1/log/entries", srv.ProducerToken, ""), http.StatusForbidden, 7, "auditor role")

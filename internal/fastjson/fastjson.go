@@ -105,7 +105,7 @@ func Marshal(m proto.Message) (b []byte, ok bool) {
 		if m == nil || plans.entries.err != nil {
 			return nil, false
 		}
-		b = e.getLogEntriesResponse(make([]byte, 0, 96+eventsSize(m.Events)), m)
+		b = e.getLogEntriesResponse(make([]byte, 0, 96+eventsSize(m.Events)+proofsSize(m.Proofs)), m)
 	default:
 		return nil, false
 	}
@@ -145,6 +145,7 @@ var schema = map[protoreflect.FullName][]string{
 		"1 start uint64",
 		"2 events repeated message ai.h2o.audittrail.v1.Event",
 		"3 committedSize uint64",
+		"4 proofs message ai.h2o.audittrail.v1.LogProofs",
 	},
 	"ai.h2o.audittrail.v1.LogProofs": {
 		"1 checkpoint string",
@@ -305,7 +306,7 @@ func newPlans() (p struct {
 	p.search = of(&pb.SearchEventsResponse{}).needs(p.event, p.timestamp, p.proofs)
 	p.create = of(&pb.CreateEventResponse{}).needs(p.event, p.proofs)
 	p.batch = of(&pb.BatchCreateEventsResponse{}).needs(p.event, p.rpcStatus, p.proofs)
-	p.entries = of(&pb.GetLogEntriesResponse{}).needs(p.event)
+	p.entries = of(&pb.GetLogEntriesResponse{}).needs(p.event, p.proofs)
 	return p
 }
 
@@ -412,7 +413,12 @@ func (e *encoder) getLogEntriesResponse(b []byte, m *pb.GetLogEntriesResponse) [
 	b = e.events(b, m.Events)
 	b = append(b, `,"committedSize":"`...)
 	b = strconv.AppendUint(b, m.CommittedSize, 10)
-	return append(b, `"}`...)
+	b = append(b, '"')
+	if m.Proofs != nil {
+		b = append(b, `,"proofs":`...)
+		b = e.logProofs(b, m.Proofs)
+	}
+	return append(b, '}')
 }
 
 // AppendEvent appends the JSON of one event, as protojson with

@@ -230,7 +230,7 @@ func (g *gen) message() proto.Message {
 	case 3:
 		events = g.events()
 		m = &pb.GetLogEntriesResponse{Start: []uint64{0, 1, math.MaxUint64, g.r.Uint64()}[g.r.IntN(4)], Events: events,
-			CommittedSize: []uint64{0, math.MaxUint64, g.r.Uint64()}[g.r.IntN(3)]}
+			CommittedSize: []uint64{0, math.MaxUint64, g.r.Uint64()}[g.r.IntN(3)], Proofs: g.proofs()}
 	case 0:
 		events = g.events()
 		m = &pb.SearchEventsResponse{Events: events, NextPageToken: g.string(), SearchedUntilTime: g.timestamp(), Proofs: g.proofs()}

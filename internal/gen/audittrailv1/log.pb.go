@@ -34,7 +34,13 @@ type GetLogEntriesRequest struct {
 	// event at leaf i has sequence number i + 1).
 	Start uint64 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
 	// The most entries to return: 0 means 100; at most 1000.
-	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Prove the entries: the answer's proofs hold the latest signed
+	// checkpoint and one multi-inclusion proof of every entry it covers, as
+	// a search with include_proofs does. With two checkpoints proven
+	// consistent, the entries between their sizes are then proven to be
+	// exactly the events received between their horizons.
+	IncludeProofs bool `protobuf:"varint,3,opt,name=include_proofs,json=includeProofs,proto3" json:"include_proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -83,6 +89,13 @@ func (x *GetLogEntriesRequest) GetPageSize() int32 {
 	return 0
 }
 
+func (x *GetLogEntriesRequest) GetIncludeProofs() bool {
+	if x != nil {
+		return x.IncludeProofs
+	}
+	return false
+}
+
 // GetLogEntriesResponse holds consecutive leaves of the log.
 type GetLogEntriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -95,6 +108,8 @@ type GetLogEntriesResponse struct {
 	// The number of committed events when the answer was read: leaves up to
 	// here can be fetched now; the latest signed checkpoint may be smaller.
 	CommittedSize uint64 `protobuf:"varint,3,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
+	// The entries' proofs, when include_proofs was set (else unset).
+	Proofs        *LogProofs `protobuf:"bytes,4,opt,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -148,6 +163,13 @@ func (x *GetLogEntriesResponse) GetCommittedSize() uint64 {
 		return x.CommittedSize
 	}
 	return 0
+}
+
+func (x *GetLogEntriesResponse) GetProofs() *LogProofs {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
 }
 
 // GetCheckpointRequest is empty.
@@ -461,14 +483,16 @@ var File_ai_h2o_audittrail_v1_log_proto protoreflect.FileDescriptor
 
 const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x1eai/h2o/audittrail/v1/log.proto\x12\x14ai.h2o.audittrail.v1\x1a ai/h2o/audittrail/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\"I\n" +
+	"\x1eai/h2o/audittrail/v1/log.proto\x12\x14ai.h2o.audittrail.v1\x1a ai/h2o/audittrail/v1/event.proto\x1a!ai/h2o/audittrail/v1/proofs.proto\x1a\x1cgoogle/api/annotations.proto\"p\n" +
 	"\x14GetLogEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"\x89\x01\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12%\n" +
+	"\x0einclude_proofs\x18\x03 \x01(\bR\rincludeProofs\"\xc2\x01\n" +
 	"\x15GetLogEntriesResponse\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x123\n" +
 	"\x06events\x18\x02 \x03(\v2\x1b.ai.h2o.audittrail.v1.EventR\x06events\x12%\n" +
-	"\x0ecommitted_size\x18\x03 \x01(\x04R\rcommittedSize\"\x16\n" +
+	"\x0ecommitted_size\x18\x03 \x01(\x04R\rcommittedSize\x127\n" +
+	"\x06proofs\x18\x04 \x01(\v2\x1f.ai.h2o.audittrail.v1.LogProofsR\x06proofs\"\x16\n" +
 	"\x14GetCheckpointRequest\"T\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
@@ -516,22 +540,24 @@ var file_ai_h2o_audittrail_v1_log_proto_goTypes = []any{
 	(*GetConsistencyProofRequest)(nil),  // 6: ai.h2o.audittrail.v1.GetConsistencyProofRequest
 	(*GetConsistencyProofResponse)(nil), // 7: ai.h2o.audittrail.v1.GetConsistencyProofResponse
 	(*Event)(nil),                       // 8: ai.h2o.audittrail.v1.Event
+	(*LogProofs)(nil),                   // 9: ai.h2o.audittrail.v1.LogProofs
 }
 var file_ai_h2o_audittrail_v1_log_proto_depIdxs = []int32{
 	8, // 0: ai.h2o.audittrail.v1.GetLogEntriesResponse.events:type_name -> ai.h2o.audittrail.v1.Event
-	2, // 1: ai.h2o.audittrail.v1.LogService.GetCheckpoint:input_type -> ai.h2o.audittrail.v1.GetCheckpointRequest
-	4, // 2: ai.h2o.audittrail.v1.LogService.GetInclusionProof:input_type -> ai.h2o.audittrail.v1.GetInclusionProofRequest
-	6, // 3: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:input_type -> ai.h2o.audittrail.v1.GetConsistencyProofRequest
-	0, // 4: ai.h2o.audittrail.v1.LogService.GetLogEntries:input_type -> ai.h2o.audittrail.v1.GetLogEntriesRequest
-	3, // 5: ai.h2o.audittrail.v1.LogService.GetCheckpoint:output_type -> ai.h2o.audittrail.v1.GetCheckpointResponse
-	5, // 6: ai.h2o.audittrail.v1.LogService.GetInclusionProof:output_type -> ai.h2o.audittrail.v1.GetInclusionProofResponse
-	7, // 7: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:output_type -> ai.h2o.audittrail.v1.GetConsistencyProofResponse
-	1, // 8: ai.h2o.audittrail.v1.LogService.GetLogEntries:output_type -> ai.h2o.audittrail.v1.GetLogEntriesResponse
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	9, // 1: ai.h2o.audittrail.v1.GetLogEntriesResponse.proofs:type_name -> ai.h2o.audittrail.v1.LogProofs
+	2, // 2: ai.h2o.audittrail.v1.LogService.GetCheckpoint:input_type -> ai.h2o.audittrail.v1.GetCheckpointRequest
+	4, // 3: ai.h2o.audittrail.v1.LogService.GetInclusionProof:input_type -> ai.h2o.audittrail.v1.GetInclusionProofRequest
+	6, // 4: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:input_type -> ai.h2o.audittrail.v1.GetConsistencyProofRequest
+	0, // 5: ai.h2o.audittrail.v1.LogService.GetLogEntries:input_type -> ai.h2o.audittrail.v1.GetLogEntriesRequest
+	3, // 6: ai.h2o.audittrail.v1.LogService.GetCheckpoint:output_type -> ai.h2o.audittrail.v1.GetCheckpointResponse
+	5, // 7: ai.h2o.audittrail.v1.LogService.GetInclusionProof:output_type -> ai.h2o.audittrail.v1.GetInclusionProofResponse
+	7, // 8: ai.h2o.audittrail.v1.LogService.GetConsistencyProof:output_type -> ai.h2o.audittrail.v1.GetConsistencyProofResponse
+	1, // 9: ai.h2o.audittrail.v1.LogService.GetLogEntries:output_type -> ai.h2o.audittrail.v1.GetLogEntriesResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_ai_h2o_audittrail_v1_log_proto_init() }
@@ -540,6 +566,7 @@ func file_ai_h2o_audittrail_v1_log_proto_init() {
 		return
 	}
 	file_ai_h2o_audittrail_v1_event_proto_init()
+	file_ai_h2o_audittrail_v1_proofs_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
