@@ -402,3 +402,57 @@ def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
             verify_mirror(tampered(name, entries), key)
     # Lines after the checkpoint's are an unfinished update: not checked.
     assert verify_mirror(tampered("longer", lines + [b"not json\n"]), key).size == cp.size
+
+
+def test_iter_window(log_server, key):
+    """iter_window yields exactly the events between two checkpoints,
+    proven; answers altered to move or change an entry are refused."""
+    import dataclasses
+
+    from h2o_audit_trail.exception import CustomApiException
+
+    client = h2o_audit_trail.login(endpoint=log_server.public, token=log_server.reader_token).event_client
+
+    def checkpoint_at_least(size):
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                cp = client.get_checkpoint(key)
+                if cp.size >= size:
+                    return cp
+            except CustomApiException:  # none signed yet
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    seed(log_server, 1, "proofs/window-before")
+    older = checkpoint_at_least(1)
+    names = seed(log_server, 30, "proofs/window")
+    newer = checkpoint_at_least(older.size + 30)
+    events = list(client.iter_window(older, newer, key))
+    assert len(events) == newer.size - older.size
+    assert set(names) <= {e["name"] for e in events}
+
+    honest = client.get_log_entries_with_proofs
+
+    def altered(edit):
+        def call(start, page_size):
+            return edit(*honest(start, page_size))
+        return call
+
+    def change(events, committed, proofs):
+        events[0]["resource"] += "x"
+        return events, committed, proofs
+
+    def move(events, committed, proofs):
+        events[0], events[1] = events[1], events[0]
+        inclusions = (proofs.inclusions[1], proofs.inclusions[0]) + tuple(proofs.inclusions[2:])
+        return events, committed, dataclasses.replace(proofs, inclusions=inclusions, events=events)
+
+    for edit in (change, move):
+        client.get_log_entries_with_proofs = altered(edit)
+        with pytest.raises(VerificationError):
+            list(client.iter_window(older, newer, key))
+    client.get_log_entries_with_proofs = honest
+    with pytest.raises(VerificationError):
+        list(client.iter_window(newer, older, key))

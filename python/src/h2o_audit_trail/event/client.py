@@ -259,6 +259,55 @@ class EventClient:
             raise VerificationError(f"asked for the entries from leaf {start}, the server answered from {answer.get('start')!r}")
         return events, int(answer.get("committedSize", 0))
 
+    def get_log_entries_with_proofs(self, start: int = 0, page_size: int = 0) -> Tuple[List[Dict[str, Any]], int, LogProofs]:
+        """get_log_entries with the entries' proofs: their inclusion in the
+        latest signed checkpoint, checked with LogProofs.verify(key) (and
+        that each inclusion's leaf_index is its entry's position)."""
+        query = {"start": str(int(start)), "includeProofs": "true"}
+        if page_size:
+            query["pageSize"] = str(int(page_size))
+        answer = self._transport.get("/v1/log/entries", query)
+        events = answer.get("events", [])
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise VerificationError("the server's answer has no list of events")
+        if str(answer.get("start", "0")) != str(int(start)):
+            raise VerificationError(f"asked for the entries from leaf {start}, the server answered from {answer.get('start')!r}")
+        proofs = answer.get("proofs")
+        if not isinstance(proofs, dict):
+            raise VerificationError("the server's answer has no proofs")
+        return events, int(answer.get("committedSize", 0)), LogProofs.from_json(proofs, events)
+
+    def iter_window(self, older: Checkpoint, newer: Checkpoint, key: Union[str, Verifier]) -> Iterator[Dict[str, Any]]:
+        """The events (server JSON) between two verified checkpoints the
+        caller holds: seqs older.size+1 to newer.size, which the horizons
+        make exactly the events received in [older.received_before,
+        newer.received_before). The two are checked consistent first; each
+        page's proofs are checked, against a checkpoint consistent with
+        newer, before any of its events is yielded, each event at its own
+        position. So the window is proven complete: an event left out,
+        changed or moved raises VerificationError. Needs the auditor role.
+        Not in the H2O client (Go: client.VerifiedWindow)."""
+        if older.size > newer.size:
+            raise VerificationError("a window needs two checkpoints, the older first")
+        if older.received_before_ns > newer.received_before_ns:
+            raise VerificationError("the newer checkpoint's horizon is before the older one's")
+        seen = self._consistent(older, newer)
+        nxt = older.size
+        while nxt < newer.size:
+            n = min(newer.size - nxt, 1000)
+            events, _, proofs = self.get_log_entries_with_proofs(nxt, n)
+            if not events or len(events) > n:
+                raise VerificationError(f"the server returns {len(events)} entries from leaf {nxt} for {n} asked")
+            result = proofs.verify(key)
+            if result.pending:
+                raise VerificationError(f"{len(result.pending)} entries of the window are not in the latest checkpoint yet: try again")
+            seen = self._consistent(seen, result.checkpoint)
+            for i, inc in enumerate(proofs.inclusions):
+                if inc.leaf_index != nxt + i:
+                    raise VerificationError(f"the entry at leaf {nxt + i} is proven at leaf {inc.leaf_index}")
+            yield from events
+            nxt += len(events)
+
 
 def _answer_str(answer: Dict[str, Any], key: str) -> str:
     value = answer.get(key)
