@@ -36,6 +36,7 @@ Commands:
   verify    verify the verifiable log offline: checkpoints, proofs, a stopped server's store
   backup    back up a running server's embedded store (internal listener)
   mirror    keep a verified copy of a running server's log in a directory
+  window    print the events between two signed checkpoints, proven complete
   version   print the version
   help      print this help, or "help <command>" for a command's
 
@@ -57,6 +58,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"verify": &VerifyCommand{Stdout: stdout, Stderr: stderr},
 		"backup": &BackupCommand{Stdout: stdout, Stderr: stderr},
 		"mirror": &MirrorCommand{Stdout: stdout, Stderr: stderr},
+		"window": &WindowCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

@@ -125,6 +125,22 @@ func TestMirrorCommand(t *testing.T) {
 		t.Errorf("verify mirror with a later checkpoint: %q", out)
 	}
 
+	// The events between the two checkpoints, proven complete.
+	keptCP, _ := openCheckpointFile(key, kept)
+	laterCP, _ := openCheckpointFile(key, later)
+	var wout, werr bytes.Buffer
+	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, kept, later}, &wout, &werr); code != 0 {
+		t.Fatalf("window: exit %d: %s", code, werr.String())
+	}
+	if got := parseJSONL(t, wout.String()); uint64(len(got)) != laterCP.Size-keptCP.Size || !strings.Contains(werr.String(), "proven complete") {
+		t.Errorf("window printed %d events (want %d): %s", len(got), laterCP.Size-keptCP.Size, werr.String())
+	}
+	wout.Reset()
+	werr.Reset()
+	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, later, kept}, &wout, &werr); code != 1 || !strings.Contains(werr.String(), "verification failed") {
+		t.Errorf("window with the checkpoints reversed: exit %d: %s", code, werr.String())
+	}
+
 	// A copy with one event changed does not verify.
 	tampered := t.TempDir()
 	for _, name := range []string{"entries.jsonl", "checkpoint"} {
@@ -157,6 +173,8 @@ func TestMirrorCommand(t *testing.T) {
 		{[]string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ProducerToken, "--dir", t.TempDir(), "--log-key", key}, 1, "auditor role"},
 		{[]string{"verify", "mirror", dir}, 2, "--key"},
 		{[]string{"search", "--mirror", dir}, 2, "--log-key"},
+		{[]string{"window", "--log-key", key, kept}, 2, "older and the newer"},
+		{[]string{"window", kept, later}, 2, "--log-key"},
 		{[]string{"search", "--mirror", dir, "--log-key", key, "--page-token", "x"}, 2, "--page-token"},
 	} {
 		var stdout, stderr bytes.Buffer
