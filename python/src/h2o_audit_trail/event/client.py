@@ -248,34 +248,36 @@ class EventClient:
         the number of events committed when they were read. Fewer events
         (none) when the log has no more yet. Needs the auditor role; the
         server records every call as a self-audit event."""
-        query = {"start": str(int(start))}
-        if page_size:
-            query["pageSize"] = str(int(page_size))
-        answer = self._transport.get("/v1/log/entries", query)
-        events = answer.get("events", [])
-        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-            raise VerificationError("the server's answer has no list of events")
-        if str(answer.get("start", "0")) != str(int(start)):
-            raise VerificationError(f"asked for the entries from leaf {start}, the server answered from {answer.get('start')!r}")
-        return events, int(answer.get("committedSize", 0))
+        events, committed, _ = self._log_entries(start, page_size, False)
+        return events, committed
 
     def get_log_entries_with_proofs(self, start: int = 0, page_size: int = 0) -> Tuple[List[Dict[str, Any]], int, LogProofs]:
         """get_log_entries with the entries' proofs: their inclusion in the
         latest signed checkpoint, checked with LogProofs.verify(key) (and
         that each inclusion's leaf_index is its entry's position)."""
-        query = {"start": str(int(start)), "includeProofs": "true"}
+        events, committed, proofs = self._log_entries(start, page_size, True)
+        assert proofs is not None
+        return events, committed, proofs
+
+    def _log_entries(self, start: int, page_size: int, proofs: bool) -> Tuple[List[Dict[str, Any]], int, Optional[LogProofs]]:
+        query = {"start": str(int(start))}
         if page_size:
             query["pageSize"] = str(int(page_size))
+        if proofs:
+            query["includeProofs"] = "true"
         answer = self._transport.get("/v1/log/entries", query)
         events = answer.get("events", [])
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             raise VerificationError("the server's answer has no list of events")
         if str(answer.get("start", "0")) != str(int(start)):
             raise VerificationError(f"asked for the entries from leaf {start}, the server answered from {answer.get('start')!r}")
-        proofs = answer.get("proofs")
-        if not isinstance(proofs, dict):
+        committed = int(answer.get("committedSize", 0))
+        if not proofs:
+            return events, committed, None
+        data = answer.get("proofs")
+        if not isinstance(data, dict):
             raise VerificationError("the server's answer has no proofs")
-        return events, int(answer.get("committedSize", 0)), LogProofs.from_json(proofs, events)
+        return events, committed, LogProofs.from_json(data, events)
 
     def iter_window(self, older: Checkpoint, newer: Checkpoint, key: Union[str, Verifier]) -> Iterator[Dict[str, Any]]:
         """The events (server JSON) between two verified checkpoints the
