@@ -90,6 +90,45 @@ func LoadOrCreateKeyFile(path, origin string, create bool) (note.Signer, string,
 	return s, vkey, nil
 }
 
+// LoadPreviousKey reads the file of a key the log is rotated from
+// (docs/design/verifiable-log.md, "Rotating the signing key"): a signing
+// key, which then cosigns every checkpoint (signer not nil) so that
+// verifiers holding its public key keep working, or public keys only (one
+// or more lines), which the latest stored checkpoint may be signed by but
+// which sign nothing (a lost or compromised key). It returns the public
+// key text.
+func LoadPreviousKey(path string) (note.Signer, string, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("logsign: read previous key: %w", err)
+	}
+	if strings.HasPrefix(string(text), "PRIVATE+KEY+") {
+		s, err := merkle.NewSigner(text)
+		if err != nil {
+			return nil, "", fmt.Errorf("logsign: previous key %s: %w", path, err)
+		}
+		vkey, err := publicKey(string(text))
+		if err != nil {
+			return nil, "", fmt.Errorf("logsign: previous key %s: %w", path, err)
+		}
+		return s, vkey, nil
+	}
+	if _, err := merkle.NewVerifier(text); err != nil {
+		return nil, "", fmt.Errorf("logsign: previous key %s: %w", path, err)
+	}
+	return nil, strings.TrimSuffix(string(text), "\n"), nil
+}
+
+// KeyName is the name of the public keys text vkeys (the log's origin), ""
+// when it does not parse.
+func KeyName(vkeys string) string {
+	v, err := merkle.NewVerifier([]byte(vkeys))
+	if err != nil {
+		return ""
+	}
+	return v.Name()
+}
+
 // WriteVerifierKey writes the public key text vkey to path (mode 0644),
 // unless the file holds it already.
 func WriteVerifierKey(path, vkey string) error {
@@ -124,9 +163,17 @@ type Config struct {
 	// Signer signs checkpoints. It may be nil only when Store is a
 	// SharedStore: the Log then serves what other replicas sign.
 	Signer note.Signer
-	// VerifierKey is the signer's public key text (from LoadOrCreateKey).
-	// With a SharedStore, the key recorded in the store wins (see
-	// SharedStore.BindVerifierKey).
+	// Cosigners sign every checkpoint too: the keys being rotated out
+	// (docs/design/verifiable-log.md, "Rotating the signing key"), so that
+	// whoever holds only an old public key keeps verifying until they take
+	// the new one. Their names must be the Signer's.
+	Cosigners []note.Signer
+	// VerifierKey is the log's public key text (from LoadOrCreateKey): the
+	// Signer's key first, then any earlier keys of the log whose
+	// signatures its stored checkpoints may carry, one per line
+	// (merkle.JoinKeys), cosigners' included. The latest stored checkpoint
+	// must verify with one of them. With a SharedStore, the keys recorded
+	// in the store win (see SharedStore.BindVerifierKey).
 	VerifierKey string
 	// Interval between integrations; 0 means 200 ms.
 	Interval time.Duration
@@ -149,7 +196,11 @@ type Log struct {
 	lastRT   time.Time  // receive time of leaf size-1
 	lastSign time.Time
 
-	verifier note.Verifier
+	// retired is set when a replica sharing the store finds that the log's
+	// recorded keys no longer include its signing key (a rotation moved on
+	// without it): it never leads again.
+	retired   atomic.Bool
+	signerKey string // the public key of Signer, with a SharedStore
 
 	// shared is Store when several replicas share it (shared.go). leading
 	// is set while this replica is the leader, synced once it has loaded
@@ -161,9 +212,11 @@ type Log struct {
 	// failures counts Run's rounds that failed (Failures).
 	failures atomic.Uint64
 
-	cpMu   sync.RWMutex
-	latest []byte             // latest signed checkpoint
-	cp     *merkle.Checkpoint // its parsed form
+	cpMu     sync.RWMutex
+	latest   []byte             // latest signed checkpoint
+	cp       *merkle.Checkpoint // its parsed form
+	verifier note.Verifier      // the log's keys (a merkle.KeyRing after a rotation)
+	keys     string             // their text
 
 	// proofs caches the tree's shared hashes for CachedInclusionProofs
 	// (proofcache.go), made on first use with levels >= cacheLevel and the
@@ -222,11 +275,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.verifier = v
+	l.verifier, l.keys = v, cfg.VerifierKey
 	if latest != nil {
 		c, err := merkle.OpenCheckpoint(latest, v)
 		if err != nil {
-			return nil, fmt.Errorf("logsign: latest stored checkpoint does not verify with the signing key: %w", err)
+			return nil, fmt.Errorf("logsign: the latest stored checkpoint does not verify with the signing key; "+
+				"if the log's key is being replaced, give the previous one too (--log-previous-key): %w", err)
 		}
 		l.latest, l.cp = latest, c
 	}

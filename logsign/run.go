@@ -8,6 +8,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/merkle"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -257,12 +258,17 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 	if newSize == l.size && note == nil {
 		return nil
 	}
+	if note != nil && l.shared != nil {
+		if err := l.checkStillSigner(ctx); err != nil {
+			return err
+		}
+	}
 	if err := st.AppendTree(newSize, p.indexes, p.hashes, note); err != nil {
 		return err
 	}
 	l.size, l.lastRT = newSize, lastRT
 	if note != nil {
-		c, err := merkle.OpenCheckpoint(note, l.verifier)
+		c, err := merkle.OpenCheckpoint(note, l.keyVerifier())
 		if err != nil {
 			return err
 		}
@@ -293,7 +299,7 @@ func (l *Log) sign(size uint64, root tlog.Hash, lastRT time.Time) ([]byte, error
 		h = merkle.MaxHorizon
 	}
 	c := &merkle.Checkpoint{Origin: l.cfg.Signer.Name(), Size: size, Root: root, ReceivedBefore: h}
-	return merkle.Sign(c, l.cfg.Signer)
+	return merkle.Sign(c, l.cfg.Signer, l.cfg.Cosigners...)
 }
 
 func (l *Log) signedSize() uint64 {
@@ -319,8 +325,20 @@ func (l *Log) Checkpoint() ([]byte, *merkle.Checkpoint) {
 	return l.latest, l.cp
 }
 
-// VerifierKey is the log's public key text.
-func (l *Log) VerifierKey() string { return l.cfg.VerifierKey }
+// VerifierKey is the text of the log's public keys: the current signing
+// key first, then those of a rotation in progress, one per line.
+func (l *Log) VerifierKey() string {
+	l.cpMu.RLock()
+	defer l.cpMu.RUnlock()
+	return l.keys
+}
+
+// keyVerifier is the verifier of the log's keys.
+func (l *Log) keyVerifier() note.Verifier {
+	l.cpMu.RLock()
+	defer l.cpMu.RUnlock()
+	return l.verifier
+}
 
 // InclusionProof proves leaf seq-1 in the tree of treeSize leaves (0: the
 // latest signed checkpoint's size), from the proof cache when the tree is

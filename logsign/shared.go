@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,13 @@ type SharedStore interface {
 	// when there is none. Checkpoints signed by one replica must verify
 	// with the key the others serve: the first signer's key is the log's.
 	BindVerifierKey(ctx context.Context, key string) (string, error)
+	// ReplaceVerifierKey records key as the log's public keys if the
+	// recorded ones are still old, and returns the recorded ones after (a
+	// rotation of the signing key, docs/design/verifiable-log.md).
+	ReplaceVerifierKey(ctx context.Context, old, key string) (string, error)
+	// ResignLog gives up the leadership LeadLog took, so that another
+	// replica can take it.
+	ResignLog()
 }
 
 // openShared is New for a SharedStore: the log's key is the one the store
@@ -48,23 +57,77 @@ func (l *Log) openShared(ctx context.Context, ss SharedStore) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Signer != nil && bound != own && bound != "" && mayRotate(bound, own) {
+		// A rotation of the signing key: this replica signs with a key the
+		// log's recorded keys do not start with, and lists that one
+		// among its previous keys (or the rotation ends and it drops them).
+		was := bound
+		if bound, err = ss.ReplaceVerifierKey(ctx, was, own); err != nil {
+			return err
+		}
+		if bound == own {
+			cfg.Logger.WarnContext(ctx, "verifiable log: the log's public keys changed (a rotation of its signing key)", "from", was, "to", own)
+		}
+	}
 	switch {
 	case bound == "":
 		return errors.New("logsign: the log has no public key yet, and this replica has no signing key to give it")
 	case bound != own && cfg.Signer != nil:
 		cfg.Logger.ErrorContext(ctx, "verifiable log: this replica's signing key is not the log's, so it serves the log but never signs; "+
-			"give every replica the log's signing key (--log-key)", "log_key", bound, "replica_key", own)
+			"give every replica the log's signing key (--log-key), or to rotate it, the new key with the previous one (--log-previous-key)", "log_key", bound, "replica_key", own)
 		cfg.Signer = nil
 	case bound != own:
 		cfg.Logger.InfoContext(ctx, "verifiable log: this replica has no signing key; it serves the log but never signs", "log_key", bound)
 	}
+	l.signerKey = firstKey(own)
 	cfg.VerifierKey = bound
 	v, err := merkle.NewVerifier([]byte(bound))
 	if err != nil {
 		return fmt.Errorf("logsign: the log's recorded public key: %w", err)
 	}
-	l.verifier, l.shared = v, ss
+	l.verifier, l.keys, l.shared = v, bound, ss
 	return l.refresh(ctx)
+}
+
+// firstKey is the first line of a key file's text: the current key.
+func firstKey(keys string) string {
+	first, _, _ := strings.Cut(keys, "\n")
+	return first
+}
+
+// keyLines is the set of keys of a key file's text.
+func keyLines(keys string) []string {
+	return strings.Split(strings.TrimSuffix(keys, "\n"), "\n")
+}
+
+// mayRotate reports whether a replica whose keys are own may record them
+// in place of the log's recorded keys bound: own's keys include bound's
+// current key. That is the start of a rotation (own signs with a new key
+// and cosigns with the current one) and its end (own drops the keys it
+// was rotating from).
+func mayRotate(bound, own string) bool {
+	return slices.Contains(keyLines(own), firstKey(bound))
+}
+
+// checkStillSigner makes sure, before a leader stores a checkpoint, that
+// the log's recorded keys still include its signing key: another replica
+// may have rotated the key since this one opened the store. When they do
+// not, this replica resigns and never leads again, and its checkpoint is
+// not stored (the others could not verify it). The caller holds l.mu.
+func (l *Log) checkStillSigner(ctx context.Context) error {
+	bound, err := l.shared.BindVerifierKey(ctx, "")
+	if err != nil {
+		return err
+	}
+	if slices.Contains(keyLines(bound), l.signerKey) {
+		return nil
+	}
+	l.retired.Store(true)
+	l.leading, l.synced = false, false
+	l.shared.ResignLog()
+	l.cfg.Logger.ErrorContext(ctx, "verifiable log: the log's signing key was rotated by another replica and this replica's key is no longer one of the log's: it stops signing; "+
+		"restart it with the new key", "log_key", bound, "replica_key", l.signerKey)
+	return errors.New("logsign: this replica's signing key is no longer one of the log's")
 }
 
 // refresh loads what the leader stored: the latest checkpoint, then the
@@ -80,7 +143,14 @@ func (l *Log) refresh(ctx context.Context) error {
 		return err
 	}
 	if old, _ := l.Checkpoint(); note != nil && !bytes.Equal(note, old) {
-		c, err := merkle.OpenCheckpoint(note, l.verifier)
+		c, err := merkle.OpenCheckpoint(note, l.keyVerifier())
+		if err != nil {
+			// The leader may sign with keys recorded after this replica
+			// read them (a rotation): read them again.
+			if err = l.reloadKeys(ctx); err == nil {
+				c, err = merkle.OpenCheckpoint(note, l.keyVerifier())
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("logsign: the latest stored checkpoint does not verify with the log's key: %w", err)
 		}
@@ -94,11 +164,30 @@ func (l *Log) refresh(ctx context.Context) error {
 	return nil
 }
 
+// reloadKeys reads the log's recorded public keys again.
+func (l *Log) reloadKeys(ctx context.Context) error {
+	bound, err := l.shared.BindVerifierKey(ctx, "")
+	if err != nil {
+		return err
+	}
+	if bound == l.VerifierKey() {
+		return errors.New("the log's keys did not change")
+	}
+	v, err := merkle.NewVerifier([]byte(bound))
+	if err != nil {
+		return fmt.Errorf("logsign: the log's recorded public key: %w", err)
+	}
+	l.cpMu.Lock()
+	l.verifier, l.keys = v, bound
+	l.cpMu.Unlock()
+	return nil
+}
+
 // lead reports whether this replica leads, and when it has just become the
 // leader (or its last step failed) reloads the state that the store holds,
 // which another leader may have advanced.
 func (l *Log) lead(ctx context.Context) (bool, error) {
-	if l.cfg.Signer == nil {
+	if l.cfg.Signer == nil || l.retired.Load() {
 		return false, nil
 	}
 	ok, err := l.shared.LeadLog(ctx)

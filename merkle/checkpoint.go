@@ -207,8 +207,10 @@ func (c *Checkpoint) Verified() bool {
 	return err == nil && string(text) == c.signed
 }
 
-// Sign returns the signed note of c. The signer's key name must be c.Origin.
-func Sign(c *Checkpoint, signer note.Signer) ([]byte, error) {
+// Sign returns the signed note of c, signed by signer and then by each of
+// cosigners (the keys being rotated out, docs/design/verifiable-log.md,
+// "Rotating the signing key"). Every key's name must be c.Origin.
+func Sign(c *Checkpoint, signer note.Signer, cosigners ...note.Signer) ([]byte, error) {
 	if signer == nil {
 		return nil, errors.New("merkle: Sign: nil signer")
 	}
@@ -216,16 +218,23 @@ func Sign(c *Checkpoint, signer note.Signer) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if signer.Name() != c.Origin {
-		return nil, fmt.Errorf("merkle: Sign: key name %q is not the checkpoint origin %q", signer.Name(), c.Origin)
+	signers := append([]note.Signer{signer}, cosigners...)
+	for _, s := range signers {
+		if s == nil {
+			return nil, errors.New("merkle: Sign: nil signer")
+		}
+		if s.Name() != c.Origin {
+			return nil, fmt.Errorf("merkle: Sign: key name %q is not the checkpoint origin %q", s.Name(), c.Origin)
+		}
 	}
-	return note.Sign(&note.Note{Text: string(text)}, signer)
+	return note.Sign(&note.Note{Text: string(text)}, signers...)
 }
 
 // OpenCheckpoint checks that msg is a signed note carrying a valid signature
-// by verifier (other signatures, such as witness cosignatures, are ignored),
-// that its text is a well-formed checkpoint (Parse), and that its origin is
-// the verifier's key name. It returns the verified checkpoint.
+// by verifier (by any of its keys when it is a KeyRing; other signatures,
+// such as witness cosignatures, are ignored), that its text is a
+// well-formed checkpoint (Parse), and that its origin is the verifier's key
+// name. It returns the verified checkpoint.
 func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	if verifier == nil {
 		return nil, errors.New("merkle: OpenCheckpoint: nil verifier")
@@ -233,14 +242,17 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	if len(msg) > maxNoteSize {
 		return nil, errors.New("merkle: signed checkpoint too large")
 	}
-	n, err := note.Open(msg, note.VerifierList(verifier))
+	keys := Keys(verifier)
+	n, err := note.Open(msg, note.VerifierList(keys...))
 	if err != nil {
 		return nil, fmt.Errorf("merkle: signed checkpoint: %w", err)
 	}
 	found := false
 	for _, s := range n.Sigs {
-		if s.Name == verifier.Name() && s.Hash == verifier.KeyHash() {
-			found = true
+		for _, k := range keys {
+			if s.Name == k.Name() && s.Hash == k.KeyHash() {
+				found = true
+			}
 		}
 	}
 	if !found {
@@ -285,8 +297,13 @@ func NewSigner(keyText []byte) (note.Signer, error) {
 }
 
 // NewVerifier parses the text of a public key file: a note verifier key,
-// optionally followed by one newline.
+// optionally followed by one newline. A file of several keys, one per line
+// (the log's keys across a rotation of its signing key), gives a *KeyRing.
 func NewVerifier(keyText []byte) (note.Verifier, error) {
+	lines := strings.Split(strings.TrimSuffix(string(keyText), "\n"), "\n")
+	if len(lines) > 1 {
+		return newKeyRing(lines)
+	}
 	k, err := keyLine(keyText)
 	if err != nil {
 		return nil, err

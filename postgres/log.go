@@ -552,6 +552,33 @@ func (s *Store) BindVerifierKey(ctx context.Context, key string) (string, error)
 	return bound.String, nil
 }
 
+// ReplaceVerifierKey implements logsign.SharedStore: it records key as the
+// log's public keys if old is still the recorded text, and returns the
+// recorded text after.
+func (s *Store) ReplaceVerifierKey(ctx context.Context, old, key string) (string, error) {
+	if err := s.enter(); err != nil {
+		return "", err
+	}
+	defer s.closeMu.RUnlock()
+	var bound pgtype.Text
+	err := s.pool.QueryRow(ctx, `WITH changed AS (
+		UPDATE log_tree SET verifier_key = $2 WHERE verifier_key = $1 RETURNING verifier_key)
+		SELECT verifier_key FROM changed UNION ALL SELECT verifier_key FROM log_tree WHERE NOT EXISTS (SELECT FROM changed)`, old, key).Scan(&bound)
+	if err != nil {
+		s.recoverFrom(err)
+		return "", s.fail(ctx, "log: replace verifier key", err)
+	}
+	return bound.String, nil
+}
+
+// ResignLog implements logsign.SharedStore: it releases the integrator
+// lock when this Store holds it.
+func (s *Store) ResignLog() {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	s.dropLead()
+}
+
 // LeadLog implements logsign.SharedStore: it reports whether this Store
 // holds the integrator lock, taking it when no session does. The lock is a
 // session-level advisory lock on a connection taken out of the pool and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -733,4 +734,147 @@ func TestTreeTiles(t *testing.T) {
 	} else if mtiles == 0 || mtiles >= size/256 {
 		t.Errorf("%d tiles in the mixed tree, want some but fewer than %d", mtiles, size/256)
 	}
+}
+
+// TestLogKeyRotation rotates the log's signing key across replicas sharing
+// the database (docs/design/verifiable-log.md, "Rotating the signing key"):
+// a replica with the new key and the previous one records both and signs
+// with both; a replica with only the old key then serves and never signs;
+// a replica with the new key alone ends the rotation; a replica that opened
+// the store before the rotation and leads after its end stops signing
+// instead of storing a checkpoint the others could not verify, and follows
+// the new keys as it serves. Every checkpoint stays consistent, and the
+// audit passes with both keys.
+func TestLogKeyRotation(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	signerA, keyA := logKey(t)
+	signerB, keyB := logKey(t)
+	ring := merkle.JoinKeys(keyB, keyA)
+	var next atomic.Uint64
+	open := func(cfg logsign.Config) (*postgres.Store, *logsign.Log) {
+		t.Helper()
+		st := mustOpen(t, url)
+		t.Cleanup(func() { st.Close() })
+		cfg.Store, cfg.Logger = st, testLogger(t)
+		l, err := logsign.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, l
+	}
+	flush := func(l *logsign.Log) *merkle.Checkpoint {
+		t.Helper()
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := l.Checkpoint()
+		return openCP(t, n, l.VerifierKey())
+	}
+
+	// Before: two replicas with key A; the first leads.
+	st1, l1 := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
+	_, l1b := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
+	logEvents(t, st1, &next, 5)
+	cpA := flush(l1)
+	if n, _ := l1.Checkpoint(); strings.Count(string(n), "\n— ") != 1 {
+		t.Fatalf("before the rotation:\n%s", n)
+	}
+
+	// The rotation starts: a replica with B and the previous key A.
+	st2, l2 := open(logsign.Config{Signer: signerB, Cosigners: []note.Signer{signerA}, VerifierKey: ring})
+	if l2.VerifierKey() != ring {
+		t.Fatalf("the rotating replica serves keys %q, want %q", l2.VerifierKey(), ring)
+	}
+	if got, _ := st2.BindVerifierKey(ctx, ""); got != ring {
+		t.Fatalf("recorded keys %q, want %q", got, ring)
+	}
+	st1.Close() // the old leader goes away
+	logEvents(t, st2, &next, 5)
+	cpBA := flush(l2)
+	noteBA, _ := l2.Checkpoint()
+	openCP(t, noteBA, keyA) // verifiers holding only A keep working,
+	openCP(t, noteBA, keyB) // and so do those that took B
+	if !l2.Leading() {
+		t.Fatal("the rotating replica does not lead")
+	}
+
+	// An old replica restarted with A alone serves and never signs.
+	_, lOld := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
+	if lOld.VerifierKey() != ring {
+		t.Errorf("an old replica serves keys %q, want %q", lOld.VerifierKey(), ring)
+	}
+	if err := lOld.Step(ctx); err == nil {
+		t.Error("an old replica signed after the rotation started")
+	}
+
+	// The rotation ends: a replica with B alone records B alone.
+	st4, l4 := open(logsign.Config{Signer: signerB, VerifierKey: keyB})
+	if got, _ := st4.BindVerifierKey(ctx, ""); got != keyB || l4.VerifierKey() != keyB {
+		t.Fatalf("recorded keys %q, served %q; want B alone", got, l4.VerifierKey())
+	}
+	st2.Close()
+	logEvents(t, st4, &next, 5)
+	cpB := flush(l4)
+	noteB, _ := l4.Checkpoint()
+	if v, _ := merkle.NewVerifier([]byte(keyA)); v != nil {
+		if _, err := merkle.OpenCheckpoint(noteB, v); err == nil {
+			t.Error("a checkpoint after the rotation verifies with the old key")
+		}
+	}
+
+	// l1b opened the store before the rotation, with A. Once it leads, it
+	// must not store a checkpoint signed with A alone.
+	st4.Close()
+	logEvents(t, mustOpenClosed(t, url), &next, 3)
+	if err := l1b.Flush(ctx); err == nil {
+		t.Fatal("a replica whose key was rotated out signed a checkpoint")
+	} else {
+		t.Logf("the rotated-out replica: %v", err)
+	}
+	if l1b.Leading() {
+		t.Fatal("the rotated-out replica still leads")
+	}
+	_, l5 := open(logsign.Config{Signer: signerB, VerifierKey: keyB})
+	cpEnd := flush(l5)
+	if err := l1b.Flush(ctx); err != nil {
+		t.Fatalf("the rotated-out replica, serving: %v", err)
+	}
+	if n, _ := l1b.Checkpoint(); string(n) != string(mustNote(l5)) || l1b.VerifierKey() != keyB {
+		t.Errorf("the rotated-out replica serves %q with keys %q; want the leader's checkpoint and B", n, l1b.VerifierKey())
+	}
+
+	// One history: each checkpoint consistent with the next, and the
+	// audit passes with both keys (not with B alone: the first checkpoints
+	// carry A's signature only).
+	for _, pair := range [][2]*merkle.Checkpoint{{cpA, cpBA}, {cpBA, cpB}, {cpB, cpEnd}} {
+		p, err := l5.ConsistencyProof(pair[0].Size, pair[1].Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.VerifyConsistency(pair[0], pair[1], p); err != nil {
+			t.Fatalf("checkpoints of %d and %d: %v", pair[0].Size, pair[1].Size, err)
+		}
+	}
+	st5 := mustOpen(t, url)
+	defer st5.Close()
+	rep, err := logsign.AuditStore(ctx, st5, ring)
+	if err != nil || !rep.OK() || rep.Leaves != cpEnd.Size {
+		t.Fatalf("audit with both keys: %+v, %v", rep, err)
+	}
+	if _, err := logsign.AuditStore(ctx, st5, keyB); err == nil {
+		t.Error("audit with the new key alone passed over checkpoints signed with the old one")
+	}
+}
+
+// mustOpenClosed opens a store that the test closes at its end.
+func mustOpenClosed(t *testing.T, url string) *postgres.Store {
+	st := mustOpen(t, url)
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func mustNote(l *logsign.Log) []byte {
+	n, _ := l.Checkpoint()
+	return n
 }

@@ -31,14 +31,11 @@ func TestMain(m *testing.M) { testserver.Main(m) }
 func runCommand(t *testing.T, name string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errb strings.Builder
-	switch name {
-	case "search":
-		err = (&SearchCommand{Stdout: &out, Stderr: &errb}).Run(t.Context(), args)
-	case "create":
-		err = (&CreateCommand{Stdout: &out, Stderr: &errb}).Run(t.Context(), args)
-	default:
+	c, ok := commands(&out, &errb)[name]
+	if !ok {
 		t.Fatalf("no command %q", name)
 	}
+	err = c.Run(t.Context(), args)
 	return out.String(), errb.String(), err
 }
 

@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // startLog starts the verifiable log when the store supports it
@@ -23,6 +28,11 @@ import (
 // signing, and so does a replica whose key is another one (logsign.New
 // logs why). The private key is never stored in the database: whoever can
 // write the database could then re-sign a rewritten history.
+//
+// --log-previous-key rotates the key (docs/configuration.md, "Rotating the
+// log's signing key"): a previous private key cosigns every checkpoint, a
+// previous public key only lets the stored checkpoints verify, and the
+// log's public keys become the new one followed by the previous ones.
 func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 	ls, ok := store.(audittrail.LogStore)
 	if !ok {
@@ -33,6 +43,18 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 	if keyFile == "" {
 		keyFile = filepath.Join(m.Config.DataDir, logsign.SigningKeyFile)
 	}
+	var cosigners []note.Signer
+	previous, origin := "", ""
+	if m.Config.LogPreviousKey != "" {
+		signer, vkeys, err := logsign.LoadPreviousKey(m.Config.LogPreviousKey)
+		if err != nil {
+			return err
+		}
+		if signer != nil {
+			cosigners = append(cosigners, signer)
+		}
+		previous, origin = vkeys, logsign.KeyName(vkeys)
+	}
 	create := true
 	shared, isShared := ls.(logsign.SharedStore)
 	if isShared {
@@ -40,18 +62,33 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		if err != nil {
 			return err
 		}
-		create = bound == ""
+		// A rotation may create the new key on any replica.
+		create = bound == "" || previous != ""
 	}
-	signer, vkey, err := logsign.LoadOrCreateKeyFile(keyFile, "", create)
+	signer, vkey, err := logsign.LoadOrCreateKeyFile(keyFile, origin, create)
 	switch {
 	case isShared && errors.Is(err, fs.ErrNotExist):
-		signer, vkey = nil, ""
+		signer, vkey, cosigners = nil, "", nil
 		m.log.WarnContext(ctx, "verifiable log: no signing key: this replica serves the log but will not sign; "+
 			"give it the log's signing key with --log-key", "path", keyFile)
 	case err != nil:
 		return err
 	}
-	l, err := logsign.New(ctx, logsign.Config{Store: ls, Signer: signer, VerifierKey: vkey, Logger: m.log})
+	if signer != nil && previous != "" {
+		switch {
+		case signer.Name() != origin:
+			return fmt.Errorf("verifiable log: the signing key %s is named %q and the previous key %s %q: a log's keys share its name", keyFile, signer.Name(), m.Config.LogPreviousKey, origin)
+		case slices.Contains(strings.Split(previous, "\n"), vkey):
+			return fmt.Errorf("verifiable log: --log-previous-key %s holds the signing key itself (--log-key %s): give the key the log is rotated from", m.Config.LogPreviousKey, keyFile)
+		}
+		how := "checkpoints are signed with the new key and the previous one"
+		if len(cosigners) == 0 {
+			how = "checkpoints are signed with the new key only (the previous key was given as a public key)"
+		}
+		m.log.InfoContext(ctx, "verifiable log: rotating the signing key: "+how, "key", vkey, "previous", previous)
+		vkey = merkle.JoinKeys(vkey, previous)
+	}
+	l, err := logsign.New(ctx, logsign.Config{Store: ls, Signer: signer, Cosigners: cosigners, VerifierKey: vkey, Logger: m.log})
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func newMirrorFlags(f *mirrorFlags) *flag.FlagSet {
 	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
 	f.addTLSFlags(fs)
 	fs.StringVar(&f.dir, "dir", "", "the mirror's `directory` (created when missing)")
-	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key)")
+	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
 	fs.DurationVar(&f.follow, "follow", 0, "keep running, updating the mirror every `interval` (0: update once and exit)")
 	fs.BoolVar(&f.quiet, "q", false, "print nothing but errors")
 	return fs

@@ -100,7 +100,10 @@ type Config struct {
 	DataDir string
 	// LogKey is the verifiable log's signing key file; "" means
 	// <DataDir>/log-signing.key (log.go).
-	LogKey           string
+	LogKey string
+	// LogPreviousKey is the key file the log is rotated from (a signing
+	// key, which cosigns, or public keys only); "" when none.
+	LogPreviousKey   string
 	PublicAddr       string
 	InternalAddr     string
 	ReaderToken      string
@@ -187,6 +190,7 @@ var serveEnv = map[string]string{
 	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
 	"store":              "AUDITTRAIL_STORE",
 	"log-key":            "AUDITTRAIL_LOG_KEY",
+	"log-previous-key":   "AUDITTRAIL_LOG_PREVIOUS_KEY",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -199,6 +203,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
 	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, env("backup-dir", "`directory` the embedded store's backups are written to (audittrail backup; default <data-dir>/backups); on the data directory's file system they link its files instead of copying them"))
 	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
+	fs.StringVar(&c.LogPreviousKey, "log-previous-key", c.LogPreviousKey, env("log-previous-key", "key `file` the log's signing key is rotated from: its signing key, which then cosigns every checkpoint, or its public key when the signing key is lost (docs/configuration.md, \"Rotating the log's signing key\")"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
 	fs.StringVar(&c.ReaderToken, "reader-token", c.ReaderToken, env("reader-token", "bearer `token` of the auditor (users/reader), who may search; prefer the environment variable, flags show in ps"))

@@ -73,7 +73,7 @@ type VerifyCommand struct {
 func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	f := &verifyFlags{}
-	fs.StringVar(&f.key, "key", "", "public key `file` of the log (log-verification.key)")
+	fs.StringVar(&f.key, "key", "", "public key `file` of the log (log-verification.key; several keys, one per line, across a rotation)")
 	fs.StringVar(&f.checkpoint, "checkpoint", "", "signed checkpoint `file` (inclusion)")
 	fs.StringVar(&f.event, "event", "", "event JSON `file` (inclusion)")
 	fs.StringVar(&f.proof, "proof", "", "proof JSON `file` (inclusion)")

@@ -54,7 +54,7 @@ func newWindowFlags(f *windowFlags) *flag.FlagSet {
 	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
 	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
 	f.addTLSFlags(fs)
-	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key)")
+	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
 	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
 	return fs
 }

@@ -384,6 +384,38 @@ def test_forged_bad_signature():
         open_checkpoint(sign_note(G["checkpoint"]["text"], skey), vkey)
 
 
+def test_key_ring_after_a_rotation():
+    """A key file of several lines (the log's keys across a rotation of its
+    signing key, current first) verifies a checkpoint signed by any of them,
+    and a note signed by the new key and cosigned by the old one verifies with
+    either key alone."""
+    text = G["checkpoint"]["text"]
+    new_skey, new_vkey = new_key(ORIGIN, b"new")
+    old_note = G["checkpoint"]["signed_note"]  # by the golden key, the "old" one
+    new_note = sign_note(text, new_skey)
+    both = new_note + old_note.split("\n\n")[1]
+    ring = Verifier.from_key(new_vkey + "\n" + VKEY + "\n")
+    assert ring.name == ORIGIN and len(ring.keys()) == 2
+    for note in (old_note, new_note, both):
+        assert open_checkpoint(note, ring).size == 7
+    assert open_checkpoint(both, VKEY).size == 7
+    assert open_checkpoint(both, new_vkey).size == 7
+    with pytest.raises(VerificationError, match="no signature by the log's key"):
+        open_checkpoint(new_note, VKEY)
+    # A bad signature by a key of the ring fails, even beside a good one.
+    sigs = both.split("\n\n")[1].rstrip("\n").split("\n")
+    name, sig = sigs[1].split(" ")[1:]
+    raw = bytearray(base64.b64decode(sig))
+    raw[10] ^= 1
+    forged = text + "\n\n" + sigs[0] + "\n\u2014 " + name + " " + base64.b64encode(bytes(raw)).decode() + "\n"
+    with pytest.raises(VerificationError, match="invalid signature"):
+        open_checkpoint(forged, ring)
+    _, elsewhere = new_key("other.example/log", b"x")
+    for bad in (new_vkey + "\n" + elsewhere, new_vkey + "\n" + new_vkey, new_vkey + "\n\n" + VKEY, (new_vkey + "\n") * 17):
+        with pytest.raises(VerificationError):
+            Verifier.from_key(bad)
+
+
 def test_unverified_checkpoints_are_refused():
     parsed = parse_checkpoint(G["checkpoint"]["text"])
     with pytest.raises(VerificationError, match="not signature-verified"):

@@ -89,6 +89,7 @@ _MAX_ORIGIN = 255
 _MAX_CHECKPOINT_TEXT = 1024
 _MAX_NOTE = 16 << 10
 _MAX_SIGNATURES = 100
+_MAX_RING_KEYS = 16  # keys in one key file (merkle.MaxRingKeys)
 _SIG_PREFIX = "\u2014 ".encode("utf-8")  # em dash, space
 _ALG_ED25519 = 1
 _NS = 1_000_000_000
@@ -160,20 +161,36 @@ def _key_hash(name: str, key: bytes) -> int:
 class Verifier:
     """The log's public key: a C2SP note verifier key
     ``<name>+<hash>+<base64(0x01 || Ed25519 public key)>``, as in the file
-    ``log-verification.key``."""
+    ``log-verification.key``.
+
+    After a rotation of the log's signing key the file may list several keys
+    of the log, one per line, the current one first: ``previous`` holds the
+    others, and a checkpoint verifies when it carries a valid signature by
+    any of them."""
 
     name: str
     key_hash: int
     public_key: bytes
+    previous: Tuple["Verifier", ...] = ()
 
     @classmethod
     def from_key(cls, text: Union[str, bytes]) -> "Verifier":
-        """Parses the key (the file's content: one line, optionally
-        newline-terminated)."""
+        """Parses the key file's content: one key per line (at most
+        16), optionally newline-terminated, all named after the log."""
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         if text.endswith("\n"):
             text = text[:-1]
+        lines = text.split("\n")
+        if len(lines) > 1:
+            if len(lines) > _MAX_RING_KEYS:
+                raise VerificationError(f"a key file holds at most {_MAX_RING_KEYS} keys, one per line")
+            keys = [cls.from_key(line) for line in lines]
+            if any(k.name != keys[0].name for k in keys):
+                raise VerificationError("a log's keys share its name")
+            if len({k.key_hash for k in keys}) != len(keys):
+                raise VerificationError("a key is listed twice")
+            return cls(keys[0].name, keys[0].key_hash, keys[0].public_key, tuple(keys[1:]))
         if not text or any(c in text for c in "\n\r\t "):
             raise VerificationError("a key file holds one key on one line")
         parts = text.split("+", 2)
@@ -189,6 +206,10 @@ class Verifier:
         if int(hash_hex, 16) != _key_hash(name, key):
             raise VerificationError("verifier key hash does not match the key")
         return cls(name=name, key_hash=int(hash_hex, 16), public_key=key[1:])
+
+    def keys(self) -> Tuple["Verifier", ...]:
+        """This key and the previous ones."""
+        return (Verifier(self.name, self.key_hash, self.public_key),) + self.previous
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         return _ed25519.verify(self.public_key, message, signature)
@@ -213,6 +234,7 @@ def _open_note(msg: bytes, verifier: Verifier) -> str:
     if not sigs or not sigs.endswith(b"\n"):
         raise VerificationError("malformed signed note: no signature")
     found = False
+    keys = verifier.keys()
     lines = sigs[:-1].split(b"\n")
     if len(lines) > _MAX_SIGNATURES:
         raise VerificationError("malformed signed note: too many signatures")
@@ -227,9 +249,10 @@ def _open_note(msg: bytes, verifier: Verifier) -> str:
         if not _valid_name(name) or not b64 or len(sig) < 5:
             raise VerificationError("malformed signed note: bad signature line")
         key_hash = struct.unpack(">I", sig[:4])[0]
-        if name != verifier.name or key_hash != verifier.key_hash:
+        key = next((k for k in keys if k.name == name and k.key_hash == key_hash), None)
+        if key is None:
             continue  # another key's signature (a witness): not ours to check
-        if not verifier.verify(text, sig[4:]):
+        if not key.verify(text, sig[4:]):
             raise VerificationError(f"invalid signature by {name}")
         found = True
     if not found:

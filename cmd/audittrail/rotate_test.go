@@ -1,0 +1,172 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// TestRotateLogKey rotates the embedded store's signing key as
+// docs/configuration.md tells an operator to ("Rotating the log's signing
+// key"): a restart with a new key alone is refused; with the previous key
+// given, checkpoints are signed by both, so that a mirror kept with the old
+// public key goes on verifying; after the rotation only the new key signs.
+// A lost key is replaced with its public key as the previous one. Every
+// checkpoint is consistent with the ones before, and "verify store" passes
+// with the log's keys.
+func TestRotateLogKey(t *testing.T) {
+	ctx := t.Context()
+	dataDir, keys := t.TempDir(), t.TempDir()
+	signingKey := filepath.Join(dataDir, logsign.SigningKeyFile)
+	pubFile := filepath.Join(dataDir, logsign.VerificationKeyFile)
+	mirrorDir := filepath.Join(t.TempDir(), "mirror")
+	seed := 0
+	serve := func(args ...string) (*Main, error) {
+		t.Helper()
+		m, _ := newTestMain(nil)
+		args = append([]string{"--dev", "--data-dir", dataDir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
+			"--reader-token", "reader", "--producer-token", "producer", "--log-level", "error"}, args...)
+		if err := m.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Run(ctx); err != nil {
+			m.Close()
+			return nil, err
+		}
+		return m, nil
+	}
+	// round creates events on m and returns the signed checkpoint that
+	// covers them.
+	round := func(m *Main) []byte {
+		t.Helper()
+		seed++
+		if out, errs, err := runCommand(t, "create", "--addr", m.InternalURL, "--token", "producer", "--sample", "40", "--seed", strconv.Itoa(seed)); err != nil {
+			t.Fatalf("create: %v\n%s%s", err, out, errs)
+		}
+		if err := m.Log.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		note, _ := m.Log.Checkpoint()
+		return note
+	}
+	verifies := func(note []byte, keyFile string) *merkle.Checkpoint {
+		t.Helper()
+		cp, err := merkle.OpenCheckpoint(note, mustVerifier(t, keyFile))
+		if err != nil {
+			return nil
+		}
+		return cp
+	}
+	save := func(name string, text []byte) string {
+		t.Helper()
+		p := filepath.Join(keys, name)
+		if err := os.WriteFile(p, text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mirror := func(m *Main, keyFile string) error {
+		_, _, err := runCommand(t, "mirror", "--addr", strings.TrimPrefix(m.PublicURL, "http://"), "--token", "reader", "--dir", mirrorDir, "--log-key", keyFile)
+		return err
+	}
+
+	// Key A.
+	m, err := serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noteA := round(m)
+	pubA := save("a.pub", mustRead(t, pubFile))
+	if err := mirror(m, pubA); err != nil {
+		t.Fatalf("mirror: %v", err)
+	}
+	m.Close()
+
+	// A new key alone is refused: the stored checkpoints are A's.
+	oldKey := filepath.Join(keys, "a.key")
+	if err := os.Rename(signingKey, oldKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serve(); err == nil || !strings.Contains(err.Error(), "--log-previous-key") {
+		t.Fatalf("a new key without the previous one: %v", err)
+	}
+
+	// The rotation: key B (created at this start), A cosigning.
+	m, err = serve("--log-previous-key", oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(mustRead(t, pubFile))), "\n")
+	if len(lines) != 2 || lines[1]+"\n" != string(mustRead(t, pubA)) {
+		t.Fatalf("public keys during the rotation: %q", lines)
+	}
+	pubB := save("b.pub", []byte(lines[0]+"\n"))
+	noteBA := round(m)
+	if verifies(noteBA, pubA) == nil || verifies(noteBA, pubB) == nil {
+		t.Fatalf("a checkpoint during the rotation does not verify with each key:\n%s", noteBA)
+	}
+	if err := mirror(m, pubA); err != nil {
+		t.Fatalf("the mirror kept with the old key, during the rotation: %v", err)
+	}
+	m.Close()
+
+	// After the rotation: B alone.
+	m, err = serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mustRead(t, pubFile)); got != string(mustRead(t, pubB)) {
+		t.Fatalf("public key after the rotation: %q", got)
+	}
+	noteB := round(m)
+	if verifies(noteB, pubA) != nil || verifies(noteB, pubB) == nil {
+		t.Fatalf("a checkpoint after the rotation:\n%s", noteB)
+	}
+	if err := mirror(m, pubA); err == nil {
+		t.Fatal("the mirror accepted a checkpoint with the old key only after the rotation")
+	}
+	ring := save("ab.pub", []byte(merkle.JoinKeys(string(mustRead(t, pubB)), string(mustRead(t, pubA)))+"\n"))
+	if err := mirror(m, ring); err != nil {
+		t.Fatalf("the mirror with both keys: %v", err)
+	}
+	m.Close()
+
+	// B is lost: its public key is the previous one, C signs alone.
+	if err := os.Remove(signingKey); err != nil {
+		t.Fatal(err)
+	}
+	m, err = serve("--log-previous-key", pubB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubC := save("c.pub", []byte(strings.Split(string(mustRead(t, pubFile)), "\n")[0]+"\n"))
+	noteC := round(m)
+	if verifies(noteC, pubB) != nil || verifies(noteC, pubC) == nil {
+		t.Fatalf("a checkpoint after a lost key:\n%s", noteC)
+	}
+
+	// One history across the three keys.
+	cps := []*merkle.Checkpoint{verifies(noteA, pubA), verifies(noteBA, pubB), verifies(noteB, pubB), verifies(noteC, pubC)}
+	for i := 1; i < len(cps); i++ {
+		p, err := m.Log.ConsistencyProof(cps[i-1].Size, cps[i].Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.VerifyConsistency(cps[i-1], cps[i], p); err != nil {
+			t.Fatalf("checkpoints of %d and %d: %v", cps[i-1].Size, cps[i].Size, err)
+		}
+	}
+	m.Close()
+	all := save("abc.pub", []byte(merkle.JoinKeys(string(mustRead(t, pubC)), string(mustRead(t, ring)))+"\n"))
+	if out := runOK(t, "verify", "store", "--data-dir", dataDir, "--key", all); !strings.Contains(out, "OK") {
+		t.Errorf("verify store with the log's keys: %s", out)
+	}
+	if _, _, err := runCommand(t, "verify", "store", "--data-dir", dataDir, "--key", pubC); err == nil {
+		t.Error("verify store with the newest key alone passed over checkpoints it cannot verify")
+	}
+}

@@ -1,0 +1,104 @@
+package merkle
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+func TestKeyRing(t *testing.T) {
+	oldS, oldV, _, oldKey := testKeyPair(t, testOrigin, "old")
+	newS, newV, _, newKey := testKeyPair(t, testOrigin, "new")
+	_, _, _, otherKey := testKeyPair(t, testOrigin, "other")
+	_, _, _, elsewhere := testKeyPair(t, "example.com/another-log", "old")
+	c := &Checkpoint{Origin: testOrigin, Size: 3, Root: tlog.RecordHash([]byte("x")), ReceivedBefore: baseTime}
+
+	ring, err := NewVerifier([]byte(JoinKeys(newKey, oldKey) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ring.(*KeyRing); !ok || len(Keys(ring)) != 2 || ring.Name() != testOrigin || ring.KeyHash() != newV.KeyHash() {
+		t.Fatalf("ring %T of %d keys, name %q", ring, len(Keys(ring)), ring.Name())
+	}
+	other, err := NewVerifier([]byte(otherKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byOld, _ := Sign(c, oldS)
+	byNew, _ := Sign(c, newS)
+	byBoth, err := Sign(c, newS, oldS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(byBoth), "\n— ") != 2 {
+		t.Fatalf("note signed by two keys:\n%s", byBoth)
+	}
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		v    any
+		ok   bool
+	}{
+		{"old note, ring", byOld, ring, true},
+		{"new note, ring", byNew, ring, true},
+		{"both, ring", byBoth, ring, true},
+		{"both, old key alone", byBoth, oldV, true},
+		{"both, new key alone", byBoth, newV, true},
+		{"new note, old key alone", byNew, oldV, false},
+		{"old note, new key alone", byOld, newV, false},
+		{"old note, another key", byOld, other, false},
+	} {
+		v := tc.v.(interface {
+			Name() string
+			KeyHash() uint32
+			Verify(msg, sig []byte) bool
+		})
+		cp, err := OpenCheckpoint(tc.msg, v)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v", tc.name, err)
+		}
+		if err == nil && (cp.Size != 3 || !cp.Verified()) {
+			t.Errorf("%s: checkpoint %+v", tc.name, cp)
+		}
+	}
+	// A forged second signature by a key of the ring is refused, even when
+	// another key of the ring signed validly.
+	lines := strings.Split(strings.TrimSuffix(string(byBoth), "\n"), "\n")
+	last := []byte(lines[len(lines)-1])
+	last[len(last)-10] ^= 'A' ^ 'B' // a base64 letter changed in the signature
+	if last[len(last)-10] != 'A' && last[len(last)-10] != 'B' {
+		last[len(last)-10] = 'A'
+	}
+	lines[len(lines)-1] = string(last)
+	forged := []byte(strings.Join(lines, "\n") + "\n")
+	if _, err := OpenCheckpoint(forged, ring); err == nil {
+		t.Error("a note with a bad signature by a key of the ring was accepted")
+	}
+
+	if _, err := Sign(c, newS, nil); err == nil {
+		t.Error("Sign accepted a nil cosigner")
+	}
+	_, _, elsewhereS, _ := testKeyPair(t, "example.com/another-log", "x")
+	if s, err := NewSigner([]byte(elsewhereS)); err != nil {
+		t.Fatal(err)
+	} else if _, err := Sign(c, newS, s); err == nil {
+		t.Error("Sign accepted a cosigner of another name")
+	}
+
+	for _, bad := range []string{
+		JoinKeys(newKey, elsewhere),   // another name
+		newKey + "\n" + newKey,        // twice
+		newKey + "\n\n" + oldKey,      // blank line
+		newKey + "\n" + oldKey + "\r", // a carriage return
+		newKey + "\n" + "garbage",
+		strings.Repeat(newKey+"\n", MaxRingKeys+1),
+	} {
+		if _, err := NewVerifier([]byte(bad)); err == nil {
+			t.Errorf("NewVerifier(%q) accepted", bad)
+		}
+	}
+	if got := JoinKeys(newKey+"\n", JoinKeys(oldKey, newKey)); got != newKey+"\n"+oldKey {
+		t.Errorf("JoinKeys = %q", got)
+	}
+}
