@@ -456,3 +456,57 @@ def test_iter_window(log_server, key):
     client.get_log_entries_with_proofs = honest
     with pytest.raises(VerificationError):
         list(client.iter_window(newer, older, key))
+
+
+def test_rotated_signing_key(tmp_path):
+    """The server's signing key rotated (docs/configuration.md, "Rotating the
+    log's signing key"): during the rotation the checkpoints verify with the
+    old public key alone, with the new one alone, and with the two-key file
+    the server writes; after it, with the new key and the two-key file, not
+    the old key; each is consistent with the checkpoint signed before."""
+    binary = _server.find_binary(REPO_ROOT)
+    srv = _server.start(binary, tmp_path / "before")
+    data = srv.data_dir
+
+    def checkpoint_covering(srv, key, names):
+        client = h2o_audit_trail.login(endpoint=srv.public, token=srv.reader_token).event_client
+        deadline = time.monotonic() + 15
+        while True:
+            page = client.search_events(filter_=F(resource_exact=names), page_size=50, include_proofs=True)
+            result = page.proofs.verify(key)
+            if not result.pending:
+                return client, result.checkpoint
+            assert time.monotonic() < deadline, f"still pending: {result.pending}"
+            time.sleep(0.1)
+
+    try:
+        seed(srv, 4, "rotation/a")
+        old_key = Verifier.from_key((data / "log-verification.key").read_text())
+        _, first = checkpoint_covering(srv, old_key, "rotation/a")
+    finally:
+        _server.stop(srv)
+    old_private = tmp_path / "old-signing.key"
+    (data / "log-signing.key").rename(old_private)
+
+    srv = _server.start(binary, tmp_path / "during", ["--data-dir", str(data), "--log-previous-key", str(old_private)])
+    try:
+        ring = Verifier.from_key((data / "log-verification.key").read_text())
+        new_key = ring.keys()[0]
+        assert [k.key_hash for k in ring.keys()] == [new_key.key_hash, old_key.key_hash]
+        seed(srv, 4, "rotation/b")
+        for key in (old_key, new_key, ring):
+            client, during = checkpoint_covering(srv, key, "rotation/b")
+            verify_consistency(first, during, client.get_consistency_proof(first.size, during.size))
+    finally:
+        _server.stop(srv)
+
+    srv = _server.start(binary, tmp_path / "after", ["--data-dir", str(data)])
+    try:
+        seed(srv, 4, "rotation/c")
+        for key in (new_key, ring):
+            client, after = checkpoint_covering(srv, key, "rotation/c")
+            verify_consistency(during, after, client.get_consistency_proof(during.size, after.size))
+        with pytest.raises(VerificationError, match="no signature by the log's key"):
+            client.get_checkpoint(old_key)
+    finally:
+        _server.stop(srv)
