@@ -90,6 +90,23 @@ func LoadOrCreateKeyFile(path, origin string, create bool) (note.Signer, string,
 	return s, vkey, nil
 }
 
+// CreateKeyFile creates the signing key file path (mode 0600) with a new
+// Ed25519 key named origin ("" means DefaultOrigin), refusing to replace a
+// file that exists, and returns the public key text.
+func CreateKeyFile(path, origin string) (string, error) {
+	if origin == "" {
+		origin = DefaultOrigin
+	}
+	skey, vkey, err := merkle.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		return "", err
+	}
+	if err := durablefile.Create(path, []byte(skey+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("logsign: write signing key: %w", err)
+	}
+	return vkey, nil
+}
+
 // LoadPreviousKey reads the file of a key the log is rotated from
 // (docs/design/verifiable-log.md, "Rotating the signing key"): a signing
 // key, which then cosigns every checkpoint (signer not nil) so that

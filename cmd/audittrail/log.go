@@ -55,6 +55,7 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		}
 		previous, origin = vkeys, logsign.KeyName(vkeys)
 	}
+	// A key is created for a new log, and for a rotation (on any replica).
 	create := true
 	shared, isShared := ls.(logsign.SharedStore)
 	if isShared {
@@ -62,8 +63,13 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		if err != nil {
 			return err
 		}
-		// A rotation may create the new key on any replica.
 		create = bound == "" || previous != ""
+	} else if previous == "" {
+		latest, err := ls.LatestCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		create = latest == nil
 	}
 	signer, vkey, err := logsign.LoadOrCreateKeyFile(keyFile, origin, create)
 	switch {
@@ -71,6 +77,9 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		signer, vkey, cosigners = nil, "", nil
 		m.log.WarnContext(ctx, "verifiable log: no signing key: this replica serves the log but will not sign; "+
 			"give it the log's signing key with --log-key", "path", keyFile)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("verifiable log: the log has signed checkpoints but its signing key %s is missing: restore the key, "+
+			"or replace it by a new one with the previous key's public key as --log-previous-key (docs/configuration.md, \"Rotating the log's signing key\")", keyFile)
 	case err != nil:
 		return err
 	}

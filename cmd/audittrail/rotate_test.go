@@ -13,8 +13,8 @@ import (
 
 // TestRotateLogKey rotates the embedded store's signing key as
 // docs/configuration.md tells an operator to ("Rotating the log's signing
-// key"): a restart with a new key alone is refused; with the previous key
-// given, checkpoints are signed by both, so that a mirror kept with the old
+// key"): a restart with a new key alone is refused; with a key made by
+// "audittrail keygen" and the previous key given, checkpoints are signed by both, so that a mirror kept with the old
 // public key goes on verifying; after the rotation only the new key signs.
 // A lost key is replaced with its public key as the previous one. Every
 // checkpoint is consistent with the ones before, and "verify store" passes
@@ -92,20 +92,32 @@ func TestRotateLogKey(t *testing.T) {
 	if err := os.Rename(signingKey, oldKey); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := serve(); err == nil || !strings.Contains(err.Error(), "--log-previous-key") {
+	if _, err := serve(); err == nil || !strings.Contains(err.Error(), "--log-previous-key") || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("a missing key: %v", err)
+	}
+	otherKey := filepath.Join(keys, "other.key")
+	runOK(t, "keygen", otherKey)
+	if _, err := serve("--log-key", otherKey); err == nil || !strings.Contains(err.Error(), "--log-previous-key") {
 		t.Fatalf("a new key without the previous one: %v", err)
 	}
 
-	// The rotation: key B (created at this start), A cosigning.
-	m, err = serve("--log-previous-key", oldKey)
+	// The rotation: key B (made by keygen), A cosigning.
+	newKey := filepath.Join(keys, "b.key")
+	pubB := save("b.pub", []byte(runOK(t, "keygen", newKey)))
+	if _, _, err := runCommand(t, "keygen", newKey); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("keygen over an existing key file: %v", err)
+	}
+	if _, _, err := runCommand(t, "keygen", "--origin", "a b", filepath.Join(keys, "x.key")); err == nil {
+		t.Fatal("keygen with an invalid origin: no error")
+	}
+	m, err = serve("--log-key", newKey, "--log-previous-key", oldKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(mustRead(t, pubFile))), "\n")
-	if len(lines) != 2 || lines[1]+"\n" != string(mustRead(t, pubA)) {
+	if len(lines) != 2 || lines[0]+"\n" != string(mustRead(t, pubB)) || lines[1]+"\n" != string(mustRead(t, pubA)) {
 		t.Fatalf("public keys during the rotation: %q", lines)
 	}
-	pubB := save("b.pub", []byte(lines[0]+"\n"))
 	noteBA := round(m)
 	if verifies(noteBA, pubA) == nil || verifies(noteBA, pubB) == nil {
 		t.Fatalf("a checkpoint during the rotation does not verify with each key:\n%s", noteBA)
@@ -116,7 +128,7 @@ func TestRotateLogKey(t *testing.T) {
 	m.Close()
 
 	// After the rotation: B alone.
-	m, err = serve()
+	m, err = serve("--log-key", newKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,9 +148,13 @@ func TestRotateLogKey(t *testing.T) {
 	}
 	m.Close()
 
-	// B is lost: its public key is the previous one, C signs alone.
-	if err := os.Remove(signingKey); err != nil {
+	// B is lost: its public key is the previous one, and C, created by the
+	// server at its start, signs alone.
+	if err := os.Remove(newKey); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(signingKey); !os.IsNotExist(err) {
+		t.Fatalf("a key file at the default path: %v", err)
 	}
 	m, err = serve("--log-previous-key", pubB)
 	if err != nil {
