@@ -102,3 +102,43 @@ func TestKeyRing(t *testing.T) {
 		t.Errorf("JoinKeys = %q", got)
 	}
 }
+
+// FuzzNewVerifier: a key file of any content never panics NewVerifier; what
+// it accepts is one key, or a ring of distinct keys of one name, at most
+// MaxRingKeys, and a checkpoint signed by the ring's first key verifies with
+// what was accepted.
+func FuzzNewVerifier(f *testing.F) {
+	signer, _, _, vkey := testKeyPair(f, testOrigin, "new")
+	_, _, _, old := testKeyPair(f, testOrigin, "old")
+	_, _, _, elsewhere := testKeyPair(f, "other.example/log", "x")
+	for _, seed := range []string{vkey, vkey + "\n", JoinKeys(vkey, old) + "\n", vkey + "\n" + vkey, vkey + "\n" + elsewhere, "", "\n", vkey + "\n\n" + old} {
+		f.Add([]byte(seed))
+	}
+	c := &Checkpoint{Origin: testOrigin, Size: 1, Root: tlog.RecordHash(nil), ReceivedBefore: baseTime}
+	msg, err := Sign(c, signer)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := NewVerifier(data)
+		if err != nil {
+			return
+		}
+		keys := Keys(v)
+		if len(keys) == 0 || len(keys) > MaxRingKeys {
+			t.Fatalf("%d keys accepted", len(keys))
+		}
+		seen := map[uint32]bool{}
+		for _, k := range keys {
+			if k.Name() != v.Name() || seen[k.KeyHash()] {
+				t.Fatalf("ring of %q: key %q/%08x", v.Name(), k.Name(), k.KeyHash())
+			}
+			seen[k.KeyHash()] = true
+		}
+		_, openErr := OpenCheckpoint(msg, v)
+		signedBy := v.Name() == testOrigin && seen[signer.KeyHash()]
+		if (openErr == nil) != signedBy {
+			t.Fatalf("keys %q: OpenCheckpoint = %v", data, openErr)
+		}
+	})
+}
