@@ -39,6 +39,32 @@ type StoreReport struct {
 	// 100; UnsearchableCount has the total).
 	Unsearchable      []uint64
 	UnsearchableCount int
+	// Deleted lists the ranges of seqs whose events are gone, audited from
+	// the log's leaf hashes with AuditOptions.AllowDeleted (at most 100
+	// ranges; AuditReport.Deleted counts the events).
+	Deleted []SeqRange
+}
+
+// SeqRange is the seqs [First, Last].
+type SeqRange struct{ First, Last uint64 }
+
+// AuditOptions change what AuditStore accepts.
+type AuditOptions struct {
+	// AllowDeleted audits a store whose events were partly deleted on
+	// purpose (PostgreSQL's dropped monthly partitions, docs/postgres.md,
+	// "Retention"): a leaf whose event is gone is audited from the log's
+	// stored leaf hash (merkle.Auditor.AddDeleted), which the recomputed
+	// roots still compare with every signed checkpoint, and is listed in
+	// StoreReport.Deleted, instead of stopping the audit with a
+	// *LeafError. The store must read events sparsely (SparseLogReader).
+	AllowDeleted bool
+}
+
+// SparseLogReader is a LogStore that can read a range of seqs whose events
+// may be partly deleted: EventsBySeqSparse is EventsBySeq with a nil event
+// for each seq whose event is not stored.
+type SparseLogReader interface {
+	EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*audittrail.Event, error)
 }
 
 // SearchedEvent names an event as a search showed it.
@@ -87,6 +113,19 @@ func (e *LeafError) Unwrap() error { return e.Err }
 // checkpoints are read before the events, so the audit of a store that
 // replicas keep appending to is consistent too.
 func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string) (*StoreReport, error) {
+	return AuditStoreWith(ctx, st, verifierKey, AuditOptions{})
+}
+
+// AuditStoreWith is AuditStore with options.
+func AuditStoreWith(ctx context.Context, st audittrail.LogStore, verifierKey string, opts AuditOptions) (*StoreReport, error) {
+	read := st.EventsBySeq
+	if opts.AllowDeleted {
+		sp, ok := st.(SparseLogReader)
+		if !ok {
+			return nil, errors.New("logsign: this store does not delete events, so it cannot audit deleted ones")
+		}
+		read = sp.EventsBySeqSparse
+	}
 	v, err := merkle.NewVerifier([]byte(verifierKey))
 	if err != nil {
 		return nil, err
@@ -116,14 +155,15 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 	}
 	s, searches := st.(audittrail.Store)
 	var scanned *scanFindings
-	if sc, ok := st.(storageScanner); ok && searches {
+	if sc, ok := st.(storageScanner); ok && searches && !opts.AllowDeleted {
 		scanned, err = scanLeaves(ctx, sc, st, last, a, tree, readErr)
 		if err != nil {
 			return nil, err
 		}
 	}
+	var deleted []SeqRange
 	if scanned == nil {
-		if err := auditLeaves(ctx, st, last, a, readErr); err != nil {
+		if deleted, err = auditLeaves(ctx, read, l.hashReader(), last, a, readErr); err != nil {
 			return nil, err
 		}
 	}
@@ -131,7 +171,7 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 	if err != nil {
 		return nil, err
 	}
-	r := &StoreReport{AuditReport: rep}
+	r := &StoreReport{AuditReport: rep, Deleted: deleted[:min(len(deleted), maxFindings)]}
 	for _, c := range cps {
 		if c.Size <= rep.Leaves {
 			r.Covered = max(r.Covered, c.Size)
@@ -142,7 +182,7 @@ func AuditStore(ctx context.Context, st audittrail.LogStore, verifierKey string)
 		r.Searched = true
 		r.NotInLog, r.NotInLogCount = scanned.notInLog, scanned.notInLogCount
 	case searches:
-		if err := r.checkSearch(ctx, st, s, tree); err != nil {
+		if err := r.checkSearch(ctx, st, s, tree, deleted); err != nil {
 			return nil, err
 		}
 	}
@@ -273,7 +313,7 @@ func (l *Log) leafError(ctx context.Context, from, to uint64, cps []*merkle.Chec
 // leaf at its seq. An event numbered after the audited leaves is skipped if
 // the log has it by now (a store that replicas keep appending to), and
 // reported otherwise.
-func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, st audittrail.Store, tree tlog.HashReader) error {
+func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, st audittrail.Store, tree tlog.HashReader, deleted []SeqRange) error {
 	r.Searched = true
 	start, end := audittrail.MinEventTime, audittrail.MaxEventTime
 	f := audittrail.Filter{StartTime: &start, EndTime: &end}
@@ -282,6 +322,11 @@ func (r *StoreReport) checkSearch(ctx context.Context, ls audittrail.LogStore, s
 		return err
 	}
 	seen := make([]bool, r.Leaves)
+	for _, d := range deleted { // no search can show them
+		for seq := d.First; seq <= d.Last; seq++ {
+			seen[seq-1] = true
+		}
+	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pages := make(chan *searchPage, 8)
@@ -348,12 +393,17 @@ const (
 )
 
 // auditLeaves adds the events with seqs [1, last] to a, in order. GOMAXPROCS
-// goroutines read batches of events from st and compute their leaf hashes,
-// and the calling goroutine adds them to a in sequence order, so reads,
-// hashing and the tree overlap on every core with a bounded number of
-// batches in memory. A failed read of [from, to] stops the pipeline and
+// goroutines read batches of events with read and compute their leaf
+// hashes, and the calling goroutine adds them to a in sequence order, so
+// reads, hashing and the tree overlap on every core with a bounded number
+// of batches in memory. A failed read of [from, to] stops the pipeline and
 // returns readErr(from, to, err) (the first failed batch in order).
-func auditLeaves(ctx context.Context, st audittrail.LogStore, last uint64, a *merkle.Auditor, readErr func(from, to uint64, err error) error) error {
+//
+// A nil event (read is a SparseLogReader's, AuditOptions.AllowDeleted) is
+// a deleted one: its leaf hash is the log's, from logHashes, added with
+// AddDeleted; auditLeaves returns the ranges of such seqs.
+func auditLeaves(ctx context.Context, read func(ctx context.Context, from, to uint64) ([]*audittrail.Event, error), logHashes tlog.HashReader,
+	last uint64, a *merkle.Auditor, readErr func(from, to uint64, err error) error) ([]SeqRange, error) {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	order := make(chan *auditBatch, auditInFlight)
@@ -364,9 +414,10 @@ func auditLeaves(ctx context.Context, st audittrail.LogStore, last uint64, a *me
 		go func() {
 			defer wg.Done()
 			for b := range jobs {
-				b.evs, b.err = st.EventsBySeq(pctx, b.from, b.to)
+				b.evs, b.err = read(pctx, b.from, b.to)
 				if b.err == nil {
 					b.hashes = leafHashes(b.evs)
+					b.err = deletedLeafHashes(logHashes, b)
 				}
 				close(b.done)
 			}
@@ -400,25 +451,64 @@ func auditLeaves(ctx context.Context, st audittrail.LogStore, last uint64, a *me
 		}
 		wg.Wait()
 	}
+	var deleted []SeqRange
 	for b := range order {
 		<-b.done
 		if b.err != nil {
 			stop()
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
-			return readErr(b.from, b.to, b.err)
+			return nil, readErr(b.from, b.to, b.err)
 		}
 		for i, e := range b.evs {
-			if err := a.AddHashed(e, b.hashes[i]); err != nil {
+			var err error
+			if e == nil {
+				seq := b.from + uint64(i)
+				err = a.AddDeleted(seq, b.hashes[i])
+				if n := len(deleted); n > 0 && deleted[n-1].Last == seq-1 {
+					deleted[n-1].Last = seq
+				} else {
+					deleted = append(deleted, SeqRange{seq, seq})
+				}
+			} else {
+				err = a.AddHashed(e, b.hashes[i])
+			}
+			if err != nil {
 				stop()
-				return err
+				return nil, err
 			}
 		}
 		b.evs, b.hashes = nil, nil
 	}
 	wg.Wait()
-	return ctx.Err()
+	return deleted, ctx.Err()
+}
+
+// deletedLeafHashes sets the leaf hashes of b's deleted events (nil) to the
+// log's stored ones.
+func deletedLeafHashes(logHashes tlog.HashReader, b *auditBatch) error {
+	var idx []int64
+	for i, e := range b.evs {
+		if e == nil {
+			idx = append(idx, tlog.StoredHashIndex(0, int64(b.from)+int64(i)-1))
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	hs, err := logHashes.ReadHashes(idx)
+	if err != nil {
+		return fmt.Errorf("events are missing from seq %d on, and the log's leaf hashes cannot be read: %w", b.from, err)
+	}
+	k := 0
+	for i, e := range b.evs {
+		if e == nil {
+			b.hashes[i] = hs[k]
+			k++
+		}
+	}
+	return nil
 }
 
 // leafHashes returns the leaf hashes of evs (nil events hash as zero).

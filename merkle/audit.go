@@ -37,6 +37,9 @@ type AuditReport struct {
 	// preceding it (the log promises ReceiveTime nondecreasing in Seq), or
 	// -1 when there is none.
 	ReceiveOrder int64
+	// Deleted counts the leaves added with AddDeleted: their events are
+	// gone, so only their place in the signed trees was checked.
+	Deleted uint64
 }
 
 // OK reports whether the audit found nothing wrong.
@@ -170,6 +173,27 @@ func (a *Auditor) AddLeaf(seq uint64, rt time.Time, leaf tlog.Hash) error {
 	if i == 0 || rt.After(a.maxRT) {
 		a.maxRT, a.maxRTLeaf = rt, i
 	}
+	a.pending = append(a.pending, leaf)
+	a.size++
+	if len(a.pending) >= 4096 {
+		if err := a.flush(); err != nil {
+			return err
+		}
+	}
+	return a.compare()
+}
+
+// AddDeleted audits the next leaf when its event no longer exists (a
+// retention policy deleted it): leaf is the log's stored leaf hash, which
+// the recomputed roots compare with the signed checkpoints like any other,
+// so a deleted event's leaf still proves that the signed history was not
+// rewritten around it. Its receive time is unknown, so the horizons and the
+// receive order are not checked for it (they are for the leaves around it).
+func (a *Auditor) AddDeleted(seq uint64, leaf tlog.Hash) error {
+	if a.size >= MaxTreeSize || seq != a.size+1 {
+		return fmt.Errorf("merkle: audit: leaf of seq %d, want %d (leaves must be complete and in sequence order)", seq, a.size+1)
+	}
+	a.report.Deleted++
 	a.pending = append(a.pending, leaf)
 	a.size++
 	if len(a.pending) >= 4096 {

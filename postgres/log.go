@@ -98,7 +98,7 @@ func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
-	out, err := s.eventsBySeq(ctx, from, to)
+	out, err := s.eventsBySeq(ctx, from, to, false)
 	if err != nil {
 		s.recoverFrom(err)
 		return nil, s.fail(ctx, "log: events by seq", err)
@@ -106,7 +106,28 @@ func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 	return out, nil
 }
 
-func (s *Store) eventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+// EventsBySeqSparse implements logsign.SparseLogReader: EventsBySeq with a
+// nil event for each seq whose event is not stored (its partition was
+// dropped: docs/postgres.md, "Retention"), for an audit of what is left.
+func (s *Store) EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	if from == 0 || to < from || to > 1<<62 {
+		return nil, fmt.Errorf("postgres: bad seq range [%d, %d]", from, to)
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	out, err := s.eventsBySeq(ctx, from, to, true)
+	if err != nil {
+		s.recoverFrom(err)
+		return nil, s.fail(ctx, "log: events by seq", err)
+	}
+	return out, nil
+}
+
+// eventsBySeq reads the events with seqs [from, to]: each one, or with
+// sparse a nil for each one that is missing.
+func (s *Store) eventsBySeq(ctx context.Context, from, to uint64, sparse bool) ([]*audittrail.Event, error) {
 	rows, err := s.pool.Query(ctx, eventsBySeqSQL, int64(from), int64(to))
 	if err != nil {
 		return nil, err
@@ -118,6 +139,10 @@ func (s *Store) eventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 	for rows.Next() {
 		if err := rows.Scan(r.targets()...); err != nil {
 			return nil, err
+		}
+		for sparse && uint64(r.seq) > next && uint64(r.seq) <= to {
+			out = append(out, nil)
+			next++
 		}
 		if uint64(r.seq) != next {
 			return nil, audittrail.Errorf(audittrail.ENotFound, "event seq %d is missing from the store", next)
@@ -131,6 +156,10 @@ func (s *Store) eventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	for sparse && next <= to {
+		out = append(out, nil)
+		next++
 	}
 	if next != to+1 {
 		return nil, audittrail.Errorf(audittrail.ENotFound, "event seq %d is missing from the store", next)

@@ -2,8 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -890,4 +892,72 @@ func mustOpenClosed(t *testing.T, url string) *postgres.Store {
 func mustNote(l *logsign.Log) []byte {
 	n, _ := l.Checkpoint()
 	return n
+}
+
+// TestAuditAfterRetention drops a month's partition, as docs/postgres.md
+// ("Retention") describes: the full audit stops at the first dropped event,
+// and with AllowDeleted audits what is left, listing the dropped seqs,
+// whose leaf hashes still fit the signed checkpoint.
+func TestAuditAfterRetention(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	signer, vkey := logKey(t)
+	st := mustOpen(t, url)
+	defer st.Close()
+	l := newLog(t, st, signer, vkey)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT audittrail_ensure_partition('2024-03-01')"); err != nil {
+		t.Fatal(err)
+	}
+	month := func(m time.Month) time.Time { return time.Date(2024, m, 10, 0, 0, 0, 0, time.UTC) }
+	var k uint64
+	for _, m := range []time.Month{2, 3, 4, 3} { // seqs 1-5, 6-10, 11-15, 16-20
+		var batch []*audittrail.Event
+		for range 5 {
+			k++
+			batch = append(batch, newEvent(t, k, month(m).Add(time.Duration(k)*time.Minute)))
+		}
+		if res, err := st.Append(ctx, batch); err != nil || res[0].Err != nil {
+			t.Fatalf("append: %v %+v", err, res)
+		}
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := logsign.AuditStoreWith(ctx, st, vkey, logsign.AuditOptions{AllowDeleted: true}); err != nil || !rep.OK() || rep.AuditReport.Deleted != 0 || len(rep.Deleted) != 0 {
+		t.Fatalf("audit before the drop: %+v, %v", rep, err)
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE events_2024_03"); err != nil {
+		t.Fatal(err)
+	}
+
+	var le *logsign.LeafError
+	if _, err := logsign.AuditStore(ctx, st, vkey); !errors.As(err, &le) || le.Leaf != 5 || le.Signed == nil {
+		t.Fatalf("audit after the drop: %v; want the leaf of seq 6, signed", err)
+	}
+	rep, err := logsign.AuditStoreWith(ctx, st, vkey, logsign.AuditOptions{AllowDeleted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []logsign.SeqRange{{First: 6, Last: 10}, {First: 16, Last: 20}}
+	if !rep.OK() || rep.Leaves != 20 || rep.Checked == 0 || rep.AuditReport.Deleted != 10 || !slices.Equal(rep.Deleted, want) || !rep.Searched {
+		t.Fatalf("audit with AllowDeleted: %+v (deleted %v)", rep.AuditReport, rep.Deleted)
+	}
+
+	// The deleted events' leaves are still checked: one changed in the
+	// tree's storage is a divergence at that leaf.
+	if tag, err := conn.Exec(ctx, "UPDATE log_tree_hashes SET hash = sha256(hash) WHERE idx = $1", tlog.StoredHashIndex(0, 7)); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("changing leaf 7's hash: %v %v", tag, err)
+	}
+	rep, err = logsign.AuditStoreWith(ctx, st, vkey, logsign.AuditOptions{AllowDeleted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || rep.Divergence == nil {
+		t.Fatalf("audit after a deleted event's leaf hash changed: %+v", rep.AuditReport)
+	}
 }

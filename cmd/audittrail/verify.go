@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
@@ -30,7 +32,7 @@ const verifySynopsis = `usage:
   audittrail verify consistency --key PUBKEY OLD_CHECKPOINT NEW_CHECKPOINT PROOF.json
   audittrail verify answer --key PUBKEY [--strict] ANSWER.json
   audittrail verify store --data-dir DIR [--key PUBKEY] [--strict]
-  audittrail verify store --store postgres://... --key PUBKEY [--strict]
+  audittrail verify store --store postgres://... --key PUBKEY [--strict] [--allow-deleted]
   audittrail verify mirror --key PUBKEY DIR [CHECKPOINT...]
 
 Verifies the verifiable log offline, with the log's public key alone
@@ -53,7 +55,10 @@ Verifies the verifiable log offline, with the log's public key alone
                reports the first divergent leaf, a leaf whose event is gone,
                and events that searches show but the log does not hold.
                Horizon and receive-order findings, and leaves no checkpoint
-               signs yet, are warnings unless --strict.
+               signs yet, are warnings unless --strict. With --allow-deleted
+               (PostgreSQL, after dropping months for retention), events that
+               are gone are audited by their leaf hashes, which must still
+               fit every signed checkpoint, and their seqs are listed.
   mirror       checks a directory of "audittrail mirror" (or a copy of it):
                the checkpoint's signature, and that entries.jsonl holds
                exactly its events, in order, hashing to its root. Each
@@ -79,13 +84,14 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs.StringVar(&f.proof, "proof", "", "proof JSON `file` (inclusion)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of a stopped server (store)")
 	fs.StringVar(&f.store, "store", "", "store: a postgres:// `URL` to audit instead of a data directory")
+	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "store (PostgreSQL): audit the events left after a retention drop; the deleted ones are checked by their leaf hashes and listed, instead of failing the audit")
 	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, and on leaves no checkpoint signs yet; answer: fail on pending events")
 	return fs, f
 }
 
 type verifyFlags struct {
 	key, checkpoint, event, proof, dataDir, store string
-	strict                                        bool
+	strict, allowDeleted                          bool
 }
 
 // Usage implements command.
@@ -306,6 +312,9 @@ type auditedStore interface {
 }
 
 func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
+	if f.allowDeleted && f.store == "" {
+		return usageErrorf("--allow-deleted goes with --store: the embedded store does not delete events")
+	}
 	keyFile := f.key
 	if keyFile == "" {
 		keyFile = filepath.Join(f.dataDir, logsign.VerificationKeyFile)
@@ -335,7 +344,7 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 		st = pb
 	}
 	defer st.Close()
-	rep, err := logsign.AuditStore(ctx, st, string(vkey))
+	rep, err := logsign.AuditStoreWith(ctx, st, string(vkey), logsign.AuditOptions{AllowDeleted: f.allowDeleted})
 	var le *logsign.LeafError
 	if errors.As(err, &le) {
 		fmt.Fprintf(c.Stdout, "MISSING: leaf %d (seq %d): its event cannot be read from the store: %v\n", le.Leaf, le.Leaf+1, le.Err)
@@ -356,6 +365,22 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	}
 	fmt.Fprintf(c.Stdout, "audited %d events; root %s; %d signed checkpoints checked, %d beyond the events\n",
 		rep.Leaves, merkle.HashString(rep.Root), rep.Checked, rep.Unchecked)
+	if rep.AuditReport.Deleted > 0 {
+		var ranges []string
+		for _, d := range rep.Deleted {
+			if d.First == d.Last {
+				ranges = append(ranges, strconv.FormatUint(d.First, 10))
+			} else {
+				ranges = append(ranges, fmt.Sprintf("%d-%d", d.First, d.Last))
+			}
+		}
+		more := ""
+		if len(rep.Deleted) == 100 {
+			more = ", ..."
+		}
+		fmt.Fprintf(c.Stdout, "deleted: %d events are gone (seqs %s%s); their leaf hashes fit the signed checkpoints, their content cannot be checked\n",
+			rep.AuditReport.Deleted, strings.Join(ranges, ", "), more)
+	}
 	failed := false
 	if d := rep.Divergence; d != nil {
 		failed = true

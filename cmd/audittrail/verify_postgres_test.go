@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
@@ -294,6 +295,21 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	if want := fmt.Sprintf("MISSING: leaf %d (seq %d)", seq-1, seq); !strings.Contains(out, want) {
 		t.Errorf("verify store after a deletion printed:\n%s\nwant %q", out, want)
 	}
+	// A deletion on purpose (retention): --allow-deleted audits what is
+	// left and names the deleted seq, whose leaf must still fit the signed
+	// checkpoints.
+	out = verify(0, "store", "--store", url, "--key", keyFile, "--allow-deleted")
+	if want := fmt.Sprintf("deleted: 1 events are gone (seqs %d)", seq); !strings.Contains(out, want) || !strings.Contains(out, "store OK") {
+		t.Errorf("verify store --allow-deleted printed:\n%s\nwant %q and store OK", out, want)
+	}
+	if tag, err := conn.Exec(ctx, "UPDATE log_tree_hashes SET hash = sha256(hash) WHERE idx = $1", tlog.StoredHashIndex(0, int64(seq-1))); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("changing the deleted event's leaf hash: %v %v", tag, err)
+	}
+	out = verify(1, "store", "--store", url, "--key", keyFile, "--allow-deleted")
+	if !strings.Contains(out, "DIVERGENCE") {
+		t.Errorf("verify store --allow-deleted after the deleted event's leaf hash changed printed:\n%s", out)
+	}
+	verify(2, "store", "--data-dir", dirA, "--key", keyFile, "--allow-deleted")
 }
 
 func mustRead(t *testing.T, path string) []byte {
