@@ -32,4 +32,10 @@ type LogStore interface {
 	// LatestCheckpoint returns the stored checkpoint of the largest size,
 	// nil when there is none.
 	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// CheckpointsFrom returns at most limit stored checkpoints of size at
+	// least from, in increasing size order.
+	CheckpointsFrom(ctx context.Context, from uint64, limit int) ([][]byte, error)
+	// DeleteCheckpoints deletes the stored checkpoints of these sizes (the
+	// log thins old ones; sizes without a checkpoint are ignored).
+	DeleteCheckpoints(ctx context.Context, sizes []uint64) error
 }

@@ -198,6 +198,10 @@ type Config struct {
 	// events arrive; 0 means 800 ms, so that with Interval 200 ms a
 	// checkpoint is signed at least once per second.
 	SignInterval time.Duration
+	// KeepAllCheckpoints keeps every stored checkpoint whose horizon is
+	// this recent; older ones are thinned to the last of each hour
+	// (thin.go). 0 keeps them all.
+	KeepAllCheckpoints time.Duration
 	// BatchSize bounds the events read per integration step; 0 means 10000.
 	BatchSize int
 	Logger    *slog.Logger
@@ -212,6 +216,10 @@ type Log struct {
 	size     uint64     // integrated leaves (stored tree size)
 	lastRT   time.Time  // receive time of leaf size-1
 	lastSign time.Time
+	// lastThin is the time of the last thinning pass, thinFrom the size
+	// it resumes from (thin.go; both guarded by mu).
+	lastThin time.Time
+	thinFrom uint64
 
 	// retired is set when a replica sharing the store finds that the log's
 	// recorded keys no longer include its signing key (a rotation moved on

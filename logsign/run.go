@@ -39,7 +39,10 @@ func (l *Log) Failures() uint64 { return l.failures.Load() }
 // other replicas refresh what they serve from the store.
 func (l *Log) tick(ctx context.Context) error {
 	if l.shared == nil {
-		return l.integrate(ctx)
+		if err := l.integrate(ctx); err != nil {
+			return err
+		}
+		return l.maybeThin(ctx)
 	}
 	ok, err := l.lead(ctx)
 	if err != nil || !ok {
@@ -49,7 +52,7 @@ func (l *Log) tick(ctx context.Context) error {
 		l.unsync()
 		return err
 	}
-	return nil
+	return l.maybeThin(ctx)
 }
 
 // maxCatchUp bounds the time of one round's steps (integrate), so that a

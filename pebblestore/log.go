@@ -459,6 +459,39 @@ func (s *Store) Checkpoints(ctx context.Context) ([][]byte, error) {
 	return out, err
 }
 
+// CheckpointsFrom implements audittrail.LogStore.
+func (s *Store) CheckpointsFrom(ctx context.Context, from uint64, limit int) ([][]byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: checkpointKey(from), UpperBound: []byte{pfxCheckpoint + 1}})
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for valid := it.First(); valid && len(out) < limit; valid = it.Next() {
+		out = append(out, bytes.Clone(it.Value()))
+	}
+	return out, firstErr(it.Error(), it.Close())
+}
+
+// DeleteCheckpoints implements audittrail.LogStore: one synced batch.
+func (s *Store) DeleteCheckpoints(ctx context.Context, sizes []uint64) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, size := range sizes {
+		if err := b.Delete(checkpointKey(size), nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.Sync)
+}
+
 // LatestCheckpoint implements audittrail.LogStore: the checkpoint of the
 // largest size, read from the end of the checkpoints' key range (one per
 // second of continuous load adds up; a restart reads one).

@@ -521,6 +521,42 @@ func earlierLeaves(ctx context.Context, tx pgx.Tx, leaves []byte, drop []int64, 
 	return leaves, drop, nil
 }
 
+// CheckpointsFrom implements audittrail.LogStore.
+func (s *Store) CheckpointsFrom(ctx context.Context, from uint64, limit int) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	rows, err := s.pool.Query(ctx, "SELECT note FROM log_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2", int64(min(from, 1<<62)), limit)
+	if err != nil {
+		s.recoverFrom(err)
+		return nil, s.fail(ctx, "log: checkpoints", err)
+	}
+	notes, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		s.recoverFrom(err)
+		return nil, s.fail(ctx, "log: checkpoints", err)
+	}
+	return notes, nil
+}
+
+// DeleteCheckpoints implements audittrail.LogStore.
+func (s *Store) DeleteCheckpoints(ctx context.Context, sizes []uint64) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	del := make([]int64, len(sizes))
+	for i, size := range sizes {
+		del[i] = int64(min(size, 1<<62))
+	}
+	if _, err := s.pool.Exec(ctx, "DELETE FROM log_checkpoints WHERE size = ANY($1)", del); err != nil {
+		s.recoverFrom(err)
+		return s.fail(ctx, "log: delete checkpoints", err)
+	}
+	return nil
+}
+
 // Checkpoints implements audittrail.LogStore.
 func (s *Store) Checkpoints(ctx context.Context) ([][]byte, error) {
 	if err := s.enter(); err != nil {

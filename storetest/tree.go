@@ -141,6 +141,84 @@ func (r RefTree) UpperNodes() int {
 func RunTree(t *testing.T, open func(t *testing.T) audittrail.LogStore) {
 	t.Run("Grow", func(t *testing.T) { testTreeGrow(t, open(t)) })
 	t.Run("ReadsDuringAppends", func(t *testing.T) { testTreeReadsDuringAppends(t, open(t)) })
+	t.Run("Checkpoints", func(t *testing.T) { testCheckpoints(t, open(t)) })
+}
+
+// testCheckpoints stores checkpoints with the tree, reads them back whole,
+// by pages from a size and as the latest, and deletes some of them.
+func testCheckpoints(t *testing.T, s audittrail.LogStore) {
+	defer closeLog(t, s)
+	ctx := t.Context()
+	var ref RefTree
+	var sizes []uint64
+	for n := int64(0); n < 300; n += 10 {
+		idx, hs := ref.Grow(t, n, 10)
+		var cp []byte
+		if n%20 == 0 {
+			cp = fmt.Appendf(nil, "checkpoint of %d\n", n+10)
+			sizes = append(sizes, uint64(n+10))
+		}
+		if err := s.AppendTree(uint64(n+10), idx, hs, cp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(size uint64) string { return fmt.Sprintf("checkpoint of %d\n", size) }
+	check := func(what string, want []uint64) {
+		t.Helper()
+		all, err := s.Checkpoints(ctx)
+		if err != nil || len(all) != len(want) {
+			t.Fatalf("%s: %d checkpoints, %v; want %d", what, len(all), err, len(want))
+		}
+		for i, size := range want {
+			if string(all[i]) != text(size) {
+				t.Fatalf("%s: checkpoint %d is %q, want %q", what, i, all[i], text(size))
+			}
+		}
+		for _, from := range []uint64{0, 1, want[0], want[0] + 1, want[len(want)/2], want[len(want)-1], want[len(want)-1] + 1, 1 << 63} {
+			var exp []uint64
+			for _, size := range want {
+				if size >= from {
+					exp = append(exp, size)
+				}
+			}
+			for _, limit := range []int{1, 3, 1000} {
+				got, err := s.CheckpointsFrom(ctx, from, limit)
+				if err != nil || len(got) != min(limit, len(exp)) {
+					t.Fatalf("%s: CheckpointsFrom(%d, %d): %d, %v; want %d", what, from, limit, len(got), err, min(limit, len(exp)))
+				}
+				for i := range got {
+					if string(got[i]) != text(exp[i]) {
+						t.Fatalf("%s: CheckpointsFrom(%d, %d)[%d] = %q, want %q", what, from, limit, i, got[i], text(exp[i]))
+					}
+				}
+			}
+		}
+		latest, err := s.LatestCheckpoint(ctx)
+		if err != nil || string(latest) != text(want[len(want)-1]) {
+			t.Fatalf("%s: latest %q, %v", what, latest, err)
+		}
+	}
+	check("stored", sizes)
+	// Delete every other one but the latest, and sizes without one.
+	var del, kept []uint64
+	for i, size := range sizes {
+		if i%2 == 0 && i < len(sizes)-1 {
+			del = append(del, size)
+		} else {
+			kept = append(kept, size)
+		}
+	}
+	if err := s.DeleteCheckpoints(ctx, append(del, 5, 1<<40)); err != nil {
+		t.Fatal(err)
+	}
+	check("after deleting some", kept)
+	if err := s.DeleteCheckpoints(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TreeSize(); err != nil || got != 300 {
+		t.Fatalf("tree size after deleting checkpoints: %d, %v", got, err)
+	}
+	CheckEveryHash(t, s, ref)
 }
 
 func closeLog(t *testing.T, s audittrail.LogStore) {

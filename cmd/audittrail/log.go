@@ -97,7 +97,8 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		m.log.InfoContext(ctx, "verifiable log: rotating the signing key: "+how, "key", vkey, "previous", previous)
 		vkey = merkle.JoinKeys(vkey, previous)
 	}
-	l, err := logsign.New(ctx, logsign.Config{Store: ls, Signer: signer, Cosigners: cosigners, VerifierKey: vkey, Logger: m.log})
+	l, err := logsign.New(ctx, logsign.Config{Store: ls, Signer: signer, Cosigners: cosigners, VerifierKey: vkey, Logger: m.log,
+		KeepAllCheckpoints: m.Config.LogKeepCheckpoints})
 	if err != nil {
 		return err
 	}

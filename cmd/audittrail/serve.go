@@ -103,21 +103,24 @@ type Config struct {
 	LogKey string
 	// LogPreviousKey is the key file the log is rotated from (a signing
 	// key, which cosigns, or public keys only); "" when none.
-	LogPreviousKey   string
-	PublicAddr       string
-	InternalAddr     string
-	ReaderToken      string
-	ProducerToken    string
-	Dev              bool
-	LogLevel         slog.Level
-	LogFormat        string // "text" or "json"
-	RedactPrivateIPs bool
-	MaxScan          int
-	PrefetchMinPage  int    // read the next page ahead from pages of this size (0: never)
-	CacheMiB         int64  // embedded store's block cache; 0: automatic
-	MinFreeDiskMiB   int64  // embedded store's disk reserve; 0: 1024, -1: none
-	BackupDir        string // where backups go; empty: <DataDir>/backups
-	ShutdownTimeout  time.Duration
+	LogPreviousKey string
+	// LogKeepCheckpoints keeps every signed checkpoint this long; older
+	// ones are thinned to the last of each hour (0 keeps all).
+	LogKeepCheckpoints time.Duration
+	PublicAddr         string
+	InternalAddr       string
+	ReaderToken        string
+	ProducerToken      string
+	Dev                bool
+	LogLevel           slog.Level
+	LogFormat          string // "text" or "json"
+	RedactPrivateIPs   bool
+	MaxScan            int
+	PrefetchMinPage    int    // read the next page ahead from pages of this size (0: never)
+	CacheMiB           int64  // embedded store's block cache; 0: automatic
+	MinFreeDiskMiB     int64  // embedded store's disk reserve; 0: 1024, -1: none
+	BackupDir          string // where backups go; empty: <DataDir>/backups
+	ShutdownTimeout    time.Duration
 	// Auth is the security configuration (serve_auth.go).
 	Auth AuthConfig
 }
@@ -156,15 +159,16 @@ type Main struct {
 func NewMain() *Main {
 	return &Main{
 		Config: Config{
-			DataDir:          "./data",
-			PublicAddr:       "127.0.0.1:8080",
-			InternalAddr:     "127.0.0.1:8081",
-			LogLevel:         slog.LevelInfo,
-			LogFormat:        "text",
-			RedactPrivateIPs: true,
-			MaxScan:          audittrail.DefaultMaxScan,
-			PrefetchMinPage:  audittrail.DefaultPrefetchMinPage,
-			ShutdownTimeout:  30 * time.Second,
+			DataDir:            "./data",
+			PublicAddr:         "127.0.0.1:8080",
+			InternalAddr:       "127.0.0.1:8081",
+			LogLevel:           slog.LevelInfo,
+			LogFormat:          "text",
+			RedactPrivateIPs:   true,
+			MaxScan:            audittrail.DefaultMaxScan,
+			PrefetchMinPage:    audittrail.DefaultPrefetchMinPage,
+			ShutdownTimeout:    30 * time.Second,
+			LogKeepCheckpoints: 24 * time.Hour,
 		},
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
@@ -173,24 +177,25 @@ func NewMain() *Main {
 
 // serveEnv names the environment variable of each flag.
 var serveEnv = map[string]string{
-	"data-dir":           "AUDITTRAIL_DATA_DIR",
-	"public-addr":        "AUDITTRAIL_PUBLIC_ADDR",
-	"internal-addr":      "AUDITTRAIL_INTERNAL_ADDR",
-	"reader-token":       "AUDITTRAIL_READER_TOKEN",
-	"producer-token":     "AUDITTRAIL_PRODUCER_TOKEN",
-	"dev":                "AUDITTRAIL_DEV",
-	"log-level":          "AUDITTRAIL_LOG_LEVEL",
-	"log-format":         "AUDITTRAIL_LOG_FORMAT",
-	"redact-private-ips": "AUDITTRAIL_REDACT_PRIVATE_IPS",
-	"max-scan":           "AUDITTRAIL_MAX_SCAN",
-	"prefetch-min-page":  "AUDITTRAIL_PREFETCH_MIN_PAGE",
-	"cache-mib":          "AUDITTRAIL_CACHE_MIB",
-	"min-free-disk-mib":  "AUDITTRAIL_MIN_FREE_DISK_MIB",
-	"backup-dir":         "AUDITTRAIL_BACKUP_DIR",
-	"shutdown-timeout":   "AUDITTRAIL_SHUTDOWN_TIMEOUT",
-	"store":              "AUDITTRAIL_STORE",
-	"log-key":            "AUDITTRAIL_LOG_KEY",
-	"log-previous-key":   "AUDITTRAIL_LOG_PREVIOUS_KEY",
+	"data-dir":             "AUDITTRAIL_DATA_DIR",
+	"public-addr":          "AUDITTRAIL_PUBLIC_ADDR",
+	"internal-addr":        "AUDITTRAIL_INTERNAL_ADDR",
+	"reader-token":         "AUDITTRAIL_READER_TOKEN",
+	"producer-token":       "AUDITTRAIL_PRODUCER_TOKEN",
+	"dev":                  "AUDITTRAIL_DEV",
+	"log-level":            "AUDITTRAIL_LOG_LEVEL",
+	"log-format":           "AUDITTRAIL_LOG_FORMAT",
+	"redact-private-ips":   "AUDITTRAIL_REDACT_PRIVATE_IPS",
+	"max-scan":             "AUDITTRAIL_MAX_SCAN",
+	"prefetch-min-page":    "AUDITTRAIL_PREFETCH_MIN_PAGE",
+	"cache-mib":            "AUDITTRAIL_CACHE_MIB",
+	"min-free-disk-mib":    "AUDITTRAIL_MIN_FREE_DISK_MIB",
+	"backup-dir":           "AUDITTRAIL_BACKUP_DIR",
+	"shutdown-timeout":     "AUDITTRAIL_SHUTDOWN_TIMEOUT",
+	"store":                "AUDITTRAIL_STORE",
+	"log-key":              "AUDITTRAIL_LOG_KEY",
+	"log-previous-key":     "AUDITTRAIL_LOG_PREVIOUS_KEY",
+	"log-keep-checkpoints": "AUDITTRAIL_LOG_KEEP_CHECKPOINTS",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -203,6 +208,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
 	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, env("backup-dir", "`directory` the embedded store's backups are written to (audittrail backup; default <data-dir>/backups); on the data directory's file system they link its files instead of copying them"))
 	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
+	fs.DurationVar(&c.LogKeepCheckpoints, "log-keep-checkpoints", c.LogKeepCheckpoints, env("log-keep-checkpoints", "keep every signed checkpoint of the log this long; older ones are thinned to the last of each hour (0 keeps them all)"))
 	fs.StringVar(&c.LogPreviousKey, "log-previous-key", c.LogPreviousKey, env("log-previous-key", "key `file` the log's signing key is rotated from: its signing key, which then cosigns every checkpoint, or its public key when the signing key is lost (docs/configuration.md, \"Rotating the log's signing key\")"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
@@ -261,6 +267,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--max-scan %d must be positive", c.MaxScan)
 	case c.PrefetchMinPage < 0:
 		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
+	case c.LogKeepCheckpoints < 0:
+		return usageErrorf("--log-keep-checkpoints %s must not be negative (0 keeps every checkpoint)", c.LogKeepCheckpoints)
 	case c.ShutdownTimeout <= 0:
 		return usageErrorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
 	case c.LogFormat != "text" && c.LogFormat != "json":

@@ -35,6 +35,7 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 		DataDir: "./data", PublicAddr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8081",
 		ReaderToken: "r", ProducerToken: "p", LogLevel: slog.LevelInfo, LogFormat: "text",
 		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, PrefetchMinPage: audittrail.DefaultPrefetchMinPage, ShutdownTimeout: 30 * time.Second,
+		LogKeepCheckpoints: 24 * time.Hour,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -43,18 +44,19 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 
 func TestServeParseFlagsEnvironment(t *testing.T) {
 	env := map[string]string{
-		"AUDITTRAIL_DATA_DIR":           "/env/data",
-		"AUDITTRAIL_PUBLIC_ADDR":        "0.0.0.0:9000",
-		"AUDITTRAIL_INTERNAL_ADDR":      "0.0.0.0:9001",
-		"AUDITTRAIL_READER_TOKEN":       "env-reader",
-		"AUDITTRAIL_PRODUCER_TOKEN":     "env-producer",
-		"AUDITTRAIL_LOG_LEVEL":          "debug",
-		"AUDITTRAIL_LOG_FORMAT":         "json",
-		"AUDITTRAIL_REDACT_PRIVATE_IPS": "false",
-		"AUDITTRAIL_MAX_SCAN":           "1234",
-		"AUDITTRAIL_PREFETCH_MIN_PAGE":  "0",
-		"AUDITTRAIL_SHUTDOWN_TIMEOUT":   "5s",
-		"AUDITTRAIL_DEV":                "true",
+		"AUDITTRAIL_DATA_DIR":             "/env/data",
+		"AUDITTRAIL_PUBLIC_ADDR":          "0.0.0.0:9000",
+		"AUDITTRAIL_INTERNAL_ADDR":        "0.0.0.0:9001",
+		"AUDITTRAIL_READER_TOKEN":         "env-reader",
+		"AUDITTRAIL_PRODUCER_TOKEN":       "env-producer",
+		"AUDITTRAIL_LOG_LEVEL":            "debug",
+		"AUDITTRAIL_LOG_FORMAT":           "json",
+		"AUDITTRAIL_REDACT_PRIVATE_IPS":   "false",
+		"AUDITTRAIL_MAX_SCAN":             "1234",
+		"AUDITTRAIL_PREFETCH_MIN_PAGE":    "0",
+		"AUDITTRAIL_SHUTDOWN_TIMEOUT":     "5s",
+		"AUDITTRAIL_DEV":                  "true",
+		"AUDITTRAIL_LOG_KEEP_CHECKPOINTS": "0s",
 	}
 	m, _ := newTestMain(env)
 	// Flags on the command line win over the environment.
@@ -93,6 +95,7 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{[]string{"--dev", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"--dev"}, map[string]string{"AUDITTRAIL_MAX_SCAN": "lots"}, `AUDITTRAIL_MAX_SCAN="lots"`},
 		{[]string{"--dev", "--nope"}, nil, "flag provided but not defined"},
+		{[]string{"--dev", "--log-keep-checkpoints", "-1h"}, nil, "--log-keep-checkpoints -1h0m0s must not be negative"},
 	} {
 		m, _ := newTestMain(tc.env)
 		err := m.ParseFlags(tc.args)
