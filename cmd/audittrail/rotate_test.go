@@ -110,6 +110,14 @@ func TestRotateLogKey(t *testing.T) {
 	if _, _, err := runCommand(t, "keygen", "--origin", "a b", filepath.Join(keys, "x.key")); err == nil {
 		t.Fatal("keygen with an invalid origin: no error")
 	}
+	if _, err := serve("--log-key", newKey, "--log-previous-key", newKey); err == nil || !strings.Contains(err.Error(), "holds the signing key itself") {
+		t.Fatalf("the new key as its own previous key: %v", err)
+	}
+	elsewhere := filepath.Join(keys, "elsewhere.key")
+	runOK(t, "keygen", "--origin", "example.com/another-log", elsewhere)
+	if _, err := serve("--log-key", newKey, "--log-previous-key", elsewhere); err == nil || !strings.Contains(err.Error(), "share its name") {
+		t.Fatalf("a previous key of another name: %v", err)
+	}
 	m, err = serve("--log-key", newKey, "--log-previous-key", oldKey)
 	if err != nil {
 		t.Fatal(err)
