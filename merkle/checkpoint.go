@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,8 +45,15 @@ type Checkpoint struct {
 	// after it.) It is stored at nanosecond precision in UTC.
 	ReceivedBefore time.Time
 
-	signed string // the note text OpenCheckpoint checked the signature of
+	signed   string   // the note text OpenCheckpoint checked the signature of
+	signedBy []string // the keys whose signatures it checked, as "<name>+<hash>"
 }
+
+// SignedBy names the keys of the verifier given to OpenCheckpoint whose
+// valid signatures the checkpoint carries ("<origin>+<key hash>", as the
+// public key text starts), in the note's order: during a rotation of the
+// log's key, the new key and the previous one.
+func (c *Checkpoint) SignedBy() []string { return slices.Clone(c.signedBy) }
 
 // HorizonKeyword starts the checkpoint's extension line.
 const HorizonKeyword = "received-before"
@@ -247,15 +255,15 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merkle: signed checkpoint: %w", err)
 	}
-	found := false
+	var signedBy []string
 	for _, s := range n.Sigs {
 		for _, k := range keys {
 			if s.Name == k.Name() && s.Hash == k.KeyHash() {
-				found = true
+				signedBy = append(signedBy, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 			}
 		}
 	}
-	if !found {
+	if len(signedBy) == 0 {
 		return nil, errors.New("merkle: signed checkpoint: no signature by the log's key")
 	}
 	c, err := Parse([]byte(n.Text))
@@ -265,7 +273,7 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	if c.Origin != verifier.Name() {
 		return nil, fmt.Errorf("merkle: checkpoint origin %q is not the key name %q", c.Origin, verifier.Name())
 	}
-	c.signed = n.Text
+	c.signed, c.signedBy = n.Text, signedBy
 	return c, nil
 }
 

@@ -1,6 +1,7 @@
 package merkle
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,13 @@ func TestKeyRing(t *testing.T) {
 	}
 	if strings.Count(string(byBoth), "\n— ") != 2 {
 		t.Fatalf("note signed by two keys:\n%s", byBoth)
+	}
+	keyID := func(vkey string) string { return strings.Join(strings.SplitN(vkey, "+", 3)[:2], "+") }
+	if cp, err := OpenCheckpoint(byBoth, ring); err != nil || !slices.Equal(cp.SignedBy(), []string{keyID(newKey), keyID(oldKey)}) {
+		t.Errorf("signed by %v, %v; want both keys", cp.SignedBy(), err)
+	}
+	if cp, err := OpenCheckpoint(byBoth, oldV); err != nil || !slices.Equal(cp.SignedBy(), []string{keyID(oldKey)}) {
+		t.Errorf("signed by %v, %v; want the old key (the one given)", cp.SignedBy(), err)
 	}
 	for _, tc := range []struct {
 		name string

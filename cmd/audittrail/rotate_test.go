@@ -133,6 +133,13 @@ func TestRotateLogKey(t *testing.T) {
 	if err := mirror(m, pubA); err != nil {
 		t.Fatalf("the mirror kept with the old key, during the rotation: %v", err)
 	}
+	keyID := func(pub string) string {
+		k := strings.TrimSpace(string(mustRead(t, pub)))
+		return strings.Join(strings.SplitN(k, "+", 3)[:2], "+")
+	}
+	if out := runOK(t, "verify", "checkpoint", "--key", pubFile, save("ba.cp", noteBA)); !strings.Contains(out, "signed by "+keyID(pubB)+" and "+keyID(pubA)) {
+		t.Errorf("verify checkpoint during the rotation printed %q", out)
+	}
 	m.Close()
 
 	// After the rotation: B alone.

@@ -138,8 +138,8 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.Stdout, "checkpoint OK: origin %s, size %d, root %s, received-before %s\n",
-			cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
+		fmt.Fprintf(c.Stdout, "checkpoint OK: origin %s, size %d, root %s, received-before %s, signed by %s\n",
+			cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout), strings.Join(cp.SignedBy(), " and "))
 		return nil
 	case "inclusion":
 		if len(pos) != 0 || f.checkpoint == "" || f.event == "" || f.proof == "" {
