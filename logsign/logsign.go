@@ -217,9 +217,15 @@ type Log struct {
 	lastRT   time.Time  // receive time of leaf size-1
 	lastSign time.Time
 	// lastThin is the time of the last thinning pass, thinFrom the size
-	// it resumes from (thin.go; both guarded by mu).
+	// the next round resumes from, thinMore set when the last round
+	// stopped before the end of its pass (thin.go; guarded by thinMu).
+	thinMu   sync.Mutex
 	lastThin time.Time
 	thinFrom uint64
+	thinMore bool
+	// thinPage and thinPages are the page size of a thinning read and the
+	// reads per round (the defaults; tests make them small).
+	thinPage, thinPages int
 
 	// retired is set when a replica sharing the store finds that the log's
 	// recorded keys no longer include its signing key (a rotation moved on
@@ -273,7 +279,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l := &Log{cfg: cfg, cacheLevel: merkle.DefaultCacheLevel, cacheTail: merkle.DefaultCacheTail}
+	l := &Log{cfg: cfg, cacheLevel: merkle.DefaultCacheLevel, cacheTail: merkle.DefaultCacheTail,
+		thinPage: defaultThinPage, thinPages: defaultThinPagesPerRound}
 	if shared != nil {
 		if err := l.openShared(ctx, shared); err != nil {
 			return nil, err

@@ -22,23 +22,35 @@ import (
 // thinInterval is the time between two thinning passes of the leader.
 const thinInterval = 10 * time.Minute
 
-// thinPage bounds the checkpoints one read returns.
-const thinPage = 1000
+// thinPage bounds the checkpoints one read returns, thinPagesPerRound the
+// reads of one round of Run: a store with millions of checkpoints (one
+// that kept every one until now) is thinned over many rounds, 10,000
+// checkpoints each, so that the integrator, which runs in the same
+// goroutine, never stalls for long.
+const (
+	defaultThinPage          = 1000
+	defaultThinPagesPerRound = 10
+)
 
 // maybeThin thins when KeepAllCheckpoints is set and thinInterval has
-// passed since the last pass. Only the integrating replica calls it.
+// passed since the last pass, or the last round stopped before the end of
+// its pass. Only the integrating replica calls it.
 func (l *Log) maybeThin(ctx context.Context) error {
 	if l.cfg.KeepAllCheckpoints <= 0 {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.thinMu.Lock()
+	defer l.thinMu.Unlock()
 	now := l.cfg.Now()
-	if !l.lastThin.IsZero() && now.Sub(l.lastThin) < thinInterval {
+	if !l.thinMore && !l.lastThin.IsZero() && now.Sub(l.lastThin) < thinInterval {
 		return nil
 	}
-	l.lastThin = now
-	return l.thin(ctx)
+	if !l.thinMore {
+		l.lastThin = now
+	}
+	more, err := l.thin(ctx, l.thinPages)
+	l.thinMore = more && err == nil
+	return err
 }
 
 // Thin deletes the stored checkpoints whose horizon is before the hour in
@@ -47,14 +59,21 @@ func (l *Log) maybeThin(ctx context.Context) error {
 // complete (horizons never decrease with the size), so a pass reads only
 // what was signed since.
 func (l *Log) Thin(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.thin(ctx)
+	l.thinMu.Lock()
+	defer l.thinMu.Unlock()
+	for {
+		more, err := l.thin(ctx, 0)
+		if err != nil || !more {
+			return err
+		}
+	}
 }
 
-func (l *Log) thin(ctx context.Context) error {
+// thin is a pass of Thin reading at most maxPages pages (0: no bound); it
+// reports whether it stopped before the end of the pass.
+func (l *Log) thin(ctx context.Context, maxPages int) (more bool, err error) {
 	if l.cfg.KeepAllCheckpoints <= 0 {
-		return nil
+		return false, nil
 	}
 	cutoff := l.cfg.Now().Add(-l.cfg.KeepAllCheckpoints).UTC().Truncate(time.Hour)
 	st := l.cfg.Store
@@ -64,26 +83,20 @@ func (l *Log) thin(ctx context.Context) error {
 		prevHour time.Time
 		del      []uint64
 	)
-	flush := func() error {
-		if len(del) == 0 {
-			return nil
+	for page := 0; ; page++ {
+		if maxPages > 0 && page == maxPages {
+			more = true
+			break
 		}
-		if err := st.DeleteCheckpoints(ctx, del); err != nil {
-			return err
-		}
-		del = del[:0]
-		return nil
-	}
-	for {
-		notes, err := st.CheckpointsFrom(ctx, from, thinPage)
+		notes, err := st.CheckpointsFrom(ctx, from, l.thinPage)
 		if err != nil {
-			return err
+			return false, err
 		}
-		done := len(notes) < thinPage
+		done := len(notes) < l.thinPage
 		for _, n := range notes {
 			c, err := parseNote(n)
 			if err != nil {
-				return fmt.Errorf("logsign: thinning checkpoints: %w", err)
+				return false, fmt.Errorf("logsign: thinning checkpoints: %w", err)
 			}
 			if !c.ReceivedBefore.Before(cutoff) {
 				done = true
@@ -96,19 +109,26 @@ func (l *Log) thin(ctx context.Context) error {
 			prev, prevHour = c, hour
 			from = c.Size + 1
 		}
-		if err := flush(); err != nil {
-			return err
+		if len(del) > 0 {
+			if err := st.DeleteCheckpoints(ctx, del); err != nil {
+				return false, err
+			}
+			del = del[:0]
 		}
 		if done {
 			break
 		}
 	}
 	if prev != nil {
-		// Every checkpoint of prev's hour has been seen: the next pass
-		// starts after it.
+		// Every checkpoint of prev's hour has been seen at the end of a
+		// pass, and the next one starts after it; a round that stopped
+		// early may not have seen them all, and reads prev again.
 		l.thinFrom = prev.Size + 1
+		if more {
+			l.thinFrom = prev.Size
+		}
 	}
-	return nil
+	return more, nil
 }
 
 // parseNote parses the checkpoint of a signed note without checking its
