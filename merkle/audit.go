@@ -173,6 +173,12 @@ func (a *Auditor) AddLeaf(seq uint64, rt time.Time, leaf tlog.Hash) error {
 	if i == 0 || rt.After(a.maxRT) {
 		a.maxRT, a.maxRTLeaf = rt, i
 	}
+	return a.push(leaf)
+}
+
+// push adds the next leaf's hash to the recomputed tree and compares the
+// checkpoints of the new size.
+func (a *Auditor) push(leaf tlog.Hash) error {
 	a.pending = append(a.pending, leaf)
 	a.size++
 	if len(a.pending) >= 4096 {
@@ -194,14 +200,7 @@ func (a *Auditor) AddDeleted(seq uint64, leaf tlog.Hash) error {
 		return fmt.Errorf("merkle: audit: leaf of seq %d, want %d (leaves must be complete and in sequence order)", seq, a.size+1)
 	}
 	a.report.Deleted++
-	a.pending = append(a.pending, leaf)
-	a.size++
-	if len(a.pending) >= 4096 {
-		if err := a.flush(); err != nil {
-			return err
-		}
-	}
-	return a.compare()
+	return a.push(leaf)
 }
 
 func (a *Auditor) horizon(c *Checkpoint, leaf uint64, rt time.Time) {

@@ -91,25 +91,17 @@ ORDER BY i.seq`
 // EventsBySeq implements audittrail.LogStore. A missing seq (a deleted row,
 // a dropped partition) fails with ENotFound naming it.
 func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
-	if from == 0 || to < from || to > 1<<62 {
-		return nil, fmt.Errorf("postgres: bad seq range [%d, %d]", from, to)
-	}
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.closeMu.RUnlock()
-	out, err := s.eventsBySeq(ctx, from, to, false)
-	if err != nil {
-		s.recoverFrom(err)
-		return nil, s.fail(ctx, "log: events by seq", err)
-	}
-	return out, nil
+	return s.readBySeq(ctx, from, to, false)
 }
 
 // EventsBySeqSparse implements logsign.SparseLogReader: EventsBySeq with a
 // nil event for each seq whose event is not stored (its partition was
 // dropped: docs/postgres.md, "Retention"), for an audit of what is left.
 func (s *Store) EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	return s.readBySeq(ctx, from, to, true)
+}
+
+func (s *Store) readBySeq(ctx context.Context, from, to uint64, sparse bool) ([]*audittrail.Event, error) {
 	if from == 0 || to < from || to > 1<<62 {
 		return nil, fmt.Errorf("postgres: bad seq range [%d, %d]", from, to)
 	}
@@ -117,7 +109,7 @@ func (s *Store) EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*audi
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
-	out, err := s.eventsBySeq(ctx, from, to, true)
+	out, err := s.eventsBySeq(ctx, from, to, sparse)
 	if err != nil {
 		s.recoverFrom(err)
 		return nil, s.fail(ctx, "log: events by seq", err)
