@@ -22,11 +22,11 @@ import (
 // thinInterval is the time between two thinning passes of the leader.
 const thinInterval = 10 * time.Minute
 
-// thinPage bounds the checkpoints one read returns, thinPagesPerRound the
-// reads of one round of Run: a store with millions of checkpoints (one
-// that kept every one until now) is thinned over many rounds, 10,000
-// checkpoints each, so that the integrator, which runs in the same
-// goroutine, never stalls for long.
+// defaultThinPage bounds the checkpoints one read returns,
+// defaultThinPagesPerRound the reads of one round of Run: a store with
+// millions of checkpoints (one that kept every one until now) is thinned
+// over many rounds, 10,000 checkpoints each, so that the integrator, which
+// runs in the same goroutine, never stalls for long.
 const (
 	defaultThinPage          = 1000
 	defaultThinPagesPerRound = 10
