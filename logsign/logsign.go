@@ -223,6 +223,7 @@ type Log struct {
 	lastThin time.Time
 	thinFrom uint64
 	thinMore bool
+	thinned  atomic.Uint64 // checkpoints deleted
 	// thinPage and thinPages are the page size of a thinning read and the
 	// reads per round (the defaults; tests make them small).
 	thinPage, thinPages int

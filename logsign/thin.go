@@ -113,6 +113,7 @@ func (l *Log) thin(ctx context.Context, maxPages int) (more bool, err error) {
 			if err := st.DeleteCheckpoints(ctx, del); err != nil {
 				return false, err
 			}
+			l.thinned.Add(uint64(len(del)))
 			del = del[:0]
 		}
 		if done {
@@ -130,6 +131,9 @@ func (l *Log) thin(ctx context.Context, maxPages int) (more bool, err error) {
 	}
 	return more, nil
 }
+
+// Thinned is the number of checkpoints thinning deleted (a metric).
+func (l *Log) Thinned() uint64 { return l.thinned.Load() }
 
 // parseNote parses the checkpoint of a signed note without checking its
 // signatures (the log's own stored checkpoints, read to thin them).

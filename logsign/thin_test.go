@@ -73,6 +73,9 @@ func TestThinCheckpoints(t *testing.T) {
 	if got := stored(); !slices.Equal(got, want) {
 		t.Fatalf("after thinning at 5:30: %v, want %v", got, want)
 	}
+	if l.Thinned() != 6 {
+		t.Errorf("Thinned() = %d, want 6", l.Thinned())
+	}
 	if err := l.Thin(ctx); err != nil {
 		t.Fatal(err)
 	}

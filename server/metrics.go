@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ import (
 //	audittrail_log_signed_tree_size             (with a verifiable log: leaves of the latest signed checkpoint)
 //	audittrail_log_horizon_timestamp_seconds    (its received-before horizon, Unix seconds)
 //	audittrail_log_failures_total               (rounds of the log's integrator that failed, when it reports them)
+//	audittrail_log_public_keys                  (keys the log's checkpoints verify with: 2 during a rotation of its signing key)
+//	audittrail_log_checkpoints_thinned_total    (old checkpoints deleted by thinning, docs/configuration.md)
 //	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
 //
 // plus the Go runtime and process collectors. protocol is "grpc" or "http";
@@ -112,6 +115,18 @@ func (m *Metrics) watchLog(log VerifiableLog) {
 		}),
 	} {
 		m.register(g)
+	}
+	if k, ok := log.(interface{ VerifierKey() string }); ok {
+		m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "audittrail_log_public_keys",
+			Help: "Public keys the verifiable log's checkpoints are verified with: 1, or 2 while its signing key is rotated (--log-previous-key); a rotation left unfinished shows here.",
+		}, func() float64 { return float64(strings.Count(strings.TrimSuffix(k.VerifierKey(), "\n"), "\n") + 1) }))
+	}
+	if th, ok := log.(interface{ Thinned() uint64 }); ok {
+		m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "audittrail_log_checkpoints_thinned_total",
+			Help: "Signed checkpoints deleted by thinning (older than --log-keep-checkpoints, not the last of their hour).",
+		}, func() float64 { return float64(th.Thinned()) }))
 	}
 	if f, ok := log.(interface{ Failures() uint64 }); ok {
 		m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
