@@ -230,3 +230,34 @@ func publicKeysGauge(t *testing.T, m *Main) string {
 	}
 	return string(v[1])
 }
+
+// TestLogOrigin names a log by its key: a key made with "keygen --origin"
+// signs checkpoints whose first line is that name, and the public key the
+// server writes verifies them.
+func TestLogOrigin(t *testing.T) {
+	dataDir, key := t.TempDir(), filepath.Join(t.TempDir(), "prod.key")
+	pub := runOK(t, "keygen", "--origin", "audit.example.com/prod", key)
+	if !strings.HasPrefix(pub, "audit.example.com/prod+") {
+		t.Fatalf("keygen printed %q", pub)
+	}
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--dev", "--data-dir", dataDir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
+		"--log-level", "error", "--log-key", key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Log.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	note, _ := m.Log.Checkpoint()
+	if written := string(mustRead(t, filepath.Join(dataDir, logsign.VerificationKeyFile))); written != pub {
+		t.Fatalf("the server wrote the public key %q, keygen printed %q", written, pub)
+	}
+	cp, err := merkle.OpenCheckpoint(note, mustVerifier(t, filepath.Join(dataDir, logsign.VerificationKeyFile)))
+	if err != nil || cp.Origin != "audit.example.com/prod" || !strings.HasPrefix(string(note), "audit.example.com/prod\n") {
+		t.Fatalf("checkpoint %q: %v", note, err)
+	}
+}
