@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -551,21 +552,7 @@ func (s *Store) DeleteCheckpoints(ctx context.Context, sizes []uint64) error {
 
 // Checkpoints implements audittrail.LogStore.
 func (s *Store) Checkpoints(ctx context.Context) ([][]byte, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.closeMu.RUnlock()
-	rows, err := s.pool.Query(ctx, "SELECT note FROM log_checkpoints ORDER BY size")
-	if err != nil {
-		s.recoverFrom(err)
-		return nil, s.fail(ctx, "log: checkpoints", err)
-	}
-	notes, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		s.recoverFrom(err)
-		return nil, s.fail(ctx, "log: checkpoints", err)
-	}
-	return notes, nil
+	return s.CheckpointsFrom(ctx, 0, math.MaxInt64)
 }
 
 // LatestCheckpoint implements logsign.SharedStore: the stored checkpoint of
