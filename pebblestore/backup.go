@@ -10,10 +10,11 @@ import (
 // Checkpoint writes a consistent copy of the store into dir, which must not
 // exist, while appends and searches go on: Pebble's checkpoint, which links
 // the table files where dir is on the same file system (copying them
-// elsewhere) and copies the manifest. The memtables are flushed first, so
-// the copy has no WAL to replay. Every event acknowledged before the call is
-// in the copy, with the log's tree and checkpoints as they were then; the
-// copy opens with Open like any store.
+// elsewhere) and copies the manifest and the WAL files. The WAL is flushed
+// and synced first (pebble.WithFlushedWAL), not the memtables: the newest
+// writes are in the copy's WAL, which Open replays. Every event acknowledged
+// before the call is in the copy, with the log's tree and checkpoints as
+// they were then; the copy opens with Open like any store.
 //
 // Linked files share their blocks with the store until compactions replace
 // the store's own: a copy kept beside a busy store grows towards the size of

@@ -35,14 +35,17 @@ def standalone_client(endpoint: str, token: str) -> EventClient:
     login_custom(endpoint, refresh_token, issuer_url, client_id, ...) does:
       1. endpoint = endpoint.rstrip("/");
       2. h2o_authn.TokenProvider(issuer_url=..., refresh_token=...) and one
-         call of it to test the refresh (needs an OIDC issuer, which a
-         standalone server does not have);
+         call of it to test the refresh;
       3. requests.get(urljoin(endpoint, "version")) must answer 2xx;
       4. EventClient(ConnectionConfig(audit_trail_url=endpoint,
          token_provider=<the provider>)).
     This helper does 1, 3 and 4 unchanged and replaces step 2 with a token
-    provider that returns our static bearer token: the client calls the
+    provider that returns the given bearer token: the client calls the
     provider before every request and sends "Authorization: Bearer <token>".
+    The server's built-in issuer would answer step 2 (test_login.py runs the
+    real login() and login_custom()), but skipping the exchange lets the
+    tests send exactly the token they mean, invalid and empty ones included,
+    and reach the internal listener, which serves no issuer.
     """
     endpoint = endpoint.rstrip("/")
     resp = requests.get(urljoin(endpoint, "version"), timeout=HTTP_TIMEOUT)
