@@ -196,7 +196,8 @@ type Config struct {
 	Interval time.Duration
 	// SignInterval is the minimum time between two signed checkpoints while
 	// events arrive; 0 means 800 ms, so that with Interval 200 ms a
-	// checkpoint is signed at least once per second.
+	// checkpoint is signed about once a second while events arrive (a round
+	// catching up with a backlog can take up to 2 s before it signs).
 	SignInterval time.Duration
 	// KeepAllCheckpoints keeps every stored checkpoint whose horizon is
 	// this recent; older ones are thinned to the last of each hour

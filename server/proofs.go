@@ -18,7 +18,7 @@ import (
 
 // DefaultReceiptWait bounds how long a create with a receipt waits for a
 // signed checkpoint covering its events. The log integrates every 200 ms and
-// signs at least once per second while events arrive, so a second and a bit
+// signs about once a second while events arrive, so a second and a bit
 // is the usual wait; the bound leaves room for a loaded integrator.
 const DefaultReceiptWait = 3 * time.Second
 
