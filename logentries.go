@@ -46,9 +46,19 @@ type LogEntries struct {
 	// Start is the index of the first leaf; Events[i] has Seq Start+i+1.
 	Start  uint64
 	Events []*Event
+	// Deleted, when the event of leaf Start was deleted by a retention
+	// policy (a dropped PostgreSQL month: docs/postgres.md, "Retention"),
+	// holds the log's stored leaf hashes of the run of deleted leaves from
+	// Start (Deleted[i] is leaf Start+i's), and Events is empty. A page is
+	// either events or deleted leaves, never both: a mirror started after
+	// a month was dropped still recomputes every signed root from them.
+	Deleted [][32]byte
 	// CommittedSize is the number of committed events when they were read.
 	CommittedSize uint64
 }
+
+// Len is the number of leaves of the page, events or deleted.
+func (e *LogEntries) Len() int { return len(e.Events) + len(e.Deleted) }
 
 // LogReader reads the log's events: the part of LogStore that LogEntries
 // needs (logsign.Log passes it on from its store).
@@ -57,10 +67,24 @@ type LogReader interface {
 	EventsBySeq(ctx context.Context, from, to uint64) ([]*Event, error)
 }
 
+// DeletedLeafReader is a LogReader whose store may have deleted events
+// under a retention policy: EventsBySeqSparse is EventsBySeq with a nil
+// event for each seq whose event is no longer stored, and LeafHashes
+// returns the log's stored leaf hashes of leaves [from, to) (which the
+// tree keeps when the events go).
+type DeletedLeafReader interface {
+	LogReader
+	EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*Event, error)
+	LeafHashes(ctx context.Context, from, to uint64) ([][32]byte, error)
+}
+
 // LogEntries returns up to requested events of the log ls from leaf start on
 // (0 means DefaultLogEntries; more than MaxLogEntries is read as
 // MaxLogEntries), or none when start is at or beyond the committed events.
-// The caller must have passed CanReadLogEntries.
+// When ls is a DeletedLeafReader and the event of leaf start was deleted,
+// the page holds the leaf hashes of the run of deleted leaves from start
+// instead (LogEntries.Deleted); a page of events stops before the next
+// deleted one. The caller must have passed CanReadLogEntries.
 func (s *Service) LogEntries(ctx context.Context, ls LogReader, start uint64, requested int) (*LogEntries, error) {
 	size, err := pageSize(requested, DefaultLogEntries, MaxLogEntries)
 	if err != nil {
@@ -71,8 +95,30 @@ func (s *Service) LogEntries(ctx context.Context, ls LogReader, start uint64, re
 		return out, nil
 	}
 	last := min(out.CommittedSize, start+uint64(size))
-	events, err := ls.EventsBySeq(ctx, start+1, last)
-	if err != nil {
+	var events []*Event
+	if dr, ok := ls.(DeletedLeafReader); ok {
+		if events, err = dr.EventsBySeqSparse(ctx, start+1, last); err != nil {
+			return nil, err
+		}
+		if uint64(len(events)) != last-start {
+			return nil, fmt.Errorf("audittrail: the store returned %d events for seqs %d..%d", len(events), start+1, last)
+		}
+		run := 0 // leading deleted events, or present ones
+		for run < len(events) && (events[run] == nil) == (events[0] == nil) {
+			run++
+		}
+		if events[0] == nil {
+			if out.Deleted, err = dr.LeafHashes(ctx, start, start+uint64(run)); err != nil {
+				return nil, err
+			}
+			if len(out.Deleted) != run {
+				return nil, fmt.Errorf("audittrail: the log returned %d leaf hashes for leaves %d..%d", len(out.Deleted), start, start+uint64(run)-1)
+			}
+			return out, nil
+		}
+		events = events[:run]
+		last = start + uint64(run)
+	} else if events, err = ls.EventsBySeq(ctx, start+1, last); err != nil {
 		return nil, err
 	}
 	for i, e := range events {

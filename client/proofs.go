@@ -84,7 +84,7 @@ func (p *Proofs) Pending() []string {
 // It returns the verified checkpoint (nil when the log had signed nothing
 // yet) and the number of pending, unproven events. A caller that needs every
 // event proven requires pending == 0, or asks again a second later (the log
-// signs at least once per second while events arrive). Keep the checkpoint
+// signs about once a second while events arrive). Keep the checkpoint
 // to check later ones against it (Client.ConsistencyProof).
 func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp *merkle.Checkpoint, pending int, err error) {
 	if p == nil {
@@ -383,10 +383,28 @@ func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) (*m
 // audittrail.DefaultLogEntries; the server returns at most
 // audittrail.MaxLogEntries. It needs the auditor role, and the server
 // records every call as a self-audit event. logmirror checks the entries
-// against the signed checkpoints.
+// against the signed checkpoints. When the event of leaf start was deleted
+// by the server's retention it fails (ENotFound) naming the deleted leaves:
+// LogPage returns their leaf hashes.
 func (c *Client) LogEntries(ctx context.Context, start uint64, pageSize int) (events []*audittrail.Event, committed uint64, err error) {
-	events, committed, _, err = c.logEntries(ctx, start, pageSize, false)
-	return events, committed, err
+	page, _, err := c.logEntries(ctx, start, pageSize, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := noDeleted(page); err != nil {
+		return nil, 0, err
+	}
+	return page.Events, page.CommittedSize, nil
+}
+
+// LogPage is LogEntries with the leaves whose events were deleted by the
+// server's retention (a dropped month of the PostgreSQL store): a page of
+// either events or, when the event of leaf start was deleted, the log's
+// leaf hashes of the run of deleted leaves from start (LogEntries.Deleted),
+// which a mirror hashes into the tree in their place.
+func (c *Client) LogPage(ctx context.Context, start uint64, pageSize int) (*audittrail.LogEntries, error) {
+	page, _, err := c.logEntries(ctx, start, pageSize, false)
+	return page, err
 }
 
 // LogEntriesWithProofs is LogEntries with the entries' inclusion in the
@@ -394,12 +412,29 @@ func (c *Client) LogEntries(ctx context.Context, start uint64, pageSize int) (ev
 // that each inclusion's LeafIndex is its entry's position). VerifiedWindow
 // uses it to prove a whole window of the log.
 func (c *Client) LogEntriesWithProofs(ctx context.Context, start uint64, pageSize int) ([]*audittrail.Event, uint64, *Proofs, error) {
-	return c.logEntries(ctx, start, pageSize, true)
+	page, p, err := c.logEntries(ctx, start, pageSize, true)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if err := noDeleted(page); err != nil {
+		return nil, 0, nil, err
+	}
+	return page.Events, page.CommittedSize, p, nil
 }
 
-func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, proofs bool) ([]*audittrail.Event, uint64, *Proofs, error) {
+// noDeleted is the error of a page of deleted leaves for the calls that
+// return events only.
+func noDeleted(page *audittrail.LogEntries) error {
+	if n := uint64(len(page.Deleted)); n > 0 {
+		return audittrail.Errorf(audittrail.ENotFound, "the events of leaves %d..%d were deleted by the server's retention; "+
+			"only their leaf hashes are left (LogPage)", page.Start, page.Start+n-1)
+	}
+	return nil
+}
+
+func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, proofs bool) (*audittrail.LogEntries, *Proofs, error) {
 	if pageSize < 0 || pageSize > 1<<31-1 {
-		return nil, 0, nil, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", pageSize)
+		return nil, nil, audittrail.Errorf(audittrail.EInvalid, "page_size %d is out of range", pageSize)
 	}
 	var resp *pb.GetLogEntriesResponse
 	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
@@ -407,27 +442,37 @@ func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, pro
 		return err
 	})
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, nil, err
 	}
 	if resp.GetStart() != start {
-		return nil, 0, nil, audittrail.Errorf(audittrail.EInternal, "asked for the log's entries from leaf %d, the server answered from leaf %d", start, resp.GetStart())
+		return nil, nil, audittrail.Errorf(audittrail.EInternal, "asked for the log's entries from leaf %d, the server answered from leaf %d", start, resp.GetStart())
 	}
-	events := make([]*audittrail.Event, 0, len(resp.GetEvents()))
+	page := &audittrail.LogEntries{Start: start, CommittedSize: resp.GetCommittedSize()}
+	if len(resp.GetEvents()) > 0 && len(resp.GetDeletedLeafHashes()) > 0 {
+		return nil, nil, audittrail.Errorf(audittrail.EInternal, "the server's page of the log from leaf %d holds both events and deleted leaves", start)
+	}
+	for _, h := range resp.GetDeletedLeafHashes() {
+		if len(h) != 32 {
+			return nil, nil, audittrail.Errorf(audittrail.EInternal, "the server's leaf hash of a deleted leaf has %d bytes, not 32", len(h))
+		}
+		page.Deleted = append(page.Deleted, [32]byte(h))
+	}
+	page.Events = make([]*audittrail.Event, 0, len(resp.GetEvents()))
 	for i, p := range resp.GetEvents() {
 		e, err := eventFromProto(p)
 		if err != nil {
-			return nil, 0, nil, err
+			return nil, nil, err
 		}
 		e.Seq = start + uint64(i) + 1
-		events = append(events, e)
+		page.Events = append(page.Events, e)
 	}
 	var p *Proofs
 	if proofs {
 		if p, err = proofsFromProto(resp.GetProofs()); err != nil {
-			return nil, 0, nil, err
+			return nil, nil, err
 		}
 	}
-	return events, resp.GetCommittedSize(), p, nil
+	return page, p, nil
 }
 
 // VerifiedWindow yields every event of the log between two checkpoints the

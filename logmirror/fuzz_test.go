@@ -1,8 +1,12 @@
 package logmirror
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/merkle"
@@ -43,6 +47,35 @@ func FuzzParseLine(f *testing.F) {
 		}
 		if merkle.LeafHash(e) != merkle.LeafHash(e2) {
 			t.Fatalf("one event, two leaves:\n%s\n%s", line, again)
+		}
+	})
+}
+
+// FuzzParseDeletedLine feeds arbitrary lines to the parser of a deleted
+// leaf's line: it must not panic, a line it takes for a deleted leaf's must
+// start with its prefix, and one it accepts must be exactly the line
+// written for its hash (one spelling per leaf, so a copy cannot differ
+// unnoticed).
+func FuzzParseDeletedLine(f *testing.F) {
+	var h tlog.Hash
+	for i := range h {
+		h[i] = byte(i * 7)
+	}
+	line := appendDeletedLine(nil, h)
+	f.Add(line[:len(line)-1])
+	f.Add([]byte(`{"deletedLeafHash":"AAAA"}`))
+	f.Add([]byte(`{"deletedLeafHash":""}`))
+	f.Add([]byte(`{"deletedLeafHash":"` + strings.Repeat("A", 43) + `="} `))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got, isDeleted, err := parseDeletedLine(line)
+		if isDeleted != bytes.HasPrefix(line, []byte(deletedPrefix)) {
+			t.Fatalf("%q taken for a deleted leaf's line: %v", line, isDeleted)
+		}
+		if !isDeleted || err != nil {
+			return
+		}
+		if again := appendDeletedLine(nil, got); !bytes.Equal(again[:len(again)-1], line) {
+			t.Fatalf("%q accepted for hash %x, whose line is %q", line, got, again)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package logmirror_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -29,6 +30,12 @@ type liar struct {
 	// stale answers no events and a committed count of 0, as a PostgreSQL
 	// replica whose database did not answer does.
 	stale bool
+	// deleted, when its second leaf is above its first, answers the leaves
+	// [deleted[0], deleted[1]) as deleted by a retention policy: their
+	// leaf hashes instead of their events, as a PostgreSQL store whose
+	// month was dropped does; wrongHash alters the first hash.
+	deleted   [2]uint64
+	wrongHash bool
 }
 
 func (l *liar) Checkpoint(ctx context.Context) ([]byte, error) {
@@ -39,7 +46,29 @@ func (l *liar) Checkpoint(ctx context.Context) ([]byte, error) {
 	return text, err
 }
 
-func (l *liar) LogEntries(ctx context.Context, start uint64, n int) ([]*audittrail.Event, uint64, error) {
+func (l *liar) LogPage(ctx context.Context, start uint64, n int) (*audittrail.LogEntries, error) {
+	first, end := l.deleted[0], l.deleted[1]
+	if start < first && start+uint64(n) > first {
+		n = int(first - start) // a page of events stops before a deleted leaf
+	}
+	events, committed, err := l.logEntries(ctx, start, n)
+	if err != nil {
+		return nil, err
+	}
+	page := &audittrail.LogEntries{Start: start, Events: events, CommittedSize: committed}
+	if start >= first && start < end {
+		page.Events = nil
+		for _, e := range events[:min(len(events), int(end-start))] {
+			page.Deleted = append(page.Deleted, merkle.LeafHash(e))
+		}
+		if l.wrongHash {
+			page.Deleted[0][0] ^= 1
+		}
+	}
+	return page, nil
+}
+
+func (l *liar) logEntries(ctx context.Context, start uint64, n int) ([]*audittrail.Event, uint64, error) {
 	if l.stale {
 		return nil, 0, nil
 	}
@@ -284,5 +313,124 @@ func TestMirrorRefusesLies(t *testing.T) {
 	v, err = logmirror.Scan(dir, f.verifier, logmirror.ScanOptions{Checkpoints: []*merkle.Checkpoint{open(newer)}})
 	if err != nil || v.Checked != 0 || len(v.Beyond) != 1 {
 		t.Errorf("a checkpoint beyond the mirror: %+v %v, want it returned unchecked", v, err)
+	}
+}
+
+// TestMirrorDeletedLeaves mirrors a log some of whose events the server
+// deleted under a retention policy (as a PostgreSQL store with a dropped
+// month answers: leaf hashes instead of events). A new mirror stops there
+// unless told to accept deletions; accepted, their leaf hashes still have to
+// fit the signed root, the offline check counts them, and a search of the
+// mirror skips them. The real deletion is tested end to end in
+// cmd/audittrail (TestVerifiableLogPostgres).
+func TestMirrorDeletedLeaves(t *testing.T) {
+	f := start(t)
+	f.produce(t, 300)
+	f.checkpoint(t, 300)
+	dir := t.TempDir()
+	m, err := logmirror.Open(dir, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dropped := liar{honest: f.auditor, deleted: [2]uint64{40, 170}}
+	opts := logmirror.UpdateOptions{PageSize: 100}
+
+	_, err = m.Update(t.Context(), &dropped, opts)
+	if !errors.Is(err, logmirror.ErrDeleted) || errors.Is(err, logmirror.ErrNotVerified) || m.Size() != 0 {
+		t.Fatalf("an update meeting deleted leaves without AllowDeleted: %v, size %d; want ErrDeleted and no change", err, m.Size())
+	}
+	t.Log(err)
+	if n := len(lines(t, dir)); n != 0 {
+		t.Fatalf("the refused update left %d lines", n)
+	}
+
+	opts.AllowDeleted = true
+	wrong := dropped
+	wrong.wrongHash = true
+	if _, err := m.Update(t.Context(), &wrong, opts); !errors.Is(err, logmirror.ErrNotVerified) || m.Size() != 0 {
+		t.Fatalf("a deleted leaf with another hash: %v, size %d; want ErrNotVerified", err, m.Size())
+	}
+
+	u, err := m.Update(t.Context(), &dropped, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.From != 0 || u.To < 300 || u.Deleted != 130 {
+		t.Fatalf("Updated %+v, want 0..>=300 with 130 deleted", u)
+	}
+	ls := lines(t, dir)
+	for i, l := range ls {
+		isDeleted := bytes.HasPrefix(l, []byte(`{"deletedLeafHash":"`))
+		if want := i >= 40 && i < 170; isDeleted != want {
+			t.Fatalf("line %d: %q, deleted %v", i+1, l, want)
+		}
+	}
+	var seen []uint64
+	v, err := logmirror.Scan(dir, f.verifier, logmirror.ScanOptions{Each: func(e *audittrail.Event) error {
+		seen = append(seen, e.Seq)
+		return nil
+	}})
+	if err != nil || v.Entries != u.To || v.Deleted != 130 {
+		t.Fatalf("Scan: %+v %v, want %d entries, 130 deleted", v, err, u.To)
+	}
+	if uint64(len(seen)) != u.To-130 || seen[39] != 40 || seen[40] != 171 {
+		t.Fatalf("Scan passed %d events (%v...), want every one but the deleted", len(seen), seen[:min(len(seen), 45)])
+	}
+
+	// The next update, from an honest server, extends it.
+	f.produce(t, 50)
+	f.checkpoint(t, u.To+50)
+	if u2, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{}); err != nil || u2.From != u.To || u2.Deleted != 0 {
+		t.Fatalf("the update after: %+v %v", u2, err)
+	}
+	if v, err := logmirror.Verify(dir, f.verifier); err != nil || v.Deleted != 130 {
+		t.Fatalf("Verify after the next update: %+v %v", v, err)
+	}
+
+	// A copy whose deleted leaf is altered or malformed does not verify.
+	entries := filepath.Join(dir, logmirror.EntriesFile)
+	data, err := os.ReadFile(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(line []byte) []byte{
+		"another hash": func(l []byte) []byte {
+			i := bytes.IndexByte(l, ':') + 3
+			l[i] ^= 'A' ^ 'B' // one letter of the base64 changed
+			if l[i] == '"' {
+				t.Fatal("edited the quote")
+			}
+			return l
+		},
+		"a short hash":    func(l []byte) []byte { return []byte(`{"deletedLeafHash":"AAAA"}` + "\n") },
+		"an extra field":  func(l []byte) []byte { return append(bytes.TrimSuffix(l, []byte("}\n")), []byte(`,"x":1}`+"\n")...) },
+		"an event's line": func(l []byte) []byte { return ls[0] },
+	} {
+		copyDir := t.TempDir()
+		var out []byte
+		for i, l := range bytes.SplitAfter(data, []byte("\n")) {
+			if i == 100 {
+				l = edit(bytes.Clone(l))
+			}
+			out = append(out, l...)
+		}
+		for _, name := range []string{logmirror.CheckpointFile, logmirror.StateFile} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(copyDir, name), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(copyDir, logmirror.EntriesFile), out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := logmirror.Verify(copyDir, f.verifier); !errors.Is(err, logmirror.ErrNotVerified) {
+			t.Errorf("%s: Verify: %v, want ErrNotVerified", name, err)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
 	}
 }

@@ -21,7 +21,9 @@
 //
 // Layout of a mirror directory (docs/design/verifiable-log.md, "Mirrors"):
 //
-//	entries.jsonl  line i (from 1) is the event with seq i, as the API's JSON
+//	entries.jsonl  line i (from 1) is the event with seq i, as the API's JSON,
+//	               or {"deletedLeafHash":"<base64>"} for a leaf whose event
+//	               the server had deleted (retention) when it was mirrored
 //	checkpoint     the signed checkpoint the entries were last verified against
 //	state.json     the size, the bytes of entries.jsonl it covers, the
 //	               frontier, and that checkpoint again
@@ -74,9 +76,11 @@ const (
 type Source interface {
 	// Checkpoint returns the latest signed checkpoint (the note text).
 	Checkpoint(ctx context.Context) ([]byte, error)
-	// LogEntries returns consecutive events from leaf start on, each with
-	// its Seq, and the number of events committed.
-	LogEntries(ctx context.Context, start uint64, pageSize int) ([]*audittrail.Event, uint64, error)
+	// LogPage returns consecutive events from leaf start on, each with its
+	// Seq, and the number of events committed; or, when the event of leaf
+	// start was deleted by the server's retention, the leaf hashes of the
+	// run of deleted leaves from there.
+	LogPage(ctx context.Context, start uint64, pageSize int) (*audittrail.LogEntries, error)
 }
 
 // ErrNotVerified wraps every error that means the server's log is not what
@@ -224,7 +228,19 @@ type UpdateOptions struct {
 	// asked for again before the update fails with ErrNotVerified (a
 	// rolled-back log); 0 means DefaultBehindWait, negative not at all.
 	BehindWait time.Duration
+	// AllowDeleted accepts leaves whose events the server deleted under a
+	// retention policy (a dropped month of the PostgreSQL store): the
+	// mirror keeps their leaf hashes (which still have to fit the signed
+	// root) instead of their events. Without it such a leaf fails the
+	// update with ErrDeleted: a server could otherwise withhold any event
+	// from a new mirror by calling it deleted, so accepting that is the
+	// operator's decision, made knowing the retention policy.
+	AllowDeleted bool
 }
+
+// ErrDeleted wraps the error of an update that met a leaf whose event the
+// server deleted, without UpdateOptions.AllowDeleted.
+var ErrDeleted = errors.New("the server deleted events the mirror lacks")
 
 // DefaultBehindWait is UpdateOptions.BehindWait's default: PostgreSQL
 // replicas that do not sign catch up with the signer's checkpoints within
@@ -235,6 +251,9 @@ const DefaultBehindWait = 2 * time.Second
 type Updated struct {
 	From, To   uint64 // the entries added: seqs From+1..To
 	Checkpoint *merkle.Checkpoint
+	// Deleted counts the entries added as leaf hashes only, their events
+	// deleted by the server (UpdateOptions.AllowDeleted).
+	Deleted uint64
 }
 
 // Update fetches the source's latest signed checkpoint and the entries the
@@ -268,7 +287,7 @@ func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*U
 		return nil, notVerified("the server's checkpoint of size %d has an earlier horizon (%s) than the one of size %d verified before (%s)",
 			cp.Size, cp.ReceivedBefore.Format(time.RFC3339Nano), m.cp.Size, m.cp.ReceivedBefore.Format(time.RFC3339Nano))
 	}
-	next, err := m.fetch(ctx, src, cp, opts)
+	next, deleted, err := m.fetch(ctx, src, cp, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +301,7 @@ func (m *Mirror) Update(ctx context.Context, src Source, opts UpdateOptions) (*U
 		return nil, err
 	}
 	m.st, m.frontier = next.st, next.frontier
-	return &Updated{From: from, To: cp.Size, Checkpoint: cp}, nil
+	return &Updated{From: from, To: cp.Size, Checkpoint: cp, Deleted: deleted}, nil
 }
 
 // latest fetches the source's latest checkpoint and verifies its signature.
@@ -322,12 +341,12 @@ type pending struct {
 }
 
 // fetch appends the entries m.st.Size..cp.Size-1 to entries.jsonl (synced)
-// and returns the state that verifies against cp; on failure it cuts them
-// off again.
-func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, opts UpdateOptions) (_ *pending, err error) {
+// and returns the state that verifies against cp and the number of deleted
+// leaves among them; on failure it cuts them off again.
+func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, opts UpdateOptions) (_ *pending, deleted uint64, err error) {
 	f, err := os.OpenFile(filepath.Join(m.dir, EntriesFile), os.O_WRONLY, 0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer func() {
 		if err != nil {
@@ -337,7 +356,7 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 		f.Close()
 	}()
 	if _, err := f.Seek(m.st.Bytes, io.SeekStart); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	frontier, _ := merkle.NewFrontier(m.st.Size, m.frontier.Hashes())
 	next := &pending{st: m.st, frontier: frontier}
@@ -352,29 +371,47 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 			break
 		}
 		if p.err != nil {
-			return nil, p.err
+			return nil, 0, p.err
 		}
 		switch {
-		case len(p.events) == 0 && p.committed < cp.Size:
+		case p.Len() == 0 && p.CommittedSize < cp.Size:
 			// A server always has the events its checkpoints cover; one that
 			// says otherwise read a stale count (its database did not
 			// answer): not a verdict, try again.
-			return nil, fmt.Errorf("logmirror: the server reports %d committed events, fewer than its checkpoint's %d: try again", p.committed, cp.Size)
-		case len(p.events) == 0:
-			return nil, notVerified("the server returns no entry at leaf %d (%d committed) although its checkpoint covers %d", next.st.Size, p.committed, cp.Size)
+			return nil, 0, fmt.Errorf("logmirror: the server reports %d committed events, fewer than its checkpoint's %d: try again", p.CommittedSize, cp.Size)
+		case p.Len() == 0:
+			return nil, 0, notVerified("the server returns no entry at leaf %d (%d committed) although its checkpoint covers %d", next.st.Size, p.CommittedSize, cp.Size)
+		case len(p.Deleted) > 0 && len(p.Events) > 0:
+			return nil, 0, notVerified("the server's page from leaf %d holds both events and deleted leaves", next.st.Size)
+		case len(p.Deleted) > 0 && !opts.AllowDeleted:
+			return nil, 0, fmt.Errorf("logmirror: %w: the events from leaf %d on (%d of them at least) were deleted by the server's retention, only their leaf hashes are left; "+
+				"mirror their leaf hashes in their place only if the log's retention policy explains it (--allow-deleted)",
+				ErrDeleted, next.st.Size, len(p.Deleted))
 		}
-		for _, e := range p.events {
+		for _, h := range p.Deleted {
+			if err := next.frontier.Append(h); err != nil {
+				return nil, 0, err
+			}
+			line = appendDeletedLine(line[:0], h)
+			if _, err := w.Write(line); err != nil {
+				return nil, 0, err
+			}
+			next.st.Size++
+			next.st.Bytes += int64(len(line))
+			deleted++
+		}
+		for _, e := range p.Events {
 			if err := m.check(next, cp, e); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if err := next.frontier.Append(merkle.LeafHash(e)); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if line, err = appendLine(line[:0], e); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if _, err := w.Write(line); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			next.st.Size++
 			next.st.Bytes += int64(len(line))
@@ -386,32 +423,31 @@ func (m *Mirror) fetch(ctx context.Context, src Source, cp *merkle.Checkpoint, o
 	}
 	if next.st.Size < cp.Size { // the fetching stopped: only a cancelled ctx does that
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return nil, fmt.Errorf("logmirror: the fetching stopped at leaf %d of %d", next.st.Size, cp.Size)
+		return nil, 0, fmt.Errorf("logmirror: the fetching stopped at leaf %d of %d", next.st.Size, cp.Size)
 	}
 	if root := next.frontier.Root(); root != cp.Root {
-		return nil, notVerified("the log's entries 1..%d do not hash to the root of its signed checkpoint of that size: "+
+		return nil, 0, notVerified("the log's entries 1..%d do not hash to the root of its signed checkpoint of that size: "+
 			"the server signed other events than it serves", cp.Size)
 	}
 	if err := w.Flush(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := f.Sync(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	next.st.Frontier = nil
 	for _, h := range next.frontier.Hashes() {
 		next.st.Frontier = append(next.st.Frontier, h[:])
 	}
-	return next, nil
+	return next, deleted, nil
 }
 
-// page is one answer of Source.LogEntries.
+// page is one answer of Source.LogPage.
 type page struct {
-	events    []*audittrail.Event
-	committed uint64
-	err       error
+	*audittrail.LogEntries
+	err error
 }
 
 // fetchAhead yields the pages of leaves from..to-1 in order, each cut to
@@ -427,19 +463,25 @@ func fetchAhead(ctx context.Context, src Source, from, to uint64, pageSize int) 
 			for from < to {
 				n := min(uint64(pageSize), to-from)
 				var p page
-				p.events, p.committed, p.err = src.LogEntries(ctx, from, int(n))
-				if uint64(len(p.events)) > n {
-					p.events = p.events[:n]
+				p.LogEntries, p.err = src.LogPage(ctx, from, int(n))
+				if p.LogEntries == nil {
+					p.LogEntries = &audittrail.LogEntries{}
+				}
+				if uint64(len(p.Events)) > n {
+					p.Events = p.Events[:n]
+				}
+				if uint64(len(p.Deleted)) > n {
+					p.Deleted = p.Deleted[:n]
 				}
 				select {
 				case pages <- p:
 				case <-ctx.Done():
 					return
 				}
-				if p.err != nil || len(p.events) == 0 {
+				if p.err != nil || p.Len() == 0 {
 					return
 				}
-				from += uint64(len(p.events))
+				from += uint64(p.Len())
 			}
 		}()
 		defer func() {
@@ -539,6 +581,37 @@ func appendLine(b []byte, e *audittrail.Event) ([]byte, error) {
 	}
 	b = append(b, buf.Bytes()...)
 	return append(b, '\n'), nil
+}
+
+// deletedPrefix starts the line of a deleted leaf, and no event's line (the
+// Event message has no such field).
+const deletedPrefix = `{"deletedLeafHash":"`
+
+// appendDeletedLine appends the line of a leaf whose event was deleted:
+// its leaf hash, in the JSON of the API's bytes (standard base64).
+func appendDeletedLine(b []byte, h tlog.Hash) []byte {
+	b = append(b, deletedPrefix...)
+	b = base64.StdEncoding.AppendEncode(b, h[:])
+	return append(b, "\"}\n"...)
+}
+
+// parseDeletedLine returns the leaf hash of a line of a deleted leaf, and
+// false for any other line.
+func parseDeletedLine(line []byte) (tlog.Hash, bool, error) {
+	var h tlog.Hash
+	rest, ok := bytes.CutPrefix(line, []byte(deletedPrefix))
+	if !ok {
+		return h, false, nil
+	}
+	text, ok := bytes.CutSuffix(rest, []byte(`"}`))
+	// One spelling per hash: strict padding bits, and no line breaks
+	// (which the decoder skips), so exactly 44 characters.
+	b, err := base64.StdEncoding.Strict().DecodeString(string(text))
+	if !ok || err != nil || len(b) != len(h) || len(text) != base64.StdEncoding.EncodedLen(len(h)) {
+		return h, true, errors.New(`a deleted leaf's line must be {"deletedLeafHash":"<its 32-byte leaf hash in base64>"}`)
+	}
+	copy(h[:], b)
+	return h, true, nil
 }
 
 // parseLine is the inverse of appendLine for the event with seq.

@@ -25,8 +25,8 @@ func (r *roundRobin) next() *client.Client {
 
 func (r *roundRobin) Checkpoint(ctx context.Context) ([]byte, error) { return r.next().Checkpoint(ctx) }
 
-func (r *roundRobin) LogEntries(ctx context.Context, start uint64, n int) ([]*audittrail.Event, uint64, error) {
-	return r.next().LogEntries(ctx, start, n)
+func (r *roundRobin) LogPage(ctx context.Context, start uint64, n int) (*audittrail.LogEntries, error) {
+	return r.next().LogPage(ctx, start, n)
 }
 
 // TestMirrorBehindLoadBalancer mirrors two PostgreSQL replicas of one log

@@ -26,6 +26,9 @@ import (
 type Verified struct {
 	Entries    uint64
 	Checkpoint *merkle.Checkpoint // nil for a mirror never updated
+	// Deleted counts the entries that are leaf hashes only, their events
+	// deleted by the server before they were mirrored (retention).
+	Deleted uint64
 	// Unverified counts the lines after the verified entries: an update
 	// that did not finish, which the next Open cuts off.
 	Unverified uint64
@@ -42,7 +45,9 @@ const maxLine = 16 << 20
 // Verify checks a mirror directory offline, with the log's public key only:
 // that its checkpoint is signed, that entries.jsonl holds exactly the
 // checkpoint's number of events, in seq order, received in order and before
-// the checkpoint's horizon, and that their leaves hash to its root. It reads
+// the checkpoint's horizon, and that their leaves hash to its root (a leaf
+// mirrored after its event was deleted is its leaf hash alone, counted in
+// Verified.Deleted). It reads
 // the directory without taking its lock or changing it, so it also checks a
 // copy (from cold storage, say). Lines after the verified ones (an update
 // that did not finish) are reported, not checked. An error wrapping
@@ -57,7 +62,7 @@ type ScanOptions struct {
 	// order (it may keep them). It sees the events before the last ones are
 	// read and the root is compared: whatever it gathered must be thrown
 	// away when Scan returns an error. Its error ends the scan and is
-	// returned. It is how "audittrail search --mirror" answers a search
+	// returned. Leaves whose events were deleted are not passed. It is how "audittrail search --mirror" answers a search
 	// from a mirror, trusting nothing but the log's public key.
 	Each func(*audittrail.Event) error
 	// Checkpoints are other signed checkpoints of the log (verified with
@@ -122,7 +127,7 @@ func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, erro
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	seq := uint64(0)
+	seq, deleted := uint64(0), uint64(0)
 	var verr error
 	// Parsing is most of the time (protojson), so the lines are parsed and
 	// hashed in chunks on every core; the leaves are then checked and added
@@ -136,6 +141,13 @@ func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, erro
 			}
 			rt := c.times[i]
 			switch {
+			case c.deleted != nil && c.deleted[i]:
+				// No event, no receive time: the leaf hash must still fit
+				// the root.
+				if verr = checkOthers(nil); verr == nil {
+					verr = frontier.Append(leaf)
+				}
+				deleted++
 			case rt.Before(last):
 				verr = notVerified("%s line %d: received at %s, before the line above (%s)", EntriesFile, seq,
 					rt.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
@@ -171,16 +183,16 @@ func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, erro
 		return nil, fmt.Errorf("logmirror: reading %s: %w", EntriesFile, err)
 	}
 	if seq < size {
-		return nil, notVerified("%s holds %d events, its checkpoint %d", EntriesFile, seq, size)
+		return nil, notVerified("%s holds %d entries, its checkpoint %d", EntriesFile, seq, size)
 	}
 	if cp != nil && frontier.Root() != cp.Root {
-		return nil, notVerified("the %d events of %s do not hash to the checkpoint's root %s (they hash to %s)",
+		return nil, notVerified("the %d entries of %s do not hash to the checkpoint's root %s (they hash to %s)",
 			size, EntriesFile, hashText(cp.Root), hashText(frontier.Root()))
 	}
 	if err := checkOthers(nil); err != nil {
 		return nil, err
 	}
-	return &Verified{Entries: size, Checkpoint: cp, Unverified: extra, Checked: len(opts.Checkpoints) - len(others), Beyond: others}, nil
+	return &Verified{Entries: size, Checkpoint: cp, Deleted: deleted, Unverified: extra, Checked: len(opts.Checkpoints) - len(others), Beyond: others}, nil
 }
 
 // chunk is a run of consecutive lines, parsed: the leaf hash and receive
@@ -191,10 +203,13 @@ type chunk struct {
 	first  uint64 // the seq of lines[0]
 	leaves []tlog.Hash
 	times  []time.Time
-	events []*audittrail.Event // kept when asked for
-	err    error
-	errAt  int
-	done   chan struct{}
+	// deleted marks the leaves whose lines are a deleted event's leaf
+	// hash (nil when the chunk has none).
+	deleted []bool
+	events  []*audittrail.Event // kept when asked for
+	err     error
+	errAt   int
+	done    chan struct{}
 }
 
 const chunkLines = 512
@@ -269,6 +284,18 @@ func (c *chunk) parse(keep bool) {
 		c.events = make([]*audittrail.Event, len(c.lines))
 	}
 	for i, line := range c.lines {
+		if h, ok, err := parseDeletedLine(line); ok {
+			if err != nil {
+				c.err, c.errAt = err, i
+				c.leaves, c.times = c.leaves[:i+1], c.times[:i+1]
+				return
+			}
+			if c.deleted == nil {
+				c.deleted = make([]bool, len(c.lines))
+			}
+			c.leaves[i], c.deleted[i] = h, true
+			continue
+		}
 		e, err := parseLine(line, c.first+uint64(i))
 		if err != nil {
 			c.err, c.errAt = err, i

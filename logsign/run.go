@@ -427,6 +427,32 @@ func (l *Log) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.E
 	return l.cfg.Store.EventsBySeq(ctx, from, to)
 }
 
+// EventsBySeqSparse is EventsBySeq with a nil event for each seq whose
+// event the store no longer holds (a retention policy), when the store can
+// tell (SparseLogReader); on other stores, which delete nothing, it is
+// EventsBySeq. With LeafHashes it makes the Log an
+// audittrail.DeletedLeafReader, so the log's entries can be served past a
+// dropped month.
+func (l *Log) EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	if sp, ok := l.cfg.Store.(SparseLogReader); ok {
+		return sp.EventsBySeqSparse(ctx, from, to)
+	}
+	return l.cfg.Store.EventsBySeq(ctx, from, to)
+}
+
+// LeafHashes returns the stored leaf hashes of leaves [from, to), which must
+// be integrated.
+func (l *Log) LeafHashes(ctx context.Context, from, to uint64) ([][32]byte, error) {
+	if size := l.treeSize(); from > to || to > size {
+		return nil, audittrail.Errorf(audittrail.EUnavailable, "the leaf hashes of leaves %d..%d are not in the log's tree yet (%d leaves): try again", from, to-1, size)
+	}
+	idx := make([]int64, 0, to-from)
+	for i := from; i < to; i++ {
+		idx = append(idx, tlog.StoredHashIndex(0, int64(i)))
+	}
+	return l.cfg.Store.ReadTreeHashes(idx)
+}
+
 // EventByID returns the committed event with this id, or nil.
 func (l *Log) EventByID(ctx context.Context, id string) (*audittrail.Event, error) {
 	return l.cfg.Store.EventByID(ctx, id)

@@ -22,8 +22,9 @@ type VerifiableLog interface {
 	ConsistencyProof(first, second uint64) (*merkle.Consistency, error)
 	// EventByID returns the committed event with this id, or nil.
 	EventByID(ctx context.Context, id string) (*audittrail.Event, error)
-	// LastSeq and EventsBySeq read the log's entries.
-	audittrail.LogReader
+	// LastSeq, EventsBySeq, EventsBySeqSparse and LeafHashes read the
+	// log's entries, past events deleted by a retention policy.
+	audittrail.DeletedLeafReader
 }
 
 // logService implements the LogService. Reading it needs the permission to
@@ -103,6 +104,9 @@ func (s *logService) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesReq
 		Start:         res.Start,
 		Events:        wire.EventsToProto(res.Events),
 		CommittedSize: res.CommittedSize,
+	}
+	for _, h := range res.Deleted {
+		out.DeletedLeafHashes = append(out.DeletedLeafHashes, h[:])
 	}
 	if req.GetIncludeProofs() {
 		if out.Proofs, err = logProofs(s.log, res.Events, out.Events); err != nil {

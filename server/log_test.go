@@ -110,7 +110,7 @@ func TestLogEntriesREST(t *testing.T) {
 		t.Fatalf("GET /v1/log/entries: %s", r)
 	}
 	v := r.json(t)
-	if got := sortedKeys(v); !slices.Equal(got, []string{"committedSize", "events", "start"}) {
+	if got := sortedKeys(v); !slices.Equal(got, []string{"committedSize", "deletedLeafHashes", "events", "start"}) || len(v["deletedLeafHashes"].([]any)) != 0 {
 		t.Errorf("keys %v", got)
 	}
 	events, _ := v["events"].([]any)

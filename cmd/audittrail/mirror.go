@@ -38,6 +38,13 @@ The directory is also an export for long-term retention: copy it to cold
 storage with your usual tools; "audittrail verify mirror --key PUBKEY DIR"
 checks a copy offline.
 
+A server whose retention dropped old events (a dropped month of the
+PostgreSQL store) keeps their leaf hashes. A mirror that lacks them stops
+there unless given --allow-deleted, which keeps each such leaf's hash in
+place of its event (a line {"deletedLeafHash":"..."}): the signed roots are
+still checked, but the events are gone. Give it only under a retention
+policy you know of, since the server decides which events it calls deleted.
+
 It needs an auditor's token (the entries hold the events of every
 workspace), and the server records each page it reads (1000 events) as a
 self-audit event. One process at a time may update a directory.
@@ -54,9 +61,10 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 
 type mirrorFlags struct {
 	connFlags
-	dir, logKey string
-	follow      time.Duration
-	quiet       bool
+	dir, logKey  string
+	follow       time.Duration
+	quiet        bool
+	allowDeleted bool
 }
 
 func newMirrorFlags(f *mirrorFlags) *flag.FlagSet {
@@ -68,6 +76,7 @@ func newMirrorFlags(f *mirrorFlags) *flag.FlagSet {
 	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
 	fs.DurationVar(&f.follow, "follow", 0, "keep running, updating the mirror every `interval` (0: update once and exit)")
 	fs.BoolVar(&f.quiet, "q", false, "print nothing but errors")
+	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "accept leaves whose events the server deleted (retention), keeping their leaf hashes")
 	return fs
 }
 
@@ -115,7 +124,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) error {
 	for {
 		if err := c.update(ctx, m, cl, f); err != nil {
 			switch {
-			case f.follow == 0 || errors.Is(err, logmirror.ErrNotVerified):
+			case f.follow == 0 || errors.Is(err, logmirror.ErrNotVerified) || errors.Is(err, logmirror.ErrDeleted):
 				return err
 			case ctx.Err() != nil:
 				return nil // stopped by a signal; the unfinished update is cut off at the next
@@ -136,7 +145,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) error {
 
 func (c *MirrorCommand) update(ctx context.Context, m *logmirror.Mirror, src logmirror.Source, f mirrorFlags) error {
 	lastReport := time.Now()
-	opts := logmirror.UpdateOptions{Progress: func(done, size uint64) {
+	opts := logmirror.UpdateOptions{AllowDeleted: f.allowDeleted, Progress: func(done, size uint64) {
 		if !f.quiet && time.Since(lastReport) >= 5*time.Second {
 			lastReport = time.Now()
 			fmt.Fprintf(c.Stderr, "audittrail mirror: fetched %d of %d entries\n", done, size)
@@ -144,15 +153,19 @@ func (c *MirrorCommand) update(ctx context.Context, m *logmirror.Mirror, src log
 	}}
 	u, err := m.Update(ctx, src, opts)
 	if err != nil {
-		if errors.Is(err, logmirror.ErrNotVerified) {
+		if errors.Is(err, logmirror.ErrNotVerified) || errors.Is(err, logmirror.ErrDeleted) {
 			return err
 		}
 		return errors.New(audittrail.ErrorMessage(err))
 	}
 	if !f.quiet {
 		cp := u.Checkpoint
-		fmt.Fprintf(c.Stdout, "%s: %d entries (+%d), verified against the checkpoint of size %d, root %s, received-before %s\n",
-			f.dir, u.To, u.To-u.From, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
+		deleted := ""
+		if u.Deleted > 0 {
+			deleted = fmt.Sprintf(" (%d of them deleted by the server: leaf hashes only)", u.Deleted)
+		}
+		fmt.Fprintf(c.Stdout, "%s: %d entries (+%d%s), verified against the checkpoint of size %d, root %s, received-before %s\n",
+			f.dir, u.To, u.To-u.From, deleted, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
 	}
 	return nil
 }

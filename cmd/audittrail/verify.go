@@ -462,6 +462,9 @@ func (c *VerifyCommand) mirror(f *verifyFlags, dir string, cpFiles []string) err
 		fmt.Fprintf(c.Stdout, "mirror OK: %d entries, checkpoint origin %s, size %d, root %s, received-before %s\n",
 			res.Entries, cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
 	}
+	if res.Deleted > 0 {
+		fmt.Fprintf(c.Stdout, "%d of them are leaf hashes only: their events were deleted by the server's retention before they were mirrored\n", res.Deleted)
+	}
 	if res.Unverified > 0 {
 		fmt.Fprintf(c.Stdout, "%d lines after them are an update that did not finish (not verified; the next update removes them)\n", res.Unverified)
 	}

@@ -302,12 +302,51 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	if want := fmt.Sprintf("deleted: 1 events are gone (seqs %d)", seq); !strings.Contains(out, want) || !strings.Contains(out, "store OK") {
 		t.Errorf("verify store --allow-deleted printed:\n%s\nwant %q and store OK", out, want)
 	}
+	// A mirror started after the deletion: refused there without
+	// --allow-deleted; with it, the deleted event's leaf hash takes its
+	// place, the mirror verifies offline and a search of it has every
+	// other event.
+	mirrorDir := filepath.Join(t.TempDir(), "mirror")
+	mirror := func(m *Main, dir string, args ...string) (string, error) {
+		t.Helper()
+		out, errs, err := runCommand(t, "mirror", append([]string{"--addr", m.PublicURL, "--token", "reader", "--dir", dir, "--log-key", keyFile}, args...)...)
+		return out + errs, err
+	}
+	d, _ := start()
+	waitCheckpoint(d)
+	if out, err := mirror(d, mirrorDir); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("the events from leaf %d on", seq-1)) || !strings.Contains(err.Error(), "--allow-deleted") {
+		t.Fatalf("mirror across a deleted event: %v\n%s\nwant it refused, naming leaf %d and --allow-deleted", err, out, seq-1)
+	}
+	out, err = mirror(d, mirrorDir, "--allow-deleted")
+	if err != nil || !strings.Contains(out, "(1 of them deleted by the server: leaf hashes only)") {
+		t.Fatalf("mirror --allow-deleted: %v\n%s", err, out)
+	}
+	if out := verify(0, "mirror", "--key", keyFile, mirrorDir); !strings.Contains(out, "mirror OK") || !strings.Contains(out, "1 of them are leaf hashes only") {
+		t.Errorf("verify mirror printed:\n%s", out)
+	}
+	mirrored, errs, err := runCommand(t, "search", "--mirror", mirrorDir, "--log-key", keyFile, "--all", "-o", "jsonl", "--resource-regex", "^res-unique-")
+	if err != nil {
+		t.Fatalf("search --mirror: %v\n%s", err, errs)
+	}
+	if n := len(strings.Split(strings.TrimSpace(mirrored), "\n")); n != 29 || strings.Contains(mirrored, target.ID) {
+		t.Errorf("search --mirror found %d of the 30 created events (want 29, without %s):\n%s", n, target.ID, mirrored)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	if tag, err := conn.Exec(ctx, "UPDATE log_tree_hashes SET hash = sha256(hash) WHERE idx = $1", tlog.StoredHashIndex(0, int64(seq-1))); err != nil || tag.RowsAffected() != 1 {
 		t.Fatalf("changing the deleted event's leaf hash: %v %v", tag, err)
 	}
 	out = verify(1, "store", "--store", url, "--key", keyFile, "--allow-deleted")
 	if !strings.Contains(out, "DIVERGENCE") {
 		t.Errorf("verify store --allow-deleted after the deleted event's leaf hash changed printed:\n%s", out)
+	}
+	// A server serving a changed leaf hash in place of a deleted event
+	// fails a new mirror.
+	e, _ := start()
+	if out, err := mirror(e, filepath.Join(t.TempDir(), "mirror2"), "--allow-deleted"); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Errorf("mirror --allow-deleted of a changed leaf hash: %v\n%s\nwant it not verified", err, out)
 	}
 	verify(2, "store", "--data-dir", dirA, "--key", keyFile, "--allow-deleted")
 }

@@ -105,7 +105,7 @@ func Marshal(m proto.Message) (b []byte, ok bool) {
 		if m == nil || plans.entries.err != nil {
 			return nil, false
 		}
-		b = e.getLogEntriesResponse(make([]byte, 0, 96+eventsSize(m.Events)+proofsSize(m.Proofs)), m)
+		b = e.getLogEntriesResponse(make([]byte, 0, 128+eventsSize(m.Events)+proofsSize(m.Proofs)+48*len(m.DeletedLeafHashes)), m)
 	default:
 		return nil, false
 	}
@@ -146,6 +146,7 @@ var schema = map[protoreflect.FullName][]string{
 		"2 events repeated message ai.h2o.audittrail.v1.Event",
 		"3 committedSize uint64",
 		"4 proofs message ai.h2o.audittrail.v1.LogProofs",
+		"5 deletedLeafHashes repeated bytes",
 	},
 	"ai.h2o.audittrail.v1.LogProofs": {
 		"1 checkpoint string",
@@ -418,7 +419,24 @@ func (e *encoder) getLogEntriesResponse(b []byte, m *pb.GetLogEntriesResponse) [
 		b = append(b, `,"proofs":`...)
 		b = e.logProofs(b, m.Proofs)
 	}
+	b = append(b, `,"deletedLeafHashes":`...)
+	b = appendBytesList(b, m.DeletedLeafHashes)
 	return append(b, '}')
+}
+
+// appendBytesList appends a repeated bytes field's JSON: padded standard
+// base64 strings, as protojson writes them.
+func appendBytesList(b []byte, list [][]byte) []byte {
+	b = append(b, '[')
+	for i, h := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, h)
+		b = append(b, '"')
+	}
+	return append(b, ']')
 }
 
 // AppendEvent appends the JSON of one event, as protojson with
@@ -469,16 +487,9 @@ func (e *encoder) logProofs(b []byte, p *pb.LogProofs) []byte {
 			b = append(b, `","pending":false}`...)
 		}
 	}
-	b = append(b, `],"hashes":[`...)
-	for i, h := range p.Hashes {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, h)
-		b = append(b, '"')
-	}
-	return append(b, `]}`...)
+	b = append(b, `],"hashes":`...)
+	b = appendBytesList(b, p.Hashes)
+	return append(b, '}')
 }
 
 // proofsSize is about the length of p's JSON.

@@ -229,8 +229,19 @@ func (g *gen) message() proto.Message {
 	switch g.r.IntN(4) {
 	case 3:
 		events = g.events()
-		m = &pb.GetLogEntriesResponse{Start: []uint64{0, 1, math.MaxUint64, g.r.Uint64()}[g.r.IntN(4)], Events: events,
+		entries := &pb.GetLogEntriesResponse{Start: []uint64{0, 1, math.MaxUint64, g.r.Uint64()}[g.r.IntN(4)], Events: events,
 			CommittedSize: []uint64{0, math.MaxUint64, g.r.Uint64()}[g.r.IntN(3)], Proofs: g.proofs()}
+		if g.r.IntN(3) == 0 { // a page of deleted leaves (the server never sends both)
+			entries.Events = nil
+			for range g.r.IntN(5) {
+				h := make([]byte, 32)
+				for i := range h {
+					h[i] = byte(g.r.IntN(256))
+				}
+				entries.DeletedLeafHashes = append(entries.DeletedLeafHashes, h)
+			}
+		}
+		m = entries
 	case 0:
 		events = g.events()
 		m = &pb.SearchEventsResponse{Events: events, NextPageToken: g.string(), SearchedUntilTime: g.timestamp(), Proofs: g.proofs()}

@@ -357,6 +357,20 @@ def test_log_entries_verify_the_whole_log(log_server, key):
     assert e.value.status == 403
     assert client.get_log_entries(1 << 40, 10)[0] == []
 
+    # get_log_page: the same events (this store deletes none), and
+    # verify_log takes a deleted leaf's hash in its event's place.
+    from h2o_audit_trail.verify import event_leaf_hash
+
+    page = client.get_log_page(i, 3)
+    assert [e["name"] for e in page.events] == [e["name"] for e in entries[i : i + 3]]
+    assert page.deleted_leaf_hashes == [] and len(page) == 3 and page.committed_size >= cp.size
+    with_deleted = list(entries)
+    with_deleted[i] = {"deletedLeafHash": base64.b64encode(event_leaf_hash(entries[i], i + 1)).decode()}
+    verify_log(cp, with_deleted)
+    with_deleted[i] = {"deletedLeafHash": base64.b64encode(event_leaf_hash(entries[i + 1], i + 1)).decode()}
+    with pytest.raises(VerificationError):
+        verify_log(cp, with_deleted)
+
 
 def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
     """A directory written by `audittrail mirror` (Go) verifies with
@@ -402,6 +416,37 @@ def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
             verify_mirror(tampered(name, entries), key)
     # Lines after the checkpoint's are an unfinished update: not checked.
     assert verify_mirror(tampered("longer", lines + [b"not json\n"]), key).size == cp.size
+
+    # A leaf whose event the server deleted (retention) is its leaf hash
+    # alone, as `audittrail mirror --allow-deleted` writes it (the Go test
+    # TestVerifiableLogPostgres makes such a mirror of a PostgreSQL store):
+    # it verifies when the hash is the leaf's, and not otherwise.
+    from h2o_audit_trail.verify import event_leaf_hash
+
+    def deleted_line(h: bytes) -> bytes:
+        return b'{"deletedLeafHash":"' + base64.b64encode(h) + b'"}\n'
+
+    def non_canonical(line: bytes) -> bytes:
+        # The same 32 bytes with a padding bit set in the last character
+        # (its two low bits carry no data): decoders that do not check read
+        # the same hash.
+        alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        at = line.index(b'="}') - 1
+        return line[:at] + alphabet[alphabet.index(line[at]) + 1 :][:1] + line[at + 1 :]
+
+    leaf = event_leaf_hash(json.loads(lines[i]), i + 1)
+    with_deleted = list(lines)
+    with_deleted[i] = deleted_line(leaf)
+    assert verify_mirror(tampered("deleted", with_deleted), key).size == cp.size
+    for name, line in [("deleted-other-hash", deleted_line(bytes([leaf[0] ^ 1]) + leaf[1:])),
+                       ("deleted-short-hash", deleted_line(leaf[:31])),
+                       ("deleted-extra-key", deleted_line(leaf).replace(b'"}', b'","x":1}')),
+                       ("deleted-not-base64", b'{"deletedLeafHash":"not base64!"}\n'),
+                       ("deleted-non-canonical", non_canonical(deleted_line(leaf)))]:
+        bad = list(lines)
+        bad[i] = line
+        with pytest.raises(VerificationError):
+            verify_mirror(tampered(name, bad), key)
 
 
 def test_iter_window(log_server, key):

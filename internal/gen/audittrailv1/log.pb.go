@@ -109,9 +109,16 @@ type GetLogEntriesResponse struct {
 	// here can be fetched now; the latest signed checkpoint may be smaller.
 	CommittedSize uint64 `protobuf:"varint,3,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
 	// The entries' proofs, when include_proofs was set (else unset).
-	Proofs        *LogProofs `protobuf:"bytes,4,opt,name=proofs,proto3" json:"proofs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Proofs *LogProofs `protobuf:"bytes,4,opt,name=proofs,proto3" json:"proofs,omitempty"`
+	// Set instead of events when the event of leaf start was deleted by the
+	// store's retention (a dropped month of the PostgreSQL store): the log's
+	// stored leaf hashes (32 bytes each, RFC 6962 leaf hashes) of the run of
+	// deleted leaves from start, in order. The tree keeps them when events
+	// go, so a mirror can still recompute every signed root; an answer holds
+	// either events or deleted leaves, never both.
+	DeletedLeafHashes [][]byte `protobuf:"bytes,5,rep,name=deleted_leaf_hashes,json=deletedLeafHashes,proto3" json:"deleted_leaf_hashes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetLogEntriesResponse) Reset() {
@@ -168,6 +175,13 @@ func (x *GetLogEntriesResponse) GetCommittedSize() uint64 {
 func (x *GetLogEntriesResponse) GetProofs() *LogProofs {
 	if x != nil {
 		return x.Proofs
+	}
+	return nil
+}
+
+func (x *GetLogEntriesResponse) GetDeletedLeafHashes() [][]byte {
+	if x != nil {
+		return x.DeletedLeafHashes
 	}
 	return nil
 }
@@ -487,12 +501,13 @@ const file_ai_h2o_audittrail_v1_log_proto_rawDesc = "" +
 	"\x14GetLogEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12%\n" +
-	"\x0einclude_proofs\x18\x03 \x01(\bR\rincludeProofs\"\xc2\x01\n" +
+	"\x0einclude_proofs\x18\x03 \x01(\bR\rincludeProofs\"\xf2\x01\n" +
 	"\x15GetLogEntriesResponse\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x123\n" +
 	"\x06events\x18\x02 \x03(\v2\x1b.ai.h2o.audittrail.v1.EventR\x06events\x12%\n" +
 	"\x0ecommitted_size\x18\x03 \x01(\x04R\rcommittedSize\x127\n" +
-	"\x06proofs\x18\x04 \x01(\v2\x1f.ai.h2o.audittrail.v1.LogProofsR\x06proofs\"\x16\n" +
+	"\x06proofs\x18\x04 \x01(\v2\x1f.ai.h2o.audittrail.v1.LogProofsR\x06proofs\x12.\n" +
+	"\x13deleted_leaf_hashes\x18\x05 \x03(\fR\x11deletedLeafHashes\"\x16\n" +
 	"\x14GetCheckpointRequest\"T\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +

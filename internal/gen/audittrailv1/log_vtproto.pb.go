@@ -101,6 +101,15 @@ func (m *GetLogEntriesResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error)
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.DeletedLeafHashes) > 0 {
+		for iNdEx := len(m.DeletedLeafHashes) - 1; iNdEx >= 0; iNdEx-- {
+			i -= len(m.DeletedLeafHashes[iNdEx])
+			copy(dAtA[i:], m.DeletedLeafHashes[iNdEx])
+			i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.DeletedLeafHashes[iNdEx])))
+			i--
+			dAtA[i] = 0x2a
+		}
+	}
 	if m.Proofs != nil {
 		size, err := m.Proofs.MarshalToSizedBufferVT(dAtA[:i])
 		if err != nil {
@@ -427,6 +436,12 @@ func (m *GetLogEntriesResponse) SizeVT() (n int) {
 	if m.Proofs != nil {
 		l = m.Proofs.SizeVT()
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if len(m.DeletedLeafHashes) > 0 {
+		for _, b := range m.DeletedLeafHashes {
+			l = len(b)
+			n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+		}
 	}
 	n += len(m.unknownFields)
 	return n
@@ -768,6 +783,38 @@ func (m *GetLogEntriesResponse) UnmarshalVT(dAtA []byte) error {
 			if err := m.Proofs.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
+			iNdEx = postIndex
+		case 5:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DeletedLeafHashes", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.DeletedLeafHashes = append(m.DeletedLeafHashes, make([]byte, postIndex-iNdEx))
+			copy(m.DeletedLeafHashes[len(m.DeletedLeafHashes)-1], dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
 		default:
 			iNdEx = preIndex

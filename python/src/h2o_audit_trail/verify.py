@@ -55,6 +55,7 @@ __all__ = [
     "EventInclusion",
     "InclusionProof",
     "LEAF_VERSION",
+    "LogPage",
     "LogProofs",
     "MultiInclusionProof",
     "Verified",
@@ -746,16 +747,68 @@ class _Frontier:
         return h
 
 
-def _check_log(cp: Checkpoint, events: Iterable[Mapping[str, Any]]) -> None:
-    """verify_log over any iterable, in one pass."""
+def _leaf_hash_from_b64(text: str) -> bytes:
+    """A leaf hash in the API's JSON of bytes (standard base64, 32 bytes)."""
+    try:
+        h = base64.b64decode(text, validate=True)
+    except ValueError as err:
+        raise VerificationError(f"a leaf hash that is not base64: {text!r}") from err
+    if len(h) != 32:
+        raise VerificationError(f"a leaf hash of {len(h)} bytes, not 32")
+    if base64.b64encode(h).decode() != text:  # one spelling per hash, as Go's mirror reads it
+        raise VerificationError(f"a leaf hash in a non-canonical base64 spelling: {text!r}")
+    return h
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One page of the log's leaves (``EventClient.get_log_page``): events,
+    or the leaf hashes of leaves whose events the server deleted under a
+    retention policy, never both."""
+
+    events: List[Dict[str, Any]]
+    """The events (server JSON) of the page's leaves, in leaf order."""
+    deleted_leaf_hashes: List[bytes]
+    """When the page's first leaf was deleted: the leaf hashes of the run of
+    deleted leaves (32 bytes each), in leaf order."""
+    committed_size: int
+    """The number of events committed when the page was read."""
+
+    @property
+    def entries(self) -> List[Dict[str, Any]]:
+        """The page's leaves as verify_log takes them: the events, or
+        ``{"deletedLeafHash": <base64>}`` per deleted leaf."""
+        if self.deleted_leaf_hashes:
+            return [{_DELETED_KEY: base64.b64encode(h).decode()} for h in self.deleted_leaf_hashes]
+        return list(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.deleted_leaf_hashes)
+
+
+# _DELETED_KEY is the one key of an entry standing for a leaf whose event
+# was deleted (a line of an "audittrail mirror --allow-deleted" directory).
+_DELETED_KEY = "deletedLeafHash"
+
+
+def _check_log(cp: Checkpoint, events: Iterable[Mapping[str, Any]]) -> Tuple[int, int]:
+    """verify_log over any iterable, in one pass; returns the leaves
+    checked and how many of them were deleted leaves."""
     _require_verified(cp)
     horizon = cp.received_before_ns
     last = None
     tree = _Frontier()
+    deleted = 0
     for e in events:
         i = tree.size
         if i >= cp.size:
             raise VerificationError(f"more events than the checkpoint's {cp.size} leaves")
+        if _DELETED_KEY in e:
+            if len(e) != 1 or not isinstance(e[_DELETED_KEY], str):
+                raise VerificationError(f"leaf {i}: a deleted leaf is {{\"{_DELETED_KEY}\": <base64>}} and nothing else")
+            tree.append(_leaf_hash_from_b64(e[_DELETED_KEY]))
+            deleted += 1
+            continue
         received = e.get("receiveTime")
         secs, nanos = _instant(received, f"the receiveTime of leaf {i}")
         t = secs * _NS + nanos
@@ -769,6 +822,7 @@ def _check_log(cp: Checkpoint, events: Iterable[Mapping[str, Any]]) -> None:
         raise VerificationError(f"{tree.size} events for a checkpoint of {cp.size} leaves")
     if tree.root() != cp.root:
         raise VerificationError(f"the {cp.size} events do not hash to the checkpoint's root {cp.root_base64}")
+    return tree.size, deleted
 
 
 def verify_log(cp: Checkpoint, events: Sequence[Mapping[str, Any]]) -> None:
@@ -777,7 +831,9 @@ def verify_log(cp: Checkpoint, events: Sequence[Mapping[str, Any]]) -> None:
     checkpoint's tree: as many as its size, each at seq = its position + 1,
     received in order and before its horizon, hashing to its root. What a
     mirror checks (``audittrail mirror``): nothing the log holds was left
-    out, nothing was changed."""
+    out, nothing was changed. A leaf whose event the server deleted under a
+    retention policy is given as ``{"deletedLeafHash": <base64>}``
+    (``LogPage.entries``): its hash still has to fit the root."""
     _check_log(cp, events)
 
 
@@ -795,7 +851,10 @@ def verify_mirror(directory: Union[str, "os.PathLike[str]"], verifier: Union[Ver
     ``entries.jsonl`` are exactly that tree's events (as verify_log). Lines
     after them are an update that did not finish, not checked. Returns the
     verified checkpoint; raises VerificationError otherwise. The same check
-    as ``audittrail verify mirror``, by a second implementation."""
+    as ``audittrail verify mirror``, by a second implementation. A line
+    ``{"deletedLeafHash": <base64>}`` (``audittrail mirror
+    --allow-deleted``) stands for a leaf whose event the server had deleted
+    (retention): its hash still has to fit the root."""
     d = os.fspath(directory)
     with open(os.path.join(d, "checkpoint"), "rb") as f:
         cp = open_checkpoint(f.read(), verifier)

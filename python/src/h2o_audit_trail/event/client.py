@@ -21,9 +21,11 @@ from h2o_audit_trail.verify import (
     Checkpoint,
     ConsistencyProof,
     InclusionProof,
+    LogPage,
     LogProofs,
     VerificationError,
     Verifier,
+    _leaf_hash_from_b64,
     open_checkpoint,
     verify_consistency,
 )
@@ -247,19 +249,40 @@ class EventClient:
         Python datetimes would drop the nanoseconds the leaves cover), and
         the number of events committed when they were read. Fewer events
         (none) when the log has no more yet. Needs the auditor role; the
-        server records every call as a self-audit event."""
-        events, committed, _ = self._log_entries(start, page_size, False)
-        return events, committed
+        server records every call as a self-audit event. Raises
+        VerificationError when the event of leaf start was deleted by the
+        server's retention (a dropped month of the PostgreSQL store):
+        get_log_page returns the leaf hashes left in their place."""
+        page = self.get_log_page(start, page_size)
+        if page.deleted_leaf_hashes:
+            end = start + len(page.deleted_leaf_hashes) - 1
+            raise VerificationError(f"the events of leaves {start}..{end} were deleted by the server's retention; "
+                                    "only their leaf hashes are left (get_log_page)")
+        return page.events, page.committed_size
+
+    def get_log_page(self, start: int = 0, page_size: int = 0) -> LogPage:
+        """get_log_entries with the leaves whose events the server deleted
+        under a retention policy: a page of either events or, when the event
+        of leaf start was deleted, the log's leaf hashes of the run of
+        deleted leaves from start (LogPage.deleted_leaf_hashes, 32 bytes
+        each). verify.verify_log takes them in the events' place as
+        ``{"deletedLeafHash": <base64>}`` (LogPage.entries), as an
+        ``audittrail mirror --allow-deleted`` directory holds them."""
+        events, committed, _, deleted = self._log_entries(start, page_size, False)
+        return LogPage(events=events, deleted_leaf_hashes=deleted, committed_size=committed)
 
     def get_log_entries_with_proofs(self, start: int = 0, page_size: int = 0) -> Tuple[List[Dict[str, Any]], int, LogProofs]:
         """get_log_entries with the entries' proofs: their inclusion in the
         latest signed checkpoint, checked with LogProofs.verify(key) (and
         that each inclusion's leaf_index is its entry's position)."""
-        events, committed, proofs = self._log_entries(start, page_size, True)
+        events, committed, proofs, deleted = self._log_entries(start, page_size, True)
+        if deleted:
+            raise VerificationError(f"the events of leaves {start}..{start + len(deleted) - 1} were deleted by the server's retention; "
+                                    "only their leaf hashes are left (get_log_page)")
         assert proofs is not None
         return events, committed, proofs
 
-    def _log_entries(self, start: int, page_size: int, proofs: bool) -> Tuple[List[Dict[str, Any]], int, Optional[LogProofs]]:
+    def _log_entries(self, start: int, page_size: int, proofs: bool) -> Tuple[List[Dict[str, Any]], int, Optional[LogProofs], List[bytes]]:
         query = {"start": str(int(start))}
         if page_size:
             query["pageSize"] = str(int(page_size))
@@ -272,12 +295,18 @@ class EventClient:
         if str(answer.get("start", "0")) != str(int(start)):
             raise VerificationError(f"asked for the entries from leaf {start}, the server answered from {answer.get('start')!r}")
         committed = int(answer.get("committedSize", 0))
+        deleted_b64 = answer.get("deletedLeafHashes", [])
+        if not isinstance(deleted_b64, list) or not all(isinstance(h, str) for h in deleted_b64):
+            raise VerificationError("the server's answer has no list of deleted leaf hashes")
+        deleted = [_leaf_hash_from_b64(h) for h in deleted_b64]
+        if deleted and events:
+            raise VerificationError(f"the server's page from leaf {start} holds both events and deleted leaves")
         if not proofs:
-            return events, committed, None
+            return events, committed, None, deleted
         data = answer.get("proofs")
         if not isinstance(data, dict):
             raise VerificationError("the server's answer has no proofs")
-        return events, committed, LogProofs.from_json(data, events)
+        return events, committed, LogProofs.from_json(data, events), deleted
 
     def iter_window(self, older: Checkpoint, newer: Checkpoint, key: Union[str, Verifier]) -> Iterator[Dict[str, Any]]:
         """The events (server JSON) between two verified checkpoints the
