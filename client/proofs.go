@@ -496,13 +496,13 @@ func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkp
 			return
 		}
 		var proof *merkle.Consistency
-		if older.Size < newer.Size {
+		if older.Size > 0 && older.Size < newer.Size {
 			var err error
 			if proof, err = c.ConsistencyProof(ctx, older.Size, newer.Size); err != nil {
 				fail(err)
 				return
 			}
-		} else {
+		} else { // equal sizes, or from the empty tree: the proof is empty
 			proof = &merkle.Consistency{OldSize: older.Size, NewSize: newer.Size}
 		}
 		if _, err := merkle.VerifyWindow(older, newer, proof); err != nil {

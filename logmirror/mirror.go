@@ -538,30 +538,8 @@ func (m *Mirror) commit(st state, text []byte, cp *merkle.Checkpoint) error {
 	return replaceFile(filepath.Join(m.dir, CheckpointFile), text)
 }
 
-// replaceFile writes data to path durably: a temporary file, synced, renamed
-// over path, the directory synced.
-func replaceFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return durablefile.SyncDir(filepath.Dir(path))
-}
+// replaceFile writes data to path durably (the mirror's files are 0640).
+func replaceFile(path string, data []byte) error { return durablefile.Replace(path, data, 0o640) }
 
 // appendLine appends e's line of entries.jsonl: the API's JSON of the event
 // (as a search answers it), compact, and a newline.

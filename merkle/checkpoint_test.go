@@ -259,3 +259,41 @@ func TestKeys(t *testing.T) {
 		t.Fatal("GenerateKey accepted an invalid origin")
 	}
 }
+
+// TestEmptyCheckpoint: the empty tree's checkpoint is verified without a
+// signature, every signed checkpoint of its log extends it (by the empty
+// proof), and one of another log does not.
+func TestEmptyCheckpoint(t *testing.T) {
+	signer, verifier, _, _ := testKeyPair(t, testOrigin, "log key")
+	m := buildTree(t, []tlog.Hash{{1}, {2}, {3}})
+	cp, _ := signedCheckpoint(t, signer, verifier, m, 3, baseTime)
+	empty, err := EmptyCheckpoint(testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !empty.Verified() || empty.Size != 0 || empty.Root != EmptyRoot || !empty.ReceivedBefore.Equal(MinHorizon) {
+		t.Fatalf("EmptyCheckpoint = %+v", empty)
+	}
+	w, err := VerifyWindow(empty, cp, &Consistency{OldSize: 0, NewSize: 3})
+	if err != nil || w.First != 1 || w.Last != 3 {
+		t.Fatalf("the window from the empty tree: %+v %v", w, err)
+	}
+	if err := VerifyConsistency(empty, cp, &Consistency{OldSize: 0, NewSize: 3, Hashes: []tlog.Hash{{1}}}); err == nil {
+		t.Error("a non-empty proof from the empty tree accepted")
+	}
+	other, err := EmptyCheckpoint("other.example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyConsistency(other, cp, &Consistency{OldSize: 0, NewSize: 3}); err == nil {
+		t.Error("the empty tree of another log accepted")
+	}
+	changed := *empty
+	changed.Size = 1
+	if changed.Verified() {
+		t.Error("a changed empty checkpoint still verified")
+	}
+	if _, err := EmptyCheckpoint("not a valid origin\n"); err == nil {
+		t.Error("an invalid origin accepted")
+	}
+}

@@ -37,6 +37,7 @@ Commands:
   backup    back up a running server's embedded store (internal listener)
   mirror    keep a verified copy of a running server's log in a directory
   window    print the events between two signed checkpoints, proven complete
+  tail      follow a running server's log: print each new event once proven (for a SIEM)
   keygen    create a signing key for the verifiable log (a new log, a key rotation)
   version   print the version
   help      print this help, or "help <command>" for a command's
@@ -60,6 +61,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"backup": &BackupCommand{Stdout: stdout, Stderr: stderr},
 		"mirror": &MirrorCommand{Stdout: stdout, Stderr: stderr},
 		"window": &WindowCommand{Stdout: stdout, Stderr: stderr},
+		"tail":   &TailCommand{Stdout: stdout, Stderr: stderr},
 		"keygen": &KeygenCommand{Stdout: stdout, Stderr: stderr},
 	}
 }

@@ -4,8 +4,9 @@
 // power cut within the file system's commit interval loses a new directory
 // entry that was not synced), would make the server start with a different
 // key: page tokens refused, or checkpoints that the published verifier key
-// no longer opens. SyncDir makes a directory's new entries durable (the
-// backups' renames).
+// no longer opens. Replace does the same for files that are rewritten (a
+// mirror's state, a tail's position). SyncDir makes a directory's new
+// entries durable (the backups' renames).
 package durablefile
 
 import (
@@ -39,6 +40,26 @@ func Create(path string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// Replace writes data to path durably, replacing any file there: a
+// temporary file (path + ".tmp") written and synced, renamed over path, the
+// directory synced. Readers see the old file or the new one, never a mix;
+// after a crash, path holds one of the two. One writer per path at a time.
+func Replace(path string, data []byte, perm fs.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // SyncDir syncs a directory, making the entries created, renamed or

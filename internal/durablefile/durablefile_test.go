@@ -80,3 +80,27 @@ func TestCreateRace(t *testing.T) {
 		t.Fatalf("file holds %q, the winner was %d", got, winner)
 	}
 }
+
+// TestReplace: the file is created, then replaced whole, with the mode
+// asked for, and no temporary file stays behind.
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	for _, data := range []string{"first", "second, longer", "3"} {
+		if err := durablefile.Replace(path, []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != data {
+			t.Fatalf("file holds %q (%v), want %q", got, err, data)
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v (%v), want 0640", fi.Mode().Perm(), err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
+		t.Fatalf("directory holds %v (%v), want the file alone", entries, err)
+	}
+	if err := durablefile.Replace(filepath.Join(dir, "missing", "state"), []byte("x"), 0o640); err == nil {
+		t.Fatal("Replace in a missing directory succeeded")
+	}
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/durablefile"
+	"github.com/audittrail/audittrail/merkle"
+)
+
+// TailCommand implements "audittrail tail": it follows a running server's
+// log and prints each new event once it is proven, for forwarding to a SIEM
+// or a log pipeline. Each round is a verified window (client.VerifiedWindow)
+// from the last checkpoint printed up to, kept in a state file, to the
+// latest.
+type TailCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+const tailSynopsis = `usage: audittrail tail --log-key PUBKEY --state FILE [--interval 5s] [--from-start] [--once] [flags]
+
+Follows a running server's log: prints every event the log receives, in the
+log's order, as JSON lines (or a table), once a signed checkpoint covers it
+and its proof is checked, for forwarding to a SIEM or a log pipeline
+("audittrail tail ... | your-shipper"). Each round reads the events between
+the last checkpoint printed up to and the server's latest (a window, as
+"audittrail window" prints one): every event proven at its own position, the
+two checkpoints proven to be of one history, so nothing can be left out,
+changed or added unnoticed.
+
+FILE keeps the last checkpoint printed up to, replaced after each round: a
+restarted tail goes on from there. Delivery is at least once: a tail stopped
+during a round prints that round's events again when it restarts (each event's
+"name" is unique, for consumers that must not see one twice). Without FILE
+present, the tail starts at the server's latest checkpoint (only events
+received from then on), or with --from-start at the log's first event.
+
+A check that fails (a forged or forked log) stops the command with exit
+status 1 and leaves FILE as it was; network and server errors are reported
+on stderr and the round is tried again. It needs an auditor's token; every
+page read is a self-audit event, as are the tail's own reads of the
+checkpoint: a tail with an interval of 5 s adds about one event per page of
+1000 events and per round.
+
+Examples:
+  audittrail tail --log-key log-verification.key --state /var/lib/audit-tail/state | vector --config tail.toml
+  audittrail tail --log-key log-verification.key --state state --from-start --once > everything.jsonl
+
+Exit status: 0 stopped by a signal or, with --once, after one round; 1 the
+log did not verify or another error; 2 bad usage.
+
+Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
+`
+
+type tailFlags struct {
+	connFlags
+	logKey, state, format string
+	interval              time.Duration
+	fromStart, once       bool
+}
+
+func newTailFlags(f *tailFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
+	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
+	f.addTLSFlags(fs)
+	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
+	fs.StringVar(&f.state, "state", "", "`file` keeping the last checkpoint printed up to (created when missing)")
+	fs.DurationVar(&f.interval, "interval", 5*time.Second, "time between rounds")
+	fs.BoolVar(&f.fromStart, "from-start", false, "without a state file, start at the log's first event instead of its latest checkpoint")
+	fs.BoolVar(&f.once, "once", false, "run one round and exit")
+	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
+	return fs
+}
+
+// Usage returns the help text.
+func (c *TailCommand) Usage() string {
+	return usageText(tailSynopsis, newTailFlags(&tailFlags{}))
+}
+
+// Run runs the command with the arguments after "tail".
+func (c *TailCommand) Run(ctx context.Context, args []string) error {
+	var f tailFlags
+	fs := newTailFlags(&f)
+	if err := parseFlags(fs, args, c.Usage(), c.Stdout); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErrorf("unexpected argument %q (see -h)", fs.Arg(0))
+	case f.logKey == "":
+		return usageErrorf("give the log's public key with --log-key")
+	case f.state == "":
+		return usageErrorf("give the state file with --state (it keeps the position across restarts)")
+	case f.interval <= 0:
+		return usageErrorf("--interval %s: give a positive interval", f.interval)
+	case f.format != formatJSONL && f.format != formatTable:
+		return usageErrorf("-o %q: use jsonl or table", f.format)
+	}
+	verifier, err := loadVerifier(f.logKey)
+	if err != nil {
+		return err
+	}
+	var older *merkle.Checkpoint // nil: no state file yet
+	switch text, err := os.ReadFile(f.state); {
+	case errors.Is(err, iofs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if older, err = merkle.OpenCheckpoint(text, verifier); err != nil {
+			return fmt.Errorf("%s: %w: %w", f.state, errVerify, err)
+		}
+	}
+	cl, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	t := &tail{cmd: c, flags: f, cl: cl, older: older}
+	for {
+		err := t.round(ctx, verifier)
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopped by a signal: the round is printed again at the next start
+		case errors.Is(err, errVerify), errors.Is(err, errOutput):
+			return err
+		case err != nil && f.once:
+			return err
+		case err != nil:
+			fmt.Fprintf(c.Stderr, "audittrail tail: %v (trying again in %s)\n", err, f.interval)
+		}
+		if f.once {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.interval):
+		}
+	}
+}
+
+// errOutput wraps a failed write of the events (a closed pipe, a full
+// disk): the tail stops, since trying again would not help.
+var errOutput = errors.New("writing the events")
+
+// tail is the state of a running tail.
+type tail struct {
+	cmd   *TailCommand
+	flags tailFlags
+	cl    *client.Client
+	older *merkle.Checkpoint // the last checkpoint printed up to; nil before the first round without a state file
+}
+
+// round prints the events between t.older and the server's latest
+// checkpoint, then makes that checkpoint the state.
+func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
+	text, err := t.cl.Checkpoint(ctx)
+	if err != nil {
+		return errors.New(audittrail.ErrorMessage(err))
+	}
+	latest, err := merkle.OpenCheckpoint(text, verifier)
+	if err != nil {
+		return fmt.Errorf("the server's checkpoint: %w: %w", errVerify, err)
+	}
+	from := t.older
+	switch {
+	case from == nil && !t.flags.fromStart:
+		// A new tail starts at the latest checkpoint: nothing to print.
+		return t.save(text, latest)
+	case from == nil:
+		if from, err = merkle.EmptyCheckpoint(latest.Origin); err != nil {
+			return err
+		}
+	case latest.Size < from.Size:
+		// A replica behind the one that served the state's checkpoint (or a
+		// rolled-back log, which the next window's consistency proof finds).
+		fmt.Fprintf(t.cmd.Stderr, "audittrail tail: the server's latest checkpoint (size %d) is behind the state's (size %d): waiting\n", latest.Size, from.Size)
+		return nil
+	case latest.Size == from.Size && latest.ReceivedBefore.Equal(from.ReceivedBefore):
+		return nil
+	}
+	out, _ := newEventWriter(t.cmd.Stdout, t.flags.format)
+	for pe, err := range t.cl.VerifiedWindow(ctx, from, latest, verifier) {
+		if err != nil {
+			_ = out.close(nil)
+			var ae *audittrail.Error
+			if errors.As(err, &ae) {
+				return errors.New(audittrail.ErrorMessage(err))
+			}
+			return fmt.Errorf("%w: %w", errVerify, err)
+		}
+		if err := out.write(pe.Event); err != nil {
+			return fmt.Errorf("%w: %w", errOutput, err)
+		}
+	}
+	if err := out.close(nil); err != nil {
+		return fmt.Errorf("%w: %w", errOutput, err)
+	}
+	return t.save(text, latest)
+}
+
+// save makes the checkpoint the state, durably: what was printed before it
+// is not printed again.
+func (t *tail) save(text []byte, cp *merkle.Checkpoint) error {
+	if err := durablefile.Replace(t.flags.state, text, 0o640); err != nil {
+		return err
+	}
+	t.older = cp
+	return nil
+}
