@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/merkle"
 )
@@ -110,24 +112,49 @@ func mayRotate(bound, own string) bool {
 }
 
 // checkStillSigner makes sure, before a leader stores a checkpoint, that
-// the log's recorded keys still include its signing key: another replica
-// may have rotated the key since this one opened the store. When they do
-// not, this replica resigns and never leads again, and its checkpoint is
-// not stored (the others could not verify it). The caller holds l.mu.
+// the log's recorded keys still include its signing key and that the
+// checkpoint will carry a signature by the recorded current key (the first):
+// another replica may have rotated the key since this one opened the store.
+// A replica that opened before a rotation started signs with the old key
+// alone, and verifiers that took the new key would refuse its checkpoints;
+// one whose key the rotation's end dropped could not be verified by the
+// others at all. Either way this replica resigns and never leads again, and
+// its checkpoint is not stored. The caller holds l.mu.
 func (l *Log) checkStillSigner(ctx context.Context) error {
 	bound, err := l.shared.BindVerifierKey(ctx, "")
 	if err != nil {
 		return err
 	}
-	if slices.Contains(keyLines(bound), l.signerKey) {
+	var why string
+	switch {
+	case !slices.Contains(keyLines(bound), l.signerKey):
+		why = "this replica's signing key is no longer one of the log's"
+	case !l.signsWith(firstKey(bound)):
+		why = "this replica does not sign with the log's current key (another replica started a rotation of the key)"
+	default:
 		return nil
 	}
 	l.retired.Store(true)
 	l.leading, l.synced = false, false
 	l.shared.ResignLog()
-	l.cfg.Logger.ErrorContext(ctx, "verifiable log: the log's signing key was rotated by another replica and this replica's key is no longer one of the log's: it stops signing; "+
-		"restart it with the new key", "log_key", bound, "replica_key", l.signerKey)
-	return errors.New("logsign: this replica's signing key is no longer one of the log's")
+	l.cfg.Logger.ErrorContext(ctx, "verifiable log: "+why+": it stops signing; restart it with the new key (and, until the rotation ends, the previous one)",
+		"log_key", bound, "replica_key", l.signerKey)
+	return errors.New("logsign: " + why)
+}
+
+// signsWith reports whether the checkpoints this replica signs carry a
+// signature by the public key text vkey: its signer's or a cosigner's.
+func (l *Log) signsWith(vkey string) bool {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return false
+	}
+	for _, s := range append([]note.Signer{l.cfg.Signer}, l.cfg.Cosigners...) {
+		if s != nil && s.Name() == v.Name() && s.KeyHash() == v.KeyHash() {
+			return true
+		}
+	}
+	return false
 }
 
 // refresh loads what the leader stored: the latest checkpoint, then the

@@ -742,10 +742,12 @@ func TestTreeTiles(t *testing.T) {
 // the database (docs/design/verifiable-log.md, "Rotating the signing key"):
 // a replica with the new key and the previous one records both and signs
 // with both; a replica with only the old key then serves and never signs;
-// a replica with the new key alone ends the rotation; a replica that opened
-// the store before the rotation and leads after its end stops signing
-// instead of storing a checkpoint the others could not verify, and follows
-// the new keys as it serves. Every checkpoint stays consistent, and the
+// a replica that opened the store before the rotation and leads during it
+// stops signing instead of storing a checkpoint without the new key's
+// signature; a replica with the new key alone ends the rotation; a replica
+// that opened the store before the rotation and leads after its end stops
+// signing instead of storing a checkpoint the others could not verify, and
+// follows the new keys as it serves. Every checkpoint stays consistent, and the
 // audit passes with both keys.
 func TestLogKeyRotation(t *testing.T) {
 	ctx := t.Context()
@@ -783,6 +785,7 @@ func TestLogKeyRotation(t *testing.T) {
 	// Before: two replicas with key A; the first leads.
 	st1, l1 := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
 	_, l1b := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
+	_, l1c := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
 	logEvents(t, st1, &next, 5)
 	cpA := flush(l1)
 	if n, _ := l1.Checkpoint(); strings.Count(string(n), "\n— ") != 1 {
@@ -816,12 +819,31 @@ func TestLogKeyRotation(t *testing.T) {
 		t.Error("an old replica signed after the rotation started")
 	}
 
+	// l1c opened the store before the rotation, with A. Once it leads
+	// during the rotation, it must not store a checkpoint signed with A
+	// alone: verifiers that already took B would refuse it.
+	st2.Close()
+	logEvents(t, mustOpenClosed(t, url), &next, 2)
+	var flushErr error
+	waitFor(t, "the replica opened before the rotation to lead", func() bool {
+		flushErr = l1c.Flush(ctx)
+		if n, _ := l1c.Checkpoint(); flushErr == nil && string(n) != string(noteBA) {
+			t.Fatalf("a replica without the new key signed during the rotation:\n%s", n)
+		}
+		return flushErr != nil
+	})
+	if !strings.Contains(flushErr.Error(), "does not sign with the log's current key") || l1c.Leading() {
+		t.Fatalf("the replica opened before the rotation: %v, leading %v", flushErr, l1c.Leading())
+	}
+	st3, l3 := open(logsign.Config{Signer: signerB, Cosigners: []note.Signer{signerA}, VerifierKey: ring})
+	flush(l3)
+
 	// The rotation ends: a replica with B alone records B alone.
 	st4, l4 := open(logsign.Config{Signer: signerB, VerifierKey: keyB})
 	if got, _ := st4.BindVerifierKey(ctx, ""); got != keyB || l4.VerifierKey() != keyB {
 		t.Fatalf("recorded keys %q, served %q; want B alone", got, l4.VerifierKey())
 	}
-	st2.Close()
+	st3.Close()
 	logEvents(t, st4, &next, 5)
 	cpB := flush(l4)
 	noteB, _ := l4.Checkpoint()
@@ -835,7 +857,6 @@ func TestLogKeyRotation(t *testing.T) {
 	// must not store a checkpoint signed with A alone.
 	st4.Close()
 	logEvents(t, mustOpenClosed(t, url), &next, 3)
-	var flushErr error
 	waitFor(t, "the rotated-out replica to lead", func() bool {
 		flushErr = l1b.Flush(ctx)
 		n, _ := l1b.Checkpoint()
