@@ -49,10 +49,10 @@ received from then on), or with --from-start at the log's first event.
 
 A check that fails (a forged or forked log) stops the command with exit
 status 1 and leaves FILE as it was; network and server errors are reported
-on stderr and the round is tried again. It needs an auditor's token; every
-page read is a self-audit event, as are the tail's own reads of the
-checkpoint: a tail with an interval of 5 s adds about one event per page of
-1000 events and per round.
+on stderr and the round is tried again. It needs an auditor's token, and
+every page it reads (up to 1000 events) is a self-audit event, which the next
+round prints in turn: even on an idle server a tail sees one new event per
+round, the record of its own last read.
 
 Examples:
   audittrail tail --log-key log-verification.key --state /var/lib/audit-tail/state | vector --config tail.toml
