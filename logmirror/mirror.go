@@ -59,6 +59,7 @@ import (
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/durablefile"
 	"github.com/audittrail/audittrail/internal/fastjson"
+	"github.com/audittrail/audittrail/internal/flock"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/wire"
 	"github.com/audittrail/audittrail/merkle"
@@ -132,9 +133,12 @@ func Open(dir string, verifier note.Verifier) (*Mirror, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	unlock, err := lockDir(filepath.Join(dir, LockFile))
+	unlock, err := flock.Lock(filepath.Join(dir, LockFile))
+	if errors.Is(err, flock.ErrLocked) {
+		return nil, fmt.Errorf("logmirror: %s: another process is updating this mirror", dir)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("logmirror: %w", err)
 	}
 	m := &Mirror{dir: dir, verifier: verifier, unlock: unlock}
 	if err := m.load(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
 	"github.com/audittrail/audittrail/internal/durablefile"
+	"github.com/audittrail/audittrail/internal/flock"
 	"github.com/audittrail/audittrail/merkle"
 )
 
@@ -41,7 +42,8 @@ two checkpoints proven to be of one history, so nothing can be left out,
 changed or added unnoticed.
 
 FILE keeps the last checkpoint printed up to, replaced after each round: a
-restarted tail goes on from there. Delivery is at least once: a tail stopped
+restarted tail goes on from there. FILE.lock keeps a second tail off the same
+FILE. Delivery is at least once: a tail stopped
 during a round prints that round's events again when it restarts (each event's
 "name" is unique, for consumers that must not see one twice). Without FILE
 present, the tail starts at the server's latest checkpoint (only events
@@ -115,6 +117,15 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Two tails on one state file would print every event twice.
+	unlock, err := flock.Lock(f.state + ".lock")
+	if errors.Is(err, flock.ErrLocked) {
+		return fmt.Errorf("%s: another tail is running with this state file", f.state)
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var older *merkle.Checkpoint // nil: no state file yet
 	switch text, err := os.ReadFile(f.state); {
 	case errors.Is(err, iofs.ErrNotExist):

@@ -15,6 +15,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/flock"
 	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/merkle"
@@ -220,6 +221,18 @@ func TestTailCommand(t *testing.T) {
 	if !bytes.Equal(mustRead(t, state), foreign) {
 		t.Error("the refused tail changed its state file")
 	}
+
+	// One tail per state file.
+	unlock, err := flock.Lock(state + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(t.Context(), append(tailArgs, "--once"), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "another tail is running") {
+		t.Errorf("a second tail on one state file: exit %d: %s", code, stderr.String())
+	}
+	unlock()
 
 	for _, c := range []struct {
 		args []string
