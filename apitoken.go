@@ -41,8 +41,8 @@ func (t *APIToken) AsPrincipal(method string) *Principal {
 	}
 }
 
-// TokenStore keeps API tokens. The embedded store implements it
-// (pebblestore); implementations must be safe for concurrent use, durable
+// TokenStore keeps API tokens. Both stores implement it (pebblestore,
+// postgres); implementations must be safe for concurrent use, durable
 // when a call returns, and make a revocation visible to every later
 // TokenByDigest.
 type TokenStore interface {

@@ -84,8 +84,9 @@ func WithTLS(caFile string) Option {
 // server, over TLS (it implies WithTLS with the system's roots unless
 // WithTLS names a CA file). On an internal listener with mutual TLS
 // (--internal-client-ca) a verified certificate authenticates a producer
-// without a token: it names services/<DNS SAN or common name>, and the
-// server's policy gives it its roles. The files are read again when they
+// without a token: it names services/<name>, the name taken from a
+// SPIFFE-style URI SAN (.../services/<name>, .../sa/<name>), else its first
+// DNS SAN, else its common name, and the server's policy gives it its roles. The files are read again when they
 // change, so a certificate renewed on disk is used for new connections.
 func WithClientCert(certFile, keyFile string) Option {
 	return func(c *config) { c.tls, c.certFile, c.keyFile = true, certFile, keyFile }

@@ -8,7 +8,8 @@ import (
 )
 
 // fastJSON is the REST marshaler of the gateway: the answers of search and
-// create, the API's hottest path, are written by package fastjson, which
+// create, the API's hottest path, and of the log's entries, are written by
+// package fastjson, which
 // gives the JSON that the embedded JSONPb gives, at a fraction of its cost
 // (protojson's reflection was about a third of a search's CPU). Everything
 // else, and every message that fastjson is not sure to write exactly as

@@ -41,8 +41,9 @@ type Config struct {
 	// while the server runs.
 	Ready func(context.Context) error
 
-	// SelfAudit records every SearchEvents call and every API token
-	// creation and revocation (docs/security.md); nil means a fail-closed
+	// SelfAudit records every SearchEvents and GetLogEntries call, every
+	// API token creation and revocation and every backup
+	// (docs/security.md); nil means a fail-closed
 	// auditor writing to Service.Store with the Service's redaction.
 	SelfAudit *audittrail.SelfAuditor
 	// Tokens, when set, serves the AdminService (API tokens) on the

@@ -1,5 +1,7 @@
 // Command audittrail is the audit trail service and its command-line client:
-// "serve" runs the server, "search" and "create" talk to a running one.
+// "serve" runs the server; "search", "create", "token", "backup", "mirror",
+// "window" and "tail" talk to a running one; "verify" and "keygen" work
+// offline (mainUsage lists them).
 package main
 
 import (
