@@ -9,8 +9,8 @@ const (
 	pfxDict         = 'd' // d + dict(1) + id(4) → value
 	pfxEvent        = 'e' // e + time(8) + seq(8) → record (clustered primary, time order)
 	pfxHash         = 'h' // h + dict(1) + hash(8) + time(8) + seq(8) → empty (postings of inline values, format 4 and earlier)
-	pfxID           = 'i' // i + uuid(16) → seq(8) + time(8) (idempotency, lookups by id)
-	pfxMeta         = 'm' // m + name → store metadata (format, frozen dictionaries, counts checkpoint)
+	pfxID           = 'i' // i + uuid(16) → uvarint seq (format 6; seq(8) + time(8) before) (idempotency, lookups by id)
+	pfxMeta         = 'm' // m + name → store metadata (format, frozen dictionaries and metadata keys)
 	pfxCount        = 'n' // n + dict(1) + id(4) → postings count (uint64), planner statistics
 	pfxSeq          = 's' // s + seq(8) → time(8) (log order, format 5 and earlier; read beside o)
 	pfxPositions    = 'o' // o + first seq(8) → the times of a group's seqs (log order; positions.go)
@@ -105,7 +105,8 @@ func idKey(dst []byte, id [16]byte) []byte {
 }
 
 // idValue is the value of an i key: the event's seq, a uvarint. The time
-// that completes its primary key is the seq's s entry. Formats 5 and
+// that completes its primary key is the seq's log position (o keys;
+// positions.go). Formats 5 and
 // earlier wrote seq(8) time(8) (decodeIDValue reads both): 16 bytes of
 // which zstd kept about 10; the seq alone keeps about 3, for one more read
 // when an id is found (a retry, a read by id), never for a new id.

@@ -57,8 +57,8 @@ func (s *Store) rlock() error {
 
 // EventsBySeq implements audittrail.LogStore. A range entirely inside the
 // recent-events window (recent.go) is decoded from memory; any other is
-// read from the database: the s keys of the range (seq → time), then each
-// record.
+// read from the database: the log positions of the range (seq → time; o
+// keys, s keys in stores written before format 6), then each record.
 func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
 	if from == 0 || to < from {
 		return nil, fmt.Errorf("pebblestore: bad seq range [%d, %d]", from, to)

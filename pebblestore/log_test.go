@@ -67,7 +67,7 @@ func TestTreeTiles(t *testing.T) {
 }
 
 // TestTreeFormatUpgrade: a store of format 3 (every tree level stored) is
-// read the same and moved to the current format (6) when opened; a later
+// read the same and moved to the current format (formatVersion) when opened; a later
 // format is refused.
 func TestTreeFormatUpgrade(t *testing.T) {
 	dir := t.TempDir()

@@ -297,7 +297,8 @@ func (s *Store) hasKeys(pfx byte) (bool, error) {
 }
 
 // recover checks the format, loads the dictionaries and reads the last
-// sequence number from the end of the s range.
+// sequence number from the last log position (lastPosition: o keys, then
+// the s keys of older stores).
 func (s *Store) recover() error {
 	v, closer, err := s.db.Get(formatKey)
 	switch err {
