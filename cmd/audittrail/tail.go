@@ -50,7 +50,9 @@ present, the tail starts at the server's latest checkpoint (only events
 received from then on), or with --from-start at the log's first event.
 
 A check that fails (a forged or forked log) stops the command with exit
-status 1 and leaves FILE as it was; network and server errors are reported
+status 1 and leaves FILE as it was, as do events the server's retention
+deleted (a window cannot prove past them: mirror such a log with "audittrail
+mirror --allow-deleted"); network and server errors are reported
 on stderr and the round is tried again. It needs an auditor's token, and
 every page it reads (up to 1000 events) is a self-audit event, which the next
 round prints in turn: even on an idle server a tail sees one new event per
@@ -150,7 +152,7 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil // stopped by a signal: the round is printed again at the next start
-		case errors.Is(err, errVerify), errors.Is(err, errOutput):
+		case errors.Is(err, errVerify), errors.Is(err, errOutput), errors.Is(err, errStuck):
 			return err
 		case err != nil && f.once:
 			return err
@@ -169,8 +171,12 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 }
 
 // errOutput wraps a failed write of the events (a closed pipe, a full
-// disk): the tail stops, since trying again would not help.
-var errOutput = errors.New("writing the events")
+// disk), errStuck a window the server cannot serve (deleted events): the
+// tail stops, since trying again would not help.
+var (
+	errOutput = errors.New("writing the events")
+	errStuck  = errors.New("the log's next events cannot be read")
+)
 
 // tail is the state of a running tail.
 type tail struct {
@@ -213,7 +219,14 @@ func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
 		if err != nil {
 			_ = out.close(nil)
 			var ae *audittrail.Error
-			if errors.As(err, &ae) {
+			switch {
+			case errors.As(err, &ae) && ae.Code == audittrail.ENotFound:
+				// Events deleted by the server's retention (a dropped month
+				// of the PostgreSQL store): a window cannot prove past them,
+				// and trying again would not help.
+				return fmt.Errorf("%w: %s; a tail cannot cross them: start it after them (without --from-start), "+
+					"or mirror the log with \"audittrail mirror --allow-deleted\"", errStuck, audittrail.ErrorMessage(err))
+			case errors.As(err, &ae):
 				return errors.New(audittrail.ErrorMessage(err))
 			}
 			return fmt.Errorf("%w: %w", errVerify, err)

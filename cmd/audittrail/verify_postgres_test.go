@@ -331,6 +331,13 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	if n := len(strings.Split(strings.TrimSpace(mirrored), "\n")); n != 29 || strings.Contains(mirrored, target.ID) {
 		t.Errorf("search --mirror found %d of the 30 created events (want 29, without %s):\n%s", n, target.ID, mirrored)
 	}
+	// A tail from the log's start stops at the deleted event, saying why,
+	// instead of retrying forever.
+	tailOut, tailErrs, err := runCommand(t, "tail", "--addr", d.PublicURL, "--token", "reader", "--log-key", keyFile,
+		"--state", filepath.Join(t.TempDir(), "tail.state"), "--from-start", "--interval", "50ms")
+	if err == nil || !strings.Contains(err.Error(), "a tail cannot cross them") || strings.Contains(tailOut, target.ID) {
+		t.Errorf("tail --from-start across a deleted event: %v\n%s%s", err, tailOut, tailErrs)
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
