@@ -247,6 +247,8 @@ func parsedChunks(sc *bufio.Scanner, n uint64, keep bool) iter.Seq[*chunk] {
 				if len(c.lines) == 0 {
 					return
 				}
+				// Read before c goes to a worker, which drops c.lines.
+				short := len(c.lines) < chunkLines
 				select {
 				case work <- c:
 				case <-stop:
@@ -257,7 +259,7 @@ func parsedChunks(sc *bufio.Scanner, n uint64, keep bool) iter.Seq[*chunk] {
 				case <-stop:
 					return
 				}
-				if len(c.lines) < chunkLines && seq < n {
+				if short && seq < n {
 					return // the file ended (or sc failed)
 				}
 			}
