@@ -173,7 +173,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	lock, err := pebble.LockDirectory(cfg.Dir, cfg.fs)
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
+		// Nearly always another server on the same directory (Pebble's
+		// message is "resource temporarily unavailable").
+		return nil, fmt.Errorf("pebblestore: open %s: cannot lock it; is another server running on this data directory? (%w)", cfg.Dir, err)
 	}
 	opts := pebbleOptions(cfg, log)
 	opts.Lock = lock

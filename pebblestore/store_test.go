@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -778,5 +779,19 @@ func TestRetryBehindOriginal(t *testing.T) {
 	}
 	if n := s.Stats().Events; n != 30*50 {
 		t.Fatalf("%d events stored, want %d", n, 30*50)
+	}
+}
+
+// TestOpenLocked: a second Open of a data directory in use fails and says
+// why (a server running on it), leaving the first store working.
+func TestOpenLocked(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	_, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "cannot lock it; is another server running on this data directory?") {
+		t.Fatalf("a second Open: %v", err)
+	}
+	if _, err := st.Search(t.Context(), audittrail.SearchRequest{Query: &audittrail.Query{End: time.Now()}, Limit: 1}); err != nil {
+		t.Fatalf("the first store after the refused Open: %v", err)
 	}
 }

@@ -68,7 +68,13 @@ func commands(stdout, stderr io.Writer) map[string]command {
 	}
 }
 
+// programName is how the examples that serve --dev prints call this
+// program: as it was started (./bin/audittrail after make run), so that
+// they run when copied; "audittrail" in tests.
+var programName = "audittrail"
+
 func main() {
+	programName = os.Args[0]
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -521,7 +521,7 @@ func (m *Main) printDevHelp(generated bool) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  Development mode: not for production.")
 	if generated {
-		fmt.Fprintln(w, "  Tokens generated for this run (give --reader-token/--producer-token to keep them):")
+		fmt.Fprintln(w, "  Tokens generated for this run (give --reader-token/--producer-token, or AUDITTRAIL_READER_TOKEN/AUDITTRAIL_PRODUCER_TOKEN, to keep them):")
 	}
 	fmt.Fprintf(w, "    reader token   (search, public listener):  %s\n", c.ReaderToken)
 	fmt.Fprintf(w, "    producer token (create, internal listener): %s\n", c.ProducerToken)
@@ -530,8 +530,8 @@ func (m *Main) printDevHelp(generated bool) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  Try it:")
-	fmt.Fprintf(w, "    audittrail create --addr %s --token %s --sample 100\n", internal, c.ProducerToken)
-	fmt.Fprintf(w, "    audittrail search --addr %s --token %s --since 30d\n", pub, c.ReaderToken)
+	fmt.Fprintf(w, "    %s create --addr %s --token %s --sample 100\n", programName, internal, c.ProducerToken)
+	fmt.Fprintf(w, "    %s search --addr %s --token %s --since 30d\n", programName, pub, c.ReaderToken)
 	fmt.Fprintf(w, "    curl -s -H 'Authorization: Bearer %s' -d '{\"pageSize\": 5}' %s/v1/events:search\n", c.ReaderToken, m.PublicURL)
 	fmt.Fprintf(w, "    curl -s -H 'Authorization: Bearer %s' -d '{\"eventTime\": \"%s\", \"eventSource\": \"h2oai-my-service\", "+
 		"\"action\": \"actions/my-service/create\", \"readOnly\": false, \"status\": {\"code\": 0}, \"principal\": \"users/jane\", "+

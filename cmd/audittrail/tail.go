@@ -146,7 +146,8 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	t := &tail{cmd: c, flags: f, cl: cl, older: older}
+	out, _ := newEventWriter(c.Stdout, f.format) // one table header for the whole run
+	t := &tail{cmd: c, flags: f, cl: cl, older: older, out: out}
 	for {
 		err := t.round(ctx, verifier)
 		switch {
@@ -184,6 +185,7 @@ type tail struct {
 	flags tailFlags
 	cl    *client.Client
 	older *merkle.Checkpoint // the last checkpoint printed up to; nil before the first round without a state file
+	out   eventWriter        // flushed (closed) after each round
 }
 
 // round prints the events between t.older and the server's latest
@@ -214,7 +216,7 @@ func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
 	case latest.Size == from.Size && latest.ReceivedBefore.Equal(from.ReceivedBefore):
 		return nil
 	}
-	out, _ := newEventWriter(t.cmd.Stdout, t.flags.format)
+	out := t.out
 	for pe, err := range t.cl.VerifiedWindow(ctx, from, latest, verifier) {
 		if err != nil {
 			_ = out.close(nil)

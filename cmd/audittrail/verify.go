@@ -39,7 +39,7 @@ Verifies the verifiable log offline, with the log's public key alone
 (<data-dir>/log-verification.key; docs/design/verifiable-log.md).
 
   checkpoint   checks the signature and format of a signed checkpoint and prints it
-  inclusion    checks that the event (API JSON, as "audittrail search -o json"
+  inclusion    checks that the event (API JSON, as "audittrail search -o jsonl"
                prints it) is leaf proof.leaf_index, at seq leaf_index+1, of the
                checkpoint's tree
   consistency  checks that OLD's tree is a prefix of NEW's

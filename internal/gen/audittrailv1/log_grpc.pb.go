@@ -45,7 +45,7 @@ type LogServiceClient interface {
 	// the tree of second leaves.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
 	// GetLogEntries returns the log's events in leaf order, from leaf start:
-	// what a monitor or a mirror (audittrail log mirror) reads to recompute
+	// what a monitor or a mirror ("audittrail mirror") reads to recompute
 	// the tree and check every signed checkpoint against every event, so that
 	// nothing can be left out of the log unnoticed. It needs the auditor role
 	// (every workspace), and every call is recorded as a self-audit event.
@@ -115,7 +115,7 @@ type LogServiceServer interface {
 	// the tree of second leaves.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
 	// GetLogEntries returns the log's events in leaf order, from leaf start:
-	// what a monitor or a mirror (audittrail log mirror) reads to recompute
+	// what a monitor or a mirror ("audittrail mirror") reads to recompute
 	// the tree and check every signed checkpoint against every event, so that
 	// nothing can be left out of the log unnoticed. It needs the auditor role
 	// (every workspace), and every call is recorded as a self-audit event.
