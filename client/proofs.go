@@ -87,11 +87,42 @@ func (p *Proofs) Pending() []string {
 // signs about once a second while events arrive). Keep the checkpoint
 // to check later ones against it (Client.ConsistencyProof).
 func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp *merkle.Checkpoint, pending int, err error) {
+	if p != nil && len(p.Inclusions) != len(events) {
+		return nil, 0, fmt.Errorf("client: %d inclusions for %d events", len(p.Inclusions), len(events))
+	}
+	return p.verify(verifier, func(i int, in *Inclusion) (tlog.Hash, error) {
+		e := events[i]
+		if e == nil || in.Name != e.Name() {
+			return tlog.Hash{}, fmt.Errorf("client: inclusion %d is for %s, not for the event at the same position", i, in.Name)
+		}
+		leaf := e.Clone()
+		leaf.Seq = in.LeafIndex + 1
+		return merkle.LeafHash(leaf), nil
+	})
+}
+
+// VerifyDeleted is Verify for a page of leaves whose events the server's
+// retention deleted (audittrail.LogEntries.Deleted): hashes are the leaf
+// hashes of the leaves from start on, and each inclusion must be the
+// nameless one of its leaf. What is proven is that these hashes are those
+// leaves of the signed tree, not what the events were.
+func (p *Proofs) VerifyDeleted(verifier note.Verifier, start uint64, hashes [][32]byte) (cp *merkle.Checkpoint, pending int, err error) {
+	if p != nil && len(p.Inclusions) != len(hashes) {
+		return nil, 0, fmt.Errorf("client: %d inclusions for %d deleted leaves", len(p.Inclusions), len(hashes))
+	}
+	return p.verify(verifier, func(i int, in *Inclusion) (tlog.Hash, error) {
+		if in.Name != "" || in.LeafIndex != start+uint64(i) {
+			return tlog.Hash{}, fmt.Errorf("client: inclusion %d is for %q at leaf %d, not for the deleted leaf %d", i, in.Name, in.LeafIndex, start+uint64(i))
+		}
+		return hashes[i], nil
+	})
+}
+
+// verify checks the inclusions against the checkpoint, the leaf hash of
+// inclusion i (not pending) being leafHash(i).
+func (p *Proofs) verify(verifier note.Verifier, leafHash func(i int, in *Inclusion) (tlog.Hash, error)) (cp *merkle.Checkpoint, pending int, err error) {
 	if p == nil {
 		return nil, 0, fmt.Errorf("client: no proofs")
-	}
-	if len(p.Inclusions) != len(events) {
-		return nil, 0, fmt.Errorf("client: %d inclusions for %d events", len(p.Inclusions), len(events))
 	}
 	if len(p.Checkpoint) > 0 {
 		if cp, err = merkle.OpenCheckpoint(p.Checkpoint, verifier); err != nil {
@@ -101,12 +132,13 @@ func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp 
 			return nil, 0, fmt.Errorf("client: stated tree size %d, the signed checkpoint has %d", p.TreeSize, cp.Size)
 		}
 	}
-	leaves := make([]merkle.Leaf, 0, len(events))
-	proven := make([]int, 0, len(events)) // positions of leaves in p.Inclusions
-	for i, in := range p.Inclusions {
-		e := events[i]
-		if e == nil || in.Name != e.Name() {
-			return nil, 0, fmt.Errorf("client: inclusion %d is for %s, not for the event at the same position", i, in.Name)
+	leaves := make([]merkle.Leaf, 0, len(p.Inclusions))
+	proven := make([]int, 0, len(p.Inclusions)) // positions of leaves in p.Inclusions
+	for i := range p.Inclusions {
+		in := &p.Inclusions[i]
+		h, err := leafHash(i, in)
+		if err != nil {
+			return nil, 0, err
 		}
 		if in.Pending {
 			if cp != nil && in.LeafIndex < cp.Size {
@@ -121,9 +153,7 @@ func (p *Proofs) Verify(verifier note.Verifier, events []*audittrail.Event) (cp 
 		if in.LeafIndex >= cp.Size {
 			return nil, 0, fmt.Errorf("client: %s at leaf %d is not pending, but the checkpoint covers %d leaves", in.Name, in.LeafIndex, cp.Size)
 		}
-		leaf := e.Clone()
-		leaf.Seq = in.LeafIndex + 1
-		leaves = append(leaves, merkle.Leaf{Index: in.LeafIndex, Hash: merkle.LeafHash(leaf)})
+		leaves = append(leaves, merkle.Leaf{Index: in.LeafIndex, Hash: h})
 		proven = append(proven, i)
 	}
 	if cp == nil {
@@ -218,7 +248,13 @@ func ParseAnswer(raw []byte) ([]*audittrail.Event, *Proofs, error) {
 
 // ProvenEvent is an event of VerifiedEvents with what proves it.
 type ProvenEvent struct {
+	// Event is the event; nil when Deleted.
 	Event *audittrail.Event
+	// Deleted is set for a leaf whose event the server's retention deleted
+	// (VerifiedWindow with WithDeletedLeaves): LeafHash is its leaf hash,
+	// proven at its position by Checkpoint and Proof.
+	Deleted  bool
+	LeafHash tlog.Hash
 	// Checkpoint is the verified checkpoint whose tree holds the event; nil
 	// when the event was pending (committed within about the last second,
 	// not yet covered by a signed checkpoint when its page was fetched).
@@ -486,9 +522,14 @@ func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, pro
 // is checked consistent with newer. So the iteration is complete, not just
 // correct: an event left out of the window, added to it or moved would fail
 // a check. A failed check, or an event not yet covered by a checkpoint (a
-// replica behind: try again), ends it with an error. It needs the auditor
-// role; every page read is a self-audit event.
-func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkpoint, verifier note.Verifier) iter.Seq2[ProvenEvent, error] {
+// replica behind: try again), ends it with an error, as does a leaf whose
+// event the server's retention deleted unless WithDeletedLeaves is given. It
+// needs the auditor role; every page read is a self-audit event.
+func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkpoint, verifier note.Verifier, opts ...WindowOption) iter.Seq2[ProvenEvent, error] {
+	var cfg windowConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	return func(yield func(ProvenEvent, error) bool) {
 		fail := func(err error) { yield(ProvenEvent{}, err) }
 		if older == nil || newer == nil || older.Size > newer.Size {
@@ -512,16 +553,26 @@ func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkp
 		seen := newer
 		for next := older.Size; next < newer.Size; {
 			n := min(newer.Size-next, audittrail.MaxLogEntries)
-			events, _, p, err := c.LogEntriesWithProofs(ctx, next, int(n))
+			page, p, err := c.logEntries(ctx, next, int(n), true)
+			if err == nil && !cfg.deleted {
+				err = noDeleted(page)
+			}
 			if err != nil {
 				fail(err)
 				return
 			}
-			if len(events) == 0 || uint64(len(events)) > n {
-				fail(fmt.Errorf("client: the server returns %d entries from leaf %d, inside the checkpoint of size %d, for %d asked", len(events), next, newer.Size, n))
+			events, deleted := page.Events, page.Deleted
+			if got := uint64(page.Len()); got == 0 || got > n {
+				fail(fmt.Errorf("client: the server returns %d entries from leaf %d, inside the checkpoint of size %d, for %d asked", got, next, newer.Size, n))
 				return
 			}
-			cp, pending, err := p.Verify(verifier, events)
+			var cp *merkle.Checkpoint
+			var pending int
+			if len(deleted) > 0 {
+				cp, pending, err = p.VerifyDeleted(verifier, next, deleted)
+			} else {
+				cp, pending, err = p.Verify(verifier, events)
+			}
 			if err == nil && pending > 0 {
 				err = fmt.Errorf("client: %d entries of the window are not in the server's latest checkpoint yet: try again", pending)
 			}
@@ -542,7 +593,24 @@ func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkp
 					return
 				}
 			}
-			next += uint64(len(events))
+			for i, h := range deleted {
+				if !yield(ProvenEvent{Deleted: true, LeafHash: h, Checkpoint: cp, Proof: p.Inclusions[i].Proof}, nil) {
+					return
+				}
+			}
+			next += uint64(page.Len())
 		}
 	}
 }
+
+// WindowOption tunes VerifiedWindow.
+type WindowOption func(*windowConfig)
+
+type windowConfig struct{ deleted bool }
+
+// WithDeletedLeaves lets a window cross leaves whose events the server's
+// retention deleted (a dropped month of the PostgreSQL store): each is
+// yielded as a ProvenEvent with Deleted set and its leaf hash, proven at its
+// position like an event. Without it such a leaf ends the window with an
+// error (ENotFound) naming it.
+func WithDeletedLeaves() WindowOption { return func(c *windowConfig) { c.deleted = true } }

@@ -153,6 +153,74 @@ func TestVerifiedWindow(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
+
+	// Leaves whose events a retention policy deleted: the first page
+	// answered as deleted leaf hashes (as a PostgreSQL store with a dropped
+	// month answers; the real deletion is tested in cmd/audittrail,
+	// TestVerifiedLogPostgres). Without WithDeletedLeaves the window stops
+	// there; with it they are yielded, proven, and a wrong hash or a named
+	// inclusion fails.
+	asDeleted := func(change func(r *pb.GetLogEntriesResponse)) func(*pb.GetLogEntriesResponse) {
+		return func(r *pb.GetLogEntriesResponse) {
+			if r.Start != older.Size {
+				return
+			}
+			for i, p := range r.Events {
+				e, err := eventFromProto(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.Seq = r.Start + uint64(i) + 1
+				h := merkle.LeafHash(e)
+				r.DeletedLeafHashes = append(r.DeletedLeafHashes, h[:])
+				r.Proofs.Inclusions[i].Name = ""
+			}
+			r.Events = nil
+			if change != nil {
+				change(r)
+			}
+		}
+	}
+	window := func(edit func(*pb.GetLogEntriesResponse), opts ...WindowOption) (deleted, events int, err error) {
+		auditor.log = &editedLog{LogServiceClient: honestLog, edit: edit}
+		for pe, err := range auditor.VerifiedWindow(ctx, older, newer, verifier, opts...) {
+			if err != nil {
+				return deleted, events, err
+			}
+			if pe.Deleted {
+				if pe.Event != nil || pe.Proof == nil || pe.Proof.LeafIndex != older.Size+uint64(deleted) {
+					t.Fatalf("deleted leaf %d yielded as %+v", older.Size+uint64(deleted), pe)
+				}
+				deleted++
+			} else {
+				events++
+			}
+		}
+		return deleted, events, nil
+	}
+	if _, _, err := window(asDeleted(nil)); audittrail.ErrorCode(err) != audittrail.ENotFound {
+		t.Errorf("a window across deleted leaves without WithDeletedLeaves: %v, want ENotFound", err)
+	}
+	deleted, events, err := window(asDeleted(nil), WithDeletedLeaves())
+	if err != nil || deleted != audittrail.MaxLogEntries || uint64(deleted+events) != newer.Size-older.Size {
+		t.Errorf("a window across deleted leaves: %d deleted, %d events, %v; want the first page deleted and %d leaves in all", deleted, events, err, newer.Size-older.Size)
+	}
+	for name, change := range map[string]func(r *pb.GetLogEntriesResponse){
+		"another leaf hash": func(r *pb.GetLogEntriesResponse) { r.DeletedLeafHashes[7][0] ^= 1 },
+		"a named inclusion": func(r *pb.GetLogEntriesResponse) { r.Proofs.Inclusions[2].Name = "events/x" },
+		"a hash left out":   func(r *pb.GetLogEntriesResponse) { r.DeletedLeafHashes = r.DeletedLeafHashes[1:] },
+		"two hashes swapped": func(r *pb.GetLogEntriesResponse) {
+			r.DeletedLeafHashes[1], r.DeletedLeafHashes[2] = r.DeletedLeafHashes[2], r.DeletedLeafHashes[1]
+		},
+		"a hash of 31 bytes":    func(r *pb.GetLogEntriesResponse) { r.DeletedLeafHashes[0] = r.DeletedLeafHashes[0][1:] },
+		"events and hashes too": func(r *pb.GetLogEntriesResponse) { r.Events = []*pb.Event{{}} },
+	} {
+		if _, _, err := window(asDeleted(change), WithDeletedLeaves()); err == nil {
+			t.Errorf("deleted leaves with %s: the window verified", name)
+		} else {
+			t.Logf("deleted leaves with %s: %v", name, err)
+		}
+	}
 	auditor.log = honestLog
 
 	skey, err := os.ReadFile(filepath.Join(srv.DataDir, logsign.SigningKeyFile))

@@ -108,7 +108,12 @@ func (s *logService) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesReq
 	for _, h := range res.Deleted {
 		out.DeletedLeafHashes = append(out.DeletedLeafHashes, h[:])
 	}
-	if req.GetIncludeProofs() {
+	switch {
+	case req.GetIncludeProofs() && len(res.Deleted) > 0:
+		if out.Proofs, err = deletedLeafProofs(s.log, res.Start, len(res.Deleted)); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+	case req.GetIncludeProofs():
 		if out.Proofs, err = logProofs(s.log, res.Events, out.Events); err != nil {
 			return nil, toStatus(ctx, err)
 		}

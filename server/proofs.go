@@ -41,24 +41,38 @@ func logProofs(log VerifiableLog, events []*audittrail.Event, protos []*pb.Event
 	if len(protos) != len(events) {
 		return nil, audittrail.Errorf(audittrail.EInternal, "%d events to prove, %d in the answer", len(events), len(protos))
 	}
+	return leafProofs(log, len(events), func(i int) (string, uint64) { return protos[i].GetName(), events[i].Seq })
+}
+
+// deletedLeafProofs proves the n leaves from leaf start on, whose events a
+// retention policy deleted (GetLogEntries' deleted_leaf_hashes): as
+// logProofs, each inclusion without a name.
+func deletedLeafProofs(log VerifiableLog, start uint64, n int) (*pb.LogProofs, error) {
+	return leafProofs(log, n, func(i int) (string, uint64) { return "", start + uint64(i) + 1 })
+}
+
+// leafProofs proves n leaves, the i-th named name with sequence number seq
+// by leaf(i), as logProofs says.
+func leafProofs(log VerifiableLog, n int, leaf func(i int) (name string, seq uint64)) (*pb.LogProofs, error) {
 	note, cp := log.Checkpoint()
-	out := &pb.LogProofs{Inclusions: make([]*pb.EventInclusion, len(events)), Hashes: [][]byte{}}
+	out := &pb.LogProofs{Inclusions: make([]*pb.EventInclusion, n), Hashes: [][]byte{}}
 	var size uint64
 	if cp != nil {
 		out.Checkpoint, out.TreeSize, size = string(note), cp.Size, cp.Size
 	}
-	covered := make([]uint64, 0, len(events)) // seqs of the events the checkpoint covers
-	ins := make([]pb.EventInclusion, len(events))
-	for i, e := range events {
-		if e.Seq == 0 {
-			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", e.ID)
+	covered := make([]uint64, 0, n) // seqs of the leaves the checkpoint covers
+	ins := make([]pb.EventInclusion, n)
+	for i := range n {
+		name, seq := leaf(i)
+		if seq == 0 {
+			return nil, audittrail.Errorf(audittrail.EInternal, "event %s has no sequence number", name)
 		}
 		in := &ins[i]
-		in.Name, in.LeafIndex = protos[i].GetName(), e.Seq-1
-		if e.Seq > size {
+		in.Name, in.LeafIndex = name, seq-1
+		if seq > size {
 			in.Pending = true
 		} else {
-			covered = append(covered, e.Seq)
+			covered = append(covered, seq)
 		}
 		out.Inclusions[i] = in
 	}

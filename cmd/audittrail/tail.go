@@ -9,6 +9,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,8 +52,9 @@ received from then on), or with --from-start at the log's first event.
 
 A check that fails (a forged or forked log) stops the command with exit
 status 1 and leaves FILE as it was, as do events the server's retention
-deleted (a window cannot prove past them: mirror such a log with "audittrail
-mirror --allow-deleted"); network and server errors are reported
+deleted (a dropped month of a PostgreSQL store) unless --allow-deleted is
+given: then their leaf hashes are proven in their place, and the deleted
+leaves are reported on stderr; network and server errors are reported
 on stderr and the round is tried again. It needs an auditor's token, and
 every page it reads (up to 1000 events) is a self-audit event, which the next
 round prints in turn: even on an idle server a tail sees one new event per
@@ -71,8 +73,8 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 type tailFlags struct {
 	connFlags
 	logKey, state, format string
-	interval              time.Duration
-	fromStart, once       bool
+	interval                      time.Duration
+	fromStart, once, allowDeleted bool
 }
 
 func newTailFlags(f *tailFlags) *flag.FlagSet {
@@ -85,6 +87,7 @@ func newTailFlags(f *tailFlags) *flag.FlagSet {
 	fs.DurationVar(&f.interval, "interval", 5*time.Second, "time between rounds")
 	fs.BoolVar(&f.fromStart, "from-start", false, "without a state file, start at the log's first event instead of its latest checkpoint")
 	fs.BoolVar(&f.once, "once", false, "run one round and exit")
+	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "cross leaves whose events the server's retention deleted, proving their leaf hashes (reported on stderr)")
 	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
 	return fs
 }
@@ -217,7 +220,13 @@ func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
 		return nil
 	}
 	out := t.out
-	for pe, err := range t.cl.VerifiedWindow(ctx, from, latest, verifier) {
+	var opts []client.WindowOption
+	if t.flags.allowDeleted {
+		opts = append(opts, client.WithDeletedLeaves())
+	}
+	var deleted deletedLeaves
+	defer deleted.report(t.cmd.Stderr, "audittrail tail")
+	for pe, err := range t.cl.VerifiedWindow(ctx, from, latest, verifier, opts...) {
 		if err != nil {
 			_ = out.close(nil)
 			var ae *audittrail.Error
@@ -226,12 +235,15 @@ func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
 				// Events deleted by the server's retention (a dropped month
 				// of the PostgreSQL store): a window cannot prove past them,
 				// and trying again would not help.
-				return fmt.Errorf("%w: %s; a tail cannot cross them: start it after them (without --from-start), "+
-					"or mirror the log with \"audittrail mirror --allow-deleted\"", errStuck, audittrail.ErrorMessage(err))
+				return fmt.Errorf("%w: %s; give --allow-deleted to prove their leaf hashes and go on", errStuck, audittrail.ErrorMessage(err))
 			case errors.As(err, &ae):
 				return errors.New(audittrail.ErrorMessage(err))
 			}
 			return fmt.Errorf("%w: %w", errVerify, err)
+		}
+		if pe.Deleted {
+			deleted.add(pe.Proof.LeafIndex) // proven, so not pending: Proof is set
+			continue
 		}
 		if err := out.write(pe.Event); err != nil {
 			return fmt.Errorf("%w: %w", errOutput, err)
@@ -251,4 +263,32 @@ func (t *tail) save(text []byte, cp *merkle.Checkpoint) error {
 	}
 	t.older = cp
 	return nil
+}
+
+// deletedLeaves gathers the leaves a window crossed whose events were
+// deleted, as ranges, for one line on stderr.
+type deletedLeaves struct{ ranges [][2]uint64 }
+
+func (d *deletedLeaves) add(leaf uint64) {
+	if n := len(d.ranges); n > 0 && d.ranges[n-1][1]+1 == leaf {
+		d.ranges[n-1][1] = leaf
+		return
+	}
+	d.ranges = append(d.ranges, [2]uint64{leaf, leaf})
+}
+
+func (d *deletedLeaves) report(w io.Writer, prefix string) {
+	if len(d.ranges) == 0 {
+		return
+	}
+	var b strings.Builder
+	n := uint64(0)
+	for i, r := range d.ranges {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d-%d", r[0], r[1])
+		n += r[1] - r[0] + 1
+	}
+	fmt.Fprintf(w, "%s: %d leaves whose events the server's retention deleted (leaves %s): their leaf hashes are proven in place, their events are gone\n", prefix, n, b.String())
 }

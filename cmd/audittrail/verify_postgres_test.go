@@ -332,11 +332,20 @@ func TestVerifiableLogPostgres(t *testing.T) {
 		t.Errorf("search --mirror found %d of the 30 created events (want 29, without %s):\n%s", n, target.ID, mirrored)
 	}
 	// A tail from the log's start stops at the deleted event, saying why,
-	// instead of retrying forever.
-	tailOut, tailErrs, err := runCommand(t, "tail", "--addr", d.PublicURL, "--token", "reader", "--log-key", keyFile,
-		"--state", filepath.Join(t.TempDir(), "tail.state"), "--from-start", "--interval", "50ms")
-	if err == nil || !strings.Contains(err.Error(), "a tail cannot cross them") || strings.Contains(tailOut, target.ID) {
+	// instead of retrying forever; with --allow-deleted it proves the
+	// deleted leaf's hash in its place and prints every other event.
+	tail := func(m *Main, args ...string) (string, string, error) {
+		return runCommand(t, "tail", append([]string{"--addr", m.PublicURL, "--token", "reader", "--log-key", keyFile,
+			"--state", filepath.Join(t.TempDir(), "tail.state"), "--from-start", "--interval", "50ms"}, args...)...)
+	}
+	tailOut, tailErrs, err := tail(d)
+	if err == nil || !strings.Contains(err.Error(), "give --allow-deleted") || strings.Contains(tailOut, target.ID) {
 		t.Errorf("tail --from-start across a deleted event: %v\n%s%s", err, tailOut, tailErrs)
+	}
+	tailOut, tailErrs, err = tail(d, "--allow-deleted", "--once")
+	if want := fmt.Sprintf("1 leaves whose events the server's retention deleted (leaves %d-%d)", seq-1, seq-1); err != nil ||
+		!strings.Contains(tailErrs, want) || strings.Contains(tailOut, target.ID) || strings.Count(tailOut, "res-unique-") != 29 {
+		t.Errorf("tail --from-start --allow-deleted: %v\n%s%s\nwant the 29 events left and %q", err, tailOut, tailErrs, want)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -354,6 +363,13 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	e, _ := start()
 	if out, err := mirror(e, filepath.Join(t.TempDir(), "mirror2"), "--allow-deleted"); err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Errorf("mirror --allow-deleted of a changed leaf hash: %v\n%s\nwant it not verified", err, out)
+	}
+	// Nor a tail: the server finds its stored tree no longer has the signed
+	// root and refuses to prove (or, had it answered, the client would
+	// have refused the proof).
+	if out, errs, err := tail(e, "--allow-deleted", "--once"); err == nil ||
+		!strings.Contains(err.Error(), "verification failed") && !strings.Contains(err.Error(), "does not have the root of the latest signed checkpoint") {
+		t.Errorf("tail --allow-deleted over a changed leaf hash: %v\n%s%s\nwant it not proven", err, out, errs)
 	}
 	verify(2, "store", "--data-dir", dirA, "--key", keyFile, "--allow-deleted")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
 	"github.com/audittrail/audittrail/merkle"
 )
 
@@ -30,7 +31,9 @@ range that proves itself complete, without mirroring the whole log.
 
 The events are printed page by page as their proofs are checked; the exit
 status says whether the whole window was proven: on a non-zero status,
-discard what was printed.
+discard what was printed. Events the server's retention deleted (a dropped
+month of a PostgreSQL store) stop it, unless --allow-deleted is given: their
+leaf hashes are then proven in their place and reported on stderr.
 
 It needs an auditor's token; every page read is a self-audit event.
 
@@ -47,6 +50,7 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 type windowFlags struct {
 	connFlags
 	logKey, format string
+	allowDeleted   bool
 }
 
 func newWindowFlags(f *windowFlags) *flag.FlagSet {
@@ -56,6 +60,7 @@ func newWindowFlags(f *windowFlags) *flag.FlagSet {
 	f.addTLSFlags(fs)
 	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
 	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
+	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "cross leaves whose events the server's retention deleted, proving their leaf hashes (reported on stderr)")
 	return fs
 }
 
@@ -98,7 +103,13 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 	defer cl.Close()
 	out, _ := newEventWriter(c.Stdout, f.format)
 	n := 0
-	for pe, err := range cl.VerifiedWindow(ctx, cps[0], cps[1], verifier) {
+	var opts []client.WindowOption
+	if f.allowDeleted {
+		opts = append(opts, client.WithDeletedLeaves())
+	}
+	var deleted deletedLeaves
+	defer deleted.report(c.Stderr, "audittrail window")
+	for pe, err := range cl.VerifiedWindow(ctx, cps[0], cps[1], verifier, opts...) {
 		if err != nil {
 			_ = out.close(nil)
 			var ae *audittrail.Error
@@ -106,6 +117,10 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 				return errors.New(audittrail.ErrorMessage(err))
 			}
 			return fmt.Errorf("%w: %w", errVerify, err)
+		}
+		if pe.Deleted {
+			deleted.add(pe.Proof.LeafIndex) // proven, so not pending: Proof is set
+			continue
 		}
 		if err := out.write(pe.Event); err != nil {
 			return err

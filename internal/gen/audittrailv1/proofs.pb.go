@@ -115,7 +115,8 @@ func (x *LogProofs) GetHashes() [][]byte {
 // response's LogProofs.hashes, shared by all its events.
 type EventInclusion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The event's resource name, "events/<id>".
+	// The event's resource name, "events/<id>"; empty for a leaf whose event
+	// was deleted by the server's retention (GetLogEntries' deleted_leaf_hashes).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The event's leaf index: its sequence number minus 1. The leaf covers the
 	// sequence number, so a verifier checks the position along with the event.
