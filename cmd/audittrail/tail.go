@@ -72,7 +72,7 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 
 type tailFlags struct {
 	connFlags
-	logKey, state, format string
+	logKey, state, format         string
 	interval                      time.Duration
 	fromStart, once, allowDeleted bool
 }
