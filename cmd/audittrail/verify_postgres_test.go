@@ -170,6 +170,7 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	}
 
 	create(a, 0, 10)
+	note0, cp0 := waitCheckpoint(a, b, c) // before res-unique-0017, for a window across it below
 	create(b, 10, 15)
 	note1, cp1 := waitCheckpoint(a, b, c)
 	if cp1.Size != 25 {
@@ -194,6 +195,7 @@ func TestVerifiableLogPostgres(t *testing.T) {
 		return out.String() + errs.String()
 	}
 	cp1File := write("cp1", note1)
+	cp0File := write("cp0", note0)
 	verify(0, "checkpoint", "--key", keyFile, cp1File)
 
 	// Every searched event is proven, by every replica, and verified.
@@ -341,6 +343,16 @@ func TestVerifiableLogPostgres(t *testing.T) {
 	tailOut, tailErrs, err := tail(d)
 	if err == nil || !strings.Contains(err.Error(), "give --allow-deleted") || strings.Contains(tailOut, target.ID) {
 		t.Errorf("tail --from-start across a deleted event: %v\n%s%s", err, tailOut, tailErrs)
+	}
+	// So does a window across it.
+	winOut, winErrs, err := runCommand(t, "window", "--addr", d.PublicURL, "--token", "reader", "--log-key", keyFile, cp0File, cp1File)
+	if err == nil || !strings.Contains(err.Error(), "deleted by the server's retention") {
+		t.Errorf("window across a deleted event: %v\n%s%s", err, winOut, winErrs)
+	}
+	winOut, winErrs, err = runCommand(t, "window", "--addr", d.PublicURL, "--token", "reader", "--log-key", keyFile, "--allow-deleted", cp0File, cp1File)
+	if want := fmt.Sprintf("(leaves %d-%d)", seq-1, seq-1); err != nil || !strings.Contains(winErrs, want) ||
+		strings.Contains(winOut, target.ID) || uint64(strings.Count(winOut, "\n")) != cp1.Size-cp0.Size-1 {
+		t.Errorf("window --allow-deleted across a deleted event: %v\n%s%s\nwant %d events and %q", err, winOut, winErrs, cp1.Size-cp0.Size-1, want)
 	}
 	tailOut, tailErrs, err = tail(d, "--allow-deleted", "--once")
 	if want := fmt.Sprintf("1 leaves whose events the server's retention deleted (leaves %d-%d)", seq-1, seq-1); err != nil ||
