@@ -522,7 +522,7 @@ func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, pro
 // is checked consistent with newer. So the iteration is complete, not just
 // correct: an event left out of the window, added to it or moved would fail
 // a check. A failed check, or an event not yet covered by a checkpoint (a
-// replica behind: try again), ends it with an error, as does a leaf whose
+// replica behind: EUnavailable, try again), ends it with an error, as does a leaf whose
 // event the server's retention deleted unless WithDeletedLeaves is given. It
 // needs the auditor role; every page read is a self-audit event.
 func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkpoint, verifier note.Verifier, opts ...WindowOption) iter.Seq2[ProvenEvent, error] {
@@ -574,7 +574,8 @@ func (c *Client) VerifiedWindow(ctx context.Context, older, newer *merkle.Checkp
 				cp, pending, err = p.Verify(verifier, events)
 			}
 			if err == nil && pending > 0 {
-				err = fmt.Errorf("client: %d entries of the window are not in the server's latest checkpoint yet: try again", pending)
+				// A replica behind the one that served newer: not a verdict.
+				err = audittrail.Errorf(audittrail.EUnavailable, "%d entries of the window are not in the server's latest checkpoint yet: try again", pending)
 			}
 			if err == nil {
 				seen, err = consistent(seen, cp, func(o, n uint64) (*merkle.Consistency, error) { return c.ConsistencyProof(ctx, o, n) })
