@@ -69,11 +69,8 @@ type mirrorFlags struct {
 
 func newMirrorFlags(f *mirrorFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("mirror", flag.ContinueOnError)
-	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
-	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
-	f.addTLSFlags(fs)
+	f.addLogReaderFlags(fs, &f.logKey)
 	fs.StringVar(&f.dir, "dir", "", "the mirror's `directory` (created when missing)")
-	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
 	fs.DurationVar(&f.follow, "follow", 0, "keep running, updating the mirror every `interval` (0: update once and exit)")
 	fs.BoolVar(&f.quiet, "q", false, "print nothing but errors")
 	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "accept leaves whose events the server deleted (retention), keeping their leaf hashes")
@@ -168,4 +165,25 @@ func (c *MirrorCommand) update(ctx context.Context, m *logmirror.Mirror, src log
 			f.dir, u.To, u.To-u.From, deleted, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
 	}
 	return nil
+}
+
+// addLogReaderFlags registers the flags of the commands that read the log's
+// entries (mirror, window, tail): the server, an auditor's token, TLS, and
+// the log's public key.
+func (c *connFlags) addLogReaderFlags(fs *flag.FlagSet, logKey *string) {
+	fs.StringVar(&c.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
+	fs.StringVar(&c.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
+	c.addTLSFlags(fs)
+	fs.StringVar(logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
+}
+
+// windowError is the command's error for err, which ended a verified
+// window: the server's or the connection's own message, or, for a check
+// that failed, errVerify.
+func windowError(err error) error {
+	var ae *audittrail.Error
+	if errors.As(err, &ae) {
+		return errors.New(audittrail.ErrorMessage(err))
+	}
+	return fmt.Errorf("%w: %w", errVerify, err)
 }

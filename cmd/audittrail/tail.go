@@ -79,10 +79,7 @@ type tailFlags struct {
 
 func newTailFlags(f *tailFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
-	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
-	f.addTLSFlags(fs)
-	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
+	f.addLogReaderFlags(fs, &f.logKey)
 	fs.StringVar(&f.state, "state", "", "`file` keeping the last checkpoint printed up to (created when missing)")
 	fs.DurationVar(&f.interval, "interval", 5*time.Second, "time between rounds")
 	fs.BoolVar(&f.fromStart, "from-start", false, "without a state file, start at the log's first event instead of its latest checkpoint")
@@ -229,17 +226,13 @@ func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
 	for pe, err := range t.cl.VerifiedWindow(ctx, from, latest, verifier, opts...) {
 		if err != nil {
 			_ = out.close(nil)
-			var ae *audittrail.Error
-			switch {
-			case errors.As(err, &ae) && ae.Code == audittrail.ENotFound:
+			if audittrail.ErrorCode(err) == audittrail.ENotFound {
 				// Events deleted by the server's retention (a dropped month
-				// of the PostgreSQL store): a window cannot prove past them,
-				// and trying again would not help.
+				// of the PostgreSQL store), without --allow-deleted: trying
+				// again would not help.
 				return fmt.Errorf("%w: %s; give --allow-deleted to prove their leaf hashes and go on", errStuck, audittrail.ErrorMessage(err))
-			case errors.As(err, &ae):
-				return errors.New(audittrail.ErrorMessage(err))
 			}
-			return fmt.Errorf("%w: %w", errVerify, err)
+			return windowError(err)
 		}
 		if pe.Deleted {
 			deleted.add(pe.Proof.LeafIndex) // proven, so not pending: Proof is set

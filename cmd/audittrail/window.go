@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
 	"github.com/audittrail/audittrail/merkle"
 )
@@ -55,10 +54,7 @@ type windowFlags struct {
 
 func newWindowFlags(f *windowFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("window", flag.ContinueOnError)
-	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
-	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
-	f.addTLSFlags(fs)
-	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
+	f.addLogReaderFlags(fs, &f.logKey)
 	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
 	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "cross leaves whose events the server's retention deleted, proving their leaf hashes (reported on stderr)")
 	return fs
@@ -112,11 +108,7 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 	for pe, err := range cl.VerifiedWindow(ctx, cps[0], cps[1], verifier, opts...) {
 		if err != nil {
 			_ = out.close(nil)
-			var ae *audittrail.Error
-			if errors.As(err, &ae) {
-				return errors.New(audittrail.ErrorMessage(err))
-			}
-			return fmt.Errorf("%w: %w", errVerify, err)
+			return windowError(err)
 		}
 		if pe.Deleted {
 			deleted.add(pe.Proof.LeafIndex) // proven, so not pending: Proof is set
