@@ -502,6 +502,46 @@ def test_iter_window(log_server, key):
     with pytest.raises(VerificationError):
         list(client.iter_window(newer, older, key))
 
+    # Leaves whose events the server's retention deleted: the server's
+    # answer for the window's first page rewritten as a PostgreSQL store with
+    # a dropped month answers (deletedLeafHashes, nameless inclusions; the
+    # real deletion is tested in Go, TestVerifiableLogPostgres).
+    from h2o_audit_trail.verify import event_leaf_hash
+
+    transport_get = client._transport.get
+
+    def deleting(edit=None):
+        def get(path, query):
+            answer = transport_get(path, query)
+            if path == "/v1/log/entries" and int(query["start"]) == older.size:
+                hashes = [event_leaf_hash(e, older.size + i + 1) for i, e in enumerate(answer["events"])]
+                answer["deletedLeafHashes"] = [base64.b64encode(h).decode() for h in hashes]
+                answer["events"] = []
+                for inc in answer["proofs"]["inclusions"]:
+                    inc["name"] = ""
+                if edit:
+                    edit(answer)
+            return answer
+        return get
+
+    client._transport.get = deleting()
+    try:
+        with pytest.raises(VerificationError, match="deleted by the server's retention"):
+            list(client.iter_window(older, newer, key))
+        entries = list(client.iter_window(older, newer, key, allow_deleted=True))
+        assert len(entries) == newer.size - older.size
+        assert all(set(e) == {"deletedLeafHash"} for e in entries)  # one page: all of the window
+        for name, edit in [
+            ("another hash", lambda a: a["deletedLeafHashes"].__setitem__(3, base64.b64encode(bytes(32)).decode())),
+            ("a named inclusion", lambda a: a["proofs"]["inclusions"][2].__setitem__("name", names[0])),
+            ("hashes swapped", lambda a: a["deletedLeafHashes"].reverse()),
+        ]:
+            client._transport.get = deleting(edit)
+            with pytest.raises(VerificationError):
+                list(client.iter_window(older, newer, key, allow_deleted=True))
+    finally:
+        client._transport.get = transport_get
+
 
 def test_rotated_signing_key(tmp_path):
     """The server's signing key rotated (docs/configuration.md, "Rotating the

@@ -971,8 +971,9 @@ class LogProofs:
                 raise VerificationError(f"stated tree size {self.tree_size}, the signed checkpoint has {cp.size}")
         proven, pending, leaves = [], [], []
         for i, (inc, ev) in enumerate(zip(self.inclusions, evs)):
-            if not isinstance(ev, Mapping) or ev.get("name") != inc.name:
-                raise VerificationError(f"inclusion {i} is for {inc.name}, not for the event at the same position")
+            deleted = isinstance(ev, Mapping) and _DELETED_KEY in ev
+            if not isinstance(ev, Mapping) or (inc.name != "" if deleted else ev.get("name") != inc.name):
+                raise VerificationError(f"inclusion {i} is for {inc.name!r}, not for the entry at the same position")
             if inc.pending:
                 if cp is not None and inc.leaf_index < cp.size:
                     raise VerificationError(f"{inc.name} is claimed pending at leaf {inc.leaf_index}, "
@@ -982,9 +983,14 @@ class LogProofs:
             if cp is None:
                 raise VerificationError(f"{inc.name} has a proof but there is no checkpoint")
             try:
-                leaves.append((inc.leaf_index, event_leaf_hash(ev, inc.leaf_index + 1)))
+                if deleted:
+                    if len(ev) != 1 or not isinstance(ev[_DELETED_KEY], str):
+                        raise VerificationError(f"a deleted leaf is {{\"{_DELETED_KEY}\": <base64>}} and nothing else")
+                    leaves.append((inc.leaf_index, _leaf_hash_from_b64(ev[_DELETED_KEY])))
+                else:
+                    leaves.append((inc.leaf_index, event_leaf_hash(ev, inc.leaf_index + 1)))
             except VerificationError as e:
-                raise VerificationError(f"{inc.name}: {e}") from None
+                raise VerificationError(f"{inc.name or f'deleted leaf {inc.leaf_index}'}: {e}") from None
             proven.append(inc.name)
         if cp is None:
             if self.hashes:

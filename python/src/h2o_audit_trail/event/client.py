@@ -271,16 +271,21 @@ class EventClient:
         events, committed, _, deleted = self._log_entries(start, page_size, False)
         return LogPage(events=events, deleted_leaf_hashes=deleted, committed_size=committed)
 
-    def get_log_entries_with_proofs(self, start: int = 0, page_size: int = 0) -> Tuple[List[Dict[str, Any]], int, LogProofs]:
+    def get_log_entries_with_proofs(self, start: int = 0, page_size: int = 0,
+                                    allow_deleted: bool = False) -> Tuple[List[Dict[str, Any]], int, LogProofs]:
         """get_log_entries with the entries' proofs: their inclusion in the
         latest signed checkpoint, checked with LogProofs.verify(key) (and
-        that each inclusion's leaf_index is its entry's position)."""
+        that each inclusion's leaf_index is its entry's position). With
+        allow_deleted, a page of leaves whose events the server's retention
+        deleted comes as ``{"deletedLeafHash": <base64>}`` entries, proven
+        like events (their inclusions have no name); without it, such a page
+        raises VerificationError."""
         events, committed, proofs, deleted = self._log_entries(start, page_size, True)
-        if deleted:
+        if deleted and not allow_deleted:
             raise VerificationError(f"the events of leaves {start}..{start + len(deleted) - 1} were deleted by the server's retention; "
-                                    "only their leaf hashes are left (get_log_page)")
+                                    "only their leaf hashes are left (get_log_page, or allow_deleted=True)")
         assert proofs is not None
-        return events, committed, proofs
+        return proofs.events, committed, proofs
 
     def _log_entries(self, start: int, page_size: int, proofs: bool) -> Tuple[List[Dict[str, Any]], int, Optional[LogProofs], List[bytes]]:
         query = {"start": str(int(start))}
@@ -306,9 +311,11 @@ class EventClient:
         data = answer.get("proofs")
         if not isinstance(data, dict):
             raise VerificationError("the server's answer has no proofs")
-        return events, committed, LogProofs.from_json(data, events), deleted
+        entries = LogPage(events=events, deleted_leaf_hashes=deleted, committed_size=committed).entries
+        return events, committed, LogProofs.from_json(data, entries), deleted
 
-    def iter_window(self, older: Checkpoint, newer: Checkpoint, key: Union[str, Verifier]) -> Iterator[Dict[str, Any]]:
+    def iter_window(self, older: Checkpoint, newer: Checkpoint, key: Union[str, Verifier],
+                    allow_deleted: bool = False) -> Iterator[Dict[str, Any]]:
         """The events (server JSON) between two verified checkpoints the
         caller holds: seqs older.size+1 to newer.size, which the horizons
         make exactly the events received in [older.received_before,
@@ -317,7 +324,11 @@ class EventClient:
         newer, before any of its events is yielded, each event at its own
         position. So the window is proven complete: an event left out,
         changed or moved raises VerificationError. Needs the auditor role.
-        Not in the H2O client (Go: client.VerifiedWindow)."""
+        A leaf whose event the server's retention deleted (a dropped month
+        of the PostgreSQL store) raises VerificationError too, unless
+        allow_deleted: it is then yielded as ``{"deletedLeafHash":
+        <base64>}``, its hash proven at its position like an event. Not in
+        the H2O client (Go: client.VerifiedWindow)."""
         if older.size > newer.size:
             raise VerificationError("a window needs two checkpoints, the older first")
         if older.received_before_ns > newer.received_before_ns:
@@ -326,7 +337,10 @@ class EventClient:
         nxt = older.size
         while nxt < newer.size:
             n = min(newer.size - nxt, 1000)
-            events, _, proofs = self.get_log_entries_with_proofs(nxt, n)
+            if allow_deleted:
+                events, _, proofs = self.get_log_entries_with_proofs(nxt, n, allow_deleted=True)
+            else:
+                events, _, proofs = self.get_log_entries_with_proofs(nxt, n)
             if not events or len(events) > n:
                 raise VerificationError(f"the server returns {len(events)} entries from leaf {nxt} for {n} asked")
             result = proofs.verify(key)
