@@ -384,8 +384,9 @@ func DeriveWorkspace(resource string) string {
 	}
 }
 
-// RedactIP returns "private" for private, loopback, link-local and unique
-// local addresses (RFC 1918, RFC 4193), and the address unchanged otherwise.
+// RedactIP returns "private" for private (RFC 1918) and unique local (RFC
+// 4193), loopback, link-local (unicast and multicast) and unspecified
+// addresses, and the address unchanged otherwise.
 func RedactIP(s string) string {
 	a, err := netip.ParseAddr(s)
 	if err != nil {

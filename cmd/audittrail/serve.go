@@ -42,9 +42,12 @@ const serveSynopsis = `usage: audittrail serve [flags]
 Runs the audit trail server on the embedded store in --data-dir, with two
 listeners, each serving gRPC and REST on one port:
 
-  public    SearchEvents, GET /version, /healthz, /readyz
-            (the REST create paths answer 405, gRPC create UNIMPLEMENTED)
-  internal  CreateEvent, BatchCreateEvents, SearchEvents, /healthz, /readyz,
+  public    SearchEvents, the verifiable log (/v1/log/...), GET /version,
+            /healthz, /readyz, the built-in OIDC issuer and discovery
+            documents (the REST create paths answer 405, gRPC create
+            UNIMPLEMENTED)
+  internal  CreateEvent, BatchCreateEvents, SearchEvents, the verifiable
+            log, API tokens and backups (AdminService), /healthz, /readyz,
             /metrics
 
 Requests authenticate with "Authorization: Bearer <token>": the reader token
@@ -205,7 +208,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	env := func(name, usage string) string { return usage + " (" + serveEnv[name] + ")" }
 	fs.StringVar(&c.Store, "store", c.Store, env("store", "`store`: empty for the embedded store in --data-dir, or a postgres://user@host/db URL (docs/postgres.md)"))
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store and the page token key; created when missing"))
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, env("data-dir", "`directory` of the store, the page token key, the log's and the built-in issuer's keys and backups; created when missing"))
 	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, env("backup-dir", "`directory` the embedded store's backups are written to (audittrail backup; default <data-dir>/backups); on the data directory's file system they link its files instead of copying them"))
 	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
 	fs.DurationVar(&c.LogKeepCheckpoints, "log-keep-checkpoints", c.LogKeepCheckpoints, env("log-keep-checkpoints", "keep every signed checkpoint of the log this long; older ones are thinned to the last of each hour (0 keeps them all)"))
@@ -217,7 +220,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.Dev, "dev", c.Dev, env("dev", "development mode: generate the tokens that are not given, and print how to use them"))
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, env("log-level", "log `level`: debug (one line per request), info, warn or error"))
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, env("log-format", "log `format`: text or json"))
-	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private, loopback and link-local source addresses as \"private\""))
+	fs.BoolVar(&c.RedactPrivateIPs, "redact-private-ips", c.RedactPrivateIPs, env("redact-private-ips", "store private (RFC 1918, RFC 4193), loopback, link-local and unspecified source addresses as \"private\""))
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB` (0: 256); more makes long scans faster (docs/configuration.md)"))
 	fs.Int64Var(&c.MinFreeDiskMiB, "min-free-disk-mib", c.MinFreeDiskMiB, env("min-free-disk-mib", "free space in `MiB` the embedded store keeps on its file system: below it, new events are refused (RESOURCE_EXHAUSTED) until space is freed (0: 1024; -1: no reserve)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
