@@ -48,3 +48,43 @@ func (s *Store) PageTokenKey(ctx context.Context) ([]byte, error) {
 	}
 	return nil, errors.New("postgres: the page token key could not be read")
 }
+
+// issuerKeyPrefix names the service_keys rows of the built-in issuers'
+// public keys, one per key id (token.PeerKeys).
+const issuerKeyPrefix = "issuer_jwk:"
+
+// PublishIssuerKey records a replica's built-in issuer public key (JWK JSON)
+// under its key id, so that every replica accepts the access tokens any of
+// them issues (token.BuiltinConfig.Peers). Only public keys are kept here: a
+// reader of the database cannot sign tokens with them.
+func (s *Store) PublishIssuerKey(ctx context.Context, kid string, jwk []byte) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO service_keys (name, key) VALUES ($1, $2::bytea) ON CONFLICT (name) DO NOTHING`,
+		issuerKeyPrefix+kid, jwk); err != nil {
+		s.recoverFrom(err)
+		return s.fail(ctx, "issuer key", err)
+	}
+	return nil
+}
+
+// IssuerKeys returns every published issuer public key (token.PeerKeys).
+func (s *Store) IssuerKeys(ctx context.Context) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	rows, err := s.pool.Query(ctx, `SELECT key FROM service_keys WHERE starts_with(name, $1) ORDER BY name`, issuerKeyPrefix)
+	if err != nil {
+		s.recoverFrom(err)
+		return nil, s.fail(ctx, "issuer keys", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		s.recoverFrom(err)
+		return nil, s.fail(ctx, "issuer keys", err)
+	}
+	return keys, nil
+}

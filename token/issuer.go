@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -37,8 +39,16 @@ type BuiltinConfig struct {
 	// /.well-known/openid-configuration, /oauth2/jwks, /oauth2/token.
 	URL string
 	// KeyFile holds the ES256 signing key (PEM, PKCS #8); it is created
-	// with mode 0600 when missing. Replicas must share it.
+	// with mode 0600 when missing. Replicas share it, or publish their
+	// public keys to each other (Peers).
 	KeyFile string
+	// Peers, when set, shares the issuers' public keys between the
+	// replicas of one deployment (the PostgreSQL store): PublishKey records
+	// this issuer's, and an access token signed by any recorded key is
+	// accepted, so that replicas behind one load balancer need no shared
+	// key file. Only public keys are recorded: whoever reads the store
+	// cannot sign tokens.
+	Peers PeerKeys
 	// Audience of the access tokens; "" means "audittrail".
 	Audience string
 	// ClientID is the OAuth client id the token endpoint accepts (public
@@ -56,6 +66,13 @@ type BuiltinConfig struct {
 	Now func() time.Time
 }
 
+// PeerKeys keeps the public keys (JWK JSON) of the built-in issuers of a
+// deployment's replicas (postgres.Store).
+type PeerKeys interface {
+	PublishIssuerKey(ctx context.Context, kid string, jwk []byte) error
+	IssuerKeys(ctx context.Context) ([][]byte, error)
+}
+
 // Issuer is the built-in OIDC issuer of a standalone deployment.
 type Issuer struct {
 	cfg      BuiltinConfig
@@ -63,7 +80,19 @@ type Issuer struct {
 	jwk      jose.JSONWebKey // public
 	signer   jose.Signer
 	verifier *Verifier
+
+	// peers are the other replicas' public keys (BuiltinConfig.Peers),
+	// read again when a token names a key not among them, at most once per
+	// peerRefresh.
+	peersMu     sync.Mutex
+	peers       atomic.Pointer[[]jose.JSONWebKey]
+	peersReadAt time.Time
 }
+
+// peerRefresh bounds how often an unknown key id makes the issuer read the
+// published keys again: a flood of forged tokens costs one query per period,
+// and a replica started since is known within it.
+const peerRefresh = time.Second
 
 // NewIssuer loads (or creates) the signing key and returns the issuer.
 func NewIssuer(cfg BuiltinConfig) (*Issuer, error) {
@@ -105,10 +134,7 @@ func NewIssuer(cfg BuiltinConfig) (*Issuer, error) {
 		Algorithms: []string{"ES256"},
 		ClockSkew:  5 * time.Second,
 		Now:        cfg.Now,
-		keys: &staticKeySet{
-			keys: func() []jose.JSONWebKey { return []jose.JSONWebKey{i.jwk} },
-			algs: []jose.SignatureAlgorithm{jose.ES256},
-		},
+		keys:       &issuerKeySet{i: i},
 	})
 	if err != nil {
 		return nil, err
@@ -286,7 +312,82 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 
 func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{i.jwk}})
+	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: i.keys()})
+}
+
+// keys are the keys access tokens may be signed with: this issuer's, then
+// the published ones of the other replicas.
+func (i *Issuer) keys() []jose.JSONWebKey {
+	out := []jose.JSONWebKey{i.jwk}
+	if p := i.peers.Load(); p != nil {
+		for _, k := range *p {
+			if k.KeyID != i.jwk.KeyID {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// PublishKey records this issuer's public key for the other replicas
+// (BuiltinConfig.Peers) and reads theirs; without Peers it does nothing.
+func (i *Issuer) PublishKey(ctx context.Context) error {
+	if i.cfg.Peers == nil {
+		return nil
+	}
+	data, err := json.Marshal(i.jwk)
+	if err != nil {
+		return err
+	}
+	if err := i.cfg.Peers.PublishIssuerKey(ctx, i.jwk.KeyID, data); err != nil {
+		return fmt.Errorf("token: publishing the built-in issuer's key: %w", err)
+	}
+	return i.readPeers(ctx, true)
+}
+
+// readPeers reads the published keys, unless they were read less than
+// peerRefresh ago (and force is not set).
+func (i *Issuer) readPeers(ctx context.Context, force bool) error {
+	i.peersMu.Lock()
+	defer i.peersMu.Unlock()
+	now := time.Now()
+	if !force && now.Sub(i.peersReadAt) < peerRefresh {
+		return nil
+	}
+	i.peersReadAt = now
+	raw, err := i.cfg.Peers.IssuerKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("token: reading the built-in issuers' keys: %w", err)
+	}
+	keys := make([]jose.JSONWebKey, 0, len(raw))
+	for _, b := range raw {
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(b); err != nil || !k.Valid() || !k.IsPublic() {
+			continue // not a public key: never trusted
+		}
+		if _, ok := k.Key.(*ecdsa.PublicKey); !ok || k.Algorithm != string(jose.ES256) {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	i.peers.Store(&keys)
+	return nil
+}
+
+// issuerKeySet verifies access tokens with the issuer's keys; a token whose
+// key id none of them has makes it read the other replicas' keys again.
+type issuerKeySet struct{ i *Issuer }
+
+func (s *issuerKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	ks := &staticKeySet{keys: s.i.keys, algs: []jose.SignatureAlgorithm{jose.ES256}}
+	p, err := ks.VerifySignature(ctx, raw)
+	if errors.Is(err, errUnknownKey) && s.i.cfg.Peers != nil {
+		if rerr := s.i.readPeers(ctx, false); rerr != nil {
+			return nil, rerr
+		}
+		p, err = ks.VerifySignature(ctx, raw)
+	}
+	return p, err
 }
 
 // serveToken is the token endpoint (RFC 6749 §6): grant_type=refresh_token

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/audittrail/audittrail"
 )
 
@@ -151,5 +153,91 @@ func TestIssuer(t *testing.T) {
 	resp.Body.Close()
 	if len(jwks.Keys) != 1 || jwks.Keys[0]["kid"] != iss.jwk.KeyID || jwks.Keys[0]["d"] != nil || !strings.HasPrefix(jwks.Keys[0]["alg"].(string), "ES") {
 		t.Errorf("jwks: %v", jwks)
+	}
+}
+
+// memPeers is token.PeerKeys in memory.
+type memPeers struct {
+	mu   sync.Mutex
+	keys map[string][]byte
+}
+
+func (m *memPeers) PublishIssuerKey(_ context.Context, kid string, jwk []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.keys[kid]; !ok {
+		m.keys[kid] = jwk
+	}
+	return nil
+}
+
+func (m *memPeers) IssuerKeys(context.Context) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	for _, k := range m.keys {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// TestIssuerPeerKeys: replicas with their own keys accept each other's
+// access tokens once their public keys are published, one started later
+// included (read again on an unknown key id); a key not published, or
+// published with its private part, is not trusted.
+func TestIssuerPeerKeys(t *testing.T) {
+	peers := &memPeers{keys: map[string][]byte{}}
+	static := &Static{}
+	newReplica := func() (*Issuer, *Chain) {
+		chain := &Chain{Static: static, APITokens: &APITokens{Store: &memTokens{}}}
+		iss, err := NewIssuer(BuiltinConfig{URL: "http://audit.example", KeyFile: filepath.Join(t.TempDir(), "issuer.key"),
+			Tokens: chain.APITokens, Peers: peers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := iss.PublishKey(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		chain.Issuer = iss
+		return iss, chain
+	}
+	mint := func(iss *Issuer) string {
+		tok, _, err := iss.Mint(&audittrail.Principal{Name: "users/reader", Roles: []audittrail.Role{audittrail.RoleAuditor}}, "audittrail")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	a, chainA := newReplica()
+	b, chainB := newReplica()
+	if _, err := chainB.Authenticate(t.Context(), mint(a)); err != nil {
+		t.Errorf("B refuses A's token: %v", err)
+	}
+	time.Sleep(peerRefresh) // A read the keys before B published; the next unknown key id reads them again
+	if _, err := chainA.Authenticate(t.Context(), mint(b)); err != nil {
+		t.Errorf("A refuses B's token: %v", err)
+	}
+
+	unpublished, err := NewIssuer(BuiltinConfig{URL: "http://audit.example", KeyFile: filepath.Join(t.TempDir(), "issuer.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(peerRefresh)
+	if _, err := chainA.Authenticate(t.Context(), mint(unpublished)); audittrail.ErrorCode(err) != audittrail.EUnauthenticated {
+		t.Errorf("a token of an unpublished key: %v, want EUnauthenticated", err)
+	}
+	// Its key published with the private part: not a public key, ignored.
+	private := jose.JSONWebKey{Key: unpublished.key, Algorithm: string(jose.ES256), Use: "sig", KeyID: unpublished.jwk.KeyID}
+	data, err := private.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers.PublishIssuerKey(t.Context(), unpublished.jwk.KeyID, data)
+	time.Sleep(peerRefresh)
+	if _, err := chainA.Authenticate(t.Context(), mint(unpublished)); audittrail.ErrorCode(err) != audittrail.EUnauthenticated {
+		t.Errorf("a token of a key published with its private part: %v, want EUnauthenticated", err)
+	}
+	if n := len(a.keys()); n != 2 {
+		t.Errorf("A trusts %d keys, want its own and B's", n)
 	}
 }

@@ -199,6 +199,9 @@ func (m *Main) setupAuth(ctx context.Context, store audittrail.Store, publicURL 
 		if base == "" {
 			base = publicURL
 		}
+		// PostgreSQL replicas publish their issuers' public keys to each
+		// other, so each keeps its own key file.
+		peers, _ := store.(token.PeerKeys)
 		iss, err := token.NewIssuer(token.BuiltinConfig{
 			URL:            base,
 			KeyFile:        filepath.Join(c.DataDir, issuerKeyFile),
@@ -206,8 +209,12 @@ func (m *Main) setupAuth(ctx context.Context, store audittrail.Store, publicURL 
 			AccessTokenTTL: a.AccessTokenTTL,
 			Refresh:        chain.Refresh,
 			Tokens:         chain.APITokens,
+			Peers:          peers,
 		})
 		if err != nil {
+			return nil, err
+		}
+		if err := iss.PublishKey(ctx); err != nil {
 			return nil, err
 		}
 		chain.Issuer = iss

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	neturl "net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -106,4 +108,70 @@ func post(t *testing.T, url, token string, body any) (int, []byte) {
 	var buf bytes.Buffer
 	buf.ReadFrom(res.Body)
 	return res.StatusCode, buf.Bytes()
+}
+
+// TestServePostgresIssuerKeys: replicas on one database, each with its own
+// built-in issuer key (their data directories differ), accept each other's
+// access tokens: each publishes its public key in the database
+// (token.PeerKeys). They share the issuer URL (--public-url), as replicas
+// behind one load balancer do.
+func TestServePostgresIssuerKeys(t *testing.T) {
+	url := pgtest.Start(t)
+	a := testserver.Start(t, "--store", url, "--public-url", "http://audit.example")
+	b := testserver.Start(t, "--store", url, "--public-url", "http://audit.example")
+	if bytes.Equal(mustRead(t, filepath.Join(a.DataDir, "issuer.key")), mustRead(t, filepath.Join(b.DataDir, "issuer.key"))) {
+		t.Fatal("the replicas share an issuer key: the test proves nothing")
+	}
+	// An access token from A's issuer, for A's reader token.
+	res, err := http.PostForm(a.PublicURL+"/oauth2/token", neturl.Values{"grant_type": {"refresh_token"}, "client_id": {"audittrail"}, "refresh_token": {a.ReaderToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&tok)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK || tok.AccessToken == "" {
+		t.Fatalf("token from replica A: %d %v", res.StatusCode, err)
+	}
+	for name, srv := range map[string]*testserver.Server{"A": a, "B": b} {
+		var resp struct{ Events []struct{ Name string } }
+		postJSON(t, srv.PublicURL+"/v1/events:search", tok.AccessToken, map[string]any{"pageSize": 1}, &resp)
+		t.Logf("replica %s accepted A's access token", name)
+	}
+	// And the other way: A read the published keys before B started, and
+	// reads them again when a token names a key it does not know (at most
+	// once a second).
+	res, err = http.PostForm(b.PublicURL+"/oauth2/token", neturl.Values{"grant_type": {"refresh_token"}, "client_id": {"audittrail"}, "refresh_token": {b.ReaderToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(res.Body).Decode(&tok)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("token from replica B: %d %v", res.StatusCode, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, answer := post(t, a.PublicURL+"/v1/events:search", tok.AccessToken, map[string]any{"pageSize": 1})
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica A refuses B's access token: %d %s", code, answer)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// B's keys (JWKS) list both replicas' keys.
+	res, err = http.Get(b.PublicURL + "/oauth2/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwks struct{ Keys []struct{ Kid string } }
+	err = json.NewDecoder(res.Body).Decode(&jwks)
+	res.Body.Close()
+	if err != nil || len(jwks.Keys) != 2 || jwks.Keys[0].Kid == jwks.Keys[1].Kid {
+		t.Errorf("replica B's JWKS: %+v %v, want the two replicas' keys", jwks, err)
+	}
 }
