@@ -81,11 +81,12 @@ type Issuer struct {
 	signer   jose.Signer
 	verifier *Verifier
 
-	// peers are the other replicas' public keys (BuiltinConfig.Peers),
-	// read again when a token names a key not among them, at most once per
-	// peerRefresh.
+	// trusted is this issuer's key, then the other replicas' published
+	// ones (BuiltinConfig.Peers), built when they are read, so that a
+	// verification only loads it; read again when a token names a key not
+	// among them, at most once per peerRefresh.
 	peersMu     sync.Mutex
-	peers       atomic.Pointer[[]jose.JSONWebKey]
+	trusted     atomic.Pointer[[]jose.JSONWebKey]
 	peersReadAt time.Time
 }
 
@@ -123,6 +124,7 @@ func NewIssuer(cfg BuiltinConfig) (*Issuer, error) {
 		return nil, err
 	}
 	i.jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	i.trusted.Store(&[]jose.JSONWebKey{i.jwk})
 	i.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
 		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader(jose.HeaderKey("kid"), i.jwk.KeyID))
 	if err != nil {
@@ -134,7 +136,7 @@ func NewIssuer(cfg BuiltinConfig) (*Issuer, error) {
 		Algorithms: []string{"ES256"},
 		ClockSkew:  5 * time.Second,
 		Now:        cfg.Now,
-		keys:       &issuerKeySet{i: i},
+		keys:       &issuerKeySet{i: i, keys: staticKeySet{keys: i.keys, algs: []jose.SignatureAlgorithm{jose.ES256}}},
 	})
 	if err != nil {
 		return nil, err
@@ -317,17 +319,7 @@ func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 
 // keys are the keys access tokens may be signed with: this issuer's, then
 // the published ones of the other replicas.
-func (i *Issuer) keys() []jose.JSONWebKey {
-	out := []jose.JSONWebKey{i.jwk}
-	if p := i.peers.Load(); p != nil {
-		for _, k := range *p {
-			if k.KeyID != i.jwk.KeyID {
-				out = append(out, k)
-			}
-		}
-	}
-	return out
-}
+func (i *Issuer) keys() []jose.JSONWebKey { return *i.trusted.Load() }
 
 // PublishKey records this issuer's public key for the other replicas
 // (BuiltinConfig.Peers) and reads theirs; without Peers it does nothing.
@@ -359,33 +351,36 @@ func (i *Issuer) readPeers(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("token: reading the built-in issuers' keys: %w", err)
 	}
-	keys := make([]jose.JSONWebKey, 0, len(raw))
+	keys := make([]jose.JSONWebKey, 1, len(raw)+1)
+	keys[0] = i.jwk
 	for _, b := range raw {
 		var k jose.JSONWebKey
 		if err := k.UnmarshalJSON(b); err != nil || !k.Valid() || !k.IsPublic() {
 			continue // not a public key: never trusted
 		}
-		if _, ok := k.Key.(*ecdsa.PublicKey); !ok || k.Algorithm != string(jose.ES256) {
+		if _, ok := k.Key.(*ecdsa.PublicKey); !ok || k.Algorithm != string(jose.ES256) || k.KeyID == i.jwk.KeyID {
 			continue
 		}
 		keys = append(keys, k)
 	}
-	i.peers.Store(&keys)
+	i.trusted.Store(&keys)
 	return nil
 }
 
 // issuerKeySet verifies access tokens with the issuer's keys; a token whose
 // key id none of them has makes it read the other replicas' keys again.
-type issuerKeySet struct{ i *Issuer }
+type issuerKeySet struct {
+	i    *Issuer
+	keys staticKeySet
+}
 
 func (s *issuerKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	ks := &staticKeySet{keys: s.i.keys, algs: []jose.SignatureAlgorithm{jose.ES256}}
-	p, err := ks.VerifySignature(ctx, raw)
+	p, err := s.keys.VerifySignature(ctx, raw)
 	if errors.Is(err, errUnknownKey) && s.i.cfg.Peers != nil {
 		if rerr := s.i.readPeers(ctx, false); rerr != nil {
 			return nil, rerr
 		}
-		p, err = ks.VerifySignature(ctx, raw)
+		p, err = s.keys.VerifySignature(ctx, raw)
 	}
 	return p, err
 }
