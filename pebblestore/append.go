@@ -111,7 +111,18 @@ func (s *Store) writer() {
 	groups := [2]*group{newGroup(), newGroup()}
 	var prev *group // the group handed over last: maybe not committed yet
 	for n := 0; ; n++ {
-		r, ok := <-s.reqs
+		var r *appendReq
+		var ok bool
+		select {
+		case r, ok = <-s.reqs:
+		case x := <-s.expires:
+			// Deletions go between group commits (expire.go).
+			if prev != nil {
+				<-prev.done
+			}
+			s.expireRecords(x)
+			continue
+		}
 		if !ok {
 			break
 		}
@@ -412,6 +423,12 @@ func (w *groupWriter) lookupIDs(group []*appendReq) error {
 // with the next seq.
 func (w *groupWriter) add(g, pg *group, r *appendReq, i int, e *audittrail.Event) error {
 	s := w.s
+	if e.EventTime.UnixNano() < s.cutoff.Load() {
+		// Checked here, on the goroutine that moves the cutoff, so that
+		// no event before it is stored once it is set (expire.go).
+		r.res[i].Err = s.cutoffError(e)
+		return nil
+	}
 	b := &g.buf
 	id := r.ids[i]
 	prev := g.pending[id]

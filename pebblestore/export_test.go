@@ -311,3 +311,34 @@ func WithFSForTest(cfg Config, fs vfs.FS) Config {
 // DiskCheckIntervalForTest is how long the free space read by an append
 // stays in use.
 const DiskCheckIntervalForTest = diskCheckInterval
+
+// KeysBeforeForTest counts, by kind, the keys that hold nothing at or after
+// cutoff: records ("e") and posting blocks ("p", "k", ...) whose (newest)
+// time is before it, the value column's keys of buckets that end at or
+// before it ("v"); and every id entry ("i").
+func (s *Store) KeysBeforeForTest(cutoff int64) (map[string]int, error) {
+	m := map[string]int{}
+	bound := sortTime(cutoff)
+	for _, pfx := range []byte{pfxEvent, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
+		err := scan(s.db, []byte{pfx}, func(k, v []byte) error {
+			if binary.BigEndian.Uint64(k[len(k)-16:]) < bound {
+				m[string(pfx)]++
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	err := scan(s.db, []byte{pfxColumn}, func(k, v []byte) error {
+		if unsortTime(binary.BigEndian.Uint64(k[2:10])) < colBucket(cutoff)<<colBucketShift {
+			m["v"]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = scan(s.db, []byte{pfxID}, func(k, v []byte) error { m["i"]++; return nil })
+	return m, err
+}

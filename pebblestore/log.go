@@ -59,7 +59,22 @@ func (s *Store) rlock() error {
 // recent-events window (recent.go) is decoded from memory; any other is
 // read from the database: the log positions of the range (seq → time; o
 // keys, s keys in stores written before format 6), then each record.
+//
+// It reads every event still stored, those before the retention cutoff
+// included (the log's integrator hashes them); a seq whose event was
+// deleted fails with ENotFound.
 func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	return s.eventsBySeq(ctx, from, to, false)
+}
+
+// EventsBySeqSparse implements logsign.SparseLogReader: EventsBySeq with a
+// nil event for each seq whose event is before the retention cutoff
+// (expire.go), deleted or not yet, as every other read shows them.
+func (s *Store) EventsBySeqSparse(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+	return s.eventsBySeq(ctx, from, to, true)
+}
+
+func (s *Store) eventsBySeq(ctx context.Context, from, to uint64, sparse bool) ([]*audittrail.Event, error) {
 	if from == 0 || to < from {
 		return nil, fmt.Errorf("pebblestore: bad seq range [%d, %d]", from, to)
 	}
@@ -70,11 +85,12 @@ func (s *Store) EventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail
 	if out, ok, err := s.recentEventsBySeq(ctx, from, to); ok || err != nil {
 		return out, err
 	}
-	return s.diskEventsBySeq(ctx, from, to)
+	return s.diskEventsBySeq(ctx, from, to, sparse)
 }
 
 // recentEventsBySeq decodes the events from..to from the recent-events
-// window, or reports that they are not all in it.
+// window, or reports that they are not all in it, or that one is before
+// the retention cutoff.
 func (s *Store) recentEventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, bool, error) {
 	win := s.window()
 	if win == nil {
@@ -86,6 +102,15 @@ func (s *Store) recentEventsBySeq(ctx context.Context, from, to uint64) ([]*audi
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, true, err
+	}
+	// Events before the retention cutoff may be deleted on disk while the
+	// window still holds them: the disk is the authority for those.
+	if cutoff := s.cutoff.Load(); cutoff != noCutoff {
+		for _, r := range recs {
+			if r.ns < cutoff {
+				return nil, false, nil
+			}
+		}
 	}
 	snap := s.dicts.snapshot()
 	out := make([]*audittrail.Event, len(recs))
@@ -101,16 +126,24 @@ func (s *Store) recentEventsBySeq(ctx context.Context, from, to uint64) ([]*audi
 
 // diskEventsBySeq reads the events from..to from the database; the caller
 // holds closeMu.
-func (s *Store) diskEventsBySeq(ctx context.Context, from, to uint64) ([]*audittrail.Event, error) {
+func (s *Store) diskEventsBySeq(ctx context.Context, from, to uint64, sparse bool) ([]*audittrail.Event, error) {
 	snap := s.dicts.snapshot()
+	cutoff := s.cutoff.Load()
 	out := make([]*audittrail.Event, 0, to-from+1)
 	next := from
 	err := s.positions(ctx, from, to, func(seq uint64, ns int64) error {
 		if seq != next {
 			return audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d is missing", next)
 		}
+		if sparse && ns < cutoff {
+			out = append(out, nil)
+			next++
+			return nil
+		}
 		rec, closer, err := s.db.Get(eventKey(nil, ns, seq))
-		if err != nil {
+		if err == pebble.ErrNotFound {
+			return audittrail.Errorf(audittrail.ENotFound, "pebblestore: event seq %d was deleted (retention)", seq)
+		} else if err != nil {
 			return fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
 		}
 		e, err := decodeRecord(snap, rec, ns, seq)
@@ -137,17 +170,7 @@ func (s *Store) TreeSize() (uint64, error) {
 		return 0, err
 	}
 	defer s.closeMu.RUnlock()
-	v, closer, err := s.db.Get(treeSizeKey)
-	if err == pebble.ErrNotFound {
-		return 0, nil
-	} else if err != nil {
-		return 0, err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("pebblestore: corrupt tree size %x", v)
-	}
-	return binary.BigEndian.Uint64(v), nil
+	return s.readTreeSize()
 }
 
 // treeTileHeight is how the tree's hashes are stored (merkle.TileHeight):
@@ -522,5 +545,9 @@ func (s *Store) EventByID(ctx context.Context, id string) (*audittrail.Event, er
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
-	return s.eventByID(u)
+	e, err := s.eventByID(u)
+	if e != nil && e.EventTime.UnixNano() < s.cutoff.Load() {
+		return nil, err // before the retention cutoff: deleted, or about to be
+	}
+	return e, err
 }

@@ -30,5 +30,5 @@ func (s *Store) DiskEventsBySeqForTest(ctx context.Context, from, to uint64) ([]
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
-	return s.diskEventsBySeq(ctx, from, to)
+	return s.diskEventsBySeq(ctx, from, to, false)
 }

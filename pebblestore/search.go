@@ -28,7 +28,7 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 		return nil, errClosed
 	}
 	res := &audittrail.SearchResult{}
-	lo, hi, ok := timeBounds(q, req.After)
+	lo, hi, ok := timeBounds(q, req.After, s.cutoff.Load())
 	if !ok {
 		return res, nil
 	}
@@ -199,9 +199,12 @@ func (pg *pager) check(rec []byte, ns int64, seq uint64, decode bool) (*audittra
 }
 
 // timeBounds returns the (time, seq) key suffixes [lo, hi) of q's time range,
-// cut at the cursor, and false when the range is empty.
-func timeBounds(q *audittrail.Query, after *audittrail.Cursor) (lo, hi []byte, ok bool) {
-	lo = appendTimeSeq(nil, q.Start.UnixNano(), 0)
+// cut at the cursor and at the retention cutoff (expire.go), and false when
+// the range is empty. Every source of candidates (the primary range, the
+// posting lists, the value column) is bounded by them, so no event before
+// the cutoff is ever a candidate.
+func timeBounds(q *audittrail.Query, after *audittrail.Cursor, cutoff int64) (lo, hi []byte, ok bool) {
+	lo = appendTimeSeq(nil, max(q.Start.UnixNano(), cutoff), 0)
 	hi = appendTimeSeq(nil, q.End.UnixNano(), 0)
 	if after != nil {
 		if c := appendTimeSeq(nil, after.Time, after.Seq); bytes.Compare(c, hi) < 0 {

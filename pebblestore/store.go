@@ -63,6 +63,10 @@ type Store struct {
 	regex   *regexCache
 
 	reqs       chan *appendReq // to the writer goroutine
+	expires    chan *expireReq // to the writer goroutine, unbuffered (expire.go)
+	// cutoff is the retention cutoff (Unix ns; noCutoff when none): no
+	// event before it is shown or accepted (expire.go).
+	cutoff atomic.Int64
 	writerDone chan struct{}
 	lastSeq    atomic.Uint64 // highest committed seq; visible to Search
 	// lastReceive is the receive time (Unix ns) of the event at lastSeq
@@ -195,6 +199,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		dicts:      newDicts(limit),
 		regex:      newRegexCache(regexCacheBytes),
 		reqs:       make(chan *appendReq, 1024),
+		expires:    make(chan *expireReq),
 		recent:     &recentWindow{},
 		writerDone: make(chan struct{}),
 	}
@@ -338,6 +343,9 @@ func (s *Store) recover() error {
 		return err
 	}
 	if err := s.dicts.load(s.db); err != nil {
+		return err
+	}
+	if err := s.loadCutoff(); err != nil {
 		return err
 	}
 	for _, pfx := range []byte{pfxPost, pfxHash} {

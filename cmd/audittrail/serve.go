@@ -110,6 +110,9 @@ type Config struct {
 	// LogKeepCheckpoints keeps every signed checkpoint this long; older
 	// ones are thinned to the last of each hour (0 keeps all).
 	LogKeepCheckpoints time.Duration
+	// Retention deletes the events whose event_time is older than this
+	// (0 keeps every event; retention.go).
+	Retention          time.Duration
 	PublicAddr         string
 	InternalAddr       string
 	ReaderToken        string
@@ -156,6 +159,8 @@ type Main struct {
 	// Log is the verifiable log (log.go), nil when the store has none.
 	Log     *logsign.Log
 	stopLog func()
+	// stopRetention stops the retention passes (retention.go).
+	stopRetention func()
 }
 
 // NewMain returns a Main with the default configuration.
@@ -199,6 +204,7 @@ var serveEnv = map[string]string{
 	"log-key":              "AUDITTRAIL_LOG_KEY",
 	"log-previous-key":     "AUDITTRAIL_LOG_PREVIOUS_KEY",
 	"log-keep-checkpoints": "AUDITTRAIL_LOG_KEEP_CHECKPOINTS",
+	"retention":            "AUDITTRAIL_RETENTION",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -213,6 +219,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
 	fs.DurationVar(&c.LogKeepCheckpoints, "log-keep-checkpoints", c.LogKeepCheckpoints, env("log-keep-checkpoints", "keep every signed checkpoint of the log this long; older ones are thinned to the last of each hour (0 keeps them all)"))
 	fs.StringVar(&c.LogPreviousKey, "log-previous-key", c.LogPreviousKey, env("log-previous-key", "key `file` the log's signing key is rotated from: its signing key, which then cosigns every checkpoint, or its public key when the signing key is lost (docs/configuration.md, \"Rotating the log's signing key\")"))
+	fs.Var((*retentionFlag)(&c.Retention), "retention", env("retention", "delete the events whose event_time is older than this `period` (90d, 2160h; at least 1h), at start and every hour, and refuse older ones; each pass that deletes is a self-audit event (docs/configuration.md, \"Retention\"); 0 keeps every event"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
 	fs.StringVar(&c.ReaderToken, "reader-token", c.ReaderToken, env("reader-token", "bearer `token` of the auditor (users/reader), who may search; prefer the environment variable, flags show in ps"))
@@ -270,6 +277,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--max-scan %d must be positive", c.MaxScan)
 	case c.PrefetchMinPage < 0:
 		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
+	case c.Retention != 0 && c.Retention < audittrail.MinRetention:
+		return usageErrorf("--retention %s is shorter than the minimum %s: give days, such as 90d", c.Retention, audittrail.MinRetention)
 	case c.LogKeepCheckpoints < 0:
 		return usageErrorf("--log-keep-checkpoints %s must not be negative (0 keeps every checkpoint)", c.LogKeepCheckpoints)
 	case c.ShutdownTimeout <= 0:
@@ -314,6 +323,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = store
+	if _, ok := store.(audittrail.Expirer); c.Retention > 0 && !ok {
+		return usageErrorf("--retention: this store does not delete events; see docs/postgres.md, \"Retention\"")
+	}
 	if err := m.startLog(ctx, store); err != nil {
 		return err
 	}
@@ -378,6 +390,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	srv.Start(public, internal)
 	m.server = srv
+	m.startRetention(ctx, store)
 	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
 		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan, "prefetch_min_page", c.PrefetchMinPage)
 	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
@@ -403,6 +416,10 @@ func (m *Main) Close() error {
 		}
 		cancel()
 		m.server = nil
+	}
+	if m.stopRetention != nil {
+		m.stopRetention()
+		m.stopRetention = nil
 	}
 	if m.stopLog != nil {
 		m.stopLog()

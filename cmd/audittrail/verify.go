@@ -84,7 +84,7 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs.StringVar(&f.proof, "proof", "", "proof JSON `file` (inclusion)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of a stopped server (store)")
 	fs.StringVar(&f.store, "store", "", "store: a postgres:// `URL` to audit instead of a data directory")
-	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "store (PostgreSQL): audit the events left after a retention drop; the deleted ones are checked by their leaf hashes and listed, instead of failing the audit")
+	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "store: audit the events left after retention deleted some (serve --retention, or a PostgreSQL month dropped); the deleted ones are checked by their leaf hashes and listed, instead of failing the audit")
 	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, and on leaves no checkpoint signs yet; answer: fail on pending events")
 	return fs, f
 }
@@ -312,9 +312,6 @@ type auditedStore interface {
 }
 
 func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
-	if f.allowDeleted && f.store == "" {
-		return usageErrorf("--allow-deleted goes with --store: the embedded store does not delete events")
-	}
 	keyFile := f.key
 	if keyFile == "" {
 		keyFile = filepath.Join(f.dataDir, logsign.VerificationKeyFile)

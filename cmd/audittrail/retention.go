@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/audittrail/audittrail"
+)
+
+// retentionInterval is how often serve --retention deletes the events that
+// became too old: at most an hour's worth of them is kept past the period.
+const retentionInterval = time.Hour
+
+// startRetention runs the retention passes of --retention in the
+// background (the first at once) until Close; each pass that deletes
+// events, or fails, is recorded as a self-audit event.
+func (m *Main) startRetention(ctx context.Context, store audittrail.Store) {
+	c := &m.Config
+	exp, ok := store.(audittrail.Expirer)
+	if c.Retention <= 0 || !ok {
+		return
+	}
+	r := &audittrail.Retention{
+		Store:  exp,
+		Keep:   c.Retention,
+		Audit:  &audittrail.SelfAuditor{Store: store, RedactPrivateIPs: c.RedactPrivateIPs},
+		Logger: m.log,
+	}
+	m.log.InfoContext(ctx, "retention: events older than the period are deleted", "period", c.Retention, "every", retentionInterval)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { r.Run(runCtx, retentionInterval); close(done) }()
+	m.stopRetention = func() { cancel(); <-done }
+}
+
+// retentionFlag is --retention: a period in days or a Go duration ("90d",
+// "2160h", "1d12h"), or 0 for none.
+type retentionFlag time.Duration
+
+func (f *retentionFlag) String() string {
+	if f == nil || *f == 0 {
+		return "0"
+	}
+	return time.Duration(*f).String()
+}
+
+func (f *retentionFlag) Set(s string) error {
+	if s == "0" {
+		*f = 0
+		return nil
+	}
+	d, err := parseAgo(s)
+	if err != nil {
+		return err
+	}
+	*f = retentionFlag(d)
+	return nil
+}

@@ -1,0 +1,404 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Retention (audittrail.Expirer): deleting the events before a cutoff.
+//
+// The cutoff is an event time kept in cutoffKey; it only moves forward.
+// Once it is set, nothing before it is shown: every search's time range
+// starts at it (timeBounds), a lookup by id of an event before it finds
+// nothing, the log's sparse reads (GetLogEntries, the audit) report such an
+// event deleted, and the writer refuses new events before it. What is
+// hidden is then deleted in the background of that promise, in three parts:
+//
+//   - Records, with their id entries (i keys), read in the primary range up
+//     to the cutoff. They are deleted by the writer goroutine between two
+//     group commits, a chunk at a time: the writer is the only code that
+//     writes ids, so an id can never be deleted just after a producer's
+//     retry stored a new event under it. A record the verifiable log has
+//     not integrated yet is kept (the integrator hashes it), and so are the
+//     events at the last seq and at the tree's size, which Open and the log
+//     read at start (their receive times): all three are deleted by a
+//     later pass, once newer events exist.
+//   - Posting blocks (p, k and the older formats' q, x, h keys) whose newest
+//     posting is before the cutoff, so all of theirs are: a range deletion
+//     per list that has more than a few, point deletions otherwise. No new
+//     block can land there (new events are at or after the cutoff).
+//   - The value column's buckets that end at or before the cutoff.
+//
+// Kept: the log positions (o, s keys: a few bytes per event, the seq → time
+// map the log and Open read), the dictionaries (values are shared by
+// events; one still in use cannot be told from one that is not without a
+// count per value) and the posting counts (planner statistics). The tree
+// keeps every leaf hash, so proofs of the remaining events, checkpoints and
+// mirrors go on (docs/design/retention.md). Pebble reclaims the space as it
+// compacts the deleted ranges.
+
+// cutoffKey holds the retention cutoff: int64 Unix nanoseconds,
+// big-endian. Absent: no cutoff.
+var cutoffKey = []byte("mcutoff")
+
+// noCutoff is the in-memory cutoff of a store that never expired events:
+// before every representable event time.
+const noCutoff = math.MinInt64
+
+// expireChunk is how many records the writer examines per chunk: the
+// appends queued meanwhile wait for it (a few milliseconds).
+const expireChunk = 4096
+
+// expireFlush is how many deletions of postings and column keys go in one
+// batch.
+const expireFlush = 4096
+
+// expireReq is one chunk of record deletions for the writer.
+type expireReq struct {
+	cutoff int64  // the cutoff asked for
+	start  []byte // the first primary key to examine
+	// Set by the writer.
+	next     []byte // where the next chunk starts
+	finished bool   // no record before the cutoff after next
+	deleted  int64
+	kept     int64
+	err      error
+	done     chan struct{}
+}
+
+// loadCutoff reads the stored cutoff at Open.
+func (s *Store) loadCutoff() error {
+	s.cutoff.Store(noCutoff)
+	v, closer, err := s.db.Get(cutoffKey)
+	if err == pebble.ErrNotFound {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return fmt.Errorf("pebblestore: corrupt retention cutoff %x", v)
+	}
+	s.cutoff.Store(int64(binary.BigEndian.Uint64(v)))
+	return nil
+}
+
+// Cutoff returns the retention cutoff: no event before it is shown or
+// accepted. The zero time when events were never expired.
+func (s *Store) Cutoff() time.Time {
+	c := s.cutoff.Load()
+	if c == noCutoff {
+		return time.Time{}
+	}
+	return time.Unix(0, c).UTC()
+}
+
+// Expire implements audittrail.Expirer (see above).
+func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.ExpireResult, error) {
+	var res audittrail.ExpireResult
+	if cutoff.Before(audittrail.MinEventTime) || !cutoff.Before(audittrail.MaxEventTime) {
+		return res, audittrail.Errorf(audittrail.EInvalid, "retention cutoff %s is out of range", cutoff.UTC().Format(time.RFC3339Nano))
+	}
+	start := []byte{pfxEvent}
+	for {
+		r := &expireReq{cutoff: cutoff.UnixNano(), start: start, done: make(chan struct{})}
+		if err := s.sendExpire(ctx, r); err != nil {
+			return res, err
+		}
+		<-r.done
+		res.Deleted += r.deleted
+		res.Kept += r.kept
+		if r.err != nil {
+			return res, r.err
+		}
+		if r.finished {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		start = r.next
+	}
+	res.Cutoff = s.Cutoff()
+	if err := s.rlock(); err != nil {
+		return res, err
+	}
+	defer s.closeMu.RUnlock()
+	if err := s.expireIndexes(ctx, s.cutoff.Load()); err != nil {
+		return res, fmt.Errorf("pebblestore: deleting the postings before the retention cutoff: %w", err)
+	}
+	return res, nil
+}
+
+// sendExpire hands r to the writer. The channel is unbuffered and the send
+// holds closeMu, so the writer has taken r before Close can stop it.
+func (s *Store) sendExpire(ctx context.Context, r *expireReq) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	select {
+	case s.expires <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// expireRecords runs one chunk of r on the writer goroutine, after the last
+// group commit is done: it moves the cutoff forward (durably, before any
+// deletion, so that nothing deleted could show again after a crash), then
+// deletes up to expireChunk records before it with their id entries.
+func (s *Store) expireRecords(r *expireReq) {
+	defer close(r.done)
+	if err := s.failure(); err != nil {
+		r.err = err
+		return
+	}
+	if r.cutoff > s.cutoff.Load() {
+		if r.err = s.db.Set(cutoffKey, binary.BigEndian.AppendUint64(nil, uint64(r.cutoff)), pebble.Sync); r.err != nil {
+			return
+		}
+		s.cutoff.Store(r.cutoff)
+	}
+	cutoff := s.cutoff.Load()
+	tree, err := s.readTreeSize()
+	if err != nil {
+		r.err = err
+		return
+	}
+	last := s.lastSeq.Load()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: r.start, UpperBound: eventKey(nil, cutoff, 0)})
+	if err != nil {
+		r.err = err
+		return
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var v recView
+	n := 0
+	ok := it.First()
+	for ; ok && n < expireChunk; ok = it.Next() {
+		k := it.Key()
+		n++
+		if len(k) != 17 {
+			r.err = fmt.Errorf("pebblestore: corrupt event key %x", k)
+			break
+		}
+		seq := binary.BigEndian.Uint64(k[9:])
+		if seq > tree || seq == tree || seq == last {
+			r.kept++
+			continue
+		}
+		if err := v.parse(it.Value()); err != nil {
+			r.err = fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+			break
+		}
+		var id [16]byte
+		copy(id[:], v.tail[:16])
+		if err := firstErr(b.Delete(k, nil), b.Delete(idKey(nil, id), nil)); err != nil {
+			r.err = err
+			break
+		}
+		r.deleted++
+	}
+	r.finished = !ok
+	if ok {
+		r.next = bytes.Clone(it.Key())
+	}
+	if err := firstErr(it.Error(), it.Close()); r.err == nil {
+		r.err = err
+	}
+	if r.err != nil {
+		r.deleted = 0
+		return
+	}
+	// Not synced: a deletion lost in a crash is done again by the next
+	// pass (the cutoff, which hides the events, was synced above).
+	if r.err = b.Commit(pebble.NoSync); r.err != nil {
+		r.deleted = 0
+	}
+}
+
+// readTreeSize reads the log's tree size without closeMu (the writer's
+// goroutine, which Close waits for, must not take it).
+func (s *Store) readTreeSize() (uint64, error) {
+	v, closer, err := s.db.Get(treeSizeKey)
+	if err == pebble.ErrNotFound {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("pebblestore: corrupt tree size %x", v)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// expireIndexes deletes the posting blocks and the value column's buckets
+// before cutoff; the caller holds closeMu.
+func (s *Store) expireIndexes(ctx context.Context, cutoff int64) error {
+	if cutoff == noCutoff {
+		return nil
+	}
+	d := &deleter{s: s}
+	defer d.close()
+	for _, pfx := range []byte{pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
+		if err := d.postings(ctx, pfx, cutoff); err != nil {
+			return err
+		}
+	}
+	if err := d.column(cutoff); err != nil {
+		return err
+	}
+	return d.flush()
+}
+
+// deleter batches deletions.
+type deleter struct {
+	s *Store
+	b *pebble.Batch
+	n int
+}
+
+func (d *deleter) add(del func(b *pebble.Batch) error) error {
+	if d.b == nil {
+		d.b = d.s.db.NewBatch()
+	}
+	if err := del(d.b); err != nil {
+		return err
+	}
+	if d.n++; d.n >= expireFlush {
+		return d.flush()
+	}
+	return nil
+}
+
+func (d *deleter) flush() error {
+	if d.b == nil {
+		return nil
+	}
+	err := d.b.Commit(pebble.NoSync)
+	d.b.Close()
+	d.b, d.n = nil, 0
+	return err
+}
+
+func (d *deleter) close() {
+	if d.b != nil {
+		d.b.Close()
+	}
+}
+
+// expirePointDeletes is how many blocks of a list are deleted one by one
+// before the rest of its blocks before the cutoff go in one range deletion:
+// most lists of inline values hold a block or two, and a range tombstone
+// for each would cost more than the keys.
+const expirePointDeletes = 8
+
+// postings deletes the blocks of every list under pfx whose newest posting
+// is before cutoff. A posting key is the list's prefix, then (time, seq):
+// 16 bytes.
+func (d *deleter) postings(ctx context.Context, pfx byte, cutoff int64) error {
+	it, err := d.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
+	if err != nil {
+		return err
+	}
+	bound := binary.BigEndian.AppendUint64(nil, sortTime(cutoff))
+	var list []byte
+	before := func(k []byte) bool {
+		return len(k) == len(list)+16 && bytes.HasPrefix(k, list) && bytes.Compare(k[len(list):len(list)+8], bound) < 0
+	}
+	lists := 0
+	ok := it.First()
+	for ok {
+		k := it.Key()
+		if len(k) < 17 {
+			return firstErr(fmt.Errorf("pebblestore: corrupt posting key %x", k), it.Close())
+		}
+		list = append(list[:0], k[:len(k)-16]...)
+		if lists++; lists%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return firstErr(err, it.Close())
+			}
+		}
+		n := 0
+		for ; ok && n < expirePointDeletes && before(it.Key()); ok = it.Next() {
+			key := bytes.Clone(it.Key())
+			if err := d.add(func(b *pebble.Batch) error { return b.Delete(key, nil) }); err != nil {
+				return firstErr(err, it.Close())
+			}
+			n++
+		}
+		if ok && before(it.Key()) {
+			lo, hi := bytes.Clone(it.Key()), append(bytes.Clone(list), bound...)
+			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
+				return firstErr(err, it.Close())
+			}
+		}
+		// The next list: its prefix is the smallest key above every key
+		// of this one.
+		next, more := prefixSuccessor(list)
+		if !more {
+			break
+		}
+		ok = it.SeekGE(next)
+	}
+	return firstErr(it.Error(), it.Close())
+}
+
+// column deletes the value column's buckets that end at or before cutoff,
+// for every field: one range deletion each, up to the cutoff's bucket.
+func (d *deleter) column(cutoff int64) error {
+	it, err := d.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxColumn}, UpperBound: []byte{pfxColumn + 1}})
+	if err != nil {
+		return err
+	}
+	bucket := colBucket(cutoff)
+	for ok := it.First(); ok; {
+		k := it.Key()
+		if len(k) < 2 {
+			return firstErr(fmt.Errorf("pebblestore: corrupt column key %x", k), it.Close())
+		}
+		f := dictID(k[1])
+		hi := colBucketPrefix(nil, f, bucket)
+		if bytes.Compare(k, hi) < 0 {
+			lo := bytes.Clone(k)
+			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
+				return firstErr(err, it.Close())
+			}
+		}
+		if f == 0xff {
+			break
+		}
+		ok = it.SeekGE([]byte{pfxColumn, byte(f) + 1})
+	}
+	return firstErr(it.Error(), it.Close())
+}
+
+// prefixSuccessor returns the smallest key greater than every key starting
+// with p, and false when there is none (p is all 0xff).
+func prefixSuccessor(p []byte) ([]byte, bool) {
+	out := bytes.Clone(p)
+	for i := len(out) - 1; i >= 0; i-- {
+		if out[i] != 0xff {
+			out[i]++
+			return out[:i+1], true
+		}
+	}
+	return nil, false
+}
+
+// cutoffError is the error of an event before the retention cutoff.
+func (s *Store) cutoffError(e *audittrail.Event) error {
+	return audittrail.Errorf(audittrail.EInvalid, "event.event_time %s is before the retention cutoff %s: events that old are deleted, so they are not accepted",
+		e.EventTime.UTC().Format(time.RFC3339Nano), s.Cutoff().Format(time.RFC3339Nano))
+}

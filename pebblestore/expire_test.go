@@ -1,0 +1,274 @@
+package pebblestore_test
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/pebblestore"
+)
+
+// TestExpire deletes the events before a cutoff from a store whose log has
+// integrated all but its newest events: searches (random filters, paged,
+// against the brute force over what remains), lookups by id, the log's
+// reads and appends all behave as if the events before the cutoff never
+// were; the records, id entries, posting blocks and column buckets before
+// it are gone, except the records the store keeps (not integrated, the
+// last seq, the tree's last leaf); after a reopen and once the log caught
+// up, a second pass deletes those.
+func TestExpire(t *testing.T) {
+	for _, limit := range []int{0, 8} {
+		t.Run(fmt.Sprintf("DictionaryLimit=%d", limit), func(t *testing.T) { testExpire(t, limit) })
+	}
+}
+
+func testExpire(t *testing.T, limit int) {
+	ctx := context.Background()
+	cfg := pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: limit}
+	s := openStoreConfig(t, cfg)
+	defer func() { s.Close() }()
+	g := newGen(11)
+	all := appendBatches(t, s, g, 12, 250)
+	n := uint64(len(all))
+	// The log has integrated all but the last 200 events.
+	tree := n - 200
+	if err := s.PutTreeHashesForTest(tree, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	times := make([]time.Time, len(all))
+	for i, e := range all {
+		times[i] = e.EventTime
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	cutoff := times[len(times)/2]
+
+	// What the pass must delete and keep.
+	kept := func(e *audittrail.Event, tree uint64) bool { return e.Seq >= tree || e.Seq == n }
+	var wantDeleted, wantKept int64
+	var remaining []*audittrail.Event
+	for _, e := range all {
+		switch {
+		case !e.EventTime.Before(cutoff):
+			remaining = append(remaining, e)
+		case kept(e, tree):
+			wantKept++
+		default:
+			wantDeleted++
+		}
+	}
+	if wantKept < 5 || wantDeleted < 1000 {
+		t.Fatalf("the data does not exercise the pass: %d to keep, %d to delete", wantKept, wantDeleted)
+	}
+	before, err := s.KeysBeforeForTest(cutoff.UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Appends run during the pass: none may be lost or shown wrongly.
+	var wg sync.WaitGroup
+	var during []*audittrail.Event
+	var appendErr error
+	batches := make([][]*audittrail.Event, 5)
+	for i := range batches {
+		batches[i] = g.batch(20)
+		for _, e := range batches[i] {
+			if e.EventTime.Before(cutoff) { // the generator's jitter
+				e.EventTime = cutoff
+			}
+		}
+	}
+	wg.Go(func() {
+		for _, b := range batches {
+			res, err := s.Append(ctx, b)
+			for _, r := range res {
+				err = cmp.Or(err, r.Err)
+			}
+			if err != nil {
+				appendErr = err
+				return
+			}
+			during = append(during, stored(res)...)
+		}
+	})
+	res, err := s.Expire(ctx, cutoff)
+	wg.Wait()
+	if err != nil || appendErr != nil {
+		t.Fatal(err, appendErr)
+	}
+	if !res.Cutoff.Equal(cutoff) || res.Deleted != wantDeleted || res.Kept != wantKept {
+		t.Fatalf("Expire: %+v; want cutoff %v, %d deleted, %d kept", res, cutoff, wantDeleted, wantKept)
+	}
+	remaining = append(remaining, during...)
+	all = append(all, during...)
+
+	after, err := s.KeysBeforeForTest(cutoff.UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["e"] != int(wantKept) {
+		t.Fatalf("%d records before the cutoff remain, want the %d kept", after["e"], wantKept)
+	}
+	for _, k := range []string{"p", "k", "v"} {
+		if before[k] == 0 && (k == "p" || limit > 0) {
+			t.Fatalf("no %s keys before the cutoff to begin with: %v", k, before)
+		}
+		if after[k] != 0 {
+			t.Fatalf("%d %s keys before the cutoff remain (of %d)", after[k], k, before[k])
+		}
+	}
+	if want := len(all) - int(wantDeleted); after["i"] != want {
+		t.Fatalf("%d id entries, want %d", after["i"], want)
+	}
+
+	check := func(s *pebblestore.Store, label string) {
+		t.Helper()
+		r := rand.New(rand.NewPCG(3, 4))
+		for i := range 150 {
+			f := audittrail.Filter{}
+			if i > 0 {
+				f = randomFilter(r, all)
+			}
+			if i%3 == 1 {
+				// Ask for the time before the cutoff explicitly.
+				start, end := cutoff.Add(-time.Hour), cutoff.Add(time.Duration(r.IntN(300))*time.Second)
+				f.StartTime, f.EndTime = &start, &end
+			}
+			q := compile(t, f)
+			want := bruteForce(remaining, q, nil)
+			lim := []int{1, 7, 50, 1000}[r.IntN(4)]
+			if d := diff(want, drain(t, s, q, lim, 0)); d != "" {
+				t.Fatalf("%s: search %d, filter %+v, limit %d: (-want +got)\n%s", label, i, f, lim, d)
+			}
+		}
+		for _, e := range all {
+			got, err := s.EventByID(ctx, e.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.EventTime.Before(cutoff) != (got == nil) {
+				t.Fatalf("%s: EventByID(%s, event time %v): %v", label, e.ID, e.EventTime, got)
+			}
+		}
+		last := s.LastSeq()
+		sparse, err := s.EventsBySeqSparse(ctx, 1, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bySeq := map[uint64]*audittrail.Event{}
+		for _, e := range all {
+			bySeq[e.Seq] = e
+		}
+		for i, got := range sparse {
+			e := bySeq[uint64(i)+1]
+			if e == nil || e.EventTime.Before(cutoff) { // nil: deleted, its id used again
+				if got != nil {
+					t.Fatalf("%s: EventsBySeqSparse shows seq %d, before the cutoff", label, e.Seq)
+				}
+			} else if d := diff([]*audittrail.Event{e}, []*audittrail.Event{got}); d != "" {
+				t.Fatalf("%s: EventsBySeqSparse seq %d: %s", label, e.Seq, d)
+			}
+		}
+	}
+	check(s, "after the pass")
+
+	// The log's integrator still reads what it has not integrated, and a
+	// deleted event cannot be read by seq.
+	for _, e := range all {
+		if !e.EventTime.Before(cutoff) {
+			continue
+		}
+		evs, err := s.EventsBySeq(ctx, e.Seq, e.Seq)
+		switch {
+		case kept(e, tree):
+			if err != nil || evs[0].ID != e.ID {
+				t.Fatalf("kept event seq %d: %v", e.Seq, err)
+			}
+		case audittrail.ErrorCode(err) != audittrail.ENotFound:
+			t.Fatalf("deleted event seq %d read by seq: %v, %v", e.Seq, evs, err)
+		}
+	}
+
+	// Appends: an event before the cutoff is refused with a clear error,
+	// the others of its batch are stored; a deleted event's id may be
+	// used again.
+	old := g.next()
+	old.EventTime = cutoff.Add(-time.Nanosecond)
+	var reused *audittrail.Event
+	for _, e := range all {
+		if e.EventTime.Before(cutoff) && !kept(e, tree) {
+			reused = e.Clone()
+			break
+		}
+	}
+	fresh := g.next()
+	reused.EventTime, reused.Seq, reused.ReceiveTime = fresh.EventTime, 0, fresh.ReceiveTime
+	ar, err := s.Append(ctx, []*audittrail.Event{old, fresh, reused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audittrail.ErrorCode(ar[0].Err) != audittrail.EInvalid || ar[1].Err != nil || ar[2].Err != nil {
+		t.Fatalf("append before the cutoff, after, reused id: %v, %v, %v", ar[0].Err, ar[1].Err, ar[2].Err)
+	}
+	t.Logf("refused: %v", ar[0].Err)
+	remaining = append(remaining, ar[1].Event, ar[2].Event)
+	all = append(all, ar[1].Event, ar[2].Event)
+	// The deleted event of that id is no longer in all: its id names the
+	// new one now.
+	all = slices.DeleteFunc(all, func(e *audittrail.Event) bool { return e.ID == reused.ID && e.Seq != ar[2].Event.Seq })
+	check(s, "after appends")
+
+	// An earlier cutoff changes nothing; the cutoff survives a reopen.
+	if res, err := s.Expire(ctx, cutoff.Add(-time.Hour)); err != nil || !res.Cutoff.Equal(cutoff) || res.Deleted != 0 {
+		t.Fatalf("Expire with an earlier cutoff: %+v, %v", res, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreConfig(t, cfg)
+	if !s.Cutoff().Equal(cutoff) {
+		t.Fatalf("cutoff after reopen: %v, want %v", s.Cutoff(), cutoff)
+	}
+	check(s, "after reopen")
+
+	// Once the log has integrated everything, the next pass deletes the
+	// kept records but the last seq's and the last leaf's (the same one).
+	if err := s.PutTreeHashesForTest(s.LastSeq(), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.Expire(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != wantKept || res.Kept != 0 {
+		t.Fatalf("second pass: %+v, want %d deleted, none kept", res, wantKept)
+	}
+	after, err = s.KeysBeforeForTest(cutoff.UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["e"] != 0 {
+		t.Fatalf("%d records before the cutoff after the second pass", after["e"])
+	}
+	check(s, "after the second pass")
+}
+
+// TestExpireCutoffRange: a cutoff outside the event times the store holds
+// is refused.
+func TestExpireCutoffRange(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	for _, c := range []time.Time{time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), audittrail.MaxEventTime} {
+		if _, err := s.Expire(context.Background(), c); audittrail.ErrorCode(err) != audittrail.EInvalid {
+			t.Fatalf("Expire(%v): %v, want invalid", c, err)
+		}
+	}
+	if !s.Cutoff().IsZero() {
+		t.Fatalf("cutoff %v after refused passes", s.Cutoff())
+	}
+}
