@@ -62,11 +62,11 @@ type Store struct {
 	dicts   *dicts
 	regex   *regexCache
 
-	reqs       chan *appendReq // to the writer goroutine
-	expires    chan *expireReq // to the writer goroutine, unbuffered (expire.go)
+	reqs    chan *appendReq // to the writer goroutine
+	expires chan *expireReq // to the writer goroutine, unbuffered (expire.go)
 	// cutoff is the retention cutoff (Unix ns; noCutoff when none): no
 	// event before it is shown or accepted (expire.go).
-	cutoff atomic.Int64
+	cutoff     atomic.Int64
 	writerDone chan struct{}
 	lastSeq    atomic.Uint64 // highest committed seq; visible to Search
 	// lastReceive is the receive time (Unix ns) of the event at lastSeq

@@ -112,21 +112,21 @@ type Config struct {
 	LogKeepCheckpoints time.Duration
 	// Retention deletes the events whose event_time is older than this
 	// (0 keeps every event; retention.go).
-	Retention          time.Duration
-	PublicAddr         string
-	InternalAddr       string
-	ReaderToken        string
-	ProducerToken      string
-	Dev                bool
-	LogLevel           slog.Level
-	LogFormat          string // "text" or "json"
-	RedactPrivateIPs   bool
-	MaxScan            int
-	PrefetchMinPage    int    // read the next page ahead from pages of this size (0: never)
-	CacheMiB           int64  // embedded store's block cache; 0: automatic
-	MinFreeDiskMiB     int64  // embedded store's disk reserve; 0: 1024, -1: none
-	BackupDir          string // where backups go; empty: <DataDir>/backups
-	ShutdownTimeout    time.Duration
+	Retention        time.Duration
+	PublicAddr       string
+	InternalAddr     string
+	ReaderToken      string
+	ProducerToken    string
+	Dev              bool
+	LogLevel         slog.Level
+	LogFormat        string // "text" or "json"
+	RedactPrivateIPs bool
+	MaxScan          int
+	PrefetchMinPage  int    // read the next page ahead from pages of this size (0: never)
+	CacheMiB         int64  // embedded store's block cache; 0: automatic
+	MinFreeDiskMiB   int64  // embedded store's disk reserve; 0: 1024, -1: none
+	BackupDir        string // where backups go; empty: <DataDir>/backups
+	ShutdownTimeout  time.Duration
 	// Auth is the security configuration (serve_auth.go).
 	Auth AuthConfig
 }
