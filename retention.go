@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -72,6 +73,23 @@ type Retention struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	mu    sync.Mutex
+	stats RetentionStats
+}
+
+// RetentionStats counts what a Retention did (metrics).
+type RetentionStats struct {
+	Passes, Failures, Deleted int64
+	// Cutoff is the store's cutoff after the last pass that succeeded.
+	Cutoff time.Time
+}
+
+// Stats returns the counts so far.
+func (r *Retention) Stats() RetentionStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
 }
 
 // Check reports a retention period Retention refuses.
@@ -94,6 +112,15 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 	start := now().UTC()
 	cutoff := start.Add(-r.Keep)
 	res, err := r.Store.Expire(ctx, cutoff)
+	r.mu.Lock()
+	r.stats.Passes++
+	r.stats.Deleted += res.Deleted
+	if err != nil {
+		r.stats.Failures++
+	} else {
+		r.stats.Cutoff = res.Cutoff
+	}
+	r.mu.Unlock()
 	log := r.Logger
 	if log == nil {
 		log = slog.Default()

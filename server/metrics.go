@@ -30,6 +30,9 @@ import (
 //	audittrail_log_public_keys                  (keys the log's checkpoints verify with: 2 during a rotation of its signing key)
 //	audittrail_log_checkpoints_thinned_total    (old checkpoints deleted by thinning, docs/configuration.md)
 //	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
+//	audittrail_retention_deleted_events_total   (with serve --retention: events deleted)
+//	audittrail_retention_failures_total         (its passes that failed)
+//	audittrail_retention_cutoff_timestamp_seconds (its cutoff: no older event is kept or accepted)
 //
 // plus the Go runtime and process collectors. protocol is "grpc" or "http";
 // method is the RPC name for gRPC ("SearchEvents") and the matched route for
@@ -191,6 +194,28 @@ func (m *Metrics) WatchDiskSpace(space func() (free, reserve uint64, ok bool)) {
 	}, func() float64 {
 		_, reserve, _ := space()
 		return float64(reserve)
+	}))
+}
+
+// WatchRetention exports the counts of a retention (serve --retention).
+func (m *Metrics) WatchRetention(stats func() audittrail.RetentionStats) {
+	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "audittrail_retention_deleted_events_total",
+		Help: "Events deleted because they were older than the retention period (--retention).",
+	}, func() float64 { return float64(stats().Deleted) }))
+	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "audittrail_retention_failures_total",
+		Help: "Retention passes that failed (each is logged and recorded as a self-audit event).",
+	}, func() float64 { return float64(stats().Failures) }))
+	m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "audittrail_retention_cutoff_timestamp_seconds",
+		Help: "The retention cutoff, Unix seconds: no event with an earlier event_time is kept or accepted (NaN before the first pass).",
+	}, func() float64 {
+		c := stats().Cutoff
+		if c.IsZero() {
+			return math.NaN()
+		}
+		return float64(c.UnixNano()) / 1e9
 	}))
 }
 

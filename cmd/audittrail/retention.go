@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/server"
 )
 
 // retentionInterval is how often serve --retention deletes the events that
@@ -13,8 +14,9 @@ const retentionInterval = time.Hour
 
 // startRetention runs the retention passes of --retention in the
 // background (the first at once) until Close; each pass that deletes
-// events, or fails, is recorded as a self-audit event.
-func (m *Main) startRetention(ctx context.Context, store audittrail.Store) {
+// events, or fails, is recorded as a self-audit event by audit (the
+// server's, with its --self-audit-source).
+func (m *Main) startRetention(ctx context.Context, store audittrail.Store, audit *audittrail.SelfAuditor, metrics *server.Metrics) {
 	c := &m.Config
 	exp, ok := store.(audittrail.Expirer)
 	if c.Retention <= 0 || !ok {
@@ -23,9 +25,10 @@ func (m *Main) startRetention(ctx context.Context, store audittrail.Store) {
 	r := &audittrail.Retention{
 		Store:  exp,
 		Keep:   c.Retention,
-		Audit:  &audittrail.SelfAuditor{Store: store, RedactPrivateIPs: c.RedactPrivateIPs},
+		Audit:  audit,
 		Logger: m.log,
 	}
+	metrics.WatchRetention(r.Stats)
 	m.log.InfoContext(ctx, "retention: events older than the period are deleted", "period", c.Retention, "every", retentionInterval)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
