@@ -77,6 +77,7 @@ func run(t *testing.T, h Harness, reopen bool) {
 	t.Run("Paging", s.testPaging)
 	t.Run("MaxScan", s.testMaxScan)
 	t.Run("Oracle", s.testOracle)
+	t.Run("Expire", s.testExpire)
 }
 
 type suite struct {
