@@ -193,8 +193,13 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 		st *audittrail.Event
 	}
 	var refs []ref // results that get their event once seqs are known
+	cutoff := s.cutoff.Load()
 	for i, e := range events {
 		id := ids[i]
+		if e.EventTime.UnixNano() < cutoff {
+			res[i].Err = s.cutoffError(e)
+			continue
+		}
 		if prev := pending[id]; prev != nil {
 			if prev.SameContent(e) {
 				refs = append(refs, ref{i, prev})

@@ -24,6 +24,8 @@
 //     log.go) for all replicas, and elects the one that integrates and signs
 //     with a session advisory lock (logsign.SharedStore); every tree write
 //     is fenced by that lock and by the tree size it extends.
+//   - Retention (retention.go) hides the events before a cutoff that every
+//     replica reads, and drops the monthly partitions wholly before it.
 //   - The schema is created and upgraded at Open by embedded, versioned
 //     migrations under an advisory lock, and partitions for the coming months
 //     are created ahead by the store itself.

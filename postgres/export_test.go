@@ -2,11 +2,15 @@ package postgres
 
 import (
 	"context"
+	"math"
 
 	"github.com/audittrail/audittrail"
 )
 
 // Exported for the tests of package postgres_test.
+
+// LogLockKey is the advisory lock of the log's integrator (the leader).
+const LogLockKey = logLockKey
 
 // LikePattern is likePattern: the LIKE pattern pushed down for a regex.
 var LikePattern = likePattern
@@ -19,7 +23,7 @@ var EncodeText = encodeText
 
 // SearchSQL returns the statement and arguments of a search.
 func SearchSQL(q *audittrail.Query, after *audittrail.Cursor, maxScan int) (string, []any, bool) {
-	p, ok := buildSearch(q, after, maxScan)
+	p, ok := buildSearch(q, after, maxScan, math.MinInt64)
 	return p.sql, p.args, ok
 }
 

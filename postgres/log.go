@@ -127,6 +127,7 @@ func (s *Store) eventsBySeq(ctx context.Context, from, to uint64, sparse bool) (
 	}
 	defer rows.Close()
 	out := make([]*audittrail.Event, 0, min(to-from+1, 10000))
+	cutoff := s.cutoff.Load()
 	next := from
 	var r eventRow
 	for rows.Next() {
@@ -139,6 +140,11 @@ func (s *Store) eventsBySeq(ctx context.Context, from, to uint64, sparse bool) (
 		}
 		if uint64(r.seq) != next {
 			return nil, audittrail.Errorf(audittrail.ENotFound, "event seq %d is missing from the store", next)
+		}
+		if sparse && r.ns < cutoff {
+			out = append(out, nil) // hidden by the retention cutoff, deleted with its month
+			next++
+			continue
 		}
 		e, err := r.event()
 		if err != nil {
@@ -182,6 +188,9 @@ func (s *Store) EventByID(ctx context.Context, id string) (*audittrail.Event, er
 	if err != nil {
 		s.recoverFrom(err)
 		return nil, s.fail(ctx, "log: event by id", err)
+	}
+	if r.ns < s.cutoff.Load() {
+		return nil, nil // before the retention cutoff (retention.go)
 	}
 	return r.event()
 }

@@ -19,6 +19,9 @@ func (s *Store) ensurePartitions(ctx context.Context) error {
 		if !m.Before(maxPartitionMonth) {
 			break
 		}
+		if m.AddDate(0, 1, 0).UnixNano() <= s.cutoff.Load() {
+			continue // retention drops it (retention.go): a short period
+		}
 		var created bool
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			// Moving rows out of the default partition locks it; give up

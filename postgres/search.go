@@ -50,7 +50,7 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
-	plan, ok := buildSearch(q, req.After, maxScan)
+	plan, ok := buildSearch(q, req.After, maxScan, s.cutoff.Load())
 	if !ok {
 		return &audittrail.SearchResult{}, nil
 	}
@@ -248,10 +248,11 @@ var fieldColumns = [audittrail.NumFields]string{
 }
 
 // buildSearch returns the statement of a search, and false when nothing can
-// match (an empty range after the cursor, or no admitted type).
-func buildSearch(q *audittrail.Query, after *audittrail.Cursor, maxScan int) (searchPlan, bool) {
+// match (an empty range after the cursor or the retention cutoff, or no
+// admitted type).
+func buildSearch(q *audittrail.Query, after *audittrail.Cursor, maxScan int, cutoff int64) (searchPlan, bool) {
 	var a sqlArgs
-	start, end := q.Start.UnixNano(), q.End.UnixNano()
+	start, end := max(q.Start.UnixNano(), cutoff), q.End.UnixNano()
 	if start >= end || q.Types == 0 {
 		return searchPlan{}, false
 	}

@@ -72,6 +72,9 @@ type Store struct {
 
 	// lastSeq is the last value LastSeq read (log.go).
 	lastSeq atomic.Uint64
+	// cutoff is the retention cutoff as this replica knows it (Unix ns;
+	// noCutoff when none; retention.go).
+	cutoff atomic.Int64
 	// leaves are the leaf hashes of the events appended lately
 	// (recentleaves.go).
 	leaves recentLeaves
@@ -133,6 +136,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stop:          make(chan struct{}),
 		loopDone:      make(chan struct{}),
 	}
+	s.cutoff.Store(noCutoff)
 	s.life, s.endLife = context.WithCancel(context.Background())
 	if s.searchTimeout <= 0 {
 		s.searchTimeout = DefaultSearchTimeout
@@ -210,10 +214,16 @@ func (s *Store) setup(ctx context.Context, readOnly bool) error {
 		return fmt.Errorf("postgres: the database encoding is %s; the audit trail needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')", enc)
 	}
 	if readOnly {
-		return checkMigrated(ctx, s.pool)
+		if err := checkMigrated(ctx, s.pool); err != nil {
+			return err
+		}
+		return s.loadCutoff(ctx)
 	}
 	if err := migrate(ctx, s.pool, s.log); err != nil {
 		return fmt.Errorf("postgres: migrating the schema: %w", s.describe(err))
+	}
+	if err := s.loadCutoff(ctx); err != nil {
+		return fmt.Errorf("postgres: reading the retention cutoff: %w", s.describe(err))
 	}
 	if err := s.ensurePartitions(ctx); err != nil {
 		return fmt.Errorf("postgres: creating partitions: %w", s.describe(err))
@@ -239,15 +249,25 @@ func (e *unavailableError) Unwrap() []error {
 	return []error{e.cause, audittrail.Errorf(audittrail.EUnavailable, "the database is unavailable")}
 }
 
-// maintain keeps the partitions ahead while the store is open.
+// maintain keeps the partitions ahead while the store is open, and the
+// retention cutoff another replica may have moved (retention.go).
 func (s *Store) maintain() {
 	defer close(s.loopDone)
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
+	c := time.NewTicker(cutoffRefresh)
+	defer c.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-c.C:
+			ctx, cancel := context.WithTimeout(s.life, cutoffRefresh)
+			if err := s.loadCutoff(ctx); err != nil && s.life.Err() == nil {
+				s.recoverFrom(err)
+				_ = s.fail(ctx, "reading the retention cutoff", err) // logs it
+			}
+			cancel()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			if err := s.ensurePartitions(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/pgtest"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/pebblestore"
 )
@@ -25,13 +26,22 @@ import (
 // and with the server stopped, verify store names the deleted seqs (and
 // fails without --allow-deleted).
 func TestRetentionEndToEnd(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { testRetention(t, "") })
+	t.Run("postgres", func(t *testing.T) { testRetention(t, pgtest.Start(t)) })
+}
+
+// testRetention runs the test on the embedded store (url "") or on the
+// PostgreSQL database url, where the old events land in the default
+// partition (no partition for their month), deleted row by row; dropping
+// months is TestExpireDropsMonths' (package postgres).
+func testRetention(t *testing.T, url string) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	start := func(args ...string) *Main {
 		t.Helper()
 		m, _ := newTestMain(nil)
 		args = append([]string{"--dev", "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
-			"--reader-token", "reader", "--producer-token", "producer"}, args...)
+			"--reader-token", "reader", "--producer-token", "producer", "--store", url}, args...)
 		if err := m.ParseFlags(args); err != nil {
 			t.Fatal(err)
 		}
@@ -174,12 +184,19 @@ func TestRetentionEndToEnd(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if out := verify(1, "store", "--data-dir", dir); !strings.Contains(out, "MISSING: leaf 0 (seq 1)") {
+	where := []string{"--data-dir", dir}
+	if url != "" {
+		where = []string{"--store", url, "--key", keyFile}
+	}
+	if out := verify(1, append([]string{"store"}, where...)...); !strings.Contains(out, "MISSING: leaf 0 (seq 1)") {
 		t.Fatalf("verify store without --allow-deleted printed:\n%s", out)
 	}
-	out = verify(0, "store", "--data-dir", dir, "--allow-deleted")
+	out = verify(0, append([]string{"store", "--allow-deleted"}, where...)...)
 	if !strings.Contains(out, "deleted: 30 events are gone (seqs 1-30)") || !strings.Contains(out, "store OK") {
 		t.Fatalf("verify store --allow-deleted printed:\n%s", out)
+	}
+	if url != "" {
+		return
 	}
 	// The cutoff outlives the server.
 	st, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(dir, storeDir)})

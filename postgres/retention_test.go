@@ -1,0 +1,180 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/pgtest"
+	"github.com/audittrail/audittrail/postgres"
+)
+
+// TestExpireDropsMonths: a pass drops each monthly partition wholly before
+// the cutoff whose events the log has integrated, deletes the default
+// partition's integrated rows before it, and the ids of both; a month with
+// an event not yet integrated waits for the next pass, the month holding
+// the cutoff stays (hidden); a replica that opened the database before
+// learns the cutoff by itself; a dropped event's id may be used again.
+func TestExpireDropsMonths(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	s := mustOpen(t, url)
+	defer s.Close()
+	other := mustOpen(t, url) // a second replica
+	defer other.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	for _, m := range []string{"2025-03-01", "2025-04-01", "2025-05-01"} {
+		exec("SELECT audittrail_ensure_partition($1::date)", m)
+	}
+	k := 0
+	add := func(at time.Time, n int) []*audittrail.Event {
+		t.Helper()
+		var evs []*audittrail.Event
+		for range n {
+			k++
+			e, err := audittrail.PrepareNewEvent(fmt.Sprintf("00000000-0000-4000-8000-%012x", k), audittrail.NewEvent{Event: audittrail.Event{
+				EventTime: at.Add(time.Duration(k) * time.Minute), EventSource: "src", Action: "actions/a/b/CREATE", Principal: "users/p", SourceIP: "1.1.1.1",
+			}}, at.Add(time.Hour), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, e)
+		}
+		res, err := s.Append(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]*audittrail.Event, len(res))
+		for i, r := range res {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			out[i] = r.Event
+		}
+		return out
+	}
+	date := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	add(date(2024, 1, 5), 10)                // seqs 1-10: the default partition
+	march := add(date(2025, 3, 5), 10)       // 11-20
+	add(date(2025, 4, 5), 10)                // 21-30
+	add(date(2025, 5, 2), 5)                 // 31-35: May, before the cutoff
+	add(date(2025, 5, 20), 5)                // 36-40: after it
+	add(date(2025, 4, 25), 1)                // 41: not integrated
+	add(time.Now().UTC().Add(-time.Hour), 1) // 42
+	exec("UPDATE log_tree SET size = 40")
+	// A leader holds the log's lock meanwhile, as in a running service.
+	exec("SELECT pg_advisory_lock($1)", postgres.LogLockKey)
+	count := func(sql string) int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	partitions := func() string {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = 'events'::regclass AND c.relname LIKE 'events_2025_0%' ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(names)
+	}
+
+	cutoff := date(2025, 5, 15)
+	res, err := s.Expire(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// March dropped (10) and January's default rows (10); April holds seq
+	// 41, not integrated; May holds the cutoff.
+	if !res.Cutoff.Equal(cutoff) || res.Deleted != 20 || res.Kept != 16 {
+		t.Fatalf("first pass: %+v; want 20 deleted, 16 kept", res)
+	}
+	if got := partitions(); got != "[events_2025_04 events_2025_05]" {
+		t.Fatalf("partitions after the first pass: %s", got)
+	}
+	if n := count("SELECT count(*) FROM event_ids"); n != 22 {
+		t.Fatalf("%d ids left, want 22", n)
+	}
+	if n := count("SELECT count(*) FROM events_default"); n != 0 {
+		t.Fatalf("%d rows left in the default partition", n)
+	}
+
+	// The other replica learns the cutoff within cutoffRefresh.
+	start := date(2020, 1, 1)
+	flt := audittrail.Filter{StartTime: &start}
+	q, err := flt.Compile(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !other.Cutoff().Equal(cutoff) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the other replica's cutoff is still %v", other.Cutoff())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, st := range []*struct {
+		name string
+		s    interface {
+			Search(context.Context, audittrail.SearchRequest) (*audittrail.SearchResult, error)
+		}
+	}{{"this replica", s}, {"the other replica", other}} {
+		r, err := st.s.Search(ctx, audittrail.SearchRequest{Query: q, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Events) != 6 { // 36-40 and 42
+			t.Fatalf("%s: %d events, want the 6 after the cutoff", st.name, len(r.Events))
+		}
+		for _, e := range r.Events {
+			if e.EventTime.Before(cutoff) {
+				t.Fatalf("%s shows an event before the cutoff: %+v", st.name, e)
+			}
+		}
+	}
+
+	// Once the log has integrated seq 41, April goes too.
+	exec("UPDATE log_tree SET size = 42")
+	res, err = other.Expire(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 11 || res.Kept != 5 {
+		t.Fatalf("second pass: %+v; want 11 deleted, 5 kept", res)
+	}
+	if got := partitions(); got != "[events_2025_05]" {
+		t.Fatalf("partitions after the second pass: %s", got)
+	}
+	if n := count("SELECT count(*) FROM event_ids WHERE event_time_ns < " + fmt.Sprint(cutoff.UnixNano())); n != 5 {
+		t.Fatalf("%d ids of events before the cutoff left, want May's 5", n)
+	}
+
+	// A dropped event's id names a new event.
+	reused := march[0].Clone()
+	reused.EventTime, reused.Seq = date(2025, 6, 1), 0
+	ar, err := s.Append(ctx, []*audittrail.Event{reused})
+	if err != nil || ar[0].Err != nil || ar[0].Event.Seq != 43 {
+		t.Fatalf("reusing a dropped event's id: %v %+v", err, ar)
+	}
+}
