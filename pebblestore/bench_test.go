@@ -665,3 +665,91 @@ func selfAuditLike(tb testing.TB, id string, now time.Time) *audittrail.Event {
 	}
 	return e
 }
+
+// BenchmarkExpire measures a retention pass (expire.go) over the
+// end-to-end benchmark's 1M stream (30 days of event time): each iteration
+// loads a fresh store of 200,000 of its events, all integrated, and expires
+// the older half. It reports the events deleted per second of the pass and
+// the slowest append of a single event made meanwhile (appends wait for the
+// writer's chunks of record deletions), and, for comparison, the slowest of
+// the same appends made for as long right after the pass.
+//
+//	go test -run '^$' -bench Expire -benchtime 3x ./pebblestore/
+func BenchmarkExpire(b *testing.B) {
+	const n = 200_000
+	ctx := context.Background()
+	var deleted int64
+	var passTime time.Duration
+	var slowest, idle time.Duration
+	for range b.N {
+		b.StopTimer()
+		s := openStore(b, b.TempDir())
+		g := sample.New(1, sample.Options{Events: n})
+		now := time.Now()
+		var all []*audittrail.Event
+		for len(all) < n {
+			all = append(all, stored(mustAppend(b, s, sampleBatch(b, g, now, 1000)))...)
+		}
+		if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
+			b.Fatal(err)
+		}
+		times := make([]int64, len(all))
+		for i, e := range all {
+			times[i] = e.EventTime.UnixNano()
+		}
+		slices.Sort(times)
+		cutoff := time.Unix(0, times[len(times)/2]).UTC()
+		late := sampleBatch(b, g, now, 1)[0]
+		late.EventTime = all[len(all)-1].EventTime
+		k := 0
+		// appendWhile appends single events until stop is closed and
+		// returns the slowest.
+		appendWhile := func(stop <-chan struct{}) <-chan time.Duration {
+			done := make(chan time.Duration, 1)
+			go func() {
+				var worst time.Duration
+				for {
+					select {
+					case <-stop:
+						done <- worst
+						return
+					default:
+					}
+					k++
+					e := late.Clone()
+					e.ID = fmt.Sprintf("00000000-0000-4000-8000-%012x", k)
+					t0 := time.Now()
+					if res, err := s.Append(ctx, []*audittrail.Event{e}); err != nil || res[0].Err != nil {
+						panic(fmt.Sprint("append during the pass: ", err, res))
+					}
+					worst = max(worst, time.Since(t0))
+				}
+			}()
+			return done
+		}
+		stop := make(chan struct{})
+		done := appendWhile(stop)
+		b.StartTimer()
+		t0 := time.Now()
+		res, err := s.Expire(ctx, cutoff)
+		pass := time.Since(t0)
+		passTime += pass
+		b.StopTimer()
+		close(stop)
+		slowest = max(slowest, <-done)
+		if err != nil {
+			b.Fatal(err)
+		}
+		deleted += res.Deleted
+		// The same appends for as long without a pass: the baseline.
+		stop = make(chan struct{})
+		done = appendWhile(stop)
+		time.Sleep(pass)
+		close(stop)
+		idle = max(idle, <-done)
+		s.Close()
+	}
+	b.ReportMetric(float64(deleted)/passTime.Seconds(), "deleted/s")
+	b.ReportMetric(float64(slowest.Microseconds())/1000, "max-append-ms")
+	b.ReportMetric(float64(idle.Microseconds())/1000, "max-append-idle-ms")
+}
