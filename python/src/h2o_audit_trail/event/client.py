@@ -251,7 +251,7 @@ class EventClient:
         (none) when the log has no more yet. Needs the auditor role; the
         server records every call as a self-audit event. Raises
         VerificationError when the event of leaf start was deleted by the
-        server's retention (a dropped month of the PostgreSQL store):
+        server's retention (serve --retention, or a PostgreSQL month dropped by hand):
         get_log_page returns the leaf hashes left in their place."""
         page = self.get_log_page(start, page_size)
         if page.deleted_leaf_hashes:
@@ -324,8 +324,8 @@ class EventClient:
         newer, before any of its events is yielded, each event at its own
         position. So the window is proven complete: an event left out,
         changed or moved raises VerificationError. Needs the auditor role.
-        A leaf whose event the server's retention deleted (a dropped month
-        of the PostgreSQL store) raises VerificationError too, unless
+        A leaf whose event the server's retention deleted (serve
+        --retention, or a PostgreSQL month dropped by hand) raises VerificationError too, unless
         allow_deleted: it is then yielded as ``{"deletedLeafHash":
         <base64>}``, its hash proven at its position like an event. Not in
         the H2O client (Go: client.VerifiedWindow)."""
