@@ -54,6 +54,13 @@ const (
 	RetentionPrincipal = "services/audittrail-retention"
 )
 
+// BeforeCutoffError is the error of a new event whose event_time is before
+// the store's retention cutoff: the same words from every store.
+func BeforeCutoffError(eventTime, cutoff time.Time) *Error {
+	return Errorf(EInvalid, "event.event_time %s is before the retention cutoff %s: events that old are deleted, so they are not accepted",
+		eventTime.UTC().Format(time.RFC3339Nano), cutoff.UTC().Format(time.RFC3339Nano))
+}
+
 // MinRetention is the shortest retention period a Retention accepts: a
 // shorter one is far more likely a mistake (minutes for days) than an
 // intent, and deleting audit records by mistake cannot be undone.

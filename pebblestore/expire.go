@@ -403,6 +403,5 @@ func prefixSuccessor(p []byte) ([]byte, bool) {
 
 // cutoffError is the error of an event before the retention cutoff.
 func (s *Store) cutoffError(e *audittrail.Event) error {
-	return audittrail.Errorf(audittrail.EInvalid, "event.event_time %s is before the retention cutoff %s: events that old are deleted, so they are not accepted",
-		e.EventTime.UTC().Format(time.RFC3339Nano), s.Cutoff().Format(time.RFC3339Nano))
+	return audittrail.BeforeCutoffError(e.EventTime, s.Cutoff())
 }
