@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -33,7 +34,17 @@ import (
 //   - Posting blocks (p, k and the older formats' q, x, h keys) whose newest
 //     posting is before the cutoff, so all of theirs are: a range deletion
 //     per list that has more than a few, point deletions otherwise. No new
-//     block can land there (new events are at or after the cutoff).
+//     block can land there (new events are at or after the cutoff). Only the
+//     lists of the records the pass deleted are visited (the writer notes
+//     them while it deletes): a block before the cutoff that stays belongs
+//     to a record kept for now, and the pass that deletes that record
+//     visits its lists. This holds while every pass finishes; after one
+//     that did not (cleanedKey lags the cutoff), on a store with postings
+//     of older formats, or when a pass touches more than maxPassLists
+//     lists, the pass walks every list instead (a pass with nothing to
+//     delete took 218 ms walking the lists of 100,000 events, growing with
+//     the store; visiting only the deleted records' lists, 1.6-4.5 ms:
+//     BenchmarkExpire, BENCHMARKS.md).
 //   - The value column's buckets that end at or before the cutoff.
 //
 // Kept: the log positions (o, s keys: a few bytes per event, the seq → time
@@ -45,8 +56,17 @@ import (
 // compacts the deleted ranges.
 
 // cutoffKey holds the retention cutoff: int64 Unix nanoseconds,
-// big-endian. Absent: no cutoff.
-var cutoffKey = []byte("mcutoff")
+// big-endian. Absent: no cutoff. cleanedKey holds the cutoff of the last
+// pass whose index deletion finished, in the same form.
+var (
+	cutoffKey  = []byte("mcutoff")
+	cleanedKey = []byte("mcleaned")
+)
+
+// maxPassLists bounds the posting lists a pass notes for its targeted
+// deletion (about 50 bytes of memory each); past it, the pass walks them
+// all.
+const maxPassLists = 1 << 20
 
 // noCutoff is the in-memory cutoff of a store that never expired events:
 // before every representable event time.
@@ -68,9 +88,15 @@ const expireFlush = 4096
 type expireReq struct {
 	cutoff int64  // the cutoff asked for
 	start  []byte // the first primary key to examine
+	// lists collects the posting lists of the deleted records (their
+	// prefixes), shared by the chunks of a pass; nil when the pass walks
+	// every list.
+	lists map[string]struct{}
 	// Set by the writer.
 	next     []byte // where the next chunk starts
 	finished bool   // no record before the cutoff after next
+	// firstKept is the key of the first record the chunk kept.
+	firstKept []byte
 	deleted  int64
 	kept     int64
 	err      error
@@ -79,19 +105,9 @@ type expireReq struct {
 
 // loadCutoff reads the stored cutoff at Open.
 func (s *Store) loadCutoff() error {
-	s.cutoff.Store(noCutoff)
-	v, closer, err := s.db.Get(cutoffKey)
-	if err == pebble.ErrNotFound {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return fmt.Errorf("pebblestore: corrupt retention cutoff %x", v)
-	}
-	s.cutoff.Store(int64(binary.BigEndian.Uint64(v)))
-	return nil
+	c, err := s.readCutoff(cutoffKey)
+	s.cutoff.Store(c)
+	return err
 }
 
 // Cutoff returns the retention cutoff: no event before it is shown or
@@ -110,9 +126,23 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	if cutoff.Before(audittrail.MinEventTime) || !cutoff.Before(audittrail.MaxEventTime) {
 		return res, audittrail.Errorf(audittrail.EInvalid, "retention cutoff %s is out of range", cutoff.UTC().Format(time.RFC3339Nano))
 	}
+	s.expireMu.Lock()
+	defer s.expireMu.Unlock()
+	cleaned, err := s.readCutoff(cleanedKey)
+	if err != nil {
+		return res, err
+	}
+	var lists map[string]struct{}
+	if cleaned == s.cutoff.Load() && !s.legacyPostings.read && !s.legacyPostings.hash64 {
+		lists = map[string]struct{}{}
+	}
 	start := []byte{pfxEvent}
+	if s.expireFrom != nil {
+		start = s.expireFrom
+	}
+	var firstKept []byte
 	for {
-		r := &expireReq{cutoff: cutoff.UnixNano(), start: start, done: make(chan struct{})}
+		r := &expireReq{cutoff: cutoff.UnixNano(), start: start, lists: lists, done: make(chan struct{})}
 		if err := s.sendExpire(ctx, r); err != nil {
 			return res, err
 		}
@@ -121,6 +151,10 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		res.Kept += r.kept
 		if r.err != nil {
 			return res, r.err
+		}
+		lists = r.lists // nil once it overflowed
+		if firstKept == nil {
+			firstKept = r.firstKept
 		}
 		if r.finished {
 			break
@@ -131,14 +165,40 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		start = r.next
 	}
 	res.Cutoff = s.Cutoff()
+	// Every record before the first one kept is deleted: the next pass
+	// starts there instead of stepping over their deletions again.
+	s.expireFrom = firstKept
+	if firstKept == nil {
+		s.expireFrom = eventKey(nil, s.cutoff.Load(), 0)
+	}
 	if err := s.rlock(); err != nil {
 		return res, err
 	}
 	defer s.closeMu.RUnlock()
-	if err := s.expireIndexes(ctx, s.cutoff.Load()); err != nil {
+	c := s.cutoff.Load()
+	if err := s.expireIndexes(ctx, c, lists); err != nil {
 		return res, fmt.Errorf("pebblestore: deleting the postings before the retention cutoff: %w", err)
 	}
+	// Not synced: if it is lost, the next pass walks every list.
+	if err := s.db.Set(cleanedKey, binary.BigEndian.AppendUint64(nil, uint64(c)), pebble.NoSync); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// readCutoff reads a cutoff kept in key (noCutoff when absent).
+func (s *Store) readCutoff(key []byte) (int64, error) {
+	v, closer, err := s.db.Get(key)
+	if err == pebble.ErrNotFound {
+		return noCutoff, nil
+	} else if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("pebblestore: corrupt %s %x", key, v)
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
 // sendExpire hands r to the writer. The channel is unbuffered and the send
@@ -199,11 +259,17 @@ func (s *Store) expireRecords(r *expireReq) {
 		seq := binary.BigEndian.Uint64(k[9:])
 		if seq > tree || seq == tree || seq == last {
 			r.kept++
+			if r.firstKept == nil {
+				r.firstKept = bytes.Clone(k)
+			}
 			continue
 		}
 		if err := v.parse(it.Value()); err != nil {
 			r.err = fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
 			break
+		}
+		if r.lists != nil {
+			r.lists = noteLists(r.lists, &v)
 		}
 		var id [16]byte
 		copy(id[:], v.tail[:16])
@@ -247,17 +313,61 @@ func (s *Store) readTreeSize() (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
+// noteLists adds the posting lists of the parsed record v to lists, as
+// groupWriter.post wrote them, and returns nil once there are more than
+// maxPassLists.
+func noteLists(lists map[string]struct{}, v *recView) map[string]struct{} {
+	var k [6]byte
+	note := func(d dictID, id uint32, in []byte) {
+		k[0], k[1] = pfxPacked, byte(d)
+		if in != nil {
+			k[0], id = pfxPackedHashed, fold32(fnv64a(in))
+		}
+		binary.BigEndian.PutUint32(k[2:], id)
+		lists[string(k[:])] = struct{}{}
+	}
+	for i := range v.fields {
+		note(dictID(i), v.fields[i], v.fieldIn[i])
+	}
+	for _, id := range v.meta {
+		note(dictMeta, id, nil)
+	}
+	for _, in := range v.metaIn {
+		note(dictMeta, 0, in)
+	}
+	if len(lists) > maxPassLists {
+		return nil
+	}
+	return lists
+}
+
 // expireIndexes deletes the posting blocks and the value column's buckets
-// before cutoff; the caller holds closeMu.
-func (s *Store) expireIndexes(ctx context.Context, cutoff int64) error {
+// before cutoff: of the given lists, or of every list when lists is nil.
+// The caller holds closeMu.
+func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[string]struct{}) error {
 	if cutoff == noCutoff {
 		return nil
 	}
 	d := &deleter{s: s}
 	defer d.close()
-	for _, pfx := range []byte{pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
-		if err := d.postings(ctx, pfx, cutoff); err != nil {
-			return err
+	if lists == nil {
+		for _, pfx := range []byte{pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
+			if err := d.postings(ctx, pfx, cutoff, nil); err != nil {
+				return err
+			}
+		}
+	} else {
+		sorted := make([]string, 0, len(lists))
+		for l := range lists {
+			sorted = append(sorted, l)
+		}
+		slices.Sort(sorted)
+		for _, pfx := range []byte{pfxPacked, pfxPackedHashed} {
+			i, _ := slices.BinarySearch(sorted, string([]byte{pfx}))
+			j, _ := slices.BinarySearch(sorted, string([]byte{pfx + 1}))
+			if err := d.postings(ctx, pfx, cutoff, sorted[i:j]); err != nil {
+				return err
+			}
 		}
 	}
 	if err := d.column(cutoff); err != nil {
@@ -308,10 +418,10 @@ func (d *deleter) close() {
 // for each would cost more than the keys.
 const expirePointDeletes = 8
 
-// postings deletes the blocks of every list under pfx whose newest posting
-// is before cutoff. A posting key is the list's prefix, then (time, seq):
-// 16 bytes.
-func (d *deleter) postings(ctx context.Context, pfx byte, cutoff int64) error {
+// postings deletes the blocks of the lists under pfx whose newest posting
+// is before cutoff: of only, sorted, when it is not nil, else of every
+// list. A posting key is the list's prefix, then (time, seq): 16 bytes.
+func (d *deleter) postings(ctx context.Context, pfx byte, cutoff int64, only []string) error {
 	it, err := d.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
 	if err != nil {
 		return err
@@ -323,6 +433,12 @@ func (d *deleter) postings(ctx context.Context, pfx byte, cutoff int64) error {
 	}
 	lists := 0
 	ok := it.First()
+	if only != nil {
+		if len(only) == 0 {
+			return it.Close()
+		}
+		ok = it.SeekGE([]byte(only[0]))
+	}
 	for ok {
 		k := it.Key()
 		if len(k) < 17 {
@@ -347,6 +463,18 @@ func (d *deleter) postings(ctx context.Context, pfx byte, cutoff int64) error {
 			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
 				return firstErr(err, it.Close())
 			}
+		}
+		if only != nil {
+			// The next list asked for after this one.
+			i, found := slices.BinarySearch(only, string(list))
+			if found {
+				i++
+			}
+			if i == len(only) {
+				break
+			}
+			ok = it.SeekGE([]byte(only[i]))
+			continue
 		}
 		// The next list: its prefix is the smallest key above every key
 		// of this one.

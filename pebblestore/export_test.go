@@ -342,3 +342,12 @@ func (s *Store) KeysBeforeForTest(cutoff int64) (map[string]int, error) {
 	err = scan(s.db, []byte{pfxID}, func(k, v []byte) error { m["i"]++; return nil })
 	return m, err
 }
+
+// ForgetCleanedForTest makes the next retention pass walk every posting
+// list, as after a pass that did not finish.
+func (s *Store) ForgetCleanedForTest() {
+	stale := int64(noCutoff + 1) // any cutoff but the store's
+	if err := s.db.Set(cleanedKey, binary.BigEndian.AppendUint64(nil, uint64(stale)), pebble.Sync); err != nil {
+		panic(err)
+	}
+}

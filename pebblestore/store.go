@@ -66,7 +66,12 @@ type Store struct {
 	expires chan *expireReq // to the writer goroutine, unbuffered (expire.go)
 	// cutoff is the retention cutoff (Unix ns; noCutoff when none): no
 	// event before it is shown or accepted (expire.go).
-	cutoff     atomic.Int64
+	cutoff atomic.Int64
+	// expireMu runs one retention pass at a time (expire.go); expireFrom,
+	// which it guards, is where the next pass's records start (nil: at
+	// the first).
+	expireMu   sync.Mutex
+	expireFrom []byte
 	writerDone chan struct{}
 	lastSeq    atomic.Uint64 // highest committed seq; visible to Search
 	// lastReceive is the receive time (Unix ns) of the event at lastSeq
