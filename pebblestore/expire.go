@@ -97,10 +97,10 @@ type expireReq struct {
 	finished bool   // no record before the cutoff after next
 	// firstKept is the key of the first record the chunk kept.
 	firstKept []byte
-	deleted  int64
-	kept     int64
-	err      error
-	done     chan struct{}
+	deleted   int64
+	kept      int64
+	err       error
+	done      chan struct{}
 }
 
 // loadCutoff reads the stored cutoff at Open.
