@@ -128,7 +128,11 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	}
 	s.expireMu.Lock()
 	defer s.expireMu.Unlock()
+	if err := s.rlock(); err != nil {
+		return res, err
+	}
 	cleaned, err := s.readCutoff(cleanedKey)
+	s.closeMu.RUnlock()
 	if err != nil {
 		return res, err
 	}

@@ -291,3 +291,14 @@ func TestExpireCutoffRange(t *testing.T) {
 		t.Fatalf("cutoff %v after refused passes", s.Cutoff())
 	}
 }
+
+// TestExpireClosed: a pass on a closed store fails as other calls do.
+func TestExpireClosed(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Expire(context.Background(), time.Now()); audittrail.ErrorCode(err) != audittrail.EUnavailable {
+		t.Fatalf("Expire on a closed store: %v, want unavailable", err)
+	}
+}
