@@ -116,9 +116,12 @@ func (s *Store) writer() {
 		select {
 		case r, ok = <-s.reqs:
 		case x := <-s.expires:
-			// Deletions go between group commits (expire.go).
+			// Deletions go between group commits (expire.go). Once the
+			// last group is committed both groups are free and its ids
+			// are in the database: the next group has no previous one.
 			if prev != nil {
 				<-prev.done
+				prev = nil
 			}
 			s.expireRecords(x)
 			continue
