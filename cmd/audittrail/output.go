@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"io"
 	"os"
 	"strconv"
@@ -85,6 +86,10 @@ func envDefault(def string, vars ...string) string {
 	return def
 }
 
+// maxAgo is the longest duration parseAgo accepts: the longest a
+// time.Duration holds.
+const maxAgo = time.Duration(math.MaxInt64)
+
 // parseAgo parses a relative time such as "24h", "90m" or "7d" (days are
 // 24 hours; "1d12h" works too) as a positive duration.
 func parseAgo(s string) (time.Duration, error) {
@@ -103,8 +108,16 @@ func parseAgo(s string) (time.Duration, error) {
 			return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
 		}
 	}
+	if days < 0 || d < 0 {
+		return 0, fmt.Errorf("%q: the duration must be positive", s)
+	}
+	// Past about 292 years the nanoseconds wrap around into another
+	// period (FuzzParseAgo found 90098700d read as 466h).
+	if days > int64(maxAgo/(24*time.Hour)) || d > maxAgo-time.Duration(days)*24*time.Hour {
+		return 0, fmt.Errorf("%q is too long: at most %dd", s, maxAgo/(24*time.Hour))
+	}
 	d += time.Duration(days) * 24 * time.Hour
-	if d <= 0 || days < 0 {
+	if d == 0 {
 		return 0, fmt.Errorf("%q: the duration must be positive", s)
 	}
 	return d, nil

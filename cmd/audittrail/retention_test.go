@@ -224,6 +224,7 @@ func TestRetentionFlag(t *testing.T) {
 		{"30m", 0, "shorter than the minimum 1h0m0s"},
 		{"ninety", 0, "is not a duration"},
 		{"-5d", 0, "must be positive"},
+		{"90098700d", 0, "too long: at most 106751d"}, // wrapped to 466h before FuzzParseAgo
 	} {
 		m, _ := newTestMain(nil)
 		err := m.ParseFlags([]string{"--dev", "--retention", c.arg})

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParseAgo: parseAgo (--since, --ttl, --retention) never panics and
+// returns either an error or a positive duration that means what was
+// written: N days are N×24h, a Go duration is itself, "NdD" is their sum.
+// No input wraps around int64 nanoseconds into another period.
+func FuzzParseAgo(f *testing.F) {
+	for _, s := range []string{"90d", "24h", "1d12h", "0", "-5d", "106751d", "106752d", "9999999999d", "1d-1h", "d", "5dd", "1d2562047h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseAgo(s)
+		if err != nil {
+			return
+		}
+		if d <= 0 {
+			t.Fatalf("parseAgo(%q) = %v, not positive", s, d)
+		}
+		days, rest, hasDays := strings.Cut(s, "d")
+		if !hasDays {
+			rest = s
+		}
+		var want time.Duration
+		if hasDays {
+			n, err := strconv.ParseInt(days, 10, 64)
+			if err != nil || n < 0 {
+				t.Fatalf("parseAgo(%q) accepted days %q", s, days)
+			}
+			want = time.Duration(n) * 24 * time.Hour
+			if n != int64(want/(24*time.Hour)) {
+				t.Fatalf("parseAgo(%q) = %v: %d days do not fit a duration", s, d, n)
+			}
+		}
+		if rest != "" {
+			r, err := time.ParseDuration(rest)
+			if err != nil {
+				t.Fatalf("parseAgo(%q) accepted %q", s, rest)
+			}
+			if (r > 0 && want > 0 && want+r < want) || (r < 0 && want+r > want) {
+				t.Fatalf("parseAgo(%q) = %v: the sum overflows", s, d)
+			}
+			want += r
+		}
+		if d != want {
+			t.Fatalf("parseAgo(%q) = %v, want %v", s, d, want)
+		}
+	})
+}
