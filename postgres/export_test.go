@@ -9,8 +9,12 @@ import (
 
 // Exported for the tests of package postgres_test.
 
-// LogLockKey is the advisory lock of the log's integrator (the leader).
-const LogLockKey = logLockKey
+// LogLockKey is the advisory lock of the log's integrator (the leader),
+// RetentionLockKey the one of the replica that deletes.
+const (
+	LogLockKey       = logLockKey
+	RetentionLockKey = retentionLockKey
+)
 
 // LikePattern is likePattern: the LIKE pattern pushed down for a regex.
 var LikePattern = likePattern

@@ -84,9 +84,10 @@ func (s *Store) cutoffError(e *audittrail.Event) error {
 }
 
 // Expire implements audittrail.Expirer (see above). Kept counts the events
-// before the cutoff still stored: those of the month holding the cutoff,
-// those the log has not integrated, and, while another replica deletes,
-// all of them.
+// before the cutoff still stored (those of the month holding the cutoff,
+// those the log has not integrated), counted by the replica that deletes:
+// a replica that finds another one deleting only moves the cutoff, and
+// reports none deleted and none kept.
 func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.ExpireResult, error) {
 	if cutoff.Before(audittrail.MinEventTime) || !cutoff.Before(audittrail.MaxEventTime) {
 		return audittrail.ExpireResult{}, audittrail.Errorf(audittrail.EInvalid, "retention cutoff %s is out of range", cutoff.UTC().Format(time.RFC3339Nano))
@@ -120,17 +121,17 @@ func (s *Store) expire(ctx context.Context, cutoff int64) (audittrail.ExpireResu
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", retentionLockKey).Scan(&locked); err != nil {
 		return res, err
 	}
-	if locked {
-		err = s.deleteBefore(ctx, conn.Conn(), cur, &res)
-		if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", retentionLockKey); uerr != nil {
-			conn.Conn().Close(context.Background()) // the session's lock goes with it
-			err = errors.Join(err, uerr)
-		}
-		if err != nil {
-			return res, err
-		}
+	if !locked {
+		return res, nil // another replica is deleting
 	}
-	err = conn.QueryRow(ctx, "SELECT count(*) FROM events WHERE event_time_ns < $1", cur).Scan(&res.Kept)
+	err = s.deleteBefore(ctx, conn.Conn(), cur, &res)
+	if err == nil {
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM events WHERE event_time_ns < $1", cur).Scan(&res.Kept)
+	}
+	if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", retentionLockKey); uerr != nil {
+		conn.Conn().Close(context.Background()) // the session's lock goes with it
+		err = errors.Join(err, uerr)
+	}
 	return res, err
 }
 

@@ -101,7 +101,17 @@ func TestExpireDropsMonths(t *testing.T) {
 	}
 
 	cutoff := date(2025, 5, 15)
+	// While another replica deletes, a pass only moves the cutoff.
+	exec("SELECT pg_advisory_lock($1)", postgres.RetentionLockKey)
 	res, err := s.Expire(ctx, cutoff)
+	if err != nil || !res.Cutoff.Equal(cutoff) || res.Deleted != 0 || res.Kept != 0 || !s.Cutoff().Equal(cutoff) {
+		t.Fatalf("a pass while another replica deletes: %+v, %v", res, err)
+	}
+	if got := partitions(); got != "[events_2025_03 events_2025_04 events_2025_05]" {
+		t.Fatalf("partitions after a pass that did not delete: %s", got)
+	}
+	exec("SELECT pg_advisory_unlock($1)", postgres.RetentionLockKey)
+	res, err = s.Expire(ctx, cutoff)
 	if err != nil {
 		t.Fatal(err)
 	}
