@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -155,13 +156,20 @@ func AuditStoreWith(ctx context.Context, st audittrail.LogStore, verifierKey str
 	}
 	s, searches := st.(audittrail.Store)
 	var scanned *scanFindings
-	if sc, ok := st.(storageScanner); ok && searches && !opts.AllowDeleted {
-		scanned, err = scanLeaves(ctx, sc, st, last, a, tree, readErr)
+	var deleted []SeqRange
+	if sc, ok := st.(storageScanner); ok && searches {
+		var logHashes tlog.HashReader // nil: no leaf may be deleted
+		if opts.AllowDeleted {
+			logHashes = l.hashReader()
+		}
+		scanned, err = scanLeaves(ctx, sc, st, last, a, tree, logHashes, readErr)
 		if err != nil {
 			return nil, err
 		}
+		if scanned != nil {
+			deleted = scanned.deleted
+		}
 	}
-	var deleted []SeqRange
 	if scanned == nil {
 		if deleted, err = auditLeaves(ctx, read, l.hashReader(), last, a, readErr); err != nil {
 			return nil, err
@@ -202,7 +210,12 @@ type storageScanner interface {
 type scanFindings struct {
 	notInLog      []SearchedEvent
 	notInLogCount int
+	deleted       []SeqRange
 }
+
+// cutoffStore is a store with a retention cutoff (pebblestore.Store): the
+// events before it are deleted, or hidden until they are.
+type cutoffStore interface{ Cutoff() time.Time }
 
 // scanLeaves does the work of auditLeaves and of checkSearch in one scan of
 // a store that reads its events in storage order, which is not seq order
@@ -224,7 +237,13 @@ type scanFindings struct {
 // A record that cannot be decoded stops the scan, and scanLeaves returns
 // nil findings and no error: the caller falls back to auditLeaves and
 // checkSearch, which name the leaf (or report the search error).
-func scanLeaves(ctx context.Context, sc storageScanner, ls audittrail.LogStore, last uint64, a *merkle.Auditor, tree *merkle.FlatStore, readErr func(from, to uint64, err error) error) (*scanFindings, error) {
+//
+// With logHashes (AuditOptions.AllowDeleted), a leaf without its record,
+// or whose record is before the store's retention cutoff (which every read
+// then shows as deleted, as EventsBySeqSparse does), is the log's stored
+// leaf hash, added as deleted; the deleted seqs are in the findings.
+func scanLeaves(ctx context.Context, sc storageScanner, ls audittrail.LogStore, last uint64, a *merkle.Auditor, tree *merkle.FlatStore,
+	logHashes tlog.HashReader, readErr func(from, to uint64, err error) error) (*scanFindings, error) {
 	if last > merkle.MaxTreeSize {
 		return nil, nil
 	}
@@ -239,8 +258,15 @@ func scanLeaves(ctx context.Context, sc storageScanner, ls audittrail.LogStore, 
 	hashers := make([]merkle.LeafHasher, workers)
 	var mu sync.Mutex
 	f := &scanFindings{}
+	cutoff := int64(math.MinInt64)
+	if cs, ok := ls.(cutoffStore); ok && logHashes != nil && !cs.Cutoff().IsZero() {
+		cutoff = cs.Cutoff().UnixNano()
+	}
 	err = sc.ScanEvents(ctx, workers, func(w int, e *audittrail.Event, params, meta []merkle.MapEntry) error {
 		seq := e.Seq
+		if e.EventTime.UnixNano() < cutoff {
+			return nil // hidden, so deleted for the audit
+		}
 		if seq >= 1 && seq <= uint64(n) && pos[seq-1] == e.EventTime.UnixNano() {
 			leaves.Set(seq-1, hashers[w].HashSorted(e, params, meta), e.ReceiveTime)
 			return nil
@@ -262,6 +288,15 @@ func scanLeaves(ctx context.Context, sc storageScanner, ls audittrail.LogStore, 
 		}
 		return nil, nil // a record that cannot be decoded: see above
 	}
+	if logHashes != nil {
+		size, err := ls.TreeSize()
+		if err != nil {
+			return nil, err
+		}
+		if f.deleted, err = setDeletedLeaves(leaves, min(last, size), logHashes); err != nil {
+			return nil, err
+		}
+	}
 	if k := leaves.FirstUnset(); k < last {
 		return nil, readErr(k+1, k+1, errors.New("its record was not found in storage"))
 	}
@@ -270,6 +305,48 @@ func scanLeaves(ctx context.Context, sc storageScanner, ls audittrail.LogStore, 
 	})
 	pos = nil
 	return f, leaves.AddTo(a, last)
+}
+
+// setDeletedLeaves sets every leaf below last, which the log's tree holds,
+// that leaves lacks to the log's stored leaf hash, as deleted, and returns
+// their seqs.
+func setDeletedLeaves(leaves *merkle.LeafTable, last uint64, logHashes tlog.HashReader) ([]SeqRange, error) {
+	var deleted []SeqRange
+	var idx []int64
+	var at []uint64
+	flush := func() error {
+		if len(idx) == 0 {
+			return nil
+		}
+		hs, err := logHashes.ReadHashes(idx)
+		if err != nil {
+			return fmt.Errorf("events are missing from seq %d on, and the log's leaf hashes cannot be read: %w", at[0]+1, err)
+		}
+		for j, i := range at {
+			leaves.SetDeleted(i, hs[j])
+			seq := i + 1
+			if n := len(deleted); n > 0 && deleted[n-1].Last == seq-1 {
+				deleted[n-1].Last = seq
+			} else {
+				deleted = append(deleted, SeqRange{seq, seq})
+			}
+		}
+		idx, at = idx[:0], at[:0]
+		return nil
+	}
+	for i := range last {
+		if leaves.IsSet(i) {
+			continue
+		}
+		idx = append(idx, tlog.StoredHashIndex(0, int64(i)))
+		at = append(at, i)
+		if len(idx) == auditBatchSize {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return deleted, flush()
 }
 
 // leafError narrows a failed read of [from, to] to its first unreadable

@@ -417,10 +417,15 @@ type LeafTable struct {
 	wide map[uint64]time.Time // receive times that Unix ns cannot hold
 }
 
-const wideRT = math.MinInt64
+// Markers in LeafTable.rts: a receive time kept in wide, and a deleted
+// leaf (SetDeleted).
+const (
+	wideRT    = math.MinInt64
+	deletedRT = math.MinInt64 + 1
+)
 
-// The receive times a LeafTable holds as Unix ns (wideRT excluded).
-var minNanoTime, maxNanoTime = time.Unix(0, wideRT+1), time.Unix(0, math.MaxInt64)
+// The receive times a LeafTable holds as Unix ns (the markers excluded).
+var minNanoTime, maxNanoTime = time.Unix(0, deletedRT+1), time.Unix(0, math.MaxInt64)
 
 // NewLeafTable returns a table of n leaves (indexes 0 to n-1), none set:
 // 41 bytes per leaf. When tree, optional, is the empty FlatStore that the
@@ -480,6 +485,17 @@ func (t *LeafTable) Set(i uint64, leaf tlog.Hash, receiveTime time.Time) {
 	t.set[i] = true
 }
 
+// SetDeleted records leaf i as the log's stored hash of a deleted event
+// (retention): AddTo adds it with Auditor.AddDeleted.
+func (t *LeafTable) SetDeleted(i uint64, leaf tlog.Hash) {
+	if i >= t.n {
+		panic(fmt.Sprintf("merkle: LeafTable: leaf %d of %d", i, t.n))
+	}
+	t.hashes[t.at(i)] = leaf
+	t.rts[i] = deletedRT
+	t.set[i] = true
+}
+
 // IsSet reports whether leaf i was set.
 func (t *LeafTable) IsSet(i uint64) bool { return i < t.n && t.set[i] }
 
@@ -505,10 +521,16 @@ func (t *LeafTable) AddTo(a *Auditor, n uint64) error {
 			return fmt.Errorf("merkle: LeafTable: leaf %d is not set", i)
 		}
 		var rt time.Time
-		if ns := t.rts[i]; ns != wideRT {
-			rt = time.Unix(0, ns)
-		} else {
+		switch ns := t.rts[i]; ns {
+		case deletedRT:
+			if err := a.AddDeleted(i+1, t.hashes[t.at(i)]); err != nil {
+				return err
+			}
+			continue
+		case wideRT:
 			rt = t.wide[i]
+		default:
+			rt = time.Unix(0, ns)
 		}
 		if err := a.AddLeaf(i+1, rt, t.hashes[t.at(i)]); err != nil {
 			return err
