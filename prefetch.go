@@ -161,6 +161,15 @@ func (p *prefetcher) take(ctx context.Context, token string, size int, scope Sco
 	return f.res, nil
 }
 
+// forget drops every page read ahead (counted as expired): a read in
+// flight finishes for nobody.
+func (p *prefetcher) forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.expired.Add(uint64(len(p.pages)))
+	clear(p.pages)
+}
+
 // snapshot returns the counts so far.
 func (p *prefetcher) snapshot() PrefetchStats {
 	c := &p.stats

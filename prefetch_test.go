@@ -105,4 +105,16 @@ func TestPrefetcher(t *testing.T) {
 	if got != want || got.Waited > got.Taken {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}
+
+	// forget (a retention pass moved the cutoff) drops every page kept,
+	// counted as expired.
+	kept := p.pending()
+	p.start("d", "dave", 500, ws, later, found)
+	p.forget()
+	if got, _ := p.take(ctx, "d", 500, ws, later); got != nil || p.pending() != 0 {
+		t.Error("a page read ahead was handed out after forget")
+	}
+	if n := p.snapshot().Expired - want.Expired; n != uint64(kept+1) {
+		t.Errorf("forget counted %d pages expired, want %d", n, kept+1)
+	}
 }

@@ -80,6 +80,9 @@ type Retention struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AfterPass, when set, is called after each pass that succeeded, with
+	// the store's cutoff (serve: Service.ForgetReadAhead).
+	AfterPass func(cutoff time.Time)
 
 	mu    sync.Mutex
 	stats RetentionStats
@@ -162,6 +165,9 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 	}
 	if err != nil {
 		return res, fmt.Errorf("retention: %w", err)
+	}
+	if r.AfterPass != nil {
+		r.AfterPass(res.Cutoff)
 	}
 	return res, nil
 }

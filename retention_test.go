@@ -35,8 +35,10 @@ func TestRetentionApply(t *testing.T) {
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	st := &memStore{}
 	x := &expirer{}
+	var after []time.Time
 	r := &audittrail.Retention{Store: x, Keep: 90 * 24 * time.Hour, Now: func() time.Time { return now },
-		Audit: &audittrail.SelfAuditor{Store: st, Now: func() time.Time { return now }}}
+		Audit:     &audittrail.SelfAuditor{Store: st, Now: func() time.Time { return now }},
+		AfterPass: func(c time.Time) { after = append(after, c) }}
 
 	if _, err := r.Apply(ctx); err != nil || len(st.events) != 0 {
 		t.Fatalf("a pass that deleted nothing: %v, %d events recorded", err, len(st.events))
@@ -74,6 +76,10 @@ func TestRetentionApply(t *testing.T) {
 	}
 	if s := r.Stats(); s.Passes != 4 || s.Failures != 2 || s.Deleted != 1254 || !s.Cutoff.Equal(now.Add(-90*24*time.Hour)) {
 		t.Fatalf("stats %+v", s)
+	}
+
+	if len(after) != 2 || !after[1].Equal(now.Add(-90*24*time.Hour)) {
+		t.Fatalf("AfterPass called with %v, want twice (the passes that succeeded)", after)
 	}
 
 	short := &audittrail.Retention{Store: x, Keep: 59 * time.Minute}

@@ -35,6 +35,11 @@ type Service struct {
 // PrefetchStats counts what became of the pages read ahead (prefetch.go).
 func (s *Service) PrefetchStats() PrefetchStats { return s.ahead.snapshot() }
 
+// ForgetReadAhead drops the pages read ahead (PrefetchMinPage), so that
+// the next page of every search is searched anew: after a retention pass
+// moved the cutoff, a page read before it may hold events it hides.
+func (s *Service) ForgetReadAhead() { s.ahead.forget() }
+
 func (s *Service) now() time.Time {
 	if s.Now != nil {
 		return s.Now()

@@ -16,7 +16,7 @@ const retentionInterval = time.Hour
 // background (the first at once) until Close; each pass that deletes
 // events, or fails, is recorded as a self-audit event by audit (the
 // server's, with its --self-audit-source).
-func (m *Main) startRetention(ctx context.Context, store audittrail.Store, audit *audittrail.SelfAuditor, metrics *server.Metrics) {
+func (m *Main) startRetention(ctx context.Context, store audittrail.Store, svc *audittrail.Service, audit *audittrail.SelfAuditor, metrics *server.Metrics) {
 	c := &m.Config
 	exp, ok := store.(audittrail.Expirer)
 	if c.Retention <= 0 || !ok {
@@ -27,6 +27,9 @@ func (m *Main) startRetention(ctx context.Context, store audittrail.Store, audit
 		Keep:   c.Retention,
 		Audit:  audit,
 		Logger: m.log,
+		// A page read ahead before the cutoff moved may hold events it
+		// now hides.
+		AfterPass: func(time.Time) { svc.ForgetReadAhead() },
 	}
 	metrics.WatchRetention(r.Stats)
 	m.log.InfoContext(ctx, "retention: events older than the period are deleted", "period", c.Retention, "every", retentionInterval)

@@ -390,7 +390,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	srv.Start(public, internal)
 	m.server = srv
-	m.startRetention(ctx, store, auth.selfAudit, metrics)
+	m.startRetention(ctx, store, scfg.Service, auth.selfAudit, metrics)
 	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
 		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan, "prefetch_min_page", c.PrefetchMinPage)
 	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
