@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -55,14 +56,17 @@ const issuerKeyPrefix = "issuer_jwk:"
 
 // PublishIssuerKey records a replica's built-in issuer public key (JWK JSON)
 // under its key id, so that every replica accepts the access tokens any of
-// them issues (token.BuiltinConfig.Peers). Only public keys are kept here: a
-// reader of the database cannot sign tokens with them.
+// them issues (token.BuiltinConfig.Peers); publishing it again sets its
+// created_at to now, which for these rows means "last published" (the
+// key itself never changes under its id). Only public keys are kept here:
+// a reader of the database cannot sign tokens with them.
 func (s *Store) PublishIssuerKey(ctx context.Context, kid string, jwk []byte) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.closeMu.RUnlock()
-	if _, err := s.pool.Exec(ctx, `INSERT INTO service_keys (name, key) VALUES ($1, $2::bytea) ON CONFLICT (name) DO NOTHING`,
+	if _, err := s.pool.Exec(ctx, `INSERT INTO service_keys (name, key) VALUES ($1, $2::bytea)
+		ON CONFLICT (name) DO UPDATE SET created_at = now()`,
 		issuerKeyPrefix+kid, jwk); err != nil {
 		s.recoverFrom(err)
 		return s.fail(ctx, "issuer key", err)
@@ -70,13 +74,15 @@ func (s *Store) PublishIssuerKey(ctx context.Context, kid string, jwk []byte) er
 	return nil
 }
 
-// IssuerKeys returns every published issuer public key (token.PeerKeys).
-func (s *Store) IssuerKeys(ctx context.Context) ([][]byte, error) {
+// IssuerKeys returns the issuer public keys published within maxAge, by the
+// database's clock (token.PeerKeys).
+func (s *Store) IssuerKeys(ctx context.Context, maxAge time.Duration) ([][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	defer s.closeMu.RUnlock()
-	rows, err := s.pool.Query(ctx, `SELECT key FROM service_keys WHERE starts_with(name, $1) ORDER BY name`, issuerKeyPrefix)
+	rows, err := s.pool.Query(ctx, `SELECT key FROM service_keys WHERE starts_with(name, $1)
+		AND created_at > now() - make_interval(secs => $2::float8) ORDER BY name`, issuerKeyPrefix, maxAge.Seconds())
 	if err != nil {
 		s.recoverFrom(err)
 		return nil, s.fail(ctx, "issuer keys", err)

@@ -69,9 +69,25 @@ type BuiltinConfig struct {
 // PeerKeys keeps the public keys (JWK JSON) of the built-in issuers of a
 // deployment's replicas (postgres.Store).
 type PeerKeys interface {
+	// PublishIssuerKey records the key, or notes that it was published
+	// again now.
 	PublishIssuerKey(ctx context.Context, kid string, jwk []byte) error
-	IssuerKeys(ctx context.Context) ([][]byte, error)
+	// IssuerKeys returns the keys published within maxAge.
+	IssuerKeys(ctx context.Context, maxAge time.Duration) ([][]byte, error)
 }
+
+// A replica publishes its key again every peerRepublish (KeepPublished) and
+// reads the others' at the same time; a key not published for
+// peerKeyLife (at least a day, and four access token lifetimes) is no
+// longer trusted: the key of a replica whose key file was replaced, or that
+// was removed, stops being accepted by itself, once every token it signed
+// has expired.
+const (
+	peerRepublish  = time.Hour
+	minPeerKeyLife = 24 * time.Hour
+)
+
+func (i *Issuer) peerKeyLife() time.Duration { return max(minPeerKeyLife, 4*i.cfg.AccessTokenTTL) }
 
 // Issuer is the built-in OIDC issuer of a standalone deployment.
 type Issuer struct {
@@ -337,6 +353,28 @@ func (i *Issuer) PublishKey(ctx context.Context) error {
 	return i.readPeers(ctx, true)
 }
 
+// KeepPublished publishes the issuer's key again, and reads the others',
+// every peerRepublish until ctx ends (a replica's own key stays trusted by
+// the others; a key no longer published stops being trusted here). Errors
+// go to report. Without Peers it returns at once.
+func (i *Issuer) KeepPublished(ctx context.Context, report func(error)) {
+	if i.cfg.Peers == nil {
+		return
+	}
+	t := time.NewTicker(peerRepublish)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := i.PublishKey(ctx); err != nil && ctx.Err() == nil {
+				report(err)
+			}
+		}
+	}
+}
+
 // readPeers reads the published keys, unless they were read less than
 // peerRefresh ago (and force is not set).
 func (i *Issuer) readPeers(ctx context.Context, force bool) error {
@@ -347,7 +385,7 @@ func (i *Issuer) readPeers(ctx context.Context, force bool) error {
 		return nil
 	}
 	i.peersReadAt = now
-	raw, err := i.cfg.Peers.IssuerKeys(ctx)
+	raw, err := i.cfg.Peers.IssuerKeys(ctx, i.peerKeyLife())
 	if err != nil {
 		return fmt.Errorf("token: reading the built-in issuers' keys: %w", err)
 	}

@@ -156,10 +156,12 @@ func TestIssuer(t *testing.T) {
 	}
 }
 
-// memPeers is token.PeerKeys in memory.
+// memPeers is token.PeerKeys in memory, with its own clock (now).
 type memPeers struct {
-	mu   sync.Mutex
-	keys map[string][]byte
+	mu        sync.Mutex
+	keys      map[string][]byte
+	published map[string]time.Time
+	now       time.Time
 }
 
 func (m *memPeers) PublishIssuerKey(_ context.Context, kid string, jwk []byte) error {
@@ -168,23 +170,36 @@ func (m *memPeers) PublishIssuerKey(_ context.Context, kid string, jwk []byte) e
 	if _, ok := m.keys[kid]; !ok {
 		m.keys[kid] = jwk
 	}
+	if m.published == nil {
+		m.published = map[string]time.Time{}
+	}
+	m.published[kid] = m.now
 	return nil
 }
 
-func (m *memPeers) IssuerKeys(context.Context) ([][]byte, error) {
+func (m *memPeers) IssuerKeys(_ context.Context, maxAge time.Duration) ([][]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out [][]byte
-	for _, k := range m.keys {
-		out = append(out, k)
+	for kid, k := range m.keys {
+		if m.now.Sub(m.published[kid]) < maxAge {
+			out = append(out, k)
+		}
 	}
 	return out, nil
+}
+
+func (m *memPeers) advance(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.now = m.now.Add(d)
 }
 
 // TestIssuerPeerKeys: replicas with their own keys accept each other's
 // access tokens once their public keys are published, one started later
 // included (read again on an unknown key id); a key not published, or
-// published with its private part, is not trusted.
+// published with its private part, is not trusted, nor one not published
+// again for a day.
 func TestIssuerPeerKeys(t *testing.T) {
 	peers := &memPeers{keys: map[string][]byte{}}
 	static := &Static{}
@@ -239,5 +254,30 @@ func TestIssuerPeerKeys(t *testing.T) {
 	}
 	if n := len(a.keys()); n != 2 {
 		t.Errorf("A trusts %d keys, want its own and B's", n)
+	}
+
+	// B's key replaced (or B removed): A trusts it while it is recent,
+	// then no longer, once A publishes its own again and reads the others
+	// (KeepPublished's round); B's new key is trusted.
+	peers.advance(23 * time.Hour)
+	if err := a.PublishKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chainA.Authenticate(t.Context(), mint(b)); err != nil {
+		t.Errorf("A refuses B's key published 23 hours ago: %v", err)
+	}
+	peers.advance(2 * time.Hour)
+	b2, _ := newReplica()
+	if err := a.PublishKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chainA.Authenticate(t.Context(), mint(b)); audittrail.ErrorCode(err) != audittrail.EUnauthenticated {
+		t.Errorf("a token of B's key, last published 25 hours ago: %v, want EUnauthenticated", err)
+	}
+	if _, err := chainA.Authenticate(t.Context(), mint(b2)); err != nil {
+		t.Errorf("A refuses B's new key: %v", err)
+	}
+	if n := len(a.keys()); n != 2 {
+		t.Errorf("A trusts %d keys, want its own and B's new one", n)
 	}
 }

@@ -217,6 +217,11 @@ func (m *Main) setupAuth(ctx context.Context, store audittrail.Store, publicURL 
 		if err := iss.PublishKey(ctx); err != nil {
 			return nil, err
 		}
+		// Hourly, until the server stops: the others keep trusting this
+		// key, and this replica stops trusting keys no longer published.
+		go iss.KeepPublished(ctx, func(err error) {
+			m.log.Warn("built-in issuer: publishing its key again failed; retried in an hour", "err", err)
+		})
 		chain.Issuer = iss
 		out.issuer = iss
 		rts := iss.Routes()
