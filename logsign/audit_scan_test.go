@@ -32,21 +32,30 @@ type pointReadStore struct {
 	audittrail.LogStore
 }
 
+// outOfOrderStore returns an embedded store of 1,200 events whose storage
+// order is not seq order (event times out of seq order), all integrated by
+// its log, which it returns too. The store is closed at the end of the test.
+func outOfOrderStore(t *testing.T) (*pebblestore.Store, *logsign.Log) {
+	t.Helper()
+	dir := t.TempDir()
+	st := openStore(t, filepath.Join(dir, "db"))
+	t.Cleanup(func() { st.Close() })
+	l := newLog(t, st, dir)
+	for _, from := range []int{1000, 0, 500, 2000} {
+		appendEvents(t, st, 300, from)
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st, l
+}
+
 // TestAuditStorageOrder: the audit of the embedded store reads its events
 // in storage order, with no read by seq, and reports what the audit by seq
 // and search reports, on a store whose storage order is not seq order.
 func TestAuditStorageOrder(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st := openStore(t, filepath.Join(dir, "db"))
-	defer st.Close()
-	l := newLog(t, st, dir)
-	for _, from := range []int{1000, 0, 500, 2000} { // event times out of seq order
-		appendEvents(t, st, 300, from)
-		if err := l.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, l := outOfOrderStore(t)
 	cs := &countingStore{Store: st}
 	got, err := logsign.AuditStore(ctx, cs, l.VerifierKey())
 	if err != nil {
@@ -86,16 +95,7 @@ func (s sparsePointStore) EventsBySeqSparse(ctx context.Context, from, to uint64
 // deleted seqs, which are not in seq order (event times are not).
 func TestAuditStorageOrderDeleted(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st := openStore(t, filepath.Join(dir, "db"))
-	defer st.Close()
-	l := newLog(t, st, dir)
-	for _, from := range []int{1000, 0, 500, 2000} { // event times out of seq order
-		appendEvents(t, st, 300, from)
-		if err := l.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, l := outOfOrderStore(t)
 	// Events the log has not integrated yet, 50 of them before the cutoff:
 	// kept by the pass, hidden, so deleted for the audit.
 	appendEvents(t, st, 300, 700)

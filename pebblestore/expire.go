@@ -192,17 +192,28 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 
 // readCutoff reads a cutoff kept in key (noCutoff when absent).
 func (s *Store) readCutoff(key []byte) (int64, error) {
+	v, ok, err := s.readUint64(key)
+	if !ok || err != nil {
+		return noCutoff, err
+	}
+	return int64(v), nil
+}
+
+// readUint64 reads the 8-byte big-endian value of a metadata key, and
+// whether it is there. It takes no closeMu: the writer's goroutine, which
+// Close waits for, reads with it.
+func (s *Store) readUint64(key []byte) (uint64, bool, error) {
 	v, closer, err := s.db.Get(key)
 	if err == pebble.ErrNotFound {
-		return noCutoff, nil
+		return 0, false, nil
 	} else if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, fmt.Errorf("pebblestore: corrupt %s %x", key, v)
+		return 0, false, fmt.Errorf("pebblestore: corrupt %s %x", key, v)
 	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	return binary.BigEndian.Uint64(v), true, nil
 }
 
 // sendExpire hands r to the writer. The channel is unbuffered and the send
@@ -301,20 +312,10 @@ func (s *Store) expireRecords(r *expireReq) {
 	}
 }
 
-// readTreeSize reads the log's tree size without closeMu (the writer's
-// goroutine, which Close waits for, must not take it).
+// readTreeSize reads the log's tree size (0 when none) without closeMu.
 func (s *Store) readTreeSize() (uint64, error) {
-	v, closer, err := s.db.Get(treeSizeKey)
-	if err == pebble.ErrNotFound {
-		return 0, nil
-	} else if err != nil {
-		return 0, err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("pebblestore: corrupt tree size %x", v)
-	}
-	return binary.BigEndian.Uint64(v), nil
+	size, _, err := s.readUint64(treeSizeKey)
+	return size, err
 }
 
 // noteLists adds the posting lists of the parsed record v to lists, as

@@ -153,6 +153,12 @@ func (s *Store) deleteBefore(ctx context.Context, conn *pgx.Conn, cutoff int64, 
 	if err != nil {
 		return err
 	}
+	// The tree only grows: what it held here is integrated for the whole
+	// pass (dropMonth checks again under its partition's lock).
+	var tree int64
+	if err := conn.QueryRow(ctx, "SELECT size FROM log_tree").Scan(&tree); err != nil {
+		return err
+	}
 	for _, name := range names {
 		m := partitionName.FindStringSubmatch(name)
 		if m == nil {
@@ -165,7 +171,7 @@ func (s *Store) deleteBefore(ctx context.Context, conn *pgx.Conn, cutoff int64, 
 		if hi.UnixNano() > cutoff || hi.After(maxPartitionMonth) {
 			continue
 		}
-		n, err := s.dropMonth(ctx, conn, name, lo.UnixNano(), hi.UnixNano())
+		n, err := s.dropMonth(ctx, conn, name, lo.UnixNano(), hi.UnixNano(), tree)
 		if err != nil {
 			return fmt.Errorf("dropping %s: %w", name, err)
 		}
@@ -173,10 +179,6 @@ func (s *Store) deleteBefore(ctx context.Context, conn *pgx.Conn, cutoff int64, 
 			s.log.Info("postgres: retention dropped a month", "partition", name, "events", n)
 		}
 		res.Deleted += n
-	}
-	var tree int64
-	if err := conn.QueryRow(ctx, "SELECT size FROM log_tree").Scan(&tree); err != nil {
-		return err
 	}
 	var n int64
 	err = conn.QueryRow(ctx, `WITH d AS (
@@ -195,13 +197,10 @@ func (s *Store) deleteBefore(ctx context.Context, conn *pgx.Conn, cutoff int64, 
 // event a replica that did not know the cutoff yet stored there meanwhile
 // is either integrated (and goes with the month) or keeps the month for a
 // later pass.
-func (s *Store) dropMonth(ctx context.Context, conn *pgx.Conn, name string, lo, hi int64) (int64, error) {
+func (s *Store) dropMonth(ctx context.Context, conn *pgx.Conn, name string, lo, hi, tree int64) (int64, error) {
 	table := pgx.Identifier{name}.Sanitize()
-	var tree, n int64
+	var n int64
 	var maxSeq *int64
-	if err := conn.QueryRow(ctx, "SELECT size FROM log_tree").Scan(&tree); err != nil {
-		return 0, err
-	}
 	if err := conn.QueryRow(ctx, "SELECT count(*), max(seq) FROM "+table).Scan(&n, &maxSeq); err != nil {
 		return 0, err
 	}
