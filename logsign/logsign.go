@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/durablefile"
@@ -203,10 +204,22 @@ type Config struct {
 	// this recent; older ones are thinned to the last of each hour
 	// (thin.go). 0 keeps them all.
 	KeepAllCheckpoints time.Duration
+	// Witnesses, when set, cosign every checkpoint before it is stored
+	// (witness.Cosigner; docs/design/verifiable-log.md, "Witnesses"): the
+	// stored and served checkpoint carries the cosignatures that came back.
+	Witnesses Cosigner
 	// BatchSize bounds the events read per integration step; 0 means 10000.
 	BatchSize int
 	Logger    *slog.Logger
 	Now       func() time.Time
+}
+
+// Cosigner adds witnesses' cosignatures to a signed checkpoint cp of the
+// tree of size leaves, given the consistency proofs they ask for
+// (witness.Cosigner). It returns cp with what it got, cp itself when no
+// witness answered.
+type Cosigner interface {
+	Cosign(ctx context.Context, cp []byte, size uint64, prove func(old, new uint64) ([]tlog.Hash, error)) []byte
 }
 
 // Log integrates events, signs checkpoints and serves proofs.

@@ -157,6 +157,34 @@ func (p *pendingHashes) WriteHashes(indexes []int64, hashes []tlog.Hash) error {
 	return nil
 }
 
+// reader reads the tree as the step grows it: the hashes Integrate wrote
+// (one contiguous run of storage indexes), then the stored ones.
+func (p *pendingHashes) reader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		var stored []int64
+		var at []int
+		for i, x := range indexes {
+			if len(p.indexes) > 0 && x >= p.indexes[0] && x-p.indexes[0] < int64(len(p.hashes)) {
+				out[i] = p.hashes[x-p.indexes[0]]
+				continue
+			}
+			stored = append(stored, x)
+			at = append(at, i)
+		}
+		if len(stored) > 0 {
+			hs, err := l2t(p.l.cfg.Store.ReadTreeHashes(stored))
+			if err != nil {
+				return nil, err
+			}
+			for j, i := range at {
+				out[i] = hs[j]
+			}
+		}
+		return out, nil
+	})
+}
+
 func l2t(hs [][32]byte, err error) ([]tlog.Hash, error) {
 	if err != nil {
 		return nil, err
@@ -265,6 +293,16 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 		if err := l.checkStillSigner(ctx); err != nil {
 			return err
 		}
+	}
+	if note != nil && l.cfg.Witnesses != nil {
+		// Before the store: the checkpoint is stored and served once,
+		// with its cosignatures. A witness shown a checkpoint that a crash
+		// then loses is no harm: the events were committed before they
+		// were integrated, so the log signs the same tree again.
+		tree := p.reader()
+		note = l.cfg.Witnesses.Cosign(ctx, note, newSize, func(old, new uint64) ([]tlog.Hash, error) {
+			return tlog.ProveTree(int64(new), int64(old), tree)
+		})
 	}
 	if err := st.AppendTree(newSize, p.indexes, p.hashes, note); err != nil {
 		return err

@@ -1,0 +1,153 @@
+package witness
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	fnote "github.com/transparency-dev/formats/note"
+	fwitness "github.com/transparency-dev/formats/witness"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// maxPolicySize bounds a policy file: a few lines per witness.
+const maxPolicySize = 64 << 10
+
+// Policy is a witness policy: the witnesses a log asks to cosign its
+// checkpoints (with their add-checkpoint URLs) and the quorum of
+// cosignatures a verifier requires before it trusts a checkpoint.
+//
+// The text is the policy format of Sigsum as transparency-dev/formats reads
+// it (the format Tessera logs are configured with), so one file serves the
+// log and its verifiers:
+//
+//	witness w1 witness1.example/w+1a2b3c4d+BAn... https://witness1.example/
+//	witness w2 witness2.example/w+5e6f7a8b+BAn... https://witness2.example/
+//	group both all w1 w2
+//	quorum both
+//
+// A witness line names the witness, its public key (a vkey of a
+// cosignature/v1 key, type 0x04, as `audittrail witness` prints it) and the
+// prefix of its add-checkpoint endpoint; group lines combine witnesses and
+// groups with a threshold ("any", "all" or a number); the quorum line names
+// the component a checkpoint must satisfy ("none" for no requirement).
+type Policy struct {
+	group     fwitness.Group
+	witnesses []Witness
+	quorum    string
+}
+
+// Witness is one witness of a Policy.
+type Witness struct {
+	Name     string        // its name in the policy file
+	KeyName  string        // the name in its cosignatures (the vkey's)
+	URL      string        // its add-checkpoint URL
+	Verifier note.Verifier // checks its cosignature/v1 signatures
+}
+
+// ParsePolicy parses the text of a policy file.
+func ParsePolicy(text []byte) (*Policy, error) {
+	if len(text) > maxPolicySize {
+		return nil, fmt.Errorf("witness policy: %d bytes, more than the %d a policy may have", len(text), maxPolicySize)
+	}
+	// The library checks the structure and answers whether a checkpoint
+	// satisfies the quorum; it keeps the witnesses' names to itself, and
+	// they are what an error message must name, so the witness lines are
+	// read here too.
+	group, err := fwitness.ParsePolicy(text)
+	if err != nil {
+		return nil, fmt.Errorf("witness policy: %w", err)
+	}
+	p := &Policy{group: group, quorum: "none"}
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		switch fields[0] {
+		case "quorum":
+			p.quorum = fields[1]
+		case "witness":
+			v, err := fnote.NewVerifierForCosignatureV1(fields[2])
+			if err != nil {
+				return nil, fmt.Errorf("witness policy: witness %s: %w", fields[1], err)
+			}
+			u, err := url.Parse(fields[3])
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return nil, fmt.Errorf("witness policy: witness %s: the URL %q is not an http or https URL", fields[1], fields[3])
+			}
+			p.witnesses = append(p.witnesses, Witness{
+				Name: fields[1], KeyName: v.Name(), URL: u.JoinPath("add-checkpoint").String(), Verifier: v,
+			})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("witness policy: %w", err)
+	}
+	seen := make(map[uint32]string)
+	for _, w := range p.witnesses {
+		if other, ok := seen[w.Verifier.KeyHash()]; ok {
+			return nil, fmt.Errorf("witness policy: witnesses %s and %s have the same key", other, w.Name)
+		}
+		seen[w.Verifier.KeyHash()] = w.Name
+	}
+	return p, nil
+}
+
+// LoadPolicy reads and parses a policy file.
+func LoadPolicy(path string) (*Policy, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("witness policy: %w", err)
+	}
+	p, err := ParsePolicy(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Witnesses returns the witnesses of the policy, in the file's order.
+func (p *Policy) Witnesses() []Witness { return append([]Witness(nil), p.witnesses...) }
+
+// ErrQuorum is wrapped by Check's error when a checkpoint lacks the
+// cosignatures the policy requires.
+var ErrQuorum = errors.New("witness cosignatures missing")
+
+// Check returns nil when the signed note msg (a checkpoint with its
+// signatures) carries the cosignatures the policy requires, and otherwise
+// an error wrapping ErrQuorum that names the witnesses that cosigned it and
+// those that did not. Signatures by keys outside the policy are ignored; a
+// signature by a witness's key that does not verify counts as absent.
+func (p *Policy) Check(msg []byte) error {
+	if p.group.Satisfied(msg) {
+		return nil
+	}
+	var have, missing []string
+	for _, w := range p.witnesses {
+		if Cosigned(msg, w.Verifier) {
+			have = append(have, w.Name)
+		} else {
+			missing = append(missing, w.Name)
+		}
+	}
+	by := "no witness"
+	if len(have) > 0 {
+		by = "witnesses " + strings.Join(have, ", ")
+	}
+	return fmt.Errorf("%w: the checkpoint is cosigned by %s, short of the policy's quorum %q (not cosigned by %s)",
+		ErrQuorum, by, p.quorum, strings.Join(missing, ", "))
+}
+
+// Cosigned reports whether the signed note msg carries a valid signature
+// by v.
+func Cosigned(msg []byte, v note.Verifier) bool {
+	n, err := note.Open(msg, note.VerifierList(v))
+	return err == nil && len(n.Sigs) == 1
+}
