@@ -256,9 +256,10 @@ func Sign(c *Checkpoint, signer note.Signer, cosigners ...note.Signer) ([]byte, 
 
 // OpenCheckpoint checks that msg is a signed note carrying a valid signature
 // by verifier (by any of its keys when it is a KeyRing; other signatures,
-// such as witness cosignatures, are ignored), that its text is a
-// well-formed checkpoint (Parse), and that its origin is the verifier's key
-// name. It returns the verified checkpoint.
+// such as witness cosignatures, are ignored unless verifier is Witnessed,
+// whose policy must accept them), that its text is a well-formed
+// checkpoint (Parse), and that its origin is the verifier's key name. It
+// returns the verified checkpoint.
 func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	if verifier == nil {
 		return nil, errors.New("merkle: OpenCheckpoint: nil verifier")
@@ -288,6 +289,11 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	}
 	if c.Origin != verifier.Name() {
 		return nil, fmt.Errorf("merkle: checkpoint origin %q is not the key name %q", c.Origin, verifier.Name())
+	}
+	if w, ok := verifier.(*witnessed); ok {
+		if err := w.policy.Check(msg); err != nil {
+			return nil, fmt.Errorf("merkle: signed checkpoint of %d leaves: %w", c.Size, err)
+		}
 	}
 	c.signed, c.signedBy = n.Text, signedBy
 	return c, nil

@@ -60,8 +60,12 @@ func (r *KeyRing) KeyHash() uint32 { return r.keys[0].KeyHash() }
 // Verify checks a signature by the first key.
 func (r *KeyRing) Verify(msg, sig []byte) bool { return r.keys[0].Verify(msg, sig) }
 
-// Keys returns the keys of v: those of a KeyRing, or v itself.
+// Keys returns the keys of v: those of a KeyRing, or v itself (of a
+// Witnessed verifier, those of the log's verifier it wraps).
 func Keys(v note.Verifier) []note.Verifier {
+	if w, ok := v.(*witnessed); ok {
+		v = w.Verifier
+	}
 	if r, ok := v.(*KeyRing); ok {
 		return append([]note.Verifier(nil), r.keys...)
 	}
@@ -80,4 +84,27 @@ func JoinKeys(vkeys ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// CosignaturePolicy checks the cosignatures a signed checkpoint carries
+// besides the log's signature (witness.Policy: a quorum of witnesses).
+type CosignaturePolicy interface {
+	Check(msg []byte) error
+}
+
+// Witnessed returns a verifier of the log's keys v (a key or a KeyRing)
+// with which OpenCheckpoint also requires what policy asks of a
+// checkpoint's cosignatures. It goes wherever v went: every proof,
+// window, mirror and audit then trusts only checkpoints the policy's
+// witnesses cosigned.
+func Witnessed(v note.Verifier, policy CosignaturePolicy) note.Verifier {
+	if w, ok := v.(*witnessed); ok {
+		v = w.Verifier
+	}
+	return &witnessed{Verifier: v, policy: policy}
+}
+
+type witnessed struct {
+	note.Verifier // the log's keys
+	policy        CosignaturePolicy
 }

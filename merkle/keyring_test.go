@@ -1,6 +1,7 @@
 package merkle
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -149,4 +150,49 @@ func FuzzNewVerifier(f *testing.F) {
 			t.Fatalf("keys %q: OpenCheckpoint = %v", data, openErr)
 		}
 	})
+}
+
+// policyFunc is a CosignaturePolicy of a function.
+type policyFunc func(msg []byte) error
+
+func (f policyFunc) Check(msg []byte) error { return f(msg) }
+
+// TestWitnessed: a Witnessed verifier opens what the log's keys open only
+// when the policy accepts the whole signed note, and is the log's keys
+// everywhere else (Keys, Name).
+func TestWitnessed(t *testing.T) {
+	oldS, _, _, oldKey := testKeyPair(t, testOrigin, "old")
+	_, _, _, newKey := testKeyPair(t, testOrigin, "new")
+	ring, err := NewVerifier([]byte(JoinKeys(newKey, oldKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Checkpoint{Origin: testOrigin, Size: 3, Root: tlog.RecordHash([]byte("x")), ReceivedBefore: baseTime}
+	msg, err := Sign(c, oldS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errShort := errors.New("short of the quorum")
+	var seen []byte
+	accept := Witnessed(ring, policyFunc(func(m []byte) error { seen = m; return nil }))
+	if _, err := OpenCheckpoint(msg, accept); err != nil || string(seen) != string(msg) {
+		t.Fatalf("accepting policy: %v, saw %q", err, seen)
+	}
+	refuse := Witnessed(accept, policyFunc(func([]byte) error { return errShort }))
+	if _, err := OpenCheckpoint(msg, refuse); !errors.Is(err, errShort) || !strings.Contains(err.Error(), "of 3 leaves") {
+		t.Fatalf("refusing policy: %v", err)
+	}
+	if !slices.Equal(Keys(refuse), Keys(ring)) || refuse.Name() != testOrigin {
+		t.Fatalf("Keys of a Witnessed ring: %v", Keys(refuse))
+	}
+	// The log's signature is checked first: a policy never makes a
+	// checkpoint of another key acceptable.
+	otherS, _, _, _ := testKeyPair(t, testOrigin, "other")
+	forged, err := Sign(c, otherS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCheckpoint(forged, accept); err == nil {
+		t.Fatal("a checkpoint of another key opened with an accepting policy")
+	}
 }

@@ -219,6 +219,24 @@ func (m *Metrics) WatchRetention(stats func() audittrail.RetentionStats) {
 	}))
 }
 
+// WatchWitness exports the counts of one witness of the log
+// (--witness-policy), labelled with its name in the policy.
+func (m *Metrics) WatchWitness(name string, cosigned, failures, size func() uint64) {
+	labels := prometheus.Labels{"witness": name}
+	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "audittrail_witness_cosignatures_total", ConstLabels: labels,
+		Help: "Cosignatures the witness returned for the log's checkpoints.",
+	}, func() float64 { return float64(cosigned()) }))
+	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "audittrail_witness_failures_total", ConstLabels: labels,
+		Help: "Requests to the witness that failed or were refused (each is logged; the witness is asked again after 1 s, doubling to 5 min).",
+	}, func() float64 { return float64(failures()) }))
+	m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "audittrail_witness_cosigned_tree_size", ConstLabels: labels,
+		Help: "Size of the latest tree the witness cosigned, as far as the log knows (0 before its first answer).",
+	}, func() float64 { return float64(size()) }))
+}
+
 // register registers c, keeping the first of two with one name (a Metrics
 // shared by two servers).
 func (m *Metrics) register(c prometheus.Collector) {

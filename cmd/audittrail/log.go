@@ -13,6 +13,8 @@ import (
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
+	"github.com/audittrail/audittrail/server"
+	"github.com/audittrail/audittrail/witness"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -97,8 +99,24 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		m.log.InfoContext(ctx, "verifiable log: rotating the signing key: "+how, "key", vkey, "previous", previous)
 		vkey = merkle.JoinKeys(vkey, previous)
 	}
-	l, err := logsign.New(ctx, logsign.Config{Store: ls, Signer: signer, Cosigners: cosigners, VerifierKey: vkey, Logger: m.log,
-		KeepAllCheckpoints: m.Config.LogKeepCheckpoints})
+	lcfg := logsign.Config{Store: ls, Signer: signer, Cosigners: cosigners, VerifierKey: vkey, Logger: m.log,
+		KeepAllCheckpoints: m.Config.LogKeepCheckpoints}
+	if m.Config.WitnessPolicy != "" {
+		policy, err := witness.LoadPolicy(m.Config.WitnessPolicy)
+		if err != nil {
+			return fmt.Errorf("--witness-policy: %w", err)
+		}
+		if m.witnesses, err = witness.NewCosigner(witness.CosignerConfig{Policy: policy, Logger: m.log}); err != nil {
+			return fmt.Errorf("--witness-policy %s: %w", m.Config.WitnessPolicy, err)
+		}
+		lcfg.Witnesses = m.witnesses
+		var names []string
+		for _, w := range policy.Witnesses() {
+			names = append(names, w.Name+" "+w.URL)
+		}
+		m.log.InfoContext(ctx, "verifiable log: witnesses cosign every checkpoint", "witnesses", strings.Join(names, ", "))
+	}
+	l, err := logsign.New(ctx, lcfg)
 	if err != nil {
 		return err
 	}
@@ -121,4 +139,15 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		}
 	}
 	return nil
+}
+
+// watchWitnesses exports what the log's Cosigner knows of each witness.
+func watchWitnesses(metrics *server.Metrics, c *witness.Cosigner) {
+	for i, w := range c.Stats() {
+		stat := func() witness.WitnessStats { return c.Stats()[i] }
+		metrics.WatchWitness(w.Name,
+			func() uint64 { return stat().Cosigned },
+			func() uint64 { return stat().Failures },
+			func() uint64 { return stat().Size })
+	}
 }

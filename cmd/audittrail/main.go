@@ -41,6 +41,7 @@ Commands:
   window    print the events between two signed checkpoints, proven complete
   tail      follow a running server's log: print each new event once proven (for a SIEM)
   keygen    create a signing key for the verifiable log (a new log, a key rotation)
+  witness   run a witness that cosigns logs' checkpoints (c2sp.org/tlog-witness)
   version   print the version
   help      print this help, or "help <command>" for a command's
 
@@ -55,16 +56,17 @@ type command interface {
 
 func commands(stdout, stderr io.Writer) map[string]command {
 	return map[string]command{
-		"serve":  &ServeCommand{Stdout: stdout, Stderr: stderr},
-		"search": &SearchCommand{Stdout: stdout, Stderr: stderr},
-		"create": &CreateCommand{Stdout: stdout, Stderr: stderr},
-		"token":  &TokenCommand{Stdout: stdout, Stderr: stderr},
-		"verify": &VerifyCommand{Stdout: stdout, Stderr: stderr},
-		"backup": &BackupCommand{Stdout: stdout, Stderr: stderr},
-		"mirror": &MirrorCommand{Stdout: stdout, Stderr: stderr},
-		"window": &WindowCommand{Stdout: stdout, Stderr: stderr},
-		"tail":   &TailCommand{Stdout: stdout, Stderr: stderr},
-		"keygen": &KeygenCommand{Stdout: stdout, Stderr: stderr},
+		"serve":   &ServeCommand{Stdout: stdout, Stderr: stderr},
+		"search":  &SearchCommand{Stdout: stdout, Stderr: stderr},
+		"create":  &CreateCommand{Stdout: stdout, Stderr: stderr},
+		"token":   &TokenCommand{Stdout: stdout, Stderr: stderr},
+		"verify":  &VerifyCommand{Stdout: stdout, Stderr: stderr},
+		"backup":  &BackupCommand{Stdout: stdout, Stderr: stderr},
+		"mirror":  &MirrorCommand{Stdout: stdout, Stderr: stderr},
+		"window":  &WindowCommand{Stdout: stdout, Stderr: stderr},
+		"tail":    &TailCommand{Stdout: stdout, Stderr: stderr},
+		"keygen":  &KeygenCommand{Stdout: stdout, Stderr: stderr},
+		"witness": &WitnessCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

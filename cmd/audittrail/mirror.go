@@ -61,15 +61,16 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 
 type mirrorFlags struct {
 	connFlags
-	dir, logKey  string
-	follow       time.Duration
-	quiet        bool
-	allowDeleted bool
+	dir, logKey   string
+	witnessPolicy string
+	follow        time.Duration
+	quiet         bool
+	allowDeleted  bool
 }
 
 func newMirrorFlags(f *mirrorFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("mirror", flag.ContinueOnError)
-	f.addLogReaderFlags(fs, &f.logKey)
+	f.addLogReaderFlags(fs, &f.logKey, &f.witnessPolicy)
 	fs.StringVar(&f.dir, "dir", "", "the mirror's `directory` (created when missing)")
 	fs.DurationVar(&f.follow, "follow", 0, "keep running, updating the mirror every `interval` (0: update once and exit)")
 	fs.BoolVar(&f.quiet, "q", false, "print nothing but errors")
@@ -101,7 +102,7 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) error {
 	case f.follow < 0:
 		return usageErrorf("--follow %s: give a positive interval, or 0 to update once", f.follow)
 	}
-	verifier, err := loadVerifier(f.logKey)
+	verifier, err := loadVerifier(f.logKey, f.witnessPolicy)
 	if err != nil {
 		return err
 	}
@@ -170,11 +171,12 @@ func (c *MirrorCommand) update(ctx context.Context, m *logmirror.Mirror, src log
 // addLogReaderFlags registers the flags of the commands that read the log's
 // entries (mirror, window, tail): the server, an auditor's token, TLS, and
 // the log's public key.
-func (c *connFlags) addLogReaderFlags(fs *flag.FlagSet, logKey *string) {
+func (c *connFlags) addLogReaderFlags(fs *flag.FlagSet, logKey, witnessPolicy *string) {
 	fs.StringVar(&c.addr, "addr", envDefault("127.0.0.1:8080", "AUDITTRAIL_ADDR"), "`host:port` of the server's public (or internal) listener")
 	fs.StringVar(&c.token, "token", envDefault("", "AUDITTRAIL_TOKEN"), "bearer `token` of an auditor")
 	c.addTLSFlags(fs)
 	fs.StringVar(logKey, "log-key", "", "public key `file` of the log (the server's log-verification.key; several keys, one per line, across a rotation)")
+	fs.StringVar(witnessPolicy, "witness-policy", "", "witness policy `file`: trust only checkpoints cosigned by the quorum of witnesses it names (docs/configuration.md, \"Witnesses\")")
 }
 
 // windowError is the command's error for err, which ended a verified

@@ -114,7 +114,7 @@ func TestMirrorCommand(t *testing.T) {
 	}
 	size := uint64(mirrored(t, key, dir))
 	later := saveCheckpoint("later")
-	for cp, _ := openCheckpointFile(key, later); cp == nil || cp.Size <= size; cp, _ = openCheckpointFile(key, later) {
+	for cp, _ := openCheckpointFile(key, "", later); cp == nil || cp.Size <= size; cp, _ = openCheckpointFile(key, "", later) {
 		if time.Now().After(deadline.Add(40 * time.Second)) {
 			t.Fatal("no checkpoint beyond the mirror")
 		}
@@ -126,8 +126,8 @@ func TestMirrorCommand(t *testing.T) {
 	}
 
 	// The events between the two checkpoints, proven complete.
-	keptCP, _ := openCheckpointFile(key, kept)
-	laterCP, _ := openCheckpointFile(key, later)
+	keptCP, _ := openCheckpointFile(key, "", kept)
+	laterCP, _ := openCheckpointFile(key, "", later)
 	var wout, werr bytes.Buffer
 	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, kept, later}, &wout, &werr); code != 0 {
 		t.Fatalf("window: exit %d: %s", code, werr.String())

@@ -19,7 +19,7 @@ import (
 // keeper, and covers the events the checkpoint holds: those received before
 // its horizon, which is printed.
 func (c *SearchCommand) searchMirror(p *searchPlan) error {
-	verifier, err := loadVerifier(p.logKey)
+	verifier, err := loadVerifier(p.logKey, "")
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/postgres"
 	"github.com/audittrail/audittrail/server"
+	"github.com/audittrail/audittrail/witness"
 )
 
 // ServeCommand implements "audittrail serve": it runs a Main until SIGINT or
@@ -110,6 +111,9 @@ type Config struct {
 	// LogKeepCheckpoints keeps every signed checkpoint this long; older
 	// ones are thinned to the last of each hour (0 keeps all).
 	LogKeepCheckpoints time.Duration
+	// WitnessPolicy is a witness policy file (witness.Policy): the
+	// witnesses asked to cosign every checkpoint; "" for none.
+	WitnessPolicy string
 	// Retention deletes the events whose event_time is older than this
 	// (0 keeps every event; retention.go).
 	Retention        time.Duration
@@ -159,6 +163,9 @@ type Main struct {
 	// Log is the verifiable log (log.go), nil when the store has none.
 	Log     *logsign.Log
 	stopLog func()
+	// witnesses cosign the log's checkpoints (--witness-policy), nil
+	// without a policy.
+	witnesses *witness.Cosigner
 	// stopRetention stops the retention passes (retention.go).
 	stopRetention func()
 }
@@ -205,6 +212,7 @@ var serveEnv = map[string]string{
 	"log-previous-key":     "AUDITTRAIL_LOG_PREVIOUS_KEY",
 	"log-keep-checkpoints": "AUDITTRAIL_LOG_KEEP_CHECKPOINTS",
 	"retention":            "AUDITTRAIL_RETENTION",
+	"witness-policy":       "AUDITTRAIL_WITNESS_POLICY",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -219,6 +227,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.LogKey, "log-key", c.LogKey, env("log-key", "signing key `file` of the verifiable log, created when missing (default <data-dir>/log-signing.key); PostgreSQL replicas must all be given the same one"))
 	fs.DurationVar(&c.LogKeepCheckpoints, "log-keep-checkpoints", c.LogKeepCheckpoints, env("log-keep-checkpoints", "keep every signed checkpoint of the log this long; older ones are thinned to the last of each hour (0 keeps them all)"))
 	fs.StringVar(&c.LogPreviousKey, "log-previous-key", c.LogPreviousKey, env("log-previous-key", "key `file` the log's signing key is rotated from: its signing key, which then cosigns every checkpoint, or its public key when the signing key is lost (docs/configuration.md, \"Rotating the log's signing key\")"))
+	fs.StringVar(&c.WitnessPolicy, "witness-policy", c.WitnessPolicy, env("witness-policy", "witness policy `file`: the witnesses (c2sp.org/tlog-witness) asked to cosign every checkpoint of the log before it is stored (docs/configuration.md, \"Witnesses\")"))
 	fs.Var((*retentionFlag)(&c.Retention), "retention", env("retention", "delete the events whose event_time is older than this `period` (90d, 2160h; at least 1h), at start and every hour, and refuse older ones; each pass that deletes is a self-audit event (docs/configuration.md, \"Retention\"); 0 keeps every event"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
@@ -332,6 +341,9 @@ func (m *Main) Run(ctx context.Context) error {
 	metrics := server.NewMetrics(eventsStored)
 	if st, ok := store.(*pebblestore.Store); ok {
 		metrics.WatchDiskSpace(st.DiskSpace)
+	}
+	if m.witnesses != nil {
+		watchWitnesses(metrics, m.witnesses)
 	}
 	var lc net.ListenConfig
 	public, err := lc.Listen(ctx, "tcp", c.PublicAddr)

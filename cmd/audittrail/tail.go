@@ -73,13 +73,14 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 type tailFlags struct {
 	connFlags
 	logKey, state, format         string
+	witnessPolicy                 string
 	interval                      time.Duration
 	fromStart, once, allowDeleted bool
 }
 
 func newTailFlags(f *tailFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	f.addLogReaderFlags(fs, &f.logKey)
+	f.addLogReaderFlags(fs, &f.logKey, &f.witnessPolicy)
 	fs.StringVar(&f.state, "state", "", "`file` keeping the last checkpoint printed up to (created when missing)")
 	fs.DurationVar(&f.interval, "interval", 5*time.Second, "time between rounds")
 	fs.BoolVar(&f.fromStart, "from-start", false, "without a state file, start at the log's first event instead of its latest checkpoint")
@@ -115,7 +116,7 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	case f.format != formatJSONL && f.format != formatTable:
 		return usageErrorf("-o %q: use jsonl or table", f.format)
 	}
-	verifier, err := loadVerifier(f.logKey)
+	verifier, err := loadVerifier(f.logKey, f.witnessPolicy)
 	if err != nil {
 		return err
 	}

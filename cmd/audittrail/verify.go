@@ -22,6 +22,7 @@ import (
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/audittrail/audittrail/postgres"
+	"github.com/audittrail/audittrail/witness"
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -79,6 +80,7 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	f := &verifyFlags{}
 	fs.StringVar(&f.key, "key", "", "public key `file` of the log (log-verification.key; several keys, one per line, across a rotation)")
+	fs.StringVar(&f.witnessPolicy, "witness-policy", "", "witness policy `file`: accept only checkpoints cosigned by the quorum of witnesses it names (docs/configuration.md, \"Witnesses\"); not for store")
 	fs.StringVar(&f.checkpoint, "checkpoint", "", "signed checkpoint `file` (inclusion)")
 	fs.StringVar(&f.event, "event", "", "event JSON `file` (inclusion)")
 	fs.StringVar(&f.proof, "proof", "", "proof JSON `file` (inclusion)")
@@ -91,6 +93,7 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 
 type verifyFlags struct {
 	key, checkpoint, event, proof, dataDir, store string
+	witnessPolicy                                 string
 	strict, allowDeleted                          bool
 }
 
@@ -134,7 +137,7 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		if len(pos) != 1 {
 			return usageErrorf("verify checkpoint: give one checkpoint file")
 		}
-		cp, err := openCheckpointFile(f.key, pos[0])
+		cp, err := openCheckpointFile(f.key, f.witnessPolicy, pos[0])
 		if err != nil {
 			return err
 		}
@@ -176,7 +179,10 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	return usageErrorf("verify: unknown subcommand %q (see -h)", sub)
 }
 
-func loadVerifier(keyFile string) (note.Verifier, error) {
+// loadVerifier reads the log's public keys; with a witness policy file,
+// the verifier also requires, of every checkpoint, the witnesses'
+// cosignatures the policy asks for (merkle.Witnessed).
+func loadVerifier(keyFile, policyFile string) (note.Verifier, error) {
 	if keyFile == "" {
 		return nil, usageErrorf("give the log's public key with --key")
 	}
@@ -184,11 +190,19 @@ func loadVerifier(keyFile string) (note.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return merkle.NewVerifier(text)
+	v, err := merkle.NewVerifier(text)
+	if err != nil || policyFile == "" {
+		return v, err
+	}
+	policy, err := witness.LoadPolicy(policyFile)
+	if err != nil {
+		return nil, err
+	}
+	return merkle.Witnessed(v, policy), nil
 }
 
-func openCheckpointFile(keyFile, file string) (*merkle.Checkpoint, error) {
-	v, err := loadVerifier(keyFile)
+func openCheckpointFile(keyFile, policyFile, file string) (*merkle.Checkpoint, error) {
+	v, err := loadVerifier(keyFile, policyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +218,7 @@ func openCheckpointFile(keyFile, file string) (*merkle.Checkpoint, error) {
 }
 
 func (c *VerifyCommand) inclusion(f *verifyFlags) error {
-	cp, err := openCheckpointFile(f.key, f.checkpoint)
+	cp, err := openCheckpointFile(f.key, f.witnessPolicy, f.checkpoint)
 	if err != nil {
 		return err
 	}
@@ -239,7 +253,7 @@ func (c *VerifyCommand) inclusion(f *verifyFlags) error {
 }
 
 func (c *VerifyCommand) answer(f *verifyFlags, file string) error {
-	v, err := loadVerifier(f.key)
+	v, err := loadVerifier(f.key, f.witnessPolicy)
 	if err != nil {
 		return err
 	}
@@ -275,11 +289,11 @@ func (c *VerifyCommand) answer(f *verifyFlags, file string) error {
 }
 
 func (c *VerifyCommand) consistency(f *verifyFlags, oldFile, newFile, proofFile string) error {
-	older, err := openCheckpointFile(f.key, oldFile)
+	older, err := openCheckpointFile(f.key, f.witnessPolicy, oldFile)
 	if err != nil {
 		return err
 	}
-	newer, err := openCheckpointFile(f.key, newFile)
+	newer, err := openCheckpointFile(f.key, f.witnessPolicy, newFile)
 	if err != nil {
 		return err
 	}
@@ -433,13 +447,13 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // mirror verifies a mirror directory offline (logmirror.Scan), and the
 // checkpoint files against it.
 func (c *VerifyCommand) mirror(f *verifyFlags, dir string, cpFiles []string) error {
-	v, err := loadVerifier(f.key)
+	v, err := loadVerifier(f.key, f.witnessPolicy)
 	if err != nil {
 		return err
 	}
 	var others []*merkle.Checkpoint
 	for _, file := range cpFiles {
-		cp, err := openCheckpointFile(f.key, file)
+		cp, err := openCheckpointFile(f.key, f.witnessPolicy, file)
 		if err != nil {
 			return err
 		}

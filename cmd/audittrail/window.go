@@ -49,12 +49,13 @@ Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
 type windowFlags struct {
 	connFlags
 	logKey, format string
+	witnessPolicy  string
 	allowDeleted   bool
 }
 
 func newWindowFlags(f *windowFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("window", flag.ContinueOnError)
-	f.addLogReaderFlags(fs, &f.logKey)
+	f.addLogReaderFlags(fs, &f.logKey, &f.witnessPolicy)
 	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
 	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "cross leaves whose events the server's retention deleted, proving their leaf hashes (reported on stderr)")
 	return fs
@@ -82,13 +83,13 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 	case f.format != formatJSONL && f.format != formatTable:
 		return usageErrorf("-o %q: use jsonl or table", f.format)
 	}
-	verifier, err := loadVerifier(f.logKey)
+	verifier, err := loadVerifier(f.logKey, f.witnessPolicy)
 	if err != nil {
 		return err
 	}
 	var cps [2]*merkle.Checkpoint
 	for i := range cps {
-		if cps[i], err = openCheckpointFile(f.logKey, fs.Arg(i)); err != nil {
+		if cps[i], err = openCheckpointFile(f.logKey, f.witnessPolicy, fs.Arg(i)); err != nil {
 			return err
 		}
 	}

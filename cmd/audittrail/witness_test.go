@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/syncbuf"
+	"github.com/audittrail/audittrail/internal/testserver"
+	"github.com/audittrail/audittrail/merkle"
+	"github.com/audittrail/audittrail/witness"
+)
+
+// witnessProcess is "audittrail witness" run from the built binary.
+type witnessProcess struct {
+	cmd        *exec.Cmd
+	out        *syncbuf.Buffer
+	url        string
+	policyLine string
+	vkey       string
+}
+
+// startWitnessProcess runs the witness binary with args and waits for its
+// ready lines.
+func startWitnessProcess(t *testing.T, args ...string) *witnessProcess {
+	t.Helper()
+	w := &witnessProcess{out: &syncbuf.Buffer{}}
+	w.cmd = exec.Command(testserver.Binary(t), append([]string{"witness"}, args...)...)
+	stdout, err := w.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd.Stderr = w.out
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.stop(t)
+		if t.Failed() {
+			t.Logf("audittrail witness output:\n%s", w.out.String())
+		}
+	})
+	sc := bufio.NewScanner(stdout)
+	for w.policyLine == "" && sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(w.out, line)
+		if rest, ok := strings.CutPrefix(line, "audittrail witness: ready url="); ok {
+			w.url, _, _ = strings.Cut(rest, " ")
+			_, key, _ := strings.Cut(rest, " key=")
+			w.vkey, _, _ = strings.Cut(key, " ")
+		}
+		if rest, ok := strings.CutPrefix(line, "policy line: "); ok {
+			w.policyLine = rest + "\n"
+		}
+	}
+	if w.policyLine == "" || w.url == "" {
+		t.Fatalf("the witness did not print its ready lines:\n%s", w.out.String())
+	}
+	go io.Copy(w.out, stdout)
+	return w
+}
+
+func (w *witnessProcess) stop(t *testing.T) {
+	if w.cmd.ProcessState != nil {
+		return
+	}
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- w.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the witness exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		w.cmd.Process.Kill()
+		t.Errorf("the witness did not stop on SIGTERM")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestWitnessEndToEnd runs a log with a witness, both the real binary: the
+// server asks the witness to cosign every checkpoint, clients with the
+// policy accept what it cosigned and refuse what it did not, the witness
+// and the server each restart without breaking the exchange, and the
+// witness refuses to cosign a history that does not extend the one it saw.
+func TestWitnessEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	logKey := filepath.Join(dir, "log-signing.key")
+	pub := filepath.Join(dir, "log.pub")
+	if err := os.WriteFile(pub, []byte(runOK(t, "keygen", logKey)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wAddr := freeAddr(t)
+	wArgs := []string{"--name", "witness.test/w1", "--key", filepath.Join(dir, "w1.key"), "--log-key", pub,
+		"--state", filepath.Join(dir, "w1-state"), "--listen", wAddr}
+	w := startWitnessProcess(t, wArgs...)
+	if !strings.HasPrefix(w.policyLine, "witness w1 "+w.vkey+" http://"+wAddr+"/") {
+		t.Fatalf("policy line %q", w.policyLine)
+	}
+	policyFile := filepath.Join(dir, "policy")
+	if err := os.WriteFile(policyFile, []byte("# the team's witness\n"+w.policyLine+"quorum w1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := witness.LoadPolicy(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile)
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	logVerifier := mustVerifier(t, pub)
+	created := 0
+	create := func(n int) {
+		t.Helper()
+		out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken,
+			"--sample", strconv.Itoa(n), "--seed", strconv.Itoa(created+1), "--batch", "50")
+		if err != nil {
+			t.Fatalf("create: %v %s", err, out)
+		}
+		created += n
+	}
+	// latest waits for a checkpoint covering the events created (the
+	// server's own self-audit events count too) and returns it.
+	latest := func() ([]byte, *merkle.Checkpoint) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			text, err := auditor.Checkpoint(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp, err := merkle.OpenCheckpoint(text, logVerifier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp.Size >= uint64(created) {
+				return text, cp
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no checkpoint of %d events within 30 s (latest of %d)", created, cp.Size)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// cosigned waits until a checkpoint of the events created is cosigned.
+	cosigned := func() ([]byte, *merkle.Checkpoint) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			text, cp := latest()
+			if policy.Check(text) == nil {
+				return text, cp
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no cosigned checkpoint within 30 s; the latest:\n%s", text)
+			}
+			create(1) // a new checkpoint to cosign
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	create(100)
+	text, cp := cosigned()
+	cpFile := filepath.Join(dir, "cp")
+	if err := os.WriteFile(cpFile, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The witness's state holds what it cosigned (or a newer one).
+	var state struct {
+		Logs map[string]struct{ Size uint64 } `json:"logs"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "w1-state", "witness-state.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &state)
+	}
+	if err != nil || state.Logs[cp.Origin].Size < cp.Size {
+		t.Fatalf("the witness's state %s (%v), want a size of at least %d", data, err, cp.Size)
+	}
+
+	// Clients with the policy: verify, mirror.
+	out := runOK(t, "verify", "checkpoint", "--key", pub, "--witness-policy", policyFile, cpFile)
+	if !strings.Contains(out, "size") {
+		t.Fatalf("verify checkpoint printed %q", out)
+	}
+	mirrorDir := filepath.Join(dir, "mirror")
+	mirror := []string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--dir", mirrorDir, "--log-key", pub}
+	if out := runOK(t, append(mirror, "--witness-policy", policyFile)...); !strings.Contains(out, "verified against the checkpoint") {
+		t.Fatalf("mirror printed %q", out)
+	}
+	// A policy that also requires a witness the log does not ask: the
+	// same checkpoints are refused, with the reason.
+	_, vkey2, err := witness.GenerateKey("witness.test/w2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := filepath.Join(dir, "strict-policy")
+	if err := os.WriteFile(strict, []byte(w.policyLine+"witness w2 "+vkey2+" http://127.0.0.1:1/\ngroup both all w1 w2\nquorum both\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"verify", "checkpoint", "--key", pub, "--witness-policy", strict, cpFile},
+		append(mirror, "--witness-policy", strict),
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), args, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), "cosigned by witnesses w1, short of the policy's quorum \"both\" (not cosigned by w2)") {
+			t.Fatalf("%q with a policy the checkpoint misses: exit %d, %s%s", args[:2], code, stdout.String(), stderr.String())
+		}
+	}
+
+	// The witness stops: checkpoints go on, without its cosignature, and
+	// the server counts the failures.
+	w.stop(t)
+	create(20)
+	text, _ = latest()
+	if err := policy.Check(text); err == nil {
+		t.Fatalf("a checkpoint signed while the witness was down is cosigned:\n%s", text)
+	}
+	if f := metricValue(t, srv.InternalURL, `audittrail_witness_failures_total{witness="w1"}`); f < 1 {
+		t.Fatalf("witness failures %v while it was down", f)
+	}
+	// It comes back on the same state: the server asks again after its
+	// retry time, with a proof from the size the witness holds.
+	w = startWitnessProcess(t, wArgs...)
+	_, cp2 := cosigned()
+	if cp2.Size <= cp.Size {
+		t.Fatalf("cosigned after the witness's restart: %d, before %d", cp2.Size, cp.Size)
+	}
+
+	// The server restarts: its new Cosigner learns the witness's size from
+	// a 409 and proves from there.
+	srv.Restart()
+	auditor.Close()
+	if auditor, err = client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken)); err != nil {
+		t.Fatal(err)
+	}
+	create(10)
+	_, cp3 := cosigned()
+	if cp3.Size <= cp2.Size {
+		t.Fatalf("cosigned after the server's restart: %d, before %d", cp3.Size, cp2.Size)
+	}
+	if c := metricValue(t, srv.InternalURL, `audittrail_witness_cosignatures_total{witness="w1"}`); c < 1 {
+		t.Fatalf("cosignatures counted after the restart: %v", c)
+	}
+	if s := metricValue(t, srv.InternalURL, `audittrail_witness_cosigned_tree_size{witness="w1"}`); s < float64(cp3.Size) {
+		t.Fatalf("cosigned size %v, want at least %d", s, cp3.Size)
+	}
+
+	// Another log under the same name and key shows the witness a history
+	// that does not extend the one it cosigned: it refuses (a fork). While
+	// the fork is smaller than what the witness holds, its server does not
+	// even ask (the witness's 409 says it holds a larger tree); past it,
+	// the witness checks its proof and refuses.
+	fork := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile)
+	out, _, err = runCommand(t, "create", "--addr", fork.InternalAddr, "--token", fork.ProducerToken,
+		"--sample", strconv.Itoa(int(cp3.Size)+50), "--seed", "99")
+	if err != nil {
+		t.Fatalf("create on the fork: %v %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(w.out.String(), "not proven consistent") && !strings.Contains(w.out.String(), "another root hash") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the witness did not report the fork; its output:\n%s\nthe fork's:\n%s", w.out.String(), fork.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(fork.Logs(), "witness: no cosignature") {
+		t.Fatalf("the fork's server did not log the refusal:\n%s", fork.Logs())
+	}
+}
+
+// metricValue reads one sample of the server's /metrics.
+func metricValue(t *testing.T, internalURL, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(internalURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no sample %s in /metrics", sample)
+	return 0
+}
