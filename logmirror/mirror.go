@@ -180,7 +180,9 @@ func (m *Mirror) load() error {
 	if m.frontier, err = merkle.NewFrontier(m.st.Size, hashes); err != nil {
 		return fmt.Errorf("logmirror: %s: %v", StateFile, err)
 	}
-	if m.cp, err = merkle.OpenCheckpoint([]byte(m.st.Checkpoint), m.verifier); err != nil {
+	// The saved checkpoint passed the verifier's witness policy, if any,
+	// when it was saved; a policy given since applies to the next ones.
+	if m.cp, err = merkle.OpenCheckpoint([]byte(m.st.Checkpoint), merkle.Unwitnessed(m.verifier)); err != nil {
 		return fmt.Errorf("logmirror: the checkpoint of %s: %v", StateFile, err)
 	}
 	if m.cp.Size != m.st.Size || m.cp.Root != m.frontier.Root() {

@@ -104,6 +104,18 @@ func Witnessed(v note.Verifier, policy CosignaturePolicy) note.Verifier {
 	return &witnessed{Verifier: v, policy: policy}
 }
 
+// Unwitnessed returns the log's keys of v, without the policy of a
+// Witnessed verifier: for a checkpoint that was accepted when it was
+// saved (a mirror's, a tail's position), under whatever policy held then,
+// which a policy adopted later must not make unreadable. New checkpoints
+// still go through the policy.
+func Unwitnessed(v note.Verifier) note.Verifier {
+	if w, ok := v.(*witnessed); ok {
+		return w.Verifier
+	}
+	return v
+}
+
 type witnessed struct {
 	note.Verifier // the log's keys
 	policy        CosignaturePolicy

@@ -182,7 +182,7 @@ func TestWitnessed(t *testing.T) {
 	if _, err := OpenCheckpoint(msg, refuse); !errors.Is(err, errShort) || !strings.Contains(err.Error(), "of 3 leaves") {
 		t.Fatalf("refusing policy: %v", err)
 	}
-	if !slices.Equal(Keys(refuse), Keys(ring)) || refuse.Name() != testOrigin {
+	if !slices.Equal(Keys(refuse), Keys(ring)) || refuse.Name() != testOrigin || Unwitnessed(refuse) != ring {
 		t.Fatalf("Keys of a Witnessed ring: %v", Keys(refuse))
 	}
 	// The log's signature is checked first: a policy never makes a

@@ -28,7 +28,7 @@ import (
 )
 
 const verifySynopsis = `usage:
-  audittrail verify checkpoint --key PUBKEY CHECKPOINT
+  audittrail verify checkpoint --key PUBKEY [--witness-policy FILE] CHECKPOINT
   audittrail verify inclusion --key PUBKEY --checkpoint CHECKPOINT --event EVENT.json --proof PROOF.json
   audittrail verify consistency --key PUBKEY OLD_CHECKPOINT NEW_CHECKPOINT PROOF.json
   audittrail verify answer --key PUBKEY [--strict] ANSWER.json
@@ -37,7 +37,10 @@ const verifySynopsis = `usage:
   audittrail verify mirror --key PUBKEY DIR [CHECKPOINT...]
 
 Verifies the verifiable log offline, with the log's public key alone
-(<data-dir>/log-verification.key; docs/design/verifiable-log.md).
+(<data-dir>/log-verification.key; docs/design/verifiable-log.md). With
+--witness-policy (every subcommand but store), a checkpoint must also carry
+the cosignatures of the policy's quorum of witnesses (docs/configuration.md,
+"Witnesses").
 
   checkpoint   checks the signature and format of a signed checkpoint and prints it
   inclusion    checks that the event (API JSON, as "audittrail search -o jsonl"

@@ -245,12 +245,20 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if f := metricValue(t, srv.InternalURL, `audittrail_witness_failures_total{witness="w1"}`); f < 1 {
 		t.Fatalf("witness failures %v while it was down", f)
 	}
+	// A mirror updated without the policy meanwhile keeps that checkpoint.
+	runOK(t, mirror...)
+
 	// It comes back on the same state: the server asks again after its
 	// retry time, with a proof from the size the witness holds.
 	w = startWitnessProcess(t, wArgs...)
 	_, cp2 := cosigned()
 	if cp2.Size <= cp.Size {
 		t.Fatalf("cosigned after the witness's restart: %d, before %d", cp2.Size, cp.Size)
+	}
+	// The mirror's saved checkpoint is not cosigned, but it was accepted
+	// when saved: the policy applies to the new one.
+	if out := runOK(t, append(mirror, "--witness-policy", policyFile)...); !strings.Contains(out, "verified against the checkpoint") {
+		t.Fatalf("mirror with the policy after an update without: %q", out)
 	}
 
 	// The server restarts: its new Cosigner learns the witness's size from
