@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/pgtest"
 	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/merkle"
@@ -326,4 +327,56 @@ func metricValue(t *testing.T, internalURL, sample string) float64 {
 	}
 	t.Fatalf("no sample %s in /metrics", sample)
 	return 0
+}
+
+// TestWitnessPostgresReplicas: on the PostgreSQL store the replica that
+// leads the log has the checkpoints cosigned, and every replica serves
+// them with their cosignatures (they are stored with them).
+func TestWitnessPostgresReplicas(t *testing.T) {
+	url := pgtest.Start(t)
+	dir := t.TempDir()
+	logKey := filepath.Join(dir, "log-signing.key")
+	pub := filepath.Join(dir, "log.pub")
+	if err := os.WriteFile(pub, []byte(runOK(t, "keygen", logKey)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := startWitnessProcess(t, "--name", "witness.test/w1", "--key", filepath.Join(dir, "w1.key"), "--log-key", pub,
+		"--state", filepath.Join(dir, "w1-state"), "--listen", "127.0.0.1:0")
+	policyFile := filepath.Join(dir, "policy")
+	if err := os.WriteFile(policyFile, []byte(w.policyLine+"quorum w1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := witness.LoadPolicy(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
+	replicas := []*testserver.Server{
+		testserver.Start(t, "--store", url, "--log-key", logKey, "--witness-policy", policyFile),
+		testserver.Start(t, "--store", url, "--log-key", logKey, "--witness-policy", policyFile),
+	}
+	out, _, err := runCommand(t, "create", "--addr", replicas[0].InternalAddr, "--token", replicas[0].ProducerToken, "--sample", "200", "--seed", "7")
+	if err != nil {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	for i, r := range replicas {
+		auditor, err := client.Dial(t.Context(), r.PublicAddr, client.WithToken(r.ReaderToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer auditor.Close()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			text, err := auditor.Checkpoint(t.Context())
+			if err == nil {
+				var cp *merkle.Checkpoint
+				if cp, err = merkle.OpenCheckpoint(text, verifier); err == nil && cp.Size >= 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d: no cosigned checkpoint of the 200 events within 30 s: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
