@@ -41,7 +41,7 @@ func (m *memTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 
 // grow appends n leaves whose data starts with tag (two trees with
 // different tags fork from their first differing leaf).
-func (m *memTree) grow(t *testing.T, n int, tag string) {
+func (m *memTree) grow(t testing.TB, n int, tag string) {
 	t.Helper()
 	for range n {
 		hs, err := tlog.StoredHashes(m.size, fmt.Appendf(nil, "%s-%d", tag, m.size), m)
@@ -53,7 +53,7 @@ func (m *memTree) grow(t *testing.T, n int, tag string) {
 	}
 }
 
-func (m *memTree) root(t *testing.T) tlog.Hash {
+func (m *memTree) root(t testing.TB) tlog.Hash {
 	t.Helper()
 	h, err := tlog.TreeHash(m.size, m)
 	if err != nil {
@@ -73,7 +73,7 @@ type testLog struct {
 	vkey     string
 }
 
-func newTestLog(t *testing.T, origin string) *testLog {
+func newTestLog(t testing.TB, origin string) *testLog {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 	if err != nil {
@@ -92,7 +92,7 @@ func newTestLog(t *testing.T, origin string) *testLog {
 
 // checkpoint signs the tree as the log does: four lines, the fourth the
 // receive-time horizon, an extension line a witness signs without reading.
-func (l *testLog) checkpoint(t *testing.T, m *memTree) []byte {
+func (l *testLog) checkpoint(t testing.TB, m *memTree) []byte {
 	t.Helper()
 	c := &merkle.Checkpoint{Origin: l.signer.Name(), Size: uint64(m.size), Root: m.root(t),
 		ReceivedBefore: time.Date(2026, 11, 28, 0, 0, 0, int(m.size), time.UTC)}
@@ -115,7 +115,7 @@ type testWitness struct {
 	logs     map[string][]note.Verifier
 }
 
-func startWitness(t *testing.T, name string, logs ...*testLog) *testWitness {
+func startWitness(t testing.TB, name string, logs ...*testLog) *testWitness {
 	t.Helper()
 	skey, vkey, err := witness.GenerateKey(name)
 	if err != nil {
@@ -135,7 +135,7 @@ func startWitness(t *testing.T, name string, logs ...*testLog) *testWitness {
 }
 
 // open (re)opens the witness's state directory, as a restart does.
-func (w *testWitness) open(t *testing.T) {
+func (w *testWitness) open(t testing.TB) {
 	t.Helper()
 	if w.srv != nil {
 		w.srv.Close()
@@ -160,7 +160,7 @@ func (w *testWitness) line() string {
 	return fmt.Sprintf("witness %s %s %s\n", w.name[strings.LastIndex(w.name, "/")+1:], w.vkey, w.http.URL)
 }
 
-func policy(t *testing.T, text string) *witness.Policy {
+func policy(t testing.TB, text string) *witness.Policy {
 	t.Helper()
 	p, err := witness.ParsePolicy([]byte(text))
 	if err != nil {
@@ -169,7 +169,7 @@ func policy(t *testing.T, text string) *witness.Policy {
 	return p
 }
 
-func cosigner(t *testing.T, p *witness.Policy) *witness.Cosigner {
+func cosigner(t testing.TB, p *witness.Policy) *witness.Cosigner {
 	t.Helper()
 	c, err := witness.NewCosigner(witness.CosignerConfig{Policy: p, Timeout: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
