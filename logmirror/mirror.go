@@ -326,6 +326,12 @@ func (m *Mirror) latest(ctx context.Context, src Source, wait time.Duration) ([]
 			return nil, nil, err
 		}
 		cp, err := merkle.OpenCheckpoint(text, m.verifier)
+		if errors.Is(err, merkle.ErrNotWitnessed) {
+			// A witness down or slow: not the log's fault; nothing to
+			// update against until a checkpoint is cosigned (--follow
+			// tries again).
+			return nil, nil, fmt.Errorf("the server's latest checkpoint: %w", err)
+		}
 		if err != nil {
 			return nil, nil, notVerified("the server's checkpoint: %v", err)
 		}

@@ -292,7 +292,7 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	}
 	if w, ok := verifier.(*witnessed); ok {
 		if err := w.policy.Check(msg); err != nil {
-			return nil, fmt.Errorf("merkle: signed checkpoint of %d leaves: %w", c.Size, err)
+			return nil, fmt.Errorf("merkle: signed checkpoint of %d leaves: %w: %w", c.Size, ErrNotWitnessed, err)
 		}
 	}
 	c.signed, c.signedBy = n.Text, signedBy

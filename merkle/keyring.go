@@ -92,6 +92,12 @@ type CosignaturePolicy interface {
 	Check(msg []byte) error
 }
 
+// ErrNotWitnessed is wrapped by OpenCheckpoint's error when the log's
+// signature is good but a Witnessed verifier's policy refuses the
+// cosignatures: not evidence against the log (a witness may be down), but
+// not a checkpoint to trust yet.
+var ErrNotWitnessed = errors.New("not cosigned as the witness policy requires")
+
 // Witnessed returns a verifier of the log's keys v (a key or a KeyRing)
 // with which OpenCheckpoint also requires what policy asks of a
 // checkpoint's cosignatures. It goes wherever v went: every proof,

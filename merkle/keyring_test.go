@@ -179,7 +179,7 @@ func TestWitnessed(t *testing.T) {
 		t.Fatalf("accepting policy: %v, saw %q", err, seen)
 	}
 	refuse := Witnessed(accept, policyFunc(func([]byte) error { return errShort }))
-	if _, err := OpenCheckpoint(msg, refuse); !errors.Is(err, errShort) || !strings.Contains(err.Error(), "of 3 leaves") {
+	if _, err := OpenCheckpoint(msg, refuse); !errors.Is(err, errShort) || !errors.Is(err, ErrNotWitnessed) || !strings.Contains(err.Error(), "of 3 leaves") {
 		t.Fatalf("refusing policy: %v", err)
 	}
 	if !slices.Equal(Keys(refuse), Keys(ring)) || refuse.Name() != testOrigin || Unwitnessed(refuse) != ring {

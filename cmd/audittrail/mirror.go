@@ -151,7 +151,7 @@ func (c *MirrorCommand) update(ctx context.Context, m *logmirror.Mirror, src log
 	}}
 	u, err := m.Update(ctx, src, opts)
 	if err != nil {
-		if errors.Is(err, logmirror.ErrNotVerified) || errors.Is(err, logmirror.ErrDeleted) {
+		if errors.Is(err, logmirror.ErrNotVerified) || errors.Is(err, logmirror.ErrDeleted) || errors.Is(err, merkle.ErrNotWitnessed) {
 			return err
 		}
 		return errors.New(audittrail.ErrorMessage(err))

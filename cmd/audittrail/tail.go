@@ -199,6 +199,12 @@ func (t *tail) round(ctx context.Context, verifier note.Verifier) error {
 		return errors.New(audittrail.ErrorMessage(err))
 	}
 	latest, err := merkle.OpenCheckpoint(text, verifier)
+	if errors.Is(err, merkle.ErrNotWitnessed) {
+		// A witness down or slow: wait for a checkpoint the policy
+		// accepts rather than stop.
+		fmt.Fprintf(t.cmd.Stderr, "audittrail tail: the server's latest checkpoint is not cosigned as --witness-policy requires: waiting (%v)\n", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("the server's checkpoint: %w: %w", errVerify, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -246,6 +247,42 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if f := metricValue(t, srv.InternalURL, `audittrail_witness_failures_total{witness="w1"}`); f < 1 {
 		t.Fatalf("witness failures %v while it was down", f)
 	}
+	// Clients with the policy wait instead of failing: not the log's
+	// fault. A one-shot mirror says why it did nothing; a following mirror
+	// keeps trying (it stops only on evidence against the log); a tail
+	// round waits.
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), append(mirror, "--witness-policy", policyFile), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "not cosigned as the witness policy requires") || strings.Contains(stderr.String(), "verification failed") {
+		t.Fatalf("mirror with the policy while the witness is down: exit %d, %s%s", code, stdout.String(), stderr.String())
+	}
+	tailState := filepath.Join(dir, "tail.state")
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(t.Context(), []string{"tail", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", pub,
+		"--witness-policy", policyFile, "--state", tailState, "--once"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "not cosigned as --witness-policy requires: waiting") {
+		t.Fatalf("tail with the policy while the witness is down: exit %d, %s%s", code, stdout.String(), stderr.String())
+	}
+	followCtx, stopFollow := context.WithCancel(t.Context())
+	defer stopFollow()
+	var followOut, followErr syncbuf.Buffer
+	followed := make(chan int, 1)
+	go func() {
+		follow := []string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--dir", filepath.Join(dir, "mirror2"), "--log-key", pub,
+			"--witness-policy", policyFile, "--follow", "200ms"}
+		followed <- run(followCtx, follow, &followOut, &followErr)
+	}()
+	time.Sleep(time.Second)
+	if strings.Contains(followOut.String(), "verified") || !strings.Contains(followErr.String(), "not cosigned as the witness policy requires") {
+		t.Fatalf("mirror --follow while the witness is down: %s%s", followOut.String(), followErr.String())
+	}
+	select {
+	case code := <-followed:
+		t.Fatalf("mirror --follow stopped while the witness was down: exit %d, %s%s", code, followOut.String(), followErr.String())
+	default:
+	}
+
 	// A mirror updated without the policy meanwhile keeps that checkpoint.
 	runOK(t, mirror...)
 
@@ -255,6 +292,19 @@ func TestWitnessEndToEnd(t *testing.T) {
 	_, cp2 := cosigned()
 	if cp2.Size <= cp.Size {
 		t.Fatalf("cosigned after the witness's restart: %d, before %d", cp2.Size, cp.Size)
+	}
+	// The following mirror catches up once a checkpoint is cosigned.
+	// (It had updated nothing: its first round met the uncosigned
+	// checkpoint.)
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(followOut.String(), "verified against the checkpoint of size"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror --follow did not update to a cosigned checkpoint of at least %d: %s%s", cp2.Size, followOut.String(), followErr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopFollow()
+	if code := <-followed; code != 0 {
+		t.Fatalf("mirror --follow: exit %d: %s%s", code, followOut.String(), followErr.String())
 	}
 	// The mirror's saved checkpoint is not cosigned, but it was accepted
 	// when saved: the policy applies to the new one.
