@@ -3,6 +3,7 @@ package witness
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -47,6 +48,8 @@ type Witness struct {
 	KeyName  string        // the name in its cosignatures (the vkey's)
 	URL      string        // its add-checkpoint URL
 	Verifier note.Verifier // checks its cosignature/v1 signatures
+
+	publicKey string // the Ed25519 key, whatever the vkey's type byte
 }
 
 // ParsePolicy parses the text of a policy file.
@@ -82,20 +85,28 @@ func ParsePolicy(text []byte) (*Policy, error) {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return nil, fmt.Errorf("witness policy: witness %s: the URL %q is not an http or https URL", fields[1], fields[3])
 			}
+			_, key, _ := strings.Cut(strings.SplitN(fields[2], "+", 2)[1], "+") // name+hash+key
+			raw, err := base64.StdEncoding.DecodeString(key)
+			if err != nil || len(raw) < 2 {
+				return nil, fmt.Errorf("witness policy: witness %s: malformed key", fields[1])
+			}
 			p.witnesses = append(p.witnesses, Witness{
 				Name: fields[1], KeyName: v.Name(), URL: u.JoinPath("add-checkpoint").String(), Verifier: v,
+				publicKey: string(raw[1:]),
 			})
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("witness policy: %w", err)
 	}
-	seen := make(map[uint32]string)
+	// The cosignature/v1 message does not name the witness: one key under
+	// two names would make one witness's signature count twice.
+	seen := make(map[string]string)
 	for _, w := range p.witnesses {
-		if other, ok := seen[w.Verifier.KeyHash()]; ok {
+		if other, ok := seen[w.publicKey]; ok {
 			return nil, fmt.Errorf("witness policy: witnesses %s and %s have the same key", other, w.Name)
 		}
-		seen[w.Verifier.KeyHash()] = w.Name
+		seen[w.publicKey] = w.Name
 	}
 	return p, nil
 }

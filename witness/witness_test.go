@@ -3,7 +3,9 @@ package witness_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -441,6 +443,9 @@ func TestParsePolicy(t *testing.T) {
 		{"witness w1 " + vkey + " ftp://w1.example/\nquorum w1\n", "not an http or https URL"},
 		{"witness w1 " + vkey + " https://w1.example/\nwitness w2 " + vkey + " https://w2.example/\ngroup g all w1 w2\nquorum g\n", "the same key"},
 		{"witness w1 notakey https://w1.example/\nquorum w1\n", "witness"},
+		// One key under another name: a cosignature does not name its
+		// witness, so it would count twice.
+		{"witness w1 " + vkey + " https://w1.example/\nwitness w2 " + renamed(t, vkey, "w.example.com/other") + " https://w2.example/\ngroup g all w1 w2\nquorum g\n", "the same key"},
 		{"group g 1 w1\nquorum g\n", "unknown component"},
 		{"witness w1 " + vkey + " https://w1.example/\ngroup g 2 w1\nquorum g\n", "threshold"},
 		{strings.Repeat("#", 70<<10), "more than"},
@@ -478,4 +483,24 @@ func TestPolicyGroups(t *testing.T) {
 			t.Errorf("policy %q: %v", tc.policy[len(lines):], err)
 		}
 	}
+}
+
+// renamed returns the cosignature vkey of vkey's public key under another
+// name.
+func renamed(t *testing.T, vkey, name string) string {
+	t.Helper()
+	parts := strings.SplitN(vkey, "+", 3)
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := note.NewEd25519VerifierKey(name, ed25519.PublicKey(raw[1:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := fnote.VKeyToCosignatureV1(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -22,6 +22,11 @@ What this module implements, each as the Go package ``merkle`` does
 
 - Ed25519 signatures (RFC 8032, pure Python) and C2SP signed notes
   (:class:`Verifier`, :func:`open_checkpoint`);
+- witness cosignatures (c2sp.org/tlog-cosignature, Ed25519) and witness
+  policies (:class:`WitnessPolicy`, the policy file of ``audittrail serve
+  --witness-policy``): ``Verifier.from_key(...).with_witnesses(policy)``
+  accepts only checkpoints that the policy's quorum of witnesses cosigned
+  (as Go's merkle.Witnessed, ``--witness-policy`` of the Go client);
 - the checkpoint format, parsed strictly (:func:`parse_checkpoint`);
 - RFC 6962 inclusion and consistency proofs (:func:`verify_inclusion`,
   :func:`verify_consistency`) against verified checkpoints only;
@@ -37,14 +42,16 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import struct
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from h2o_audit_trail import _ed25519
 
@@ -58,9 +65,12 @@ __all__ = [
     "LogPage",
     "LogProofs",
     "MultiInclusionProof",
+    "NotWitnessedError",
     "Verified",
     "VerificationError",
     "Verifier",
+    "Witness",
+    "WitnessPolicy",
     "event_leaf_hash",
     "leaf_data",
     "leaf_hash",
@@ -78,6 +88,14 @@ __all__ = [
 
 class VerificationError(Exception):
     """A signature, checkpoint or proof does not verify, or is malformed."""
+
+
+class NotWitnessedError(VerificationError):
+    """The checkpoint carries a valid signature by the log's key, but not
+    the witnesses' cosignatures the verifier's :class:`WitnessPolicy`
+    requires. Not evidence against the log (a witness may be down, or late):
+    not a checkpoint to trust yet either; ask again later (Go:
+    merkle.ErrNotWitnessed)."""
 
 
 LEAF_VERSION = 1
@@ -167,12 +185,20 @@ class Verifier:
     After a rotation of the log's signing key the file may list several keys
     of the log, one per line, the current one first: ``previous`` holds the
     others, and a checkpoint verifies when it carries a valid signature by
-    any of them."""
+    any of them.
+
+    ``witness_policy`` (set with :meth:`with_witnesses`) makes every
+    checkpoint opened with this verifier also need the cosignatures of the
+    policy's quorum of witnesses (:class:`WitnessPolicy`), wherever the
+    verifier goes: :func:`open_checkpoint`, :meth:`LogProofs.verify`,
+    :func:`verify_mirror`, the client's ``get_checkpoint``, ``iter_events``
+    and ``iter_window``."""
 
     name: str
     key_hash: int
     public_key: bytes
     previous: Tuple["Verifier", ...] = ()
+    witness_policy: Optional["WitnessPolicy"] = None
 
     @classmethod
     def from_key(cls, text: Union[str, bytes]) -> "Verifier":
@@ -209,17 +235,25 @@ class Verifier:
         return cls(name=name, key_hash=int(hash_hex, 16), public_key=key[1:])
 
     def keys(self) -> Tuple["Verifier", ...]:
-        """This key and the previous ones."""
+        """This key and the previous ones (without the witness policy)."""
         return (Verifier(self.name, self.key_hash, self.public_key),) + self.previous
+
+    def with_witnesses(self, policy: Optional["WitnessPolicy"]) -> "Verifier":
+        """This verifier (the same log keys) requiring, of every checkpoint,
+        the cosignatures policy asks for (Go's merkle.Witnessed); None
+        returns it without a policy (merkle.Unwitnessed)."""
+        if policy is not None and not isinstance(policy, WitnessPolicy):
+            raise TypeError("with_witnesses takes a WitnessPolicy (WitnessPolicy.from_file) or None")
+        return dataclasses.replace(self, witness_policy=policy)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         return _ed25519.verify(self.public_key, message, signature)
 
 
-def _open_note(msg: bytes, verifier: Verifier) -> str:
-    """The text of the signed note msg, after checking that it carries a
-    valid signature by verifier (C2SP signed-note; other keys' signatures
-    are ignored, a bad one by verifier's key fails)."""
+def _split_note(msg: bytes) -> Tuple[bytes, bytes]:
+    """The text of the signed note msg (its lines before the blank line,
+    with the final newline) and its signature block (after the blank line),
+    after the checks of the whole note's encoding."""
     if len(msg) > _MAX_NOTE:
         raise VerificationError("signed note too large")
     try:
@@ -234,8 +268,12 @@ def _open_note(msg: bytes, verifier: Verifier) -> str:
     text, sigs = msg[: split + 1], msg[split + 2:]
     if not sigs or not sigs.endswith(b"\n"):
         raise VerificationError("malformed signed note: no signature")
-    found = False
-    keys = verifier.keys()
+    return text, sigs
+
+
+def _note_signatures(sigs: bytes) -> Iterator[Tuple[str, int, bytes]]:
+    """(name, key hash, signature) of each line of a signature block, in
+    order, raising VerificationError at the first malformed line."""
     lines = sigs[:-1].split(b"\n")
     if len(lines) > _MAX_SIGNATURES:
         raise VerificationError("malformed signed note: too many signatures")
@@ -249,16 +287,304 @@ def _open_note(msg: bytes, verifier: Verifier) -> str:
             raise VerificationError("malformed signed note: bad signature encoding") from e
         if not _valid_name(name) or not b64 or len(sig) < 5:
             raise VerificationError("malformed signed note: bad signature line")
-        key_hash = struct.unpack(">I", sig[:4])[0]
+        yield name, struct.unpack(">I", sig[:4])[0], sig[4:]
+
+
+def _open_note(msg: bytes, verifier: Verifier) -> str:
+    """The text of the signed note msg, after checking that it carries a
+    valid signature by verifier (C2SP signed-note; other keys' signatures
+    are ignored, a bad one by verifier's key fails). Witnesses'
+    cosignatures are verifier.witness_policy's to check (open_checkpoint)."""
+    text, sigs = _split_note(msg)
+    found = False
+    keys = verifier.keys()
+    for name, key_hash, sig in _note_signatures(sigs):
         key = next((k for k in keys if k.name == name and k.key_hash == key_hash), None)
         if key is None:
             continue  # another key's signature (a witness): not ours to check
-        if not key.verify(text, sig[4:]):
+        if not key.verify(text, sig):
             raise VerificationError(f"invalid signature by {name}")
         found = True
     if not found:
         raise VerificationError(f"no signature by the log's key {verifier.name}")
     return text.decode("utf-8")
+
+
+# --- witness cosignatures ----------------------------------------------------------------------
+
+_MAX_POLICY = 64 << 10  # bytes of a policy file (witness.maxPolicySize)
+_ALG_COSIGNATURE_V1 = 4  # an Ed25519 cosignature/v1 key (c2sp.org/tlog-cosignature)
+_COSIGNATURE_SIZE = 8 + 64  # timestamp || Ed25519 signature, after the key hash
+_POLICY_KEYWORDS = frozenset(("witness", "group", "any", "all", "none", "quorum", "log"))
+_THRESHOLD = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Witness:
+    """One witness of a :class:`WitnessPolicy`: its cosignature/v1 Ed25519
+    key (c2sp.org/tlog-cosignature)."""
+
+    name: str
+    """Its name in the policy file (what error messages say)."""
+    key_name: str
+    """The name in its cosignature lines: the vkey's name."""
+    key_hash: int
+    """The key ID in its cosignatures: the first 4 bytes of
+    SHA-256(key_name || "\\n" || 0x04 || public_key), big endian."""
+    public_key: bytes = field(repr=False)
+    """The 32-byte Ed25519 public key."""
+    url: str
+    """The witness's URL prefix as the policy gives it (the log posts to
+    <url>/add-checkpoint; verifiers do not use it)."""
+
+    @classmethod
+    def from_vkey(cls, name: str, vkey: str, url: str = "") -> "Witness":
+        """The witness name with the vkey ``<key name>+<hash>+<base64(type ||
+        public key)>`` of type 0x04 (cosignature/v1, as ``audittrail
+        witness`` prints it) or 0x01 (a plain Ed25519 note key, used as a
+        cosignature/v1 key, so its key ID is computed with 0x04)."""
+        key_name, _, rest = vkey.partition("+")
+        hash_hex, _, key_b64 = rest.partition("+")
+        if not _valid_name(key_name) or not re.fullmatch(r"[0-9a-fA-F]{8}", hash_hex) or not key_b64:
+            raise VerificationError(f"witness {name}: malformed vkey {vkey!r}: want <name>+<8 hex digits>+<base64 key>")
+        try:
+            key = base64.b64decode(key_b64, validate=True)
+        except ValueError:
+            raise VerificationError(f"witness {name}: the vkey's key is not base64") from None
+        if not key or key[0] not in (_ALG_ED25519, _ALG_COSIGNATURE_V1):
+            alg = f"0x{key[0]:02x}" if key else "none"
+            raise VerificationError(f"witness {name}: the vkey's key type is {alg}, not an Ed25519 cosignature/v1 key (0x04) "
+                                    "or Ed25519 key (0x01)")
+        if len(key) != 33:
+            raise VerificationError(f"witness {name}: the vkey's Ed25519 key has {len(key) - 1} bytes, not 32")
+        public_key = key[1:]
+        key_hash = _key_hash(key_name, bytes([_ALG_COSIGNATURE_V1]) + public_key)
+        stated = int(hash_hex, 16)
+        # A type-0x01 vkey states the hash of its own encoding (as any note
+        # key does); accept the cosignature/v1 one too.
+        if stated != key_hash and not (key[0] == _ALG_ED25519 and stated == _key_hash(key_name, key)):
+            raise VerificationError(f"witness {name}: the vkey's hash {hash_hex} does not match its key")
+        return cls(name=name, key_name=key_name, key_hash=key_hash, public_key=public_key, url=url)
+
+    def verify(self, text: bytes, signature: bytes) -> bool:
+        """Whether signature (after the key ID: timestamp || Ed25519
+        signature) is this witness's cosignature of the note text (the note's
+        lines with the final newline): the signed message is
+        ``cosignature/v1\\ntime <timestamp>\\n`` followed by text."""
+        if len(signature) != _COSIGNATURE_SIZE:
+            return False
+        timestamp = struct.unpack(">Q", signature[:8])[0]
+        message = b"cosignature/v1\ntime %d\n" % timestamp + text
+        return _ed25519.verify(self.public_key, message, signature[8:])
+
+    def cosigned(self, signed_note: Union[str, bytes]) -> bool:
+        """Whether signed_note carries a valid cosignature by this witness
+        (the first signature line by its key decides, as in Go's note.Open;
+        a malformed note carries none)."""
+        return bool(_cosigners((self,), signed_note))
+
+
+# A policy component: a witness (its index in WitnessPolicy.witnesses) or a
+# group (threshold, components).
+_Component = Union[int, Tuple[int, Tuple[Any, ...]]]
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """A witness policy: the witnesses and the quorum of their cosignatures a
+    checkpoint must carry (c2sp.org/tlog-witness, c2sp.org/tlog-cosignature),
+    in the policy file format of Sigsum as transparency-dev/formats/witness
+    reads it, the file ``audittrail serve --witness-policy`` and the Go
+    client's ``--witness-policy`` take::
+
+        # comments run to the end of the line
+        witness w1 witness1.example/w+1a2b3c4d+BAn... https://witness1.example/
+        witness w2 witness2.example/w+5e6f7a8b+BAn... https://witness2.example/
+        group both all w1 w2
+        quorum both
+
+    A witness line names a witness, its vkey (``audittrail witness`` prints
+    the line) and its URL; a group line gives a threshold (a number, "any"
+    or "all") of earlier witnesses and groups; the quorum line names the
+    witness or group a checkpoint must satisfy, or "none"; log lines are
+    ignored. Use it with :meth:`Verifier.with_witnesses`, or :meth:`check`
+    a signed note directly."""
+
+    witnesses: Tuple[Witness, ...]
+    """In the file's order."""
+    quorum: str
+    """The name of the component required ("none": nothing is)."""
+    _root: Any = field(repr=False)  # the quorum component; (0, ()) for none
+
+    @classmethod
+    def from_text(cls, text: Union[str, bytes]) -> "WitnessPolicy":
+        """Parses the text of a policy file; raises VerificationError."""
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        if len(text) > _MAX_POLICY:
+            raise VerificationError(f"witness policy: {len(text)} bytes, more than the {_MAX_POLICY} a policy may have")
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VerificationError("witness policy: not UTF-8 text") from None
+        witnesses: List[Witness] = []
+        components: Dict[str, _Component] = {}
+        quorum = ""
+
+        def fail(lineno: int, msg: str) -> VerificationError:
+            return VerificationError(f"witness policy: line {lineno}: {msg}")
+
+        def new_name(lineno: int, kind: str, name: str) -> str:
+            if name in _POLICY_KEYWORDS:
+                raise fail(lineno, f"invalid {kind} name {name!r}: a keyword")
+            if name in components:
+                raise fail(lineno, f"duplicate component name {name!r}")
+            return name
+
+        for lineno, raw in enumerate(decoded.split("\n"), 1):
+            line = raw.strip().partition("#")[0]
+            fields = line.split()
+            if not fields:
+                continue
+            keyword = fields[0]
+            if keyword == "log":
+                continue  # the log's own key: the verifier's business
+            if keyword == "witness":
+                if len(fields) != 4:
+                    raise fail(lineno, f"invalid witness definition {line.strip()!r}: want witness NAME VKEY URL")
+                name = new_name(lineno, "witness", fields[1])
+                url = fields[3]
+                if not _http_url(url):
+                    raise fail(lineno, f"witness {name}: the URL {url!r} is not an http or https URL")
+                try:
+                    w = Witness.from_vkey(name, fields[2], url)
+                except VerificationError as e:
+                    raise fail(lineno, str(e)) from None
+                components[name] = len(witnesses)
+                witnesses.append(w)
+            elif keyword == "group":
+                if len(fields) < 3:
+                    raise fail(lineno, f"invalid group definition {line.strip()!r}: want group NAME N|any|all CHILD...")
+                name = new_name(lineno, "group", fields[1])
+                threshold, children = fields[2], fields[3:]
+                if threshold == "any":
+                    n = 1
+                elif threshold == "all":
+                    n = len(children)
+                elif _THRESHOLD.fullmatch(threshold) and len(threshold.lstrip("0")) <= 3 and int(threshold) <= 255:
+                    n = int(threshold)
+                else:
+                    raise fail(lineno, f"invalid threshold {threshold!r} for group {name}: want a number, any or all")
+                if n > len(children):
+                    raise fail(lineno, f"group {name} with {len(children)} children cannot have threshold {n}")
+                members = []
+                for child in children:
+                    if child in _POLICY_KEYWORDS:
+                        raise fail(lineno, f"invalid component name {child!r}: a keyword")
+                    if child not in components:
+                        raise fail(lineno, f"unknown component {child!r} in group {name} (define it on an earlier line)")
+                    members.append(components[child])
+                components[name] = (n, tuple(members))
+            elif keyword == "quorum":
+                if len(fields) != 2:
+                    raise fail(lineno, f"invalid quorum definition {line.strip()!r}: want quorum NAME or quorum none")
+                quorum = fields[1]
+            else:
+                raise fail(lineno, f"unknown keyword {keyword!r}")
+        if not quorum:
+            raise VerificationError("witness policy: the policy must define a quorum (quorum NAME, or quorum none)")
+        if quorum == "none":
+            root: _Component = (0, ())
+        elif quorum in _POLICY_KEYWORDS:
+            raise VerificationError(f"witness policy: invalid quorum name {quorum!r}: a keyword")
+        elif quorum not in components:
+            raise VerificationError(f"witness policy: the quorum component {quorum!r} is not defined")
+        else:
+            root = components[quorum]
+            if isinstance(root, int):
+                root = (1, (root,))
+        seen: Dict[Any, str] = {}
+        for w in witnesses:
+            for k in (w.key_hash, w.public_key):
+                if k in seen:
+                    raise VerificationError(f"witness policy: witnesses {seen[k]} and {w.name} have the same key")
+                seen[k] = w.name
+        return cls(tuple(witnesses), quorum, root)
+
+    @classmethod
+    def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "WitnessPolicy":
+        """Reads and parses a policy file; raises VerificationError (naming
+        the file) for a bad policy, OSError when it cannot be read."""
+        with open(os.fspath(path), "rb") as f:
+            text = f.read(_MAX_POLICY + 1)
+        if len(text) > _MAX_POLICY:
+            raise VerificationError(f"{os.fspath(path)}: witness policy: more than the {_MAX_POLICY} bytes a policy may have")
+        try:
+            return cls.from_text(text)
+        except VerificationError as e:
+            raise VerificationError(f"{os.fspath(path)}: {e}") from None
+
+    def cosigners(self, signed_note: Union[str, bytes]) -> Tuple[str, ...]:
+        """The names of the policy's witnesses whose valid cosignature
+        signed_note carries, in the policy's order. For each witness the
+        first signature line with its key name and key ID decides (Go's
+        note.Open); lines of other keys are ignored; a malformed note has
+        none."""
+        return _cosigners(self.witnesses, signed_note)
+
+    def satisfied(self, signed_note: Union[str, bytes]) -> bool:
+        """Whether signed_note carries the cosignatures of the quorum."""
+        if self._root == (0, ()):
+            return True
+        return self._satisfied(self._root, set(self.cosigners(signed_note)))
+
+    def _satisfied(self, c: _Component, cosigned: Set[str]) -> bool:
+        if isinstance(c, int):
+            return self.witnesses[c].name in cosigned
+        n, children = c
+        return sum(1 for child in children if self._satisfied(child, cosigned)) >= n
+
+    def check(self, signed_note: Union[str, bytes]) -> None:
+        """Returns when signed_note (a checkpoint with its signatures)
+        carries the cosignatures the quorum requires; otherwise raises
+        :class:`NotWitnessedError` naming the witnesses that cosigned it and
+        those that did not. It does not check the log's signature
+        (:func:`open_checkpoint` does, with a verifier
+        :meth:`~Verifier.with_witnesses`)."""
+        if self._root == (0, ()):
+            return
+        have = self.cosigners(signed_note)
+        if self._satisfied(self._root, set(have)):
+            return
+        missing = [w.name for w in self.witnesses if w.name not in have]
+        by = "witnesses " + ", ".join(have) if have else "no witness"
+        raise NotWitnessedError(f"the checkpoint is cosigned by {by}, short of the policy's quorum "
+                                f"{json.dumps(self.quorum, ensure_ascii=False)} (not cosigned by {', '.join(missing)})")
+
+
+def _cosigners(witnesses: Sequence[Witness], signed_note: Union[str, bytes]) -> Tuple[str, ...]:
+    """The names of the witnesses whose valid cosignature signed_note
+    carries (WitnessPolicy.cosigners)."""
+    msg = signed_note.encode("utf-8") if isinstance(signed_note, str) else bytes(signed_note)
+    try:
+        text, sigs = _split_note(msg)
+        lines = list(_note_signatures(sigs))
+    except VerificationError:
+        return ()
+    first: Dict[Tuple[str, int], bytes] = {}
+    for name, key_hash, sig in lines:
+        first.setdefault((name, key_hash), sig)
+    return tuple(w.name for w in witnesses
+                 if (w.key_name, w.key_hash) in first and w.verify(text, first[w.key_name, w.key_hash]))
+
+
+def _http_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc.rpartition("@")[2])
 
 
 # --- checkpoints -------------------------------------------------------------------------------
@@ -355,7 +681,10 @@ def parse_checkpoint(text: Union[str, bytes]) -> Checkpoint:
 def open_checkpoint(signed_note: Union[str, bytes], verifier: Union[Verifier, str]) -> Checkpoint:
     """Checks that signed_note (the checkpoint as the server returns it)
     carries a valid signature by verifier, parses it strictly, and checks
-    that its origin is the key's name. Returns the verified checkpoint."""
+    that its origin is the key's name; when verifier has a witness policy
+    (:meth:`Verifier.with_witnesses`), checks last that it carries the
+    cosignatures the policy requires, raising :class:`NotWitnessedError`
+    (a VerificationError) otherwise. Returns the verified checkpoint."""
     if not isinstance(verifier, Verifier):
         verifier = Verifier.from_key(verifier)
     msg = signed_note.encode("utf-8") if isinstance(signed_note, str) else bytes(signed_note)
@@ -363,6 +692,11 @@ def open_checkpoint(signed_note: Union[str, bytes], verifier: Union[Verifier, st
     cp = parse_checkpoint(text)
     if cp.origin != verifier.name:
         raise VerificationError(f"checkpoint origin {cp.origin!r} is not the key name {verifier.name!r}")
+    if verifier.witness_policy is not None:
+        try:
+            verifier.witness_policy.check(msg)
+        except NotWitnessedError as e:
+            raise NotWitnessedError(f"signed checkpoint of {cp.size} leaves: not cosigned as the witness policy requires: {e}") from None
     return Checkpoint(cp.origin, cp.size, cp.root, cp.received_before, _signed=text)
 
 
