@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,10 +49,9 @@ func TestLitewitnessInterop(t *testing.T) {
 	}
 
 	// The log's key, named as our logs are by default.
-	logKey := filepath.Join(dir, "log-signing.key")
-	logPub := runOK(t, "keygen", logKey)
-	pubFile := filepath.Join(dir, "log.pub")
-	if err := os.WriteFile(pubFile, []byte(logPub), 0o644); err != nil {
+	logKey, pubFile := logKeyFiles(t, dir)
+	logPub, err := os.ReadFile(pubFile)
+	if err != nil {
 		t.Fatal(err)
 	}
 	logVerifier := mustVerifier(t, pubFile)
@@ -98,7 +98,7 @@ db.execute("CREATE TABLE IF NOT EXISTS key (origin TEXT NOT NULL, key TEXT NOT N
 db.execute("INSERT INTO log (origin, tree_size, tree_hash) VALUES (?, 0, ?)", (sys.argv[2], sys.argv[3]))
 db.execute("INSERT INTO key (origin, key) VALUES (?, ?)", (sys.argv[2], sys.argv[4]))
 db.commit()
-`, db, origin, base64.StdEncoding.EncodeToString(empty[:]), trimNewline(logPub))
+`, db, origin, base64.StdEncoding.EncodeToString(empty[:]), strings.TrimSpace(string(logPub)))
 	if out, err := py.CombinedOutput(); err != nil {
 		t.Fatalf("writing litewitness's database: %v\n%s", err, out)
 	}
@@ -139,14 +139,7 @@ db.commit()
 	if err != nil {
 		t.Fatal(err)
 	}
-	policyFile := filepath.Join(dir, "policy")
-	if err := os.WriteFile(policyFile, []byte("witness lite "+vkey+" http://"+addr+"/\nquorum lite\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	policy, err := witness.LoadPolicy(policyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	policyFile, policy := writePolicy(t, dir, "policy", "witness lite "+vkey+" http://"+addr+"/\nquorum lite\n")
 
 	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile)
 	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
@@ -182,11 +175,4 @@ db.commit()
 		}
 	}
 	t.Logf("litewitness cosigned checkpoints of %v leaves", sizes)
-}
-
-func trimNewline(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
 }

@@ -93,6 +93,31 @@ func (w *witnessProcess) stop(t *testing.T) {
 	}
 }
 
+// logKeyFiles makes a signing key for a log in dir (audittrail keygen)
+// and writes its public key beside it.
+func logKeyFiles(t *testing.T, dir string) (signing, public string) {
+	t.Helper()
+	signing, public = filepath.Join(dir, "log-signing.key"), filepath.Join(dir, "log.pub")
+	if err := os.WriteFile(public, []byte(runOK(t, "keygen", signing)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return signing, public
+}
+
+// writePolicy writes a witness policy file in dir and parses it.
+func writePolicy(t *testing.T, dir, name, text string) (string, *witness.Policy) {
+	t.Helper()
+	file := filepath.Join(dir, name)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := witness.LoadPolicy(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, p
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -110,11 +135,7 @@ func freeAddr(t *testing.T) string {
 // witness refuses to cosign a history that does not extend the one it saw.
 func TestWitnessEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	logKey := filepath.Join(dir, "log-signing.key")
-	pub := filepath.Join(dir, "log.pub")
-	if err := os.WriteFile(pub, []byte(runOK(t, "keygen", logKey)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	logKey, pub := logKeyFiles(t, dir)
 	wAddr := freeAddr(t)
 	wArgs := []string{"--name", "witness.test/w1", "--key", filepath.Join(dir, "w1.key"), "--log-key", pub,
 		"--state", filepath.Join(dir, "w1-state"), "--listen", wAddr}
@@ -122,14 +143,7 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if !strings.HasPrefix(w.policyLine, "witness w1 "+w.vkey+" http://"+wAddr+"/") {
 		t.Fatalf("policy line %q", w.policyLine)
 	}
-	policyFile := filepath.Join(dir, "policy")
-	if err := os.WriteFile(policyFile, []byte("# the team's witness\n"+w.policyLine+"quorum w1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	policy, err := witness.LoadPolicy(policyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	policyFile, policy := writePolicy(t, dir, "policy", "# the team's witness\n"+w.policyLine+"quorum w1\n")
 	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile)
 	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
 	if err != nil {
@@ -221,10 +235,7 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	strict := filepath.Join(dir, "strict-policy")
-	if err := os.WriteFile(strict, []byte(w.policyLine+"witness w2 "+vkey2+" http://127.0.0.1:1/\ngroup both all w1 w2\nquorum both\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	strict, _ := writePolicy(t, dir, "strict-policy", w.policyLine+"witness w2 "+vkey2+" http://127.0.0.1:1/\ngroup both all w1 w2\nquorum both\n")
 	for _, args := range [][]string{
 		{"verify", "checkpoint", "--key", pub, "--witness-policy", strict, cpFile},
 		append(mirror, "--witness-policy", strict),
@@ -385,21 +396,10 @@ func metricValue(t *testing.T, internalURL, sample string) float64 {
 func TestWitnessPostgresReplicas(t *testing.T) {
 	url := pgtest.Start(t)
 	dir := t.TempDir()
-	logKey := filepath.Join(dir, "log-signing.key")
-	pub := filepath.Join(dir, "log.pub")
-	if err := os.WriteFile(pub, []byte(runOK(t, "keygen", logKey)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	logKey, pub := logKeyFiles(t, dir)
 	w := startWitnessProcess(t, "--name", "witness.test/w1", "--key", filepath.Join(dir, "w1.key"), "--log-key", pub,
 		"--state", filepath.Join(dir, "w1-state"), "--listen", "127.0.0.1:0")
-	policyFile := filepath.Join(dir, "policy")
-	if err := os.WriteFile(policyFile, []byte(w.policyLine+"quorum w1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	policy, err := witness.LoadPolicy(policyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	policyFile, policy := writePolicy(t, dir, "policy", w.policyLine+"quorum w1\n")
 	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
 	replicas := []*testserver.Server{
 		testserver.Start(t, "--store", url, "--log-key", logKey, "--witness-policy", policyFile),
