@@ -168,8 +168,13 @@ func (s *Server) addCheckpoint(body []byte) (cosig []byte, status int, size *uin
 		return nil, http.StatusNotFound, nil, fmt.Errorf("this witness does not cosign the log %q", origin)
 	}
 	n, err := note.Open(req.Checkpoint, note.VerifierList(keys...))
-	if err != nil {
+	var unverified *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case errors.As(err, &unverified) || errors.As(err, &invalid):
 		return nil, http.StatusForbidden, nil, fmt.Errorf("the checkpoint carries no valid signature by the log's keys: %v", err)
+	case err != nil:
+		return nil, http.StatusBadRequest, nil, fmt.Errorf("the checkpoint is not a signed note: %v", err)
 	}
 	th, err := parseTreeHead(n.Text)
 	if err != nil {

@@ -345,6 +345,7 @@ func TestServerRefuses(t *testing.T) {
 		{"leading zero", "old 03\n\n" + string(log.checkpoint(t, tree)), 400, "not a tree size"},
 		{"bad proof line", "old 1\nnot base64\n\n" + string(log.checkpoint(t, tree)), 400, "proof line 1"},
 		{"no signatures", "old 0\n\naudit.example.com/log\n3\n", 400, "no signatures"},
+		{"a malformed signature line", "old 0\n\naudit.example.com/log\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— audit.example.com/log !!\n", 400, "not a signed note"},
 		{"too large", "old 0\n\n" + strings.Repeat("x", witness.MaxRequestSize+10), 413, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
