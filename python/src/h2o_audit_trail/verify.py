@@ -66,6 +66,7 @@ __all__ = [
     "LogProofs",
     "MultiInclusionProof",
     "NotWitnessedError",
+    "PendingError",
     "Verified",
     "VerificationError",
     "Verifier",
@@ -74,6 +75,7 @@ __all__ = [
     "event_leaf_hash",
     "leaf_data",
     "leaf_hash",
+    "empty_checkpoint",
     "open_checkpoint",
     "parse_checkpoint",
     "root_hash",
@@ -98,6 +100,14 @@ class NotWitnessedError(VerificationError):
     merkle.ErrNotWitnessed)."""
 
 
+class PendingError(VerificationError):
+    """Events that were to be proven are not in the server's latest signed
+    checkpoint yet (pending): the server has not signed them yet, or a
+    replica behind the one that served a newer checkpoint answered. Not
+    evidence against the log: ask again later. Raised by the client's
+    ``iter_window`` and by ``iter_events(allow_pending=False)``."""
+
+
 LEAF_VERSION = 1
 MAX_TREE_SIZE = (1 << 62) - 1
 MAX_PROOF_HASHES = 128
@@ -114,6 +124,7 @@ _ALG_ED25519 = 1
 _NS = 1_000_000_000
 _EPOCH_DAYS = date(1970, 1, 1).toordinal()
 _MIN_HORIZON_NS = 0  # 1970-01-01T00:00:00Z
+_MIN_HORIZON = "1970-01-01T00:00:00.000000000Z"  # merkle.MinHorizon, as a checkpoint writes it
 _MAX_HORIZON_NS = (date(2262, 1, 1).toordinal() - _EPOCH_DAYS) * 86400 * _NS
 
 
@@ -698,6 +709,20 @@ def open_checkpoint(signed_note: Union[str, bytes], verifier: Union[Verifier, st
         except NotWitnessedError as e:
             raise NotWitnessedError(f"signed checkpoint of {cp.size} leaves: not cosigned as the witness policy requires: {e}") from None
     return Checkpoint(cp.origin, cp.size, cp.root, cp.received_before, _signed=text)
+
+
+def empty_checkpoint(origin: str) -> Checkpoint:
+    """The checkpoint of the empty tree of the log named origin (the log
+    key's name, ``Verifier.name``): size 0, :data:`EMPTY_ROOT`, horizon
+    1970-01-01T00:00:00.000000000Z. It is verified without a signature,
+    since every tree of the log extends the empty one and every event was
+    received after that horizon: the older end of a window that starts at
+    the log's first event (the client's ``iter_window``). Go:
+    merkle.EmptyCheckpoint."""
+    if not isinstance(origin, str) or not _valid_name(origin):
+        raise VerificationError(f"checkpoint origin {origin!r} is invalid")
+    cp = Checkpoint(origin=origin, size=0, root=EMPTY_ROOT, received_before=_MIN_HORIZON)
+    return dataclasses.replace(cp, _signed=cp.text())
 
 
 def _require_verified(*cps: Checkpoint) -> None:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from h2o_audit_trail import _http
+from h2o_audit_trail import _http, tail
 from h2o_audit_trail.connection_config import ConnectionConfig
 from h2o_audit_trail.event.create import (
     BatchCreateEventsResponse,
@@ -23,6 +24,7 @@ from h2o_audit_trail.verify import (
     InclusionProof,
     LogPage,
     LogProofs,
+    PendingError,
     VerificationError,
     Verifier,
     _leaf_hash_from_b64,
@@ -190,7 +192,7 @@ class EventClient:
                 if result.checkpoint is not None:
                     seen = self._consistent(seen, result.checkpoint)
                 if result.pending and not allow_pending:
-                    raise VerificationError(f"{len(result.pending)} events not in a signed checkpoint yet: {result.pending[0]}, ...")
+                    raise PendingError(f"{len(result.pending)} events not in a signed checkpoint yet: {result.pending[0]}, ...")
             yield from page.events
             if not page.next_page_token:
                 return
@@ -206,7 +208,10 @@ class EventClient:
         older, newer = (cp, seen) if cp.size < seen.size else (seen, cp)
         if older.size == newer.size and older.root == newer.root:
             return seen
-        verify_consistency(older, newer, self.get_consistency_proof(older.size, newer.size))
+        if older.size == 0:  # from the empty tree: the proof is empty
+            verify_consistency(older, newer, ConsistencyProof(0, newer.size, ()))
+        else:
+            verify_consistency(older, newer, self.get_consistency_proof(older.size, newer.size))
         return newer
 
     # The verifiable log (docs/design/verifiable-log.md). Not in the H2O
@@ -220,8 +225,12 @@ class EventClient:
 
         Raises h2o_audit_trail.verify.VerificationError when the signature
         or the checkpoint's format does not verify."""
-        answer = self._transport.get("/v1/log/checkpoint")
-        return open_checkpoint(_answer_str(answer, "checkpoint"), key)
+        return open_checkpoint(self._checkpoint_note(), key)
+
+    def _checkpoint_note(self) -> str:
+        """The latest signed checkpoint as the server returns it (the signed
+        note's text), unverified."""
+        return _answer_str(self._transport.get("/v1/log/checkpoint"), "checkpoint")
 
     def get_inclusion_proof(self, event_name: str, tree_size: int = 0) -> InclusionProof:
         """The audit path of the event named event_name ("events/<id>") in the
@@ -327,8 +336,12 @@ class EventClient:
         A leaf whose event the server's retention deleted (serve
         --retention, or a PostgreSQL month dropped by hand) raises VerificationError too, unless
         allow_deleted: it is then yielded as ``{"deletedLeafHash":
-        <base64>}``, its hash proven at its position like an event. Not in
-        the H2O client (Go: client.VerifiedWindow)."""
+        <base64>}``, its hash proven at its position like an event. older
+        may be ``verify.empty_checkpoint(origin)``: the window then starts at
+        the log's first event. Entries the server's latest checkpoint does
+        not cover yet (a replica behind the one that served newer) raise
+        PendingError, a VerificationError that is no evidence against the
+        log: try again. Not in the H2O client (Go: client.VerifiedWindow)."""
         if older.size > newer.size:
             raise VerificationError("a window needs two checkpoints, the older first")
         if older.received_before_ns > newer.received_before_ns:
@@ -345,13 +358,103 @@ class EventClient:
                 raise VerificationError(f"the server returns {len(events)} entries from leaf {nxt} for {n} asked")
             result = proofs.verify(key)
             if result.pending:
-                raise VerificationError(f"{len(result.pending)} entries of the window are not in the latest checkpoint yet: try again")
+                raise PendingError(f"{len(result.pending)} entries of the window are not in the latest checkpoint yet: try again")
             seen = self._consistent(seen, result.checkpoint)
             for i, inc in enumerate(proofs.inclusions):
                 if inc.leaf_index != nxt + i:
                     raise VerificationError(f"the entry at leaf {nxt + i} is proven at leaf {inc.leaf_index}")
             yield from events
             nxt += len(events)
+
+    def follow(
+        self,
+        key: Union[str, Verifier],
+        state_file: Union[str, "os.PathLike[str]"],
+        *,
+        interval: float = 5.0,
+        from_start: bool = False,
+        allow_deleted: bool = False,
+        once: bool = False,
+        stop: Union[None, Callable[[], bool], Any] = None,
+    ) -> Iterator[Dict[str, Any]]:
+        """Follows the log, as ``audittrail tail --state state_file`` does:
+        yields every event the log receives (server JSON, as iter_window),
+        in the log's order, once a signed checkpoint covers it and its proof
+        is checked, round after round, every interval seconds. Not in the
+        H2O client.
+
+        Each round reads the server's latest checkpoint (verified with key:
+        the log's public key, the ``log-verification.key`` text, or a
+        Verifier, with its witness policy if it has one) and yields the
+        events of the window (iter_window) between the checkpoint kept in
+        state_file and that one: each event proven at its own position, the
+        two checkpoints proven to be of one history, so nothing can be left
+        out, changed or added unnoticed. After the round's last event was
+        yielded (when the iteration asks for the next), the latest checkpoint
+        replaces the state file, durably (a temporary file synced and
+        renamed over it, the directory synced).
+
+        state_file holds the signed checkpoint as the server signed it,
+        exactly as ``audittrail tail --state`` keeps it: either can go on
+        from the other's file. It is reopened with key's log keys only
+        (``key.with_witnesses(None)``: a witness policy added since applies
+        to new checkpoints). Without the file, a follower starts at the
+        server's latest checkpoint (only events received from then on), or
+        with from_start at the log's first event.
+
+        Delivery is at least once: a consumer that stops iterating during a
+        round (break, close(), a crash) gets that round's events again from
+        a follower restarted on the same file, and so does one whose round
+        failed on a transient error (each event's ``name`` is unique, for
+        consumers that must not see one twice). Every page of up to 1000
+        events the follower reads is recorded by the server as a self-audit
+        event, which the next round yields in turn: even on an idle server
+        a follower sees one new event per round, the record of its own last
+        read. Needs the auditor role.
+
+        The lock of ``state_file + ".lock"`` (flock, shared with ``audittrail
+        tail``) is taken when the iteration starts and held until it ends
+        (exhausted, closed or collected): a second follower of the same file
+        raises h2o_audit_trail.tail.StateLockedError.
+
+        Raises VerificationError when a check fails (a forged or forked log,
+        a state file that does not verify), leaving state_file as it was;
+        so do leaves whose events the server's retention deleted, unless
+        allow_deleted: their leaf hashes are then proven in place, they are
+        not yielded, and a warning names them. Errors of the server or the
+        network (ConnectionError, TimeoutException, answers 5xx and 429) and
+        a window not covered yet (PendingError) are logged as warnings (the
+        ``logging`` logger ``h2o_audit_trail.tail``) and the round is tried
+        again at the next one. A latest checkpoint without the cosignatures
+        key's witness policy requires (NotWitnessedError), or behind the
+        state's (a replica behind), is waited for: a warning, and the state
+        stays as it is. Other errors (401, 403, ...) are raised.
+
+        Args:
+            key: The log's public key (or a Verifier).
+            state_file: Path of the state file (created when missing; its
+                directory must exist).
+            interval: Seconds between rounds (> 0).
+            from_start: Without a state file, start at the log's first
+                event instead of the latest checkpoint.
+            allow_deleted: Cross leaves whose events the retention deleted.
+            once: Run one round and return: a transient error of the
+                round is raised instead of tried again, and a checkpoint
+                waited for (not cosigned, behind) ends it without events.
+            stop: A threading.Event, or a callable returning True, checked
+                before each round and while waiting between rounds: the
+                iteration returns once it is set. (To stop in the middle of
+                a round, stop iterating: the round is yielded again next
+                time.)
+        Returns:
+            An iterator of the events (dicts with lowerCamelCase keys).
+        """
+        verifier = key if isinstance(key, Verifier) else Verifier.from_key(key)
+        if not interval > 0:
+            raise ValueError(f"interval {interval!r}: give a positive number of seconds")
+        tail._check_stop(stop)
+        return tail.follow(self, verifier, state_file, interval=float(interval), from_start=from_start,
+                           allow_deleted=allow_deleted, once=once, stop=stop)
 
 
 def _answer_str(answer: Dict[str, Any], key: str) -> str:
