@@ -52,6 +52,17 @@ type Server struct {
 	mu     sync.Mutex // serialises the check and the write of the state
 	state  serverState
 	unlock func() error
+	stats  map[string]*LogStats // by origin, guarded by mu
+}
+
+// LogStats counts a Server's answers about one log, for monitoring: a
+// fork refused is the alert that matters.
+type LogStats struct {
+	Cosigned uint64 // checkpoints cosigned
+	Conflict uint64 // 409: the log's idea of the witness's size was wrong (normal after a restart)
+	Forked   uint64 // refused as not extending the tree cosigned: same size with another root, or a proof that does not verify
+	Refused  uint64 // other refusals: no valid signature by the log's keys, malformed requests
+	Size     uint64 // the size of the latest tree cosigned
 }
 
 // serverState is the state file: for each log origin, the latest checkpoint
@@ -85,7 +96,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("witness: another witness uses %s: %w", cfg.StateDir, err)
 	}
-	s := &Server{cfg: cfg, unlock: unlock, state: serverState{Logs: map[string]*logState{}}}
+	s := &Server{cfg: cfg, unlock: unlock, state: serverState{Logs: map[string]*logState{}}, stats: map[string]*LogStats{}}
 	data, err := os.ReadFile(filepath.Join(cfg.StateDir, stateFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -109,6 +120,49 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // Close releases the state directory.
 func (s *Server) Close() error { return s.unlock() }
+
+// Stats returns the counts of each log the witness cosigns (by origin),
+// since it started; Size is from the state.
+func (s *Server) Stats() map[string]LogStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]LogStats, len(s.cfg.Logs))
+	for origin := range s.cfg.Logs {
+		var st LogStats
+		if c := s.stats[origin]; c != nil {
+			st = *c
+		}
+		if l := s.state.Logs[origin]; l != nil {
+			st.Size = l.Size
+		}
+		out[origin] = st
+	}
+	return out
+}
+
+// count records the answer to a request about a known log.
+func (s *Server) count(origin string, status int, fork bool) {
+	if _, known := s.cfg.Logs[origin]; !known {
+		return // a stranger's origin: not counted, so not a label to grow
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.stats[origin]
+	if c == nil {
+		c = &LogStats{}
+		s.stats[origin] = c
+	}
+	switch {
+	case status == http.StatusOK:
+		c.Cosigned++
+	case fork:
+		c.Forked++
+	case status == http.StatusConflict:
+		c.Conflict++
+	default:
+		c.Refused++
+	}
+}
 
 // Latest returns the latest checkpoint the witness cosigned for origin (as
 // the log submitted it), or nil.
@@ -137,7 +191,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("the request is larger than %d bytes", MaxRequestSize), http.StatusRequestEntityTooLarge)
 		return
 	}
-	cosig, status, size, err := s.addCheckpoint(body)
+	cosig, status, size, origin, err := s.addCheckpoint(body)
+	s.count(origin, status, errors.Is(err, errForked))
 	switch {
 	case status == http.StatusConflict && size != nil:
 		w.Header().Set("Content-Type", SizeContentType)
@@ -152,39 +207,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // addCheckpoint runs the checks of the spec, in its order, and cosigns. On
-// a 409 about the old size, size is the witness's.
-func (s *Server) addCheckpoint(body []byte) (cosig []byte, status int, size *uint64, err error) {
+// a 409 about the old size, size is the witness's. origin is the
+// checkpoint's, once read.
+func (s *Server) addCheckpoint(body []byte) (cosig []byte, status int, size *uint64, origin string, err error) {
 	req, err := ParseRequest(body)
 	if err != nil {
-		return nil, http.StatusBadRequest, nil, err
+		return nil, http.StatusBadRequest, nil, origin, err
 	}
 	text, _, ok := bytes.Cut(req.Checkpoint, []byte("\n\n"))
 	if !ok {
-		return nil, http.StatusBadRequest, nil, errors.New("the checkpoint has no signatures")
+		return nil, http.StatusBadRequest, nil, origin, errors.New("the checkpoint has no signatures")
 	}
-	origin, _, _ := strings.Cut(string(text), "\n")
+	origin, _, _ = strings.Cut(string(text), "\n")
 	keys := s.cfg.Logs[origin]
 	if len(keys) == 0 {
-		return nil, http.StatusNotFound, nil, fmt.Errorf("this witness does not cosign the log %q", origin)
+		return nil, http.StatusNotFound, nil, origin, fmt.Errorf("this witness does not cosign the log %q", origin)
 	}
 	n, err := note.Open(req.Checkpoint, note.VerifierList(keys...))
 	var unverified *note.UnverifiedNoteError
 	var invalid *note.InvalidSignatureError
 	switch {
 	case errors.As(err, &unverified) || errors.As(err, &invalid):
-		return nil, http.StatusForbidden, nil, fmt.Errorf("the checkpoint carries no valid signature by the log's keys: %v", err)
+		return nil, http.StatusForbidden, nil, origin, fmt.Errorf("the checkpoint carries no valid signature by the log's keys: %v", err)
 	case err != nil:
-		return nil, http.StatusBadRequest, nil, fmt.Errorf("the checkpoint is not a signed note: %v", err)
+		return nil, http.StatusBadRequest, nil, origin, fmt.Errorf("the checkpoint is not a signed note: %v", err)
 	}
 	th, err := parseTreeHead(n.Text)
 	if err != nil {
-		return nil, http.StatusBadRequest, nil, err
+		return nil, http.StatusBadRequest, nil, origin, err
 	}
 	if req.OldSize > th.Size {
-		return nil, http.StatusBadRequest, nil, fmt.Errorf("the old size %d is larger than the checkpoint's %d", req.OldSize, th.Size)
+		return nil, http.StatusBadRequest, nil, origin, fmt.Errorf("the old size %d is larger than the checkpoint's %d", req.OldSize, th.Size)
 	}
 	if req.OldSize == 0 && len(req.Proof) > 0 {
-		return nil, http.StatusBadRequest, nil, errors.New("a consistency proof from the empty tree must be empty")
+		return nil, http.StatusBadRequest, nil, origin, errors.New("a consistency proof from the empty tree must be empty")
 	}
 
 	s.mu.Lock()
@@ -194,7 +250,7 @@ func (s *Server) addCheckpoint(body []byte) (cosig []byte, status int, size *uin
 		cur = &logState{Hash: emptyTree[:]}
 	}
 	if req.OldSize != cur.Size {
-		return nil, http.StatusConflict, &cur.Size, fmt.Errorf("the witness's latest size is %d", cur.Size)
+		return nil, http.StatusConflict, &cur.Size, origin, fmt.Errorf("the witness's latest size is %d", cur.Size)
 	}
 	var curHash tlog.Hash
 	copy(curHash[:], cur.Hash)
@@ -202,30 +258,34 @@ func (s *Server) addCheckpoint(body []byte) (cosig []byte, status int, size *uin
 		if th.Hash != curHash {
 			s.cfg.Logger.Warn("witness: a checkpoint of the size cosigned with another root hash: the log shows two trees",
 				"origin", origin, "size", th.Size, "checkpoint", string(req.Checkpoint))
-			return nil, http.StatusConflict, nil, fmt.Errorf("a tree of %d leaves with another root hash was cosigned", th.Size)
+			return nil, http.StatusConflict, nil, origin, fmt.Errorf("%w: a tree of %d leaves with another root hash was cosigned", errForked, th.Size)
 		}
 	} else if req.OldSize > 0 {
 		if err := tlog.CheckTree(req.Proof, int64(th.Size), th.Hash, int64(req.OldSize), curHash); err != nil {
 			s.cfg.Logger.Warn("witness: a checkpoint not proven consistent with the one cosigned",
 				"origin", origin, "old_size", req.OldSize, "size", th.Size, "checkpoint", string(req.Checkpoint), "err", err)
-			return nil, http.StatusUnprocessableEntity, nil, fmt.Errorf("the consistency proof from %d to %d does not verify", req.OldSize, th.Size)
+			return nil, http.StatusUnprocessableEntity, nil, origin, fmt.Errorf("%w: the consistency proof from %d to %d does not verify", errForked, req.OldSize, th.Size)
 		}
 	}
 	sig, err := s.cfg.Signer.Sign([]byte(n.Text))
 	if err != nil {
-		return nil, http.StatusInternalServerError, nil, fmt.Errorf("cosigning: %v", err)
+		return nil, http.StatusInternalServerError, nil, origin, fmt.Errorf("cosigning: %v", err)
 	}
 	next := &logState{Size: th.Size, Hash: th.Hash[:], Checkpoint: string(req.Checkpoint), Cosigned: time.Now().UTC()}
 	if err := s.save(origin, next); err != nil {
 		s.cfg.Logger.Error("witness: saving the state", "err", err)
-		return nil, http.StatusInternalServerError, nil, errors.New("the witness could not save its state")
+		return nil, http.StatusInternalServerError, nil, origin, errors.New("the witness could not save its state")
 	}
 	// A note signature line: the key's name, then base64 of its 4-byte
 	// hash and the signature (c2sp.org/signed-note).
 	sigLine := fmt.Sprintf("— %s %s\n", s.cfg.Signer.Name(),
 		base64.StdEncoding.EncodeToString(append(binary.BigEndian.AppendUint32(nil, s.cfg.Signer.KeyHash()), sig...)))
-	return []byte(sigLine), http.StatusOK, nil, nil
+	return []byte(sigLine), http.StatusOK, nil, origin, nil
 }
+
+// errForked marks the refusals of a checkpoint that does not extend the
+// tree cosigned.
+var errForked = errors.New("not consistent with the checkpoint cosigned")
 
 // save writes the state with origin's new entry durably, before the answer
 // leaves (the spec: a witness that cosigned a size must never cosign a

@@ -314,6 +314,11 @@ func TestCosignRefusesForks(t *testing.T) {
 	if st := c.Stats()[0]; st.Failures != 1 || st.LastError == nil || !strings.Contains(st.LastError.Error(), "422") {
 		t.Fatalf("stats after the fork: %+v", st)
 	}
+	// Two forks posted by hand, one by the Cosigner (after a 409 that
+	// told it the witness's size).
+	if st := w1.srv.Stats()[log.signer.Name()]; st.Forked != 3 || st.Conflict != 1 || st.Cosigned != 1 || st.Refused != 0 || st.Size != 40 {
+		t.Fatalf("the witness's stats after the forks refused: %+v", st)
+	}
 	// The honest log goes on.
 	honest.grow(t, 20, "a")
 	if err := p.Check(cosigner(t, p).Cosign(ctx, log.checkpoint(t, honest), 60, honest.prove)); err != nil {

@@ -19,6 +19,8 @@ import (
 	"github.com/audittrail/audittrail/internal/durablefile"
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/witness"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -44,7 +46,8 @@ Run it apart from the log: another machine, another team, its own key. The
 key is created when FILE is missing (named --name); the witness prints its
 public key and the line of a policy file that names it. The requests carry
 signed checkpoints, so plain HTTP is safe on a private network; put TLS in
-front of it otherwise.
+front of it otherwise. GET /metrics on the same listener gives its counts
+per log (audittrail_witness_server_*): alert on forks refused.
 
 Examples:
   audittrail witness --name witness.example.com/audit --key /secrets/witness.key \
@@ -114,7 +117,12 @@ func (c *WitnessCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(witnessCollector{srv})
+	mux := http.NewServeMux()
+	mux.Handle("/add-checkpoint", srv)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: nil}
 	url := "http://" + ln.Addr().String() + "/"
 	var origins []string
@@ -138,6 +146,35 @@ func (c *WitnessCommand) Run(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// witnessCollector exports a witness Server's counts by log origin.
+type witnessCollector struct{ srv *witness.Server }
+
+var witnessDescs = struct{ cosigned, conflicts, forks, refused, size *prometheus.Desc }{
+	prometheus.NewDesc("audittrail_witness_server_cosigned_total", "Checkpoints of the log this witness cosigned.", []string{"origin"}, nil),
+	prometheus.NewDesc("audittrail_witness_server_conflicts_total", "Requests answered 409 because the log's idea of the witness's size was wrong (normal after either restarts).", []string{"origin"}, nil),
+	prometheus.NewDesc("audittrail_witness_server_forks_refused_total", "Checkpoints refused as not extending the tree cosigned (same size with another root, or a consistency proof that does not verify): the log showed two histories. Alert on any.", []string{"origin"}, nil),
+	prometheus.NewDesc("audittrail_witness_server_refused_total", "Other refused requests: no valid signature by the log's keys, malformed requests.", []string{"origin"}, nil),
+	prometheus.NewDesc("audittrail_witness_server_cosigned_tree_size", "Size of the latest tree of the log this witness cosigned.", []string{"origin"}, nil),
+}
+
+func (c witnessCollector) Describe(ch chan<- *prometheus.Desc) {
+	d := witnessDescs
+	for _, x := range []*prometheus.Desc{d.cosigned, d.conflicts, d.forks, d.refused, d.size} {
+		ch <- x
+	}
+}
+
+func (c witnessCollector) Collect(ch chan<- prometheus.Metric) {
+	d := witnessDescs
+	for origin, st := range c.srv.Stats() {
+		ch <- prometheus.MustNewConstMetric(d.cosigned, prometheus.CounterValue, float64(st.Cosigned), origin)
+		ch <- prometheus.MustNewConstMetric(d.conflicts, prometheus.CounterValue, float64(st.Conflict), origin)
+		ch <- prometheus.MustNewConstMetric(d.forks, prometheus.CounterValue, float64(st.Forked), origin)
+		ch <- prometheus.MustNewConstMetric(d.refused, prometheus.CounterValue, float64(st.Refused), origin)
+		ch <- prometheus.MustNewConstMetric(d.size, prometheus.GaugeValue, float64(st.Size), origin)
+	}
 }
 
 // loadWitnessKey reads the witness's private key file, creating it (named

@@ -360,6 +360,9 @@ func TestWitnessEndToEnd(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if f := metricValue(t, strings.TrimSuffix(w.url, "/"), `audittrail_witness_server_forks_refused_total{origin="audittrail/log"}`); f < 1 {
+		t.Fatalf("the witness's /metrics counts %v forks refused", f)
+	}
 	if !strings.Contains(fork.Logs(), "witness: no cosignature") {
 		t.Fatalf("the fork's server did not log the refusal:\n%s", fork.Logs())
 	}
