@@ -158,31 +158,15 @@ func (p *pendingHashes) WriteHashes(indexes []int64, hashes []tlog.Hash) error {
 }
 
 // reader reads the tree as the step grows it: the hashes Integrate wrote
-// (one contiguous run of storage indexes), then the stored ones.
+// (one contiguous run of storage indexes from the stored tree's end), then
+// the stored ones.
 func (p *pendingHashes) reader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(indexes))
-		var stored []int64
-		var at []int
-		for i, x := range indexes {
-			if len(p.indexes) > 0 && x >= p.indexes[0] && x-p.indexes[0] < int64(len(p.hashes)) {
-				out[i] = p.hashes[x-p.indexes[0]]
-				continue
-			}
-			stored = append(stored, x)
-			at = append(at, i)
-		}
-		if len(stored) > 0 {
-			hs, err := l2t(p.l.cfg.Store.ReadTreeHashes(stored))
-			if err != nil {
-				return nil, err
-			}
-			for j, i := range at {
-				out[i] = hs[j]
-			}
-		}
-		return out, nil
-	})
+	base := tlog.StoredHashCount(int64(p.l.size))
+	pending := make([]tlog.Hash, len(p.hashes))
+	for i, h := range p.hashes {
+		pending[i] = h
+	}
+	return merkle.Overlay(p.l.hashReader(), base, pending)
 }
 
 func l2t(hs [][32]byte, err error) ([]tlog.Hash, error) {

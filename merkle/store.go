@@ -93,6 +93,15 @@ func Integrate(store HashStore, oldSize uint64, leaves []tlog.Hash) (tlog.Hash, 
 	return root, nil
 }
 
+// Overlay returns a reader of the tree as Integrate left it before the
+// hashes it wrote are stored: those of storage indexes from base (the first
+// index Integrate wrote) are pending, in order; the others are read from
+// store. (logsign proves consistency to witnesses from a tree it has not
+// stored yet.)
+func Overlay(store tlog.HashReader, base int64, pending []tlog.Hash) tlog.HashReader {
+	return &overlay{store: store, base: base, pending: pending}
+}
+
 // overlay reads hashes from the store below base and from pending above it.
 type overlay struct {
 	store   tlog.HashReader
