@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,8 +46,9 @@ history to someone else would have had to fork it past the witness.
 Run it apart from the log: another machine, another team, its own key. The
 key is created when FILE is missing (named --name); the witness prints its
 public key and the line of a policy file that names it. The requests carry
-signed checkpoints, so plain HTTP is safe on a private network; put TLS in
-front of it otherwise. GET /metrics on the same listener gives its counts
+signed checkpoints, so plain HTTP is safe on a private network; otherwise
+give it a certificate (--tls-cert, --tls-key; a log trusts the system's CAs,
+or those of SSL_CERT_FILE) or put TLS in front of it. GET /metrics on the same listener gives its counts
 per log (audittrail_witness_server_*): alert on forks refused.
 
 Examples:
@@ -58,6 +60,7 @@ Exit status: 0 stopped by a signal, 1 error, 2 bad usage.
 
 type witnessFlags struct {
 	key, name, state, listen string
+	tlsCert, tlsKey          string
 	logKeys                  stringList
 }
 
@@ -68,6 +71,8 @@ func newWitnessFlags(f *witnessFlags) *flag.FlagSet {
 	fs.Var(&f.logKeys, "log-key", "public key `file` of a log to cosign (a log-verification.key; repeat for several logs)")
 	fs.StringVar(&f.state, "state", "", "`directory` of the latest checkpoint cosigned of each log (created when missing)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:7380", "`host:port` to listen on; port 0 picks a free port")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate `file`: serve HTTPS (with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
 	return fs
 }
 
@@ -94,6 +99,16 @@ func (c *WitnessCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("give the public key of a log to cosign with --log-key")
 	case f.state == "":
 		return usageErrorf("give the state directory with --state")
+	case (f.tlsCert == "") != (f.tlsKey == ""):
+		return usageErrorf("give both --tls-cert and --tls-key, or neither")
+	}
+	var tlsConfig *tls.Config
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	logs := map[string][]note.Verifier{}
 	for _, file := range f.logKeys {
@@ -123,8 +138,12 @@ func (c *WitnessCommand) Run(ctx context.Context, args []string) error {
 	mux.Handle("/add-checkpoint", srv)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: nil}
+		WriteTimeout: 30 * time.Second}
 	url := "http://" + ln.Addr().String() + "/"
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+		url = "https://" + strings.TrimPrefix(url, "http://")
+	}
 	var origins []string
 	for o := range logs {
 		origins = append(origins, o)

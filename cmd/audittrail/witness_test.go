@@ -21,6 +21,7 @@ import (
 	"github.com/audittrail/audittrail/client"
 	"github.com/audittrail/audittrail/internal/pgtest"
 	"github.com/audittrail/audittrail/internal/syncbuf"
+	"github.com/audittrail/audittrail/internal/testpki"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/witness"
@@ -431,5 +432,56 @@ func TestWitnessPostgresReplicas(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+}
+
+// TestWitnessTLS: a witness serving HTTPS with its own certificate, which
+// the log trusts through SSL_CERT_FILE (Go's system roots on Linux).
+func TestWitnessTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.New(t)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := ca.IssueFiles(2, "127.0.0.1", false)
+	logKey, pub := logKeyFiles(t, dir)
+	w := startWitnessProcess(t, "--name", "witness.test/tls", "--key", filepath.Join(dir, "w.key"), "--log-key", pub,
+		"--state", filepath.Join(dir, "state"), "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(w.url, "https://127.0.0.1:") {
+		t.Fatalf("the witness's URL %q", w.url)
+	}
+	// Not over plain HTTP.
+	if resp, err := http.Post(strings.Replace(w.url, "https", "http", 1)+"add-checkpoint", "text/plain", strings.NewReader("old 0\n\n")); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP to the TLS witness: %s", resp.Status)
+		}
+	}
+	policyFile, policy := writePolicy(t, dir, "policy", w.policyLine+"quorum tls\n")
+	t.Setenv("SSL_CERT_FILE", caFile) // inherited by the server's process
+	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile)
+	out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--sample", "20", "--seed", "3")
+	if err != nil {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		text, err := auditor.Checkpoint(t.Context())
+		if err == nil {
+			var cp *merkle.Checkpoint
+			if cp, err = merkle.OpenCheckpoint(text, verifier); err == nil && cp.Size >= 20 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint cosigned over TLS within 30 s: %v\n%s", err, srv.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
