@@ -25,6 +25,7 @@ import (
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/witness"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // witnessProcess is "audittrail witness" run from the built binary.
@@ -369,6 +370,34 @@ func TestWitnessEndToEnd(t *testing.T) {
 	}
 }
 
+// waitCosigned waits up to 30 s for the server's latest checkpoint to be of
+// at least size leaves and to open with verifier (a Witnessed one: its
+// quorum of cosignatures), and returns it.
+func waitCosigned(t *testing.T, srv *testserver.Server, verifier note.Verifier, size uint64) *merkle.Checkpoint {
+	t.Helper()
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		text, err := auditor.Checkpoint(t.Context())
+		if err == nil {
+			var cp *merkle.Checkpoint
+			if cp, err = merkle.OpenCheckpoint(text, verifier); err == nil && cp.Size >= size {
+				return cp
+			}
+			if err == nil {
+				err = fmt.Errorf("the latest checkpoint is of %d leaves", cp.Size)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cosigned checkpoint of %d leaves within 30 s: %v\nserver:\n%s", size, err, srv.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // metricValue reads one sample of the server's /metrics.
 func metricValue(t *testing.T, internalURL, sample string) float64 {
 	t.Helper()
@@ -413,25 +442,8 @@ func TestWitnessPostgresReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v %s", err, out)
 	}
-	for i, r := range replicas {
-		auditor, err := client.Dial(t.Context(), r.PublicAddr, client.WithToken(r.ReaderToken))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer auditor.Close()
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			text, err := auditor.Checkpoint(t.Context())
-			if err == nil {
-				var cp *merkle.Checkpoint
-				if cp, err = merkle.OpenCheckpoint(text, verifier); err == nil && cp.Size >= 200 {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("replica %d: no cosigned checkpoint of the 200 events within 30 s: %v", i, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	for _, r := range replicas {
+		waitCosigned(t, r, verifier, 200)
 	}
 }
 
@@ -465,23 +477,5 @@ func TestWitnessTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v %s", err, out)
 	}
-	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer auditor.Close()
-	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		text, err := auditor.Checkpoint(t.Context())
-		if err == nil {
-			var cp *merkle.Checkpoint
-			if cp, err = merkle.OpenCheckpoint(text, verifier); err == nil && cp.Size >= 20 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint cosigned over TLS within 30 s: %v\n%s", err, srv.Logs())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitCosigned(t, srv, merkle.Witnessed(mustVerifier(t, pub), policy), 20)
 }

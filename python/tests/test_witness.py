@@ -128,6 +128,19 @@ def flip(i: int):
 # --- the policy file ---------------------------------------------------------------------------
 
 
+
+def proven_page(client, resource: str, verifier):
+    """The first page of the events on resource with proofs, once none of
+    them is pending (at most 30 s), and its verification with verifier."""
+    deadline = time.monotonic() + 30
+    while True:
+        page = client.search_events(filter_=F(resource_exact=resource), page_size=50, include_proofs=True)
+        result = page.proofs.verify(verifier)
+        if not result.pending:
+            return page, result
+        assert time.monotonic() < deadline, result.pending
+        time.sleep(0.2)
+
 def test_parse_policies():
     p = WitnessPolicy.from_text(
         "# the team's witnesses\n"
@@ -564,14 +577,7 @@ def test_cosigned_checkpoints_verify(stack):
     # get_checkpoint, search proofs, iterations, log pages.
     client = stack.client()
     assert client.get_checkpoint(stack.witnessed).size >= cp.size
-    deadline = time.monotonic() + 30
-    while True:
-        page = client.search_events(filter_=F(resource_exact="witness/first"), page_size=50, include_proofs=True)
-        result = page.proofs.verify(stack.witnessed)
-        if not result.pending:
-            break
-        assert time.monotonic() < deadline, result.pending
-        time.sleep(0.2)
+    page, result = proven_page(client, "witness/first", stack.witnessed)
     assert len(result.proven) == 30 and stack.policy.satisfied(page.proofs.checkpoint)
     assert len(list(client.iter_events(F(resource_exact="witness/first"), page_size=7, verify_with=stack.witnessed))) == 30
     _, _, proofs = client.get_log_entries_with_proofs(0, 10)
@@ -657,14 +663,8 @@ def test_checkpoints_signed_while_the_witness_is_down(tmp_path):
             open_checkpoint(note, s.witnessed)
         assert s.go_verify(note, s.policy_file).returncode == 1
         client = s.client()
-        deadline = time.monotonic() + 30
-        while True:  # the events' proofs, against an uncosigned checkpoint
-            page = client.search_events(filter_=F(resource_exact="witness/after"), page_size=50, include_proofs=True)
-            result = page.proofs.verify(s.key)
-            if not result.pending:
-                break
-            assert time.monotonic() < deadline, result.pending
-            time.sleep(0.2)
+        # The events' proofs, against an uncosigned checkpoint.
+        page, result = proven_page(client, "witness/after", s.key)
         assert sorted(result.proven) == sorted(names) and not s.policy.satisfied(page.proofs.checkpoint)
         with pytest.raises(NotWitnessedError):
             page.proofs.verify(s.witnessed)
