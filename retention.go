@@ -42,6 +42,11 @@ type ExpireResult struct {
 	// the verifiable log had not integrated yet, and what the store keeps
 	// for its own reasons (the store's documentation says which).
 	Kept int64
+	// Erased counts the distinct values (a principal, a workspace, a
+	// metadata pair, ...) that only deleted events held and that the call
+	// erased from a store that keeps values apart from its events (the
+	// embedded store's dictionaries); 0 for a store that does not.
+	Erased int64
 }
 
 // Self-audit of retention (docs/security.md).
@@ -91,6 +96,8 @@ type Retention struct {
 // RetentionStats counts what a Retention did (metrics).
 type RetentionStats struct {
 	Passes, Failures, Deleted int64
+	// Erased counts the values the passes erased (ExpireResult.Erased).
+	Erased int64
 	// Cutoff is the store's cutoff after the last pass that succeeded.
 	Cutoff time.Time
 }
@@ -125,6 +132,7 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 	r.mu.Lock()
 	r.stats.Passes++
 	r.stats.Deleted += res.Deleted
+	r.stats.Erased += res.Erased
 	if err != nil {
 		r.stats.Failures++
 	} else {
@@ -138,7 +146,7 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 	if err != nil {
 		log.ErrorContext(ctx, "retention: deleting old events failed", "cutoff", cutoff, "deleted", res.Deleted, "err", err)
 	} else if res.Deleted > 0 {
-		log.InfoContext(ctx, "retention: deleted old events", "cutoff", res.Cutoff, "deleted", res.Deleted, "kept", res.Kept)
+		log.InfoContext(ctx, "retention: deleted old events", "cutoff", res.Cutoff, "deleted", res.Deleted, "kept", res.Kept, "erased_values", res.Erased)
 	}
 	if r.Audit != nil && (err != nil || res.Deleted > 0) {
 		rec := AuditRecord{
@@ -154,6 +162,9 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 				"deleted": strconv.FormatInt(res.Deleted, 10),
 				"kept":    strconv.FormatInt(res.Kept, 10),
 			},
+		}
+		if res.Erased > 0 {
+			rec.Metadata["erased_values"] = strconv.FormatInt(res.Erased, 10)
 		}
 		if err != nil {
 			rec.Status = statusOf(err)

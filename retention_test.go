@@ -47,7 +47,7 @@ func TestRetentionApply(t *testing.T) {
 		t.Fatalf("cutoffs asked %v, want %v", x.asked, want)
 	}
 
-	x.res = audittrail.ExpireResult{Deleted: 1234, Kept: 5}
+	x.res = audittrail.ExpireResult{Deleted: 1234, Kept: 5, Erased: 17}
 	if res, err := r.Apply(ctx); err != nil || res.Deleted != 1234 {
 		t.Fatalf("Apply: %+v, %v", res, err)
 	}
@@ -56,7 +56,7 @@ func TestRetentionApply(t *testing.T) {
 	}
 	e := st.events[0]
 	if e.Action != audittrail.ActionExpireEvents || e.Principal != audittrail.RetentionPrincipal || e.Resource != audittrail.SearchResource ||
-		e.ReadOnly || e.Metadata["deleted"] != "1234" || e.Metadata["kept"] != "5" || e.Status == nil || e.Status.Code != 0 ||
+		e.ReadOnly || e.Metadata["deleted"] != "1234" || e.Metadata["kept"] != "5" || e.Metadata["erased_values"] != "17" || e.Status == nil || e.Status.Code != 0 ||
 		e.RequestParameters["retention"] != "2160h0m0s" || e.RequestParameters["cutoff"] != "2026-08-30T12:00:00Z" || e.Workspace != "" {
 		t.Fatalf("recorded %+v", e)
 	}
@@ -66,7 +66,8 @@ func TestRetentionApply(t *testing.T) {
 		t.Fatal("a failed pass reported no error")
 	}
 	e = st.events[len(st.events)-1]
-	if len(st.events) != 2 || e.Status.Code != 14 || !strings.Contains(e.Status.Message, "the store is closed") || e.Metadata["deleted"] != "10" {
+	if len(st.events) != 2 || e.Status.Code != 14 || !strings.Contains(e.Status.Message, "the store is closed") || e.Metadata["deleted"] != "10" ||
+		e.Metadata["erased_values"] != "" {
 		t.Fatalf("failed pass recorded as %+v (%d events)", e, len(st.events))
 	}
 	x.err = errors.New("disk on fire")
@@ -74,7 +75,7 @@ func TestRetentionApply(t *testing.T) {
 	if e = st.events[len(st.events)-1]; e.Status.Code != 13 || strings.Contains(e.Status.Message, "fire") {
 		t.Fatalf("an internal failure recorded as %+v: want INTERNAL without the details", e.Status)
 	}
-	if s := r.Stats(); s.Passes != 4 || s.Failures != 2 || s.Deleted != 1254 || !s.Cutoff.Equal(now.Add(-90*24*time.Hour)) {
+	if s := r.Stats(); s.Passes != 4 || s.Failures != 2 || s.Deleted != 1254 || s.Erased != 17 || !s.Cutoff.Equal(now.Add(-90*24*time.Hour)) {
 		t.Fatalf("stats %+v", s)
 	}
 

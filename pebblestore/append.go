@@ -123,7 +123,11 @@ func (s *Store) writer() {
 				<-prev.done
 				prev = nil
 			}
-			s.expireRecords(x)
+			if x.erase != nil {
+				s.eraseValues(x)
+			} else {
+				s.expireRecords(x)
+			}
 			continue
 		}
 		if !ok {
@@ -359,8 +363,11 @@ func (s *Store) saveCounts(dirty map[uint64]struct{}, opts *pebble.WriteOptions)
 	for k := range dirty {
 		d, id := dictID(k>>32), uint32(k)
 		key = countKey(key[:0], d, id)
-		val = binary.BigEndian.AppendUint64(val[:0], s.dicts.d[d].counts[id])
-		b.Set(key, val, nil)
+		if c := s.dicts.d[d].counts[id]; c == 0 { // erased by retention since
+			b.Delete(key, nil)
+		} else {
+			b.Set(key, binary.BigEndian.AppendUint64(val[:0], c), nil)
+		}
 	}
 	s.dicts.mu.RUnlock()
 	if err := b.Commit(opts); err != nil {

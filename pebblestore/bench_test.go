@@ -678,7 +678,7 @@ func selfAuditLike(tb testing.TB, id string, now time.Time) *audittrail.Event {
 func BenchmarkExpire(b *testing.B) {
 	const n = 200_000
 	ctx := context.Background()
-	var deleted int64
+	var deleted, erased int64
 	var passTime time.Duration
 	var slowest, idle, again time.Duration
 	for range b.N {
@@ -741,6 +741,7 @@ func BenchmarkExpire(b *testing.B) {
 			b.Fatal(err)
 		}
 		deleted += res.Deleted
+		erased += res.Erased
 		// A pass with nothing left to delete still walks every posting
 		// list (the next hourly pass, on a store without new events).
 		t1 := time.Now()
@@ -757,6 +758,7 @@ func BenchmarkExpire(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(deleted)/passTime.Seconds(), "deleted/s")
+	b.ReportMetric(float64(erased)/float64(b.N), "erased-values")
 	b.ReportMetric(float64(slowest.Microseconds())/1000, "max-append-ms")
 	b.ReportMetric(float64(idle.Microseconds())/1000, "max-append-idle-ms")
 	b.ReportMetric(float64(again.Microseconds())/1000, "empty-pass-ms")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -66,8 +67,16 @@ type dictionary struct {
 	total  uint64              // sum of counts; guarded by dicts.mu
 	byKey  map[string][]uint32 // metadata only: pair ids by metadata key
 	bytes  int64               // bytes of the values, for Stats
+	erased map[uint32]bool     // ids of the values retention erased (expire.go)
 	frozen bool
 }
+
+// erasedValue is what the database holds for a value retention erased
+// (expire.go, eraseValues): the id stays taken, so that the ids after it
+// keep their places. It is not valid UTF-8, so no event's value (checked by
+// audittrail.ValidateEvent) nor metadata pair (a key, a zero byte, a value)
+// can be it.
+var erasedValue = []byte{0xff}
 
 // dicts holds every dictionary, loaded at Open and kept in memory. The
 // writer goroutine is the only one that changes them; it publishes a new
@@ -99,6 +108,15 @@ func (ds *dicts) load(db *pebble.DB) error {
 		d := &ds.d[k[1]]
 		if id := binary.BigEndian.Uint32(k[2:]); int(id) != d.vals.len() {
 			return fmt.Errorf("pebblestore: dictionary %d: id %d follows %d values", k[1], id, d.vals.len())
+		}
+		if bytes.Equal(v, erasedValue) {
+			id := d.vals.addErased()
+			d.counts = append(d.counts, 0)
+			if d.erased == nil {
+				d.erased = map[uint32]bool{}
+			}
+			d.erased[id] = true
+			return nil
 		}
 		ds.add(dictID(k[1]), v)
 		return nil
@@ -293,6 +311,48 @@ func (ds *dicts) addCounts(delta *postingDelta) {
 	ds.mu.Unlock()
 }
 
+// erase forgets the values of keys (dict<<32 | id), which the database now
+// holds as erased (valueTable.forget). Their counts go to zero, and
+// metadata pairs leave their key's id list (copied: readers may hold the
+// old one).
+func (ds *dicts) erase(keys []uint64) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	var ids [numDicts][]uint32
+	for _, k := range keys {
+		ids[k>>32] = append(ids[k>>32], uint32(k))
+	}
+	for i := range ids {
+		if len(ids[i]) == 0 {
+			continue
+		}
+		dd := &ds.d[i]
+		if dictID(i) == dictMeta {
+			for _, id := range ids[i] {
+				k, _, _ := strings.Cut(dd.vals.at(id), "\x00")
+				pairs := dd.byKey[k]
+				if j := slices.Index(pairs, id); j >= 0 {
+					pairs = slices.Delete(slices.Clone(pairs), j, j+1)
+					if len(pairs) == 0 {
+						delete(dd.byKey, k)
+					} else {
+						dd.byKey[k] = pairs
+					}
+				}
+			}
+		}
+		dd.bytes -= int64(dd.vals.forget(ids[i]))
+		if dd.erased == nil {
+			dd.erased = map[uint32]bool{}
+		}
+		for _, id := range ids[i] {
+			dd.erased[id] = true
+			dd.total -= dd.counts[id]
+			dd.counts[id] = 0
+		}
+	}
+}
+
 // dictSnap is a reader's view of the dictionaries' values.
 type dictSnap struct {
 	ds   *dicts
@@ -325,12 +385,12 @@ func (s *dictSnap) value(d dictID, id uint32) (string, error) {
 	return s.vals[d].at(int(id)), nil
 }
 
-// stats reports the dictionaries' sizes.
+// stats reports the dictionaries' sizes (values held, not erased).
 func (ds *dicts) stats() (values int, bytes int64, frozen []string) {
 	ds.mu.RLock()
 	defer ds.mu.RUnlock()
 	for i := range ds.d {
-		values += ds.d[i].vals.len()
+		values += ds.d[i].vals.len() - len(ds.d[i].erased)
 		bytes += ds.d[i].bytes
 		if ds.d[i].frozen {
 			frozen = append(frozen, dictID(i).String())

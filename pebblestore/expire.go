@@ -46,14 +46,19 @@ import (
 //     the store; visiting only the deleted records' lists, 1.6-4.5 ms:
 //     BenchmarkExpire, BENCHMARKS.md).
 //   - The value column's buckets that end at or before the cutoff.
+//   - The dictionaries' values that only deleted records held (a principal,
+//     a resource, a request id, seen in no event left): their posting
+//     lists are empty then, and they are erased (eraseUnused), the
+//     dictionaries' range compacted so that the files hold them no more.
+//     The user-agent and column-prefix dictionaries have no posting lists
+//     and keep their values.
 //
 // Kept: the log positions (o, s keys: a few bytes per event, the seq → time
-// map the log and Open read), the dictionaries (values are shared by
-// events; one still in use cannot be told from one that is not without a
-// count per value) and the posting counts (planner statistics). The tree
-// keeps every leaf hash, so proofs of the remaining events, checkpoints and
-// mirrors go on (docs/design/retention.md). Pebble reclaims the space as it
-// compacts the deleted ranges.
+// map the log and Open read) and the posting counts of the values still
+// held (planner statistics). The tree keeps every leaf hash, so proofs of
+// the remaining events, checkpoints and mirrors go on
+// (docs/design/retention.md). Pebble reclaims the space of the records and
+// postings as it compacts the deleted ranges.
 
 // cutoffKey holds the retention cutoff: int64 Unix nanoseconds,
 // big-endian. Absent: no cutoff. cleanedKey holds the cutoff of the last
@@ -92,6 +97,14 @@ type expireReq struct {
 	// prefixes), shared by the chunks of a pass; nil when the pass walks
 	// every list.
 	lists map[string]struct{}
+	// keptLists collects the lists of the records kept before the cutoff:
+	// their dictionary values stay. Nil once it overflowed.
+	keptLists map[string]struct{}
+	// erase, when not nil, makes the request a chunk of value erasures
+	// (eraseValues): the candidates, dict<<32 | id, in order. The writer
+	// sets erased to those it erased.
+	erase  []uint64
+	erased []uint64
 	// Set by the writer.
 	next     []byte // where the next chunk starts
 	finished bool   // no record before the cutoff after next
@@ -145,8 +158,9 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		start = s.expireFrom
 	}
 	var firstKept []byte
+	keptLists := map[string]struct{}{}
 	for {
-		r := &expireReq{cutoff: cutoff.UnixNano(), start: start, lists: lists, done: make(chan struct{})}
+		r := &expireReq{cutoff: cutoff.UnixNano(), start: start, lists: lists, keptLists: keptLists, done: make(chan struct{})}
 		if err := s.sendExpire(ctx, r); err != nil {
 			return res, err
 		}
@@ -156,7 +170,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		if r.err != nil {
 			return res, r.err
 		}
-		lists = r.lists // nil once it overflowed
+		lists, keptLists = r.lists, r.keptLists // nil once they overflowed
 		if firstKept == nil {
 			firstKept = r.firstKept
 		}
@@ -178,16 +192,170 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	if err := s.rlock(); err != nil {
 		return res, err
 	}
-	defer s.closeMu.RUnlock()
 	c := s.cutoff.Load()
-	if err := s.expireIndexes(ctx, c, lists); err != nil {
+	err = s.expireIndexes(ctx, c, lists)
+	s.closeMu.RUnlock()
+	if err != nil {
 		return res, fmt.Errorf("pebblestore: deleting the postings before the retention cutoff: %w", err)
+	}
+	if keptLists == nil {
+		// Too many records kept to tell which values they hold: the
+		// next pass walks every list and every value (cleanedKey lags).
+		return res, nil
+	}
+	res.Erased, err = s.eraseUnused(ctx, lists, keptLists)
+	if err != nil {
+		return res, fmt.Errorf("pebblestore: erasing the values only deleted events held: %w", err)
+	}
+	if err := s.rlock(); err != nil {
+		return res, err
+	}
+	defer s.closeMu.RUnlock()
+	if res.Erased > 0 {
+		// The tables still hold the erased values' earlier versions,
+		// written when they were new and long since in the bottom level,
+		// which the few keys of the dictionaries written later would reach
+		// after months: compacting the dictionaries' range (a few MB, with
+		// whatever shares its tables) takes the new versions down now and
+		// drops the old ones (TestExpireErasesFromFiles).
+		if err := s.db.Compact(ctx, []byte{pfxDict}, []byte{pfxDict + 1}, false); err != nil {
+			return res, fmt.Errorf("pebblestore: compacting the erased dictionary values: %w", err)
+		}
 	}
 	// Not synced: if it is lost, the next pass walks every list.
 	if err := s.db.Set(cleanedKey, binary.BigEndian.AppendUint64(nil, uint64(c)), pebble.NoSync); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// eraseChunk is how many candidate values the writer examines per turn:
+// one seek each in the posting lists.
+const eraseChunk = 4096
+
+// eraseUnused erases the dictionary values that no stored event holds any
+// more, among the values of lists (the lists of the records this pass
+// deleted; every value when lists is nil) but not of keptLists (the
+// records before the cutoff kept for now, whose postings the pass may have
+// deleted). Every record refers to its dictionary values through their
+// posting lists (groupWriter.post), so a value whose list is empty once
+// the blocks before the cutoff are deleted is held by no record left but
+// the kept ones. A value is erased in the database (erasedValue, its count
+// deleted) and forgotten by the dictionary's lookup, by the writer between
+// group commits, so that no append can take its id meanwhile; if it comes
+// back, it gets a new id. It returns how many values it erased.
+func (s *Store) eraseUnused(ctx context.Context, lists, keptLists map[string]struct{}) (int64, error) {
+	var cands []uint64
+	indexed := func(d dictID) bool { return d < dictID(audittrail.NumFields) || d == dictMeta }
+	if lists != nil {
+		for l := range lists {
+			if len(l) != 6 || l[0] != pfxPacked || !indexed(dictID(l[1])) {
+				continue // inline values' lists: no dictionary value
+			}
+			if _, kept := keptLists[l]; !kept {
+				cands = append(cands, uint64(l[1])<<32|uint64(binary.BigEndian.Uint32([]byte(l[2:]))))
+			}
+		}
+	} else {
+		var k [6]byte
+		k[0] = pfxPacked
+		s.dicts.mu.RLock()
+		for d := range dictID(numDicts) {
+			if !indexed(d) {
+				continue
+			}
+			dd := &s.dicts.d[d]
+			k[1] = byte(d)
+			for id := range uint32(dd.vals.len()) {
+				binary.BigEndian.PutUint32(k[2:], id)
+				if _, kept := keptLists[string(k[:])]; !kept && !dd.erased[id] {
+					cands = append(cands, uint64(d)<<32|uint64(id))
+				}
+			}
+		}
+		s.dicts.mu.RUnlock()
+	}
+	slices.Sort(cands)
+	var erased int64
+	for len(cands) > 0 {
+		n := min(len(cands), eraseChunk)
+		r := &expireReq{erase: cands[:n], done: make(chan struct{})}
+		if err := s.sendExpire(ctx, r); err != nil {
+			return erased, err
+		}
+		<-r.done
+		erased += int64(len(r.erased))
+		if r.err != nil {
+			return erased, r.err
+		}
+		cands = cands[n:]
+	}
+	return erased, nil
+}
+
+// eraseValues runs one chunk of erasures on the writer goroutine (see
+// eraseUnused): the candidates whose posting lists are empty are erased,
+// durably, then forgotten in memory.
+func (s *Store) eraseValues(r *expireReq) {
+	defer close(r.done)
+	if r.err = s.failure(); r.err != nil {
+		return
+	}
+	// The lists of every format this store may hold: packed, and one
+	// key per posting (format 4 and earlier).
+	pfxs := []byte{pfxPacked}
+	if s.legacyPostings.read {
+		pfxs = append(pfxs, pfxPost)
+	}
+	var its []*pebble.Iterator
+	defer func() {
+		for _, it := range its {
+			if err := it.Close(); r.err == nil {
+				r.err = err
+			}
+		}
+	}()
+	for _, p := range pfxs {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			r.err = err
+			return
+		}
+		its = append(its, it)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var key []byte
+	r.erased = r.erased[:0]
+candidates:
+	for _, c := range r.erase {
+		d, id := dictID(c>>32), uint32(c)
+		// The writer is the only goroutine that changes erased.
+		if s.dicts.d[d].erased[id] {
+			continue
+		}
+		for i, it := range its {
+			key = binary.BigEndian.AppendUint32(append(key[:0], pfxs[i], byte(d)), id)
+			if it.SeekGE(key) && bytes.HasPrefix(it.Key(), key) {
+				continue candidates // a record holds it
+			}
+			if r.err = it.Error(); r.err != nil {
+				return
+			}
+		}
+		if r.err = firstErr(b.Set(dictKey(nil, d, id), erasedValue, nil), b.Delete(countKey(nil, d, id), nil)); r.err != nil {
+			return
+		}
+		r.erased = append(r.erased, c)
+	}
+	if len(r.erased) == 0 {
+		return
+	}
+	if r.err = b.Commit(pebble.Sync); r.err != nil {
+		r.erased = nil
+		return
+	}
+	s.dicts.erase(r.erased)
 }
 
 // readCutoff reads a cutoff kept in key (noCutoff when absent).
@@ -276,6 +444,13 @@ func (s *Store) expireRecords(r *expireReq) {
 			r.kept++
 			if r.firstKept == nil {
 				r.firstKept = bytes.Clone(k)
+			}
+			if r.keptLists != nil {
+				if err := v.parse(it.Value()); err != nil {
+					r.err = fmt.Errorf("pebblestore: event seq %d: %w", seq, err)
+					break
+				}
+				r.keptLists = noteLists(r.keptLists, &v)
 			}
 			continue
 		}

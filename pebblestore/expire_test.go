@@ -1,11 +1,17 @@
 package pebblestore_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,6 +109,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if walk {
 		s.ForgetCleanedForTest()
 	}
+	fieldsBefore, metaBefore := s.DictionaryValuesForTest()
 	res, err := s.Expire(ctx, cutoff)
 	wg.Wait()
 	if err != nil || appendErr != nil {
@@ -138,6 +145,16 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	}
 	if want := len(all) - int(wantDeleted); after["i"] != want {
 		t.Fatalf("%d id entries, want %d", after["i"], want)
+	}
+	var held []*audittrail.Event // by the events still stored
+	for _, e := range all {
+		if !e.EventTime.Before(cutoff) || kept(e, tree) {
+			held = append(held, e)
+		}
+	}
+	erased := checkErased(t, s, held, fieldsBefore, metaBefore, res.Erased)
+	if limit == 0 && erased < 1000 {
+		t.Fatalf("%d values erased: the data does not exercise the erasure", erased)
 	}
 
 	check := func(s *pebblestore.Store, label string) {
@@ -232,6 +249,12 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	t.Logf("refused: %v", ar[0].Err)
 	remaining = append(remaining, ar[1].Event, ar[2].Event)
 	all = append(all, ar[1].Event, ar[2].Event)
+	// The reused event's values came back (its resource, unique, was
+	// erased when the dictionary held it): they have ids again.
+	byResource := compile(t, audittrail.Filter{Exact: [audittrail.NumFields]string{audittrail.FieldResource: reused.Resource}})
+	if got := drain(t, s, byResource, 10, 0); len(got) != 1 || got[0].Seq != ar[2].Event.Seq {
+		t.Fatalf("the resource of a deleted event, stored again: found %d events", len(got))
+	}
 	// The deleted event of that id is no longer in all: its id names the
 	// new one now.
 	all = slices.DeleteFunc(all, func(e *audittrail.Event) bool { return e.ID == reused.ID && e.Seq != ar[2].Event.Seq })
@@ -244,11 +267,19 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	fieldsBefore, metaBefore = s.DictionaryValuesForTest()
 	s = openStoreConfig(t, cfg)
 	if !s.Cutoff().Equal(cutoff) {
 		t.Fatalf("cutoff after reopen: %v, want %v", s.Cutoff(), cutoff)
 	}
+	fieldsAfter, metaAfter := s.DictionaryValuesForTest()
+	if !reflect.DeepEqual(fieldsAfter, fieldsBefore) || !reflect.DeepEqual(metaAfter, metaBefore) {
+		t.Fatal("the dictionaries read after a reopen are not those before it")
+	}
 	check(s, "after reopen")
+	if got := drain(t, s, byResource, 10, 0); len(got) != 1 || got[0].Seq != ar[2].Event.Seq {
+		t.Fatalf("after reopen, the resource of a deleted event stored again: found %d events", len(got))
+	}
 
 	// Once the log has integrated everything, the next pass deletes the
 	// kept records but the last seq's and the last leaf's (the same one).
@@ -265,6 +296,8 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if res.Deleted != wantKept || res.Kept != 0 {
 		t.Fatalf("second pass: %+v, want %d deleted, none kept", res, wantKept)
 	}
+	held = slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool { return e.EventTime.Before(cutoff) })
+	checkErased(t, s, held, fieldsAfter, metaAfter, res.Erased)
 	after, err = s.KeysBeforeForTest(cutoff.UnixNano())
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +308,139 @@ func testExpire(t *testing.T, limit int, walk bool) {
 		}
 	}
 	check(s, "after the second pass")
+}
+
+// checkErased checks what a retention pass did to the dictionaries: of the
+// values they held before it (fields, meta), those of the events still
+// stored (held) are still there, the others were erased (as many as the
+// pass reported), and no key or value of the database holds those any more
+// (long enough ones that no held event contains). It returns how many were
+// erased.
+func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
+	fields [audittrail.NumFields]map[string]bool, meta map[string]bool, reported int64) int64 {
+	t.Helper()
+	var heldFields [audittrail.NumFields]map[string]bool
+	for f := range heldFields {
+		heldFields[f] = map[string]bool{}
+	}
+	heldMeta := map[string]bool{}
+	var text strings.Builder // every string of the held events
+	for _, e := range held {
+		for f := range audittrail.NumFields {
+			heldFields[f][e.Value(f)] = true
+			text.WriteString(e.Value(f) + "\n")
+		}
+		for k, v := range e.Metadata {
+			heldMeta[k+"\x00"+v] = true
+			text.WriteString(k + "\n" + v + "\n")
+		}
+		for k, v := range e.RequestParameters {
+			text.WriteString(k + "\n" + v + "\n")
+		}
+		text.WriteString(e.UserAgent + "\n" + e.LoginPrincipal + "\n")
+	}
+	nowFields, nowMeta := s.DictionaryValuesForTest()
+	dump, err := s.DumpForTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var erased int64
+	check := func(name string, before, held, now map[string]bool, needle func(string) string) {
+		for v := range before {
+			switch {
+			case held[v] && !now[v]:
+				t.Fatalf("%s %q, held by a stored event, was erased", name, v)
+			case !held[v] && now[v]:
+				t.Fatalf("%s %q, held by no stored event, was not erased", name, v)
+			case !held[v]:
+				erased++
+				if n := needle(v); len(n) >= 8 && !strings.Contains(text.String(), n) && bytes.Contains(dump, []byte(n)) {
+					t.Fatalf("%s %q was erased, but the database still holds %q", name, v, n)
+				}
+			}
+		}
+	}
+	for f := range audittrail.NumFields {
+		check(f.String(), fields[f], heldFields[f], nowFields[f], func(v string) string { return v })
+	}
+	check("metadata pair", meta, heldMeta, nowMeta, func(v string) string { _, val, _ := strings.Cut(v, "\x00"); return val })
+	if erased != reported {
+		t.Fatalf("the pass reported %d values erased, %d were", reported, erased)
+	}
+	return erased
+}
+
+// TestExpireErasesFromFiles: once a pass has erased the values only deleted
+// events held, the store's files no longer hold them, although the
+// dictionaries' keys were long in the bottom level: the store writes its
+// tables uncompressed here, so that their bytes can be searched.
+func TestExpireErasesFromFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStoreConfig(t, pebblestore.UncompressedForTest(pebblestore.Config{Dir: dir, CacheSize: 16 << 20}))
+	defer func() { s.Close() }()
+	all := appendBatches(t, s, newGen(5), 8, 250)
+	if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// As in a store that has run for a while: every key in the bottom level.
+	if _, _, err := s.CompactAllForTest(); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := all[len(all)/2].EventTime
+	var text strings.Builder // every string of the events that stay
+	for _, e := range all {
+		if !e.EventTime.Before(cutoff) {
+			fmt.Fprintf(&text, "%s\n%s\n%s\n%s\n%v\n", e.Principal, e.Resource, e.Workspace, e.Action, e.Metadata)
+		}
+	}
+	var needles []string // values of deleted events only
+	for _, e := range all {
+		if !e.EventTime.Before(cutoff) {
+			continue
+		}
+		for _, v := range []string{e.Principal, e.Resource, e.Metadata["request_id"], e.Metadata["trace_id"]} {
+			if len(v) >= 16 && !strings.Contains(text.String(), v) {
+				needles = append(needles, v)
+			}
+		}
+	}
+	files := func() []byte {
+		var b []byte
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			b = append(b, data...)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	held := func(data []byte) (n int) {
+		for _, v := range needles {
+			if bytes.Contains(data, []byte(v)) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := held(files()); len(needles) < 500 || n != len(needles) {
+		t.Fatalf("before the pass the files hold %d of the %d values to erase", n, len(needles))
+	}
+	res, err := s.Expire(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(files()); res.Erased < int64(len(needles)) || n != 0 {
+		t.Fatalf("after the pass (%+v) the files hold %d of the %d erased values", res, n, len(needles))
+	}
 }
 
 // TestExpireCutoffRange: a cutoff outside the event times the store holds

@@ -308,6 +308,13 @@ func WithFSForTest(cfg Config, fs vfs.FS) Config {
 	return cfg
 }
 
+// UncompressedForTest makes the store write its tables without
+// compression, so that a test can look for bytes in its files.
+func UncompressedForTest(cfg Config) Config {
+	cfg.uncompressed = true
+	return cfg
+}
+
 // DiskCheckIntervalForTest is how long the free space read by an append
 // stays in use.
 const DiskCheckIntervalForTest = diskCheckInterval
@@ -350,4 +357,41 @@ func (s *Store) ForgetCleanedForTest() {
 	if err := s.db.Set(cleanedKey, binary.BigEndian.AppendUint64(nil, uint64(stale)), pebble.Sync); err != nil {
 		panic(err)
 	}
+}
+
+// DictionaryValuesForTest returns the values the dictionaries of the
+// indexed fields hold, by field, and the metadata pairs they hold (key
+// "\x00" value), erased values left out.
+func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[string]bool, meta map[string]bool) {
+	s.dicts.mu.RLock()
+	defer s.dicts.mu.RUnlock()
+	values := func(d dictID) map[string]bool {
+		m := map[string]bool{}
+		dd := &s.dicts.d[d]
+		for id := range uint32(dd.vals.len()) {
+			if !dd.erased[id] {
+				m[dd.vals.at(id)] = true
+			}
+		}
+		return m
+	}
+	for f := range fields {
+		fields[f] = values(dictID(f))
+	}
+	return fields, values(dictMeta)
+}
+
+// DumpForTest returns every key and value of the database, one after the
+// other (what an iterator sees: deleted keys are not in it).
+func (s *Store) DumpForTest() ([]byte, error) {
+	var out []byte
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(append(append(out, it.Key()...), 0), it.Value()...)
+		out = append(out, 0)
+	}
+	return out, firstErr(it.Error(), it.Close())
 }

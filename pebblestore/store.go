@@ -42,6 +42,9 @@ type Config struct {
 	// system's. Tests set a crashable in-memory one (export_test.go) to
 	// lose what was not synced, as a power cut does.
 	fs vfs.FS
+	// uncompressed writes tables without compression, so that a test can
+	// look for bytes in the files (export_test.go).
+	uncompressed bool
 }
 
 // DefaultCacheSize is the block cache size when Config.CacheSize is 0.
@@ -290,6 +293,12 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		}
 	}
 	opts.Filters = knownFilterPolicies()
+	if cfg.uncompressed {
+		for i := range opts.Levels {
+			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		}
+		return opts
+	}
 	// The value column is read whole by regex searches: the fastest codec
 	// decompresses it several times faster than zstd (docs/design/storage.md).
 	opts.Experimental.SpanPolicyFunc = pebble.MakeStaticSpanPolicyFunc(pebble.DefaultComparer.Compare,

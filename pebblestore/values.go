@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"hash/maphash"
+	"math"
 	"unsafe"
 )
 
@@ -25,6 +26,12 @@ import (
 // never written below their fill mark, so a reader holding a view (the
 // chunks and places slice headers, taken under the dictionaries' lock) may
 // read every value of the view without the lock while the writer appends.
+//
+// Retention erases values that only deleted events held (dicts.erase): the
+// lookup forgets them, so that a value that comes back gets a new id, and
+// the database holds them as erased. In memory their bytes stay until the
+// process ends, where readers of records deleted meanwhile may still find
+// them; a store opened again loads the ids as erased, reading as "".
 type valueTable struct {
 	chunks [][]byte     // value bytes; each chunk allocated at full length
 	places []valuePlace // by id
@@ -36,6 +43,9 @@ type valueTable struct {
 
 // valuePlace locates one value in the chunks.
 type valuePlace struct{ chunk, off, n uint32 }
+
+// erasedPlace is the place of a value loaded as erased: it reads as "".
+var erasedPlace = valuePlace{chunk: math.MaxUint32}
 
 const (
 	firstChunkSize = 4 << 10 // small stores (tests, fresh stores) stay small
@@ -104,6 +114,40 @@ func (t *valueTable) add(v []byte) uint32 {
 		t.clash[t.at(id)] = id
 	}
 	return id
+}
+
+// addErased appends an erased value (one the database holds as erased, at
+// Open) and returns its id.
+func (t *valueTable) addErased() uint32 {
+	t.places = append(t.places, erasedPlace)
+	return uint32(len(t.places) - 1)
+}
+
+// forget removes the values of ids from the lookup (retention erased
+// them: see dicts.erase) and returns their bytes. Their places stay: a
+// reader may still be decoding a record it saw before the deletion. The
+// caller holds the dictionaries' write lock.
+func (t *valueTable) forget(ids []uint32) (bytes int) {
+	for _, id := range ids {
+		v := t.at(id)
+		bytes += len(v)
+		h := t.hash(bytesOf(v))
+		if t.byHash[h] == id {
+			delete(t.byHash, h)
+			// A value with the same hash waits in clash: it becomes the
+			// first of its hash, as lookup expects.
+			for cv, cid := range t.clash {
+				if t.hash(bytesOf(cv)) == h {
+					t.byHash[h] = cid
+					delete(t.clash, cv)
+					break
+				}
+			}
+		} else if cid, ok := t.clash[v]; ok && cid == id {
+			delete(t.clash, v)
+		}
+	}
+	return bytes
 }
 
 // at returns value id; the string shares the chunk's memory.

@@ -31,6 +31,7 @@ import (
 //	audittrail_log_checkpoints_thinned_total    (old checkpoints deleted by thinning, docs/configuration.md)
 //	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
 //	audittrail_retention_deleted_events_total   (with serve --retention: events deleted)
+//	audittrail_retention_erased_values_total    (values only deleted events held, erased: embedded store)
 //	audittrail_retention_failures_total         (its passes that failed)
 //	audittrail_retention_cutoff_timestamp_seconds (its cutoff: no older event is kept or accepted)
 //
@@ -203,6 +204,10 @@ func (m *Metrics) WatchRetention(stats func() audittrail.RetentionStats) {
 		Name: "audittrail_retention_deleted_events_total",
 		Help: "Events deleted because they were older than the retention period (--retention).",
 	}, func() float64 { return float64(stats().Deleted) }))
+	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "audittrail_retention_erased_values_total",
+		Help: "Distinct values (principals, resources, metadata pairs, ...) that only deleted events held, erased from the embedded store's dictionaries.",
+	}, func() float64 { return float64(stats().Erased) }))
 	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "audittrail_retention_failures_total",
 		Help: "Retention passes that failed (each is logged and recorded as a self-audit event).",

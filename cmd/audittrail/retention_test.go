@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,6 +116,16 @@ func testRetention(t *testing.T, url string) {
 		a.RequestParameters["retention"] != (90*24*time.Hour).String() || a.Status == nil || a.Status.Code != 0 {
 		t.Fatalf("retention self-audit event: %+v", a)
 	}
+	// The old events' resources were theirs alone: the embedded store
+	// erases them from its dictionaries (PostgreSQL keeps no values apart
+	// from the rows it deletes).
+	erased := "30"
+	if url != "" {
+		erased = "0"
+	}
+	if got := cmp.Or(a.Metadata["erased_values"], "0"); got != erased {
+		t.Fatalf("retention self-audit event: erased_values %q, want %s", got, erased)
+	}
 	cutoff, err := time.Parse(time.RFC3339Nano, a.RequestParameters["cutoff"])
 	if err != nil || time.Since(cutoff) < 90*24*time.Hour || time.Since(cutoff) > 90*24*time.Hour+time.Minute {
 		t.Fatalf("cutoff %q: %v", a.RequestParameters["cutoff"], err)
@@ -126,6 +137,7 @@ func testRetention(t *testing.T, url string) {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	for _, want := range []string{"audittrail_retention_deleted_events_total 30\n", "audittrail_retention_failures_total 0\n",
+		"audittrail_retention_erased_values_total " + erased + "\n",
 		fmt.Sprintf("audittrail_retention_cutoff_timestamp_seconds %s", strconv.FormatFloat(float64(cutoff.Unix()), 'g', 6, 64)[:5])} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
