@@ -215,9 +215,9 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		// The tables still hold the erased values' earlier versions,
 		// written when they were new and long since in the bottom level,
 		// which the few keys of the dictionaries written later would reach
-		// after months: compacting the dictionaries' range (a few MB, with
-		// whatever shares its tables) takes the new versions down now and
-		// drops the old ones (TestExpireErasesFromFiles).
+		// after months: compacting the dictionaries' range (tens of MB at
+		// most, with whatever shares its tables) takes the new versions
+		// down now and drops the old ones (TestExpireErasesFromFiles).
 		if err := s.db.Compact(ctx, []byte{pfxDict}, []byte{pfxDict + 1}, false); err != nil {
 			return res, fmt.Errorf("pebblestore: compacting the erased dictionary values: %w", err)
 		}
@@ -229,9 +229,12 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	return res, nil
 }
 
-// eraseChunk is how many candidate values the writer examines per turn:
-// one seek each in the posting lists.
-const eraseChunk = 4096
+// eraseChunk is how many candidate values the writer examines per turn
+// (one seek each in the posting lists, then one synced commit): appends
+// wait for one chunk. BenchmarkExpire, 140,478 values erased: the slowest
+// append during the pass 144-170 ms with chunks of 4,096, 56 ms with 1,024,
+// the pass as long.
+const eraseChunk = 1024
 
 // eraseUnused erases the dictionary values that no stored event holds any
 // more, among the values of lists (the lists of the records this pass

@@ -59,3 +59,60 @@ func TestValueTable(t *testing.T) {
 		})
 	}
 }
+
+// TestValueTableForget: forgotten values are no longer found (also when
+// they were the first of a hash others share), every other value still is,
+// a forgotten value added again gets a new id, views read the old values,
+// and a table loaded with erased ids keeps the ids after them in place.
+func TestValueTableForget(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("collide=%v", collide), func(t *testing.T) {
+			collideForTest = collide
+			defer func() { collideForTest = false }()
+			tab := newValueTable()
+			var vals []string
+			for i := range 200 {
+				vals = append(vals, fmt.Sprintf("principal-%d", i))
+				tab.add([]byte(vals[i]))
+			}
+			view := tab.view()
+			var forget []uint32
+			for id := range uint32(200) {
+				if id%3 == 0 {
+					forget = append(forget, id)
+				}
+			}
+			n := tab.forget(forget)
+			if want := len(forget) * len("principal-1"); n < want {
+				t.Fatalf("forget returned %d bytes, want at least %d", n, want)
+			}
+			for id, v := range vals {
+				got, ok := tab.lookup([]byte(v))
+				if forgotten := id%3 == 0; forgotten == ok || (ok && int(got) != id) {
+					t.Fatalf("lookup(%q) after forgetting every third = %d, %v", v, got, ok)
+				}
+				if view.at(id) != v || tab.at(uint32(id)) != v {
+					t.Fatalf("the place of %q changed", v)
+				}
+			}
+			if id := tab.add([]byte(vals[0])); id != 200 {
+				t.Fatalf("a forgotten value added again got id %d, want 200", id)
+			}
+			if got, ok := tab.lookup([]byte(vals[0])); !ok || got != 200 {
+				t.Fatalf("lookup of the value added again: %d, %v", got, ok)
+			}
+
+			loaded := newValueTable()
+			loaded.add([]byte("a"))
+			if id := loaded.addErased(); id != 1 || loaded.at(1) != "" {
+				t.Fatalf("addErased: id %d reads %q", id, loaded.at(1))
+			}
+			if id := loaded.add([]byte("b")); id != 2 {
+				t.Fatalf("the value after an erased one got id %d, want 2", id)
+			}
+			if _, ok := loaded.lookup(nil); ok {
+				t.Fatal(`an erased value is found as ""`)
+			}
+		})
+	}
+}
