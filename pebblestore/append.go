@@ -349,6 +349,18 @@ func (s *Store) commitGroup(g *group, dirty map[uint64]struct{}) {
 	}
 }
 
+// writeCount sets the count of value id of d in b, or deletes it at zero
+// (retention took every posting off: expire.go).
+func writeCount(b *pebble.Batch, d dictID, id uint32, c uint64) {
+	var buf [14]byte
+	key := countKey(buf[:0], d, id)
+	if c == 0 {
+		b.Delete(key, nil) // the batch copies key and value
+		return
+	}
+	b.Set(key, binary.BigEndian.AppendUint64(key[len(key):], c), nil)
+}
+
 // saveCounts writes the current value of the dirty counts. The batch is not
 // synced on its own (counts are statistics; the next group's sync makes it
 // durable), except at Close.
@@ -356,18 +368,14 @@ func (s *Store) saveCounts(dirty map[uint64]struct{}, opts *pebble.WriteOptions)
 	if len(dirty) == 0 {
 		return
 	}
+	s.countsMu.Lock()
+	defer s.countsMu.Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
-	var key, val []byte
 	s.dicts.mu.RLock()
 	for k := range dirty {
 		d, id := dictID(k>>32), uint32(k)
-		key = countKey(key[:0], d, id)
-		if c := s.dicts.d[d].counts[id]; c == 0 { // erased by retention since
-			b.Delete(key, nil)
-		} else {
-			b.Set(key, binary.BigEndian.AppendUint64(val[:0], c), nil)
-		}
+		writeCount(b, d, id, s.dicts.d[d].counts[id])
 	}
 	s.dicts.mu.RUnlock()
 	if err := b.Commit(opts); err != nil {

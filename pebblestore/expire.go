@@ -53,9 +53,10 @@ import (
 //     The user-agent and column-prefix dictionaries have no posting lists
 //     and keep their values.
 //
-// Kept: the log positions (o, s keys: a few bytes per event, the seq → time
-// map the log and Open read) and the posting counts of the values still
-// held (planner statistics). The tree keeps every leaf hash, so proofs of
+// The posting counts (the planner's statistics) lose the deleted records'
+// postings as the records go (subtractCounts). Kept: the log positions (o,
+// s keys: a few bytes per event, the seq → time map the log and Open
+// read). The tree keeps every leaf hash, so proofs of
 // the remaining events, checkpoints and mirrors go on
 // (docs/design/retention.md). Pebble reclaims the space of the records and
 // postings as it compacts the deleted ranges.
@@ -346,9 +347,10 @@ candidates:
 				return
 			}
 		}
-		if r.err = firstErr(b.Set(dictKey(nil, d, id), erasedValue, nil), b.Delete(countKey(nil, d, id), nil)); r.err != nil {
+		if r.err = b.Set(dictKey(nil, d, id), erasedValue, nil); r.err != nil {
 			return
 		}
+		writeCount(b, d, id, 0)
 		r.erased = append(r.erased, c)
 	}
 	if len(r.erased) == 0 {
@@ -433,6 +435,7 @@ func (s *Store) expireRecords(r *expireReq) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	var v recView
+	dec := map[uint64]uint64{} // postings deleted, by dict<<32 | id
 	n := 0
 	ok := it.First()
 	for ; ok && n < expireChunk; ok = it.Next() {
@@ -464,6 +467,7 @@ func (s *Store) expireRecords(r *expireReq) {
 		if r.lists != nil {
 			r.lists = noteLists(r.lists, &v)
 		}
+		dec = noteRefs(dec, &v)
 		var id [16]byte
 		copy(id[:], v.tail[:16])
 		if err := firstErr(b.Delete(k, nil), b.Delete(idKey(nil, id), nil)); err != nil {
@@ -487,7 +491,49 @@ func (s *Store) expireRecords(r *expireReq) {
 	// pass (the cutoff, which hides the events, was synced above).
 	if r.err = b.Commit(pebble.NoSync); r.err != nil {
 		r.deleted = 0
+		return
 	}
+	r.err = s.subtractCounts(dec)
+}
+
+// noteRefs adds one to dec for each dictionary value the parsed record v
+// refers to (inline values have no count), and returns dec.
+func noteRefs(dec map[uint64]uint64, v *recView) map[uint64]uint64 {
+	for i := range v.fields {
+		if v.fieldIn[i] == nil {
+			dec[uint64(i)<<32|uint64(v.fields[i])]++
+		}
+	}
+	for _, id := range v.meta {
+		dec[uint64(dictMeta)<<32|uint64(id)]++
+	}
+	return dec
+}
+
+// subtractCounts takes the postings of deleted records off the posting
+// counts (dec: by dict<<32 | id), in memory and in the database, so that
+// the planner's estimates count the events stored, not every event ever
+// stored. Not synced, as the committer's saves are not: after a crash the
+// counts can be off by the last second's changes.
+func (s *Store) subtractCounts(dec map[uint64]uint64) error {
+	if len(dec) == 0 {
+		return nil
+	}
+	s.countsMu.Lock()
+	defer s.countsMu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	s.dicts.mu.Lock()
+	for k, n := range dec {
+		d, id := dictID(k>>32), uint32(k)
+		dd := &s.dicts.d[d]
+		n = min(n, dd.counts[id]) // a count can be low after a crash
+		dd.counts[id] -= n
+		dd.total -= n
+		writeCount(b, d, id, dd.counts[id])
+	}
+	s.dicts.mu.Unlock()
+	return b.Commit(pebble.NoSync)
 }
 
 // readTreeSize reads the log's tree size (0 when none) without closeMu.

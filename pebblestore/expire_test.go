@@ -51,6 +51,12 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if err := s.PutTreeHashesForTest(tree, nil, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Reopened, so that the counts the appends changed are saved: what
+	// the pass changes must be saved by the pass.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreConfig(t, cfg)
 	times := make([]time.Time, len(all))
 	for i, e := range all {
 		times[i] = e.EventTime
@@ -79,6 +85,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkCounts(t, s, all, "before the pass")
 
 	// Appends run during the pass: none may be lost or shown wrongly.
 	var wg sync.WaitGroup
@@ -153,6 +160,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 		}
 	}
 	erased := checkErased(t, s, held, fieldsBefore, metaBefore, res.Erased)
+	checkCounts(t, s, held, "after the pass")
 	if limit == 0 && erased < 1000 {
 		t.Fatalf("%d values erased: the data does not exercise the erasure", erased)
 	}
@@ -277,6 +285,9 @@ func testExpire(t *testing.T, limit int, walk bool) {
 		t.Fatal("the dictionaries read after a reopen are not those before it")
 	}
 	check(s, "after reopen")
+	checkCounts(t, s, slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool {
+		return e.EventTime.Before(cutoff) && !kept(e, tree)
+	}), "after reopen")
 	if got := drain(t, s, byResource, 10, 0); len(got) != 1 || got[0].Seq != ar[2].Event.Seq {
 		t.Fatalf("after reopen, the resource of a deleted event stored again: found %d events", len(got))
 	}
@@ -298,6 +309,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	}
 	held = slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool { return e.EventTime.Before(cutoff) })
 	checkErased(t, s, held, fieldsAfter, metaAfter, res.Erased)
+	checkCounts(t, s, held, "after the second pass")
 	after, err = s.KeysBeforeForTest(cutoff.UnixNano())
 	if err != nil {
 		t.Fatal(err)
@@ -368,6 +380,38 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 		t.Fatalf("the pass reported %d values erased, %d were", reported, erased)
 	}
 	return erased
+}
+
+// checkCounts checks that the posting count of every value the
+// dictionaries hold is the number of the held events (those stored) that
+// have it.
+func checkCounts(t *testing.T, s *pebblestore.Store, held []*audittrail.Event, label string) {
+	t.Helper()
+	var want [audittrail.NumFields]map[string]uint64
+	for f := range want {
+		want[f] = map[string]uint64{}
+	}
+	wantMeta := map[string]uint64{}
+	for _, e := range held {
+		for f := range audittrail.NumFields {
+			want[f][e.Value(f)]++
+		}
+		for k, v := range e.Metadata {
+			wantMeta[k+"\x00"+v]++
+		}
+	}
+	fields, meta := s.CountsForTest()
+	compare := func(name string, got, want map[string]uint64) {
+		for v, n := range got {
+			if n != want[v] {
+				t.Fatalf("%s: %s %q: posting count %d, %d events have it", label, name, v, n, want[v])
+			}
+		}
+	}
+	for f := range audittrail.NumFields {
+		compare(f.String(), fields[f], want[f])
+	}
+	compare("metadata pair", meta, wantMeta)
 }
 
 // TestExpireErasesFromFiles: once a pass has erased the values only deleted

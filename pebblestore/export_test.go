@@ -395,3 +395,25 @@ func (s *Store) DumpForTest() ([]byte, error) {
 	}
 	return out, firstErr(it.Error(), it.Close())
 }
+
+// CountsForTest returns the posting counts of the values the dictionaries
+// of the indexed fields hold, by field, and of the metadata pairs (key
+// "\x00" value), erased values left out.
+func (s *Store) CountsForTest() (fields [audittrail.NumFields]map[string]uint64, meta map[string]uint64) {
+	s.dicts.mu.RLock()
+	defer s.dicts.mu.RUnlock()
+	counts := func(d dictID) map[string]uint64 {
+		m := map[string]uint64{}
+		dd := &s.dicts.d[d]
+		for id := range uint32(dd.vals.len()) {
+			if !dd.erased[id] {
+				m[dd.vals.at(id)] = dd.counts[id]
+			}
+		}
+		return m
+	}
+	for f := range fields {
+		fields[f] = counts(dictID(f))
+	}
+	return fields, counts(dictMeta)
+}

@@ -63,7 +63,11 @@ type Store struct {
 	reserve *diskReserve
 	log     *slog.Logger
 	dicts   *dicts
-	regex   *regexCache
+	// countsMu orders the writes of posting counts: the committer's
+	// (saveCounts) and retention's (subtractCounts), so that the later
+	// write holds the later value.
+	countsMu sync.Mutex
+	regex    *regexCache
 
 	reqs    chan *appendReq // to the writer goroutine
 	expires chan *expireReq // to the writer goroutine, unbuffered (expire.go)
