@@ -123,11 +123,7 @@ func (s *Store) writer() {
 				<-prev.done
 				prev = nil
 			}
-			if x.erase != nil {
-				s.eraseValues(x)
-			} else {
-				s.expireRecords(x)
-			}
+			s.expireTurn(x)
 			continue
 		}
 		if !ok {
@@ -555,6 +551,7 @@ func (w *groupWriter) colPrefix(b *kvBuf, v []byte) (uint32, []byte) {
 	ds := w.s.dicts
 	vals := &ds.d[dictColPrefix].vals
 	if id, ok := vals.lookup(prefix); ok {
+		w.s.notePrefixUse(id)
 		return id + 1, rest
 	}
 	if ds.d[dictColPrefix].frozen {
@@ -575,6 +572,7 @@ func (w *groupWriter) colPrefix(b *kvBuf, v []byte) (uint32, []byte) {
 	if ref.inline {
 		return 0, v // the dictionary froze now
 	}
+	w.s.notePrefixUse(ref.id)
 	return ref.id + 1, rest
 }
 

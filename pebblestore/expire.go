@@ -48,10 +48,13 @@ import (
 //   - The value column's buckets that end at or before the cutoff.
 //   - The dictionaries' values that only deleted records held (a principal,
 //     a resource, a request id, seen in no event left): their posting
-//     lists are empty then, and they are erased (eraseUnused), the
-//     dictionaries' range compacted so that the files hold them no more.
-//     The user-agent and column-prefix dictionaries have no posting lists
-//     and keep their values.
+//     lists are empty then, and they are erased (eraseUnused); the value
+//     column's prefixes no entry left refers to (expire_prefixes.go). User
+//     agents have no posting lists and keep their values.
+//
+// Then the ranges the pass deleted from (records, column buckets) and the
+// dictionaries are compacted, so that the files no longer hold what was
+// deleted or erased.
 //
 // The posting counts (the planner's statistics) lose the deleted records'
 // postings as the records go (subtractCounts). Kept: the log positions (o,
@@ -106,6 +109,9 @@ type expireReq struct {
 	// sets erased to those it erased.
 	erase  []uint64
 	erased []uint64
+	// notePrefixes, when not 0, makes the request start (1) or stop (-1)
+	// the writer's noting of the column prefixes it uses (erasePrefixes).
+	notePrefixes int8
 	// Set by the writer.
 	next     []byte // where the next chunk starts
 	finished bool   // no record before the cutoff after next
@@ -194,7 +200,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		return res, err
 	}
 	c := s.cutoff.Load()
-	err = s.expireIndexes(ctx, c, lists)
+	colRanges, err := s.expireIndexes(ctx, c, lists)
 	s.closeMu.RUnlock()
 	if err != nil {
 		return res, fmt.Errorf("pebblestore: deleting the postings before the retention cutoff: %w", err)
@@ -205,6 +211,12 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		return res, nil
 	}
 	res.Erased, err = s.eraseUnused(ctx, lists, keptLists)
+	if err == nil && (res.Deleted > 0 || lists == nil) {
+		// A pass over the column: only when entries may have gone.
+		var n int64
+		n, err = s.erasePrefixes(ctx)
+		res.Erased += n
+	}
 	if err != nil {
 		return res, fmt.Errorf("pebblestore: erasing the values only deleted events held: %w", err)
 	}
@@ -212,15 +224,26 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		return res, err
 	}
 	defer s.closeMu.RUnlock()
+	// What the pass deleted or erased is still in the tables, until
+	// compactions reach it: the records and column entries at the bottom
+	// level would stay there for months (nothing is written below the
+	// cutoff any more), and so would the dictionaries' keys, written once
+	// when new. Compacting those ranges takes the deletions down and drops
+	// the data now (TestExpireErasesFromFiles): the expired ranges' tables
+	// (the first pass on a store with a backlog rewrites what shares tables
+	// with it; an hourly pass, the tables holding its hour) and the
+	// dictionaries' range (tens of MB at most).
+	var compact []keyRange
+	if res.Deleted > 0 {
+		compact = append(compact, keyRange{[]byte{pfxEvent}, eventKey(nil, c, 0)})
+		compact = append(compact, colRanges...)
+	}
 	if res.Erased > 0 {
-		// The tables still hold the erased values' earlier versions,
-		// written when they were new and long since in the bottom level,
-		// which the few keys of the dictionaries written later would reach
-		// after months: compacting the dictionaries' range (tens of MB at
-		// most, with whatever shares its tables) takes the new versions
-		// down now and drops the old ones (TestExpireErasesFromFiles).
-		if err := s.db.Compact(ctx, []byte{pfxDict}, []byte{pfxDict + 1}, false); err != nil {
-			return res, fmt.Errorf("pebblestore: compacting the erased dictionary values: %w", err)
+		compact = append(compact, keyRange{[]byte{pfxDict}, []byte{pfxDict + 1}})
+	}
+	for _, r := range compact {
+		if err := s.db.Compact(ctx, r.lo, r.hi, false); err != nil {
+			return res, fmt.Errorf("pebblestore: compacting what retention deleted: %w", err)
 		}
 	}
 	// Not synced: if it is lost, the next pass walks every list.
@@ -229,6 +252,9 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	}
 	return res, nil
 }
+
+// keyRange is a range of keys, [lo, hi).
+type keyRange struct{ lo, hi []byte }
 
 // eraseChunk is how many candidate values the writer examines per turn
 // (one seek each in the posting lists, then one synced commit): appends
@@ -250,10 +276,9 @@ const eraseChunk = 1024
 // back, it gets a new id. It returns how many values it erased.
 func (s *Store) eraseUnused(ctx context.Context, lists, keptLists map[string]struct{}) (int64, error) {
 	var cands []uint64
-	indexed := func(d dictID) bool { return d < dictID(audittrail.NumFields) || d == dictMeta }
 	if lists != nil {
 		for l := range lists {
-			if len(l) != 6 || l[0] != pfxPacked || !indexed(dictID(l[1])) {
+			if len(l) != 6 || l[0] != pfxPacked || !indexedDict(dictID(l[1])) {
 				continue // inline values' lists: no dictionary value
 			}
 			if _, kept := keptLists[l]; !kept {
@@ -265,7 +290,7 @@ func (s *Store) eraseUnused(ctx context.Context, lists, keptLists map[string]str
 		k[0] = pfxPacked
 		s.dicts.mu.RLock()
 		for d := range dictID(numDicts) {
-			if !indexed(d) {
+			if !indexedDict(d) {
 				continue
 			}
 			dd := &s.dicts.d[d]
@@ -279,6 +304,16 @@ func (s *Store) eraseUnused(ctx context.Context, lists, keptLists map[string]str
 		}
 		s.dicts.mu.RUnlock()
 	}
+	return s.sendErase(ctx, cands)
+}
+
+// indexedDict reports whether d is a dictionary whose values have posting
+// lists: those of the indexed fields, and metadata pairs.
+func indexedDict(d dictID) bool { return d < dictID(audittrail.NumFields) || d == dictMeta }
+
+// sendErase hands the candidates (dict<<32 | id) to the writer's
+// eraseValues in chunks, and returns how many it erased.
+func (s *Store) sendErase(ctx context.Context, cands []uint64) (int64, error) {
 	slices.Sort(cands)
 	var erased int64
 	for len(cands) > 0 {
@@ -297,9 +332,34 @@ func (s *Store) eraseUnused(ctx context.Context, lists, keptLists map[string]str
 	return erased, nil
 }
 
+// expireTurn runs r on the writer goroutine, between group commits.
+func (s *Store) expireTurn(r *expireReq) {
+	switch {
+	case r.notePrefixes != 0:
+		s.prefixUse = nil
+		if r.notePrefixes > 0 {
+			s.prefixUse = map[uint32]struct{}{}
+		}
+		close(r.done)
+	case r.erase != nil:
+		s.eraseValues(r)
+	default:
+		s.expireRecords(r)
+	}
+}
+
+// notePrefixUse notes that a group uses column prefix id, while
+// erasePrefixes needs to know. Writer goroutine only.
+func (s *Store) notePrefixUse(id uint32) {
+	if s.prefixUse != nil {
+		s.prefixUse[id] = struct{}{}
+	}
+}
+
 // eraseValues runs one chunk of erasures on the writer goroutine (see
-// eraseUnused): the candidates whose posting lists are empty are erased,
-// durably, then forgotten in memory.
+// eraseUnused, erasePrefixes): the candidates whose posting lists are
+// empty (column prefixes: that no group used since erasePrefixes began)
+// are erased, durably, then forgotten in memory.
 func (s *Store) eraseValues(r *expireReq) {
 	defer close(r.done)
 	if r.err = s.failure(); r.err != nil {
@@ -338,7 +398,17 @@ candidates:
 		if s.dicts.d[d].erased[id] {
 			continue
 		}
+		if d == dictColPrefix {
+			if _, used := s.prefixUse[id]; used || s.prefixUse == nil {
+				continue
+			}
+		} else if !indexedDict(d) {
+			continue // no way to tell (user agents)
+		}
 		for i, it := range its {
+			if d == dictColPrefix {
+				break // no posting lists: prefixUse said
+			}
 			key = binary.BigEndian.AppendUint32(append(key[:0], pfxs[i], byte(d)), id)
 			if it.SeekGE(key) && bytes.HasPrefix(it.Key(), key) {
 				continue candidates // a record holds it
@@ -573,16 +643,16 @@ func noteLists(lists map[string]struct{}, v *recView) map[string]struct{} {
 // expireIndexes deletes the posting blocks and the value column's buckets
 // before cutoff: of the given lists, or of every list when lists is nil.
 // The caller holds closeMu.
-func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[string]struct{}) error {
+func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[string]struct{}) (colRanges []keyRange, err error) {
 	if cutoff == noCutoff {
-		return nil
+		return nil, nil
 	}
 	d := &deleter{s: s}
 	defer d.close()
 	if lists == nil {
 		for _, pfx := range []byte{pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
 			if err := d.postings(ctx, pfx, cutoff, nil); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	} else {
@@ -595,21 +665,22 @@ func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[strin
 			i, _ := slices.BinarySearch(sorted, string([]byte{pfx}))
 			j, _ := slices.BinarySearch(sorted, string([]byte{pfx + 1}))
 			if err := d.postings(ctx, pfx, cutoff, sorted[i:j]); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if err := d.column(cutoff); err != nil {
-		return err
+		return nil, err
 	}
-	return d.flush()
+	return d.colRanges, d.flush()
 }
 
 // deleter batches deletions.
 type deleter struct {
-	s *Store
-	b *pebble.Batch
-	n int
+	s         *Store
+	b         *pebble.Batch
+	n         int
+	colRanges []keyRange // of the column, deleted
 }
 
 func (d *deleter) add(del func(b *pebble.Batch) error) error {
@@ -736,6 +807,7 @@ func (d *deleter) column(cutoff int64) error {
 			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
 				return firstErr(err, it.Close())
 			}
+			d.colRanges = append(d.colRanges, keyRange{lo, hi})
 		}
 		if f == 0xff {
 			break

@@ -116,7 +116,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if walk {
 		s.ForgetCleanedForTest()
 	}
-	fieldsBefore, metaBefore := s.DictionaryValuesForTest()
+	fieldsBefore, metaBefore, prefixesBefore := s.DictionaryValuesForTest()
 	res, err := s.Expire(ctx, cutoff)
 	wg.Wait()
 	if err != nil || appendErr != nil {
@@ -159,7 +159,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 			held = append(held, e)
 		}
 	}
-	erased := checkErased(t, s, held, fieldsBefore, metaBefore, res.Erased)
+	erased := checkErased(t, s, held, fieldsBefore, metaBefore, prefixesBefore, res.Erased)
 	checkCounts(t, s, held, "after the pass")
 	if limit == 0 && erased < 1000 {
 		t.Fatalf("%d values erased: the data does not exercise the erasure", erased)
@@ -275,13 +275,13 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fieldsBefore, metaBefore = s.DictionaryValuesForTest()
+	fieldsBefore, metaBefore, prefixesBefore = s.DictionaryValuesForTest()
 	s = openStoreConfig(t, cfg)
 	if !s.Cutoff().Equal(cutoff) {
 		t.Fatalf("cutoff after reopen: %v, want %v", s.Cutoff(), cutoff)
 	}
-	fieldsAfter, metaAfter := s.DictionaryValuesForTest()
-	if !reflect.DeepEqual(fieldsAfter, fieldsBefore) || !reflect.DeepEqual(metaAfter, metaBefore) {
+	fieldsAfter, metaAfter, prefixesAfter := s.DictionaryValuesForTest()
+	if !reflect.DeepEqual(fieldsAfter, fieldsBefore) || !reflect.DeepEqual(metaAfter, metaBefore) || !reflect.DeepEqual(prefixesAfter, prefixesBefore) {
 		t.Fatal("the dictionaries read after a reopen are not those before it")
 	}
 	check(s, "after reopen")
@@ -308,7 +308,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 		t.Fatalf("second pass: %+v, want %d deleted, none kept", res, wantKept)
 	}
 	held = slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool { return e.EventTime.Before(cutoff) })
-	checkErased(t, s, held, fieldsAfter, metaAfter, res.Erased)
+	checkErased(t, s, held, fieldsAfter, metaAfter, prefixesAfter, res.Erased)
 	checkCounts(t, s, held, "after the second pass")
 	after, err = s.KeysBeforeForTest(cutoff.UnixNano())
 	if err != nil {
@@ -324,12 +324,14 @@ func testExpire(t *testing.T, limit int, walk bool) {
 
 // checkErased checks what a retention pass did to the dictionaries: of the
 // values they held before it (fields, meta), those of the events still
-// stored (held) are still there, the others were erased (as many as the
-// pass reported), and no key or value of the database holds those any more
-// (long enough ones that no held event contains). It returns how many were
-// erased.
+// stored (held) are still there, the others were erased; of the value
+// column's prefixes, none is left that no inline value of a held event
+// has (one that has may be gone: a value written before its prefix was
+// in the dictionary does not refer to it). As many as the pass reported
+// are gone, and no key or value of the database holds them (long enough
+// ones that no held event contains). It returns how many were erased.
 func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
-	fields [audittrail.NumFields]map[string]bool, meta map[string]bool, reported int64) int64 {
+	fields [audittrail.NumFields]map[string]bool, meta, prefixes map[string]bool, reported int64) int64 {
 	t.Helper()
 	var heldFields [audittrail.NumFields]map[string]bool
 	for f := range heldFields {
@@ -351,12 +353,34 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 		}
 		text.WriteString(e.UserAgent + "\n" + e.LoginPrincipal + "\n")
 	}
-	nowFields, nowMeta := s.DictionaryValuesForTest()
+	nowFields, nowMeta, nowPrefixes := s.DictionaryValuesForTest()
+	// The prefixes the column entries of held events may refer to: those
+	// of their inline values (not in a dictionary).
+	heldPrefixes := map[string]bool{}
+	notePrefix := func(v string, dict map[string]bool) {
+		if p, ok := pebblestore.SplitColumnValueForTest(v); ok && !dict[v] {
+			heldPrefixes[p] = true
+		}
+	}
+	for f := range audittrail.NumFields {
+		for v := range heldFields[f] {
+			notePrefix(v, nowFields[f])
+		}
+	}
+	for v := range heldMeta {
+		notePrefix(v, nowMeta)
+	}
 	dump, err := s.DumpForTest()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var erased int64
+	gone := func(name, v, needle string) {
+		erased++
+		if len(needle) >= 8 && !strings.Contains(text.String(), needle) && bytes.Contains(dump, []byte(needle)) {
+			t.Fatalf("%s %q was erased, but the database still holds %q", name, v, needle)
+		}
+	}
 	check := func(name string, before, held, now map[string]bool, needle func(string) string) {
 		for v := range before {
 			switch {
@@ -365,10 +389,7 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 			case !held[v] && now[v]:
 				t.Fatalf("%s %q, held by no stored event, was not erased", name, v)
 			case !held[v]:
-				erased++
-				if n := needle(v); len(n) >= 8 && !strings.Contains(text.String(), n) && bytes.Contains(dump, []byte(n)) {
-					t.Fatalf("%s %q was erased, but the database still holds %q", name, v, n)
-				}
+				gone(name, v, needle(v))
 			}
 		}
 	}
@@ -376,6 +397,14 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 		check(f.String(), fields[f], heldFields[f], nowFields[f], func(v string) string { return v })
 	}
 	check("metadata pair", meta, heldMeta, nowMeta, func(v string) string { _, val, _ := strings.Cut(v, "\x00"); return val })
+	for p := range prefixes {
+		switch {
+		case !heldPrefixes[p] && nowPrefixes[p]:
+			t.Fatalf("column prefix %q, of no inline value of a stored event, was not erased", p)
+		case !nowPrefixes[p]:
+			gone("column prefix", p, p)
+		}
+	}
 	if erased != reported {
 		t.Fatalf("the pass reported %d values erased, %d were", reported, erased)
 	}
@@ -414,16 +443,61 @@ func checkCounts(t *testing.T, s *pebblestore.Store, held []*audittrail.Event, l
 	compare("metadata pair", meta, wantMeta)
 }
 
-// TestExpireErasesFromFiles: once a pass has erased the values only deleted
-// events held, the store's files no longer hold them, although the
-// dictionaries' keys were long in the bottom level: the store writes its
-// tables uncompressed here, so that their bytes can be searched.
+// TestExpireErasesFromFiles: after a pass, the store's files no longer hold
+// the deleted events' values (principals, resources, request and trace ids),
+// although their records, column entries and dictionary keys were long in
+// the bottom level: the store writes its tables uncompressed here, so that
+// their bytes can be searched. With the default dictionary limit the
+// values are in dictionaries; with a small one most are inline (records,
+// the value column), and ten parent paths of deleted events only are in
+// the column's prefix dictionary.
 func TestExpireErasesFromFiles(t *testing.T) {
+	for _, limit := range []int{0, 16} {
+		t.Run(fmt.Sprintf("DictionaryLimit=%d", limit), func(t *testing.T) { testExpireErasesFromFiles(t, limit) })
+	}
+}
+
+func testExpireErasesFromFiles(t *testing.T, limit int) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := openStoreConfig(t, pebblestore.UncompressedForTest(pebblestore.Config{Dir: dir, CacheSize: 16 << 20}))
+	s := openStoreConfig(t, pebblestore.UncompressedForTest(pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: limit}))
 	defer func() { s.Close() }()
-	all := appendBatches(t, s, newGen(5), 8, 250)
+	g := newGen(5)
+	var batches [][]*audittrail.Event
+	for range 8 {
+		batches = append(batches, g.batch(250))
+	}
+	// At the start of a bucket of the value column (69 s): a pass deletes
+	// the buckets that end before its cutoff, and the events of the
+	// cutoff's own bucket before it with the bucket, by a later pass.
+	cutoff := pebblestore.ColumnBucketStartForTest(batches[4][0].EventTime)
+	old := func(e *audittrail.Event, i int) *audittrail.Event {
+		e.EventTime = cutoff.Add(-time.Duration(1+i) * time.Second)
+		return e
+	}
+	// First, resources without a parent path, which fill a small
+	// dictionary: the next ones are inline, in the value column.
+	var first []*audittrail.Event
+	for i := range 20 {
+		e := old(g.next(), i)
+		e.Resource = fmt.Sprintf("thing-%04d", i)
+		first = append(first, e)
+	}
+	// Parent paths that only deleted events have, each under three values:
+	// the second sighting puts a prefix in the column's dictionary.
+	var parents []string
+	for i := range 10 {
+		parents = append(parents, fmt.Sprintf("//drive/people/jane.doe-%02d@example.com/files", i))
+		for j := range 3 {
+			e := old(g.next(), 20+i*3+j)
+			e.Resource = fmt.Sprintf("%s/report-%d.pdf", parents[i], j)
+			first = append(first, e)
+		}
+	}
+	all := stored(mustAppend(t, s, first))
+	for _, b := range batches {
+		all = append(all, stored(mustAppend(t, s, b))...)
+	}
 	if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -431,14 +505,23 @@ func TestExpireErasesFromFiles(t *testing.T) {
 	if _, _, err := s.CompactAllForTest(); err != nil {
 		t.Fatal(err)
 	}
-	cutoff := all[len(all)/2].EventTime
+	if _, _, prefixes := s.DictionaryValuesForTest(); limit > 0 {
+		for _, p := range parents {
+			if !prefixes[p] {
+				t.Fatalf("the column's prefix dictionary lacks %q: the test does not exercise its erasure", p)
+			}
+		}
+	}
 	var text strings.Builder // every string of the events that stay
 	for _, e := range all {
 		if !e.EventTime.Before(cutoff) {
 			fmt.Fprintf(&text, "%s\n%s\n%s\n%s\n%v\n", e.Principal, e.Resource, e.Workspace, e.Action, e.Metadata)
 		}
 	}
-	var needles []string // values of deleted events only
+	needles := slices.Clone(parents) // values of deleted events only
+	if limit == 0 {
+		needles = nil // the column holds no prefixes
+	}
 	for _, e := range all {
 		if !e.EventTime.Before(cutoff) {
 			continue
@@ -464,26 +547,32 @@ func TestExpireErasesFromFiles(t *testing.T) {
 		}
 		return b
 	}
-	held := func(data []byte) (n int) {
+	held := func(data []byte) (out []string) {
 		for _, v := range needles {
 			if bytes.Contains(data, []byte(v)) {
-				n++
+				out = append(out, v)
 			}
 		}
-		return n
+		return out
 	}
-	if n := held(files()); len(needles) < 500 || n != len(needles) {
-		t.Fatalf("before the pass the files hold %d of the %d values to erase", n, len(needles))
+	if h := held(files()); len(needles) < 500 || len(h) != len(needles) {
+		t.Fatalf("before the pass the files hold %d of the %d values to erase", len(h), len(needles))
 	}
 	res, err := s.Expire(ctx, cutoff)
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, _, prefixes := s.DictionaryValuesForTest()
+	for _, p := range parents {
+		if prefixes[p] {
+			t.Fatalf("the column prefix %q of deleted events only is still in the dictionary", p)
+		}
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := held(files()); res.Erased < int64(len(needles)) || n != 0 {
-		t.Fatalf("after the pass (%+v) the files hold %d of the %d erased values", res, n, len(needles))
+	if h := held(files()); len(h) != 0 {
+		t.Fatalf("after the pass (%+v) the files hold %d of the %d deleted values, such as %q", res, len(h), len(needles), h[0])
 	}
 }
 

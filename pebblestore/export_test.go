@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"regexp"
+	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
@@ -309,7 +310,9 @@ func WithFSForTest(cfg Config, fs vfs.FS) Config {
 }
 
 // UncompressedForTest makes the store write its tables without
-// compression, so that a test can look for bytes in its files.
+// compression, so that a test can look for bytes in its files, and small
+// (16 KiB), so that each key range has tables of its own, as in a large
+// store.
 func UncompressedForTest(cfg Config) Config {
 	cfg.uncompressed = true
 	return cfg
@@ -360,9 +363,9 @@ func (s *Store) ForgetCleanedForTest() {
 }
 
 // DictionaryValuesForTest returns the values the dictionaries of the
-// indexed fields hold, by field, and the metadata pairs they hold (key
-// "\x00" value), erased values left out.
-func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[string]bool, meta map[string]bool) {
+// indexed fields hold, by field, the metadata pairs they hold (key "\x00"
+// value) and the value column's prefixes, erased values left out.
+func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[string]bool, meta, prefixes map[string]bool) {
 	s.dicts.mu.RLock()
 	defer s.dicts.mu.RUnlock()
 	values := func(d dictID) map[string]bool {
@@ -378,7 +381,20 @@ func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[stri
 	for f := range fields {
 		fields[f] = values(dictID(f))
 	}
-	return fields, values(dictMeta)
+	return fields, values(dictMeta), values(dictColPrefix)
+}
+
+// ColumnBucketStartForTest returns the start of the value column's bucket
+// that holds t.
+func ColumnBucketStartForTest(t time.Time) time.Time {
+	return time.Unix(0, colBucket(t.UnixNano())<<colBucketShift).UTC()
+}
+
+// SplitColumnValueForTest is the split of an inline value in the column:
+// its prefix, when it has one.
+func SplitColumnValueForTest(v string) (prefix string, ok bool) {
+	p, _, ok := splitColValue([]byte(v))
+	return string(p), ok
 }
 
 // DumpForTest returns every key and value of the database, one after the

@@ -42,8 +42,8 @@ type Config struct {
 	// system's. Tests set a crashable in-memory one (export_test.go) to
 	// lose what was not synced, as a power cut does.
 	fs vfs.FS
-	// uncompressed writes tables without compression, so that a test can
-	// look for bytes in the files (export_test.go).
+	// uncompressed writes small tables without compression, so that a
+	// test can look for bytes in the files (export_test.go).
 	uncompressed bool
 }
 
@@ -67,7 +67,11 @@ type Store struct {
 	// (saveCounts) and retention's (subtractCounts), so that the later
 	// write holds the later value.
 	countsMu sync.Mutex
-	regex    *regexCache
+	// prefixUse, while retention erases column prefixes, holds the
+	// prefixes the writer's groups used meanwhile (expire.go,
+	// erasePrefixes). Writer goroutine only.
+	prefixUse map[uint32]struct{}
+	regex     *regexCache
 
 	reqs    chan *appendReq // to the writer goroutine
 	expires chan *expireReq // to the writer goroutine, unbuffered (expire.go)
@@ -300,6 +304,9 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 	if cfg.uncompressed {
 		for i := range opts.Levels {
 			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+			// Small tables, so that each key range of a small test store
+			// has tables of its own, as in a large store.
+			opts.TargetFileSizes[i] = 16 << 10
 		}
 		return opts
 	}
