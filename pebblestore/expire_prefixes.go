@@ -27,6 +27,10 @@ import (
 // id, not its bytes), once per retention pass that deleted events
 // (BenchmarkExpire, BENCHMARKS.md "Retention pass").
 
+// prefixScanHook, when set (tests), runs between the read of the column
+// and the erasure.
+var prefixScanHook func()
+
 // erasePrefixes erases the column prefixes no column entry refers to and
 // returns how many it erased.
 func (s *Store) erasePrefixes(ctx context.Context) (int64, error) {
@@ -45,6 +49,9 @@ func (s *Store) erasePrefixes(ctx context.Context) (int64, error) {
 	used := make([]uint64, (n+63)/64)
 	if err := s.columnPrefixRefs(used); err != nil {
 		return 0, err
+	}
+	if prefixScanHook != nil {
+		prefixScanHook()
 	}
 	var cands []uint64
 	s.dicts.mu.RLock()

@@ -457,11 +457,17 @@ func TestExpireErasesFromFiles(t *testing.T) {
 	}
 }
 
-func testExpireErasesFromFiles(t *testing.T, limit int) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	s := openStoreConfig(t, pebblestore.UncompressedForTest(pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: limit}))
-	defer func() { s.Close() }()
+// peopleStore fills the store of cfg with 2,000 generated events and, before
+// them, events older than the cutoff it returns: 20 whose resources have no
+// parent path (with a small DictionaryLimit they fill the resource
+// dictionary, so that the next resources are inline, in the value column),
+// then 30 under ten parent paths that only they have (returned), three
+// values each, so that the second puts the path in the column's prefix
+// dictionary. The log has integrated everything, and every key is in the
+// bottom level, as in a store that has run for a while.
+func peopleStore(t *testing.T, cfg pebblestore.Config) (s *pebblestore.Store, all []*audittrail.Event, parents []string, cutoff time.Time) {
+	t.Helper()
+	s = openStoreConfig(t, cfg)
 	g := newGen(5)
 	var batches [][]*audittrail.Event
 	for range 8 {
@@ -470,22 +476,17 @@ func testExpireErasesFromFiles(t *testing.T, limit int) {
 	// At the start of a bucket of the value column (69 s): a pass deletes
 	// the buckets that end before its cutoff, and the events of the
 	// cutoff's own bucket before it with the bucket, by a later pass.
-	cutoff := pebblestore.ColumnBucketStartForTest(batches[4][0].EventTime)
+	cutoff = pebblestore.ColumnBucketStartForTest(batches[4][0].EventTime)
 	old := func(e *audittrail.Event, i int) *audittrail.Event {
 		e.EventTime = cutoff.Add(-time.Duration(1+i) * time.Second)
 		return e
 	}
-	// First, resources without a parent path, which fill a small
-	// dictionary: the next ones are inline, in the value column.
 	var first []*audittrail.Event
 	for i := range 20 {
 		e := old(g.next(), i)
 		e.Resource = fmt.Sprintf("thing-%04d", i)
 		first = append(first, e)
 	}
-	// Parent paths that only deleted events have, each under three values:
-	// the second sighting puts a prefix in the column's dictionary.
-	var parents []string
 	for i := range 10 {
 		parents = append(parents, fmt.Sprintf("//drive/people/jane.doe-%02d@example.com/files", i))
 		for j := range 3 {
@@ -494,24 +495,31 @@ func testExpireErasesFromFiles(t *testing.T, limit int) {
 			first = append(first, e)
 		}
 	}
-	all := stored(mustAppend(t, s, first))
+	all = stored(mustAppend(t, s, first))
 	for _, b := range batches {
 		all = append(all, stored(mustAppend(t, s, b))...)
 	}
 	if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	// As in a store that has run for a while: every key in the bottom level.
 	if _, _, err := s.CompactAllForTest(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, prefixes := s.DictionaryValuesForTest(); limit > 0 {
+	if _, _, prefixes := s.DictionaryValuesForTest(); cfg.DictionaryLimit > 0 {
 		for _, p := range parents {
 			if !prefixes[p] {
 				t.Fatalf("the column's prefix dictionary lacks %q: the test does not exercise its erasure", p)
 			}
 		}
 	}
+	return s, all, parents, cutoff
+}
+
+func testExpireErasesFromFiles(t *testing.T, limit int) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, all, parents, cutoff := peopleStore(t, pebblestore.UncompressedForTest(pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: limit}))
+	defer func() { s.Close() }()
 	var text strings.Builder // every string of the events that stay
 	for _, e := range all {
 		if !e.EventTime.Before(cutoff) {
@@ -573,6 +581,43 @@ func testExpireErasesFromFiles(t *testing.T, limit int) {
 	}
 	if h := held(files()); len(h) != 0 {
 		t.Fatalf("after the pass (%+v) the files hold %d of the %d deleted values, such as %q", res, len(h), len(needles), h[0])
+	}
+}
+
+// TestExpireKeepsPrefixesInUse: a column prefix that only deleted events
+// had, used again by an event stored after the pass read the column (the
+// writer notes it), is not erased: after a reopen the new event's resource
+// is found by a regex, which reads the column.
+func TestExpireKeepsPrefixesInUse(t *testing.T) {
+	ctx := context.Background()
+	cfg := pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 16}
+	s, _, parents, cutoff := peopleStore(t, cfg)
+	defer func() { s.Close() }()
+	g := newGen(6)
+	var again *audittrail.Event
+	defer pebblestore.SetPrefixScanHookForTest(func() {
+		e := g.next()
+		e.EventTime = cutoff.Add(time.Hour)
+		e.Resource = parents[3] + "/again.pdf"
+		again = stored(mustAppend(t, s, []*audittrail.Event{e}))[0]
+	})()
+	res, err := s.Expire(ctx, cutoff)
+	if err != nil || again == nil {
+		t.Fatal(err, again)
+	}
+	_, _, prefixes := s.DictionaryValuesForTest()
+	for i, p := range parents {
+		if prefixes[p] != (i == 3) {
+			t.Fatalf("after the pass (%+v), prefix %q in the dictionary: %v", res, p, prefixes[p])
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreConfig(t, cfg)
+	q := compile(t, audittrail.Filter{Regex: [audittrail.NumFields]string{audittrail.FieldResource: "jane.doe-03@example.com/files/again"}})
+	if got := drain(t, s, q, 10, 0); len(got) != 1 || got[0].Resource != again.Resource {
+		t.Fatalf("the event stored during the pass, found by its resource: %d events", len(got))
 	}
 }
 

@@ -384,6 +384,14 @@ func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[stri
 	return fields, values(dictMeta), values(dictColPrefix)
 }
 
+// SetPrefixScanHookForTest sets a function that retention's erasure of
+// column prefixes calls between its read of the column and the erasure,
+// and returns a function that removes it.
+func SetPrefixScanHookForTest(f func()) (restore func()) {
+	prefixScanHook = f
+	return func() { prefixScanHook = nil }
+}
+
 // ColumnBucketStartForTest returns the start of the value column's bucket
 // that holds t.
 func ColumnBucketStartForTest(t time.Time) time.Time {
