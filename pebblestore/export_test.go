@@ -366,15 +366,10 @@ func (s *Store) ForgetCleanedForTest() {
 // indexed fields hold, by field, the metadata pairs they hold (key "\x00"
 // value) and the value column's prefixes, erased values left out.
 func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[string]bool, meta, prefixes map[string]bool) {
-	s.dicts.mu.RLock()
-	defer s.dicts.mu.RUnlock()
 	values := func(d dictID) map[string]bool {
 		m := map[string]bool{}
-		dd := &s.dicts.d[d]
-		for id := range uint32(dd.vals.len()) {
-			if !dd.erased[id] {
-				m[dd.vals.at(id)] = true
-			}
+		for v := range s.countsForTest(d) {
+			m[v] = true
 		}
 		return m
 	}
@@ -424,20 +419,23 @@ func (s *Store) DumpForTest() ([]byte, error) {
 // of the indexed fields hold, by field, and of the metadata pairs (key
 // "\x00" value), erased values left out.
 func (s *Store) CountsForTest() (fields [audittrail.NumFields]map[string]uint64, meta map[string]uint64) {
+	for f := range fields {
+		fields[f] = s.countsForTest(dictID(f))
+	}
+	return fields, s.countsForTest(dictMeta)
+}
+
+// countsForTest returns the values of dictionary d with their counts,
+// erased values left out.
+func (s *Store) countsForTest(d dictID) map[string]uint64 {
 	s.dicts.mu.RLock()
 	defer s.dicts.mu.RUnlock()
-	counts := func(d dictID) map[string]uint64 {
-		m := map[string]uint64{}
-		dd := &s.dicts.d[d]
-		for id := range uint32(dd.vals.len()) {
-			if !dd.erased[id] {
-				m[dd.vals.at(id)] = dd.counts[id]
-			}
+	m := map[string]uint64{}
+	dd := &s.dicts.d[d]
+	for id := range uint32(dd.vals.len()) {
+		if !dd.erased[id] {
+			m[dd.vals.at(id)] = dd.counts[id]
 		}
-		return m
 	}
-	for f := range fields {
-		fields[f] = counts(dictID(f))
-	}
-	return fields, counts(dictMeta)
+	return m
 }
