@@ -73,9 +73,9 @@ type dictionary struct {
 
 // erasedValue is what the database holds for a value retention erased
 // (expire.go, eraseValues): the id stays taken, so that the ids after it
-// keep their places. It is not valid UTF-8, so no event's value (checked by
-// audittrail.ValidateEvent) nor metadata pair (a key, a zero byte, a value)
-// can be it.
+// keep their places. It is not valid UTF-8, so no event's value (refused by
+// audittrail.PrepareNewEvent) nor metadata pair (a key, a zero byte, a
+// value) can be it.
 var erasedValue = []byte{0xff}
 
 // dicts holds every dictionary, loaded at Open and kept in memory. The

@@ -20,7 +20,7 @@ import (
 // starts at it (timeBounds), a lookup by id of an event before it finds
 // nothing, the log's sparse reads (GetLogEntries, the audit) report such an
 // event deleted, and the writer refuses new events before it. What is
-// hidden is then deleted in the background of that promise, in three parts:
+// hidden is then deleted in the background of that promise:
 //
 //   - Records, with their id entries (i keys), read in the primary range up
 //     to the cutoff. They are deleted by the writer goroutine between two
@@ -59,10 +59,11 @@ import (
 // The posting counts (the planner's statistics) lose the deleted records'
 // postings as the records go (subtractCounts). Kept: the log positions (o,
 // s keys: a few bytes per event, the seq → time map the log and Open
-// read). The tree keeps every leaf hash, so proofs of
-// the remaining events, checkpoints and mirrors go on
-// (docs/design/retention.md). Pebble reclaims the space of the records and
-// postings as it compacts the deleted ranges.
+// read). The tree keeps every leaf hash, so proofs of the remaining
+// events, checkpoints and mirrors go on (docs/design/retention.md). The
+// deleted ids and posting blocks (no values in them: event ids, dictionary
+// ids, hashes) are spread over their whole ranges; Pebble reclaims their
+// space as it compacts.
 
 // cutoffKey holds the retention cutoff: int64 Unix nanoseconds,
 // big-endian. Absent: no cutoff. cleanedKey holds the cutoff of the last

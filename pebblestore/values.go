@@ -132,7 +132,7 @@ func (t *valueTable) forget(ids []uint32) (bytes int) {
 		v := t.at(id)
 		bytes += len(v)
 		h := t.hash(bytesOf(v))
-		if t.byHash[h] == id {
+		if first, ok := t.byHash[h]; ok && first == id {
 			delete(t.byHash, h)
 			// A value with the same hash waits in clash: it becomes the
 			// first of its hash, as lookup expects.
