@@ -486,7 +486,8 @@ func searchAll(b *testing.B, s *pebblestore.Store, q *audittrail.Query, limit, m
 
 // BenchmarkSearchRegexSample makes full passes over the resources of the
 // end-to-end benchmark's events (internal/sample, seed 1; 1M events, or
-// AUDITTRAIL_BENCH_SAMPLE_EVENTS; kept under AUDITTRAIL_BENCH_DIR when set)
+// AUDITTRAIL_BENCH_SAMPLE_EVENTS; kept under AUDITTRAIL_BENCH_DIR when set:
+// sampleStore)
 // with a regex whose literal has no rare byte, one whose literal has, and
 // one whose literal spans a parent path (format 7's prefixes qualify, so
 // every entry is parsed), each with the column's literal searched by two
@@ -496,26 +497,8 @@ func searchAll(b *testing.B, s *pebblestore.Store, q *audittrail.Query, limit, m
 //
 //	AUDITTRAIL_BENCH_SAMPLE_EVENTS=10000000 AUDITTRAIL_BENCH_DIR=<dir> go test -run '^$' -bench SearchRegexSample -benchtime 5x -count 3 ./pebblestore/
 func BenchmarkSearchRegexSample(b *testing.B) {
-	n := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_SAMPLE_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
-	dir := b.TempDir()
-	if d := os.Getenv("AUDITTRAIL_BENCH_DIR"); d != "" {
-		dir = filepath.Join(d, fmt.Sprintf("sample-%d", n))
-	}
-	s := openStoreConfig(b, pebblestore.Config{Dir: dir})
+	s := sampleStore(b)
 	defer s.Close()
-	if have := int(s.Stats().Events); have != n {
-		if have != 0 {
-			b.Fatalf("%s holds %d events, not %d", dir, have, n)
-		}
-		g := sample.New(1, sample.Options{Events: n})
-		now := time.Now()
-		for done := 0; done < n; done += 1000 {
-			mustAppend(b, s, sampleBatch(b, g, now, min(1000, n-done)))
-		}
-	}
 	for _, c := range []struct{ name, expr string }{
 		{"common-bytes", "/app-instance-1194$"}, // rarest byte 'i', one byte in 61 of the resources
 		{"rare-byte", "/vaults/[^/]+$"},         // 'v', one in 978; no match
@@ -535,6 +518,58 @@ func BenchmarkSearchRegexSample(b *testing.B) {
 			})
 		}
 	}
+}
+
+// sampleStore opens a store of internal/sample's events, 1M of them or
+// AUDITTRAIL_BENCH_SAMPLE_EVENTS, filled when it is new: in a temporary
+// directory, or kept under AUDITTRAIL_BENCH_DIR for the next runs.
+func sampleStore(b *testing.B) *pebblestore.Store {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_SAMPLE_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	dir := b.TempDir()
+	if d := os.Getenv("AUDITTRAIL_BENCH_DIR"); d != "" {
+		dir = filepath.Join(d, fmt.Sprintf("sample-%d", n))
+	}
+	s := openStoreConfig(b, pebblestore.Config{Dir: dir})
+	if have := int(s.Stats().Events); have != n {
+		if have != 0 {
+			b.Fatalf("%s holds %d events, not %d", dir, have, n)
+		}
+		g := sample.New(1, sample.Options{Events: n})
+		now := time.Now()
+		for done := 0; done < n; done += 1000 {
+			mustAppend(b, s, sampleBatch(b, g, now, min(1000, n-done)))
+		}
+	}
+	return s
+}
+
+// BenchmarkErasePrefixes measures what each retention pass that deleted
+// events adds for the value column's prefixes: a read of the whole column
+// (every entry's prefix id) and the writer's turns, on a store of
+// internal/sample's events (sampleStore), compacted, where nothing is to
+// erase.
+//
+//	AUDITTRAIL_BENCH_SAMPLE_EVENTS=10000000 AUDITTRAIL_BENCH_DIR=<dir> go test -run '^$' -bench ErasePrefixes -benchtime 5x ./pebblestore/
+func BenchmarkErasePrefixes(b *testing.B) {
+	s := sampleStore(b)
+	defer s.Close()
+	// As in a store that has run for a while, and without the fill's
+	// compactions competing for the cores.
+	if _, _, err := s.CompactAllForTest(); err != nil {
+		b.Fatal(err)
+	}
+	st := s.Stats()
+	b.ResetTimer()
+	for range b.N {
+		if n, err := s.ErasePrefixesForTest(context.Background()); err != nil || n != 0 {
+			b.Fatal(n, err)
+		}
+	}
+	b.ReportMetric(float64(st.ColumnDiskBytes)/(1<<20), "column-MiB")
+	b.ReportMetric(float64(len(s.ColumnPrefixesForTest())), "prefixes")
 }
 
 // BenchmarkGC measures one full garbage collection (runtime.GC) with the

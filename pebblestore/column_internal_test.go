@@ -298,3 +298,38 @@ func FuzzPairIndex(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNotePrefixRefs: retention's read of the column's prefix refs
+// (notePrefixRefs) never panics, accepts what the search's scanner accepts
+// (one value of each key, prefixed format), and notes exactly the prefixes
+// of the values written with one, for values the writer's encoding made
+// from the fuzzed strings.
+func FuzzNotePrefixRefs(f *testing.F) {
+	f.Add(prefixedColumnValue(0, testPrefixes, "//svc/apps/app/app-1", "//svc/workspaces/w1/apps/app-10", "x/y"), "", "")
+	f.Add([]byte{0x80}, "//svc/apps/app/a", "//svc/a-b//c")
+	f.Add(columnValue(5, "", "aaa"), "//x/y/z/w//v", "b")
+	f.Fuzz(func(t *testing.T, data []byte, v1, v2 string) {
+		used := make([]uint64, 1)
+		err := notePrefixRefs(data, used)
+		if cs := newTestScanner(regexp.MustCompile("")); cs.scanValue(0, data, colPrefixed) == nil && err != nil {
+			t.Fatalf("the scanner reads %q, notePrefixRefs refuses it: %v", data, err)
+		}
+		vals := []string{v1, v2, v1}
+		data = prefixedColumnValue(7, testPrefixes, vals...)
+		used[0] = 0
+		if err := notePrefixRefs(data, used); err != nil {
+			t.Fatalf("a value the writer's encoding made (%q): %v", vals, err)
+		}
+		var want uint64
+		for _, v := range vals {
+			if p, _, ok := splitColValue([]byte(v)); ok {
+				if i := slices.Index(testPrefixes, string(p)); i >= 0 {
+					want |= 1 << i
+				}
+			}
+		}
+		if used[0] != want {
+			t.Fatalf("values %q: prefixes noted %b, want %b", vals, used[0], want)
+		}
+	})
+}

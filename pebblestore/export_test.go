@@ -379,6 +379,10 @@ func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[stri
 	return fields, values(dictMeta), values(dictColPrefix)
 }
 
+// ErasePrefixesForTest runs the erasure of the column's unused prefixes of
+// a retention pass.
+func (s *Store) ErasePrefixesForTest(ctx context.Context) (int64, error) { return s.erasePrefixes(ctx) }
+
 // SetPrefixScanHookForTest sets a function that retention's erasure of
 // column prefixes calls between its read of the column and the erasure,
 // and returns a function that removes it.
