@@ -208,6 +208,12 @@ type Config struct {
 	// (witness.Cosigner; docs/design/verifiable-log.md, "Witnesses"): the
 	// stored and served checkpoint carries the cosignatures that came back.
 	Witnesses Cosigner
+	// WitnessQuorum, when set with Witnesses, is the check a checkpoint's
+	// cosignatures must pass to be stored (witness.Policy.Check): one that
+	// fails is withheld, and the latest checkpoint stays the last that
+	// passed, while the tree grows; the next round signs and asks again.
+	// Nil stores every checkpoint, cosigned or not.
+	WitnessQuorum func(cp []byte) error
 	// BatchSize bounds the events read per integration step; 0 means 10000.
 	BatchSize int
 	Logger    *slog.Logger
@@ -257,6 +263,10 @@ type Log struct {
 	errLog  errThrottle // Run's error log
 	// failures counts Run's rounds that failed (Failures).
 	failures atomic.Uint64
+	// withheld counts the checkpoints WitnessQuorum refused (Withheld);
+	// withholding says the last one was (guarded by mu).
+	withheld    atomic.Uint64
+	withholding bool
 
 	cpMu     sync.RWMutex
 	latest   []byte             // latest signed checkpoint

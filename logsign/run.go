@@ -35,6 +35,15 @@ func (l *Log) Run(ctx context.Context) {
 // errors themselves are logged, throttled.
 func (l *Log) Failures() uint64 { return l.failures.Load() }
 
+// Withheld returns how many signed checkpoints were not stored for want of
+// the witnesses' quorum (Config.WitnessQuorum).
+func (l *Log) Withheld() uint64 { return l.withheld.Load() }
+
+// ErrWithheld is the error of a Flush whose checkpoint the witnesses'
+// quorum did not cosign (Config.WitnessQuorum): the tree holds every
+// event, the latest checkpoint is an earlier one.
+var ErrWithheld = errors.New("logsign: checkpoint withheld: the witnesses' quorum did not cosign it")
+
 // tick is one round of Run. With a SharedStore, the leader steps and the
 // other replicas refresh what they serve from the store.
 func (l *Log) tick(ctx context.Context) error {
@@ -288,8 +297,26 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 			return tlog.ProveTree(int64(new), int64(old), tree)
 		})
 	}
-	if err := st.AppendTree(newSize, p.indexes, p.hashes, note); err != nil {
-		return err
+	var withheld error
+	if note != nil && l.cfg.Witnesses != nil && l.cfg.WitnessQuorum != nil {
+		withheld = l.cfg.WitnessQuorum(note)
+		if withheld != nil {
+			// Not stored: the tree grows without it, and the next round
+			// (SignInterval on) signs and asks again.
+			l.withheld.Add(1)
+			if !l.withholding {
+				l.cfg.Logger.WarnContext(ctx, "verifiable log: checkpoints withheld until the witnesses' quorum cosigns one", "size", newSize, "err", withheld)
+			}
+			note, l.withholding, l.lastSign = nil, true, now
+		} else if l.withholding {
+			l.cfg.Logger.InfoContext(ctx, "verifiable log: the witnesses' quorum cosigns checkpoints again", "size", newSize)
+			l.withholding = false
+		}
+	}
+	if newSize > l.size || note != nil {
+		if err := st.AppendTree(newSize, p.indexes, p.hashes, note); err != nil {
+			return err
+		}
 	}
 	l.size, l.lastRT = newSize, lastRT
 	if note != nil {
@@ -301,6 +328,9 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 		l.cpMu.Lock()
 		l.latest, l.cp = note, c
 		l.cpMu.Unlock()
+	}
+	if withheld != nil && sign == signNow {
+		return fmt.Errorf("%w: %v", ErrWithheld, withheld)
 	}
 	return nil
 }

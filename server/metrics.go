@@ -29,6 +29,7 @@ import (
 //	audittrail_log_failures_total               (rounds of the log's integrator that failed, when it reports them)
 //	audittrail_log_public_keys                  (keys the log's checkpoints verify with: 2 during a rotation of its signing key)
 //	audittrail_log_checkpoints_thinned_total    (old checkpoints deleted by thinning, docs/configuration.md)
+//	audittrail_log_checkpoints_withheld_total   (checkpoints the witnesses' quorum did not cosign, not stored: --witness-quorum-required)
 //	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
 //	audittrail_retention_deleted_events_total   (with serve --retention: events deleted)
 //	audittrail_retention_erased_values_total    (values only deleted events held, erased: embedded store)
@@ -137,6 +138,12 @@ func (m *Metrics) watchLog(log VerifiableLog) {
 			Name: "audittrail_log_failures_total",
 			Help: "Rounds of the verifiable log's integrator (integrate, sign; on a PostgreSQL replica also refresh) that failed; each is logged. A growing count with a stalled signed tree size needs an operator.",
 		}, func() float64 { return float64(f.Failures()) }))
+	}
+	if w, ok := log.(interface{ Withheld() uint64 }); ok {
+		m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "audittrail_log_checkpoints_withheld_total",
+			Help: "Signed checkpoints not stored because the witnesses' quorum did not cosign them (--witness-quorum-required); while it grows, the signed tree size stands still.",
+		}, func() float64 { return float64(w.Withheld()) }))
 	}
 }
 

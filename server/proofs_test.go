@@ -286,8 +286,8 @@ func TestLogMetrics(t *testing.T) {
 		return out
 	}
 	const size, horizon, failures = "audittrail_log_signed_tree_size", "audittrail_log_horizon_timestamp_seconds", "audittrail_log_failures_total"
-	const keys, thinned = "audittrail_log_public_keys", "audittrail_log_checkpoints_thinned_total"
-	if g := gauges(); len(g) != 5 || g[size] != 0 || g[horizon] != 0 || g[failures] != 0 || g[keys] != 1 || g[thinned] != 0 {
+	const keys, thinned, withheld = "audittrail_log_public_keys", "audittrail_log_checkpoints_thinned_total", "audittrail_log_checkpoints_withheld_total"
+	if g := gauges(); len(g) != 6 || g[size] != 0 || g[horizon] != 0 || g[failures] != 0 || g[keys] != 1 || g[thinned] != 0 || g[withheld] != 0 {
 		t.Errorf("before the first checkpoint: %v, want the gauges and the counters at 0, one public key", g)
 	}
 	for i := range 3 {

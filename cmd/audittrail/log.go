@@ -110,6 +110,9 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 			return fmt.Errorf("--witness-policy %s: %w", m.Config.WitnessPolicy, err)
 		}
 		lcfg.Witnesses = m.witnesses
+		if m.Config.WitnessQuorumRequired {
+			lcfg.WitnessQuorum = policy.Check
+		}
 		var names []string
 		for _, w := range policy.Witnesses() {
 			names = append(names, w.Name+" "+w.URL)

@@ -113,7 +113,10 @@ type Config struct {
 	LogKeepCheckpoints time.Duration
 	// WitnessPolicy is a witness policy file (witness.Policy): the
 	// witnesses asked to cosign every checkpoint; "" for none.
-	WitnessPolicy string
+	// WitnessQuorumRequired stores only the checkpoints the policy's
+	// quorum cosigned (logsign.Config.WitnessQuorum).
+	WitnessPolicy         string
+	WitnessQuorumRequired bool
 	// Retention deletes the events whose event_time is older than this
 	// (0 keeps every event; retention.go).
 	Retention        time.Duration
@@ -192,27 +195,28 @@ func NewMain() *Main {
 
 // serveEnv names the environment variable of each flag.
 var serveEnv = map[string]string{
-	"data-dir":             "AUDITTRAIL_DATA_DIR",
-	"public-addr":          "AUDITTRAIL_PUBLIC_ADDR",
-	"internal-addr":        "AUDITTRAIL_INTERNAL_ADDR",
-	"reader-token":         "AUDITTRAIL_READER_TOKEN",
-	"producer-token":       "AUDITTRAIL_PRODUCER_TOKEN",
-	"dev":                  "AUDITTRAIL_DEV",
-	"log-level":            "AUDITTRAIL_LOG_LEVEL",
-	"log-format":           "AUDITTRAIL_LOG_FORMAT",
-	"redact-private-ips":   "AUDITTRAIL_REDACT_PRIVATE_IPS",
-	"max-scan":             "AUDITTRAIL_MAX_SCAN",
-	"prefetch-min-page":    "AUDITTRAIL_PREFETCH_MIN_PAGE",
-	"cache-mib":            "AUDITTRAIL_CACHE_MIB",
-	"min-free-disk-mib":    "AUDITTRAIL_MIN_FREE_DISK_MIB",
-	"backup-dir":           "AUDITTRAIL_BACKUP_DIR",
-	"shutdown-timeout":     "AUDITTRAIL_SHUTDOWN_TIMEOUT",
-	"store":                "AUDITTRAIL_STORE",
-	"log-key":              "AUDITTRAIL_LOG_KEY",
-	"log-previous-key":     "AUDITTRAIL_LOG_PREVIOUS_KEY",
-	"log-keep-checkpoints": "AUDITTRAIL_LOG_KEEP_CHECKPOINTS",
-	"retention":            "AUDITTRAIL_RETENTION",
-	"witness-policy":       "AUDITTRAIL_WITNESS_POLICY",
+	"data-dir":                "AUDITTRAIL_DATA_DIR",
+	"public-addr":             "AUDITTRAIL_PUBLIC_ADDR",
+	"internal-addr":           "AUDITTRAIL_INTERNAL_ADDR",
+	"reader-token":            "AUDITTRAIL_READER_TOKEN",
+	"producer-token":          "AUDITTRAIL_PRODUCER_TOKEN",
+	"dev":                     "AUDITTRAIL_DEV",
+	"log-level":               "AUDITTRAIL_LOG_LEVEL",
+	"log-format":              "AUDITTRAIL_LOG_FORMAT",
+	"redact-private-ips":      "AUDITTRAIL_REDACT_PRIVATE_IPS",
+	"max-scan":                "AUDITTRAIL_MAX_SCAN",
+	"prefetch-min-page":       "AUDITTRAIL_PREFETCH_MIN_PAGE",
+	"cache-mib":               "AUDITTRAIL_CACHE_MIB",
+	"min-free-disk-mib":       "AUDITTRAIL_MIN_FREE_DISK_MIB",
+	"backup-dir":              "AUDITTRAIL_BACKUP_DIR",
+	"shutdown-timeout":        "AUDITTRAIL_SHUTDOWN_TIMEOUT",
+	"store":                   "AUDITTRAIL_STORE",
+	"log-key":                 "AUDITTRAIL_LOG_KEY",
+	"log-previous-key":        "AUDITTRAIL_LOG_PREVIOUS_KEY",
+	"log-keep-checkpoints":    "AUDITTRAIL_LOG_KEEP_CHECKPOINTS",
+	"retention":               "AUDITTRAIL_RETENTION",
+	"witness-policy":          "AUDITTRAIL_WITNESS_POLICY",
+	"witness-quorum-required": "AUDITTRAIL_WITNESS_QUORUM_REQUIRED",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -228,6 +232,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.LogKeepCheckpoints, "log-keep-checkpoints", c.LogKeepCheckpoints, env("log-keep-checkpoints", "keep every signed checkpoint of the log this long; older ones are thinned to the last of each hour (0 keeps them all)"))
 	fs.StringVar(&c.LogPreviousKey, "log-previous-key", c.LogPreviousKey, env("log-previous-key", "key `file` the log's signing key is rotated from: its signing key, which then cosigns every checkpoint, or its public key when the signing key is lost (docs/configuration.md, \"Rotating the log's signing key\")"))
 	fs.StringVar(&c.WitnessPolicy, "witness-policy", c.WitnessPolicy, env("witness-policy", "witness policy `file`: the witnesses (c2sp.org/tlog-witness) asked to cosign every checkpoint of the log before it is stored (docs/configuration.md, \"Witnesses\")"))
+	fs.BoolVar(&c.WitnessQuorumRequired, "witness-quorum-required", c.WitnessQuorumRequired, env("witness-quorum-required", "with --witness-policy, store and serve only checkpoints the policy's quorum cosigned: while it is not reached, the latest checkpoint stays the last cosigned one"))
 	fs.Var((*retentionFlag)(&c.Retention), "retention", env("retention", "delete the events whose event_time is older than this `period` (90d, 2160h; at least 1h), at start and every hour, and refuse older ones; each pass that deletes is a self-audit event (docs/configuration.md, \"Retention\"); 0 keeps every event"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
 	fs.StringVar(&c.InternalAddr, "internal-addr", c.InternalAddr, env("internal-addr", "`host:port` of the internal listener (create, metrics); port 0 picks a free port"))
@@ -288,6 +293,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
 	case c.Retention != 0 && c.Retention < audittrail.MinRetention:
 		return usageErrorf("--retention %s is shorter than the minimum %s: give days, such as 90d", c.Retention, audittrail.MinRetention)
+	case c.WitnessQuorumRequired && c.WitnessPolicy == "":
+		return usageErrorf("--witness-quorum-required needs --witness-policy: the witnesses whose quorum is required")
 	case c.LogKeepCheckpoints < 0:
 		return usageErrorf("--log-keep-checkpoints %s must not be negative (0 keeps every checkpoint)", c.LogKeepCheckpoints)
 	case c.ShutdownTimeout <= 0:

@@ -370,6 +370,71 @@ func TestWitnessEndToEnd(t *testing.T) {
 	}
 }
 
+// TestWitnessQuorumRequired: with --witness-quorum-required the server
+// stores only cosigned checkpoints. Its witness down, the served checkpoint
+// stays the last cosigned one while events arrive (each withheld round
+// counted, the withholding logged); the witness back, the next checkpoint
+// is cosigned and covers them all. Without --witness-policy the flag is a
+// usage error.
+func TestWitnessQuorumRequired(t *testing.T) {
+	dir := t.TempDir()
+	logKey, pub := logKeyFiles(t, dir)
+	wArgs := []string{"--name", "witness.test/w1", "--key", filepath.Join(dir, "w1.key"), "--log-key", pub,
+		"--state", filepath.Join(dir, "w1-state"), "--listen", freeAddr(t)}
+	w := startWitnessProcess(t, wArgs...)
+	policyFile, policy := writePolicy(t, dir, "policy", w.policyLine+"quorum w1\n")
+	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
+	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile, "--witness-quorum-required")
+	create := func(n int, seed string) {
+		t.Helper()
+		if out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--sample", strconv.Itoa(n), "--seed", seed); err != nil {
+			t.Fatalf("create: %v %s", err, out)
+		}
+	}
+	create(50, "1")
+	waitCosigned(t, srv, verifier, 50)
+
+	w.stop(t)
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	before, err := auditor.Checkpoint(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	create(50, "2")
+	for deadline := time.Now().Add(30 * time.Second); metricValue(t, srv.InternalURL, "audittrail_log_checkpoints_withheld_total") < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint withheld within 30 s while the witness was down:\n%s", srv.Logs())
+		}
+	}
+	text, err := auditor.Checkpoint(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(text, before) {
+		t.Fatalf("the served checkpoint changed while the witness was down:\n%s\nbefore:\n%s", text, before)
+	}
+	if err := policy.Check(text); err != nil {
+		t.Fatalf("the served checkpoint is not cosigned: %v", err)
+	}
+	if n := strings.Count(srv.Logs(), "checkpoints withheld until the witnesses' quorum cosigns one"); n != 1 {
+		t.Fatalf("the withholding logged %d times, want once:\n%s", n, srv.Logs())
+	}
+
+	w = startWitnessProcess(t, wArgs...)
+	defer w.stop(t)
+	waitCosigned(t, srv, verifier, 100)
+
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"serve", "--dev", "--data-dir", t.TempDir(), "--witness-quorum-required"}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "--witness-quorum-required needs --witness-policy") {
+		t.Fatalf("--witness-quorum-required alone: exit %d, %s%s", code, stdout.String(), stderr.String())
+	}
+}
+
 // waitCosigned waits up to 30 s for the server's latest checkpoint to be of
 // at least size leaves and to open with verifier (a Witnessed one: its
 // quorum of cosignatures), and returns it.

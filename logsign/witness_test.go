@@ -1,0 +1,129 @@
+package logsign_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/audittrail/audittrail/logsign"
+)
+
+// quorumWitness stands for the witnesses of a policy: Cosign asks them
+// (counted), and check passes while up says they answer.
+type quorumWitness struct {
+	up    atomic.Bool
+	asked atomic.Int64
+}
+
+func (w *quorumWitness) Cosign(_ context.Context, cp []byte, _ uint64, _ func(old, new uint64) ([]tlog.Hash, error)) []byte {
+	w.asked.Add(1)
+	return cp
+}
+
+func (w *quorumWitness) check(cp []byte) error {
+	if !w.up.Load() {
+		return errors.New("not cosigned by w1")
+	}
+	return nil
+}
+
+// syncBuffer is a bytes.Buffer for a logger written by Run's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWitnessQuorum: with Config.WitnessQuorum, a checkpoint the quorum did
+// not cosign is not stored: the latest stays the last cosigned one while
+// the tree grows, rounds keep asking (once per SignInterval, logged once),
+// a Flush says ErrWithheld, and the next cosigned checkpoint covers every
+// event.
+func TestWitnessQuorum(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, filepath.Join(dir, "db"))
+	defer st.Close()
+	w := &quorumWitness{}
+	w.up.Store(true)
+	var logs syncBuffer
+	l := newLogWith(t, dir, logsign.Config{Store: st, Interval: 5 * time.Millisecond, SignInterval: 20 * time.Millisecond,
+		Witnesses: w, WitnessQuorum: w.check, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := t.Context()
+	stored := func() int {
+		t.Helper()
+		notes, err := st.Checkpoints(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(notes)
+	}
+
+	appendEvents(t, st, 10, 0)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, cp := l.Checkpoint(); cp == nil || cp.Size != 10 {
+		t.Fatalf("cosigned checkpoint %v, want size 10", cp)
+	}
+	before := stored()
+
+	// The quorum is lost: the tree grows, no checkpoint is stored.
+	w.up.Store(false)
+	appendEvents(t, st, 5, 10)
+	if err := l.Flush(ctx); !errors.Is(err, logsign.ErrWithheld) {
+		t.Fatalf("Flush without the quorum: %v, want ErrWithheld", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { l.Run(runCtx); close(done) }()
+	asked := w.asked.Load()
+	for deadline := time.Now().Add(10 * time.Second); w.asked.Load() < asked+5; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the rounds stopped asking the witnesses")
+		}
+		appendEvents(t, st, 1, int(st.LastSeq())) // something new to sign
+	}
+	cancel()
+	<-done
+	if _, cp := l.Checkpoint(); cp.Size != 10 || stored() != before {
+		t.Fatalf("without the quorum: latest checkpoint of %d, %d stored (had %d)", cp.Size, stored(), before)
+	}
+	if n := l.Withheld(); n < 5 {
+		t.Fatalf("Withheld() = %d, want at least 5", n)
+	}
+	if n := strings.Count(logs.String(), "checkpoints withheld"); n != 1 {
+		t.Fatalf("the withholding logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	// The quorum is back: the next checkpoint covers every event.
+	w.up.Store(true)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, cp := l.Checkpoint(); cp.Size != st.LastSeq() || stored() != before+1 {
+		t.Fatalf("with the quorum back: latest of %d (events %d), %d stored (had %d)", cp.Size, st.LastSeq(), stored(), before)
+	}
+	if !strings.Contains(logs.String(), "cosigns checkpoints again") {
+		t.Fatalf("the quorum's return is not logged:\n%s", logs.String())
+	}
+}
