@@ -126,6 +126,21 @@ func (r *reloadingTLS) current() (*tls.Certificate, *x509.CertPool) {
 	return r.cert, r.pool
 }
 
+// CertificateReloader returns a tls.Config.GetCertificate serving the
+// certificate of certFile and keyFile, read again when either changes (at
+// most one check per second; a broken file keeps the previous one), as the
+// server's own listeners do, for other servers (audittrail witness).
+func CertificateReloader(certFile, keyFile string) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
+	r, err := newReloadingTLS(TLSConfig{CertFile: certFile, KeyFile: keyFile})
+	if err != nil {
+		return nil, err
+	}
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		cert, _ := r.current()
+		return cert, nil
+	}, nil
+}
+
 // tlsConfig returns the listener's tls.Config.
 func (r *reloadingTLS) tlsConfig() *tls.Config {
 	base := &tls.Config{MinVersion: tls.VersionTLS12}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/audittrail/audittrail/internal/durablefile"
 	"github.com/audittrail/audittrail/merkle"
+	"github.com/audittrail/audittrail/server"
 	"github.com/audittrail/audittrail/witness"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,8 +48,9 @@ Run it apart from the log: another machine, another team, its own key. The
 key is created when FILE is missing (named --name); the witness prints its
 public key and the line of a policy file that names it. The requests carry
 signed checkpoints, so plain HTTP is safe on a private network; otherwise
-give it a certificate (--tls-cert, --tls-key; a log trusts the system's CAs,
-or those of SSL_CERT_FILE) or put TLS in front of it. GET /metrics on the same listener gives its counts
+give it a certificate (--tls-cert, --tls-key, read again when they change; a
+log trusts the system's CAs, or those of SSL_CERT_FILE) or put TLS in front
+of it. GET /metrics on the same listener gives its counts
 per log (audittrail_witness_server_*): alert on forks refused.
 
 Examples:
@@ -104,11 +106,13 @@ func (c *WitnessCommand) Run(ctx context.Context, args []string) error {
 	}
 	var tlsConfig *tls.Config
 	if f.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		// Read again when the files change: a renewed certificate is
+		// served without a restart.
+		getCert, err := server.CertificateReloader(f.tlsCert, f.tlsKey)
 		if err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
 	}
 	logs := map[string][]note.Verifier{}
 	for _, file := range f.logKeys {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -542,5 +544,46 @@ func TestWitnessTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v %s", err, out)
 	}
-	waitCosigned(t, srv, merkle.Witnessed(mustVerifier(t, pub), policy), 20)
+	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
+	waitCosigned(t, srv, verifier, 20)
+
+	// A renewed certificate is served without a restart, and the log goes
+	// on with it.
+	served := func() int64 {
+		t.Helper()
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.PEM)
+		conn, err := tls.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(w.url, "https://"), "/"), &tls.Config{RootCAs: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	if s := served(); s != 2 {
+		t.Fatalf("the witness serves certificate %d, want 2", s)
+	}
+	renewedCert, renewedKey := ca.IssueFiles(3, "127.0.0.1", false)
+	for _, f := range [][2]string{{renewedCert, certFile}, {renewedKey, keyFile}} {
+		data, err := os.ReadFile(f[0])
+		if err == nil {
+			err = os.WriteFile(f[1]+".new", data, 0o600)
+		}
+		if err == nil {
+			err = os.Rename(f[1]+".new", f[1])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); served() != 3; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the witness still serves the old certificate 10 s after it was renewed")
+		}
+	}
+	out, _, err = runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--sample", "20", "--seed", "4")
+	if err != nil {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	waitCosigned(t, srv, verifier, 40)
 }
