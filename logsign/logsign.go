@@ -214,6 +214,12 @@ type Config struct {
 	// passed, while the tree grows; the next round signs and asks again.
 	// Nil stores every checkpoint, cosigned or not.
 	WitnessQuorum func(cp []byte) error
+	// WitnessInterval, when positive, is the least time between two
+	// requests to the witnesses (public witnesses ask logs for few): the
+	// checkpoints signed in between are stored without cosignatures, or,
+	// with WitnessQuorum, not signed at all, so that one checkpoint is
+	// signed, cosigned and stored per interval.
+	WitnessInterval time.Duration
 	// BatchSize bounds the events read per integration step; 0 means 10000.
 	BatchSize int
 	Logger    *slog.Logger
@@ -236,6 +242,7 @@ type Log struct {
 	size     uint64     // integrated leaves (stored tree size)
 	lastRT   time.Time  // receive time of leaf size-1
 	lastSign time.Time
+	lastAsk  time.Time // when the witnesses were last asked (WitnessInterval)
 	// lastThin is the time of the last thinning pass, thinFrom the size
 	// the next round resumes from, thinMore set when the last round
 	// stopped before the end of its pass (thin.go; guarded by thinMu).

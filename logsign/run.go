@@ -265,7 +265,13 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 	var note []byte
 	forceSign := sign == signNow
 	if sign != signLater && (newSize > signed || (forceSign && l.latestCheckpoint() == nil)) {
-		if forceSign || now.Sub(l.lastSign) >= l.cfg.SignInterval || l.latestCheckpoint() == nil {
+		due := l.latestCheckpoint() == nil || now.Sub(l.lastSign) >= l.cfg.SignInterval
+		if l.cfg.Witnesses != nil && l.cfg.WitnessQuorum != nil && l.cfg.WitnessInterval > 0 {
+			// Only cosigned checkpoints are stored: sign when the
+			// witnesses may be asked.
+			due = due && now.Sub(l.lastAsk) >= l.cfg.WitnessInterval
+		}
+		if forceSign || due {
 			if !haveRoot {
 				r, err := merkle.TreeRoot(l.hashReader(), newSize)
 				if err != nil {
@@ -287,7 +293,8 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 			return err
 		}
 	}
-	if note != nil && l.cfg.Witnesses != nil {
+	if note != nil && l.cfg.Witnesses != nil && (l.cfg.WitnessInterval <= 0 || forceSign || now.Sub(l.lastAsk) >= l.cfg.WitnessInterval) {
+		l.lastAsk = now
 		// Before the store: the checkpoint is stored and served once,
 		// with its cosignatures. A witness shown a checkpoint that a crash
 		// then loses is no harm: the events were committed before they

@@ -127,3 +127,56 @@ func TestWitnessQuorum(t *testing.T) {
 		t.Fatalf("the quorum's return is not logged:\n%s", logs.String())
 	}
 }
+
+// TestWitnessInterval: with Config.WitnessInterval the witnesses are asked
+// at most once per interval. Without WitnessQuorum the checkpoints signed
+// in between are stored uncosigned; with it, only one is signed (and
+// stored) per interval. A Flush asks at once.
+func TestWitnessInterval(t *testing.T) {
+	for _, required := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stored", true: "quorum"}[required], func(t *testing.T) {
+			dir := t.TempDir()
+			st := openStore(t, filepath.Join(dir, "db"))
+			defer st.Close()
+			w := &quorumWitness{}
+			w.up.Store(true)
+			var mu sync.Mutex
+			clock := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+			cfg := logsign.Config{Store: st, SignInterval: time.Second, Witnesses: w, WitnessInterval: 10 * time.Second,
+				Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }}
+			if required {
+				cfg.WitnessQuorum = w.check
+			}
+			l := newLogWith(t, dir, cfg)
+			ctx := t.Context()
+			// A minute of rounds a second apart, each with a new event.
+			for i := range 60 {
+				appendEvents(t, st, 1, i)
+				if err := logsign.Step(ctx, l); err != nil {
+					t.Fatal(err)
+				}
+				mu.Lock()
+				clock = clock.Add(time.Second)
+				mu.Unlock()
+			}
+			notes, err := st.Checkpoints(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := w.asked.Load(); n != 6 {
+				t.Fatalf("the witnesses were asked %d times in a minute, want 6 (every 10 s)", n)
+			}
+			want := 60 // one checkpoint a second, cosigned or not
+			if required {
+				want = 6 // only those the witnesses were asked for
+			}
+			if len(notes) != want || l.Withheld() != 0 {
+				t.Fatalf("%d checkpoints stored, %d withheld; want %d, none", len(notes), l.Withheld(), want)
+			}
+			appendEvents(t, st, 1, 60)
+			if err := l.Flush(ctx); err != nil || w.asked.Load() != 7 {
+				t.Fatalf("Flush: %v, the witnesses asked %d times, want 7", err, w.asked.Load())
+			}
+		})
+	}
+}

@@ -109,7 +109,7 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		if m.witnesses, err = witness.NewCosigner(witness.CosignerConfig{Policy: policy, Logger: m.log}); err != nil {
 			return fmt.Errorf("--witness-policy %s: %w", m.Config.WitnessPolicy, err)
 		}
-		lcfg.Witnesses = m.witnesses
+		lcfg.Witnesses, lcfg.WitnessInterval = m.witnesses, m.Config.WitnessInterval
 		if m.Config.WitnessQuorumRequired {
 			lcfg.WitnessQuorum = policy.Check
 		}

@@ -117,6 +117,9 @@ type Config struct {
 	// quorum cosigned (logsign.Config.WitnessQuorum).
 	WitnessPolicy         string
 	WitnessQuorumRequired bool
+	// WitnessInterval is the least time between two requests to the
+	// witnesses (logsign.Config.WitnessInterval); 0: every checkpoint.
+	WitnessInterval time.Duration
 	// Retention deletes the events whose event_time is older than this
 	// (0 keeps every event; retention.go).
 	Retention        time.Duration
@@ -217,6 +220,7 @@ var serveEnv = map[string]string{
 	"retention":               "AUDITTRAIL_RETENTION",
 	"witness-policy":          "AUDITTRAIL_WITNESS_POLICY",
 	"witness-quorum-required": "AUDITTRAIL_WITNESS_QUORUM_REQUIRED",
+	"witness-interval":        "AUDITTRAIL_WITNESS_INTERVAL",
 }
 
 // flagSet returns the flags of serve, bound to m.Config; the defaults are
@@ -232,6 +236,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.LogKeepCheckpoints, "log-keep-checkpoints", c.LogKeepCheckpoints, env("log-keep-checkpoints", "keep every signed checkpoint of the log this long; older ones are thinned to the last of each hour (0 keeps them all)"))
 	fs.StringVar(&c.LogPreviousKey, "log-previous-key", c.LogPreviousKey, env("log-previous-key", "key `file` the log's signing key is rotated from: its signing key, which then cosigns every checkpoint, or its public key when the signing key is lost (docs/configuration.md, \"Rotating the log's signing key\")"))
 	fs.StringVar(&c.WitnessPolicy, "witness-policy", c.WitnessPolicy, env("witness-policy", "witness policy `file`: the witnesses (c2sp.org/tlog-witness) asked to cosign every checkpoint of the log before it is stored (docs/configuration.md, \"Witnesses\")"))
+	fs.DurationVar(&c.WitnessInterval, "witness-interval", c.WitnessInterval, env("witness-interval", "with --witness-policy, ask the witnesses at most once per `duration` (public witnesses take few requests per log); the checkpoints signed in between are stored uncosigned, or with --witness-quorum-required not signed; 0 asks for every checkpoint"))
 	fs.BoolVar(&c.WitnessQuorumRequired, "witness-quorum-required", c.WitnessQuorumRequired, env("witness-quorum-required", "with --witness-policy, store and serve only checkpoints the policy's quorum cosigned: while it is not reached, the latest checkpoint stays the last cosigned one"))
 	fs.Var((*retentionFlag)(&c.Retention), "retention", env("retention", "delete the events whose event_time is older than this `period` (90d, 2160h; at least 1h), at start and every hour, and refuse older ones; each pass that deletes is a self-audit event (docs/configuration.md, \"Retention\"); 0 keeps every event"))
 	fs.StringVar(&c.PublicAddr, "public-addr", c.PublicAddr, env("public-addr", "`host:port` of the public listener (search); port 0 picks a free port"))
@@ -295,6 +300,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--retention %s is shorter than the minimum %s: give days, such as 90d", c.Retention, audittrail.MinRetention)
 	case c.WitnessQuorumRequired && c.WitnessPolicy == "":
 		return usageErrorf("--witness-quorum-required needs --witness-policy: the witnesses whose quorum is required")
+	case c.WitnessInterval < 0 || c.WitnessInterval > 0 && c.WitnessPolicy == "":
+		return usageErrorf("--witness-interval %s needs --witness-policy and must not be negative", c.WitnessInterval)
 	case c.LogKeepCheckpoints < 0:
 		return usageErrorf("--log-keep-checkpoints %s must not be negative (0 keeps every checkpoint)", c.LogKeepCheckpoints)
 	case c.ShutdownTimeout <= 0:

@@ -376,8 +376,9 @@ func TestWitnessEndToEnd(t *testing.T) {
 // stores only cosigned checkpoints. Its witness down, the served checkpoint
 // stays the last cosigned one while events arrive (each withheld round
 // counted, the withholding logged); the witness back, the next checkpoint
-// is cosigned and covers them all. Without --witness-policy the flag is a
-// usage error.
+// is cosigned and covers them all (with --witness-interval, asked at most
+// every 300 ms: logsign's TestWitnessInterval counts the requests). Without
+// --witness-policy either flag is a usage error.
 func TestWitnessQuorumRequired(t *testing.T) {
 	dir := t.TempDir()
 	logKey, pub := logKeyFiles(t, dir)
@@ -386,7 +387,7 @@ func TestWitnessQuorumRequired(t *testing.T) {
 	w := startWitnessProcess(t, wArgs...)
 	policyFile, policy := writePolicy(t, dir, "policy", w.policyLine+"quorum w1\n")
 	verifier := merkle.Witnessed(mustVerifier(t, pub), policy)
-	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile, "--witness-quorum-required")
+	srv := testserver.Start(t, "--log-key", logKey, "--witness-policy", policyFile, "--witness-quorum-required", "--witness-interval", "300ms")
 	create := func(n int, seed string) {
 		t.Helper()
 		if out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--sample", strconv.Itoa(n), "--seed", seed); err != nil {
@@ -430,10 +431,15 @@ func TestWitnessQuorumRequired(t *testing.T) {
 	defer w.stop(t)
 	waitCosigned(t, srv, verifier, 100)
 
-	var stdout, stderr bytes.Buffer
-	if code := run(t.Context(), []string{"serve", "--dev", "--data-dir", t.TempDir(), "--witness-quorum-required"}, &stdout, &stderr); code != 2 ||
-		!strings.Contains(stderr.String(), "--witness-quorum-required needs --witness-policy") {
-		t.Fatalf("--witness-quorum-required alone: exit %d, %s%s", code, stdout.String(), stderr.String())
+	for flag, want := range map[string]string{
+		"--witness-quorum-required": "--witness-quorum-required needs --witness-policy",
+		"--witness-interval=1m":     "--witness-interval 1m0s needs --witness-policy",
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), []string{"serve", "--dev", "--data-dir", t.TempDir(), flag}, &stdout, &stderr); code != 2 ||
+			!strings.Contains(stderr.String(), want) {
+			t.Fatalf("%s alone: exit %d, %s%s", flag, code, stdout.String(), stderr.String())
+		}
 	}
 }
 
