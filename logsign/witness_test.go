@@ -1,7 +1,6 @@
 package logsign_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/logsign"
 )
 
@@ -36,24 +36,6 @@ func (w *quorumWitness) check(cp []byte) error {
 	return nil
 }
 
-// syncBuffer is a bytes.Buffer for a logger written by Run's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestWitnessQuorum: with Config.WitnessQuorum, a checkpoint the quorum did
 // not cosign is not stored: the latest stays the last cosigned one while
 // the tree grows, rounds keep asking (once per SignInterval, logged once),
@@ -65,7 +47,7 @@ func TestWitnessQuorum(t *testing.T) {
 	defer st.Close()
 	w := &quorumWitness{}
 	w.up.Store(true)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l := newLogWith(t, dir, logsign.Config{Store: st, Interval: 5 * time.Millisecond, SignInterval: 20 * time.Millisecond,
 		Witnesses: w, WitnessQuorum: w.check, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := t.Context()
