@@ -215,7 +215,7 @@ type Config struct {
 	// Nil stores every checkpoint, cosigned or not.
 	WitnessQuorum func(cp []byte) error
 	// WitnessInterval, when positive, is the least time between two
-	// requests to the witnesses (public witnesses ask logs for few): the
+	// requests to the witnesses (public witnesses take few per log): the
 	// checkpoints signed in between are stored without cosignatures, or,
 	// with WitnessQuorum, not signed at all, so that one checkpoint is
 	// signed, cosigned and stored per interval.

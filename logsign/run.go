@@ -264,11 +264,12 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 	now := l.cfg.Now()
 	var note []byte
 	forceSign := sign == signNow
+	// Only checkpoints the witnesses' quorum cosigned are stored.
+	quorumRequired := l.cfg.Witnesses != nil && l.cfg.WitnessQuorum != nil
 	if sign != signLater && (newSize > signed || (forceSign && l.latestCheckpoint() == nil)) {
 		due := l.latestCheckpoint() == nil || now.Sub(l.lastSign) >= l.cfg.SignInterval
-		if l.cfg.Witnesses != nil && l.cfg.WitnessQuorum != nil && l.cfg.WitnessInterval > 0 {
-			// Only cosigned checkpoints are stored: sign when the
-			// witnesses may be asked.
+		if quorumRequired && l.cfg.WitnessInterval > 0 {
+			// Sign when the witnesses may be asked.
 			due = due && now.Sub(l.lastAsk) >= l.cfg.WitnessInterval
 		}
 		if forceSign || due {
@@ -305,7 +306,7 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 		})
 	}
 	var withheld error
-	if note != nil && l.cfg.Witnesses != nil && l.cfg.WitnessQuorum != nil {
+	if note != nil && quorumRequired {
 		withheld = l.cfg.WitnessQuorum(note)
 		if withheld != nil {
 			// Not stored: the tree grows without it, and the next round
