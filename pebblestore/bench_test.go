@@ -703,15 +703,19 @@ func selfAuditLike(tb testing.TB, id string, now time.Time) *audittrail.Event {
 
 // BenchmarkExpire measures a retention pass (expire.go) over the
 // end-to-end benchmark's 1M stream (30 days of event time): each iteration
-// loads a fresh store of 200,000 of its events, all integrated, and expires
-// the older half. It reports the events deleted per second of the pass and
-// the slowest append of a single event made meanwhile (appends wait for the
-// writer's chunks of record deletions), and, for comparison, the slowest of
-// the same appends made for as long right after the pass.
+// loads a fresh store of 200,000 of its events (AUDITTRAIL_BENCH_EXPIRE_EVENTS
+// sets another number), all integrated, and expires the older half. It
+// reports the events deleted per second of the pass and the slowest append
+// of a single event made meanwhile (appends wait for the writer's chunks of
+// record deletions), and, for comparison, the slowest of the same appends
+// made for as long right after the pass.
 //
 //	go test -run '^$' -bench Expire -benchtime 3x ./pebblestore/
 func BenchmarkExpire(b *testing.B) {
-	const n = 200_000
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_EXPIRE_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
 	ctx := context.Background()
 	var deleted, erased int64
 	var passTime time.Duration
