@@ -310,9 +310,10 @@ func WithFSForTest(cfg Config, fs vfs.FS) Config {
 }
 
 // UncompressedForTest makes the store write its tables without
-// compression, so that a test can look for bytes in its files, and small
-// (16 KiB), so that each key range has tables of its own, as in a large
-// store.
+// compression, so that a test can look for bytes in its files, small (16
+// KiB), so that each key range has tables of its own, as in a large store,
+// and compact only when it asks (CompactAllForTest, retention), as the
+// bottom level of a large store is left alone for months.
 func UncompressedForTest(cfg Config) Config {
 	cfg.uncompressed = true
 	return cfg

@@ -42,8 +42,9 @@ type Config struct {
 	// system's. Tests set a crashable in-memory one (export_test.go) to
 	// lose what was not synced, as a power cut does.
 	fs vfs.FS
-	// uncompressed writes small tables without compression, so that a
-	// test can look for bytes in the files (export_test.go).
+	// uncompressed writes small tables without compression and makes no
+	// compaction the store does not ask for, so that a test can look for
+	// bytes in the files (export_test.go).
 	uncompressed bool
 }
 
@@ -302,6 +303,10 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 	}
 	opts.Filters = knownFilterPolicies()
 	if cfg.uncompressed {
+		// No compaction but those the store asks for: in a store this
+		// small, Pebble's own would soon rewrite every table and drop
+		// deleted data whatever the store does.
+		opts.DisableAutomaticCompactions = true
 		for i := range opts.Levels {
 			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 			// Small tables, so that each key range of a small test store
