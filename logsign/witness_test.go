@@ -15,6 +15,7 @@ import (
 
 	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/pebblestore"
 )
 
 // quorumWitness stands for the witnesses of a policy: Cosign asks them
@@ -27,6 +28,18 @@ type quorumWitness struct {
 func (w *quorumWitness) Cosign(_ context.Context, cp []byte, _ uint64, _ func(old, new uint64) ([]tlog.Hash, error)) []byte {
 	w.asked.Add(1)
 	return cp
+}
+
+// witnessedStore opens a store in a new directory, closed with the test,
+// and a quorumWitness that answers.
+func witnessedStore(t *testing.T) (dir string, st *pebblestore.Store, w *quorumWitness) {
+	t.Helper()
+	dir = t.TempDir()
+	st = openStore(t, filepath.Join(dir, "db"))
+	t.Cleanup(func() { st.Close() })
+	w = &quorumWitness{}
+	w.up.Store(true)
+	return dir, st, w
 }
 
 func (w *quorumWitness) check(cp []byte) error {
@@ -42,11 +55,7 @@ func (w *quorumWitness) check(cp []byte) error {
 // a Flush says ErrWithheld, and the next cosigned checkpoint covers every
 // event.
 func TestWitnessQuorum(t *testing.T) {
-	dir := t.TempDir()
-	st := openStore(t, filepath.Join(dir, "db"))
-	defer st.Close()
-	w := &quorumWitness{}
-	w.up.Store(true)
+	dir, st, w := witnessedStore(t)
 	var logs syncbuf.Buffer
 	l := newLogWith(t, dir, logsign.Config{Store: st, Interval: 5 * time.Millisecond, SignInterval: 20 * time.Millisecond,
 		Witnesses: w, WitnessQuorum: w.check, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -117,11 +126,7 @@ func TestWitnessQuorum(t *testing.T) {
 func TestWitnessInterval(t *testing.T) {
 	for _, required := range []bool{false, true} {
 		t.Run(map[bool]string{false: "stored", true: "quorum"}[required], func(t *testing.T) {
-			dir := t.TempDir()
-			st := openStore(t, filepath.Join(dir, "db"))
-			defer st.Close()
-			w := &quorumWitness{}
-			w.up.Store(true)
+			dir, st, w := witnessedStore(t)
 			var mu sync.Mutex
 			clock := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 			cfg := logsign.Config{Store: st, SignInterval: time.Second, Witnesses: w, WitnessInterval: 10 * time.Second,

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -143,8 +140,8 @@ func TestRotateLogKey(t *testing.T) {
 	if out := runOK(t, "verify", "checkpoint", "--key", pubFile, save("ba.cp", noteBA)); !strings.Contains(out, "signed by "+keyID(pubB)+" and "+keyID(pubA)) {
 		t.Errorf("verify checkpoint during the rotation printed %q", out)
 	}
-	if got := publicKeysGauge(t, m); got != "2" {
-		t.Errorf("audittrail_log_public_keys during the rotation: %q, want 2", got)
+	if got := metricValue(t, m.InternalURL, "audittrail_log_public_keys"); got != 2 {
+		t.Errorf("audittrail_log_public_keys during the rotation: %v, want 2", got)
 	}
 	m.Close()
 
@@ -157,8 +154,8 @@ func TestRotateLogKey(t *testing.T) {
 		t.Fatalf("public key after the rotation: %q", got)
 	}
 	noteB := round(m)
-	if got := publicKeysGauge(t, m); got != "1" {
-		t.Errorf("audittrail_log_public_keys after the rotation: %q, want 1", got)
+	if got := metricValue(t, m.InternalURL, "audittrail_log_public_keys"); got != 1 {
+		t.Errorf("audittrail_log_public_keys after the rotation: %v, want 1", got)
 	}
 	if verifies(noteB, pubA) != nil || verifies(noteB, pubB) == nil {
 		t.Fatalf("a checkpoint after the rotation:\n%s", noteB)
@@ -209,26 +206,6 @@ func TestRotateLogKey(t *testing.T) {
 	if _, _, err := runCommand(t, "verify", "store", "--data-dir", dataDir, "--key", pubC); err == nil {
 		t.Error("verify store with the newest key alone passed over checkpoints it cannot verify")
 	}
-}
-
-// publicKeysGauge is the value of audittrail_log_public_keys on m's
-// internal listener.
-func publicKeysGauge(t *testing.T, m *Main) string {
-	t.Helper()
-	res, err := http.Get(m.InternalURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := regexp.MustCompile(`(?m)^audittrail_log_public_keys (\S+)$`).FindSubmatch(body)
-	if v == nil {
-		return ""
-	}
-	return string(v[1])
 }
 
 // TestLogOrigin names a log by its key: a key made with "keygen --origin"
