@@ -3,6 +3,7 @@ package pebblestore_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
 
 	"github.com/audittrail/audittrail"
@@ -802,4 +804,105 @@ func BenchmarkExpire(b *testing.B) {
 	b.ReportMetric(float64(slowest.Microseconds())/1000, "max-append-ms")
 	b.ReportMetric(float64(idle.Microseconds())/1000, "max-append-idle-ms")
 	b.ReportMetric(float64(again.Microseconds())/1000, "empty-pass-ms")
+}
+
+// BenchmarkWriteAmplification appends internal/sample's events (1M, or
+// AUDITTRAIL_BENCH_WAMP_EVENTS) to a fresh store from four callers, as
+// BenchmarkAppendSample does, and attributes what Pebble writes to the
+// kinds of keys (keys.go): per event, the bytes of the tables its flushes
+// wrote and of those its compactions wrote (moves excluded), by the prefix
+// of each table's keys ("mixed": a table whose first and last keys are of
+// two kinds), and the bytes of each kind in the tables at the end. Their
+// ratio is each kind's write amplification: where ingest's compaction CPU
+// goes as the store grows.
+//
+//	AUDITTRAIL_BENCH_WAMP_EVENTS=10000000 go test -run '^$' -bench WriteAmplification -benchtime 1x -timeout 60m ./pebblestore/
+func BenchmarkWriteAmplification(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_WAMP_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	kind := func(t pebble.TableInfo) string {
+		lo, hi := t.Smallest.UserKey, t.Largest.UserKey
+		if len(lo) == 0 || len(hi) == 0 || lo[0] != hi[0] {
+			return "mixed"
+		}
+		return string(lo[:1])
+	}
+	for range b.N {
+		var mu sync.Mutex
+		flushed, compacted := map[string]uint64{}, map[string]uint64{}
+		live := map[uint64]pebble.TableInfo{}
+		listen := func(l *pebble.EventListener) {
+			l.FlushEnd = func(i pebble.FlushInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, t := range i.Output {
+					flushed[kind(t)] += t.Size
+					live[uint64(t.FileNum)] = t
+				}
+			}
+			l.CompactionEnd = func(i pebble.CompactionInfo) {
+				if i.Err != nil {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, in := range i.Input {
+					for _, t := range in.Tables {
+						delete(live, uint64(t.FileNum))
+					}
+				}
+				for _, t := range i.Output.Tables {
+					if i.Reason != "move" {
+						compacted[kind(t)] += t.Size
+					}
+					live[uint64(t.FileNum)] = t
+				}
+			}
+		}
+		s := openStoreConfig(b, pebblestore.ListenForTest(pebblestore.Config{Dir: b.TempDir()}, listen))
+		g := sample.New(1, sample.Options{Events: n})
+		now := time.Now()
+		next := make(chan []*audittrail.Event, 8)
+		go func() {
+			defer close(next)
+			for k := 0; k < n; k += 1000 {
+				next <- sampleBatch(b, g, now, 1000)
+			}
+		}()
+		cpu0 := cpuTime()
+		if _, err := sample.AppendFrom(context.Background(), s, next, 4); err != nil {
+			b.Fatal(err)
+		}
+		cpu := cpuTime() - cpu0
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		mu.Lock()
+		stored := map[string]uint64{}
+		for _, t := range live {
+			stored[kind(t)] += t.Size
+		}
+		kinds := slices.Sorted(maps.Keys(stored))
+		for k := range compacted {
+			if _, ok := stored[k]; !ok {
+				kinds = append(kinds, k)
+			}
+		}
+		var all [3]uint64
+		for _, k := range kinds {
+			b.ReportMetric(float64(flushed[k])/float64(n), k+"-flushed-B/event")
+			b.ReportMetric(float64(compacted[k])/float64(n), k+"-compacted-B/event")
+			b.ReportMetric(float64(stored[k])/float64(n), k+"-stored-B/event")
+			all[0] += flushed[k]
+			all[1] += compacted[k]
+			all[2] += stored[k]
+		}
+		mu.Unlock()
+		b.ReportMetric(float64(all[0])/float64(n), "flushed-B/event")
+		b.ReportMetric(float64(all[1])/float64(n), "compacted-B/event")
+		b.ReportMetric(float64(all[2])/float64(n), "stored-B/event")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
+	}
 }

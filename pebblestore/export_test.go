@@ -319,6 +319,13 @@ func UncompressedForTest(cfg Config) Config {
 	return cfg
 }
 
+// ListenForTest has f add callbacks to the Pebble event listener of the
+// store opened with cfg.
+func ListenForTest(cfg Config, f func(*pebble.EventListener)) Config {
+	cfg.listen = f
+	return cfg
+}
+
 // DiskCheckIntervalForTest is how long the free space read by an append
 // stays in use.
 const DiskCheckIntervalForTest = diskCheckInterval

@@ -46,6 +46,10 @@ type Config struct {
 	// compaction the store does not ask for, so that a test can look for
 	// bytes in the files (export_test.go).
 	uncompressed bool
+	// listen, when set, adds callbacks to Pebble's event listener: the
+	// benchmark that attributes Pebble's writing to the kinds of keys
+	// follows flushes and compactions (BenchmarkWriteAmplification).
+	listen func(*pebble.EventListener)
 }
 
 // DefaultCacheSize is the block cache size when Config.CacheSize is 0.
@@ -302,6 +306,9 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 		}
 	}
 	opts.Filters = knownFilterPolicies()
+	if cfg.listen != nil {
+		cfg.listen(opts.EventListener)
+	}
 	if cfg.uncompressed {
 		// No compaction but those the store asks for: in a store this
 		// small, Pebble's own would soon rewrite every table and drop
