@@ -266,11 +266,12 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 	forceSign := sign == signNow
 	// Only checkpoints the witnesses' quorum cosigned are stored.
 	quorumRequired := l.cfg.Witnesses != nil && l.cfg.WitnessQuorum != nil
+	// The witnesses may be asked now (WitnessInterval).
+	askable := l.cfg.WitnessInterval <= 0 || now.Sub(l.lastAsk) >= l.cfg.WitnessInterval
 	if sign != signLater && (newSize > signed || (forceSign && l.latestCheckpoint() == nil)) {
 		due := l.latestCheckpoint() == nil || now.Sub(l.lastSign) >= l.cfg.SignInterval
-		if quorumRequired && l.cfg.WitnessInterval > 0 {
-			// Sign when the witnesses may be asked.
-			due = due && now.Sub(l.lastAsk) >= l.cfg.WitnessInterval
+		if quorumRequired {
+			due = due && askable // sign when the witnesses may be asked
 		}
 		if forceSign || due {
 			if !haveRoot {
@@ -294,7 +295,7 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 			return err
 		}
 	}
-	if note != nil && l.cfg.Witnesses != nil && (l.cfg.WitnessInterval <= 0 || forceSign || now.Sub(l.lastAsk) >= l.cfg.WitnessInterval) {
+	if note != nil && l.cfg.Witnesses != nil && (askable || forceSign) {
 		l.lastAsk = now
 		// Before the store: the checkpoint is stored and served once,
 		// with its cosignatures. A witness shown a checkpoint that a crash

@@ -526,10 +526,7 @@ func BenchmarkSearchRegexSample(b *testing.B) {
 // AUDITTRAIL_BENCH_SAMPLE_EVENTS, filled when it is new: in a temporary
 // directory, or kept under AUDITTRAIL_BENCH_DIR for the next runs.
 func sampleStore(b *testing.B) *pebblestore.Store {
-	n := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_SAMPLE_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
+	n := envInt("AUDITTRAIL_BENCH_SAMPLE_EVENTS", 1_000_000)
 	dir := b.TempDir()
 	if d := os.Getenv("AUDITTRAIL_BENCH_DIR"); d != "" {
 		dir = filepath.Join(d, fmt.Sprintf("sample-%d", n))
@@ -636,10 +633,7 @@ func BenchmarkSelfAuditWrites(b *testing.B) {
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
 	}
-	writes := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_SELFAUDIT_EVENTS")); err == nil && v > 0 {
-		writes = v
-	}
+	writes := envInt("AUDITTRAIL_SELFAUDIT_EVENTS", 1_000_000)
 	for _, mode := range []string{"random", "time"} {
 		b.Run("ids="+mode, func(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "store")
@@ -714,10 +708,7 @@ func selfAuditLike(tb testing.TB, id string, now time.Time) *audittrail.Event {
 //
 //	go test -run '^$' -bench Expire -benchtime 3x ./pebblestore/
 func BenchmarkExpire(b *testing.B) {
-	n := 200_000
-	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_EXPIRE_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
+	n := envInt("AUDITTRAIL_BENCH_EXPIRE_EVENTS", 200_000)
 	ctx := context.Background()
 	var deleted, erased int64
 	var passTime time.Duration
@@ -818,10 +809,7 @@ func BenchmarkExpire(b *testing.B) {
 //
 //	AUDITTRAIL_BENCH_WAMP_EVENTS=10000000 go test -run '^$' -bench WriteAmplification -benchtime 1x -timeout 60m ./pebblestore/
 func BenchmarkWriteAmplification(b *testing.B) {
-	n := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("AUDITTRAIL_BENCH_WAMP_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
+	n := envInt("AUDITTRAIL_BENCH_WAMP_EVENTS", 1_000_000)
 	kind := func(t pebble.TableInfo) string {
 		lo, hi := t.Smallest.UserKey, t.Largest.UserKey
 		if len(lo) == 0 || len(hi) == 0 || lo[0] != hi[0] {
@@ -884,12 +872,10 @@ func BenchmarkWriteAmplification(b *testing.B) {
 		for _, t := range live {
 			stored[kind(t)] += t.Size
 		}
-		kinds := slices.Sorted(maps.Keys(stored))
-		for k := range compacted {
-			if _, ok := stored[k]; !ok {
-				kinds = append(kinds, k)
-			}
-		}
+		union := maps.Clone(stored)
+		maps.Copy(union, flushed)
+		maps.Copy(union, compacted)
+		kinds := slices.Sorted(maps.Keys(union))
 		var all [3]uint64
 		for _, k := range kinds {
 			b.ReportMetric(float64(flushed[k])/float64(n), k+"-flushed-B/event")
@@ -905,4 +891,13 @@ func BenchmarkWriteAmplification(b *testing.B) {
 		b.ReportMetric(float64(all[2])/float64(n), "stored-B/event")
 		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
 	}
+}
+
+// envInt returns the positive integer in the environment variable name
+// (a benchmark's size), or def when it is unset or not one.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
