@@ -263,6 +263,8 @@ func (w *groupWriter) prepare(g *group, prev *group) {
 		g.batch = s.db.NewBatchWithSize(len(g.buf.arena) + 16*g.buf.len() + g.cols.bytes() + g.posts.bytes())
 		if g.err = g.buf.writeTo(g.batch); g.err == nil {
 			if g.err = g.cols.writeTo(g.batch); g.err == nil {
+				g.posts.epochs = &s.epochs
+				g.posts.unpartitioned = s.legacyWrites.format5 || s.legacyWrites.format7
 				g.err = g.posts.writeTo(g.batch)
 			}
 		}

@@ -525,16 +525,26 @@ func BenchmarkSearchRegexSample(b *testing.B) {
 // sampleStore opens a store of internal/sample's events, 1M of them or
 // AUDITTRAIL_BENCH_SAMPLE_EVENTS, filled when it is new: in a temporary
 // directory, or kept under AUDITTRAIL_BENCH_DIR for the next runs.
-func sampleStore(b *testing.B) *pebblestore.Store {
+func sampleStore(b *testing.B) *pebblestore.Store { return sampleStoreFormat(b, false) }
+
+// sampleStoreFormat is sampleStore, with the posting lists written as
+// format 7 did (without epochs) when format7 is set.
+func sampleStoreFormat(b *testing.B, format7 bool) *pebblestore.Store {
 	n := envInt("AUDITTRAIL_BENCH_SAMPLE_EVENTS", 1_000_000)
 	dir := b.TempDir()
 	if d := os.Getenv("AUDITTRAIL_BENCH_DIR"); d != "" {
 		dir = filepath.Join(d, fmt.Sprintf("sample-%d", n))
+		if format7 {
+			dir += "-format7"
+		}
 	}
 	s := openStoreConfig(b, pebblestore.Config{Dir: dir})
 	if have := int(s.Stats().Events); have != n {
 		if have != 0 {
 			b.Fatalf("%s holds %d events, not %d", dir, have, n)
+		}
+		if format7 {
+			s.WriteFormat7ForTest()
 		}
 		g := sample.New(1, sample.Options{Events: n})
 		now := time.Now()
@@ -543,6 +553,92 @@ func sampleStore(b *testing.B) *pebblestore.Store {
 		}
 	}
 	return s
+}
+
+// BenchmarkSearchSampleEpochs is the first page (50) of exact searches over
+// internal/sample's 30 days (sampleStore), on a store whose posting lists
+// are under epochs of event time (format 8) and on one written as format 7
+// did, side by side: a rare value's list is sought in every epoch of the
+// range (principal-rare: a principal with fewer than a page of events;
+// request-id: a metadata value of one event), where format 7 seeks once; a
+// popular value's page comes from the newest epoch.
+//
+//	AUDITTRAIL_BENCH_SAMPLE_EVENTS=10000000 AUDITTRAIL_BENCH_DIR=<dir> go test -run '^$' -bench SearchSampleEpochs -count 3 ./pebblestore/
+func BenchmarkSearchSampleEpochs(b *testing.B) {
+	n := envInt("AUDITTRAIL_BENCH_SAMPLE_EVENTS", 1_000_000)
+	// Values from the stream's first 100,000 events: the most frequent
+	// principal, principals seen once (rare ones among them), and the
+	// request_id of one event (the first that has one from the 50,000th).
+	g := sample.New(1, sample.Options{Events: n})
+	counts := map[string]int{}
+	var requestID string
+	for i := range 100_000 {
+		_, e := g.Next()
+		counts[e.Event.Principal]++
+		if i >= 50_000 && requestID == "" {
+			requestID = e.Event.Metadata["request_id"]
+		}
+	}
+	popular, once := "", []string{}
+	for p, c := range counts {
+		if popular == "" || c > counts[popular] {
+			popular = p
+		}
+		if c == 1 {
+			once = append(once, p)
+		}
+	}
+	slices.Sort(once)
+	if requestID == "" {
+		b.Fatal("no request_id after the 50,000th event")
+	}
+	dayAgo := sample.DefaultEnd.Add(-24 * time.Hour)
+	for _, layout := range []string{"epochs", "format7"} {
+		s := sampleStoreFormat(b, layout == "format7")
+		defer s.Close()
+		// The first principal seen once whose whole list is under a page.
+		rare := ""
+		for _, p := range once {
+			var f audittrail.Filter
+			f.Exact[audittrail.FieldPrincipal] = p
+			q, err := f.Compile(sample.DefaultEnd)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m := searchAll(b, s, q, 50, 0); m >= 5 && m < 50 {
+				rare = p
+				break
+			}
+		}
+		if rare == "" {
+			b.Fatal("no principal with 5 to 49 events")
+		}
+		rare24h := audittrail.Filter{Exact: exact(audittrail.FieldPrincipal, rare), StartTime: &dayAgo}
+		for _, c := range []struct {
+			name string
+			f    audittrail.Filter
+		}{
+			{"principal-rare", audittrail.Filter{Exact: exact(audittrail.FieldPrincipal, rare)}},
+			{"principal-rare-24h", rare24h},
+			{"request-id", audittrail.Filter{MetadataExact: map[string]string{"request_id": requestID}}},
+			{"principal-popular", audittrail.Filter{Exact: exact(audittrail.FieldPrincipal, popular)}},
+		} {
+			b.Run(c.name+"/"+layout, func(b *testing.B) {
+				q, err := c.f.Compile(sample.DefaultEnd)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var res *audittrail.SearchResult
+				for b.Loop() {
+					if res, err = s.Search(context.Background(), audittrail.SearchRequest{Query: q, Limit: 50}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(res.Events)), "results")
+				b.ReportMetric(float64(len(s.EpochsForTest())), "epochs")
+			})
+		}
+	}
 }
 
 // BenchmarkErasePrefixes measures what each retention pass that deleted
@@ -805,10 +901,22 @@ func BenchmarkExpire(b *testing.B) {
 // of each table's keys ("mixed": a table whose first and last keys are of
 // two kinds), and the bytes of each kind in the tables at the end. Their
 // ratio is each kind's write amplification: where ingest's compaction CPU
-// goes as the store grows.
+// goes as the store grows. The posting lists under epochs (this build's
+// format) and written as format 7 did, side by side (-count alternates
+// them).
 //
 //	AUDITTRAIL_BENCH_WAMP_EVENTS=10000000 go test -run '^$' -bench WriteAmplification -benchtime 1x -timeout 60m ./pebblestore/
 func BenchmarkWriteAmplification(b *testing.B) {
+	for _, format7 := range []bool{false, true} {
+		name := "lists=epochs"
+		if format7 {
+			name = "lists=format7"
+		}
+		b.Run(name, func(b *testing.B) { benchWriteAmplification(b, format7) })
+	}
+}
+
+func benchWriteAmplification(b *testing.B, format7 bool) {
 	n := envInt("AUDITTRAIL_BENCH_WAMP_EVENTS", 1_000_000)
 	kind := func(t pebble.TableInfo) string {
 		lo, hi := t.Smallest.UserKey, t.Largest.UserKey
@@ -850,6 +958,9 @@ func BenchmarkWriteAmplification(b *testing.B) {
 			}
 		}
 		s := openStoreConfig(b, pebblestore.ListenForTest(pebblestore.Config{Dir: b.TempDir()}, listen))
+		if format7 {
+			s.WriteFormat7ForTest()
+		}
 		g := sample.New(1, sample.Options{Events: n})
 		now := time.Now()
 		next := make(chan []*audittrail.Event, 8)

@@ -158,7 +158,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		return res, err
 	}
 	var lists map[string]struct{}
-	if cleaned == s.cutoff.Load() && !s.legacyPostings.read && !s.legacyPostings.hash64 {
+	if cleaned == s.cutoff.Load() && !s.legacyPostings.read && !s.legacyPostings.hash64 && !s.legacyPostings.unpartitioned {
 		lists = map[string]struct{}{}
 	}
 	start := []byte{pfxEvent}
@@ -201,7 +201,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		return res, err
 	}
 	c := s.cutoff.Load()
-	colRanges, err := s.expireIndexes(ctx, c, lists)
+	deletedRanges, err := s.expireIndexes(ctx, c, lists)
 	s.closeMu.RUnlock()
 	if err != nil {
 		return res, fmt.Errorf("pebblestore: deleting the postings before the retention cutoff: %w", err)
@@ -233,12 +233,13 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	// the data now (TestExpireErasesFromFiles): the expired ranges' tables
 	// (the first pass on a store with a backlog rewrites what shares tables
 	// with it; an hourly pass, the tables holding its hour) and the
-	// dictionaries' range (tens of MB at most).
+	// dictionaries' range (tens of MB at most). So are the posting lists'
+	// epochs deleted whole (expireIndexes).
 	var compact []keyRange
 	if res.Deleted > 0 {
 		compact = append(compact, keyRange{[]byte{pfxEvent}, eventKey(nil, c, 0)})
-		compact = append(compact, colRanges...)
 	}
+	compact = append(compact, deletedRanges...)
 	if res.Erased > 0 {
 		compact = append(compact, keyRange{[]byte{pfxDict}, []byte{pfxDict + 1}})
 	}
@@ -366,33 +367,12 @@ func (s *Store) eraseValues(r *expireReq) {
 	if r.err = s.failure(); r.err != nil {
 		return
 	}
-	// The lists of every format this store may hold: packed, and one
-	// key per posting (format 4 and earlier).
-	pfxs := []byte{pfxPacked}
-	if s.legacyPostings.read {
-		pfxs = append(pfxs, pfxPost)
-	}
-	var its []*pebble.Iterator
-	defer func() {
-		for _, it := range its {
-			if err := it.Close(); r.err == nil {
-				r.err = err
-			}
-		}
-	}()
-	for _, p := range pfxs {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
-		if err != nil {
-			r.err = err
-			return
-		}
-		its = append(its, it)
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	var key []byte
+	// The candidates that may be erased, then those of them no list holds:
+	// the epochs' lists first, epoch by epoch so that each epoch's seeks
+	// go forward (the candidates are sorted), then the lists of earlier
+	// formats the store holds (packed without epochs, one key per
+	// posting).
 	r.erased = r.erased[:0]
-candidates:
 	for _, c := range r.erase {
 		d, id := dictID(c>>32), uint32(c)
 		// The writer is the only goroutine that changes erased.
@@ -406,23 +386,89 @@ candidates:
 		} else if !indexedDict(d) {
 			continue // no way to tell (user agents)
 		}
-		for i, it := range its {
-			if d == dictColPrefix {
-				break // no posting lists: prefixUse said
+		r.erased = append(r.erased, c)
+	}
+	var pfxs []byte
+	if s.legacyPostings.unpartitioned {
+		pfxs = append(pfxs, pfxPacked)
+	}
+	if s.legacyPostings.read {
+		pfxs = append(pfxs, pfxPost)
+	}
+	var key []byte
+	held := func(it *pebble.Iterator, key []byte) (bool, error) {
+		if it.SeekGE(key) && bytes.HasPrefix(it.Key(), key) {
+			return true, nil
+		}
+		return false, it.Error()
+	}
+	unheld := func(check func(c uint64) (bool, error)) error {
+		kept := r.erased[:0]
+		for _, c := range r.erased {
+			h, err := check(c)
+			if err != nil {
+				return err
 			}
-			key = binary.BigEndian.AppendUint32(append(key[:0], pfxs[i], byte(d)), id)
-			if it.SeekGE(key) && bytes.HasPrefix(it.Key(), key) {
-				continue candidates // a record holds it
-			}
-			if r.err = it.Error(); r.err != nil {
-				return
+			if !h {
+				kept = append(kept, c)
 			}
 		}
+		r.erased = kept
+		return nil
+	}
+	epochs := s.epochs.load()
+	if len(epochs) > 0 {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEpochPacked}, UpperBound: []byte{pfxEpochPacked + 1}})
+		if err != nil {
+			r.err = err
+			return
+		}
+		for i := len(epochs) - 1; i >= 0 && r.err == nil && len(r.erased) > 0; i-- {
+			r.err = unheld(func(c uint64) (bool, error) {
+				if d := dictID(c >> 32); d == dictColPrefix {
+					return false, nil // no posting lists: prefixUse said
+				}
+				key = epochListPrefix(key[:0], pfxEpochPacked, epochs[i], binary.BigEndian.AppendUint32([]byte{byte(c >> 32)}, uint32(c)))
+				return held(it, key)
+			})
+		}
+		if err := it.Close(); r.err == nil {
+			r.err = err
+		}
+	}
+	for _, p := range pfxs {
+		if r.err != nil || len(r.erased) == 0 {
+			break
+		}
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			r.err = err
+			break
+		}
+		r.err = unheld(func(c uint64) (bool, error) {
+			if d := dictID(c >> 32); d == dictColPrefix {
+				return false, nil
+			}
+			key = binary.BigEndian.AppendUint32(append(key[:0], p, byte(c>>32)), uint32(c))
+			return held(it, key)
+		})
+		if err := it.Close(); r.err == nil {
+			r.err = err
+		}
+	}
+	if r.err != nil {
+		r.erased = nil
+		return
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, c := range r.erased {
+		d, id := dictID(c>>32), uint32(c)
 		if r.err = b.Set(dictKey(nil, d, id), erasedValue, nil); r.err != nil {
+			r.erased = nil
 			return
 		}
 		writeCount(b, d, id, 0)
-		r.erased = append(r.erased, c)
 	}
 	if len(r.erased) == 0 {
 		return
@@ -642,30 +688,52 @@ func noteLists(lists map[string]struct{}, v *recView) map[string]struct{} {
 }
 
 // expireIndexes deletes the posting blocks and the value column's buckets
-// before cutoff: of the given lists, or of every list when lists is nil.
-// The caller holds closeMu.
-func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[string]struct{}) (colRanges []keyRange, err error) {
+// before cutoff: of the given lists, or of every list when lists is nil
+// (lists are named as noteLists does). The epochs of posting lists below
+// the cutoff's go whole, one range deletion per kind; in the cutoff's epoch
+// each list's blocks before it go. It returns the ranges deleted whole,
+// which nothing is written to any more. The caller holds closeMu.
+func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[string]struct{}) (deleted []keyRange, err error) {
 	if cutoff == noCutoff {
 		return nil, nil
 	}
 	d := &deleter{s: s}
 	defer d.close()
+	ec := epochOf(sortTime(cutoff))
+	if within := s.epochs.within(0, ec); len(within) > 0 && within[len(within)-1] < ec {
+		for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
+			lo, hi := []byte{kind}, binary.BigEndian.AppendUint32([]byte{kind}, ec)
+			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
+				return nil, err
+			}
+			d.ranges = append(d.ranges, keyRange{lo, hi})
+		}
+	}
 	if lists == nil {
+		for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
+			lo := binary.BigEndian.AppendUint32([]byte{kind}, ec)
+			hi, _ := prefixSuccessor(lo)
+			if err := d.postings(ctx, lo, hi, cutoff, nil); err != nil {
+				return nil, err
+			}
+		}
 		for _, pfx := range []byte{pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
-			if err := d.postings(ctx, pfx, cutoff, nil); err != nil {
+			if err := d.postings(ctx, []byte{pfx}, []byte{pfx + 1}, cutoff, nil); err != nil {
 				return nil, err
 			}
 		}
 	} else {
 		sorted := make([]string, 0, len(lists))
 		for l := range lists {
-			sorted = append(sorted, l)
+			sorted = append(sorted, string(epochListPrefix(nil, epochKind(l[0]), ec, []byte(l[1:]))))
 		}
 		slices.Sort(sorted)
-		for _, pfx := range []byte{pfxPacked, pfxPackedHashed} {
-			i, _ := slices.BinarySearch(sorted, string([]byte{pfx}))
-			j, _ := slices.BinarySearch(sorted, string([]byte{pfx + 1}))
-			if err := d.postings(ctx, pfx, cutoff, sorted[i:j]); err != nil {
+		for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
+			lo := binary.BigEndian.AppendUint32([]byte{kind}, ec)
+			hi, _ := prefixSuccessor(lo)
+			i, _ := slices.BinarySearch(sorted, string(lo))
+			j, _ := slices.BinarySearch(sorted, string(hi))
+			if err := d.postings(ctx, lo, hi, cutoff, sorted[i:j]); err != nil {
 				return nil, err
 			}
 		}
@@ -673,15 +741,20 @@ func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[strin
 	if err := d.column(cutoff); err != nil {
 		return nil, err
 	}
-	return d.colRanges, d.flush()
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	// Deleted: searches need not seek them any more.
+	s.epochs.dropBelow(ec)
+	return d.ranges, nil
 }
 
 // deleter batches deletions.
 type deleter struct {
-	s         *Store
-	b         *pebble.Batch
-	n         int
-	colRanges []keyRange // of the column, deleted
+	s      *Store
+	b      *pebble.Batch
+	n      int
+	ranges []keyRange // deleted whole: the column's, the posting lists' epochs
 }
 
 func (d *deleter) add(del func(b *pebble.Batch) error) error {
@@ -719,11 +792,12 @@ func (d *deleter) close() {
 // for each would cost more than the keys.
 const expirePointDeletes = 8
 
-// postings deletes the blocks of the lists under pfx whose newest posting
-// is before cutoff: of only, sorted, when it is not nil, else of every
-// list. A posting key is the list's prefix, then (time, seq): 16 bytes.
-func (d *deleter) postings(ctx context.Context, pfx byte, cutoff int64, only []string) error {
-	it, err := d.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
+// postings deletes the blocks of the lists in [lo, hi) whose newest
+// posting is before cutoff: of only (list prefixes, sorted) when it is not
+// nil, else of every list. A posting key is the list's prefix, then (time,
+// seq): 16 bytes.
+func (d *deleter) postings(ctx context.Context, lo, hi []byte, cutoff int64, only []string) error {
+	it, err := d.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
@@ -808,7 +882,7 @@ func (d *deleter) column(cutoff int64) error {
 			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
 				return firstErr(err, it.Close())
 			}
-			d.colRanges = append(d.colRanges, keyRange{lo, hi})
+			d.ranges = append(d.ranges, keyRange{lo, hi})
 		}
 		if f == 0xff {
 			break

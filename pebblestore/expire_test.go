@@ -30,20 +30,30 @@ import (
 // up, a second pass deletes those. Each pass either visits the posting
 // lists of the records it deletes (the passes before it finished) or, as
 // after an interrupted pass, walks every list.
+//
+// The events come 50 ms apart on average, all in one epoch of the posting
+// lists, or (epochs) 5 minutes apart, over about six epochs: the pass
+// deletes the epochs before the cutoff's whole, and its blocks before the
+// cutoff list by list.
 func TestExpire(t *testing.T) {
 	for _, limit := range []int{0, 8} {
 		for _, walk := range []bool{false, true} {
-			t.Run(fmt.Sprintf("DictionaryLimit=%d,walk=%v", limit, walk), func(t *testing.T) { testExpire(t, limit, walk) })
+			for _, epochs := range []bool{false, true} {
+				t.Run(fmt.Sprintf("DictionaryLimit=%d,walk=%v,epochs=%v", limit, walk, epochs), func(t *testing.T) { testExpire(t, limit, walk, epochs) })
+			}
 		}
 	}
 }
 
-func testExpire(t *testing.T, limit int, walk bool) {
+func testExpire(t *testing.T, limit int, walk, epochs bool) {
 	ctx := context.Background()
 	cfg := pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: limit}
 	s := openStoreConfig(t, cfg)
 	defer func() { s.Close() }()
 	g := newGen(11)
+	if epochs {
+		g.maxStep = 10 * time.Minute
+	}
 	all := appendBatches(t, s, g, 12, 250)
 	n := uint64(len(all))
 	// The log has integrated all but the last 200 events.
@@ -117,6 +127,10 @@ func testExpire(t *testing.T, limit int, walk bool) {
 		s.ForgetCleanedForTest()
 	}
 	fieldsBefore, metaBefore, prefixesBefore := s.DictionaryValuesForTest()
+	cutoffEpoch := pebblestore.EpochOfForTest(cutoff.UnixNano())
+	if ep := s.EpochsForTest(); epochs != (ep[0] < cutoffEpoch) {
+		t.Fatalf("epochs %v, the cutoff's %d: want some before it only when the events are spread", ep, cutoffEpoch)
+	}
 	res, err := s.Expire(ctx, cutoff)
 	wg.Wait()
 	if err != nil || appendErr != nil {
@@ -128,6 +142,9 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	remaining = append(remaining, during...)
 	all = append(all, during...)
 
+	if ep := s.EpochsForTest(); ep[0] != cutoffEpoch {
+		t.Fatalf("epochs %v after the pass, want the first to be the cutoff's, %d", ep, cutoffEpoch)
+	}
 	after, err := s.KeysBeforeForTest(cutoff.UnixNano())
 	if err != nil {
 		t.Fatal(err)
@@ -135,8 +152,8 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if after["e"] != int(wantKept) {
 		t.Fatalf("%d records before the cutoff remain, want the %d kept", after["e"], wantKept)
 	}
-	for _, k := range []string{"p", "k", "v"} {
-		if before[k] == 0 && (k == "p" || limit > 0) {
+	for _, k := range []string{"w", "z", "v"} {
+		if before[k] == 0 && (k == "w" || limit > 0) {
 			t.Fatalf("no %s keys before the cutoff to begin with: %v", k, before)
 		}
 		// A targeted pass leaves the blocks of the kept records' lists
@@ -314,7 +331,7 @@ func testExpire(t *testing.T, limit int, walk bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"e", "p", "k", "v"} {
+	for _, k := range []string{"e", "w", "z", "v"} {
 		if after[k] != 0 {
 			t.Fatalf("%d %s keys before the cutoff after the second pass", after[k], k)
 		}

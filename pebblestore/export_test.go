@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -97,8 +98,28 @@ func (s *Store) TreeKeysForTest() (hashes, leafTiles int, err error) {
 // WriteCurrentFormatForTest undoes WriteFormat5ForTest's and
 // WriteFormat6ForTest's writes (their reads stay).
 func (s *Store) WriteCurrentFormatForTest() {
-	s.legacyWrites.format5, s.legacyWrites.format6 = false, false
+	s.legacyWrites.format5, s.legacyWrites.format6, s.legacyWrites.format7 = false, false, false
 }
+
+// WriteFormat7ForTest makes s write its posting lists as stores of format 7
+// did, without epochs (and read them), as a store written by an earlier
+// build and opened by this one holds them.
+func (s *Store) WriteFormat7ForTest() {
+	s.legacyPostings.unpartitioned, s.legacyWrites.format7 = true, true
+}
+
+// ReadsFormat7ListsForTest says whether s reads posting lists without
+// epochs.
+func (s *Store) ReadsFormat7ListsForTest() bool { return s.legacyPostings.unpartitioned }
+
+// EpochShiftForTest is log2 of the epochs' width in nanoseconds.
+const EpochShiftForTest = epochShift
+
+// EpochsForTest returns the epochs s's searches seek, oldest first.
+func (s *Store) EpochsForTest() []uint32 { return slices.Clone(s.epochs.load()) }
+
+// EpochOfForTest returns the epoch of time ns.
+func EpochOfForTest(ns int64) uint32 { return epochOf(sortTime(ns)) }
 
 // WriteFormat6ForTest makes s write the value column's entries as stores of
 // format 6 did, without prefix refs, as a store written by an earlier build
@@ -253,6 +274,7 @@ func (s *Store) WriteUnpackedPostingsForTest() {
 // earlier build and opened by this one holds them.
 func (s *Store) WriteFormat5ForTest() {
 	s.legacyPostings.hash64, s.legacyPositions, s.legacyWrites.format5 = true, true, true
+	s.legacyPostings.unpartitioned = true
 }
 
 // ReadsFormat5ListsForTest says whether s reads format 5's lists of inline
@@ -337,7 +359,7 @@ const DiskCheckIntervalForTest = diskCheckInterval
 func (s *Store) KeysBeforeForTest(cutoff int64) (map[string]int, error) {
 	m := map[string]int{}
 	bound := sortTime(cutoff)
-	for _, pfx := range []byte{pfxEvent, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
+	for _, pfx := range []byte{pfxEvent, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash, pfxEpochPacked, pfxEpochHashed} {
 		err := scan(s.db, []byte{pfx}, func(k, v []byte) error {
 			if binary.BigEndian.Uint64(k[len(k)-16:]) < bound {
 				m[string(pfx)]++

@@ -28,6 +28,10 @@ type gen struct {
 	workspaces []string
 	actions    []genAction
 	pz, wz, az *rand.Zipf
+	// maxStep bounds the time from one event to the next (random below
+	// it); 100 ms unless set. A tenth of the events are late by up to
+	// 1,500 steps (10 minutes unless set).
+	maxStep time.Duration
 }
 
 type genAction struct {
@@ -138,10 +142,19 @@ func (g *gen) hex(n int) string {
 // next returns the next event, prepared as the service would.
 func (g *gen) next() *audittrail.Event {
 	r := g.r
-	g.t = g.t.Add(time.Duration(r.IntN(100_000)) * time.Microsecond)
+	step := 100 * time.Millisecond
+	if g.maxStep > 0 {
+		step = g.maxStep
+	}
+	g.t = g.t.Add(time.Duration(r.IntN(int(step/time.Microsecond))) * time.Microsecond)
 	et := g.t
 	if r.IntN(10) == 0 {
-		et = et.Add(-time.Duration(r.IntN(600)) * time.Second)
+		// Late: up to 10 minutes, or 1,500 steps when they are set.
+		if g.maxStep > 0 {
+			et = et.Add(-time.Duration(r.Int64N(int64(1500 * g.maxStep))))
+		} else {
+			et = et.Add(-time.Duration(r.IntN(600)) * time.Second)
+		}
 	}
 	pi := g.pz.Uint64()
 	a := g.actions[g.az.Uint64()]

@@ -15,8 +15,10 @@ const (
 	pfxSeq          = 's' // s + seq(8) → time(8) (log order, format 5 and earlier; read beside o)
 	pfxPositions    = 'o' // o + first seq(8) → the times of a group's seqs (log order; positions.go)
 	pfxColumn       = 'v' // v + field(1) + bucket time(8) + first seq(8) → packed inline values (column.go)
-	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings (postings.go)
-	pfxPackedHashed = 'k' // k + dict(1) + fold32(fnv64)(4) + time(8) + seq(8) → packed postings of inline values
+	pfxPacked       = 'p' // p + dict(1) + id(4) + time(8) + seq(8) → packed postings (formats 5 to 7; read beside w)
+	pfxPackedHashed = 'k' // k + dict(1) + fold32(fnv64)(4) + time(8) + seq(8) → the same for inline values (formats 6 and 7; read beside z)
+	pfxEpochPacked  = 'w' // w + epoch(4) + dict(1) + id(4) + time(8) + seq(8) → packed postings by epoch of event time (postings.go)
+	pfxEpochHashed  = 'z' // z + epoch(4) + dict(1) + fold32(fnv64)(4) + time(8) + seq(8) → the same for inline values
 	pfxPackedHash64 = 'q' // q + dict(1) + fnv64(8) + time(8) + seq(8) → the same, written by format 5; read beside k
 	pfxPost         = 'x' // x + dict(1) + id(4) + time(8) + seq(8) → empty (postings of format 4 and earlier; postings.go)
 
@@ -30,7 +32,7 @@ const (
 
 // keyPrefixes lists every prefix, so that a test can prove they are distinct:
 // two kinds of keys sharing a prefix would read each other's records.
-var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPositions, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxToken, pfxLogin, pfxTree, pfxLeafTile, pfxCheckpoint}
+var keyPrefixes = []byte{pfxDict, pfxEvent, pfxHash, pfxID, pfxMeta, pfxCount, pfxSeq, pfxPositions, pfxColumn, pfxPost, pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxEpochPacked, pfxEpochHashed, pfxToken, pfxLogin, pfxTree, pfxLeafTile, pfxCheckpoint}
 
 const seqLen = 8
 
@@ -56,10 +58,13 @@ var (
 // values' lists to 32 bits (k keys instead of q); this build reads format
 // 5's beside them. Format 7 writes the value column's entries with the ids
 // of their prefixes (column.go, "Prefixes"), which a new dictionary holds;
-// this build reads format 6's entries beside them. Open moves a store of
-// format 3 to 6 to format 7 without rewriting anything, so that older
-// builds, which would miss what this one writes, refuse it.
-const formatVersion = 7
+// this build reads format 6's entries beside them. Format 8 writes the
+// posting lists under an epoch of event time (w and z keys instead of p and
+// k; postings.go, "Epochs"); this build reads format 7's lists beside them.
+// Open moves a store of format 3 to 7 to format 8 without rewriting
+// anything, so that older builds, which would miss what this one writes,
+// refuse it.
+const formatVersion = 8
 
 const (
 	formatWithoutColumn    = 1
@@ -68,6 +73,7 @@ const (
 	formatUnpackedPostings = 4
 	formatHash64Lists      = 5
 	formatUnprefixedColumn = 6
+	formatUnpartitioned    = 7
 )
 
 // sortTime maps Unix nanoseconds to an unsigned value whose big-endian bytes

@@ -6,7 +6,10 @@ import (
 	"container/heap"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -48,6 +51,137 @@ import (
 // list (at 300 small groups a second, up to ~80,000 per bucket).
 const postBucketShift = 38
 
+// Epochs (storage format 8).
+//
+// Each list grows at its own end, all lists at once: in a key space of one
+// list after another, every flush of the memtable overlaps every table of
+// the lists below it, and compactions rewrite them again and again. Measured
+// by BenchmarkWriteAmplification at 10M events (internal/sample): the packed
+// lists of dictionary values were rewritten 6.0 times what they store, those
+// of inline values 5.9 times, against 1.2-1.5 for the records and the value
+// column, which are written in time order. So format 8 puts an epoch of
+// event time in front of the list: w + epoch + dict + id + time + seq (z for
+// inline values). New postings go to the current epoch's key range; the
+// older epochs' tables are left alone, as the records' are.
+//
+// A list is read one epoch after another, newest first: epochs are
+// disjoint in time and a block never spans two (an epoch is a whole number
+// of buckets), so the postings of an epoch all come before those of the
+// epoch below it. What it costs is one seek per epoch of the time range
+// searched that holds any posting (epochSet), for a list with few postings;
+// a list with a page of postings in its newest epoch reads one.
+//
+// epochShift is the epoch width: 2^epochShift ns. Wider epochs mean fewer
+// seeks for a rare value over a long range, narrower ones less rewriting
+// while an epoch fills (design/performance.md, "Ingest", has both measured).
+const epochShift = 47
+
+// epochOf returns the epoch of sortTime t.
+func epochOf(t uint64) uint32 { return uint32(t >> epochShift) }
+
+// epochSet is the set of epochs the store has posting blocks in, sorted:
+// a search seeks only those. The writer adds an epoch before it commits the
+// first block in it (a search that sees the block sees the epoch);
+// retention removes the epochs it deleted whole. Readers load the slice
+// without a lock; writers replace it.
+type epochSet struct {
+	mu sync.Mutex // serializes writers
+	p  atomic.Pointer[[]uint32]
+}
+
+func (es *epochSet) load() []uint32 {
+	if p := es.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// add adds epoch e.
+func (es *epochSet) add(e uint32) {
+	if _, found := slices.BinarySearch(es.load(), e); found {
+		return
+	}
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	cur := es.load()
+	i, found := slices.BinarySearch(cur, e)
+	if found {
+		return
+	}
+	next := slices.Insert(slices.Clone(cur), i, e)
+	es.p.Store(&next)
+}
+
+// dropBelow removes the epochs below e.
+func (es *epochSet) dropBelow(e uint32) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	cur := es.load()
+	i, _ := slices.BinarySearch(cur, e)
+	next := slices.Clone(cur[i:])
+	es.p.Store(&next)
+}
+
+// within returns the epochs from lo to hi, inclusive, newest first.
+func (es *epochSet) within(lo, hi uint32) []uint32 {
+	cur := es.load()
+	i, _ := slices.BinarySearch(cur, lo)
+	j, found := slices.BinarySearch(cur, hi)
+	if found {
+		j++
+	}
+	if i >= j {
+		return nil
+	}
+	out := slices.Clone(cur[i:j])
+	slices.Reverse(out)
+	return out
+}
+
+// loadEpochs reads the epochs of the store's w and z keys: one seek per
+// epoch.
+func (s *Store) loadEpochs() error {
+	for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: []byte{kind + 1}})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok; {
+			k := it.Key()
+			if len(k) < 5 {
+				return firstErr(fmt.Errorf("pebblestore: corrupt posting key %x", k), it.Close())
+			}
+			e := binary.BigEndian.Uint32(k[1:5])
+			s.epochs.add(e)
+			if e == 1<<32-1 {
+				break
+			}
+			ok = it.SeekGE(binary.BigEndian.AppendUint32([]byte{kind}, e+1))
+		}
+		if err := firstErr(it.Error(), it.Close()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// epochListPrefix returns the prefix of list's blocks in epoch e: kind
+// (w or z), e, then list, the dictionary and the value's id or hash.
+func epochListPrefix(dst []byte, kind byte, e uint32, list []byte) []byte {
+	dst = append(dst, kind)
+	dst = binary.BigEndian.AppendUint32(dst, e)
+	return append(dst, list...)
+}
+
+// epochKind returns the kind of the epoch lists that replace the packed
+// lists of kind (p or k).
+func epochKind(kind byte) byte {
+	if kind == pfxPacked {
+		return pfxEpochPacked
+	}
+	return pfxEpochHashed
+}
+
 // packedPrefix returns the packed list prefix of the list prefix pfx (x…
 // or h…, listPrefix and hashListPrefix): p… with the same dictionary id,
 // k… with the hash folded to 32 bits.
@@ -87,6 +221,10 @@ type postWrites struct {
 	order    []uint32              // lists in key order
 	key, val []byte
 	hash64   bool // write format 5's q lists (a test knob: Store.legacyWrites)
+	// unpartitioned: write format 7's lists, p and k keys, without
+	// epochs (a test knob: Store.legacyWrites).
+	unpartitioned bool
+	epochs        *epochSet // where the epochs written to are added; nil: not noted (tests)
 }
 
 type hashedList struct {
@@ -96,7 +234,7 @@ type hashedList struct {
 
 // postList is one list's postings in a group.
 type postList struct {
-	kind byte   // pfxPacked or pfxPackedHashed
+	kind byte   // pfxPacked, pfxPackedHashed or pfxPackedHash64: the list's kind without its epoch
 	d    dictID //
 	list uint64 // the dictionary id, or the hash of the inline value
 	ents []postEnt
@@ -175,7 +313,7 @@ func (w *postWrites) reset() {
 func (w *postWrites) bytes() int {
 	n := 0
 	for _, l := range w.lists {
-		n += 2 + 8 + timeSeqLen + len(l.ents)*2*binary.MaxVarintLen64
+		n += 6 + 8 + timeSeqLen + len(l.ents)*2*binary.MaxVarintLen64
 	}
 	return n
 }
@@ -208,7 +346,7 @@ func (w *postWrites) writeTo(b *pebble.Batch) error {
 		}
 		for j := 0; j < len(ents); {
 			first := ents[j]
-			w.key = appendPackedKey(w.key[:0], l, first)
+			w.key = w.appendKey(w.key[:0], l, first)
 			w.val = w.val[:0]
 			prev := first
 			k := j + 1
@@ -230,8 +368,21 @@ func (w *postWrites) writeTo(b *pebble.Batch) error {
 	return nil
 }
 
-func appendPackedKey(dst []byte, l *postList, newest postEnt) []byte {
-	dst = append(dst, l.kind, byte(l.d))
+// appendKey appends the key of l's block whose newest posting is newest:
+// under its epoch (format 8) unless l is of format 5's kind or w writes
+// format 7's lists.
+func (w *postWrites) appendKey(dst []byte, l *postList, newest postEnt) []byte {
+	if l.kind != pfxPackedHash64 && !w.unpartitioned {
+		e := epochOf(newest.t)
+		if w.epochs != nil {
+			w.epochs.add(e)
+		}
+		dst = append(dst, epochKind(l.kind))
+		dst = binary.BigEndian.AppendUint32(dst, e)
+	} else {
+		dst = append(dst, l.kind)
+	}
+	dst = append(dst, byte(l.d))
 	if l.kind == pfxPackedHash64 {
 		dst = binary.BigEndian.AppendUint64(dst, l.list)
 	} else {
@@ -285,7 +436,8 @@ func (h *blockHeap) Pop() any {
 }
 
 // packedList yields the postings of one list in [lo, hi), newest first: a
-// lazy merge of its blocks (see the top of this file).
+// lazy merge of its blocks (see the top of this file), one epoch after
+// another for a list of format 8 (see "Epochs").
 type packedList struct {
 	it      *pebble.Iterator
 	plen    int
@@ -297,28 +449,92 @@ type packedList struct {
 	loT     uint64 // lo: the list ends below it
 	loSeq   uint64
 	t, seq  uint64 // the current posting
+	// Epochs: the list's identity (dict + id or hash), its kind (w or z),
+	// the epochs still to read after the current one, newest first, and
+	// the bounds of the current one.
+	list         []byte
+	kind         byte
+	epochs       []uint32
+	lower, upper []byte
 }
 
 // newPackedList opens the packed list of packed prefix p (packedPrefix)
-// over the (time, seq) suffixes [lo, hi).
+// over the (time, seq) suffixes [lo, hi): of format 7 and earlier.
 func (s *Store) newPackedList(p, lo, hi []byte) (*packedList, error) {
-	pl := &packedList{plen: len(p)}
+	pl := &packedList{}
 	pl.loT, pl.loSeq = decodeSuffix(lo)
 	pl.hiT, pl.hiSeq = decodeSuffix(hi)
-	// Blocks of hi's bucket may hold postings below hi; blocks of newer
-	// buckets cannot.
-	upper := append(p[:len(p):len(p)], bytes.Repeat([]byte{0xff}, timeSeqLen+1)...)
-	if b := pl.hiT>>postBucketShift + 1; b < 1<<(64-postBucketShift) {
-		upper = binary.BigEndian.AppendUint64(p[:len(p):len(p)], b<<postBucketShift)
-		upper = binary.BigEndian.AppendUint64(upper, 0)
-	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: append(p[:len(p):len(p)], lo...), UpperBound: upper})
+	pl.setBounds(p, lo)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pl.lower, UpperBound: pl.upper})
 	if err != nil {
 		return nil, err
 	}
 	pl.it = it
 	pl.pending = it.Last()
 	return pl, nil
+}
+
+// newEpochList opens the list of packed prefix p (packedPrefix: p or k,
+// dictionary, id or hash) in the epochs of format 8 over [lo, hi); nil
+// when the store has no epoch in that range.
+func (s *Store) newEpochList(p, lo, hi []byte) (*packedList, error) {
+	pl := &packedList{kind: epochKind(p[0]), list: p[1:]}
+	pl.loT, pl.loSeq = decodeSuffix(lo)
+	pl.hiT, pl.hiSeq = decodeSuffix(hi)
+	pl.epochs = s.epochs.within(epochOf(pl.loT), epochOf(pl.hiT))
+	if len(pl.epochs) == 0 {
+		return nil, nil
+	}
+	pl.nextEpochBounds(lo)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pl.lower, UpperBound: pl.upper})
+	if err != nil {
+		return nil, err
+	}
+	pl.it = it
+	pl.pending = it.Last()
+	return pl, nil
+}
+
+// nextEpochBounds sets the bounds to the next epoch of pl.epochs and
+// removes it from them.
+func (pl *packedList) nextEpochBounds(lo []byte) {
+	p := epochListPrefix(nil, pl.kind, pl.epochs[0], pl.list)
+	pl.epochs = pl.epochs[1:]
+	pl.setBounds(p, lo)
+}
+
+// setBounds sets pl's iterator bounds for the blocks of prefix p (one list,
+// or one list's epoch) that may hold postings in [lo, hi): from p + lo to
+// the end of hi's bucket. Blocks of hi's bucket may hold postings below hi;
+// blocks of newer buckets cannot. New slices each time: the iterator may
+// keep the ones it was given.
+func (pl *packedList) setBounds(p, lo []byte) {
+	pl.plen = len(p)
+	upper := bytes.Clone(p)
+	if b := pl.hiT>>postBucketShift + 1; b < 1<<(64-postBucketShift) {
+		upper = binary.BigEndian.AppendUint64(upper, b<<postBucketShift)
+		upper = binary.BigEndian.AppendUint64(upper, 0)
+	} else {
+		upper = append(upper, bytes.Repeat([]byte{0xff}, timeSeqLen+1)...)
+	}
+	pl.upper = upper
+	pl.lower = append(p[:len(p):len(p)], lo...)
+}
+
+// loSuffix returns the suffix of lo.
+func (pl *packedList) loSuffix() []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, pl.loT), pl.loSeq)
+}
+
+// nextEpoch moves pl to its next epoch; false when it has none left.
+func (pl *packedList) nextEpoch() bool {
+	if len(pl.epochs) == 0 {
+		return false
+	}
+	pl.nextEpochBounds(pl.loSuffix())
+	pl.it.SetBounds(pl.lower, pl.upper)
+	pl.pending = pl.it.Last()
+	return true
 }
 
 // decodeSuffix splits a (time, seq) suffix, zero-padded if shorter.
@@ -356,6 +572,11 @@ func (pl *packedList) next() (bool, error) {
 			}
 		}
 		if len(pl.open) == 0 {
+			// This epoch is read (or the list's only one): every
+			// posting of the next is below its postings.
+			if pl.nextEpoch() {
+				continue
+			}
 			return false, nil
 		}
 		top := pl.open[0]

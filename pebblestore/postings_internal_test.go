@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -10,11 +11,18 @@ import (
 )
 
 // TestPackedListRoundTrip writes random postings of a few lists as several
-// group commits (blocks of one list overlapping in time, spanning buckets,
-// sharing nanoseconds, a hashed list's posting repeated in one group) and
-// reads every list back over random bounds: exactly the distinct postings in
-// [lo, hi), newest first.
+// group commits (blocks of one list overlapping in time, spanning buckets
+// and epochs, sharing nanoseconds, a hashed list's posting repeated in one
+// group) and reads every list back over random bounds: exactly the distinct
+// postings in [lo, hi), newest first. Lists of format 8 (under epochs) and
+// of format 7 (without).
 func TestPackedListRoundTrip(t *testing.T) {
+	for _, unpartitioned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unpartitioned=%v", unpartitioned), func(t *testing.T) { testPackedListRoundTrip(t, unpartitioned) })
+	}
+}
+
+func testPackedListRoundTrip(t *testing.T, unpartitioned bool) {
 	s, err := Open(t.Context(), Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +38,7 @@ func TestPackedListRoundTrip(t *testing.T) {
 	lists := []list{{d: 0, id: 1}, {d: 2, id: 7}, {d: 2, id: 8}, {hashed: true, d: 1, v: []byte("//svc/a")}, {hashed: true, d: 6, v: []byte("k\x00v")}}
 	want := make([][]postEnt, len(lists))
 	base := int64(1<<postBucketShift) * 1000
-	var w postWrites
+	w := postWrites{unpartitioned: unpartitioned, epochs: &s.epochs}
 	seq := uint64(0)
 	for range 30 { // group commits
 		w.reset()
@@ -45,6 +53,8 @@ func TestPackedListRoundTrip(t *testing.T) {
 				ns = base - 1
 			case 2:
 				ns = base + int64(r.IntN(50))<<postBucketShift
+			case 3:
+				ns = base + int64(r.IntN(8)-4)<<epochShift + r.Int64N(1<<epochShift)
 			}
 			for i, l := range lists {
 				if r.IntN(3) == 0 {
@@ -93,12 +103,17 @@ func TestPackedListRoundTrip(t *testing.T) {
 					exp = append(exp, p)
 				}
 			}
-			pl, err := s.newPackedList(packedPrefix(pfx), suffixOf(lo), suffixOf(hi))
+			var pl *packedList
+			if unpartitioned {
+				pl, err = s.newPackedList(packedPrefix(pfx), suffixOf(lo), suffixOf(hi))
+			} else {
+				pl, err = s.newEpochList(packedPrefix(pfx), suffixOf(lo), suffixOf(hi))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			var got []postEnt
-			for {
+			for pl != nil {
 				ok, err := pl.next()
 				if err != nil {
 					t.Fatal(err)
@@ -108,7 +123,9 @@ func TestPackedListRoundTrip(t *testing.T) {
 				}
 				got = append(got, postEnt{pl.t, pl.seq})
 			}
-			pl.close()
+			if pl != nil {
+				pl.close()
+			}
 			if !slices.Equal(got, exp) {
 				t.Fatalf("list %d, [%v, %v): %d postings, want %d\ngot  %v\nwant %v", i, lo, hi, len(got), len(exp), got, exp)
 			}

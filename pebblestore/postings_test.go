@@ -12,13 +12,18 @@ import (
 	"github.com/audittrail/audittrail/pebblestore"
 )
 
-// bucketEdge is a time on a boundary of the packed postings' time buckets
-// (a multiple of 2^38 ns).
-var bucketEdge = time.Unix(0, (time.Date(2025, 8, 1, 0, 0, 0, 0, time.UTC).UnixNano()>>38+1)<<38).UTC()
+// bucketEdge is a time on a boundary of the posting lists' epochs, so of
+// their blocks' time buckets too (a multiple of 2^epochShift ns, itself a
+// multiple of 2^38).
+var bucketEdge = time.Unix(0, (time.Date(2025, 8, 1, 0, 0, 0, 0, time.UTC).UnixNano()>>pebblestore.EpochShiftForTest+1)<<pebblestore.EpochShiftForTest).UTC()
+
+// epochWidth is the width of the posting lists' epochs.
+const epochWidth = time.Duration(1) << pebblestore.EpochShiftForTest
 
 // edgeEvents returns n events from g with times around bucketEdge: random
 // within ten minutes on either side, some exactly on the edge or a
-// nanosecond before it, some sharing a nanosecond.
+// nanosecond before it, some sharing a nanosecond, some in the four epochs
+// on either side.
 func edgeEvents(r *rand.Rand, g *gen, n int) []*audittrail.Event {
 	out := make([]*audittrail.Event, n)
 	for i := range out {
@@ -30,6 +35,9 @@ func edgeEvents(r *rand.Rand, g *gen, n int) []*audittrail.Event {
 			e.EventTime = bucketEdge.Add(-1)
 		case 2:
 			e.EventTime = bucketEdge.Add(time.Duration(r.IntN(3)) * time.Minute)
+		case 3:
+			// In the epochs around: a list is read across them.
+			e.EventTime = bucketEdge.Add(time.Duration(r.Int64N(int64(8*epochWidth))) - 4*epochWidth)
 		default:
 			e.EventTime = bucketEdge.Add(time.Duration(r.Int64N(int64(20*time.Minute))) - 10*time.Minute)
 		}
@@ -88,12 +96,18 @@ func checkSearches(t *testing.T, s *pebblestore.Store, r *rand.Rand, all []*audi
 		var f audittrail.Filter
 		fld := []audittrail.Field{audittrail.FieldEventSource, audittrail.FieldAction, audittrail.FieldPrincipal, audittrail.FieldResource}[i%4]
 		f.Exact[fld] = e.Value(fld)
-		if i%2 == 0 {
+		switch i % 4 {
+		case 0, 2:
 			end := bucketEdge.Add(time.Duration(r.IntN(240)-120) * time.Second)
 			if r.IntN(4) == 0 {
 				end = bucketEdge
 			}
 			start := end.Add(-time.Duration(1+r.IntN(900)) * time.Second)
+			f.StartTime, f.EndTime = &start, &end
+		case 1:
+			// Across epochs, bounds inside them.
+			start := bucketEdge.Add(-time.Duration(r.Int64N(int64(5 * epochWidth))))
+			end := bucketEdge.Add(time.Duration(r.Int64N(int64(5 * epochWidth))))
 			f.StartTime, f.EndTime = &start, &end
 		}
 		q := compile(t, f)
@@ -114,7 +128,7 @@ func TestPackedPostings(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	g := newGen(5)
 	all := appendConcurrently(t, s, r, edgeEvents(r, g, 3000))
-	if n, err := s.KeysWithPrefixForTest('p'); err != nil || n == 0 || n >= 3000*6 {
+	if n, err := s.KeysWithPrefixForTest('w'); err != nil || n == 0 || n >= 3000*6 {
 		t.Fatalf("%d packed posting keys (%v) for 3000 events: want some, fewer than one per posting", n, err)
 	}
 	if s.ReadsUnpackedPostingsForTest() {
@@ -128,7 +142,7 @@ func TestPackedPostings(t *testing.T) {
 }
 
 // TestUnpackedPostingsUpgrade: a store written with one key per posting
-// (format 4), opened by this build, is moved to format 6, and its searches
+// (format 4), opened by this build, is moved to its format, and its searches
 // merge the old postings with the packed ones of the events appended since.
 func TestUnpackedPostingsUpgrade(t *testing.T) {
 	dir := t.TempDir()
@@ -137,8 +151,10 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	g := newGen(6)
 	all := appendConcurrently(t, s, r, edgeEvents(r, g, 1500))
-	if n, err := s.KeysWithPrefixForTest('p'); err != nil || n != 0 {
-		t.Fatalf("%d packed posting keys (%v) in a store of format 4", n, err)
+	for _, p := range []byte("pkzw") {
+		if n, err := s.KeysWithPrefixForTest(p); err != nil || n != 0 {
+			t.Fatalf("%d packed posting keys %c (%v) in a store of format 4", n, p, err)
+		}
 	}
 	s = reopenAsFormat(t, s, storeConfig(dir), 4)
 	if !s.ReadsUnpackedPostingsForTest() {
@@ -155,7 +171,7 @@ func TestUnpackedPostingsUpgrade(t *testing.T) {
 
 // TestFormat5Upgrade: a store of format 5 (ids' values with their time, a
 // log position key per seq, inline values' lists on 64-bit hashes), opened
-// by this build, is moved to format 6; its old events are found by id,
+// by this build, is moved to its format; its old events are found by id,
 // recognised when retried, read in log order, and found by exact searches
 // on inline values together with the events appended since.
 func TestFormat5Upgrade(t *testing.T) {
@@ -170,7 +186,7 @@ func TestFormat5Upgrade(t *testing.T) {
 	if n, err := s.KeysWithPrefixForTest('q'); err != nil || n == 0 {
 		t.Fatalf("%d 64-bit hashed list keys (%v) in a store of format 5", n, err)
 	}
-	for _, p := range []byte("ko") {
+	for _, p := range []byte("kozw") {
 		if n, err := s.KeysWithPrefixForTest(p); err != nil || n != 0 {
 			t.Fatalf("%d %c keys (%v) in a store of format 5", n, p, err)
 		}
@@ -181,15 +197,15 @@ func TestFormat5Upgrade(t *testing.T) {
 	}
 	checkSearches(t, s, r, old, "format 5 store, opened")
 	all := append(old, appendConcurrently(t, s, r, edgeEvents(r, g, 1500))...)
-	for _, p := range []byte("ko") {
+	for _, p := range []byte("ozw") {
 		if n, err := s.KeysWithPrefixForTest(p); err != nil || n == 0 {
-			t.Fatalf("%d %c keys (%v) after appending to a format 6 store", n, p, err)
+			t.Fatalf("%d %c keys (%v) after appending to a format 8 store", n, p, err)
 		}
 	}
-	checkSearches(t, s, r, all, "format 5 store, then format 6")
+	checkSearches(t, s, r, all, "format 5 store, then format 8")
 	checkByID(t, s, r, old, "format 5 events")
-	checkByID(t, s, r, all[len(old):], "format 6 events")
-	checkBySeq(t, s, all, "format 5 store, then format 6")
+	checkByID(t, s, r, all[len(old):], "format 8 events")
+	checkBySeq(t, s, all, "format 5 store, then format 8")
 	s.Close()
 	s = openStoreConfig(t, cfg)
 	defer s.Close()
@@ -199,6 +215,87 @@ func TestFormat5Upgrade(t *testing.T) {
 	checkSearches(t, s, r, all, "mixed store, reopened")
 	checkByID(t, s, r, all, "mixed store, reopened")
 	checkBySeq(t, s, all, "mixed store, reopened")
+}
+
+// TestFormat7Upgrade: a store of format 7 (posting lists without epochs),
+// opened by this build, is moved to its format; its searches merge the
+// old lists with the epochs' lists of the events appended since, and a
+// retention pass deletes from both kinds of lists what is before its
+// cutoff.
+func TestFormat7Upgrade(t *testing.T) {
+	dir := t.TempDir()
+	// A dictionary limit of 8 makes most values inline (k lists).
+	cfg := pebblestore.Config{Dir: dir, CacheSize: 16 << 20, DictionaryLimit: 8}
+	s := openStoreConfig(t, cfg)
+	s.WriteFormat7ForTest()
+	r := rand.New(rand.NewPCG(17, 18))
+	g := newGen(8)
+	old := appendConcurrently(t, s, r, edgeEvents(r, g, 1500))
+	for p, want := range map[byte]bool{'p': true, 'k': true, 'w': false, 'z': false} {
+		if n, err := s.KeysWithPrefixForTest(p); err != nil || (n > 0) != want {
+			t.Fatalf("%d %c keys (%v) in a store of format 7", n, p, err)
+		}
+	}
+	s = reopenAsFormat(t, s, cfg, 7)
+	if !s.ReadsFormat7ListsForTest() {
+		t.Fatal("a store with format 7's lists does not read them")
+	}
+	if len(s.EpochsForTest()) != 0 {
+		t.Fatalf("epochs %v in a store of format 7", s.EpochsForTest())
+	}
+	checkSearches(t, s, r, old, "format 7 store, opened")
+	all := append(old, appendConcurrently(t, s, r, edgeEvents(r, g, 1500))...)
+	for _, p := range []byte("wz") {
+		if n, err := s.KeysWithPrefixForTest(p); err != nil || n == 0 {
+			t.Fatalf("%d %c keys (%v) after appending to a format 8 store", n, p, err)
+		}
+	}
+	checkSearches(t, s, r, all, "format 7 store, then format 8")
+	s.Close()
+	s = openStoreConfig(t, cfg)
+	defer func() { s.Close() }()
+	if len(s.EpochsForTest()) < 5 {
+		t.Fatalf("epochs %v after reopening: want those of the events' times", s.EpochsForTest())
+	}
+	checkSearches(t, s, r, all, "mixed store, reopened")
+
+	// Retention: the log has integrated everything, so the pass deletes
+	// every event before the cutoff, two epochs before the edge.
+	if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := bucketEdge.Add(-2*epochWidth + epochWidth/3)
+	var remaining []*audittrail.Event
+	for _, e := range all {
+		if !e.EventTime.Before(cutoff) || e.Seq == uint64(len(all)) {
+			remaining = append(remaining, e)
+		}
+	}
+	if len(remaining) > len(all)-20 {
+		t.Fatalf("the data does not exercise the pass: %d of %d events kept", len(remaining), len(all))
+	}
+	if _, err := s.Expire(t.Context(), cutoff); err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.KeysBeforeForTest(cutoff.UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"p", "k", "w", "z"} {
+		if left[k] != 0 {
+			t.Fatalf("%d %s keys before the cutoff remain: %v", left[k], k, left)
+		}
+	}
+	if ep := s.EpochsForTest(); ep[0] != pebblestore.EpochOfForTest(cutoff.UnixNano()) {
+		t.Fatalf("epochs %v after the pass, want the first to be the cutoff's (%d)", ep, pebblestore.EpochOfForTest(cutoff.UnixNano()))
+	}
+	var visible []*audittrail.Event
+	for _, e := range remaining {
+		if !e.EventTime.Before(cutoff) {
+			visible = append(visible, e)
+		}
+	}
+	checkSearches(t, s, r, visible, "mixed store after a retention pass")
 }
 
 // checkBySeq reads the events of all (seqs 1..len(all)) in log order, in

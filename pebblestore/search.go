@@ -337,15 +337,30 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 		}
 	}
 	for _, pfx := range lists {
-		packed := [][]byte{packedPrefix(pfx)}
-		if pfx[0] == pfxHash && s.legacyPostings.hash64 {
-			packed = append(packed, packedPrefix64(pfx))
+		// The list's epochs (format 8), then its lists of earlier
+		// formats where the store holds some.
+		p := packedPrefix(pfx)
+		legacy := [][]byte{}
+		if s.legacyPostings.unpartitioned {
+			legacy = append(legacy, p)
 		}
-		for _, p := range packed {
-			pl, err := s.newPackedList(p, lo, hi)
+		if pfx[0] == pfxHash && s.legacyPostings.hash64 {
+			legacy = append(legacy, packedPrefix64(pfx))
+		}
+		for i := -1; i < len(legacy); i++ {
+			var pl *packedList
+			var err error
+			if i < 0 {
+				pl, err = s.newEpochList(p, lo, hi)
+			} else {
+				pl, err = s.newPackedList(legacy[i], lo, hi)
+			}
 			if err != nil {
 				ps.close()
 				return nil, err
+			}
+			if pl == nil {
+				continue // no epoch in [lo, hi)
 			}
 			li := &listIter{packed: pl}
 			if ok, err := li.prev(); ok {

@@ -103,8 +103,11 @@ type Store struct {
 	// legacyPostings says which postings of earlier formats the store
 	// holds, which searches merge with the packed lists (postings.go): read,
 	// those of format 4 and earlier (one key per posting); hash64, format
-	// 5's packed lists of inline values (q keys).
-	legacyPostings struct{ read, hash64 bool }
+	// 5's packed lists of inline values (q keys); unpartitioned, the
+	// packed lists of formats 5 to 7, without epochs (p and k keys).
+	legacyPostings struct{ read, hash64, unpartitioned bool }
+	// epochs are the epochs of the store's posting lists (postings.go).
+	epochs epochSet
 	// legacyPositions says the store holds log positions of format 5 (a
 	// key per seq), read beside the packed ones (positions.go).
 	legacyPositions bool
@@ -112,8 +115,8 @@ type Store struct {
 	// build did, to make the stores it left. unpacked: postings of format 4;
 	// format5: ids' values with their time, a log position per seq, inline
 	// values' lists on 64-bit hashes; format6: the value column's entries
-	// without prefix refs.
-	legacyWrites struct{ unpacked, format5, format6 bool }
+	// without prefix refs; format7: posting lists without epochs.
+	legacyWrites struct{ unpacked, format5, format6, format7 bool }
 	logins       logins
 	closeMu      sync.RWMutex // read: an operation uses db; write: Close
 	closed       bool
@@ -349,7 +352,7 @@ func (s *Store) recover() error {
 	case nil:
 		got := fmt.Sprintf("%x", v)
 		old := len(v) == 1 && (v[0] == formatWithoutColumn || v[0] == formatWithoutMetaCol)
-		readable := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings || v[0] == formatHash64Lists || v[0] == formatUnprefixedColumn)
+		readable := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings || v[0] == formatHash64Lists || v[0] == formatUnprefixedColumn || v[0] == formatUnpartitioned)
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
 		if old {
@@ -393,6 +396,16 @@ func (s *Store) recover() error {
 		s.legacyPostings.read = s.legacyPostings.read || legacy
 	}
 	if s.legacyPostings.hash64, err = s.hasKeys(pfxPackedHash64); err != nil {
+		return err
+	}
+	for _, pfx := range []byte{pfxPacked, pfxPackedHashed} {
+		unpartitioned, err := s.hasKeys(pfx)
+		if err != nil {
+			return err
+		}
+		s.legacyPostings.unpartitioned = s.legacyPostings.unpartitioned || unpartitioned
+	}
+	if err := s.loadEpochs(); err != nil {
 		return err
 	}
 	if err := s.loadLogins(); err != nil {
