@@ -340,7 +340,7 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 		// The list's epochs (format 8), then its lists of earlier
 		// formats where the store holds some.
 		p := packedPrefix(pfx)
-		legacy := [][]byte{}
+		var legacy [][]byte
 		if s.legacyPostings.unpartitioned {
 			legacy = append(legacy, p)
 		}
