@@ -367,11 +367,9 @@ func (s *Store) eraseValues(r *expireReq) {
 	if r.err = s.failure(); r.err != nil {
 		return
 	}
-	// The candidates that may be erased, then those of them no list holds:
-	// the epochs' lists first, epoch by epoch so that each epoch's seeks
-	// go forward (the candidates are sorted), then the lists of earlier
-	// formats the store holds (packed without epochs, one key per
-	// posting).
+	// The candidates that may be erased, then those of them no list holds,
+	// looked for one place after another, so that the seeks in each go
+	// forward (the candidates are sorted).
 	r.erased = r.erased[:0]
 	for _, c := range r.erase {
 		d, id := dictID(c>>32), uint32(c)
@@ -388,73 +386,46 @@ func (s *Store) eraseValues(r *expireReq) {
 		}
 		r.erased = append(r.erased, c)
 	}
-	var pfxs []byte
+	// Where a value's postings may be: its list in each epoch, newest
+	// first, then its lists of earlier formats.
+	var bases [][]byte
+	epochs := s.epochs.load()
+	for i := len(epochs) - 1; i >= 0; i-- {
+		bases = append(bases, epochListPrefix(nil, pfxEpochPacked, epochs[i], nil))
+	}
 	if s.legacyPostings.unpartitioned {
-		pfxs = append(pfxs, pfxPacked)
+		bases = append(bases, []byte{pfxPacked})
 	}
 	if s.legacyPostings.read {
-		pfxs = append(pfxs, pfxPost)
+		bases = append(bases, []byte{pfxPost})
+	}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		r.err = err
+		return
 	}
 	var key []byte
-	held := func(it *pebble.Iterator, key []byte) (bool, error) {
-		if it.SeekGE(key) && bytes.HasPrefix(it.Key(), key) {
-			return true, nil
-		}
-		return false, it.Error()
-	}
-	unheld := func(check func(c uint64) (bool, error)) error {
+	for _, base := range bases {
 		kept := r.erased[:0]
 		for _, c := range r.erased {
-			h, err := check(c)
-			if err != nil {
-				return err
+			if d := dictID(c >> 32); d != dictColPrefix { // a prefix has no list: prefixUse said
+				key = binary.BigEndian.AppendUint32(append(append(key[:0], base...), byte(d)), uint32(c))
+				if it.SeekGE(key) && bytes.HasPrefix(it.Key(), key) {
+					continue // a record holds it
+				}
+				if r.err = it.Error(); r.err != nil {
+					break
+				}
 			}
-			if !h {
-				kept = append(kept, c)
-			}
+			kept = append(kept, c)
 		}
 		r.erased = kept
-		return nil
-	}
-	epochs := s.epochs.load()
-	if len(epochs) > 0 {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEpochPacked}, UpperBound: []byte{pfxEpochPacked + 1}})
-		if err != nil {
-			r.err = err
-			return
-		}
-		for i := len(epochs) - 1; i >= 0 && r.err == nil && len(r.erased) > 0; i-- {
-			r.err = unheld(func(c uint64) (bool, error) {
-				if d := dictID(c >> 32); d == dictColPrefix {
-					return false, nil // no posting lists: prefixUse said
-				}
-				key = epochListPrefix(key[:0], pfxEpochPacked, epochs[i], binary.BigEndian.AppendUint32([]byte{byte(c >> 32)}, uint32(c)))
-				return held(it, key)
-			})
-		}
-		if err := it.Close(); r.err == nil {
-			r.err = err
-		}
-	}
-	for _, p := range pfxs {
-		if r.err != nil || len(r.erased) == 0 {
+		if r.err != nil || len(kept) == 0 {
 			break
 		}
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
-		if err != nil {
-			r.err = err
-			break
-		}
-		r.err = unheld(func(c uint64) (bool, error) {
-			if d := dictID(c >> 32); d == dictColPrefix {
-				return false, nil
-			}
-			key = binary.BigEndian.AppendUint32(append(key[:0], p, byte(c>>32)), uint32(c))
-			return held(it, key)
-		})
-		if err := it.Close(); r.err == nil {
-			r.err = err
-		}
+	}
+	if err := it.Close(); r.err == nil {
+		r.err = err
 	}
 	if r.err != nil {
 		r.erased = nil

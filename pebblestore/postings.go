@@ -461,31 +461,36 @@ type packedList struct {
 // newPackedList opens the packed list of packed prefix p (packedPrefix)
 // over the (time, seq) suffixes [lo, hi): of format 7 and earlier.
 func (s *Store) newPackedList(p, lo, hi []byte) (*packedList, error) {
-	pl := &packedList{}
-	pl.loT, pl.loSeq = decodeSuffix(lo)
-	pl.hiT, pl.hiSeq = decodeSuffix(hi)
-	pl.setBounds(p, lo)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pl.lower, UpperBound: pl.upper})
-	if err != nil {
-		return nil, err
-	}
-	pl.it = it
-	pl.pending = it.Last()
-	return pl, nil
+	pl := newListRange(lo, hi)
+	pl.setBounds(p)
+	return s.openList(pl)
 }
 
 // newEpochList opens the list of packed prefix p (packedPrefix: p or k,
 // dictionary, id or hash) in the epochs of format 8 over [lo, hi); nil
 // when the store has no epoch in that range.
 func (s *Store) newEpochList(p, lo, hi []byte) (*packedList, error) {
-	pl := &packedList{kind: epochKind(p[0]), list: p[1:]}
-	pl.loT, pl.loSeq = decodeSuffix(lo)
-	pl.hiT, pl.hiSeq = decodeSuffix(hi)
+	pl := newListRange(lo, hi)
+	pl.kind, pl.list = epochKind(p[0]), p[1:]
 	pl.epochs = s.epochs.within(epochOf(pl.loT), epochOf(pl.hiT))
 	if len(pl.epochs) == 0 {
 		return nil, nil
 	}
-	pl.nextEpochBounds(lo)
+	pl.nextEpochBounds()
+	return s.openList(pl)
+}
+
+// newListRange returns a list to read over the (time, seq) suffixes [lo,
+// hi), zero-padded if shorter.
+func newListRange(lo, hi []byte) *packedList {
+	pl := &packedList{}
+	pl.loT, pl.loSeq = decodeSuffix(lo)
+	pl.hiT, pl.hiSeq = decodeSuffix(hi)
+	return pl
+}
+
+// openList opens pl's iterator within its bounds, at its last block.
+func (s *Store) openList(pl *packedList) (*packedList, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pl.lower, UpperBound: pl.upper})
 	if err != nil {
 		return nil, err
@@ -497,10 +502,10 @@ func (s *Store) newEpochList(p, lo, hi []byte) (*packedList, error) {
 
 // nextEpochBounds sets the bounds to the next epoch of pl.epochs and
 // removes it from them.
-func (pl *packedList) nextEpochBounds(lo []byte) {
+func (pl *packedList) nextEpochBounds() {
 	p := epochListPrefix(nil, pl.kind, pl.epochs[0], pl.list)
 	pl.epochs = pl.epochs[1:]
-	pl.setBounds(p, lo)
+	pl.setBounds(p)
 }
 
 // setBounds sets pl's iterator bounds for the blocks of prefix p (one list,
@@ -508,7 +513,7 @@ func (pl *packedList) nextEpochBounds(lo []byte) {
 // the end of hi's bucket. Blocks of hi's bucket may hold postings below hi;
 // blocks of newer buckets cannot. New slices each time: the iterator may
 // keep the ones it was given.
-func (pl *packedList) setBounds(p, lo []byte) {
+func (pl *packedList) setBounds(p []byte) {
 	pl.plen = len(p)
 	upper := bytes.Clone(p)
 	if b := pl.hiT>>postBucketShift + 1; b < 1<<(64-postBucketShift) {
@@ -518,12 +523,8 @@ func (pl *packedList) setBounds(p, lo []byte) {
 		upper = append(upper, bytes.Repeat([]byte{0xff}, timeSeqLen+1)...)
 	}
 	pl.upper = upper
-	pl.lower = append(p[:len(p):len(p)], lo...)
-}
-
-// loSuffix returns the suffix of lo.
-func (pl *packedList) loSuffix() []byte {
-	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, pl.loT), pl.loSeq)
+	lower := binary.BigEndian.AppendUint64(bytes.Clone(p), pl.loT)
+	pl.lower = binary.BigEndian.AppendUint64(lower, pl.loSeq)
 }
 
 // nextEpoch moves pl to its next epoch; false when it has none left.
@@ -531,7 +532,7 @@ func (pl *packedList) nextEpoch() bool {
 	if len(pl.epochs) == 0 {
 		return false
 	}
-	pl.nextEpochBounds(pl.loSuffix())
+	pl.nextEpochBounds()
 	pl.it.SetBounds(pl.lower, pl.upper)
 	pl.pending = pl.it.Last()
 	return true
