@@ -670,41 +670,42 @@ func (s *Store) expireIndexes(ctx context.Context, cutoff int64, lists map[strin
 	}
 	d := &deleter{s: s}
 	defer d.close()
+	// Lists are named by their kind without epoch (noteLists): their
+	// prefixes in the cutoff's epoch, sorted.
 	ec := epochOf(sortTime(cutoff))
-	if within := s.epochs.within(0, ec); len(within) > 0 && within[len(within)-1] < ec {
-		for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
-			lo, hi := []byte{kind}, binary.BigEndian.AppendUint32([]byte{kind}, ec)
-			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(lo, hi, nil) }); err != nil {
+	var only []string
+	if lists != nil {
+		only = make([]string, 0, len(lists))
+		for l := range lists {
+			only = append(only, string(epochListPrefix(nil, epochKind(l[0]), ec, []byte(l[1:]))))
+		}
+		slices.Sort(only)
+	}
+	held := s.epochs.load()
+	epochsBelow := len(held) > 0 && held[0] < ec
+	for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
+		from := binary.BigEndian.AppendUint32([]byte{kind}, ec) // the cutoff's epoch
+		to, _ := prefixSuccessor(from)
+		if epochsBelow {
+			whole := []byte{kind}
+			if err := d.add(func(b *pebble.Batch) error { return b.DeleteRange(whole, from, nil) }); err != nil {
 				return nil, err
 			}
-			d.ranges = append(d.ranges, keyRange{lo, hi})
+			d.ranges = append(d.ranges, keyRange{whole, from})
+		}
+		var these []string
+		if only != nil {
+			i, _ := slices.BinarySearch(only, string(from))
+			j, _ := slices.BinarySearch(only, string(to))
+			these = only[i:j:j]
+		}
+		if err := d.postings(ctx, from, to, cutoff, these); err != nil {
+			return nil, err
 		}
 	}
 	if lists == nil {
-		for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
-			lo := binary.BigEndian.AppendUint32([]byte{kind}, ec)
-			hi, _ := prefixSuccessor(lo)
-			if err := d.postings(ctx, lo, hi, cutoff, nil); err != nil {
-				return nil, err
-			}
-		}
 		for _, pfx := range []byte{pfxPacked, pfxPackedHashed, pfxPackedHash64, pfxPost, pfxHash} {
 			if err := d.postings(ctx, []byte{pfx}, []byte{pfx + 1}, cutoff, nil); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		sorted := make([]string, 0, len(lists))
-		for l := range lists {
-			sorted = append(sorted, string(epochListPrefix(nil, epochKind(l[0]), ec, []byte(l[1:]))))
-		}
-		slices.Sort(sorted)
-		for _, kind := range []byte{pfxEpochPacked, pfxEpochHashed} {
-			lo := binary.BigEndian.AppendUint32([]byte{kind}, ec)
-			hi, _ := prefixSuccessor(lo)
-			i, _ := slices.BinarySearch(sorted, string(lo))
-			j, _ := slices.BinarySearch(sorted, string(hi))
-			if err := d.postings(ctx, lo, hi, cutoff, sorted[i:j]); err != nil {
 				return nil, err
 			}
 		}

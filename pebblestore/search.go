@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
@@ -338,40 +339,33 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 	}
 	for _, pfx := range lists {
 		// The list's epochs (format 8), then its lists of earlier
-		// formats where the store holds some.
+		// formats where the store holds some; nil: no epoch in [lo, hi).
 		p := packedPrefix(pfx)
-		var legacy [][]byte
-		if s.legacyPostings.unpartitioned {
-			legacy = append(legacy, p)
+		pl, err := s.newEpochList(p, lo, hi)
+		packed := []*packedList{pl}
+		if err == nil && s.legacyPostings.unpartitioned {
+			pl, err = s.newPackedList(p, lo, hi)
+			packed = append(packed, pl)
 		}
-		if pfx[0] == pfxHash && s.legacyPostings.hash64 {
-			legacy = append(legacy, packedPrefix64(pfx))
+		if err == nil && pfx[0] == pfxHash && s.legacyPostings.hash64 {
+			pl, err = s.newPackedList(packedPrefix64(pfx), lo, hi)
+			packed = append(packed, pl)
 		}
-		for i := -1; i < len(legacy); i++ {
-			var pl *packedList
-			var err error
-			if i < 0 {
-				pl, err = s.newEpochList(p, lo, hi)
-			} else {
-				pl, err = s.newPackedList(legacy[i], lo, hi)
-			}
-			if err != nil {
-				ps.close()
-				return nil, err
-			}
+		for _, pl := range packed {
 			if pl == nil {
-				continue // no epoch in [lo, hi)
+				continue
 			}
 			li := &listIter{packed: pl}
-			if ok, err := li.prev(); ok {
+			if ok, perr := li.prev(); ok {
 				ps.lists = append(ps.lists, li)
 			} else {
 				li.close()
-				if err != nil {
-					ps.close()
-					return nil, err
-				}
+				err = cmp.Or(err, perr)
 			}
+		}
+		if err != nil {
+			ps.close()
+			return nil, err
 		}
 		if !s.legacyPostings.read {
 			continue
