@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -41,15 +42,25 @@ import (
 // A kill -9 of the server keeps what the kernel has accepted, so it is the
 // kinder case; the end-to-end crash test (client/crash_test.go) covers it
 // through the binary.
+//
+// The "spread" cases store most values inline (a small DictionaryLimit: the
+// posting lists of hashed values, the value column) and spread the events
+// over days, so over several epochs of the posting lists, late events
+// landing in older ones.
 func TestPowerLoss(t *testing.T) {
 	for i, unsynced := range []int{0, 30, 70, 100} {
 		t.Run(fmt.Sprintf("unsynced=%d%%", unsynced), func(t *testing.T) {
-			powerLoss(t, uint64(i+1), unsynced)
+			powerLoss(t, uint64(i+1), unsynced, false)
+		})
+	}
+	for i, unsynced := range []int{30, 100} {
+		t.Run(fmt.Sprintf("unsynced=%d%%,spread", unsynced), func(t *testing.T) {
+			powerLoss(t, uint64(i+11), unsynced, true)
 		})
 	}
 }
 
-func powerLoss(t *testing.T, seed uint64, unsyncedPercent int) {
+func powerLoss(t *testing.T, seed uint64, unsyncedPercent int, spread bool) {
 	ctx := context.Background()
 	r := mrand.New(mrand.NewPCG(seed, 0xc0ffee))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -77,6 +88,9 @@ func powerLoss(t *testing.T, seed uint64, unsyncedPercent int) {
 
 	mem := vfs.NewCrashableMem()
 	cfg := pebblestore.WithFSForTest(pebblestore.Config{Dir: "/data", CacheSize: 16 << 20, Logger: quiet}, mem)
+	if spread {
+		cfg.DictionaryLimit = 64
+	}
 	s := openStoreConfig(t, cfg)
 	lg := newLog(s)
 	run, stop := context.WithCancel(ctx)
@@ -90,6 +104,9 @@ func powerLoss(t *testing.T, seed uint64, unsyncedPercent int) {
 	)
 	for w := range 6 {
 		g := newGen(seed*100 + uint64(w))
+		if spread {
+			g.maxStep = 10 * time.Minute
+		}
 		wg.Go(func() {
 			for run.Err() == nil {
 				n := 1 // two writers send single events, like the self-audit
@@ -141,8 +158,11 @@ func powerLoss(t *testing.T, seed uint64, unsyncedPercent int) {
 	s = openStoreConfig(t, pebblestore.WithFSForTest(cfg, disk))
 	defer s.Close()
 	last := s.LastSeq()
-	t.Logf("%d events sent, %d acknowledged before the cut, %d recovered; checkpoint of %d published before it",
-		len(sent), len(ackedBefore), last, published.Size)
+	t.Logf("%d events sent, %d acknowledged before the cut, %d recovered; checkpoint of %d published before it; %d epochs of posting lists",
+		len(sent), len(ackedBefore), last, published.Size, len(s.EpochsForTest()))
+	if spread && len(s.EpochsForTest()) < 2 {
+		t.Fatalf("the recovered events are in %d epochs of the posting lists: the test does not cross epochs", len(s.EpochsForTest()))
+	}
 
 	// Every seq from 1 to the last, each event one that was sent, and each
 	// acknowledged one as it was acknowledged.
@@ -190,6 +210,31 @@ func powerLoss(t *testing.T, seed uint64, unsyncedPercent int) {
 		q := compile(t, randomFilter(r, all))
 		if d := diff(bruteForce(all, q, nil), drain(t, s, q, 1+r.IntN(300), 0)); d != "" {
 			t.Fatalf("search %v (-records +search):\n%s", q, d)
+		}
+	}
+	// Rare values (read from their posting lists, not by a scan) of two
+	// events of every epoch, the sparse ones of late events included.
+	byEpoch := map[uint32][]*audittrail.Event{}
+	for _, e := range all {
+		ep := pebblestore.EpochOfForTest(e.EventTime.UnixNano())
+		byEpoch[ep] = append(byEpoch[ep], e)
+	}
+	for _, ep := range slices.Sorted(maps.Keys(byEpoch)) {
+		events := byEpoch[ep]
+		for range 2 {
+			e := events[r.IntN(len(events))]
+			filters := []audittrail.Filter{{}, {}}
+			filters[0].Exact[audittrail.FieldResource] = e.Resource
+			filters[1].Exact[audittrail.FieldPrincipal] = e.Principal
+			for k, v := range e.Metadata {
+				filters = append(filters, audittrail.Filter{MetadataExact: map[string]string{k: v}})
+			}
+			for _, f := range filters {
+				q := compile(t, f)
+				if d := diff(bruteForce(all, q, nil), drain(t, s, q, 1+r.IntN(50), 0)); d != "" {
+					t.Fatalf("search %v (-records +search):\n%s", q, d)
+				}
+			}
 		}
 	}
 
