@@ -212,8 +212,9 @@ func powerLoss(t *testing.T, seed uint64, unsyncedPercent int, spread bool) {
 			t.Fatalf("search %v (-records +search):\n%s", q, d)
 		}
 	}
-	// Rare values (read from their posting lists, not by a scan) of two
-	// events of every epoch, the sparse ones of late events included.
+	// The resource, principal and metadata pairs of two events of every
+	// epoch, the sparse epochs of late events included: mostly rare
+	// values, read from their posting lists epoch by epoch.
 	byEpoch := map[uint32][]*audittrail.Event{}
 	for _, e := range all {
 		ep := pebblestore.EpochOfForTest(e.EventTime.UnixNano())
