@@ -126,7 +126,7 @@ func testExpire(t *testing.T, limit int, walk, epochs bool) {
 	if walk {
 		s.ForgetCleanedForTest()
 	}
-	fieldsBefore, metaBefore, prefixesBefore := s.DictionaryValuesForTest()
+	fieldsBefore, metaBefore, prefixesBefore := s.DictionaryIDsForTest()
 	cutoffEpoch := pebblestore.EpochOfForTest(cutoff.UnixNano())
 	if ep := s.EpochsForTest(); epochs != (ep[0] < cutoffEpoch) {
 		t.Fatalf("epochs %v, the cutoff's %d: want some before it only when the events are spread", ep, cutoffEpoch)
@@ -292,12 +292,12 @@ func testExpire(t *testing.T, limit int, walk, epochs bool) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fieldsBefore, metaBefore, prefixesBefore = s.DictionaryValuesForTest()
+	fieldsBefore, metaBefore, prefixesBefore = s.DictionaryIDsForTest()
 	s = openStoreConfig(t, cfg)
 	if !s.Cutoff().Equal(cutoff) {
 		t.Fatalf("cutoff after reopen: %v, want %v", s.Cutoff(), cutoff)
 	}
-	fieldsAfter, metaAfter, prefixesAfter := s.DictionaryValuesForTest()
+	fieldsAfter, metaAfter, prefixesAfter := s.DictionaryIDsForTest()
 	if !reflect.DeepEqual(fieldsAfter, fieldsBefore) || !reflect.DeepEqual(metaAfter, metaBefore) || !reflect.DeepEqual(prefixesAfter, prefixesBefore) {
 		t.Fatal("the dictionaries read after a reopen are not those before it")
 	}
@@ -348,7 +348,7 @@ func testExpire(t *testing.T, limit int, walk, epochs bool) {
 // are gone, and no key or value of the database holds them (long enough
 // ones that no held event contains). It returns how many were erased.
 func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
-	fields [audittrail.NumFields]map[string]bool, meta, prefixes map[string]bool, reported int64) int64 {
+	fields [audittrail.NumFields]map[string]uint32, meta, prefixes map[string]uint32, reported int64) int64 {
 	t.Helper()
 	var heldFields [audittrail.NumFields]map[string]bool
 	for f := range heldFields {
@@ -370,13 +370,15 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 		}
 		text.WriteString(e.UserAgent + "\n" + e.LoginPrincipal + "\n")
 	}
-	nowFields, nowMeta, nowPrefixes := s.DictionaryValuesForTest()
+	nowFields, nowMeta, nowPrefixes := s.DictionaryIDsForTest()
 	// The prefixes the column entries of held events may refer to: those
 	// of their inline values (not in a dictionary).
 	heldPrefixes := map[string]bool{}
-	notePrefix := func(v string, dict map[string]bool) {
-		if p, ok := pebblestore.SplitColumnValueForTest(v); ok && !dict[v] {
-			heldPrefixes[p] = true
+	notePrefix := func(v string, dict map[string]uint32) {
+		if _, inDict := dict[v]; !inDict {
+			if p, ok := pebblestore.SplitColumnValueForTest(v); ok {
+				heldPrefixes[p] = true
+			}
 		}
 	}
 	for f := range audittrail.NumFields {
@@ -398,15 +400,20 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 			t.Fatalf("%s %q was erased, but the database still holds %q", name, v, needle)
 		}
 	}
-	check := func(name string, before, held, now map[string]bool, needle func(string) string) {
-		for v := range before {
+	// A value held now but under another id than before the pass was
+	// erased, then stored again by an event appended during the pass.
+	check := func(name string, before map[string]uint32, held map[string]bool, now map[string]uint32, needle func(string) string) {
+		for v, id := range before {
+			nowID, stays := now[v]
 			switch {
-			case held[v] && !now[v]:
+			case held[v] && !stays:
 				t.Fatalf("%s %q, held by a stored event, was erased", name, v)
-			case !held[v] && now[v]:
+			case !held[v] && stays:
 				t.Fatalf("%s %q, held by no stored event, was not erased", name, v)
 			case !held[v]:
 				gone(name, v, needle(v))
+			case nowID != id:
+				erased++
 			}
 		}
 	}
@@ -414,12 +421,15 @@ func checkErased(t *testing.T, s *pebblestore.Store, held []*audittrail.Event,
 		check(f.String(), fields[f], heldFields[f], nowFields[f], func(v string) string { return v })
 	}
 	check("metadata pair", meta, heldMeta, nowMeta, func(v string) string { _, val, _ := strings.Cut(v, "\x00"); return val })
-	for p := range prefixes {
+	for p, id := range prefixes {
+		nowID, stays := nowPrefixes[p]
 		switch {
-		case !heldPrefixes[p] && nowPrefixes[p]:
+		case !heldPrefixes[p] && stays:
 			t.Fatalf("column prefix %q, of no inline value of a stored event, was not erased", p)
-		case !nowPrefixes[p]:
+		case !stays:
 			gone("column prefix", p, p)
+		case nowID != id:
+			erased++
 		}
 	}
 	if erased != reported {

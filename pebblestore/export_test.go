@@ -396,17 +396,39 @@ func (s *Store) ForgetCleanedForTest() {
 // indexed fields hold, by field, the metadata pairs they hold (key "\x00"
 // value) and the value column's prefixes, erased values left out.
 func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[string]bool, meta, prefixes map[string]bool) {
-	values := func(d dictID) map[string]bool {
+	values := func(ids map[string]uint32) map[string]bool {
 		m := map[string]bool{}
-		for v := range s.countsForTest(d) {
+		for v := range ids {
 			m[v] = true
 		}
 		return m
 	}
+	fieldIDs, metaIDs, prefixIDs := s.DictionaryIDsForTest()
 	for f := range fields {
-		fields[f] = values(dictID(f))
+		fields[f] = values(fieldIDs[f])
 	}
-	return fields, values(dictMeta), values(dictColPrefix)
+	return fields, values(metaIDs), values(prefixIDs)
+}
+
+// DictionaryIDsForTest is DictionaryValuesForTest with each value's id: a
+// value erased and then stored again has a new one.
+func (s *Store) DictionaryIDsForTest() (fields [audittrail.NumFields]map[string]uint32, meta, prefixes map[string]uint32) {
+	ids := func(d dictID) map[string]uint32 {
+		s.dicts.mu.RLock()
+		defer s.dicts.mu.RUnlock()
+		m := map[string]uint32{}
+		dd := &s.dicts.d[d]
+		for id := range uint32(dd.vals.len()) {
+			if !dd.erased[id] {
+				m[dd.vals.at(id)] = id
+			}
+		}
+		return m
+	}
+	for f := range fields {
+		fields[f] = ids(dictID(f))
+	}
+	return fields, ids(dictMeta), ids(dictColPrefix)
 }
 
 // ErasePrefixesForTest runs the erasure of the column's unused prefixes of
