@@ -81,7 +81,8 @@ func epochOf(t uint64) uint32 { return uint32(t >> epochShift) }
 
 // epochSet is the set of epochs the store has posting blocks in, sorted:
 // a search seeks only those. The writer adds an epoch before it commits the
-// first block in it (a search that sees the block sees the epoch);
+// first block in it, so a search that loads the set after opening its
+// iterator sees the epoch of every block the iterator sees;
 // retention removes the epochs it deleted whole. Readers load the slice
 // without a lock; writers replace it.
 type epochSet struct {
@@ -472,12 +473,24 @@ func (s *Store) newPackedList(p, lo, hi []byte) (*packedList, error) {
 func (s *Store) newEpochList(p, lo, hi []byte) (*packedList, error) {
 	pl := newListRange(lo, hi)
 	pl.kind, pl.list = epochKind(p[0]), p[1:]
+	// The iterator before the epochs: the writer adds an epoch before it
+	// commits a block in it, so every block in the iterator's view is in
+	// an epoch loaded after it. The other way round, a group committed in
+	// between with blocks in a new epoch and in a known one showed the
+	// search half of it (TestEpochAddedDuringSearch).
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pl.kind}, UpperBound: []byte{pl.kind + 1}})
+	if err != nil {
+		return nil, err
+	}
 	pl.epochs = s.epochs.within(epochOf(pl.loT), epochOf(pl.hiT))
 	if len(pl.epochs) == 0 {
-		return nil, nil
+		return nil, it.Close()
 	}
 	pl.nextEpochBounds()
-	return s.openList(pl)
+	pl.it = it
+	it.SetBounds(pl.lower, pl.upper)
+	pl.pending = it.Last()
+	return pl, nil
 }
 
 // newListRange returns a list to read over the (time, seq) suffixes [lo,
