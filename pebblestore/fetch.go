@@ -196,7 +196,7 @@ func fetchPart(r *recordReader, pg *pager, cands []byte, out []fetched) {
 	for j := len(out) - 1; j >= 0; j-- {
 		c := cands[j*timeSeqLen : (j+1)*timeSeqLen]
 		rec, err := r.readForward(c)
-		if err == nil {
+		if err == nil && rec != nil { // nil: expired meanwhile (recordReader.read), a candidate left out
 			ns, seq := decodeTimeSeq(c)
 			out[j].ev, _, err = pg.check(rec, ns, seq, true)
 		}

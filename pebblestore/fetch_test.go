@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/go-cmp/cmp"
@@ -379,4 +380,77 @@ func commonestSource(evs []*audittrail.Event) string {
 		}
 	}
 	return best
+}
+
+// TestRetentionBetweenListsAndRecords: a retention pass that deletes
+// records after a search opened its posting lists (which still hold their
+// postings: a pass deletes the records first) and before it opened its
+// record readers. The search leaves the deleted events out, one by one, in
+// batches on one reader and on three, instead of failing with "posting ...
+// has no record", and answers what is left.
+func TestRetentionBetweenListsAndRecords(t *testing.T) {
+	for _, mode := range []string{"one by one", "batches", "batches on three readers"} {
+		t.Run(mode, func(t *testing.T) {
+			switch mode {
+			case "one by one":
+				defer pebblestore.SetUnbatchedFetchForTest()()
+			case "batches on three readers":
+				defer pebblestore.SetParallelFetchForTest(2, 3)()
+			}
+			ctx := context.Background()
+			s := openStore(t, t.TempDir())
+			defer s.Close()
+			g := newGen(41)
+			all := stored(mustAppend(t, s, g.batch(600)))
+			// Integrated by the log, so that the pass may delete them.
+			if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			// The commonest principal: candidates on both sides of the cutoff.
+			n := map[string]int{}
+			for _, e := range all {
+				n[e.Principal]++
+			}
+			principal := all[0].Principal
+			for p, c := range n {
+				if c > n[principal] {
+					principal = p
+				}
+			}
+			q := compile(t, audittrail.Filter{Exact: exact(audittrail.FieldPrincipal, principal)})
+			times := make([]time.Time, len(all))
+			for i, e := range all {
+				times[i] = e.EventTime
+			}
+			slices.SortFunc(times, time.Time.Compare)
+			cutoff := times[len(times)/2]
+			left := slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool {
+				return e.EventTime.Before(cutoff) && e.Seq != uint64(len(all)) // the last seq is kept
+			})
+			want := bruteForce(left, q, nil)
+			if deleted := len(bruteForce(all, q, nil)) - len(want); deleted < 5 || len(want) < 5 {
+				t.Fatalf("test setup: %d matching events to delete", deleted)
+			}
+			passed := false
+			defer pebblestore.SetListsOpenedHookForTest(func() {
+				if passed {
+					return
+				}
+				passed = true
+				if res, err := s.Expire(ctx, cutoff); err != nil || res.Deleted == 0 {
+					t.Errorf("Expire: %+v, %v", res, err)
+				}
+			})()
+			res, err := s.Search(ctx, audittrail.SearchRequest{Query: q, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !passed {
+				t.Fatal("the search opened no posting list")
+			}
+			if d := diff(want, res.Events); d != "" {
+				t.Fatalf("the answer is not the events left after the pass (-want +got)\n%s", d)
+			}
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
@@ -146,6 +147,9 @@ func (pg *pager) run(ctx context.Context, st stream) (done bool, err error) {
 		if err != nil {
 			return true, err
 		}
+		if rec == nil {
+			continue // expired meanwhile
+		}
 		e, match, err := pg.check(rec, ns, seq, len(pg.res.Events) < pg.limit)
 		if err != nil || !match {
 			if err != nil {
@@ -219,7 +223,7 @@ func timeBounds(q *audittrail.Query, after *audittrail.Cursor, cutoff int64) (lo
 type stream interface {
 	next() bool
 	pos() (int64, uint64)
-	record() ([]byte, error) // the current candidate's record, valid until next
+	record() ([]byte, error) // the current candidate's record, valid until next; nil (posting streams only): expired meanwhile
 	err() error
 	// stoppedAt is, after next returned false, where the search may
 	// resume when the stream stopped early on the budget (nil: it ended).
@@ -250,6 +254,12 @@ type recordReader struct {
 	prim   *pebble.Iterator
 	primAt bool // prim is positioned at the previous candidate's record
 	key    []byte
+	// cutoff is the store's retention cutoff: a posting whose record is
+	// missing and before it belongs to an event that a retention pass
+	// deleted after the lists were opened (its postings go after its
+	// record), so the candidate is left out instead of failing the search
+	// (TestRetentionBetweenListsAndRecords).
+	cutoff *atomic.Int64
 	// step > 0 is how many records read may step back from the previous
 	// candidate before it seeks instead; step <= 0 counts seeks until it
 	// tries stepping again. It adapts to the list's density.
@@ -404,9 +414,9 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 			return nil, err
 		}
 		if i == 0 {
-			ps.rr = recordReader{prim: prim, step: maxStep}
+			ps.rr = recordReader{prim: prim, step: maxStep, cutoff: &s.cutoff}
 		} else {
-			ps.more = append(ps.more, &recordReader{prim: prim, step: maxStep})
+			ps.more = append(ps.more, &recordReader{prim: prim, step: maxStep, cutoff: &s.cutoff})
 		}
 	}
 	return ps, nil
@@ -454,7 +464,8 @@ func (ps *postingStream) pos() (int64, uint64) { return decodeTimeSeq(ps.cur) }
 func (ps *postingStream) record() ([]byte, error) { return ps.rr.read(ps.cur) }
 
 // read returns the record at (time, seq) suffix cur, valid until the next
-// read. Candidates come newest first.
+// read; nil when a retention pass deleted it after the lists were opened.
+// Candidates come newest first.
 func (r *recordReader) read(cur []byte) ([]byte, error) {
 	r.key = append(append(r.key[:0], pfxEvent), cur...)
 	if r.primAt && r.step > 0 {
@@ -498,6 +509,9 @@ func (r *recordReader) seek(cur []byte) ([]byte, error) {
 			return nil, err
 		}
 		ns, seq := decodeTimeSeq(cur)
+		if ns < r.cutoff.Load() {
+			return nil, nil // expired meanwhile
+		}
 		return nil, fmt.Errorf("pebblestore: posting of (%d, %d) has no record", ns, seq)
 	}
 	r.primAt = true
