@@ -414,16 +414,7 @@ func (s *Store) DictionaryValuesForTest() (fields [audittrail.NumFields]map[stri
 // value erased and then stored again has a new one.
 func (s *Store) DictionaryIDsForTest() (fields [audittrail.NumFields]map[string]uint32, meta, prefixes map[string]uint32) {
 	ids := func(d dictID) map[string]uint32 {
-		s.dicts.mu.RLock()
-		defer s.dicts.mu.RUnlock()
-		m := map[string]uint32{}
-		dd := &s.dicts.d[d]
-		for id := range uint32(dd.vals.len()) {
-			if !dd.erased[id] {
-				m[dd.vals.at(id)] = id
-			}
-		}
-		return m
+		return dictEntriesForTest(s, d, func(_ *dictionary, id uint32) uint32 { return id })
 	}
 	for f := range fields {
 		fields[f] = ids(dictID(f))
@@ -484,13 +475,19 @@ func (s *Store) CountsForTest() (fields [audittrail.NumFields]map[string]uint64,
 // countsForTest returns the values of dictionary d with their counts,
 // erased values left out.
 func (s *Store) countsForTest(d dictID) map[string]uint64 {
+	return dictEntriesForTest(s, d, func(dd *dictionary, id uint32) uint64 { return dd.counts[id] })
+}
+
+// dictEntriesForTest returns the values of dictionary d, erased values left
+// out, each with what f says of its id.
+func dictEntriesForTest[V any](s *Store, d dictID, f func(dd *dictionary, id uint32) V) map[string]V {
 	s.dicts.mu.RLock()
 	defer s.dicts.mu.RUnlock()
-	m := map[string]uint64{}
+	m := map[string]V{}
 	dd := &s.dicts.d[d]
 	for id := range uint32(dd.vals.len()) {
 		if !dd.erased[id] {
-			m[dd.vals.at(id)] = dd.counts[id]
+			m[dd.vals.at(id)] = f(dd, id)
 		}
 	}
 	return m
