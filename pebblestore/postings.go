@@ -464,7 +464,13 @@ type packedList struct {
 func (s *Store) newPackedList(p, lo, hi []byte) (*packedList, error) {
 	pl := newListRange(lo, hi)
 	pl.setBounds(p)
-	return s.openList(pl)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pl.lower, UpperBound: pl.upper})
+	if err != nil {
+		return nil, err
+	}
+	pl.it = it
+	pl.pending = it.Last()
+	return pl, nil
 }
 
 // newEpochList opens the list of packed prefix p (packedPrefix: p or k,
@@ -500,17 +506,6 @@ func newListRange(lo, hi []byte) *packedList {
 	pl.loT, pl.loSeq = decodeSuffix(lo)
 	pl.hiT, pl.hiSeq = decodeSuffix(hi)
 	return pl
-}
-
-// openList opens pl's iterator within its bounds, at its last block.
-func (s *Store) openList(pl *packedList) (*packedList, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pl.lower, UpperBound: pl.upper})
-	if err != nil {
-		return nil, err
-	}
-	pl.it = it
-	pl.pending = it.Last()
-	return pl, nil
 }
 
 // nextEpochBounds sets the bounds to the next epoch of pl.epochs and

@@ -477,7 +477,7 @@ func (r *recordReader) read(cur []byte) ([]byte, error) {
 			case c == 0:
 				return r.prim.ValueAndErr()
 			case c < 0:
-				goto seek // passed it (cannot happen: every posting has its record)
+				goto seek // passed it: a retention pass deleted it after the lists were opened (seek says)
 			}
 		}
 	seek:
