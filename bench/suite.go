@@ -72,21 +72,20 @@ func RunQuery(ctx context.Context, s Searcher, q *Query, runs int, opt RunOption
 	once := func() (time.Duration, error) {
 		t := time.Now()
 		if q.Drain {
-			var cur any
-			n, sum, reqs := 0, uint64(0), 0
-			for {
-				p, err := s.Page(ctx, q, q.PageSize, cur)
-				if err != nil {
-					return 0, err
-				}
-				reqs += p.Requests
-				n += len(p.IDs)
-				for _, id := range p.IDs {
-					sum ^= idHash(id)
-				}
-				if cur = p.Cursor; cur == nil {
-					break
-				}
+			n, sum := 0, uint64(0)
+			each := func(id string) {
+				n++
+				sum ^= idHash(id)
+			}
+			var reqs int
+			var err error
+			if dr, ok := s.(Drainer); ok {
+				reqs, err = dr.Drain(ctx, q, q.PageSize, each)
+			} else {
+				reqs, err = drainByPages(ctx, s, q, each)
+			}
+			if err != nil {
+				return 0, err
 			}
 			d := time.Since(t)
 			r.Count, r.Sum, r.Requests = n, sum, reqs
@@ -196,4 +195,22 @@ func (r *QueryResult) storeNote() string {
 		return fmt.Sprintf("  store search %s ms, %.2f GCs per run", ms(s), gc)
 	}
 	return fmt.Sprintf("  store search %s ms, store appends %s ms, %.2f GCs per run", ms(s), ms(a), gc)
+}
+
+// drainByPages reads every page of q through s.Page, one after the other.
+func drainByPages(ctx context.Context, s Searcher, q *Query, each func(id string)) (requests int, err error) {
+	var cur any
+	for {
+		p, err := s.Page(ctx, q, q.PageSize, cur)
+		if err != nil {
+			return requests, err
+		}
+		requests += p.Requests
+		for _, id := range p.IDs {
+			each(id)
+		}
+		if cur = p.Cursor; cur == nil {
+			return requests, nil
+		}
+	}
 }

@@ -28,6 +28,14 @@ type Searcher interface {
 	Page(ctx context.Context, q *Query, size int, cursor any) (Page, error)
 }
 
+// Drainer is a Searcher with a way of its own to read every page of a
+// result (pages of size). The Go client has one, Pages, which asks for each
+// page while it decodes the one before: what a program that drains a result
+// with it does.
+type Drainer interface {
+	Drain(ctx context.Context, q *Query, size int, each func(id string)) (requests int, err error)
+}
+
 // Page is one page of results.
 type Page struct {
 	IDs      []string
@@ -179,4 +187,19 @@ func (s *GRPCSearcher) Page(ctx context.Context, q *Query, size int, cursor any)
 		}
 		return ids, resp.NextPageToken, nil
 	})
+}
+
+// Drain reads every page of q through the client's Pages.
+func (s *GRPCSearcher) Drain(ctx context.Context, q *Query, size int, each func(id string)) (int, error) {
+	requests := 0
+	for page, err := range s.Client.Pages(ctx, q.Filter, size) {
+		if err != nil {
+			return requests, err
+		}
+		requests++
+		for _, e := range page.Events {
+			each(e.ID)
+		}
+	}
+	return requests, nil
 }

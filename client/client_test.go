@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,16 +265,142 @@ func TestEventsIteratesEveryPage(t *testing.T) {
 		}
 	}
 
-	// Breaking out of the loop stops the fetching.
+	// Breaking out of the loop stops the fetching: the loop held the
+	// second page, so the third had been asked for (and is cancelled; it
+	// may not have reached the server).
+	p.mu.Lock()
 	p.reqs = nil
+	p.mu.Unlock()
 	n := 0
 	for range c.Events(context.Background(), filter, 5) {
 		if n++; n == 7 {
 			break
 		}
 	}
-	if len(p.reqs) != 2 {
-		t.Errorf("%d requests to read 7 events in pages of 5, want 2", len(p.reqs))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.reqs) < 2 || len(p.reqs) > 3 {
+		t.Errorf("%d requests to read 7 events in pages of 5, want 2 and at most one read ahead", len(p.reqs))
+	}
+}
+
+// TestPagesReadsOneAhead checks that Pages asks for the next page while the
+// loop still holds the current one, and that every page arrives once, in
+// order.
+func TestPagesReadsOneAhead(t *testing.T) {
+	p := &pager{}
+	for i := range 12 {
+		p.events = append(p.events, &pb.Event{Name: "events/" + uuidFor(i), EventTime: timestamppb.Now(), ReceiveTime: timestamppb.Now()})
+	}
+	asked := make(chan string, 10)
+	c := dial(t, serve(t, &fake{search: func(ctx context.Context, r *pb.SearchEventsRequest) (*pb.SearchEventsResponse, error) {
+		asked <- r.PageToken
+		return p.search(ctx, r)
+	}}))
+	var got []string
+	pages := 0
+	for page, err := range c.Pages(t.Context(), audittrail.Filter{}, 5) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(5, 12-len(got)); len(page.Events) != want {
+			t.Fatalf("page %d holds %d events, want %d", pages, len(page.Events), want)
+		}
+		for _, e := range page.Events {
+			got = append(got, e.ID)
+		}
+		pages++
+		// The request of this page, then the next one's, made before the
+		// loop lets go of this page.
+		if tok := <-asked; (pages == 1 && tok != "") || (pages > 1 && tok == "") {
+			t.Fatalf("page %d was asked for with token %q", pages, tok)
+		}
+		if page.NextPageToken != "" {
+			select {
+			case tok := <-asked:
+				if tok != page.NextPageToken {
+					t.Fatalf("after page %d the client asked for %q, not the next page %q", pages, tok, page.NextPageToken)
+				}
+				asked <- tok // the next iteration's request
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the next page was not asked for while the loop held page %d", pages)
+			}
+		}
+	}
+	if pages != 3 || len(got) != 12 {
+		t.Fatalf("%d pages, %d events; want 3 and 12", pages, len(got))
+	}
+	for i, id := range got {
+		if id != uuidFor(i) {
+			t.Fatalf("event %d is %s, want %s", i, id, uuidFor(i))
+		}
+	}
+}
+
+// TestPagesReadAheadError checks that a failure of the page read ahead
+// comes after the page before it, and ends the loop.
+func TestPagesReadAheadError(t *testing.T) {
+	p := &pager{}
+	for i := range 8 {
+		p.events = append(p.events, &pb.Event{Name: "events/" + uuidFor(i)})
+	}
+	c := dial(t, serve(t, &fake{search: func(ctx context.Context, r *pb.SearchEventsRequest) (*pb.SearchEventsResponse, error) {
+		if r.PageToken != "" {
+			return nil, status.Error(codes.PermissionDenied, "the token expired")
+		}
+		return p.search(ctx, r)
+	}}))
+	var got []string
+	for page, err := range c.Pages(t.Context(), audittrail.Filter{}, 5) {
+		if err != nil {
+			got = append(got, audittrail.ErrorCode(err))
+			continue
+		}
+		got = append(got, fmt.Sprintf("page of %d", len(page.Events)))
+	}
+	if want := []string{"page of 5", audittrail.EPermissionDenied}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestPagesStopCancelsReadAhead checks that a loop that stops while the
+// next page is being read cancels that request and returns only once it
+// has ended: no goroutine of the loop outlives it.
+func TestPagesStopCancelsReadAhead(t *testing.T) {
+	p := &pager{}
+	for i := range 8 {
+		p.events = append(p.events, &pb.Event{Name: "events/" + uuidFor(i)})
+	}
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	c := dial(t, serve(t, &fake{search: func(ctx context.Context, r *pb.SearchEventsRequest) (*pb.SearchEventsResponse, error) {
+		if r.PageToken != "" {
+			close(started)
+			<-ctx.Done() // answers only when the client gives up
+			close(cancelled)
+			return nil, ctx.Err()
+		}
+		return p.search(ctx, r)
+	}}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, err := range c.Events(t.Context(), audittrail.Filter{}, 5) {
+			if err != nil {
+				t.Error(err)
+			}
+			<-started // the read ahead reached the server
+			break
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not return after a break while the next page was read")
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never saw the read ahead cancelled")
 	}
 }
 

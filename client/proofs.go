@@ -233,11 +233,9 @@ func ParseAnswer(raw []byte) ([]*audittrail.Event, *Proofs, error) {
 	if err != nil {
 		return nil, nil, audittrail.Errorf(audittrail.EInvalid, "not an answer of the API: %v", err)
 	}
-	out := make([]*audittrail.Event, len(events))
-	for i, pe := range events {
-		if out[i], err = eventFromProto(pe); err != nil {
-			return nil, nil, err
-		}
+	out, err := eventsFromProto(events)
+	if err != nil {
+		return nil, nil, err
 	}
 	p, err := proofsFromProto(proofs)
 	if err != nil {
@@ -493,14 +491,11 @@ func (c *Client) logEntries(ctx context.Context, start uint64, pageSize int, pro
 		}
 		page.Deleted = append(page.Deleted, [32]byte(h))
 	}
-	page.Events = make([]*audittrail.Event, 0, len(resp.GetEvents()))
-	for i, p := range resp.GetEvents() {
-		e, err := eventFromProto(p)
-		if err != nil {
-			return nil, nil, err
-		}
+	if page.Events, err = eventsFromProto(resp.GetEvents()); err != nil {
+		return nil, nil, err
+	}
+	for i, e := range page.Events {
 		e.Seq = start + uint64(i) + 1
-		page.Events = append(page.Events, e)
 	}
 	var p *Proofs
 	if proofs {

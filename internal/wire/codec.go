@@ -30,7 +30,8 @@ import (
 // and their strings checked by checkedUTF8; a request with a string that is
 // not UTF-8, or that the generated code refuses, is decoded again by
 // protobuf-go for its error. The client decodes answers with the generated
-// code: what the server writes was checked on its way in.
+// code, leaving their strings in a copy of the answer (see Unmarshal): what
+// the server writes was checked on its way in.
 
 // ServerCodec is the codec of the server's listeners: generated marshalling,
 // protobuf-go decoding but for the producers' requests.
@@ -55,6 +56,12 @@ type vtMessage interface {
 	SizeVT() int
 	MarshalToSizedBufferVT([]byte) (int, error)
 	UnmarshalVT([]byte) error
+}
+
+// vtUnsafeMessage is a message whose generated decoder can leave its strings
+// and bytes in the buffer it decodes.
+type vtUnsafeMessage interface {
+	UnmarshalVTUnsafe([]byte) error
 }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
@@ -103,15 +110,30 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			return c.fallback.Unmarshal(data, v)
 		}
 	}
-	m, ok := v.(vtMessage)
-	if !c.decodeVT || !ok {
+	if !c.decodeVT {
 		return c.fallback.Unmarshal(data, v)
 	}
-	// UnmarshalVT copies the strings it decodes, so the buffer can go
-	// back to the pool.
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	return m.UnmarshalVT(buf.ReadOnlyData())
+	if r, ok := v.(*RawMessage); ok {
+		r.Data = data.Materialize()
+		return nil
+	}
+	m, ok := v.(vtUnsafeMessage)
+	if !ok {
+		return c.fallback.Unmarshal(data, v)
+	}
+	// The client's answers are decoded without copying their strings: they
+	// point into a copy of the answer that the decoded message owns (one
+	// allocation of the answer's size instead of one per string, about a
+	// third of the time of decoding a page of 1000 events). The copy stays
+	// alive while any string of the answer does.
+	return m.UnmarshalVTUnsafe(data.Materialize())
+}
+
+// RawMessage is an answer the client's codec does not decode: its bytes, a
+// copy of the client's own. The Go client's Pages reads the next page's
+// token from them, asks for that page, and only then decodes this one.
+type RawMessage struct {
+	Data []byte
 }
 
 // Name is the content subtype of protobuf: the other side notices nothing.

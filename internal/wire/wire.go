@@ -182,21 +182,31 @@ func EventFromProto(p *pb.Event) (audittrail.NewEvent, error) {
 // EventFromOutputProto converts an event as the server returns it (the Go
 // client's direction), keeping the server-set fields.
 func EventFromOutputProto(p *pb.Event) (*audittrail.Event, error) {
-	ne, err := EventFromProto(p)
-	if err != nil {
+	e := new(audittrail.Event)
+	if err := OutputEventInto(e, p); err != nil {
 		return nil, err
 	}
-	e := ne.Event
+	return e, nil
+}
+
+// OutputEventInto is EventFromOutputProto into an Event of the caller's, so
+// that a page's events can share one allocation (the Go client's searches).
+func OutputEventInto(dst *audittrail.Event, p *pb.Event) error {
+	ne, err := EventFromProto(p)
+	if err != nil {
+		return err
+	}
+	*dst = ne.Event
 	if p.ReceiveTime != nil {
-		e.ReceiveTime = p.ReceiveTime.AsTime()
+		dst.ReceiveTime = p.ReceiveTime.AsTime()
 	}
 	const prefix = "events/"
 	if len(p.Name) > len(prefix) && p.Name[:len(prefix)] == prefix {
-		e.ID = p.Name[len(prefix):]
+		dst.ID = p.Name[len(prefix):]
 	}
-	e.Workspace = p.Workspace
-	e.LoginPrincipal = p.LoginPrincipal
-	return &e, nil
+	dst.Workspace = p.Workspace
+	dst.LoginPrincipal = p.LoginPrincipal
+	return nil
 }
 
 func timeFromProto(field string, ts *timestamppb.Timestamp) (time.Time, error) {
