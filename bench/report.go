@@ -841,7 +841,8 @@ func writeMethod(b *strings.Builder, res *Results) {
 	w("  requests column counts the round trips.\n")
 	w("- A later page (page 20) is timed alone: the 19 pages before are walked once, untimed, and the timed runs each\n")
 	w("  fetch page 20 with the page token (PostgreSQL: the keyset of the last row of page 19). The drain fetches every\n")
-	w("  page of 1000.\n")
+	w("  page of 1000: over REST and in SQL one request after the other; over gRPC through the Go client's `Pages`, which\n")
+	w("  asks for the next page before decoding the current one (as a Go program draining a result with it does).\n")
 	w("- Each query runs once untimed (\"first run\": for the embedded store this includes evaluating a regex over the\n")
 	w("  dictionaries, which later runs find cached) and then %d times, one at a time, on an otherwise idle server.\n", res.Config.Runs)
 	if res.Interleaved {
