@@ -454,3 +454,67 @@ func TestRetentionBetweenListsAndRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionBetweenColumnAndRecords is TestRetentionBetweenListsAndRecords
+// for candidates from the value column: a regex over inline resources (a
+// dictionary of 8 values leaves nearly all of them inline), whose plan reads
+// the column, sees the column as it was before the pass, and must leave out
+// the candidates whose records the pass deleted.
+func TestRetentionBetweenColumnAndRecords(t *testing.T) {
+	ctx := context.Background()
+	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 8})
+	defer s.Close()
+	all := stored(mustAppend(t, s, newGen(43).batch(600)))
+	if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	times := make([]time.Time, len(all))
+	for i, e := range all {
+		times[i] = e.EventTime
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	cutoff := times[len(times)/2]
+	// Inline resources of events on both sides of the cutoff.
+	dict, _, _ := s.DictionaryValuesForTest()
+	var before, after []string
+	for _, e := range all {
+		if dict[audittrail.FieldResource][e.Resource] {
+			continue
+		}
+		if e.EventTime.Before(cutoff) && len(before) < 10 {
+			before = append(before, regexp.QuoteMeta(e.Resource))
+		} else if !e.EventTime.Before(cutoff) && len(after) < 10 {
+			after = append(after, regexp.QuoteMeta(e.Resource))
+		}
+	}
+	var f audittrail.Filter
+	f.Regex[audittrail.FieldResource] = "^(?:" + strings.Join(append(before, after...), "|") + ")$"
+	q := compile(t, f)
+	left := slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool {
+		return e.EventTime.Before(cutoff) && e.Seq != uint64(len(all)) // the last seq is kept
+	})
+	want := bruteForce(left, q, nil)
+	if deleted := len(bruteForce(all, q, nil)) - len(want); deleted < 5 || len(want) < 5 {
+		t.Fatalf("test setup: %d matching events to delete, %d to keep", deleted, len(want))
+	}
+	passed := false
+	defer pebblestore.SetListsOpenedHookForTest(func() {
+		if passed {
+			return
+		}
+		passed = true
+		if res, err := s.Expire(ctx, cutoff); err != nil || res.Deleted == 0 {
+			t.Errorf("Expire: %+v, %v", res, err)
+		}
+	})()
+	res, err := s.Search(ctx, audittrail.SearchRequest{Query: q, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !passed {
+		t.Fatal("the search did not read the value column (it opened no posting stream)")
+	}
+	if d := diff(want, res.Events); d != "" {
+		t.Fatalf("the answer is not the events left after the pass (-want +got)\n%s", d)
+	}
+}
