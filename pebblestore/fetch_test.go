@@ -397,7 +397,6 @@ func TestRetentionBetweenListsAndRecords(t *testing.T) {
 			case "batches on three readers":
 				defer pebblestore.SetParallelFetchForTest(2, 3)()
 			}
-			ctx := context.Background()
 			s := openStore(t, t.TempDir())
 			defer s.Close()
 			g := newGen(41)
@@ -424,34 +423,42 @@ func TestRetentionBetweenListsAndRecords(t *testing.T) {
 			}
 			slices.SortFunc(times, time.Time.Compare)
 			cutoff := times[len(times)/2]
-			left := slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool {
-				return e.EventTime.Before(cutoff) && e.Seq != uint64(len(all)) // the last seq is kept
-			})
-			want := bruteForce(left, q, nil)
-			if deleted := len(bruteForce(all, q, nil)) - len(want); deleted < 5 || len(want) < 5 {
-				t.Fatalf("test setup: %d matching events to delete", deleted)
-			}
-			passed := false
-			defer pebblestore.SetListsOpenedHookForTest(func() {
-				if passed {
-					return
-				}
-				passed = true
-				if res, err := s.Expire(ctx, cutoff); err != nil || res.Deleted == 0 {
-					t.Errorf("Expire: %+v, %v", res, err)
-				}
-			})()
-			res, err := s.Search(ctx, audittrail.SearchRequest{Query: q, Limit: 1000})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !passed {
-				t.Fatal("the search opened no posting list")
-			}
-			if d := diff(want, res.Events); d != "" {
-				t.Fatalf("the answer is not the events left after the pass (-want +got)\n%s", d)
-			}
+			searchAcrossPass(t, s, all, q, cutoff)
 		})
+	}
+}
+
+// searchAcrossPass searches q in s (holding all) with a retention pass at
+// cutoff made between the opening of the search's posting stream and of its
+// record readers, and checks that the answer is the events the pass left.
+func searchAcrossPass(t *testing.T, s *pebblestore.Store, all []*audittrail.Event, q *audittrail.Query, cutoff time.Time) {
+	t.Helper()
+	left := slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool {
+		return e.EventTime.Before(cutoff) && e.Seq != uint64(len(all)) // the last seq is kept
+	})
+	want := bruteForce(left, q, nil)
+	if deleted := len(bruteForce(all, q, nil)) - len(want); deleted < 5 || len(want) < 5 {
+		t.Fatalf("test setup: %d matching events to delete, %d to keep", deleted, len(want))
+	}
+	passed := false
+	defer pebblestore.SetListsOpenedHookForTest(func() {
+		if passed {
+			return
+		}
+		passed = true
+		if res, err := s.Expire(context.Background(), cutoff); err != nil || res.Deleted == 0 {
+			t.Errorf("Expire: %+v, %v", res, err)
+		}
+	})()
+	res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !passed {
+		t.Fatal("the search opened no posting stream")
+	}
+	if d := diff(want, res.Events); d != "" {
+		t.Fatalf("the answer is not the events left after the pass (-want +got)\n%s", d)
 	}
 }
 
@@ -461,7 +468,6 @@ func TestRetentionBetweenListsAndRecords(t *testing.T) {
 // the column, sees the column as it was before the pass, and must leave out
 // the candidates whose records the pass deleted.
 func TestRetentionBetweenColumnAndRecords(t *testing.T) {
-	ctx := context.Background()
 	s := openStoreConfig(t, pebblestore.Config{Dir: t.TempDir(), CacheSize: 16 << 20, DictionaryLimit: 8})
 	defer s.Close()
 	all := stored(mustAppend(t, s, newGen(43).batch(600)))
@@ -489,32 +495,5 @@ func TestRetentionBetweenColumnAndRecords(t *testing.T) {
 	}
 	var f audittrail.Filter
 	f.Regex[audittrail.FieldResource] = "^(?:" + strings.Join(append(before, after...), "|") + ")$"
-	q := compile(t, f)
-	left := slices.DeleteFunc(slices.Clone(all), func(e *audittrail.Event) bool {
-		return e.EventTime.Before(cutoff) && e.Seq != uint64(len(all)) // the last seq is kept
-	})
-	want := bruteForce(left, q, nil)
-	if deleted := len(bruteForce(all, q, nil)) - len(want); deleted < 5 || len(want) < 5 {
-		t.Fatalf("test setup: %d matching events to delete, %d to keep", deleted, len(want))
-	}
-	passed := false
-	defer pebblestore.SetListsOpenedHookForTest(func() {
-		if passed {
-			return
-		}
-		passed = true
-		if res, err := s.Expire(ctx, cutoff); err != nil || res.Deleted == 0 {
-			t.Errorf("Expire: %+v, %v", res, err)
-		}
-	})()
-	res, err := s.Search(ctx, audittrail.SearchRequest{Query: q, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !passed {
-		t.Fatal("the search did not read the value column (it opened no posting stream)")
-	}
-	if d := diff(want, res.Events); d != "" {
-		t.Fatalf("the answer is not the events left after the pass (-want +got)\n%s", d)
-	}
+	searchAcrossPass(t, s, all, compile(t, f), cutoff)
 }
