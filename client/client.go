@@ -380,12 +380,10 @@ func (c *Client) Pages(ctx context.Context, filter audittrail.Filter, pageSize i
 				yield(nil, callErr)
 				return
 			}
-			token, err := nextPageToken(raw)
-			if err != nil {
-				yield(nil, badAnswer(err))
-				return
-			}
-			if token != "" {
+			readAhead := func(token string) {
+				if token == "" {
+					return
+				}
 				next := &pb.SearchEventsRequest{Filter: preq.Filter, PageSize: preq.PageSize, PageToken: token}
 				ahead = make(chan answer, 1)
 				go func(ch chan<- answer) {
@@ -393,10 +391,20 @@ func (c *Client) Pages(ctx context.Context, filter audittrail.Filter, pageSize i
 					ch <- answer{raw, err}
 				}(ahead)
 			}
+			token, stepped := nextPageToken(raw)
+			if stepped {
+				readAhead(token)
+			}
 			var resp pb.SearchEventsResponse
 			if err := resp.UnmarshalVTUnsafe(raw); err != nil {
 				yield(nil, badAnswer(err))
 				return
+			}
+			if !stepped {
+				// An answer the token's reading could not step over
+				// (no server writes one): the decoding's token.
+				token = resp.NextPageToken
+				readAhead(token)
 			}
 			page, _, err := searchAnswer(&resp, false)
 			if err != nil {
@@ -430,29 +438,31 @@ var nextPageTokenField = (&pb.SearchEventsResponse{}).ProtoReflect().Descriptor(
 
 // nextPageToken reads the next_page_token of an encoded SearchEventsResponse
 // without decoding its events (it steps over them), as the full decoding
-// would: the last occurrence of the field wins.
-func nextPageToken(raw []byte) (string, error) {
+// would: the last occurrence of the field wins. It returns false for bytes it
+// cannot step over (a truncated or malformed answer, or one with fields the
+// server never writes, such as groups), which the full decoding then judges.
+func nextPageToken(raw []byte) (string, bool) {
 	token := ""
 	for len(raw) > 0 {
 		num, typ, n := protowire.ConsumeTag(raw)
 		if n < 0 {
-			return "", protowire.ParseError(n)
+			return "", false
 		}
 		raw = raw[n:]
 		if num == nextPageTokenField && typ == protowire.BytesType {
 			v, n := protowire.ConsumeBytes(raw)
 			if n < 0 {
-				return "", protowire.ParseError(n)
+				return "", false
 			}
 			token, raw = string(v), raw[n:]
 			continue
 		}
 		if n = protowire.ConsumeFieldValue(num, typ, raw); n < 0 {
-			return "", protowire.ParseError(n)
+			return "", false
 		}
 		raw = raw[n:]
 	}
-	return token, nil
+	return token, true
 }
 
 // badAnswer is the error of an answer the client cannot decode: the server

@@ -337,6 +337,34 @@ func TestPagesReadsOneAhead(t *testing.T) {
 	}
 }
 
+// TestPagesAnswerTheTokenReadCannotStep checks that an answer whose token
+// the client cannot read without decoding (here a group among its unknown
+// fields, which no server writes but the decoder skips) is still followed
+// to its next page, with the token of the full decoding.
+func TestPagesAnswerTheTokenReadCannotStep(t *testing.T) {
+	p := &pager{}
+	for i := range 8 {
+		p.events = append(p.events, &pb.Event{Name: "events/" + uuidFor(i)})
+	}
+	c := dial(t, serve(t, &fake{search: func(ctx context.Context, r *pb.SearchEventsRequest) (*pb.SearchEventsResponse, error) {
+		resp, err := p.search(ctx, r)
+		if err == nil {
+			resp.ProtoReflect().SetUnknown([]byte{0x43, 0x24}) // field 8 starts a group, field 4 ends one
+		}
+		return resp, err
+	}}))
+	var got []string
+	for e, err := range c.Events(t.Context(), audittrail.Filter{}, 5) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.ID)
+	}
+	if len(got) != 8 {
+		t.Fatalf("got %d events, want 8", len(got))
+	}
+}
+
 // TestPagesReadAheadError checks that a failure of the page read ahead
 // comes after the page before it, and ends the loop.
 func TestPagesReadAheadError(t *testing.T) {
