@@ -374,22 +374,22 @@ func (c *Client) Pages(ctx context.Context, filter audittrail.Filter, pageSize i
 				<-ahead // no goroutine outlives the loop
 			}
 		}()
+		readAhead := func(token string) {
+			if token == "" {
+				return
+			}
+			next := &pb.SearchEventsRequest{Filter: preq.Filter, PageSize: preq.PageSize, PageToken: token}
+			ahead = make(chan answer, 1)
+			go func(ch chan<- answer) {
+				raw, err := c.searchRaw(ctx, next)
+				ch <- answer{raw, err}
+			}(ahead)
+		}
 		raw, callErr := c.searchRaw(ctx, preq)
 		for {
 			if callErr != nil {
 				yield(nil, callErr)
 				return
-			}
-			readAhead := func(token string) {
-				if token == "" {
-					return
-				}
-				next := &pb.SearchEventsRequest{Filter: preq.Filter, PageSize: preq.PageSize, PageToken: token}
-				ahead = make(chan answer, 1)
-				go func(ch chan<- answer) {
-					raw, err := c.searchRaw(ctx, next)
-					ch <- answer{raw, err}
-				}(ahead)
 			}
 			token, stepped := nextPageToken(raw)
 			if stepped {
