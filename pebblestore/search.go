@@ -413,10 +413,11 @@ func (s *Store) newPostingStream(lists [][]byte, col *columnSource, lo, hi []byt
 			ps.close()
 			return nil, err
 		}
+		rr := &recordReader{prim: prim, step: maxStep, cutoff: &s.cutoff}
 		if i == 0 {
-			ps.rr = recordReader{prim: prim, step: maxStep, cutoff: &s.cutoff}
+			ps.rr = *rr
 		} else {
-			ps.more = append(ps.more, &recordReader{prim: prim, step: maxStep, cutoff: &s.cutoff})
+			ps.more = append(ps.more, rr)
 		}
 	}
 	return ps, nil
