@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,7 @@ func createREST(t *testing.T, srv *testserver.Server, id, body string) map[strin
 	if r.status != http.StatusOK {
 		t.Fatalf("create: %s", r)
 	}
+	wantContentLength(t, r)
 	ev, _ := r.json(t)["event"].(map[string]any)
 	if ev == nil {
 		t.Fatalf("create: no event in %s", r.body)
@@ -176,7 +178,19 @@ func searchREST(t *testing.T, srv *testserver.Server, base, body string) map[str
 	if r.status != http.StatusOK {
 		t.Fatalf("search %s: %s", body, r)
 	}
+	wantContentLength(t, r)
 	return r.json(t)
+}
+
+// wantContentLength checks that an answer declares its length (the
+// gateway's WithWriteContentLength) instead of coming in chunks: a client
+// knows the size before reading, and the server writes it with one system
+// call fewer.
+func wantContentLength(t *testing.T, r *response) {
+	t.Helper()
+	if got, want := r.header.Get("Content-Length"), strconv.Itoa(len(r.body)); got != want {
+		t.Errorf("Content-Length %q (Transfer-Encoding %q), want %s", got, r.header.Get("Transfer-Encoding"), want)
+	}
 }
 
 // names returns the names of the events of a JSON search or batch response.

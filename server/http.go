@@ -64,6 +64,11 @@ func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerIntercep
 		// A form-encoded POST is not a GET in disguise here.
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMiddlewares(routeMiddleware),
+		// Answers are marshalled whole before they are written, so their
+		// length is known: declared, the body goes out in one piece
+		// instead of HTTP/1.1 chunks (a system call fewer per answer, and
+		// no chunk framing for the client to parse).
+		runtime.WithWriteContentLength(),
 	)
 	if err := pb.RegisterEventServiceHandlerServer(context.Background(), mux, &intercepted{impl: impl, intercept: ic}); err != nil {
 		return nil, err
