@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,6 +51,8 @@ func TestPagesWaitsForItsReadAhead(t *testing.T) {
 	t.Cleanup(srv.Stop)
 
 	inFlight, release := make(chan struct{}), make(chan struct{})
+	letGo := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(letGo)      // a failing test does not leave the call held
 	var ended atomic.Bool // the read ahead's call has returned
 	hold := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if req.(*pb.SearchEventsRequest).PageToken == "" {
@@ -89,7 +92,7 @@ func TestPagesWaitsForItsReadAhead(t *testing.T) {
 		// The loop is waiting (or slow to return: then the check after
 		// the release still holds, it only proves less).
 	}
-	close(release)
+	letGo()
 	select {
 	case waited := <-done:
 		if !waited {

@@ -65,9 +65,9 @@ func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerIntercep
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMiddlewares(routeMiddleware),
 		// Answers are marshalled whole before they are written, so their
-		// length is known: declared, the body goes out in one piece
-		// instead of HTTP/1.1 chunks (a system call fewer per answer, and
-		// no chunk framing for the client to parse).
+		// length is known: declared, the body goes out without HTTP/1.1
+		// chunk framing (for a page of 50 events two socket writes
+		// instead of three, and nothing for the client to unframe).
 		runtime.WithWriteContentLength(),
 	)
 	if err := pb.RegisterEventServiceHandlerServer(context.Background(), mux, &intercepted{impl: impl, intercept: ic}); err != nil {
