@@ -13,7 +13,7 @@ BUF_VERSION := v1.75.0
 # race. Longer runs: make fuzz FUZZTIME=5m, or FUZZTIME=1000000x.
 FUZZTIME  ?= 20000x
 
-.PHONY: run build test go-test fuzz python-test generate check-generate lint bench clean
+.PHONY: run build test go-test race fuzz python-test generate check-generate lint bench clean
 
 
 ## run: start the service on the embedded store in dev mode (data in .data/)
@@ -32,6 +32,11 @@ test: build check-generate lint go-test fuzz python-test
 # into a failure: `make test` never skips the PostgreSQL store.
 go-test:
 	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./...
+
+## race: every Go test under the race detector, the servers of the end-to-end tests built with it too
+## (internal/testserver); about half an hour on 2 cores, so not part of `make test`.
+race:
+	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 -timeout 90m ./...
 
 # Each fuzz target runs briefly; `go test -fuzz` takes one target per run.
 fuzz:

@@ -1,9 +1,10 @@
 // Package testserver runs the audittrail binary for end-to-end tests: it
-// builds ./cmd/audittrail once per test process, starts "audittrail serve" on
-// free loopback ports with a temporary data directory and random tokens, and
-// stops it gracefully at the end of the test. Crash kills it instead, as a
-// crash would, and Resume starts it again on the same data directory, for
-// tests of recovery.
+// builds ./cmd/audittrail once per test process (with the race detector when
+// the tests run with it, and then a race the server reports fails the test),
+// starts "audittrail serve" on free loopback ports with a temporary data
+// directory and random tokens, and stops it gracefully at the end of the
+// test. Crash kills it instead, as a crash would, and Resume starts it again
+// on the same data directory, for tests of recovery.
 //
 // A test package that uses it calls Main from its TestMain, which removes the
 // built binary when the tests are done:
@@ -93,7 +94,11 @@ func Binary(tb testing.TB) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "audittrail")
-		cmd := exec.Command("go", "build", "-o", build.bin, "./cmd/audittrail")
+		args := []string{"build", "-o", build.bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/audittrail")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("go build ./cmd/audittrail: %v\n%s", err, out)
@@ -142,6 +147,7 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 	}
 	tb.Cleanup(func() {
 		s.Stop()
+		s.checkRaces()
 		if tb.Failed() {
 			tb.Logf("audittrail serve output:\n%s", s.Logs())
 		}
@@ -255,6 +261,20 @@ func (s *Server) Stop() {
 	case <-time.After(StopTimeout):
 		s.kill()
 		s.tb.Errorf("testserver: audittrail serve did not exit within %s of SIGTERM", StopTimeout)
+	}
+}
+
+// raceReport is how the race detector begins a report (on stderr, when it
+// sees the race; the process then exits with status 66 at its end).
+const raceReport = "WARNING: DATA RACE"
+
+// checkRaces fails the test if a race-built server reported a data race in
+// any of its runs: a crashed run never gets to exit with status 66, and a
+// report must not pass unseen.
+func (s *Server) checkRaces() {
+	s.tb.Helper()
+	if n := strings.Count(s.Logs(), raceReport); n > 0 {
+		s.tb.Errorf("testserver: audittrail serve reported %d data race(s) (its output follows)", n)
 	}
 }
 
