@@ -34,9 +34,11 @@ go-test:
 	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./...
 
 ## race: every Go test under the race detector, the servers of the end-to-end tests built with it too
-## (internal/testserver); about half an hour on 2 cores, so not part of `make test`.
+## (internal/testserver), then the Python suites against a server built with it (a race it reports
+## fails them); about 40 minutes on 2 cores, so not part of `make test`.
 race:
 	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 -timeout 90m ./...
+	GOFLAGS=-race $(MAKE) python-test BIN=bin/audittrail-race
 
 # Each fuzz target runs briefly; `go test -fuzz` takes one target per run.
 fuzz:

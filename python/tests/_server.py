@@ -93,6 +93,8 @@ def start(binary: Path, base: Path, extra_args: Sequence[str] = ()) -> Server:
 
 
 def stop(server: Server) -> None:
+    """Stops the server (SIGTERM, then SIGKILL after STOP_TIMEOUT) and fails
+    if it reported a data race (check_races)."""
     proc = server.proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -101,6 +103,23 @@ def stop(server: Server) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    check_races(server.log_path)
+
+
+# How the race detector begins a report: a server built with `go build -race`
+# (`make race`) writes one to stderr when it sees a data race, and exits with
+# status 66 only at its end, which a killed server never reaches.
+RACE_REPORT = "WARNING: DATA RACE"
+
+
+def check_races(log_path: Path) -> None:
+    """Raises AssertionError if the server's log holds a race report."""
+    try:
+        n = log_path.read_text(errors="replace").count(RACE_REPORT)
+    except OSError:
+        return
+    if n:
+        raise AssertionError(f"audittrail serve reported {n} data race(s): see {log_path}")
 
 
 def raw_post(url: str, token: Optional[str], body: Any, timeout: float = 30,

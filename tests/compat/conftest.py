@@ -122,6 +122,11 @@ def server(tmp_path_factory):
                 proc.kill()
                 proc.wait()
         log.close()
+        # A server built with `go build -race` (`make race`) reports a data
+        # race on stderr when it sees one; the report fails the session.
+        races = log_path.read_text(errors="replace").count("WARNING: DATA RACE")
+        if races:
+            pytest.fail(f"audittrail serve reported {races} data race(s): see {log_path}", pytrace=False)
 
 
 def create_batch(srv: Server, world: World, seeds) -> list:
