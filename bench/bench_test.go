@@ -83,6 +83,10 @@ func TestAnalyze(t *testing.T) {
 	if n := byKey["metadata-rare"].Matches; n != 1 {
 		t.Errorf("the rare metadata query matches %d events, want 1", n)
 	}
+	if m := byKey["metadata-middling"].Matches; m <= 1 || m >= byKey["metadata-common"].Matches {
+		t.Errorf("the middling metadata query matches %d events, want more than the rare one's 1 and fewer than the common one's %d",
+			m, byKey["metadata-common"].Matches)
+	}
 	if byKey["principal-popular"].Matches <= byKey["principal-rare"].Matches {
 		t.Error("the popular principal is not more popular than the rare one")
 	}

@@ -206,6 +206,13 @@ func TestDistribution(t *testing.T) {
 	for k := 0; k <= 3; k++ {
 		between(fmt.Sprintf("events with %d request parameters", k), params[k], n/8, n/2)
 	}
+	// Feature flags span the selectivities between a unique id and a
+	// common value: f0 on ~6 % of the events, f12 on ~0.5 %, f63 on ~0.1 %.
+	features := count(func(e *audittrail.Event) string { return e.Metadata["feature"] })
+	between("distinct feature flags (with \"\")", len(features), 64, 65)
+	between("events with feature f0 (per mille)", features["f0"]*1000/n, 45, 75)
+	between("events with feature f12 (per ten thousand)", features["f12"]*10000/n, 30, 65)
+	between("events with feature f63 (per ten thousand)", features["f63"]*10000/n, 4, 16)
 	// The first and last events lie near the ends of the span.
 	if d := items[0].Event.Event.EventTime.Sub(end.Add(-span)); d > time.Minute {
 		t.Errorf("first event %s after the start of the span", d)
