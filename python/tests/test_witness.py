@@ -423,6 +423,7 @@ class WitnessProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _server.check_races(self.log_path)
 
 
 def start_witness(binary: Path, base: Path, name: str, log_pub: Path) -> WitnessProc:
