@@ -79,6 +79,16 @@ func isExec(p string) bool {
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
 
+// TestSettings are the server settings of the tests' clusters (internal/pgtest,
+// internal/pgcluster/cmd/withpostgres): durable, as tests of durability need, and small.
+var TestSettings = []string{
+	"fsync=on",
+	"synchronous_commit=on",
+	"max_connections=300",
+	"shared_buffers=128MB",
+	"timezone=UTC",
+}
+
 // Cluster is a throwaway PostgreSQL cluster.
 type Cluster struct {
 	Bin      string   // directory of initdb, pg_ctl

@@ -44,16 +44,6 @@ const (
 	BinEnv = pgcluster.BinEnv
 )
 
-// settings are the test clusters' server settings: durable, as tests of
-// durability need, and small.
-var settings = []string{
-	"fsync=on",
-	"synchronous_commit=on",
-	"max_connections=300",
-	"shared_buffers=128MB",
-	"timezone=UTC",
-}
-
 // Cluster is a running throwaway PostgreSQL cluster.
 type Cluster struct {
 	c *pgcluster.Cluster
@@ -128,7 +118,7 @@ func start(bin string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := pgcluster.Create(bin, dir, settings, true)
+	c, err := pgcluster.Create(bin, dir, pgcluster.TestSettings, true)
 	if err != nil {
 		return nil, err
 	}

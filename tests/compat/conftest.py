@@ -3,7 +3,10 @@ whole session, the seeded events and the model of what the server holds.
 
 The suite builds nothing. It runs the binary named by $AUDITTRAIL_BIN
 (default: bin/audittrail under the repository root; `make python-test` builds
-it with `go build -o bin/audittrail ./cmd/audittrail`).
+it with `go build -o bin/audittrail ./cmd/audittrail`), on the embedded store,
+or on the PostgreSQL database whose URL is $AUDITTRAIL_TEST_STORE (`make
+python-test` runs the suite a second time so, through
+internal/pgcluster/cmd/withpostgres, which makes a throwaway cluster).
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ from compat_seed import base_seeds, bulk_seeds  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60  # seconds until /readyz must answer 200
 STOP_TIMEOUT = 20  # seconds between SIGTERM and SIGKILL
+# A postgres:// URL of an empty database: the server runs on the PostgreSQL
+# store there instead of the embedded one.
+STORE = os.environ.get("AUDITTRAIL_TEST_STORE", "")
+
+
+def pytest_report_header(config):
+    return "audittrail store: " + ("PostgreSQL (AUDITTRAIL_TEST_STORE)" if STORE else "embedded")
 
 
 def _free_port() -> int:
@@ -89,6 +99,8 @@ def server(tmp_path_factory):
         "--reader-token", srv.reader_token,
         "--producer-token", srv.producer_token,
     ]
+    if STORE:
+        cmd += ["--store", STORE]
     # The flags are authoritative; keep a developer's AUDITTRAIL_* settings
     # (tokens, addresses, data dir) out of the test server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITTRAIL_")}
