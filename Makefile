@@ -65,16 +65,19 @@ $(PYVENV)/.installed: python/pyproject.toml $(shell find python/src -name '*.py'
 	$(PYVENV)/bin/pip install --quiet --target $(PYVENV)/h2o-official h2o-audit-trail==1.5.3
 	touch $@
 
-# The compatibility suite (the published client) runs twice: against the
-# server on the embedded store, then on the PostgreSQL store in a throwaway
-# cluster (needs PostgreSQL's server programs, as go-test does).
+# Both suites run on the embedded store, then on the PostgreSQL store in a
+# throwaway cluster (needs PostgreSQL's server programs, as go-test does):
+# the compatibility suite (the published client) whole, our package's suite
+# for the tests of its session server (python/tests/conftest.py).
 python-test: build $(VENV)/.installed $(PYVENV)/.installed
-	AUDITTRAIL_BIN=$(CURDIR)/$(BIN) $(VENV)/bin/python -m pytest -q tests/compat
 	$(GO) build -o bin/withpostgres ./internal/pgcluster/cmd/withpostgres
+	AUDITTRAIL_BIN=$(CURDIR)/$(BIN) $(VENV)/bin/python -m pytest -q tests/compat
 	AUDITTRAIL_BIN=$(CURDIR)/$(BIN) bin/withpostgres -env AUDITTRAIL_TEST_STORE -- \
 	  $(VENV)/bin/python -m pytest -q tests/compat
 	H2O_AUDIT_TRAIL_OFFICIAL=$(CURDIR)/$(PYVENV)/h2o-official AUDITTRAIL_BIN=$(CURDIR)/$(BIN) \
 	  $(PYVENV)/bin/python -m pytest -q python/tests
+	H2O_AUDIT_TRAIL_OFFICIAL=$(CURDIR)/$(PYVENV)/h2o-official AUDITTRAIL_BIN=$(CURDIR)/$(BIN) \
+	  bin/withpostgres -env AUDITTRAIL_TEST_STORE -- $(PYVENV)/bin/python -m pytest -q python/tests
 
 ## generate: regenerate Go code and the OpenAPI document from proto/ (needs only the Go toolchain)
 generate:

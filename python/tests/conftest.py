@@ -4,7 +4,13 @@ official H2O client next to ours; an in-process OIDC issuer and discovery
 service.
 
 Tests that take the ``flavour`` fixture run twice: with our client and with
-the official ``h2o-audit-trail`` 1.5.3 against the same server."""
+the official ``h2o-audit-trail`` 1.5.3 against the same server.
+
+With $AUDITTRAIL_TEST_STORE set to the URL of an empty PostgreSQL database,
+the session's server runs on the PostgreSQL store there, and only the tests
+that use that server run (the others start servers of their own, with data
+directories the embedded store keeps); `make python-test` does so through
+internal/pgcluster/cmd/withpostgres after the run on the embedded store."""
 
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ import h2o_audit_trail  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_DIR = REPO_ROOT / "python"
 BULK_COUNT = 250
+# A postgres:// URL of an empty database for the session's server (above).
+STORE = os.environ.get("AUDITTRAIL_TEST_STORE", "")
 
 if not hasattr(h2o_audit_trail, "COMPATIBLE_WITH"):
     raise RuntimeError(
@@ -47,11 +55,26 @@ def server(tmp_path_factory) -> Iterator[_server.Server]:
     if not os.access(binary, os.X_OK):
         pytest.fail(f"audittrail binary not found at {binary}: build it (go build -o bin/audittrail ./cmd/audittrail) "
                     "or set AUDITTRAIL_BIN", pytrace=False)
-    srv = _server.start(binary, tmp_path_factory.mktemp("audittrail"))
+    srv = _server.start(binary, tmp_path_factory.mktemp("audittrail"), ["--store", STORE] if STORE else [])
     try:
         yield srv
     finally:
         _server.stop(srv)
+
+
+def pytest_report_header(config):
+    return "audittrail store: " + ("PostgreSQL (AUDITTRAIL_TEST_STORE)" if STORE else "embedded")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On the PostgreSQL store, keeps the tests of the session's server."""
+    if not STORE:
+        return
+    kept = [i for i in items if "server" in getattr(i, "fixturenames", ())]
+    dropped = [i for i in items if "server" not in getattr(i, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def seed(srv: _server.Server, world: World, seeds: list) -> None:
