@@ -2,8 +2,12 @@ package server_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
@@ -32,6 +36,8 @@ func FuzzSearchRequestJSON(f *testing.F) {
 		`{"filter": null, "pageSize": null}`,
 		`[1, 2]`,
 		`{"filter": {"metadataExact": {"a": null}}}`,
+		`{"filter": {"includeTypes": ["TYPE_SYSTEMX"], "unknown": 1}}`,
+		`{"filter": {"exclude_types": ["TYPE_API", null]}, "later": {"includeTypes": ["X"]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -39,8 +45,10 @@ func FuzzSearchRequestJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req pb.SearchEventsRequest
 		if err := m.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
+			checkRefusal(t, body, &pb.SearchEventsRequest{}, err)
 			return
 		}
+		checkAsLenient(t, body, &req)
 		filter, err := wire.FilterFromProto(req.GetFilter())
 		if err != nil {
 			checkInvalid(t, err)
@@ -75,6 +83,8 @@ func FuzzCreateRequestJSON(f *testing.F) {
 		{"b096430b-c7a8-47f2-a129-d9ae58cf454f", `{"eventTime": null, "status": null, "metadata": {"Bad": "x"}, "type": 7}`},
 		{"b096430b-c7a8-47f2-a129-d9ae58cf454f", `{"eventTime": "1969-12-31T23:59:59Z"}`},
 		{"", `null`},
+		{"b096430b-c7a8-47f2-a129-d9ae58cf454f", `{"type": "TYPE_BOGUS", "more": [1]}`},
+		{"b096430b-c7a8-47f2-a129-d9ae58cf454f", `{"requests": [{"eventId": "x", "event": {"type": "1", "x": {}}}]}`},
 	} {
 		f.Add(s.id, []byte(s.body))
 	}
@@ -83,14 +93,20 @@ func FuzzCreateRequestJSON(f *testing.F) {
 		// The body of CreateEvent is the event.
 		var e pb.Event
 		if err := m.NewDecoder(bytes.NewReader(body)).Decode(&e); err == nil {
+			checkAsLenient(t, body, &e)
 			prepare(t, id, &e)
+		} else {
+			checkRefusal(t, body, &pb.Event{}, err)
 		}
 		// The body of BatchCreateEvents holds the requests.
 		var batch pb.BatchCreateEventsRequest
 		if err := m.NewDecoder(bytes.NewReader(body)).Decode(&batch); err == nil {
+			checkAsLenient(t, body, &batch)
 			for _, r := range batch.GetRequests() {
 				prepare(t, r.GetEventId(), r.GetEvent())
 			}
+		} else {
+			checkRefusal(t, body, &pb.BatchCreateEventsRequest{}, err)
 		}
 	})
 }
@@ -113,6 +129,34 @@ func prepare(t *testing.T, id string, e *pb.Event) {
 	out := wire.EventToProto(stored)
 	if _, err := server.NewJSONMarshaler().Marshal(out); err != nil {
 		t.Errorf("a prepared event does not encode: %v", err)
+	}
+}
+
+// The REST decoding is protojson's with unknown fields ignored, except that
+// it refuses enum names no value has, which protojson would drop
+// (requestJSON). lenient is protojson's alone.
+var lenient = protojson.UnmarshalOptions{DiscardUnknown: true}
+
+// checkAsLenient requires what the server decoded to be what protojson
+// decodes.
+func checkAsLenient(t *testing.T, body []byte, got proto.Message) {
+	t.Helper()
+	want := got.ProtoReflect().New().Interface()
+	if err := lenient.Unmarshal(bytes.TrimSpace(body), want); err != nil {
+		// The server reads one JSON value and ignores what follows.
+		return
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("decoded %v, protojson decodes %v", got, want)
+	}
+}
+
+// checkRefusal requires a body that protojson takes to be refused only for
+// an enum name.
+func checkRefusal(t *testing.T, body []byte, empty proto.Message, err error) {
+	t.Helper()
+	if lenient.Unmarshal(body, empty) == nil && !strings.Contains(err.Error(), "is not a value of") {
+		t.Errorf("refused %q, which protojson takes: %v", body, err)
 	}
 }
 

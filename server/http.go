@@ -32,11 +32,15 @@ import (
 //
 // In: both the lowerCamelCase and the proto (snake_case) names are accepted,
 // unknown fields are ignored, and null means unset.
-func NewJSONMarshaler() *runtime.JSONPb {
-	return &runtime.JSONPb{
+//
+// An enum value the API does not know is refused (requestJSON), and the
+// answers the API sends most are written by fastjson (fastJSON).
+func NewJSONMarshaler() runtime.Marshaler {
+	pb := &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
 	}
+	return requestJSON{Marshaler: withFastJSON(pb), lenient: pb.UnmarshalOptions}
 }
 
 var (
@@ -55,7 +59,7 @@ var (
 // through the listener's interceptor chain ic (see intercepted).
 func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerInterceptor, public bool) (*runtime.ServeMux, error) {
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, withFastJSON(NewJSONMarshaler())),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewJSONMarshaler()),
 		runtime.WithErrorHandler(httpError),
 		runtime.WithRoutingErrorHandler(routingError),
 		// Only the Authorization header becomes metadata (the gateway
