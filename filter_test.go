@@ -1,6 +1,7 @@
 package audittrail_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,10 @@ func TestFilterCompileErrors(t *testing.T) {
 		{"action_regex lookahead (not RE2)", audittrail.Filter{Regex: field(audittrail.FieldAction, `a(?=b)`)}, "filter.action_regex"},
 		{"action_regex too long", audittrail.Filter{Regex: field(audittrail.FieldAction, long)}, "filter.action_regex is too long"},
 		{"action_regex repeat too large", audittrail.Filter{Regex: field(audittrail.FieldAction, "a{1001}")}, "filter.action_regex"},
+		{"resource_regex too complex", audittrail.Filter{Regex: field(audittrail.FieldResource, strings.Repeat("(?:.?){1000}", 10)+"[XQ]")},
+			"filter.resource_regex is too complex: it compiles to 20003 instructions, the limit is 10000"},
+		{"metadata_regex too complex", audittrail.Filter{MetadataRegex: map[string]string{"env": strings.Repeat("[a-z]{1000}", 11)}},
+			"filter.metadata_regex[env] is too complex"},
 		{"status_code_regex", audittrail.Filter{StatusCodeRegex: "^(0|3$"}, "filter.status_code_regex"},
 		{"status_code_regex too long", audittrail.Filter{StatusCodeRegex: long}, "filter.status_code_regex is too long"},
 		{"metadata_regex", audittrail.Filter{MetadataRegex: map[string]string{"env": "*"}}, "filter.metadata_regex[env]"},
@@ -283,6 +288,27 @@ func TestEventSetValue(t *testing.T) {
 			if got := e.Value(g); got != want {
 				t.Errorf("after SetValue(%s): Value(%s) = %q, want %q", f, g, got, want)
 			}
+		}
+	}
+}
+
+// TestRegexProgramLimit: regular expressions people write, long ones too,
+// stay far below MaxRegexProgram (the refusals are in TestFilterInvalid).
+func TestRegexProgramLimit(t *testing.T) {
+	var principals []string
+	for i := 0; len(strings.Join(principals, "|")) < audittrail.MaxRegexLen-40; i++ {
+		principals = append(principals, fmt.Sprintf("users/%08x-%d", i*7919, i))
+	}
+	for _, re := range []string{
+		"^(" + strings.Join(principals, "|") + ")$", // 4,0xx bytes
+		`.{0,1000}DELETE$`,
+		`(?:.?){1000}[XQ]`,
+		strings.Repeat(`[\p{L}\p{N}]{0,20}`, 50),
+		`(?i)^actions/[a-z]+/(engines|daiEngines)/(CREATE|DELETE|UPDATE)$`,
+	} {
+		f := audittrail.Filter{Regex: [audittrail.NumFields]string{audittrail.FieldResource: re}}
+		if _, err := f.Compile(compileEnd); err != nil {
+			t.Errorf("%.40s...: %v", re, err)
 		}
 	}
 }

@@ -298,6 +298,8 @@ var (
 
 // colScanner collects the matches of a range of the column.
 type colScanner struct {
+	ctx     context.Context // the search's; nil: none
+	evals   int             // regex evaluations, for looking at ctx now and then
 	m       *matcher
 	metaKey []byte        // metadata: entries are pairs, and only those of this key + "\x00" count
 	find    literalFinder // each scanner its own: it samples the text it reads
@@ -400,7 +402,7 @@ func (s *Store) newColumnSource(ctx context.Context, c *valueCond, lo, hi []byte
 	var l, h colEntry
 	l.ns, l.seq = decodeTimeSeq(lo)
 	h.ns, h.seq = decodeTimeSeq(hi)
-	cs.main = colScanner{m: &c.re, find: literalFinder{lits: c.re.lits}, lo: l, hi: h}
+	cs.main = colScanner{ctx: ctx, m: &c.re, find: literalFinder{lits: c.re.lits}, lo: l, hi: h}
 	if c.d == dictMeta {
 		cs.main.metaKey = []byte(c.metaKey + "\x00")
 	}
@@ -683,6 +685,11 @@ func (sc *colScanner) scanEntries(start int64, data []byte, from int, hit *int, 
 				continue
 			}
 			v = v[len(sc.metaKey):]
+		}
+		if sc.evals++; sc.evals&(ctxCheckEvery-1) == 0 && sc.ctx != nil {
+			if err := sc.ctx.Err(); err != nil {
+				return 0, err
+			}
 		}
 		if m.match(v) {
 			sc.matches = append(sc.matches, e)

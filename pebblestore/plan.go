@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"math/bits"
 	"regexp"
@@ -52,7 +53,9 @@ func (c *valueCond) hasID(id uint32, snap *dictSnap) bool {
 		return c.inDict && c.id == id
 	}
 	if int(id) >= c.n {
-		c.extend(snap, int(id)+1)
+		// Values added since the plan was made: few, and the search's
+		// loop checks its context between candidates.
+		_ = c.extend(context.Background(), snap, int(id)+1)
 	}
 	w := int(id >> 6)
 	return w < len(c.bits) && c.bits[w]&(1<<(id&63)) != 0
@@ -71,14 +74,15 @@ func (c *valueCond) hasInline(v []byte) bool {
 }
 
 // extend evaluates the regex over the dictionary values from c.n on, up to
-// at least upTo (refreshing snap when it does not reach that far).
-func (c *valueCond) extend(snap *dictSnap, upTo int) {
+// at least upTo (refreshing snap when it does not reach that far). It
+// stops with ctx's error, leaving c as it was.
+func (c *valueCond) extend(ctx context.Context, snap *dictSnap, upTo int) error {
 	if snap.vals[c.d].len() < upTo {
 		snap.refresh()
 	}
 	vals := snap.vals[c.d]
 	if vals.len() <= c.n {
-		return
+		return nil
 	}
 	need := (vals.len() + 63) / 64
 	if c.shared || cap(c.bits) < need {
@@ -87,29 +91,58 @@ func (c *valueCond) extend(snap *dictSnap, upTo int) {
 		c.bits = nb
 		c.shared = false
 	}
-	c.bits = c.bits[:need]
+	bits := c.bits[:need]
 	if c.d == dictMeta {
 		// Only pairs of the key can match; walk its id list.
 		ids := snap.ds.metaKeyIDs(c.metaKey)
 		i := sort.Search(len(ids), func(i int) bool { return int(ids[i]) >= c.n })
-		for _, id := range ids[i:] {
+		for k, id := range ids[i:] {
 			if int(id) >= vals.len() {
 				break
 			}
+			if k&(ctxCheckEvery-1) == ctxCheckEvery-1 {
+				if err := ctx.Err(); err != nil {
+					clearFrom(bits, c.n)
+					return err
+				}
+			}
 			_, v, _ := strings.Cut(vals.at(int(id)), "\x00")
 			if c.re.matchString(v) {
-				c.bits[id>>6] |= 1 << (id & 63)
+				bits[id>>6] |= 1 << (id & 63)
 			}
 		}
-	} else {
-		evalRange(&c.re, vals, c.bits, c.n, vals.len())
+	} else if err := evalRange(ctx, &c.re, vals, bits, c.n, vals.len()); err != nil {
+		clearFrom(bits, c.n)
+		return err
 	}
+	c.bits = bits
 	c.n = vals.len()
 	if c.cache != nil {
 		c.cache.put(&regexEntry{key: c.cacheID, bits: c.bits, n: c.n})
 		c.shared = true
 	}
+	return nil
 }
+
+// clearFrom clears the bits of values from n on: an evaluation stopped
+// part way leaves none of its verdicts behind.
+func clearFrom(bits []uint64, n int) {
+	for id := n; id < len(bits)*64; {
+		if id&63 == 0 {
+			bits[id>>6] = 0
+			id += 64
+			continue
+		}
+		bits[id>>6] &^= 1 << (id & 63)
+		id++
+	}
+}
+
+// ctxCheckEvery is how many regex evaluations (or candidates) go between
+// two looks at the search's context: a power of two. A regex within
+// audittrail.MaxRegexProgram can take ~15 ms on one value, so the search
+// notices a deadline or a departed client within a fraction of a second.
+const ctxCheckEvery = 16
 
 // parallelValues is the number of values above which a dictionary is
 // evaluated by several goroutines.
@@ -118,34 +151,52 @@ const parallelValues = 1 << 14
 // evalRange sets the bits of the values vals[from:to] that match m, in
 // parallel for large ranges (the chunks are whole 64-bit words, so the
 // goroutines write disjoint words; each has its own regexp state).
-func evalRange(m *matcher, vals valueView, bitset []uint64, from, to int) {
+func evalRange(ctx context.Context, m *matcher, vals valueView, bitset []uint64, from, to int) error {
 	workers := runtime.GOMAXPROCS(0)
 	if to-from < parallelValues || workers < 2 {
-		for id := from; id < to; id++ {
-			if m.matchString(vals.at(id)) {
-				bitset[id>>6] |= 1 << (id & 63)
-			}
-		}
-		return
+		return evalValues(ctx, m, vals, bitset, from, to)
 	}
 	// The first partial word, then whole-word chunks.
 	start := (from + 63) &^ 63
-	evalRange(m, vals, bitset, from, min(start, to))
+	if err := evalValues(ctx, m, vals, bitset, from, min(start, to)); err != nil {
+		return err
+	}
 	chunk := ((to-start)/workers + 63) &^ 63
 	var wg sync.WaitGroup
+	errs := make(chan error, workers+1)
 	for lo := start; lo < to; lo += chunk {
 		hi := min(lo+chunk, to)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := lo; id < hi; id++ {
-				if m.matchString(vals.at(id)) {
-					bitset[id>>6] |= 1 << (id & 63)
-				}
+			if err := evalValues(ctx, m, vals, bitset, lo, hi); err != nil {
+				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// evalValues sets the bits of the values vals[from:to] that match m, on
+// this goroutine.
+func evalValues(ctx context.Context, m *matcher, vals valueView, bitset []uint64, from, to int) error {
+	for id := from; id < to; id++ {
+		if (id-from)&(ctxCheckEvery-1) == ctxCheckEvery-1 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if m.matchString(vals.at(id)) {
+			bitset[id>>6] |= 1 << (id & 63)
+		}
+	}
+	return nil
 }
 
 // members returns the dictionary ids that satisfy c.
@@ -179,14 +230,16 @@ func (st *Store) newExact(d dictID, v string) *valueCond {
 
 // newRegex builds the condition "slot d matches re" (for metadata: the value
 // of pairs of metaKey), starting from the cached evaluation when there is one.
-func (st *Store) newRegex(d dictID, metaKey string, re *regexp.Regexp, snap *dictSnap) *valueCond {
+func (st *Store) newRegex(ctx context.Context, d dictID, metaKey string, re *regexp.Regexp, snap *dictSnap) (*valueCond, error) {
 	c := &valueCond{d: d, re: newMatcher(re), metaKey: metaKey, cache: st.regex, mayInline: st.dicts.hasInline(d, metaKey)}
 	c.cacheID = string(rune('0'+d)) + metaKey + "\x00" + re.String()
 	if e := st.regex.get(c.cacheID); e != nil {
 		c.bits, c.n, c.shared = e.bits, e.n, true
 	}
-	c.extend(snap, snap.vals[d].len())
-	return c
+	if err := c.extend(ctx, snap, snap.vals[d].len()); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // statusCond caches the verdict of the status regex per distinct status.
@@ -301,8 +354,9 @@ const (
 	columnCost = 1.0 / 8
 )
 
-// compile turns q into a plan against the current dictionaries.
-func (st *Store) compile(q *audittrail.Query, limit int, snap *dictSnap) *plan {
+// compile turns q into a plan against the current dictionaries. It fails
+// only with ctx's error (evaluating regexes over the dictionaries).
+func (st *Store) compile(ctx context.Context, q *audittrail.Query, limit int, snap *dictSnap) (*plan, error) {
 	p := &plan{types: q.Types, readOnly: -1}
 	if q.ReadOnly != nil {
 		p.readOnly = 0
@@ -312,7 +366,7 @@ func (st *Store) compile(q *audittrail.Query, limit int, snap *dictSnap) *plan {
 	}
 	if q.Types == 0 {
 		p.empty = true
-		return p
+		return p, nil
 	}
 	for i := range audittrail.NumFields {
 		d := dictID(i)
@@ -320,14 +374,17 @@ func (st *Store) compile(q *audittrail.Query, limit int, snap *dictSnap) *plan {
 		case q.Exact[i] != nil:
 			if q.Regex[i] != nil && !q.Regex[i].MatchString(*q.Exact[i]) {
 				p.empty = true
-				return p
+				return p, nil
 			}
 			if p.fields[i] = st.newExact(d, *q.Exact[i]); p.fields[i] == nil {
 				p.empty = true
-				return p
+				return p, nil
 			}
 		case q.Regex[i] != nil:
-			p.fields[i] = st.newRegex(d, "", q.Regex[i], snap)
+			var err error
+			if p.fields[i], err = st.newRegex(ctx, d, "", q.Regex[i], snap); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if q.Status != nil {
@@ -336,12 +393,12 @@ func (st *Store) compile(q *audittrail.Query, limit int, snap *dictSnap) *plan {
 	for k, v := range q.MetadataExact {
 		if re := q.MetadataRegex[k]; re != nil && !re.MatchString(v) {
 			p.empty = true
-			return p
+			return p, nil
 		}
 		c := st.newExact(dictMeta, k+"\x00"+v)
 		if c == nil {
 			p.empty = true
-			return p
+			return p, nil
 		}
 		p.meta = append(p.meta, c)
 	}
@@ -349,10 +406,14 @@ func (st *Store) compile(q *audittrail.Query, limit int, snap *dictSnap) *plan {
 		if _, ok := q.MetadataExact[k]; ok {
 			continue // checked above against the exact value
 		}
-		p.meta = append(p.meta, st.newRegex(dictMeta, k, re, snap))
+		c, err := st.newRegex(ctx, dictMeta, k, re, snap)
+		if err != nil {
+			return nil, err
+		}
+		p.meta = append(p.meta, c)
 	}
 	st.chooseDriver(p, limit)
-	return p
+	return p, nil
 }
 
 // chooseDriver picks the candidate stream expected to fill the page (or

@@ -232,7 +232,7 @@ func (s *Store) scanChunk(ctx context.Context, p *plan, snap *dictSnap, c chunk,
 		if r.examined == budget {
 			return r
 		}
-		if r.examined&255 == 255 {
+		if r.examined&(ctxCheckEvery-1) == ctxCheckEvery-1 {
 			select {
 			case <-stop:
 				return r

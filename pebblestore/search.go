@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -34,26 +35,42 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 	if !ok {
 		return res, nil
 	}
+	// The time bound (Config.SearchTimeout): tctx runs out first, ctx is
+	// the caller's.
+	tctx, cancel := context.WithTimeout(ctx, s.searchTimeout)
+	defer cancel()
 	snap := s.dicts.snapshot()
-	p := s.compile(q, req.Limit, snap)
+	p, err := s.compile(tctx, q, req.Limit, snap)
+	if err != nil {
+		return nil, s.timedOut(ctx, tctx, nil, err)
+	}
 	if p.empty {
 		return res, nil
 	}
 	pg := &pager{p: p, snap: snap, limit: req.Limit, budget: maxScan, res: res}
-	if p.column != nil {
-		pg.resumeAtCandidate = true
-		pg.overrun = min(maxScan/colOverrunDivisor, colOverrunMax)
-	}
-	if len(p.lists) == 0 && p.column == nil {
-		if err := s.scan(ctx, pg, lo, hi, !req.ReadAhead); err != nil {
+	if err := s.walk(tctx, pg, lo, hi, req); err != nil {
+		if err := s.timedOut(ctx, tctx, pg, err); err != nil {
 			return nil, err
 		}
-		return res, nil
+	}
+	return res, nil
+}
+
+// walk runs the plan of pg over [lo, hi).
+func (s *Store) walk(ctx context.Context, pg *pager, lo, hi []byte, req audittrail.SearchRequest) error {
+	p := pg.p
+	if p.column != nil {
+		pg.resumeAtCandidate = true
+		pg.overrun = min(pg.budget/colOverrunDivisor, colOverrunMax)
+	}
+	if len(p.lists) == 0 && p.column == nil {
+		return s.scan(ctx, pg, lo, hi, !req.ReadAhead)
 	}
 	var col *columnSource
 	if p.column != nil {
+		var err error
 		if col, err = s.newColumnSource(ctx, p.column, lo, hi, pg, !req.ReadAhead); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	readers := 1
@@ -62,13 +79,32 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 	}
 	st, err := s.newPostingStream(p.lists, col, lo, hi, readers)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer st.close()
-	if err := pg.runPostings(ctx, st); err != nil {
-		return nil, err
+	return pg.runPostings(ctx, st)
+}
+
+// errSearchTimeout: the search ran out of time before it examined an event.
+var errSearchTimeout = audittrail.Errorf(audittrail.EUnavailable,
+	"the search ran out of time before it examined any event: its regular expressions are costly to evaluate, or the server is overloaded; simplify them, narrow the filter, or try again shortly")
+
+// timedOut turns err, met after the search's own deadline (tctx) while the
+// caller's context is live, into the page so far with Next at the last
+// candidate examined (as when MaxScan runs out), or errSearchTimeout when
+// nothing was examined. Other errors pass.
+func (s *Store) timedOut(ctx, tctx context.Context, pg *pager, err error) error {
+	if ctx.Err() != nil || tctx.Err() == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
-	return res, nil
+	if pg != nil && pg.examined > 0 {
+		last := pg.last
+		pg.res.Next = &last
+		s.log.Info("pebblestore: search ran out of time; returning a partial page", "timeout", s.searchTimeout, "events", len(pg.res.Events), "examined", pg.examined)
+		return nil
+	}
+	s.log.Warn("pebblestore: search timed out before it examined any event", "timeout", s.searchTimeout, "err", err)
+	return errSearchTimeout
 }
 
 // pager walks candidate streams for one page, in newest-first order,
@@ -135,7 +171,7 @@ func (pg *pager) run(ctx context.Context, st stream) (done bool, err error) {
 				return true, nil
 			}
 		}
-		if pg.examined&1023 == 1023 {
+		if pg.examined&(ctxCheckEvery-1) == ctxCheckEvery-1 {
 			if err := ctx.Err(); err != nil {
 				return true, err
 			}

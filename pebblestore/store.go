@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
@@ -37,6 +39,13 @@ type Config struct {
 	// Pebble runs out of space mid-write (diskreserve.go). 0 means
 	// DefaultMinFreeBytes; a negative value keeps no reserve.
 	MinFreeBytes int64
+	// SearchTimeout bounds the time of one Search; 0 means
+	// DefaultSearchTimeout. A search that runs out of time returns the page
+	// so far with Next where it stopped, like one that runs out of MaxScan,
+	// or fails with EUnavailable when it has examined nothing (as the
+	// PostgreSQL store does). MaxScan bounds the candidates; this bounds
+	// what a candidate can cost, which a regular expression decides.
+	SearchTimeout time.Duration
 
 	// fs is the file system of the store; nil means the operating
 	// system's. Tests set a crashable in-memory one (export_test.go) to
@@ -58,6 +67,11 @@ type Config struct {
 // docs/configuration.md --cache-mib).
 const DefaultCacheSize = 256 << 20
 
+// DefaultSearchTimeout is the bound of one search when
+// Config.SearchTimeout is 0: the PostgreSQL store's. A search within MaxScan
+// takes well under a second.
+const DefaultSearchTimeout = 10 * time.Second
+
 // Store is the embedded storage engine. It is safe for concurrent use.
 type Store struct {
 	db   *pebble.DB
@@ -77,6 +91,8 @@ type Store struct {
 	// erasePrefixes). Writer goroutine only.
 	prefixUse map[uint32]struct{}
 	regex     *regexCache
+	// searchTimeout is Config.SearchTimeout.
+	searchTimeout time.Duration
 
 	reqs    chan *appendReq // to the writer goroutine
 	expires chan *expireReq // to the writer goroutine, unbuffered (expire.go)
@@ -214,18 +230,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
-		db:         db,
-		lock:       lock,
-		dir:        cfg.Dir,
-		fs:         cfg.fs,
-		reserve:    newDiskReserve(cfg.fs, cfg.Dir, cfg.MinFreeBytes, log),
-		log:        log,
-		dicts:      newDicts(limit),
-		regex:      newRegexCache(regexCacheBytes),
-		reqs:       make(chan *appendReq, 1024),
-		expires:    make(chan *expireReq),
-		recent:     &recentWindow{},
-		writerDone: make(chan struct{}),
+		db:            db,
+		lock:          lock,
+		dir:           cfg.Dir,
+		fs:            cfg.fs,
+		reserve:       newDiskReserve(cfg.fs, cfg.Dir, cfg.MinFreeBytes, log),
+		log:           log,
+		dicts:         newDicts(limit),
+		regex:         newRegexCache(regexCacheBytes),
+		searchTimeout: cmp.Or(cfg.SearchTimeout, DefaultSearchTimeout),
+		reqs:          make(chan *appendReq, 1024),
+		expires:       make(chan *expireReq),
+		recent:        &recentWindow{},
+		writerDone:    make(chan struct{}),
 	}
 	if err := s.recover(); err != nil {
 		db.Close()

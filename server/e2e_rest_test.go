@@ -375,6 +375,7 @@ func TestE2EErrorsREST(t *testing.T) {
 		{"unknown type name beside an unknown field", search(`{"filter": {"exclude_types": ["TYPE_API", "type_system"], "future": 1}}`), 400, 3, `filter.exclude_types[1]: "type_system" is not a value of EventType`},
 		{"unknown type name on create", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1", "type": "TYPE_BOGUS"}`), 400, 3, `type: "TYPE_BOGUS" is not a value of EventType`},
 		{"type number as a string on create", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1", "type": "1"}`), 400, 3, `type: "1" is not a value of EventType`},
+		{"regex too complex", search(`{"filter": {"resourceRegex": "` + strings.Repeat("(?:.?){1000}", 100) + `[XQ]"}}`), 400, 3, "filter.resource_regex is too complex: it compiles to 200003 instructions, the limit is 10000"},
 		{"bad event id", create("invalid", good), 400, 3, "event_id must be in UUIDv4 format"},
 		{"UUIDv1 event id", create("6ba7b810-9dad-11d1-80b4-00c04fd430c8", good), 400, 3, "event_id must be in UUIDv4 format"},
 		{"no event id", create("", good), 400, 3, "event_id must be in UUIDv4 format"},
@@ -390,6 +391,34 @@ func TestE2EErrorsREST(t *testing.T) {
 		{"wrong method version", call(t, "POST", srv.PublicURL+"/version", "", "{}"), 405, 12, "Method Not Allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { wantStatus(t, tc.r, tc.status, tc.code, tc.msg) })
+	}
+}
+
+// TestE2ESearchTimeout: a search whose regular expression is valid and
+// within the limits but costly enough to outlast --search-timeout fails
+// with 503 UNAVAILABLE saying why, and is audited as such; the server stays
+// responsive. (pebblestore's TestSearchTimeout* cover the partial pages.)
+func TestE2ESearchTimeout(t *testing.T) {
+	srv := testserver.Start(t, "--search-timeout", "100ms")
+	var reqs []string
+	for i := range 1000 {
+		ev := eventBody("2026-01-01T00:00:00Z", fmt.Sprintf("//engine-manager/workspaces/w%d/daiEngines/engine-%08d", i%7, i*7919))
+		reqs = append(reqs, fmt.Sprintf(`{"eventId": %q, "event": %s}`, newID(), ev))
+	}
+	r := call(t, "POST", srv.InternalURL+"/v1/events:batchCreate", srv.ProducerToken, `{"requests": [`+strings.Join(reqs, ",")+`]}`)
+	if r.status != 200 {
+		t.Fatalf("batch: %s", r)
+	}
+	// 2,003 instructions, no literal: about 3 ms per resource on a 2020s
+	// core, seconds for the 1,000 distinct ones.
+	costly := `(?:.?){1000}[XQ]`
+	body := fmt.Sprintf(`{"filter": {"resourceRegex": %q, "startEventTime": "2025-12-01T00:00:00Z"}}`, costly)
+	r = call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, body)
+	wantStatus(t, r, 503, 14, "the search ran out of time before it examined any event")
+	// Audited with its outcome.
+	audit := searchREST(t, srv, srv.PublicURL, `{"filter": {"actionExact": "actions/audittrail/events/SEARCH", "statusCodeRegex": "^14$"}}`)
+	if n := len(audit["events"].([]any)); n != 1 {
+		t.Errorf("%d self-audit events of the search that ran out of time, want 1: %v", n, audit)
 	}
 }
 

@@ -132,10 +132,11 @@ type Config struct {
 	LogFormat        string // "text" or "json"
 	RedactPrivateIPs bool
 	MaxScan          int
-	PrefetchMinPage  int    // read the next page ahead from pages of this size (0: never)
-	CacheMiB         int64  // embedded store's block cache; 0: automatic
-	MinFreeDiskMiB   int64  // embedded store's disk reserve; 0: 1024, -1: none
-	BackupDir        string // where backups go; empty: <DataDir>/backups
+	SearchTimeout    time.Duration // bound of one search request, both stores
+	PrefetchMinPage  int           // read the next page ahead from pages of this size (0: never)
+	CacheMiB         int64         // embedded store's block cache; 0: automatic
+	MinFreeDiskMiB   int64         // embedded store's disk reserve; 0: 1024, -1: none
+	BackupDir        string        // where backups go; empty: <DataDir>/backups
 	ShutdownTimeout  time.Duration
 	// Auth is the security configuration (serve_auth.go).
 	Auth AuthConfig
@@ -187,6 +188,7 @@ func NewMain() *Main {
 			LogFormat:          "text",
 			RedactPrivateIPs:   true,
 			MaxScan:            audittrail.DefaultMaxScan,
+			SearchTimeout:      pebblestore.DefaultSearchTimeout,
 			PrefetchMinPage:    audittrail.DefaultPrefetchMinPage,
 			ShutdownTimeout:    30 * time.Second,
 			LogKeepCheckpoints: 24 * time.Hour,
@@ -208,6 +210,7 @@ var serveEnv = map[string]string{
 	"log-format":              "AUDITTRAIL_LOG_FORMAT",
 	"redact-private-ips":      "AUDITTRAIL_REDACT_PRIVATE_IPS",
 	"max-scan":                "AUDITTRAIL_MAX_SCAN",
+	"search-timeout":          "AUDITTRAIL_SEARCH_TIMEOUT",
 	"prefetch-min-page":       "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":               "AUDITTRAIL_CACHE_MIB",
 	"min-free-disk-mib":       "AUDITTRAIL_MIN_FREE_DISK_MIB",
@@ -250,6 +253,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, env("cache-mib", "block cache of the embedded store in `MiB` (0: 256); more makes long scans faster (docs/configuration.md)"))
 	fs.Int64Var(&c.MinFreeDiskMiB, "min-free-disk-mib", c.MinFreeDiskMiB, env("min-free-disk-mib", "free space in `MiB` the embedded store keeps on its file system: below it, new events are refused (RESOURCE_EXHAUSTED) until space is freed (0: 1024; -1: no reserve)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
+	fs.DurationVar(&c.SearchTimeout, "search-timeout", c.SearchTimeout, env("search-timeout", "longest time one search request may take: past it, the page so far is returned with a page token, or UNAVAILABLE when nothing was examined yet (a costly regular expression)"))
 	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
@@ -294,6 +298,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--data-dir must not be empty")
 	case c.MaxScan < 1:
 		return usageErrorf("--max-scan %d must be positive", c.MaxScan)
+	case c.SearchTimeout <= 0:
+		return usageErrorf("--search-timeout %s must be positive", c.SearchTimeout)
 	case c.PrefetchMinPage < 0:
 		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
 	case c.Retention != 0 && c.Retention < audittrail.MinRetention:
@@ -418,7 +424,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.server = srv
 	m.startRetention(ctx, store, scfg.Service, auth.selfAudit, metrics)
 	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
-		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan, "prefetch_min_page", c.PrefetchMinPage)
+		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan, "search_timeout", c.SearchTimeout, "prefetch_min_page", c.PrefetchMinPage)
 	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
 	if c.Dev {
 		m.printDevHelp(generated)
@@ -468,7 +474,7 @@ func (m *Main) Close() error {
 func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, ready func(context.Context) error, eventsStored func() uint64, err error) {
 	c := &m.Config
 	if isPostgresURL(c.Store) {
-		pg, err := postgres.Open(ctx, postgres.Config{URL: c.Store, Logger: m.log})
+		pg, err := postgres.Open(ctx, postgres.Config{URL: c.Store, Logger: m.log, SearchTimeout: c.SearchTimeout})
 		if err != nil {
 			return nil, nil, nil, nil, err
 		}
@@ -496,7 +502,7 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 		minFree = -1
 	}
 	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log,
-		CacheSize: c.CacheMiB << 20, MinFreeBytes: minFree})
+		CacheSize: c.CacheMiB << 20, MinFreeBytes: minFree, SearchTimeout: c.SearchTimeout})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

@@ -35,7 +35,7 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 		DataDir: "./data", PublicAddr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8081",
 		ReaderToken: "r", ProducerToken: "p", LogLevel: slog.LevelInfo, LogFormat: "text",
 		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, PrefetchMinPage: audittrail.DefaultPrefetchMinPage, ShutdownTimeout: 30 * time.Second,
-		LogKeepCheckpoints: 24 * time.Hour,
+		LogKeepCheckpoints: 24 * time.Hour, SearchTimeout: 10 * time.Second,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -57,6 +57,7 @@ func TestServeParseFlagsEnvironment(t *testing.T) {
 		"AUDITTRAIL_SHUTDOWN_TIMEOUT":     "5s",
 		"AUDITTRAIL_DEV":                  "true",
 		"AUDITTRAIL_LOG_KEEP_CHECKPOINTS": "0s",
+		"AUDITTRAIL_SEARCH_TIMEOUT":       "3s",
 	}
 	m, _ := newTestMain(env)
 	// Flags on the command line win over the environment.
@@ -66,7 +67,7 @@ func TestServeParseFlagsEnvironment(t *testing.T) {
 	want := Config{
 		DataDir: "/flag/data", PublicAddr: "0.0.0.0:9000", InternalAddr: "0.0.0.0:9001",
 		ReaderToken: "env-reader", ProducerToken: "env-producer", Dev: true, LogLevel: slog.LevelDebug, LogFormat: "json",
-		RedactPrivateIPs: true, MaxScan: 99, ShutdownTimeout: 5 * time.Second,
+		RedactPrivateIPs: true, MaxScan: 99, ShutdownTimeout: 5 * time.Second, SearchTimeout: 3 * time.Second,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
