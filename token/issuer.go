@@ -423,13 +423,21 @@ func (s *issuerKeySet) VerifySignature(ctx context.Context, raw string) ([]byte,
 	return p, err
 }
 
+// MaxTokenRequestBody bounds the body of a token request (docs/limits.md).
+const MaxTokenRequestBody = 64 << 10
+
 // serveToken is the token endpoint (RFC 6749 §6): grant_type=refresh_token
 // with an API token as the refresh token.
 func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, MaxTokenRequestBody)
 	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			oauthError(w, http.StatusRequestEntityTooLarge, "invalid_request",
+				fmt.Sprintf("the body is larger than %d bytes (an API token is about 100)", MaxTokenRequestBody))
+			return
+		}
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
 		return
 	}

@@ -135,6 +135,18 @@ func TestIssuer(t *testing.T) {
 	if code, out := exchange(secret); code != 400 || out["error"] != "invalid_grant" {
 		t.Errorf("exchange of an expired token: %d %v", code, out)
 	}
+	// A body past the limit is refused as too large (not as a malformed form).
+	big := strings.NewReader("grant_type=refresh_token&client_id=audittrail&refresh_token=" + strings.Repeat("a", MaxTokenRequestBody))
+	if resp, err := http.Post(srv.URL+"/oauth2/token", "application/x-www-form-urlencoded", big); err != nil {
+		t.Fatal(err)
+	} else {
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if desc, _ := out["error_description"].(string); resp.StatusCode != 413 || out["error"] != "invalid_request" || !strings.Contains(desc, "larger than 65536 bytes") {
+			t.Errorf("a body past the limit: %d %v", resp.StatusCode, out)
+		}
+	}
 	// JWTs are not refresh tokens.
 	if code, _ := exchange(at); code != 400 {
 		t.Errorf("a JWT exchanged: %d", code)
