@@ -42,24 +42,38 @@ const eventColumnsNullable = `coalesce(e.event_time_ns, 0), coalesce(e.seq, 0), 
 // takes the next $1 sequence numbers from log_head (whose row lock it keeps
 // until the commit, so that transactions commit in sequence order), records
 // the ids and inserts the events, numbered in array order. It returns the
-// sequence number before the first new event and the stored receive times.
+// sequence number before the first new event and the stored receive times,
+// and the retention cutoff it read.
 //
 // prev locks the row of log_head before anything reads it: FOR UPDATE waits
 // for an appender in flight and then returns the row as that one committed
 // it, so the seq and receive time it reads are the latest (a plain read in
 // the same statement would see its older snapshot).
 //
+// It then locks retention's row FOR SHARE, which conflicts with the UPDATE
+// of Expire (retention.go), and so reads the latest cutoff in the same way:
+// when an event is before it, the statement stores nothing (new is empty,
+// log_head stays) and returns no receive times. The appender checked the
+// cutoff it knows before, but Expire may have moved it since, here or on
+// another replica: serialised with Expire's UPDATE, no event before a
+// cutoff is stored once that UPDATE has committed, and the refused append
+// runs again knowing the cutoff (errCutoffRace). log_head is locked first
+// (the order of the FOR clauses), so that the appenders waiting for it do
+// not hold retention's row: Expire waits at most for the one in flight.
+//
 // Receive times strictly increase with seq (the Store contract): event k
 // (k = 1..n) gets max(r_k, r'_{k-1} + 1), r'_0 being log_head's. Unrolled,
 // r'_k = k + max(r'_0, max_{j<=k}(r_j - j)): a running max, one window
 // function (greatest ignores the NULL of an empty log).
 //
-// LIMIT 1 states what the planner cannot know of log_head (one row; it is
-// never analyzed, and it guesses 1810): with that guess, the plan of a
-// batch of 1000 events costs past jit_above_cost and the statement spends
-// 25-50 ms compiling itself (measured), more than it takes to run.
+// LIMIT 1 states what the planner cannot know of log_head and retention (one
+// row each; they are never analyzed, and it guesses 1810 and 2200 rows):
+// with those guesses, the plan of a batch of 1000 events costs past
+// jit_above_cost and the statement spends 25-50 ms compiling itself
+// (measured), more than it takes to run.
 const insertSQL = `WITH prev AS (
-    SELECT seq, receive_time_ns FROM log_head LIMIT 1 FOR UPDATE
+    SELECT h.seq, h.receive_time_ns, r.cutoff_ns
+    FROM log_head h, retention r LIMIT 1 FOR UPDATE OF h FOR SHARE OF r
 ), new AS (
     SELECT prev.seq + u.ord AS seq,
            u.ord + greatest(prev.receive_time_ns, max(u.receive_time_ns - u.ord) OVER (ORDER BY u.ord)) AS receive_time_ns,
@@ -71,8 +85,10 @@ const insertSQL = `WITH prev AS (
          WITH ORDINALITY AS u(id, event_time_ns, receive_time_ns, status_code, type, read_only,
                               event_source, action, principal, source_ip, resource, workspace, user_agent, status_message,
                               request_parameters, metadata, ord)
+    WHERE prev.cutoff_ns IS NULL OR prev.cutoff_ns <= (SELECT min(t) FROM unnest($3::bigint[]) AS t)
 ), head AS (
     UPDATE log_head SET seq = seq + $1::bigint, receive_time_ns = (SELECT max(receive_time_ns) FROM new)
+    WHERE EXISTS (SELECT FROM new)
 ), ids AS (
     INSERT INTO event_ids (id, seq, event_time_ns) SELECT id, seq, event_time_ns FROM new
 ), ins AS (
@@ -84,7 +100,7 @@ const insertSQL = `WITH prev AS (
            request_parameters, metadata
     FROM new
 )
-SELECT (SELECT seq FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
+SELECT (SELECT seq FROM prev), (SELECT cutoff_ns FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
 
 // appendMode is how the two statements of an append run: prepared once per
 // connection (pgx's statement cache), so that pgx knows their parameters'
@@ -113,20 +129,30 @@ const appendMode = pgx.QueryExecModeCacheStatement
 // and the insert; the append runs again, looks them up and sees it.
 var errIDRace = errors.New("postgres: an id was stored concurrently")
 
-// maxAppendAttempts bounds the runs of one Append that lose an id race.
+// errCutoffRace: an event is before the retention cutoff, which moved since
+// the append checked it (insertSQL); the append runs again, knowing it, and
+// refuses that event.
+var errCutoffRace = errors.New("postgres: the retention cutoff moved concurrently")
+
+// maxAppendAttempts bounds the runs of one Append that lose a race (for an
+// id, with the cutoff).
 const maxAppendAttempts = 8
 
 // Append implements audittrail.Store. The events a call stores are
 // committed together, in one transaction, on stable storage
 // (synchronous_commit on), with consecutive sequence numbers; concurrent
 // calls may share that transaction (group commit, group.go), never split
-// one.
+// one. An event before the retention cutoff is refused (its result's Err),
+// also when the cutoff moved while the call ran (insertSQL).
 //
-// When the connection breaks while the commit is in flight, the outcome is
-// unknown; Append then runs once more on a new connection, where a committed
-// first run shows as idempotent retries with the same result. When that is
-// impossible it fails with EUnavailable, and the producer's retry with the
-// same ids resolves it the same way.
+// ctx ends only the waits that precede an insert: once sent, the insert runs
+// to its outcome (insert, group.go), which Append reports, so that an error
+// means nothing of the call was stored. When the connection breaks while the
+// commit is in flight, though, the outcome is unknown; Append then runs once
+// more on a new connection, where a committed first run shows as idempotent
+// retries with the same result. When that is impossible (or ctx has ended)
+// it fails with EUnavailable, and the producer's retry with the same ids
+// resolves it the same way.
 func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audittrail.AppendResult, error) {
 	ids := make([]string, len(events))
 	for i, e := range events {
@@ -154,12 +180,18 @@ func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audit
 		// before anything commits, so that the next run looks them up.
 		res, err = s.appendOnce(ctx, events, ids, attempt > 1)
 		if err == nil {
-			return res, nil
+			return res, nil // stored, whether or not ctx has ended meanwhile
+		}
+		again := errors.Is(err, errIDRace) || errors.Is(err, errCutoffRace) || errors.Is(err, errGroupFailed)
+		if ctx.Err() != nil && again && !unavailable(err) {
+			// The run stored nothing, and the caller no longer waits
+			// for the next one.
+			return nil, ctx.Err()
 		}
 		if ctx.Err() != nil || attempt == maxAppendAttempts {
 			break
 		}
-		if errors.Is(err, errIDRace) || errors.Is(err, errGroupFailed) {
+		if again {
 			continue
 		}
 		s.recoverFrom(err)
@@ -193,6 +225,8 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 		st *audittrail.Event
 	}
 	var refs []ref // results that get their event once seqs are known
+	// The cutoff as this replica knows it refuses old events before the
+	// insert; the insert checks them against the stored one (insertSQL).
 	cutoff := s.cutoff.Load()
 	for i, e := range events {
 		id := ids[i]
@@ -226,11 +260,13 @@ func (s *Store) appendOnce(ctx context.Context, events []*audittrail.Event, ids 
 		refs = append(refs, ref{i, st})
 	}
 	if len(fresh) > 0 {
-		insert := s.insert
-		if !lookup {
-			insert = s.insertGrouped // group.go
+		var err error
+		if lookup {
+			err = s.insert(fresh)
+		} else {
+			err = s.insertGrouped(ctx, fresh) // group.go
 		}
-		if err := insert(ctx, fresh); err != nil {
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -280,7 +316,15 @@ func (s *Store) lookup(ctx context.Context, ids []string) (map[string]*audittrai
 
 // insert stores fresh (new events, in order) in one transaction, and sets
 // the Seq and ReceiveTime of each as stored.
-func (s *Store) insert(ctx context.Context, fresh []*audittrail.Event) error {
+//
+// The statement runs under none of the callers' contexts, for at most
+// insertTimeout: one cancelled with its caller may have committed already,
+// or commit after the cancellation was sent, and the caller would report an
+// error for events that are stored (the Store contract says an error means
+// nothing stored). Waiting for the outcome lets Append report it.
+func (s *Store) insert(fresh []*audittrail.Event) error {
+	ctx, cancel := context.WithTimeout(s.life, insertTimeout)
+	defer cancel()
 	base, receives, err := s.insertRows(ctx, fresh)
 	if err != nil {
 		return err
@@ -344,11 +388,11 @@ func (s *Store) insertRows(ctx context.Context, fresh []*audittrail.Event) (int6
 		}
 	}
 	var (
-		base   pgtype.Int8
-		stored []int64
+		base, cutoff pgtype.Int8
+		stored       []int64
 	)
 	err := s.pool.QueryRow(ctx, insertSQL, appendMode, int64(n), ids, times, receives, codes, types, readOnly,
-		sources, actions, princs, ips, resources, workspace, agents, messages, params, metadata).Scan(&base, &stored)
+		sources, actions, princs, ips, resources, workspace, agents, messages, params, metadata).Scan(&base, &cutoff, &stored)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "event_ids_pkey" {
 		return 0, nil, errIDRace
@@ -357,7 +401,14 @@ func (s *Store) insertRows(ctx context.Context, fresh []*audittrail.Event) (int6
 		return 0, nil, err
 	}
 	if !base.Valid {
-		return 0, nil, errors.New("postgres: log_head has no row")
+		return 0, nil, errors.New("postgres: log_head or retention has no row")
+	}
+	if len(stored) == 0 {
+		// Nothing stored: an event is before the cutoff the statement read.
+		if cutoff.Valid {
+			s.raiseCutoff(cutoff.Int64)
+		}
+		return 0, nil, errCutoffRace
 	}
 	return base.Int64, stored, nil
 }

@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
@@ -61,5 +64,77 @@ func TestAppendLooksUpAfterAConflict(t *testing.T) {
 	}
 	if got := st.LastSeq(); got != 12 {
 		t.Errorf("LastSeq %d, want 12", got)
+	}
+}
+
+// TestInsertAfterLookupOutlivesContext: the insert of a run that looked its
+// ids up runs under none of the caller's contexts, as a group's does, so
+// that a caller whose context ends while the statement is in flight learns
+// its outcome (here: stored) rather than an error that may come after the
+// commit. The insert is held up by an uncommitted row of its new id.
+func TestInsertAfterLookupOutlivesContext(t *testing.T) {
+	url := pgtest.Start(t)
+	st := mustOpen(t, url)
+	defer st.Close()
+	ctx := context.Background()
+	stored := numberedEvent(t, 1, "create")
+	if _, err := st.Append(ctx, []*audittrail.Event{stored}); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	watcher, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close(ctx)
+	fresh := numberedEvent(t, 2, "create")
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "INSERT INTO event_ids (id, seq, event_time_ns) VALUES ($1, -1, 0)", fresh.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first run fails on the stored id at once; the second looks the
+	// ids up and its insert waits for the uncommitted one.
+	actx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	type outcome struct {
+		res []audittrail.AppendResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := st.Append(actx, []*audittrail.Event{stored.Clone(), fresh})
+		done <- outcome{res, err}
+	}()
+	waitForLockWaits(t, watcher, 1)
+	<-actx.Done()
+	time.Sleep(100 * time.Millisecond) // for a statement cancelled with its caller
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := <-done
+	got, err := st.EventByID(ctx, fresh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.err != nil {
+		t.Fatalf("Append: %v (new event stored: %v), want the insert's outcome", o.err, got != nil)
+	}
+	if r := o.res[0]; r.Err != nil || r.Event.Seq != 1 {
+		t.Errorf("retry of the stored event: %+v, want seq 1", r)
+	}
+	if r := o.res[1]; r.Err != nil || got == nil || r.Event.Seq != 2 || got.Seq != 2 {
+		t.Errorf("new event: %+v, stored: %+v; want seq 2", r, got)
+	}
+	if n := st.LookupsForTest(); n != 1 {
+		t.Errorf("%d lookups, want 1", n)
 	}
 }

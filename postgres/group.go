@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,11 +31,19 @@ import (
 //
 // A group fails as a whole. When it held more than one call, each of its
 // calls then runs again on its own, looking its ids up first: a stored id
-// (errIDRace), a value PostgreSQL refuses or a broken connection then
+// (errIDRace), an event before a cutoff that moved meanwhile
+// (errCutoffRace), a value PostgreSQL refuses or a broken connection then
 // affects only the call that has it, and a group that did commit before its
 // acknowledgement was lost resolves as idempotent retries, as a lone call's
-// does (Append). A call whose context ends while it waits returns at once;
-// its events are stored or not, as when an acknowledgement is lost.
+// does (Append).
+//
+// A call whose context ends while it waits in the queue leaves it and
+// returns the context's error: nothing of it is stored. Once taken into a
+// group it waits for the group's outcome whatever its context, as the
+// embedded store's Append waits for its writer: the group's statement may
+// commit after the context ended, and a caller told of an error must find
+// nothing of its call stored (the Store contract). That wait is bounded by
+// insertTimeout and ends with the store's life.
 const (
 	// maxGroupEvents bounds the events of one group. A call of 1000 events
 	// (the API's largest batch) is a group of its own, as before grouping:
@@ -42,10 +51,10 @@ const (
 	maxGroupEvents = 1000
 	// maxInserters bounds the groups in flight (see above).
 	maxInserters = 2
-	// groupTimeout bounds the statement of a group, which runs on behalf
-	// of several callers and so under none of their contexts (and ends
-	// when the store is closed).
-	groupTimeout = time.Minute
+	// insertTimeout bounds an insert's statement (insert), which runs
+	// under none of its callers' contexts (and ends when the store is
+	// closed).
+	insertTimeout = time.Minute
 )
 
 // errGroupFailed: the grouped insert of a call failed as a whole, maybe for
@@ -72,8 +81,8 @@ type insertCall struct {
 
 // insertGrouped stores fresh as insert does (Seq and ReceiveTime set on
 // each), possibly in one transaction with the new events of concurrent
-// calls. The inserts run on goroutines of their own, so that a caller
-// whose context ends returns at once, whoever's statement is in flight.
+// calls. The inserts run on goroutines of their own, under none of the
+// callers' contexts. ctx ends only the wait in the queue (see above).
 func (s *Store) insertGrouped(ctx context.Context, fresh []*audittrail.Event) error {
 	c := &insertCall{ctx: ctx, fresh: fresh, done: make(chan struct{})}
 	q := &s.inserts
@@ -88,8 +97,17 @@ func (s *Store) insertGrouped(ctx context.Context, fresh []*audittrail.Event) er
 	case <-c.done:
 		return c.err
 	case <-ctx.Done():
+	}
+	q.mu.Lock()
+	if i := slices.Index(q.waiting, c); i >= 0 {
+		q.waiting = slices.Delete(q.waiting, i, i+1)
+		q.mu.Unlock()
 		return ctx.Err()
 	}
+	q.mu.Unlock()
+	// Taken (or answered by take): the outcome is the group's.
+	<-c.done
+	return c.err
 }
 
 // runInserts inserts groups of waiting calls until none waits.
@@ -172,9 +190,7 @@ func (s *Store) insertGroup(group []*insertCall) {
 			all = append(all, c.fresh...)
 		}
 	}
-	ctx, cancel := context.WithTimeout(s.life, groupTimeout)
-	err := s.insert(ctx, all)
-	cancel()
+	err := s.insert(all)
 	if err != nil && len(group) > 1 {
 		s.recoverFrom(err)
 		err = fmt.Errorf("%w: %w", errGroupFailed, err)

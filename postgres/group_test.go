@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -153,5 +154,99 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if got := st.LastSeq(); got != uint64(len(seqs)) {
 		t.Errorf("LastSeq %d, want %d", got, len(seqs))
+	}
+}
+
+// TestAppendContextEnds: an Append whose context ends after its events
+// were taken into a group waits for the group's insert and reports its
+// outcome (here: stored), and one whose context ends while it waits in the
+// queue leaves the queue and stores nothing. Either way an error means that
+// nothing was stored (the Store contract); a call that returned at once
+// instead saw its events committed after its error.
+func TestAppendContextEnds(t *testing.T) {
+	url := pgtest.Start(t)
+	st := mustOpen(t, url)
+	defer st.Close()
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	watcher, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close(ctx)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT seq FROM log_head FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		res []audittrail.AppendResult
+		err error
+	}
+	appendAsync := func(ctx context.Context, e *audittrail.Event) <-chan outcome {
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := st.Append(ctx, []*audittrail.Event{e})
+			done <- outcome{res, err}
+		}()
+		return done
+	}
+
+	// Two groups in flight (a lone call is inserted at once), their
+	// statements waiting for log_head: the first call's context ends
+	// meanwhile.
+	taken := numberedEvent(t, 1, "create")
+	takenCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	takenDone := appendAsync(takenCtx, taken)
+	waitForLockWaits(t, watcher, 1)
+	other := numberedEvent(t, 2, "create")
+	otherDone := appendAsync(ctx, other)
+	waitForLockWaits(t, watcher, 2)
+
+	// The next call waits in the queue until its context ends.
+	queued := numberedEvent(t, 3, "create")
+	queuedCtx, cancelQueued := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelQueued()
+	if _, err := st.Append(queuedCtx, []*audittrail.Event{queued}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a call whose context ended in the queue: %v, want %v", err, context.DeadlineExceeded)
+	}
+	if _, _, waiting := st.InsertGroupsForTest(); waiting != 0 {
+		t.Errorf("%d calls still queued after their context ended, want 0", waiting)
+	}
+	<-takenCtx.Done()
+	time.Sleep(100 * time.Millisecond) // for a call that would return at its context's end
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		name string
+		e    *audittrail.Event
+		done <-chan outcome
+	}{{"the call whose context ended in a group", taken, takenDone}, {"the other group's call", other, otherDone}} {
+		o := <-c.done
+		stored, err := st.EventByID(ctx, c.e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case o.err != nil && stored != nil:
+			t.Errorf("%s failed (%v), yet its event is stored with seq %d", c.name, o.err, stored.Seq)
+		case o.err != nil:
+			t.Errorf("%s: %v, want its group's outcome (stored)", c.name, o.err)
+		case o.res[0].Err != nil || stored == nil || o.res[0].Event.Seq != stored.Seq:
+			t.Errorf("%s: %+v, stored: %+v", c.name, o.res[0], stored)
+		}
+	}
+	if stored, err := st.EventByID(ctx, queued.ID); err != nil || stored != nil {
+		t.Errorf("the event of the call that left the queue: %+v, %v; want none stored", stored, err)
 	}
 }

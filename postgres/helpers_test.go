@@ -1,10 +1,13 @@
 package postgres_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/audittrail/audittrail"
 )
@@ -36,4 +39,27 @@ func numberedEvent(t testing.TB, k int, action string) *audittrail.Event {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// waitForLockWaits returns once n statements of conn's database wait for a
+// lock (a row of log_head, an uncommitted id): the appends the test holds
+// up have reached their insert. conn must not be in a transaction, whose
+// view of pg_stat_activity would not change.
+func waitForLockWaits(t testing.TB, conn *pgx.Conn, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waits int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d statements wait for a lock after 30s, want %d", waits, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

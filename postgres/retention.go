@@ -21,7 +21,12 @@ import (
 // cutoffRefresh, and from then on shows nothing before it: searches start
 // at it, a lookup by id of an older event finds nothing, the log's sparse
 // reads report such events deleted, and appends of one are refused. A
-// replica learns a cutoff another one moved within cutoffRefresh.
+// replica learns a cutoff another one moved within cutoffRefresh, but its
+// appends do not wait for that: their insert reads the stored cutoff, locked
+// against Expire's UPDATE (insertSQL), and stores nothing when an event is
+// before it. So no replica acknowledges an event before a cutoff once Expire
+// has returned (it would be hidden at once); a replica whose insert is
+// refused that way learns the cutoff there and then.
 //
 // Deletion goes by month, as the table is partitioned: a monthly partition
 // whose month ends at or before the cutoff is dropped (instant, nothing to
@@ -194,9 +199,9 @@ func (s *Store) deleteBefore(ctx context.Context, conn *pgx.Conn, cutoff int64, 
 // integrated all its events, and returns how many it held (0 when it was
 // not dropped). The ids of its events go first, then, in a transaction
 // that locks the partition and checks again, the partition itself: an
-// event a replica that did not know the cutoff yet stored there meanwhile
-// is either integrated (and goes with the month) or keeps the month for a
-// later pass.
+// event stored there meanwhile (by a replica of an earlier version, whose
+// insert did not check the stored cutoff) is either integrated (and goes
+// with the month) or keeps the month for a later pass.
 func (s *Store) dropMonth(ctx context.Context, conn *pgx.Conn, name string, lo, hi, tree int64) (int64, error) {
 	table := pgx.Identifier{name}.Sanitize()
 	var n int64

@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +189,139 @@ func TestExpireDropsMonths(t *testing.T) {
 	if err != nil || ar[0].Err != nil || ar[0].Event.Seq != 43 {
 		t.Fatalf("reusing a dropped event's id: %v %+v", err, ar)
 	}
+}
+
+// TestAppendRacesExpire: once Expire has returned, no append of an event
+// before its cutoff is acknowledged, by any replica: not by one whose
+// statement was waiting for log_head while the cutoff moved, alone or in a
+// group, nor by a replica that has not read the cutoff yet. The other
+// events of those calls are stored, numbered without a gap.
+func TestAppendRacesExpire(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	s := mustOpen(t, url)
+	defer s.Close()
+	stale := mustOpen(t, url) // a replica that learns the cutoff only within cutoffRefresh
+	defer stale.Close()
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	watcher, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close(context.Background())
+	// Another replica deletes meanwhile, so that Expire only moves the
+	// cutoff (dropping a month would wait for the appends in flight).
+	if _, err := watcher.Exec(ctx, "SELECT pg_advisory_lock($1)", postgres.RetentionLockKey); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT seq FROM log_head FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+
+	// numberedEvent k is at 12:00 + k seconds: before the cutoff below
+	// for k < 3600.
+	cutoff := time.Date(2026, 11, 1, 13, 0, 0, 0, time.UTC)
+	old := func(k int) *audittrail.Event { return numberedEvent(t, k, "create") }
+	young := func(k int) *audittrail.Event { return numberedEvent(t, 4000+k, "create") }
+	type outcome struct {
+		res []audittrail.AppendResult
+		err error
+	}
+	appendAsync := func(events ...*audittrail.Event) <-chan outcome {
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := s.Append(ctx, events)
+			done <- outcome{res, err}
+		}()
+		return done
+	}
+	// Two lone calls in flight, their statements waiting for log_head, and
+	// two calls queued for one group.
+	calls := [][]*audittrail.Event{{old(1), young(1)}, {young(2)}, {old(2)}, {young(3)}}
+	var dones []<-chan outcome
+	for i, c := range calls {
+		dones = append(dones, appendAsync(c...))
+		if i < 2 {
+			waitForLockWaits(t, watcher, i+1)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, _, waiting := s.InsertGroupsForTest(); waiting < 2; _, _, waiting = s.InsertGroupsForTest() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued after 30s, want 2", waiting)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The appends in flight lock retention's row only once they hold
+	// log_head's: Expire does not wait for them.
+	expireCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := s.Expire(expireCtx, cutoff); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var seqs []uint64
+	for i, done := range dones {
+		o := <-done
+		if o.err != nil {
+			t.Fatalf("call %d: %v", i, o.err)
+		}
+		for j, r := range o.res {
+			e := calls[i][j]
+			switch {
+			case e.EventTime.Before(cutoff) && !beforeCutoff(r.Err):
+				t.Errorf("call %d, event %d (before the cutoff): %+v, want refused", i, j, r)
+			case !e.EventTime.Before(cutoff) && (r.Err != nil || r.Event.ID != e.ID):
+				t.Errorf("call %d, event %d: %+v, want stored", i, j, r)
+			case r.Err == nil:
+				seqs = append(seqs, r.Event.Seq)
+			}
+		}
+	}
+	if groups, taken, _ := s.InsertGroupsForTest(); groups != 3 || taken != 4 {
+		t.Errorf("%d groups of %d calls inserted, want 3 of 4 (two lone calls, one group of two)", groups, taken)
+	}
+	// The other replica has not read the new cutoff yet (it reads it
+	// every cutoffRefresh).
+	late := old(3)
+	if res, err := stale.Append(ctx, []*audittrail.Event{late}); err != nil {
+		t.Fatalf("append to the replica that did not know the cutoff: %v", err)
+	} else if !beforeCutoff(res[0].Err) {
+		t.Errorf("an event before the cutoff appended to a replica that did not know it: %+v, want refused", res[0])
+	}
+	if !stale.Cutoff().Equal(cutoff) {
+		t.Errorf("the replica's cutoff after its refused append: %v, want %v", stale.Cutoff(), cutoff)
+	}
+	slices.Sort(seqs)
+	if !slices.Equal(seqs, []uint64{1, 2, 3}) {
+		t.Errorf("seqs of the stored events %v, want 1, 2, 3", seqs)
+	}
+	var before int
+	if err := watcher.QueryRow(ctx, "SELECT (SELECT count(*) FROM events WHERE event_time_ns < $1) + (SELECT count(*) FROM event_ids WHERE event_time_ns < $1)",
+		cutoff.UnixNano()).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if before != 0 {
+		t.Errorf("%d rows of events before the cutoff stored", before)
+	}
+	if got := s.LastSeq(); got != 3 {
+		t.Errorf("LastSeq %d, want 3", got)
+	}
+}
+
+// beforeCutoff reports the refusal of an event before the retention cutoff.
+func beforeCutoff(err error) bool {
+	return audittrail.ErrorCode(err) == audittrail.EInvalid && strings.Contains(err.Error(), "before the retention cutoff")
 }

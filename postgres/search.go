@@ -75,6 +75,10 @@ func (s *Store) Search(ctx context.Context, req audittrail.SearchRequest) (*audi
 var errSearchTimeout = audittrail.Errorf(audittrail.EUnavailable,
 	"the search took too long: the event database is overloaded; narrow the time range or the filter, or try again shortly")
 
+// ctxCheckRows is how many rows go between two looks at the search's
+// deadline while a batch is read.
+const ctxCheckRows = 16
+
 // Batches of rows read from the cursor: the first is enough for a page when
 // the database filters exactly; the next grow to cut round trips when Go's
 // regular expressions reject rows.
@@ -151,6 +155,12 @@ func (s *Store) search(ctx context.Context, q *audittrail.Query, plan searchPlan
 		n := 0
 		for rows.Next() {
 			n++
+			if n%ctxCheckRows == 0 && tctx.Err() != nil {
+				// Go's regexes (q.Match, below) may cost milliseconds a
+				// row: stop at the deadline, not at the batch's end.
+				rows.Close()
+				return s.partial(ctx, tctx, res, last, tctx.Err())
+			}
 			if err := rows.Scan(dests...); err != nil {
 				return nil, err
 			}

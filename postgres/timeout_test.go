@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +74,76 @@ func TestSearchTimeout(t *testing.T) {
 	_, err = tiny.Search(context.Background(), audittrail.SearchRequest{Query: q, Limit: 50})
 	if audittrail.ErrorCode(err) != audittrail.EUnavailable || !strings.Contains(audittrail.ErrorMessage(err), "too long") {
 		t.Errorf("search with a timeout of 1ns: %v, want EUnavailable saying it took too long", err)
+	}
+}
+
+// TestSearchTimeoutCostlyRegex: a regex that costs most of a millisecond per
+// row (in Go, after PostgreSQL: it has no literal to push down) is cut at
+// the search's deadline within a batch of rows, not after the batch, and
+// the pages that follow hold the rest.
+func TestSearchTimeoutCostlyRegex(t *testing.T) {
+	url := pgtest.Start(t)
+	full := mustOpen(t, url)
+	defer full.Close()
+	const n = 200
+	var events []*audittrail.Event
+	for k := range n {
+		e := numberedEvent(t, k, "actions/x/things/GET")
+		e.Resource = fmt.Sprintf("//engine-manager/workspaces/%08x-7b42-4c82-a3ae-5c45baa7b634/daiEngines/engine-%d", k*7919, k)
+		events = append(events, e)
+	}
+	if _, err := full.Append(t.Context(), events); err != nil {
+		t.Fatal(err)
+	}
+	// 503 instructions, past Go's backtracker: its NFA, ~0.8 ms per resource.
+	const costly = `(?:.?){250}[0-9]$`
+	re := regexp.MustCompile(costly)
+	start := time.Now()
+	for _, e := range events {
+		if !re.MatchString(e.Resource) {
+			t.Fatalf("test setup: %s does not match", e.Resource)
+		}
+	}
+	pass := time.Since(start)
+
+	s, err := postgres.Open(t.Context(), postgres.Config{URL: url, Logger: testLogger(t), SearchTimeout: pass / 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f := audittrail.Filter{StartTime: ptr(time.Unix(0, 0).UTC()), Regex: field(audittrail.FieldResource, costly)}
+	q, err := f.Compile(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var after *audittrail.Cursor
+	requests := 0
+	for {
+		requests++
+		if requests > 1000 {
+			t.Fatal("no end")
+		}
+		res, err := s.Search(context.Background(), audittrail.SearchRequest{Query: q, After: after, Limit: audittrail.MaxPageSize})
+		if err != nil {
+			t.Fatalf("request %d: %v", requests, err)
+		}
+		for _, e := range res.Events {
+			if seen[e.ID] {
+				t.Fatalf("event %s twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		if res.Next == nil {
+			break
+		}
+		after = res.Next
+	}
+	if len(seen) != n {
+		t.Errorf("%d events found, want %d", len(seen), n)
+	}
+	// One batch of rows holds all 200: only the deadline cut it.
+	if requests < 2 {
+		t.Errorf("the whole result in %d request, which should have run out of time", requests)
 	}
 }

@@ -17,6 +17,14 @@ import (
 // advisory lock, rather than by a numbered migration, so that this file does
 // not take a place in the migration sequence of the events schema; moving
 // the DDL into a migration later is compatible (IF NOT EXISTS).
+//
+// Their strings are stored escaped, as the events' are (text.go): the API
+// allows the byte 0x00 in a principal or a description, which PostgreSQL
+// text cannot hold, and a statement that sent one would fail as a whole
+// (LoginNames asks for the principals of a page of events together).
+// Strings without 0x00 and 0x01 (in practice all those stored before the
+// escaping, as those with 0x00 failed) are stored unchanged and read back
+// the same.
 const tokensDDL = `
 CREATE TABLE IF NOT EXISTS api_tokens (
 	digest      bytea PRIMARY KEY,
@@ -105,8 +113,13 @@ func scanToken(row pgx.Row) (*audittrail.APIToken, error) {
 		return nil, err
 	}
 	copy(t.Digest[:], digest)
+	t.ID, t.Principal = decodeText(t.ID), decodeText(t.Principal)
+	t.Description, t.Creator = decodeText(t.Description), decodeText(t.Creator)
 	for _, r := range roles {
-		t.Roles = append(t.Roles, audittrail.Role(r))
+		t.Roles = append(t.Roles, audittrail.Role(decodeText(r)))
+	}
+	for i, w := range t.Workspaces {
+		t.Workspaces[i] = decodeText(w)
 	}
 	if len(t.Workspaces) == 0 {
 		t.Workspaces = nil
@@ -127,15 +140,16 @@ var errTokenNotFound = audittrail.Errorf(audittrail.ENotFound, "no such API toke
 func (s *Store) CreateToken(ctx context.Context, t *audittrail.APIToken) error {
 	roles := make([]string, len(t.Roles))
 	for i, r := range t.Roles {
-		roles[i] = string(r)
+		roles[i] = encodeText(string(r))
 	}
-	ws := t.Workspaces
-	if ws == nil {
-		ws = []string{}
+	ws := make([]string, len(t.Workspaces))
+	for i, w := range t.Workspaces {
+		ws[i] = encodeText(w)
 	}
 	return s.withTokens(ctx, "create token", func() error {
 		_, err := s.pool.Exec(ctx, `INSERT INTO api_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			t.Digest[:], t.ID, t.Principal, roles, ws, t.Description, t.Creator, t.CreateTime, nullTime(t.ExpireTime), nullTime(t.RevokeTime))
+			t.Digest[:], encodeText(t.ID), encodeText(t.Principal), roles, ws, encodeText(t.Description), encodeText(t.Creator),
+			t.CreateTime, nullTime(t.ExpireTime), nullTime(t.RevokeTime))
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {
 			return audittrail.Errorf(audittrail.EConflict, "token id %q is used", t.ID)
@@ -164,7 +178,7 @@ func (s *Store) TokenByDigest(ctx context.Context, digest [32]byte) (*audittrail
 
 // TokenByID implements audittrail.TokenStore.
 func (s *Store) TokenByID(ctx context.Context, id string) (*audittrail.APIToken, error) {
-	return s.tokenWhere(ctx, "token by id", "id = $1", id)
+	return s.tokenWhere(ctx, "token by id", "id = $1", encodeText(id))
 }
 
 // ListTokens implements audittrail.TokenStore.
@@ -194,7 +208,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) (*audi
 	err := s.withTokens(ctx, "revoke token", func() error {
 		var err error
 		t, err = scanToken(s.pool.QueryRow(ctx, `UPDATE api_tokens SET revoke_time = COALESCE(revoke_time, $2)
-			WHERE id = $1 RETURNING `+tokenColumns, id, at.UTC()))
+			WHERE id = $1 RETURNING `+tokenColumns, encodeText(id), at.UTC()))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errTokenNotFound
 		}
@@ -207,7 +221,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) (*audi
 func (s *Store) SetLoginName(ctx context.Context, principal, name string) error {
 	return s.withTokens(ctx, "set login name", func() error {
 		_, err := s.pool.Exec(ctx, `INSERT INTO login_names (principal, name) VALUES ($1, $2)
-			ON CONFLICT (principal) DO UPDATE SET name = EXCLUDED.name, update_time = now()`, principal, name)
+			ON CONFLICT (principal) DO UPDATE SET name = EXCLUDED.name, update_time = now()`, encodeText(principal), encodeText(name))
 		return err
 	})
 }
@@ -215,8 +229,16 @@ func (s *Store) SetLoginName(ctx context.Context, principal, name string) error 
 // LoginNames implements audittrail.LoginNames.
 func (s *Store) LoginNames(ctx context.Context, principals []string) (map[string]string, error) {
 	out := make(map[string]string, len(principals))
+	// The rows are keyed by the stored principals, the result by the
+	// caller's.
+	asGiven := make(map[string]string, len(principals))
+	stored := make([]string, len(principals))
+	for i, p := range principals {
+		stored[i] = encodeText(p)
+		asGiven[stored[i]] = p
+	}
 	err := s.withTokens(ctx, "login names", func() error {
-		rows, err := s.pool.Query(ctx, `SELECT principal, name FROM login_names WHERE principal = ANY($1)`, principals)
+		rows, err := s.pool.Query(ctx, `SELECT principal, name FROM login_names WHERE principal = ANY($1)`, stored)
 		if err != nil {
 			return err
 		}
@@ -226,7 +248,7 @@ func (s *Store) LoginNames(ctx context.Context, principals []string) (map[string
 			if err := rows.Scan(&p, &n); err != nil {
 				return err
 			}
-			out[p] = n
+			out[asGiven[p]] = decodeText(n)
 		}
 		return rows.Err()
 	})
