@@ -109,6 +109,10 @@ func TestE2EPublicCreateIs405(t *testing.T) {
 			if v := r.json(t); v["message"] != "Method Not Allowed" {
 				t.Errorf("message %q, want exactly Method Not Allowed", v["message"])
 			}
+			// No method creates on the public listener: an empty Allow.
+			if allow, ok := r.header["Allow"]; !ok || len(allow) != 1 || allow[0] != "" {
+				t.Errorf("Allow %q, want present and empty", allow)
+			}
 		}
 	}
 	// Nothing was created.
@@ -391,6 +395,19 @@ func TestE2EErrorsREST(t *testing.T) {
 		{"wrong method version", call(t, "POST", srv.PublicURL+"/version", "", "{}"), 405, 12, "Method Not Allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { wantStatus(t, tc.r, tc.status, tc.code, tc.msg) })
+	}
+	// A 405 names the method the path has (RFC 9110 §15.5.6).
+	for _, c := range []struct{ method, url, allow string }{
+		{"GET", srv.PublicURL + "/v1/events:search", "POST"},
+		{"PUT", srv.InternalURL + "/v1/events", "POST"},
+		{"POST", srv.PublicURL + "/version", "GET"},
+		{"DELETE", srv.PublicURL + "/v1/log/checkpoint", "GET"},
+		{"GET", srv.PublicURL + "/v1/events", ""}, // nothing creates on the public listener
+	} {
+		r := call(t, c.method, c.url, srv.ReaderToken, "")
+		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow || len(r.header.Values("Allow")) != 1 {
+			t.Errorf("%s %s: %d, Allow %q; want 405, Allow %q", c.method, c.url, r.status, r.header.Values("Allow"), c.allow)
+		}
 	}
 }
 

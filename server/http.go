@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -58,10 +59,16 @@ var (
 // gateway returns the REST mux of a listener. It calls impl in process
 // through the listener's interceptor chain ic (see intercepted).
 func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerInterceptor, public bool) (*runtime.ServeMux, error) {
+	allow := allowedMethods(public)
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewJSONMarshaler()),
 		runtime.WithErrorHandler(httpError),
-		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+			if httpStatus == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", allow[r.URL.Path])
+			}
+			routingError(ctx, mux, m, w, r, httpStatus)
+		}),
 		// Only the Authorization header becomes metadata (the gateway
 		// always forwards it); no other header can smuggle metadata in.
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
@@ -87,6 +94,7 @@ func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerIntercep
 		// (the mux tries the latest registration first). They answer
 		// before the body is read or anyone is authenticated.
 		notAllowed := func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			w.Header().Set("Allow", "") // no method creates here
 			_, out := runtime.MarshalerForRequest(mux, r)
 			httpError(r.Context(), mux, out, w, r, errMethodNotAllowed)
 		}
@@ -110,6 +118,35 @@ func (s *Server) gateway(impl pb.EventServiceServer, ic grpc.UnaryServerIntercep
 type route struct {
 	method, path string
 	h            runtime.HandlerFunc
+}
+
+// apiMethods is the one method of each path of the REST API (the
+// protobuf's HTTP rules; TestAllowedMethods checks it against the OpenAPI
+// document generated from them) and of the handlers added beside them.
+var apiMethods = map[string]string{
+	"/v1/events":             http.MethodPost,
+	"/v1/events:batchCreate": http.MethodPost,
+	"/v1/events:search":      http.MethodPost,
+	"/v1/log/checkpoint":     http.MethodGet,
+	"/v1/log/consistency":    http.MethodGet,
+	"/v1/log/entries":        http.MethodGet,
+	"/v1/log/inclusion":      http.MethodGet,
+	"/version":               http.MethodGet,
+	"/healthz":               http.MethodGet,
+	"/readyz":                http.MethodGet,
+	"/metrics":               http.MethodGet, // internal listener
+}
+
+// allowedMethods returns the Allow header of a 405 answer for each path of
+// a listener (RFC 9110 §15.5.6: a 405 names the methods that are): on the
+// public listener nothing creates, and an empty Allow says so.
+func allowedMethods(public bool) map[string]string {
+	out := maps.Clone(apiMethods)
+	if public {
+		out["/v1/events"], out["/v1/events:batchCreate"] = "", ""
+		delete(out, "/metrics")
+	}
+	return out
 }
 
 // httpError writes an error as a google.rpc.Status body with the HTTP status
