@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -77,16 +78,14 @@ type ScanOptions struct {
 // Scan is Verify with options.
 func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, error) {
 	fn := opts.Each
-	var cp *merkle.Checkpoint
-	text, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("logmirror: no mirror at %s: %w", dir, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("logmirror: no mirror at %s: not a directory", dir)
+	}
+	cp, err := newestCheckpoint(dir, verifier)
+	if err != nil {
 		return nil, err
-	default:
-		if cp, err = merkle.OpenCheckpoint(text, verifier); err != nil {
-			return nil, notVerified("%s: %v", CheckpointFile, err)
-		}
 	}
 	f, err := os.Open(filepath.Join(dir, EntriesFile))
 	if errors.Is(err, fs.ErrNotExist) && cp == nil {
@@ -193,6 +192,58 @@ func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, erro
 		return nil, err
 	}
 	return &Verified{Entries: size, Checkpoint: cp, Deleted: deleted, Unverified: extra, Checked: len(opts.Checkpoints) - len(others), Beyond: others}, nil
+}
+
+// newestCheckpoint returns the checkpoint the mirror's entries are to be
+// verified against: the larger of the file checkpoint and the copy in
+// state.json, each checked with verifier (nil: neither exists). An update
+// replaces state.json first, so after a crash between the two renames the
+// file is behind it (Open rewrites it); a checkpoint file older than
+// state.json's for any other reason (one put back by hand) must not make
+// the entries it no longer covers pass as "an update that did not finish".
+// Two checkpoints of one size with different roots are a split view.
+func newestCheckpoint(dir string, verifier note.Verifier) (*merkle.Checkpoint, error) {
+	var file, saved *merkle.Checkpoint
+	text, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		if file, err = merkle.OpenCheckpoint(text, verifier); err != nil {
+			return nil, notVerified("%s: %v", CheckpointFile, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		var st state
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, notVerified("%s: %v", StateFile, err)
+		}
+		if saved, err = merkle.OpenCheckpoint([]byte(st.Checkpoint), verifier); err != nil {
+			return nil, notVerified("%s: its checkpoint: %v", StateFile, err)
+		}
+		if st.Size != saved.Size {
+			return nil, notVerified("%s records %d entries, its checkpoint %d", StateFile, st.Size, saved.Size)
+		}
+	}
+	switch {
+	case file == nil:
+		return saved, nil
+	case saved == nil:
+		return file, nil
+	case file.Origin != saved.Origin:
+		return nil, notVerified("%s is of log %q, %s's checkpoint of %q", CheckpointFile, file.Origin, StateFile, saved.Origin)
+	case file.Size == saved.Size && file.Root != saved.Root:
+		return nil, notVerified("%s and %s's checkpoint are both of size %d with different roots: the log showed two different histories (a split view)", CheckpointFile, StateFile, file.Size)
+	case saved.Size > file.Size:
+		return saved, nil
+	}
+	return file, nil
 }
 
 // chunk is a run of consecutive lines, parsed: the leaf hash and receive

@@ -112,3 +112,92 @@ func TestVerifyFindsTampering(t *testing.T) {
 }
 
 func itoa(n uint64) string { return string(strconv.AppendUint(nil, n, 10)) }
+
+// TestVerifyUsesNewestCheckpoint: Verify checks the entries against the
+// newer of the two signed checkpoints a mirror keeps (the file checkpoint
+// and state.json's copy), so a checkpoint file put back to an older one does
+// not turn the entries it no longer covers into "an update that did not
+// finish": a changed line among them is found. A checkpoint file behind
+// state.json after a crash between the two renames verifies everything, and
+// a missing directory is an error, not an empty mirror.
+func TestVerifyUsesNewestCheckpoint(t *testing.T) {
+	f := start(t)
+	f.produce(t, 300)
+	oldText, old := f.checkpoint(t, 300)
+	dir := t.TempDir()
+	m, err := logmirror.Open(dir, f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, 300)
+	f.checkpoint(t, old.Size+300)
+	u, err := m.Update(t.Context(), f.auditor, logmirror.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if u.To <= old.Size {
+		t.Fatalf("test setup: the second update reached %d, the old checkpoint %d", u.To, old.Size)
+	}
+
+	// copyOf copies the mirror's files; edit changes the copy.
+	copyOf := func(t *testing.T, edit func(d string)) string {
+		d := t.TempDir()
+		for _, name := range []string{logmirror.EntriesFile, logmirror.CheckpointFile, logmirror.StateFile} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, name), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		edit(d)
+		return d
+	}
+	writeFile := func(t *testing.T, path string, b []byte) {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The older checkpoint put back, and a line past it changed.
+	rolledBack := copyOf(t, func(d string) {
+		writeFile(t, filepath.Join(d, logmirror.CheckpointFile), oldText)
+		ls := lines(t, d)
+		i := old.Size + 10 // 0-based: entry old.Size+11
+		ls[i] = bytes.Replace(ls[i], []byte(`"principal":"`), []byte(`"principal":"x`), 1)
+		writeFile(t, filepath.Join(d, logmirror.EntriesFile), bytes.Join(ls, nil))
+	})
+	if _, err := logmirror.Verify(rolledBack, f.verifier); !errors.Is(err, logmirror.ErrNotVerified) {
+		t.Errorf("a rolled-back checkpoint and a changed line past it: %v, want ErrNotVerified", err)
+	}
+
+	// The checkpoint file behind state.json (a crash between the renames),
+	// or gone: state.json's checkpoint covers every entry.
+	for name, edit := range map[string]func(d string){
+		"behind":  func(d string) { writeFile(t, filepath.Join(d, logmirror.CheckpointFile), oldText) },
+		"missing": func(d string) { os.Remove(filepath.Join(d, logmirror.CheckpointFile)) },
+	} {
+		v, err := logmirror.Verify(copyOf(t, edit), f.verifier)
+		if err != nil || v.Entries != u.To || v.Unverified != 0 || v.Checkpoint == nil || v.Checkpoint.Size != u.To {
+			t.Errorf("checkpoint file %s: %+v %v, want all %d entries verified", name, v, err, u.To)
+		}
+	}
+
+	// state.json's copy changed: refused.
+	tampered := copyOf(t, func(d string) {
+		b, _ := os.ReadFile(filepath.Join(d, logmirror.StateFile))
+		writeFile(t, filepath.Join(d, logmirror.StateFile), bytes.Replace(b, []byte(`"size":`), []byte(`"size":1`), 1))
+	})
+	if _, err := logmirror.Verify(tampered, f.verifier); !errors.Is(err, logmirror.ErrNotVerified) {
+		t.Errorf("a state.json whose size is not its checkpoint's: %v, want ErrNotVerified", err)
+	}
+
+	if _, err := logmirror.Verify(filepath.Join(dir, "nonexistent"), f.verifier); err == nil || errors.Is(err, logmirror.ErrNotVerified) {
+		t.Errorf("Verify of a directory that does not exist: %v, want an error", err)
+	}
+}

@@ -122,10 +122,16 @@ func (c *MirrorCommand) Run(ctx context.Context, args []string) error {
 	for {
 		if err := c.update(ctx, m, cl, f); err != nil {
 			switch {
-			case f.follow == 0 || errors.Is(err, logmirror.ErrNotVerified) || errors.Is(err, logmirror.ErrDeleted):
+			case errors.Is(err, logmirror.ErrNotVerified) || errors.Is(err, logmirror.ErrDeleted):
 				return err
+			case ctx.Err() != nil && f.follow == 0:
+				// A one-shot update interrupted: it did not finish, which
+				// is a failure to say so, not an internal error.
+				return errors.New("interrupted: the update did not finish (the mirror holds what the last finished update verified; run mirror again)")
 			case ctx.Err() != nil:
 				return nil // stopped by a signal; the unfinished update is cut off at the next
+			case f.follow == 0:
+				return err
 			}
 			// The server may be restarting: try again at the next round.
 			fmt.Fprintf(c.Stderr, "audittrail mirror: %v\n", err)

@@ -158,6 +158,28 @@ func TestMirrorCommand(t *testing.T) {
 	if out := verifyMirror(t, key, tampered, 1); !strings.Contains(out, "verification failed") || !strings.Contains(out, "do not hash to the checkpoint's root") {
 		t.Errorf("verify mirror of a tampered copy: %q", out)
 	}
+	// A one-shot update interrupted (its context ended) says so.
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	var iout, ierr bytes.Buffer
+	if code := run(canceled, []string{"mirror", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--dir", t.TempDir(), "--log-key", key}, &iout, &ierr); code != 1 || !strings.Contains(ierr.String(), "interrupted: the update did not finish") {
+		t.Errorf("mirror interrupted: exit %d, stderr %q; want 1 and interrupted", code, ierr.String())
+	}
+	// Nothing verified is not a success: a directory that is not there,
+	// an empty one, entries without any checkpoint.
+	if out := verifyMirror(t, key, filepath.Join(t.TempDir(), "nonexistent"), 1); !strings.Contains(out, "no mirror at") {
+		t.Errorf("verify mirror of a missing directory: %q", out)
+	}
+	if out := verifyMirror(t, key, t.TempDir(), 1); !strings.Contains(out, "empty (never updated): nothing to verify") {
+		t.Errorf("verify mirror of an empty directory: %q", out)
+	}
+	noCheckpoint := t.TempDir()
+	if err := os.WriteFile(filepath.Join(noCheckpoint, "entries.jsonl"), bytes.SplitAfter(mustRead(t, filepath.Join(dir, "entries.jsonl")), []byte("\n"))[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := verifyMirror(t, key, noCheckpoint, 1); !strings.Contains(out, "has no checkpoint") {
+		t.Errorf("verify mirror of entries without a checkpoint: %q", out)
+	}
 	if out, _, err := runCommand(t, "search", "--mirror", tampered, "--log-key", key, "--all"); err == nil || !strings.Contains(err.Error(), "verification failed") || out != "" {
 		t.Errorf("search --mirror of a tampered copy: %v, printed %q; want the verification failure and nothing printed", err, out)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -198,17 +199,34 @@ func (t *tableWriter) write(e *audittrail.Event) error {
 
 func (t *tableWriter) close(*audittrail.SearchEventsResponse) error { return t.tw.Flush() }
 
-// cell keeps a value on one line and one column.
+// cell keeps a value on one line and one column, and keeps it from
+// talking to the terminal: the values are what producers sent. Tabs and
+// line breaks become spaces; every other control character (C0, DEL, C1:
+// ESC starts the terminal's escape sequences, \v and \f break tabwriter's
+// columns and lines), the Unicode line and paragraph separators, the
+// bidirectional overrides and isolates (which reorder what is displayed)
+// and invalid UTF-8 are written as Go escapes (\x1b, \u2028), so that
+// they show and cannot act. The JSON outputs carry values as they are.
 func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			b.WriteByte(' ')
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r >= 0x80 && r <= 0x9f, r == 0x2028, r == 0x2029, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
 		}
-		return r
-	}, s)
+	}
+	return b.String()
 }
 
 type jsonlWriter struct{ w io.Writer }

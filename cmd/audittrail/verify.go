@@ -470,12 +470,18 @@ func (c *VerifyCommand) mirror(f *verifyFlags, dir string, cpFiles []string) err
 		return err
 	}
 	if res.Checkpoint == nil {
-		fmt.Fprintf(c.Stdout, "mirror %s: empty, never updated\n", dir)
-	} else {
-		cp := res.Checkpoint
-		fmt.Fprintf(c.Stdout, "mirror OK: %d entries, checkpoint origin %s, size %d, root %s, received-before %s\n",
-			res.Entries, cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
+		// Nothing verified is not "verified": a copy that lost its
+		// checkpoint, or a directory that is not the mirror, must not
+		// pass a scheduled check.
+		if res.Unverified > 0 {
+			return fmt.Errorf("%s: %w: %s holds %d lines and the mirror has no checkpoint (neither %s nor %s): nothing is verified (the first update did not finish, or the checkpoint was removed)",
+				dir, errVerify, logmirror.EntriesFile, res.Unverified, logmirror.CheckpointFile, logmirror.StateFile)
+		}
+		return fmt.Errorf("%s: %w: the mirror is empty (never updated): nothing to verify", dir, errVerify)
 	}
+	cp := res.Checkpoint
+	fmt.Fprintf(c.Stdout, "mirror OK: %d entries, checkpoint origin %s, size %d, root %s, received-before %s\n",
+		res.Entries, cp.Origin, cp.Size, merkle.HashString(cp.Root), cp.ReceivedBefore.Format(merkle.HorizonLayout))
 	if res.Deleted > 0 {
 		fmt.Fprintf(c.Stdout, "%d of them are leaf hashes only: their events were deleted by the server's retention before they were mirrored\n", res.Deleted)
 	}

@@ -417,6 +417,18 @@ def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
     # Lines after the checkpoint's are an unfinished update: not checked.
     assert verify_mirror(tampered("longer", lines + [b"not json\n"]), key).size == cp.size
 
+    # The checkpoint file gone, or put back to an older checkpoint: the
+    # entries are checked against state.json's (the newer), so a changed
+    # line past the older one is found; nothing at all is not verified.
+    d = tampered("no-checkpoint", lines)
+    (d / "checkpoint").unlink()
+    assert verify_mirror(d, key).size == cp.size
+    (d / "state.json").unlink()
+    with pytest.raises(VerificationError, match="no checkpoint"):
+        verify_mirror(d, key)
+    with pytest.raises(VerificationError, match="no mirror"):
+        verify_mirror(tmp_path / "nonexistent", key)
+
     # A leaf whose event the server deleted (retention) is its leaf hash
     # alone, as `audittrail mirror --allow-deleted` writes it (the Go test
     # TestVerifiableLogPostgres makes such a mirror of a PostgreSQL store):
@@ -448,6 +460,26 @@ def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
         with pytest.raises(VerificationError):
             verify_mirror(tampered(name, bad), key)
 
+
+    # A newer update, then its checkpoint file put back to the older one and
+    # a line past it changed: refused (state.json holds the newer one).
+    older_text = (mirror / "checkpoint").read_bytes()
+    seed(log_server, 5, "proofs/mirror-2")
+    deadline = time.monotonic() + 15
+    while True:
+        out = subprocess.run([str(binary), "mirror", "--addr", host, "--token", log_server.reader_token,
+                              "--dir", str(mirror), "--log-key", keyfile], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        newer = verify_mirror(mirror, key)
+        if newer.size > cp.size:
+            break
+        assert time.monotonic() < deadline, "the mirror never grew"
+        time.sleep(0.2)
+    grown = (mirror / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    rolled = tampered("rolled-back", grown[:-1] + [grown[-1].replace(b'"principal":"', b'"principal":"x', 1)])
+    (rolled / "checkpoint").write_bytes(older_text)
+    with pytest.raises(VerificationError):
+        verify_mirror(rolled, key)
 
 def test_iter_window(log_server, key):
     """iter_window yields exactly the events between two checkpoints,

@@ -1209,14 +1209,19 @@ def verify_mirror(directory: Union[str, "os.PathLike[str]"], verifier: Union[Ver
     signed by the log's key, and the first checkpoint-size lines of
     ``entries.jsonl`` are exactly that tree's events (as verify_log). Lines
     after them are an update that did not finish, not checked. Returns the
-    verified checkpoint; raises VerificationError otherwise. The same check
-    as ``audittrail verify mirror``, by a second implementation. A line
+    verified checkpoint; raises VerificationError otherwise. The entries are
+    checked against the newer of the two signed checkpoints the directory
+    keeps (``checkpoint`` and the copy in ``state.json``): a ``checkpoint``
+    file put back to an older one does not leave the entries it no longer
+    covers unchecked. The same check as ``audittrail verify mirror``, by a
+    second implementation. A line
     ``{"deletedLeafHash": <base64>}`` (``audittrail mirror
     --allow-deleted``) stands for a leaf whose event the server had deleted
     (retention): its hash still has to fit the root."""
     d = os.fspath(directory)
-    with open(os.path.join(d, "checkpoint"), "rb") as f:
-        cp = open_checkpoint(f.read(), verifier)
+    if not os.path.isdir(d):
+        raise VerificationError(f"no mirror at {d}: not a directory")
+    cp = _newest_mirror_checkpoint(d, verifier)
 
     def events() -> Iterator[Mapping[str, Any]]:
         with open(os.path.join(d, "entries.jsonl"), "rb") as f:
@@ -1235,6 +1240,42 @@ def verify_mirror(directory: Union[str, "os.PathLike[str]"], verifier: Union[Ver
 
     _check_log(cp, events())
     return cp
+
+
+def _newest_mirror_checkpoint(d: str, verifier: Union[Verifier, str]) -> Checkpoint:
+    """The newer of a mirror's two signed checkpoints (logmirror's
+    newestCheckpoint): the file ``checkpoint`` and the copy in
+    ``state.json``, which an update replaces first."""
+    found = []
+    try:
+        with open(os.path.join(d, "checkpoint"), "rb") as f:
+            found.append(open_checkpoint(f.read(), verifier))
+    except FileNotFoundError:
+        pass
+    try:
+        with open(os.path.join(d, "state.json"), "rb") as f:
+            state = json.loads(f.read())
+    except FileNotFoundError:
+        state = None
+    except ValueError as err:
+        raise VerificationError(f"state.json is not JSON: {err}") from err
+    if state is not None:
+        if not isinstance(state, dict) or not isinstance(state.get("checkpoint"), str):
+            raise VerificationError("state.json has no checkpoint")
+        saved = open_checkpoint(state["checkpoint"].encode(), verifier)
+        if state.get("size") != saved.size:
+            raise VerificationError(f"state.json records {state.get('size')} entries, its checkpoint {saved.size}")
+        found.append(saved)
+    if not found:
+        raise VerificationError("the mirror has no checkpoint (neither checkpoint nor state.json): nothing is verified")
+    if len(found) == 2:
+        a, b = found
+        if a.origin != b.origin:
+            raise VerificationError(f"checkpoint is of log {a.origin!r}, state.json's of {b.origin!r}")
+        if a.size == b.size and a.root != b.root:
+            raise VerificationError(f"checkpoint and state.json's are both of size {a.size} with different roots: "
+                                    "the log showed two different histories")
+    return max(found, key=lambda c: c.size)
 
 
 def verify_event_inclusion(cp: Checkpoint, event: Mapping[str, Any], proof: InclusionProof) -> None:
