@@ -64,7 +64,25 @@ func (s *logService) GetInclusionProof(ctx context.Context, req *pb.GetInclusion
 	if e == nil || !scope.Allows(e.Workspace) {
 		return nil, toStatus(ctx, audittrail.Errorf(audittrail.ENotFound, "event %q not found", req.GetName()))
 	}
-	p, err := s.log.InclusionProof(e.Seq, req.GetTreeSize())
+	// An event newer than the latest signed checkpoint is not provable
+	// yet, for a second or so: UNAVAILABLE, try again (it was 400, as
+	// for a request that cannot succeed). A tree size is taken up to what
+	// the log has integrated, which may be past this replica's latest
+	// signed checkpoint (another replica signed it): InclusionProof checks.
+	size := req.GetTreeSize()
+	if size == 0 {
+		var latest uint64
+		if _, cp := s.log.Checkpoint(); cp != nil {
+			latest = cp.Size
+		}
+		if e.Seq > latest {
+			return nil, toStatus(ctx, audittrail.Errorf(audittrail.EUnavailable, "%s is leaf %d of the log, and the latest signed checkpoint covers %d: it is not provable yet; try again in a few seconds", req.GetName(), e.Seq, latest))
+		}
+		size = latest
+	} else if e.Seq > size {
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%s is leaf %d of the log, not in a tree of %d: give a tree_size of %d or more", req.GetName(), e.Seq, size, e.Seq))
+	}
+	p, err := s.log.InclusionProof(e.Seq, size)
 	if err != nil {
 		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%v", err))
 	}
