@@ -386,17 +386,24 @@ def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
     mirror = tmp_path / "mirror"
     keyfile = str(log_server.data_dir / "log-verification.key")
     host = log_server.public.removeprefix("http://")
-    deadline = time.monotonic() + 15
-    while True:
-        out = subprocess.run([str(binary), "mirror", "--addr", host, "--token", log_server.reader_token,
-                              "--dir", str(mirror), "--log-key", keyfile], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        cp = verify_mirror(mirror, key)
-        lines = (mirror / "entries.jsonl").read_bytes().splitlines(keepends=True)
-        if any(b"proofs/mirror" in line for line in lines):
-            break
-        assert time.monotonic() < deadline, "the mirror never held the seeded events"
-        time.sleep(0.2)
+
+    def mirror_until(done, what: str):
+        """Runs `audittrail mirror` until done(checkpoint, lines) holds;
+        returns the last run's output, checkpoint and lines."""
+        deadline = time.monotonic() + 15
+        while True:
+            out = subprocess.run([str(binary), "mirror", "--addr", host, "--token", log_server.reader_token,
+                                  "--dir", str(mirror), "--log-key", keyfile], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            cp = verify_mirror(mirror, key)
+            lines = (mirror / "entries.jsonl").read_bytes().splitlines(keepends=True)
+            if done(cp, lines):
+                return out, cp, lines
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    out, cp, lines = mirror_until(lambda cp, lines: any(b"proofs/mirror" in line for line in lines),
+                                  "the mirror never held the seeded events")
     assert cp.size == len(lines) and f"{cp.size} entries" in out.stdout
 
     def tampered(name: str, entries: list) -> Path:
@@ -465,17 +472,7 @@ def test_verify_mirror_of_the_go_cli(log_server, key, tmp_path):
     # a line past it changed: refused (state.json holds the newer one).
     older_text = (mirror / "checkpoint").read_bytes()
     seed(log_server, 5, "proofs/mirror-2")
-    deadline = time.monotonic() + 15
-    while True:
-        out = subprocess.run([str(binary), "mirror", "--addr", host, "--token", log_server.reader_token,
-                              "--dir", str(mirror), "--log-key", keyfile], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        newer = verify_mirror(mirror, key)
-        if newer.size > cp.size:
-            break
-        assert time.monotonic() < deadline, "the mirror never grew"
-        time.sleep(0.2)
-    grown = (mirror / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    _, _, grown = mirror_until(lambda newer, _: newer.size > cp.size, "the mirror never grew")
     rolled = tampered("rolled-back", grown[:-1] + [grown[-1].replace(b'"principal":"', b'"principal":"x', 1)])
     (rolled / "checkpoint").write_bytes(older_text)
     with pytest.raises(VerificationError):
