@@ -330,6 +330,12 @@ func NewSigner(keyText []byte) (note.Signer, error) {
 // optionally followed by one newline. A file of several keys, one per line
 // (the log's keys across a rotation of its signing key), gives a *KeyRing.
 func NewVerifier(keyText []byte) (note.Verifier, error) {
+	if bytes.HasPrefix(keyText, []byte("PRIVATE+KEY+")) {
+		// The commonest mix-up: the server's log-signing.key given where
+		// its public half belongs. Say so, rather than "malformed
+		// verifier id".
+		return nil, errors.New("merkle: this is a private signing key (log-signing.key): give the log's public key (log-verification.key, or the public line \"audittrail keygen\" printed)")
+	}
 	lines := strings.Split(strings.TrimSuffix(string(keyText), "\n"), "\n")
 	if len(lines) > 1 {
 		return newKeyRing(lines)

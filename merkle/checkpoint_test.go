@@ -250,6 +250,13 @@ func TestKeys(t *testing.T) {
 			t.Errorf("NewVerifier(%q) accepted", k)
 		}
 	}
+	// The private key where the public one belongs says so.
+	if _, err := NewVerifier([]byte(skey + "\n")); err == nil || !strings.Contains(err.Error(), "private signing key") {
+		t.Errorf("NewVerifier of the private key: %v, want it named as such", err)
+	}
+	if _, err := NewSigner([]byte(skey + "\n")); err != nil {
+		t.Errorf("NewSigner(%q): %v", skey, err)
+	}
 	for _, k := range []string{vkey, skey + "\n\n", ""} {
 		if _, err := NewSigner([]byte(k)); err == nil {
 			t.Errorf("NewSigner(%q) accepted", k)
