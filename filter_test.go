@@ -2,6 +2,7 @@ package audittrail_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -309,6 +310,22 @@ func TestRegexProgramLimit(t *testing.T) {
 		f := audittrail.Filter{Regex: [audittrail.NumFields]string{audittrail.FieldResource: re}}
 		if _, err := f.Compile(compileEnd); err != nil {
 			t.Errorf("%.40s...: %v", re, err)
+		}
+	}
+}
+
+// TestRegexProgramWithoutRepetition: Compile checks the program size only
+// of expressions with a counted repetition; without one, a regex of the
+// longest allowed text compiles to fewer instructions than the limit
+// (the reason it may skip the check), whatever it is made of.
+func TestRegexProgramWithoutRepetition(t *testing.T) {
+	for _, unit := range []string{"a", "a*", "a+?", "(a)", "(?:a|b)", "[a-z]", `\pL`, ".", "^", "(?i)k", "ſ", "日", "|", "(a|)", "()", "a?", "(|)"} {
+		expr := strings.Repeat(unit, audittrail.MaxRegexLen/len(unit))
+		if _, err := regexp.Compile(expr); err != nil {
+			continue // not an expression when repeated: nothing to check
+		}
+		if n := audittrail.RegexProgramSizeForTest(expr); n > audittrail.MaxRegexProgram {
+			t.Errorf("%d bytes of %q compile to %d instructions, more than MaxRegexProgram %d", len(expr), unit, n, audittrail.MaxRegexProgram)
 		}
 	}
 }
