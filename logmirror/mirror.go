@@ -158,18 +158,44 @@ func (m *Mirror) Size() uint64 { return m.st.Size }
 // nil before the first update.
 func (m *Mirror) Checkpoint() *merkle.Checkpoint { return m.cp }
 
+// errBadState: state.json is not JSON of a state.
+var errBadState = errors.New("logmirror: " + StateFile + " is not a mirror's state")
+
+// readState reads dir's state.json; ok is false when there is none.
+func readState(dir string) (st state, ok bool, err error) {
+	data, err := readIfExists(filepath.Join(dir, StateFile))
+	if data == nil || err != nil {
+		return st, false, err
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, false, fmt.Errorf("%w: %v", errBadState, err)
+	}
+	return st, true, nil
+}
+
+// readIfExists returns the contents of the file path, nil when there is
+// no such file.
+func readIfExists(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err == nil && data == nil {
+		data = []byte{}
+	}
+	return data, err
+}
+
 func (m *Mirror) load() error {
-	data, err := os.ReadFile(filepath.Join(m.dir, StateFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		m.frontier, _ = merkle.NewFrontier(0, nil)
-		return m.cutEntries()
-	case err != nil:
+	st, ok, err := readState(m.dir)
+	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, &m.st); err != nil {
-		return fmt.Errorf("logmirror: %s: %v", StateFile, err)
+	if !ok {
+		m.frontier, _ = merkle.NewFrontier(0, nil)
+		return m.cutEntries()
 	}
+	m.st = st
 	hashes := make([]tlog.Hash, len(m.st.Frontier))
 	for i, h := range m.st.Frontier {
 		if len(h) != len(tlog.Hash{}) {

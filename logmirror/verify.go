@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -204,26 +203,22 @@ func Scan(dir string, verifier note.Verifier, opts ScanOptions) (*Verified, erro
 // Two checkpoints of one size with different roots are a split view.
 func newestCheckpoint(dir string, verifier note.Verifier) (*merkle.Checkpoint, error) {
 	var file, saved *merkle.Checkpoint
-	text, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	text, err := readIfExists(filepath.Join(dir, CheckpointFile))
+	if err != nil {
 		return nil, err
-	default:
+	}
+	if text != nil {
 		if file, err = merkle.OpenCheckpoint(text, verifier); err != nil {
 			return nil, notVerified("%s: %v", CheckpointFile, err)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, StateFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	st, ok, err := readState(dir)
+	if errors.Is(err, errBadState) {
+		return nil, notVerified("%v", err)
+	} else if err != nil {
 		return nil, err
-	default:
-		var st state
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, notVerified("%s: %v", StateFile, err)
-		}
+	}
+	if ok {
 		if saved, err = merkle.OpenCheckpoint([]byte(st.Checkpoint), verifier); err != nil {
 			return nil, notVerified("%s: its checkpoint: %v", StateFile, err)
 		}

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
 )
@@ -81,16 +79,7 @@ func TestInsertAfterLookupOutlivesContext(t *testing.T) {
 	if _, err := st.Append(ctx, []*audittrail.Event{stored}); err != nil {
 		t.Fatal(err)
 	}
-	holder, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	watcher, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close(ctx)
+	holder, watcher := connect(t, url), connect(t, url)
 	fresh := numberedEvent(t, 2, "create")
 	tx, err := holder.Begin(ctx)
 	if err != nil {

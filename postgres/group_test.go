@@ -168,16 +168,7 @@ func TestAppendContextEnds(t *testing.T) {
 	st := mustOpen(t, url)
 	defer st.Close()
 	ctx := context.Background()
-	holder, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	watcher, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close(ctx)
+	holder, watcher := connect(t, url), connect(t, url)
 	tx, err := holder.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -63,3 +63,15 @@ func waitForLockWaits(t testing.TB, conn *pgx.Conn, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// connect opens a connection of the test's own to url (to hold a lock, or
+// to watch pg_stat_activity), closed at the end of the test.
+func connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

@@ -203,16 +203,7 @@ func TestAppendRacesExpire(t *testing.T) {
 	defer s.Close()
 	stale := mustOpen(t, url) // a replica that learns the cutoff only within cutoffRefresh
 	defer stale.Close()
-	holder, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	watcher, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close(context.Background())
+	holder, watcher := connect(t, url), connect(t, url)
 	// Another replica deletes meanwhile, so that Expire only moves the
 	// cutoff (dropping a month would wait for the appends in flight).
 	if _, err := watcher.Exec(ctx, "SELECT pg_advisory_lock($1)", postgres.RetentionLockKey); err != nil {
