@@ -47,6 +47,9 @@ func methodsOf(routes []Route, path string) string {
 				s += ", "
 			}
 			s += rt.Method
+			if rt.Method == http.MethodGet {
+				s += ", HEAD"
+			}
 		}
 	}
 	return s

@@ -400,13 +400,41 @@ func TestE2EErrorsREST(t *testing.T) {
 	for _, c := range []struct{ method, url, allow string }{
 		{"GET", srv.PublicURL + "/v1/events:search", "POST"},
 		{"PUT", srv.InternalURL + "/v1/events", "POST"},
-		{"POST", srv.PublicURL + "/version", "GET"},
-		{"DELETE", srv.PublicURL + "/v1/log/checkpoint", "GET"},
+		{"POST", srv.PublicURL + "/version", "GET, HEAD"},
+		{"DELETE", srv.PublicURL + "/v1/log/checkpoint", "GET, HEAD"},
+		{"HEAD", srv.PublicURL + "/v1/events:search", "POST"},
 		{"GET", srv.PublicURL + "/v1/events", ""}, // nothing creates on the public listener
+		{"HEAD", srv.PublicURL + "/v1/events", ""},
+		{"PUT", srv.PublicURL + "/.well-known/openid-configuration", "GET, HEAD"}, // the issuer's routes
 	} {
 		r := call(t, c.method, c.url, srv.ReaderToken, "")
 		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow || len(r.header.Values("Allow")) != 1 {
 			t.Errorf("%s %s: %d, Allow %q; want 405, Allow %q", c.method, c.url, r.status, r.header.Values("Allow"), c.allow)
+		}
+	}
+}
+
+// TestE2EHead: every GET path answers HEAD as it answers GET (RFC 9110
+// §9.3.2), with the same status and header fields and no body: the
+// gateway's paths, an error of one (no token), and the issuer's routes.
+func TestE2EHead(t *testing.T) {
+	srv := testserver.Start(t)
+	for _, c := range []struct{ url, token string }{
+		{srv.PublicURL + "/version", ""},
+		{srv.PublicURL + "/healthz", ""},
+		{srv.PublicURL + "/v1/log/checkpoint", srv.ReaderToken},
+		{srv.PublicURL + "/v1/log/checkpoint", ""}, // 401
+		{srv.PublicURL + "/.well-known/openid-configuration", ""},
+		{srv.InternalURL + "/readyz", ""},
+	} {
+		get, head := call(t, "GET", c.url, c.token, ""), call(t, "HEAD", c.url, c.token, "")
+		if head.status != get.status || len(head.body) != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes of body; GET: %d", c.url, head.status, len(head.body), get.status)
+		}
+		for _, h := range []string{"Content-Type", "Content-Length", "Www-Authenticate"} {
+			if head.header.Get(h) != get.header.Get(h) {
+				t.Errorf("HEAD %s: %s %q, GET's %q", c.url, h, head.header.Get(h), get.header.Get(h))
+			}
 		}
 	}
 }

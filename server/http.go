@@ -139,14 +139,34 @@ var apiMethods = map[string]string{
 
 // allowedMethods returns the Allow header of a 405 answer for each path of
 // a listener (RFC 9110 §15.5.6: a 405 names the methods that are): on the
-// public listener nothing creates, and an empty Allow says so.
+// public listener nothing creates, and an empty Allow says so. A GET path
+// answers HEAD too (asGet).
 func allowedMethods(public bool) map[string]string {
 	out := maps.Clone(apiMethods)
+	for path, method := range out {
+		if method == http.MethodGet {
+			out[path] = "GET, HEAD"
+		}
+	}
 	if public {
 		out["/v1/events"], out["/v1/events:batchCreate"] = "", ""
 		delete(out, "/metrics")
 	}
 	return out
+}
+
+// asGet returns a HEAD request of a GET path as the GET the gateway routes
+// (RFC 9110 §9.3.2: a server that answers GET answers HEAD, with the same
+// header fields). The answer is computed whole, as for GET; net/http, which
+// still has the request as HEAD, sends its header fields, Content-Length
+// included, and drops its body. Any other request is returned as it is.
+func asGet(r *http.Request) *http.Request {
+	if r.Method != http.MethodHead || apiMethods[r.URL.Path] != http.MethodGet {
+		return r
+	}
+	get := r.WithContext(r.Context())
+	get.Method = http.MethodGet
+	return get
 }
 
 // httpError writes an error as a google.rpc.Status body with the HTTP status

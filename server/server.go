@@ -235,7 +235,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			return
 		}
 		r.Body = limitBody(w, r)
-		gw.ServeHTTP(w, r)
+		gw.ServeHTTP(w, asGet(r))
 	})
 	// One port, two protocols: HTTP/1.1 for REST clients, and HTTP/2 with
 	// prior knowledge (h2c) for gRPC clients and REST clients that speak it.
