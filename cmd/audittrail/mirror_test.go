@@ -137,7 +137,7 @@ func TestMirrorCommand(t *testing.T) {
 	}
 	wout.Reset()
 	werr.Reset()
-	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, later, kept}, &wout, &werr); code != 1 || !strings.Contains(werr.String(), "verification failed") {
+	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, later, kept}, &wout, &werr); code != 2 || !strings.Contains(werr.String(), "give the older checkpoint first") || wout.Len() != 0 {
 		t.Errorf("window with the checkpoints reversed: exit %d: %s", code, werr.String())
 	}
 

@@ -93,6 +93,12 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if cps[0].Size > cps[1].Size {
+		// Both are signed by the log, so they are not a lie to report
+		// (exit 1) but arguments in the wrong order.
+		return usageErrorf("%s (tree size %d) is newer than %s (tree size %d): give the older checkpoint first",
+			fs.Arg(0), cps[0].Size, fs.Arg(1), cps[1].Size)
+	}
 	cl, err := f.dial(ctx)
 	if err != nil {
 		return err
