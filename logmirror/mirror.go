@@ -239,6 +239,21 @@ func (m *Mirror) cutEntries() error {
 	if fi.Size() < m.st.Bytes {
 		return fmt.Errorf("logmirror: %s has %d bytes, %s says %d were verified", EntriesFile, fi.Size(), StateFile, m.st.Bytes)
 	}
+	// The verified bytes end with a line. When they do not, the file was
+	// edited since the last update (a line made longer or shorter), and
+	// cutting there and appending would join a new line to an old one.
+	// Updates do not read the old lines again (Verify does), so this
+	// catches only edits that moved that boundary.
+	if m.st.Bytes > 0 {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], m.st.Bytes-1); err != nil {
+			return err
+		}
+		if last[0] != '\n' {
+			return fmt.Errorf("logmirror: %s was changed since the mirror's last update (byte %d, the end of the %d verified entries, does not end a line): check it with Verify (audittrail verify mirror) and start a new mirror",
+				EntriesFile, m.st.Bytes, m.st.Size)
+		}
+	}
 	if fi.Size() == m.st.Bytes {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/audittrail/audittrail/logmirror"
@@ -100,6 +101,21 @@ func TestVerifyFindsTampering(t *testing.T) {
 		t.Fatalf("after Open: %d lines, want the %d verified", len(got), len(orig))
 	}
 	checkEntries(t, dir, f.verifier, u.To, nil)
+
+	// A line edited in place to another length moves the end of the
+	// verified bytes off a line's end: Open refuses the mirror rather than
+	// cut there and join the next update's first line to an old one.
+	m.Close()
+	longer := bytes.Join(edited(7, func(l []byte) []byte { return bytes.Replace(l, []byte(`"resource":"`), []byte(`"resource":"x`), 1) }), nil)
+	if err := os.WriteFile(filepath.Join(dir, logmirror.EntriesFile), longer, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logmirror.Open(dir, f.verifier); err == nil || !strings.Contains(err.Error(), "was changed since the mirror's last update") {
+		t.Fatalf("Open of a mirror with a line made longer: %v, want it refused", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, logmirror.EntriesFile)); err != nil || !bytes.Equal(got, longer) {
+		t.Fatalf("the refused Open changed %s: %v", logmirror.EntriesFile, err)
+	}
 
 	// A state that claims more than the file holds is refused.
 	if err := os.Truncate(filepath.Join(dir, logmirror.EntriesFile), 100); err != nil {
