@@ -260,6 +260,7 @@ func (c *Client) batchCreate(ctx context.Context, reqs []audittrail.CreateReques
 	if err != nil {
 		return nil, nil, err
 	}
+	p.Receipts = true
 	return out, p, nil
 }
 

@@ -38,6 +38,10 @@ type Proofs struct {
 	// together (merkle.MultiInclusion): each hash the events' audit paths
 	// need, once.
 	Hashes []tlog.Hash
+	// Receipts is set for the receipts of a batch create, which hold an
+	// event twice when the batch sent it twice. Otherwise (a search's
+	// proofs, a page of the log) Verify refuses a leaf that appears twice.
+	Receipts bool
 }
 
 // Inclusion is one event's position and proof.
@@ -134,8 +138,16 @@ func (p *Proofs) verify(verifier note.Verifier, leafHash func(i int, in *Inclusi
 	}
 	leaves := make([]merkle.Leaf, 0, len(p.Inclusions))
 	proven := make([]int, 0, len(p.Inclusions)) // positions of leaves in p.Inclusions
+	// The multi-proof accepts a leaf given twice (it proves each leaf it
+	// is given), so a repeat is refused here: a search's answer holds each
+	// event, and each leaf, once.
+	seen := make(map[uint64]int, len(p.Inclusions))
 	for i := range p.Inclusions {
 		in := &p.Inclusions[i]
+		if j, ok := seen[in.LeafIndex]; ok && !p.Receipts {
+			return nil, 0, fmt.Errorf("client: leaf %d appears twice in the answer (inclusions %d and %d): a search returns each event once", in.LeafIndex, j, i)
+		}
+		seen[in.LeafIndex] = i
 		h, err := leafHash(i, in)
 		if err != nil {
 			return nil, 0, err
@@ -241,6 +253,7 @@ func ParseAnswer(raw []byte) ([]*audittrail.Event, *Proofs, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	p.Receipts = keys["receipts"] != nil && keys["proofs"] == nil
 	return out, p, nil
 }
 

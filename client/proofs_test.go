@@ -183,6 +183,14 @@ func TestSearchEventsWithProofs(t *testing.T) {
 			}
 		})
 	}
+	// An event given twice, with its inclusion: the multi-proof accepts a
+	// leaf given twice (merkle.VerifyMultiInclusion), so Verify must refuse
+	// the repeat; a page holds each event once.
+	p2, evs := cloneProofs(p), cloneEvents(res.Events)
+	p2.Inclusions, evs = append(p2.Inclusions, p2.Inclusions[3]), append(evs, evs[3].Clone())
+	if _, _, err := p2.Verify(v, evs); err == nil || !strings.Contains(err.Error(), "appears twice") {
+		t.Errorf("Verify of an answer with an event twice: %v, want it refused", err)
+	}
 	// And the untouched copy still verifies (the copies are deep).
 	if _, _, err := cloneProofs(p).Verify(v, cloneEvents(res.Events)); err != nil {
 		t.Fatal(err)
@@ -235,6 +243,20 @@ func TestCreateWithReceipt(t *testing.T) {
 		if in.LeafIndex != uint64(i+1) {
 			t.Errorf("batch item %d at leaf %d, want %d", i, in.LeafIndex, i+1)
 		}
+	}
+	// A batch that sends one event twice gets it, and its receipt, twice:
+	// receipts may repeat a leaf, a search's proofs may not.
+	twice := []audittrail.CreateRequest{reqs[1], reqs[2], reqs[1]}
+	res2, receipts2, err := producer.BatchCreateEventsWithReceipts(t.Context(), twice)
+	if err != nil || len(res2.Failed) != 0 || len(receipts2.Inclusions) != 3 || receipts2.Inclusions[2].LeafIndex != receipts2.Inclusions[0].LeafIndex {
+		t.Fatalf("batch with an event twice: %v %+v %v", res2, receipts2, err)
+	}
+	if _, _, err := receipts2.Verify(v, res2.Events); err != nil {
+		t.Errorf("receipts with an event twice: %v", err)
+	}
+	receipts2.Receipts = false
+	if _, _, err := receipts2.Verify(v, res2.Events); err == nil || !strings.Contains(err.Error(), "appears twice") {
+		t.Errorf("the same proofs as a search's: %v, want the repeat refused", err)
 	}
 	// A receipt does not prove another event.
 	if _, _, err := receipt.Verify(v, []*audittrail.Event{res.Events[0]}); err == nil {

@@ -229,6 +229,24 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	verify(1, "answer", "--key", keyFile, write("page.json", bytes.Replace(page, []byte(`"res-unique-0017"`), []byte(`"res-unique-0018"`), 1)))
 	verify(1, "answer", "--key", keyFile, write("page.json", bytes.Replace(page, []byte(`"includeProofs"`), []byte(`"x"`), 1)[:len(page)/2]))
 	verify(1, "answer", "--key", keyFile, write("plain.json", post(m.PublicURL, reader, "/v1/events:search", `{"pageSize": 2}`)))
+	// A search's answer with an event given twice, its inclusion too: every
+	// proof holds, but a search returns each event once. A batch's receipts
+	// with an event sent twice hold it twice, and verify.
+	var doubled map[string]any
+	if err := json.Unmarshal(page, &doubled); err != nil {
+		t.Fatal(err)
+	}
+	evs, incs := doubled["events"].([]any), doubled["proofs"].(map[string]any)["inclusions"].([]any)
+	doubled["events"], doubled["proofs"].(map[string]any)["inclusions"] = append(evs, evs[3]), append(incs, incs[3])
+	doubledJSON, _ := json.Marshal(doubled)
+	if out := verify(1, "answer", "--key", keyFile, write("doubled.json", doubledJSON)); !strings.Contains(out, "appears twice") {
+		t.Errorf("verify answer of a page with an event twice printed:\n%s", out)
+	}
+	twice := `{"event": {"eventTime": "2026-01-02T12:00:00Z", "eventSource": "verify-test", "action": "twice", "principal": "users/r", "sourceIpAddress": "192.0.2.9"}, "eventId": "4b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"}`
+	receipts := post(m.InternalURL, m.Config.ProducerToken, "/v1/events:batchCreate", `{"includeReceipts": true, "requests": [`+twice+`,`+twice+`]}`)
+	if out := verify(0, "answer", "--key", keyFile, write("receipts.json", receipts)); strings.Count(out, "events/4b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4 leaf") != 2 {
+		t.Errorf("verify answer of receipts with an event twice printed:\n%s", out)
+	}
 	receipt := post(m.InternalURL, m.Config.ProducerToken, "/v1/events?eventId=7f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b&includeReceipt=true",
 		`{"eventTime": "2026-01-02T12:00:00Z", "eventSource": "verify-test", "action": "receipt", "principal": "users/r", "sourceIpAddress": "192.0.2.9", "resource": "res-receipt"}`)
 	out = verify(0, "answer", "--key", keyFile, "--strict", write("receipt.json", receipt))

@@ -130,6 +130,9 @@ def test_search_with_proofs(log_server, key):
         "tampered event": lambda r: r["events"][5].update(action="actions/test/forged"),
         "tampered receive time (1 ns)": lambda r: r["events"][5].update(receiveTime=shift_ns(r["events"][5]["receiveTime"])),
         "claimed pending": lambda r: r["proofs"]["inclusions"][0].update(pending=True),
+        # Every proof holds (a multi-proof proves each leaf it is given), but
+        # a search returns each event once.
+        "an event twice": lambda r: (r["events"].append(r["events"][3]), r["proofs"]["inclusions"].append(r["proofs"]["inclusions"][3])),
     }
     for name, forge in forgeries.items():
         r = json.loads(json.dumps(raw))
@@ -137,6 +140,13 @@ def test_search_with_proofs(log_server, key):
         with pytest.raises(VerificationError):
             LogProofs.from_json(r["proofs"], r["events"]).verify(key)
             pytest.fail(f"forgery {name!r} verified")
+    # Receipts of a batch that sent an event twice hold it twice: allowed
+    # there, and only there.
+    r = json.loads(json.dumps(raw))
+    forgeries["an event twice"](r)
+    with pytest.raises(VerificationError, match="appears twice"):
+        LogProofs.from_json(r["proofs"], r["events"]).verify(key)
+    LogProofs.from_json(r["proofs"], r["events"], receipts=True).verify(key)
     # Another key with the log's name does not verify the log's checkpoint.
     from _logkeys import new_key
 

@@ -1332,11 +1332,17 @@ class LogProofs:
     events: List[Dict[str, Any]] = field(default_factory=list, repr=False)
     """The answer's events as the server sent them (JSON), which the leaves
     are computed from."""
+    receipts: bool = False
+    """True for the receipts of a batch create, which hold an event twice
+    when the batch sent it twice. Otherwise (a search's proofs, a page of the
+    log) :meth:`verify` refuses a leaf that appears twice."""
 
     @classmethod
-    def from_json(cls, proofs: Mapping[str, Any], events: Optional[List[Dict[str, Any]]] = None) -> "LogProofs":
+    def from_json(cls, proofs: Mapping[str, Any], events: Optional[List[Dict[str, Any]]] = None,
+                  receipts: bool = False) -> "LogProofs":
         """From the API's JSON (``proofs`` of a search answer, ``receipt`` or
-        ``receipts`` of a create answer) and the answer's events."""
+        ``receipts`` of a create answer, with ``receipts=True`` for the
+        latter) and the answer's events."""
         if not isinstance(proofs, Mapping):
             raise VerificationError("proofs is not an object")
         inclusions = []
@@ -1351,7 +1357,7 @@ class LogProofs:
         hashes = _hash_list(proofs.get("hashes") or [], "proofs", max(1, len(inclusions)) * MAX_PROOF_HASHES)
         return cls(checkpoint=str(proofs.get("checkpoint") or ""),
                    tree_size=_uint(proofs.get("treeSize", 0), "treeSize"),
-                   inclusions=inclusions, hashes=tuple(hashes), events=list(events or []))
+                   inclusions=inclusions, hashes=tuple(hashes), events=list(events or []), receipts=receipts)
 
     def verify(self, verifier: Union[Verifier, str], events: Optional[Sequence[Mapping[str, Any]]] = None) -> Verified:
         """Checks the proofs with the log's public key (a :class:`Verifier`
@@ -1370,7 +1376,15 @@ class LogProofs:
             if cp.size != self.tree_size:
                 raise VerificationError(f"stated tree size {self.tree_size}, the signed checkpoint has {cp.size}")
         proven, pending, leaves = [], [], []
+        # The multi-proof accepts a leaf given twice (it proves each leaf it
+        # is given), so a repeat is refused here: a search's answer holds
+        # each event, and each leaf, once.
+        seen: Dict[int, int] = {}
         for i, (inc, ev) in enumerate(zip(self.inclusions, evs)):
+            if inc.leaf_index in seen and not self.receipts:
+                raise VerificationError(f"leaf {inc.leaf_index} appears twice in the answer (inclusions "
+                                        f"{seen[inc.leaf_index]} and {i}): a search returns each event once")
+            seen.setdefault(inc.leaf_index, i)
             deleted = isinstance(ev, Mapping) and _DELETED_KEY in ev
             if not isinstance(ev, Mapping) or (inc.name != "" if deleted else ev.get("name") != inc.name):
                 raise VerificationError(f"inclusion {i} is for {inc.name!r}, not for the entry at the same position")
