@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +115,27 @@ func (s *suite) testExpire(t *testing.T) {
 	kept = append(kept, ar[1].Event)
 	stored = append(stored, ar[1].Event)
 	check("after appends", kept)
+
+	// A producer's retry of an event before the cutoff (deleted by the pass,
+	// or hidden until the log lets it go) is refused as before the cutoff,
+	// whether or not its content still matches the stored one: neither a
+	// new copy nor the hidden one may come back. A retry of a kept event
+	// is the stored one, as before the pass.
+	changed := *events[1]
+	changed.Action += "X"
+	retry, err := f.store.Append(ctx, []*audittrail.Event{events[0], &changed, events[len(events)-1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if audittrail.ErrorCode(retry[i].Err) != audittrail.EInvalid || !strings.Contains(retry[i].Err.Error(), "retention cutoff") {
+			t.Errorf("retry %d of an expired event: %v, want refused as before the retention cutoff", i, retry[i].Err)
+		}
+	}
+	if last := stored[len(events)-1]; retry[2].Err != nil || retry[2].Event == nil || retry[2].Event.Seq != last.Seq {
+		t.Errorf("retry of a kept event: %+v, want the stored one (seq %d)", retry[2], last.Seq)
+	}
+	check("after retries", kept)
 
 	if res, err := exp().Expire(ctx, cutoff.Add(-24*time.Hour)); err != nil || !res.Cutoff.Equal(cutoff) {
 		t.Fatalf("Expire with an earlier cutoff: %+v, %v; want the cutoff unchanged", res, err)
