@@ -81,6 +81,13 @@ func (a *StaticTokens) Authenticate(_ context.Context, bearer string) (*audittra
 // as the "authorization" metadata (see the package documentation).
 func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		// An address over its limit of failed authentications is refused
+		// before its credential is checked: were it checked, the right
+		// guess would still be told apart from the wrong ones (an answer
+		// against RESOURCE_EXHAUSTED), and guessing would not be slowed.
+		if over, wait := lim.over(failedAuthKey(ctx)); over {
+			return nil, exhausted(ctx, "callers from this address, after too many failed authentications", wait)
+		}
 		var p *audittrail.Principal
 		var err error
 		if token, ok := bearerToken(ctx); ok {
@@ -97,7 +104,7 @@ func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.Un
 			if audittrail.ErrorCode(err) == audittrail.EInternal {
 				// An identity provider that fails is not the caller's fault.
 				noteInternal(ctx, err)
-			} else if ok, wait := lim.allow("unauthenticated:" + hostOf(metaFrom(ctx).remote)); !ok {
+			} else if ok, wait := lim.allow(failedAuthKey(ctx)); !ok {
 				// Failed attempts are limited per source address.
 				return nil, exhausted(ctx, "unauthenticated callers from this address", wait)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -75,6 +76,71 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	}
 	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 	return false, wait
+}
+
+// over reports whether key's bucket is empty, without taking from it, and
+// how long until a token is available.
+func (l *limiter) over(key string) (bool, time.Duration) {
+	if l == nil {
+		return false, 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return false, 0
+	}
+	tokens := math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - tokens) / l.rate * float64(time.Second))
+}
+
+// failedAuthKey is the bucket of the failed authentications of the address
+// of ctx's request.
+func failedAuthKey(ctx context.Context) string {
+	return "unauthenticated:" + hostOf(metaFrom(ctx).remote)
+}
+
+// limitFailedAuth wraps a route that authenticates a credential itself
+// (the built-in issuer's token endpoint): an address over its limit of
+// failed authentications is refused before the credential is checked, and
+// an answer 400 or 401 counts as a failed authentication, as in
+// authInterceptor.
+func limitFailedAuth(lim *limiter, h http.Handler) http.Handler {
+	if lim == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := failedAuthKey(r.Context())
+		if over, wait := lim.over(key); over {
+			secs := int64(math.Max(1, math.Ceil(wait.Seconds())))
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			writeJSON(w, http.StatusTooManyRequests, map[string]any{"code": 8, "details": []any{},
+				"message": "rate limit exceeded for callers from this address, after too many failed authentications: retry after " + strconv.FormatInt(secs, 10) + "s"})
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.status == http.StatusBadRequest || sw.status == http.StatusUnauthorized {
+			lim.allow(key)
+		}
+	})
+}
+
+// statusWriter remembers the status of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // prune drops the buckets that are full again (their owners went quiet).

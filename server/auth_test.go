@@ -456,6 +456,50 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitSlowsGuessing: once an address is over its limit of failed
+// authentications, its next credential is not checked at all, right or
+// wrong, through the API or the built-in issuer's token endpoint; otherwise
+// the right guess (200) would still stand out from the wrong ones (429),
+// and guessing would go on at full speed.
+func TestRateLimitSlowsGuessing(t *testing.T) {
+	limited := func(c *server.Config, e *authEnv) { c.RateLimit = server.RateLimit{Rate: 0.5, Burst: 2} }
+	refresh := func(e *authEnv, secret string) int {
+		resp, err := http.PostForm(e.url(false)+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"audittrail"}, "refresh_token": {secret}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Wrong bearer tokens, then the right one.
+	e := startAuthEnv(t, limited)
+	for range 3 {
+		call(t, "POST", e.url(false)+"/v1/events:search", "guess", "{}")
+	}
+	if r := call(t, "POST", e.url(false)+"/v1/events:search", e.reader, "{}"); r.status != http.StatusTooManyRequests {
+		t.Errorf("the right token after the address's failures were limited: %s", r)
+	}
+	if code := refresh(e, e.reader); code != http.StatusTooManyRequests {
+		t.Errorf("token endpoint, the right refresh token after the address's failures were limited: %d", code)
+	}
+	// Wrong refresh tokens at the token endpoint count as failures too.
+	e = startAuthEnv(t, limited)
+	var codes []int
+	for range 3 {
+		codes = append(codes, refresh(e, "guess"))
+	}
+	if codes[2] != http.StatusTooManyRequests {
+		t.Errorf("failed refreshes are not limited: %v", codes)
+	}
+	if code := refresh(e, e.reader); code != http.StatusTooManyRequests {
+		t.Errorf("token endpoint, the right refresh token after failed refreshes: %d", code)
+	}
+	if r := call(t, "POST", e.url(false)+"/v1/events:search", e.reader, "{}"); r.status != http.StatusTooManyRequests {
+		t.Errorf("the right bearer token after failed refreshes: %s", r)
+	}
+}
+
 func TestAPITokenRevocationIsImmediate(t *testing.T) {
 	e := startAuthEnv(t)
 	id, secret := e.apiToken(t, "users/alice", []string{"auditor"})

@@ -146,12 +146,19 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Tokens != nil || cfg.Backups != nil {
 		admin = &adminService{tokens: cfg.Tokens, backups: cfg.Backups, now: time.Now}
 	}
+	// The routes authenticate by themselves (the built-in issuer's token
+	// endpoint takes API and static tokens): their failures share the
+	// addresses' buckets of failed authentications.
+	routes := make([]Route, len(cfg.PublicRoutes))
+	for i, rt := range cfg.PublicRoutes {
+		routes[i] = Route{Method: rt.Method, Path: rt.Path, Handler: limitFailedAuth(lim, rt.Handler)}
+	}
 	var err error
 	// The public listener refuses the create methods before it
 	// authenticates; otherwise both run the same chain. The audit
 	// interceptor is outside authentication, so refused calls are audited.
 	if s.public, err = s.newEndpoint("public", impl, nil, chain(rpcInterceptor, recoverPanics, publicOnly, audit, recoverPanics,
-		authInterceptor(cfg.Authenticator, lim, nil)), true, cfg.PublicRoutes, cfg.PublicTLS); err != nil {
+		authInterceptor(cfg.Authenticator, lim, nil)), true, routes, cfg.PublicTLS); err != nil {
 		return nil, err
 	}
 	if s.internal, err = s.newEndpoint("internal", impl, admin, chain(rpcInterceptor, recoverPanics, audit, recoverPanics,
