@@ -316,6 +316,11 @@ func (c *Config) validate() error {
 		return usageErrorf("--log-format %q must be text or json", c.LogFormat)
 	case c.ReaderToken != "" && c.ReaderToken == c.ProducerToken:
 		return usageErrorf("--reader-token and --producer-token must differ: a token names one principal")
+	case c.Auth.AdminToken != "" && c.Auth.AdminToken == c.ReaderToken:
+		// Else the reader's token would silently name the administrator.
+		return usageErrorf("--admin-token must differ from --reader-token: a token names one principal")
+	case c.Auth.AdminToken != "" && c.Auth.AdminToken == c.ProducerToken:
+		return usageErrorf("--admin-token must differ from --producer-token: a token names one principal")
 	case !c.hasCredentials():
 		return usageErrorf("no tokens: give --reader-token and --producer-token (or AUDITTRAIL_READER_TOKEN and " +
 			"AUDITTRAIL_PRODUCER_TOKEN), or --admin-token to manage API tokens, or --oidc-issuer, or run with --dev " +

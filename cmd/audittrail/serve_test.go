@@ -89,6 +89,8 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{nil, nil, "no tokens: give --reader-token and --producer-token"},
 		{[]string{"--reader-token", "r"}, nil, "no tokens"},
 		{[]string{"--reader-token", "same", "--producer-token", "same"}, nil, "must differ"},
+		{[]string{"--reader-token", "same", "--producer-token", "p", "--admin-token", "same"}, nil, "--admin-token must differ from --reader-token"},
+		{[]string{"--reader-token", "r", "--producer-token", "same"}, map[string]string{"AUDITTRAIL_ADMIN_TOKEN": "same"}, "--admin-token must differ from --producer-token"},
 		{[]string{"--dev", "--max-scan", "0"}, nil, "--max-scan 0 must be positive"},
 		{[]string{"--dev", "--prefetch-min-page", "-1"}, nil, "--prefetch-min-page -1 must not be negative (0 turns reading ahead off)"},
 		{[]string{"--dev", "--log-format", "xml"}, nil, "--log-format"},
