@@ -101,13 +101,18 @@ func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.Un
 			err = errUnauthenticated
 		}
 		if err != nil {
-			if audittrail.ErrorCode(err) == audittrail.EInternal {
-				// An identity provider that fails is not the caller's fault.
-				noteInternal(ctx, err)
-			} else if ok, wait := lim.allow(failedAuthKey(ctx)); !ok {
+			switch audittrail.ErrorCode(err) {
+			case audittrail.EUnauthenticated:
 				// Failed attempts are limited per source address.
-				return nil, exhausted(ctx, "unauthenticated callers from this address", wait)
+				if ok, wait := lim.allow(failedAuthKey(ctx)); !ok {
+					return nil, exhausted(ctx, "unauthenticated callers from this address", wait)
+				}
+			case audittrail.EInternal:
+				noteInternal(ctx, err)
 			}
+			// Other errors (an identity provider or a store that cannot
+			// be reached: UNAVAILABLE) are not the caller's fault, and do
+			// not count as failed attempts.
 			return nil, wire.ToStatus(err)
 		}
 		noteAuthenticated(ctx, p)

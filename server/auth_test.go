@@ -742,3 +742,33 @@ func TestOIDCTokensThroughServer(t *testing.T) {
 		t.Errorf("expired token: %s", r)
 	}
 }
+
+// TestRateLimitIdPDown: an identity provider that cannot be reached is not
+// the callers' fault: with a rate limit, its tokens keep answering 503, and
+// the address is not counted as guessing (its other callers go on).
+func TestRateLimitIdPDown(t *testing.T) {
+	idp := newHTTPTestServer(t, http.NotFoundHandler())
+	url := idp.URL
+	idp.Close()
+	v, err := token.NewVerifier(token.IssuerConfig{Issuer: url, Audiences: []string{"audittrail"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAuthEnv(t, func(c *server.Config, e *authEnv) {
+		c.RateLimit = server.RateLimit{Rate: 0.5, Burst: 2}
+		c.Authenticator.(*token.Chain).Verifiers = []*token.Verifier{v}
+	})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, nil)
+	b, _ := json.Marshal(map[string]any{"iss": url, "sub": "u1", "aud": "audittrail", "exp": time.Now().Add(time.Minute).Unix()})
+	o, _ := s.Sign(b)
+	jwt, _ := o.CompactSerialize()
+	for i := range 4 {
+		if r := call(t, "POST", e.url(false)+"/v1/events:search", jwt, "{}"); r.status != http.StatusServiceUnavailable {
+			t.Errorf("request %d while the identity provider is down: %s", i, r)
+		}
+	}
+	if r := call(t, "POST", e.url(false)+"/v1/events:search", e.reader, "{}"); r.status != http.StatusOK {
+		t.Errorf("the reader, from the same address: %s", r)
+	}
+}
