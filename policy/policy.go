@@ -15,9 +15,13 @@
 // A binding applies when the principal is listed, or one of the caller's
 // groups is listed, or every claim condition holds (a claim holds when its
 // value, or one element of its array value, equals the given string; dotted
-// names reach into nested objects). The roles and workspaces of all applying
-// bindings add up. The policy applies to identities from OIDC tokens and
-// client certificates; API tokens and the static tokens carry their roles.
+// names reach into nested objects). A binding with an issuer applies only
+// to tokens of that issuer (claim iss), never to client certificates: with
+// several OIDC issuers, each names its users users/<sub> and its groups as
+// it likes, so the same name can come from two of them. The roles and
+// workspaces of all applying bindings add up. The policy applies to
+// identities from OIDC tokens and client certificates; API tokens and the
+// static tokens carry their roles.
 package policy
 
 import (
@@ -38,6 +42,7 @@ import (
 
 // Binding grants roles to the identities it names.
 type Binding struct {
+	Issuer     string            `json:"issuer,omitempty"`
 	Principals []string          `json:"principals,omitempty"`
 	Groups     []string          `json:"groups,omitempty"`
 	Claims     map[string]string `json:"claims,omitempty"`
@@ -123,6 +128,11 @@ func (p *Policy) Grant(id Identity) (roles []audittrail.Role, workspaces []strin
 }
 
 func (b *Binding) applies(id Identity) bool {
+	if b.Issuer != "" {
+		if iss, _ := id.Claims["iss"].(string); iss != b.Issuer {
+			return false
+		}
+	}
 	if slices.Contains(b.Principals, id.Principal) {
 		return true
 	}

@@ -37,6 +37,30 @@ func TestParseAndGrant(t *testing.T) {
 	if roles, _ := (*Policy)(nil).Grant(Identity{Principal: "users/alice"}); roles != nil {
 		t.Error("nil policy grants")
 	}
+
+	// With several issuers, users/<sub> and groups of one can be another's:
+	// a binding with an issuer applies to that issuer's tokens only, and
+	// never to a certificate (no claims).
+	p, err = Parse([]byte(`{"bindings": [
+		{"issuer": "https://idp-a", "principals": ["users/alice"], "roles": ["auditor"]},
+		{"issuer": "https://idp-a", "groups": ["sec"], "roles": ["admin"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id   Identity
+		want int
+	}{
+		{Identity{Principal: "users/alice", Claims: map[string]any{"iss": "https://idp-a"}}, 1},
+		{Identity{Principal: "users/alice", Claims: map[string]any{"iss": "https://idp-b"}}, 0},
+		{Identity{Principal: "users/bob", Groups: []string{"sec"}, Claims: map[string]any{"iss": "https://idp-a"}}, 1},
+		{Identity{Principal: "users/bob", Groups: []string{"sec"}, Claims: map[string]any{"iss": "https://idp-b"}}, 0},
+		{Identity{Principal: "users/alice"}, 0}, // a certificate
+	} {
+		if roles, _ := p.Grant(tc.id); len(roles) != tc.want {
+			t.Errorf("%+v: roles %v, want %d", tc.id, roles, tc.want)
+		}
+	}
 	for name, doc := range map[string]string{
 		"unknown field":   `{"bindings": [], "extra": 1}`,
 		"unknown role":    `{"bindings": [{"principals": ["users/a"], "roles": ["root"]}]}`,
