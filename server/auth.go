@@ -90,7 +90,9 @@ func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.Un
 		}
 		var p *audittrail.Principal
 		var err error
-		if token, ok := bearerToken(ctx); ok {
+		if n := len(metadata.ValueFromIncomingContext(ctx, "authorization")); n > 1 {
+			err = audittrail.Errorf(audittrail.EUnauthenticated, "%d Authorization headers: send exactly one (a proxy in between may have added its own)", n)
+		} else if token, ok := bearerToken(ctx); ok {
 			p, err = auth.Authenticate(ctx, token)
 		} else if m := metaFrom(ctx); certs != nil && m.tls != nil && len(m.tls.VerifiedChains) > 0 {
 			p, err = certs(m.tls.VerifiedChains[0][0])

@@ -165,9 +165,10 @@ func TestE2EAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("two Authorization headers: %d, want 401", resp.StatusCode)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "2 Authorization headers: send exactly one") {
+		t.Errorf("two Authorization headers: %d %s, want 401 saying so", resp.StatusCode, body)
 	}
 	// A token in the wrong header does not authenticate.
 	req, _ = http.NewRequest("POST", srv.PublicURL+"/v1/events:search", strings.NewReader(search))
