@@ -299,6 +299,12 @@ func pebbleOptions(cfg Config, log *slog.Logger) *pebble.Options {
 				log.Warn("pebblestore: write stall: appends wait for flushes or compactions", "reason", i.Reason)
 			},
 			WriteStallEnd: func() { log.Info("pebblestore: write stall ended") },
+			// A block that fails its checksum fails the read that met it
+			// (Open, a search) with Pebble's corruption error; Pebble's
+			// default would call the logger's Fatalf and end the process.
+			DataCorruption: func(i pebble.DataCorruptionInfo) {
+				log.Error("pebblestore: on-disk corruption", "path", i.Path, "err", i.Details.Error())
+			},
 		},
 	}
 	for i := range opts.Levels {

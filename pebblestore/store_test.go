@@ -15,6 +15,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/pebblestore"
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -793,5 +794,52 @@ func TestOpenLocked(t *testing.T) {
 	}
 	if _, err := st.Search(t.Context(), audittrail.SearchRequest{Query: &audittrail.Query{End: time.Now()}, Limit: 1}); err != nil {
 		t.Fatalf("the first store after the refused Open: %v", err)
+	}
+}
+
+// TestCorruptTableIsAnError: a table whose blocks fail their checksums (a
+// damaged copy, a backup restored from a bad volume) makes Open or the
+// search that reads it fail with Pebble's corruption error, not panic the
+// process (Pebble's default for a corruption it reports is its logger's
+// Fatalf).
+func TestCorruptTableIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	appendBatches(t, s, newGen(5), 4, 300)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil || len(tables) == 0 {
+		t.Fatalf("premise: no table after Close: %v", err)
+	}
+	for _, f := range tables {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) / 4; i < len(b)/4+64; i++ {
+			b[i] ^= 0x55
+		}
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var panicked any
+	err = func() (err error) {
+		defer func() { panicked = recover() }()
+		s, err := pebblestore.Open(context.Background(), pebblestore.Config{Dir: dir})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		_, err = s.Search(context.Background(), audittrail.SearchRequest{Query: compile(t, audittrail.Filter{}), Limit: 1000})
+		return err
+	}()
+	if panicked != nil {
+		t.Fatalf("a corrupt table panics: %v", panicked)
+	}
+	if err == nil || !pebble.IsCorruptionError(err) {
+		t.Fatalf("a corrupt table: %v, want Pebble's corruption error", err)
 	}
 }
