@@ -3,8 +3,10 @@ package pebblestore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Checkpoint writes a consistent copy of the store into dir, which must not
@@ -31,4 +33,21 @@ func (s *Store) Checkpoint(ctx context.Context, dir string) error {
 		return fmt.Errorf("pebblestore: checkpoint into %s: %w", dir, err)
 	}
 	return nil
+}
+
+// PeekLastSeq returns the last seq of the store in dir without writing to
+// it: Pebble opened read-only replays the WAL in memory and flushes
+// nothing, so that a store can be checked (a restored backup against the
+// events it held) before Open, which may rewrite its files.
+func PeekLastSeq(dir string) (uint64, error) {
+	opts := pebbleOptions(Config{fs: vfs.Default}, slog.New(slog.DiscardHandler))
+	opts.ReadOnly = true
+	opts.ErrorIfNotExists = true
+	db, err := pebble.Open(dir, opts)
+	opts.Cache.Unref()
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	seq, _, _, err := (&Store{db: db}).lastPosition()
+	return seq, firstErr(err, db.Close())
 }

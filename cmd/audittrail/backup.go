@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,7 +45,9 @@ secrets), and start the server on it:
     cp <your copy of log-signing.key> /srv/audittrail-restored/
     audittrail serve --data-dir /srv/audittrail-restored ...
 
-or give the key with --log-key. "audittrail verify store --data-dir <a copy
+or give the key with --log-key. backup.json records how many events the
+backup holds: a server started on a copy that holds fewer (a copy cut short)
+refuses to start. "audittrail verify store --data-dir <a copy
 of this directory>" audits it offline, without the signing key (opening a
 store writes to its directory: keep this one as it is).
 `
@@ -89,6 +92,15 @@ func (b *dataDirBackups) CreateBackup(ctx context.Context, name string) (*auditt
 			return nil, b.failed(name, err)
 		}
 	}
+	// What the backup holds, for the restored server to check its store
+	// against (checkRestoredStore): a copy cut short would lose events.
+	info, err := json.Marshal(backupInfo{Name: name, Events: events, CreateTime: now})
+	if err != nil {
+		return nil, b.failed(name, err)
+	}
+	if err := durablefile.Create(filepath.Join(tmp, backupInfoFile), info, 0o644); err != nil {
+		return nil, b.failed(name, err)
+	}
 	readme := fmt.Sprintf(backupReadme, now.Format(time.RFC3339), events)
 	if err := durablefile.Create(filepath.Join(tmp, "README"), []byte(readme), 0o644); err != nil {
 		return nil, b.failed(name, err)
@@ -118,6 +130,62 @@ func (b *dataDirBackups) CreateBackup(ctx context.Context, name string) (*auditt
 	}
 	b.log.InfoContext(ctx, "backup taken", "name", name, "path", final, "events", events, "bytes", size)
 	return &audittrail.Backup{Name: name, Path: final, Events: events, SizeBytes: size, CreateTime: now}, nil
+}
+
+// backupInfoFile, in a backup (and so in a data directory restored from
+// it), records what the backup holds.
+const backupInfoFile = "backup.json"
+
+type backupInfo struct {
+	Name string `json:"name"`
+	// Events is the store's last seq when the backup began: a store
+	// restored from it holds at least as many.
+	Events     uint64    `json:"events"`
+	CreateTime time.Time `json:"createTime"`
+}
+
+// restoredFrom reads the backupInfoFile of a data directory: nil when it
+// was not restored from a backup.
+func restoredFrom(dataDir string) (*backupInfo, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, backupInfoFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var info backupInfo
+	if err := json.Unmarshal(data, &info); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dataDir, backupInfoFile), err)
+	}
+	return &info, nil
+}
+
+// checkRestoredStore refuses the store of a data directory restored from a
+// backup when it holds fewer events than the backup did, or none: a backup
+// truncated or damaged in its copy, which would otherwise be served, and
+// its log signed again, without the events it lost. It reads the store
+// without writing to it (pebblestore.PeekLastSeq), so that a refused copy
+// is left as it was, and Open does not create a missing one.
+func checkRestoredStore(dataDir string) error {
+	info, err := restoredFrom(dataDir)
+	if err != nil || info == nil {
+		return err
+	}
+	dbDir := filepath.Join(dataDir, storeDir)
+	if _, err := os.Stat(dbDir); err != nil {
+		return fmt.Errorf("%s was restored from the backup %q, which held %d events, but has no store (%s): "+
+			"the backup is incomplete; restore it again from an intact copy", dataDir, info.Name, info.Events, storeDir)
+	}
+	n, err := pebblestore.PeekLastSeq(dbDir)
+	if err != nil {
+		return fmt.Errorf("%s was restored from the backup %q, whose store cannot be read: %w", dataDir, info.Name, err)
+	}
+	if n < info.Events {
+		return fmt.Errorf("%s was restored from the backup %q, which held %d events, but its store holds %d: "+
+			"the backup is truncated or damaged; restore it again from an intact copy", dataDir, info.Name, info.Events, n)
+	}
+	return nil
 }
 
 // failed logs the cause of a failed backup and returns what the caller sees.

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,4 +278,114 @@ func mustVerifier(t *testing.T, path string) note.Verifier {
 func exactAction(a string) (e [audittrail.NumFields]string) {
 	e[audittrail.FieldAction] = a
 	return e
+}
+
+// TestRestoreRefusesTruncatedBackup: a backup whose copy was cut short (its
+// last WAL file truncated, as an interrupted copy leaves it) or lost its
+// store is refused by serve and by verify store, instead of being served
+// (and its log signed again) with the events it lost, and the refused start
+// leaves the copy's files as they were.
+func TestRestoreRefusesTruncatedBackup(t *testing.T) {
+	dataDir := t.TempDir()
+	m := startDevMain(t, dataDir)
+	producer, err := client.Dial(t.Context(), m.InternalURL, client.WithToken(m.Config.ProducerToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	g := sample.New(7, sample.Options{Events: 1 << 20, Span: 48 * time.Hour, End: time.Now().Add(-time.Hour)})
+	for range 20 {
+		reqs := make([]audittrail.CreateRequest, 100)
+		for i := range reqs {
+			reqs[i].EventID, reqs[i].Event = g.Next()
+		}
+		if res, err := producer.BatchCreateEvents(t.Context(), reqs); err != nil || len(res.Failed) > 0 {
+			t.Fatalf("batch: %v %v", err, res)
+		}
+	}
+	runOK(t, "backup", "--addr", m.InternalURL, "--token", m.Config.Auth.AdminToken, "--name", "b1")
+	backup := filepath.Join(dataDir, "backups", "b1")
+	key, err := os.ReadFile(filepath.Join(dataDir, logsign.SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	restore := func(damage func(dir string)) string {
+		dir := filepath.Join(t.TempDir(), "restored")
+		if err := os.CopyFS(dir, os.DirFS(backup)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, logsign.SigningKeyFile), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		damage(dir)
+		return dir
+	}
+	truncateLastWAL := func(dir string) {
+		wals, err := filepath.Glob(filepath.Join(dir, storeDir, "*.log"))
+		if err != nil || len(wals) == 0 {
+			t.Fatalf("no WAL in the backup: %v", err)
+		}
+		last := wals[len(wals)-1]
+		fi, err := os.Stat(last)
+		if err != nil || fi.Size() < 1<<16 {
+			t.Fatalf("the backup's last WAL %s: %v %v, want events in it", last, fi, err)
+		}
+		if err := os.Truncate(last, fi.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, damage := range map[string]func(string){
+		"truncated WAL": truncateLastWAL,
+		"no store": func(dir string) {
+			if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		dir := restore(damage)
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), []string{"verify", "store", "--data-dir", restore(damage)}, &stdout, &stderr); code == 0 {
+			t.Errorf("%s: verify store passes: %s", name, stdout.String())
+		}
+		before := storeFiles(t, dir)
+		m2, _ := newTestMain(nil)
+		if err := m2.ParseFlags([]string{"--dev", "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
+			"--log-level", "error"}); err != nil {
+			t.Fatal(err)
+		}
+		err := m2.Run(t.Context())
+		if err == nil {
+			m2.Close()
+			t.Errorf("%s: the server starts on the damaged backup", name)
+		} else if !strings.Contains(err.Error(), "restored from the backup") {
+			t.Errorf("%s: %v, want an error naming the backup", name, err)
+		}
+		if after := storeFiles(t, dir); after != before {
+			t.Errorf("%s: the refused start changed the store's files:\n%s\nwere\n%s", name, after, before)
+		}
+	}
+}
+
+// storeFiles lists the files of the store in dataDir with their sizes
+// (Pebble's LOCK file left out).
+func storeFiles(t *testing.T, dataDir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dataDir, storeDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "(no store)"
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() != "LOCK" {
+			fmt.Fprintf(&b, "%s %d\n", e.Name(), fi.Size())
+		}
+	}
+	return b.String()
 }

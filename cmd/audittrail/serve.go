@@ -506,6 +506,9 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 	if c.MinFreeDiskMiB < 0 {
 		minFree = -1
 	}
+	if err := checkRestoredStore(c.DataDir); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log,
 		CacheSize: c.CacheMiB << 20, MinFreeBytes: minFree, SearchTimeout: c.SearchTimeout})
 	if err != nil {

@@ -351,6 +351,9 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 		if _, err := os.Stat(dbDir); err != nil {
 			return fmt.Errorf("no embedded store in %s: %w", f.dataDir, err)
 		}
+		if err := checkRestoredStore(f.dataDir); err != nil {
+			return err
+		}
 		pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger(), CacheSize: auditCacheSize})
 		if err != nil {
 			return err
