@@ -47,6 +47,10 @@ type ExpireResult struct {
 	// erased from a store that keeps values apart from its events (the
 	// embedded store's dictionaries); 0 for a store that does not.
 	Erased int64
+	// Resumed reports that the store found a pass that did not finish
+	// (the process ended during it) and finished it: what that pass
+	// deleted is not in Deleted, and it recorded nothing.
+	Resumed bool
 }
 
 // Self-audit of retention (docs/security.md).
@@ -145,10 +149,10 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 	}
 	if err != nil {
 		log.ErrorContext(ctx, "retention: deleting old events failed", "cutoff", cutoff, "deleted", res.Deleted, "err", err)
-	} else if res.Deleted > 0 {
-		log.InfoContext(ctx, "retention: deleted old events", "cutoff", res.Cutoff, "deleted", res.Deleted, "kept", res.Kept, "erased_values", res.Erased)
+	} else if res.Deleted > 0 || res.Resumed {
+		log.InfoContext(ctx, "retention: deleted old events", "cutoff", res.Cutoff, "deleted", res.Deleted, "kept", res.Kept, "erased_values", res.Erased, "resumed", res.Resumed)
 	}
-	if r.Audit != nil && (err != nil || res.Deleted > 0) {
+	if r.Audit != nil && (err != nil || res.Deleted > 0 || res.Resumed) {
 		rec := AuditRecord{
 			Time:      start,
 			Principal: RetentionPrincipal,
@@ -165,6 +169,9 @@ func (r *Retention) Apply(ctx context.Context) (ExpireResult, error) {
 		}
 		if res.Erased > 0 {
 			rec.Metadata["erased_values"] = strconv.FormatInt(res.Erased, 10)
+		}
+		if res.Resumed {
+			rec.Metadata["resumed"] = "true"
 		}
 		if err != nil {
 			rec.Status = statusOf(err)

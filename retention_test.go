@@ -89,3 +89,24 @@ func TestRetentionApply(t *testing.T) {
 		t.Fatalf("a period under the minimum: %v, store asked %d times", err, len(x.asked)-asked)
 	}
 }
+
+// TestRetentionRecordsResumedPass: a pass that resumed one the process
+// ended during (a crash, a kill) is recorded even when it deleted nothing
+// itself: the interrupted pass deleted events and recorded nothing.
+func TestRetentionRecordsResumedPass(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	st := &memStore{}
+	x := &expirer{res: audittrail.ExpireResult{Resumed: true}}
+	r := &audittrail.Retention{Store: x, Keep: 90 * 24 * time.Hour, Now: func() time.Time { return now },
+		Audit: &audittrail.SelfAuditor{Store: st, Now: func() time.Time { return now }}}
+	if _, err := r.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.events) != 1 {
+		t.Fatalf("%d events recorded for a resumed pass, want 1", len(st.events))
+	}
+	if e := st.events[0]; e.Action != audittrail.ActionExpireEvents || e.Metadata["resumed"] != "true" || e.Metadata["deleted"] != "0" {
+		t.Fatalf("recorded %+v", e)
+	}
+}

@@ -157,6 +157,11 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	if err != nil {
 		return res, err
 	}
+	// The first pass since Open finds the end of the last one unrecorded
+	// when the process ended during it: that pass deleted events and
+	// recorded nothing, so this one says so.
+	res.Resumed = !s.expired && s.cutoff.Load() != noCutoff && cleaned != s.cutoff.Load()
+	s.expired = true
 	var lists map[string]struct{}
 	if cleaned == s.cutoff.Load() && !s.legacyPostings.read && !s.legacyPostings.hash64 && !s.legacyPostings.unpartitioned {
 		lists = map[string]struct{}{}

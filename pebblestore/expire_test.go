@@ -679,3 +679,48 @@ func TestExpireClosed(t *testing.T) {
 		t.Fatalf("Expire on a closed store: %v, want unavailable", err)
 	}
 }
+
+// TestExpireReportsInterruptedPass: when the process ended during a pass
+// (after its deletions, before it recorded its end), the first pass after
+// Open says so (ExpireResult.Resumed), so that the deletion is recorded
+// although that pass deletes nothing more; the passes after it do not.
+func TestExpireReportsInterruptedPass(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	defer func() { s.Close() }()
+	all := appendBatches(t, s, newGen(12), 4, 250)
+	if err := s.PutTreeHashesForTest(uint64(len(all)), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	times := make([]time.Time, len(all))
+	for i, e := range all {
+		times[i] = e.EventTime
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	cutoff := times[len(times)/2]
+	res, err := s.Expire(ctx, cutoff)
+	if err != nil || res.Deleted == 0 || res.Resumed {
+		t.Fatalf("first pass: %+v, %v; want deletions, not resumed", res, err)
+	}
+	// The process ends before the pass's end is recorded.
+	s.ForgetCleanedForTest()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	if res, err = s.Expire(ctx, cutoff); err != nil || res.Deleted != 0 || !res.Resumed {
+		t.Fatalf("the pass after the interrupted one: %+v, %v; want none deleted, resumed", res, err)
+	}
+	if res, err = s.Expire(ctx, cutoff); err != nil || res.Resumed {
+		t.Fatalf("the pass after that: %+v, %v; want not resumed", res, err)
+	}
+	// A store that finished its passes reports none resumed after a reopen.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	if res, err = s.Expire(ctx, cutoff); err != nil || res.Resumed {
+		t.Fatalf("after a reopen of a store whose passes finished: %+v, %v; want not resumed", res, err)
+	}
+}

@@ -101,9 +101,11 @@ type Store struct {
 	cutoff atomic.Int64
 	// expireMu runs one retention pass at a time (expire.go); expireFrom,
 	// which it guards, is where the next pass's records start (nil: at
-	// the first).
+	// the first); expired, which it guards too, is set by the first pass
+	// since Open.
 	expireMu   sync.Mutex
 	expireFrom []byte
+	expired    bool
 	writerDone chan struct{}
 	lastSeq    atomic.Uint64 // highest committed seq; visible to Search
 	// lastReceive is the receive time (Unix ns) of the event at lastSeq
