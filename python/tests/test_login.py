@@ -142,6 +142,18 @@ def test_login_with_discovery_url_variable(flavour, clean_env, monkeypatch, serv
     assert_discovered(idp, idp.platform_token)
 
 
+def test_login_environment_argument_wins_over_discovery_variable(flavour, clean_env, monkeypatch, server, world):
+    # h2o_discovery 3.3.0's determine_uri: the environment argument comes
+    # before H2O_CLOUD_DISCOVERY (its docstring, and the spec's 7.2, say the
+    # reverse; the code is what the H2O client runs).
+    idp = clean_env
+    token = idp.new_refresh_token()
+    monkeypatch.setenv("H2O_CLOUD_DISCOVERY", "http://127.0.0.1:9/not-used/.ai.h2o.cloud.discovery")
+    clients = fn(flavour, "login")(environment=idp.base, platform_token=token)
+    assert_can_search(clients)
+    assert_discovered(idp, token)
+
+
 @pytest.mark.parametrize("how", ["config_path", "H2OCONFIG", "default path"])
 def test_login_with_cli_config_file(flavour, clean_env, monkeypatch, tmp_path, server, world, how):
     idp = clean_env

@@ -1,8 +1,9 @@
 """H2O AI Cloud discovery, as login() needs it.
 
-Where the discovery service is (first found wins):
-  1. the environment variable H2O_CLOUD_DISCOVERY (the discovery URL itself);
-  2. the ``environment`` argument of login();
+Where the discovery service is (first found wins, as in h2o_discovery's
+code; its docstring lists the first two the other way round):
+  1. the ``environment`` argument of login();
+  2. the environment variable H2O_CLOUD_DISCOVERY (the discovery URL itself);
   3. the environment variable H2O_CLOUD_ENVIRONMENT;
   4. ``Endpoint`` of the H2O CLI configuration file.
 From an environment URL the discovery URL is ``<environment>/.ai.h2o.cloud.discovery``.
@@ -124,10 +125,12 @@ def discover(
 
 
 def discovery_uri(environment: Optional[str], config_endpoint: Optional[str]) -> str:
+    if environment:
+        return environment.rstrip("/") + "/" + WELL_KNOWN_PATH
     explicit = os.environ.get("H2O_CLOUD_DISCOVERY")
     if explicit:
         return explicit.rstrip("/")
-    for env in (environment, os.environ.get("H2O_CLOUD_ENVIRONMENT"), config_endpoint):
+    for env in (os.environ.get("H2O_CLOUD_ENVIRONMENT"), config_endpoint):
         if env:
             return env.rstrip("/") + "/" + WELL_KNOWN_PATH
     raise LookupError(
