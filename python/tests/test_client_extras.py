@@ -55,6 +55,18 @@ def test_iter_events_is_lazy(server, world):
     assert [e.name for e in first] == [r.name for r in want[:4]]
 
 
+@pytest.mark.parametrize("page_size", [1001, 2**31, 2**40])
+def test_page_size_above_the_maximum_means_the_maximum(server, world, page_size):
+    # "values above 1000 will be coerced to 1000", however large: the wire's
+    # page_size is an int32, which the server cannot decode past 2**31 - 1.
+    client = h2o_audit_trail.login(endpoint=server.public, token=server.reader_token).event_client
+    flt = F(event_source_exact=BULK)
+    want = expected(world, flt, end=datetime.now(UTC))
+    assert len(want) > 100
+    assert_events(client.search_events(filter_=flt, page_size=page_size).events, want[:1000])
+    assert_events(list(client.iter_events(flt, page_size=page_size)), want)
+
+
 # --- a scripted server for retries and timeouts ----------------------------------------------
 
 

@@ -33,6 +33,10 @@ from h2o_audit_trail.verify import (
 )
 
 
+#: The largest page the server returns; a larger page_size means this.
+MAX_PAGE_SIZE = 1000
+
+
 class EventClient:
     """Searches (and, on an internal endpoint with a producer token, creates)
     Events.
@@ -151,7 +155,10 @@ class EventClient:
             SearchEventsResponse: events, next_page_token ("" on the last
             page) and searched_until_time (and proofs when asked for).
         """
-        body = {"filter": filter_to_json(filter_), "pageSize": int(page_size), "pageToken": page_token or ""}
+        # The server coerces above MAX_PAGE_SIZE, but the wire's int32
+        # cannot carry 2**31 and more: they are coerced here.
+        body = {"filter": filter_to_json(filter_), "pageSize": min(int(page_size), MAX_PAGE_SIZE),
+                "pageToken": page_token or ""}
         if include_proofs:
             body["includeProofs"] = True
         return search_response_from_json(self._transport.post("/v1/events:search", body))
