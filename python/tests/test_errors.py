@@ -52,6 +52,16 @@ def test_start_after_end_is_400(flavour, server):
     assert "start_event_time" in str(exc.value)
 
 
+@pytest.mark.parametrize("year", [1, 999])
+def test_time_before_year_1000_is_400_naming_the_field(flavour, server, year):
+    # Sent as RFC 3339 (a four-digit year), the server names the field and its range.
+    client = flavour.standalone(server.public, server.reader_token)
+    with pytest.raises(flavour.module("h2o_audit_trail.exception").CustomApiException) as exc:
+        client.search_events(filter_=F(start_event_time=datetime(year, 1, 1, tzinfo=UTC)))
+    assert exc.value.status == 400
+    assert "filter.start_event_time" in str(exc.value) and "out of range" in str(exc.value)
+
+
 def test_naive_datetime_is_refused_with_the_field_name(server):
     client = h2o_audit_trail.login(endpoint=server.public, token=server.reader_token).event_client
     with pytest.raises(ValueError, match=r"filter_\.start_event_time must be a timezone-aware datetime"):

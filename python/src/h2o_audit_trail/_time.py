@@ -28,7 +28,8 @@ def require_aware(value: object, field: str) -> datetime:
 def to_wire(value: object, field: str) -> str:
     """The RFC 3339 UTC form of an aware datetime, microsecond precision."""
     dt = require_aware(value, field).astimezone(timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime's %Y, which gives years before 1000 fewer than four digits.
+    return f"{dt.year:04d}-" + dt.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def from_wire(text: str) -> datetime:
