@@ -129,9 +129,23 @@ func (s *Store) expire(ctx context.Context, cutoff int64) (audittrail.ExpireResu
 	if !locked {
 		return res, nil // another replica is deleting
 	}
-	err = s.deleteBefore(ctx, conn.Conn(), cur, &res)
+	// A pass marks itself in progress under the lock: one that finds the
+	// mark set follows a pass that ended with its process, after deleting
+	// and before its deletion was recorded (migration 0005).
+	err = conn.QueryRow(ctx, "SELECT passing FROM retention").Scan(&res.Resumed)
+	if err == nil {
+		_, err = conn.Exec(ctx, "UPDATE retention SET passing = true")
+	}
+	if err == nil {
+		err = s.deleteBefore(ctx, conn.Conn(), cur, &res)
+	}
 	if err == nil {
 		err = conn.QueryRow(ctx, "SELECT count(*) FROM events WHERE event_time_ns < $1", cur).Scan(&res.Kept)
+	}
+	if err == nil {
+		// A failed pass keeps the mark: its caller records the failure,
+		// and the next pass says what it finished.
+		_, err = conn.Exec(context.WithoutCancel(ctx), "UPDATE retention SET passing = false")
 	}
 	if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", retentionLockKey); uerr != nil {
 		conn.Conn().Close(context.Background()) // the session's lock goes with it

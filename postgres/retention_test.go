@@ -172,8 +172,21 @@ func TestExpireDropsMonths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Deleted != 11 || res.Kept != 5 {
-		t.Fatalf("second pass: %+v; want 11 deleted, 5 kept", res)
+	if res.Deleted != 11 || res.Kept != 5 || res.Resumed {
+		t.Fatalf("second pass: %+v; want 11 deleted, 5 kept, not resumed", res)
+	}
+	if n := count("SELECT count(*) FROM retention WHERE passing"); n != 0 {
+		t.Fatal("a finished pass left its mark")
+	}
+	// A pass that ended with its process (after deleting, before its
+	// deletion was recorded) leaves its mark: the next pass, on any
+	// replica, says it resumed one, and clears the mark.
+	exec("UPDATE retention SET passing = true")
+	if res, err = s.Expire(ctx, cutoff); err != nil || !res.Resumed || res.Deleted != 0 {
+		t.Fatalf("the pass after an interrupted one: %+v, %v; want resumed, nothing deleted", res, err)
+	}
+	if res, err = other.Expire(ctx, cutoff); err != nil || res.Resumed {
+		t.Fatalf("the pass after that: %+v, %v; want not resumed", res, err)
 	}
 	if got := partitions(); got != "[events_2025_05]" {
 		t.Fatalf("partitions after the second pass: %s", got)
