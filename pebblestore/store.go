@@ -80,8 +80,12 @@ type Store struct {
 	fs   vfs.FS       // Config.fs, or the operating system's
 	// reserve refuses appends while the disk is nearly full.
 	reserve *diskReserve
-	log     *slog.Logger
-	dicts   *dicts
+	// bgErrors counts Pebble's background errors (failed flushes and
+	// compactions), so that Close can tell a flush that fails from one
+	// that takes time.
+	bgErrors *atomic.Uint64
+	log      *slog.Logger
+	dicts    *dicts
 	// countsMu orders the writes of posting counts: the committer's
 	// (saveCounts) and retention's (subtractCounts), so that the later
 	// write holds the later value.
@@ -225,6 +229,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	opts := pebbleOptions(cfg, log)
 	opts.Lock = lock
+	bgErrors := new(atomic.Uint64)
+	logBGError := opts.EventListener.BackgroundError // a test's (ListenForTest)
+	opts.EventListener.BackgroundError = func(err error) {
+		bgErrors.Add(1)
+		if logBGError != nil {
+			logBGError(err)
+			return
+		}
+		pebbleLogger{log}.Errorf("background error: %s", err) // Pebble's default
+	}
 	db, err := pebble.Open(cfg.Dir, opts)
 	opts.Cache.Unref() // the DB holds its own reference
 	if err != nil {
@@ -237,6 +251,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		dir:           cfg.Dir,
 		fs:            cfg.fs,
 		reserve:       newDiskReserve(cfg.fs, cfg.Dir, cfg.MinFreeBytes, log),
+		bgErrors:      bgErrors,
 		log:           log,
 		dicts:         newDicts(limit),
 		regex:         newRegexCache(regexCacheBytes),
@@ -486,7 +501,7 @@ func (s *Store) Close() error {
 		// rest is its tables alone: the next Open replays nothing, and
 		// the WAL files, which hold only flushed data then, are removed
 		// (removeFlushedWALs).
-		flushErr := s.db.Flush()
+		flushErr := s.flushAtClose()
 		s.closeErr = s.db.Close()
 		if flushErr != nil {
 			s.log.Warn("pebblestore: flushing the memtables at close failed; the WAL is kept for the next Open", "err", flushErr)
@@ -497,6 +512,31 @@ func (s *Store) Close() error {
 		s.closeMu.Unlock()
 	})
 	return s.closeErr
+}
+
+// flushAtClose flushes the memtables, or gives up as soon as a flush (or
+// compaction) fails: Pebble retries a failed flush without end, so on a
+// disk too full for the tables Close, and with it the server's shutdown on
+// SIGTERM, would wait forever. What was not flushed is in the WAL, which
+// the next Open replays.
+func (s *Store) flushAtClose() error {
+	failures := s.bgErrors.Load()
+	done, err := s.db.AsyncFlush()
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-tick.C:
+			if s.bgErrors.Load() != failures {
+				return errors.New("pebblestore: a flush or compaction failed (logged above; a full disk?)")
+			}
+		}
+	}
 }
 
 var errClosed = audittrail.Errorf(audittrail.EUnavailable, "the store is closed")
