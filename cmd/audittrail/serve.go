@@ -83,6 +83,11 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// From the first signal on, the next one ends the process, also while
+	// Run still starts the server: Pebble's Open (a long WAL replay, a move
+	// to a new storage format, a disk too full to flush) does not watch
+	// ctx, and the signals would be swallowed until it returned.
+	context.AfterFunc(ctx, stop)
 	if err := m.Run(ctx); err != nil {
 		return errors.Join(err, m.Close())
 	}
