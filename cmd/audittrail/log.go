@@ -79,7 +79,9 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		signer, vkey, cosigners = nil, "", nil
 		m.log.WarnContext(ctx, "verifiable log: no signing key: this replica serves the log but will not sign; "+
 			"give it the log's signing key with --log-key", "path", keyFile)
-	case errors.Is(err, fs.ErrNotExist):
+	case !create && errors.Is(err, fs.ErrNotExist):
+		// Not a failure to create the key of a new log (its directory
+		// missing): that one is reported as it is, below.
 		return fmt.Errorf("verifiable log: the log has signed checkpoints but its signing key %s is missing: restore the key, "+
 			"or replace it by a new one with the previous key's public key as --log-previous-key (docs/configuration.md, \"Rotating the log's signing key\")", keyFile)
 	case err != nil:

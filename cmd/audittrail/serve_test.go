@@ -205,6 +205,26 @@ func TestServeBadPageTokenKey(t *testing.T) {
 	}
 }
 
+// TestServeLogKeyInMissingDirectory: a new log whose --log-key cannot be
+// created (its directory does not exist) fails with the reason, not with
+// the message for a log that lost its key ("the log has signed checkpoints
+// but its signing key ... is missing"), which sent an operator looking for a
+// key that never existed.
+func TestServeLogKeyInMissingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "no-such-dir", "log-signing.key")
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--dev", "--data-dir", filepath.Join(dir, "data"), "--log-key", key,
+		"--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(context.Background())
+	m.Close()
+	if err == nil || strings.Contains(err.Error(), "has signed checkpoints") || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("Run of a new log with --log-key %s = %v; want the failure to create it", key, err)
+	}
+}
+
 func TestServePortInUse(t *testing.T) {
 	m1, _ := newTestMain(nil)
 	if err := m1.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
