@@ -604,9 +604,9 @@ func (m *Main) printDevHelp(generated bool) {
 		c.ProducerToken, time.Now().UTC().Format(time.RFC3339), m.InternalURL, uuid.NewString())
 	fmt.Fprintf(w, "    curl -s %s/metrics | grep ^audittrail_\n", m.InternalURL)
 	if c.Auth.AdminToken != "" {
-		fmt.Fprintf(w, "    audittrail token create --addr %s --token %s --principal users/alice --role auditor --ttl 90d\n", internal, c.Auth.AdminToken)
+		fmt.Fprintf(w, "    %s token create --addr %s --token %s --principal users/alice --role auditor --ttl 90d\n", programName, internal, c.Auth.AdminToken)
 		if !isPostgresURL(c.Store) {
-			fmt.Fprintf(w, "    audittrail backup --addr %s --token %s\n", internal, c.Auth.AdminToken)
+			fmt.Fprintf(w, "    %s backup --addr %s --token %s\n", programName, internal, c.Auth.AdminToken)
 		}
 	}
 	fmt.Fprintln(w)

@@ -189,6 +189,38 @@ func TestServeMainDev(t *testing.T) {
 	}
 }
 
+// TestServeDevExamplesRun: every command of the dev help calls the program
+// as it was started (./bin/audittrail after make run), so that each runs
+// when copied; the token and backup examples printed "audittrail", which is
+// not on the PATH after make run.
+func TestServeDevExamplesRun(t *testing.T) {
+	defer func(name string) { programName = name }(programName)
+	programName = "./bin/audittrail"
+	m, out := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(t.Context()); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	defer m.Close()
+	n := 0
+	for line := range strings.Lines(out.String()) {
+		cmd := strings.TrimSpace(line)
+		if strings.HasPrefix(cmd, "curl ") || !strings.Contains(cmd, " --addr ") {
+			continue
+		}
+		n++
+		if !strings.HasPrefix(cmd, programName+" ") {
+			t.Errorf("the dev help's example %q does not call %s", cmd, programName)
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d examples of the program in the dev help, want the create, search, token and backup ones:\n%s", n, out)
+	}
+}
+
 func TestServeBadPageTokenKey(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, pageTokenKeyFile), []byte("short"), 0o600); err != nil {
