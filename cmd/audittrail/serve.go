@@ -483,6 +483,9 @@ func (m *Main) Close() error {
 // directory; PostgreSQL replicas share one key kept in the database.
 func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, ready func(context.Context) error, eventsStored func() uint64, err error) {
 	c := &m.Config
+	if err := checkDataDirStore(c.DataDir, isPostgresURL(c.Store)); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	if isPostgresURL(c.Store) {
 		pg, err := postgres.Open(ctx, postgres.Config{URL: c.Store, Logger: m.log, SearchTimeout: c.SearchTimeout})
 		if err != nil {
@@ -520,6 +523,33 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 		return nil, nil, nil, nil, err
 	}
 	return pb, key, nil, func() uint64 { return pb.Stats().Events }, nil
+}
+
+// checkDataDirStore refuses a data directory that served the other kind
+// of store: the embedded store's holds pebble/, a PostgreSQL replica's only
+// keys, the log's public key among them. Either store started on the
+// other's directory would begin a new log signed with the key the
+// directory holds (log-signing.key), the other log's: two trees under one
+// key, a fork to everyone who verifies the first.
+func checkDataDirStore(dataDir string, postgres bool) error {
+	_, err := os.Stat(filepath.Join(dataDir, storeDir))
+	embedded := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	switch {
+	case postgres && embedded:
+		return fmt.Errorf("--data-dir %s holds an embedded store (%s/): a PostgreSQL replica would sign the database's log "+
+			"with that store's signing key; give the replica a data directory of its own", dataDir, storeDir)
+	case postgres || embedded:
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, logsign.VerificationKeyFile)); err == nil {
+		return fmt.Errorf("--data-dir %s holds a log's public key (%s) but no embedded store (%s/): it is a PostgreSQL "+
+			"replica's (give its --store), or its store was removed; a new store there would sign a new log with that "+
+			"log's signing key. Start a new store in a new data directory", dataDir, logsign.VerificationKeyFile, storeDir)
+	}
+	return nil
 }
 
 func isPostgresURL(s string) bool {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	neturl "net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,5 +174,39 @@ func TestServePostgresIssuerKeys(t *testing.T) {
 	res.Body.Close()
 	if err != nil || len(jwks.Keys) != 2 || jwks.Keys[0].Kid == jwks.Keys[1].Kid {
 		t.Errorf("replica B's JWKS: %+v %v, want the two replicas' keys", jwks, err)
+	}
+}
+
+// TestServeDataDirOfTheOtherStore: a data directory serves one store. The
+// embedded store started on a PostgreSQL replica's data directory (--store
+// forgotten), or a replica on a new database given an embedded store's, is
+// refused: either would start a new log signed with the other store's
+// signing key (the directory's log-signing.key), two different trees under
+// one key, a fork to every verifier of the first. Before, both started.
+func TestServeDataDirOfTheOtherStore(t *testing.T) {
+	start := func(dir string, args ...string) error {
+		m, _ := newTestMain(nil)
+		if err := m.ParseFlags(append([]string{"--dev", "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(t.Context())
+		if cerr := m.Close(); err == nil && cerr != nil {
+			t.Fatal(cerr)
+		}
+		return err
+	}
+	replicaDir := t.TempDir()
+	if err := start(replicaDir, "--store", pgtest.Start(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(replicaDir); err == nil || !strings.Contains(err.Error(), "no embedded store") {
+		t.Errorf("the embedded store on a PostgreSQL replica's data directory: %v; want it refused", err)
+	}
+	embeddedDir := t.TempDir()
+	if err := start(embeddedDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(embeddedDir, "--store", pgtest.Start(t)); err == nil || !strings.Contains(err.Error(), "holds an embedded store") {
+		t.Errorf("a PostgreSQL replica on an embedded store's data directory: %v; want it refused", err)
 	}
 }
