@@ -504,7 +504,8 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 	if key, err = m.pageTokenKey(ctx); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if c.CacheMiB < 0 {
+	// Bytes past an int64 would wrap to 0 or below: the default, silently.
+	if c.CacheMiB < 0 || c.CacheMiB > math.MaxInt64>>20 {
 		return nil, nil, nil, nil, usageErrorf("--cache-mib %d: give a size in MiB, or 0 for the automatic size", c.CacheMiB)
 	}
 	if c.MinFreeDiskMiB < -1 || c.MinFreeDiskMiB > math.MaxInt64>>20 {

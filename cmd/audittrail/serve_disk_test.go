@@ -70,6 +70,25 @@ func TestServeBadDiskReserve(t *testing.T) {
 	}
 }
 
+// TestServeBadCacheSize: a cache size whose bytes do not fit in an int64
+// is a usage error, as one below 0 is; it overflowed to 0 or below, which
+// the store reads as "the default", so 16 EiB (2^44 MiB) gave 256 MiB
+// without a word.
+func TestServeBadCacheSize(t *testing.T) {
+	for _, mib := range []string{"-1", "17592186044416", "99999999999999"} {
+		m, _ := newTestMain(nil)
+		if err := m.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
+			"--cache-mib", mib}); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(context.Background())
+		m.Close()
+		if err == nil || !strings.Contains(err.Error(), "--cache-mib "+mib+": give a size in MiB") {
+			t.Errorf("Run with --cache-mib %s = %v", mib, err)
+		}
+	}
+}
+
 // postStatus posts body and decodes the google.rpc.Status of an error answer.
 func postStatus(t *testing.T, url, token string, body any) (int, struct {
 	Code    int
