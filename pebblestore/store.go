@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -222,9 +223,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
 	lock, err := pebble.LockDirectory(cfg.Dir, cfg.fs)
-	if err != nil {
+	if errno := syscall.Errno(0); errors.As(err, &errno) && errno != syscall.EWOULDBLOCK && errno != syscall.EAGAIN {
+		// The file system refused the lock file (read-only, say): no one
+		// holds the lock, so the reason alone.
+		return nil, fmt.Errorf("pebblestore: open %s: cannot lock it: %w", cfg.Dir, err)
+	} else if err != nil {
 		// Nearly always another server on the same directory (Pebble's
-		// message is "resource temporarily unavailable").
+		// message is "resource temporarily unavailable", or "lock held by
+		// current process").
 		return nil, fmt.Errorf("pebblestore: open %s: cannot lock it; is another server running on this data directory? (%w)", cfg.Dir, err)
 	}
 	opts := pebbleOptions(cfg, log)

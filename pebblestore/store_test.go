@@ -3,6 +3,7 @@ package pebblestore_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,12 +11,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/pebblestore"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -841,5 +844,24 @@ func TestCorruptTableIsAnError(t *testing.T) {
 	}
 	if err == nil || !pebble.IsCorruptionError(err) {
 		t.Fatalf("a corrupt table: %v, want Pebble's corruption error", err)
+	}
+}
+
+// readOnlyDisk is an in-memory file system mounted read-only: taking the
+// directory's lock fails as it does on a read-only mount.
+type readOnlyDisk struct{ vfs.FS }
+
+func (d readOnlyDisk) Lock(name string) (io.Closer, error) {
+	return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EROFS}
+}
+
+// TestOpenReadOnly: a directory that cannot be locked for another reason
+// than another process holding the lock (a read-only file system) is
+// refused with that reason alone; the question whether another server ran
+// on the directory sent the operator looking for one.
+func TestOpenReadOnly(t *testing.T) {
+	_, err := pebblestore.Open(t.Context(), pebblestore.WithFSForTest(pebblestore.Config{Dir: "/data"}, readOnlyDisk{vfs.NewMem()}))
+	if err == nil || strings.Contains(err.Error(), "another server") || !strings.Contains(err.Error(), "read-only file system") {
+		t.Fatalf("Open on a read-only file system: %v", err)
 	}
 }
