@@ -483,6 +483,13 @@ func (m *Main) Close() error {
 // directory; PostgreSQL replicas share one key kept in the database.
 func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, ready func(context.Context) error, eventsStored func() uint64, err error) {
 	c := &m.Config
+	if !isPostgresURL(c.Store) {
+		// A copy of a backup is checked first: its own error names the
+		// backup, and says more than checkDataDirStore's.
+		if err := checkRestoredStore(c.DataDir); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
 	if err := checkDataDirStore(c.DataDir, isPostgresURL(c.Store)); err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -501,9 +508,6 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 	if c.Store != "" && c.Store != "pebble" {
 		return nil, nil, nil, nil, usageErrorf("--store %q: give a postgres:// URL, or nothing for the embedded store", c.Store)
 	}
-	if key, err = m.pageTokenKey(ctx); err != nil {
-		return nil, nil, nil, nil, err
-	}
 	// Bytes past an int64 would wrap to 0 or below: the default, silently.
 	if c.CacheMiB < 0 || c.CacheMiB > math.MaxInt64>>20 {
 		return nil, nil, nil, nil, usageErrorf("--cache-mib %d: give a size in MiB, or 0 for the automatic size", c.CacheMiB)
@@ -511,12 +515,14 @@ func (m *Main) openStore(ctx context.Context) (st audittrail.Store, key []byte, 
 	if c.MinFreeDiskMiB < -1 || c.MinFreeDiskMiB > math.MaxInt64>>20 {
 		return nil, nil, nil, nil, usageErrorf("--min-free-disk-mib %d: give a size in MiB, 0 for the default (1024), or -1 for no reserve", c.MinFreeDiskMiB)
 	}
+	// Written only once the flags are known good: a refused start leaves
+	// the data directory as it was.
+	if key, err = m.pageTokenKey(ctx); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	minFree := c.MinFreeDiskMiB << 20
 	if c.MinFreeDiskMiB < 0 {
 		minFree = -1
-	}
-	if err := checkRestoredStore(c.DataDir); err != nil {
-		return nil, nil, nil, nil, err
 	}
 	pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: filepath.Join(c.DataDir, storeDir), Logger: m.log,
 		CacheSize: c.CacheMiB << 20, MinFreeBytes: minFree, SearchTimeout: c.SearchTimeout})
