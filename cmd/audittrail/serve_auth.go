@@ -134,8 +134,14 @@ func (c *AuthConfig) validate() error {
 		return usageErrorf("--require-client-cert needs --internal-client-ca")
 	case c.RateLimit < 0 || c.RateBurst < 0:
 		return usageErrorf("--rate-limit and --rate-burst must not be negative")
+	case c.RateBurst > 0 && c.RateLimit == 0:
+		return usageErrorf("--rate-burst needs --rate-limit: without a rate nothing is limited")
 	case c.OIDCClockSkew < 0 || c.AccessTokenTTL < 0:
 		return usageErrorf("--oidc-clock-skew and --access-token-ttl must not be negative")
+	case c.AccessTokenTTL > 0 && c.AccessTokenTTL < time.Minute:
+		// Expiry is in whole seconds, and clients refresh ahead of it:
+		// shorter tokens would be refused as soon as issued.
+		return usageErrorf("--access-token-ttl %v: give at least 1m, or 0 for the default (5m)", c.AccessTokenTTL)
 	}
 	return nil
 }

@@ -99,6 +99,8 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{[]string{"--dev"}, map[string]string{"AUDITTRAIL_MAX_SCAN": "lots"}, `AUDITTRAIL_MAX_SCAN="lots"`},
 		{[]string{"--dev", "--nope"}, nil, "flag provided but not defined"},
 		{[]string{"--dev", "--log-keep-checkpoints", "-1h"}, nil, "--log-keep-checkpoints -1h0m0s must not be negative"},
+		{[]string{"--dev", "--rate-burst", "10"}, nil, "--rate-burst needs --rate-limit"},
+		{[]string{"--dev", "--access-token-ttl", "1ns"}, nil, "--access-token-ttl 1ns: give at least 1m"},
 	} {
 		m, _ := newTestMain(tc.env)
 		err := m.ParseFlags(tc.args)
