@@ -201,6 +201,40 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
+// TestReadyzStoreDown: a store that does not answer makes /readyz 503; a
+// driver's own error (which names hosts) goes to the log, not to the
+// unauthenticated probe, and one of ours is shown.
+func TestReadyzStoreDown(t *testing.T) {
+	for _, tc := range []struct {
+		err       error
+		want, not string
+	}{
+		{errors.New("dial tcp db.internal.example:5432: connection refused"), "the store does not answer; the server's log says why", "db.internal"},
+		{audittrail.Errorf(audittrail.EUnavailable, "the store is closed"), "the store is closed", ""},
+	} {
+		var logged syncbuf.Buffer
+		srv, public, _ := serve(t, server.Config{
+			Service:       &audittrail.Service{Store: &blockingStore{}, PageTokenKey: make([]byte, audittrail.PageTokenKeySize)},
+			Authenticator: server.NewStaticTokens("r", "p"),
+			Logger:        slog.New(slog.NewTextHandler(&logged, nil)),
+			Ready:         func(context.Context) error { return tc.err },
+		}, nil)
+		resp, err := http.Get("http://" + public + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), tc.want) || (tc.not != "" && strings.Contains(string(body), tc.not)) {
+			t.Errorf("/readyz with %v: %d %s", tc.err, resp.StatusCode, body)
+		}
+		srv.Shutdown(context.Background())
+		if !strings.Contains(logged.String(), tc.err.Error()) {
+			t.Errorf("the log does not hold %q:\n%s", tc.err, logged.String())
+		}
+	}
+}
+
 // failingStore fails every Search with an internal error, or panics.
 type failingStore struct {
 	blockingStore
