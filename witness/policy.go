@@ -76,6 +76,17 @@ func ParsePolicy(text []byte) (*Policy, error) {
 		switch fields[0] {
 		case "quorum":
 			p.quorum = fields[1]
+		case "group":
+			// The library counts each listed member, so a member listed
+			// twice would count its one cosignature twice: "group g 2 w1
+			// w1" would be satisfied by w1 alone.
+			seen := make(map[string]bool)
+			for _, m := range fields[3:] {
+				if seen[m] {
+					return nil, fmt.Errorf("witness policy: group %s: %s is listed twice", fields[1], m)
+				}
+				seen[m] = true
+			}
 		case "witness":
 			v, err := fnote.NewVerifierForCosignatureV1(fields[2])
 			if err != nil {

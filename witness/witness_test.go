@@ -453,6 +453,10 @@ func TestParsePolicy(t *testing.T) {
 		// witness, so it would count twice.
 		{"witness w1 " + vkey + " https://w1.example/\nwitness w2 " + renamed(t, vkey, "w.example.com/other") + " https://w2.example/\ngroup g all w1 w2\nquorum g\n", "the same key"},
 		{"group g 1 w1\nquorum g\n", "unknown component"},
+		// One member listed twice in a group: its cosignature would count
+		// twice towards the threshold, so one witness would satisfy "2".
+		{"witness w1 " + vkey + " https://w1.example/\nwitness w2 " + vkey2 + " https://w2.example/\ngroup g 2 w1 w1 w2\nquorum g\n", "listed twice"},
+		{"witness w1 " + vkey + " https://w1.example/\ngroup a any w1\ngroup g 2 a a\nquorum g\n", "listed twice"},
 		{"witness w1 " + vkey + " https://w1.example/\ngroup g 2 w1\nquorum g\n", "threshold"},
 		{strings.Repeat("#", 70<<10), "more than"},
 	} {

@@ -207,6 +207,8 @@ BAD_POLICIES = [
     ("group g any w1\n" + W1.line("w1") + "quorum g\n", "line 1: unknown component 'w1'", True),
     (W1.line("w1") + "group g 1 any\nquorum g\n", "invalid component name 'any'", True),
     (W1.line("w1") + "group g 2 w1\nquorum g\n", "group g with 1 children cannot have threshold 2", True),
+    # A member listed twice would count its one cosignature twice.
+    (W1.line("w1") + W2.line("w2") + "group g 2 w1 w1 w2\nquorum g\n", "group g: w1 is listed twice", True),
     (W1.line("w1") + "group g x w1\nquorum g\n", "invalid threshold 'x' for group g", True),
     (W1.line("w1") + "group g -1 w1\nquorum g\n", "invalid threshold '-1'", True),
     (W1.line("w1") + "group g 1.0 w1\nquorum g\n", "invalid threshold", True),

@@ -489,7 +489,10 @@ class WitnessPolicy:
                 if n > len(children):
                     raise fail(lineno, f"group {name} with {len(children)} children cannot have threshold {n}")
                 members = []
-                for child in children:
+                for i, child in enumerate(children):
+                    if child in children[:i]:
+                        # It would count its one cosignature twice.
+                        raise fail(lineno, f"group {name}: {child} is listed twice")
                     if child in _POLICY_KEYWORDS:
                         raise fail(lineno, f"invalid component name {child!r}: a keyword")
                     if child not in components:
