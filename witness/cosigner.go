@@ -217,22 +217,21 @@ func (c *Cosigner) post(ctx context.Context, url string, body []byte) (status in
 	return resp.StatusCode, answer, resp.Header.Get("Content-Type"), nil
 }
 
-// cosignatures returns the lines of a 200 answer that are valid
-// cosignatures by w on cp; the answer must hold at least one. Lines by
-// other keys are dropped, as the spec asks.
+// cosignatures returns the first line of a 200 answer that is a valid
+// cosignature by w on cp. Lines by other keys are dropped, as the spec
+// asks, and so are further lines by w: a policy counts one per witness,
+// and a witness repeating its line (or timestamping many) would otherwise
+// push the note past what note.Open and OpenCheckpoint accept (100
+// signature lines, 16 KiB), making the stored checkpoint unreadable.
 func (c *Cosigner) cosignatures(w Witness, cp, body []byte) ([]string, error) {
 	lines, err := signatureLines(body)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
 	for _, l := range lines {
 		if Cosigned(append(bytes.Clone(cp), l...), w.Verifier) {
-			out = append(out, l)
+			return []string{l}, nil
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("the answer holds no valid cosignature by %s", w.KeyName)
-	}
-	return out, nil
+	return nil, fmt.Errorf("the answer holds no valid cosignature by %s", w.KeyName)
 }

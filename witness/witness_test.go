@@ -514,3 +514,50 @@ func renamed(t *testing.T, vkey, name string) string {
 	}
 	return v
 }
+
+// TestCosignerOneLinePerWitness: a witness that answers with its
+// cosignature line many times over (or many valid lines, each with another
+// timestamp) must not make the log's checkpoint unreadable: note.Open
+// refuses a note of more than 100 signature lines, so every verifier, and
+// the log itself at its next start, would refuse the stored checkpoint.
+// One line per witness is all a policy counts.
+func TestCosignerOneLinePerWitness(t *testing.T) {
+	ctx := context.Background()
+	log := newTestLog(t, "audit.example.com/log")
+	skey, vkey, err := witness.GenerateKey("w.example.com/w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _, err := witness.NewCosignatureSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req, err := witness.ParseRequest(body)
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		text, _, _ := bytes.Cut(req.Checkpoint, []byte("\n\n"))
+		signed, err := note.Sign(&note.Note{Text: string(text) + "\n"}, signer)
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, line, _ := bytes.Cut(signed, []byte("\n\n"))
+		rw.Write(bytes.Repeat(line, 150))
+	}))
+	t.Cleanup(srv.Close)
+	p := policy(t, fmt.Sprintf("witness w1 %s %s\nquorum w1\n", vkey, srv.URL))
+	tree := &memTree{}
+	tree.grow(t, 7, "a")
+	got := cosigner(t, p).Cosign(ctx, log.checkpoint(t, tree), 7, tree.prove)
+	v, err := merkle.NewVerifier([]byte(log.vkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := merkle.OpenCheckpoint(got, merkle.Witnessed(v, p)); err != nil {
+		t.Fatalf("OpenCheckpoint of the cosigned checkpoint: %v\n%d bytes", err, len(got))
+	}
+}
