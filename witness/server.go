@@ -89,6 +89,24 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// A key given twice (a key file and a rotation's file holding it too)
+	// is one key: note.VerifierList would call it ambiguous and every
+	// checkpoint of the log would be refused.
+	logs := make(map[string][]note.Verifier, len(cfg.Logs))
+	for origin, keys := range cfg.Logs {
+		type id struct {
+			name string
+			hash uint32
+		}
+		seen := make(map[id]bool)
+		for _, k := range keys {
+			if !seen[id{k.Name(), k.KeyHash()}] {
+				seen[id{k.Name(), k.KeyHash()}] = true
+				logs[origin] = append(logs[origin], k)
+			}
+		}
+	}
+	cfg.Logs = logs
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, err
 	}

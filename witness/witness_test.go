@@ -326,6 +326,27 @@ func TestCosignRefusesForks(t *testing.T) {
 	}
 }
 
+// TestServerLogKeyTwice: a log's key given twice (`audittrail witness
+// --log-key old.pub --log-key keys.pub` after a rotation, keys.pub holding
+// the new key and the old one) must not make the witness refuse every
+// checkpoint: note.VerifierList calls a key listed twice ambiguous.
+func TestServerLogKeyTwice(t *testing.T) {
+	ctx := context.Background()
+	log := newTestLog(t, "audit.example.com/log")
+	rotated := newTestLog(t, "audit.example.com/log")
+	w := startWitness(t, "w.example.com/w1", log, rotated, log)
+	p := policy(t, w.line()+"quorum w1\n")
+	tree := &memTree{}
+	tree.grow(t, 3, "a")
+	if err := p.Check(cosigner(t, p).Cosign(ctx, log.checkpoint(t, tree), 3, tree.prove)); err != nil {
+		t.Fatalf("a checkpoint of a log whose key the witness was given twice: %v", err)
+	}
+	tree.grow(t, 3, "a")
+	if err := p.Check(cosigner(t, p).Cosign(ctx, rotated.checkpoint(t, tree), 6, tree.prove)); err != nil {
+		t.Fatalf("a checkpoint signed with the log's other key: %v", err)
+	}
+}
+
 // TestServerRefuses covers the witness's other answers: an unknown log
 // (404), a checkpoint not signed by the log's key (403), malformed
 // requests (400), a wrong method or path.
