@@ -117,6 +117,12 @@ func parseSize(s string) (uint64, error) {
 	return n, nil
 }
 
+// maxTreeSize is the largest tree whose proofs tlog checks: above 2^62
+// its tlog.CheckTree never returns (maxpow2 shifts past 63 bits), and
+// the witness checks under its lock. The protocol allows sizes up to
+// 2^63-1; no log comes near either.
+const maxTreeSize = 1 << 62
+
 // treeHead is the first three lines of a checkpoint (c2sp.org/tlog-checkpoint),
 // which are what a cosignature attests to; extension lines (ours: the
 // receive-time horizon) are signed but not interpreted.
@@ -146,6 +152,9 @@ func parseTreeHead(text string) (treeHead, error) {
 	size, err := parseSize(lines[1])
 	if err != nil {
 		return treeHead{}, fmt.Errorf("the checkpoint's size line: %w", err)
+	}
+	if size > maxTreeSize {
+		return treeHead{}, fmt.Errorf("the checkpoint's tree has %d leaves, more than the %d this witness checks proofs for", size, uint64(maxTreeSize))
 	}
 	th.Size = size
 	h, ok := decodeHash([]byte(lines[2]))

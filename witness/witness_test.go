@@ -347,6 +347,46 @@ func TestServerLogKeyTwice(t *testing.T) {
 	}
 }
 
+// TestServerHugeTree: a checkpoint of more than 2^62 leaves (the protocol
+// allows sizes up to 2^63-1) is refused at once. tlog's proof check loops
+// forever on such a size, and the witness checks under its lock: one
+// request signed by a log's key would stop the witness for every log.
+func TestServerHugeTree(t *testing.T) {
+	ctx := context.Background()
+	log := newTestLog(t, "audit.example.com/log")
+	w := startWitness(t, "w.example.com/w1", log)
+	p := policy(t, w.line()+"quorum w1\n")
+	tree := &memTree{}
+	tree.grow(t, 5, "a")
+	if err := p.Check(cosigner(t, p).Cosign(ctx, log.checkpoint(t, tree), 5, tree.prove)); err != nil {
+		t.Fatal(err)
+	}
+	proof := make([]tlog.Hash, witness.MaxProofLines)
+	for _, size := range []uint64{1<<62 + 1, 1<<63 - 1} {
+		root := tree.root(t)
+		text := fmt.Sprintf("%s\n%d\n%s\n", log.signer.Name(), size, base64.StdEncoding.EncodeToString(root[:]))
+		cp, err := note.Sign(&note.Note{Text: text}, log.signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Timeout: 5 * time.Second}
+		resp, err := hc.Post(w.http.URL+"/add-checkpoint", "text/plain",
+			bytes.NewReader((&witness.Request{OldSize: 5, Proof: proof, Checkpoint: cp}).Marshal()))
+		if err != nil {
+			t.Fatalf("a checkpoint of %d leaves: %v", size, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "leaves") {
+			t.Fatalf("a checkpoint of %d leaves: %d %q", size, resp.StatusCode, b)
+		}
+	}
+	tree.grow(t, 5, "a")
+	if err := p.Check(cosigner(t, p).Cosign(ctx, log.checkpoint(t, tree), 10, tree.prove)); err != nil {
+		t.Fatalf("after the huge trees: %v", err)
+	}
+}
+
 // TestServerRefuses covers the witness's other answers: an unknown log
 // (404), a checkpoint not signed by the log's key (403), malformed
 // requests (400), a wrong method or path.
