@@ -302,9 +302,18 @@ func (l *Log) step(ctx context.Context, sign signing) error {
 		// then loses is no harm: the events were committed before they
 		// were integrated, so the log signs the same tree again.
 		tree := p.reader()
+		signed := note
 		note = l.cfg.Witnesses.Cosign(ctx, note, newSize, func(old, new uint64) ([]tlog.Hash, error) {
 			return tlog.ProveTree(int64(new), int64(old), tree)
 		})
+		// What is stored must open for every verifier (and for the next
+		// start, which refuses a latest checkpoint that does not): a note
+		// the cosignatures made unreadable (more signature lines or bytes
+		// than a note may hold) is stored as the log signed it.
+		if _, err := merkle.OpenCheckpoint(note, l.keyVerifier()); err != nil {
+			l.cfg.Logger.WarnContext(ctx, "verifiable log: the witnesses' cosignatures make the checkpoint unreadable; stored without them", "size", newSize, "err", err)
+			note = signed
+		}
 	}
 	var withheld error
 	if note != nil && quorumRequired {

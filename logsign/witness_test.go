@@ -1,6 +1,7 @@
 package logsign_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/logsign"
+	"github.com/audittrail/audittrail/merkle"
 	"github.com/audittrail/audittrail/pebblestore"
 )
 
@@ -117,6 +119,44 @@ func TestWitnessQuorum(t *testing.T) {
 	if !strings.Contains(logs.String(), "cosigns checkpoints again") {
 		t.Fatalf("the quorum's return is not logged:\n%s", logs.String())
 	}
+}
+
+// floodingWitness returns the checkpoint with more signature lines than a
+// note may hold (note.Open refuses over 100).
+type floodingWitness struct{}
+
+func (floodingWitness) Cosign(_ context.Context, cp []byte, _ uint64, _ func(old, new uint64) ([]tlog.Hash, error)) []byte {
+	sig := cp[bytes.LastIndex(cp[:len(cp)-1], []byte("\n"))+1:] // the log's own line
+	return append(cp, bytes.Repeat(sig, 120)...)
+}
+
+// TestWitnessesCannotSpoilCheckpoints: cosignatures that make a checkpoint
+// unreadable (too many lines) are dropped before it is stored: the
+// checkpoint is stored as the log signed it, verifiers can open it, and the
+// log starts again on its store.
+func TestWitnessesCannotSpoilCheckpoints(t *testing.T) {
+	dir, st, _ := witnessedStore(t)
+	var logs syncbuf.Buffer
+	l := newLogWith(t, dir, logsign.Config{Store: st, Witnesses: floodingWitness{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	appendEvents(t, st, 10, 0)
+	if err := l.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := st.Checkpoints(t.Context())
+	if err != nil || len(notes) == 0 {
+		t.Fatalf("stored checkpoints: %d, %v", len(notes), err)
+	}
+	v, err := merkle.NewVerifier([]byte(l.VerifierKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := merkle.OpenCheckpoint(notes[len(notes)-1], v); err != nil {
+		t.Fatalf("the stored checkpoint does not open: %v", err)
+	}
+	if !strings.Contains(logs.String(), "stored without them") {
+		t.Errorf("not logged:\n%s", logs.String())
+	}
+	newLogWith(t, dir, logsign.Config{Store: st}) // starts: its latest checkpoint opens
 }
 
 // TestWitnessInterval: with Config.WitnessInterval the witnesses are asked
