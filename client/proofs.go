@@ -281,9 +281,12 @@ type ProvenEvent struct {
 // the one seen before, a consistency proof between the two is fetched and
 // checked, so that the whole iteration is proven against one history of the
 // log. A failed check ends the iteration with an error. Pending events are
-// yielded with a nil Checkpoint; a caller that needs every event proven
-// stops on the first one (they are the newest, on the first page), waits a
-// second and starts again.
+// yielded with a nil Checkpoint: unproven. Verify holds the server to
+// calling pending only events its page's checkpoint does not cover, but
+// which page's checkpoint is the server's to choose (a replica may serve an
+// older one), so a pending event can come on any page, not only among the
+// newest events of the first. A caller that needs every event proven treats
+// a pending one as unverified: it stops, waits a second and starts again.
 func (c *Client) VerifiedEvents(ctx context.Context, filter audittrail.Filter, pageSize int, verifier note.Verifier) iter.Seq2[ProvenEvent, error] {
 	return func(yield func(ProvenEvent, error) bool) {
 		req := audittrail.SearchEventsRequest{Filter: filter, PageSize: pageSize}
