@@ -280,13 +280,14 @@ type ProvenEvent struct {
 // any event of the page is yielded, and whenever a page's checkpoint is not
 // the one seen before, a consistency proof between the two is fetched and
 // checked, so that the whole iteration is proven against one history of the
-// log. A failed check ends the iteration with an error. Pending events are
-// yielded with a nil Checkpoint: unproven. Verify holds the server to
-// calling pending only events its page's checkpoint does not cover, but
-// which page's checkpoint is the server's to choose (a replica may serve an
-// older one), so a pending event can come on any page, not only among the
-// newest events of the first. A caller that needs every event proven treats
-// a pending one as unverified: it stops, waits a second and starts again.
+// log. A failed check ends the iteration with an error. An event a page
+// calls pending (beyond its checkpoint) that a checkpoint verified earlier
+// in the iteration covers (a replica behind, or a server hiding a change)
+// is proven against that one (InclusionProof) before it is yielded. Events
+// still pending are yielded with a nil Checkpoint: unproven. They are
+// usually the newest, but may come on any page (a server chooses its page's
+// checkpoint); a caller that needs every event proven treats a pending one
+// as unverified: it stops, waits a second and starts again.
 func (c *Client) VerifiedEvents(ctx context.Context, filter audittrail.Filter, pageSize int, verifier note.Verifier) iter.Seq2[ProvenEvent, error] {
 	return func(yield func(ProvenEvent, error) bool) {
 		req := audittrail.SearchEventsRequest{Filter: filter, PageSize: pageSize}
@@ -306,6 +307,13 @@ func (c *Client) VerifiedEvents(ctx context.Context, filter audittrail.Filter, p
 						pe := ProvenEvent{Event: e, Proof: in.Proof}
 						if !in.Pending {
 							pe.Checkpoint = cp
+						} else if seen != nil && in.LeafIndex < seen.Size {
+							// Pending for this page's checkpoint, but
+							// covered by one the iteration verified: a
+							// replica behind, or a server hiding a change.
+							if pe, err = c.provePending(ctx, e, in.LeafIndex, seen); err != nil {
+								break
+							}
 						}
 						if !yield(pe, nil) {
 							return
@@ -323,6 +331,29 @@ func (c *Client) VerifiedEvents(ctx context.Context, filter audittrail.Filter, p
 			req.PageToken = resp.NextPageToken
 		}
 	}
+}
+
+// provePending proves event e, claimed pending at leaf by a page, in the
+// tree of the verified checkpoint seen, which covers that leaf. A server
+// that cannot prove it yet (a replica behind seen: EUnavailable, or any
+// other failure to answer) leaves it pending, as the page said; a proof that
+// does not hold is an error.
+func (c *Client) provePending(ctx context.Context, e *audittrail.Event, leaf uint64, seen *merkle.Checkpoint) (ProvenEvent, error) {
+	pe := ProvenEvent{Event: e}
+	proof, seq, err := c.InclusionProof(ctx, e.Name(), seen.Size)
+	if err != nil {
+		return pe, ctx.Err()
+	}
+	leafEvent := e.Clone()
+	leafEvent.Seq = leaf + 1
+	if seq != leaf+1 || proof.TreeSize != seen.Size {
+		return pe, fmt.Errorf("client: %s, claimed pending at leaf %d, is proven at seq %d in a tree of %d", e.Name(), leaf, seq, proof.TreeSize)
+	}
+	if err := merkle.VerifyEventInclusion(seen, leafEvent, proof); err != nil {
+		return pe, fmt.Errorf("client: %s, claimed pending at leaf %d of a tree of %d that the iteration verified: %w", e.Name(), leaf, seen.Size, err)
+	}
+	pe.Checkpoint, pe.Proof = seen, proof
+	return pe, nil
 }
 
 // consistent checks that the verified checkpoints seen (the largest so far,
@@ -404,6 +435,28 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(resp.GetCheckpoint()), nil
+}
+
+// InclusionProof returns the audit path of the event named name
+// ("events/<id>") in the log's tree of treeSize leaves (0: the latest signed
+// checkpoint's size), and the event's seq; merkle.VerifyEventInclusion checks
+// it against a verified checkpoint of that size. It needs the permission to
+// search (and to see the event). An event the server's latest checkpoint
+// does not cover yet is audittrail.EUnavailable.
+func (c *Client) InclusionProof(ctx context.Context, name string, treeSize uint64) (*merkle.Inclusion, uint64, error) {
+	var resp *pb.GetInclusionProofResponse
+	err := c.retry.do(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		resp, err = c.log.GetInclusionProof(ctx, &pb.GetInclusionProofRequest{Name: name, TreeSize: treeSize}, opts...)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	var p merkle.Inclusion
+	if err := p.UnmarshalJSON([]byte(resp.GetProof())); err != nil {
+		return nil, 0, audittrail.Errorf(audittrail.EInternal, "the server returned a malformed inclusion proof: %v", err)
+	}
+	return &p, resp.GetSeq(), nil
 }
 
 // ConsistencyProof returns the proof that the log's tree of first leaves is
