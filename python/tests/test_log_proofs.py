@@ -11,6 +11,7 @@ import json
 import time
 import urllib.request
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import _server
@@ -318,6 +319,28 @@ def test_iter_events_verified(log_server, key, monkeypatch):
 
     monkeypatch.setattr(client, "search_events", tampered)
     with pytest.raises(VerificationError):
+        list(client.iter_events(flt, page_size=6, verify_with=key))
+    monkeypatch.setattr(client, "search_events", search)
+
+    # Pages after the first call every event pending, without a
+    # checkpoint (as a replica behind would, or a server hiding a change):
+    # the events the first page's checkpoint covers are proven against it;
+    # a changed one raises.
+    def behind(changed):
+        def answer(*args, **kwargs):
+            page = search(*args, **kwargs)
+            if kwargs.get("page_token"):
+                if changed:
+                    page.proofs.events[0]["principal"] = "users/mallory"
+                page.proofs = replace(page.proofs, checkpoint="", tree_size=0, hashes=(),
+                                      inclusions=[replace(i, pending=True) for i in page.proofs.inclusions])
+            return page
+        return answer
+
+    monkeypatch.setattr(client, "search_events", behind(False))
+    assert [e.name for e in client.iter_events(flt, page_size=6, verify_with=key, allow_pending=False)] == plain
+    monkeypatch.setattr(client, "search_events", behind(True))
+    with pytest.raises(VerificationError, match="claimed pending"):
         list(client.iter_events(flt, page_size=6, verify_with=key))
     monkeypatch.setattr(client, "search_events", search)
 

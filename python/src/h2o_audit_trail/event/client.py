@@ -18,6 +18,7 @@ from h2o_audit_trail.event.search import (
     filter_to_json,
     search_response_from_json,
 )
+from h2o_audit_trail.exception import ApiException
 from h2o_audit_trail.verify import (
     Checkpoint,
     ConsistencyProof,
@@ -30,6 +31,7 @@ from h2o_audit_trail.verify import (
     _leaf_hash_from_b64,
     open_checkpoint,
     verify_consistency,
+    verify_event_inclusion,
 )
 
 
@@ -183,10 +185,14 @@ class EventClient:
         whenever a page's checkpoint is not the one seen before, a
         consistency proof between the two is fetched and checked, so that all
         events are proven against one history of the log. A failed check
-        raises h2o_audit_trail.verify.VerificationError. Events less than
-        about a second old may be pending (not yet in a signed checkpoint):
-        they are yielded unproven, or, with allow_pending=False, raise
-        VerificationError (ask again a second later)."""
+        raises h2o_audit_trail.verify.VerificationError. An event a page
+        calls pending (beyond its checkpoint) that a checkpoint verified
+        earlier in the iteration covers (a replica behind, or a server hiding
+        a change) is proven against that one (get_inclusion_proof). Events
+        still pending (usually less than about a second old, but on any page:
+        the server chooses its page's checkpoint) are yielded unproven, or,
+        with allow_pending=False, raise VerificationError (ask again a second
+        later)."""
         token = ""
         seen: Optional[Checkpoint] = None
         while True:
@@ -198,14 +204,41 @@ class EventClient:
                 result = page.proofs.verify(verify_with)
                 if result.checkpoint is not None:
                     seen = self._consistent(seen, result.checkpoint)
-                if result.pending and not allow_pending:
-                    raise PendingError(f"{len(result.pending)} events not in a signed checkpoint yet: {result.pending[0]}, ...")
+                pending = self._prove_pending(page.proofs, seen)
+                if pending and not allow_pending:
+                    raise PendingError(f"{len(pending)} events not in a signed checkpoint yet: {pending[0]}, ...")
             yield from page.events
             if not page.next_page_token:
                 return
             if page.next_page_token == token:
                 raise RuntimeError("the server returned the page token it was given; stopping to avoid a loop")
             token = page.next_page_token
+
+    def _prove_pending(self, proofs: LogProofs, seen: Optional[Checkpoint]) -> List[str]:
+        """The names of a verified page's pending events left unproven. One
+        that the verified checkpoint seen covers is proven against it: a
+        proof that does not hold raises VerificationError; a server that
+        answers with an error (a replica behind seen) leaves it pending."""
+        left = []
+        for inc, ev in zip(proofs.inclusions, proofs.events):
+            if not inc.pending:
+                continue
+            if seen is None or inc.leaf_index >= seen.size:
+                left.append(inc.name)
+                continue
+            try:
+                proof = self.get_inclusion_proof(inc.name, seen.size)
+            except ApiException:
+                left.append(inc.name)
+                continue
+            what = f"{inc.name}, claimed pending at leaf {inc.leaf_index} of a tree of {seen.size} the iteration verified"
+            if proof.leaf_index != inc.leaf_index or proof.tree_size != seen.size:
+                raise VerificationError(f"{what}, is proven at leaf {proof.leaf_index} of a tree of {proof.tree_size}")
+            try:
+                verify_event_inclusion(seen, ev, proof)
+            except VerificationError as e:
+                raise VerificationError(f"{what}: {e}") from None
+        return left
 
     def _consistent(self, seen: Optional[Checkpoint], cp: Checkpoint) -> Checkpoint:
         """Checks that the verified checkpoints seen (the largest so far) and
