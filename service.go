@@ -2,6 +2,7 @@ package audittrail
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Service struct {
 	PrefetchMinPage int
 
 	ahead prefetcher
+	// aheadCutoff is the store's retention cutoff (Unix ns) when the
+	// pages read ahead were last checked (forgetBeforeCutoff).
+	aheadCutoff atomic.Int64
 }
 
 // PrefetchStats counts what became of the pages read ahead (prefetch.go).
@@ -39,6 +43,33 @@ func (s *Service) PrefetchStats() PrefetchStats { return s.ahead.snapshot() }
 // the next page of every search is searched anew: after a retention pass
 // moved the cutoff, a page read before it may hold events it hides.
 func (s *Service) ForgetReadAhead() { s.ahead.forget() }
+
+// forgetBeforeCutoff drops the pages read ahead when the store's retention
+// cutoff moved since the last check: the cutoff another replica's retention
+// pass moved (PostgreSQL), which this replica's store learns within
+// seconds, hides events that a page read before may hold, and no pass of
+// this replica called ForgetReadAhead.
+func (s *Service) forgetBeforeCutoff() {
+	cs, ok := s.Store.(interface{ Cutoff() time.Time })
+	if !ok {
+		return
+	}
+	t := cs.Cutoff()
+	if t.IsZero() {
+		return
+	}
+	c := t.UnixNano()
+	for {
+		old := s.aheadCutoff.Load()
+		if c <= old {
+			return
+		}
+		if s.aheadCutoff.CompareAndSwap(old, c) {
+			s.ahead.forget()
+			return
+		}
+	}
+}
 
 func (s *Service) now() time.Time {
 	if s.Now != nil {
@@ -191,6 +222,7 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 	var res *SearchResult
 	if req.PageToken != "" && s.PrefetchMinPage > 0 {
 		// The page read ahead for this token, if any (prefetch.go).
+		s.forgetBeforeCutoff()
 		if res, err = s.ahead.take(ctx, req.PageToken, size, scope, s.now()); err != nil {
 			return nil, err
 		}

@@ -329,3 +329,56 @@ func TestAppendRacesExpire(t *testing.T) {
 func beforeCutoff(err error) bool {
 	return audittrail.ErrorCode(err) == audittrail.EInvalid && strings.Contains(err.Error(), "before the retention cutoff")
 }
+
+// TestReadAheadAfterAnotherReplicaExpires: a replica hides the events
+// before a cutoff another replica moved once it has read the cutoff
+// (within cutoffRefresh), also in the next page of a search that it read
+// ahead before the cutoff moved (audittrail.Service.PrefetchMinPage). Only
+// the replica that ran the retention pass forgets its pages read ahead
+// (Service.ForgetReadAhead); the others served them, events before the
+// cutoff included, until prefetchTTL.
+func TestReadAheadAfterAnotherReplicaExpires(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	a := mustOpen(t, url) // runs the retention pass
+	defer a.Close()
+	b := mustOpen(t, url) // serves the search
+	defer b.Close()
+	var events []*audittrail.Event
+	for k := range 6 {
+		events = append(events, numberedEvent(t, k, "create"))
+	}
+	if _, err := a.Append(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	now := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	svc := &audittrail.Service{Store: b, PageTokenKey: key, PrefetchMinPage: 2, Now: func() time.Time { return now }}
+	pctx := audittrail.NewContextWithPrincipal(ctx, &audittrail.Principal{Name: "users/auditor", Roles: []audittrail.Role{audittrail.RoleAuditor}})
+	filter := audittrail.Filter{StartTime: ptr(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))}
+	first, err := svc.SearchEvents(pctx, audittrail.SearchEventsRequest{Filter: filter, PageSize: 2})
+	if err != nil || len(first.Events) != 2 || first.NextPageToken == "" {
+		t.Fatalf("first page: %v, %+v", err, first)
+	}
+	for svc.PrefetchStats().Started == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the read ahead done
+
+	// Every event is before the cutoff.
+	if _, err := a.Expire(ctx, time.Date(2026, 11, 1, 13, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); b.Cutoff().IsZero(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("replica b did not learn the cutoff")
+		}
+	}
+	next, err := svc.SearchEvents(pctx, audittrail.SearchEventsRequest{Filter: filter, PageSize: 2, PageToken: first.NextPageToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range next.Events {
+		t.Errorf("replica b knows the cutoff %s and shows event %s of %s", b.Cutoff(), e.ID, e.EventTime)
+	}
+}
