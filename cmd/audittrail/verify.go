@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
@@ -426,6 +427,12 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	}
 	if n := rep.UnsearchableCount - len(rep.Unsearchable); n > 0 {
 		fmt.Fprintf(c.Stdout, "NOT SEARCHABLE: %d more leaves\n", n)
+	}
+	if cs, ok := st.(interface{ Cutoff() time.Time }); ok && rep.UnsearchableCount > 0 && !f.allowDeleted && !cs.Cutoff().IsZero() {
+		// Events before a retention cutoff are hidden before they are
+		// deleted: with --allow-deleted they are audited as such.
+		fmt.Fprintf(c.Stdout, "note: the store has a retention cutoff (%s): events before it are hidden until retention deletes them; audit with --allow-deleted\n",
+			cs.Cutoff().Format(time.RFC3339))
 	}
 	if rep.HorizonCount > 0 {
 		fmt.Fprintf(c.Stdout, "warning: %d leaves on the wrong side of a checkpoint's received-before horizon (first: leaf %d, received %s, checkpoint size %d)\n",

@@ -279,6 +279,18 @@ func TestVerifiableLogPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	// Events before a retention cutoff are hidden until retention deletes
+	// them (their month's partition): searches do not show them, and the
+	// audit says why, and what to give.
+	if _, err := conn.Exec(ctx, "UPDATE retention SET cutoff_ns = (SELECT min(event_time_ns) + 1 FROM events)"); err != nil {
+		t.Fatal(err)
+	}
+	if out := verify(1, "store", "--store", url, "--key", keyFile); !strings.Contains(out, "NOT SEARCHABLE") || !strings.Contains(out, "audit with --allow-deleted") {
+		t.Errorf("verify store with events hidden by a retention cutoff printed:\n%s", out)
+	}
+	if _, err := conn.Exec(ctx, "UPDATE retention SET cutoff_ns = NULL"); err != nil {
+		t.Fatal(err)
+	}
 	if tag, err := conn.Exec(ctx, "UPDATE events SET resource = 'res-unique-9999' WHERE resource = 'res-unique-0017'"); err != nil || tag.RowsAffected() != 1 {
 		t.Fatalf("tampering: %v %v", tag, err)
 	}
