@@ -3,9 +3,11 @@ package wire_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
@@ -155,4 +157,29 @@ func BenchmarkGRPCCodec(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestEventTimeYearOne: an event_time of 0001-01-01T00:00:00Z (the
+// earliest a Timestamp holds, over REST and gRPC alike) was given: it is
+// refused as out of range, naming the range, not as missing (it is the zero
+// time.Time, which validation reads as "no time").
+func TestEventTimeYearOne(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ts   *timestamppb.Timestamp
+		want string
+	}{
+		{"year 1", &timestamppb.Timestamp{Seconds: -62135596800}, "event.event_time 0001-01-01T00:00:00Z is out of range: it must be from 1970-01-01T00:00:00Z to before 2262-01-01T00:00:00Z"},
+		{"year 1 plus 1ns", &timestamppb.Timestamp{Seconds: -62135596800, Nanos: 1}, "event.event_time 0001-01-01T00:00:00.000000001Z is out of range: it must be from 1970-01-01T00:00:00Z to before 2262-01-01T00:00:00Z"},
+		{"missing", nil, "event.event_time is required"},
+	} {
+		p := &pb.Event{EventTime: c.ts, EventSource: "s", Action: "a", Principal: "users/p", SourceIpAddress: "1.1.1.1"}
+		ne, err := wire.EventFromProto(p)
+		if err == nil {
+			_, err = audittrail.PrepareNewEvent("6a2f41a3-c54c-4c01-9f1e-d1d7c8a5b6e7", ne, time.Now(), true)
+		}
+		if err == nil || audittrail.ErrorCode(err) != audittrail.EInvalid || audittrail.ErrorMessage(err) != c.want {
+			t.Errorf("%s: got %v, want INVALID %q", c.name, err, c.want)
+		}
+	}
 }
