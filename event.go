@@ -233,13 +233,20 @@ func PrepareNewEvent(id string, in NewEvent, receivedAt time.Time, redactPrivate
 	return &e, nil
 }
 
+// EventTimeOutOfRange is the error of an event time outside [MinEventTime,
+// MaxEventTime). The transport uses it for 0001-01-01T00:00:00Z, which it
+// cannot hand on: as a time.Time it is the zero time, "no event_time".
+func EventTimeOutOfRange(t time.Time) error {
+	return Errorf(EInvalid, "event.event_time %s is out of range: it must be from %s to before %s",
+		t.UTC().Format(time.RFC3339Nano), MinEventTime.Format(time.RFC3339), MaxEventTime.Format(time.RFC3339))
+}
+
 func validateEvent(e *Event) error {
 	if e.EventTime.IsZero() {
 		return Errorf(EInvalid, "event.event_time is required")
 	}
 	if e.EventTime.Before(MinEventTime) || !e.EventTime.Before(MaxEventTime) {
-		return Errorf(EInvalid, "event.event_time %s is out of range: it must be from %s to before %s",
-			e.EventTime.UTC().Format(time.RFC3339Nano), MinEventTime.Format(time.RFC3339), MaxEventTime.Format(time.RFC3339))
+		return EventTimeOutOfRange(e.EventTime)
 	}
 	required := []struct{ name, value string }{
 		{"event.event_source", e.EventSource},

@@ -163,8 +163,7 @@ func EventFromProto(p *pb.Event) (audittrail.NewEvent, error) {
 		if t.IsZero() {
 			// 0001-01-01T00:00:00Z was given: the zero time.Time, which
 			// the service's validation would report as missing.
-			return out, audittrail.Errorf(audittrail.EInvalid, "event.event_time %s is out of range: it must be from %s to before %s",
-				t.Format(time.RFC3339Nano), audittrail.MinEventTime.Format(time.RFC3339), audittrail.MaxEventTime.Format(time.RFC3339))
+			return out, audittrail.EventTimeOutOfRange(t)
 		}
 		e.EventTime = t
 	}
