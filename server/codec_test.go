@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/wire"
 )
@@ -81,9 +82,13 @@ func TestGRPCCodecs(t *testing.T) {
 				}
 			}
 			bad := []byte{0x0a, 0x02, 0xff, 0xfe} // Event field 1 (name, a string): bytes ff fe
-			err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, &pb.Event{})
-			if name == "server" && err == nil {
-				t.Error("the server accepted a string field that is not UTF-8")
+			ev := &pb.Event{}
+			err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, ev)
+			// The server decodes it, and keeps the error for its
+			// interceptor (wire.DecodeError), which answers
+			// INVALID_ARGUMENT where grpc-go would answer INTERNAL.
+			if bad := wire.DecodeError(ev); name == "server" && (err != nil || audittrail.ErrorMessage(bad) != "name is not valid UTF-8") {
+				t.Errorf("the server's codec on a string field that is not UTF-8: %v, kept %v; want it decoded and 'name is not valid UTF-8' kept", err, bad)
 			}
 			if name == "client" && err != nil {
 				t.Errorf("the client's generated decoder refused a string that is not UTF-8: %v (update the docs if vtprotobuf now checks)", err)
@@ -119,15 +124,17 @@ func TestIngestRequestStrings(t *testing.T) {
 		if want == nil {
 			t.Fatalf("%s: protobuf-go accepts the bad string: the test does not test", path)
 		}
-		err = codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw)}, &pb.BatchCreateEventsRequest{})
-		if err == nil || err.Error() != want.Error() {
-			t.Errorf("%s not UTF-8: the server's codec says %v, protobuf-go %v", path, err, want)
+		got := &pb.BatchCreateEventsRequest{}
+		err = codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw)}, got)
+		if kept := wire.DecodeError(got); err != nil || audittrail.ErrorCode(kept) != audittrail.EInvalid || !strings.Contains(kept.Error(), "is not valid UTF-8") {
+			t.Errorf("%s not UTF-8: the server's codec says %v and keeps %v; want INVALID_ARGUMENT kept for the interceptor", path, err, kept)
 		}
 		one, err := req.Requests[1].MarshalVT()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(one)}, &pb.CreateEventRequest{}); err == nil && strings.HasPrefix(path, ".requests[1]") {
+		gotOne := &pb.CreateEventRequest{}
+		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(one)}, gotOne); err == nil && wire.DecodeError(gotOne) == nil && strings.HasPrefix(path, ".requests[1]") {
 			t.Errorf("%s not UTF-8: the server's codec accepts it in a CreateEventRequest", path)
 		}
 	}

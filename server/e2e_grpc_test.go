@@ -17,6 +17,7 @@ import (
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/testserver"
+	"github.com/audittrail/audittrail/internal/wire"
 )
 
 func pbEvent(t time.Time, resource string) *pb.Event {
@@ -141,6 +142,42 @@ func TestE2EGRPCMessageTooLarge(t *testing.T) {
 	e := pbEvent(time.Now(), strings.Repeat("r", audittrail.MaxRequestBodySize))
 	_, err := internal.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: e})
 	wantCode(t, err, codes.ResourceExhausted, "")
+}
+
+// TestE2EGRPCInvalidUTF8: a request with a string that is not UTF-8 is
+// INVALID_ARGUMENT naming the field (grpc-go would answer INTERNAL for the
+// decoding failure), before authentication, and nothing is stored; the
+// server goes on serving the connection.
+func TestE2EGRPCInvalidUTF8(t *testing.T) {
+	srv := testserver.Start(t)
+	// The client's codec writes with generated code, which does not check
+	// strings (protobuf-go's would refuse to send them).
+	dial := func(addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(wire.ClientCodec())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	internal, public := pb.NewEventServiceClient(dial(srv.InternalAddr)), pb.NewEventServiceClient(dial(srv.PublicAddr))
+	bad := pbEvent(time.Now(), "utf8/bad")
+	bad.Action = "actions/x/y/\xff"
+	_, err := internal.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: bad})
+	wantCode(t, err, codes.InvalidArgument, "event.action is not valid UTF-8")
+	good, meta := pbEvent(time.Now(), "utf8/bad"), pbEvent(time.Now(), "utf8/bad")
+	meta.Metadata = map[string]string{"k": "\xc3"}
+	_, err = internal.BatchCreateEvents(withToken(t, ""), &pb.BatchCreateEventsRequest{Requests: []*pb.CreateEventRequest{
+		{EventId: newID(), Event: good}, {EventId: newID(), Event: meta}}})
+	wantCode(t, err, codes.InvalidArgument, `requests[1].event.metadata["k"] is not valid UTF-8`)
+	_, err = public.SearchEvents(withToken(t, srv.ReaderToken), &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ActionExact: ptr("\xff")}})
+	wantCode(t, err, codes.InvalidArgument, "filter.action_exact is not valid UTF-8")
+	// Nothing of the batch was stored, and the connection still serves.
+	res, err := public.SearchEvents(withToken(t, srv.ReaderToken), &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ResourceExact: ptr("utf8/bad")}})
+	if err != nil || len(res.Events) != 0 {
+		t.Errorf("after the refused requests: %v, %d events stored", err, len(res.GetEvents()))
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

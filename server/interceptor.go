@@ -34,6 +34,19 @@ func rpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, ha
 	return resp, err
 }
 
+// badStrings answers INVALID_ARGUMENT for a request whose strings are not
+// all UTF-8, which the codec decoded anyway so that the call gets here
+// (wire.DecodeError; grpc-go would have answered INTERNAL). Like REST's 400
+// for such a body, before authentication and without a self-audit event.
+// It comes first in the chain but for the metrics: an interceptor that
+// answered before it would leave the codec's entry for the request behind.
+func badStrings(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := wire.DecodeError(req); err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	return handler(ctx, req)
+}
+
 // recoverPanics turns a panic in a call into INTERNAL, with the stack in the
 // request's log line, instead of ending the process (grpc.Server runs calls
 // in goroutines of its own, where a panic is fatal).

@@ -157,11 +157,11 @@ func New(cfg Config) (*Server, error) {
 	// The public listener refuses the create methods before it
 	// authenticates; otherwise both run the same chain. The audit
 	// interceptor is outside authentication, so refused calls are audited.
-	if s.public, err = s.newEndpoint("public", impl, nil, chain(rpcInterceptor, recoverPanics, publicOnly, audit, recoverPanics,
+	if s.public, err = s.newEndpoint("public", impl, nil, chain(rpcInterceptor, badStrings, recoverPanics, publicOnly, audit, recoverPanics,
 		authInterceptor(cfg.Authenticator, lim, nil)), true, routes, cfg.PublicTLS); err != nil {
 		return nil, err
 	}
-	if s.internal, err = s.newEndpoint("internal", impl, admin, chain(rpcInterceptor, recoverPanics, audit, recoverPanics,
+	if s.internal, err = s.newEndpoint("internal", impl, admin, chain(rpcInterceptor, badStrings, recoverPanics, audit, recoverPanics,
 		authInterceptor(cfg.Authenticator, lim, cfg.CertPrincipal)), false, nil, cfg.InternalTLS); err != nil {
 		return nil, err
 	}

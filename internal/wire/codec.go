@@ -1,12 +1,16 @@
 package wire
 
 import (
+	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 
 	// The protobuf codec the codecs fall back on.
@@ -29,7 +33,9 @@ import (
 // batch ingest (perf, 1M events), so they are decoded by the generated code
 // and their strings checked by checkedUTF8; a request with a string that is
 // not UTF-8, or that the generated code refuses, is decoded again by
-// protobuf-go for its error. The client decodes answers with the generated
+// protobuf-go for its error. A request of the API refused only for a string
+// that is not UTF-8 is then decoded anyway, its error kept for the server's
+// interceptor (DecodeError). The client decodes answers with the generated
 // code, leaving their strings in a copy of the answer (see Unmarshal): what
 // the server writes was checked on its way in.
 
@@ -87,6 +93,114 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.unmarshal(data, v)
+	if err != nil && c.decodeIngest {
+		if bad := badStringError(data, v); bad != nil {
+			badStrings.Store(v, bad)
+			return nil
+		}
+	}
+	return err
+}
+
+// A request string that is not UTF-8 makes protobuf-go's decoding fail, and
+// grpc-go answers every decoding failure INTERNAL, before any code of ours
+// runs: a client would take its own bad input for the server's fault (and
+// retry it). So the server's codec decodes such a request of the API with
+// the generated code, which does not check strings, keeps the error for it
+// in badStrings, and the listener's interceptor (DecodeError) answers
+// INVALID_ARGUMENT naming the field, as REST answers 400. The API's methods
+// are all unary, so every request the codec decodes reaches the
+// interceptor, which removes its entry.
+var badStrings sync.Map // request message → error
+
+// DecodeError returns (and forgets) the error the server's codec kept for
+// req: a string of it that is not UTF-8. Nil for any other request.
+func DecodeError(req any) error {
+	if err, ok := badStrings.LoadAndDelete(req); ok {
+		return err.(error)
+	}
+	return nil
+}
+
+// badStringError returns the error of a request of the API whose bytes
+// decode with the generated code and hold a string that is not UTF-8, or
+// nil (another malformation, or another message).
+func badStringError(data mem.BufferSlice, v any) error {
+	m, ok := v.(interface {
+		vtMessage
+		proto.Message
+	})
+	if !ok || m.ProtoReflect().Descriptor().ParentFile().Package() != apiPackage {
+		return nil
+	}
+	proto.Reset(m)
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	err := m.UnmarshalVT(buf.ReadOnlyData())
+	buf.Free()
+	if err != nil {
+		proto.Reset(m)
+		return nil
+	}
+	path := badStringPath(m.ProtoReflect(), "")
+	if path == "" {
+		proto.Reset(m)
+		return nil
+	}
+	return audittrail.Errorf(audittrail.EInvalid, "%s is not valid UTF-8", path)
+}
+
+// apiPackage is the protobuf package of the API's messages.
+var apiPackage = (&pb.Event{}).ProtoReflect().Descriptor().ParentFile().Package()
+
+// badStringPath returns the path of the first string of m that is not
+// UTF-8 ("event.metadata[\"k\"]", "requests[2].event.action"), or "".
+func badStringPath(m protoreflect.Message, prefix string) string {
+	var found string
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := prefix + string(fd.Name())
+		switch {
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				key := k.String()
+				switch {
+				case fd.MapKey().Kind() == protoreflect.StringKind && !utf8.ValidString(key):
+					found = name + " key " + strconv.QuoteToASCII(key)
+				case fd.MapValue().Kind() == protoreflect.StringKind && !utf8.ValidString(mv.String()):
+					found = name + "[" + strconv.QuoteToASCII(key) + "]"
+				case fd.MapValue().Kind() == protoreflect.MessageKind:
+					found = badStringPath(mv.Message(), name+"["+strconv.QuoteToASCII(key)+"].")
+				}
+				return found == ""
+			})
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				switch fd.Kind() {
+				case protoreflect.StringKind:
+					if !utf8.ValidString(l.Get(i).String()) {
+						found = name + "[" + strconv.Itoa(i) + "]"
+					}
+				case protoreflect.MessageKind:
+					found = badStringPath(l.Get(i).Message(), name+"["+strconv.Itoa(i)+"].")
+				}
+				if found != "" {
+					break
+				}
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			if !utf8.ValidString(v.String()) {
+				found = name
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			found = badStringPath(v.Message(), name+".")
+		}
+		return found == ""
+	})
+	return found
+}
+
+func (c codec) unmarshal(data mem.BufferSlice, v any) error {
 	if c.decodeIngest {
 		var valid func() bool
 		switch m := v.(type) {
