@@ -150,6 +150,18 @@ func nonNilMap(m map[string]string) map[string]string {
 // EventFromProto converts a producer's event. Output-only fields of the
 // message are ignored: the service sets them.
 func EventFromProto(p *pb.Event) (audittrail.NewEvent, error) {
+	out, err := eventFromProto(p)
+	if err == nil && p.EventTime != nil && out.Event.EventTime.IsZero() {
+		// 0001-01-01T00:00:00Z was given: the zero time.Time, which the
+		// service's validation would report as missing.
+		return out, audittrail.EventTimeOutOfRange(out.Event.EventTime)
+	}
+	return out, err
+}
+
+// eventFromProto is EventFromProto without the producer's check, for the
+// events a server wrote (OutputEventInto): what they hold is read as is.
+func eventFromProto(p *pb.Event) (audittrail.NewEvent, error) {
 	var out audittrail.NewEvent
 	if p == nil {
 		return out, audittrail.Errorf(audittrail.EInvalid, "event is required")
@@ -159,11 +171,6 @@ func EventFromProto(p *pb.Event) (audittrail.NewEvent, error) {
 		t, err := timeFromProto("event.event_time", p.EventTime)
 		if err != nil {
 			return out, err
-		}
-		if t.IsZero() {
-			// 0001-01-01T00:00:00Z was given: the zero time.Time, which
-			// the service's validation would report as missing.
-			return out, audittrail.EventTimeOutOfRange(t)
 		}
 		e.EventTime = t
 	}
@@ -197,7 +204,7 @@ func EventFromOutputProto(p *pb.Event) (*audittrail.Event, error) {
 // OutputEventInto is EventFromOutputProto into an Event of the caller's, so
 // that a page's events can share one allocation (the Go client's searches).
 func OutputEventInto(dst *audittrail.Event, p *pb.Event) error {
-	ne, err := EventFromProto(p)
+	ne, err := eventFromProto(p)
 	if err != nil {
 		return err
 	}
