@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +11,6 @@ import (
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/sample"
-	"github.com/audittrail/audittrail/internal/testserver"
-	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
 )
 
@@ -39,26 +35,8 @@ func (s *editedSearch) SearchEvents(ctx context.Context, in *pb.SearchEventsRequ
 // checkpoint of its own, the page's Verify has nothing to hold the claim
 // against; the iteration has.
 func TestVerifiedEventsPendingCovered(t *testing.T) {
-	srv := testserver.Start(t)
 	ctx := t.Context()
-	producer, err := Dial(ctx, srv.InternalAddr, WithToken(srv.ProducerToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	reader, err := Dial(ctx, srv.PublicAddr, WithToken(srv.ReaderToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	key, err := os.ReadFile(filepath.Join(srv.DataDir, logsign.VerificationKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := merkle.NewVerifier(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, producer, reader, verifier := startLogServer(t)
 	g := sample.New(1, sample.Options{Events: 30, Span: time.Hour, End: time.Now()})
 	reqs := make([]audittrail.CreateRequest, 30)
 	for i := range reqs {

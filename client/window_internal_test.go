@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc"
 
 	"github.com/audittrail/audittrail"
@@ -33,31 +34,37 @@ func (l *editedLog) GetLogEntries(ctx context.Context, in *pb.GetLogEntriesReque
 	return resp, err
 }
 
+// startLogServer starts a server and returns it with a producer's client, a
+// reader's, and the verifier of its log's key; the clients close with the
+// test.
+func startLogServer(t *testing.T) (srv *testserver.Server, producer, reader *Client, verifier note.Verifier) {
+	t.Helper()
+	srv = testserver.Start(t)
+	dial := func(addr, token string) *Client {
+		c, err := Dial(t.Context(), addr, WithToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	key, err := os.ReadFile(filepath.Join(srv.DataDir, logsign.VerificationKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verifier, err = merkle.NewVerifier(key); err != nil {
+		t.Fatal(err)
+	}
+	return srv, dial(srv.InternalAddr, srv.ProducerToken), dial(srv.PublicAddr, srv.ReaderToken), verifier
+}
+
 // TestVerifiedWindow proves the events between two checkpoints of the real
 // server's log (more than one page of them) complete and in place, and
 // fails on answers altered to leave an event out, change one, or move one
 // while proving it at its true position.
 func TestVerifiedWindow(t *testing.T) {
-	srv := testserver.Start(t)
 	ctx := t.Context()
-	producer, err := Dial(ctx, srv.InternalAddr, WithToken(srv.ProducerToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	auditor, err := Dial(ctx, srv.PublicAddr, WithToken(srv.ReaderToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer auditor.Close()
-	key, err := os.ReadFile(filepath.Join(srv.DataDir, logsign.VerificationKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := merkle.NewVerifier(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, producer, auditor, verifier := startLogServer(t)
 	seed := int64(0)
 	produce := func(n int) []string {
 		seed++

@@ -122,25 +122,12 @@ func limitFailedAuth(lim *limiter, h http.Handler) http.Handler {
 				"message": "rate limit exceeded for callers from this address, after too many failed authentications: retry after " + strconv.FormatInt(secs, 10) + "s"})
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &recorder{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
-		if sw.status == http.StatusBadRequest || sw.status == http.StatusUnauthorized {
+		if code := sw.statusCode(); code == http.StatusBadRequest || code == http.StatusUnauthorized {
 			lim.allow(key)
 		}
 	})
-}
-
-// statusWriter remembers the status of an answer.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 // prune drops the buckets that are full again (their owners went quiet).

@@ -26,6 +26,22 @@ func newTestMain(env map[string]string) (*Main, *bytes.Buffer) {
 	return m, &out
 }
 
+// startDev runs serve --dev in process on a new data directory and free
+// ports, closed with the test, and returns it with what it printed.
+func startDev(t *testing.T) (*Main, *bytes.Buffer) {
+	t.Helper()
+	m, out := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(t.Context()); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, out
+}
+
 func TestServeParseFlagsDefaults(t *testing.T) {
 	m, _ := newTestMain(nil)
 	if err := m.ParseFlags([]string{"--reader-token", "r", "--producer-token", "p"}); err != nil {
@@ -198,15 +214,7 @@ func TestServeMainDev(t *testing.T) {
 func TestServeDevExamplesRun(t *testing.T) {
 	defer func(name string) { programName = name }(programName)
 	programName = "./bin/audittrail"
-	m, out := newTestMain(nil)
-	if err := m.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Run(t.Context()); err != nil {
-		m.Close()
-		t.Fatal(err)
-	}
-	defer m.Close()
+	_, out := startDev(t)
 	n := 0
 	for line := range strings.Lines(out.String()) {
 		cmd := strings.TrimSpace(line)
@@ -260,14 +268,7 @@ func TestServeLogKeyInMissingDirectory(t *testing.T) {
 }
 
 func TestServePortInUse(t *testing.T) {
-	m1, _ := newTestMain(nil)
-	if err := m1.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m1.Run(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer m1.Close()
+	m1, _ := startDev(t)
 	m2, _ := newTestMain(nil)
 	if err := m2.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0",
 		"--internal-addr", strings.TrimPrefix(m1.InternalURL, "http://")}); err != nil {

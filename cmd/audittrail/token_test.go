@@ -11,15 +11,7 @@ import (
 // TestTokenCommand runs serve --dev in process, then the token subcommands
 // against it with the printed admin token.
 func TestTokenCommand(t *testing.T) {
-	m, out := newTestMain(nil)
-	if err := m.ParseFlags([]string{"--dev", "--data-dir", t.TempDir(), "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Run(t.Context()); err != nil {
-		m.Close()
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, out := startDev(t)
 	admin := m.Config.Auth.AdminToken
 	if len(admin) < 32 || !strings.Contains(out.String(), admin) || !strings.Contains(out.String(), "audittrail token create") {
 		t.Fatalf("dev mode prints no admin token:\n%s", out)
