@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -91,7 +94,7 @@ func (m requestJSON) decode(data []byte, msg proto.Message) error {
 		return nil
 	}
 	if err := m.lenient.Unmarshal(data, msg); err != nil {
-		return err
+		return namingField(data, msg.ProtoReflect().Descriptor(), err)
 	}
 	var tree any
 	d := json.NewDecoder(bytes.NewReader(data))
@@ -176,4 +179,197 @@ func unknownEnumInValue(val any, fd protoreflect.FieldDescriptor, path string) e
 		return unknownEnumName(val, fd.Message(), path)
 	}
 	return nil
+}
+
+// namingField puts the path of the field a protojson error is about in
+// front of its message: `filter.start_event_time (line 1:28): invalid
+// google.protobuf.Timestamp value "2026-13-01"` instead of `proto: (line
+// 1:28): ...`, which names the value but leaves a person to count
+// characters to find the field. Paths use the API's field names, as the
+// other errors of a request do (unknownEnumName, the service's checks). An
+// error without a position, or at a place the walk cannot name, is returned
+// as it is.
+func namingField(data []byte, md protoreflect.MessageDescriptor, err error) error {
+	m := protojsonPosition.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	line, _ := strconv.Atoi(m[1])
+	col, _ := strconv.Atoi(m[2])
+	path := jsonPathAt(data, byteOffset(data, line, col), md)
+	if path == "" {
+		return err
+	}
+	return fmt.Errorf("%s (line %s:%s): %s", path, m[1], m[2], m[3])
+}
+
+// protojsonPosition matches protojson's errors with a position: "proto:
+// (line 1:28): invalid ...", and "proto: syntax error (line 1:12):
+// unexpected token 3" for a value of the wrong JSON type. protobuf-go
+// writes a space or a no-break space at random after "proto:" and the
+// position, so that nobody matches its messages exactly; this only looks
+// for the position.
+var protojsonPosition = regexp.MustCompile(`^proto:[\s\x{00a0}]+(?:syntax error[\s\x{00a0}]+)?\(line (\d+):(\d+)\):[\s\x{00a0}]+(.*)$`)
+
+// byteOffset returns the offset of a 1-based line and column in data, as
+// protojson counts them (columns in characters); -1 when outside data.
+func byteOffset(data []byte, line, col int) int {
+	off := 0
+	for ; line > 1; line-- {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			return -1
+		}
+		off += i + 1
+	}
+	for ; col > 1 && off < len(data); col-- {
+		_, size := utf8.DecodeRune(data[off:])
+		off += size
+	}
+	if col > 1 || off >= len(data) {
+		return -1
+	}
+	return off
+}
+
+// pathFrame is an object or array being read by jsonPathAt: a message's
+// fields (md), a map's entries or a list's elements (field), or a value it
+// cannot type (neither: a well-known type's JSON, an unknown field's).
+type pathFrame struct {
+	array     bool
+	md        protoreflect.MessageDescriptor
+	field     protoreflect.FieldDescriptor // the map or list field
+	expectKey bool
+	segment   string                       // the path of the current child, from this frame
+	child     protoreflect.FieldDescriptor // a message's field being read
+	index     int
+}
+
+// jsonPathAt returns the path ("filter.include_types[2]") of the innermost
+// value or object key at byte offset off of data, the JSON of a message of
+// type md; "" for the top level, an offset outside every value, or JSON the
+// walk cannot read.
+func jsonPathAt(data []byte, off int, md protoreflect.MessageDescriptor) string {
+	if off < 0 {
+		return ""
+	}
+	var stack []pathFrame
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			seg := f.segment
+			if f.array {
+				seg = fmt.Sprintf("[%d]", f.index)
+			}
+			if b.Len() > 0 && !strings.HasPrefix(seg, "[") {
+				b.WriteByte('.')
+			}
+			b.WriteString(seg)
+		}
+		return b.String()
+	}
+	// open returns the frame of an object or array that is the current
+	// child of the innermost frame.
+	open := func(array bool) pathFrame {
+		f := pathFrame{array: array, expectKey: !array}
+		if len(stack) == 0 {
+			f.md = md
+			return f
+		}
+		top := stack[len(stack)-1]
+		var fd protoreflect.FieldDescriptor // the field whose value opens
+		switch {
+		case top.md != nil:
+			fd = top.child
+		case top.field != nil && top.field.IsMap():
+			if v := top.field.MapValue(); v.Kind() == protoreflect.MessageKind {
+				f.md = typedMessage(v.Message())
+			}
+			return f
+		case top.field != nil:
+			if top.field.Kind() == protoreflect.MessageKind {
+				f.md = typedMessage(top.field.Message())
+			}
+			return f
+		}
+		switch {
+		case fd == nil:
+		case fd.IsMap() || fd.IsList():
+			f.field = fd
+		case fd.Kind() == protoreflect.MessageKind:
+			f.md = typedMessage(fd.Message())
+		}
+		return f
+	}
+	// valueDone moves the innermost frame past a value.
+	valueDone := func() {
+		if len(stack) == 0 {
+			return
+		}
+		if top := &stack[len(stack)-1]; top.array {
+			top.index++
+		} else {
+			top.expectKey = true
+		}
+	}
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	for {
+		start := int(d.InputOffset())
+		tok, err := d.Token()
+		if err != nil {
+			return ""
+		}
+		end := int(d.InputOffset())
+		at := start <= off && off < end
+		if n := len(stack); n > 0 && !stack[n-1].array && stack[n-1].expectKey {
+			if key, ok := tok.(string); ok {
+				top := &stack[n-1]
+				top.expectKey, top.child, top.segment = false, nil, key
+				switch {
+				case top.md != nil:
+					fd := top.md.Fields().ByJSONName(key)
+					if fd == nil {
+						fd = top.md.Fields().ByTextName(key)
+					}
+					if fd != nil {
+						top.child, top.segment = fd, string(fd.Name())
+					}
+				case top.field != nil:
+					top.segment = fmt.Sprintf("[%q]", key)
+				}
+				if at {
+					return path()
+				}
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if at {
+				return path()
+			}
+			stack = append(stack, open(tok == json.Delim('[')))
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			if at {
+				return path()
+			}
+			valueDone()
+		}
+		if len(stack) == 0 {
+			return "" // the top-level value is over
+		}
+	}
+}
+
+// typedMessage is md, or nil for a well-known type whose JSON is not an
+// object of its fields (Struct, Value, Any, ...).
+func typedMessage(md protoreflect.MessageDescriptor) protoreflect.MessageDescriptor {
+	if strings.HasPrefix(string(md.FullName()), "google.protobuf.") {
+		return nil
+	}
+	return md
 }

@@ -376,6 +376,7 @@ func TestE2EErrorsREST(t *testing.T) {
 		{"bad timestamp", search(`{"filter": {"startEventTime": "yesterday"}}`), 400, 3, "Timestamp"},
 		{"bad JSON", search(`{"filter": `), 400, 3, ""},
 		{"wrong type", search(`{"pageSize": "many"}`), 400, 3, "pageSize"},
+		{"bad time in a filter", search(`{"filter": {"startEventTime": "2026-13-01T00:00:00Z"}}`), 400, 3, `filter.start_event_time (line 1:31): invalid google.protobuf.Timestamp value "2026-13-01T00:00:00Z"`},
 		{"unknown type name in a filter", search(`{"filter": {"includeTypes": ["TYPE_SYSTEMX"]}}`), 400, 3, `filter.include_types[0]: "TYPE_SYSTEMX" is not a value of EventType (TYPE_UNSPECIFIED, TYPE_API, TYPE_SYSTEM)`},
 		{"unknown type name beside an unknown field", search(`{"filter": {"exclude_types": ["TYPE_API", "type_system"], "future": 1}}`), 400, 3, `filter.exclude_types[1]: "type_system" is not a value of EventType`},
 		{"unknown type name on create", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1", "type": "TYPE_BOGUS"}`), 400, 3, `type: "TYPE_BOGUS" is not a value of EventType`},
