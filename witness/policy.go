@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	fnote "github.com/transparency-dev/formats/note"
@@ -77,6 +78,21 @@ func ParsePolicy(text []byte) (*Policy, error) {
 		case "quorum":
 			p.quorum = fields[1]
 		case "group":
+			// A group of threshold 0 ("group g 0 w1", or "group g all"
+			// without members) is satisfied by no cosignature at all: the
+			// library takes it, and a quorum through it would demand
+			// nothing while reading as a requirement.
+			threshold := len(fields[3:])
+			switch fields[2] {
+			case "any":
+				threshold = 1
+			case "all":
+			default:
+				threshold, _ = strconv.Atoi(fields[2])
+			}
+			if threshold < 1 {
+				return nil, fmt.Errorf("witness policy: group %s has threshold 0: it would accept a checkpoint without any cosignature (write \"quorum none\" for no requirement)", fields[1])
+			}
 			// The library counts each listed member, so a member listed
 			// twice would count its one cosignature twice: "group g 2 w1
 			// w1" would be satisfied by w1 alone.

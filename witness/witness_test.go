@@ -518,6 +518,9 @@ func TestParsePolicy(t *testing.T) {
 		// twice towards the threshold, so one witness would satisfy "2".
 		{"witness w1 " + vkey + " https://w1.example/\nwitness w2 " + vkey2 + " https://w2.example/\ngroup g 2 w1 w1 w2\nquorum g\n", "listed twice"},
 		{"witness w1 " + vkey + " https://w1.example/\ngroup a any w1\ngroup g 2 a a\nquorum g\n", "listed twice"},
+		// A threshold of 0 demands nothing while reading as a requirement.
+		{"witness w1 " + vkey + " https://w1.example/\ngroup g 0 w1\nquorum g\n", "group g has threshold 0"},
+		{"group g all\nquorum g\n", "group g has threshold 0"},
 		{"witness w1 " + vkey + " https://w1.example/\ngroup g 2 w1\nquorum g\n", "threshold"},
 		{strings.Repeat("#", 70<<10), "more than"},
 	} {

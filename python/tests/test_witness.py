@@ -209,6 +209,10 @@ BAD_POLICIES = [
     (W1.line("w1") + "group g 2 w1\nquorum g\n", "group g with 1 children cannot have threshold 2", True),
     # A member listed twice would count its one cosignature twice.
     (W1.line("w1") + W2.line("w2") + "group g 2 w1 w1 w2\nquorum g\n", "group g: w1 is listed twice", True),
+    # A threshold of 0 would demand nothing while reading as a requirement.
+    (W1.line("w1") + "group g 0 w1\nquorum g\n", "group g has threshold 0", True),
+    ("group g all\nquorum g\n", "group g has threshold 0", True),
+    (W1.line("w1") + "group g 00 w1\nquorum g\n", "group g has threshold 0", True),
     (W1.line("w1") + "group g x w1\nquorum g\n", "invalid threshold 'x' for group g", True),
     (W1.line("w1") + "group g -1 w1\nquorum g\n", "invalid threshold '-1'", True),
     (W1.line("w1") + "group g 1.0 w1\nquorum g\n", "invalid threshold", True),
@@ -294,7 +298,6 @@ def test_groups():
         ("group g 2 w1 w2 w3\nquorum g\n", True),
         ("group g all w1 w2 w3\nquorum g\n", False),
         ("group g any w2\nquorum g\n", False),
-        ("group g 0 w2\nquorum g\n", True),
         ("group a any w2\ngroup g all a w1\nquorum g\n", False),
         ("group a any w2 w3\ngroup g all a w1\nquorum g\n", True),
         ("group a all w1 w3\ngroup b any a w2\nquorum b\n", True),

@@ -488,6 +488,10 @@ class WitnessPolicy:
                     raise fail(lineno, f"invalid threshold {threshold!r} for group {name}: want a number, any or all")
                 if n > len(children):
                     raise fail(lineno, f"group {name} with {len(children)} children cannot have threshold {n}")
+                if n == 0:
+                    # Satisfied by no cosignature at all, while reading as a requirement.
+                    raise fail(lineno, f"group {name} has threshold 0: it would accept a checkpoint without any "
+                                       f"cosignature (write \"quorum none\" for no requirement)")
                 members = []
                 for i, child in enumerate(children):
                     if child in children[:i]:
