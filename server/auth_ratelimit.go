@@ -68,14 +68,23 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
 	}
-	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
+	b.tokens, b.last = l.refilled(b, now), now
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
-	return false, wait
+	return false, l.waitFor(b.tokens)
+}
+
+// refilled is what b holds at now: what it held, and the tokens that came
+// since, up to the burst.
+func (l *limiter) refilled(b *bucket, now time.Time) float64 {
+	return math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+}
+
+// waitFor is how long a bucket holding tokens (fewer than one) waits for one.
+func (l *limiter) waitFor(tokens float64) time.Duration {
+	return time.Duration((1 - tokens) / l.rate * float64(time.Second))
 }
 
 // over reports whether key's bucket is empty, without taking from it, and
@@ -91,11 +100,10 @@ func (l *limiter) over(key string) (bool, time.Duration) {
 	if !ok {
 		return false, 0
 	}
-	tokens := math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	if tokens >= 1 {
-		return false, 0
+	if tokens := l.refilled(b, now); tokens < 1 {
+		return true, l.waitFor(tokens)
 	}
-	return true, time.Duration((1 - tokens) / l.rate * float64(time.Second))
+	return false, 0
 }
 
 // failedAuthKey is the bucket of the failed authentications of the address
