@@ -193,6 +193,13 @@ type Config struct {
 	// must verify with one of them. With a SharedStore, the keys recorded
 	// in the store win (see SharedStore.BindVerifierKey).
 	VerifierKey string
+	// VerifierKeyFile, when set, is where the log's public keys are kept
+	// for verifiers (the data directory's log-verification.key): New
+	// writes them there, and a replica sharing the store writes them again
+	// when it sees that they changed (another replica rotated the signing
+	// key), so that the copy a verifier takes is never one the log's
+	// checkpoints stopped being signed with.
+	VerifierKeyFile string
 	// Interval between integrations; 0 means 200 ms.
 	Interval time.Duration
 	// SignInterval is the minimum time between two signed checkpoints while
@@ -317,7 +324,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		if err := l.openShared(ctx, shared); err != nil {
 			return nil, err
 		}
-		return l, nil
+		return l, l.writeKeys(l.keys)
 	}
 	size, err := cfg.Store.TreeSize()
 	if err != nil {
@@ -348,5 +355,14 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		l.latest, l.cp = latest, c
 	}
-	return l, nil
+	return l, l.writeKeys(l.keys)
+}
+
+// writeKeys writes the public keys text keys to Config.VerifierKeyFile,
+// when set.
+func (l *Log) writeKeys(keys string) error {
+	if l.cfg.VerifierKeyFile == "" {
+		return nil
+	}
+	return WriteVerifierKey(l.cfg.VerifierKeyFile, keys)
 }

@@ -91,6 +91,31 @@ func (l *Log) openShared(ctx context.Context, ss SharedStore) error {
 	return l.refresh(ctx)
 }
 
+// keysMayHaveChanged reports whether the signatures of the signed note msg,
+// which verifies with v, say that another replica may have changed the
+// log's keys: a signature in the log's name by a key v does not hold (a
+// rotation started: the new key signs, the current one cosigns, so the
+// note still verifies), or a key of v's that did not sign (a rotation
+// ended and dropped it). The latter is also every checkpoint of a
+// rotation from a public key only (--log-previous-key of a lost key),
+// which costs one read of the recorded keys per new checkpoint then.
+func keysMayHaveChanged(msg []byte, v note.Verifier) bool {
+	keys := merkle.Keys(v)
+	n, err := note.Open(msg, note.VerifierList(keys...))
+	if err != nil {
+		return false
+	}
+	if len(n.Sigs) < len(keys) {
+		return true
+	}
+	for _, s := range n.UnverifiedSigs {
+		if s.Name == v.Name() {
+			return true
+		}
+	}
+	return false
+}
+
 // firstKey is the first line of a key file's text: the current key.
 func firstKey(keys string) string {
 	first, _, _ := strings.Cut(keys, "\n")
@@ -177,6 +202,10 @@ func (l *Log) refresh(ctx context.Context) error {
 			if err = l.reloadKeys(ctx); err == nil {
 				c, err = merkle.OpenCheckpoint(note, l.keyVerifier())
 			}
+		} else if keysMayHaveChanged(note, l.keyVerifier()) {
+			if rerr := l.reloadKeys(ctx); rerr != nil && !errors.Is(rerr, errKeysUnchanged) {
+				return rerr
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("logsign: the latest stored checkpoint does not verify with the log's key: %w", err)
@@ -191,19 +220,28 @@ func (l *Log) refresh(ctx context.Context) error {
 	return nil
 }
 
-// reloadKeys reads the log's recorded public keys again.
+// errKeysUnchanged is reloadKeys' answer when the recorded keys are the
+// ones this replica has.
+var errKeysUnchanged = errors.New("the log's keys did not change")
+
+// reloadKeys reads the log's recorded public keys again, and writes them to
+// Config.VerifierKeyFile when they changed.
 func (l *Log) reloadKeys(ctx context.Context) error {
 	bound, err := l.shared.BindVerifierKey(ctx, "")
 	if err != nil {
 		return err
 	}
 	if bound == l.VerifierKey() {
-		return errors.New("the log's keys did not change")
+		return errKeysUnchanged
 	}
 	v, err := merkle.NewVerifier([]byte(bound))
 	if err != nil {
 		return fmt.Errorf("logsign: the log's recorded public key: %w", err)
 	}
+	if err := l.writeKeys(bound); err != nil {
+		return err
+	}
+	l.cfg.Logger.InfoContext(ctx, "verifiable log: the log's public keys changed (a rotation of its signing key on another replica)", "keys", bound)
 	l.cpMu.Lock()
 	l.verifier, l.keys = v, bound
 	l.cpMu.Unlock()

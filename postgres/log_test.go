@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -784,7 +786,17 @@ func TestLogKeyRotation(t *testing.T) {
 
 	// Before: two replicas with key A; the first leads.
 	st1, l1 := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
-	_, l1b := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
+	// l1b keeps a copy of the log's keys for verifiers, as a server keeps
+	// its data directory's log-verification.key.
+	keyFile := filepath.Join(t.TempDir(), logsign.VerificationKeyFile)
+	_, l1b := open(logsign.Config{Signer: signerA, VerifierKey: keyA, VerifierKeyFile: keyFile})
+	checkKeyFile := func(when, want string) {
+		t.Helper()
+		if got, err := os.ReadFile(keyFile); err != nil || string(got) != want+"\n" || l1b.VerifierKey() != want {
+			t.Errorf("%s: a replica that did not rotate serves keys %q and keeps %q (%v); want %q", when, l1b.VerifierKey(), got, err, want)
+		}
+	}
+	checkKeyFile("before the rotation", keyA)
 	_, l1c := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
 	logEvents(t, st1, &next, 5)
 	cpA := flush(l1)
@@ -809,6 +821,12 @@ func TestLogKeyRotation(t *testing.T) {
 	if !l2.Leading() {
 		t.Fatal("the rotating replica does not lead")
 	}
+	// The other replicas see the rotation in the checkpoints they serve
+	// (which still verify with A): they serve both keys, and write them.
+	if err := l1b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkKeyFile("during the rotation", ring)
 
 	// An old replica restarted with A alone serves and never signs.
 	_, lOld := open(logsign.Config{Signer: signerA, VerifierKey: keyA})
@@ -879,6 +897,7 @@ func TestLogKeyRotation(t *testing.T) {
 	if n, _ := l1b.Checkpoint(); string(n) != string(mustNote(l5)) || l1b.VerifierKey() != keyB {
 		t.Errorf("the rotated-out replica serves %q with keys %q; want the leader's checkpoint and B", n, l1b.VerifierKey())
 	}
+	checkKeyFile("after the rotation", keyB)
 
 	// One history: each checkpoint consistent with the next, and the
 	// audit passes with both keys (not with B alone: the first checkpoints

@@ -102,7 +102,7 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 		vkey = merkle.JoinKeys(vkey, previous)
 	}
 	lcfg := logsign.Config{Store: ls, Signer: signer, Cosigners: cosigners, VerifierKey: vkey, Logger: m.log,
-		KeepAllCheckpoints: m.Config.LogKeepCheckpoints}
+		VerifierKeyFile: filepath.Join(m.Config.DataDir, logsign.VerificationKeyFile), KeepAllCheckpoints: m.Config.LogKeepCheckpoints}
 	if m.Config.WitnessPolicy != "" {
 		policy, err := witness.LoadPolicy(m.Config.WitnessPolicy)
 		if err != nil {
@@ -123,9 +123,6 @@ func (m *Main) startLog(ctx context.Context, store audittrail.Store) error {
 	}
 	l, err := logsign.New(ctx, lcfg)
 	if err != nil {
-		return err
-	}
-	if err := logsign.WriteVerifierKey(filepath.Join(m.Config.DataDir, logsign.VerificationKeyFile), l.VerifierKey()); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
