@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"math"
+	"time"
 
 	"github.com/audittrail/audittrail"
 )
@@ -38,6 +39,24 @@ func (s *Store) WriteEveryTreeLevelForTest(on bool) {
 	s.leadMu.Lock()
 	defer s.leadMu.Unlock()
 	s.everyTreeLevel = on
+}
+
+// SetLeadTimeoutForTest sets the bound of LeadLog's round trips.
+func (s *Store) SetLeadTimeoutForTest(d time.Duration) {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	s.leadTimeout = d
+}
+
+// LeadPIDForTest is the server process of the session holding the
+// integrator lock, 0 when this Store does not hold it.
+func (s *Store) LeadPIDForTest() uint32 {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	if s.leadConn == nil {
+		return 0
+	}
+	return s.leadConn.PgConn().PID()
 }
 
 // TreeRowsForTest counts the rows of log_tree_hashes and log_tree_tiles.

@@ -638,6 +638,11 @@ func (s *Store) ResignLog() {
 // kept (one connection more than MaxConns while leading); a round trip on it
 // proves that the session, hence the lock, is still there. When it broke,
 // LeadLog reports false with the error, and tries again at the next call.
+// A round trip that does not end within leadTimeout counts as broken: a
+// database that stopped answering without closing the connection (a
+// network partition, a frozen server) would otherwise hold the log's
+// rounds, and this Store's claim to lead, until TCP gives up, which can
+// take many minutes.
 func (s *Store) LeadLog(ctx context.Context) (bool, error) {
 	if err := s.enter(); err != nil {
 		return false, err
@@ -645,20 +650,24 @@ func (s *Store) LeadLog(ctx context.Context) (bool, error) {
 	defer s.closeMu.RUnlock()
 	s.leadMu.Lock()
 	defer s.leadMu.Unlock()
+	// fail is given ctx, not lctx: a round trip past leadTimeout is the
+	// database's failure, not a cancelled call.
+	lctx, cancel := context.WithTimeout(ctx, s.leadTimeout)
+	defer cancel()
 	if s.leadConn != nil {
-		if _, err := s.leadConn.Exec(ctx, "SELECT 1"); err != nil {
+		if _, err := s.leadConn.Exec(lctx, "SELECT 1"); err != nil {
 			s.dropLead()
 			s.recoverFrom(err)
 			return false, s.fail(ctx, "log: integrator lock lost", err)
 		}
 		return true, nil
 	}
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.pool.Acquire(lctx)
 	if err != nil {
 		return false, s.fail(ctx, "log: integrator lock", err)
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", logLockKey).Scan(&ok); err != nil {
+	if err := conn.QueryRow(lctx, "SELECT pg_try_advisory_lock($1)", logLockKey).Scan(&ok); err != nil {
 		// The outcome is unknown: the connection must not go back to the
 		// pool holding the lock.
 		raw := conn.Hijack()

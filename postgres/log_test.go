@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -682,6 +683,67 @@ func TestLogLockLost(t *testing.T) {
 	}
 	if !rep.OK() || rep.Leaves != next.Load() {
 		t.Fatalf("audit: %+v", rep)
+	}
+}
+
+// TestLogLeadFrozenDatabase freezes the server process of the leader's
+// locking session (SIGSTOP: the connection stays open and nothing answers,
+// as in a network partition without a reset): the leader's next check
+// gives up after its bound and reports the failure, instead of holding the
+// log's rounds until TCP gives up; once the process runs again and sees the
+// closed connection, the lock is free for another replica.
+func TestLogLeadFrozenDatabase(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	stA, stB := mustOpen(t, url), mustOpen(t, url)
+	defer stA.Close()
+	defer stB.Close()
+	stA.SetLeadTimeoutForTest(300 * time.Millisecond)
+	if ok, err := stA.LeadLog(ctx); !ok || err != nil {
+		t.Fatalf("A leads: %v, %v", ok, err)
+	}
+	pid := int(stA.LeadPIDForTest())
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("freezing the lock's session (process %d): %v", pid, err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Errorf("thawing process %d: %v", pid, err)
+			}
+		}
+	}
+	defer thaw()
+	type answer struct {
+		ok  bool
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		ok, err := stA.LeadLog(ctx)
+		done <- answer{ok, err}
+	}()
+	select {
+	case a := <-done:
+		if a.ok || a.err == nil {
+			t.Fatalf("A's check of a frozen session: leads %v, error %v", a.ok, a.err)
+		}
+	case <-time.After(time.Minute):
+		thaw() // lets the hung check end
+		t.Fatal("A's check of a frozen session did not give up")
+	}
+	if stA.LeadPIDForTest() != 0 {
+		t.Error("A kept the frozen session as its lock")
+	}
+	thaw()
+	waitFor(t, "B to lead once the frozen session ended", func() bool {
+		ok, err := stB.LeadLog(ctx)
+		return ok && err == nil
+	})
+	if ok, err := stA.LeadLog(ctx); ok || err != nil {
+		t.Errorf("A after B took the lead: leads %v, %v", ok, err)
 	}
 }
 

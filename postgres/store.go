@@ -83,6 +83,9 @@ type Store struct {
 	// it (log.go).
 	leadMu   sync.Mutex
 	leadConn *pgx.Conn
+	// leadTimeout bounds LeadLog's round trips (logTimeout; tests make it
+	// short).
+	leadTimeout time.Duration
 	// lookups counts the id lookups of appends (tests: LookupsForTest).
 	lookups atomic.Int64
 	// inserts queues the first runs of appends for group commit
@@ -132,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool:          pool,
 		log:           log,
 		searchTimeout: cfg.SearchTimeout,
+		leadTimeout:   logTimeout,
 		now:           time.Now,
 		stop:          make(chan struct{}),
 		loopDone:      make(chan struct{}),
