@@ -57,6 +57,10 @@ type Principal struct {
 	// TokenID is the id of the API token the caller authenticated with,
 	// directly or through an access token of the built-in issuer.
 	TokenID string
+	// Issuer is the issuer ("iss") of the OIDC token the caller
+	// authenticated with: with several issuers, Name alone ("users/<sub>")
+	// does not say whose user the caller is.
+	Issuer string
 }
 
 // HasRole reports whether p was granted r.

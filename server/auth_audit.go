@@ -204,7 +204,7 @@ func (s *selfAudit) intercept(ctx context.Context, req any, info *grpc.UnaryServ
 		Parameters: params,
 	}
 	if st.p != nil {
-		rec.Principal = st.p.Name
+		rec.Principal, rec.Metadata = st.p.Name, authMetadata(st.p)
 	}
 	if rec.Time.IsZero() || rec.Time.After(time.Now()) {
 		rec.Time = time.Now()
@@ -214,4 +214,20 @@ func (s *selfAudit) intercept(ctx context.Context, req any, info *grpc.UnaryServ
 	}
 	s.events.WithLabelValues(spec.action).Inc()
 	return resp, err
+}
+
+// authMetadata is the metadata of a self-audit event that says how its
+// principal authenticated: the method (static, api-token, oidc, issuer,
+// mtls), the API token's id (which credential, for revoking the right one
+// after a leak), the OIDC token's issuer (two issuers may both have a
+// users/<sub> of the same name; it is the configured issuer URL, which the
+// token's "iss" must equal, so its length is the operator's).
+func authMetadata(p *audittrail.Principal) map[string]string {
+	m := map[string]string{}
+	for _, kv := range [...][2]string{{"auth_method", p.Method}, {"api_token_id", p.TokenID}, {"oidc_issuer", p.Issuer}} {
+		if kv[1] != "" {
+			m[kv[0]] = kv[1]
+		}
+	}
+	return m
 }

@@ -350,6 +350,22 @@ func TestSelfAudit(t *testing.T) {
 		ev["status"].(map[string]any)["code"] != float64(0) || !strings.HasPrefix(ev["userAgent"].(string), "Go-http-client") {
 		t.Errorf("SEARCH event %v", ev)
 	}
+	if m, _ := ev["metadata"].(map[string]any); len(m) != 1 || m["auth_method"] != "static" {
+		t.Errorf("SEARCH event's metadata %v, want how the caller authenticated (auth_method static)", ev["metadata"])
+	}
+	// A search with an API token names the token.
+	start = time.Now().UTC()
+	tokID, secret := e.apiToken(t, "users/carol", []string{"auditor"})
+	if r := call(t, "POST", e.url(false)+"/v1/events:search", secret, `{"pageSize": 1}`); r.status != http.StatusOK {
+		t.Fatal(r)
+	}
+	got = e.selfAuditEvents(t, start, audittrail.ActionSearchEvents)
+	if len(got) != 1 {
+		t.Fatalf("%d SEARCH events, want carol's: %v", len(got), got)
+	}
+	if m, _ := got[0]["metadata"].(map[string]any); got[0]["principal"] != "users/carol" || m["auth_method"] != "api-token" || m["api_token_id"] != tokID {
+		t.Errorf("SEARCH event of an API token %v, want its id %s", got[0], tokID)
+	}
 
 	// Refused searches, over REST and gRPC.
 	start = time.Now().UTC()
@@ -734,9 +750,14 @@ func TestOIDCTokensThroughServer(t *testing.T) {
 	claims := func(exp time.Time) map[string]any {
 		return map[string]any{"iss": idp.URL, "sub": "u1", "aud": "audittrail", "exp": exp.Unix(), "iat": now.Unix()}
 	}
-	// Valid, but the policy grants no role: 403.
+	// Valid, but the policy grants no role: 403, recorded with the issuer.
+	start := time.Now().UTC()
 	if r := call(t, "POST", e.url(false)+"/v1/events:search", sign(claims(now.Add(time.Minute))), "{}"); r.status != http.StatusForbidden {
 		t.Errorf("valid token without a role: %s", r)
+	}
+	if got := e.selfAuditEvents(t, start, audittrail.ActionSearchEvents); len(got) < 1 || got[len(got)-1]["principal"] != "users/u1" ||
+		got[len(got)-1]["metadata"].(map[string]any)["oidc_issuer"] != idp.URL || got[len(got)-1]["metadata"].(map[string]any)["auth_method"] != "oidc" {
+		t.Errorf("the refused search's event: %v; want users/u1 with the issuer %s", got, idp.URL)
 	}
 	if r := call(t, "POST", e.url(false)+"/v1/events:search", sign(claims(now.Add(-time.Hour))), "{}"); r.status != http.StatusUnauthorized {
 		t.Errorf("expired token: %s", r)

@@ -301,7 +301,7 @@ func (m *Mapping) principal(c Claims) (*audittrail.Principal, error) {
 	if err := audittrail.ValidatePrincipalName(name); err != nil {
 		return nil, unauthenticated("the token's subject cannot name a principal")
 	}
-	p := &audittrail.Principal{Name: name, Method: "oidc"}
+	p := &audittrail.Principal{Name: name, Method: "oidc", Issuer: str("iss")}
 	logins := m.LoginClaims
 	if logins == nil {
 		logins = []string{"preferred_username", "email"}
