@@ -29,6 +29,11 @@ type Expirer interface {
 	// leaf hash, so proofs of the others, and of the deleted ones' places,
 	// still work (GetLogEntries answers their leaf hashes).
 	Expire(ctx context.Context, cutoff time.Time) (ExpireResult, error)
+	// RaiseCutoff is Expire's first step alone: it moves the cutoff
+	// forward (never back) with the same effects on searches, lookups and
+	// appends, deletes nothing, and returns the store's cutoff after the
+	// call. It is quick whatever the store holds.
+	RaiseCutoff(ctx context.Context, cutoff time.Time) (time.Time, error)
 }
 
 // ExpireResult is what one Expire call did.
@@ -119,6 +124,22 @@ func (r *Retention) Check() error {
 		return Errorf(EInvalid, "retention period %s is shorter than the minimum %s", r.Keep, MinRetention)
 	}
 	return nil
+}
+
+// Hide moves the store's cutoff to now minus Keep without deleting anything
+// (Expirer.RaiseCutoff): what a server does before it serves, so that no
+// event older than the period is shown while the first pass, which may
+// take long, deletes them.
+func (r *Retention) Hide(ctx context.Context) error {
+	if err := r.Check(); err != nil {
+		return err
+	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	_, err := r.Store.RaiseCutoff(ctx, now().UTC().Add(-r.Keep))
+	return err
 }
 
 // Apply runs one pass: the cutoff is now minus Keep.

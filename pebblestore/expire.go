@@ -113,6 +113,8 @@ type expireReq struct {
 	// notePrefixes, when not 0, makes the request start (1) or stop (-1)
 	// the writer's noting of the column prefixes it uses (erasePrefixes).
 	notePrefixes int8
+	// raiseOnly makes the request move the cutoff only (RaiseCutoff).
+	raiseOnly bool
 	// Set by the writer.
 	next     []byte // where the next chunk starts
 	finished bool   // no record before the cutoff after next
@@ -141,6 +143,34 @@ func (s *Store) Cutoff() time.Time {
 	return time.Unix(0, c).UTC()
 }
 
+// RaiseCutoff implements audittrail.Expirer: the cutoff moves as in
+// Expire's first chunk (durably, on the writer goroutine, between group
+// commits), and nothing is deleted.
+func (s *Store) RaiseCutoff(ctx context.Context, cutoff time.Time) (time.Time, error) {
+	if cutoff.Before(audittrail.MinEventTime) || !cutoff.Before(audittrail.MaxEventTime) {
+		return time.Time{}, audittrail.Errorf(audittrail.EInvalid, "retention cutoff %s is out of range", cutoff.UTC().Format(time.RFC3339Nano))
+	}
+	s.expireMu.Lock()
+	defer s.expireMu.Unlock()
+	if err := s.rlock(); err != nil {
+		return time.Time{}, err
+	}
+	cleaned, err := s.readCutoff(cleanedKey)
+	s.closeMu.RUnlock()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if cleaned == s.cutoff.Load() {
+		s.raisedClean = true
+	}
+	r := &expireReq{cutoff: cutoff.UnixNano(), raiseOnly: true, done: make(chan struct{})}
+	if err := s.sendExpire(ctx, r); err != nil {
+		return time.Time{}, err
+	}
+	<-r.done
+	return s.Cutoff(), r.err
+}
+
 // Expire implements audittrail.Expirer (see above).
 func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.ExpireResult, error) {
 	var res audittrail.ExpireResult
@@ -157,13 +187,17 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	if err != nil {
 		return res, err
 	}
+	// RaiseCutoff may have moved the cutoff past what the last pass
+	// cleaned, deleting nothing: the store is as clean as it found it.
+	clean := cleaned == s.cutoff.Load() || s.raisedClean
+	s.raisedClean = false
 	// The first pass since Open finds the end of the last one unrecorded
 	// when the process ended during it: that pass deleted events and
 	// recorded nothing, so this one says so.
-	res.Resumed = !s.expired && s.cutoff.Load() != noCutoff && cleaned != s.cutoff.Load()
+	res.Resumed = !s.expired && s.cutoff.Load() != noCutoff && !clean
 	s.expired = true
 	var lists map[string]struct{}
-	if cleaned == s.cutoff.Load() && !s.legacyPostings.read && !s.legacyPostings.hash64 && !s.legacyPostings.unpartitioned {
+	if clean && !s.legacyPostings.read && !s.legacyPostings.hash64 && !s.legacyPostings.unpartitioned {
 		lists = map[string]struct{}{}
 	}
 	start := []byte{pfxEvent}
@@ -512,6 +546,9 @@ func (s *Store) expireRecords(r *expireReq) {
 			return
 		}
 		s.cutoff.Store(r.cutoff)
+	}
+	if r.raiseOnly {
+		return
 	}
 	cutoff := s.cutoff.Load()
 	tree, err := s.readTreeSize()

@@ -723,4 +723,23 @@ func TestExpireReportsInterruptedPass(t *testing.T) {
 	if res, err = s.Expire(ctx, cutoff); err != nil || res.Resumed {
 		t.Fatalf("after a reopen of a store whose passes finished: %+v, %v; want not resumed", res, err)
 	}
+	// A server raises the cutoff before it serves (RaiseCutoff), then
+	// passes: that neither makes a finished store look interrupted nor
+	// hides an interrupted one.
+	for i, interrupted := range []bool{false, true} {
+		if interrupted {
+			s.ForgetCleanedForTest()
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openStore(t, dir)
+		later := times[len(times)*(5+i)/8]
+		if got, err := s.RaiseCutoff(ctx, later); err != nil || !got.Equal(later) {
+			t.Fatalf("RaiseCutoff: %v, %v", got, err)
+		}
+		if res, err = s.Expire(ctx, later); err != nil || res.Deleted == 0 || res.Resumed != interrupted {
+			t.Fatalf("a pass after RaiseCutoff (the last pass interrupted: %v): %+v, %v; want deletions, resumed %v", interrupted, res, err, interrupted)
+		}
+	}
 }

@@ -107,12 +107,15 @@ type Store struct {
 	// expireMu runs one retention pass at a time (expire.go); expireFrom,
 	// which it guards, is where the next pass's records start (nil: at
 	// the first); expired, which it guards too, is set by the first pass
-	// since Open.
-	expireMu   sync.Mutex
-	expireFrom []byte
-	expired    bool
-	writerDone chan struct{}
-	lastSeq    atomic.Uint64 // highest committed seq; visible to Search
+	// since Open; raisedClean, too, by RaiseCutoff when it found the last
+	// pass finished (cleanedKey at the cutoff it moved: the next pass may
+	// still visit only the lists of the records it deletes).
+	expireMu    sync.Mutex
+	expireFrom  []byte
+	expired     bool
+	raisedClean bool
+	writerDone  chan struct{}
+	lastSeq     atomic.Uint64 // highest committed seq; visible to Search
 	// lastReceive is the receive time (Unix ns) of the event at lastSeq
 	// when the store was opened: the writer's starting point for keeping
 	// receive times strictly increasing in seq order (see groupWriter).

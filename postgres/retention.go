@@ -109,13 +109,40 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	return res, nil
 }
 
-func (s *Store) expire(ctx context.Context, cutoff int64) (audittrail.ExpireResult, error) {
-	var res audittrail.ExpireResult
+// RaiseCutoff implements audittrail.Expirer: the cutoff moves in the
+// database, seen by every replica within cutoffRefresh, by this one at once.
+func (s *Store) RaiseCutoff(ctx context.Context, cutoff time.Time) (time.Time, error) {
+	if cutoff.Before(audittrail.MinEventTime) || !cutoff.Before(audittrail.MaxEventTime) {
+		return time.Time{}, audittrail.Errorf(audittrail.EInvalid, "retention cutoff %s is out of range", cutoff.UTC().Format(time.RFC3339Nano))
+	}
+	if err := s.enter(); err != nil {
+		return time.Time{}, err
+	}
+	defer s.closeMu.RUnlock()
+	cur, err := s.storeCutoff(ctx, cutoff.UnixNano())
+	if err != nil {
+		s.recoverFrom(err)
+		return time.Time{}, s.fail(ctx, "retention", err)
+	}
+	return time.Unix(0, cur).UTC(), nil
+}
+
+// storeCutoff moves the stored cutoff forward to cutoff and returns it.
+func (s *Store) storeCutoff(ctx context.Context, cutoff int64) (int64, error) {
 	var cur int64
 	if err := s.pool.QueryRow(ctx, "UPDATE retention SET cutoff_ns = greatest(cutoff_ns, $1) RETURNING cutoff_ns", cutoff).Scan(&cur); err != nil {
-		return res, err
+		return 0, err
 	}
 	s.raiseCutoff(cur)
+	return cur, nil
+}
+
+func (s *Store) expire(ctx context.Context, cutoff int64) (audittrail.ExpireResult, error) {
+	var res audittrail.ExpireResult
+	cur, err := s.storeCutoff(ctx, cutoff)
+	if err != nil {
+		return res, err
+	}
 	res.Cutoff = time.Unix(0, cur).UTC()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {

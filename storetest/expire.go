@@ -14,7 +14,7 @@ import (
 // nothing here (the suite runs no integrator), so every event before the
 // cutoff is kept, hidden; each engine's own tests prove the deletion.
 //
-// Once Expire returns, no search shows an event before the cutoff (even
+// Once RaiseCutoff or Expire returns, no search shows an event before the cutoff (even
 // one asking for that time), a lookup by id does not find one, the log's
 // sparse read reports it deleted, an append of one is refused with
 // EInvalid while the rest of its batch is stored, an earlier cutoff does
@@ -47,14 +47,6 @@ func (s *suite) testExpire(t *testing.T) {
 		}
 	}
 	exp := func() audittrail.Expirer { return f.store.(audittrail.Expirer) }
-
-	res, err := exp().Expire(ctx, cutoff)
-	if err != nil {
-		t.Fatalf("Expire: %v", err)
-	}
-	if !res.Cutoff.Equal(cutoff) || res.Deleted != 0 || res.Kept != int64(len(before)) {
-		t.Fatalf("Expire with nothing integrated: %+v; want cutoff %v, none deleted, %d kept", res, cutoff, len(before))
-	}
 
 	check := func(label string, want []*audittrail.Event) {
 		t.Helper()
@@ -99,6 +91,22 @@ func (s *suite) testExpire(t *testing.T) {
 				}
 			}
 		}
+	}
+	// RaiseCutoff hides what Expire would, at once; Expire then finds
+	// the cutoff where it asks for it.
+	if got, err := exp().RaiseCutoff(ctx, cutoff); err != nil || !got.Equal(cutoff) {
+		t.Fatalf("RaiseCutoff: %v, %v; want the cutoff %v", got, err, cutoff)
+	}
+	check("after RaiseCutoff", kept)
+	if got, err := exp().RaiseCutoff(ctx, cutoff.Add(-time.Hour)); err != nil || !got.Equal(cutoff) {
+		t.Fatalf("RaiseCutoff to an earlier time: %v, %v; want the cutoff unmoved, %v", got, err, cutoff)
+	}
+	res, err := exp().Expire(ctx, cutoff)
+	if err != nil {
+		t.Fatalf("Expire: %v", err)
+	}
+	if !res.Cutoff.Equal(cutoff) || res.Deleted != 0 || res.Kept != int64(len(before)) || res.Resumed {
+		t.Fatalf("Expire with nothing integrated: %+v; want cutoff %v, none deleted, %d kept, nothing resumed", res, cutoff, len(before))
 	}
 	check("after Expire", kept)
 

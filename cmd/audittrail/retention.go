@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/audittrail/audittrail"
@@ -16,11 +17,11 @@ const retentionInterval = time.Hour
 // background (the first at once) until Close; each pass that deletes
 // events, or fails, is recorded as a self-audit event by audit (the
 // server's, with its --self-audit-source).
-func (m *Main) startRetention(ctx context.Context, store audittrail.Store, svc *audittrail.Service, audit *audittrail.SelfAuditor, metrics *server.Metrics) {
+func (m *Main) startRetention(ctx context.Context, store audittrail.Store, svc *audittrail.Service, audit *audittrail.SelfAuditor, metrics *server.Metrics) error {
 	c := &m.Config
 	exp, ok := store.(audittrail.Expirer)
 	if c.Retention <= 0 || !ok {
-		return
+		return nil
 	}
 	r := &audittrail.Retention{
 		Store:  exp,
@@ -31,12 +32,18 @@ func (m *Main) startRetention(ctx context.Context, store audittrail.Store, svc *
 		// now hides.
 		AfterPass: func(time.Time) { svc.ForgetReadAhead() },
 	}
+	// The first pass, below, may take long (the first start with a
+	// period on a large store): what it will delete is hidden now.
+	if err := r.Hide(ctx); err != nil {
+		return fmt.Errorf("retention: hiding the events older than %s: %w", c.Retention, err)
+	}
 	metrics.WatchRetention(r.Stats)
 	m.log.InfoContext(ctx, "retention: events older than the period are deleted", "period", c.Retention, "every", retentionInterval)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { r.Run(runCtx, retentionInterval); close(done) }()
 	m.stopRetention = func() { cancel(); <-done }
+	return nil
 }
 
 // retentionFlag is --retention: a period in days or a Go duration ("90d",

@@ -104,6 +104,11 @@ func testRetention(t *testing.T, url string) {
 	// The first pass runs at start: 30 deleted, and it says so.
 	m = start("--retention", "90d")
 	defer func() { m.Close() }()
+	// The cutoff is in force once Run returns, the server serving: the
+	// first pass, which deletes, may still be running.
+	if c := m.store.(interface{ Cutoff() time.Time }).Cutoff(); c.Before(time.Now().Add(-90*24*time.Hour - time.Minute)) {
+		t.Fatalf("the server serves with the retention cutoff at %v, before now minus the period", c)
+	}
 	var audit []*audittrail.Event
 	for deadline := time.Now().Add(10 * time.Second); len(audit) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		audit = search(m, "--action", audittrail.ActionExpireEvents, "--since", "1h")

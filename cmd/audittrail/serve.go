@@ -430,9 +430,15 @@ func (m *Main) Run(ctx context.Context) error {
 		internal.Close()
 		return err
 	}
+	// Before the listeners serve: the cutoff at start hides what is older
+	// than the period from the first request on.
+	if err := m.startRetention(ctx, store, scfg.Service, auth.selfAudit, metrics); err != nil {
+		public.Close()
+		internal.Close()
+		return err
+	}
 	srv.Start(public, internal)
 	m.server = srv
-	m.startRetention(ctx, store, scfg.Service, auth.selfAudit, metrics)
 	m.log.InfoContext(ctx, "serving", "public", m.PublicURL, "internal", m.InternalURL,
 		"data_dir", c.DataDir, "version", buildVersion(), "redact_private_ips", c.RedactPrivateIPs, "max_scan", c.MaxScan, "search_timeout", c.SearchTimeout, "prefetch_min_page", c.PrefetchMinPage)
 	fmt.Fprintf(m.Stdout, "audittrail: ready public=%s internal=%s\n", m.PublicURL, m.InternalURL)
