@@ -68,7 +68,8 @@ $(PYVENV)/.installed: python/pyproject.toml $(shell find python/src -name '*.py'
 # Both suites run on the embedded store, then on the PostgreSQL store in a
 # throwaway cluster (needs PostgreSQL's server programs, as go-test does):
 # the compatibility suite (the published client) whole, our package's suite
-# for the tests of its session server (python/tests/conftest.py).
+# for the tests that depend on the store: those of its session server and those that start servers of
+# their own (marker `store`), each on a new database of the cluster (python/tests/conftest.py).
 python-test: build $(VENV)/.installed $(PYVENV)/.installed
 	$(GO) build -o bin/withpostgres ./internal/pgcluster/cmd/withpostgres
 	AUDITTRAIL_BIN=$(CURDIR)/$(BIN) $(VENV)/bin/python -m pytest -q tests/compat

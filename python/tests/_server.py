@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,28 @@ def find_binary(repo_root: Path) -> Path:
     if not binary.is_absolute():
         binary = repo_root / binary
     return binary
+
+
+def store_args() -> list:
+    """The flags that put a server a test starts itself on the store under
+    test: none on the embedded store (the server's data directory holds it);
+    with $AUDITTRAIL_TEST_STORE (a PostgreSQL database, `make python-test`'s
+    second run), `--store` with a new empty database of the same cluster,
+    made with createdb from $WITHPOSTGRES_BIN (withpostgres sets both). A
+    test that restarts its server on the same data gives it the same
+    flags."""
+    store = os.environ.get("AUDITTRAIL_TEST_STORE", "")
+    if not store:
+        return []
+    programs = os.environ.get("WITHPOSTGRES_BIN", "")
+    if not programs:
+        raise RuntimeError("AUDITTRAIL_TEST_STORE is set without WITHPOSTGRES_BIN: run the suite through "
+                           "internal/pgcluster/cmd/withpostgres, which sets both")
+    name = "t" + secrets.token_hex(6)
+    subprocess.run([os.path.join(programs, "createdb"), "--maintenance-db=" + store, name], check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    url = urllib.parse.urlsplit(store)
+    return ["--store", urllib.parse.urlunsplit(url._replace(path="/" + name))]
 
 
 def start(binary: Path, base: Path, extra_args: Sequence[str] = ()) -> Server:

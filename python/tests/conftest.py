@@ -7,10 +7,12 @@ Tests that take the ``flavour`` fixture run twice: with our client and with
 the official ``h2o-audit-trail`` 1.5.3 against the same server.
 
 With $AUDITTRAIL_TEST_STORE set to the URL of an empty PostgreSQL database,
-the session's server runs on the PostgreSQL store there, and only the tests
-that use that server run (the others start servers of their own, with data
-directories the embedded store keeps); `make python-test` does so through
-internal/pgcluster/cmd/withpostgres after the run on the embedded store."""
+the session's server runs on the PostgreSQL store there, and so do the
+servers the tests marked ``store`` start (each on a new database of the same
+cluster, _server.store_args); only those tests and the session server's run
+(the others check the client alone, or a transport); `make python-test` does
+so through internal/pgcluster/cmd/withpostgres after the run on the embedded
+store."""
 
 from __future__ import annotations
 
@@ -66,12 +68,18 @@ def pytest_report_header(config):
     return "audittrail store: " + ("PostgreSQL (AUDITTRAIL_TEST_STORE)" if STORE else "embedded")
 
 
+def on_store(item) -> bool:
+    """Whether the test depends on the store: it uses the session's server,
+    or starts servers of its own on the store under test (marker store)."""
+    return "server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("store") is not None
+
+
 def pytest_collection_modifyitems(config, items):
-    """On the PostgreSQL store, keeps the tests of the session's server."""
+    """On the PostgreSQL store, keeps the tests that depend on the store."""
     if not STORE:
         return
-    kept = [i for i in items if "server" in getattr(i, "fixturenames", ())]
-    dropped = [i for i in items if "server" not in getattr(i, "fixturenames", ())]
+    kept = [i for i in items if on_store(i)]
+    dropped = [i for i in items if not on_store(i)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

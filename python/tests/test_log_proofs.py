@@ -33,11 +33,12 @@ from h2o_audit_trail.verify import (
 
 UTC = timezone.utc
 SOURCE = "verify-tests"
+pytestmark = pytest.mark.store
 
 
 @pytest.fixture(scope="module")
 def log_server(tmp_path_factory):
-    srv = _server.start(_server.find_binary(REPO_ROOT), tmp_path_factory.mktemp("audittrail-log"))
+    srv = _server.start(_server.find_binary(REPO_ROOT), tmp_path_factory.mktemp("audittrail-log"), _server.store_args())
     try:
         yield srv
     finally:
@@ -612,7 +613,8 @@ def test_rotated_signing_key(tmp_path):
     the server writes; after it, with the new key and the two-key file, not
     the old key; each is consistent with the checkpoint signed before."""
     binary = _server.find_binary(REPO_ROOT)
-    srv = _server.start(binary, tmp_path / "before")
+    store = _server.store_args()
+    srv = _server.start(binary, tmp_path / "before", store)
     data = srv.data_dir
 
     def checkpoint_covering(srv, key, names):
@@ -635,7 +637,7 @@ def test_rotated_signing_key(tmp_path):
     old_private = tmp_path / "old-signing.key"
     (data / "log-signing.key").rename(old_private)
 
-    srv = _server.start(binary, tmp_path / "during", ["--data-dir", str(data), "--log-previous-key", str(old_private)])
+    srv = _server.start(binary, tmp_path / "during", ["--data-dir", str(data), "--log-previous-key", str(old_private), *store])
     try:
         ring = Verifier.from_key((data / "log-verification.key").read_text())
         new_key = ring.keys()[0]
@@ -647,7 +649,7 @@ def test_rotated_signing_key(tmp_path):
     finally:
         _server.stop(srv)
 
-    srv = _server.start(binary, tmp_path / "after", ["--data-dir", str(data)])
+    srv = _server.start(binary, tmp_path / "after", ["--data-dir", str(data), *store])
     try:
         seed(srv, 4, "rotation/c")
         for key in (new_key, ring):

@@ -45,11 +45,12 @@ from h2o_audit_trail.verify import (
 
 UTC = timezone.utc
 SELF_AUDIT = "actions/audittrail/logEntries/LIST"  # the record of a read of the log's entries
+pytestmark = pytest.mark.store
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = _server.start(_server.find_binary(REPO_ROOT), tmp_path_factory.mktemp("audittrail-tail"))
+    s = _server.start(_server.find_binary(REPO_ROOT), tmp_path_factory.mktemp("audittrail-tail"), _server.store_args())
     try:
         yield s
     finally:

@@ -555,7 +555,7 @@ def witness_stack(base: Path) -> Iterator[Stack]:
         assert witness.policy_line.startswith(f"witness w1 {witness.vkey} {witness.url}"), witness.policy_line
         policy_file = base / "policy"
         policy_file.write_text("# the team's witness\n" + witness.policy_line + "quorum w1\n")
-        server = _server.start(binary, base / "server", ["--log-key", str(log_key), "--witness-policy", str(policy_file)])
+        server = _server.start(binary, base / "server", ["--log-key", str(log_key), "--witness-policy", str(policy_file), *_server.store_args()])
         yield Stack(binary, base, pub, policy_file, WitnessPolicy.from_file(policy_file), witness, server)
     finally:
         if server is not None:
@@ -571,6 +571,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         yield s
 
 
+@pytest.mark.store
 def test_cosigned_checkpoints_verify(stack):
     note = stack.checkpoint(stack.created)
     assert stack.policy.cosigners(note) == ("w1",)
@@ -590,6 +591,7 @@ def test_cosigned_checkpoints_verify(stack):
     assert proofs.verify(stack.witnessed).checkpoint.size >= 30
 
 
+@pytest.mark.store
 def test_mirror_of_the_go_cli(stack, tmp_path):
     """A mirror written by `audittrail mirror --witness-policy` keeps the
     cosigned checkpoint: verify_mirror with the policy accepts it, with a
@@ -610,6 +612,7 @@ def test_mirror_of_the_go_cli(stack, tmp_path):
     assert verify_mirror(mirror, stack.key) == cp
 
 
+@pytest.mark.store
 def test_a_policy_requiring_another_witness(stack, tmp_path):
     """A second witness the log does not ask (a real one, run just for its
     key): a policy requiring both refuses the checkpoints, naming it, in
@@ -632,6 +635,7 @@ def test_a_policy_requiring_another_witness(stack, tmp_path):
     open_checkpoint(note, stack.key.with_witnesses(either))
 
 
+@pytest.mark.store
 def test_an_altered_cosignature_does_not_count(stack):
     note = stack.checkpoint(stack.created)
     key_name = stack.policy.witnesses[0].key_name
@@ -652,6 +656,7 @@ def test_an_altered_cosignature_does_not_count(stack):
     open_checkpoint(stripped, stack.key)
 
 
+@pytest.mark.store
 def test_checkpoints_signed_while_the_witness_is_down(tmp_path):
     """The witness stops: the log goes on signing checkpoints, without its
     cosignature, which the verifier with the policy refuses everywhere

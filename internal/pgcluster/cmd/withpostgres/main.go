@@ -1,8 +1,10 @@
 // Command withpostgres runs a command beside a throwaway PostgreSQL cluster:
 // it creates and starts a cluster in a new temporary directory
 // (internal/pgcluster, with the tests' settings), creates an empty database,
-// runs the command with the database's URL in an environment variable, then
-// removes the cluster and exits with the command's status.
+// runs the command with the database's URL in an environment variable (and
+// the directory of PostgreSQL's programs in WITHPOSTGRES_BIN, for a command
+// that makes databases of its own with createdb), then removes the cluster
+// and exits with the command's status.
 //
 //	go run ./internal/pgcluster/cmd/withpostgres [-env NAME] [-db NAME] -- command [args...]
 //
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -26,6 +29,10 @@ import (
 
 	"github.com/audittrail/audittrail/internal/pgcluster"
 )
+
+// BinEnv is the environment variable that gets the directory of
+// PostgreSQL's programs (createdb, psql).
+const BinEnv = "WITHPOSTGRES_BIN"
 
 func main() {
 	envName := flag.String("env", "AUDITTRAIL_TEST_STORE", "the environment variable that gets the database's URL")
@@ -72,7 +79,7 @@ func run(envName, db string, argv []string) (int, error) {
 	fmt.Fprintf(os.Stderr, "withpostgres: a throwaway PostgreSQL cluster in %s; %s=%s\n", dir, envName, cluster.URL(db))
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), envName+"="+cluster.URL(db))
+	cmd.Env = append(os.Environ(), envName+"="+cluster.URL(db), BinEnv+"="+programsDir(bin))
 	// An interrupt reaches the command too (same process group); wait for
 	// it to end, then remove the cluster.
 	signal.Ignore(syscall.SIGINT)
@@ -95,4 +102,14 @@ func run(envName, db string, argv []string) (int, error) {
 		return exit.ExitCode(), nil
 	}
 	return 0, err
+}
+
+// programsDir is the directory of PostgreSQL's programs: bin, or where its
+// initdb is when that is a link (Debian links initdb, pg_ctl and postgres
+// into /usr/local/bin, not createdb or psql).
+func programsDir(bin string) string {
+	if real, err := filepath.EvalSymlinks(filepath.Join(bin, "initdb")); err == nil {
+		return filepath.Dir(real)
+	}
+	return bin
 }

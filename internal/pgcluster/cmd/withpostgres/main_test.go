@@ -26,7 +26,9 @@ func TestRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	urlFile, done := filepath.Join(dir, "url"), filepath.Join(dir, "done")
-	script := `printf %s "$WITHPG_TEST_URL" > "$1.tmp" && mv "$1.tmp" "$1"
+	// The command gets the URL, and the directory of PostgreSQL's programs.
+	script := `"$WITHPOSTGRES_BIN/createdb" --maintenance-db="$WITHPG_TEST_URL" second || exit 9
+printf %s "$WITHPG_TEST_URL" > "$1.tmp" && mv "$1.tmp" "$1"
 while [ ! -e "$2" ]; do sleep 0.05; done
 exit 3`
 
@@ -47,6 +49,9 @@ exit 3`
 	}
 	if err := <-checked; err != nil {
 		t.Fatalf("while the command ran: %v", err)
+	}
+	if code == 9 {
+		t.Fatalf("createdb from %s=<dir> failed", BinEnv)
 	}
 	if code != 3 {
 		t.Errorf("exit status %d, want the command's 3", code)
