@@ -269,6 +269,13 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (*Checkpoint, error) {
 	}
 	keys := Keys(verifier)
 	n, err := note.Open(msg, note.VerifierList(keys...))
+	var unverified *note.UnverifiedNoteError
+	if errors.As(err, &unverified) {
+		// Signed, but by none of the log's keys (only other keys, or
+		// witnesses): say so in the words of docs/configuration.md and of
+		// the Python verifier, not note's "no verifiable signatures".
+		return nil, fmt.Errorf("merkle: signed checkpoint: no signature by the log's key %s", verifier.Name())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("merkle: signed checkpoint: %w", err)
 	}

@@ -186,6 +186,12 @@ func TestRotateLogKey(t *testing.T) {
 	if verifies(noteC, pubB) != nil || verifies(noteC, pubC) == nil {
 		t.Fatalf("a checkpoint after a lost key:\n%s", noteC)
 	}
+	// A verifier holding only the old key fails as the guide says (exit 1,
+	// "no signature by the log's key").
+	if _, errs, err := runCommand(t, "verify", "checkpoint", "--key", pubB, save("c.cp", noteC)); err == nil ||
+		!strings.Contains(err.Error()+errs, "no signature by the log's key") {
+		t.Errorf("verify checkpoint with the old key only: %v %s, want no signature by the log's key", err, errs)
+	}
 
 	// One history across the three keys.
 	cps := []*merkle.Checkpoint{verifies(noteA, pubA), verifies(noteBA, pubB), verifies(noteB, pubB), verifies(noteC, pubC)}
