@@ -38,8 +38,8 @@ The directory is also an export for long-term retention: copy it to cold
 storage with your usual tools; "audittrail verify mirror --key PUBKEY DIR"
 checks a copy offline.
 
-A server whose retention dropped old events (a dropped month of the
-PostgreSQL store) keeps their leaf hashes. A mirror that lacks them stops
+A server whose retention deleted old events (serve --retention, or a
+dropped month of the PostgreSQL store) keeps their leaf hashes. A mirror that lacks them stops
 there unless given --allow-deleted, which keeps each such leaf's hash in
 place of its event (a line {"deletedLeafHash":"..."}): the signed roots are
 still checked, but the events are gone. Give it only under a retention

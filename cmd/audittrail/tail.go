@@ -52,13 +52,15 @@ received from then on), or with --from-start at the log's first event.
 
 A check that fails (a forged or forked log) stops the command with exit
 status 1 and leaves FILE as it was, as do events the server's retention
-deleted (a dropped month of a PostgreSQL store) unless --allow-deleted is
-given: then their leaf hashes are proven in their place, and the deleted
-leaves are reported on stderr; network and server errors are reported
-on stderr and the round is tried again. It needs an auditor's token, and
-every page it reads (up to 1000 events) is a self-audit event, which the next
-round prints in turn: even on an idle server a tail sees one new event per
-round, the record of its own last read.
+deleted (serve --retention, or a dropped month of a PostgreSQL store) unless
+--allow-deleted is given: then their leaf hashes are proven in their place,
+and the deleted leaves are reported on stderr; network and server errors are
+reported on stderr and the round is tried again. It needs an auditor's token,
+and every page it reads (up to 1000 events) is a self-audit event, which the
+next round prints in turn: even on an idle server, once a tail has read an
+event, it sees one new event per round, the record of its own last read (a
+new FILE on an idle server reads nothing, so prints nothing, until an event
+arrives).
 
 Examples:
   audittrail tail --log-key log-verification.key --state /var/lib/audit-tail/state | vector --config tail.toml

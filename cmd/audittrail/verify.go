@@ -33,7 +33,7 @@ const verifySynopsis = `usage:
   audittrail verify inclusion --key PUBKEY --checkpoint CHECKPOINT --event EVENT.json --proof PROOF.json
   audittrail verify consistency --key PUBKEY OLD_CHECKPOINT NEW_CHECKPOINT PROOF.json
   audittrail verify answer --key PUBKEY [--strict] ANSWER.json
-  audittrail verify store --data-dir DIR [--key PUBKEY] [--strict]
+  audittrail verify store --data-dir DIR [--key PUBKEY] [--strict] [--allow-deleted]
   audittrail verify store --store postgres://... --key PUBKEY [--strict] [--allow-deleted]
   audittrail verify mirror --key PUBKEY DIR [CHECKPOINT...]
 
@@ -61,9 +61,10 @@ the cosignatures of the policy's quorum of witnesses (docs/configuration.md,
                and events that searches show but the log does not hold.
                Horizon and receive-order findings, and leaves no checkpoint
                signs yet, are warnings unless --strict. With --allow-deleted
-               (PostgreSQL, after dropping months for retention), events that
-               are gone are audited by their leaf hashes, which must still
-               fit every signed checkpoint, and their seqs are listed.
+               (after serve --retention, or a PostgreSQL month dropped),
+               events that are gone are audited by their leaf hashes, which
+               must still fit every signed checkpoint, and their seqs are
+               listed.
   mirror       checks a directory of "audittrail mirror" (or a copy of it):
                the checkpoint's signature, and that entries.jsonl holds
                exactly its events, in order, hashing to its root. Each

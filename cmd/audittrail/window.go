@@ -30,8 +30,8 @@ range that proves itself complete, without mirroring the whole log.
 
 The events are printed page by page as their proofs are checked; the exit
 status says whether the whole window was proven: on a non-zero status,
-discard what was printed. Events the server's retention deleted (a dropped
-month of a PostgreSQL store) stop it, unless --allow-deleted is given: their
+discard what was printed. Events the server's retention deleted (serve
+--retention, or a dropped month of a PostgreSQL store) stop it, unless --allow-deleted is given: their
 leaf hashes are then proven in their place and reported on stderr.
 
 It needs an auditor's token; every page read is a self-audit event.
