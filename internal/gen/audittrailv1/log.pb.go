@@ -111,11 +111,12 @@ type GetLogEntriesResponse struct {
 	// The entries' proofs, when include_proofs was set (else unset).
 	Proofs *LogProofs `protobuf:"bytes,4,opt,name=proofs,proto3" json:"proofs,omitempty"`
 	// Set instead of events when the event of leaf start was deleted by the
-	// store's retention (a dropped month of the PostgreSQL store): the log's
-	// stored leaf hashes (32 bytes each, RFC 6962 leaf hashes) of the run of
-	// deleted leaves from start, in order. The tree keeps them when events
-	// go, so a mirror can still recompute every signed root; an answer holds
-	// either events or deleted leaves, never both.
+	// store's retention (serve --retention, or a dropped month of the
+	// PostgreSQL store): the log's stored leaf hashes (32 bytes each, RFC
+	// 6962 leaf hashes) of the run of deleted leaves from start, in order.
+	// The tree keeps them when events go, so a mirror can still recompute
+	// every signed root; an answer holds either events or deleted leaves,
+	// never both.
 	DeletedLeafHashes [][]byte `protobuf:"bytes,5,rep,name=deleted_leaf_hashes,json=deletedLeafHashes,proto3" json:"deleted_leaf_hashes,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
