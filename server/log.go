@@ -76,11 +76,11 @@ func (s *logService) GetInclusionProof(ctx context.Context, req *pb.GetInclusion
 			latest = cp.Size
 		}
 		if e.Seq > latest {
-			return nil, toStatus(ctx, audittrail.Errorf(audittrail.EUnavailable, "%s is leaf %d of the log, and the latest signed checkpoint covers %d: it is not provable yet; try again in a few seconds", req.GetName(), e.Seq, latest))
+			return nil, toStatus(ctx, audittrail.Errorf(audittrail.EUnavailable, "%s is seq %d (leaf index %d) of the log, and the latest signed checkpoint covers %d: it is not provable yet; try again in a few seconds", req.GetName(), e.Seq, e.Seq-1, latest))
 		}
 		size = latest
 	} else if e.Seq > size {
-		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%s is leaf %d of the log, not in a tree of %d: give a tree_size of %d or more", req.GetName(), e.Seq, size, e.Seq))
+		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%s is seq %d (leaf index %d) of the log, not in a tree of %d: give a tree_size of %d or more", req.GetName(), e.Seq, e.Seq-1, size, e.Seq))
 	}
 	p, err := s.log.InclusionProof(e.Seq, size)
 	if err != nil {

@@ -37,7 +37,8 @@ func (l *oneEventLog) InclusionProof(seq, treeSize uint64) (*merkle.Inclusion, e
 // TestInclusionProofSizes: an event the latest checkpoint does not cover
 // yet is UNAVAILABLE (try again), a tree size below the event's leaf is the
 // caller's error, and without a size the proof is for the latest
-// checkpoint's.
+// checkpoint's. The messages name the event's seq and its leaf index (seq
+// - 1, as the proof's leaf_index and "audittrail verify answer" give it).
 func TestInclusionProofSizes(t *testing.T) {
 	ctx := audittrail.NewContextWithPrincipal(context.Background(), &audittrail.Principal{Name: "users/a", Roles: []audittrail.Role{audittrail.RoleAuditor}})
 	for _, c := range []struct {
@@ -46,8 +47,8 @@ func TestInclusionProofSizes(t *testing.T) {
 		msg       string
 		asked     [2]uint64
 	}{
-		{seq: 5, size: 0, code: codes.Unavailable, msg: "events/x is leaf 5 of the log, and the latest signed checkpoint covers 3: it is not provable yet"},
-		{seq: 5, size: 4, code: codes.InvalidArgument, msg: "events/x is leaf 5 of the log, not in a tree of 4: give a tree_size of 5 or more"},
+		{seq: 5, size: 0, code: codes.Unavailable, msg: "events/x is seq 5 (leaf index 4) of the log, and the latest signed checkpoint covers 3: it is not provable yet"},
+		{seq: 5, size: 4, code: codes.InvalidArgument, msg: "events/x is seq 5 (leaf index 4) of the log, not in a tree of 4: give a tree_size of 5 or more"},
 		{seq: 2, size: 0, code: codes.OK, asked: [2]uint64{2, 3}},
 		{seq: 2, size: 7, code: codes.OK, asked: [2]uint64{2, 7}}, // another replica's checkpoint: the log decides
 	} {
