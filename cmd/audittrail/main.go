@@ -31,7 +31,7 @@ func buildVersion() string {
 const mainUsage = `usage: audittrail <command> [flags]
 
 Commands:
-  serve     run the server (public and internal listeners, embedded store)
+  serve     run the server (public and internal listeners; embedded store or PostgreSQL)
   search    search the events of a running server
   create    create events on a running server (internal listener)
   token     create, list and revoke API tokens of a running server (internal listener)

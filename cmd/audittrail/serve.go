@@ -40,7 +40,8 @@ type ServeCommand struct {
 
 const serveSynopsis = `usage: audittrail serve [flags]
 
-Runs the audit trail server on the embedded store in --data-dir, with two
+Runs the audit trail server on the embedded store in --data-dir (or, with
+--store postgres://..., on PostgreSQL: docs/postgres.md), with two
 listeners, each serving gRPC and REST on one port:
 
   public    SearchEvents, the verifiable log (/v1/log/...), GET /version,
