@@ -630,7 +630,7 @@ func (m *Main) printDevHelp(generated bool) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  Development mode: not for production.")
 	if generated {
-		fmt.Fprintln(w, "  Tokens generated for this run (give --reader-token/--producer-token, or AUDITTRAIL_READER_TOKEN/AUDITTRAIL_PRODUCER_TOKEN, to keep them):")
+		fmt.Fprintln(w, "  Tokens generated for this run (give --reader-token/--producer-token/--admin-token, or AUDITTRAIL_READER_TOKEN/AUDITTRAIL_PRODUCER_TOKEN/AUDITTRAIL_ADMIN_TOKEN, to keep them):")
 	}
 	fmt.Fprintf(w, "    reader token   (search, public listener):  %s\n", c.ReaderToken)
 	fmt.Fprintf(w, "    producer token (create, internal listener): %s\n", c.ProducerToken)
