@@ -135,6 +135,13 @@ func TestMirrorCommand(t *testing.T) {
 	if got := parseJSONL(t, wout.String()); uint64(len(got)) != laterCP.Size-keptCP.Size || !strings.Contains(werr.String(), "proven complete") {
 		t.Errorf("window printed %d events (want %d): %s", len(got), laterCP.Size-keptCP.Size, werr.String())
 	}
+	// As window -h shows it: the flags after the files (-o jsonl).
+	wout.Reset()
+	werr.Reset()
+	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, kept, later, "-o", "table"}, &wout, &werr); code != 0 ||
+		!strings.HasPrefix(wout.String(), "TIME ") || strings.Count(wout.String(), "\n") != int(laterCP.Size-keptCP.Size)+1 {
+		t.Errorf("window with -o table after the files: exit %d: %s%s", code, wout.String(), werr.String())
+	}
 	wout.Reset()
 	werr.Reset()
 	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, later, kept}, &wout, &werr); code != 2 || !strings.Contains(werr.String(), "give the older checkpoint first") || wout.Len() != 0 {

@@ -67,6 +67,24 @@ func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer)
 	return nil
 }
 
+// parseFlagsAnywhere is parseFlags for a command whose flags may come
+// before or after its positional arguments ("verify answer ANSWER.json
+// --strict", "window OLDER NEWER -o jsonl"): it returns the positional
+// arguments in order.
+func parseFlagsAnywhere(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args, usage, stdout); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // usageText is the help of a command: its synopsis, then its flags.
 func usageText(synopsis string, fs *flag.FlagSet) string {
 	var b strings.Builder

@@ -121,21 +121,11 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	}
 	sub := args[0]
 	fs, f := c.flags()
-	// Flags may come before or after the positional arguments.
-	var pos []string
-	rest := args[1:]
-	for {
-		if err := parseFlags(fs, rest, c.Usage(), c.Stdout); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseFlagsAnywhere(fs, args[1:], c.Usage(), c.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	switch sub {
 	case "checkpoint":

@@ -70,13 +70,16 @@ func (c *WindowCommand) Usage() string {
 func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 	var f windowFlags
 	fs := newWindowFlags(&f)
-	if err := parseFlags(fs, args, c.Usage(), c.Stdout); errors.Is(err, flag.ErrHelp) {
+	// Flags may come after the checkpoint files too, as in the example of
+	// -h ("window --log-key K monday.cp tuesday.cp -o jsonl").
+	files, err := parseFlagsAnywhere(fs, args, c.Usage(), c.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() != 2:
+	case len(files) != 2:
 		return usageErrorf("give the older and the newer checkpoint files (see -h)")
 	case f.logKey == "":
 		return usageErrorf("give the log's public key with --log-key")
@@ -89,7 +92,7 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 	}
 	var cps [2]*merkle.Checkpoint
 	for i := range cps {
-		if cps[i], err = openCheckpointFile(f.logKey, f.witnessPolicy, fs.Arg(i)); err != nil {
+		if cps[i], err = openCheckpointFile(f.logKey, f.witnessPolicy, files[i]); err != nil {
 			return err
 		}
 	}
@@ -97,7 +100,7 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 		// Both are signed by the log, so they are not a lie to report
 		// (exit 1) but arguments in the wrong order.
 		return usageErrorf("%s (tree size %d) is newer than %s (tree size %d): give the older checkpoint first",
-			fs.Arg(0), cps[0].Size, fs.Arg(1), cps[1].Size)
+			files[0], cps[0].Size, files[1], cps[1].Size)
 	}
 	cl, err := f.dial(ctx)
 	if err != nil {
