@@ -94,7 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "audittrail %s\n", buildVersion())
 		return 0
 	case "help", "-h", "-help", "--help":
-		if len(rest) == 0 {
+		// "help -h" is "<command> -h" for the command help: its help.
+		if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help" {
 			fmt.Fprint(stdout, mainUsage)
 			return 0
 		}

@@ -296,6 +296,8 @@ func TestRunDispatch(t *testing.T) {
 		{[]string{"version"}, 0, "audittrail ", ""},
 		{[]string{"help"}, 0, "Commands:", ""},
 		{[]string{"help", "serve"}, 0, "--data-dir", ""},
+		{[]string{"help", "-h"}, 0, "Commands:", ""},
+		{[]string{"help", "help"}, 0, "Commands:", ""},
 		{[]string{"serve", "-h"}, 0, "AUDITTRAIL_READER_TOKEN", ""},
 		{nil, 2, "", "usage: audittrail"},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
