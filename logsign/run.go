@@ -435,7 +435,7 @@ func (l *Log) InclusionProofs(seqs []uint64, treeSize uint64) ([]*merkle.Inclusi
 	}
 	l.catchUp(treeSize)
 	if treeSize > l.treeSize() {
-		return nil, fmt.Errorf("logsign: tree size %d is not integrated yet", treeSize)
+		return nil, audittrail.Errorf(audittrail.EInvalid, "tree_size %d is larger than the log's tree (%d leaves)", treeSize, l.treeSize())
 	}
 	memo := map[int64]tlog.Hash{}
 	var missing []int64
@@ -467,7 +467,7 @@ func (l *Log) InclusionProofs(seqs []uint64, treeSize uint64) ([]*merkle.Inclusi
 	out := make([]*merkle.Inclusion, len(seqs))
 	for k, seq := range seqs {
 		if seq == 0 || seq > treeSize {
-			return nil, fmt.Errorf("logsign: seq %d is not in the tree of size %d", seq, treeSize)
+			return nil, audittrail.Errorf(audittrail.EInvalid, "seq %d is not in a tree of %d leaves", seq, treeSize)
 		}
 		p, err := merkle.InclusionProof(r, seq-1, treeSize)
 		if err != nil {
@@ -483,7 +483,7 @@ func (l *Log) InclusionProofs(seqs []uint64, treeSize uint64) ([]*merkle.Inclusi
 func (l *Log) ConsistencyProof(first, second uint64) (*merkle.Consistency, error) {
 	l.catchUp(second)
 	if first > second || second > l.treeSize() {
-		return nil, fmt.Errorf("logsign: no consistency proof from %d to %d (tree size %d)", first, second, l.treeSize())
+		return nil, audittrail.Errorf(audittrail.EInvalid, "no consistency proof from %d to %d leaves: the first size must not exceed the second, nor the second the log's tree (%d leaves)", first, second, l.treeSize())
 	}
 	return merkle.ConsistencyProof(l.hashReader(), first, second)
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // Read-only readers for the offline audit of the verifiable log
-// (logsign.AuditStore, docs/design/verifiable-log.md, "verify store"): the
+// (logsign.AuditStore, docs/design/verifiable-log.md, "`audittrail verify`"): the
 // log positions (the s range) in one pass, and every event record (the
 // primary range) in storage order on several goroutines, instead of a point
 // read of the record of each seq. Storage order is (event time, seq), which

@@ -101,7 +101,7 @@ func (w *recentWindow) get(dst []recentEvent, from, to uint64) ([]recentEvent, b
 // The writer hashes each event as it stores it, from the very event it
 // encodes into the record, so the verifiable log's integrator neither reads
 // nor decodes what was just written (docs/design/verifiable-log.md,
-// "Costs"). TestRecentLeafHashesMatchStoredEvents checks that these hashes
+// "Integrator and signer"). TestRecentLeafHashesMatchStoredEvents checks that these hashes
 // equal the hashes of the events read back from disk.
 func (s *Store) RecentLeafHashes(ctx context.Context, from, to uint64, dst []tlog.Hash) (hashes []tlog.Hash, lastReceive time.Time, ok bool, err error) {
 	if from == 0 || to < from {

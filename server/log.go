@@ -84,7 +84,7 @@ func (s *logService) GetInclusionProof(ctx context.Context, req *pb.GetInclusion
 	}
 	p, err := s.log.InclusionProof(e.Seq, size)
 	if err != nil {
-		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%v", err))
+		return nil, toStatus(ctx, err)
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -97,9 +97,11 @@ func (s *logService) GetConsistencyProof(ctx context.Context, req *pb.GetConsist
 	if err := audittrail.CanSearch(audittrail.PrincipalFromContext(ctx)); err != nil {
 		return nil, toStatus(ctx, err)
 	}
+	// A size out of range is the caller's (EInvalid, from the log); a
+	// failure to read the tree is the server's.
 	p, err := s.log.ConsistencyProof(req.GetFirst(), req.GetSecond())
 	if err != nil {
-		return nil, toStatus(ctx, audittrail.Errorf(audittrail.EInvalid, "%v", err))
+		return nil, toStatus(ctx, err)
 	}
 	b, err := json.Marshal(p)
 	if err != nil {

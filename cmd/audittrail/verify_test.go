@@ -210,7 +210,17 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	var gotCons struct{ Proof string }
 	get(m.PublicURL, reader, fmt.Sprintf("/v1/log/consistency?first=%d&second=%d", cp1.Size, cp2.Size), http.StatusOK, &gotCons)
 	verify(0, "consistency", "--key", keyFile, cp1File, cp2File, write("cons-rest.json", []byte(gotCons.Proof)))
-	get(m.PublicURL, reader, "/v1/log/consistency?first=5&second=4", http.StatusBadRequest, nil)
+	// Sizes out of range are the caller's, said in the API's words.
+	for path, want := range map[string]string{
+		"/v1/log/consistency?first=5&second=4":                            "no consistency proof from 5 to 4 leaves",
+		"/v1/log/consistency?first=1&second=999999":                       "no consistency proof from 1 to 999999 leaves",
+		"/v1/log/inclusion?name=events/" + target.ID + "&treeSize=999999": "tree_size 999999 is larger than the log's tree",
+	} {
+		body := call("GET", m.PublicURL, reader, path, "", http.StatusBadRequest)
+		if !strings.Contains(string(body), want) || strings.Contains(string(body), "logsign") {
+			t.Errorf("GET %s: %s; want %q, without the package's name", path, body, want)
+		}
+	}
 
 	// Saved REST answers with proofs verify offline, as a whole: a search
 	// page, and a create's receipt. A changed byte of an event fails.
