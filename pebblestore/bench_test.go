@@ -44,6 +44,7 @@ var bench struct {
 // TestMain removes the benchmarks' temporary data set at exit.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	removeCheckStores()
 	if bench.store != nil {
 		bench.store.Close()
 	}

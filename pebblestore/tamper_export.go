@@ -3,10 +3,13 @@ package pebblestore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
+	"github.com/audittrail/audittrail"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -61,6 +64,17 @@ func RawIDValue(seq uint64) []byte { return idValue(nil, seq) }
 // that a record stays decodable and only its content changes), and returns
 // how many values it rewrote.
 func ReplaceInValues(dir string, old, new []byte) (n int, err error) {
+	return replaceIn(dir, nil, old, new)
+}
+
+// ReplaceInColumn is ReplaceInValues on the value column alone (column.go):
+// the records and every other index keep old.
+func ReplaceInColumn(dir string, old, new []byte) (n int, err error) {
+	return replaceIn(dir, []byte{pfxColumn}, old, new)
+}
+
+// replaceIn is ReplaceInValues over the keys with prefix (nil: all).
+func replaceIn(dir string, prefix, old, new []byte) (n int, err error) {
 	if len(old) != len(new) {
 		return 0, fmt.Errorf("pebblestore: replacing %d bytes with %d would break the record", len(old), len(new))
 	}
@@ -69,7 +83,11 @@ func ReplaceInValues(dir string, old, new []byte) (n int, err error) {
 		return 0, err
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
-	it, err := db.NewIter(nil)
+	var opts *pebble.IterOptions
+	if prefix != nil {
+		opts = &pebble.IterOptions{LowerBound: prefix, UpperBound: []byte{prefix[0] + 1}}
+	}
+	it, err := db.NewIter(opts)
 	if err != nil {
 		return 0, err
 	}
@@ -88,4 +106,107 @@ func ReplaceInValues(dir string, old, new []byte) (n int, err error) {
 		return 0, err
 	}
 	return n, b.Commit(pebble.Sync)
+}
+
+// openRaw opens the closed store's Pebble database at dir for a tamper
+// function.
+func openRaw(dir string) (*pebble.DB, error) {
+	return pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+}
+
+// rawDictID returns the dictionary id of value of field f in db.
+func rawDictID(db *pebble.DB, f audittrail.Field, value string) (uint32, error) {
+	var id uint32
+	found := false
+	err := scan(db, []byte{pfxDict, byte(f)}, func(k, v []byte) error {
+		if string(v) == value {
+			id, found = binary.BigEndian.Uint32(k[2:]), true
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("pebblestore: %s %q is not in its dictionary", f, value)
+	}
+	return id, err
+}
+
+// DeletePosting removes, in the closed store's Pebble database at dir, the
+// posting of the event of seq from the posting list of value of field f (a
+// dictionary value, in a list of this format, w keys): its block is
+// rewritten without it.
+func DeletePosting(dir string, f audittrail.Field, value string, seq uint64) (err error) {
+	db, err := openRaw(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	id, err := rawDictID(db, f, value)
+	if err != nil {
+		return err
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEpochPacked}, UpperBound: []byte{pfxEpochPacked + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if k[5] != byte(f) || binary.BigEndian.Uint32(k[6:]) != id {
+			continue
+		}
+		b := postBlock{data: slices.Clone(it.Value())}
+		b.t, b.seq = decodeSuffix(k[10:])
+		var ents []postEnt
+		for ok := true; ok; {
+			ents = append(ents, postEnt{b.t, b.seq})
+			if ok, err = b.advance(); err != nil {
+				return err
+			}
+		}
+		i := slices.IndexFunc(ents, func(e postEnt) bool { return e.seq == seq })
+		if i < 0 {
+			continue
+		}
+		batch := db.NewBatch()
+		defer batch.Close()
+		if err := batch.Delete(k, nil); err != nil {
+			return err
+		}
+		if ents = slices.Delete(ents, i, i+1); len(ents) > 0 {
+			l := &postList{kind: pfxPacked, d: dictID(f), list: uint64(id)}
+			var w postWrites
+			key := w.appendKey(nil, l, ents[0])
+			var val []byte
+			for j := 1; j < len(ents); j++ {
+				val = binary.AppendUvarint(val, ents[j-1].t-ents[j].t)
+				val = binary.AppendVarint(val, int64(ents[j].seq-ents[j-1].seq))
+			}
+			if err := batch.Set(key, val, nil); err != nil {
+				return err
+			}
+		}
+		return batch.Commit(pebble.Sync)
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return fmt.Errorf("pebblestore: no posting of seq %d in the list of %s %q", seq, f, value)
+}
+
+// AddPosting adds, in the closed store's Pebble database at dir, a posting
+// of the event at (ns, seq) to the posting list of value of field f (a
+// dictionary value): a block of its own.
+func AddPosting(dir string, f audittrail.Field, value string, ns int64, seq uint64) (err error) {
+	db, err := openRaw(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	id, err := rawDictID(db, f, value)
+	if err != nil {
+		return err
+	}
+	var w postWrites
+	key := w.appendKey(nil, &postList{kind: pfxPacked, d: dictID(f), list: uint64(id)}, postEnt{sortTime(ns), seq})
+	return db.Set(key, nil, pebble.Sync)
 }
