@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,17 @@ the cosignatures of the policy's quorum of witnesses (docs/configuration.md,
                event and compares it with every stored signed checkpoint;
                reports the first divergent leaf, a leaf whose event is gone,
                and events that searches show but the log does not hold.
+               The embedded store's indexes are checked too: every key of
+               the database is read (Pebble checks each block's checksum),
+               and every event must be in each index its fields put it in
+               (posting lists, value column, id index, log positions), every
+               index entry must name a stored event with that value, and
+               records may refer only to values their dictionaries hold;
+               each problem is a line "INDEX MISSING/EXTRA/CORRUPT/...:"
+               naming the index and the event's seq and id. Events before a
+               retention cutoff are not compared. Stale posting counts (the
+               planner's statistics) are warnings. A PostgreSQL store's
+               indexes are PostgreSQL's own (check them with amcheck).
                Horizon and receive-order findings, and leaves no checkpoint
                signs yet, are warnings unless --strict. With --allow-deleted
                (after serve --retention, or a PostgreSQL month dropped),
@@ -92,7 +104,7 @@ func (c *VerifyCommand) flags() (*flag.FlagSet, *verifyFlags) {
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of a stopped server (store)")
 	fs.StringVar(&f.store, "store", "", "store: a postgres:// `URL` to audit instead of a data directory")
 	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "store: audit the events left after retention deleted some (serve --retention, or a PostgreSQL month dropped); the deleted ones are checked by their leaf hashes and listed, instead of failing the audit")
-	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, and on leaves no checkpoint signs yet; answer: fail on pending events")
+	fs.BoolVar(&f.strict, "strict", false, "store: fail on horizon and receive-order findings, on leaves no checkpoint signs yet, and on the embedded store's stale posting counts; answer: fail on pending events")
 	return fs, f
 }
 
@@ -439,11 +451,70 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 			rep.Covered, rep.Leaves-1, rep.Covered+1, rep.Leaves, eventID(rep.Covered))
 		failed = failed || f.strict
 	}
+	if ps, ok := st.(*pebblestore.Store); ok {
+		bad, warned, err := c.checkIndexes(ctx, ps)
+		if err != nil {
+			return err
+		}
+		failed = failed || bad || warned && f.strict
+	}
 	if failed {
 		return errVerify
 	}
 	fmt.Fprintln(c.Stdout, "store OK")
 	return nil
+}
+
+// maxIndexFindings bounds the index findings verify store prints; the
+// rest are counted.
+const maxIndexFindings = 100
+
+// checkIndexes runs the embedded store's index check
+// (pebblestore.Store.CheckIndexes: every key read, the indexes compared
+// with the records) and prints what it read and found. bad: a finding
+// that makes the audit fail; warned: a warning (the planner's statistics),
+// which fails it with --strict.
+func (c *VerifyCommand) checkIndexes(ctx context.Context, s *pebblestore.Store) (bad, warned bool, err error) {
+	var lines []string
+	more := 0
+	st, err := s.CheckIndexes(ctx, runtime.GOMAXPROCS(0), func(f pebblestore.IndexFinding) {
+		if f.Warning {
+			warned = true
+		} else {
+			bad = true
+		}
+		switch {
+		case len(lines) == maxIndexFindings:
+			more++
+		case f.Warning:
+			lines = append(lines, fmt.Sprintf("warning: %s", f))
+		default:
+			lines = append(lines, fmt.Sprintf("INDEX %s: %s", strings.ToUpper(f.Kind), f))
+		}
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("index check: %w", err)
+	}
+	fmt.Fprintf(c.Stdout, "read every key of the store: %d keys, %.1f MiB (Pebble checked the checksum of every block read)\n", st.Keys, float64(st.Bytes)/(1<<20))
+	if st.Complete {
+		fmt.Fprintf(c.Stdout, "indexes: %d events compared with %d index entries (postings, value column, ids, log positions); %d events disagree",
+			st.Events, st.Entries, st.Disagreeing)
+		if st.BeforeCutoff > 0 {
+			fmt.Fprintf(c.Stdout, "; %d records and entries before the retention cutoff not compared", st.BeforeCutoff)
+		}
+		fmt.Fprintln(c.Stdout)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(c.Stdout, l)
+	}
+	if more > 0 {
+		fmt.Fprintf(c.Stdout, "INDEX: %d more findings\n", more)
+	}
+	if !st.Complete {
+		fmt.Fprintln(c.Stdout, "INDEX CHECK INCOMPLETE: the store could not be read whole, so the indexes were not compared with the records")
+		return true, warned, nil
+	}
+	return bad, warned, nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
