@@ -1004,3 +1004,29 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+// BenchmarkCheckIndexes runs the index check of "verify store"
+// (CheckIndexes: every key read, the indexes compared with the records) over
+// the shared data set, on every core. An op is a whole check.
+//
+//	AUDITTRAIL_BENCH_EVENTS=1000000 go test -run '^$' -bench CheckIndexes -benchtime 3x ./pebblestore/
+func BenchmarkCheckIndexes(b *testing.B) {
+	s := benchStore(b)
+	var st pebblestore.IndexCheck
+	for b.Loop() {
+		var err error
+		st, err = s.CheckIndexes(context.Background(), runtime.GOMAXPROCS(0), func(f pebblestore.IndexFinding) {
+			// Counts are saved once a second: the open data set's lag.
+			if !f.Warning {
+				b.Errorf("finding: %s", f)
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(st.Events), "ns/event")
+	b.ReportMetric(float64(st.Keys), "keys")
+	b.ReportMetric(float64(st.Bytes)/(1<<20), "MiB")
+	b.ReportMetric(float64(st.Entries)/float64(st.Events), "entries/event")
+}
