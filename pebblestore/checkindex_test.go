@@ -271,20 +271,38 @@ func TestCheckIndexesCorruptBlock(t *testing.T) {
 	if largest == "" {
 		t.Fatal("no table")
 	}
-	b, err := os.ReadFile(largest)
+	table, err := os.ReadFile(largest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Past the first half: the records and the posting lists, which Open
-	// does not read.
-	b[len(b)*2/3] ^= 0x40
-	if err := os.WriteFile(largest, b, 0o600); err != nil {
-		t.Fatal(err)
+	// A byte in the middle of the table: a data block of the records or
+	// the indexes. Open reads a few blocks (the dictionaries, the counts,
+	// the first block of each epoch, the last record): when the byte is
+	// in one of those, Open fails (which is also a finding, not
+	// CheckIndexes's) and the next place is tried.
+	for _, at := range []float64{0.5, 0.6, 0.4, 0.7, 0.3} {
+		b := slices.Clone(table)
+		b[int(float64(len(b))*at)] ^= 0x40
+		damaged := filepath.Join(t.TempDir(), "store")
+		if err := os.CopyFS(damaged, os.DirFS(dir)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(damaged, filepath.Base(largest)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := pebblestore.Open(context.Background(), pebblestore.Config{Dir: damaged, CacheSize: 16 << 20, DictionaryLimit: checkStoreDictionaryLimit})
+		if err != nil {
+			t.Logf("a byte at %.0f %% of the table: Open fails: %v", at*100, err)
+			continue
+		}
+		s.Close()
+		found, st := checkIndexes(t, damaged)
+		if len(found) != 1 || found[0].Kind != "corrupt" || !strings.Contains(found[0].String(), "database: cannot read") || st.Complete {
+			t.Errorf("a byte at %.0f %% of the table: findings %q, stats %+v: want one corrupt block", at*100, found, st)
+		}
+		return
 	}
-	found, st := checkIndexes(t, dir)
-	if len(found) != 1 || found[0].Kind != "corrupt" || !strings.Contains(found[0].String(), "database: cannot read") || st.Complete {
-		t.Errorf("findings %q, stats %+v: want one corrupt block", found, st)
-	}
+	t.Fatal("Open failed at every place tried")
 }
 
 // TestCheckIndexesEarlierFormats checks stores holding what earlier
