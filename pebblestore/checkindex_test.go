@@ -362,3 +362,63 @@ func TestCheckIndexesEarlierFormats(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckIndexesDuplicateDictionaryValue(t *testing.T) {
+	cs := sampleCheckStore(t, false)
+	dir := cs.copy(t)
+	v := cs.events[0].EventSource
+	id, err := pebblestore.AddDictionaryValue(dir, audittrail.FieldEventSource, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, _ := checkIndexes(t, dir)
+	var dup, unused int
+	for _, f := range found {
+		switch {
+		case f.Kind == "dictionary" && !f.Warning && strings.Contains(f.String(), fmt.Sprintf("dictionary of event_source: value %q is held twice, as ids", v)) && strings.Contains(f.String(), fmt.Sprintf(" and %d", id)):
+			dup++
+		case f.Kind == "statistics" && f.Warning && strings.Contains(f.String(), "dictionary of event_source: 1 values no stored event refers to"):
+			unused++
+		default:
+			t.Errorf("finding %s", f)
+		}
+	}
+	if dup != 1 || unused != 1 {
+		t.Errorf("findings %q: want the value held twice and unused", found)
+	}
+}
+
+func TestCheckIndexesRecordReferences(t *testing.T) {
+	cs := sampleCheckStore(t, false)
+	t.Run("erased value", func(t *testing.T) {
+		dir := cs.copy(t)
+		e := cs.events[len(cs.events)-1]
+		id, err := pebblestore.EraseDictionaryValue(dir, audittrail.FieldEventSource, e.EventSource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found, _ := checkIndexes(t, dir)
+		want := fmt.Sprintf("dictionary of event_source: event seq %d at ", e.Seq)
+		got := findingsOf(found, "dictionary", e.Seq)
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) || !strings.Contains(got[0], fmt.Sprintf("refers to value id %d, which the dictionary does not hold", id)) {
+			t.Errorf("findings of seq %d: %q, want one starting %q", e.Seq, got, want)
+		}
+	})
+	t.Run("inline value of a dictionary not frozen", func(t *testing.T) {
+		dir := cs.copy(t)
+		if err := pebblestore.UnfreezeDictionary(dir, audittrail.FieldResource); err != nil {
+			t.Fatal(err)
+		}
+		e := cs.events[len(cs.events)-1]
+		found, _ := checkIndexes(t, dir)
+		got := findingsOf(found, "dictionary", e.Seq)
+		if len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("the record holds value %q inline, but the dictionary is not frozen", e.Resource)) {
+			t.Errorf("findings of seq %d: %q", e.Seq, got)
+		}
+		for _, f := range found {
+			if f.Kind != "dictionary" || f.Index != "dictionary of resource" {
+				t.Errorf("finding %s", f)
+			}
+		}
+	})
+}

@@ -210,3 +210,48 @@ func AddPosting(dir string, f audittrail.Field, value string, ns int64, seq uint
 	key := w.appendKey(nil, &postList{kind: pfxPacked, d: dictID(f), list: uint64(id)}, postEnt{sortTime(ns), seq})
 	return db.Set(key, nil, pebble.Sync)
 }
+
+// AddDictionaryValue appends value to the dictionary of field f in the
+// closed store's Pebble database at dir, under a new id, even when the
+// dictionary holds it already, and returns the id.
+func AddDictionaryValue(dir string, f audittrail.Field, value string) (id uint32, err error) {
+	db, err := openRaw(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	err = scan(db, []byte{pfxDict, byte(f)}, func(_, _ []byte) error {
+		id++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, db.Set(dictKey(nil, dictID(f), id), []byte(value), pebble.Sync)
+}
+
+// EraseDictionaryValue marks value of the dictionary of field f erased in
+// the closed store's Pebble database at dir, as retention does for a value
+// no record refers to any more (expire.go), and returns its id.
+func EraseDictionaryValue(dir string, f audittrail.Field, value string) (id uint32, err error) {
+	db, err := openRaw(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	if id, err = rawDictID(db, f, value); err != nil {
+		return 0, err
+	}
+	return id, db.Set(dictKey(nil, dictID(f), id), erasedValue, pebble.Sync)
+}
+
+// UnfreezeDictionary removes the mark that the dictionary of field f is
+// frozen from the closed store's Pebble database at dir.
+func UnfreezeDictionary(dir string, f audittrail.Field) (err error) {
+	db, err := openRaw(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	return db.Delete(append([]byte(frozenDictPrefix), byte(f)), pebble.Sync)
+}
