@@ -70,8 +70,9 @@ the cosignatures of the policy's quorum of witnesses (docs/configuration.md,
                naming the index and the event's seq and id. Events before a
                retention cutoff are not compared. Posting counts (the
                planner's statistics, saved about once a second) that differ
-               from the events' are notes, never a failure. A PostgreSQL store's
-               indexes are PostgreSQL's own (check them with amcheck).
+               from the events' are notes, never a failure. A PostgreSQL
+               store's indexes are PostgreSQL's own (check them with
+               amcheck).
                Horizon and receive-order findings, and leaves no checkpoint
                signs yet, are warnings unless --strict. With --allow-deleted
                (after serve --retention, or a PostgreSQL month dropped),
