@@ -47,6 +47,9 @@ func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audit
 	if len(events) == 0 {
 		return []audittrail.AppendResult{}, nil
 	}
+	if s.readOnly {
+		return nil, audittrail.Errorf(audittrail.EUnavailable, "the store is open for reading only")
+	}
 	if err := s.reserve.check(); err != nil {
 		return nil, err
 	}

@@ -47,6 +47,15 @@ type Config struct {
 	// PostgreSQL store does). MaxScan bounds the candidates; this bounds
 	// what a candidate can cost, which a regular expression decides.
 	SearchTimeout time.Duration
+	// ReadOnly opens an existing store for reading only (audittrail verify
+	// store): Pebble read-only (a WAL left by a crash is replayed in
+	// memory), the storage format left as it is, appends refused, and
+	// Close writes nothing. A store of an older format is read as it is,
+	// without the move to this build's format that a read-write Open
+	// makes, after which the builds that wrote it would refuse it; one of
+	// formats 1 and 2 keeps lacking the value column, which only searches
+	// read. Dir must hold a store.
+	ReadOnly bool
 
 	// fs is the file system of the store; nil means the operating
 	// system's. Tests set a crashable in-memory one (export_test.go) to
@@ -79,6 +88,8 @@ type Store struct {
 	lock *pebble.Lock // Pebble's directory lock, held until Close is done
 	dir  string       // Config.Dir
 	fs   vfs.FS       // Config.fs, or the operating system's
+	// readOnly is Config.ReadOnly: nothing is written, Close included.
+	readOnly bool
 	// reserve refuses appends while the disk is nearly full.
 	reserve *diskReserve
 	// bgErrors counts Pebble's background errors (failed flushes and
@@ -222,7 +233,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.fs == nil {
 		cfg.fs = vfs.Default
 	}
-	if err := cfg.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if cfg.ReadOnly {
+		if _, err := cfg.fs.Stat(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
+		}
+	} else if err := cfg.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
 	lock, err := pebble.LockDirectory(cfg.Dir, cfg.fs)
@@ -238,6 +253,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	opts := pebbleOptions(cfg, log)
 	opts.Lock = lock
+	opts.ReadOnly = cfg.ReadOnly
+	opts.ErrorIfNotExists = cfg.ReadOnly
 	bgErrors := new(atomic.Uint64)
 	logBGError := opts.EventListener.BackgroundError // a test's (ListenForTest)
 	opts.EventListener.BackgroundError = func(err error) {
@@ -259,6 +276,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		lock:          lock,
 		dir:           cfg.Dir,
 		fs:            cfg.fs,
+		readOnly:      cfg.ReadOnly,
 		reserve:       newDiskReserve(cfg.fs, cfg.Dir, cfg.MinFreeBytes, log),
 		bgErrors:      bgErrors,
 		log:           log,
@@ -404,7 +422,9 @@ func (s *Store) recover() error {
 		readable := len(v) == 1 && (v[0] == formatEveryTreeLevel || v[0] == formatUnpackedPostings || v[0] == formatHash64Lists || v[0] == formatUnprefixedColumn || v[0] == formatUnpartitioned)
 		ok := len(v) == 1 && v[0] == formatVersion
 		closer.Close()
-		if old {
+		if s.readOnly && (old || readable || ok) {
+			// Read as it is: moving it would be a write.
+		} else if old {
 			if err := s.buildColumn(); err != nil {
 				return fmt.Errorf("pebblestore: building the value column: %w", err)
 			}
@@ -424,6 +444,9 @@ func (s *Store) recover() error {
 		it.Close()
 		if !empty {
 			return errors.New("pebblestore: the directory holds a database without a storage format version")
+		}
+		if s.readOnly {
+			break
 		}
 		if err := s.db.Set(formatKey, []byte{formatVersion}, pebble.Sync); err != nil {
 			return err
@@ -510,11 +533,14 @@ func (s *Store) Close() error {
 		// rest is its tables alone: the next Open replays nothing, and
 		// the WAL files, which hold only flushed data then, are removed
 		// (removeFlushedWALs).
-		flushErr := s.flushAtClose()
+		var flushErr error
+		if !s.readOnly {
+			flushErr = s.flushAtClose()
+		}
 		s.closeErr = s.db.Close()
 		if flushErr != nil {
 			s.log.Warn("pebblestore: flushing the memtables at close failed; the WAL is kept for the next Open", "err", flushErr)
-		} else if s.closeErr == nil {
+		} else if s.closeErr == nil && !s.readOnly {
 			s.closeErr = removeFlushedWALs(s.fs, s.dir)
 		}
 		s.closeErr = errors.Join(s.closeErr, s.lock.Close())

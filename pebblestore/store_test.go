@@ -865,3 +865,62 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatalf("Open on a read-only file system: %v", err)
 	}
 }
+
+// TestOpenForReading: a store opened with Config.ReadOnly (verify store)
+// reads as any other, refuses appends and leaves its directory as it was:
+// the files, and an older storage format, which a read-write Open moves to
+// this build's (older builds then refuse the directory).
+func TestOpenForReading(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	all := appendBatches(t, s, newGen(5), 3, 100)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pebblestore.RawSetFormat(dir, 7); err != nil {
+		t.Fatal(err)
+	}
+	files := func() map[string]int64 {
+		out := map[string]int64{}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = fi.Size()
+		}
+		return out
+	}
+	before := files()
+	s, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: dir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := compile(t, audittrail.Filter{})
+	if d := diff(bruteForce(all, q, nil), drain(t, s, q, 1000, 0)); d != "" {
+		t.Errorf("read-only (-want +got)\n%s", d)
+	}
+	if _, err := s.Append(t.Context(), newGen(6).batch(1)); audittrail.ErrorCode(err) != audittrail.EUnavailable {
+		t.Errorf("Append on a read-only store: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(before, files()); d != "" {
+		t.Errorf("the directory changed (-before +after)\n%s", d)
+	}
+	if f, err := pebblestore.RawFormat(dir); err != nil || f != 7 {
+		t.Errorf("storage format after a read-only Open: %d (%v), want 7", f, err)
+	}
+	missing := filepath.Join(dir, "missing")
+	if _, err := pebblestore.Open(t.Context(), pebblestore.Config{Dir: missing, ReadOnly: true}); err == nil {
+		t.Error("a read-only Open of a missing directory succeeded")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("a read-only Open created the directory")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 
@@ -254,4 +255,34 @@ func UnfreezeDictionary(dir string, f audittrail.Field) (err error) {
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
 	return db.Delete(append([]byte(frozenDictPrefix), byte(f)), pebble.Sync)
+}
+
+// RawFormat returns the storage format recorded in the closed store's
+// Pebble database at dir.
+func RawFormat(dir string) (format byte, err error) {
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, ReadOnly: true, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	v, closer, err := db.Get(formatKey)
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 1 {
+		return 0, fmt.Errorf("pebblestore: storage format %x", v)
+	}
+	return v[0], nil
+}
+
+// RawSetFormat records format as the storage format of the closed store's
+// Pebble database at dir, as a store written by an older build holds it.
+func RawSetFormat(dir string, format byte) (err error) {
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	return db.Set(formatKey, []byte{format}, pebble.Sync)
 }

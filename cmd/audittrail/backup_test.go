@@ -164,7 +164,7 @@ func TestBackupRestore(t *testing.T) {
 	}
 
 	// The offline audit needs no signing key: run on a copy of the backup
-	// as it is (opening a store writes to its directory).
+	// as it is.
 	audited := filepath.Join(t.TempDir(), "audited")
 	if err := os.CopyFS(audited, os.DirFS(backup)); err != nil {
 		t.Fatal(err)

@@ -360,7 +360,12 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 		if err := checkRestoredStore(f.dataDir); err != nil {
 			return err
 		}
-		pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger(), CacheSize: auditCacheSize})
+		// Read-only, as the PostgreSQL store's: an audit must leave the
+		// store as it found it, in its storage format too (a directory
+		// of an older release, audited before the upgrade, would
+		// otherwise be moved to this build's format, which that release
+		// refuses).
+		pb, err := pebblestore.Open(ctx, pebblestore.Config{Dir: dbDir, Logger: discardLogger(), CacheSize: auditCacheSize, ReadOnly: true})
 		if err != nil {
 			return err
 		}

@@ -292,6 +292,31 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	}
 }
 
+// TestVerifyStoreLeavesFormat: verify store leaves a data directory of an
+// older release in its storage format. It moved it to this build's format,
+// so that an operator who audited a directory with the new release before
+// upgrading could no longer start the release that wrote it ("storage
+// format 08 is not supported").
+func TestVerifyStoreLeavesFormat(t *testing.T) {
+	dir := t.TempDir()
+	m := startDevMain(t, dir)
+	runOK(t, "create", "--addr", m.InternalURL, "--token", m.Config.ProducerToken, "--sample", "50", "--seed", "1")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, storeDir)
+	const older = 7 // a format this build reads and moves to its own at Open
+	if err := pebblestore.RawSetFormat(db, older); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOK(t, "verify", "store", "--data-dir", dir); !strings.Contains(out, "audited 50 events") || !strings.Contains(out, "store OK") {
+		t.Errorf("verify store printed %q", out)
+	}
+	if got, err := pebblestore.RawFormat(db); err != nil || got != older {
+		t.Errorf("after verify store the storage format is %d (%v), want %d as before", got, err, older)
+	}
+}
+
 // tamperPebble replaces old by new (same length) in every value of the
 // Pebble database at dir.
 func tamperPebble(t *testing.T, dir string, old, new []byte) {
