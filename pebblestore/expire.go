@@ -71,6 +71,9 @@ import (
 var (
 	cutoffKey  = []byte("mcutoff")
 	cleanedKey = []byte("mcleaned")
+	// passingKey marks a pass in progress (its cutoff, in the same form):
+	// set, synced, when a pass begins, deleted when it has finished.
+	passingKey = []byte("mpassing")
 )
 
 // maxPassLists bounds the posting lists a pass notes for its targeted
@@ -183,6 +186,15 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 		return res, err
 	}
 	cleaned, err := s.readCutoff(cleanedKey)
+	var passing bool
+	if err == nil {
+		_, passing, err = s.readUint64(passingKey)
+	}
+	if err == nil && !passing {
+		// Synced before anything is deleted: a pass that the process's
+		// end interrupts leaves it.
+		err = s.db.Set(passingKey, binary.BigEndian.AppendUint64(nil, uint64(cutoff.UnixNano())), pebble.Sync)
+	}
 	s.closeMu.RUnlock()
 	if err != nil {
 		return res, err
@@ -191,10 +203,12 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	// cleaned, deleting nothing: the store is as clean as it found it.
 	clean := cleaned == s.cutoff.Load() || s.raisedClean
 	s.raisedClean = false
-	// The first pass since Open finds the end of the last one unrecorded
-	// when the process ended during it: that pass deleted events and
-	// recorded nothing, so this one says so.
-	res.Resumed = !s.expired && s.cutoff.Load() != noCutoff && !clean
+	// The first pass since Open finds the last one unfinished when the
+	// process ended during it: that pass may have deleted events and
+	// recorded nothing, so this one says so. The mark, not cleanedKey
+	// lagging the cutoff, tells it: stores written before cleanedKey
+	// existed have a cutoff without it, and cleanedKey is not synced.
+	res.Resumed = !s.expired && passing
 	s.expired = true
 	var lists map[string]struct{}
 	if clean && !s.legacyPostings.read && !s.legacyPostings.hash64 && !s.legacyPostings.unpartitioned {
@@ -248,7 +262,11 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	if keptLists == nil {
 		// Too many records kept to tell which values they hold: the
 		// next pass walks every list and every value (cleanedKey lags).
-		return res, nil
+		if err := s.rlock(); err != nil {
+			return res, err
+		}
+		defer s.closeMu.RUnlock()
+		return res, s.passFinished()
 	}
 	res.Erased, err = s.eraseUnused(ctx, lists, keptLists)
 	if err == nil && (res.Deleted > 0 || lists == nil) {
@@ -291,7 +309,15 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 	if err := s.db.Set(cleanedKey, binary.BigEndian.AppendUint64(nil, uint64(c)), pebble.NoSync); err != nil {
 		return res, err
 	}
-	return res, nil
+	return res, s.passFinished()
+}
+
+// passFinished clears the mark of a pass in progress (passingKey), once the
+// pass has deleted all it had to; its caller holds closeMu. A pass that fails
+// keeps the mark: its caller records the failure, and the first pass after
+// a restart reports itself resumed.
+func (s *Store) passFinished() error {
+	return s.db.Delete(passingKey, pebble.NoSync)
 }
 
 // keyRange is a range of keys, [lo, hi).

@@ -704,7 +704,7 @@ func TestExpireReportsInterruptedPass(t *testing.T) {
 		t.Fatalf("first pass: %+v, %v; want deletions, not resumed", res, err)
 	}
 	// The process ends before the pass's end is recorded.
-	s.ForgetCleanedForTest()
+	s.InterruptPassForTest()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -728,7 +728,7 @@ func TestExpireReportsInterruptedPass(t *testing.T) {
 	// hides an interrupted one.
 	for i, interrupted := range []bool{false, true} {
 		if interrupted {
-			s.ForgetCleanedForTest()
+			s.InterruptPassForTest()
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -741,5 +741,17 @@ func TestExpireReportsInterruptedPass(t *testing.T) {
 		if res, err = s.Expire(ctx, later); err != nil || res.Deleted == 0 || res.Resumed != interrupted {
 			t.Fatalf("a pass after RaiseCutoff (the last pass interrupted: %v): %+v, %v; want deletions, resumed %v", interrupted, res, err, interrupted)
 		}
+	}
+	// Nor does a store whose passes ran on a build that marked neither a
+	// pass's end nor its start (a cutoff, nothing else: the upgrade from
+	// such a build recorded a resumed pass that never was), nor one whose
+	// last pass's end was lost (it is not synced).
+	s.ForgetPassMarksForTest()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	if res, err = s.Expire(ctx, cutoff); err != nil || res.Resumed {
+		t.Fatalf("after a reopen of a store of a build without the marks: %+v, %v; want not resumed", res, err)
 	}
 }

@@ -394,6 +394,25 @@ func (s *Store) ForgetCleanedForTest() {
 	}
 }
 
+// InterruptPassForTest leaves the store as a retention pass that the
+// process's end interrupted does: marked in progress, its end unrecorded.
+func (s *Store) InterruptPassForTest() {
+	s.ForgetCleanedForTest()
+	if err := s.db.Set(passingKey, binary.BigEndian.AppendUint64(nil, uint64(s.cutoff.Load())), pebble.Sync); err != nil {
+		panic(err)
+	}
+}
+
+// ForgetPassMarksForTest leaves the store as a build before the marks of
+// passes (cleanedKey, passingKey) left it after its passes.
+func (s *Store) ForgetPassMarksForTest() {
+	for _, k := range [][]byte{cleanedKey, passingKey} {
+		if err := s.db.Delete(k, pebble.Sync); err != nil {
+			panic(err)
+		}
+	}
+}
+
 // DictionaryValuesForTest returns the values the dictionaries of the
 // indexed fields hold, by field, the metadata pairs they hold (key "\x00"
 // value) and the value column's prefixes, erased values left out.
