@@ -313,11 +313,14 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time) (audittrail.Expire
 }
 
 // passFinished clears the mark of a pass in progress (passingKey), once the
-// pass has deleted all it had to; its caller holds closeMu. A pass that fails
+// pass has deleted all it had to; its caller holds closeMu. Synced (once an
+// hour), so that a power cut does not bring the mark back for a pass that
+// deleted nothing and so wrote no self-audit event, whose sync would have
+// carried the deletion. A pass that fails
 // keeps the mark: its caller records the failure, and the first pass after
 // a restart reports itself resumed.
 func (s *Store) passFinished() error {
-	return s.db.Delete(passingKey, pebble.NoSync)
+	return s.db.Delete(passingKey, pebble.Sync)
 }
 
 // keyRange is a range of keys, [lo, hi).
