@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,25 @@ func TestSampleItemsMatchGenerator(t *testing.T) {
 		if _, err := audittrail.PrepareNewEvent(it.req.EventID, it.req.Event, end, false); err != nil {
 			t.Errorf("item %d: %v", i, err)
 		}
+	}
+}
+
+// BenchmarkReadEventsJSONL reads create's input of lines (JSON Lines) of
+// 1,000 and 20,000 events: the time per event should not grow with the
+// input (it did, the line of each item counted from the start).
+func BenchmarkReadEventsJSONL(b *testing.B) {
+	one := strings.ReplaceAll(inputEvent, "\n", "") + "\n"
+	for _, n := range []int{1000, 20000} {
+		input := strings.Repeat(one, n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(len(input)))
+			for b.Loop() {
+				items, err := readEvents(strings.NewReader(input))
+				if err != nil || len(items) != n || items[n-1].line != n {
+					b.Fatalf("%d items, the last at line %d: %v", len(items), items[len(items)-1].line, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+		})
 	}
 }

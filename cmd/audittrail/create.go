@@ -228,6 +228,10 @@ func readEvents(r io.Reader) ([]createItem, error) {
 		return items, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
+	// line is the line of offset counted, carried from item to item:
+	// counting from the start for each item made a file of n lines cost
+	// n² (60,000 lines: 16 s).
+	line, counted := 1, 0
 	for i := 0; ; i++ {
 		var raw json.RawMessage
 		err := dec.Decode(&raw)
@@ -239,7 +243,8 @@ func readEvents(r io.Reader) ([]createItem, error) {
 		}
 		// The item starts after the whitespace before it.
 		start := int(dec.InputOffset()) - len(raw)
-		line := 1 + bytes.Count(data[:start], []byte{'\n'})
+		line += bytes.Count(data[counted:start], []byte{'\n'})
+		counted = start
 		req, err := parseItem(raw)
 		if err != nil {
 			return nil, fmt.Errorf("item %d (line %d): %v", i, line, err)
