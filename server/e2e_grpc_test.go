@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/internal/wire"
+	"github.com/audittrail/audittrail/server"
 )
 
 func pbEvent(t time.Time, resource string) *pb.Event {
@@ -135,13 +137,28 @@ func TestE2EGRPC(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "the limit is 1000 per batch")
 }
 
-// TestE2EGRPCMessageTooLarge sends a message over the limit of the REST body.
+// TestE2EGRPCMessageTooLarge sends messages over the limits of the REST
+// body: audittrail.MaxRequestBodySize on the internal listener,
+// server.MaxPublicRequestSize on the public one.
 func TestE2EGRPCMessageTooLarge(t *testing.T) {
 	srv := testserver.Start(t)
-	internal := dialGRPC(t, srv.InternalAddr)
+	internal, public := dialGRPC(t, srv.InternalAddr), dialGRPC(t, srv.PublicAddr)
 	e := pbEvent(time.Now(), strings.Repeat("r", audittrail.MaxRequestBodySize))
 	_, err := internal.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: e})
 	wantCode(t, err, codes.ResourceExhausted, "")
+
+	// A search just over the public limit: refused by the public listener
+	// whoever sends it, searched by the internal one (no event has such a
+	// resource).
+	big := &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ResourceExact: ptr(strings.Repeat("r", server.MaxPublicRequestSize))}}
+	for _, token := range []string{srv.ReaderToken, "wrong"} {
+		_, err = public.SearchEvents(withToken(t, token), big)
+		wantCode(t, err, codes.ResourceExhausted, fmt.Sprint(server.MaxPublicRequestSize))
+	}
+	resp, err := internal.SearchEvents(withToken(t, srv.ReaderToken), big)
+	if err != nil || len(resp.Events) != 0 {
+		t.Errorf("internal listener, a search of %d bytes: %v, %v", server.MaxPublicRequestSize, resp, err)
+	}
 }
 
 // TestE2EGRPCInvalidUTF8: a request with a string that is not UTF-8 is

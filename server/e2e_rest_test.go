@@ -13,6 +13,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/testserver"
+	"github.com/audittrail/audittrail/server"
 )
 
 func TestE2EVersionHealthMetrics(t *testing.T) {
@@ -541,16 +542,18 @@ func TestE2EBatchREST(t *testing.T) {
 	}
 }
 
-// TestE2EBodyTooLarge sends bodies over audittrail.MaxRequestBodySize: with a
-// Content-Length (refused before the body is read) and chunked (refused when
-// the limit is crossed).
+// TestE2EBodyTooLarge sends bodies over the limits, audittrail.MaxRequestBodySize
+// on the internal listener and server.MaxPublicRequestSize on the public one:
+// with a Content-Length (refused before the body is read) and chunked
+// (refused when the limit is crossed).
 func TestE2EBodyTooLarge(t *testing.T) {
 	srv := testserver.Start(t)
 	limit := fmt.Sprint(audittrail.MaxRequestBodySize)
+	publicLimit := fmt.Sprint(server.MaxPublicRequestSize)
 
-	// raw sends the headers of a request declaring a body over the limit,
-	// and the first bytes of the body.
-	raw := func(t *testing.T, addr, path, token string) *response {
+	// raw sends the headers of a request declaring a body of length
+	// bytes, and the first bytes of the body.
+	raw := func(t *testing.T, addr, path, token string, length int) *response {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -559,8 +562,31 @@ func TestE2EBodyTooLarge(t *testing.T) {
 		conn.SetDeadline(time.Now().Add(30 * time.Second))
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
 			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"requests\": [",
-			path, addr, token, audittrail.MaxRequestBodySize+1)
+			path, addr, token, length)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+	// search sends a search whose resource regex fills n bytes of body,
+	// chunked (no declared length) or declared.
+	search := func(t *testing.T, url, token string, n int, chunked bool) *response {
+		prefix := `{"filter": {"resourceRegex": "`
+		suffix := `"}}`
+		body := io.MultiReader(strings.NewReader(prefix),
+			io.LimitReader(repeatReader('a'), int64(n-len(prefix)-len(suffix))), strings.NewReader(suffix))
+		req, _ := http.NewRequest("POST", url+"/v1/events:search", body)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		req.ContentLength = int64(n)
+		if chunked {
+			req.ContentLength = -1
+		}
+		resp, err := httpClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -570,51 +596,48 @@ func TestE2EBodyTooLarge(t *testing.T) {
 	}
 
 	t.Run("content-length", func(t *testing.T) {
-		r := raw(t, srv.InternalAddr, "/v1/events:batchCreate", srv.ProducerToken)
+		r := raw(t, srv.InternalAddr, "/v1/events:batchCreate", srv.ProducerToken, audittrail.MaxRequestBodySize+1)
 		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, limit)
 	})
 
 	t.Run("routing first", func(t *testing.T) {
 		// The public create paths are 405 and unknown paths 404 whatever
 		// the body: they never read it.
-		wantStatus(t, raw(t, srv.PublicAddr, "/v1/events:batchCreate", srv.ProducerToken), http.StatusMethodNotAllowed, 12, "Method Not Allowed")
-		wantStatus(t, raw(t, srv.InternalAddr, "/v1/nothing", srv.ProducerToken), http.StatusNotFound, 5, "Not Found")
+		wantStatus(t, raw(t, srv.PublicAddr, "/v1/events:batchCreate", srv.ProducerToken, audittrail.MaxRequestBodySize+1),
+			http.StatusMethodNotAllowed, 12, "Method Not Allowed")
+		wantStatus(t, raw(t, srv.InternalAddr, "/v1/nothing", srv.ProducerToken, audittrail.MaxRequestBodySize+1),
+			http.StatusNotFound, 5, "Not Found")
 	})
 
 	t.Run("chunked", func(t *testing.T) {
 		// A search whose regex never ends: the body is streamed, without a
 		// length, until the server stops reading.
-		body := io.MultiReader(strings.NewReader(`{"filter": {"resourceRegex": "`),
-			io.LimitReader(repeatReader('a'), audittrail.MaxRequestBodySize+1))
-		req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", body)
-		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
-		req.ContentLength = -1
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		wantStatus(t, &response{status: resp.StatusCode, header: resp.Header, body: b}, http.StatusRequestEntityTooLarge, 8, limit)
+		r := search(t, srv.InternalURL, srv.ReaderToken, audittrail.MaxRequestBodySize+1, true)
+		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, limit)
 	})
 
 	t.Run("just under the limit is read", func(t *testing.T) {
 		// A body of nearly the limit gets past the size check to the
 		// handler, which finds the regex too long.
-		prefix := `{"filter": {"resourceRegex": "`
-		suffix := `"}}`
-		n := audittrail.MaxRequestBodySize - len(prefix) - len(suffix)
-		body := io.MultiReader(strings.NewReader(prefix), io.LimitReader(repeatReader('a'), int64(n)), strings.NewReader(suffix))
-		req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", body)
-		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
-		req.ContentLength = audittrail.MaxRequestBodySize
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		r := search(t, srv.InternalURL, srv.ReaderToken, audittrail.MaxRequestBodySize, false)
+		wantStatus(t, r, http.StatusBadRequest, 3, "filter.resource_regex is too long")
+	})
+
+	t.Run("public listener", func(t *testing.T) {
+		// The public listener creates nothing, and reads no more than
+		// MaxPublicRequestSize of a body: one over it is refused whoever
+		// sends it, declared or chunked.
+		for _, token := range []string{srv.ReaderToken, ""} {
+			r := raw(t, srv.PublicAddr, "/v1/events:search", token, server.MaxPublicRequestSize+1)
+			wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, publicLimit)
+			r = search(t, srv.PublicURL, token, server.MaxPublicRequestSize+1, true)
+			wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, publicLimit)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		wantStatus(t, &response{status: resp.StatusCode, header: resp.Header, body: b}, http.StatusBadRequest, 3, "filter.resource_regex is too long")
+		r := search(t, srv.PublicURL, srv.ReaderToken, server.MaxPublicRequestSize, false)
+		wantStatus(t, r, http.StatusBadRequest, 3, "filter.resource_regex is too long")
+		// The same search as the internal listener reads.
+		r = search(t, srv.InternalURL, srv.ReaderToken, server.MaxPublicRequestSize+1, false)
+		wantStatus(t, r, http.StatusBadRequest, 3, "filter.resource_regex is too long")
 	})
 }
 

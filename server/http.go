@@ -49,12 +49,29 @@ var (
 		HTTPStatus: http.StatusMethodNotAllowed,
 		Err:        wire.ToStatus(audittrail.Errorf(audittrail.EUnimplemented, "Method Not Allowed")),
 	}
-	errBodyTooLarge = &runtime.HTTPStatusError{
+)
+
+// MaxPublicRequestSize bounds a request of the public listener, REST body
+// or gRPC message, where the internal listener takes up to
+// audittrail.MaxRequestBodySize. The public listener creates nothing: its
+// largest request is a search with every filter field at its limit, about
+// 600 KiB of protobuf (3.5 MiB of JSON were every byte written as a \u
+// escape). A request is read whole and decoded before its caller is
+// authenticated (the self-audit records refused searches with their
+// filter), and a body can be held open half sent: at 100 MiB, four
+// connections of anonymous clients that never finish their bodies held
+// 730 MB of the server's memory, and a few dozen more would have exhausted
+// it.
+const MaxPublicRequestSize = 4 << 20
+
+// bodyTooLarge is the answer to a REST body over limit bytes.
+func bodyTooLarge(limit int64) error {
+	return &runtime.HTTPStatusError{
 		HTTPStatus: http.StatusRequestEntityTooLarge,
 		Err: wire.ToStatus(audittrail.Errorf(audittrail.ETooLarge,
-			"request body is too large: the limit is %d bytes", audittrail.MaxRequestBodySize)),
+			"request body is too large: the limit is %d bytes", limit)),
 	}
-)
+}
 
 // gateway returns the REST mux of a listener. It calls impl in process
 // through the listener's interceptor chain ic (see intercepted).
@@ -174,7 +191,7 @@ func asGet(r *http.Request) *http.Request {
 // limit is 413.
 func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
-		err = errBodyTooLarge
+		err = bodyTooLarge(b.limit)
 	}
 	if secs, ok := retryAfter(err); ok {
 		w.Header().Set("Retry-After", secs)
@@ -204,29 +221,31 @@ func (c challenge) WriteHeader(code int) {
 	c.ResponseWriter.WriteHeader(code)
 }
 
-// limitedBody limits a REST request body to audittrail.MaxRequestBodySize
-// and remembers when a read went over it, so that httpError can answer 413
+// limitedBody limits a REST request body to its listener's limit
+// (audittrail.MaxRequestBodySize, MaxPublicRequestSize) and remembers when a read went over it, so that httpError can answer 413
 // (the gateway reports any failure to read the body as INVALID_ARGUMENT). A
 // declared Content-Length over the limit fails at the first read, before
 // anything is read. Routing answers (404, 405) still come first: they read
 // nothing.
 type limitedBody struct {
 	io.ReadCloser
+	limit    int64
 	tooLong  bool // the declared length is over the limit
 	exceeded bool // a read failed because of the limit
 }
 
-func limitBody(w http.ResponseWriter, r *http.Request) *limitedBody {
+func limitBody(w http.ResponseWriter, r *http.Request, limit int64) *limitedBody {
 	return &limitedBody{
-		ReadCloser: http.MaxBytesReader(w, r.Body, audittrail.MaxRequestBodySize),
-		tooLong:    r.ContentLength > audittrail.MaxRequestBodySize,
+		ReadCloser: http.MaxBytesReader(w, r.Body, limit),
+		limit:      limit,
+		tooLong:    r.ContentLength > limit,
 	}
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
 	if b.tooLong {
 		b.exceeded = true
-		return 0, errBodyTooLarge
+		return 0, bodyTooLarge(b.limit)
 	}
 	n, err := b.ReadCloser.Read(p)
 	var tooLarge *http.MaxBytesError

@@ -170,10 +170,14 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.AdminServiceServer, ic grpc.UnaryServerInterceptor,
 	public bool, routes []Route, tlsCfg *TLSConfig) (*endpoint, error) {
+	maxRequest := audittrail.MaxRequestBodySize
+	if public {
+		maxRequest = MaxPublicRequestSize
+	}
 	newGRPC := func(opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append([]grpc.ServerOption{
 			grpc.UnaryInterceptor(ic),
-			grpc.MaxRecvMsgSize(audittrail.MaxRequestBodySize),
+			grpc.MaxRecvMsgSize(maxRequest),
 			grpc.ForceServerCodecV2(wire.ServerCodec()),
 		}, opts...)...)
 		pb.RegisterEventServiceServer(g, impl)
@@ -241,7 +245,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			g.ServeHTTP(w, r)
 			return
 		}
-		r.Body = limitBody(w, r)
+		r.Body = limitBody(w, r, int64(maxRequest))
 		gw.ServeHTTP(w, asGet(r))
 	})
 	// One port, two protocols: HTTP/1.1 for REST clients, and HTTP/2 with
