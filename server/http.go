@@ -8,11 +8,14 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/audittrail/audittrail"
@@ -192,6 +195,12 @@ func asGet(r *http.Request) *http.Request {
 func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
 		err = bodyTooLarge(b.limit)
+	} else if ok && b.timedOut {
+		err = &runtime.HTTPStatusError{
+			HTTPStatus: http.StatusRequestTimeout,
+			Err: status.Errorf(codes.DeadlineExceeded, "the request body did not arrive within %s of its headers: send it faster, or in smaller requests",
+				b.timeout),
+		}
 	}
 	if secs, ok := retryAfter(err); ok {
 		w.Header().Set("Retry-After", secs)
@@ -230,14 +239,17 @@ func (c challenge) WriteHeader(code int) {
 type limitedBody struct {
 	io.ReadCloser
 	limit    int64
-	tooLong  bool // the declared length is over the limit
-	exceeded bool // a read failed because of the limit
+	timeout  time.Duration // the request's read timeout (receiveDeadline)
+	tooLong  bool          // the declared length is over the limit
+	exceeded bool          // a read failed because of the limit
+	timedOut bool          // a read failed at the read deadline
 }
 
-func limitBody(w http.ResponseWriter, r *http.Request, limit int64) *limitedBody {
+func limitBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) *limitedBody {
 	return &limitedBody{
 		ReadCloser: http.MaxBytesReader(w, r.Body, limit),
 		limit:      limit,
+		timeout:    timeout,
 		tooLong:    r.ContentLength > limit,
 	}
 }
@@ -251,6 +263,9 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		b.exceeded = true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.timedOut = true
 	}
 	return n, err
 }

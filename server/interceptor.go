@@ -28,7 +28,10 @@ func chain(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerIntercep
 
 // rpcInterceptor records the method and outcome of the call for the
 // request's log line and metrics (see requestInfo).
+// It is the first interceptor: the request has arrived, and its read
+// deadline ends (received).
 func rpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	received(ctx)
 	resp, err := handler(ctx, req)
 	noteRPC(ctx, info.FullMethod, err)
 	return resp, err

@@ -72,6 +72,10 @@ type Config struct {
 	// ReceiptWait bounds how long a create asking for a receipt waits for a
 	// signed checkpoint covering its events; 0 means DefaultReceiptWait.
 	ReceiptWait time.Duration
+	// RequestReadTimeout bounds the time a request takes to arrive, from
+	// its headers to the end of its body or message; 0 means
+	// DefaultRequestReadTimeout.
+	RequestReadTimeout time.Duration
 }
 
 // Server serves the audit trail on a public and an internal listener.
@@ -86,6 +90,7 @@ type Server struct {
 	internal    *endpoint
 	ready       atomic.Bool
 	errc        chan error
+	readTimeout time.Duration // Config.RequestReadTimeout
 }
 
 // endpoint is one listener: one http.Server carrying gRPC and REST and, on
@@ -115,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 		version:     cfg.Version,
 		grpcMethods: map[string]string{},
 		errc:        make(chan error, 2),
+		readTimeout: cfg.RequestReadTimeout,
+	}
+	if s.readTimeout <= 0 {
+		s.readTimeout = DefaultRequestReadTimeout
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -212,6 +221,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		grpc.MaxHeaderListSize(maxHeaderBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.InTapHandle(receiveTap(s.readTimeout)),
 	}
 	if tlsCfg != nil {
 		// The splitter terminates TLS; the transport learns the
@@ -241,11 +251,14 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		if !isGRPC(r) && len(routes) > 0 && serveRoute(routes, w, r) {
 			return
 		}
+		if r.ContentLength != 0 {
+			r = receiveDeadline(w, r, s.readTimeout)
+		}
 		if isGRPC(r) {
 			g.ServeHTTP(w, r)
 			return
 		}
-		r.Body = limitBody(w, r, int64(maxRequest))
+		r.Body = limitBody(w, r, int64(maxRequest), s.readTimeout)
 		gw.ServeHTTP(w, asGet(r))
 	})
 	// One port, two protocols: HTTP/1.1 for REST clients, and HTTP/2 with

@@ -139,6 +139,7 @@ type Config struct {
 	RedactPrivateIPs bool
 	MaxScan          int
 	SearchTimeout    time.Duration // bound of one search request, both stores
+	ReadTimeout      time.Duration // bound of the time a request takes to arrive
 	PrefetchMinPage  int           // read the next page ahead from pages of this size (0: never)
 	CacheMiB         int64         // embedded store's block cache; 0: automatic
 	MinFreeDiskMiB   int64         // embedded store's disk reserve; 0: 1024, -1: none
@@ -195,6 +196,7 @@ func NewMain() *Main {
 			RedactPrivateIPs:   true,
 			MaxScan:            audittrail.DefaultMaxScan,
 			SearchTimeout:      pebblestore.DefaultSearchTimeout,
+			ReadTimeout:        server.DefaultRequestReadTimeout,
 			PrefetchMinPage:    audittrail.DefaultPrefetchMinPage,
 			ShutdownTimeout:    30 * time.Second,
 			LogKeepCheckpoints: 24 * time.Hour,
@@ -217,6 +219,7 @@ var serveEnv = map[string]string{
 	"redact-private-ips":      "AUDITTRAIL_REDACT_PRIVATE_IPS",
 	"max-scan":                "AUDITTRAIL_MAX_SCAN",
 	"search-timeout":          "AUDITTRAIL_SEARCH_TIMEOUT",
+	"request-read-timeout":    "AUDITTRAIL_REQUEST_READ_TIMEOUT",
 	"prefetch-min-page":       "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":               "AUDITTRAIL_CACHE_MIB",
 	"min-free-disk-mib":       "AUDITTRAIL_MIN_FREE_DISK_MIB",
@@ -260,6 +263,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.MinFreeDiskMiB, "min-free-disk-mib", c.MinFreeDiskMiB, env("min-free-disk-mib", "free space in `MiB` the embedded store keeps on its file system: below it, new events are refused (RESOURCE_EXHAUSTED) until space is freed (0: 1024; -1: no reserve)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
 	fs.DurationVar(&c.SearchTimeout, "search-timeout", c.SearchTimeout, env("search-timeout", "longest time one search request may take: past it, the page so far is returned with a page token, or UNAVAILABLE when nothing was examined yet (a costly regular expression)"))
+	fs.DurationVar(&c.ReadTimeout, "request-read-timeout", c.ReadTimeout, env("request-read-timeout", "longest time a request may take to arrive, from its headers to the end of its body (REST: 408) or message (gRPC: CANCELLED); what arrived of it is dropped"))
 	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
@@ -306,6 +310,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--max-scan %d must be positive", c.MaxScan)
 	case c.SearchTimeout <= 0:
 		return usageErrorf("--search-timeout %s must be positive", c.SearchTimeout)
+	case c.ReadTimeout <= 0:
+		return usageErrorf("--request-read-timeout %s must be positive", c.ReadTimeout)
 	case c.PrefetchMinPage < 0:
 		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
 	case c.Retention != 0 && c.Retention < audittrail.MinRetention:
@@ -404,10 +410,11 @@ func (m *Main) Run(ctx context.Context) error {
 			MaxScan:          c.MaxScan,
 			PrefetchMinPage:  c.PrefetchMinPage,
 		},
-		Logger:  m.log,
-		Metrics: metrics,
-		Version: buildVersion(),
-		Ready:   ready,
+		Logger:             m.log,
+		Metrics:            metrics,
+		Version:            buildVersion(),
+		Ready:              ready,
+		RequestReadTimeout: c.ReadTimeout,
 	}
 	if m.Log != nil {
 		scfg.Log = m.Log

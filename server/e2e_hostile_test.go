@@ -1,0 +1,100 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
+	"github.com/audittrail/audittrail/internal/testserver"
+)
+
+// TestE2ERequestReadTimeout: a request whose body or message stops arriving
+// is dropped after --request-read-timeout, over HTTP/1.1 and HTTP/2 (REST:
+// 408 DEADLINE_EXCEEDED) and on gRPC's transport (CANCELLED), instead of
+// being held, with what arrived of it, for as long as its connection stays
+// open. The server goes on serving the connection's other calls. The
+// deadlines of the test only bound a hang.
+func TestE2ERequestReadTimeout(t *testing.T) {
+	srv := testserver.Start(t, "--request-read-timeout", "1s")
+	const msg = "the request body did not arrive within 1s of its headers"
+
+	t.Run("HTTP/1.1", func(t *testing.T) {
+		for _, addr := range []string{srv.PublicAddr, srv.InternalAddr} {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			// No token: the body is read before the caller is known.
+			fmt.Fprintf(conn, "POST /v1/events:search HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
+				"Content-Length: 1000000\r\n\r\n{\"filter\": {\"resourceRegex\": \"aaaa", addr)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("%s: %v", addr, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wantStatus(t, &response{status: resp.StatusCode, header: resp.Header, body: b}, http.StatusRequestTimeout, 4, msg)
+		}
+	})
+
+	t.Run("HTTP/2", func(t *testing.T) {
+		var protocols http.Protocols
+		protocols.SetUnencryptedHTTP2(true)
+		c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go fmt.Fprint(pw, `{"filter": {"resourceRegex": "aaaa`)
+		req, _ := http.NewRequest("POST", srv.InternalURL+"/v1/events:search", pr)
+		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("answered over %s, want HTTP/2", resp.Proto)
+		}
+		wantStatus(t, &response{status: resp.StatusCode, header: resp.Header, body: b}, http.StatusRequestTimeout, 4, msg)
+	})
+
+	t.Run("gRPC", func(t *testing.T) {
+		conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(withToken(t, srv.ReaderToken), 30*time.Second)
+		defer cancel()
+		// A unary call as a stream whose message is never sent: the
+		// server waits for it.
+		st, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = st.RecvMsg(&pb.SearchEventsResponse{})
+		if s, _ := status.FromError(err); s.Code() != codes.Canceled {
+			t.Errorf("a call whose message never came: %v, want CANCELLED from the server", err)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("the call ended with the test's deadline: %v", err)
+		}
+		// The connection serves the next call.
+		if _, err := pb.NewEventServiceClient(conn).SearchEvents(ctx, &pb.SearchEventsRequest{}); err != nil {
+			t.Errorf("a search on the same connection: %v", err)
+		}
+	})
+}
