@@ -301,9 +301,9 @@ func (s *Server) Start(public, internal net.Listener) {
 		ln net.Listener
 	}{{s.public, public}, {s.internal, internal}} {
 		x.e.split = newSplitter(x.ln, readHeaderTimeout, idleTimeout)
+		x.e.split.log = s.log
 		if x.e.tls != nil {
 			x.e.split.tls = x.e.tls.tlsConfig()
-			x.e.split.log = s.log
 		}
 		go x.e.split.serve()
 		go x.e.native.Serve(x.e.split.grpc) // an error of the listener is reported by net/http's Serve

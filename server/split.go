@@ -95,7 +95,7 @@ type splitter struct {
 	// tls, when set, is the listener's TLS: the splitter completes each
 	// connection's handshake (within headerWait) before it reads it.
 	tls *tls.Config
-	// log receives failed TLS handshakes (nil: not logged).
+	// log receives failed TLS handshakes and failed accepts (nil: not logged).
 	log *slog.Logger
 	// headerWait bounds the wait for an HTTP/1 connection's first bytes
 	// (net/http then bounds its headers) or an HTTP/2 connection's
@@ -124,16 +124,18 @@ func newSplitter(ln net.Listener, headerWait, idleWait time.Duration) *splitter 
 }
 
 // serve accepts connections until the listener fails or is closed; then the
-// queue listeners report the same error to their servers.
+// queue listeners report the same error to their servers. A temporary
+// failure (the process out of file descriptors: EMFILE, ENFILE) is waited
+// out, 5 ms doubling to 1 s between tries, as net/http's Serve does. It used
+// to end serve: a client that opened connections up to the descriptor limit
+// left the port unserved for good, its later connections queued unanswered
+// and net/http retrying the closed queue every second, after the client had
+// gone.
 func (s *splitter) serve() error {
+	var wait time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
@@ -141,10 +143,19 @@ func (s *splitter) serve() error {
 				// Shutdown: the servers close their queues themselves.
 				return nil
 			}
+			if temporary(err) {
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				if s.log != nil {
+					s.log.Warn("accepting a connection failed; trying again", "err", err, "wait", wait)
+				}
+				time.Sleep(wait)
+				continue
+			}
 			s.grpc.fail(err)
 			s.http.fail(err)
 			return err
 		}
+		wait = 0
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -156,6 +167,17 @@ func (s *splitter) serve() error {
 		s.mu.Unlock()
 		go s.classify(c)
 	}
+}
+
+// temporary reports whether an error of Accept passes: a timeout, or an
+// error that says so (net/http's test; EMFILE, ENFILE, ECONNABORTED).
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // classify reads the start of c and hands it over.

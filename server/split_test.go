@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -56,6 +57,12 @@ func startSplitTLS(t *testing.T, headerWait, idleWait time.Duration, cfg *tls.Co
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startSplitOn(t, ln, headerWait, idleWait, cfg)
+}
+
+// startSplitOn is startSplitTLS on the listener ln.
+func startSplitOn(t *testing.T, ln net.Listener, headerWait, idleWait time.Duration, cfg *tls.Config) *splitEnv {
+	t.Helper()
 	e := &splitEnv{addr: ln.Addr().String(), split: newSplitter(ln, headerWait, idleWait)}
 	opts := []grpc.ServerOption{grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if grpcMeta(ctx, time.Now()).tls != nil {
@@ -571,4 +578,43 @@ func TestSplitCloseDropsUntakenConnection(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, func() bool { sp.mu.Lock(); defer sp.mu.Unlock(); return sp.routed[routeHTTP] == 1 })
 	closePromptly(t, sp, c, "a connection no server took")
+}
+
+// exhaustedListener fails its first Accepts as a process out of file
+// descriptors does (EMFILE), then accepts.
+type exhaustedListener struct {
+	net.Listener
+	failures atomic.Int32 // Accepts left to fail
+}
+
+func (l *exhaustedListener) Accept() (net.Conn, error) {
+	if l.failures.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestSplitOutOfDescriptors: a listener whose Accept fails for want of file
+// descriptors serves again once they are back. The splitter used to give up
+// at the first such failure, and with it both servers: the port stayed
+// unserved for good (found by opening connections up to the server's
+// RLIMIT_NOFILE: after the client had closed them all, the public listener
+// answered nothing, and net/http logged "Accept error ... retrying in 1s"
+// every second).
+func TestSplitOutOfDescriptors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := &exhaustedListener{Listener: ln}
+	el.failures.Store(5)
+	e := startSplitOn(t, el, 5*time.Second, 5*time.Second, nil)
+	resp, err := h2cClient().Get("http://" + e.addr + "/")
+	if err != nil {
+		t.Fatalf("after %d failed accepts: %v", 5, err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "http HTTP/2.0" {
+		t.Errorf("got %q", b)
+	}
 }
