@@ -14,9 +14,15 @@ import (
 // for (the stores' own behaviour is tested against them: pebblestore's
 // TestExpire, cmd/audittrail's TestRetentionEndToEnd).
 type expirer struct {
-	asked []time.Time
-	res   audittrail.ExpireResult
-	err   error
+	asked  []time.Time
+	raised []time.Time // RaiseCutoff's
+	res    audittrail.ExpireResult
+	err    error
+}
+
+func (x *expirer) RaiseCutoff(_ context.Context, cutoff time.Time) (time.Time, error) {
+	x.raised = append(x.raised, cutoff)
+	return cutoff, x.err
 }
 
 func (x *expirer) Expire(_ context.Context, cutoff time.Time) (audittrail.ExpireResult, error) {
@@ -87,6 +93,25 @@ func TestRetentionApply(t *testing.T) {
 	asked := len(x.asked)
 	if _, err := short.Apply(ctx); audittrail.ErrorCode(err) != audittrail.EInvalid || len(x.asked) != asked {
 		t.Fatalf("a period under the minimum: %v, store asked %d times", err, len(x.asked)-asked)
+	}
+	if err := short.Hide(ctx); audittrail.ErrorCode(err) != audittrail.EInvalid || len(x.raised) != 0 {
+		t.Fatalf("Hide with a period under the minimum: %v, store asked %d times", err, len(x.raised))
+	}
+}
+
+// TestRetentionHide: Hide moves the cutoff to now minus the period, through
+// RaiseCutoff (deleting nothing), and records nothing.
+func TestRetentionHide(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	st := &memStore{}
+	x := &expirer{}
+	r := &audittrail.Retention{Store: x, Keep: 30 * 24 * time.Hour, Now: func() time.Time { return now },
+		Audit: &audittrail.SelfAuditor{Store: st, Now: func() time.Time { return now }}}
+	if err := r.Hide(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(-30 * 24 * time.Hour); len(x.raised) != 1 || !x.raised[0].Equal(want) || len(x.asked) != 0 || len(st.events) != 0 {
+		t.Fatalf("Hide raised %v (want %v), expired %v, recorded %d events; want the cutoff raised only", x.raised, want, x.asked, len(st.events))
 	}
 }
 
