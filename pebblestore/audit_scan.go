@@ -115,17 +115,7 @@ func (s *Store) ScanEvents(ctx context.Context, workers int, fn func(worker int,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	todo := make(chan chunk)
-	go func() {
-		defer close(todo)
-		for _, c := range chunks {
-			select {
-			case todo <- c:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	todo := feed(ctx, chunks)
 	snap := s.dicts.snapshot()
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -381,4 +371,21 @@ func encodeUUID(dst *[36]byte, u []byte) {
 	hex.Encode(dst[19:23], u[8:10])
 	dst[23] = '-'
 	hex.Encode(dst[24:], u[10:16])
+}
+
+// feed sends items one by one on the channel it returns, for workers to
+// take, and closes it after the last or once ctx is done.
+func feed[T any](ctx context.Context, items []T) <-chan T {
+	todo := make(chan T)
+	go func() {
+		defer close(todo)
+		for _, it := range items {
+			select {
+			case todo <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return todo
 }

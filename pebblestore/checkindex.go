@@ -496,17 +496,7 @@ func (c *checker) tasks(workers int) ([]checkTask, error) {
 func (c *checker) run(ctx context.Context, tasks []checkTask, workers int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	todo := make(chan checkTask)
-	go func() {
-		defer close(todo)
-		for _, t := range tasks {
-			select {
-			case todo <- t:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	todo := feed(ctx, tasks)
 	var wg sync.WaitGroup
 	for range max(1, workers) {
 		wg.Add(1)
