@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +98,74 @@ func TestE2ERequestReadTimeout(t *testing.T) {
 			t.Errorf("a search on the same connection: %v", err)
 		}
 	})
+}
+
+// TestE2EMaxReceiving: with --max-receiving 2, requests that have arrived
+// give their place back (many in a row pass, over REST and gRPC); two gRPC
+// calls whose message never comes hold both places of their listener, so
+// that the next gRPC call and the next REST request with a body are refused
+// with RESOURCE_EXHAUSTED, while the other listener and bodiless requests
+// are served; once one of the stalled calls ends, its place is free again.
+// The deadlines of the test only bound a hang.
+func TestE2EMaxReceiving(t *testing.T) {
+	srv := testserver.Start(t, "--max-receiving", "2")
+	const msg = "the server is receiving 2 requests at once on this listener"
+	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(withToken(t, srv.ReaderToken), 30*time.Second)
+	defer cancel()
+	client := pb.NewEventServiceClient(conn)
+	for i := range 10 {
+		if _, err := client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}); err != nil {
+			t.Fatalf("gRPC search %d: %v", i, err)
+		}
+		if r := call(t, "POST", srv.InternalURL+"/v1/events:search", srv.ReaderToken, `{"pageSize": 1}`); r.status != http.StatusOK {
+			t.Fatalf("REST search %d: %s", i, r)
+		}
+	}
+
+	// Two calls whose message never comes, on one connection: their
+	// headers reach the server, in order, before the next call's.
+	var stalled []context.CancelFunc
+	for range 2 {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		if _, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName); err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, scancel)
+	}
+	_, err = client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1})
+	if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), msg) {
+		t.Fatalf("a gRPC call while two stalled ones hold the places: %v, want RESOURCE_EXHAUSTED %q", err, msg)
+	}
+	r := call(t, "POST", srv.InternalURL+"/v1/events:search", srv.ReaderToken, `{"pageSize": 1}`)
+	wantStatus(t, r, http.StatusTooManyRequests, 8, msg)
+	if r.header.Get("Retry-After") == "" {
+		t.Error("the 429 has no Retry-After")
+	}
+	// A request without a body takes no place; the public listener has
+	// its own.
+	if r := call(t, "GET", srv.InternalURL+"/v1/log/checkpoint", srv.ReaderToken, ""); r.status == http.StatusTooManyRequests {
+		t.Errorf("a GET while the places are taken: %s", r)
+	}
+	if r := call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, `{"pageSize": 1}`); r.status != http.StatusOK {
+		t.Errorf("the public listener while the internal one's places are taken: %s", r)
+	}
+
+	// A stalled call that ends gives its place back.
+	stalled[0]()
+	for {
+		_, err := client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1})
+		if err == nil {
+			break
+		}
+		if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted || ctx.Err() != nil {
+			t.Fatalf("after a stalled call ended: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -76,21 +76,26 @@ type Config struct {
 	// its headers to the end of its body or message; 0 means
 	// DefaultRequestReadTimeout.
 	RequestReadTimeout time.Duration
+	// MaxReceiving bounds the requests of each listener that are still
+	// arriving (their body or message not whole yet); more are refused
+	// with RESOURCE_EXHAUSTED. 0 means DefaultMaxReceiving.
+	MaxReceiving int
 }
 
 // Server serves the audit trail on a public and an internal listener.
 type Server struct {
-	log         *slog.Logger
-	metrics     *Metrics
-	version     string
-	readyCheck  func(context.Context) error // Config.Ready
-	grpcMethods map[string]string           // full method -> RPC name, for metrics
-	logSvc      *logService                 // nil: no LogService
-	public      *endpoint
-	internal    *endpoint
-	ready       atomic.Bool
-	errc        chan error
-	readTimeout time.Duration // Config.RequestReadTimeout
+	log          *slog.Logger
+	metrics      *Metrics
+	version      string
+	readyCheck   func(context.Context) error // Config.Ready
+	grpcMethods  map[string]string           // full method -> RPC name, for metrics
+	logSvc       *logService                 // nil: no LogService
+	public       *endpoint
+	internal     *endpoint
+	ready        atomic.Bool
+	errc         chan error
+	readTimeout  time.Duration // Config.RequestReadTimeout
+	maxReceiving int           // Config.MaxReceiving
 }
 
 // endpoint is one listener: one http.Server carrying gRPC and REST and, on
@@ -114,13 +119,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Config.Authenticator is required")
 	}
 	s := &Server{
-		readyCheck:  cfg.Ready,
-		log:         cfg.Logger,
-		metrics:     cfg.Metrics,
-		version:     cfg.Version,
-		grpcMethods: map[string]string{},
-		errc:        make(chan error, 2),
-		readTimeout: cfg.RequestReadTimeout,
+		readyCheck:   cfg.Ready,
+		log:          cfg.Logger,
+		metrics:      cfg.Metrics,
+		version:      cfg.Version,
+		grpcMethods:  map[string]string{},
+		errc:         make(chan error, 2),
+		readTimeout:  cfg.RequestReadTimeout,
+		maxReceiving: cfg.MaxReceiving,
+	}
+	if s.maxReceiving <= 0 {
+		s.maxReceiving = DefaultMaxReceiving
 	}
 	if s.readTimeout <= 0 {
 		s.readTimeout = DefaultRequestReadTimeout
@@ -206,6 +215,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 	// or without calls in flight (grpc-go's default, 5 minutes, would close
 	// the connections of producers that ping more often, which net/http
 	// never did).
+	slots := &receivingSlots{max: int64(s.maxReceiving)}
 	var native *grpc.Server
 	nativeOpts := []grpc.ServerOption{
 		grpc.StatsHandler(&grpcObserver{s: s, listener: name}),
@@ -221,7 +231,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		grpc.MaxHeaderListSize(maxHeaderBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.InTapHandle(receiveTap(s.readTimeout)),
+		grpc.InTapHandle(receiveTap(s.readTimeout, slots)),
 	}
 	if tlsCfg != nil {
 		// The splitter terminates TLS; the transport learns the
@@ -252,7 +262,13 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			return
 		}
 		if r.ContentLength != 0 {
-			r = receiveDeadline(w, r, s.readTimeout)
+			var done func()
+			var ok bool
+			if r, done, ok = receiveDeadline(w, r, s.readTimeout, slots); !ok {
+				refuseReceiving(w, r, slots)
+				return
+			}
+			defer done()
 		}
 		if isGRPC(r) {
 			g.ServeHTTP(w, r)

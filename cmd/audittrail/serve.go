@@ -140,6 +140,7 @@ type Config struct {
 	MaxScan          int
 	SearchTimeout    time.Duration // bound of one search request, both stores
 	ReadTimeout      time.Duration // bound of the time a request takes to arrive
+	MaxReceiving     int           // requests of a listener arriving at once
 	PrefetchMinPage  int           // read the next page ahead from pages of this size (0: never)
 	CacheMiB         int64         // embedded store's block cache; 0: automatic
 	MinFreeDiskMiB   int64         // embedded store's disk reserve; 0: 1024, -1: none
@@ -197,6 +198,7 @@ func NewMain() *Main {
 			MaxScan:            audittrail.DefaultMaxScan,
 			SearchTimeout:      pebblestore.DefaultSearchTimeout,
 			ReadTimeout:        server.DefaultRequestReadTimeout,
+			MaxReceiving:       server.DefaultMaxReceiving,
 			PrefetchMinPage:    audittrail.DefaultPrefetchMinPage,
 			ShutdownTimeout:    30 * time.Second,
 			LogKeepCheckpoints: 24 * time.Hour,
@@ -220,6 +222,7 @@ var serveEnv = map[string]string{
 	"max-scan":                "AUDITTRAIL_MAX_SCAN",
 	"search-timeout":          "AUDITTRAIL_SEARCH_TIMEOUT",
 	"request-read-timeout":    "AUDITTRAIL_REQUEST_READ_TIMEOUT",
+	"max-receiving":           "AUDITTRAIL_MAX_RECEIVING",
 	"prefetch-min-page":       "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":               "AUDITTRAIL_CACHE_MIB",
 	"min-free-disk-mib":       "AUDITTRAIL_MIN_FREE_DISK_MIB",
@@ -263,6 +266,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.MinFreeDiskMiB, "min-free-disk-mib", c.MinFreeDiskMiB, env("min-free-disk-mib", "free space in `MiB` the embedded store keeps on its file system: below it, new events are refused (RESOURCE_EXHAUSTED) until space is freed (0: 1024; -1: no reserve)"))
 	fs.IntVar(&c.MaxScan, "max-scan", c.MaxScan, env("max-scan", "most candidate events one search request may examine before it returns a partial page with a page token"))
 	fs.DurationVar(&c.SearchTimeout, "search-timeout", c.SearchTimeout, env("search-timeout", "longest time one search request may take: past it, the page so far is returned with a page token, or UNAVAILABLE when nothing was examined yet (a costly regular expression)"))
+	fs.IntVar(&c.MaxReceiving, "max-receiving", c.MaxReceiving, env("max-receiving", "most `requests` of each listener that may be arriving at once (their body or message not whole yet); more are refused with RESOURCE_EXHAUSTED (429), so that slow or stalled uploads cannot hold more than this many times the listener's request size of memory"))
 	fs.DurationVar(&c.ReadTimeout, "request-read-timeout", c.ReadTimeout, env("request-read-timeout", "longest time a request may take to arrive, from its headers to the end of its body (REST: 408) or message (gRPC: CANCELLED); what arrived of it is dropped"))
 	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
@@ -312,6 +316,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--search-timeout %s must be positive", c.SearchTimeout)
 	case c.ReadTimeout <= 0:
 		return usageErrorf("--request-read-timeout %s must be positive", c.ReadTimeout)
+	case c.MaxReceiving <= 0:
+		return usageErrorf("--max-receiving %d must be positive", c.MaxReceiving)
 	case c.PrefetchMinPage < 0:
 		return usageErrorf("--prefetch-min-page %d must not be negative (0 turns reading ahead off)", c.PrefetchMinPage)
 	case c.Retention != 0 && c.Retention < audittrail.MinRetention:
@@ -415,6 +421,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Version:            buildVersion(),
 		Ready:              ready,
 		RequestReadTimeout: c.ReadTimeout,
+		MaxReceiving:       c.MaxReceiving,
 	}
 	if m.Log != nil {
 		scfg.Log = m.Log

@@ -51,7 +51,7 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 		DataDir: "./data", PublicAddr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8081",
 		ReaderToken: "r", ProducerToken: "p", LogLevel: slog.LevelInfo, LogFormat: "text",
 		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, PrefetchMinPage: audittrail.DefaultPrefetchMinPage, ShutdownTimeout: 30 * time.Second,
-		LogKeepCheckpoints: 24 * time.Hour, SearchTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		LogKeepCheckpoints: 24 * time.Hour, SearchTimeout: 10 * time.Second, ReadTimeout: time.Minute, MaxReceiving: 256,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -85,7 +85,7 @@ func TestServeParseFlagsEnvironment(t *testing.T) {
 		DataDir: "/flag/data", PublicAddr: "0.0.0.0:9000", InternalAddr: "0.0.0.0:9001",
 		ReaderToken: "env-reader", ProducerToken: "env-producer", Dev: true, LogLevel: slog.LevelDebug, LogFormat: "json",
 		RedactPrivateIPs: true, MaxScan: 99, ShutdownTimeout: 5 * time.Second, SearchTimeout: 3 * time.Second,
-		ReadTimeout: 2 * time.Minute,
+		ReadTimeout: 2 * time.Minute, MaxReceiving: 256,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -111,6 +111,7 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{[]string{"--reader-token", "r", "--producer-token", "same"}, map[string]string{"AUDITTRAIL_ADMIN_TOKEN": "same"}, "--admin-token must differ from --producer-token"},
 		{[]string{"--dev", "--max-scan", "0"}, nil, "--max-scan 0 must be positive"},
 		{[]string{"--dev", "--request-read-timeout", "0s"}, nil, "--request-read-timeout 0s must be positive"},
+		{[]string{"--dev", "--max-receiving", "0"}, nil, "--max-receiving 0 must be positive"},
 		{[]string{"--dev", "--prefetch-min-page", "-1"}, nil, "--prefetch-min-page -1 must not be negative (0 turns reading ahead off)"},
 		{[]string{"--dev", "--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"--dev", "--log-level", "loud"}, nil, "log-level"},
