@@ -79,3 +79,11 @@ func (s *Store) InsertGroupsForTest() (groups, taken int64, waiting int) {
 	defer s.inserts.mu.Unlock()
 	return s.inserts.groups, s.inserts.taken, len(s.inserts.waiting)
 }
+
+// AsBuildForTest makes Open act as a build whose newest migration is
+// version: it applies migrations 1 to version only, and checks the
+// database's minimum build version against it.
+func AsBuildForTest(cfg Config, version int) Config {
+	cfg.build = version
+	return cfg
+}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -70,14 +71,89 @@ func SchemaVersion() int {
 	return ms[len(ms)-1].version
 }
 
-// migrate applies the migrations the database lacks. It holds a session
-// advisory lock on a connection of its own, so that concurrent Opens apply
-// each migration once, the others waiting and then finding it applied.
-func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+// querier is what reading the schema's state needs: a connection or the
+// pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// schemaState is what the database says about its schema: the migrations
+// applied (empty when it has no schema_migrations), the newest of them, and
+// the minimum build version of schema_compat (0 when the schema predates
+// migration 0006, or has no row).
+type schemaState struct {
+	applied  map[int]bool
+	newest   int
+	minBuild int
+}
+
+func readSchemaState(ctx context.Context, q querier) (schemaState, error) {
+	st := schemaState{applied: map[int]bool{}}
+	var migrated, guarded bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('schema_compat') IS NOT NULL").
+		Scan(&migrated, &guarded); err != nil {
+		return st, err
+	}
+	if migrated {
+		rows, err := q.Query(ctx, "SELECT version FROM schema_migrations")
+		if err != nil {
+			return st, err
+		}
+		vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return st, err
+		}
+		for _, v := range vs {
+			st.applied[int(v)] = true
+			st.newest = max(st.newest, int(v))
+		}
+	}
+	if guarded {
+		var m int32
+		if err := q.QueryRow(ctx, "SELECT coalesce(max(min_build_version), 0) FROM schema_compat").Scan(&m); err != nil {
+			return st, err
+		}
+		st.minBuild = int(m)
+	}
+	return st, nil
+}
+
+// ErrBuildTooOld is the error (errors.Is) of an Open refused because the
+// database's schema_compat says builds of this schema version must not use
+// it: a newer build's migration changed what this one needs.
+var ErrBuildTooOld = errors.New("this build is too old for the database's schema")
+
+// check refuses a build whose newest migration (build) is below the
+// database's minimum, and warns when the schema is newer than the build.
+func (st schemaState) check(build int, log *slog.Logger) error {
+	if build < st.minBuild {
+		return fmt.Errorf("postgres: %w: the database (schema version %d) may only be used by builds whose newest migration is %04d or later, "+
+			"and this build's is %04d: upgrade audittrail to a release with migration %04d or later "+
+			"(\"audittrail version\" prints a build's schema version)", ErrBuildTooOld, st.newest, st.minBuild, build, st.minBuild)
+	}
+	if st.newest > build {
+		// A newer build migrated the database. Migrations keep the schema
+		// usable by the previous release (expand, then contract a release
+		// later), so an older replica may go on during a rolling upgrade;
+		// a migration that does not raises schema_compat's minimum.
+		log.Warn("postgres: the database schema is newer than this build", "schema_version", st.newest, "build_version", build,
+			"min_build_version", st.minBuild)
+	}
+	return nil
+}
+
+// migrate applies the migrations the database lacks, those of a build
+// whose newest migration is build. It holds a session advisory lock on a
+// connection of its own, so that concurrent Opens apply each migration
+// once, the others waiting and then finding it applied. It refuses, before
+// applying anything, a database whose schema_compat excludes the build.
+func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, build int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
+	ms = ms[:min(build, len(ms))]
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -101,28 +177,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	)`); err != nil {
 		return err
 	}
-	rows, err := raw.Query(ctx, "SELECT version FROM schema_migrations")
+	// Under the lock: a newer replica that raises the minimum does it
+	// before or after this reading, never during.
+	st, err := readSchemaState(ctx, raw)
 	if err != nil {
 		return err
 	}
-	applied, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
+	if err := st.check(build, log); err != nil {
 		return err
-	}
-	done := map[int]bool{}
-	newest := 0
-	for _, v := range applied {
-		done[int(v)] = true
-		newest = max(newest, int(v))
-	}
-	if latest := ms[len(ms)-1].version; newest > latest {
-		// A newer build migrated the database. Migrations keep the schema
-		// usable by the previous release (expand, then contract a release
-		// later), so an older replica may go on during a rolling upgrade.
-		log.Warn("postgres: the database schema is newer than this build", "schema_version", newest, "build_version", latest)
 	}
 	for _, m := range ms {
-		if done[m.version] {
+		if st.applied[m.version] {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, raw, func(tx pgx.Tx) error {
@@ -141,32 +206,22 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 }
 
 // checkMigrated fails unless the database has every migration of this
-// build: a read-only store (Config.ReadOnly) may not apply them.
-func checkMigrated(ctx context.Context, pool *pgxpool.Pool) error {
+// build: a read-only store (Config.ReadOnly) may not apply them. It fails
+// too when the database's schema_compat excludes this build.
+func checkMigrated(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, build int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+	st, err := readSchemaState(ctx, pool)
+	if err != nil {
 		return fmt.Errorf("postgres: reading the schema version: %w", err)
 	}
-	applied := map[int32]bool{}
-	if exists {
-		rows, err := pool.Query(ctx, "SELECT version FROM schema_migrations")
-		if err != nil {
-			return fmt.Errorf("postgres: reading the schema version: %w", err)
-		}
-		vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-		if err != nil {
-			return fmt.Errorf("postgres: reading the schema version: %w", err)
-		}
-		for _, v := range vs {
-			applied[v] = true
-		}
+	if err := st.check(build, log); err != nil {
+		return err
 	}
-	for _, m := range ms {
-		if !applied[int32(m.version)] {
+	for _, m := range ms[:min(build, len(ms))] {
+		if !st.applied[m.version] {
 			return fmt.Errorf("postgres: the database lacks migration %04d_%s, and a read-only store applies none: "+
 				"let the service (a replica of this build, whose role may change the schema) apply it first", m.version, m.name)
 		}

@@ -41,10 +41,17 @@ type Config struct {
 	// ("audittrail verify store --store"): a role with SELECT on the
 	// tables is enough (for example one granted pg_read_all_data). Open
 	// applies no migration and creates no partition; it fails when the
-	// schema lacks a migration this build needs. Every session has
+	// schema lacks a migration this build needs, or when its
+	// schema_compat excludes this build, as a read-write Open does.
+	// Every session has
 	// default_transaction_read_only on, so the database itself refuses
 	// any write.
 	ReadOnly bool
+
+	// build is the schema version the store acts as, 0 meaning this
+	// build's (SchemaVersion): tests set it lower to act as an older
+	// build (AsBuildForTest).
+	build int
 }
 
 // Defaults of Config.
@@ -145,7 +152,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.searchTimeout <= 0 {
 		s.searchTimeout = DefaultSearchTimeout
 	}
-	if err := s.setup(ctx, cfg.ReadOnly); err != nil {
+	build := cfg.build
+	if build <= 0 {
+		build = SchemaVersion()
+	}
+	if err := s.setup(ctx, cfg.ReadOnly, build); err != nil {
 		s.endLife()
 		pool.Close()
 		return nil, err
@@ -208,8 +219,9 @@ func poolConfig(cfg Config) (*pgxpool.Config, error) {
 }
 
 // setup checks the server, migrates and creates the partitions; read only,
-// it checks that the schema has every migration instead.
-func (s *Store) setup(ctx context.Context, readOnly bool) error {
+// it checks that the schema has every migration instead. Either way it refuses a database whose schema_compat excludes
+// build, the schema version of this build.
+func (s *Store) setup(ctx context.Context, readOnly bool, build int) error {
 	var enc string
 	if err := s.pool.QueryRow(ctx, "SELECT current_setting('server_encoding')").Scan(&enc); err != nil {
 		return fmt.Errorf("postgres: connecting: %w", s.describe(err))
@@ -218,12 +230,15 @@ func (s *Store) setup(ctx context.Context, readOnly bool) error {
 		return fmt.Errorf("postgres: the database encoding is %s; the audit trail needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')", enc)
 	}
 	if readOnly {
-		if err := checkMigrated(ctx, s.pool); err != nil {
-			return err
+		if err := checkMigrated(ctx, s.pool, s.log, build); err != nil {
+			return s.describe(err)
 		}
 		return s.loadCutoff(ctx)
 	}
-	if err := migrate(ctx, s.pool, s.log); err != nil {
+	if err := migrate(ctx, s.pool, s.log, build); err != nil {
+		if errors.Is(err, ErrBuildTooOld) {
+			return err
+		}
 		return fmt.Errorf("postgres: migrating the schema: %w", s.describe(err))
 	}
 	if err := s.loadCutoff(ctx); err != nil {

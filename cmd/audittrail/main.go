@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/audittrail/audittrail/postgres"
 )
 
 // version is the version of the build, set by the linker:
@@ -91,7 +93,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name, rest := args[0], args[1:]
 	switch name {
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "audittrail %s\n", buildVersion())
+		// The schema version: the newest PostgreSQL migration of the
+		// build, which a database's minimum build version is compared
+		// with (docs/postgres.md, "Upgrades").
+		fmt.Fprintf(stdout, "audittrail %s\npostgres schema version %d\n", buildVersion(), postgres.SchemaVersion())
 		return 0
 	case "help", "-h", "-help", "--help":
 		// "help -h" is "<command> -h" for the command help: its help.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/postgres"
 )
 
 func newTestMain(env map[string]string) (*Main, *bytes.Buffer) {
@@ -297,7 +299,7 @@ func TestRunDispatch(t *testing.T) {
 		code      int
 		out, errs string
 	}{
-		{[]string{"version"}, 0, "audittrail ", ""},
+		{[]string{"version"}, 0, fmt.Sprintf("\npostgres schema version %d\n", postgres.SchemaVersion()), ""},
 		{[]string{"help"}, 0, "Commands:", ""},
 		{[]string{"help", "serve"}, 0, "--data-dir", ""},
 		{[]string{"help", "-h"}, 0, "Commands:", ""},

@@ -347,7 +347,9 @@ func (c *VerifyCommand) store(ctx context.Context, f *verifyFlags) error {
 	if f.store != "" {
 		// An audit changes nothing: the database refuses any write, and
 		// a role with SELECT on the tables is enough.
-		pg, err := postgres.Open(ctx, postgres.Config{URL: f.store, Logger: discardLogger(), ReadOnly: true})
+		// Warnings (a schema newer than this build) go to stderr.
+		log := slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		pg, err := postgres.Open(ctx, postgres.Config{URL: f.store, Logger: log, ReadOnly: true})
 		if err != nil {
 			return err
 		}

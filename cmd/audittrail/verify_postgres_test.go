@@ -20,6 +20,7 @@ import (
 	"github.com/audittrail/audittrail/internal/pgtest"
 	"github.com/audittrail/audittrail/logsign"
 	"github.com/audittrail/audittrail/merkle"
+	"github.com/audittrail/audittrail/postgres"
 )
 
 // TestVerifiableLogPostgres runs the verifiable log on PostgreSQL with
@@ -404,4 +405,84 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPostgresSchemaVersions: what "serve --store" and "verify store
+// --store" do with a database of another schema version. A minimum build
+// version above this build's (a future migration that breaks it) makes both
+// refuse, naming the versions; a newer schema that does not raise it is
+// audited, with a warning on stderr.
+func TestPostgresSchemaVersions(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	logKey := filepath.Join(t.TempDir(), "log.key")
+	dir := t.TempDir()
+	serve := func() (*Main, error) {
+		t.Helper()
+		m, _ := newTestMain(nil)
+		if err := m.ParseFlags([]string{"--dev", "--store", url, "--data-dir", dir, "--public-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0",
+			"--producer-token", "producer", "--log-key", logKey}); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(ctx)
+		return m, err
+	}
+	m, err := serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []string
+	for i := range 20 {
+		items = append(items, fmt.Sprintf(`{"eventTime":"2026-01-02T03:04:%02dZ","eventSource":"schema-test","action":"create","principal":"alice","sourceIpAddress":"203.0.113.7","userAgent":"ua","resource":"r-%d"}`, i, i))
+	}
+	in := filepath.Join(t.TempDir(), "events.json")
+	if err := os.WriteFile(in, []byte("["+strings.Join(items, ",")+"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, err := runCommand(t, "create", "--addr", m.InternalURL, "--token", "producer", in); err != nil {
+		t.Fatalf("create: %v\n%s%s", err, out, errs)
+	}
+	if err := m.Close(); err != nil { // signs the last events
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, logsign.VerificationKeyFile)
+	verify := func(wantCode int) string {
+		t.Helper()
+		var out, errs bytes.Buffer
+		if code := run(ctx, []string{"verify", "store", "--store", url, "--key", keyFile, "--strict"}, &out, &errs); code != wantCode {
+			t.Fatalf("verify store: exit %d, want %d\nstdout: %s\nstderr: %s", code, wantCode, out.String(), errs.String())
+		}
+		return out.String() + errs.String()
+	}
+	if out := verify(0); !strings.Contains(out, "store OK") {
+		t.Fatalf("verify store printed:\n%s", out)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	build := postgres.SchemaVersion()
+
+	// A future migration, compatible: both go on, verify store says so.
+	exec("INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')", build+1)
+	if out := verify(0); !strings.Contains(out, "store OK") || !strings.Contains(out, "the database schema is newer than this build") {
+		t.Errorf("verify store of a newer, compatible schema printed:\n%s", out)
+	}
+	// One that breaks this build: both refuse.
+	exec("UPDATE schema_compat SET min_build_version = $1", build+1)
+	want := fmt.Sprintf("may only be used by builds whose newest migration is %04d or later, and this build's is %04d: upgrade audittrail", build+1, build)
+	if out := verify(1); !strings.Contains(out, want) {
+		t.Errorf("verify store with the minimum above this build printed:\n%s\nwant %q", out, want)
+	}
+	if m, err := serve(); err == nil || !strings.Contains(err.Error(), want) {
+		m.Close()
+		t.Errorf("serve with the minimum above this build: %v\nwant %q", err, want)
+	}
 }

@@ -1,0 +1,152 @@
+package postgres_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/pgtest"
+	"github.com/audittrail/audittrail/postgres"
+)
+
+// logBuffer collects a store's log (warnings and up), for tests that read
+// it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// TestSchemaCompat: the database says which builds may use it
+// (schema_compat, migration 0006). After this build migrates, the minimum
+// is 1, so no build is refused; a schema newer than the build (a future
+// migration's row) opens with a warning, read-write and read-only; a
+// minimum above the build's schema version makes both Opens refuse, naming
+// both versions and saying to upgrade, and leaves the database as it was.
+func TestSchemaCompat(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	st := mustOpen(t, url)
+	if _, err := st.Append(ctx, []*audittrail.Event{newEvent(t, 1, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	conn := connect(t, url)
+	build := postgres.SchemaVersion()
+	var minBuild int
+	if err := conn.QueryRow(ctx, "SELECT min_build_version FROM schema_compat").Scan(&minBuild); err != nil || minBuild != 1 {
+		t.Fatalf("schema_compat after migrating: %d, %v; want 1 (no migration breaks an older build)", minBuild, err)
+	}
+
+	open := func(readOnly bool) (string, error) {
+		t.Helper()
+		var log logBuffer
+		s, err := postgres.Open(ctx, postgres.Config{URL: url, Logger: log.logger(), ReadOnly: readOnly})
+		if err == nil {
+			if got := searchAll(t, s, everything, 10); len(got) != 1 {
+				t.Errorf("ReadOnly %v: search found %d events, want 1", readOnly, len(got))
+			}
+			s.Close()
+		}
+		return log.String(), err
+	}
+
+	// A future build's compatible migration: this build opens the
+	// database and warns.
+	if _, err := conn.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')", build+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, readOnly := range []bool{false, true} {
+		log, err := open(readOnly)
+		if err != nil {
+			t.Fatalf("ReadOnly %v: Open of a newer, compatible schema: %v", readOnly, err)
+		}
+		want := fmt.Sprintf("the database schema is newer than this build\" schema_version=%d build_version=%d min_build_version=1", build+1, build)
+		if !strings.Contains(log, want) {
+			t.Errorf("ReadOnly %v: Open of a newer schema logged:\n%s\nwant %q", readOnly, log, want)
+		}
+	}
+
+	// The future build's migration breaks this one.
+	if _, err := conn.Exec(ctx, "UPDATE schema_compat SET min_build_version = $1", build+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, readOnly := range []bool{false, true} {
+		_, err := open(readOnly)
+		want := fmt.Sprintf("postgres: this build is too old for the database's schema: the database (schema version %d) may only be used "+
+			"by builds whose newest migration is %04d or later, and this build's is %04d: upgrade audittrail to a release with migration %04d or later",
+			build+1, build+1, build, build+1)
+		if !errors.Is(err, postgres.ErrBuildTooOld) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ReadOnly %v: Open with the minimum above this build: %v\nwant %q", readOnly, err, want)
+		}
+	}
+	// At the minimum, a build opens.
+	if _, err := postgres.Open(ctx, postgres.AsBuildForTest(postgres.Config{URL: url, Logger: testLogger(t)}, build+1)); err != nil {
+		t.Errorf("a build of the minimum's version: %v", err)
+	}
+}
+
+// TestRollingUpgrade: replicas of the previous build (simulated:
+// AsBuildForTest) go on while this build migrates the database, and one
+// started afterwards opens it (with the warning): the guard's minimum
+// stays below them.
+func TestRollingUpgrade(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	build := postgres.SchemaVersion()
+	old := func() *postgres.Store {
+		t.Helper()
+		s, err := postgres.Open(ctx, postgres.AsBuildForTest(postgres.Config{URL: url, Logger: testLogger(t)}, build-1))
+		if err != nil {
+			t.Fatalf("Open as build %d: %v", build-1, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a := old()
+	if _, err := a.Append(ctx, []*audittrail.Event{newEvent(t, 1, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, url)
+	var newest int
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&newest); err != nil || newest != build-1 {
+		t.Fatalf("the old build migrated to %d (%v), want %d", newest, err, build-1)
+	}
+	b := mustOpen(t, url) // this build: migrates
+	defer b.Close()
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&newest); err != nil || newest != build {
+		t.Fatalf("this build migrated to %d (%v), want %d", newest, err, build)
+	}
+	c := old() // an old replica restarted during the upgrade
+	for i, s := range []*postgres.Store{a, b, c} {
+		if _, err := s.Append(ctx, []*audittrail.Event{newEvent(t, uint64(i+2), time.Now())}); err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+	}
+	for i, s := range []*postgres.Store{a, b, c} {
+		if got := searchAll(t, s, everything, 10); len(got) != 4 {
+			t.Errorf("replica %d found %d events, want 4", i, len(got))
+		}
+	}
+}
