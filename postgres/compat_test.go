@@ -150,3 +150,75 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnlyOldSchema: a read-only store opens a database that has the
+// migrations it reads (1 to ReadOnlyNeeds) and lacks later ones, written by
+// an older build, and reads it all: searches, the events by seq, the tree,
+// the retention cutoff. One migration fewer is refused, naming the missing
+// migration and what applies it.
+func TestReadOnlyOldSchema(t *testing.T) {
+	ctx := t.Context()
+	if postgres.ReadOnlyNeeds >= postgres.SchemaVersion() {
+		t.Fatalf("ReadOnlyNeeds %d: no migration for this test to leave out", postgres.ReadOnlyNeeds)
+	}
+	oldDB := func(version int) string {
+		t.Helper()
+		url := pgtest.Start(t)
+		s, err := postgres.Open(ctx, postgres.AsBuildForTest(postgres.Config{URL: url, Logger: testLogger(t)}, version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var events []*audittrail.Event
+		for i := range 5 {
+			events = append(events, newEvent(t, uint64(i+1), time.Now().Add(-time.Duration(5-i)*time.Minute)))
+		}
+		if _, err := s.Append(ctx, events); err != nil {
+			t.Fatal(err)
+		}
+		return url
+	}
+	readOnly := func(url string) (*postgres.Store, error) {
+		return postgres.Open(ctx, postgres.Config{URL: url, Logger: testLogger(t), ReadOnly: true})
+	}
+
+	url := oldDB(postgres.ReadOnlyNeeds)
+	conn := connect(t, url)
+	if _, err := conn.Exec(ctx, "UPDATE retention SET cutoff_ns = (SELECT min(event_time_ns) + 1 FROM events)"); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := readOnly(url)
+	if err != nil {
+		t.Fatalf("read-only Open of a database of migration %04d: %v", postgres.ReadOnlyNeeds, err)
+	}
+	defer ro.Close()
+	if got := searchAll(t, ro, everything, 2); len(got) != 4 {
+		t.Errorf("read-only search found %d events, want 4 (the oldest is before the cutoff)", len(got))
+	}
+	if evs, err := ro.EventsBySeq(ctx, 1, 5); err != nil || len(evs) != 5 {
+		t.Errorf("EventsBySeq: %d events, %v", len(evs), err)
+	}
+	if size, err := ro.TreeSize(); size != 0 || err != nil {
+		t.Errorf("TreeSize = %d, %v; want 0", size, err)
+	}
+	if _, err := ro.Checkpoints(ctx); err != nil {
+		t.Errorf("Checkpoints: %v", err)
+	}
+	var newest int
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&newest); err != nil || newest != postgres.ReadOnlyNeeds {
+		t.Fatalf("after the read-only store the schema is at %d (%v), want %d", newest, err, postgres.ReadOnlyNeeds)
+	}
+
+	// The database of migration 0003 (this build's code reads the cutoff
+	// at Open: made from one of 0004 by undoing 0004).
+	url = oldDB(postgres.ReadOnlyNeeds)
+	if _, err := connect(t, url).Exec(ctx, "DROP TABLE retention; DELETE FROM schema_migrations WHERE version = 4"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = readOnly(url)
+	want := fmt.Sprintf("lacks migration %04d_retention (it has up to %04d), which a read-only store reads and does not apply: "+
+		"start \"audittrail serve --store\" of this build on it once", postgres.ReadOnlyNeeds, postgres.ReadOnlyNeeds-1)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("read-only Open of a database of migration %04d: %v\nwant %q", postgres.ReadOnlyNeeds-1, err, want)
+	}
+}

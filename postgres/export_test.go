@@ -87,3 +87,7 @@ func AsBuildForTest(cfg Config, version int) Config {
 	cfg.build = version
 	return cfg
 }
+
+// ReadOnlyNeeds is readOnlyNeeds: the newest migration a read-only store
+// reads.
+const ReadOnlyNeeds = readOnlyNeeds

@@ -71,6 +71,16 @@ func SchemaVersion() int {
 	return ms[len(ms)-1].version
 }
 
+// readOnlyNeeds is the newest migration whose schema a read-only store
+// (Config.ReadOnly: searches, the log's reads, the retention cutoff) reads:
+// 0004_retention. A read-only Open accepts a database that has migrations
+// 1 to readOnlyNeeds and lacks later ones (0005 is the retention pass's,
+// 0006 the compatibility guard's), so that "verify store" audits the
+// database of the previous release before the upgrade. A migration that
+// the read-only path comes to need raises it (TestReadOnlyOldSchema runs
+// the read-only path on a database of exactly this version).
+const readOnlyNeeds = 4
+
 // querier is what reading the schema's state needs: a connection or the
 // pool.
 type querier interface {
@@ -205,9 +215,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, build in
 	return nil
 }
 
-// checkMigrated fails unless the database has every migration of this
-// build: a read-only store (Config.ReadOnly) may not apply them. It fails
-// too when the database's schema_compat excludes this build.
+// checkMigrated fails unless the database has the migrations a read-only
+// store (Config.ReadOnly) reads, 1 to readOnlyNeeds (it may not apply
+// them), or when its schema_compat excludes this build.
 func checkMigrated(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, build int) error {
 	ms, err := migrations()
 	if err != nil {
@@ -220,10 +230,14 @@ func checkMigrated(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, bu
 	if err := st.check(build, log); err != nil {
 		return err
 	}
-	for _, m := range ms[:min(build, len(ms))] {
+	for _, m := range ms[:min(readOnlyNeeds, build, len(ms))] {
 		if !st.applied[m.version] {
-			return fmt.Errorf("postgres: the database lacks migration %04d_%s, and a read-only store applies none: "+
-				"let the service (a replica of this build, whose role may change the schema) apply it first", m.version, m.name)
+			has := "none"
+			if st.newest > 0 {
+				has = fmt.Sprintf("up to %04d", st.newest)
+			}
+			return fmt.Errorf("postgres: the database lacks migration %04d_%s (it has %s), which a read-only store reads and does not apply: "+
+				"start \"audittrail serve --store\" of this build on it once, with a role that may change the schema, to apply it", m.version, m.name, has)
 		}
 	}
 	return nil

@@ -41,9 +41,10 @@ type Config struct {
 	// ("audittrail verify store --store"): a role with SELECT on the
 	// tables is enough (for example one granted pg_read_all_data). Open
 	// applies no migration and creates no partition; it fails when the
-	// schema lacks a migration this build needs, or when its
-	// schema_compat excludes this build, as a read-write Open does.
-	// Every session has
+	// schema lacks a migration the read-only path reads (0001 to 0004:
+	// the database of a release before 0005 is audited before its
+	// upgrade), or when its schema_compat excludes this build, as a
+	// read-write Open does. Every session has
 	// default_transaction_read_only on, so the database itself refuses
 	// any write.
 	ReadOnly bool
@@ -219,7 +220,8 @@ func poolConfig(cfg Config) (*pgxpool.Config, error) {
 }
 
 // setup checks the server, migrates and creates the partitions; read only,
-// it checks that the schema has every migration instead. Either way it refuses a database whose schema_compat excludes
+// it checks that the schema has the migrations the read-only path reads
+// instead. Either way it refuses a database whose schema_compat excludes
 // build, the schema version of this build.
 func (s *Store) setup(ctx context.Context, readOnly bool, build int) error {
 	var enc string

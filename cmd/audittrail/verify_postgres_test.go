@@ -410,8 +410,10 @@ func mustRead(t *testing.T, path string) []byte {
 // TestPostgresSchemaVersions: what "serve --store" and "verify store
 // --store" do with a database of another schema version. A minimum build
 // version above this build's (a future migration that breaks it) makes both
-// refuse, naming the versions; a newer schema that does not raise it is
-// audited, with a warning on stderr.
+// refuse, naming the versions; the database of an older release, which
+// lacks migrations the audit does not read (0005 and 0006), is audited as
+// it is, and one that lacks a migration the audit reads is refused, naming
+// it and serve, which applies it.
 func TestPostgresSchemaVersions(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.Start(t)
@@ -484,5 +486,34 @@ func TestPostgresSchemaVersions(t *testing.T) {
 	if m, err := serve(); err == nil || !strings.Contains(err.Error(), want) {
 		m.Close()
 		t.Errorf("serve with the minimum above this build: %v\nwant %q", err, want)
+	}
+	exec("DELETE FROM schema_migrations WHERE version > $1", build)
+
+	// The database of the release before 0005 (undone by hand): audited as
+	// it is, and left so.
+	exec("DROP TABLE schema_compat; ALTER TABLE retention DROP COLUMN passing; DELETE FROM schema_migrations WHERE version >= 5")
+	if out := verify(0); !strings.Contains(out, "store OK") {
+		t.Errorf("verify store of a database of migration 0004 printed:\n%s", out)
+	}
+	var newest int
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&newest); err != nil || newest != 4 {
+		t.Fatalf("after verify store the schema is at %d (%v), want 4", newest, err)
+	}
+	// Before 0004, which the audit reads (the retention cutoff): refused.
+	exec("DROP TABLE retention; DELETE FROM schema_migrations WHERE version = 4")
+	want = `the database lacks migration 0004_retention (it has up to 0003), which a read-only store reads and does not apply: start "audittrail serve --store" of this build on it once`
+	if out := verify(1); !strings.Contains(out, want) {
+		t.Errorf("verify store of a database of migration 0003 printed:\n%s\nwant %q", out, want)
+	}
+	// serve applies it (and the later ones); the audit passes.
+	m, err = serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := verify(0); !strings.Contains(out, "store OK") {
+		t.Errorf("verify store after serve migrated printed:\n%s", out)
 	}
 }
