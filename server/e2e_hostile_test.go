@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
@@ -167,5 +168,56 @@ func TestE2EMaxReceiving(t *testing.T) {
 			t.Fatalf("after a stalled call ended: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestE2EMaxReceivingThroughNetHTTP: the refusal of --max-receiving reaches
+// a gRPC call that net/http serves (refuseReceiving's trailers-only answer),
+// which TestE2EMaxReceiving, on gRPC's own transport, does not reach. The
+// splitter (server/split.go) hands a connection to net/http when the
+// client's first request's headers do not fit in what it reads before it
+// decides (64 KiB): the connection's first call carries metadata past that,
+// and every call of the connection is then served through net/http. The
+// refusal's Retry-After trailer is written there only (the transport's tap
+// cannot add one), which tells that the calls took that path. The deadlines
+// of the test only bound a hang.
+func TestE2EMaxReceivingThroughNetHTTP(t *testing.T) {
+	srv := testserver.Start(t, "--max-receiving", "2")
+	const msg = "the server is receiving 2 requests at once on this listener, its limit: try again in a moment"
+	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(withToken(t, srv.ReaderToken), 30*time.Second)
+	defer cancel()
+	client := pb.NewEventServiceClient(conn)
+	// The first call's headers, over 64 KiB, route the connection to
+	// net/http; it is served there.
+	big := metadata.AppendToOutgoingContext(ctx, "x-pad", strings.Repeat("a", 80<<10))
+	if _, err := client.SearchEvents(big, &pb.SearchEventsRequest{PageSize: 1}); err != nil {
+		t.Fatalf("the first call, through net/http: %v", err)
+	}
+	for i := range 5 { // calls that have arrived give their place back
+		if _, err := client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}); err != nil {
+			t.Fatalf("gRPC search %d through net/http: %v", i, err)
+		}
+	}
+
+	// Two calls whose message never comes hold both places.
+	for range 2 {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		if _, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var trailer metadata.MD
+	_, err = client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}, grpc.Trailer(&trailer))
+	if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted || s.Message() != msg {
+		t.Fatalf("a gRPC call through net/http while two stalled ones hold the places: %v, want RESOURCE_EXHAUSTED %q", err, msg)
+	}
+	if got := trailer.Get("retry-after"); len(got) != 1 || got[0] != "1" {
+		t.Errorf("the refusal's retry-after: %q, want [1] (written by refuseReceiving, through net/http)", got)
 	}
 }
