@@ -79,7 +79,7 @@ func replaceIn(dir string, prefix, old, new []byte) (n int, err error) {
 	if len(old) != len(new) {
 		return 0, fmt.Errorf("pebblestore: replacing %d bytes with %d would break the record", len(old), len(new))
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	db, err := openRaw(dir, false)
 	if err != nil {
 		return 0, err
 	}
@@ -110,9 +110,37 @@ func replaceIn(dir string, prefix, old, new []byte) (n int, err error) {
 }
 
 // openRaw opens the closed store's Pebble database at dir for a tamper
-// function.
-func openRaw(dir string) (*pebble.DB, error) {
-	return pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+// function (for reading only with readOnly). Pebble's own messages are
+// dropped: a tamper function reports its failures as errors.
+func openRaw(dir string, readOnly bool) (*pebble.DB, error) {
+	return pebble.Open(dir, &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           readOnly,
+		Logger:             pebbleLogger{slog.New(slog.DiscardHandler)},
+	})
+}
+
+// withRaw calls f with the closed store's Pebble database at dir, open for
+// writing, and closes it.
+func withRaw(dir string, f func(db *pebble.DB) error) (err error) {
+	db, err := openRaw(dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	return f(db)
+}
+
+// withRawList is withRaw for a tamper function on the posting list of
+// value of field f (a dictionary value): f gets the value's dictionary id.
+func withRawList(dir string, field audittrail.Field, value string, f func(db *pebble.DB, id uint32) error) error {
+	return withRaw(dir, func(db *pebble.DB) error {
+		id, err := rawDictID(db, field, value)
+		if err != nil {
+			return err
+		}
+		return f(db, id)
+	})
 }
 
 // rawDictID returns the dictionary id of value of field f in db.
@@ -135,16 +163,14 @@ func rawDictID(db *pebble.DB, f audittrail.Field, value string) (uint32, error) 
 // posting of the event of seq from the posting list of value of field f (a
 // dictionary value, in a list of this format, w keys): its block is
 // rewritten without it.
-func DeletePosting(dir string, f audittrail.Field, value string, seq uint64) (err error) {
-	db, err := openRaw(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	id, err := rawDictID(db, f, value)
-	if err != nil {
-		return err
-	}
+func DeletePosting(dir string, f audittrail.Field, value string, seq uint64) error {
+	return withRawList(dir, f, value, func(db *pebble.DB, id uint32) error {
+		return deletePosting(db, f, value, id, seq)
+	})
+}
+
+// deletePosting is DeletePosting in db, id the dictionary id of value.
+func deletePosting(db *pebble.DB, f audittrail.Field, value string, id uint32, seq uint64) (err error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxEpochPacked}, UpperBound: []byte{pfxEpochPacked + 1}})
 	if err != nil {
 		return err
@@ -197,70 +223,54 @@ func DeletePosting(dir string, f audittrail.Field, value string, seq uint64) (er
 // AddPosting adds, in the closed store's Pebble database at dir, a posting
 // of the event at (ns, seq) to the posting list of value of field f (a
 // dictionary value): a block of its own.
-func AddPosting(dir string, f audittrail.Field, value string, ns int64, seq uint64) (err error) {
-	db, err := openRaw(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	id, err := rawDictID(db, f, value)
-	if err != nil {
-		return err
-	}
-	var w postWrites
-	key := w.appendKey(nil, &postList{kind: pfxPacked, d: dictID(f), list: uint64(id)}, postEnt{sortTime(ns), seq})
-	return db.Set(key, nil, pebble.Sync)
+func AddPosting(dir string, f audittrail.Field, value string, ns int64, seq uint64) error {
+	return withRawList(dir, f, value, func(db *pebble.DB, id uint32) error {
+		var w postWrites
+		key := w.appendKey(nil, &postList{kind: pfxPacked, d: dictID(f), list: uint64(id)}, postEnt{sortTime(ns), seq})
+		return db.Set(key, nil, pebble.Sync)
+	})
 }
 
 // AddDictionaryValue appends value to the dictionary of field f in the
 // closed store's Pebble database at dir, under a new id, even when the
 // dictionary holds it already, and returns the id.
 func AddDictionaryValue(dir string, f audittrail.Field, value string) (id uint32, err error) {
-	db, err := openRaw(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	err = scan(db, []byte{pfxDict, byte(f)}, func(_, _ []byte) error {
-		id++
-		return nil
+	err = withRaw(dir, func(db *pebble.DB) error {
+		err := scan(db, []byte{pfxDict, byte(f)}, func(_, _ []byte) error {
+			id++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return db.Set(dictKey(nil, dictID(f), id), []byte(value), pebble.Sync)
 	})
-	if err != nil {
-		return 0, err
-	}
-	return id, db.Set(dictKey(nil, dictID(f), id), []byte(value), pebble.Sync)
+	return id, err
 }
 
 // EraseDictionaryValue marks value of the dictionary of field f erased in
 // the closed store's Pebble database at dir, as retention does for a value
 // no record refers to any more (expire.go), and returns its id.
 func EraseDictionaryValue(dir string, f audittrail.Field, value string) (id uint32, err error) {
-	db, err := openRaw(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	if id, err = rawDictID(db, f, value); err != nil {
-		return 0, err
-	}
-	return id, db.Set(dictKey(nil, dictID(f), id), erasedValue, pebble.Sync)
+	err = withRawList(dir, f, value, func(db *pebble.DB, dictValue uint32) error {
+		id = dictValue
+		return db.Set(dictKey(nil, dictID(f), id), erasedValue, pebble.Sync)
+	})
+	return id, err
 }
 
 // UnfreezeDictionary removes the mark that the dictionary of field f is
 // frozen from the closed store's Pebble database at dir.
-func UnfreezeDictionary(dir string, f audittrail.Field) (err error) {
-	db, err := openRaw(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	return db.Delete(append([]byte(frozenDictPrefix), byte(f)), pebble.Sync)
+func UnfreezeDictionary(dir string, f audittrail.Field) error {
+	return withRaw(dir, func(db *pebble.DB) error {
+		return db.Delete(append([]byte(frozenDictPrefix), byte(f)), pebble.Sync)
+	})
 }
 
 // RawFormat returns the storage format recorded in the closed store's
 // Pebble database at dir.
 func RawFormat(dir string) (format byte, err error) {
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, ReadOnly: true, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	db, err := openRaw(dir, true)
 	if err != nil {
 		return 0, err
 	}
@@ -278,11 +288,8 @@ func RawFormat(dir string) (format byte, err error) {
 
 // RawSetFormat records format as the storage format of the closed store's
 // Pebble database at dir, as a store written by an older build holds it.
-func RawSetFormat(dir string, format byte) (err error) {
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	return db.Set(formatKey, []byte{format}, pebble.Sync)
+func RawSetFormat(dir string, format byte) error {
+	return withRaw(dir, func(db *pebble.DB) error {
+		return db.Set(formatKey, []byte{format}, pebble.Sync)
+	})
 }
