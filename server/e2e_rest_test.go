@@ -677,3 +677,28 @@ func TestE2EHTTP2REST(t *testing.T) {
 		t.Errorf("h2c public create: %d, want 405", resp.StatusCode)
 	}
 }
+
+// TestE2ERESTErrorBodyBytes: REST error bodies are the same bytes from one
+// build of the server to the next. protojson, which writes the
+// google.rpc.Status of an error, adds spaces after colons and commas or not
+// depending on a hash of the binary (protobuf-go's detrand); the server
+// compacts what it writes (stableJSON), so a build that drew spaces failed
+// this test before.
+func TestE2ERESTErrorBodyBytes(t *testing.T) {
+	srv := testserver.Start(t)
+	for _, c := range []struct {
+		name, method, url, body string
+		status                  int
+		want                    string
+	}{
+		{"bad filter", "POST", srv.InternalURL + "/v1/events:search", `{"filter": {"includeTypes": ["TYPE_BOGUS"]}}`, http.StatusBadRequest,
+			`{"code":3,"message":"filter.include_types[0]: \"TYPE_BOGUS\" is not a value of EventType (TYPE_UNSPECIFIED, TYPE_API, TYPE_SYSTEM)","details":[]}`},
+		{"create on the public listener", "POST", srv.PublicURL + "/v1/events", `{}`, http.StatusMethodNotAllowed,
+			`{"code":12,"message":"Method Not Allowed","details":[]}`},
+	} {
+		r := call(t, c.method, c.url, srv.ReaderToken, c.body)
+		if r.status != c.status || string(r.body) != c.want {
+			t.Errorf("%s: %d %#q, want %d %#q", c.name, r.status, r.body, c.status, c.want)
+		}
+	}
+}
