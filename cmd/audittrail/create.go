@@ -107,7 +107,10 @@ func (c *CreateCommand) Run(ctx context.Context, args []string) error {
 		}
 		end := time.Now()
 		if f.end != "" {
-			t, err := time.Parse(time.RFC3339Nano, f.end)
+			t, err := parseRFC3339(f.end)
+			if errors.Is(err, errOffset) {
+				return usageErrorf("--end %v", err)
+			}
 			if err != nil {
 				return usageErrorf("--end %q is not an RFC 3339 time (2026-01-02T15:04:05Z)", f.end)
 			}

@@ -145,14 +145,38 @@ func parseAgo(s string) (time.Duration, error) {
 // parseTime parses an RFC 3339 time, or a relative one ("24h": that long
 // before now).
 func parseTime(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+	if t, err := parseRFC3339(s); err == nil {
 		return t, nil
+	} else if errors.Is(err, errOffset) {
+		return time.Time{}, err
 	}
 	d, err := parseAgo(s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration before now (24h, 7d)", s)
 	}
 	return now.Add(-d), nil
+}
+
+// errOffset is parseRFC3339's error for an offset out of range.
+var errOffset = errors.New("RFC 3339 allows -23:59 to +23:59")
+
+// parseRFC3339 parses an RFC 3339 time, as time.Parse with RFC3339Nano
+// does, but refuses a UTC offset that RFC 3339 does not allow: its hours are
+// 00 to 23 and its minutes 00 to 59, and time.Parse takes +24:00 and +23:60
+// too (as a day and as 23 hours 60 minutes).
+func parseRFC3339(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return t, err
+	}
+	// time.Parse has checked the layout: the string ends in Z (or z), or
+	// in a numeric offset ±hh:mm.
+	if n := len(s); n >= 6 && (s[n-6] == '+' || s[n-6] == '-') {
+		if hh, mm := s[n-5:n-3], s[n-2:]; hh > "23" || mm > "59" {
+			return time.Time{}, fmt.Errorf("%q: the UTC offset %s is out of range: %w", s, s[n-6:], errOffset)
+		}
+	}
+	return t, nil
 }
 
 // Output formats of search.

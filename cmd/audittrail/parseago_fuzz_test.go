@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,6 +51,39 @@ func FuzzParseAgo(f *testing.F) {
 		}
 		if d != want {
 			t.Fatalf("parseAgo(%q) = %v, want %v", s, d, want)
+		}
+	})
+}
+
+// FuzzParseRFC3339: parseRFC3339 (--start, --until, create --end) accepts
+// what time.Parse accepts but an offset RFC 3339 does not allow (+24:00,
+// +23:60: errOffset), and the time it returns has the offset written: none
+// wraps into another (time.Parse reads +23:60 as +24:00, a day).
+func FuzzParseRFC3339(f *testing.F) {
+	for _, s := range []string{"2026-01-02T15:04:05Z", "2026-01-02T15:04:05.123456789+23:59", "2026-01-02T15:04:05-23:59",
+		"2026-01-02T15:04:05+24:00", "2026-01-02T15:04:05+23:60", "2026-01-02T15:04:05-00:00", "2026-01-02T15:04:05+00:60", "2026-01-02T15:04:05+99:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseRFC3339(s)
+		want, perr := time.Parse(time.RFC3339Nano, s)
+		switch {
+		case perr != nil:
+			if err == nil {
+				t.Fatalf("parseRFC3339(%q) accepted what time.Parse refuses: %v", s, perr)
+			}
+			return
+		case errors.Is(err, errOffset):
+			return
+		case err != nil:
+			t.Fatalf("parseRFC3339(%q): %v, where time.Parse accepts it", s, err)
+		case !got.Equal(want):
+			t.Fatalf("parseRFC3339(%q) = %v, time.Parse %v", s, got, want)
+		}
+		if n := len(s); s[n-1] != 'Z' && s[n-1] != 'z' {
+			if off := got.Format("-07:00"); off != s[n-6:] && !(off == "+00:00" && s[n-5:] == "00:00") {
+				t.Fatalf("parseRFC3339(%q) has the offset %s", s, off)
+			}
 		}
 	})
 }
