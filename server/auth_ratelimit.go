@@ -126,8 +126,8 @@ func limitFailedAuth(lim *limiter, h http.Handler) http.Handler {
 		if over, wait := lim.over(key); over {
 			secs := int64(math.Max(1, math.Ceil(wait.Seconds())))
 			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-			writeJSON(w, http.StatusTooManyRequests, map[string]any{"code": 8, "details": []any{},
-				"message": "rate limit exceeded for callers from this address, after too many failed authentications: retry after " + strconv.FormatInt(secs, 10) + "s"})
+			writeStatus(w, http.StatusTooManyRequests, status.Errorf(codes.ResourceExhausted,
+				"rate limit exceeded for callers from this address, after too many failed authentications: retry after %ds", secs))
 			return
 		}
 		sw := &recorder{ResponseWriter: w}

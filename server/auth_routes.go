@@ -2,6 +2,9 @@ package server
 
 import (
 	"net/http"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Route is an extra HTTP route of the public listener (the built-in OIDC
@@ -34,7 +37,7 @@ func serveRoute(routes []Route, w http.ResponseWriter, r *http.Request) bool {
 			info.route = r.Method + " " + r.URL.Path
 		}
 		w.Header().Set("Allow", methodsOf(routes, r.URL.Path))
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"code": 12, "message": "Method Not Allowed", "details": []any{}})
+		writeStatus(w, http.StatusMethodNotAllowed, status.Error(codes.Unimplemented, "Method Not Allowed"))
 	}
 	return known
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -212,6 +213,12 @@ func TestAuthCodes(t *testing.T) {
 				t.Errorf("public create %s with %q: %s", p, tok, r)
 			}
 		}
+	}
+	// An extra route (the built-in issuer's) with another method: 405
+	// naming its method, with the gateway's error body, byte for byte.
+	if r := call(t, "GET", e.url(false)+"/oauth2/token", "", ""); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "POST" ||
+		string(r.body) != `{"code":12,"message":"Method Not Allowed","details":[]}` {
+		t.Errorf("GET of the token endpoint: %s, Allow %q", r, r.header.Get("Allow"))
 	}
 	// A reader cannot create on the internal listener; a user with the
 	// producer role is no producer.
@@ -498,6 +505,16 @@ func TestRateLimitSlowsGuessing(t *testing.T) {
 	}
 	if code := refresh(e, e.reader); code != http.StatusTooManyRequests {
 		t.Errorf("token endpoint, the right refresh token after the address's failures were limited: %d", code)
+	}
+	// Its body is the gateway's error body, byte for byte (writeStatus).
+	resp, err := http.PostForm(e.url(false)+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"audittrail"}, "refresh_token": {e.reader}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := regexp.MustCompile(`^\{"code":8,"message":"rate limit exceeded for callers from this address, after too many failed authentications: retry after [0-9]+s","details":\[\]\}$`); !want.Match(b) {
+		t.Errorf("token endpoint, the 429's body %#q, want %s", b, want)
 	}
 	// Wrong refresh tokens at the token endpoint count as failures too.
 	e = startAuthEnv(t, limited)

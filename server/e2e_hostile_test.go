@@ -145,6 +145,10 @@ func TestE2EMaxReceiving(t *testing.T) {
 	}
 	r := call(t, "POST", srv.InternalURL+"/v1/events:search", srv.ReaderToken, `{"pageSize": 1}`)
 	wantStatus(t, r, http.StatusTooManyRequests, 8, msg)
+	// The gateway's error bodies, byte for byte (writeStatus).
+	if want := `{"code":8,"message":"` + msg + `, its limit: try again in a moment","details":[]}`; string(r.body) != want {
+		t.Errorf("the 429's body %#q, want %#q", r.body, want)
+	}
 	if r.header.Get("Retry-After") == "" {
 		t.Error("the 429 has no Retry-After")
 	}

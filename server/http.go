@@ -309,6 +309,23 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request, _ map[strin
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// errorJSON writes the error bodies the server writes itself (writeStatus).
+var errorJSON = NewJSONMarshaler()
+
+// writeStatus answers err, a gRPC status, with httpStatus and its
+// google.rpc.Status, written as the gateway writes its errors (httpError):
+// the same marshaler, so the same keys in the same order, without spaces.
+func writeStatus(w http.ResponseWriter, httpStatus int, err error) {
+	st, _ := status.FromError(err)
+	b, merr := errorJSON.Marshal(st.Proto())
+	if merr != nil { // a Status without details always marshals
+		b = []byte(`{"code":13,"message":"failed to marshal error message","details":[]}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(b)
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, _ := json.Marshal(v)
 	w.Header().Set("Content-Type", "application/json")

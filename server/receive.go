@@ -138,7 +138,7 @@ func refuseReceiving(w http.ResponseWriter, r *http.Request, slots *receivingSlo
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	writeJSON(w, http.StatusTooManyRequests, map[string]any{"code": int(st.Code()), "message": st.Message(), "details": []any{}})
+	writeStatus(w, http.StatusTooManyRequests, st.Err())
 }
 
 // encodeGRPCMessage percent-encodes a grpc-message header value (the gRPC
