@@ -680,10 +680,10 @@ func TestE2EHTTP2REST(t *testing.T) {
 
 // TestE2ERESTErrorBodyBytes: REST error bodies are the same bytes from one
 // build of the server to the next. protojson, which writes the
-// google.rpc.Status of an error, adds spaces after colons and commas or not
-// depending on a hash of the binary (protobuf-go's detrand); the server
-// compacts what it writes (stableJSON), so a build that drew spaces failed
-// this test before.
+// google.rpc.Status of an error, adds a space after every comma or after
+// none, depending on a hash of the binary (protobuf-go's detrand); the
+// server compacts what it writes (stableJSON), so a build that drew spaces
+// failed this test before.
 func TestE2ERESTErrorBodyBytes(t *testing.T) {
 	srv := testserver.Start(t)
 	for _, c := range []struct {

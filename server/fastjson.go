@@ -58,11 +58,11 @@ func (m fastJSON) NewEncoder(w io.Writer) runtime.Encoder {
 }
 
 // stableJSON returns protojson's single-line output without its spaces.
-// protojson writes a space after some colons and commas, or not, depending
-// on a hash of the program's binary (protobuf-go's internal/detrand), so
-// that nobody depends on its exact bytes: each build of the server wrote
-// `{"code":3, "message":...}` or `{"code": 3,"message":...}` or the like,
-// and the error bodies of the REST API changed between releases. Compacted,
+// protojson writes a space after every comma, or after none, depending on
+// a hash of the program's binary (protobuf-go's internal/detrand), so that
+// nobody depends on its exact bytes: one build of the server wrote
+// `{"code":3, "message":...}` and the next `{"code":3,"message":...}`, and
+// the error bodies of the REST API changed between releases. Compacted,
 // they are what fastjson writes: no space outside strings, the same names,
 // order and escapes.
 func stableJSON(b []byte) ([]byte, error) {
