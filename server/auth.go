@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -79,36 +80,26 @@ func (a *StaticTokens) Authenticate(_ context.Context, bearer string) (*audittra
 //
 // REST requests arrive here too: the gateway passes the Authorization header
 // as the "authorization" metadata (see the package documentation).
-func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.UnaryServerInterceptor {
+//
+// The credentials are usually checked before the request was decoded, by
+// the gate of the listener (auth_early.go), whose decision this takes from
+// the context; the effects of the decision (the failed attempt counted,
+// the caller noted, the caller's rate limit) are all here, once per call.
+func authInterceptor(a *authCheck) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		// An address over its limit of failed authentications is refused
-		// before its credential is checked: were it checked, the right
-		// guess would still be told apart from the wrong ones (an answer
-		// against RESOURCE_EXHAUSTED), and guessing would not be slowed.
-		if lim != nil { // not even the key's string without a limit (every call passes here)
-			if over, wait := lim.over(failedAuthKey(ctx)); over {
-				return nil, exhausted(ctx, "callers from this address, after too many failed authentications", wait)
-			}
+		d, ok := gateFrom(ctx)
+		if !ok {
+			d = a.check(ctx, metadata.ValueFromIncomingContext(ctx, "authorization"))
 		}
-		var p *audittrail.Principal
-		var err error
-		if n := len(metadata.ValueFromIncomingContext(ctx, "authorization")); n > 1 {
-			err = audittrail.Errorf(audittrail.EUnauthenticated, "%d Authorization headers: send exactly one (a proxy in between may have added its own)", n)
-		} else if token, ok := bearerToken(ctx); ok {
-			p, err = auth.Authenticate(ctx, token)
-		} else if m := metaFrom(ctx); certs != nil && m.tls != nil && len(m.tls.VerifiedChains) > 0 {
-			p, err = certs(m.tls.VerifiedChains[0][0])
-		} else {
-			err = errUnauthenticated
+		if d.over {
+			return nil, exhausted(ctx, "callers from this address, after too many failed authentications", d.wait)
 		}
-		if err == nil && p == nil {
-			err = errUnauthenticated
-		}
+		p, err := d.p, d.err
 		if err != nil {
 			switch audittrail.ErrorCode(err) {
 			case audittrail.EUnauthenticated:
 				// Failed attempts are limited per source address.
-				if ok, wait := lim.allow(failedAuthKey(ctx)); !ok {
+				if ok, wait := a.lim.allow(failedAuthKey(ctx)); !ok {
 					return nil, exhausted(ctx, "unauthenticated callers from this address", wait)
 				}
 			case audittrail.EInternal:
@@ -120,18 +111,70 @@ func authInterceptor(auth Authenticator, lim *limiter, certs CertMapper) grpc.Un
 			return nil, wire.ToStatus(err)
 		}
 		noteAuthenticated(ctx, p)
-		if ok, wait := lim.allow(p.Name); !ok {
+		if ok, wait := a.lim.allow(p.Name); !ok {
 			return nil, exhausted(ctx, p.Name, wait)
 		}
 		return handler(audittrail.NewContextWithPrincipal(ctx, p), req)
 	}
 }
 
+// authCheck decides who the caller of a request is, on one listener.
+type authCheck struct {
+	auth  Authenticator
+	lim   *limiter
+	certs CertMapper // nil: client certificates name nobody (public listener)
+}
+
+// authDecision is what authCheck.check decided: the caller, or why not.
+type authDecision struct {
+	p    *audittrail.Principal // nil when err or over
+	err  error                 // the credential's failure (EUnauthenticated, EUnavailable, ...)
+	over bool                  // the address is over its limit of failed authentications: nothing checked
+	wait time.Duration         // over: until the address may try again
+}
+
+// authenticated reports whether the caller is known, so that its request
+// may be read.
+func (d authDecision) authenticated() bool { return d.p != nil }
+
+// check decides the caller of the request of ctx from its "authorization"
+// values (the metadata, or the REST request's Authorization headers) or,
+// without any, from the verified client certificate of its connection. It
+// has no effect: authInterceptor counts the failed attempt, notes the
+// caller and applies its rate limit.
+func (a *authCheck) check(ctx context.Context, authorization []string) authDecision {
+	// An address over its limit of failed authentications is refused
+	// before its credential is checked: were it checked, the right guess
+	// would still be told apart from the wrong ones (an answer against
+	// RESOURCE_EXHAUSTED), and guessing would not be slowed.
+	if a.lim != nil { // not even the key's string without a limit (every call passes here)
+		if over, wait := a.lim.over(failedAuthKey(ctx)); over {
+			return authDecision{over: true, wait: wait}
+		}
+	}
+	var p *audittrail.Principal
+	var err error
+	if n := len(authorization); n > 1 {
+		err = audittrail.Errorf(audittrail.EUnauthenticated, "%d Authorization headers: send exactly one (a proxy in between may have added its own)", n)
+	} else if token, ok := bearerToken(authorization); ok {
+		p, err = a.auth.Authenticate(ctx, token)
+	} else if m := metaFrom(ctx); a.certs != nil && m.tls != nil && len(m.tls.VerifiedChains) > 0 {
+		p, err = a.certs(m.tls.VerifiedChains[0][0])
+	} else {
+		err = errUnauthenticated
+	}
+	if err == nil && p == nil {
+		err = errUnauthenticated
+	}
+	if err != nil {
+		return authDecision{err: err}
+	}
+	return authDecision{p: p}
+}
+
 // bearerToken returns the token of the single "authorization: Bearer <token>"
-// metadata value. Several values are refused rather than guessed between.
-func bearerToken(ctx context.Context) (string, bool) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+// value. Several values are refused rather than guessed between.
+func bearerToken(vals []string) (string, bool) {
 	if len(vals) != 1 {
 		return "", false
 	}

@@ -192,6 +192,12 @@ func (s *selfAudit) intercept(ctx context.Context, req any, info *grpc.UnaryServ
 	st := &auditState{}
 	resp, err := handler(context.WithValue(ctx, auditKey{}, st), req)
 	resource, params := spec.describe(req, resp)
+	if requestNotRead(ctx) {
+		// The caller did not authenticate, so its request was not
+		// decoded (auth_early.go): there is nothing to summarise, and
+		// the empty request's defaults would say what was not asked.
+		params = map[string]string{"request_read": "false"}
+	}
 	code := status.Convert(err)
 	rec := audittrail.AuditRecord{
 		Time:       meta.arrival,

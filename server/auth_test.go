@@ -386,6 +386,15 @@ func TestSelfAudit(t *testing.T) {
 	for _, ev := range got {
 		st, _ := ev["status"].(map[string]any)
 		codesSeen[ev["principal"].(string)+"/"+jsonNum(st["code"])]++
+		// The request of a caller that did not authenticate is not
+		// read: its parameters say so, and only that.
+		params, _ := ev["requestParameters"].(map[string]any)
+		if ev["principal"] == "anonymous" && (len(params) != 1 || params["request_read"] != "false") {
+			t.Errorf("refused anonymous search recorded with parameters %v, want only request_read=false", params)
+		}
+		if ev["principal"] != "anonymous" && params["request_read"] != nil {
+			t.Errorf("search of %v recorded with parameters %v: its request was read", ev["principal"], params)
+		}
 	}
 	want := map[string]int{"anonymous/16": 2, "services/producer/7": 1, "users/reader/3": 1}
 	for k, n := range want {
@@ -808,5 +817,49 @@ func TestRateLimitIdPDown(t *testing.T) {
 	}
 	if r := call(t, "POST", e.url(false)+"/v1/events:search", e.reader, "{}"); r.status != http.StatusOK {
 		t.Errorf("the reader, from the same address: %s", r)
+	}
+}
+
+// countingAuth counts the credentials it is asked to check.
+type countingAuth struct {
+	server.Authenticator
+	n atomic.Int64
+}
+
+func (c *countingAuth) Authenticate(ctx context.Context, bearer string) (*audittrail.Principal, error) {
+	c.n.Add(1)
+	return c.Authenticator.Authenticate(ctx, bearer)
+}
+
+// TestAuthenticatedOnce: a credential is checked once per call, before the
+// request is decoded, and authInterceptor acts on that decision rather than
+// checking again (an OIDC verification or an API token lookup each time):
+// over REST and gRPC, accepted or refused, with a body or without.
+func TestAuthenticatedOnce(t *testing.T) {
+	var ca *countingAuth
+	e := startAuthEnv(t, func(c *server.Config, _ *authEnv) {
+		ca = &countingAuth{Authenticator: c.Authenticator}
+		c.Authenticator = ca
+	})
+	client := dialGRPC(t, e.public)
+	for _, tc := range []struct {
+		name string
+		do   func()
+	}{
+		{"REST search", func() { call(t, "POST", e.url(false)+"/v1/events:search", e.reader, `{"pageSize": 1}`) }},
+		{"REST search, bad token", func() { call(t, "POST", e.url(false)+"/v1/events:search", "bad", `{"pageSize": 1}`) }},
+		{"REST search, no body", func() { call(t, "POST", e.url(true)+"/v1/events:search", e.reader, "") }},
+		{"REST create", func() {
+			call(t, "POST", e.url(true)+"/v1/events?eventId="+newID(), e.producer, eventBody("2026-01-01T00:00:00Z", "x"))
+		}},
+		{"gRPC search", func() { client.SearchEvents(withToken(t, e.reader), &pb.SearchEventsRequest{PageSize: 1}) }},
+		{"gRPC search, bad token", func() { client.SearchEvents(withToken(t, "bad"), &pb.SearchEventsRequest{PageSize: 1}) }},
+		{"gRPC admin", func() { e.adminClient(t).ListApiTokens(withToken(t, e.admin), &pb.ListApiTokensRequest{}) }},
+	} {
+		before := ca.n.Load()
+		tc.do()
+		if n := ca.n.Load() - before; n != 1 {
+			t.Errorf("%s: the credential was checked %d times, want once", tc.name, n)
+		}
 	}
 }

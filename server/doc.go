@@ -26,7 +26,11 @@
 // a gRPC request are authenticated, authorized, logged and counted by the same
 // code. Authentication is the Authenticator interface (package token: static
 // tokens, API tokens, OIDC access tokens, the built-in issuer's), plus client
-// certificates on the internal listener; authorization decisions are the
+// certificates on the internal listener. The caller is decided before its
+// request is decoded, where the request is about to be read (a gRPC method's
+// decoder, a REST body's first read: auth_early.go), and a request is
+// decoded only for a caller that authenticated; the interceptor acts on that
+// decision. Authorization decisions are the
 // domain functions audittrail.CanSearch, audittrail.CanCreate and
 // audittrail.CanManageTokens, called by the handlers. The self-audit
 // interceptor, outside authentication, records every search and token

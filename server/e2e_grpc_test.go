@@ -148,13 +148,14 @@ func TestE2EGRPCMessageTooLarge(t *testing.T) {
 	wantCode(t, err, codes.ResourceExhausted, "")
 
 	// A search just over the public limit: refused by the public listener
-	// whoever sends it, searched by the internal one (no event has such a
-	// resource).
+	// (a caller that does not authenticate is refused before its message
+	// is read, whatever its size), searched by the internal one (no event
+	// has such a resource).
 	big := &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ResourceExact: ptr(strings.Repeat("r", server.MaxPublicRequestSize))}}
-	for _, token := range []string{srv.ReaderToken, "wrong"} {
-		_, err = public.SearchEvents(withToken(t, token), big)
-		wantCode(t, err, codes.ResourceExhausted, fmt.Sprint(server.MaxPublicRequestSize))
-	}
+	_, err = public.SearchEvents(withToken(t, srv.ReaderToken), big)
+	wantCode(t, err, codes.ResourceExhausted, fmt.Sprint(server.MaxPublicRequestSize))
+	_, err = public.SearchEvents(withToken(t, "wrong"), big)
+	wantCode(t, err, codes.Unauthenticated, "missing or invalid bearer token")
 	resp, err := internal.SearchEvents(withToken(t, srv.ReaderToken), big)
 	if err != nil || len(resp.Events) != 0 {
 		t.Errorf("internal listener, a search of %d bytes: %v, %v", server.MaxPublicRequestSize, resp, err)
@@ -163,8 +164,9 @@ func TestE2EGRPCMessageTooLarge(t *testing.T) {
 
 // TestE2EGRPCInvalidUTF8: a request with a string that is not UTF-8 is
 // INVALID_ARGUMENT naming the field (grpc-go would answer INTERNAL for the
-// decoding failure), before authentication, and nothing is stored; the
-// server goes on serving the connection.
+// decoding failure), and nothing is stored; the server goes on serving the
+// connection. The request of a caller that did not authenticate is not
+// decoded: UNAUTHENTICATED.
 func TestE2EGRPCInvalidUTF8(t *testing.T) {
 	srv := testserver.Start(t)
 	// The client's codec writes with generated code, which does not check
@@ -185,8 +187,10 @@ func TestE2EGRPCInvalidUTF8(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "event.action is not valid UTF-8")
 	good, meta := pbEvent(time.Now(), "utf8/bad"), pbEvent(time.Now(), "utf8/bad")
 	meta.Metadata = map[string]string{"k": "\xc3"}
-	_, err = internal.BatchCreateEvents(withToken(t, ""), &pb.BatchCreateEventsRequest{Requests: []*pb.CreateEventRequest{
-		{EventId: newID(), Event: good}, {EventId: newID(), Event: meta}}})
+	batch := &pb.BatchCreateEventsRequest{Requests: []*pb.CreateEventRequest{{EventId: newID(), Event: good}, {EventId: newID(), Event: meta}}}
+	_, err = internal.BatchCreateEvents(withToken(t, ""), batch)
+	wantCode(t, err, codes.Unauthenticated, "missing or invalid bearer token")
+	_, err = internal.BatchCreateEvents(withToken(t, srv.ProducerToken), batch)
 	wantCode(t, err, codes.InvalidArgument, `requests[1].event.metadata["k"] is not valid UTF-8`)
 	_, err = public.SearchEvents(withToken(t, srv.ReaderToken), &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ActionExact: ptr("\xff")}})
 	wantCode(t, err, codes.InvalidArgument, "filter.action_exact is not valid UTF-8")

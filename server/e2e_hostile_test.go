@@ -2,11 +2,13 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/testserver"
@@ -39,7 +42,9 @@ func TestE2ERequestReadTimeout(t *testing.T) {
 			}
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(30 * time.Second))
-			// No token: the body is read before the caller is known.
+			// No token: the body of a caller that did not
+			// authenticate is drained (not decoded) before its 401,
+			// within the same read timeout.
 			fmt.Fprintf(conn, "POST /v1/events:search HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
 				"Content-Length: 1000000\r\n\r\n{\"filter\": {\"resourceRegex\": \"aaaa", addr)
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -225,3 +230,167 @@ func TestE2EMaxReceivingThroughNetHTTP(t *testing.T) {
 		t.Errorf("the refusal's retry-after: %q, want [1] (written by refuseReceiving, through net/http)", got)
 	}
 }
+
+// TestE2EAuthBeforeDecoding: the caller's credentials are checked before its
+// request is decoded, on both listeners, over REST, gRPC's own transport and
+// gRPC through net/http. A request that cannot be decoded (a JSON number
+// for a metadata value; a protobuf string that is not UTF-8) is refused
+// with UNAUTHENTICATED when anonymous, not with the decoder's
+// INVALID_ARGUMENT, which only an authenticated caller gets; a large
+// anonymous body is drained, answered 401, and its HTTP/1.1 connection
+// serves the next request. An address over its limit of failed
+// authentications is refused with RESOURCE_EXHAUSTED before its credential
+// is checked, whatever its body.
+func TestE2EAuthBeforeDecoding(t *testing.T) {
+	srv := testserver.Start(t, "--rate-limit", "0.001", "--rate-burst", "50")
+	const restBody = `{"filter": {"metadataExact": {"k": 7}}}`
+	const decodeErr = "invalid value for string field value: 7"
+	// SearchEventsRequest{filter: {metadata_exact: {"k": "\xff"}}}, by
+	// hand: the generated code would not marshal a string that is not
+	// UTF-8.
+	entry := protowire.AppendTag(nil, 1, protowire.BytesType)
+	entry = protowire.AppendString(entry, "k")
+	entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+	entry = protowire.AppendString(entry, "\xff")
+	filter := protowire.AppendTag(nil, 13, protowire.BytesType)
+	filter = protowire.AppendBytes(filter, entry)
+	msg := protowire.AppendTag(nil, 1, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, filter)
+	const utf8Err = "not valid UTF-8"
+
+	for _, l := range []struct{ name, url, addr string }{{"public", srv.PublicURL, srv.PublicAddr}, {"internal", srv.InternalURL, srv.InternalAddr}} {
+		t.Run(l.name+"/REST", func(t *testing.T) {
+			wantStatus(t, call(t, "POST", l.url+"/v1/events:search", "", restBody), http.StatusUnauthorized, 16, "missing or invalid bearer token")
+			wantStatus(t, call(t, "POST", l.url+"/v1/events:search", "wrong", restBody), http.StatusUnauthorized, 16, "missing or invalid bearer token")
+			wantStatus(t, call(t, "POST", l.url+"/v1/events:search", srv.ReaderToken, restBody), http.StatusBadRequest, 3, decodeErr)
+		})
+		t.Run(l.name+"/gRPC", func(t *testing.T) {
+			conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for _, tc := range []struct {
+				token string
+				code  codes.Code
+				want  string
+			}{{"", codes.Unauthenticated, "missing or invalid bearer token"}, {srv.ReaderToken, codes.InvalidArgument, utf8Err}} {
+				err := conn.Invoke(withToken(t, tc.token), pb.EventService_SearchEvents_FullMethodName, &msg, &[]byte{}, grpc.ForceCodec(rawCodec{}))
+				if s, _ := status.FromError(err); s.Code() != tc.code || !strings.Contains(s.Message(), tc.want) {
+					t.Errorf("token %q: %v, want %v %q", tc.token, err, tc.code, tc.want)
+				}
+			}
+		})
+		t.Run(l.name+"/gRPC through net/http", func(t *testing.T) {
+			var protocols http.Protocols
+			protocols.SetUnencryptedHTTP2(true)
+			c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+			// A first request that is not gRPC sends the connection to
+			// net/http (split.go); the calls follow on it.
+			if resp, err := c.Get(l.url + "/healthz"); err != nil {
+				t.Fatal(err)
+			} else {
+				resp.Body.Close()
+			}
+			for _, tc := range []struct {
+				token string
+				code  codes.Code
+				want  string
+			}{{"", codes.Unauthenticated, "missing or invalid bearer token"}, {srv.ReaderToken, codes.InvalidArgument, utf8Err}} {
+				frame := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+				req, _ := http.NewRequest("POST", l.url+pb.EventService_SearchEvents_FullMethodName, bytes.NewReader(frame))
+				req.Header.Set("Content-Type", "application/grpc")
+				req.Header.Set("TE", "trailers")
+				if tc.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.token)
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				got, msg := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
+				if got == "" {
+					got, msg = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
+				}
+				if got != fmt.Sprint(int(tc.code)) || !strings.Contains(msg, tc.want) {
+					t.Errorf("token %q: grpc-status %s %q, want %d %q", tc.token, got, msg, tc.code, tc.want)
+				}
+			}
+		})
+	}
+
+	t.Run("large anonymous body", func(t *testing.T) {
+		// A body that decodes (a filter the search refuses), 3 MB of
+		// metadata: answered 401 once drained, on a connection that
+		// serves the next request.
+		var b strings.Builder
+		b.WriteString(`{"filter": {"metadataExact": {`)
+		for i := 0; b.Len() < 3<<20; i++ {
+			fmt.Fprintf(&b, `"k%d": "v", `, i)
+		}
+		b.WriteString(`"k": "v"}}}`)
+		c := &http.Client{Transport: &http.Transport{}, Timeout: 60 * time.Second}
+		defer c.CloseIdleConnections()
+		var reused []bool
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = append(reused, i.Reused) }}
+		for _, tok := range []string{"", srv.ReaderToken} {
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "POST", srv.PublicURL+"/v1/events:search", strings.NewReader(b.String()))
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r := &response{status: resp.StatusCode, header: resp.Header, body: body}
+			if tok == "" {
+				wantStatus(t, r, http.StatusUnauthorized, 16, "missing or invalid bearer token")
+			} else {
+				wantStatus(t, r, http.StatusBadRequest, 3, "at most 64 entries")
+			}
+		}
+		if len(reused) != 2 || !reused[1] {
+			t.Errorf("connections reused %v: the request after the 401 needed a new connection", reused)
+		}
+	})
+
+	t.Run("over the limit of failed authentications", func(t *testing.T) {
+		// The burst of 50 failed attempts is spent by now or here; then
+		// even the right token with an undecodable body is refused
+		// before anything is checked or decoded.
+		for range 50 {
+			if r := call(t, "POST", srv.PublicURL+"/v1/events:search", "", restBody); r.status == http.StatusTooManyRequests {
+				break
+			}
+		}
+		// (A RetryInfo in the details: not wantStatus.)
+		if r := call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, restBody); r.status != http.StatusTooManyRequests ||
+			!strings.Contains(string(r.body), "too many failed authentications") {
+			t.Errorf("the right token with an undecodable body, over the limit: %s, want 429", r)
+		}
+		conn, err := grpc.NewClient(srv.PublicAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		err = conn.Invoke(withToken(t, srv.ReaderToken), pb.EventService_SearchEvents_FullMethodName, &msg, &[]byte{}, grpc.ForceCodec(rawCodec{}))
+		if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted {
+			t.Errorf("gRPC over the limit: %v, want RESOURCE_EXHAUSTED", err)
+		}
+	})
+}
+
+// rawCodec sends a *[]byte as the message, as it is, and keeps the answer's
+// bytes.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(b []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), b...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }

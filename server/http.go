@@ -59,9 +59,10 @@ var (
 // audittrail.MaxRequestBodySize. The public listener creates nothing: its
 // largest request is a search with every filter field at its limit, about
 // 600 KiB of protobuf (3.5 MiB of JSON were every byte written as a \u
-// escape). A request is read whole and decoded before its caller is
-// authenticated (the self-audit records refused searches with their
-// filter), and a body can be held open half sent: at 100 MiB, four
+// escape). A request is on its way before its caller can be refused (its
+// credentials are checked before it is decoded, auth_early.go, but a
+// refused REST body is still drained), and a body can be held open half
+// sent: at 100 MiB, four
 // connections of anonymous clients that never finish their bodies held
 // 730 MB of the server's memory, and a few dozen more would have exhausted
 // it.
@@ -243,6 +244,10 @@ type limitedBody struct {
 	tooLong  bool          // the declared length is over the limit
 	exceeded bool          // a read failed because of the limit
 	timedOut bool          // a read failed at the read deadline
+	// gate, when set, decides at the first read whether the body is
+	// read (gateBody); when not, the body is drained and reads as empty.
+	gate   func() bool
+	unread bool // the gate refused: every read is io.EOF
 }
 
 func limitBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) *limitedBody {
@@ -255,6 +260,26 @@ func limitBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.gate != nil {
+		g := b.gate
+		b.gate = nil
+		if !g() {
+			// Thrown away, so that the answer reaches an HTTP/1.1
+			// client still sending; a body over the limit or late is
+			// answered as ever (413, 408), whoever sent it.
+			if err := b.drain(); err != nil {
+				return 0, err
+			}
+			b.unread = true
+		}
+	}
+	if b.unread {
+		return 0, io.EOF
+	}
+	return b.read(p)
+}
+
+func (b *limitedBody) read(p []byte) (int, error) {
 	if b.tooLong {
 		b.exceeded = true
 		return 0, bodyTooLarge(b.limit)

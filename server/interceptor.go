@@ -40,7 +40,8 @@ func rpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, ha
 // badStrings answers INVALID_ARGUMENT for a request whose strings are not
 // all UTF-8, which the codec decoded anyway so that the call gets here
 // (wire.DecodeError; grpc-go would have answered INTERNAL). Like REST's 400
-// for such a body, before authentication and without a self-audit event.
+// for such a body, without a self-audit event. Only an authenticated
+// caller's request is decoded (auth_early.go): another's is empty here.
 // It comes first in the chain but for the metrics: an interceptor that
 // answered before it would leave the codec's entry for the request behind.
 func badStrings(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -20,10 +20,13 @@ import (
 // or message (gRPC).
 //
 // Without it, a request whose body never ended was held for as long as its
-// connection stayed open, with what had arrived of it: a request is read
-// whole before its caller is authenticated, so anyone who can connect could
-// hold up to a request's limit (100 MiB on the internal listener) of the
-// server's memory per request, and 250 requests per HTTP/2 connection.
+// connection stayed open, with what had arrived of it: requests were read
+// whole before their callers were authenticated, so anyone who could
+// connect could hold up to a request's limit (100 MiB on the internal
+// listener) of the server's memory per request, and 250 requests per HTTP/2
+// connection. (The body of a REST request whose caller did not authenticate
+// is now drained, not kept, but still waited for within this timeout;
+// auth_early.go.)
 // ReadHeaderTimeout bounds only the headers, and http.Server.ReadTimeout
 // would not do: net/http cancels a request's context when it expires, even
 // after the body was read, which would end searches and appends in flight.

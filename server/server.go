@@ -175,22 +175,30 @@ func New(cfg Config) (*Server, error) {
 	// The public listener refuses the create methods before it
 	// authenticates; otherwise both run the same chain. The audit
 	// interceptor is outside authentication, so refused calls are audited.
-	if s.public, err = s.newEndpoint("public", impl, nil, chain(rpcInterceptor, badStrings, recoverPanics, publicOnly, audit, recoverPanics,
-		authInterceptor(cfg.Authenticator, lim, nil)), true, routes, cfg.PublicTLS); err != nil {
+	// Each listener's authCheck decides the caller before the request is
+	// decoded (auth_early.go); authInterceptor acts on the decision.
+	pubAuth := &authCheck{auth: cfg.Authenticator, lim: lim}
+	if s.public, err = s.newEndpoint("public", impl, nil, pubAuth, chain(rpcInterceptor, badStrings, recoverPanics, publicOnly, audit, recoverPanics,
+		authInterceptor(pubAuth)), true, routes, cfg.PublicTLS); err != nil {
 		return nil, err
 	}
-	if s.internal, err = s.newEndpoint("internal", impl, admin, chain(rpcInterceptor, badStrings, recoverPanics, audit, recoverPanics,
-		authInterceptor(cfg.Authenticator, lim, cfg.CertPrincipal)), false, nil, cfg.InternalTLS); err != nil {
+	intAuth := &authCheck{auth: cfg.Authenticator, lim: lim, certs: cfg.CertPrincipal}
+	if s.internal, err = s.newEndpoint("internal", impl, admin, intAuth, chain(rpcInterceptor, badStrings, recoverPanics, audit, recoverPanics,
+		authInterceptor(intAuth)), false, nil, cfg.InternalTLS); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.AdminServiceServer, ic grpc.UnaryServerInterceptor,
+func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.AdminServiceServer, ac *authCheck, ic grpc.UnaryServerInterceptor,
 	public bool, routes []Route, tlsCfg *TLSConfig) (*endpoint, error) {
 	maxRequest := audittrail.MaxRequestBodySize
+	// The methods the listener refuses before authentication (publicOnly)
+	// never read their request.
+	var unread []string
 	if public {
 		maxRequest = MaxPublicRequestSize
+		unread = []string{pb.EventService_CreateEvent_FullMethodName, pb.EventService_BatchCreateEvents_FullMethodName}
 	}
 	newGRPC := func(opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append([]grpc.ServerOption{
@@ -198,12 +206,14 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			grpc.MaxRecvMsgSize(maxRequest),
 			grpc.ForceServerCodecV2(wire.ServerCodec()),
 		}, opts...)...)
-		pb.RegisterEventServiceServer(g, impl)
+		// The services' descriptors with each method's decoding behind
+		// the caller's authentication (gateService).
+		g.RegisterService(gateService(pb.EventService_ServiceDesc, ac, unread...), impl)
 		if admin != nil {
-			pb.RegisterAdminServiceServer(g, admin)
+			g.RegisterService(gateService(pb.AdminService_ServiceDesc, ac), admin)
 		}
 		if s.logSvc != nil {
-			pb.RegisterLogServiceServer(g, s.logSvc)
+			g.RegisterService(gateService(pb.LogService_ServiceDesc, ac), s.logSvc)
 		}
 		return g
 	}
@@ -274,8 +284,10 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			g.ServeHTTP(w, r)
 			return
 		}
-		r.Body = limitBody(w, r, int64(maxRequest), s.readTimeout)
-		gw.ServeHTTP(w, asGet(r))
+		body := limitBody(w, r, int64(maxRequest), s.readTimeout)
+		r.Body = body
+		// The body is read only once its caller is authenticated.
+		gw.ServeHTTP(w, asGet(gateBody(r, body, ac)))
 	})
 	// One port, two protocols: HTTP/1.1 for REST clients, and HTTP/2 with
 	// prior knowledge (h2c) for gRPC clients and REST clients that speak it.
