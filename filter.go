@@ -160,8 +160,8 @@ func (f *Filter) Compile(end time.Time) (*Query, error) {
 		}
 		q.Status = re
 	}
-	if len(f.MetadataExact) > MaxFilterMapItems || len(f.MetadataRegex) > MaxFilterMapItems {
-		return nil, Errorf(EInvalid, "filter.metadata_exact and filter.metadata_regex may have at most %d entries each", MaxFilterMapItems)
+	if err := f.checkMapSizes(); err != nil {
+		return nil, err
 	}
 	if len(f.MetadataExact) > 0 {
 		q.MetadataExact = make(map[string]string, len(f.MetadataExact))
@@ -299,6 +299,18 @@ func (q *Query) MatchFields(e *Event) bool {
 		}
 	}
 	return true
+}
+
+// checkMapSizes refuses metadata_exact and metadata_regex over
+// MaxFilterMapItems entries. Compile checks it, and so does
+// Service.SearchEvents before anything costs in proportion to the maps: a
+// request of 4 MB can hold 266,000 entries, whose sorting for the
+// fingerprint took a fifth of the server's CPU for such a refused search.
+func (f *Filter) checkMapSizes() error {
+	if len(f.MetadataExact) > MaxFilterMapItems || len(f.MetadataRegex) > MaxFilterMapItems {
+		return Errorf(EInvalid, "filter.metadata_exact and filter.metadata_regex may have at most %d entries each", MaxFilterMapItems)
+	}
+	return nil
 }
 
 // Fingerprint is a digest of the filter exactly as the caller sent it (not of

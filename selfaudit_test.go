@@ -3,6 +3,7 @@ package audittrail_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,27 @@ func TestNewAPIToken(t *testing.T) {
 	tok.RevokeTime = now
 	if tok.Active(now) {
 		t.Error("a revoked token is active")
+	}
+}
+
+// TestSearchParametersOversizedMap: a metadata map over MaxFilterMapItems
+// (which the search refuses) is recorded by its size, not sorted and joined:
+// 266,000 entries fit in a 4 MB request, and their summary cost a third of
+// the server's CPU for the refused search. A map within the limit is
+// recorded as before, sorted.
+func TestSearchParametersOversizedMap(t *testing.T) {
+	over, within := map[string]string{}, map[string]string{}
+	for i := range audittrail.MaxFilterMapItems + 1 {
+		over[fmt.Sprintf("k%03d", i)] = "v"
+		if i < audittrail.MaxFilterMapItems {
+			within[fmt.Sprintf("k%03d", i)] = "v"
+		}
+	}
+	p := audittrail.SearchParameters(&audittrail.Filter{MetadataExact: over, MetadataRegex: within}, 5, "")
+	if got, want := p["filter.metadata_exact"], "65 entries, over the limit of 64: not recorded"; got != want {
+		t.Errorf("metadata_exact over the limit recorded as %q, want %q", got, want)
+	}
+	if got := p["filter.metadata_regex"]; !strings.HasPrefix(got, "k000=v, k001=v, ") {
+		t.Errorf("metadata_regex within the limit recorded as %q, want its sorted entries", got)
 	}
 }

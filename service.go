@@ -194,6 +194,10 @@ func (s *Service) SearchEvents(ctx context.Context, req SearchEventsRequest) (*S
 			return nil, err
 		}
 	}
+	// Refused before the fingerprint sorts the maps (checkMapSizes).
+	if err := req.Filter.checkMapSizes(); err != nil {
+		return nil, err
+	}
 	fp := req.Filter.Fingerprint()
 	end := s.now()
 	var after *Cursor

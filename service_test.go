@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,6 +168,16 @@ func TestServiceSearchPaging(t *testing.T) {
 	}
 	if len(st.searches) != n {
 		t.Errorf("the store was searched for refused requests")
+	}
+	// Metadata maps over the limit are refused before anything is done
+	// with them (the fingerprint sorted them), the page token included.
+	many := map[string]string{}
+	for i := range audittrail.MaxFilterMapItems + 1 {
+		many[strconv.Itoa(i)] = "v"
+	}
+	_, err = svc.SearchEvents(ctx, audittrail.SearchEventsRequest{Filter: audittrail.Filter{MetadataExact: many}, PageToken: "x"})
+	if audittrail.ErrorCode(err) != audittrail.EInvalid || !strings.Contains(err.Error(), "at most 64 entries") {
+		t.Errorf("a filter over the map limit with a bad page token: %v, want the map limit's error", err)
 	}
 	// Another key refuses the token.
 	other := &audittrail.Service{Store: st, PageTokenKey: bytes.Repeat([]byte{4}, 32), Now: svc.Now}
