@@ -48,7 +48,7 @@ func TestGRPCCodecs(t *testing.T) {
 	}
 	msgs = append(msgs, &pb.BatchCreateEventsResponse{}, &emptypb.Empty{})
 
-	for name, codec := range map[string]encoding.CodecV2{"server": wire.ServerCodec(), "client": wire.ClientCodec()} {
+	for name, codec := range map[string]encoding.CodecV2{"server": wire.ServerCodec(0), "client": wire.ClientCodec()} {
 		t.Run(name, func(t *testing.T) {
 			if codec.Name() != "proto" {
 				t.Fatalf("codec name %q: the other side negotiates %q", codec.Name(), "proto")
@@ -104,7 +104,7 @@ func TestGRPCCodecs(t *testing.T) {
 // protobuf-go's own error, as every other request is.
 func TestIngestRequestStrings(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	codec := wire.ServerCodec()
+	codec := wire.ServerCodec(0)
 	fields := 0
 	// check makes a request, lets mutate put a bad string in it, and
 	// decodes it.

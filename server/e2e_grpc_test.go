@@ -149,16 +149,42 @@ func TestE2EGRPCMessageTooLarge(t *testing.T) {
 
 	// A search just over the public limit: refused by the public listener
 	// (a caller that does not authenticate is refused before its message
-	// is read, whatever its size), searched by the internal one (no event
-	// has such a resource).
+	// is read, whatever its size), and by the internal one, where only the
+	// creates take more (its codec does not decode it).
 	big := &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ResourceExact: ptr(strings.Repeat("r", server.MaxPublicRequestSize))}}
 	_, err = public.SearchEvents(withToken(t, srv.ReaderToken), big)
 	wantCode(t, err, codes.ResourceExhausted, fmt.Sprint(server.MaxPublicRequestSize))
 	_, err = public.SearchEvents(withToken(t, "wrong"), big)
 	wantCode(t, err, codes.Unauthenticated, "missing or invalid bearer token")
-	resp, err := internal.SearchEvents(withToken(t, srv.ReaderToken), big)
+	_, err = internal.SearchEvents(withToken(t, srv.ReaderToken), big)
+	wantCode(t, err, codes.ResourceExhausted, fmt.Sprintf("a SearchEventsRequest of %d bytes is over the limit of %d bytes of requests other than creates",
+		proto.Size(big), server.MaxPublicRequestSize))
+	// A search of the limit is decoded, and searched (no event has such a
+	// resource).
+	fits := &pb.SearchEventsRequest{Filter: &pb.SearchEventsRequest_Filter{ResourceExact: ptr(strings.Repeat("r", server.MaxPublicRequestSize-10))}}
+	if n := proto.Size(fits); n > server.MaxPublicRequestSize {
+		t.Fatalf("the search meant to fit is %d bytes", n)
+	}
+	resp, err := internal.SearchEvents(withToken(t, srv.ReaderToken), fits)
 	if err != nil || len(resp.Events) != 0 {
-		t.Errorf("internal listener, a search of %d bytes: %v, %v", server.MaxPublicRequestSize, resp, err)
+		t.Errorf("internal listener, a search of %d bytes: %v, %v", proto.Size(fits), resp, err)
+	}
+	// A batch over the limit of searches is a create: read and stored.
+	var reqs []*pb.CreateEventRequest
+	for range 100 { // events of 56 KiB, under audittrail.MaxEventBytes
+		e := pbEvent(time.Now(), "big/batch")
+		e.Metadata = map[string]string{}
+		for k := range 14 {
+			e.Metadata[fmt.Sprintf("k%d", k)] = strings.Repeat("m", 4000)
+		}
+		reqs = append(reqs, &pb.CreateEventRequest{EventId: newID(), Event: e})
+	}
+	batch := &pb.BatchCreateEventsRequest{Requests: reqs}
+	if n := proto.Size(batch); n <= server.MaxPublicRequestSize {
+		t.Fatalf("the batch meant to be over the limit of searches is %d bytes", n)
+	}
+	if _, err := internal.BatchCreateEvents(withToken(t, srv.ProducerToken), batch); err != nil {
+		t.Errorf("a batch of %d bytes: %v", proto.Size(batch), err)
 	}
 }
 

@@ -543,7 +543,8 @@ func TestE2EBatchREST(t *testing.T) {
 }
 
 // TestE2EBodyTooLarge sends bodies over the limits, audittrail.MaxRequestBodySize
-// on the internal listener and server.MaxPublicRequestSize on the public one:
+// for the internal listener's creates and server.MaxPublicRequestSize for
+// every other request:
 // with a Content-Length (refused before the body is read) and chunked
 // (refused when the limit is crossed).
 func TestE2EBodyTooLarge(t *testing.T) {
@@ -595,6 +596,29 @@ func TestE2EBodyTooLarge(t *testing.T) {
 		return &response{status: resp.StatusCode, header: resp.Header, body: b}
 	}
 
+	// batch sends a batch of one event whose resource fills n bytes of
+	// body, chunked or declared.
+	batch := func(t *testing.T, url, token string, n int, chunked bool) *response {
+		prefix := `{"requests": [{"eventId": "` + newID() + `", "event": {"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "8.8.8.8", "resource": "`
+		suffix := `"}}]}`
+		body := io.MultiReader(strings.NewReader(prefix),
+			io.LimitReader(repeatReader('a'), int64(n-len(prefix)-len(suffix))), strings.NewReader(suffix))
+		req, _ := http.NewRequest("POST", url+"/v1/events:batchCreate", body)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = int64(n)
+		if chunked {
+			req.ContentLength = -1
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+
 	t.Run("content-length", func(t *testing.T) {
 		r := raw(t, srv.InternalAddr, "/v1/events:batchCreate", srv.ProducerToken, audittrail.MaxRequestBodySize+1)
 		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, limit)
@@ -610,16 +634,32 @@ func TestE2EBodyTooLarge(t *testing.T) {
 	})
 
 	t.Run("chunked", func(t *testing.T) {
-		// A search whose regex never ends: the body is streamed, without a
-		// length, until the server stops reading.
-		r := search(t, srv.InternalURL, srv.ReaderToken, audittrail.MaxRequestBodySize+1, true)
+		// A batch whose resource never ends: the body is streamed, without
+		// a length, until the server stops reading.
+		r := batch(t, srv.InternalURL, srv.ProducerToken, audittrail.MaxRequestBodySize+1, true)
 		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, limit)
 	})
 
 	t.Run("just under the limit is read", func(t *testing.T) {
-		// A body of nearly the limit gets past the size check to the
-		// handler, which finds the regex too long.
-		r := search(t, srv.InternalURL, srv.ReaderToken, audittrail.MaxRequestBodySize, false)
+		// A batch of nearly the limit gets past the size check to the
+		// handler, which finds the resource too long (a failed request of
+		// the batch).
+		r := batch(t, srv.InternalURL, srv.ProducerToken, audittrail.MaxRequestBodySize, false)
+		if r.status != http.StatusOK || !strings.Contains(string(r.body), "resource is too long") {
+			t.Errorf("a batch of %d bytes: HTTP %d %.300s, want 200 with a failed request: resource is too long",
+				audittrail.MaxRequestBodySize, r.status, r.body)
+		}
+	})
+
+	t.Run("internal listener, other than creates", func(t *testing.T) {
+		// Only the creates of the internal listener take more than
+		// MaxPublicRequestSize: a search over it is refused, declared or
+		// chunked, and one of the limit is read.
+		r := search(t, srv.InternalURL, srv.ReaderToken, server.MaxPublicRequestSize+1, false)
+		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, publicLimit)
+		r = search(t, srv.InternalURL, srv.ReaderToken, server.MaxPublicRequestSize+1, true)
+		wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, publicLimit)
+		r = search(t, srv.InternalURL, srv.ReaderToken, server.MaxPublicRequestSize, false)
 		wantStatus(t, r, http.StatusBadRequest, 3, "filter.resource_regex is too long")
 	})
 
@@ -634,9 +674,6 @@ func TestE2EBodyTooLarge(t *testing.T) {
 			wantStatus(t, r, http.StatusRequestEntityTooLarge, 8, publicLimit)
 		}
 		r := search(t, srv.PublicURL, srv.ReaderToken, server.MaxPublicRequestSize, false)
-		wantStatus(t, r, http.StatusBadRequest, 3, "filter.resource_regex is too long")
-		// The same search as the internal listener reads.
-		r = search(t, srv.InternalURL, srv.ReaderToken, server.MaxPublicRequestSize+1, false)
 		wantStatus(t, r, http.StatusBadRequest, 3, "filter.resource_regex is too long")
 	})
 }

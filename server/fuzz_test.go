@@ -187,7 +187,7 @@ func FuzzServerCodec(f *testing.F) {
 		f.Add(b)
 		f.Add(bytes.Replace(b, []byte("v"), []byte{0xff}, 1))
 	}
-	codec := wire.ServerCodec()
+	codec := wire.ServerCodec(0)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, newMsg := range []func() proto.Message{
 			func() proto.Message { return &pb.BatchCreateEventsRequest{} },

@@ -55,11 +55,13 @@ var (
 )
 
 // MaxPublicRequestSize bounds a request of the public listener, REST body
-// or gRPC message, where the internal listener takes up to
-// audittrail.MaxRequestBodySize. The public listener creates nothing: its
-// largest request is a search with every filter field at its limit, about
-// 600 KiB of protobuf (3.5 MiB of JSON were every byte written as a \u
-// escape). A request is on its way before its caller can be refused (its
+// or gRPC message, and every request but the producers' creates of the
+// internal listener, whose creates take up to audittrail.MaxRequestBodySize
+// (requestLimit; wire.ServerCodec for gRPC). Only creates are large: the
+// largest other request is a search with every filter field at its limit,
+// about 600 KiB of protobuf (3.5 MiB of JSON were every byte written as a
+// \u escape), and decoding 100 MiB of a search's metadata_exact map took
+// 8.7 s of the server's CPU on the internal listener. A request is on its way before its caller can be refused (its
 // credentials are checked before it is decoded, auth_early.go, but a
 // refused REST body is still drained), and a body can be held open half
 // sent: at 100 MiB, four
@@ -67,6 +69,16 @@ var (
 // 730 MB of the server's memory, and a few dozen more would have exhausted
 // it.
 const MaxPublicRequestSize = 4 << 20
+
+// requestLimit is the size limit of the REST request r on a listener whose
+// limit is max: the producers' create paths take up to max, every other
+// request up to MaxPublicRequestSize.
+func requestLimit(r *http.Request, max int) int64 {
+	if r.Method == http.MethodPost && (r.URL.Path == "/v1/events" || r.URL.Path == "/v1/events:batchCreate") {
+		return int64(max)
+	}
+	return int64(min(max, MaxPublicRequestSize))
+}
 
 // bodyTooLarge is the answer to a REST body over limit bytes.
 func bodyTooLarge(limit int64) error {

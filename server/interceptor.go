@@ -37,14 +37,16 @@ func rpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, ha
 	return resp, err
 }
 
-// badStrings answers INVALID_ARGUMENT for a request whose strings are not
+// decodeErrors answers INVALID_ARGUMENT for a request whose strings are not
 // all UTF-8, which the codec decoded anyway so that the call gets here
-// (wire.DecodeError; grpc-go would have answered INTERNAL). Like REST's 400
-// for such a body, without a self-audit event. Only an authenticated
+// (wire.DecodeError; grpc-go would have answered INTERNAL), and
+// RESOURCE_EXHAUSTED for a request other than a create over
+// MaxPublicRequestSize, which the codec did not decode. Like REST's 400 and
+// 413 for such bodies, without a self-audit event. Only an authenticated
 // caller's request is decoded (auth_early.go): another's is empty here.
 // It comes first in the chain but for the metrics: an interceptor that
 // answered before it would leave the codec's entry for the request behind.
-func badStrings(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func decodeErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := wire.DecodeError(req); err != nil {
 		return nil, wire.ToStatus(err)
 	}

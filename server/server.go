@@ -178,12 +178,12 @@ func New(cfg Config) (*Server, error) {
 	// Each listener's authCheck decides the caller before the request is
 	// decoded (auth_early.go); authInterceptor acts on the decision.
 	pubAuth := &authCheck{auth: cfg.Authenticator, lim: lim}
-	if s.public, err = s.newEndpoint("public", impl, nil, pubAuth, chain(rpcInterceptor, badStrings, recoverPanics, publicOnly, audit, recoverPanics,
+	if s.public, err = s.newEndpoint("public", impl, nil, pubAuth, chain(rpcInterceptor, decodeErrors, recoverPanics, publicOnly, audit, recoverPanics,
 		authInterceptor(pubAuth)), true, routes, cfg.PublicTLS); err != nil {
 		return nil, err
 	}
 	intAuth := &authCheck{auth: cfg.Authenticator, lim: lim, certs: cfg.CertPrincipal}
-	if s.internal, err = s.newEndpoint("internal", impl, admin, intAuth, chain(rpcInterceptor, badStrings, recoverPanics, audit, recoverPanics,
+	if s.internal, err = s.newEndpoint("internal", impl, admin, intAuth, chain(rpcInterceptor, decodeErrors, recoverPanics, audit, recoverPanics,
 		authInterceptor(intAuth)), false, nil, cfg.InternalTLS); err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		g := grpc.NewServer(append([]grpc.ServerOption{
 			grpc.UnaryInterceptor(ic),
 			grpc.MaxRecvMsgSize(maxRequest),
-			grpc.ForceServerCodecV2(wire.ServerCodec()),
+			grpc.ForceServerCodecV2(wire.ServerCodec(MaxPublicRequestSize)),
 		}, opts...)...)
 		// The services' descriptors with each method's decoding behind
 		// the caller's authentication (gateService).
@@ -284,7 +284,7 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			g.ServeHTTP(w, r)
 			return
 		}
-		body := limitBody(w, r, int64(maxRequest), s.readTimeout)
+		body := limitBody(w, r, requestLimit(r, maxRequest), s.readTimeout)
 		r.Body = body
 		// The body is read only once its caller is authenticated.
 		gw.ServeHTTP(w, asGet(gateBody(r, body, ac)))

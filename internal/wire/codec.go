@@ -40,9 +40,16 @@ import (
 // the server writes was checked on its way in.
 
 // ServerCodec is the codec of the server's listeners: generated marshalling,
-// protobuf-go decoding but for the producers' requests.
-func ServerCodec() encoding.CodecV2 {
-	return codec{fallback: encoding.GetCodecV2("proto"), decodeIngest: true}
+// protobuf-go decoding but for the producers' requests. A request of the
+// API other than the producers' that is over maxOther bytes (0: no limit)
+// is not decoded: it is left empty and its error (RESOURCE_EXHAUSTED) kept
+// for the server's interceptor (DecodeError), as a bad string's is. The
+// listener's own limit (grpc.MaxRecvMsgSize) is the producers' batches'
+// (100 MiB on the internal listener), while no valid search or other
+// request comes near 1 MiB: decoding 100 MiB of a search's metadata_exact
+// map took 8.7 s of the server's CPU for a caller who may search.
+func ServerCodec(maxOther int) encoding.CodecV2 {
+	return codec{fallback: encoding.GetCodecV2("proto"), decodeIngest: true, maxOther: maxOther}
 }
 
 // ClientCodec is the codec of the Go client: generated marshalling and
@@ -55,6 +62,7 @@ type codec struct {
 	fallback     encoding.CodecV2
 	decodeVT     bool // every message with generated code
 	decodeIngest bool // the producers' requests, their strings checked
+	maxOther     int  // the size limit of the API's other requests, 0 for none
 }
 
 // vtMessage is a message with generated code.
@@ -93,14 +101,35 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if c.maxOther > 0 && data.Len() > c.maxOther {
+		if err := tooLargeError(data.Len(), c.maxOther, v); err != nil {
+			decodeErrors.Store(v, err)
+			return nil
+		}
+	}
 	err := c.unmarshal(data, v)
 	if err != nil && c.decodeIngest {
 		if bad := badStringError(data, v); bad != nil {
-			badStrings.Store(v, bad)
+			decodeErrors.Store(v, bad)
 			return nil
 		}
 	}
 	return err
+}
+
+// tooLargeError returns the error of a request v of size bytes, over max,
+// when v is a request of the API other than the producers', or nil.
+func tooLargeError(size, max int, v any) error {
+	switch v.(type) {
+	case *pb.BatchCreateEventsRequest, *pb.CreateEventRequest:
+		return nil
+	}
+	m, ok := v.(proto.Message)
+	if !ok || m.ProtoReflect().Descriptor().ParentFile().Package() != apiPackage {
+		return nil
+	}
+	return audittrail.Errorf(audittrail.ETooLarge, "a %s of %d bytes is over the limit of %d bytes of requests other than creates",
+		m.ProtoReflect().Descriptor().Name(), size, max)
 }
 
 // A request string that is not UTF-8 makes protobuf-go's decoding fail, and
@@ -108,16 +137,18 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 // runs: a client would take its own bad input for the server's fault (and
 // retry it). So the server's codec decodes such a request of the API with
 // the generated code, which does not check strings, keeps the error for it
-// in badStrings, and the listener's interceptor (DecodeError) answers
+// in decodeErrors, and the listener's interceptor (DecodeError) answers
 // INVALID_ARGUMENT naming the field, as REST answers 400. The API's methods
 // are all unary, so every request the codec decodes reaches the
-// interceptor, which removes its entry.
-var badStrings sync.Map // request message → error
+// interceptor, which removes its entry. A request over the size limit of
+// its kind (ServerCodec) is kept there too, not decoded.
+var decodeErrors sync.Map // request message → error
 
 // DecodeError returns (and forgets) the error the server's codec kept for
-// req: a string of it that is not UTF-8. Nil for any other request.
+// req: a string of it that is not UTF-8, or its size over the limit. Nil for
+// any other request.
 func DecodeError(req any) error {
-	if err, ok := badStrings.LoadAndDelete(req); ok {
+	if err, ok := decodeErrors.LoadAndDelete(req); ok {
 		return err.(error)
 	}
 	return nil

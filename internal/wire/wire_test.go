@@ -149,7 +149,7 @@ func BenchmarkGRPCCodec(b *testing.B) {
 			}
 		}
 	})
-	server := wire.ServerCodec()
+	server := wire.ServerCodec(0)
 	b.Run("decode-batch/server", func(b *testing.B) {
 		for b.Loop() {
 			if err := server.Unmarshal(mem.BufferSlice{mem.SliceBuffer(rawBatch)}, &pb.BatchCreateEventsRequest{}); err != nil {
