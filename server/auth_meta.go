@@ -98,7 +98,11 @@ type splitTLSCreds struct{}
 var errNotSplitTLS = errors.New("server: a connection without the splitter's TLS on a TLS listener")
 
 func (splitTLSCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	rc, ok := c.(*replayConn)
+	inner := c
+	if w, ok := c.(*sendWatch); ok {
+		inner = w.Conn
+	}
+	rc, ok := inner.(*replayConn)
 	if !ok || rc.tls == nil {
 		return nil, nil, errNotSplitTLS
 	}

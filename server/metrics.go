@@ -30,6 +30,7 @@ import (
 //	audittrail_log_public_keys                  (keys the log's checkpoints verify with: 2 during a rotation of its signing key)
 //	audittrail_log_checkpoints_thinned_total    (old checkpoints deleted by thinning, docs/configuration.md)
 //	audittrail_log_checkpoints_withheld_total   (checkpoints the witnesses' quorum did not cosign, not stored: --witness-quorum-required)
+//	audittrail_response_write_timeouts_total{listener,transport} (answers not taken within --response-write-timeout: cut)
 //	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
 //	audittrail_retention_deleted_events_total   (with serve --retention: events deleted)
 //	audittrail_retention_erased_values_total    (values only deleted events held, erased: embedded store)
@@ -48,6 +49,7 @@ type Metrics struct {
 	append   prometheus.Histogram
 	appended prometheus.Counter
 	search   prometheus.Histogram
+	cut      *prometheus.CounterVec
 }
 
 // NewMetrics returns the metrics in a new registry. eventsStored, when not
@@ -74,13 +76,17 @@ func NewMetrics(eventsStored func() uint64) *Metrics {
 			Name: "audittrail_store_appended_events_total",
 			Help: "Events acknowledged by the store's Append (idempotent retries included).",
 		}),
+		cut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "audittrail_response_write_timeouts_total",
+			Help: "Answers whose client did not take them within --response-write-timeout, by listener and transport: http (net/http: the HTTP/1.1 connection closed, the HTTP/2 stream reset) or grpc (gRPC's transport: the connection closed).",
+		}, []string{"listener", "transport"}),
 		search: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "audittrail_store_search_duration_seconds",
 			Help:    "Time of the store's Search calls (one page each).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.append, m.appended, m.search,
+	m.reg.MustRegister(m.requests, m.duration, m.append, m.appended, m.search, m.cut,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if eventsStored != nil {

@@ -80,6 +80,10 @@ type Config struct {
 	// arriving (their body or message not whole yet); more are refused
 	// with RESOURCE_EXHAUSTED. 0 means DefaultMaxReceiving.
 	MaxReceiving int
+	// ResponseWriteTimeout bounds the time a client may take to read each
+	// part (64 KiB) of an answer; past it the answer is cut (send.go). 0
+	// means DefaultResponseWriteTimeout.
+	ResponseWriteTimeout time.Duration
 }
 
 // Server serves the audit trail on a public and an internal listener.
@@ -96,6 +100,7 @@ type Server struct {
 	errc         chan error
 	readTimeout  time.Duration // Config.RequestReadTimeout
 	maxReceiving int           // Config.MaxReceiving
+	writeTimeout time.Duration // Config.ResponseWriteTimeout
 }
 
 // endpoint is one listener: one http.Server carrying gRPC and REST and, on
@@ -127,6 +132,10 @@ func New(cfg Config) (*Server, error) {
 		errc:         make(chan error, 2),
 		readTimeout:  cfg.RequestReadTimeout,
 		maxReceiving: cfg.MaxReceiving,
+		writeTimeout: cfg.ResponseWriteTimeout,
+	}
+	if s.writeTimeout <= 0 {
+		s.writeTimeout = DefaultResponseWriteTimeout
 	}
 	if s.maxReceiving <= 0 {
 		s.maxReceiving = DefaultMaxReceiving
@@ -266,7 +275,10 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 		}
 	}
 	tlsListener := rt != nil
+	cutHTTP := s.metrics.cut.WithLabelValues(name, "http")
+	s.metrics.cut.WithLabelValues(name, "grpc") // reported from 0
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w = newDeadlineWriter(w, s.writeTimeout, cutHTTP.Inc)
 		r = withRequestMeta(name, tlsListener, r)
 		if !isGRPC(r) && len(routes) > 0 && serveRoute(routes, w, r) {
 			return
@@ -311,6 +323,12 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			// An HTTP/2 connection whose client does not read its
+			// socket is closed once nothing could be written to it for
+			// as long as a part of an answer may take (deadlineWriter
+			// bounds each stream's answer; this, the connection's
+			// frames, which net/http writes itself).
+			HTTP2: &http.HTTP2Config{WriteByteTimeout: s.writeTimeout},
 		},
 	}, nil
 }
@@ -330,6 +348,8 @@ func (s *Server) Start(public, internal net.Listener) {
 	}{{s.public, public}, {s.internal, internal}} {
 		x.e.split = newSplitter(x.ln, readHeaderTimeout, idleTimeout)
 		x.e.split.log = s.log
+		x.e.split.writeTimeout = s.writeTimeout
+		x.e.split.onCut = s.metrics.cut.WithLabelValues(x.e.name, "grpc").Inc
 		if x.e.tls != nil {
 			x.e.split.tls = x.e.tls.tlsConfig()
 		}

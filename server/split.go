@@ -102,6 +102,11 @@ type splitter struct {
 	// preface; idleWait an HTTP/2 connection's first request. A connection
 	// that waits longer is closed, as either server would.
 	headerWait, idleWait time.Duration
+	// writeTimeout, when set, is the response write timeout of the
+	// connections handed to gRPC's transport (sendWatch); onCut counts
+	// those it closes.
+	writeTimeout time.Duration
+	onCut        func()
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections being classified
@@ -199,6 +204,9 @@ func (s *splitter) classify(c net.Conn) {
 	q := s.http
 	if r == routeGRPC {
 		q = s.grpc
+		if s.writeTimeout > 0 {
+			conn = newSendWatch(conn, s.writeTimeout, s.onCut)
+		}
 	}
 	if !q.put(conn, s.closing) {
 		conn.Close()

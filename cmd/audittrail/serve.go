@@ -141,6 +141,7 @@ type Config struct {
 	SearchTimeout    time.Duration // bound of one search request, both stores
 	ReadTimeout      time.Duration // bound of the time a request takes to arrive
 	MaxReceiving     int           // requests of a listener arriving at once
+	WriteTimeout     time.Duration // to take each 64 KiB of an answer
 	PrefetchMinPage  int           // read the next page ahead from pages of this size (0: never)
 	CacheMiB         int64         // embedded store's block cache; 0: automatic
 	MinFreeDiskMiB   int64         // embedded store's disk reserve; 0: 1024, -1: none
@@ -199,6 +200,7 @@ func NewMain() *Main {
 			SearchTimeout:      pebblestore.DefaultSearchTimeout,
 			ReadTimeout:        server.DefaultRequestReadTimeout,
 			MaxReceiving:       server.DefaultMaxReceiving,
+			WriteTimeout:       server.DefaultResponseWriteTimeout,
 			PrefetchMinPage:    audittrail.DefaultPrefetchMinPage,
 			ShutdownTimeout:    30 * time.Second,
 			LogKeepCheckpoints: 24 * time.Hour,
@@ -223,6 +225,7 @@ var serveEnv = map[string]string{
 	"search-timeout":          "AUDITTRAIL_SEARCH_TIMEOUT",
 	"request-read-timeout":    "AUDITTRAIL_REQUEST_READ_TIMEOUT",
 	"max-receiving":           "AUDITTRAIL_MAX_RECEIVING",
+	"response-write-timeout":  "AUDITTRAIL_RESPONSE_WRITE_TIMEOUT",
 	"prefetch-min-page":       "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":               "AUDITTRAIL_CACHE_MIB",
 	"min-free-disk-mib":       "AUDITTRAIL_MIN_FREE_DISK_MIB",
@@ -268,6 +271,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.SearchTimeout, "search-timeout", c.SearchTimeout, env("search-timeout", "longest time one search request may take: past it, the page so far is returned with a page token, or UNAVAILABLE when nothing was examined yet (a costly regular expression)"))
 	fs.IntVar(&c.MaxReceiving, "max-receiving", c.MaxReceiving, env("max-receiving", "most `requests` of each listener that may be arriving at once (their body or message not whole yet); more are refused with RESOURCE_EXHAUSTED (429), so that slow or stalled uploads cannot hold more than this many times the listener's request size of memory"))
 	fs.DurationVar(&c.ReadTimeout, "request-read-timeout", c.ReadTimeout, env("request-read-timeout", "longest time a request may take to arrive, from its headers to the end of its body (REST: 408) or message (gRPC: CANCELLED); what arrived of it is dropped"))
+	fs.DurationVar(&c.WriteTimeout, "response-write-timeout", c.WriteTimeout, env("response-write-timeout", "longest time a client may take to read each 64 KiB of an answer; past it the answer is cut (its HTTP/1.1 or gRPC connection closed, its HTTP/2 stream reset), so that clients that do not read cannot hold answers in the server's memory"))
 	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
@@ -316,6 +320,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--search-timeout %s must be positive", c.SearchTimeout)
 	case c.ReadTimeout <= 0:
 		return usageErrorf("--request-read-timeout %s must be positive", c.ReadTimeout)
+	case c.WriteTimeout <= 0:
+		return usageErrorf("--response-write-timeout %s must be positive", c.WriteTimeout)
 	case c.MaxReceiving <= 0:
 		return usageErrorf("--max-receiving %d must be positive", c.MaxReceiving)
 	case c.PrefetchMinPage < 0:
@@ -416,12 +422,13 @@ func (m *Main) Run(ctx context.Context) error {
 			MaxScan:          c.MaxScan,
 			PrefetchMinPage:  c.PrefetchMinPage,
 		},
-		Logger:             m.log,
-		Metrics:            metrics,
-		Version:            buildVersion(),
-		Ready:              ready,
-		RequestReadTimeout: c.ReadTimeout,
-		MaxReceiving:       c.MaxReceiving,
+		Logger:               m.log,
+		Metrics:              metrics,
+		Version:              buildVersion(),
+		Ready:                ready,
+		RequestReadTimeout:   c.ReadTimeout,
+		MaxReceiving:         c.MaxReceiving,
+		ResponseWriteTimeout: c.WriteTimeout,
 	}
 	if m.Log != nil {
 		scfg.Log = m.Log

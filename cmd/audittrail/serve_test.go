@@ -53,7 +53,7 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 		DataDir: "./data", PublicAddr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8081",
 		ReaderToken: "r", ProducerToken: "p", LogLevel: slog.LevelInfo, LogFormat: "text",
 		RedactPrivateIPs: true, MaxScan: audittrail.DefaultMaxScan, PrefetchMinPage: audittrail.DefaultPrefetchMinPage, ShutdownTimeout: 30 * time.Second,
-		LogKeepCheckpoints: 24 * time.Hour, SearchTimeout: 10 * time.Second, ReadTimeout: time.Minute, MaxReceiving: 256,
+		LogKeepCheckpoints: 24 * time.Hour, SearchTimeout: 10 * time.Second, ReadTimeout: time.Minute, MaxReceiving: 256, WriteTimeout: time.Minute,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -62,21 +62,22 @@ func TestServeParseFlagsDefaults(t *testing.T) {
 
 func TestServeParseFlagsEnvironment(t *testing.T) {
 	env := map[string]string{
-		"AUDITTRAIL_DATA_DIR":             "/env/data",
-		"AUDITTRAIL_PUBLIC_ADDR":          "0.0.0.0:9000",
-		"AUDITTRAIL_INTERNAL_ADDR":        "0.0.0.0:9001",
-		"AUDITTRAIL_READER_TOKEN":         "env-reader",
-		"AUDITTRAIL_PRODUCER_TOKEN":       "env-producer",
-		"AUDITTRAIL_LOG_LEVEL":            "debug",
-		"AUDITTRAIL_LOG_FORMAT":           "json",
-		"AUDITTRAIL_REDACT_PRIVATE_IPS":   "false",
-		"AUDITTRAIL_MAX_SCAN":             "1234",
-		"AUDITTRAIL_PREFETCH_MIN_PAGE":    "0",
-		"AUDITTRAIL_SHUTDOWN_TIMEOUT":     "5s",
-		"AUDITTRAIL_DEV":                  "true",
-		"AUDITTRAIL_LOG_KEEP_CHECKPOINTS": "0s",
-		"AUDITTRAIL_SEARCH_TIMEOUT":       "3s",
-		"AUDITTRAIL_REQUEST_READ_TIMEOUT": "2m",
+		"AUDITTRAIL_DATA_DIR":               "/env/data",
+		"AUDITTRAIL_PUBLIC_ADDR":            "0.0.0.0:9000",
+		"AUDITTRAIL_INTERNAL_ADDR":          "0.0.0.0:9001",
+		"AUDITTRAIL_READER_TOKEN":           "env-reader",
+		"AUDITTRAIL_PRODUCER_TOKEN":         "env-producer",
+		"AUDITTRAIL_LOG_LEVEL":              "debug",
+		"AUDITTRAIL_LOG_FORMAT":             "json",
+		"AUDITTRAIL_REDACT_PRIVATE_IPS":     "false",
+		"AUDITTRAIL_MAX_SCAN":               "1234",
+		"AUDITTRAIL_PREFETCH_MIN_PAGE":      "0",
+		"AUDITTRAIL_SHUTDOWN_TIMEOUT":       "5s",
+		"AUDITTRAIL_DEV":                    "true",
+		"AUDITTRAIL_LOG_KEEP_CHECKPOINTS":   "0s",
+		"AUDITTRAIL_SEARCH_TIMEOUT":         "3s",
+		"AUDITTRAIL_REQUEST_READ_TIMEOUT":   "2m",
+		"AUDITTRAIL_RESPONSE_WRITE_TIMEOUT": "3m",
 	}
 	m, _ := newTestMain(env)
 	// Flags on the command line win over the environment.
@@ -87,7 +88,7 @@ func TestServeParseFlagsEnvironment(t *testing.T) {
 		DataDir: "/flag/data", PublicAddr: "0.0.0.0:9000", InternalAddr: "0.0.0.0:9001",
 		ReaderToken: "env-reader", ProducerToken: "env-producer", Dev: true, LogLevel: slog.LevelDebug, LogFormat: "json",
 		RedactPrivateIPs: true, MaxScan: 99, ShutdownTimeout: 5 * time.Second, SearchTimeout: 3 * time.Second,
-		ReadTimeout: 2 * time.Minute, MaxReceiving: 256,
+		ReadTimeout: 2 * time.Minute, MaxReceiving: 256, WriteTimeout: 3 * time.Minute,
 	}
 	if m.Config != want {
 		t.Errorf("config\n got %+v\nwant %+v", m.Config, want)
@@ -114,6 +115,7 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{[]string{"--dev", "--max-scan", "0"}, nil, "--max-scan 0 must be positive"},
 		{[]string{"--dev", "--request-read-timeout", "0s"}, nil, "--request-read-timeout 0s must be positive"},
 		{[]string{"--dev", "--max-receiving", "0"}, nil, "--max-receiving 0 must be positive"},
+		{[]string{"--dev", "--response-write-timeout", "0s"}, nil, "--response-write-timeout 0s must be positive"},
 		{[]string{"--dev", "--prefetch-min-page", "-1"}, nil, "--prefetch-min-page -1 must not be negative (0 turns reading ahead off)"},
 		{[]string{"--dev", "--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"--dev", "--log-level", "loud"}, nil, "log-level"},
