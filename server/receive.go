@@ -2,14 +2,18 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -126,6 +130,26 @@ func receiveDeadline(w http.ResponseWriter, r *http.Request, timeout time.Durati
 	} // else a writer that cannot: not net/http's (tests)
 	done = func() { rcv.once.Do(rcv.stop) }
 	return r.WithContext(context.WithValue(r.Context(), receivingKey{}, rcv)), done, true
+}
+
+// grpcBody is the body of a gRPC call served through net/http, whose read
+// deadline (receiveDeadline) ends its read like the tap's on gRPC's own
+// transport: the call ends CANCELLED. grpc-go's handler transport turns a
+// read error into UNAVAILABLE, logged at error level as a failure of the
+// server, except an HTTP/2 stream error, whose code it maps (CANCEL to
+// CANCELLED).
+type grpcBody struct {
+	io.ReadCloser
+	timeout time.Duration
+}
+
+func (b grpcBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = http2.StreamError{Code: http2.ErrCodeCancel,
+			Cause: fmt.Errorf("the message did not arrive within %s of its headers: send it faster, or in smaller calls", b.timeout)}
+	}
+	return n, err
 }
 
 // refuseReceiving answers a request for which receiveDeadline found no

@@ -293,6 +293,9 @@ func (s *Server) newEndpoint(name string, impl pb.EventServiceServer, admin pb.A
 			defer done()
 		}
 		if isGRPC(r) {
+			if r.ContentLength != 0 {
+				r.Body = grpcBody{r.Body, s.readTimeout}
+			}
 			g.ServeHTTP(w, r)
 			return
 		}
