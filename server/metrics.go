@@ -31,6 +31,7 @@ import (
 //	audittrail_log_checkpoints_thinned_total    (old checkpoints deleted by thinning, docs/configuration.md)
 //	audittrail_log_checkpoints_withheld_total   (checkpoints the witnesses' quorum did not cosign, not stored: --witness-quorum-required)
 //	audittrail_response_write_timeouts_total{listener,transport} (answers not taken within --response-write-timeout: cut)
+//	audittrail_connections_refused_total{listener} (connections closed at accept: --max-connections-per-ip)
 //	audittrail_search_prefetch_pages_total{outcome} (pages read ahead: started, full, taken, waited, failed, mismatched, expired)
 //	audittrail_retention_deleted_events_total   (with serve --retention: events deleted)
 //	audittrail_retention_erased_values_total    (values only deleted events held, erased: embedded store)
@@ -50,6 +51,7 @@ type Metrics struct {
 	appended prometheus.Counter
 	search   prometheus.Histogram
 	cut      *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // NewMetrics returns the metrics in a new registry. eventsStored, when not
@@ -80,13 +82,17 @@ func NewMetrics(eventsStored func() uint64) *Metrics {
 			Name: "audittrail_response_write_timeouts_total",
 			Help: "Answers whose client did not take them within --response-write-timeout, by listener and transport: http (net/http: the HTTP/1.1 connection closed, the HTTP/2 stream reset) or grpc (gRPC's transport: the connection closed).",
 		}, []string{"listener", "transport"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "audittrail_connections_refused_total",
+			Help: "Connections closed as they were accepted because their client address had --max-connections-per-ip open already, by listener.",
+		}, []string{"listener"}),
 		search: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "audittrail_store_search_duration_seconds",
 			Help:    "Time of the store's Search calls (one page each).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.append, m.appended, m.search, m.cut,
+	m.reg.MustRegister(m.requests, m.duration, m.append, m.appended, m.search, m.cut, m.refused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if eventsStored != nil {

@@ -84,6 +84,10 @@ type Config struct {
 	// part (64 KiB) of an answer; past it the answer is cut (send.go). 0
 	// means DefaultResponseWriteTimeout.
 	ResponseWriteTimeout time.Duration
+	// MaxConnectionsPerIP bounds the open connections of one client
+	// address on each listener; more are closed as they are accepted. 0
+	// means no bound.
+	MaxConnectionsPerIP int
 }
 
 // Server serves the audit trail on a public and an internal listener.
@@ -101,6 +105,7 @@ type Server struct {
 	readTimeout  time.Duration // Config.RequestReadTimeout
 	maxReceiving int           // Config.MaxReceiving
 	writeTimeout time.Duration // Config.ResponseWriteTimeout
+	perIP        int           // Config.MaxConnectionsPerIP
 }
 
 // endpoint is one listener: one http.Server carrying gRPC and REST and, on
@@ -133,6 +138,7 @@ func New(cfg Config) (*Server, error) {
 		readTimeout:  cfg.RequestReadTimeout,
 		maxReceiving: cfg.MaxReceiving,
 		writeTimeout: cfg.ResponseWriteTimeout,
+		perIP:        cfg.MaxConnectionsPerIP,
 	}
 	if s.writeTimeout <= 0 {
 		s.writeTimeout = DefaultResponseWriteTimeout
@@ -353,6 +359,8 @@ func (s *Server) Start(public, internal net.Listener) {
 		x.e.split.log = s.log
 		x.e.split.writeTimeout = s.writeTimeout
 		x.e.split.onCut = s.metrics.cut.WithLabelValues(x.e.name, "grpc").Inc
+		x.e.split.perAddr = s.perIP
+		x.e.split.onRefuse = s.metrics.refused.WithLabelValues(x.e.name).Inc
 		if x.e.tls != nil {
 			x.e.split.tls = x.e.tls.tlsConfig()
 		}

@@ -107,6 +107,12 @@ type splitter struct {
 	// those it closes.
 	writeTimeout time.Duration
 	onCut        func()
+	// perAddr, when positive, bounds the open connections of one client
+	// address (limitAddr); onRefuse counts the connections refused.
+	perAddr  int
+	onRefuse func()
+	openMu   sync.Mutex     // not mu: close closes connections with mu held
+	open     map[string]int // open connections by address, while perAddr > 0
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections being classified
@@ -161,6 +167,16 @@ func (s *splitter) serve() error {
 			return err
 		}
 		wait = 0
+		if s.perAddr > 0 {
+			var ok bool
+			if c, ok = s.limitAddr(c); !ok {
+				c.Close()
+				if s.onRefuse != nil {
+					s.onRefuse()
+				}
+				continue
+			}
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -172,6 +188,52 @@ func (s *splitter) serve() error {
 		s.mu.Unlock()
 		go s.classify(c)
 	}
+}
+
+// limitAddr counts c among its address's open connections and returns it
+// wrapped so that closing it gives its place back; false when the address
+// has perAddr open already.
+//
+// The connection is wrapped below everything else (TLS, replayConn,
+// sendWatch), which all close it through the wrapper, as do the servers.
+// A refused connection is closed at once, without an answer: the client sees
+// its connection reset or closed before any byte, as when a listen queue
+// overflows.
+func (s *splitter) limitAddr(c net.Conn) (net.Conn, bool) {
+	addr := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	if s.open[addr] >= s.perAddr {
+		return c, false
+	}
+	if s.open == nil {
+		s.open = map[string]int{}
+	}
+	s.open[addr]++
+	return &countedConn{Conn: c, release: func() {
+		s.openMu.Lock()
+		if s.open[addr]--; s.open[addr] <= 0 {
+			delete(s.open, addr)
+		}
+		s.openMu.Unlock()
+	}}, true
+}
+
+// countedConn is a connection counted among its address's; Close gives its
+// place back, once.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // temporary reports whether an error of Accept passes: a timeout, or an

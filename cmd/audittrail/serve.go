@@ -142,6 +142,7 @@ type Config struct {
 	ReadTimeout      time.Duration // bound of the time a request takes to arrive
 	MaxReceiving     int           // requests of a listener arriving at once
 	WriteTimeout     time.Duration // to take each 64 KiB of an answer
+	MaxConnsPerIP    int           // open connections of one client address, each listener; 0: no bound
 	PrefetchMinPage  int           // read the next page ahead from pages of this size (0: never)
 	CacheMiB         int64         // embedded store's block cache; 0: automatic
 	MinFreeDiskMiB   int64         // embedded store's disk reserve; 0: 1024, -1: none
@@ -226,6 +227,7 @@ var serveEnv = map[string]string{
 	"request-read-timeout":    "AUDITTRAIL_REQUEST_READ_TIMEOUT",
 	"max-receiving":           "AUDITTRAIL_MAX_RECEIVING",
 	"response-write-timeout":  "AUDITTRAIL_RESPONSE_WRITE_TIMEOUT",
+	"max-connections-per-ip":  "AUDITTRAIL_MAX_CONNECTIONS_PER_IP",
 	"prefetch-min-page":       "AUDITTRAIL_PREFETCH_MIN_PAGE",
 	"cache-mib":               "AUDITTRAIL_CACHE_MIB",
 	"min-free-disk-mib":       "AUDITTRAIL_MIN_FREE_DISK_MIB",
@@ -272,6 +274,7 @@ func (m *Main) flagSet() *flag.FlagSet {
 	fs.IntVar(&c.MaxReceiving, "max-receiving", c.MaxReceiving, env("max-receiving", "most `requests` of each listener that may be arriving at once (their body or message not whole yet); more are refused with RESOURCE_EXHAUSTED (429), so that slow or stalled uploads cannot hold more than this many times the listener's request size of memory"))
 	fs.DurationVar(&c.ReadTimeout, "request-read-timeout", c.ReadTimeout, env("request-read-timeout", "longest time a request may take to arrive, from its headers to the end of its body (REST: 408) or message (gRPC: CANCELLED); what arrived of it is dropped"))
 	fs.DurationVar(&c.WriteTimeout, "response-write-timeout", c.WriteTimeout, env("response-write-timeout", "longest time a client may take to read each 64 KiB of an answer; past it the answer is cut (its HTTP/1.1 or gRPC connection closed, its HTTP/2 stream reset), so that clients that do not read cannot hold answers in the server's memory"))
+	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", c.MaxConnsPerIP, env("max-connections-per-ip", "most open `connections` of one client address on each listener; more are closed as they are accepted (0: no bound; clients behind one proxy or NAT share an address, so give room for all of them)"))
 	fs.IntVar(&c.PrefetchMinPage, "prefetch-min-page", c.PrefetchMinPage, env("prefetch-min-page", "a full page of at least this many events gets its next page searched ahead, for the request that follows its page token (0: never)"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, env("shutdown-timeout", "on SIGINT or SIGTERM, how long requests in flight may take to finish"))
 	m.authFlags(fs, env)
@@ -320,6 +323,8 @@ func (c *Config) validate() error {
 		return usageErrorf("--search-timeout %s must be positive", c.SearchTimeout)
 	case c.ReadTimeout <= 0:
 		return usageErrorf("--request-read-timeout %s must be positive", c.ReadTimeout)
+	case c.MaxConnsPerIP < 0:
+		return usageErrorf("--max-connections-per-ip %d must not be negative (0: no bound)", c.MaxConnsPerIP)
 	case c.WriteTimeout <= 0:
 		return usageErrorf("--response-write-timeout %s must be positive", c.WriteTimeout)
 	case c.MaxReceiving <= 0:
@@ -429,6 +434,7 @@ func (m *Main) Run(ctx context.Context) error {
 		RequestReadTimeout:   c.ReadTimeout,
 		MaxReceiving:         c.MaxReceiving,
 		ResponseWriteTimeout: c.WriteTimeout,
+		MaxConnectionsPerIP:  c.MaxConnsPerIP,
 	}
 	if m.Log != nil {
 		scfg.Log = m.Log

@@ -116,6 +116,7 @@ func TestServeParseFlagsErrors(t *testing.T) {
 		{[]string{"--dev", "--request-read-timeout", "0s"}, nil, "--request-read-timeout 0s must be positive"},
 		{[]string{"--dev", "--max-receiving", "0"}, nil, "--max-receiving 0 must be positive"},
 		{[]string{"--dev", "--response-write-timeout", "0s"}, nil, "--response-write-timeout 0s must be positive"},
+		{[]string{"--dev", "--max-connections-per-ip", "-1"}, nil, "--max-connections-per-ip -1 must not be negative (0: no bound)"},
 		{[]string{"--dev", "--prefetch-min-page", "-1"}, nil, "--prefetch-min-page -1 must not be negative (0 turns reading ahead off)"},
 		{[]string{"--dev", "--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"--dev", "--log-level", "loud"}, nil, "log-level"},
