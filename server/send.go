@@ -146,11 +146,11 @@ type sendWatch struct {
 
 	in  frameScanner // of Read: the client's frames, the preface first
 	mu  sync.Mutex
-	out frameScanner           // of Write: the transport's frames
-	ans map[uint32]*answerProg // answers under way, by stream
-	tm  *time.Timer            // runs check while ans is not empty
-	on  bool                   // tm is armed
-	end bool                   // closed
+	out frameScanner          // of Write: the transport's frames
+	ans map[uint32]answerProg // answers under way, by stream
+	tm  *time.Timer           // runs check while ans is not empty
+	on  bool                  // tm is armed
+	end bool                  // closed
 }
 
 // answerProg is the progress of one answer.
@@ -160,7 +160,7 @@ type answerProg struct {
 }
 
 func newSendWatch(c net.Conn, timeout time.Duration, onCut func()) *sendWatch {
-	return &sendWatch{Conn: c, timeout: timeout, onCut: onCut, in: frameScanner{skip: len(http2Preface)}, ans: map[uint32]*answerProg{}}
+	return &sendWatch{Conn: c, timeout: timeout, onCut: onCut, in: frameScanner{skip: len(http2Preface)}, ans: map[uint32]answerProg{}}
 }
 
 func (w *sendWatch) Read(p []byte) (int, error) {
@@ -184,15 +184,15 @@ func (w *sendWatch) Write(p []byte) (int, error) {
 		case frameHeaders:
 			if flags&flagEndStream != 0 {
 				delete(w.ans, stream) // trailers, or a trailers-only answer
-			} else if w.ans[stream] == nil {
+			} else if _, ok := w.ans[stream]; !ok {
 				if now.IsZero() {
 					now = time.Now()
 				}
-				w.ans[stream] = &answerProg{since: now}
+				w.ans[stream] = answerProg{since: now}
 			}
 		case frameData:
-			a := w.ans[stream]
-			if a == nil {
+			a, ok := w.ans[stream]
+			if !ok {
 				return
 			}
 			if flags&flagEndStream != 0 {
@@ -205,6 +205,7 @@ func (w *sendWatch) Write(p []byte) (int, error) {
 				}
 				a.since, a.taken = now, 0
 			}
+			w.ans[stream] = a
 		case frameRSTStream:
 			delete(w.ans, stream)
 		}
