@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -70,6 +71,45 @@ func TestE2EResponseWriteTimeout(t *testing.T) {
 		}
 		if len(b) >= 8<<20 {
 			t.Errorf("read %d bytes of the answer after the cut, want it truncated", len(b))
+		}
+	})
+
+	// The write deadline of a request stays on its HTTP/1.1 connection
+	// after the handler (net/http writes the end of the answer then), and
+	// net/http clears it before the next request: past it, the next
+	// request's "100 Continue" (which net/http writes before the handler
+	// writes anything) and answer still go out.
+	t.Run("HTTP/1.1 keep-alive", func(t *testing.T) {
+		conn, err := net.Dial("tcp", srv.InternalAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(conn)
+		for i, expect := range []string{"", "Expect: 100-continue\r\n"} {
+			if i > 0 {
+				time.Sleep(1500 * time.Millisecond) // past the first request's deadline
+			}
+			body := `{"pageSize": 1}`
+			fmt.Fprintf(conn, "POST /v1/events:search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n",
+				srv.ReaderToken, expect, len(body))
+			if expect != "" {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil || resp.StatusCode != http.StatusContinue {
+					t.Fatalf("request %d: %v %v, want 100 Continue", i, resp, err)
+				}
+			}
+			io.WriteString(conn, body)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d on the connection: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("request %d on the connection: %s", i, resp.Status)
+			}
 		}
 	})
 

@@ -47,8 +47,8 @@ const responseChunk = 64 << 10
 // message to the connection's goroutine): a part has between 7/8 of the
 // timeout and the timeout to go out. It is not cleared when the handler
 // returns: on HTTP/1.1 net/http writes the end of the answer after that,
-// and sets no deadline of its own (without http.Server.WriteTimeout); the
-// next request on the connection sets its own before it writes.
+// under the deadline, and then clears it before it reads the connection's
+// next request (TestE2EResponseWriteTimeout, "HTTP/1.1 keep-alive").
 type deadlineWriter struct {
 	http.ResponseWriter
 	rc       *http.ResponseController
