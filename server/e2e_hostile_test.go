@@ -213,16 +213,42 @@ func TestE2EMaxReceivingThroughNetHTTP(t *testing.T) {
 		}
 	}
 
-	// Two calls whose message never comes hold both places.
-	for range 2 {
+	// Two calls whose message never comes hold both places. net/http
+	// serves each stream in a goroutine of its own (gRPC's transport runs
+	// its tap in order), so a stalled call's handler may take its place
+	// after a later call has taken one, and be the one refused: a stalled
+	// call refused is started again, and calls may succeed until both
+	// places are held.
+	stall := func() chan error {
 		sctx, scancel := context.WithCancel(ctx)
-		defer scancel()
-		if _, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName); err != nil {
+		t.Cleanup(scancel)
+		s, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName)
+		if err != nil {
 			t.Fatal(err)
 		}
+		ended := make(chan error, 1)
+		go func() { ended <- s.RecvMsg(new(pb.SearchEventsResponse)) }()
+		return ended
 	}
+	stalled := []chan error{stall(), stall()}
 	var trailer metadata.MD
-	_, err = client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}, grpc.Trailer(&trailer))
+	for {
+		_, err = client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}, grpc.Trailer(&trailer))
+		if err != nil || ctx.Err() != nil {
+			break
+		}
+		for i, ended := range stalled {
+			select {
+			case serr := <-ended:
+				if s, _ := status.FromError(serr); s.Code() != codes.ResourceExhausted {
+					t.Fatalf("a stalled call ended: %v", serr)
+				}
+				stalled[i] = stall()
+			default:
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted || s.Message() != msg {
 		t.Fatalf("a gRPC call through net/http while two stalled ones hold the places: %v, want RESOURCE_EXHAUSTED %q", err, msg)
 	}
