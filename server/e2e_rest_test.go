@@ -572,14 +572,12 @@ func TestE2EBodyTooLarge(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return &response{status: resp.StatusCode, header: resp.Header, body: b}
 	}
-	// search sends a search whose resource regex fills n bytes of body,
-	// chunked (no declared length) or declared.
-	search := func(t *testing.T, url, token string, n int, chunked bool) *response {
-		prefix := `{"filter": {"resourceRegex": "`
-		suffix := `"}}`
+	// post sends a body of n bytes to path, prefix and suffix around a
+	// run of 'a', chunked (no declared length) or declared.
+	post := func(t *testing.T, url, path, token, prefix, suffix string, n int, chunked bool) *response {
 		body := io.MultiReader(strings.NewReader(prefix),
 			io.LimitReader(repeatReader('a'), int64(n-len(prefix)-len(suffix))), strings.NewReader(suffix))
-		req, _ := http.NewRequest("POST", url+"/v1/events:search", body)
+		req, _ := http.NewRequest("POST", url+path, body)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -595,28 +593,16 @@ func TestE2EBodyTooLarge(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return &response{status: resp.StatusCode, header: resp.Header, body: b}
 	}
-
+	// search sends a search whose resource regex fills n bytes of body.
+	search := func(t *testing.T, url, token string, n int, chunked bool) *response {
+		return post(t, url, "/v1/events:search", token, `{"filter": {"resourceRegex": "`, `"}}`, n, chunked)
+	}
 	// batch sends a batch of one event whose resource fills n bytes of
-	// body, chunked or declared.
+	// body.
 	batch := func(t *testing.T, url, token string, n int, chunked bool) *response {
-		prefix := `{"requests": [{"eventId": "` + newID() + `", "event": {"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "8.8.8.8", "resource": "`
-		suffix := `"}}]}`
-		body := io.MultiReader(strings.NewReader(prefix),
-			io.LimitReader(repeatReader('a'), int64(n-len(prefix)-len(suffix))), strings.NewReader(suffix))
-		req, _ := http.NewRequest("POST", url+"/v1/events:batchCreate", body)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		req.ContentLength = int64(n)
-		if chunked {
-			req.ContentLength = -1
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return &response{status: resp.StatusCode, header: resp.Header, body: b}
+		prefix := `{"requests": [{"eventId": "` + newID() + `", "event": {"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", ` +
+			`"action": "a", "principal": "p", "sourceIpAddress": "8.8.8.8", "resource": "`
+		return post(t, url, "/v1/events:batchCreate", token, prefix, `"}}]}`, n, chunked)
 	}
 
 	t.Run("content-length", func(t *testing.T) {
