@@ -182,6 +182,23 @@ func newGroup() *group {
 	return &group{pending: map[uuid.UUID]*audittrail.Event{}}
 }
 
+// release drops the group's requests once they are answered. Each holds
+// its caller's context, and the group is used again only two group
+// commits later (its slots past the next requests only when as many come):
+// a quiet store kept them for good. The self-audit of a search appends
+// under the search's context, which leads to its gRPC transport: 100
+// unread answers of 8.5 MB on one connection stayed in the heap (0.79 GB)
+// after the connection closed, until enough later appends took their slots
+// (TestAppendReleasesContext). The committer calls it before it takes the
+// next group, so the preparer, which hands that group over only then, uses
+// g again only after it; the preparer reads no request of the previous
+// group (only its pending map, kept until reset).
+func (g *group) release() {
+	clear(g.reqs)
+	clear(g.live)
+	g.reqs, g.live = g.reqs[:0], g.live[:0]
+}
+
 func (g *group) reset() {
 	g.reqs, g.live = g.reqs[:0], g.live[:0]
 	clear(g.pending)
@@ -296,6 +313,7 @@ func (s *Store) committer(groups <-chan *group, done chan<- struct{}) {
 	lastSave := time.Now()
 	for g := range groups {
 		s.commitGroup(g, dirty)
+		g.release()
 		close(g.done)
 		if time.Since(lastSave) >= countsInterval {
 			s.saveCounts(dirty, pebble.NoSync)
