@@ -59,6 +59,7 @@ type prefetched struct {
 	done    chan struct{} // closed when res and err are set
 	res     *SearchResult
 	err     error
+	expiry  *time.Timer // drops the page once its time to live has passed
 }
 
 // prefetcher holds the pages read ahead, by the page token that asks for
@@ -67,6 +68,30 @@ type prefetcher struct {
 	mu    sync.Mutex
 	pages map[string]*prefetched
 	stats prefetchCounters
+	ttl   time.Duration // 0: prefetchTTL (tests set less)
+}
+
+// timeToLive is how long a page read ahead is kept unasked.
+func (p *prefetcher) timeToLive() time.Duration {
+	if p.ttl > 0 {
+		return p.ttl
+	}
+	return prefetchTTL
+}
+
+// expire drops f, the page of token, when it is still kept: its time to
+// live has passed. Pages used to be dropped only when a later page was read
+// ahead, so a server that read nothing ahead after a burst of abandoned
+// drains kept up to maxPrefetched pages for good (16 pages of 1,000
+// events: about 1 GiB at the event size limit, from the 65 MiB of such a
+// page's answer in docs/limits.md).
+func (p *prefetcher) expire(token string, f *prefetched) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pages[token] == f {
+		delete(p.pages, token)
+		p.stats.expired.Add(1)
+	}
 }
 
 // PrefetchStats counts what became of the pages read ahead since the
@@ -101,7 +126,8 @@ func (p *prefetcher) start(token, caller string, size int, scope Scope, now time
 	}
 	mine := 0
 	for t, f := range p.pages {
-		if now.Sub(f.started) > prefetchTTL {
+		if now.Sub(f.started) > p.timeToLive() {
+			f.expiry.Stop()
 			delete(p.pages, t)
 			p.stats.expired.Add(1)
 		} else if f.caller == caller {
@@ -114,6 +140,7 @@ func (p *prefetcher) start(token, caller string, size int, scope Scope, now time
 	}
 	f := &prefetched{size: size, caller: caller, scope: scope, started: now, done: make(chan struct{})}
 	p.pages[token] = f
+	f.expiry = time.AfterFunc(p.timeToLive(), func() { p.expire(token, f) })
 	p.stats.started.Add(1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), prefetchTimeout)
@@ -134,7 +161,8 @@ func (p *prefetcher) take(ctx context.Context, token string, size int, scope Sco
 	if f == nil {
 		return nil, nil
 	}
-	if f.size != size || now.Sub(f.started) > prefetchTTL ||
+	f.expiry.Stop()
+	if f.size != size || now.Sub(f.started) > p.timeToLive() ||
 		f.scope.All != scope.All || !slices.Equal(f.scope.Workspaces, scope.Workspaces) {
 		p.stats.mismatched.Add(1)
 		return nil, nil
@@ -167,6 +195,9 @@ func (p *prefetcher) forget() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.expired.Add(uint64(len(p.pages)))
+	for _, f := range p.pages {
+		f.expiry.Stop()
+	}
 	clear(p.pages)
 }
 

@@ -118,3 +118,23 @@ func TestPrefetcher(t *testing.T) {
 		t.Errorf("forget counted %d pages expired, want %d", n, kept+1)
 	}
 }
+
+// TestPrefetcherExpiresUnasked: a page read ahead and never asked for is
+// dropped once its time to live has passed, counted as expired, though no
+// later page is read ahead (a quiet server kept it for good). The deadline
+// only bounds a hang.
+func TestPrefetcherExpiresUnasked(t *testing.T) {
+	p := prefetcher{ttl: time.Millisecond}
+	page := &SearchResult{Events: []*Event{{ID: "a"}}}
+	p.start("t1", "alice", 500, Scope{All: true}, time.Now(), func(context.Context) (*SearchResult, error) { return page, nil })
+	deadline := time.Now().Add(10 * time.Second)
+	for p.pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page read ahead is still kept 10 s after its time to live (%s)", p.ttl)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := p.snapshot(); got.Expired != 1 || got.Started != 1 {
+		t.Errorf("stats %+v, want 1 started, 1 expired", got)
+	}
+}
