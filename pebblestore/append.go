@@ -116,14 +116,26 @@ func (s *Store) writer() {
 	for n := 0; ; n++ {
 		var r *appendReq
 		var ok bool
+		var prevDone <-chan struct{} // nil (never ready) without a previous group
+		if prev != nil {
+			prevDone = prev.done
+		}
 		select {
 		case r, ok = <-s.reqs:
+		case <-prevDone:
+			// Nothing queued, and the last group is committed: its ids
+			// are in the database, so the next group has no previous one,
+			// and its events are dropped (forgetPending).
+			prev.forgetPending()
+			prev = nil
+			continue
 		case x := <-s.expires:
 			// Deletions go between group commits (expire.go). Once the
 			// last group is committed both groups are free and its ids
 			// are in the database: the next group has no previous one.
 			if prev != nil {
 				<-prev.done
+				prev.forgetPending()
 				prev = nil
 			}
 			s.expireTurn(x)
@@ -151,6 +163,9 @@ func (s *Store) writer() {
 		}
 		w.prepare(g, prev)
 		toCommit <- g
+		if prev != nil {
+			prev.forgetPending() // g is prepared: nothing reads it any more
+		}
 		prev = g
 	}
 	close(toCommit)
@@ -192,12 +207,24 @@ func newGroup() *group {
 // (TestAppendReleasesContext). The committer calls it before it takes the
 // next group, so the preparer, which hands that group over only then, uses
 // g again only after it; the preparer reads no request of the previous
-// group (only its pending map, kept until reset).
+// group (only its pending map, which forgetPending drops).
 func (g *group) release() {
 	clear(g.reqs)
 	clear(g.live)
 	g.reqs, g.live = g.reqs[:0], g.live[:0]
 }
+
+// forgetPending drops the group's events once no later group's
+// preparation can read them: the map held them, the very events answered
+// to the group's callers, until the group was used again (two group
+// commits later), so a store that went quiet kept the events of its last
+// two groups for good, up to 2 × maxGroupEvents events (16,000 of up to
+// 64 KiB of strings each: about 1 GiB at the event size limit, an
+// estimate; TestAppendForgetsEvents). Only the preparer (writer) reads or changes
+// the map, so it calls this when it hands the next group over (the group
+// before is read no more) or when the group is committed and nothing is
+// queued (the next group then has no previous one).
+func (g *group) forgetPending() { clear(g.pending) }
 
 func (g *group) reset() {
 	g.reqs, g.live = g.reqs[:0], g.live[:0]

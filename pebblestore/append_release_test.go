@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 	"weak"
 
 	"github.com/audittrail/audittrail"
@@ -65,6 +66,88 @@ func TestAppendReleasesContext(t *testing.T) {
 	for i, w := range tracked {
 		if w.Value() != nil {
 			t.Errorf("the context of append %d (of %d) is still reachable after it returned", i, len(tracked))
+		}
+	}
+}
+
+// appendWeak appends events and returns weak pointers to the events of its
+// answer: the stored events, which the writer's group kept by id.
+//
+//go:noinline
+func appendWeak(t *testing.T, s *pebblestore.Store, events []*audittrail.Event) []weak.Pointer[audittrail.Event] {
+	res, err := s.Append(context.Background(), events)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	out := make([]weak.Pointer[audittrail.Event], len(res))
+	for i, r := range res {
+		if r.Err != nil || r.Event == nil {
+			t.Errorf("event %d: %v", i, r.Err)
+			continue
+		}
+		out[i] = weak.Make(r.Event)
+	}
+	return out
+}
+
+// TestAppendForgetsEvents: once Append has returned and the store is
+// quiet, the writer keeps none of the events it answered. Its groups kept
+// them by id (the pending map, which the next group's preparation reads to
+// find retries of them) until the group was used again two group commits
+// later: a store that went quiet kept the events of its last two groups
+// for good, up to 16,000 events. Concurrent appends (grouped together) and
+// a lone one after them; then the writer is left to notice that the last
+// group is committed, with garbage collections until every event is gone.
+// The deadline only bounds a hang: without the fix the events stay.
+func TestAppendForgetsEvents(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	g := newGen(8)
+	const callers = 32
+	batches := make([][]*audittrail.Event, callers+1)
+	for i := range batches {
+		batches[i] = g.batch(3)
+	}
+	tracked := make([][]weak.Pointer[audittrail.Event], callers+1)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() { tracked[i] = appendWeak(t, s, batches[i]) })
+	}
+	wg.Wait()
+	last := batches[callers]
+	tracked[callers] = appendWeak(t, s, last)
+	kept := func() (n int) {
+		for _, ws := range tracked {
+			for _, w := range ws {
+				if w.Value() != nil {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		n := kept()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the %d events answered are still reachable after Append returned and the store went quiet", n, 3*(callers+1))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A retry of the last call, whose group is forgotten, is still
+	// answered with the stored events, from the database.
+	res, err := s.Append(context.Background(), last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Event == nil || r.Event.ID != last[i].ID || r.Event.Seq == 0 {
+			t.Errorf("retry of event %d: %+v", i, r)
 		}
 	}
 }
