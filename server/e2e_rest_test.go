@@ -725,3 +725,40 @@ func TestE2ERESTErrorBodyBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EMetricsMethodLabel: a request to a known path of an extra route
+// (the built-in issuer's) with a method the path does not have is counted
+// under a fixed label, whatever its method. The label was the request's
+// own method, and net/http takes any token as a method (up to the header
+// limit, 1 MiB): every new one added two series to the metrics for good,
+// an unbounded label set any anonymous client could grow (and /metrics
+// with it). Standard methods keep their name; others count as OTHER.
+func TestE2EMetricsMethodLabel(t *testing.T) {
+	srv := testserver.Start(t)
+	const made = 20
+	for i := range made {
+		r := call(t, fmt.Sprintf("MADEUP%d", i), srv.PublicURL+"/.well-known/openid-configuration", "", "")
+		if r.status != http.StatusMethodNotAllowed {
+			t.Fatalf("made-up method %d: %s", i, r)
+		}
+	}
+	if r := call(t, "PUT", srv.PublicURL+"/.well-known/openid-configuration", "", ""); r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("PUT: %s", r)
+	}
+	r := call(t, "GET", srv.InternalURL+"/metrics", "", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", r)
+	}
+	body := string(r.body)
+	if n := strings.Count(body, "MADEUP"); n > 0 {
+		t.Errorf("/metrics has %d lines naming the made-up methods (%d requests): an unbounded label", n, made)
+	}
+	for _, want := range []string{
+		fmt.Sprintf(`audittrail_requests_total{code="405",listener="public",method="OTHER /.well-known/openid-configuration",protocol="http"} %d`, made),
+		`audittrail_requests_total{code="405",listener="public",method="PUT /.well-known/openid-configuration",protocol="http"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -40,9 +40,10 @@ import (
 //
 // plus the Go runtime and process collectors. protocol is "grpc" or "http";
 // method is the RPC name for gRPC ("SearchEvents") and the matched route for
-// HTTP ("POST /v1/events:search", "GET /version", "unmatched"); code is the
-// gRPC code name for gRPC ("OK", "InvalidArgument") and the HTTP status for
-// HTTP ("200", "400").
+// HTTP ("POST /v1/events:search", "GET /version", "unmatched"; "OTHER
+// /oauth2/token" for a method that is not a standard one: metricMethod);
+// code is the gRPC code name for gRPC ("OK", "InvalidArgument") and the
+// HTTP status for HTTP ("200", "400").
 type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
