@@ -33,7 +33,24 @@ type limiter struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
+	// pruneAt is the number of buckets at which a new one first drops
+	// those that are full again (prune): maxBuckets (tests: less), or twice
+	// what the last prune kept, so that pruning costs O(1) per new bucket
+	// however many buckets are in use. It was maxBuckets always, and once
+	// that many buckets were in use (an address refused by its failed
+	// authentications stays in use for up to burst/rate seconds), every new
+	// one scanned them all with the mutex held, which every request takes.
+	pruneAt, maxBuckets int
+	prunes              int // prune passes (tests)
 }
+
+// maxBuckets is the number of buckets kept before the limiter drops those
+// that are full again (their owners went quiet): up to this many idle
+// principals and addresses stay known, about 115 bytes each. Buckets still
+// in use are kept whatever their number: at most twice the principals and
+// addresses that used one within the last burst/rate seconds, as pruneAt
+// grows with them.
+const maxBuckets = 100_000
 
 type bucket struct {
 	tokens float64
@@ -48,7 +65,7 @@ func newLimiter(l RateLimit) *limiter {
 	if burst < 1 {
 		burst = math.Max(1, l.Rate)
 	}
-	return &limiter{rate: l.Rate, burst: burst, now: time.Now, buckets: map[string]*bucket{}}
+	return &limiter{rate: l.Rate, burst: burst, now: time.Now, buckets: map[string]*bucket{}, pruneAt: maxBuckets, maxBuckets: maxBuckets}
 }
 
 // allow takes one token from key's bucket, or says how long until one is
@@ -62,8 +79,9 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
 	if !ok {
-		if len(l.buckets) >= 100_000 {
+		if len(l.buckets) >= l.pruneAt {
 			l.prune(now)
+			l.pruneAt = max(l.maxBuckets, 2*len(l.buckets))
 		}
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
@@ -140,6 +158,7 @@ func limitFailedAuth(lim *limiter, h http.Handler) http.Handler {
 
 // prune drops the buckets that are full again (their owners went quiet).
 func (l *limiter) prune(now time.Time) {
+	l.prunes++
 	for k, b := range l.buckets {
 		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
 			delete(l.buckets, k)
