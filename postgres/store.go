@@ -104,6 +104,8 @@ type Store struct {
 	// WriteEveryTreeLevelForTest).
 	everyTreeLevel bool
 
+	tokens tokenSchemaState // whether the token tables exist (tokens.go)
+
 	closeMu sync.RWMutex // read: an operation in flight; write: Close
 	closed  bool
 	stop    chan struct{} // closed by Close: ends the maintenance loop

@@ -51,9 +51,10 @@ var (
 	_ audittrail.LoginNames = (*Store)(nil)
 )
 
-// tokenSchema remembers, per store, that the tables exist.
-var tokenSchema sync.Map // *Store -> *tokenSchemaState
-
+// tokenSchemaState remembers that the store's token tables exist
+// (Store.tokens). It was kept in a package-level map by store, which kept
+// every store that had served a token request, closed or not, with its
+// pool and caches, for the life of the process (TestClosedStoreReleased).
 type tokenSchemaState struct {
 	mu   sync.Mutex
 	done bool
@@ -65,8 +66,7 @@ func (s *Store) withTokens(ctx context.Context, op string, f func() error) error
 		return err
 	}
 	defer s.closeMu.RUnlock()
-	v, _ := tokenSchema.LoadOrStore(s, &tokenSchemaState{})
-	st := v.(*tokenSchemaState)
+	st := &s.tokens
 	st.mu.Lock()
 	if !st.done {
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
