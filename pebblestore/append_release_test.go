@@ -151,3 +151,44 @@ func TestAppendForgetsEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterShrinksBuffers: once its groups are committed, the writer
+// keeps no group buffers over the bound (set to 1 MiB here). A group kept
+// its buffers for the next one whatever their size, so one burst of large
+// groups left them that large for good (19 MB after 4,000 events of 16 KB
+// of metadata). Small groups keep theirs: they are not allocated again.
+func TestWriterShrinksBuffers(t *testing.T) {
+	defer pebblestore.SetMaxIdleGroupBytesForTest(1 << 20)()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	g := newGen(10)
+	small := g.batch(10)
+	if _, err := s.Append(context.Background(), small); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := s.WriterBufferBytesForTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept == 0 {
+		t.Errorf("the buffers of a small group were dropped")
+	}
+	// 1,000 events of 4 KB of metadata: over 4 MB of records alone.
+	large := g.batch(1000)
+	for i, e := range large {
+		c := *e
+		c.Metadata = map[string]string{"payload": g.hex(4000)}
+		large[i] = &c
+	}
+	if _, err := s.Append(context.Background(), large); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.WriterBufferBytesForTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 2<<20 {
+		t.Errorf("the writer keeps %d bytes of group buffers after a large group, over twice the bound of %d", n, 1<<20)
+	}
+	t.Logf("group buffers: %d bytes after a small group, %d after a large one", kept, n)
+}

@@ -118,6 +118,9 @@ type expireReq struct {
 	notePrefixes int8
 	// raiseOnly makes the request move the cutoff only (RaiseCutoff).
 	raiseOnly bool
+	// inspect, when not nil, makes the request a look at the writer's
+	// groups between group commits (tests: WriterBufferBytesForTest).
+	inspect func(groups []*group)
 	// Set by the writer.
 	next     []byte // where the next chunk starts
 	finished bool   // no record before the cutoff after next

@@ -513,3 +513,28 @@ func dictEntriesForTest[V any](s *Store, d dictID, f func(dd *dictionary, id uin
 	}
 	return m
 }
+
+// WriterBufferBytesForTest returns the bytes of the writer's groups'
+// reusable buffers (group.bufferBytes), read on the writer goroutine
+// between group commits.
+func (s *Store) WriterBufferBytesForTest() (int, error) {
+	n := 0
+	r := &expireReq{done: make(chan struct{}), inspect: func(groups []*group) {
+		for _, g := range groups {
+			n += g.bufferBytes()
+		}
+	}}
+	if err := s.sendExpire(context.Background(), r); err != nil {
+		return 0, err
+	}
+	<-r.done
+	return n, nil
+}
+
+// SetMaxIdleGroupBytesForTest sets the bound of a group's buffers while the
+// writer is idle until restore.
+func SetMaxIdleGroupBytesForTest(n int) (restore func()) {
+	old := maxIdleGroupBytes
+	maxIdleGroupBytes = n
+	return func() { maxIdleGroupBytes = old }
+}
