@@ -87,7 +87,7 @@ func (a *StaticTokens) Authenticate(_ context.Context, bearer string) (*audittra
 // the caller noted, the caller's rate limit) are all here, once per call.
 func authInterceptor(a *authCheck) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		d, ok := gateFrom(ctx)
+		d, ok := takeDecision(ctx)
 		if !ok {
 			d = a.check(ctx, metadata.ValueFromIncomingContext(ctx, "authorization"))
 		}

@@ -44,6 +44,8 @@ import (
 type gate struct {
 	decided bool
 	d       authDecision
+	a       *authCheck // what decided: its limiter charges the caller
+	charged bool       // the decision's effects were applied (authInterceptor or chargeUndecoded)
 }
 
 type gateKey struct{}
@@ -58,9 +60,40 @@ func withGate(ctx context.Context) (context.Context, *gate) {
 // reports whether the request may be read.
 func (g *gate) decide(ctx context.Context, a *authCheck, authorization []string) bool {
 	if !g.decided {
-		g.d, g.decided = a.check(ctx, authorization), true
+		g.d, g.decided, g.a = a.check(ctx, authorization), true, a
 	}
 	return g.d.authenticated()
+}
+
+// takeDecision returns the decision of ctx's gate, if it decided, and
+// marks its effects applied: the caller of authInterceptor applies them.
+func takeDecision(ctx context.Context) (authDecision, bool) {
+	if g, ok := ctx.Value(gateKey{}).(*gate); ok && g.decided {
+		g.charged = true
+		return g.d, true
+	}
+	return authDecision{}, false
+}
+
+// chargeUndecoded applies an authenticated caller's decision to a request
+// that ended before authInterceptor because it could not be decoded (a
+// string that is not UTF-8, a body over its limit or malformed): the
+// caller is named in the request's log line and takes a token of its rate
+// limit, as every request of an authenticated caller does, so that
+// malformed requests are neither anonymous in the log nor free of the
+// limit. It returns the refusal of a caller over its limit, which answers
+// instead of the decoding error, or nil.
+func chargeUndecoded(ctx context.Context) error {
+	g, ok := ctx.Value(gateKey{}).(*gate)
+	if !ok || !g.decided || g.charged || g.d.p == nil {
+		return nil
+	}
+	g.charged = true
+	noteAuthenticated(ctx, g.d.p)
+	if ok, wait := g.a.lim.allow(g.d.p.Name); !ok {
+		return exhausted(ctx, g.d.p.Name, wait)
+	}
+	return nil
 }
 
 // gateFrom returns the decision of ctx's gate, if it decided.

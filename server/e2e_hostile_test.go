@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,8 @@ import (
 
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
 	"github.com/audittrail/audittrail/internal/testserver"
+	"github.com/audittrail/audittrail/internal/wire"
+	"github.com/audittrail/audittrail/server"
 )
 
 // TestE2ERequestReadTimeout: a request whose body or message stops arriving
@@ -420,3 +423,58 @@ func (rawCodec) Unmarshal(b []byte, v any) error {
 	return nil
 }
 func (rawCodec) Name() string { return "proto" }
+
+// TestE2EUndecodableCharged: a request of an authenticated caller that
+// cannot be decoded ends before the interceptors (REST: the gateway's
+// decoding; gRPC: the error the codec kept), and is charged as any other
+// request: the caller takes a token of its rate limit (over it, the answer
+// is RESOURCE_EXHAUSTED instead of the decoding error) and is named in the
+// request's log line.
+func TestE2EUndecodableCharged(t *testing.T) {
+	srv := testserver.Start(t, "--rate-limit", "0.001", "--rate-burst", "3")
+	const restBody = `{"filter": {"metadataExact": {"k": 7}}}`
+	for range 3 {
+		wantStatus(t, call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, restBody),
+			http.StatusBadRequest, 3, "invalid value for string field value: 7")
+	}
+	// Over the limit (the body carries RetryInfo), and the tokens went: a
+	// valid search is refused too.
+	for _, body := range []string{restBody, `{"pageSize": 1}`} {
+		r := call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ReaderToken, body)
+		if r.status != http.StatusTooManyRequests || !strings.Contains(string(r.body), "rate limit exceeded for "+server.ReaderPrincipal) ||
+			r.header.Get("Retry-After") == "" {
+			t.Errorf("%s, once the burst went on bodies that do not decode: %s, want 429 with Retry-After", body, r)
+		}
+	}
+	if !regexp.MustCompile(`status=400 .*caller=` + regexp.QuoteMeta(server.ReaderPrincipal)).MatchString(srv.Logs()) {
+		t.Errorf("no log line of a 400 names its caller:\n%s", srv.Logs())
+	}
+
+	// A request refused after the interceptors (the producer may not
+	// search) takes one token, not two: the gRPC calls below get the two
+	// left.
+	if r := call(t, "POST", srv.PublicURL+"/v1/events:search", srv.ProducerToken, `{"pageSize": 1}`); r.status != http.StatusForbidden {
+		t.Errorf("the producer's search: %s, want 403", r)
+	}
+
+	// gRPC: the producer's events with a string that is not UTF-8 (the
+	// client's codec writes with generated code, which does not check).
+	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(wire.ClientCodec())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pb.NewEventServiceClient(conn)
+	bad := pbEvent(time.Now(), "utf8/bad")
+	bad.Action = "actions/x/y/\xff"
+	for range 2 {
+		_, err := client.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: bad})
+		wantCode(t, err, codes.InvalidArgument, "event.action is not valid UTF-8")
+	}
+	_, err = client.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: bad})
+	wantCode(t, err, codes.ResourceExhausted, "rate limit exceeded for "+server.ProducerPrincipal)
+	if !regexp.MustCompile(`grpc_code=InvalidArgument .*caller=` + regexp.QuoteMeta(server.ProducerPrincipal)).MatchString(srv.Logs()) {
+		t.Errorf("no log line of an INVALID_ARGUMENT names its caller:\n%s", srv.Logs())
+	}
+}

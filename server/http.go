@@ -215,6 +215,11 @@ func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, 
 				b.timeout),
 		}
 	}
+	// A body that could not be read or decoded ends here without the
+	// interceptors: its authenticated caller is named and charged here.
+	if over := chargeUndecoded(r.Context()); over != nil {
+		err = over
+	}
 	if secs, ok := retryAfter(err); ok {
 		w.Header().Set("Retry-After", secs)
 	}

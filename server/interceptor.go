@@ -42,12 +42,16 @@ func rpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, ha
 // (wire.DecodeError; grpc-go would have answered INTERNAL), and
 // RESOURCE_EXHAUSTED for a request other than a create over
 // MaxPublicRequestSize, which the codec did not decode. Like REST's 400 and
-// 413 for such bodies, without a self-audit event. Only an authenticated
+// 413 for such bodies, without a self-audit event; an authenticated caller
+// is named and charged its rate limit (chargeUndecoded). Only an authenticated
 // caller's request is decoded (auth_early.go): another's is empty here.
 // It comes first in the chain but for the metrics: an interceptor that
 // answered before it would leave the codec's entry for the request behind.
 func decodeErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := wire.DecodeError(req); err != nil {
+		if over := chargeUndecoded(ctx); over != nil {
+			return nil, over
+		}
 		return nil, wire.ToStatus(err)
 	}
 	return handler(ctx, req)
