@@ -28,17 +28,7 @@ func TestExpireDropsMonths(t *testing.T) {
 	defer s.Close()
 	other := mustOpen(t, url) // a second replica
 	defer other.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	conn, exec := pgtest.Connect(t, url)
 	for _, m := range []string{"2025-03-01", "2025-04-01", "2025-05-01"} {
 		exec("SELECT audittrail_ensure_partition($1::date)", m)
 	}

@@ -109,6 +109,36 @@ func TestE2ERequestReadTimeout(t *testing.T) {
 	})
 }
 
+// receivingConn returns a gRPC connection to srv's internal listener and a
+// context of the reader's, whose 30 s deadline only bounds a hang of the
+// --max-receiving tests.
+func receivingConn(t *testing.T, srv *testserver.Server) (*grpc.ClientConn, context.Context) {
+	t.Helper()
+	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(withToken(t, srv.ReaderToken), 30*time.Second)
+	t.Cleanup(cancel)
+	return conn, ctx
+}
+
+// stallCall starts a SearchEvents call on conn whose message never comes.
+// It returns what ends the call, and a channel that receives how it ended.
+func stallCall(t *testing.T, ctx context.Context, conn *grpc.ClientConn) (context.CancelFunc, chan error) {
+	t.Helper()
+	sctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	s, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- s.RecvMsg(new(pb.SearchEventsResponse)) }()
+	return cancel, ended
+}
+
 // TestE2EMaxReceiving: with --max-receiving 2, requests that have arrived
 // give their place back (many in a row pass, over REST and gRPC); two gRPC
 // calls whose message never comes hold both places of their listener, so
@@ -119,13 +149,7 @@ func TestE2ERequestReadTimeout(t *testing.T) {
 func TestE2EMaxReceiving(t *testing.T) {
 	srv := testserver.Start(t, "--max-receiving", "2")
 	const msg = "the server is receiving 2 requests at once on this listener"
-	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(withToken(t, srv.ReaderToken), 30*time.Second)
-	defer cancel()
+	conn, ctx := receivingConn(t, srv)
 	client := pb.NewEventServiceClient(conn)
 	for i := range 10 {
 		if _, err := client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}); err != nil {
@@ -140,14 +164,10 @@ func TestE2EMaxReceiving(t *testing.T) {
 	// headers reach the server, in order, before the next call's.
 	var stalled []context.CancelFunc
 	for range 2 {
-		sctx, scancel := context.WithCancel(ctx)
-		defer scancel()
-		if _, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName); err != nil {
-			t.Fatal(err)
-		}
-		stalled = append(stalled, scancel)
+		cancel, _ := stallCall(t, ctx, conn)
+		stalled = append(stalled, cancel)
 	}
-	_, err = client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1})
+	_, err := client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1})
 	if s, _ := status.FromError(err); s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), msg) {
 		t.Fatalf("a gRPC call while two stalled ones hold the places: %v, want RESOURCE_EXHAUSTED %q", err, msg)
 	}
@@ -196,13 +216,7 @@ func TestE2EMaxReceiving(t *testing.T) {
 func TestE2EMaxReceivingThroughNetHTTP(t *testing.T) {
 	srv := testserver.Start(t, "--max-receiving", "2")
 	const msg = "the server is receiving 2 requests at once on this listener, its limit: try again in a moment"
-	conn, err := grpc.NewClient(srv.InternalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(withToken(t, srv.ReaderToken), 30*time.Second)
-	defer cancel()
+	conn, ctx := receivingConn(t, srv)
 	client := pb.NewEventServiceClient(conn)
 	// The first call's headers, over 64 KiB, route the connection to
 	// net/http; it is served there.
@@ -223,18 +237,12 @@ func TestE2EMaxReceivingThroughNetHTTP(t *testing.T) {
 	// call refused is started again, and calls may succeed until both
 	// places are held.
 	stall := func() chan error {
-		sctx, scancel := context.WithCancel(ctx)
-		t.Cleanup(scancel)
-		s, err := conn.NewStream(sctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.EventService_SearchEvents_FullMethodName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ended := make(chan error, 1)
-		go func() { ended <- s.RecvMsg(new(pb.SearchEventsResponse)) }()
+		_, ended := stallCall(t, ctx, conn)
 		return ended
 	}
 	stalled := []chan error{stall(), stall()}
 	var trailer metadata.MD
+	var err error
 	for {
 		_, err = client.SearchEvents(ctx, &pb.SearchEventsRequest{PageSize: 1}, grpc.Trailer(&trailer))
 		if err != nil || ctx.Err() != nil {

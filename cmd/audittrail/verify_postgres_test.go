@@ -459,17 +459,7 @@ func TestPostgresSchemaVersions(t *testing.T) {
 	if out := verify(0); !strings.Contains(out, "store OK") {
 		t.Fatalf("verify store printed:\n%s", out)
 	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	conn, exec := pgtest.Connect(t, url)
 	build := postgres.SchemaVersion()
 
 	// A future migration, compatible: both go on, verify store says so.

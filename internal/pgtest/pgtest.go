@@ -31,6 +31,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/audittrail/audittrail/internal/pgcluster"
 )
 
@@ -192,4 +194,22 @@ func (c *Cluster) Restart(t testing.TB) {
 	t.Helper()
 	c.Stop(t)
 	c.Start(t)
+}
+
+// Connect opens a connection to the database at url, closed at the end of
+// the test, and returns it with a function that runs a statement on it and
+// fails the test when the statement fails.
+func Connect(t testing.TB, url string) (*pgx.Conn, func(sql string, args ...any)) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(t.Context(), sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
 }
