@@ -1,41 +1,24 @@
 package postgres_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/internal/pgtest"
+	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/postgres"
 )
 
-// logBuffer collects a store's log (warnings and up), for tests that read
-// it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// warnLogger sends a store's log (warnings and up) to w, for tests that
+// read it.
+func warnLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // TestSchemaCompat: the database says which builds may use it
@@ -61,8 +44,8 @@ func TestSchemaCompat(t *testing.T) {
 
 	open := func(readOnly bool) (string, error) {
 		t.Helper()
-		var log logBuffer
-		s, err := postgres.Open(ctx, postgres.Config{URL: url, Logger: log.logger(), ReadOnly: readOnly})
+		var log syncbuf.Buffer
+		s, err := postgres.Open(ctx, postgres.Config{URL: url, Logger: warnLogger(&log), ReadOnly: readOnly})
 		if err == nil {
 			if got := searchAll(t, s, everything, 10); len(got) != 1 {
 				t.Errorf("ReadOnly %v: search found %d events, want 1", readOnly, len(got))
