@@ -421,6 +421,36 @@ func TestE2EAuthBeforeDecoding(t *testing.T) {
 	})
 }
 
+// TestE2EGRPCMalformed: a request whose bytes are not protobuf (here a field
+// that claims more bytes than follow) is the caller's fault:
+// INVALID_ARGUMENT naming the message, on both listeners and both gRPC
+// transports' codec, where grpc-go alone would answer INTERNAL. The
+// connection serves the next call.
+func TestE2EGRPCMalformed(t *testing.T) {
+	srv := testserver.Start(t)
+	truncated := []byte{0x0a, 0x05, 'x'}
+	for _, tc := range []struct {
+		addr, token, method, want string
+	}{
+		{srv.PublicAddr, srv.ReaderToken, pb.EventService_SearchEvents_FullMethodName, "the request is not a valid protobuf SearchEventsRequest"},
+		{srv.InternalAddr, srv.ReaderToken, pb.EventService_SearchEvents_FullMethodName, "the request is not a valid protobuf SearchEventsRequest"},
+		{srv.InternalAddr, srv.ProducerToken, pb.EventService_CreateEvent_FullMethodName, "the request is not a valid protobuf CreateEventRequest"},
+		{srv.InternalAddr, srv.ProducerToken, pb.EventService_BatchCreateEvents_FullMethodName, "the request is not a valid protobuf BatchCreateEventsRequest"},
+	} {
+		conn, err := grpc.NewClient(tc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		err = conn.Invoke(withToken(t, tc.token), tc.method, &truncated, &[]byte{}, grpc.ForceCodec(rawCodec{}))
+		wantCode(t, err, codes.InvalidArgument, tc.want)
+		_, err = pb.NewEventServiceClient(conn).SearchEvents(withToken(t, srv.ReaderToken), &pb.SearchEventsRequest{PageSize: 1})
+		if err != nil {
+			t.Errorf("%s: the search after the malformed call: %v", tc.method, err)
+		}
+	}
+}
+
 // rawCodec sends a *[]byte as the message, as it is, and keeps the answer's
 // bytes.
 type rawCodec struct{}
@@ -476,10 +506,12 @@ func TestE2EUndecodableCharged(t *testing.T) {
 	client := pb.NewEventServiceClient(conn)
 	bad := pbEvent(time.Now(), "utf8/bad")
 	bad.Action = "actions/x/y/\xff"
-	for range 2 {
-		_, err := client.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: bad})
-		wantCode(t, err, codes.InvalidArgument, "event.action is not valid UTF-8")
-	}
+	_, err = client.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: bad})
+	wantCode(t, err, codes.InvalidArgument, "event.action is not valid UTF-8")
+	// Bytes that are not protobuf at all are charged the same way.
+	truncated := []byte{0x0a, 0x05, 'x'}
+	err = conn.Invoke(withToken(t, srv.ProducerToken), pb.EventService_CreateEvent_FullMethodName, &truncated, &[]byte{}, grpc.ForceCodec(rawCodec{}))
+	wantCode(t, err, codes.InvalidArgument, "the request is not a valid protobuf CreateEventRequest")
 	_, err = client.CreateEvent(withToken(t, srv.ProducerToken), &pb.CreateEventRequest{EventId: newID(), Event: bad})
 	wantCode(t, err, codes.ResourceExhausted, "rate limit exceeded for "+server.ProducerPrincipal)
 	if !regexp.MustCompile(`grpc_code=InvalidArgument .*caller=` + regexp.QuoteMeta(server.ProducerPrincipal)).MatchString(srv.Logs()) {

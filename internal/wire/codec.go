@@ -113,8 +113,28 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			decodeErrors.Store(v, bad)
 			return nil
 		}
+		if bad := malformedError(err, v); bad != nil {
+			decodeErrors.Store(v, bad)
+			return nil
+		}
 	}
 	return err
+}
+
+// malformedError returns the error of a request of the API whose bytes are
+// not protobuf at all (a truncated message, a field of the wrong wire type),
+// or nil for another message. Such a request is the client's fault, so it is
+// kept like a bad string (decodeErrors), and answered INVALID_ARGUMENT by the
+// listener's interceptor, as REST answers 400 for a body that is not JSON:
+// grpc-go would answer INTERNAL, and the caller would take it for the
+// server's failure. The message is left empty.
+func malformedError(err error, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok || m.ProtoReflect().Descriptor().ParentFile().Package() != apiPackage {
+		return nil
+	}
+	proto.Reset(m)
+	return audittrail.Errorf(audittrail.EInvalid, "the request is not a valid protobuf %s: %v", m.ProtoReflect().Descriptor().Name(), err)
 }
 
 // tooLargeError returns the error of a request v of size bytes, over max,
@@ -138,15 +158,16 @@ func tooLargeError(size, max int, v any) error {
 // retry it). So the server's codec decodes such a request of the API with
 // the generated code, which does not check strings, keeps the error for it
 // in decodeErrors, and the listener's interceptor (DecodeError) answers
-// INVALID_ARGUMENT naming the field, as REST answers 400. The API's methods
+// INVALID_ARGUMENT naming the field, as REST answers 400; a request that is
+// not protobuf at all is kept there too (malformedError). The API's methods
 // are all unary, so every request the codec decodes reaches the
 // interceptor, which removes its entry. A request over the size limit of
 // its kind (ServerCodec) is kept there too, not decoded.
 var decodeErrors sync.Map // request message → error
 
 // DecodeError returns (and forgets) the error the server's codec kept for
-// req: a string of it that is not UTF-8, or its size over the limit. Nil for
-// any other request.
+// req: a string of it that is not UTF-8, bytes that are not protobuf, or
+// its size over the limit. Nil for any other request.
 func DecodeError(req any) error {
 	if err, ok := decodeErrors.LoadAndDelete(req); ok {
 		return err.(error)
