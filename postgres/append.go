@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,8 +72,16 @@ const eventColumnsNullable = `coalesce(e.event_time_ns, 0), coalesce(e.seq, 0), 
 // with those guesses, the plan of a batch of 1000 events costs past
 // jit_above_cost and the statement spends 25-50 ms compiling itself
 // (measured), more than it takes to run.
+//
+// The guarded form (insertGuardedSQL, every build from migration 0006 on)
+// also locks schema_compat's row FOR SHARE, which conflicts with the UPDATE
+// of a newer build's migration that raises min_build_version, and stores
+// nothing when the minimum is above this build's schema version ($18): a
+// replica left running an older build stops writing the moment a breaking
+// migration commits, instead of writing rows the new schema no longer means
+// (schemaguard.go).
 const insertSQL = `WITH prev AS (
-    SELECT h.seq, h.receive_time_ns, r.cutoff_ns
+    SELECT h.seq, h.receive_time_ns, r.cutoff_ns, NULL::integer AS min_build_version
     FROM log_head h, retention r LIMIT 1 FOR UPDATE OF h FOR SHARE OF r
 ), new AS (
     SELECT prev.seq + u.ord AS seq,
@@ -85,7 +94,8 @@ const insertSQL = `WITH prev AS (
          WITH ORDINALITY AS u(id, event_time_ns, receive_time_ns, status_code, type, read_only,
                               event_source, action, principal, source_ip, resource, workspace, user_agent, status_message,
                               request_parameters, metadata, ord)
-    WHERE prev.cutoff_ns IS NULL OR prev.cutoff_ns <= (SELECT min(t) FROM unnest($3::bigint[]) AS t)
+    WHERE (prev.cutoff_ns IS NULL OR prev.cutoff_ns <= (SELECT min(t) FROM unnest($3::bigint[]) AS t))
+      AND (prev.min_build_version IS NULL OR prev.min_build_version <= $18::integer)
 ), head AS (
     UPDATE log_head SET seq = seq + $1::bigint, receive_time_ns = (SELECT max(receive_time_ns) FROM new)
     WHERE EXISTS (SELECT FROM new)
@@ -100,7 +110,12 @@ const insertSQL = `WITH prev AS (
            request_parameters, metadata
     FROM new
 )
-SELECT (SELECT seq FROM prev), (SELECT cutoff_ns FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
+SELECT (SELECT seq FROM prev), (SELECT cutoff_ns FROM prev), (SELECT min_build_version FROM prev), array_agg(receive_time_ns ORDER BY seq) FROM new`
+
+// insertGuardedSQL is insertSQL reading schema_compat's minimum too.
+var insertGuardedSQL = strings.Replace(strings.Replace(insertSQL,
+	"NULL::integer AS min_build_version", "c.min_build_version", 1),
+	"FROM log_head h, retention r LIMIT 1 FOR UPDATE OF h FOR SHARE OF r", "FROM log_head h, retention r, schema_compat c LIMIT 1 FOR UPDATE OF h FOR SHARE OF r, c", 1)
 
 // appendMode is how the two statements of an append run: prepared once per
 // connection (pgx's statement cache), so that pgx knows their parameters'
@@ -181,6 +196,9 @@ func (s *Store) Append(ctx context.Context, events []*audittrail.Event) ([]audit
 		res, err = s.appendOnce(ctx, events, ids, attempt > 1)
 		if err == nil {
 			return res, nil // stored, whether or not ctx has ended meanwhile
+		}
+		if ex := s.excluded.Load(); ex != nil {
+			return nil, *ex // (also when the group's statement found it)
 		}
 		again := errors.Is(err, errIDRace) || errors.Is(err, errCutoffRace) || errors.Is(err, errGroupFailed)
 		if ctx.Err() != nil && again && !unavailable(err) {
@@ -389,10 +407,16 @@ func (s *Store) insertRows(ctx context.Context, fresh []*audittrail.Event) (int6
 	}
 	var (
 		base, cutoff pgtype.Int8
+		minBuild     pgtype.Int4
 		stored       []int64
 	)
-	err := s.pool.QueryRow(ctx, insertSQL, appendMode, int64(n), ids, times, receives, codes, types, readOnly,
-		sources, actions, princs, ips, resources, workspace, agents, messages, params, metadata).Scan(&base, &cutoff, &stored)
+	sql := insertSQL
+	if s.build >= compatMigration {
+		sql = insertGuardedSQL
+	}
+	err := s.pool.QueryRow(ctx, sql, appendMode, int64(n), ids, times, receives, codes, types, readOnly,
+		sources, actions, princs, ips, resources, workspace, agents, messages, params, metadata, int32(s.build)).
+		Scan(&base, &cutoff, &minBuild, &stored)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "event_ids_pkey" {
 		return 0, nil, errIDRace
@@ -402,6 +426,10 @@ func (s *Store) insertRows(ctx context.Context, fresh []*audittrail.Event) (int6
 	}
 	if !base.Valid {
 		return 0, nil, errors.New("postgres: log_head or retention has no row")
+	}
+	if minBuild.Valid && int(minBuild.Int32) > s.build {
+		// Nothing stored: a newer build's migration excludes this one.
+		return 0, nil, s.exclude(int(minBuild.Int32))
 	}
 	if len(stored) == 0 {
 		// Nothing stored: an event is before the cutoff the statement read.

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -203,5 +204,72 @@ func TestReadOnlyOldSchema(t *testing.T) {
 		"start \"audittrail serve --store\" of this build on it once", postgres.ReadOnlyNeeds, postgres.ReadOnlyNeeds-1)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("read-only Open of a database of migration %04d: %v\nwant %q", postgres.ReadOnlyNeeds-1, err, want)
+	}
+}
+
+// TestSchemaGuardRunning: a replica opened before a newer build raised
+// schema_compat's minimum above its schema version stops at once: its next
+// append stores nothing and fails EUnavailable naming both versions, and so
+// does every operation after it; a replica that does not append finds out
+// at its next readiness check (Ping). An append in flight when the raising
+// migration runs is serialised with it: waiting for the migration's
+// uncommitted UPDATE, it then reads the new minimum and stores nothing.
+func TestSchemaGuardRunning(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	writer, reader := mustOpen(t, url), mustOpen(t, url)
+	defer writer.Close()
+	defer reader.Close()
+	if _, err := writer.Append(ctx, []*audittrail.Event{newEvent(t, 1, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Ping(ctx); err != nil {
+		t.Fatalf("Ping before the raise: %v", err)
+	}
+
+	build := postgres.SchemaVersion()
+	migration := connect(t, url)
+	tx, err := migration.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "UPDATE schema_compat SET min_build_version = $1", build+1); err != nil {
+		t.Fatal(err)
+	}
+	appended := make(chan error, 1)
+	go func() {
+		_, err := writer.Append(ctx, []*audittrail.Event{newEvent(t, 2, time.Now())})
+		appended <- err
+	}()
+	waitForLockWaits(t, connect(t, url), 1)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	want := fmt.Sprintf("this replica's build is too old for the database: a newer release's migration requires builds of schema version %d or later, "+
+		"and this build's is %d; upgrade it", build+1, build)
+	check := func(what string, err error) {
+		t.Helper()
+		if audittrail.ErrorCode(err) != audittrail.EUnavailable || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s after the raise: %v\nwant EUnavailable %q", what, err, want)
+		}
+	}
+	check("the append waiting for the migration", <-appended)
+	_, err = writer.Append(ctx, []*audittrail.Event{newEvent(t, 3, time.Now())})
+	check("an append", err)
+	_, err = writer.Search(ctx, audittrail.SearchRequest{Query: everything, Limit: 10})
+	check("the writer's search", err)
+	check("the writer's Ping", writer.Ping(ctx))
+
+	// The reader has not written: its searches go on until its readiness
+	// check reads the minimum.
+	check("the reader's Ping", reader.Ping(ctx))
+	_, err = reader.Search(ctx, audittrail.SearchRequest{Query: everything, Limit: 10})
+	check("the reader's search", err)
+
+	var stored int
+	if err := migration.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&stored); err != nil || stored != 1 {
+		t.Errorf("events stored: %d, %v; want the 1 from before the raise", stored, err)
 	}
 }

@@ -106,6 +106,16 @@ type Store struct {
 
 	tokens tokenSchemaState // whether the token tables exist (tokens.go)
 
+	// build is the schema version this store acts as (Config.build).
+	build int
+	// guarded: the store reads schema_compat at every append and
+	// readiness check (a read-write store of a build from migration 0006
+	// on; schemaguard.go).
+	guarded bool
+	// excluded is the error of every operation once the database's
+	// schema_compat excludes this build; nil until then.
+	excluded atomic.Pointer[error]
+
 	closeMu sync.RWMutex // read: an operation in flight; write: Close
 	closed  bool
 	stop    chan struct{} // closed by Close: ends the maintenance loop
@@ -159,6 +169,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if build <= 0 {
 		build = SchemaVersion()
 	}
+	s.build, s.guarded = build, !cfg.ReadOnly && build >= compatMigration
 	if err := s.setup(ctx, cfg.ReadOnly, build); err != nil {
 		s.endLife()
 		pool.Close()
@@ -302,15 +313,29 @@ func (s *Store) maintain() {
 }
 
 // Ping checks that the database answers, for readiness probes. It fails
-// with EUnavailable when it does not.
+// with EUnavailable when it does not, or when the database no longer admits
+// this build (schemaguard.go).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.closeMu.RUnlock()
-	if err := s.pool.Ping(ctx); err != nil {
+	if !s.guarded {
+		if err := s.pool.Ping(ctx); err != nil {
+			s.recoverFrom(err)
+			return s.fail(ctx, "ping", err)
+		}
+		return nil
+	}
+	// The round trip of a ping, reading what a newer build's migration
+	// may have changed (schemaguard.go).
+	var minBuild int32
+	if err := s.pool.QueryRow(ctx, "SELECT min_build_version FROM schema_compat").Scan(&minBuild); err != nil {
 		s.recoverFrom(err)
 		return s.fail(ctx, "ping", err)
+	}
+	if int(minBuild) > s.build {
+		return s.exclude(int(minBuild))
 	}
 	return nil
 }
@@ -322,6 +347,10 @@ func (s *Store) enter() error {
 	if s.closed {
 		s.closeMu.RUnlock()
 		return errClosed
+	}
+	if err := s.excluded.Load(); err != nil {
+		s.closeMu.RUnlock()
+		return *err
 	}
 	return nil
 }
