@@ -352,8 +352,9 @@ func (c *Config) validate() error {
 		return usageErrorf("--admin-token must differ from --producer-token: a token names one principal")
 	case !c.hasCredentials():
 		return usageErrorf("no tokens: give --reader-token and --producer-token (or AUDITTRAIL_READER_TOKEN and " +
-			"AUDITTRAIL_PRODUCER_TOKEN), or --admin-token to manage API tokens, or --oidc-issuer, or run with --dev " +
-			"to generate them for local use")
+			"AUDITTRAIL_PRODUCER_TOKEN), or --reader-token with producers' client certificates (--internal-client-ca and a " +
+			"--policy giving them the producer role), or --admin-token to manage API tokens, or --oidc-issuer, or run with " +
+			"--dev to generate them for local use")
 	}
 	return c.Auth.validate()
 }

@@ -146,9 +146,13 @@ func (c *AuthConfig) validate() error {
 	return nil
 }
 
-// hasCredentials reports whether anyone can authenticate.
+// hasCredentials reports whether both readers and producers can
+// authenticate: with the static tokens, or the reader's with producers'
+// client certificates (which take their roles from the policy), or through
+// what mints credentials (API tokens, OIDC).
 func (c *Config) hasCredentials() bool {
-	return c.Dev || (c.ReaderToken != "" && c.ProducerToken != "") || c.Auth.AdminToken != "" || c.Auth.OIDCIssuers != ""
+	certProducers := c.Auth.InternalClientCA != "" && c.Auth.PolicyFile != ""
+	return c.Dev || (c.ReaderToken != "" && (c.ProducerToken != "" || certProducers)) || c.Auth.AdminToken != "" || c.Auth.OIDCIssuers != ""
 }
 
 // authSetup is what authentication adds to the server's configuration.

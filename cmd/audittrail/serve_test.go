@@ -109,6 +109,9 @@ func TestServeParseFlagsErrors(t *testing.T) {
 	}{
 		{nil, nil, "no tokens: give --reader-token and --producer-token"},
 		{[]string{"--reader-token", "r"}, nil, "no tokens"},
+		// Client certificates take their roles from the policy: without
+		// one, no producer could authenticate.
+		{[]string{"--reader-token", "r", "--internal-tls-cert", "c", "--internal-tls-key", "k", "--internal-client-ca", "ca"}, nil, "no tokens"},
 		{[]string{"--reader-token", "same", "--producer-token", "same"}, nil, "must differ"},
 		{[]string{"--reader-token", "same", "--producer-token", "p", "--admin-token", "same"}, nil, "--admin-token must differ from --reader-token"},
 		{[]string{"--reader-token", "r", "--producer-token", "same"}, map[string]string{"AUDITTRAIL_ADMIN_TOKEN": "same"}, "--admin-token must differ from --producer-token"},

@@ -91,3 +91,30 @@ func TestServeTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestServeCertProducersOnly: the reader's token with producers' client
+// certificates (their role from the policy) is enough to start: no
+// producer token is needed when producers authenticate by certificate.
+func TestServeCertProducersOnly(t *testing.T) {
+	ca := testpki.New(t)
+	cert, key := ca.IssueFiles(10, "server", false)
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"bindings": [{"principals": ["services/appstore"], "roles": ["producer"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := testserver.Start(t, "--producer-token", "", "--internal-tls-cert", cert, "--internal-tls-key", key,
+		"--internal-client-ca", ca.File, "--policy", policy)
+	clientCert, clientKey := ca.IssueFiles(20, "appstore", true)
+	out, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", ca.File, "--token", "",
+		"--cert", clientCert, "--key", clientKey, "--sample", "3", "--batch", "3")
+	if err != nil || out != "created 3 of 3 events, 0 failed\n" {
+		t.Fatalf("create with a client certificate: %v\n%s", err, out)
+	}
+	if _, _, err := runCommand(t, "create", "--addr", srv.InternalAddr, "--ca-file", ca.File, "--token", srv.ProducerToken, "--sample", "1"); err == nil {
+		t.Errorf("create with the empty producer token succeeded")
+	}
+	out, _, err = runCommand(t, "search", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--since", "3650d", "-o", "json")
+	if err != nil || strings.Count(out, `"name": "events/`) != 3 {
+		t.Errorf("the reader's search: %v\n%s", err, out)
+	}
+}
