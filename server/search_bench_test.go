@@ -50,8 +50,8 @@ func BenchmarkSearch(b *testing.B) {
 // BenchmarkSearchAudited is BenchmarkSearch with the self-audit records
 // appended durably to an embedded store of their own (a group commit and an
 // fsync per search, as `audittrail serve` does), so that the figures are
-// one search's latency with its write; the answer's encoding overlaps the
-// write (server/answer.go).
+// one search's latency with its write (BenchmarkSearch's figures are the
+// rest of it).
 //
 //	go test ./server -run '^$' -bench '^BenchmarkSearchAudited$' -benchtime 2000x
 func BenchmarkSearchAudited(b *testing.B) {
