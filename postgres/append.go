@@ -73,7 +73,8 @@ const eventColumnsNullable = `coalesce(e.event_time_ns, 0), coalesce(e.seq, 0), 
 // jit_above_cost and the statement spends 25-50 ms compiling itself
 // (measured), more than it takes to run.
 //
-// The guarded form (insertGuardedSQL, every build from migration 0006 on)
+// The guarded form (insertGuardedSQL, Store.guarded: every build from
+// migration 0006 on)
 // also locks schema_compat's row FOR SHARE, which conflicts with the UPDATE
 // of a newer build's migration that raises min_build_version, and stores
 // nothing when the minimum is above this build's schema version ($18): a
@@ -411,7 +412,7 @@ func (s *Store) insertRows(ctx context.Context, fresh []*audittrail.Event) (int6
 		stored       []int64
 	)
 	sql := insertSQL
-	if s.build >= compatMigration {
+	if s.guarded {
 		sql = insertGuardedSQL
 	}
 	err := s.pool.QueryRow(ctx, sql, appendMode, int64(n), ids, times, receives, codes, types, readOnly,
