@@ -24,12 +24,7 @@ import (
 // on the internal one: the CLI over gRPC with a token, a producer by its
 // client certificate alone, REST over HTTP/1.1 and HTTP/2.
 func TestServeTLS(t *testing.T) {
-	ca := testpki.New(t)
-	cert, key := ca.IssueFiles(10, "server", false)
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"bindings": [{"principals": ["services/appstore"], "roles": ["producer"]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca, cert, key, policy := appstorePKI(t)
 	srv := testserver.Start(t, "--public-tls-cert", cert, "--public-tls-key", key,
 		"--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-client-ca", ca.File, "--policy", policy)
 	if !strings.HasPrefix(srv.PublicURL, "https://") || !strings.HasPrefix(srv.InternalURL, "https://") {
@@ -96,12 +91,7 @@ func TestServeTLS(t *testing.T) {
 // certificates (their role from the policy) is enough to start: no
 // producer token is needed when producers authenticate by certificate.
 func TestServeCertProducersOnly(t *testing.T) {
-	ca := testpki.New(t)
-	cert, key := ca.IssueFiles(10, "server", false)
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"bindings": [{"principals": ["services/appstore"], "roles": ["producer"]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca, cert, key, policy := appstorePKI(t)
 	srv := testserver.Start(t, "--producer-token", "", "--internal-tls-cert", cert, "--internal-tls-key", key,
 		"--internal-client-ca", ca.File, "--policy", policy)
 	clientCert, clientKey := ca.IssueFiles(20, "appstore", true)
@@ -117,4 +107,17 @@ func TestServeCertProducersOnly(t *testing.T) {
 	if err != nil || strings.Count(out, `"name": "events/`) != 3 {
 		t.Errorf("the reader's search: %v\n%s", err, out)
 	}
+}
+
+// appstorePKI returns a CA, the server's certificate and key files it
+// issued, and a policy file giving services/appstore (the client
+// certificate ca.IssueFiles(20, "appstore", true) names) the producer role.
+func appstorePKI(t *testing.T) (ca *testpki.CA, cert, key, policy string) {
+	ca = testpki.New(t)
+	cert, key = ca.IssueFiles(10, "server", false)
+	policy = filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"bindings": [{"principals": ["services/appstore"], "roles": ["producer"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ca, cert, key, policy
 }
