@@ -48,19 +48,9 @@ func appendTracked(t *testing.T, s *pebblestore.Store, events []*audittrail.Even
 func TestAppendReleasesContext(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	defer s.Close()
-	g := newGen(7)
-	const callers = 32
-	batches := make([][]*audittrail.Event, callers+1)
-	for i := range batches {
-		batches[i] = g.batch(3)
-	}
-	tracked := make([]weak.Pointer[ctxPayload], callers+1)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() { tracked[i] = appendTracked(t, s, batches[i]) })
-	}
-	wg.Wait()
-	tracked[callers] = appendTracked(t, s, batches[callers])
+	_, tracked := appendGroupedThenLone(newGen(7), func(events []*audittrail.Event) weak.Pointer[ctxPayload] {
+		return appendTracked(t, s, events)
+	})
 	runtime.GC()
 	runtime.GC()
 	for i, w := range tracked {
@@ -68,6 +58,29 @@ func TestAppendReleasesContext(t *testing.T) {
 			t.Errorf("the context of append %d (of %d) is still reachable after it returned", i, len(tracked))
 		}
 	}
+}
+
+// groupedCallers is how many appends of 3 events appendGroupedThenLone
+// runs at once (the writer groups them), before its lone one.
+const groupedCallers = 32
+
+// appendGroupedThenLone runs appendFn for groupedCallers batches of 3
+// events of g at once, then for one more alone, and returns the batches and
+// what each call returned: the writer's groups see concurrent appends, then
+// a lone one.
+func appendGroupedThenLone[T any](g *gen, appendFn func([]*audittrail.Event) T) ([][]*audittrail.Event, []T) {
+	batches := make([][]*audittrail.Event, groupedCallers+1)
+	for i := range batches {
+		batches[i] = g.batch(3)
+	}
+	out := make([]T, groupedCallers+1)
+	var wg sync.WaitGroup
+	for i := range groupedCallers {
+		wg.Go(func() { out[i] = appendFn(batches[i]) })
+	}
+	wg.Wait()
+	out[groupedCallers] = appendFn(batches[groupedCallers])
+	return batches, out
 }
 
 // appendWeak appends events and returns weak pointers to the events of its
@@ -103,20 +116,10 @@ func appendWeak(t *testing.T, s *pebblestore.Store, events []*audittrail.Event) 
 func TestAppendForgetsEvents(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	defer s.Close()
-	g := newGen(8)
-	const callers = 32
-	batches := make([][]*audittrail.Event, callers+1)
-	for i := range batches {
-		batches[i] = g.batch(3)
-	}
-	tracked := make([][]weak.Pointer[audittrail.Event], callers+1)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() { tracked[i] = appendWeak(t, s, batches[i]) })
-	}
-	wg.Wait()
-	last := batches[callers]
-	tracked[callers] = appendWeak(t, s, last)
+	batches, tracked := appendGroupedThenLone(newGen(8), func(events []*audittrail.Event) []weak.Pointer[audittrail.Event] {
+		return appendWeak(t, s, events)
+	})
+	last := batches[groupedCallers]
 	kept := func() (n int) {
 		for _, ws := range tracked {
 			for _, w := range ws {
@@ -135,7 +138,7 @@ func TestAppendForgetsEvents(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of the %d events answered are still reachable after Append returned and the store went quiet", n, 3*(callers+1))
+			t.Fatalf("%d of the %d events answered are still reachable after Append returned and the store went quiet", n, 3*(groupedCallers+1))
 		}
 		time.Sleep(time.Millisecond)
 	}

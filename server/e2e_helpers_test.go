@@ -25,6 +25,15 @@ import (
 
 func TestMain(m *testing.M) { testserver.Main(m) }
 
+// h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC clients do:
+// with a REST request first, its connection goes to net/http (split.go).
+// timeout 0: none.
+func h2cClient(timeout time.Duration) *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: timeout}
+}
+
 // The end-to-end tests run the built binary (internal/testserver) and talk to
 // it over real sockets, REST with net/http and gRPC with the generated
 // client, the way the Python client and producers do.

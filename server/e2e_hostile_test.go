@@ -61,9 +61,7 @@ func TestE2ERequestReadTimeout(t *testing.T) {
 	})
 
 	t.Run("HTTP/2", func(t *testing.T) {
-		var protocols http.Protocols
-		protocols.SetUnencryptedHTTP2(true)
-		c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+		c := h2cClient(30 * time.Second)
 		pr, pw := io.Pipe()
 		defer pw.Close()
 		go fmt.Fprint(pw, `{"filter": {"resourceRegex": "aaaa`)
@@ -319,9 +317,7 @@ func TestE2EAuthBeforeDecoding(t *testing.T) {
 			}
 		})
 		t.Run(l.name+"/gRPC through net/http", func(t *testing.T) {
-			var protocols http.Protocols
-			protocols.SetUnencryptedHTTP2(true)
-			c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+			c := h2cClient(30 * time.Second)
 			// A first request that is not gRPC sends the connection to
 			// net/http (split.go); the calls follow on it.
 			if resp, err := c.Get(l.url + "/healthz"); err != nil {

@@ -20,9 +20,7 @@ import (
 // bounds a hang.
 func TestE2EReadTimeoutThroughNetHTTP(t *testing.T) {
 	srv := testserver.Start(t, "--request-read-timeout", "1s")
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+	c := h2cClient(30 * time.Second)
 	// A REST request first: the connection goes to net/http.
 	if r, err := c.Get(srv.InternalURL + "/healthz"); err != nil || r.StatusCode != http.StatusOK {
 		t.Fatalf("GET /healthz: %v %v", r, err)

@@ -677,9 +677,7 @@ func (r repeatReader) Read(p []byte) (int, error) {
 // tells it from gRPC by its content type.
 func TestE2EHTTP2REST(t *testing.T) {
 	srv := testserver.Start(t)
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	c := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 30 * time.Second}
+	c := h2cClient(30 * time.Second)
 	req, _ := http.NewRequest("POST", srv.PublicURL+"/v1/events:search", strings.NewReader(`{}`))
 	req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
 	resp, err := c.Do(req)

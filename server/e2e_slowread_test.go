@@ -115,9 +115,7 @@ func TestE2EResponseWriteTimeout(t *testing.T) {
 
 	t.Run("HTTP/2", func(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
-		var protocols http.Protocols
-		protocols.SetUnencryptedHTTP2(true)
-		c := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+		c := h2cClient(0)
 		req, _ := http.NewRequest("POST", srv.InternalURL+"/v1/events:search", strings.NewReader(search))
 		req.Header.Set("Authorization", "Bearer "+srv.ReaderToken)
 		resp, err := c.Do(req)
