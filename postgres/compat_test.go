@@ -273,3 +273,67 @@ func TestSchemaGuardRunning(t *testing.T) {
 		t.Errorf("events stored: %d, %v; want the 1 from before the raise", stored, err)
 	}
 }
+
+// TestExcludedReplicaResigns: a replica that leads the verifiable log when
+// a newer build's migration excludes it gives the integrator lock up, so
+// that an upgraded replica integrates and signs; it held the lock (its
+// session) for as long as its process ran, every call of its own refused.
+func TestExcludedReplicaResigns(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Start(t)
+	build := postgres.SchemaVersion()
+	old := mustOpen(t, url)
+	defer old.Close()
+	if lead, err := old.LeadLog(ctx); err != nil || !lead {
+		t.Fatalf("the only replica's LeadLog: %v, %v; want it to lead", lead, err)
+	}
+	upgraded, err := postgres.Open(ctx, postgres.AsBuildForTest(postgres.Config{URL: url, Logger: testLogger(t)}, build+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upgraded.Close()
+	if lead, err := upgraded.LeadLog(ctx); err != nil || lead {
+		t.Fatalf("LeadLog while another replica leads: %v, %v; want false", lead, err)
+	}
+
+	if _, err := connect(t, url).Exec(ctx, "UPDATE schema_compat SET min_build_version = $1", build+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Ping(ctx); audittrail.ErrorCode(err) != audittrail.EUnavailable {
+		t.Fatalf("the old replica's Ping after the raise: %v; want EUnavailable", err)
+	}
+	if lead, err := upgraded.LeadLog(ctx); err != nil || !lead {
+		t.Errorf("the upgraded replica's LeadLog once the old one is excluded: %v, %v; want it to lead", lead, err)
+	}
+	if lead, err := old.LeadLog(ctx); audittrail.ErrorCode(err) != audittrail.EUnavailable || lead {
+		t.Errorf("the excluded replica's LeadLog: %v, %v; want EUnavailable", lead, err)
+	}
+
+	// Nor does its maintenance loop write: the partitions ahead are the
+	// newer build's to create.
+	now := time.Now().UTC()
+	ahead := "events_" + time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 2, 0).Format("2006_01")
+	conn := connect(t, url)
+	exists := func() bool {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname = $1", ahead).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if !exists() {
+		t.Fatalf("partition %s missing after Open", ahead)
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE "+ahead); err != nil {
+		t.Fatal(err)
+	}
+	old.PartitionTurnForTest()
+	if exists() {
+		t.Errorf("the excluded replica's partition check created %s", ahead)
+	}
+	upgraded.PartitionTurnForTest()
+	if !exists() {
+		t.Errorf("the upgraded replica's partition check did not create %s", ahead)
+	}
+}

@@ -80,6 +80,10 @@ func (s *Store) InsertGroupsForTest() (groups, taken int64, waiting int) {
 	return s.inserts.groups, s.inserts.taken, len(s.inserts.waiting)
 }
 
+// PartitionTurnForTest runs the hourly partition check of the store's
+// maintenance loop once.
+func (s *Store) PartitionTurnForTest() { s.partitionTurn() }
+
 // AsBuildForTest makes Open act as a build whose newest migration is
 // version: it applies migrations 1 to version only, and checks the
 // database's minimum build version against it.

@@ -40,6 +40,11 @@ func (s *Store) exclude(minBuild int) error {
 	if s.excluded.CompareAndSwap(nil, &err) {
 		s.log.Error("postgres: the database no longer admits this build; every operation fails until it is upgraded",
 			"min_build_version", minBuild, "build_version", s.build)
+		// The integrator lock's session outlives the store's operations
+		// (LeadLog refuses at enter and never reaches it): held, it
+		// would keep every upgraded replica from integrating and signing
+		// the log until this process ends. TestExcludedReplicaResigns.
+		s.ResignLog()
 	}
 	return *s.excluded.Load()
 }

@@ -296,19 +296,37 @@ func (s *Store) maintain() {
 		case <-s.stop:
 			return
 		case <-c.C:
-			ctx, cancel := context.WithTimeout(s.life, cutoffRefresh)
-			if err := s.loadCutoff(ctx); err != nil && s.life.Err() == nil {
-				s.recoverFrom(err)
-				_ = s.fail(ctx, "reading the retention cutoff", err) // logs it
-			}
-			cancel()
+			s.cutoffTurn()
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			if err := s.ensurePartitions(ctx); err != nil {
-				s.log.Warn("postgres: creating partitions ahead failed; will retry in an hour", "err", err)
-			}
-			cancel()
+			s.partitionTurn()
 		}
+	}
+}
+
+// cutoffTurn reads the retention cutoff another replica may have moved.
+func (s *Store) cutoffTurn() {
+	if s.excluded.Load() != nil {
+		return // a newer build's schema: this build leaves the database alone
+	}
+	ctx, cancel := context.WithTimeout(s.life, cutoffRefresh)
+	defer cancel()
+	if err := s.loadCutoff(ctx); err != nil && s.life.Err() == nil {
+		s.recoverFrom(err)
+		_ = s.fail(ctx, "reading the retention cutoff", err) // logs it
+	}
+}
+
+// partitionTurn creates the partitions ahead (the hourly check), unless a
+// newer build's migration excluded this one: the partitions then follow
+// that build's rules, not this one's (TestExcludedReplicaResigns).
+func (s *Store) partitionTurn() {
+	if s.excluded.Load() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := s.ensurePartitions(ctx); err != nil {
+		s.log.Warn("postgres: creating partitions ahead failed; will retry in an hour", "err", err)
 	}
 }
 
