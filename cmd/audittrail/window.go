@@ -37,7 +37,7 @@ leaf hashes are then proven in their place and reported on stderr.
 It needs an auditor's token; every page read is a self-audit event.
 
 Examples:
-  curl -s -H "Authorization: Bearer $READER" http://127.0.0.1:8080/v1/log/checkpoint | jq -r .checkpoint > monday.cp
+  curl -s -H "Authorization: Bearer $READER" http://127.0.0.1:8080/v1/log/checkpoint | jq -j .checkpoint > monday.cp
   audittrail window --log-key log-verification.key monday.cp tuesday.cp -o jsonl > monday.jsonl
 
 Exit status: 0 proven, 1 not proven (the message says why) or another error,
