@@ -72,6 +72,26 @@ func commands(stdout, stderr io.Writer) map[string]command {
 	}
 }
 
+// versionUsage is the help of "version", which main handles itself (it has
+// no flags, so no flag set to print them).
+const versionUsage = `usage: audittrail version
+
+Prints the build's version and its PostgreSQL schema version, two lines:
+
+  audittrail VERSION
+  postgres schema version N
+
+VERSION is the one set at build time (go build -ldflags
+"-X main.version=v1.2.3"), else the module version of the build, else
+"dev"; GET /version of a server answers the same. N is the number of the
+build's newest PostgreSQL migration, which a database's
+minimum build version is compared with (docs/postgres.md, "Upgrades").
+
+Exit status: 0, or 2 when given an argument.
+`
+
+func isHelpArg(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
 // programName is how the examples that serve --dev prints call this
 // program: as it was started (./bin/audittrail after make run), so that
 // they run when copied; "audittrail" in tests.
@@ -93,6 +113,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name, rest := args[0], args[1:]
 	switch name {
 	case "version", "-version", "--version":
+		if len(rest) > 0 {
+			if isHelpArg(rest[0]) {
+				fmt.Fprint(stdout, versionUsage)
+				return 0
+			}
+			fmt.Fprintf(stderr, "audittrail version: unexpected argument %q (see -h)\n", rest[0])
+			return 2
+		}
 		// The schema version: the newest PostgreSQL migration of the
 		// build, which a database's minimum build version is compared
 		// with (docs/postgres.md, "Upgrades").
@@ -100,8 +128,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "help", "-h", "-help", "--help":
 		// "help -h" is "<command> -h" for the command help: its help.
-		if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help" {
+		if len(rest) == 0 || rest[0] == "help" || isHelpArg(rest[0]) {
 			fmt.Fprint(stdout, mainUsage)
+			return 0
+		}
+		if rest[0] == "version" {
+			fmt.Fprint(stdout, versionUsage)
 			return 0
 		}
 		c, ok := cmds[rest[0]]

@@ -295,6 +295,30 @@ func TestServePortInUse(t *testing.T) {
 	}
 }
 
+// TestHelpOfEveryCommand: each command the main help lists answers "help
+// <command>" and "<command> -h" with its own usage, as the main help says.
+func TestHelpOfEveryCommand(t *testing.T) {
+	_, list, _ := strings.Cut(mainUsage, "Commands:\n")
+	list, _, _ = strings.Cut(list, "\n\n")
+	n := 0
+	for line := range strings.SplitSeq(list, "\n") {
+		name := strings.Fields(line)[0]
+		if name == "help" {
+			continue
+		}
+		n++
+		for _, args := range [][]string{{"help", name}, {name, "-h"}} {
+			var out, errs bytes.Buffer
+			if code := run(t.Context(), args, &out, &errs); code != 0 || !strings.HasPrefix(out.String(), "usage:") || !regexp.MustCompile(`\baudittrail `+name+`\b`).MatchString(out.String()) {
+				t.Errorf("run(%q) = %d\nstdout: %s\nstderr: %s\nwant 0 and the usage of %s", args, code, out.String(), errs.String(), name)
+			}
+		}
+	}
+	if n < 12 {
+		t.Errorf("the main help lists %d commands besides help, want 12", n)
+	}
+}
+
 func TestRunDispatch(t *testing.T) {
 	// run reads the real environment: keep a developer's settings out.
 	for _, v := range serveEnv {
@@ -310,6 +334,10 @@ func TestRunDispatch(t *testing.T) {
 		{[]string{"help", "serve"}, 0, "--data-dir", ""},
 		{[]string{"help", "-h"}, 0, "Commands:", ""},
 		{[]string{"help", "help"}, 0, "Commands:", ""},
+		// Every command the main help lists has a help of its own.
+		{[]string{"help", "version"}, 0, "usage: audittrail version\n", ""},
+		{[]string{"version", "-h"}, 0, "usage: audittrail version\n", ""},
+		{[]string{"version", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"serve", "-h"}, 0, "AUDITTRAIL_READER_TOKEN", ""},
 		{nil, 2, "", "usage: audittrail"},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
