@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -221,6 +222,11 @@ func openCheckpointFile(keyFile, policyFile, file string) (*merkle.Checkpoint, e
 	}
 	cp, err := merkle.OpenCheckpoint(msg, v)
 	if err != nil {
+		if bytes.HasSuffix(msg, []byte("\n\n")) {
+			// The signed note already ends with a newline; a tool that
+			// adds one (jq -r, echo "$cp") leaves an empty last line.
+			return nil, fmt.Errorf("%s: %w: %w (the file ends with an empty line: save the checkpoint's text exactly as the server returns it, e.g. with jq -j, not jq -r)", file, errVerify, err)
+		}
 		return nil, fmt.Errorf("%s: %w: %w", file, errVerify, err)
 	}
 	return cp, nil

@@ -101,6 +101,11 @@ func TestVerifiableLogEndToEnd(t *testing.T) {
 	}
 	bad := bytes.Replace(note2, []byte("\n"+fmt.Sprint(cp2.Size)+"\n"), []byte("\n"+fmt.Sprint(cp2.Size+1)+"\n"), 1)
 	verify(1, "checkpoint", "--key", keyFile, write("bad-cp", bad))
+	// A checkpoint saved with a newline after its own (curl | jq -r
+	// .checkpoint) is refused, saying why.
+	if out := verify(1, "checkpoint", "--key", keyFile, write("jq-r-cp", append(bytes.Clone(note2), '\n'))); !strings.Contains(out, "the file ends with an empty line") {
+		t.Errorf("verify checkpoint of a file with an empty last line printed %q", out)
+	}
 
 	// Consistency of the two checkpoints.
 	cons, err := m.Log.ConsistencyProof(cp1.Size, cp2.Size)
