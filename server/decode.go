@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -94,6 +95,9 @@ func (m requestJSON) decode(data []byte, msg proto.Message) error {
 		return nil
 	}
 	if err := m.lenient.Unmarshal(data, msg); err != nil {
+		if e := loneSurrogate(m.lenient, data, msg, err); e != nil {
+			return e
+		}
 		return namingField(data, msg.ProtoReflect().Descriptor(), err)
 	}
 	var tree any
@@ -180,6 +184,83 @@ func unknownEnumInValue(val any, fd protoreflect.FieldDescriptor, path string) e
 	}
 	return nil
 }
+
+// loneSurrogate returns the error of a body with a string that holds a \u
+// escape of half a UTF-16 surrogate pair (\uD800 to \uDFFF) without the
+// other half, which is no character; nil for any other error (err,
+// protojson's). protojson reads the six bytes after such an escape for the
+// other half: it then says `invalid escape code "\", \"ac" in string` of
+// whatever follows, and when the body ends within those six bytes (a lone
+// surrogate in its last string) a bare "unexpected EOF", which names neither
+// the field nor the fault. That is the only way it fails so on JSON that is
+// whole (json.Valid), so such a body is decoded again with room after it,
+// to find where.
+func loneSurrogate(opts protojson.UnmarshalOptions, data []byte, msg proto.Message, err error) error {
+	buf := data
+	if protojsonEOF.MatchString(err.Error()) && json.Valid(data) {
+		buf = append(bytes.Clone(data), "      "...)
+		if err = opts.Unmarshal(buf, msg); err == nil {
+			return nil
+		}
+	}
+	m := protojsonPosition.FindStringSubmatch(err.Error())
+	if m == nil || !strings.HasPrefix(m[3], "invalid escape code") {
+		return nil
+	}
+	line, _ := strconv.Atoi(m[1])
+	col, _ := strconv.Atoi(m[2])
+	off := byteOffset(buf, line, col)
+	if off < 0 || !hasLoneSurrogate(buf[off:]) {
+		return nil
+	}
+	where := "a string"
+	if path := jsonPathAt(buf, off, msg.ProtoReflect().Descriptor()); path != "" {
+		where = path
+	}
+	return fmt.Errorf("%s (line %s:%s): a \\u escape of half a UTF-16 surrogate pair (\\uD800 to \\uDFFF) without its other half is not a character", where, m[1], m[2])
+}
+
+// hasLoneSurrogate reports whether the JSON string at the start of s (its
+// opening quote) has a \u escape of a surrogate that is not half of a pair.
+func hasLoneSurrogate(s []byte) bool {
+	hex4 := func(b []byte) (rune, bool) {
+		if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[2:6]), 16, 16)
+		return rune(v), err == nil
+	}
+	if len(s) == 0 || s[0] != '"' {
+		return false
+	}
+	for i := 1; i < len(s); {
+		switch s[i] {
+		case '"':
+			return false
+		case '\\':
+			r, ok := hex4(s[i:])
+			if !ok {
+				i += 2
+				continue
+			}
+			i += 6
+			if !utf16.IsSurrogate(r) {
+				continue
+			}
+			if r2, ok := hex4(s[i:]); ok && r < 0xDC00 && r2 >= 0xDC00 && r2 <= 0xDFFF {
+				i += 6
+				continue
+			}
+			return true
+		default:
+			i++
+		}
+	}
+	return false
+}
+
+// protojsonEOF matches protojson's error for a body that ends too soon.
+var protojsonEOF = regexp.MustCompile(`^proto:[\s\x{00a0}]+unexpected EOF$`)
 
 // namingField puts the path of the field a protojson error is about in
 // front of its message: `filter.start_event_time (line 1:28): invalid

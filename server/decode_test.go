@@ -29,6 +29,17 @@ func TestDecodeErrorNamesField(t *testing.T) {
 		{`{"requests": [{"eventId": "x"}, {"event": {"status": {"code": "bad"}}}]}`, batch, `requests[1].event.status.code (line 1:`},
 		{`{"filter": 3}`, search, `filter (line 1:12): unexpected token 3`},
 		{`{"filter": {}, "filter": {}}`, search, `filter (line 1:16): duplicate field`},
+		// Half a UTF-16 surrogate pair in the body's last string: protojson
+		// says only "unexpected EOF".
+		{`{"filter": {"principalExact": "\uD800"}}`, search, `filter.principal_exact (line 1:31): a \u escape of half a UTF-16 surrogate pair (\uD800 to \uDFFF) without its other half is not a character`},
+		{`{"filter": {"metadataExact": {"k": "x\udc00"}}}`, search, `filter.metadata_exact["k"] (line 1:36): a \u escape of half a UTF-16 surrogate pair`},
+		{`{"requests": [{"event": {"metadata": {"k": "\uDBFF"}}}]}`, batch, `requests[0].event.metadata["k"] (line 1:44): a \u escape of half a UTF-16 surrogate pair`},
+		// Elsewhere protojson names the six bytes after it as an escape.
+		{`{"filter": {"principalExact": "\uDC00\uD800", "actionExact": "abc"}}`, search, `filter.principal_exact (line 1:31): a \u escape of half`},
+		{`{"filter": {"principalExact": "\\\uD800", "actionExact": "abc"}}`, search, `filter.principal_exact (line 1:31): a \u escape of half a UTF-16 surrogate pair`},
+		// A pair, and an escaped backslash before "uD800", are characters.
+		{`{"filter": {"principalExact": "\uD800\uDC00"}, "pageSize": "x"}`, search, `page_size (line 1:`},
+		{`{"filter": {"principalExact": "\\uD800"}, "pageSize": "x"}`, search, `page_size (line 1:`},
 		// Not placed: protojson's own message.
 		{`{"filter": }`, search, `proto: syntax error (line 1:12): unexpected token }`},
 		{`[1]`, search, `proto: syntax error (line 1:1): unexpected token [`},

@@ -390,6 +390,8 @@ func TestE2EErrorsREST(t *testing.T) {
 		{"missing event_source", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1"}`), 400, 3, "event.event_source is required"},
 		{"missing principal", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "sourceIpAddress": "1.1.1.1"}`), 400, 3, "event.principal is required"},
 		{"bad metadata key", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1", "metadata": {"Bad-Key": "v"}}`), 400, 3, "event.metadata key"},
+		{"lone surrogate in a search's last string", search(`{"filter": {"principalExact": "\uD800"}}`), 400, 3, `filter.principal_exact (line 1:31): a \u escape of half a UTF-16 surrogate pair (\uD800 to \uDFFF) without its other half is not a character`},
+		{"lone surrogate in a create's last string", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "1.1.1.1", "metadata": {"k": "\udc00"}}`), 400, 3, `metadata["k"] (line 1:`},
 		{"bad source IP", create(newID(), `{"eventTime": "2026-01-01T00:00:00Z", "eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "nowhere"}`), 400, 3, "event.source_ip_address"},
 		{"unknown path", call(t, "GET", srv.PublicURL+"/v2/nothing", srv.ReaderToken, ""), 404, 5, "Not Found"},
 		{"unknown path internal", call(t, "POST", srv.InternalURL+"/v1/events:frobnicate", srv.ProducerToken, "{}"), 404, 5, "Not Found"},
