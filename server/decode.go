@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -57,10 +58,25 @@ func (m requestJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		// after it in the body is ignored, as there).
 		var raw json.RawMessage
 		if err := d.Decode(&raw); err != nil {
-			return err
+			return bodyJSONError(err)
 		}
 		return m.decode(raw, msg)
 	})
+}
+
+// bodyJSONError says what is wrong with a body that is not JSON, where
+// encoding/json's errors say "unexpected EOF" for a body cut short and
+// "invalid character '}' looking for beginning of value" without where.
+// Other errors (the body's size limit, its read timeout) pass as they are.
+func bodyJSONError(err error) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("the request body is not whole JSON: it ends inside a value")
+	case errors.As(err, &syntax):
+		return fmt.Errorf("the request body is not valid JSON: %v, at byte %d", syntax, syntax.Offset)
+	}
+	return err
 }
 
 // protoTarget returns the message v is, or that v points to: the gateway
