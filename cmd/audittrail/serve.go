@@ -49,8 +49,8 @@ listeners, each serving gRPC and REST on one port:
             documents (the REST create paths answer 405, gRPC create
             UNIMPLEMENTED)
   internal  CreateEvent, BatchCreateEvents, SearchEvents, the verifiable
-            log, API tokens and backups (AdminService), /healthz, /readyz,
-            /metrics
+            log, API tokens and backups (AdminService), GET /version,
+            /healthz, /readyz, /metrics
 
 Requests authenticate with "Authorization: Bearer <token>": the reader token
 may search, the producer token may create, the admin token may manage API
