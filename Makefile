@@ -13,7 +13,7 @@ BUF_VERSION := v1.75.0
 # race. Longer runs: make fuzz FUZZTIME=5m, or FUZZTIME=1000000x.
 FUZZTIME  ?= 20000x
 
-.PHONY: run build test go-test race fuzz python-test generate check-generate lint bench clean
+.PHONY: run build test go-test race fuzz python-test generate check-generate lint bench clean keycloak
 
 
 ## run: start the service on the embedded store in dev mode (data in .data/)
@@ -29,15 +29,34 @@ build:
 test: build check-generate lint go-test fuzz python-test
 
 # AUDITTRAIL_REQUIRE_POSTGRES turns "PostgreSQL not installed" from a skip
-# into a failure: `make test` never skips the PostgreSQL store.
-go-test:
-	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 20m ./...
+# into a failure: `make test` never skips the PostgreSQL store. Likewise
+# AUDITTRAIL_REQUIRE_KEYCLOAK for the Keycloak forwarder's end-to-end tests,
+# which run the distribution that `make keycloak` unpacks.
+KCTEST_ENV = AUDITTRAIL_REQUIRE_POSTGRES=1 AUDITTRAIL_REQUIRE_KEYCLOAK=1 AUDITTRAIL_KEYCLOAK_HOME=$(KEYCLOAK_HOME)
+go-test: keycloak
+	$(KCTEST_ENV) $(GO) test -count=1 -timeout 20m ./...
+
+## keycloak: download the Keycloak distribution of the forwarder's tests once (Maven, checksum
+## checked against the repository's .sha1) and unpack it into .cache/keycloak (needs mvn and Java 17+)
+KEYCLOAK_VERSION := 26.5.6
+KEYCLOAK_ARTIFACT := org.keycloak:keycloak-quarkus-dist:$(KEYCLOAK_VERSION):zip
+KEYCLOAK_M2 := $(CURDIR)/.cache/m2
+KEYCLOAK_ZIP := $(KEYCLOAK_M2)/org/keycloak/keycloak-quarkus-dist/$(KEYCLOAK_VERSION)/keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
+KEYCLOAK_HOME := $(CURDIR)/.cache/keycloak/keycloak-$(KEYCLOAK_VERSION)
+keycloak: $(KEYCLOAK_HOME)/bin/kc.sh
+$(KEYCLOAK_HOME)/bin/kc.sh:
+	mvn -q -B -C -Dmaven.repo.local=$(KEYCLOAK_M2) \
+	  org.apache.maven.plugins:maven-dependency-plugin:3.6.1:get -Dartifact=$(KEYCLOAK_ARTIFACT) -Dtransitive=false
+	test "$$(sha1sum < $(KEYCLOAK_ZIP) | cut -d' ' -f1)" = "$$(cut -c1-40 $(KEYCLOAK_ZIP).sha1)"
+	rm -rf $(KEYCLOAK_HOME) && mkdir -p $(dir $(KEYCLOAK_HOME))
+	unzip -q $(KEYCLOAK_ZIP) -d $(dir $(KEYCLOAK_HOME))
+	touch $@
 
 ## race: every Go test under the race detector, the servers of the end-to-end tests built with it too
 ## (internal/testserver), then the Python suites against a server built with it (a race it reports
 ## fails them); about 40 minutes on 2 cores, so not part of `make test`.
-race:
-	AUDITTRAIL_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 -timeout 90m ./...
+race: keycloak
+	$(KCTEST_ENV) $(GO) test -race -count=1 -timeout 90m ./...
 	GOFLAGS=-race $(MAKE) python-test BIN=bin/audittrail-race
 
 # Each fuzz target runs briefly; `go test -fuzz` takes one target per run.
