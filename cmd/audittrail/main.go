@@ -1,6 +1,6 @@
 // Command audittrail is the audit trail service and its command-line client:
 // "serve" runs the server; "search", "create", "token", "backup", "mirror",
-// "window" and "tail" talk to a running one; "verify" and "keygen" work
+// "window", "tail" and "keycloak" talk to a running one; "verify" and "keygen" work
 // offline (mainUsage lists them).
 package main
 
@@ -42,6 +42,7 @@ Commands:
   mirror    keep a verified copy of a running server's log in a directory
   window    print the events between two signed checkpoints, proven complete
   tail      follow a running server's log: print each new event once proven (for a SIEM)
+  keycloak  forward a Keycloak realm's user and admin events to a running server (internal listener)
   keygen    create a signing key for the verifiable log (a new log, a key rotation)
   witness   run a witness that cosigns logs' checkpoints (c2sp.org/tlog-witness)
   version   print the version
@@ -58,17 +59,18 @@ type command interface {
 
 func commands(stdout, stderr io.Writer) map[string]command {
 	return map[string]command{
-		"serve":   &ServeCommand{Stdout: stdout, Stderr: stderr},
-		"search":  &SearchCommand{Stdout: stdout, Stderr: stderr},
-		"create":  &CreateCommand{Stdout: stdout, Stderr: stderr},
-		"token":   &TokenCommand{Stdout: stdout, Stderr: stderr},
-		"verify":  &VerifyCommand{Stdout: stdout, Stderr: stderr},
-		"backup":  &BackupCommand{Stdout: stdout, Stderr: stderr},
-		"mirror":  &MirrorCommand{Stdout: stdout, Stderr: stderr},
-		"window":  &WindowCommand{Stdout: stdout, Stderr: stderr},
-		"tail":    &TailCommand{Stdout: stdout, Stderr: stderr},
-		"keygen":  &KeygenCommand{Stdout: stdout, Stderr: stderr},
-		"witness": &WitnessCommand{Stdout: stdout, Stderr: stderr},
+		"serve":    &ServeCommand{Stdout: stdout, Stderr: stderr},
+		"search":   &SearchCommand{Stdout: stdout, Stderr: stderr},
+		"create":   &CreateCommand{Stdout: stdout, Stderr: stderr},
+		"token":    &TokenCommand{Stdout: stdout, Stderr: stderr},
+		"verify":   &VerifyCommand{Stdout: stdout, Stderr: stderr},
+		"backup":   &BackupCommand{Stdout: stdout, Stderr: stderr},
+		"mirror":   &MirrorCommand{Stdout: stdout, Stderr: stderr},
+		"window":   &WindowCommand{Stdout: stdout, Stderr: stderr},
+		"tail":     &TailCommand{Stdout: stdout, Stderr: stderr},
+		"keycloak": &KeycloakCommand{Stdout: stdout, Stderr: stderr},
+		"keygen":   &KeygenCommand{Stdout: stdout, Stderr: stderr},
+		"witness":  &WitnessCommand{Stdout: stdout, Stderr: stderr},
 	}
 }
 

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/internal/flock"
+	"github.com/audittrail/audittrail/keycloak"
+)
+
+// KeycloakCommand implements "audittrail keycloak": it forwards a Keycloak
+// realm's user and admin events to a server's internal listener (package
+// keycloak).
+type KeycloakCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+const keycloakSynopsis = `usage: audittrail keycloak --keycloak-url URL --realm REALM --client-id ID --state FILE [--once] [flags]
+
+Forwards a Keycloak realm's events to the audit trail: the user events
+(LOGIN, LOGIN_ERROR, LOGOUT, CODE_TO_TOKEN, ...) and the admin events
+(changes made through the admin API or console: CREATE, UPDATE, DELETE,
+ACTION of a user, a client, a role, ...). It reads them through Keycloak's
+admin REST API, as a confidential client of the realm (client credentials)
+whose service account has realm-management's view-events role, converts
+each to an audit event (docs/configuration.md, "Keycloak events", has the
+mapping) and creates them on the server's internal listener, as a producer.
+The realm must record them: "Save events" and "Save admin events" in its
+realm settings (Keycloak keeps them until their expiration, if one is set).
+
+FILE keeps, for each kind, the time of the newest event forwarded, replaced
+once the server has acknowledged a batch: a restarted forwarder goes on from
+there. Without FILE, it starts with the oldest event Keycloak holds. Each
+poll reads again from --overlap before that time, since Keycloak's events
+of one moment may be stored out of order: an event read twice has the same
+id and content both times, and the server keeps one. FILE.lock keeps a second
+forwarder off the same FILE. An event that Keycloak's expiration deleted
+before it was read is not forwarded: keep the expiration well above the
+time the forwarder may be down.
+
+Network errors and refusals of Keycloak or the server are reported on stderr
+and the poll is tried again at the next interval, from the same place: what
+was not acknowledged is read again. With --once, they end the command with
+exit status 1.
+
+The client secret comes from --client-secret-file, or the environment
+(AUDITTRAIL_KEYCLOAK_CLIENT_SECRET), or --client-secret (visible to other
+users of the machine in the process list).
+
+Examples:
+  AUDITTRAIL_KEYCLOAK_CLIENT_SECRET=... audittrail keycloak --keycloak-url https://keycloak.example.com \
+      --realm acme --client-id audittrail-forwarder --state /var/lib/audittrail-keycloak/acme.state
+  audittrail keycloak --keycloak-url http://127.0.0.1:8080 --realm acme --client-id audittrail-forwarder \
+      --client-secret-file secret --state acme.state --once
+
+Exit status: 0 stopped by a signal or, with --once, after one poll; 1 an
+error; 2 bad usage.
+
+Environment: AUDITTRAIL_INTERNAL_ADDR (--addr), AUDITTRAIL_PRODUCER_TOKEN or
+AUDITTRAIL_TOKEN (--token), AUDITTRAIL_KEYCLOAK_URL (--keycloak-url),
+AUDITTRAIL_KEYCLOAK_CLIENT_SECRET (the client secret).
+`
+
+type keycloakFlags struct {
+	connFlags
+	keycloakURL, realm, clientID   string
+	clientSecret, clientSecretFile string
+	state, eventSource, kinds      string
+	interval, overlap              time.Duration
+	once                           bool
+}
+
+func newKeycloakFlags(f *keycloakFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("keycloak", flag.ContinueOnError)
+	fs.StringVar(&f.addr, "addr", envDefault("127.0.0.1:8081", "AUDITTRAIL_INTERNAL_ADDR"), "`host:port` of the server's internal listener")
+	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_PRODUCER_TOKEN", "AUDITTRAIL_TOKEN"), "bearer `token` of a producer")
+	f.addTLSFlags(fs)
+	fs.StringVar(&f.keycloakURL, "keycloak-url", envDefault("", "AUDITTRAIL_KEYCLOAK_URL"), "Keycloak's base `URL` (with its path prefix, if it has one)")
+	fs.StringVar(&f.realm, "realm", "", "the `realm` whose events are forwarded")
+	fs.StringVar(&f.clientID, "client-id", "", "`client id` of a confidential client of the realm whose service account has realm-management's view-events role")
+	fs.StringVar(&f.clientSecret, "client-secret", "", "the client's `secret` (prefer --client-secret-file or AUDITTRAIL_KEYCLOAK_CLIENT_SECRET)")
+	fs.StringVar(&f.clientSecretFile, "client-secret-file", "", "`file` holding the client's secret")
+	fs.StringVar(&f.state, "state", "", "`file` keeping the time of the newest event forwarded, per kind (created when missing)")
+	fs.StringVar(&f.eventSource, "event-source", keycloak.DefaultEventSource, "event_source of the events created")
+	fs.StringVar(&f.kinds, "kinds", "user,admin", "the kinds of events forwarded: user, admin, or both (comma-separated)")
+	fs.DurationVar(&f.interval, "interval", 30*time.Second, "time between polls")
+	fs.DurationVar(&f.overlap, "overlap", keycloak.DefaultOverlap, "how far before the newest event forwarded each poll reads again")
+	fs.BoolVar(&f.once, "once", false, "poll once and exit")
+	return fs
+}
+
+// Usage returns the help text.
+func (c *KeycloakCommand) Usage() string {
+	return usageText(keycloakSynopsis, newKeycloakFlags(&keycloakFlags{}))
+}
+
+// Run runs the command with the arguments after "keycloak".
+func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
+	var f keycloakFlags
+	fs := newKeycloakFlags(&f)
+	if err := parseFlags(fs, args, c.Usage(), c.Stdout); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	kinds, err := parseKinds(f.kinds)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErrorf("unexpected argument %q (see -h)", fs.Arg(0))
+	case f.keycloakURL == "":
+		return usageErrorf("give Keycloak's URL with --keycloak-url")
+	case f.realm == "":
+		return usageErrorf("give the realm with --realm")
+	case f.clientID == "":
+		return usageErrorf("give the client id with --client-id")
+	case f.state == "":
+		return usageErrorf("give the state file with --state (it keeps the position across restarts)")
+	case f.interval <= 0:
+		return usageErrorf("--interval %s: give a positive interval", f.interval)
+	case f.overlap < 0:
+		return usageErrorf("--overlap %s: give a duration of 0 or more", f.overlap)
+	case f.eventSource == "":
+		return usageErrorf("--event-source: give a non-empty event source")
+	case len(f.eventSource) > audittrail.MaxFieldLen:
+		return usageErrorf("--event-source is %d bytes long, the limit is %d", len(f.eventSource), audittrail.MaxFieldLen)
+	}
+	if u, err := url.Parse(f.keycloakURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usageErrorf("--keycloak-url %q: give an http or https URL, such as https://keycloak.example.com", f.keycloakURL)
+	}
+	secret, err := f.secret()
+	if err != nil {
+		return err
+	}
+	unlock, err := flock.Lock(f.state + ".lock")
+	if errors.Is(err, flock.ErrLocked) {
+		return fmt.Errorf("%s: another forwarder is running with this state file", f.state)
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	state, err := keycloak.LoadState(f.state, f.keycloakURL, f.realm)
+	if err != nil {
+		return err
+	}
+	cl, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fw := &keycloak.Forwarder{
+		Reader:    &keycloak.Reader{URL: f.keycloakURL, Realm: f.realm, ClientID: f.clientID, ClientSecret: secret},
+		Converter: keycloak.Converter{Realm: f.realm, EventSource: f.eventSource},
+		Create:    cl.BatchCreateEvents,
+		Kinds:     kinds,
+		Overlap:   f.overlap,
+		State:     state,
+		Save:      func(s *keycloak.State) error { return s.Save(f.state) },
+		Warn:      func(msg string) { fmt.Fprintf(c.Stderr, "audittrail keycloak: %s\n", msg) },
+	}
+	for {
+		counts, err := fw.Poll(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopped by a signal: what was not acknowledged is read again at the next start
+		case err != nil && f.once:
+			return pollError(err)
+		case err != nil:
+			fmt.Fprintf(c.Stderr, "audittrail keycloak: %v (trying again in %s)\n", pollError(err), f.interval)
+		}
+		if f.once || counts[keycloak.KindUser]+counts[keycloak.KindAdmin] > 0 {
+			fmt.Fprintf(c.Stdout, "%s\n", summary(kinds, counts, state))
+		}
+		if f.once {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.interval):
+		}
+	}
+}
+
+// pollError makes the service's errors readable (its message, not its Go
+// form).
+func pollError(err error) error {
+	var ae *audittrail.Error
+	if errors.As(err, &ae) {
+		return fmt.Errorf("the audit trail: %s (%s)", ae.Message, ae.Code)
+	}
+	return err
+}
+
+// summary is the line printed after a poll: the events read and
+// acknowledged (read again ones included), and the cursors.
+func summary(kinds []keycloak.Kind, counts map[keycloak.Kind]int, s *keycloak.State) string {
+	var parts []string
+	for _, k := range kinds {
+		p := fmt.Sprintf("%d %s events", counts[k], k)
+		if c, ok := s.Cursors[k]; ok {
+			p += " (up to " + time.UnixMilli(c).UTC().Format(time.RFC3339Nano) + ")"
+		}
+		parts = append(parts, p)
+	}
+	return "forwarded " + strings.Join(parts, ", ")
+}
+
+func parseKinds(s string) ([]keycloak.Kind, error) {
+	var kinds []keycloak.Kind
+	for _, p := range strings.Split(s, ",") {
+		k := keycloak.Kind(strings.TrimSpace(p))
+		switch {
+		case k != keycloak.KindUser && k != keycloak.KindAdmin:
+			return nil, usageErrorf("--kinds %q: %q is not a kind; give user, admin, or user,admin", s, k)
+		case slices.Contains(kinds, k):
+			return nil, usageErrorf("--kinds %q: %s is given twice", s, k)
+		}
+		kinds = append(kinds, k)
+	}
+	return kinds, nil
+}
+
+// secret returns the client secret: from --client-secret-file, the
+// environment or --client-secret, exactly one of them.
+func (f *keycloakFlags) secret() (string, error) {
+	env := os.Getenv("AUDITTRAIL_KEYCLOAK_CLIENT_SECRET")
+	n := 0
+	for _, s := range []string{f.clientSecret, f.clientSecretFile, env} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return "", usageErrorf("give the client secret with --client-secret-file, AUDITTRAIL_KEYCLOAK_CLIENT_SECRET or --client-secret")
+	case n > 1:
+		return "", usageErrorf("give the client secret once: --client-secret-file, AUDITTRAIL_KEYCLOAK_CLIENT_SECRET or --client-secret")
+	case f.clientSecretFile != "":
+		b, err := os.ReadFile(f.clientSecretFile)
+		if err != nil {
+			return "", usageErrorf("--client-secret-file: %v", err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", usageErrorf("--client-secret-file %s is empty", f.clientSecretFile)
+		}
+		return s, nil
+	case env != "":
+		return env, nil
+	}
+	return f.clientSecret, nil
+}

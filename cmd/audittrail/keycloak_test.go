@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audittrail/audittrail"
+	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/kctest"
+	"github.com/audittrail/audittrail/internal/testserver"
+	"github.com/audittrail/audittrail/keycloak"
+)
+
+// TestKeycloakCommand forwards the events of a realm of a real Keycloak
+// (package kctest: one per test binary) to the real server with
+// "audittrail keycloak --once": a password login, a failed one and the
+// creation of users arrive with Keycloak's user ids, times and addresses;
+// forwarding again adds nothing (every event is read again within the
+// overlap); new events add exactly those; and with the server down the
+// forwarder fails, keeps its state, and forwards what it could not once the
+// server is back.
+func TestKeycloakCommand(t *testing.T) {
+	kc := kctest.Shared(t)
+	t.Logf("Keycloak started in %s", kc.StartTime)
+	srv := testserver.Start(t)
+	realm := kc.NewRealm(t) // admin events: two clients and the user created
+	began := time.Now()
+	if code := realm.Login(t, realm.Username, realm.Password); code != http.StatusOK {
+		t.Fatalf("login: HTTP %d", code)
+	}
+	if code := realm.Login(t, realm.Username, "not-the-password"); code != http.StatusUnauthorized {
+		t.Fatalf("login with a wrong password: HTTP %d", code)
+	}
+	bobID := realm.CreateUser(t, "bob", "bob-password")
+
+	dir := t.TempDir()
+	state := filepath.Join(dir, "acme.state")
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(realm.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := func() []string {
+		return []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken,
+			"--keycloak-url", kc.URL, "--realm", realm.Name, "--client-id", realm.ClientID,
+			"--client-secret-file", secretFile, "--state", state, "--once"}
+	}
+	auditor := func() *client.Client {
+		cl, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return cl
+	}
+	// forwarded returns the realm's events on the server by Keycloak's
+	// event id, failing on one stored twice.
+	forwarded := func(cl *client.Client) map[string]*audittrail.Event {
+		t.Helper()
+		start := began.Add(-time.Hour)
+		req := audittrail.SearchEventsRequest{PageSize: 1000, Filter: audittrail.Filter{
+			StartTime: &start, MetadataExact: map[string]string{"kc_realm": realm.Name},
+		}}
+		req.Filter.Exact[audittrail.FieldEventSource] = keycloak.DefaultEventSource
+		byID := map[string]*audittrail.Event{}
+		for {
+			resp, err := cl.SearchEvents(t.Context(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range resp.Events {
+				id := e.Metadata["kc_kind"] + "/" + e.Metadata["kc_event_id"]
+				if old, dup := byID[id]; dup {
+					t.Errorf("Keycloak event %s stored twice: %s and %s", id, old.Name(), e.Name())
+				}
+				byID[id] = e
+			}
+			if resp.NextPageToken == "" {
+				return byID
+			}
+			req.PageToken = resp.NextPageToken
+		}
+	}
+	// keycloakEvents reads the realm's events from Keycloak, by kind/id.
+	reader := &keycloak.Reader{URL: kc.URL, Realm: realm.Name, ClientID: realm.ClientID, ClientSecret: realm.ClientSecret}
+	keycloakEvents := func() map[string]int64 {
+		t.Helper()
+		times := map[string]int64{}
+		users, err := reader.UserEvents(t.Context(), 0, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range users {
+			times["user/"+e.ID] = e.Time
+		}
+		admins, err := reader.AdminEvents(t.Context(), 0, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range admins {
+			times["admin/"+e.ID] = e.Time
+		}
+		return times
+	}
+
+	out := runOK(t, args()...)
+	ranAt := time.Now()
+	if !strings.HasPrefix(out, "forwarded ") {
+		t.Errorf("output: %q", out)
+	}
+	cl := auditor()
+	first := forwarded(cl)
+	find := func(evs map[string]*audittrail.Event, action, principal string) *audittrail.Event {
+		t.Helper()
+		for _, e := range evs {
+			if e.Action == action && (principal == "" || e.Principal == principal) {
+				return e
+			}
+		}
+		t.Fatalf("no event %s of %s among %d forwarded", action, principal, len(evs))
+		return nil
+	}
+	alice := "users/" + realm.UserID
+	login := find(first, "actions/keycloak/events/LOGIN", alice)
+	if login.Status == nil || login.Status.Code != 0 || login.SourceIP != "private" ||
+		login.Resource != "realms/"+realm.Name+"/clients/app" || login.Metadata["kc_detail_username"] != "alice" {
+		t.Errorf("LOGIN: %+v", login)
+	}
+	failed := find(first, "actions/keycloak/events/LOGIN_ERROR", alice)
+	if failed.Status == nil || failed.Status.Code != 16 || failed.Status.Message != "invalid_user_credentials" || failed.SourceIP != "private" {
+		t.Errorf("LOGIN_ERROR: %+v", failed)
+	}
+	created := find(first, "actions/keycloak/admin/USER/CREATE", "")
+	for _, e := range first {
+		if e.Action == created.Action && e.Resource == "realms/"+realm.Name+"/users/"+bobID {
+			created = e
+		}
+	}
+	if created.Resource != "realms/"+realm.Name+"/users/"+bobID || !strings.HasPrefix(created.Principal, "users/") ||
+		created.Principal == "users/unknown" || created.Status == nil || created.Status.Code != 0 {
+		t.Errorf("admin CREATE of bob: %+v", created)
+	}
+	// Every event Keycloak held is there, at Keycloak's time. (The server
+	// redacts 127.0.0.1 to "private", as it does any private address.)
+	times := keycloakEvents()
+	for id, ms := range times {
+		e, ok := first[id]
+		switch {
+		case ms > ranAt.UnixMilli():
+			// The token request of keycloakEvents' reader.
+		case !ok:
+			t.Errorf("Keycloak's event %s was not forwarded", id)
+		case !e.EventTime.Equal(time.UnixMilli(ms)):
+			t.Errorf("event %s: event_time %s, Keycloak's time %s", id, e.EventTime, time.UnixMilli(ms).UTC())
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Again: everything is read again (within the overlap) and nothing is
+	// added. Each run's token request is a CLIENT_LOGIN of the forwarder's
+	// client, which the next run forwards: added leaves those out.
+	runOK(t, args()...)
+	second := forwarded(cl)
+	added := func(before, after map[string]*audittrail.Event) []string {
+		var ids []string
+		for id, e := range after {
+			if old, ok := before[id]; !ok && e.Metadata["kc_type"] == "CLIENT_LOGIN" && e.Metadata["kc_client_id"] == realm.ClientID {
+				continue
+			} else if !ok {
+				ids = append(ids, e.Metadata["kc_type"]+e.Metadata["kc_resource_type"]+e.Metadata["kc_operation_type"])
+			} else if old.Name() != e.Name() || !old.SameContent(e) {
+				t.Errorf("event %s changed: %+v, then %+v", id, old, e)
+			}
+		}
+		for id := range before {
+			if _, ok := after[id]; !ok {
+				t.Errorf("event %s is gone", id)
+			}
+		}
+		return ids
+	}
+	if ids := added(first, second); len(ids) != 0 {
+		t.Errorf("forwarding again added %v, want nothing", ids)
+	}
+
+	// New events: exactly those are added.
+	if code := realm.Login(t, "bob", "bob-password"); code != http.StatusOK {
+		t.Fatalf("bob's login: HTTP %d", code)
+	}
+	realm.CreateUser(t, "carol", "carol-password")
+	runOK(t, args()...)
+	third := forwarded(cl)
+	if ids := added(second, third); !sameSet(ids, []string{"LOGIN", "USERCREATE"}) {
+		t.Errorf("forwarding new events added %v, want LOGIN and USERCREATE", ids)
+	}
+
+	// The server down: the forwarder fails, and its state is as it was.
+	before, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if code := realm.Login(t, "carol", "wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("carol's failed login: HTTP %d", code)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), args(), &stdout, &stderr); code != 1 {
+		t.Errorf("forwarding to a stopped server: exit %d, want 1: %s%s", code, stdout.String(), stderr.String())
+	}
+	if after, err := os.ReadFile(state); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the state changed while the server was down:\n%s\nthen\n%s", before, after)
+	}
+	srv.Resume()
+	runOK(t, args()...)
+	fourth := forwarded(auditor())
+	if ids := added(third, fourth); !sameSet(ids, []string{"LOGIN_ERROR"}) {
+		t.Errorf("after the outage, forwarding added %v, want carol's LOGIN_ERROR", ids)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	count := map[string]int{}
+	for _, s := range a {
+		count[s]++
+	}
+	for _, s := range b {
+		count[s]--
+	}
+	for _, n := range count {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestKeycloakCommandUsage: bad flags are refused before anything is
+// read or sent, naming the flag; Keycloak's refusals are explained.
+func TestKeycloakCommandUsage(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	base := []string{"keycloak", "--keycloak-url", "http://127.0.0.1:1", "--realm", "acme", "--client-id", "fwd", "--state", state}
+	t.Setenv("AUDITTRAIL_KEYCLOAK_CLIENT_SECRET", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keycloak", "--realm", "acme", "--client-id", "fwd", "--state", state, "--client-secret", "s"}, "--keycloak-url"},
+		{[]string{"keycloak", "--keycloak-url", "keycloak:8080", "--realm", "acme", "--client-id", "fwd", "--state", state, "--client-secret", "s"}, "give an http or https URL"},
+		{[]string{"keycloak", "--keycloak-url", "http://kc", "--client-id", "fwd", "--state", state, "--client-secret", "s"}, "--realm"},
+		{[]string{"keycloak", "--keycloak-url", "http://kc", "--realm", "acme", "--state", state, "--client-secret", "s"}, "--client-id"},
+		{[]string{"keycloak", "--keycloak-url", "http://kc", "--realm", "acme", "--client-id", "fwd", "--client-secret", "s"}, "--state"},
+		{base, "give the client secret with"},
+		{append(base, "--client-secret", "s", "--client-secret-file", state), "give the client secret once"},
+		{append(base, "--client-secret-file", filepath.Join(dir, "missing")), "--client-secret-file"},
+		{append(base, "--client-secret", "s", "--kinds", "user,login"), `"login" is not a kind`},
+		{append(base, "--client-secret", "s", "--kinds", "user,user"), "given twice"},
+		{append(base, "--client-secret", "s", "--interval", "0s"), "--interval"},
+		{append(base, "--client-secret", "s", "--overlap", "-1s"), "--overlap"},
+		{append(base, "--client-secret", "s", "--event-source", ""), "--event-source"},
+		{append(base, "--client-secret", "s", "extra"), `unexpected argument "extra"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), c.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%q: exit %d, %s; want 2 naming %s", c.args, code, stderr.String(), c.want)
+		}
+	}
+}
+
+// TestKeycloakCommandRefused: Keycloak's refusals (a wrong secret, an
+// unknown realm, a client without view-events) end a --once run with a
+// message that says what to fix, and leave no state.
+func TestKeycloakCommandRefused(t *testing.T) {
+	kc := kctest.Shared(t)
+	srv := testserver.Start(t)
+	realm := kc.NewRealm(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	try := func(realmName, clientID, secret, want string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
+			"--realm", realmName, "--client-id", clientID, "--client-secret", secret, "--state", state, "--once"}
+		if code := run(t.Context(), args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("%s/%s: exit %d: %s; want 1 and %q", realmName, clientID, code, stderr.String(), want)
+		}
+		if _, err := os.Stat(state); err == nil {
+			t.Errorf("%s/%s: a state file was written", realmName, clientID)
+		}
+	}
+	try(realm.Name, realm.ClientID, "wrong", "the client id or secret is wrong")
+	try("no-such-realm", realm.ClientID, realm.ClientSecret, "no such realm")
+	// A confidential client without the role.
+	kc.Admin(t, http.MethodPost, "/admin/realms/"+realm.Name+"/clients", map[string]any{
+		"clientId": "no-role", "enabled": true, "publicClient": false, "secret": "no-role-secret", "serviceAccountsEnabled": true,
+	}, nil)
+	try(realm.Name, "no-role", "no-role-secret", "needs realm-management's view-events role")
+}
