@@ -150,12 +150,12 @@ func (f *Forwarder) pollKind(ctx context.Context, kind Kind) (int, error) {
 		}
 		for _, i := range slices.Sorted(maps.Keys(res.Failed)) {
 			e := res.Failed[i]
-			if e.Code == audittrail.EConflict && f.Warn != nil {
+			if e.Code == audittrail.EConflict {
 				// Stored before with other content (another
 				// --event-source, an older conversion): it is there.
-				f.Warn(fmt.Sprintf("event %s (%s) is already stored with other content; kept as stored: %s", reqs[i].EventID, reqs[i].Event.Event.Action, e.Message))
-				continue
-			} else if e.Code == audittrail.EConflict {
+				if f.Warn != nil {
+					f.Warn(fmt.Sprintf("event %s (%s) is already stored with other content; kept as stored: %s", reqs[i].EventID, reqs[i].Event.Event.Action, e.Message))
+				}
 				continue
 			}
 			return total, fmt.Errorf("%w: event %s (%s at %s): %s: %s", ErrCreate, reqs[i].EventID, reqs[i].Event.Event.Action,

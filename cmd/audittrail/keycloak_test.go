@@ -222,6 +222,19 @@ func TestKeycloakCommand(t *testing.T) {
 	if ids := added(third, fourth); !sameSet(ids, []string{"LOGIN_ERROR"}) {
 		t.Errorf("after the outage, forwarding added %v, want carol's LOGIN_ERROR", ids)
 	}
+
+	// Another --event-source: every event read again is stored with other
+	// content under its id. Each is reported and kept as stored; the run
+	// goes on and succeeds.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(t.Context(), append(args(), "--event-source", "keycloak-renamed"), &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "is already stored with other content; kept as stored") {
+		t.Errorf("forwarding with another event source: exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	if ids := added(fourth, forwarded(auditor())); len(ids) != 0 {
+		t.Errorf("forwarding with another event source added %v", ids)
+	}
 }
 
 func sameSet(a, b []string) bool {
