@@ -146,7 +146,7 @@ func (f *Forwarder) pollKind(ctx context.Context, kind Kind) (int, error) {
 		}
 		res, err := f.Create(ctx, reqs)
 		if err != nil {
-			return total, err
+			return total, fmt.Errorf("creating %d events on the audit trail: %w", len(reqs), err)
 		}
 		for _, i := range slices.Sorted(maps.Keys(res.Failed)) {
 			e := res.Failed[i]

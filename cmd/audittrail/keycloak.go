@@ -181,9 +181,9 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 		case ctx.Err() != nil:
 			return nil // stopped by a signal: what was not acknowledged is read again at the next start
 		case err != nil && f.once:
-			return pollError(err)
+			return err
 		case err != nil:
-			fmt.Fprintf(c.Stderr, "audittrail keycloak: %v (trying again in %s)\n", pollError(err), f.interval)
+			fmt.Fprintf(c.Stderr, "audittrail keycloak: %v (trying again in %s)\n", err, f.interval)
 		}
 		if f.once || counts[keycloak.KindUser]+counts[keycloak.KindAdmin] > 0 {
 			fmt.Fprintf(c.Stdout, "%s\n", summary(kinds, counts, state))
@@ -197,16 +197,6 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 		case <-time.After(f.interval):
 		}
 	}
-}
-
-// pollError makes the service's errors readable (its message, not its Go
-// form).
-func pollError(err error) error {
-	var ae *audittrail.Error
-	if errors.As(err, &ae) {
-		return fmt.Errorf("the audit trail: %s (%s)", ae.Message, ae.Code)
-	}
-	return err
 }
 
 // summary is the line printed after a poll: the events read and

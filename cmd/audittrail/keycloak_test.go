@@ -210,8 +210,8 @@ func TestKeycloakCommand(t *testing.T) {
 		t.Fatalf("carol's failed login: HTTP %d", code)
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(t.Context(), args(), &stdout, &stderr); code != 1 {
-		t.Errorf("forwarding to a stopped server: exit %d, want 1: %s%s", code, stdout.String(), stderr.String())
+	if code := run(t.Context(), args(), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "user events: creating ") {
+		t.Errorf("forwarding to a stopped server: exit %d, want 1 and the server's error: %s%s", code, stdout.String(), stderr.String())
 	}
 	if after, err := os.ReadFile(state); err != nil || !bytes.Equal(before, after) {
 		t.Errorf("the state changed while the server was down:\n%s\nthen\n%s", before, after)
