@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -317,4 +319,81 @@ func TestKeycloakCommandRefused(t *testing.T) {
 		"clientId": "no-role", "enabled": true, "publicClient": false, "secret": "no-role-secret", "serviceAccountsEnabled": true,
 	}, nil)
 	try(realm.Name, "no-role", "no-role-secret", "needs realm-management's view-events role")
+}
+
+// TestKeycloakForwarderPages: a poll reads page after page (here of 2
+// events) until a short page, each acknowledged before the cursor moves to
+// its newest event; nothing is skipped or stored twice.
+func TestKeycloakForwarderPages(t *testing.T) {
+	kc := kctest.Shared(t)
+	srv := testserver.Start(t)
+	realm := kc.NewRealm(t)
+	for range 4 {
+		if code := realm.Login(t, realm.Username, realm.Password); code != http.StatusOK {
+			t.Fatalf("login: HTTP %d", code)
+		}
+	}
+	realm.Login(t, realm.Username, "wrong")
+	producer, err := client.Dial(t.Context(), srv.InternalAddr, client.WithToken(srv.ProducerToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	var batches []int
+	var saved []int64
+	state := &keycloak.State{URL: kc.URL, Realm: realm.Name, Cursors: map[keycloak.Kind]int64{}}
+	fw := &keycloak.Forwarder{
+		Reader:    &keycloak.Reader{URL: kc.URL, Realm: realm.Name, ClientID: realm.ClientID, ClientSecret: realm.ClientSecret},
+		Converter: keycloak.Converter{Realm: realm.Name},
+		Create: func(ctx context.Context, reqs []audittrail.CreateRequest) (*audittrail.BatchResult, error) {
+			batches = append(batches, len(reqs))
+			return producer.BatchCreateEvents(ctx, reqs)
+		},
+		Kinds:    []keycloak.Kind{keycloak.KindUser},
+		Overlap:  time.Minute,
+		PageSize: 2,
+		State:    state,
+		Save:     func(s *keycloak.State) error { saved = append(saved, s.Cursors[keycloak.KindUser]); return nil },
+	}
+	counts, err := fw.Poll(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 logins, a failed one, and the forwarder's own CLIENT_LOGIN.
+	users, err := fw.Reader.UserEvents(t.Context(), 0, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 6 || counts[keycloak.KindUser] != 6 {
+		t.Fatalf("Keycloak holds %d user events, the poll forwarded %d; want 6", len(users), counts[keycloak.KindUser])
+	}
+	if want := []int{2, 2, 2}; !slices.Equal(batches, want) {
+		t.Errorf("batches %v, want %v", batches, want)
+	}
+	if len(saved) != 3 || saved[2] != users[5].Time || !slices.IsSorted(saved) {
+		t.Errorf("cursors saved %v, want 3 rising to %d", saved, users[5].Time)
+	}
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	start := time.Now().Add(-time.Hour)
+	req := audittrail.SearchEventsRequest{PageSize: 100, Filter: audittrail.Filter{StartTime: &start, MetadataExact: map[string]string{"kc_realm": realm.Name}}}
+	resp, err := auditor.SearchEvents(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range resp.Events {
+		got[e.Metadata["kc_event_id"]] = true
+	}
+	for _, e := range users {
+		if !got[e.ID] {
+			t.Errorf("%s %s was not forwarded", e.Type, e.ID)
+		}
+	}
+	if len(resp.Events) != len(users) {
+		t.Errorf("%d events on the server, Keycloak holds %d", len(resp.Events), len(users))
+	}
 }
