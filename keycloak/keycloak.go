@@ -192,3 +192,26 @@ func (r *Reader) AdminEvents(ctx context.Context, from int64, first, max int) ([
 	var evs []AdminEvent
 	return evs, r.get(ctx, "admin-events", from, first, max, &evs)
 }
+
+// EventsConfig is what a realm records (the admin API's
+// RealmEventsConfigRepresentation, in part).
+type EventsConfig struct {
+	EventsEnabled      bool  `json:"eventsEnabled"`      // "Save events" of user events
+	AdminEventsEnabled bool  `json:"adminEventsEnabled"` // "Save events" of admin events
+	EventsExpiration   int64 `json:"eventsExpiration"`   // seconds user events are kept; 0: no expiration
+}
+
+// EventsConfig reads the realm's events settings (view-events allows it).
+func (r *Reader) EventsConfig(ctx context.Context) (*EventsConfig, error) {
+	tok, err := r.accessToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base()+"/admin/realms/"+url.PathEscape(r.Realm)+"/events/config", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	var c EventsConfig
+	return &c, r.do(req, &c)
+}

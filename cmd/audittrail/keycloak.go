@@ -175,6 +175,7 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 		Save:      func(s *keycloak.State) error { return s.Save(f.state) },
 		Warn:      func(msg string) { fmt.Fprintf(c.Stderr, "audittrail keycloak: %s\n", msg) },
 	}
+	c.checkRealm(ctx, fw.Reader, kinds)
 	for {
 		counts, err := fw.Poll(ctx)
 		switch {
@@ -196,6 +197,22 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 			return nil
 		case <-time.After(f.interval):
 		}
+	}
+}
+
+// checkRealm warns when the realm does not record a kind of events
+// forwarded: there would be nothing to forward, silently. When the settings
+// cannot be read, the first poll reports why.
+func (c *KeycloakCommand) checkRealm(ctx context.Context, r *keycloak.Reader, kinds []keycloak.Kind) {
+	cfg, err := r.EventsConfig(ctx)
+	if err != nil {
+		return
+	}
+	if slices.Contains(kinds, keycloak.KindUser) && !cfg.EventsEnabled {
+		fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s does not save user events, so there are none to forward: turn on Realm settings > Events > User events settings > Save events\n", r.Realm)
+	}
+	if slices.Contains(kinds, keycloak.KindAdmin) && !cfg.AdminEventsEnabled {
+		fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s does not save admin events, so there are none to forward: turn on Realm settings > Events > Admin events settings > Save events\n", r.Realm)
 	}
 }
 

@@ -319,6 +319,17 @@ func TestKeycloakCommandRefused(t *testing.T) {
 		"clientId": "no-role", "enabled": true, "publicClient": false, "secret": "no-role-secret", "serviceAccountsEnabled": true,
 	}, nil)
 	try(realm.Name, "no-role", "no-role-secret", "needs realm-management's view-events role")
+
+	// A realm that saves no events: nothing to forward, and a warning
+	// says what to turn on.
+	kc.Admin(t, http.MethodPut, "/admin/realms/"+realm.Name, map[string]any{"eventsEnabled": false, "adminEventsEnabled": false}, nil)
+	var stdout, stderr bytes.Buffer
+	args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
+		"--realm", realm.Name, "--client-id", realm.ClientID, "--client-secret", realm.ClientSecret, "--state", state, "--once"}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "does not save user events") || !strings.Contains(stderr.String(), "does not save admin events") {
+		t.Errorf("a realm without events: exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
 }
 
 // TestKeycloakForwarderPages: a poll reads page after page (here of 2
