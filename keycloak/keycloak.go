@@ -39,15 +39,16 @@ type Reader struct {
 	Realm        string // the realm whose events are read; the client is a client of this realm
 	ClientID     string
 	ClientSecret string
-	HTTPClient   *http.Client // http.DefaultClient when nil
+	HTTPClient   *http.Client     // http.DefaultClient when nil
+	Now          func() time.Time // the clock of the token's expiry; time.Now when nil
 
 	mu      sync.Mutex
 	token   string
 	expires time.Time
 }
 
-// tokenMargin is how long before its expiry a token is replaced.
-const tokenMargin = 30 * time.Second
+// TokenMargin is how long before its expiry a token is replaced.
+const TokenMargin = 30 * time.Second
 
 // Error is an answer of Keycloak other than success.
 type Error struct {
@@ -82,11 +83,15 @@ func (r *Reader) httpClient() *http.Client {
 func (r *Reader) base() string { return strings.TrimRight(r.URL, "/") }
 
 // accessToken returns a valid access token, requesting a new one when
-// there is none or it expires within tokenMargin.
+// there is none or it expires within TokenMargin.
 func (r *Reader) accessToken(ctx context.Context) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.token != "" && time.Until(r.expires) > tokenMargin {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	if r.token != "" && r.expires.Sub(now()) > TokenMargin {
 		return r.token, nil
 	}
 	u := r.base() + "/realms/" + url.PathEscape(r.Realm) + "/protocol/openid-connect/token"
@@ -107,7 +112,7 @@ func (r *Reader) accessToken(ctx context.Context) (string, error) {
 		return "", &Error{URL: u, Status: http.StatusOK, Body: "no access_token in the answer"}
 	}
 	r.token = tok.AccessToken
-	r.expires = time.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	r.expires = now().Add(time.Duration(tok.ExpiresIn) * time.Second)
 	return r.token, nil
 }
 

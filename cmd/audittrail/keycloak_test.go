@@ -408,3 +408,38 @@ func TestKeycloakForwarderPages(t *testing.T) {
 		t.Errorf("%d events on the server, Keycloak holds %d", len(resp.Events), len(users))
 	}
 }
+
+// TestKeycloakReaderToken: the reader keeps its token (a CLIENT_LOGIN
+// event each) until TokenMargin before it expires, and requests another
+// before it expires.
+// The reader's clock is moved, not waited for.
+func TestKeycloakReaderToken(t *testing.T) {
+	kc := kctest.Shared(t)
+	realm := kc.NewRealm(t)
+	const lifespan = 300 * time.Second
+	kc.Admin(t, http.MethodPut, "/admin/realms/"+realm.Name, map[string]any{"accessTokenLifespan": int(lifespan.Seconds())}, nil)
+	clock := time.Now()
+	r := &keycloak.Reader{URL: kc.URL, Realm: realm.Name, ClientID: realm.ClientID, ClientSecret: realm.ClientSecret,
+		Now: func() time.Time { return clock }}
+	tokens := func() int {
+		t.Helper()
+		if _, err := r.UserEvents(t.Context(), 0, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		var evs []keycloak.UserEvent
+		kc.Admin(t, http.MethodGet, "/admin/realms/"+realm.Name+"/events?type=CLIENT_LOGIN&max=100", nil, &evs)
+		return len(evs)
+	}
+	if n := tokens(); n != 1 {
+		t.Fatalf("%d tokens requested by the first read, want 1", n)
+	}
+	start := clock
+	clock = start.Add(lifespan - keycloak.TokenMargin - time.Second)
+	if n := tokens(); n != 1 {
+		t.Errorf("%d tokens requested with more than the margin left, want 1", n)
+	}
+	clock = start.Add(lifespan - time.Second) // before it expires
+	if n := tokens(); n != 2 {
+		t.Errorf("%d tokens requested a second before the expiry, want 2", n)
+	}
+}
