@@ -13,6 +13,7 @@ import (
 
 	"github.com/audittrail/audittrail"
 	"github.com/audittrail/audittrail/client"
+	"github.com/audittrail/audittrail/internal/flock"
 	"github.com/audittrail/audittrail/internal/kctest"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/keycloak"
@@ -288,6 +289,29 @@ func TestKeycloakCommandUsage(t *testing.T) {
 		if code := run(t.Context(), c.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%q: exit %d, %s; want 2 naming %s", c.args, code, stderr.String(), c.want)
 		}
+	}
+
+	// A second forwarder on one state file would do the work twice.
+	unlock, err := flock.Lock(state + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), append(base, "--client-secret", "s", "--once"), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "another forwarder is running with this state file") {
+		t.Errorf("a second forwarder on one state file: exit %d: %s", code, stderr.String())
+	}
+	// A state file of another realm.
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&keycloak.State{URL: "http://127.0.0.1:1", Realm: "other", Cursors: map[keycloak.Kind]int64{}}).Save(state); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if code := run(t.Context(), append(base, "--client-secret", "s", "--once"), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), `the state of realm "other"`) {
+		t.Errorf("the state file of another realm: exit %d: %s", code, stderr.String())
 	}
 }
 
