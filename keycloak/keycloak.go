@@ -39,7 +39,7 @@ type Reader struct {
 	Realm        string // the realm whose events are read; the client is a client of this realm
 	ClientID     string
 	ClientSecret string
-	HTTPClient   *http.Client     // http.DefaultClient when nil
+	HTTPClient   *http.Client     // when nil, one with RequestTimeout and the system's CA certificates
 	Now          func() time.Time // the clock of the token's expiry; time.Now when nil
 
 	mu      sync.Mutex
@@ -73,11 +73,18 @@ func (e *Error) Error() string {
 	return msg
 }
 
+// RequestTimeout bounds each request to Keycloak of a Reader without an
+// HTTPClient: a Keycloak that stops answering fails the poll, which is
+// tried again, instead of holding it forever.
+const RequestTimeout = time.Minute
+
+var defaultHTTPClient = &http.Client{Timeout: RequestTimeout}
+
 func (r *Reader) httpClient() *http.Client {
 	if r.HTTPClient != nil {
 		return r.HTTPClient
 	}
-	return http.DefaultClient
+	return defaultHTTPClient
 }
 
 func (r *Reader) base() string { return strings.TrimRight(r.URL, "/") }
