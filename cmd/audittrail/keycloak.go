@@ -141,6 +141,8 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 	if u, err := url.Parse(f.keycloakURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usageErrorf("--keycloak-url %q: give an http or https URL, such as https://keycloak.example.com", f.keycloakURL)
 	}
+	// The state file names the URL: https://kc/ and https://kc are one.
+	f.keycloakURL = strings.TrimRight(f.keycloakURL, "/")
 	secret, err := f.secret()
 	if err != nil {
 		return err

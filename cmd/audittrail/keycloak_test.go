@@ -313,6 +313,17 @@ func TestKeycloakCommandUsage(t *testing.T) {
 		!strings.Contains(stderr.String(), `the state of realm "other"`) {
 		t.Errorf("the state file of another realm: exit %d: %s", code, stderr.String())
 	}
+	// The URL with a trailing slash is the same Keycloak: the state is
+	// taken (and the poll fails, since nothing listens there).
+	if err := (&keycloak.State{URL: "http://127.0.0.1:1", Realm: "acme", Cursors: map[keycloak.Kind]int64{}}).Save(state); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	args := append([]string{"keycloak", "--keycloak-url", "http://127.0.0.1:1/"}, base[3:]...)
+	if code := run(t.Context(), append(args, "--client-secret", "s", "--once"), &stdout, &stderr); code != 1 ||
+		strings.Contains(stderr.String(), "the state of realm") || !strings.Contains(stderr.String(), "connection refused") {
+		t.Errorf("the state file with the URL without its trailing slash: exit %d: %s", code, stderr.String())
+	}
 }
 
 // TestKeycloakCommandRefused: Keycloak's refusals (a wrong secret, an
