@@ -41,13 +41,13 @@ realm settings (Keycloak keeps them until their expiration, if one is set).
 
 FILE keeps, for each kind, the time of the newest event forwarded, replaced
 once the server has acknowledged a batch: a restarted forwarder goes on from
-there. Without FILE, it starts with the oldest event Keycloak holds. Each
-poll reads again from --overlap before that time, since Keycloak's events
-of one moment may be stored out of order: an event read twice has the same
-id and content both times, and the server keeps one. FILE.lock keeps a second
-forwarder off the same FILE. An event that Keycloak's expiration deleted
-before it was read is not forwarded: keep the expiration well above the
-time the forwarder may be down.
+there. While FILE does not exist, it starts with the oldest event Keycloak
+holds. Each poll reads again from --overlap before that time, since
+Keycloak's events of one moment may be stored out of order: an event read
+twice has the same id and content both times, and the server keeps one.
+FILE.lock keeps a second forwarder off the same FILE. An event that
+Keycloak's expiration deleted before it was read is not forwarded: keep the
+expiration well above the time the forwarder may be down.
 
 Network errors and refusals of Keycloak or the server are reported on stderr
 and the poll is tried again at the next interval, from the same place: what
