@@ -177,7 +177,7 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 		Save:      func(s *keycloak.State) error { return s.Save(f.state) },
 		Warn:      func(msg string) { fmt.Fprintf(c.Stderr, "audittrail keycloak: %s\n", msg) },
 	}
-	c.checkRealm(ctx, fw.Reader, kinds)
+	c.checkRealm(ctx, fw.Reader, kinds, state)
 	for {
 		counts, err := fw.Poll(ctx)
 		switch {
@@ -203,15 +203,28 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 }
 
 // checkRealm warns when the realm does not record a kind of events
-// forwarded: there would be nothing to forward, silently. When the settings
-// cannot be read, the first poll reports why.
-func (c *KeycloakCommand) checkRealm(ctx context.Context, r *keycloak.Reader, kinds []keycloak.Kind) {
+// forwarded: there would be nothing to forward, silently; and when its
+// expiration of user events may have deleted some that were never
+// forwarded, because the newest one forwarded (the state's cursor) is
+// older than what the realm keeps: a forwarder stopped for longer than the
+// expiration loses the events in between, and says so here rather than
+// never. When the settings cannot be read, the first poll reports why.
+func (c *KeycloakCommand) checkRealm(ctx context.Context, r *keycloak.Reader, kinds []keycloak.Kind, state *keycloak.State) {
 	cfg, err := r.EventsConfig(ctx)
 	if err != nil {
 		return
 	}
 	if slices.Contains(kinds, keycloak.KindUser) && !cfg.EventsEnabled {
 		fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s does not save user events, so there are none to forward: turn on Realm settings > Events > User events settings > Save events\n", r.Realm)
+	}
+	if cursor, ok := state.Cursors[keycloak.KindUser]; ok && slices.Contains(kinds, keycloak.KindUser) && cfg.EventsExpiration > 0 {
+		kept := time.Duration(cfg.EventsExpiration) * time.Second
+		newest, oldestKept := time.UnixMilli(cursor).UTC(), time.Now().UTC().Add(-kept)
+		if newest.Before(oldestKept) {
+			fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s deletes user events after %s, and the newest one forwarded is from %s: "+
+				"the user events from then to about %s may have been deleted before they were read, and are not forwarded\n",
+				r.Realm, kept, newest.Format(time.RFC3339), oldestKept.Format(time.RFC3339))
+		}
 	}
 	if slices.Contains(kinds, keycloak.KindAdmin) && !cfg.AdminEventsEnabled {
 		fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s does not save admin events, so there are none to forward: turn on Realm settings > Events > Admin events settings > Save events\n", r.Realm)

@@ -365,6 +365,32 @@ func TestKeycloakCommandRefused(t *testing.T) {
 		!strings.Contains(stderr.String(), "does not save user events") || !strings.Contains(stderr.String(), "does not save admin events") {
 		t.Errorf("a realm without events: exit %d: %s%s", code, stdout.String(), stderr.String())
 	}
+
+	// A realm that deletes user events after an hour, and a forwarder whose
+	// newest user event is older than that: it says that events in between
+	// may be lost. One that is within the hour says nothing of it.
+	kc.Admin(t, http.MethodPut, "/admin/realms/"+realm.Name, map[string]any{
+		"eventsEnabled": true, "adminEventsEnabled": true, "eventsExpiration": 3600,
+	}, nil)
+	for _, c := range []struct {
+		behind time.Duration
+		warn   bool
+	}{{2 * time.Hour, true}, {10 * time.Minute, false}} {
+		stale := filepath.Join(dir, "stale-"+c.behind.String())
+		st := keycloak.State{URL: kc.URL, Realm: realm.Name, Cursors: map[keycloak.Kind]int64{keycloak.KindUser: time.Now().Add(-c.behind).UnixMilli()}}
+		if err := st.Save(stale); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
+			"--realm", realm.Name, "--client-id", realm.ClientID, "--client-secret", realm.ClientSecret, "--state", stale, "--once"}
+		code := run(t.Context(), args, &stdout, &stderr)
+		warned := strings.Contains(stderr.String(), "realm "+realm.Name+" deletes user events after 1h0m0s, and the newest one forwarded is from ") &&
+			strings.Contains(stderr.String(), "may have been deleted before they were read")
+		if code != 0 || warned != c.warn {
+			t.Errorf("cursor %s behind, events kept an hour: exit %d, warned %v (want %v): %s%s", c.behind, code, warned, c.warn, stdout.String(), stderr.String())
+		}
+	}
 }
 
 // TestKeycloakForwarderPages: a poll reads page after page (here of 2
