@@ -240,23 +240,11 @@ func TestKeycloakCommand(t *testing.T) {
 	}
 }
 
+// sameSet reports whether a and b hold the same strings as many times
+// each (it sorts a).
 func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	count := map[string]int{}
-	for _, s := range a {
-		count[s]++
-	}
-	for _, s := range b {
-		count[s]--
-	}
-	for _, n := range count {
-		if n != 0 {
-			return false
-		}
-	}
-	return true
+	slices.Sort(a)
+	return slices.Equal(a, slices.Sorted(slices.Values(b)))
 }
 
 // TestKeycloakCommandUsage: bad flags are refused before anything is
@@ -335,11 +323,15 @@ func TestKeycloakCommandRefused(t *testing.T) {
 	realm := kc.NewRealm(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
+	// argsFor is a --once run of the forwarder of realmName to srv.
+	argsFor := func(realmName, clientID, secret, state string) []string {
+		return []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
+			"--realm", realmName, "--client-id", clientID, "--client-secret", secret, "--state", state, "--once"}
+	}
 	try := func(realmName, clientID, secret, want string) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
-		args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
-			"--realm", realmName, "--client-id", clientID, "--client-secret", secret, "--state", state, "--once"}
+		args := argsFor(realmName, clientID, secret, state)
 		if code := run(t.Context(), args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), want) {
 			t.Errorf("%s/%s: exit %d: %s; want 1 and %q", realmName, clientID, code, stderr.String(), want)
 		}
@@ -359,9 +351,7 @@ func TestKeycloakCommandRefused(t *testing.T) {
 	// says what to turn on.
 	kc.Admin(t, http.MethodPut, "/admin/realms/"+realm.Name, map[string]any{"eventsEnabled": false, "adminEventsEnabled": false}, nil)
 	var stdout, stderr bytes.Buffer
-	args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
-		"--realm", realm.Name, "--client-id", realm.ClientID, "--client-secret", realm.ClientSecret, "--state", state, "--once"}
-	if code := run(t.Context(), args, &stdout, &stderr); code != 0 ||
+	if code := run(t.Context(), argsFor(realm.Name, realm.ClientID, realm.ClientSecret, state), &stdout, &stderr); code != 0 ||
 		!strings.Contains(stderr.String(), "does not save user events") || !strings.Contains(stderr.String(), "does not save admin events") {
 		t.Errorf("a realm without events: exit %d: %s%s", code, stdout.String(), stderr.String())
 	}
@@ -382,9 +372,7 @@ func TestKeycloakCommandRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		var stdout, stderr bytes.Buffer
-		args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
-			"--realm", realm.Name, "--client-id", realm.ClientID, "--client-secret", realm.ClientSecret, "--state", stale, "--once"}
-		code := run(t.Context(), args, &stdout, &stderr)
+		code := run(t.Context(), argsFor(realm.Name, realm.ClientID, realm.ClientSecret, stale), &stdout, &stderr)
 		warned := strings.Contains(stderr.String(), "realm "+realm.Name+" deletes user events after 1h0m0s, and the newest one forwarded is from ") &&
 			strings.Contains(stderr.String(), "may have been deleted before they were read")
 		if code != 0 || warned != c.warn {
