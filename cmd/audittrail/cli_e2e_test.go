@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/audittrail/audittrail"
 	pb "github.com/audittrail/audittrail/internal/gen/audittrailv1"
@@ -49,6 +52,54 @@ func parseJSONL(t *testing.T, out string) []*audittrail.Event {
 		p := &pb.Event{}
 		if err := protojson.Unmarshal(sc.Bytes(), p); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		e, err := wire.EventFromOutputProto(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+	}
+	return events
+}
+
+// parseCSV reads the rows of -o csv back into events, undoing the
+// formula guard (one leading ').
+func parseCSV(t *testing.T, out string) []*audittrail.Event {
+	t.Helper()
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(rows) == 0 || !slices.Equal(rows[0], csvHeader) {
+		t.Fatalf("-o csv: %v, header %q\n%s", err, rows[:min(1, len(rows))], out)
+	}
+	var events []*audittrail.Event
+	for _, row := range rows[1:] {
+		text := func(col string) string {
+			v := row[slices.Index(csvHeader, col)]
+			if unguarded, ok := strings.CutPrefix(v, "'"); ok {
+				return unguarded
+			}
+			return v
+		}
+		stamp := func(col string) *timestamppb.Timestamp {
+			tm, err := time.Parse(time.RFC3339Nano, text(col))
+			if err != nil {
+				t.Fatalf("%s: %v", col, err)
+			}
+			return timestamppb.New(tm)
+		}
+		p := &pb.Event{Name: text("name"), EventTime: stamp("event_time"), ReceiveTime: stamp("receive_time"),
+			EventSource: text("event_source"), Action: text("action"), ReadOnly: text("read_only") == "true",
+			Principal: text("principal"), LoginPrincipal: text("login_principal"), SourceIpAddress: text("source_ip_address"),
+			UserAgent: text("user_agent"), Resource: text("resource"), Workspace: text("workspace"),
+			Type: pb.EventType(pb.EventType_value[text("type")])}
+		if code := text("status_code"); code != "" {
+			n, err := strconv.Atoi(code)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Status = &pb.Status{Code: int32(n), Message: text("status_message")}
+		}
+		if json.Unmarshal([]byte(text("request_parameters")), &p.RequestParameters) != nil || json.Unmarshal([]byte(text("metadata")), &p.Metadata) != nil {
+			t.Fatalf("maps of row %q", row)
 		}
 		e, err := wire.EventFromOutputProto(p)
 		if err != nil {
@@ -255,6 +306,25 @@ func TestCreateSampleThenSearch(t *testing.T) {
 		}
 		if resp.NextPageToken != "" || resp.SearchedUntilTime == nil {
 			t.Errorf("nextPageToken %q, searchedUntilTime %v: want a finished search", resp.NextPageToken, resp.SearchedUntilTime)
+		}
+	})
+
+	t.Run("csv", func(t *testing.T) {
+		// Every column of every row against the same search's jsonl.
+		out, _, err := runCommand(t, "search", s.searchArgs("--all", "-o", "csv")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jsonl, _, err := runCommand(t, "search", s.searchArgs("--all", "-o", "jsonl")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := parseJSONL(t, jsonl)
+		if len(want) != len(s.stored) {
+			t.Fatalf("jsonl has %d events, want %d", len(want), len(s.stored))
+		}
+		if diff := cmp.Diff(want, parseCSV(t, out), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("csv against jsonl (-want +got):\n%s", diff)
 		}
 	})
 

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/audittrail/audittrail/client"
 )
 
@@ -134,6 +137,15 @@ func TestMirrorCommand(t *testing.T) {
 	}
 	if got := parseJSONL(t, wout.String()); uint64(len(got)) != laterCP.Size-keptCP.Size || !strings.Contains(werr.String(), "proven complete") {
 		t.Errorf("window printed %d events (want %d): %s", len(got), laterCP.Size-keptCP.Size, werr.String())
+	}
+	windowEvents := parseJSONL(t, wout.String())
+	wout.Reset()
+	werr.Reset()
+	if code := run(t.Context(), []string{"window", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key, kept, later, "-o", "csv"}, &wout, &werr); code != 0 {
+		t.Fatalf("window -o csv: exit %d: %s", code, werr.String())
+	}
+	if diff := cmp.Diff(windowEvents, parseCSV(t, wout.String()), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("window -o csv against -o jsonl (-want +got):\n%s", diff)
 	}
 	// As window -h shows it: the flags after the files (-o jsonl).
 	wout.Reset()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -184,6 +185,7 @@ const (
 	formatTable = "table"
 	formatJSON  = "json"
 	formatJSONL = "jsonl"
+	formatCSV   = "csv"
 )
 
 // eventWriter writes search results in one of the formats.
@@ -204,8 +206,11 @@ func newEventWriter(w io.Writer, format string) (eventWriter, error) {
 		return &jsonlWriter{w: w}, nil
 	case formatJSON:
 		return &jsonWriter{w: w}, nil
+	case formatCSV:
+		cw := csv.NewWriter(w)
+		return &csvWriter{w: cw}, cw.Write(csvHeader)
 	}
-	return nil, fmt.Errorf("unknown output format %q: use table, json or jsonl", format)
+	return nil, fmt.Errorf("unknown output format %q: use table, json, jsonl or csv", format)
 }
 
 // jsonOptions give the JSON of the REST API (server.NewJSONMarshaler):
@@ -283,6 +288,71 @@ func (j *jsonlWriter) write(e *audittrail.Event) error {
 }
 
 func (j *jsonlWriter) close(*audittrail.SearchEventsResponse) error { return nil }
+
+// csvHeader names the columns of -o csv: the API's fields in the order of
+// event.proto, snake_case as in the Python client, the status in two
+// columns and each map as one column of JSON.
+var csvHeader = []string{"name", "event_time", "receive_time", "event_source", "action", "read_only",
+	"status_code", "status_message", "principal", "login_principal", "source_ip_address", "user_agent",
+	"resource", "workspace", "request_parameters", "metadata", "type"}
+
+// csvWriter writes one row per event (RFC 4180 quoting, lines ending in
+// LF), for spreadsheets and the tools that read CSV. Values are as stored,
+// with one exception: the values are what producers sent, and a
+// spreadsheet runs a cell that starts with =, +, -, @, tab or carriage
+// return as a formula (CSV injection: =HYPERLINK(...) in a user agent
+// becomes a link in an auditor's sheet), so such a value is written with a
+// ' before it, which spreadsheets show as text (OWASP's advice). A value
+// that starts with ' gets one more, so the output stays lossless: a cell
+// that starts with ' is its value with one ' more. An event without a
+// status has empty status cells; the times are the API's (RFC 3339, UTC,
+// 0, 3, 6 or 9 fractional digits).
+type csvWriter struct{ w *csv.Writer }
+
+func (c *csvWriter) write(e *audittrail.Event) error {
+	p := wire.EventToProto(e)
+	code, message := "", ""
+	if p.Status != nil {
+		code, message = strconv.Itoa(int(p.Status.Code)), csvText(p.Status.Message)
+	}
+	params, err := json.Marshal(p.RequestParameters)
+	if err != nil {
+		return err
+	}
+	metadata, err := json.Marshal(p.Metadata)
+	if err != nil {
+		return err
+	}
+	return c.w.Write([]string{p.Name, apiTime(p.EventTime), apiTime(p.ReceiveTime), csvText(p.EventSource), csvText(p.Action),
+		strconv.FormatBool(p.ReadOnly), code, message, csvText(p.Principal), csvText(p.LoginPrincipal),
+		csvText(p.SourceIpAddress), csvText(p.UserAgent), csvText(p.Resource), csvText(p.Workspace),
+		string(params), string(metadata), p.Type.String()})
+}
+
+func (c *csvWriter) close(*audittrail.SearchEventsResponse) error {
+	c.w.Flush()
+	return c.w.Error()
+}
+
+// csvText guards a producer's value against running as a spreadsheet
+// formula (csvWriter). The maps' columns start with { and need no guard.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r'", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// apiTime formats a time as the API's JSON does (protojson's own
+// formatting, so that csv and jsonl agree to the digit).
+func apiTime(ts *timestamppb.Timestamp) string {
+	b, err := protojson.Marshal(ts)
+	if err != nil {
+		return ts.AsTime().Format(time.RFC3339Nano) // a time outside protobuf's range, which the server never stores
+	}
+	s, _ := strconv.Unquote(string(b))
+	return s
+}
 
 // jsonWriter writes one SearchEventsResponse as the REST API would return
 // it, holding every event of the search, and the token and progress of the

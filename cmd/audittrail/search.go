@@ -39,10 +39,18 @@ verified against the mirror's signed checkpoint first, so the answer relies
 on the log's public key alone; it covers the events received before that
 checkpoint's horizon (printed on stderr).
 
+-o csv writes a header and one row per event, the API's fields as columns
+(the status in two, each map as JSON), for spreadsheets. The values are
+producers' input, and a spreadsheet runs a cell starting with = + - @ as a
+formula, so such a value gets a ' before it (shown as text), as does one
+starting with ' (so any cell starting with ' is its value with one ' more);
+jsonl and json carry every value unchanged.
+
 Examples:
   audittrail search --since 24h --principal users/42 -o table
   audittrail search --action-regex '/DELETE$' --status-code-regex '^(7|13)$' --all -o jsonl
   audittrail search --metadata region=eu-west-1 --type API --limit 100 -o json
+  audittrail search --workspace workspaces/w1 --since 30d --all -o csv > w1.csv
   audittrail search --mirror /archive/audit --log-key log-verification.key --workspace workspaces/w1 --all -o jsonl
 
 Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
@@ -105,7 +113,7 @@ func newSearchFlags(f *searchFlags) *flag.FlagSet {
 	fs.StringVar(&f.pageToken, "page-token", "", "continue a search from this `token` (repeat its other flags unchanged)")
 	fs.BoolVar(&f.all, "all", false, "follow every page to the end")
 	fs.IntVar(&f.limit, "limit", 0, "stop after `n` events, following pages as needed (0: no limit)")
-	fs.StringVar(&f.format, "o", formatTable, "output `format`: table, json (the REST response) or jsonl (one event per line)")
+	fs.StringVar(&f.format, "o", formatTable, "output `format`: table, json (the REST response), jsonl (one event per line) or csv (one row per event, for spreadsheets)")
 	fs.StringVar(&f.mirror, "mirror", "", "search this mirror `directory` (audittrail mirror) instead of a server, verifying it with --log-key")
 	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log, to verify the --mirror directory")
 	return fs

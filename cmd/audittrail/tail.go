@@ -88,7 +88,7 @@ func newTailFlags(f *tailFlags) *flag.FlagSet {
 	fs.BoolVar(&f.fromStart, "from-start", false, "without a state file, start at the log's first event instead of its latest checkpoint")
 	fs.BoolVar(&f.once, "once", false, "run one round and exit")
 	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "cross leaves whose events the server's retention deleted, proving their leaf hashes (reported on stderr)")
-	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
+	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line), table or csv (one row per event, for spreadsheets)")
 	return fs
 }
 
@@ -115,8 +115,8 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("give the state file with --state (it keeps the position across restarts)")
 	case f.interval <= 0:
 		return usageErrorf("--interval %s: give a positive interval", f.interval)
-	case f.format != formatJSONL && f.format != formatTable:
-		return usageErrorf("-o %q: use jsonl or table", f.format)
+	case f.format != formatJSONL && f.format != formatTable && f.format != formatCSV:
+		return usageErrorf("-o %q: use jsonl, table or csv", f.format)
 	}
 	verifier, err := loadVerifier(f.logKey, f.witnessPolicy)
 	if err != nil {

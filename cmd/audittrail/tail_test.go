@@ -160,6 +160,23 @@ func TestTailCommand(t *testing.T) {
 		t.Errorf("a new tail wrote no state: %v", err)
 	}
 
+	// -o csv: one header, then a row per event, the rounds' events among
+	// them (more may have been signed since: the tails' own reads).
+	rows := parseCSV(t, runOK(t, "tail", "--addr", srv.PublicAddr, "--token", srv.ReaderToken, "--log-key", key,
+		"--state", filepath.Join(t.TempDir(), "csv"), "--from-start", "--once", "-o", "csv"))
+	inCSV := map[string]bool{}
+	for _, e := range rows {
+		inCSV[e.Name()] = true
+	}
+	if len(inCSV) != len(rows) || len(rows) < len(seen) {
+		t.Errorf("tail -o csv printed %d rows, %d of them distinct, want %d events at least", len(rows), len(inCSV), len(seen))
+	}
+	for n := range seen {
+		if !inCSV[n] {
+			t.Errorf("tail -o csv did not print %s", n)
+		}
+	}
+
 	// Following: what arrives is printed, until the tail is stopped.
 	var out, errs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(t.Context())

@@ -56,7 +56,7 @@ type windowFlags struct {
 func newWindowFlags(f *windowFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("window", flag.ContinueOnError)
 	f.addLogReaderFlags(fs, &f.logKey, &f.witnessPolicy)
-	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line) or table")
+	fs.StringVar(&f.format, "o", formatJSONL, "output `format`: jsonl (one event per line), table or csv (one row per event, for spreadsheets)")
 	fs.BoolVar(&f.allowDeleted, "allow-deleted", false, "cross leaves whose events the server's retention deleted, proving their leaf hashes (reported on stderr)")
 	return fs
 }
@@ -83,8 +83,8 @@ func (c *WindowCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("give the older and the newer checkpoint files (see -h)")
 	case f.logKey == "":
 		return usageErrorf("give the log's public key with --log-key")
-	case f.format != formatJSONL && f.format != formatTable:
-		return usageErrorf("-o %q: use jsonl or table", f.format)
+	case f.format != formatJSONL && f.format != formatTable && f.format != formatCSV:
+		return usageErrorf("-o %q: use jsonl, table or csv", f.format)
 	}
 	verifier, err := loadVerifier(f.logKey, f.witnessPolicy)
 	if err != nil {
