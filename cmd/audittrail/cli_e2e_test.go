@@ -328,6 +328,44 @@ func TestCreateSampleThenSearch(t *testing.T) {
 		}
 	})
 
+	t.Run("count-by", func(t *testing.T) {
+		// Every page is followed without --all: the counts are of every
+		// stored event, by principal and day.
+		out, stderr, err := runCommand(t, "search", s.searchArgs("--page-size", "7", "--count-by", "principal,day", "-o", "jsonl")...)
+		if err != nil {
+			t.Fatalf("search --count-by: %v\n%s", err, stderr)
+		}
+		want := map[[2]string]int{}
+		for _, e := range s.stored {
+			want[[2]string{e.Principal, e.EventTime.UTC().Format("2006-01-02")}]++
+		}
+		got := map[[2]string]int{}
+		prev := len(s.stored) + 1
+		for line := range strings.Lines(out) {
+			var row struct {
+				Principal, Day string
+				Count          int
+			}
+			if err := json.Unmarshal([]byte(line), &row); err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			if row.Count > prev {
+				t.Errorf("count %d after %d: not most first", row.Count, prev)
+			}
+			prev = row.Count
+			got[[2]string{row.Principal, row.Day}] = row.Count
+		}
+		if len(want) < 2 {
+			t.Fatalf("the stored events have %d combinations: the case would prove little", len(want))
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("counts (-want +got):\n%s", diff)
+		}
+		if wantSummary := strconv.Itoa(len(s.stored)) + " events counted, " + strconv.Itoa(len(want)) + " distinct\n"; stderr != wantSummary {
+			t.Errorf("stderr %q, want %q", stderr, wantSummary)
+		}
+	})
+
 	t.Run("table", func(t *testing.T) {
 		out, _, err := runCommand(t, "search", s.searchArgs("--limit", "3")...)
 		if err != nil {

@@ -102,6 +102,19 @@ func TestMirrorCommand(t *testing.T) {
 	if !strings.Contains(stderrMirror, "verified against its checkpoint") {
 		t.Errorf("search --mirror printed on stderr %q", stderrMirror)
 	}
+	// --count-by counts the mirror's matches as the server's.
+	countArgs := []string{"--action-regex", "DELETE$", "--until", s.end.Add(time.Second).Format(time.RFC3339), "--count-by", "action,principal", "-o", "csv"}
+	countServer, _, err := runCommand(t, "search", append([]string{"--addr", srv.PublicAddr, "--token", srv.ReaderToken}, countArgs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	countMirror, countStderr, err := runCommand(t, "search", append([]string{"--mirror", dir, "--log-key", key}, countArgs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countMirror != countServer || !strings.HasPrefix(countMirror, "action,principal,count\n") || !strings.HasPrefix(countStderr, fmt.Sprintf("%d events counted", len(want))) {
+		t.Errorf("search --mirror --count-by:\n%s%s\nthe server's:\n%s", countMirror, countStderr, countServer)
+	}
 	page, _, err := runCommand(t, "search", "--mirror", dir, "--log-key", key, "--page-size", "3", "-o", "jsonl")
 	if err != nil || len(parseJSONL(t, page)) != 3 {
 		t.Errorf("search --mirror --page-size 3: %v\n%s", err, page)

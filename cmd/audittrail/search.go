@@ -46,11 +46,22 @@ formula, so such a value gets a ' before it (shown as text), as does one
 starting with ' (so any cell starting with ' is its value with one ' more);
 jsonl and json carry every value unchanged.
 
+--count-by FIELDS prints, instead of the events, how many events have each
+value of the fields (comma-separated; combinations when several), most
+first: principal, login_principal, action, resource, workspace,
+event_source, source_ip_address, user_agent, status_code, read_only, type,
+day and hour (of the event time, UTC), metadata.KEY and
+request_parameters.KEY (empty when the event has none). It follows every
+page (or up to --limit events) and keeps one counter per distinct value, not
+the events; -o gives the counts as a table, csv, jsonl or a json array. The
+number of events counted goes to stderr.
+
 Examples:
   audittrail search --since 24h --principal users/42 -o table
   audittrail search --action-regex '/DELETE$' --status-code-regex '^(7|13)$' --all -o jsonl
   audittrail search --metadata region=eu-west-1 --type API --limit 100 -o json
   audittrail search --workspace workspaces/w1 --since 30d --all -o csv > w1.csv
+  audittrail search --status-code-regex '^(7|16)$' --since 7d --count-by principal,action
   audittrail search --mirror /archive/audit --log-key log-verification.key --workspace workspaces/w1 --all -o jsonl
 
 Environment: AUDITTRAIL_ADDR (--addr), AUDITTRAIL_TOKEN (--token).
@@ -75,6 +86,7 @@ type searchFlags struct {
 	pageToken                  string
 	all                        bool
 	format                     string
+	countBy                    string
 	mirror, logKey             string
 }
 
@@ -114,6 +126,7 @@ func newSearchFlags(f *searchFlags) *flag.FlagSet {
 	fs.BoolVar(&f.all, "all", false, "follow every page to the end")
 	fs.IntVar(&f.limit, "limit", 0, "stop after `n` events, following pages as needed (0: no limit)")
 	fs.StringVar(&f.format, "o", formatTable, "output `format`: table, json (the REST response), jsonl (one event per line) or csv (one row per event, for spreadsheets)")
+	fs.StringVar(&f.countBy, "count-by", "", "print how many events have each value of these comma-separated `fields` (principal, action, day, metadata.KEY, ...), most first, instead of the events; follows every page")
 	fs.StringVar(&f.mirror, "mirror", "", "search this mirror `directory` (audittrail mirror) instead of a server, verifying it with --log-key")
 	fs.StringVar(&f.logKey, "log-key", "", "public key `file` of the log, to verify the --mirror directory")
 	return fs
@@ -126,6 +139,9 @@ type searchPlan struct {
 	follow bool // fetch pages until the end or the limit
 	limit  int  // 0: none
 	format string
+	// countBy, when set, asks for the counts of the events by these
+	// fields instead of the events (countWriter).
+	countBy []countField
 	// resume holds the time flags that repeat this search exactly (a
 	// relative time resolved to the instant used), for the next-page hint.
 	resume []string
@@ -156,6 +172,13 @@ func parseSearch(args []string, now time.Time, stdout io.Writer) (*searchPlan, e
 	}
 	if _, err := newEventWriter(io.Discard, f.format); err != nil {
 		return nil, usageErrorf("-o: %v", err)
+	}
+	if f.countBy != "" {
+		var err error
+		if p.countBy, err = parseCountBy(f.countBy); err != nil {
+			return nil, err
+		}
+		p.follow = true // counts of one page would mislead
 	}
 	filter := &p.req.Filter
 	filter.Exact, filter.Regex = f.exact, f.regex
@@ -230,7 +253,7 @@ func (c *SearchCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 
-	out, _ := newEventWriter(c.Stdout, p.format)
+	out := p.output(c.Stdout, c.Stderr)
 	req, n := p.req, 0
 	var last *audittrail.SearchEventsResponse
 	for {
@@ -246,8 +269,10 @@ func (c *SearchCommand) Run(ctx context.Context, args []string) error {
 		}
 		resp, err := cl.SearchEvents(ctx, req)
 		if err != nil {
-			if n > 0 {
+			if n > 0 && p.countBy == nil {
 				// Keep what was printed readable (and a table aligned).
+				// Counts of part of the events are not printed: they
+				// would read as the answer.
 				_ = out.close(last)
 			}
 			return err
@@ -272,6 +297,16 @@ func (c *SearchCommand) Run(ctx context.Context, args []string) error {
 			last.SearchedUntil.UTC().Format(time.RFC3339), resumeFlags(p.resume), last.NextPageToken)
 	}
 	return nil
+}
+
+// output returns the writer of the events found: the format asked for, or
+// the counts of --count-by (with their summary on stderr).
+func (p *searchPlan) output(stdout, stderr io.Writer) eventWriter {
+	if p.countBy != nil {
+		return newCountWriter(stdout, stderr, p.format, p.countBy)
+	}
+	out, _ := newEventWriter(stdout, p.format) // the format was checked by parseSearch
+	return out
 }
 
 func resumeFlags(flags []string) string {

@@ -64,7 +64,7 @@ func (c *SearchCommand) searchMirror(p *searchPlan) error {
 	if more {
 		matches = matches[:keep]
 	}
-	out, _ := newEventWriter(c.Stdout, p.format)
+	out := p.output(c.Stdout, c.Stderr)
 	for _, e := range matches {
 		if err := out.write(e); err != nil {
 			return err
