@@ -35,6 +35,10 @@ func (c *SearchCommand) searchMirror(p *searchPlan) error {
 	case !p.follow:
 		keep = cmp.Or(p.req.PageSize, audittrail.DefaultPageSize)
 	}
+	out := p.output(c.Stdout, c.Stderr)
+	// Counts of every match need no events kept: each is counted as it is
+	// read (printed only once the whole is verified, at out.close).
+	countAll := p.countBy != nil && keep == 0
 	var matches []*audittrail.Event
 	newestFirst := func(a, b *audittrail.Event) int {
 		return cmp.Or(b.EventTime.Compare(a.EventTime), cmp.Compare(b.Seq, a.Seq))
@@ -42,6 +46,9 @@ func (c *SearchCommand) searchMirror(p *searchPlan) error {
 	v, err := logmirror.Scan(p.mirror, verifier, logmirror.ScanOptions{Each: func(e *audittrail.Event) error {
 		if !q.Match(e) {
 			return nil
+		}
+		if countAll {
+			return out.write(e)
 		}
 		matches = append(matches, e)
 		if keep > 0 && len(matches) >= 2*keep+1024 {
@@ -64,7 +71,6 @@ func (c *SearchCommand) searchMirror(p *searchPlan) error {
 	if more {
 		matches = matches[:keep]
 	}
-	out := p.output(c.Stdout, c.Stderr)
 	for _, e := range matches {
 		if err := out.write(e); err != nil {
 			return err
