@@ -16,11 +16,19 @@ import (
 )
 
 // State is a forwarder's position, kept in a file between runs: for each
-// kind, the time of the newest event forwarded (the cursor).
+// kind, the time of the newest event forwarded (the cursor), and when the
+// forwarder last read that kind through to its end.
 type State struct {
 	URL     string         `json:"keycloakUrl"`
 	Realm   string         `json:"realm"`
 	Cursors map[Kind]int64 `json:"cursors"` // Unix milliseconds; a kind not present: nothing forwarded yet
+	// ReadThroughAt is, per kind, the forwarder's clock (Unix
+	// milliseconds) at the start of the last poll that read that kind to
+	// its end and had every event read acknowledged. Unlike the cursor it
+	// moves while the realm is idle, so it tells an idle realm from one
+	// the forwarder could not read. A kind not present: not yet, or a
+	// state file written before it was kept.
+	ReadThroughAt map[Kind]int64 `json:"readThroughAt,omitempty"`
 }
 
 // LoadState reads the state file at path. A missing file is a new state
@@ -29,7 +37,7 @@ type State struct {
 func LoadState(path, keycloakURL, realm string) (*State, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, iofs.ErrNotExist) {
-		return &State{URL: keycloakURL, Realm: realm, Cursors: map[Kind]int64{}}, nil
+		return &State{URL: keycloakURL, Realm: realm, Cursors: map[Kind]int64{}, ReadThroughAt: map[Kind]int64{}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -44,7 +52,35 @@ func LoadState(path, keycloakURL, realm string) (*State, error) {
 	if s.Cursors == nil {
 		s.Cursors = map[Kind]int64{}
 	}
+	if s.ReadThroughAt == nil {
+		s.ReadThroughAt = map[Kind]int64{}
+	}
 	return &s, nil
+}
+
+// ReadUpTo returns a time before which every event of kind that Keycloak
+// held has been read and acknowledged, and false when none was read yet.
+//
+// It is the time of the last read through to the end (ReadThroughAt) less
+// overlap: an event of a moment before that read may commit after it, and
+// then the next poll reads it, within the overlap, not that one. The
+// margin errs towards a warning: a loss said to be possible that was not
+// costs a look, one not said costs the events. Keycloak dates and expires
+// its events by its own clock and ReadThroughAt is the forwarder's, so
+// compare the answer with the forwarder's clock less the expiration: an
+// offset between the two clocks is then on both sides and cancels out. A
+// state file written before ReadThroughAt was kept has only the cursor,
+// the time (Keycloak's) of the newest event forwarded: before it
+// everything was read, but after it the realm may as well have been idle
+// as unread, so that answer may be too early.
+func (s *State) ReadUpTo(kind Kind, overlap time.Duration) (time.Time, bool) {
+	if at, ok := s.ReadThroughAt[kind]; ok {
+		return time.UnixMilli(at).Add(-overlap), true
+	}
+	if cursor, ok := s.Cursors[kind]; ok {
+		return time.UnixMilli(cursor), true
+	}
+	return time.Time{}, false
 }
 
 // Save replaces the state file at path atomically and durably.
@@ -76,11 +112,17 @@ type Forwarder struct {
 	PageSize  int           // events per read and per batch; DefaultPageSize when 0
 	State     *State
 	// Save is called with the state after each batch the service
-	// acknowledged, before the next read.
+	// acknowledged, before the next read, and once more at the end of a
+	// poll that read a kind through without a batch to save it with (an
+	// idle realm), so that ReadThroughAt is on disk too.
 	Save func(*State) error
 	// Warn reports what does not stop the forwarder (events the service
 	// holds with other content under the same id).
 	Warn func(msg string)
+	// Now is the clock of ReadThroughAt; time.Now when nil.
+	Now func() time.Time
+
+	unsaved bool // State changed since the last Save
 }
 
 // ErrCreate wraps a batch the service refused in part: the cursor stays
@@ -92,16 +134,44 @@ var ErrCreate = errors.New("the audit trail refused an event")
 // (re-read ones included: the service answers those with the stored
 // event). On an error the cursor of the batch that failed stays where it
 // was.
+//
+// A poll saves the state after each batch, and at most once more: at its
+// end, when a kind was read through after its last batch was saved.
 func (f *Forwarder) Poll(ctx context.Context) (map[Kind]int, error) {
 	counts := map[Kind]int{}
 	for _, k := range f.Kinds {
 		n, err := f.pollKind(ctx, k)
 		counts[k] = n
 		if err != nil {
-			return counts, fmt.Errorf("%s events: %w", k, err)
+			err = fmt.Errorf("%s events: %w", k, err)
+			if f.unsaved { // the kinds before this one were read through
+				err = errors.Join(err, f.save())
+			}
+			return counts, err
 		}
 	}
+	if f.unsaved {
+		return counts, f.save()
+	}
 	return counts, nil
+}
+
+// save saves the whole state. After a failure too the state is no longer
+// counted as unsaved: the failure is reported, and the next save writes
+// the whole state again.
+func (f *Forwarder) save() error {
+	f.unsaved = false
+	if f.Save == nil {
+		return nil
+	}
+	return f.Save(f.State)
+}
+
+func (f *Forwarder) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
 }
 
 func (f *Forwarder) pollKind(ctx context.Context, kind Kind) (int, error) {
@@ -110,6 +180,12 @@ func (f *Forwarder) pollKind(ctx context.Context, kind Kind) (int, error) {
 		size = DefaultPageSize
 	}
 	size = min(size, audittrail.MaxBatch)
+	// Taken before the first read: every event committed by then is read
+	// by this poll, if it ends well.
+	started := f.now().UnixMilli()
+	if f.State.ReadThroughAt == nil {
+		f.State.ReadThroughAt = map[Kind]int64{}
+	}
 	var from int64
 	cursor, ok := f.State.Cursors[kind]
 	if ok {
@@ -142,6 +218,8 @@ func (f *Forwarder) pollKind(ctx context.Context, kind Kind) (int, error) {
 			return total, fmt.Errorf("unknown kind %q", kind)
 		}
 		if len(reqs) == 0 {
+			f.State.ReadThroughAt[kind] = started
+			f.unsaved = true
 			return total, nil
 		}
 		res, err := f.Create(ctx, reqs)
@@ -164,12 +242,14 @@ func (f *Forwarder) pollKind(ctx context.Context, kind Kind) (int, error) {
 		total += len(reqs)
 		cursor = newest
 		f.State.Cursors[kind] = cursor
-		if f.Save != nil {
-			if err := f.Save(f.State); err != nil {
-				return total, err
-			}
+		last := len(reqs) < size
+		if last {
+			f.State.ReadThroughAt[kind] = started
 		}
-		if len(reqs) < size {
+		if err := f.save(); err != nil {
+			return total, err
+		}
+		if last {
 			return total, nil
 		}
 		first += len(reqs)

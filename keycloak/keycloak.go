@@ -15,7 +15,8 @@
 // each kind it reads from the cursor (the time of the last event forwarded)
 // less an overlap, since Keycloak's events of one moment may commit out of
 // order, creates what it read, and only then moves the cursor, which State
-// keeps in a file. Nothing read is lost to a failed create, and nothing is
+// keeps in a file, with the time it last read each kind through to the end
+// (ReadThroughAt). Nothing read is lost to a failed create, and nothing is
 // stored twice.
 package keycloak
 

@@ -45,9 +45,15 @@ there. While FILE does not exist, it starts with the oldest event Keycloak
 holds. Each poll reads again from --overlap before that time, since
 Keycloak's events of one moment may be stored out of order: an event read
 twice has the same id and content both times, and the server keeps one.
-FILE.lock keeps a second forwarder off the same FILE. An event that
+FILE also keeps when the forwarder last read each kind through to the end,
+saved with the last batch, or once at the end of a poll that found nothing
+new. FILE.lock keeps a second forwarder off the same FILE. An event that
 Keycloak's expiration deleted before it was read is not forwarded: keep the
-expiration well above the time the forwarder may be down.
+expiration well above the time the forwarder may be down. When the last read
+through of user events is older than the realm keeps them, at start or while
+the polls fail, a warning on stderr gives the span of the events that may
+have been deleted unread (once per outage; admin events have no such check,
+since their expiration is not readable with view-events).
 
 Network errors and refusals of Keycloak or the server are reported on stderr
 and the poll is tried again at the next interval, from the same place: what
@@ -91,7 +97,7 @@ func newKeycloakFlags(f *keycloakFlags) *flag.FlagSet {
 	fs.StringVar(&f.clientID, "client-id", "", "`client id` of a confidential client of the realm whose service account has realm-management's view-events role")
 	fs.StringVar(&f.clientSecret, "client-secret", "", "the client's `secret` (prefer --client-secret-file or AUDITTRAIL_KEYCLOAK_CLIENT_SECRET)")
 	fs.StringVar(&f.clientSecretFile, "client-secret-file", "", "`file` holding the client's secret")
-	fs.StringVar(&f.state, "state", "", "`file` keeping the time of the newest event forwarded, per kind (created when missing)")
+	fs.StringVar(&f.state, "state", "", "`file` keeping the time of the newest event forwarded and of the last read through, per kind (created when missing)")
 	fs.StringVar(&f.eventSource, "event-source", keycloak.DefaultEventSource, "event_source of the events created")
 	fs.StringVar(&f.kinds, "kinds", "user,admin", "the kinds of events forwarded: user, admin, or both (comma-separated)")
 	fs.DurationVar(&f.interval, "interval", 30*time.Second, "time between polls")
@@ -177,7 +183,11 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 		Save:      func(s *keycloak.State) error { return s.Save(f.state) },
 		Warn:      func(msg string) { fmt.Fprintf(c.Stderr, "audittrail keycloak: %s\n", msg) },
 	}
-	c.checkRealm(ctx, fw.Reader, kinds, state)
+	var expiry *expiryWatch // nil: user events are not forwarded
+	if slices.Contains(kinds, keycloak.KindUser) {
+		expiry = &expiryWatch{reader: fw.Reader, state: state, overlap: f.overlap, stderr: c.Stderr}
+	}
+	c.checkRealm(ctx, fw.Reader, kinds, expiry)
 	for {
 		counts, err := fw.Poll(ctx)
 		switch {
@@ -188,6 +198,7 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 		case err != nil:
 			fmt.Fprintf(c.Stderr, "audittrail keycloak: %v (trying again in %s)\n", err, f.interval)
 		}
+		expiry.polled(ctx, err == nil)
 		if f.once || counts[keycloak.KindUser]+counts[keycloak.KindAdmin] > 0 {
 			fmt.Fprintf(c.Stdout, "%s\n", summary(kinds, counts, state))
 		}
@@ -203,13 +214,12 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 }
 
 // checkRealm warns when the realm does not record a kind of events
-// forwarded: there would be nothing to forward, silently; and when its
-// expiration of user events may have deleted some that were never
-// forwarded, because the newest one forwarded (the state's cursor) is
-// older than what the realm keeps: a forwarder stopped for longer than the
-// expiration loses the events in between, and says so here rather than
-// never. When the settings cannot be read, the first poll reports why.
-func (c *KeycloakCommand) checkRealm(ctx context.Context, r *keycloak.Reader, kinds []keycloak.Kind, state *keycloak.State) {
+// forwarded: there would be nothing to forward, silently. It gives the
+// realm's expiration of user events to expiry, which warns when it may
+// already have deleted some never read (a forwarder stopped, or failing,
+// for longer than the expiration). When the settings cannot be read, the
+// first poll reports why.
+func (c *KeycloakCommand) checkRealm(ctx context.Context, r *keycloak.Reader, kinds []keycloak.Kind, expiry *expiryWatch) {
 	cfg, err := r.EventsConfig(ctx)
 	if err != nil {
 		return
@@ -217,18 +227,98 @@ func (c *KeycloakCommand) checkRealm(ctx context.Context, r *keycloak.Reader, ki
 	if slices.Contains(kinds, keycloak.KindUser) && !cfg.EventsEnabled {
 		fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s does not save user events, so there are none to forward: turn on Realm settings > Events > User events settings > Save events\n", r.Realm)
 	}
-	if cursor, ok := state.Cursors[keycloak.KindUser]; ok && slices.Contains(kinds, keycloak.KindUser) && cfg.EventsExpiration > 0 {
-		kept := time.Duration(cfg.EventsExpiration) * time.Second
-		newest, oldestKept := time.UnixMilli(cursor).UTC(), time.Now().UTC().Add(-kept)
-		if newest.Before(oldestKept) {
-			fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s deletes user events after %s, and the newest one forwarded is from %s: "+
-				"the user events from then to about %s may have been deleted before they were read, and are not forwarded\n",
-				r.Realm, kept, newest.Format(time.RFC3339), oldestKept.Format(time.RFC3339))
-		}
-	}
 	if slices.Contains(kinds, keycloak.KindAdmin) && !cfg.AdminEventsEnabled {
 		fmt.Fprintf(c.Stderr, "audittrail keycloak: realm %s does not save admin events, so there are none to forward: turn on Realm settings > Events > Admin events settings > Save events\n", r.Realm)
 	}
+	expiry.started(cfg)
+}
+
+// expiryWatch warns when the realm's expiration of user events may have
+// deleted some that the forwarder never read: at start, after a failed
+// poll, and at the first poll that succeeds after failures, once per
+// outage (the start and the failed polls right after it are one). A realm
+// read through on every poll loses nothing however idle it is, so the
+// measure is the state's ReadUpTo, not the time of the newest event.
+//
+// Admin events have no such check: their expiration is a realm attribute
+// that the view-events role does not let the forwarder read.
+type expiryWatch struct {
+	reader  *keycloak.Reader
+	state   *keycloak.State
+	overlap time.Duration
+	stderr  io.Writer
+
+	expiration time.Duration // the realm's, as last read; 0: none
+	known      bool          // expiration was read
+	failing    bool          // the last poll failed
+	upTo       time.Time     // the state's ReadUpTo after the last failed poll
+	readAny    bool          // and whether it had one
+	warned     bool          // warned since the last poll that succeeded
+}
+
+// started takes the settings read at start and checks the state the
+// forwarder starts from.
+func (w *expiryWatch) started(cfg *keycloak.EventsConfig) {
+	if w == nil {
+		return
+	}
+	w.expiration, w.known = time.Duration(cfg.EventsExpiration)*time.Second, true
+	upTo, ok := w.state.ReadUpTo(keycloak.KindUser, w.overlap)
+	w.warned = w.check(upTo, ok, time.Now())
+}
+
+// polled checks after a poll. A failed one leaves the state's ReadUpTo
+// where the last success put it, and the check after each failure tells
+// as soon as the outage has outlasted the expiration. The first success
+// after failures checks once more, against the expiration read again (it
+// may have been changed meanwhile, or never read yet) and the ReadUpTo of
+// the last failure, since this success has moved the state's: the outage
+// may have outlasted the expiration after the last failure's check. So the
+// settings are read once per outage, not on every poll.
+func (w *expiryWatch) polled(ctx context.Context, ok bool) {
+	if w == nil {
+		return
+	}
+	switch {
+	case !ok:
+		w.failing = true
+		w.upTo, w.readAny = w.state.ReadUpTo(keycloak.KindUser, w.overlap)
+		if !w.known {
+			w.readExpiration(ctx)
+		}
+		if !w.warned {
+			w.warned = w.check(w.upTo, w.readAny, time.Now())
+		}
+	case w.failing:
+		w.failing = false
+		if !w.warned {
+			w.readExpiration(ctx)
+			w.check(w.upTo, w.readAny, time.Now())
+		}
+		w.warned = false
+	default:
+		w.warned = false
+	}
+}
+
+func (w *expiryWatch) readExpiration(ctx context.Context) {
+	if cfg, err := w.reader.EventsConfig(ctx); err == nil {
+		w.expiration, w.known = time.Duration(cfg.EventsExpiration)*time.Second, true
+	}
+}
+
+// check warns, and reports whether it did, when the realm deletes user
+// events older than the expiration and they were read only up to upTo,
+// before that (ok false: none read yet, so none missed).
+func (w *expiryWatch) check(upTo time.Time, ok bool, now time.Time) bool {
+	oldestKept := now.Add(-w.expiration)
+	if !ok || w.expiration <= 0 || !upTo.Before(oldestKept) {
+		return false
+	}
+	fmt.Fprintf(w.stderr, "audittrail keycloak: realm %s deletes user events after %s, and the forwarder has read all of them only up to about %s: "+
+		"the user events from then to about %s may have been deleted before they were read, and are not forwarded\n",
+		w.reader.Realm, w.expiration, upTo.UTC().Format(time.RFC3339), oldestKept.UTC().Format(time.RFC3339))
+	return true
 }
 
 // summary is the line printed after a poll: the events read and

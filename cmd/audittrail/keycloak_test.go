@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"github.com/audittrail/audittrail/client"
 	"github.com/audittrail/audittrail/internal/flock"
 	"github.com/audittrail/audittrail/internal/kctest"
+	"github.com/audittrail/audittrail/internal/syncbuf"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/keycloak"
 )
@@ -356,34 +360,172 @@ func TestKeycloakCommandRefused(t *testing.T) {
 		t.Errorf("a realm without events: exit %d: %s%s", code, stdout.String(), stderr.String())
 	}
 
-	// A realm that deletes user events after an hour, and a forwarder whose
-	// newest user event is older than that: it says that events in between
-	// may be lost. One that is within the hour says nothing of it.
+	// A realm that deletes user events after an hour. A forwarder that read
+	// them all up to more than an hour ago says that the events since may
+	// be lost, from when: the last read through less the overlap (2 min),
+	// or, for a state file of an older forwarder without it, the newest
+	// user event forwarded. One that read them through a minute ago says
+	// nothing of it, however old its newest event: the realm was idle.
 	kc.Admin(t, http.MethodPut, "/admin/realms/"+realm.Name, map[string]any{
 		"eventsEnabled": true, "adminEventsEnabled": true, "eventsExpiration": 3600,
 	}, nil)
+	now := time.Now()
 	for _, c := range []struct {
-		behind time.Duration
-		warn   bool
-	}{{2 * time.Hour, true}, {10 * time.Minute, false}} {
-		stale := filepath.Join(dir, "stale-"+c.behind.String())
-		st := keycloak.State{URL: kc.URL, Realm: realm.Name, Cursors: map[keycloak.Kind]int64{keycloak.KindUser: time.Now().Add(-c.behind).UnixMilli()}}
+		name                string
+		cursor, readThrough time.Duration // before now; 0: none
+		warnFrom            time.Time     // zero: no warning
+	}{
+		{"an older forwarder's state, cursor 2h ago", 2 * time.Hour, 0, now.Add(-2 * time.Hour)},
+		{"an older forwarder's state, cursor 10m ago", 10 * time.Minute, 0, time.Time{}},
+		{"an idle realm: cursor 2h ago, read through 1m ago", 2 * time.Hour, time.Minute, time.Time{}},
+		{"read through 2h ago", 3 * time.Hour, 2 * time.Hour, now.Add(-2*time.Hour - keycloak.DefaultOverlap)},
+		{"nothing forwarded, read through 2h ago", 0, 2 * time.Hour, now.Add(-2*time.Hour - keycloak.DefaultOverlap)},
+	} {
+		stale := filepath.Join(dir, strings.NewReplacer(" ", "-", ",", "", "'", "", ":", "").Replace(c.name))
+		st := keycloak.State{URL: kc.URL, Realm: realm.Name, Cursors: map[keycloak.Kind]int64{}, ReadThroughAt: map[keycloak.Kind]int64{}}
+		if c.cursor != 0 {
+			st.Cursors[keycloak.KindUser] = now.Add(-c.cursor).UnixMilli()
+		}
+		if c.readThrough != 0 {
+			st.ReadThroughAt[keycloak.KindUser] = now.Add(-c.readThrough).UnixMilli()
+		}
 		if err := st.Save(stale); err != nil {
 			t.Fatal(err)
 		}
 		var stdout, stderr bytes.Buffer
 		code := run(t.Context(), argsFor(realm.Name, realm.ClientID, realm.ClientSecret, stale), &stdout, &stderr)
-		warned := strings.Contains(stderr.String(), "realm "+realm.Name+" deletes user events after 1h0m0s, and the newest one forwarded is from ") &&
-			strings.Contains(stderr.String(), "may have been deleted before they were read")
-		if code != 0 || warned != c.warn {
-			t.Errorf("cursor %s behind, events kept an hour: exit %d, warned %v (want %v): %s%s", c.behind, code, warned, c.warn, stdout.String(), stderr.String())
+		warned := strings.Contains(stderr.String(), "realm "+realm.Name+" deletes user events after 1h0m0s, and the forwarder has read all of them only up to about ")
+		want := !c.warnFrom.IsZero()
+		if code != 0 || warned != want {
+			t.Errorf("%s, events kept an hour: exit %d, warned %v (want %v): %s%s", c.name, code, warned, want, stdout.String(), stderr.String())
 		}
+		if span := "up to about " + c.warnFrom.UTC().Format(time.RFC3339) + ": the user events from then to about "; want && !strings.Contains(stderr.String(), span) {
+			t.Errorf("%s: the warning does not say %q: %s", c.name, span, stderr.String())
+		}
+		// The span ends an hour before the check, which ran between now
+		// and the run's end.
+		_, rest, _ := strings.Cut(stderr.String(), "the user events from then to about ")
+		end, rest, _ := strings.Cut(rest, " ")
+		endTime, err := time.Parse(time.RFC3339, end)
+		if want && (err != nil || endTime.Before(now.Add(-time.Hour).Truncate(time.Second)) || endTime.After(time.Now().Add(-time.Hour)) ||
+			!strings.HasPrefix(rest, "may have been deleted before they were read, and are not forwarded")) {
+			t.Errorf("%s: the warning does not end the span an hour ago and say the events are not forwarded: %s", c.name, stderr.String())
+		}
+	}
+}
+
+// TestKeycloakCommandOutage: a running forwarder whose polls fail (the
+// server stopped) for longer than the realm keeps user events says, once
+// per outage, that events may have been deleted before they were read: at
+// the first poll that succeeds again when the expiration was set during
+// the outage, and after the failed polls otherwise. The realm keeps its
+// events for two seconds, and the forwarder polls every 100 ms without an
+// overlap, so an outage takes seconds.
+func TestKeycloakCommandOutage(t *testing.T) {
+	kc := kctest.Shared(t)
+	// The server listens on the same internal address after each Resume:
+	// the running forwarder keeps its --addr.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal := l.Addr().String()
+	l.Close()
+	srv := testserver.Start(t, "--internal-addr", internal)
+	realm := kc.NewRealm(t)
+	expire := func(seconds int) {
+		kc.Admin(t, http.MethodPut, "/admin/realms/"+realm.Name, map[string]any{"eventsExpiration": seconds}, nil)
+	}
+	var stdout, stderr syncbuf.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.URL,
+			"--realm", realm.Name, "--client-id", realm.ClientID, "--client-secret", realm.ClientSecret,
+			"--state", filepath.Join(t.TempDir(), "state"), "--kinds", "user", "--interval", "100ms", "--overlap", "0s"}, &stdout, &stderr)
+	}()
+	// Each poll reads the newest event again (at the cursor, without an
+	// overlap), so each prints a line on success, and each fails while
+	// the server is stopped.
+	polls := func() int { return strings.Count(stdout.String(), "forwarded ") }
+	failures := func() int { return strings.Count(stderr.String(), "(trying again in 100ms)") }
+	warnings := func() int {
+		return strings.Count(stderr.String(), "realm "+realm.Name+" deletes user events after 2s, and the forwarder has read all of them only up to about ")
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for !cond() {
+			select {
+			case code := <-done:
+				t.Fatalf("the forwarder exited (%d) before %s: %s%s", code, what, stdout.String(), stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s after a minute: %s%s", what, stdout.String(), stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	outage := func(during func()) {
+		t.Helper()
+		srv.Stop()
+		during()
+		srv.Resume()
+		n := polls()
+		waitFor("poll after the outage", func() bool { return polls() > n })
+	}
+
+	// An outage while the realm keeps its events forever, which ends
+	// after the expiration was set to two seconds: no failed poll knows
+	// about them, the first success after them tells. (It must compare
+	// with the last read through before the outage: the poll that
+	// succeeds may have begun a second or more before, while the server
+	// was starting.)
+	waitFor("first poll", func() bool { return polls() > 0 })
+	outage(func() {
+		stopped := time.Now() // after the last poll that succeeded began
+		waitFor("a failed poll", func() bool { return failures() >= 1 })
+		expire(2)
+		n := failures()
+		waitFor("a failed poll", func() bool { return failures() > n })
+		// The outage outlasts the two seconds that the realm keeps its
+		// events for (a wait, not a measurement).
+		time.Sleep(time.Until(stopped.Add(2200 * time.Millisecond)))
+		if warnings() != 0 {
+			t.Errorf("warned during the outage before the realm's expiration was read: %s", stderr.String())
+		}
+	})
+	if warnings() != 1 {
+		t.Errorf("%d warnings after an outage longer than the expiration set during it, want 1: %s", warnings(), stderr.String())
+	}
+
+	// Another outage, with the expiration known: the failed polls tell,
+	// once, however many follow, and the success after them does not
+	// tell again.
+	before := warnings()
+	outage(func() {
+		waitFor("warning in the second outage", func() bool { return warnings() > before })
+		n := failures()
+		waitFor("failed polls", func() bool { return failures() >= n+2 })
+	})
+	n := polls()
+	waitFor("polls after the second outage", func() bool { return polls() >= n+3 })
+	if warnings() != before+1 {
+		t.Errorf("%d warnings in the second outage and after it, want 1: %s", warnings()-before, stderr.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("the stopped forwarder: exit %d: %s", code, stderr.String())
 	}
 }
 
 // TestKeycloakForwarderPages: a poll reads page after page (here of 2
 // events) until a short page, each acknowledged before the cursor moves to
-// its newest event; nothing is skipped or stored twice.
+// its newest event; nothing is skipped or stored twice. The last batch's
+// save also records when the poll began (ReadThroughAt), and a poll that
+// finds nothing new saves that once, for both kinds.
 func TestKeycloakForwarderPages(t *testing.T) {
 	kc := kctest.Shared(t)
 	srv := testserver.Start(t)
@@ -401,7 +543,9 @@ func TestKeycloakForwarderPages(t *testing.T) {
 	defer producer.Close()
 	var batches []int
 	var saved []int64
+	var readThrough []map[keycloak.Kind]int64
 	state := &keycloak.State{URL: kc.URL, Realm: realm.Name, Cursors: map[keycloak.Kind]int64{}}
+	clock := time.Now().Add(-time.Hour) // apart from Keycloak's clock, which dates the events
 	fw := &keycloak.Forwarder{
 		Reader:    &keycloak.Reader{URL: kc.URL, Realm: realm.Name, ClientID: realm.ClientID, ClientSecret: realm.ClientSecret},
 		Converter: keycloak.Converter{Realm: realm.Name},
@@ -413,7 +557,12 @@ func TestKeycloakForwarderPages(t *testing.T) {
 		Overlap:  time.Minute,
 		PageSize: 2,
 		State:    state,
-		Save:     func(s *keycloak.State) error { saved = append(saved, s.Cursors[keycloak.KindUser]); return nil },
+		Save: func(s *keycloak.State) error {
+			saved = append(saved, s.Cursors[keycloak.KindUser])
+			readThrough = append(readThrough, maps.Clone(s.ReadThroughAt))
+			return nil
+		},
+		Now: func() time.Time { return clock },
 	}
 	counts, err := fw.Poll(t.Context())
 	if err != nil {
@@ -430,8 +579,32 @@ func TestKeycloakForwarderPages(t *testing.T) {
 	if want := []int{2, 2, 2}; !slices.Equal(batches, want) {
 		t.Errorf("batches %v, want %v", batches, want)
 	}
-	if len(saved) != 3 || saved[2] != users[5].Time || !slices.IsSorted(saved) {
-		t.Errorf("cursors saved %v, want 3 rising to %d", saved, users[5].Time)
+	// The third page was full: a fourth read found nothing, and the
+	// read through was saved after it, with the same cursor.
+	if len(saved) != 4 || saved[3] != users[5].Time || !slices.IsSorted(saved) {
+		t.Errorf("cursors saved %v, want 4 rising to %d", saved, users[5].Time)
+	}
+	if want := []map[keycloak.Kind]int64{{}, {}, {}, {keycloak.KindUser: clock.UnixMilli()}}; !reflect.DeepEqual(readThrough, want) {
+		t.Errorf("read through at %v, want the poll's start with the last save only: %v", readThrough, want)
+	}
+
+	// Nothing new after the cursors (the reader keeps its token, so no
+	// CLIENT_LOGIN is added): nothing is created, and the state is saved
+	// once, with the new poll's start for both kinds.
+	admins, err := fw.Reader.AdminEvents(t.Context(), 0, 0, 100)
+	if err != nil || len(admins) == 0 {
+		t.Fatalf("admin events: %d, %v", len(admins), err)
+	}
+	state.Cursors[keycloak.KindAdmin] = admins[len(admins)-1].Time + 1
+	state.Cursors[keycloak.KindUser] = users[5].Time + 1
+	fw.Kinds, fw.Overlap = []keycloak.Kind{keycloak.KindUser, keycloak.KindAdmin}, 0
+	clock = clock.Add(time.Minute)
+	batches, saved, readThrough = nil, nil, nil
+	if counts, err := fw.Poll(t.Context()); err != nil || counts[keycloak.KindUser]+counts[keycloak.KindAdmin] != 0 {
+		t.Fatalf("a poll with nothing new: %v, %v", counts, err)
+	}
+	if want := []map[keycloak.Kind]int64{{keycloak.KindUser: clock.UnixMilli(), keycloak.KindAdmin: clock.UnixMilli()}}; len(batches) != 0 || !reflect.DeepEqual(readThrough, want) {
+		t.Errorf("a poll with nothing new: batches %v, saved read through at %v, want no batch and one save of %v", batches, readThrough, want)
 	}
 	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
 	if err != nil {
