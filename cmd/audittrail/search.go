@@ -40,7 +40,8 @@ on the log's public key alone; it covers the events received before that
 checkpoint's horizon (printed on stderr).
 
 -o csv writes a header and one row per event, the API's fields as columns
-(the status in two, each map as JSON), for spreadsheets. The values are
+(the status in two, each map as JSON), for spreadsheets: UTF-8 without a
+byte order mark (in Excel, open it with Data > From Text/CSV). The values are
 producers' input, and a spreadsheet runs a cell starting with = + - @ as a
 formula, so such a value gets a ' before it (shown as text), as does one
 starting with ' (so any cell starting with ' is its value with one ' more);
