@@ -7,9 +7,15 @@
 //
 // It runs "kc.sh start-dev" of the Keycloak distribution in
 // $AUDITTRAIL_KEYCLOAK_HOME (`make keycloak` unpacks it into .cache/) on a
-// free port of 127.0.0.1, with the in-memory database (--db=dev-mem), the
-// transaction log in a temporary directory, and a bootstrap admin of random
-// password (KC_BOOTSTRAP_ADMIN_USERNAME/PASSWORD). The first start of a
+// free port of 127.0.0.1 over HTTP and on another over HTTPS, with the
+// in-memory database (--db=dev-mem), the transaction log in a temporary
+// directory, and a bootstrap admin of random password
+// (KC_BOOTSTRAP_ADMIN_USERNAME/PASSWORD). The HTTPS certificate, for
+// 127.0.0.1, is signed by a CA made at the start, which no system trusts:
+// Keycloak behind a private CA, in CAFile. start-dev takes the host name
+// of each request (hostname-strict=false), so tokens and the admin API work
+// over either URL, as long as a token is used over the URL it came from
+// (its issuer). The first start of a
 // distribution also builds it for those options (Quarkus' augmentation,
 // which writes to its lib/): a file lock in the distribution keeps two test
 // binaries from doing it at once. A watchdog process stops Keycloak once
@@ -23,12 +29,19 @@ package kctest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -59,11 +72,14 @@ const StartTimeout = 8 * time.Minute
 // Keycloak is a running Keycloak.
 type Keycloak struct {
 	URL           string // http://127.0.0.1:PORT
+	HTTPSURL      string // https://127.0.0.1:PORT, the same Keycloak with a certificate that CAFile's CA signed
+	CAFile        string // the private CA's certificate (PEM), which only a client given it trusts
 	AdminUser     string // the bootstrap admin of the master realm
 	AdminPassword string
 	StartTime     time.Duration // how long the start took
 
-	dir string // temporary: the log and the transaction log
+	dir   string         // temporary: the log, the transaction log and the certificates
+	roots *x509.CertPool // the private CA's
 }
 
 var (
@@ -113,7 +129,16 @@ func start(home string) (*Keycloak, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc := &Keycloak{URL: "http://127.0.0.1:" + strconv.Itoa(port), AdminUser: "admin", AdminPassword: randomHex(16), dir: dir}
+	httpsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	kc := &Keycloak{URL: "http://127.0.0.1:" + strconv.Itoa(port), HTTPSURL: "https://127.0.0.1:" + strconv.Itoa(httpsPort),
+		AdminUser: "admin", AdminPassword: randomHex(16), dir: dir}
+	certFile, keyFile, err := kc.makeCertificates()
+	if err != nil {
+		return nil, fmt.Errorf("making the HTTPS certificate: %v", err)
+	}
 	// The augmentation of a first start rewrites the distribution's lib/.
 	unlock, err := lockWait(filepath.Join(home, ".kctest.lock"), StartTimeout)
 	if err != nil {
@@ -125,7 +150,9 @@ func start(home string) (*Keycloak, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(kcsh, "start-dev", "--db=dev-mem", "--http-host=127.0.0.1", "--http-port="+strconv.Itoa(port))
+	// --http-host is the address of both listeners.
+	cmd := exec.Command(kcsh, "start-dev", "--db=dev-mem", "--http-host=127.0.0.1", "--http-port="+strconv.Itoa(port),
+		"--https-port="+strconv.Itoa(httpsPort), "--https-certificate-file="+certFile, "--https-certificate-key-file="+keyFile)
 	cmd.Env = append(os.Environ(),
 		"KC_BOOTSTRAP_ADMIN_USERNAME="+kc.AdminUser,
 		"KC_BOOTSTRAP_ADMIN_PASSWORD="+kc.AdminPassword,
@@ -163,14 +190,75 @@ func start(home string) (*Keycloak, error) {
 	}
 }
 
-// ready reports whether Keycloak serves its master realm.
+// ready reports whether Keycloak serves its master realm over HTTP and
+// over HTTPS, with the certificate of the private CA.
 func (kc *Keycloak) ready() bool {
-	resp, err := http.Get(kc.URL + "/realms/master/.well-known/openid-configuration")
-	if err != nil {
-		return false
+	httpsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: kc.roots}, DisableKeepAlives: true}}
+	for _, get := range []struct {
+		client *http.Client
+		url    string
+	}{{http.DefaultClient, kc.URL}, {httpsClient, kc.HTTPSURL}} {
+		resp, err := get.client.Get(get.url + "/realms/master/.well-known/openid-configuration")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return true
+}
+
+// makeCertificates makes the private CA (written to CAFile) and Keycloak's
+// HTTPS certificate for 127.0.0.1, signed by it, and returns the files of
+// the certificate and its key (PKCS #8, which Keycloak reads). They are
+// valid from a day before to a week after now: a test binary's Keycloak
+// lives no longer.
+func (kc *Keycloak) makeCertificates() (certFile, keyFile string, err error) {
+	notBefore, notAfter := time.Now().Add(-24*time.Hour), time.Now().Add(7*24*time.Hour)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kctest private CA"},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: notBefore, NotAfter: notAfter}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", "", err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return "", "", err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	kc.roots = x509.NewCertPool()
+	kc.roots.AddCert(ca)
+	kc.CAFile = filepath.Join(kc.dir, "ca.crt")
+	certFile, keyFile = filepath.Join(kc.dir, "keycloak.crt"), filepath.Join(kc.dir, "keycloak.key")
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+	}{{kc.CAFile, "CERTIFICATE", caDER}, {certFile, "CERTIFICATE", der}, {keyFile, "PRIVATE KEY", keyDER}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
+			return "", "", err
+		}
+	}
+	return certFile, keyFile, nil
 }
 
 func (kc *Keycloak) logTail() string {
