@@ -22,6 +22,8 @@ package keycloak
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +42,7 @@ type Reader struct {
 	Realm        string // the realm whose events are read; the client is a client of this realm
 	ClientID     string
 	ClientSecret string
-	HTTPClient   *http.Client     // when nil, one with RequestTimeout and the system's CA certificates
+	HTTPClient   *http.Client     // when nil, one with RequestTimeout and the system's CA certificates; see NewHTTPClient
 	Now          func() time.Time // the clock of the token's expiry; time.Now when nil
 
 	mu      sync.Mutex
@@ -80,6 +82,34 @@ func (e *Error) Error() string {
 const RequestTimeout = time.Minute
 
 var defaultHTTPClient = &http.Client{Timeout: RequestTimeout}
+
+// NewHTTPClient returns an HTTP client for a Reader that trusts the CA
+// certificates of roots instead of the system's, with RequestTimeout: for a
+// Keycloak whose certificate a private CA signed.
+func NewHTTPClient(roots *x509.CertPool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone() // its proxy from the environment, its timeouts, HTTP/2
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: RequestTimeout}
+}
+
+// CertificateError is Keycloak's TLS certificate refused: signed by an
+// authority the client does not trust (an x509.UnknownAuthorityError, which
+// errors.As finds through it), for another host name, or expired.
+type CertificateError struct {
+	URL string // without the query
+	Err error  // crypto/x509's reason
+}
+
+func (e *CertificateError) Error() string {
+	var unknown x509.UnknownAuthorityError
+	if errors.As(e.Err, &unknown) && unknown.Cert != nil {
+		return fmt.Sprintf("keycloak: %s: Keycloak's TLS certificate is signed by %q, which is not a certificate authority trusted here",
+			e.URL, unknown.Cert.Issuer.String())
+	}
+	return fmt.Sprintf("keycloak: %s: Keycloak's TLS certificate is refused: %v", e.URL, e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
 
 func (r *Reader) httpClient() *http.Client {
 	if r.HTTPClient != nil {
@@ -129,6 +159,13 @@ func (r *Reader) do(req *http.Request, v any) error {
 	u := *req.URL
 	u.RawQuery = ""
 	resp, err := r.httpClient().Do(req)
+	var refused *tls.CertificateVerificationError
+	if errors.As(err, &refused) {
+		// Go's text ("tls: failed to verify certificate: x509: certificate
+		// signed by unknown authority") does not say whose certificate, or
+		// by whom.
+		return &CertificateError{URL: u.String(), Err: refused.Err}
+	}
 	if err != nil {
 		return fmt.Errorf("keycloak: %w", err)
 	}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -64,6 +66,11 @@ The client secret comes from --client-secret-file, or the environment
 (AUDITTRAIL_KEYCLOAK_CLIENT_SECRET), or --client-secret (visible to other
 users of the machine in the process list).
 
+Keycloak over https is checked against the system's CA certificates, or,
+with --keycloak-ca-file, against the CA certificates of that PEM file
+instead (a Keycloak whose certificate a private CA signed), as --ca-file
+does for the audit trail's connection.
+
 Examples:
   AUDITTRAIL_KEYCLOAK_CLIENT_SECRET=... audittrail keycloak --keycloak-url https://keycloak.example.com \
       --realm acme --client-id audittrail-forwarder --state /var/lib/audittrail-keycloak/acme.state
@@ -75,12 +82,14 @@ error; 2 bad usage.
 
 Environment: AUDITTRAIL_INTERNAL_ADDR (--addr), AUDITTRAIL_PRODUCER_TOKEN or
 AUDITTRAIL_TOKEN (--token), AUDITTRAIL_KEYCLOAK_URL (--keycloak-url),
+AUDITTRAIL_KEYCLOAK_CA_FILE (--keycloak-ca-file),
 AUDITTRAIL_KEYCLOAK_CLIENT_SECRET (the client secret).
 `
 
 type keycloakFlags struct {
 	connFlags
-	keycloakURL, realm, clientID   string
+	keycloakURL, keycloakCAFile    string
+	realm, clientID                string
 	clientSecret, clientSecretFile string
 	state, eventSource, kinds      string
 	interval, overlap              time.Duration
@@ -93,6 +102,7 @@ func newKeycloakFlags(f *keycloakFlags) *flag.FlagSet {
 	fs.StringVar(&f.token, "token", envDefault("", "AUDITTRAIL_PRODUCER_TOKEN", "AUDITTRAIL_TOKEN"), "bearer `token` of a producer")
 	f.addTLSFlags(fs)
 	fs.StringVar(&f.keycloakURL, "keycloak-url", envDefault("", "AUDITTRAIL_KEYCLOAK_URL"), "Keycloak's base `URL` (with its path prefix, if it has one)")
+	fs.StringVar(&f.keycloakCAFile, "keycloak-ca-file", envDefault("", "AUDITTRAIL_KEYCLOAK_CA_FILE"), "trust the CA certificates in this PEM `file` for Keycloak's https, instead of the system's")
 	fs.StringVar(&f.realm, "realm", "", "the `realm` whose events are forwarded")
 	fs.StringVar(&f.clientID, "client-id", "", "`client id` of a confidential client of the realm whose service account has realm-management's view-events role")
 	fs.StringVar(&f.clientSecret, "client-secret", "", "the client's `secret` (prefer --client-secret-file or AUDITTRAIL_KEYCLOAK_CLIENT_SECRET)")
@@ -144,8 +154,16 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 	case len(f.eventSource) > audittrail.MaxFieldLen:
 		return usageErrorf("--event-source is %d bytes long, the limit is %d", len(f.eventSource), audittrail.MaxFieldLen)
 	}
-	if u, err := url.Parse(f.keycloakURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := url.Parse(f.keycloakURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usageErrorf("--keycloak-url %q: give an http or https URL, such as https://keycloak.example.com", f.keycloakURL)
+	}
+	if f.keycloakCAFile != "" && u.Scheme != "https" {
+		return usageErrorf("--keycloak-ca-file is for a Keycloak served over https, and --keycloak-url %q is not: give its https URL, or no CA file", f.keycloakURL)
+	}
+	httpClient, err := f.keycloakHTTPClient()
+	if err != nil {
+		return err
 	}
 	// The state file names the URL: https://kc/ and https://kc are one.
 	f.keycloakURL = strings.TrimRight(f.keycloakURL, "/")
@@ -174,7 +192,7 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 	defer stop()
 
 	fw := &keycloak.Forwarder{
-		Reader:    &keycloak.Reader{URL: f.keycloakURL, Realm: f.realm, ClientID: f.clientID, ClientSecret: secret},
+		Reader:    &keycloak.Reader{URL: f.keycloakURL, Realm: f.realm, ClientID: f.clientID, ClientSecret: secret, HTTPClient: httpClient},
 		Converter: keycloak.Converter{Realm: f.realm, EventSource: f.eventSource},
 		Create:    cl.BatchCreateEvents,
 		Kinds:     kinds,
@@ -190,6 +208,7 @@ func (c *KeycloakCommand) Run(ctx context.Context, args []string) error {
 	c.checkRealm(ctx, fw.Reader, kinds, expiry)
 	for {
 		counts, err := fw.Poll(ctx)
+		err = f.withCAHint(err)
 		switch {
 		case ctx.Err() != nil:
 			return nil // stopped by a signal: what was not acknowledged is read again at the next start
@@ -348,6 +367,41 @@ func parseKinds(s string) ([]keycloak.Kind, error) {
 		kinds = append(kinds, k)
 	}
 	return kinds, nil
+}
+
+// keycloakHTTPClient returns the client of the requests to Keycloak: with
+// --keycloak-ca-file one that trusts the file's CA certificates instead of
+// the system's, as --ca-file does for the audit trail (client.WithTLS),
+// since a private CA is the only one that should vouch for that Keycloak;
+// else nil, the Reader's default.
+func (f *keycloakFlags) keycloakHTTPClient() (*http.Client, error) {
+	if f.keycloakCAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(f.keycloakCAFile)
+	if err != nil {
+		return nil, usageErrorf("--keycloak-ca-file: %v", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, usageErrorf("--keycloak-ca-file %s holds no PEM certificate", f.keycloakCAFile)
+	}
+	return keycloak.NewHTTPClient(roots), nil
+}
+
+// withCAHint adds to err, when Keycloak's certificate is signed by an
+// authority not trusted, what to do about it: the Reader's error names the
+// authority, but not the flag that a person needs.
+func (f *keycloakFlags) withCAHint(err error) error {
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case !errors.As(err, &unknown):
+		return err
+	case f.keycloakCAFile == "":
+		return fmt.Errorf("%w: give the certificate of that authority (PEM) with --keycloak-ca-file or AUDITTRAIL_KEYCLOAK_CA_FILE", err)
+	default:
+		return fmt.Errorf("%w: the file of --keycloak-ca-file, %s, holds no certificate of it", err, f.keycloakCAFile)
+	}
 }
 
 // secret returns the client secret: from --client-secret-file, the

@@ -19,6 +19,7 @@ import (
 	"github.com/audittrail/audittrail/internal/flock"
 	"github.com/audittrail/audittrail/internal/kctest"
 	"github.com/audittrail/audittrail/internal/syncbuf"
+	"github.com/audittrail/audittrail/internal/testpki"
 	"github.com/audittrail/audittrail/internal/testserver"
 	"github.com/audittrail/audittrail/keycloak"
 )
@@ -257,7 +258,13 @@ func TestKeycloakCommandUsage(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	base := []string{"keycloak", "--keycloak-url", "http://127.0.0.1:1", "--realm", "acme", "--client-id", "fwd", "--state", state}
+	https := []string{"keycloak", "--keycloak-url", "https://127.0.0.1:1", "--realm", "acme", "--client-id", "fwd", "--state", state, "--client-secret", "s", "--once"}
+	notPEM := filepath.Join(dir, "not-pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("AUDITTRAIL_KEYCLOAK_CLIENT_SECRET", "")
+	t.Setenv("AUDITTRAIL_KEYCLOAK_CA_FILE", "")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -276,6 +283,10 @@ func TestKeycloakCommandUsage(t *testing.T) {
 		{append(base, "--client-secret", "s", "--overlap", "-1s"), "--overlap"},
 		{append(base, "--client-secret", "s", "--event-source", ""), "--event-source"},
 		{append(base, "--client-secret", "s", "extra"), `unexpected argument "extra"`},
+		{append(https, "--keycloak-ca-file", filepath.Join(dir, "missing")), "--keycloak-ca-file: open " + filepath.Join(dir, "missing")},
+		{append(https, "--keycloak-ca-file", notPEM), "--keycloak-ca-file " + notPEM + " holds no PEM certificate"},
+		// The file would be ignored: nothing of an http URL is checked.
+		{append(base, "--client-secret", "s", "--keycloak-ca-file", notPEM), `--keycloak-ca-file is for a Keycloak served over https, and --keycloak-url "http://127.0.0.1:1" is not`},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), c.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
@@ -283,12 +294,20 @@ func TestKeycloakCommandUsage(t *testing.T) {
 		}
 	}
 
+	// The CA file from the environment is checked as the flag's is.
+	t.Setenv("AUDITTRAIL_KEYCLOAK_CA_FILE", notPEM)
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), https, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--keycloak-ca-file "+notPEM+" holds no PEM certificate") {
+		t.Errorf("AUDITTRAIL_KEYCLOAK_CA_FILE of a file without a certificate: exit %d, %s; want 2 naming it", code, stderr.String())
+	}
+	t.Setenv("AUDITTRAIL_KEYCLOAK_CA_FILE", "")
+
 	// A second forwarder on one state file would do the work twice.
 	unlock, err := flock.Lock(state + ".lock")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
+	stderr.Reset()
 	if code := run(t.Context(), append(base, "--client-secret", "s", "--once"), &stdout, &stderr); code != 1 ||
 		!strings.Contains(stderr.String(), "another forwarder is running with this state file") {
 		t.Errorf("a second forwarder on one state file: exit %d: %s", code, stderr.String())
@@ -315,6 +334,64 @@ func TestKeycloakCommandUsage(t *testing.T) {
 	if code := run(t.Context(), append(args, "--client-secret", "s", "--once"), &stdout, &stderr); code != 1 ||
 		strings.Contains(stderr.String(), "the state of realm") || !strings.Contains(stderr.String(), "connection refused") {
 		t.Errorf("the state file with the URL without its trailing slash: exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestKeycloakCommandHTTPS forwards from Keycloak over HTTPS, with a
+// certificate of a private CA (kctest's): with --keycloak-ca-file naming
+// that CA, a login and the realm's admin events arrive; without it, or with
+// the file of another CA, the run fails saying which authority signed
+// Keycloak's certificate and what to give, and keeps no state.
+func TestKeycloakCommandHTTPS(t *testing.T) {
+	kc := kctest.Shared(t)
+	srv := testserver.Start(t)
+	realm := kc.NewRealm(t) // admin events: the clients and the user created
+	if code := realm.Login(t, realm.Username, realm.Password); code != http.StatusOK {
+		t.Fatalf("login: HTTP %d", code)
+	}
+	t.Setenv("AUDITTRAIL_KEYCLOAK_CA_FILE", "")
+	state := filepath.Join(t.TempDir(), "state")
+	args := []string{"keycloak", "--addr", srv.InternalAddr, "--token", srv.ProducerToken, "--keycloak-url", kc.HTTPSURL,
+		"--realm", realm.Name, "--client-id", realm.ClientID, "--client-secret", realm.ClientSecret, "--state", state, "--once"}
+
+	for _, c := range []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"without --keycloak-ca-file", nil, `Keycloak's TLS certificate is signed by "CN=kctest private CA", which is not a certificate authority trusted here: ` +
+			"give the certificate of that authority (PEM) with --keycloak-ca-file or AUDITTRAIL_KEYCLOAK_CA_FILE"},
+		{"with another CA's file", []string{"--keycloak-ca-file", testpki.New(t).File}, `Keycloak's TLS certificate is signed by "CN=kctest private CA", ` +
+			"which is not a certificate authority trusted here: the file of --keycloak-ca-file"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), append(args, c.extra...), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%s: exit %d: %s; want 1 and %q", c.name, code, stderr.String(), c.want)
+		}
+		if _, err := os.Stat(state); err == nil {
+			t.Fatalf("%s: a state file was written", c.name)
+		}
+	}
+
+	runOK(t, append(args, "--keycloak-ca-file", kc.CAFile)...)
+	auditor, err := client.Dial(t.Context(), srv.PublicAddr, client.WithToken(srv.ReaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditor.Close()
+	start := time.Now().Add(-time.Hour)
+	resp, err := auditor.SearchEvents(t.Context(), audittrail.SearchEventsRequest{PageSize: 1000,
+		Filter: audittrail.Filter{StartTime: &start, MetadataExact: map[string]string{"kc_realm": realm.Name}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login, userCreated bool
+	for _, e := range resp.Events {
+		login = login || (e.Action == "actions/keycloak/events/LOGIN" && e.Principal == "users/"+realm.UserID)
+		userCreated = userCreated || (e.Action == "actions/keycloak/admin/USER/CREATE" && e.Resource == "realms/"+realm.Name+"/users/"+realm.UserID)
+	}
+	if !login || !userCreated {
+		t.Errorf("forwarded over HTTPS: the login %v, the user's creation %v, want both among %d events", login, userCreated, len(resp.Events))
 	}
 }
 
