@@ -28,27 +28,24 @@ type countField struct {
 }
 
 // countFields are the fields --count-by takes by name, the API's names as
-// in -o csv's header; metadata.KEY, request_parameters.KEY, day and hour
-// are parsed apart.
-var countFields = map[string]func(e *audittrail.Event) string{
-	"principal":         func(e *audittrail.Event) string { return e.Principal },
-	"login_principal":   func(e *audittrail.Event) string { return e.LoginPrincipal },
-	"action":            func(e *audittrail.Event) string { return e.Action },
-	"resource":          func(e *audittrail.Event) string { return e.Resource },
-	"workspace":         func(e *audittrail.Event) string { return e.Workspace },
-	"event_source":      func(e *audittrail.Event) string { return e.EventSource },
-	"source_ip_address": func(e *audittrail.Event) string { return e.SourceIP },
-	"user_agent":        func(e *audittrail.Event) string { return e.UserAgent },
-	"status_code":       func(e *audittrail.Event) string { return e.StatusCodeString() },
-	"read_only":         func(e *audittrail.Event) string { return strconv.FormatBool(e.ReadOnly) },
-	"type":              func(e *audittrail.Event) string { return pb.EventType(e.Type).String() },
+// in -o csv's header, in the order the refusal of another name lists them;
+// metadata.KEY and request_parameters.KEY are parsed apart.
+var countFields = []countField{
+	{"principal", func(e *audittrail.Event) string { return e.Principal }},
+	{"login_principal", func(e *audittrail.Event) string { return e.LoginPrincipal }},
+	{"action", func(e *audittrail.Event) string { return e.Action }},
+	{"resource", func(e *audittrail.Event) string { return e.Resource }},
+	{"workspace", func(e *audittrail.Event) string { return e.Workspace }},
+	{"event_source", func(e *audittrail.Event) string { return e.EventSource }},
+	{"source_ip_address", func(e *audittrail.Event) string { return e.SourceIP }},
+	{"user_agent", func(e *audittrail.Event) string { return e.UserAgent }},
+	{"status_code", func(e *audittrail.Event) string { return e.StatusCodeString() }},
+	{"read_only", func(e *audittrail.Event) string { return strconv.FormatBool(e.ReadOnly) }},
+	{"type", func(e *audittrail.Event) string { return pb.EventType(e.Type).String() }},
 	// The event time's UTC day and hour, as the API writes times.
-	"day":  func(e *audittrail.Event) string { return e.EventTime.UTC().Format("2006-01-02") },
-	"hour": func(e *audittrail.Event) string { return e.EventTime.UTC().Format("2006-01-02T15") },
+	{"day", func(e *audittrail.Event) string { return e.EventTime.UTC().Format("2006-01-02") }},
+	{"hour", func(e *audittrail.Event) string { return e.EventTime.UTC().Format("2006-01-02T15") }},
 }
-
-const countByNames = "principal, login_principal, action, resource, workspace, event_source, source_ip_address, " +
-	"user_agent, status_code, read_only, type, day, hour, metadata.KEY, request_parameters.KEY"
 
 // parseCountBy parses the comma-separated fields of --count-by.
 func parseCountBy(s string) ([]countField, error) {
@@ -60,8 +57,15 @@ func parseCountBy(s string) ([]countField, error) {
 			value = func(e *audittrail.Event) string { return e.Metadata[key] }
 		} else if key, ok := strings.CutPrefix(name, "request_parameters."); ok && key != "" {
 			value = func(e *audittrail.Event) string { return e.RequestParameters[key] }
-		} else if value = countFields[name]; value == nil {
-			return nil, usageErrorf("--count-by %q: %q is not a field to count by; give one or more, comma-separated, of %s", s, name, countByNames)
+		} else if i := slices.IndexFunc(countFields, func(f countField) bool { return f.name == name }); i >= 0 {
+			value = countFields[i].value
+		} else {
+			names := make([]string, 0, len(countFields)+2)
+			for _, f := range countFields {
+				names = append(names, f.name)
+			}
+			return nil, usageErrorf("--count-by %q: %q is not a field to count by; give one or more, comma-separated, of %s", s, name,
+				strings.Join(append(names, "metadata.KEY", "request_parameters.KEY"), ", "))
 		}
 		if slices.ContainsFunc(fields, func(f countField) bool { return f.name == name }) {
 			return nil, usageErrorf("--count-by %q: %s is given twice", s, name)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,16 +82,19 @@ func TestMirrorCommand(t *testing.T) {
 
 	// A search of the mirror answers as the server does, for the events
 	// the mirror holds (the sample's, which end before s.end).
-	filter := []string{"--action-regex", "DELETE$", "--until", s.end.Add(time.Second).Format(time.RFC3339), "--all", "-o", "jsonl"}
-	fromServer, _, err := runCommand(t, "search", append([]string{"--addr", srv.PublicAddr, "--token", srv.ReaderToken}, filter...)...)
+	fromServer := []string{"--addr", srv.PublicAddr, "--token", srv.ReaderToken}
+	fromMirror := []string{"--mirror", dir, "--log-key", key}
+	filter := []string{"--action-regex", "DELETE$", "--until", s.end.Add(time.Second).Format(time.RFC3339)}
+	jsonl := slices.Concat(filter, []string{"--all", "-o", "jsonl"})
+	serverOut, _, err := runCommand(t, "search", slices.Concat(fromServer, jsonl)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromMirror, stderrMirror, err := runCommand(t, "search", append([]string{"--mirror", dir, "--log-key", key}, filter...)...)
+	mirrorOut, stderrMirror, err := runCommand(t, "search", slices.Concat(fromMirror, jsonl)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, got := parseJSONL(t, fromServer), parseJSONL(t, fromMirror)
+	want, got := parseJSONL(t, serverOut), parseJSONL(t, mirrorOut)
 	if len(want) == 0 || len(got) != len(want) {
 		t.Fatalf("search --mirror found %d events, the server %d", len(got), len(want))
 	}
@@ -103,12 +107,12 @@ func TestMirrorCommand(t *testing.T) {
 		t.Errorf("search --mirror printed on stderr %q", stderrMirror)
 	}
 	// --count-by counts the mirror's matches as the server's.
-	countArgs := []string{"--action-regex", "DELETE$", "--until", s.end.Add(time.Second).Format(time.RFC3339), "--count-by", "action,principal", "-o", "csv"}
-	countServer, _, err := runCommand(t, "search", append([]string{"--addr", srv.PublicAddr, "--token", srv.ReaderToken}, countArgs...)...)
+	counts := slices.Concat(filter, []string{"--count-by", "action,principal", "-o", "csv"})
+	countServer, _, err := runCommand(t, "search", slices.Concat(fromServer, counts)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	countMirror, countStderr, err := runCommand(t, "search", append([]string{"--mirror", dir, "--log-key", key}, countArgs...)...)
+	countMirror, countStderr, err := runCommand(t, "search", slices.Concat(fromMirror, counts)...)
 	if err != nil {
 		t.Fatal(err)
 	}
